@@ -1,0 +1,182 @@
+"""Where the store lives and how to open it.
+
+Resolution order for the URL: an explicit argument, then the `LEADSLA_STORE_URL` environment
+variable, then the Airflow connection `leadsla_store` (read lazily, only when Airflow is
+importable), then a SQLite file under $AIRFLOW_HOME. A bad URL or an unwritable folder raises
+`StoreConfigError` with one sentence saying what and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from leadsla.errors import StoreConfigError
+
+STORE_CONN_ID = "leadsla_store"
+DEFAULT_SQLITE_NAME = "leadsla_store.db"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+#: SQLite waits this long for a competing writer before "database is locked" (parallel tasks).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_sqlite_url(airflow_home: str | None = None) -> str:
+    """The SQLite file under $AIRFLOW_HOME (default ~/airflow), as Airflow itself does."""
+    home = Path(airflow_home or os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    return f"sqlite:///{(home / DEFAULT_SQLITE_NAME).resolve()}"
+
+
+def url_from_airflow_connection(conn_id: str = STORE_CONN_ID) -> str | None:
+    """The store URL held by an Airflow connection, or None when there is no such connection.
+
+    The connection may carry the whole SQLAlchemy URL in its extra as ``{"url": ...}``, or be an
+    ordinary postgres/sqlite connection whose fields make the URL.
+    """
+    env_value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    try:
+        from airflow.sdk import Connection  # noqa: F401  (import checks Airflow is present)
+        from airflow.sdk.bases.hook import BaseHook
+    except ImportError:
+        return None
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # AirflowNotFoundException and friends: no connection is not an error here
+        if env_value:
+            raise StoreConfigError(
+                f"the Airflow connection {conn_id!r} in AIRFLOW_CONN_{conn_id.upper()} could not be "
+                "read: give it as JSON, e.g. '{\"conn_type\": \"generic\", \"extra\": {\"url\": "
+                "\"postgresql+psycopg://user:pw@host/db\"}}'"
+            ) from None
+        return None
+    extra = conn.extra_dejson or {}
+    if extra.get("url"):
+        return str(extra["url"])
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type in {"postgres", "postgresql"}:
+        url = sa.URL.create(
+            "postgresql+psycopg",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or None,
+            port=conn.port or None,
+            database=conn.schema or None,
+        )
+        return url.render_as_string(hide_password=False)
+    if conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    raise StoreConfigError(
+        f"the Airflow connection {conn_id!r} has type {conn_type!r} and no extra 'url': use a "
+        "postgres connection, or put a SQLAlchemy URL in its extra as {\"url\": \"...\"}"
+    )
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The store URL to use, validated (see the module docstring for the order).
+
+    Raises:
+        StoreConfigError: the URL is malformed, names an unsupported backend, or its SQLite
+            folder cannot be created or written.
+    """
+    chosen = url or os.environ.get("LEADSLA_STORE_URL") or url_from_airflow_connection()
+    chosen = chosen or default_sqlite_url()
+    try:
+        parsed = make_url(chosen)
+    except ArgumentError:
+        raise StoreConfigError(
+            f"store URL {_redact(chosen)!r} is not a SQLAlchemy URL: use e.g. "
+            "'sqlite:////abs/path/leadsla.db' or 'postgresql+psycopg://user:pw@host:5432/db' "
+            f"(set in the {STORE_CONN_ID!r} connection or LEADSLA_STORE_URL)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise StoreConfigError(
+            f"store URL {_redact(chosen)!r} uses backend {backend!r}: the store supports "
+            f"{' and '.join(SUPPORTED_BACKENDS)} only"
+        )
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what we ship
+    if backend == "sqlite":
+        _check_sqlite_path(parsed.database, chosen)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _check_sqlite_path(database: str | None, shown: str) -> None:
+    if not database or database == ":memory:":
+        raise StoreConfigError(
+            f"store URL {shown!r} names no file: the store must outlive one process, give a path "
+            "such as sqlite:////abs/path/leadsla.db"
+        )
+    folder = Path(database).expanduser().resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreConfigError(
+            f"cannot create the store folder {folder} ({exc.strerror}): set AIRFLOW_HOME or the "
+            f"{STORE_CONN_ID!r} connection to a writable place"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise StoreConfigError(
+            f"the store folder {folder} is not writable: set AIRFLOW_HOME or the "
+            f"{STORE_CONN_ID!r} connection to a writable place"
+        )
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 (DBAPI objects)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for a resolved URL; SQLite gets WAL and a busy timeout on every connection."""
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, poolclass=sa.pool.NullPool
+        )
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead so
+        # two writers queue on busy_timeout rather than failing to upgrade a read lock.
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        sa.event.listen(engine, "connect", _disable_pysqlite_begin)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _disable_pysqlite_begin(dbapi_conn, _record) -> None:  # noqa: ANN001
+    dbapi_conn.isolation_level = None
+
+
+def open_store(url: str | None = None, *, upgrade: bool = True) -> sa.Engine:
+    """Resolve the URL, open an engine, and bring the schema up to date (idempotent).
+
+    Raises:
+        StoreConfigError: see `resolve_url`; also when the database cannot be reached.
+    """
+    from leadsla.store.migrations import upgrade as upgrade_schema
+
+    resolved = resolve_url(url)
+    engine = create_engine(resolved)
+    if upgrade:
+        try:
+            upgrade_schema(engine)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StoreConfigError(
+                f"cannot open the store at {_redact(resolved)!r}: {reason}"
+            ) from None
+    return engine

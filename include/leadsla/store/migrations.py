@@ -1,0 +1,71 @@
+"""Create or upgrade the store's schema on first use, idempotently and safely under concurrency.
+
+`upgrade(engine)` is called by `open_store`; it takes a lock (PostgreSQL advisory lock, SQLite's
+write lock) so parallel tasks starting together don't race, creates what is missing, installs the
+audit table's append-only guards, and records `SCHEMA_VERSION`. A store newer than this code is
+refused rather than written to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from leadsla.errors import StoreConfigError
+from leadsla.store.schema import SCHEMA_VERSION, metadata, schema_meta
+
+_PG_LOCK_KEY = 0x1EAD51A  # arbitrary, constant: "lead sla"
+
+#: Steps from version N to N+1, applied in order to stores older than SCHEMA_VERSION.
+#: Each is a function of a connection; version 1 is the initial create_all.
+_STEPS: dict[int, object] = {}
+
+_SQLITE_GUARDS = [
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+]
+_PG_GUARDS = [
+    "CREATE OR REPLACE FUNCTION leadsla_audit_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit is append-only'; END; $$ LANGUAGE plpgsql",
+    "DROP TRIGGER IF EXISTS audit_append_only ON audit",
+    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+    "FOR EACH ROW EXECUTE FUNCTION leadsla_audit_append_only()",
+]
+
+
+def current_version(conn: sa.Connection) -> int | None:
+    """The recorded schema version, or None for an empty database."""
+    if not sa.inspect(conn).has_table(schema_meta.name):
+        return None
+    return conn.execute(sa.select(sa.func.max(schema_meta.c.version))).scalar()
+
+
+def upgrade(engine: sa.Engine) -> int:
+    """Bring the store to SCHEMA_VERSION; returns the version now in place.
+
+    Raises:
+        StoreConfigError: the store was written by a newer version of this project.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        version = current_version(conn)
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreConfigError(
+                f"the store has schema version {version}, newer than this code's {SCHEMA_VERSION}: "
+                "upgrade leadsla before running it against this store"
+            )
+        if version == SCHEMA_VERSION:
+            return version
+        for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
+            _STEPS[step](conn)  # type: ignore[operator]
+        metadata.create_all(conn, checkfirst=True)
+        for statement in _SQLITE_GUARDS if conn.dialect.name == "sqlite" else _PG_GUARDS:
+            conn.exec_driver_sql(statement)
+        conn.execute(
+            schema_meta.insert().values(version=SCHEMA_VERSION, upgraded_at=dt.datetime.now(dt.UTC))
+        )
+    return SCHEMA_VERSION

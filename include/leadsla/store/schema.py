@@ -1,0 +1,297 @@
+"""The store's tables, as SQLAlchemy Core metadata: the contract between sync, engine, alerts and reports.
+
+Every instant is stored as a timezone-aware UTC timestamp (`UtcDateTime` below guarantees it on
+both backends). CRM rows keep their mapped columns plus the whole raw record as JSON, so a field
+the mapping adds later needs no migration to be read. This module declares; it never connects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+#: Bump when a table or column changes; `migrations.upgrade` brings older stores forward.
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """An aware UTC instant on every backend; a naive value is refused, never guessed.
+
+    SQLite has no timezone type, so values are normalised to UTC on the way in and marked UTC on
+    the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored: give it a timezone")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _now_column(name: str, **kw) -> sa.Column:
+    return sa.Column(name, UtcDateTime(), nullable=False, **kw)
+
+
+schema_meta = sa.Table(
+    "schema_meta",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    _now_column("upgraded_at"),
+)
+
+# --- CRM mirror -------------------------------------------------------------------------------
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("object_type", sa.String(40), primary_key=True),  # Lead, Opportunity, Account
+    sa.Column("record_id", sa.String(18), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("company", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("status", sa.String(80)),  # Lead.Status or Opportunity.StageName
+    sa.Column("owner_id", sa.String(18)),
+    sa.Column("lead_source", sa.String(120)),
+    sa.Column("lead_type", sa.String(120)),
+    sa.Column("account_tier", sa.String(40)),
+    sa.Column("country", sa.String(80)),
+    sa.Column("is_converted", sa.Boolean),
+    sa.Column("converted_opportunity_id", sa.String(18)),
+    sa.Column("account_id", sa.String(18)),
+    sa.Column("is_won", sa.Boolean),
+    sa.Column("rejection_reason", sa.String(255)),
+    sa.Column("created_at", UtcDateTime()),
+    sa.Column("modified_at", UtcDateTime()),  # SystemModstamp
+    sa.Column("lock_until", UtcDateTime()),  # SLA round-robin lock, mirrored from SLA_Lock_Until__c
+    sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("fields", sa.JSON, nullable=False),  # every mapped field as the CRM sent it
+    _now_column("synced_at"),
+    sa.Index(None, "object_type", "status"),
+    sa.Index(None, "owner_id"),
+    sa.Index(None, "modified_at"),
+)
+
+field_history = sa.Table(
+    "field_history",
+    metadata,
+    sa.Column("history_id", sa.String(18), primary_key=True),  # LeadHistory/OpportunityFieldHistory Id
+    sa.Column("object_type", sa.String(40), nullable=False),
+    sa.Column("record_id", sa.String(18), nullable=False),
+    sa.Column("field", sa.String(80), nullable=False),
+    sa.Column("old_value", sa.Text),
+    sa.Column("new_value", sa.Text),
+    sa.Column("changed_by", sa.String(18)),
+    _now_column("changed_at"),
+    sa.Index(None, "object_type", "record_id", "changed_at"),
+)
+
+activities = sa.Table(
+    "activities",
+    metadata,
+    sa.Column("activity_id", sa.String(18), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # Task or Event
+    sa.Column("who_id", sa.String(18)),
+    sa.Column("what_id", sa.String(18)),
+    sa.Column("owner_id", sa.String(18)),
+    sa.Column("type", sa.String(80)),
+    sa.Column("subtype", sa.String(80)),
+    sa.Column("subject", sa.Text),
+    _now_column("created_at"),
+    sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    _now_column("synced_at"),
+    sa.Index(None, "who_id", "created_at"),
+    sa.Index(None, "what_id", "created_at"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.String(18), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("manager_id", sa.String(18)),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("timezone", sa.String(64)),  # IANA, from TimeZoneSidKey
+    sa.Column("team", sa.String(80)),
+    sa.Column("role", sa.String(80)),
+    sa.Column("out_of_office", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("fields", sa.JSON, nullable=False),
+    _now_column("synced_at"),
+)
+
+queues = sa.Table(
+    "queues",
+    metadata,
+    sa.Column("queue_id", sa.String(18), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("developer_name", sa.String(80)),
+    _now_column("synced_at"),
+)
+
+sync_watermarks = sa.Table(
+    "sync_watermarks",
+    metadata,
+    sa.Column("object_type", sa.String(60), primary_key=True),
+    sa.Column("watermark", UtcDateTime(), nullable=False),  # highest SystemModstamp committed
+    _now_column("updated_at"),
+)
+
+sync_runs = sa.Table(
+    "sync_runs",
+    metadata,
+    sa.Column("sync_id", sa.Integer, primary_key=True, autoincrement=True),
+    _now_column("started_at"),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("status", sa.String(20), nullable=False),  # running, success, failed, limited
+    sa.Column("api_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("records_changed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("api_remaining", sa.Integer),
+    sa.Column("api_max", sa.Integer),
+    sa.Column("detail", sa.JSON),
+    sa.Column("run_id", sa.String(250)),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("quarantine_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("object_type", sa.String(40), nullable=False),
+    sa.Column("record_id", sa.String(40)),  # may itself be the malformed part
+    sa.Column("payload", sa.JSON, nullable=False),  # the row exactly as received, for replay
+    sa.Column("reasons", sa.JSON, nullable=False),  # list of human-readable reasons
+    _now_column("first_seen_at"),
+    _now_column("last_seen_at"),
+    sa.Column("released_at", UtcDateTime()),  # set when a later validation lets it through
+    sa.Column("run_id", sa.String(250)),
+    sa.Index(None, "object_type", "record_id"),
+)
+
+# --- SLA clocks and their consequences --------------------------------------------------------
+
+clocks = sa.Table(
+    "clocks",
+    metadata,
+    # Clock identity (DESIGN.md): (sla_id, record_id, clock_start).
+    sa.Column("sla_id", sa.String(80), primary_key=True),
+    sa.Column("record_id", sa.String(18), primary_key=True),
+    sa.Column("clock_start", UtcDateTime(), primary_key=True),
+    sa.Column("object_type", sa.String(40), nullable=False),
+    sa.Column("policy_version", sa.String(40), nullable=False),
+    sa.Column("tier", sa.String(80), nullable=False),
+    sa.Column("calendar", sa.String(80), nullable=False),
+    sa.Column("target_seconds", sa.Integer, nullable=False),
+    sa.Column("owner_id", sa.String(18)),
+    sa.Column("team", sa.String(80)),
+    sa.Column("state", sa.String(20), nullable=False),  # running, paused, met, met_late, breached
+    sa.Column("elapsed_seconds", sa.Integer, nullable=False),
+    sa.Column("remaining_seconds", sa.Integer, nullable=False),
+    sa.Column("percent_elapsed", sa.Float, nullable=False),
+    sa.Column("colour", sa.String(10), nullable=False),
+    sa.Column("deadline", UtcDateTime()),
+    sa.Column("stopped_at", UtcDateTime()),
+    sa.Column("breached_at", UtcDateTime()),
+    _now_column("evaluated_at"),
+    sa.Index(None, "state"),
+    sa.Index(None, "owner_id", "state"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("outbox_id", sa.Integer, primary_key=True, autoincrement=True),
+    # Idempotency key (DESIGN.md): clock identity + checkpoint + recipient + channel, hashed.
+    sa.Column("idempotency_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("sla_id", sa.String(80)),
+    sa.Column("record_id", sa.String(18)),
+    sa.Column("clock_start", UtcDateTime()),
+    sa.Column("checkpoint", sa.String(80), nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),  # user id, email, channel or queue
+    sa.Column("channel", sa.String(20), nullable=False),  # slack, email, crm
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed, superseded, held
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    _now_column("created_at"),
+    _now_column("not_before"),  # quiet hours and retry back-off
+    sa.Column("claimed_until", UtcDateTime()),  # a delivery lease, so overlapping runs don't both send
+    sa.Column("delivered_at", UtcDateTime()),
+    sa.Column("external_id", sa.Text),  # Slack ts or email Message-ID
+    sa.Column("last_error", sa.Text),
+    sa.Index(None, "status", "not_before"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    # Append-only: triggers created in migrations refuse UPDATE and DELETE on both backends.
+    sa.Column("audit_id", sa.Integer, primary_key=True, autoincrement=True),
+    _now_column("at"),  # when the decision was made (the run's logical time for evaluations)
+    _now_column("recorded_at"),  # wall time of the write
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("object_type", sa.String(40)),
+    sa.Column("record_id", sa.String(18)),
+    sa.Column("sla_id", sa.String(80)),
+    sa.Column("clock_start", UtcDateTime()),
+    sa.Column("checkpoint", sa.String(80)),
+    sa.Column("actor", sa.Text),  # who or what acted: a rule id, a user id, "crm_sync"
+    sa.Column("policy_version", sa.String(40)),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("dag_id", sa.String(250)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("task_id", sa.String(250)),
+    sa.Column("try_number", sa.Integer),
+    sa.Index(None, "record_id", "at"),
+    sa.Index(None, "event", "at"),
+)
+
+#: Events the audit trail records; writing anything else is refused, so a typo can't hide a fact.
+AUDIT_EVENTS = frozenset(
+    {
+        "clock_start",
+        "clock_pause",
+        "clock_resume",
+        "clock_stop",
+        "clock_rebase",
+        "checkpoint_due",
+        "checkpoint_superseded",
+        "message_queued",
+        "message_sent",
+        "message_failed",
+        "escalation",
+        "reassignment",
+        "lock_set",
+        "lock_released",
+        "lock_restored",
+        "crm_write",
+        "crm_write_conflict",
+        "sync",
+        "quarantine",
+        "policy_loaded",
+        "health_finding",
+        "war_room_visit",
+    }
+)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole suite, as `make test` and CI run it. Runs with the project's .venv; never needs the
+# internet. Extra arguments go to pytest (e.g. scripts/test.sh -k calendar).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Tests make their own AIRFLOW_HOME; never touch the developer's.
+unset AIRFLOW_HOME
+export PYTHONDONTWRITEBYTECODE=1
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}/leadsla-runtime-$(id -u)}"; mkdir -p "$XDG_RUNTIME_DIR"
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

