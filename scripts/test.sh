@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 # Tests make their own AIRFLOW_HOME; never touch the developer's.
 unset AIRFLOW_HOME
 export PYTHONDONTWRITEBYTECODE=1
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}/leadsla-runtime-$(id -u)}"; mkdir -p "$XDG_RUNTIME_DIR"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}/leadsla-runtime-$(id -u)}"; mkdir -p -m 700 "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

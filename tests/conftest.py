@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-# Never let a test read the developer's Airflow or store by accident.
+# Never let a test read the developer's Airflow or store by accident: every test process gets its
+# own AIRFLOW_HOME (set before anything imports airflow) with examples off and an absolute SQLite URL.
 os.environ.pop("LEADSLA_STORE_URL", None)
 os.environ.pop("AIRFLOW_CONN_LEADSLA_STORE", None)
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="leadsla-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 
 _db_counter = itertools.count()
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make run`: Airflow standalone with the project's DAGs and plugins at http://localhost:8080.
+# AIRFLOW_HOME is .airflow/ in the checkout (git-ignored); the metadata DB is SQLite there.
+# Ctrl-C stops everything this script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/.venv/bin
+export PATH="$BIN:$PATH"
+
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.airflow}"
+if ! mkdir -p "$AIRFLOW_HOME" 2>/dev/null || [ ! -w "$AIRFLOW_HOME" ]; then
+  echo "error: AIRFLOW_HOME=$AIRFLOW_HOME is not writable: unset it (make run uses .airflow/ in the checkout) or point it at a writable folder" >&2
+  exit 1
+fi
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${LEADSLA_ADMIN_USER:-admin}:admin"
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+export LEADSLA_SANDBOX_DIR="${LEADSLA_SANDBOX_DIR:-$AIRFLOW_HOME/sandbox}"
+mkdir -p "$LEADSLA_SANDBOX_DIR"
+
+# Everything started below belongs to this process group; Ctrl-C or any exit stops it all.
+trap 'trap - INT TERM EXIT; echo; echo "stopping..."; kill -- -$$ 2>/dev/null; wait' INT TERM EXIT
+
+echo "== migrating the Airflow metadata database ($AIRFLOW_HOME/airflow.db)"
+airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { echo "error: airflow db migrate failed, see $AIRFLOW_HOME/migrate.log" >&2; exit 1; }
+
+echo "== creating connections (embedded defaults)"
+"$BIN/python" -m sandbox.devstack connections >"$AIRFLOW_HOME/connections.json"
+airflow connections import --overwrite "$AIRFLOW_HOME/connections.json" >/dev/null
+"$BIN/leadsla" store | head -1
+
+"$BIN/python" -m sandbox.devstack start &
+
+echo "== starting Airflow standalone (logs in $AIRFLOW_HOME/standalone.log)"
+airflow standalone >"$AIRFLOW_HOME/standalone.log" 2>&1 &
+
+password_file="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+for _ in $(seq 1 120); do
+  if curl -fsS -o /dev/null http://localhost:8080/api/v2/monitor/health 2>/dev/null && [ -s "$password_file" ]; then
+    user="${LEADSLA_ADMIN_USER:-admin}"
+    password=$("$BIN/python" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$password_file" "$user")
+    echo
+    echo "Lead SLA Monitor is up:  http://localhost:8080   login: $user / $password"
+    "$BIN/python" -m sandbox.devstack describe
+    echo "Ctrl-C stops everything."
+    break
+  fi
+  sleep 2
+done
+wait
