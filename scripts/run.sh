@@ -22,8 +22,25 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
 export LEADSLA_SANDBOX_DIR="${LEADSLA_SANDBOX_DIR:-$AIRFLOW_HOME/sandbox}"
 mkdir -p "$LEADSLA_SANDBOX_DIR"
 
-# Everything started below belongs to this process group; Ctrl-C or any exit stops it all.
-trap 'trap - INT TERM EXIT; echo; echo "stopping..."; kill -- -$$ 2>/dev/null; wait' INT TERM EXIT
+# Each background job gets its own process group (set -m), so stopping a job stops its whole tree;
+# Ctrl-C, a kill or any exit stops every job this script started.
+set -m
+jobs_started=()
+start_job() { "$@" & jobs_started+=("$!"); }
+stop_all() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for pid in "${jobs_started[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 30); do
+    alive=0
+    for pid in "${jobs_started[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 1
+  done
+  for pid in "${jobs_started[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  echo "stopped."
+}
+trap stop_all INT TERM EXIT
 
 echo "== migrating the Airflow metadata database ($AIRFLOW_HOME/airflow.db)"
 airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { echo "error: airflow db migrate failed, see $AIRFLOW_HOME/migrate.log" >&2; exit 1; }
@@ -31,12 +48,13 @@ airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { echo "error: airflow d
 echo "== creating connections (embedded defaults)"
 "$BIN/python" -m sandbox.devstack connections >"$AIRFLOW_HOME/connections.json"
 airflow connections import --overwrite "$AIRFLOW_HOME/connections.json" >/dev/null
-"$BIN/leadsla" store | head -1
+"$BIN/leadsla" store >"$AIRFLOW_HOME/store.txt"
+head -n 1 "$AIRFLOW_HOME/store.txt"
 
-"$BIN/python" -m sandbox.devstack start &
+start_job "$BIN/python" -m sandbox.devstack start
 
 echo "== starting Airflow standalone (logs in $AIRFLOW_HOME/standalone.log)"
-airflow standalone >"$AIRFLOW_HOME/standalone.log" 2>&1 &
+start_job airflow standalone >"$AIRFLOW_HOME/standalone.log" 2>&1
 
 password_file="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 for _ in $(seq 1 120); do
