@@ -81,15 +81,16 @@ def parse_duration(text: str | int | dt.timedelta, *, what: str = "duration") ->
     return sum(int(n) * unit[u] for n, u in _DURATION_RE.findall(text))
 
 
-def format_duration(seconds: int) -> str:
-    """Seconds as a short human duration: 14460 -> "4h 1m"."""
+def format_duration(seconds: int, *, days: bool = True) -> str:
+    """Seconds as a short human duration: 14460 -> "4h 1m". With days=False, 86400 -> "24h" (a day of
+    business time is not a business day, so business durations are shown in hours)."""
     seconds = int(seconds)
     if seconds == 0:
         return "0s"
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
     parts = []
-    for unit, size in (("d", _DAY), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("d", _DAY if days else 10**18), ("h", 3600), ("m", 60), ("s", 1)):
         n, seconds = divmod(seconds, size)
         if n:
             parts.append(f"{n}{unit}")

@@ -145,11 +145,12 @@ class Target(_Model):
         return None if self.outside_hours_duration is None else parse_duration(self.outside_hours_duration)
 
     def describe(self) -> str:
-        text = f"{format_duration(self.seconds)} {self.time}"
+        days = self.time == "calendar"
+        text = f"{format_duration(self.seconds, days=days)} {self.time}"
         if self.time == "business":
             text += f" ({'owner calendar' if self.calendar == OWNER_CALENDAR else self.calendar})"
         if self.outside_hours_duration is not None:
-            text += f"; {format_duration(self.outside_hours_seconds)} if started outside hours"
+            text += f"; {format_duration(self.outside_hours_seconds, days=days)} if started outside hours"
         return text
 
 
