@@ -1,0 +1,289 @@
+"""Clock derivation: from record timelines to SLA clocks and their owner/pause segments.
+
+Given one SLA's start, stop and pause rules and the store's `field_history` and `activities`
+rows, this finds every clock (record, clock_start, stopped_at) and splits each clock's life into
+segments at every owner change and pause-field change, each segment carrying the owner and
+whether it was paused. Everything is numpy over sorted (record code, epoch second) keys: a record
+and an instant pack into one int64 (``record << 34 | second``), so "the first stop after this
+start on the same record" or "the owner as of this instant" is one ``np.searchsorted`` for all
+clocks at once. There is no per-clock Python loop here.
+
+This module never reads the policy file, the store or the wall clock; `now` is always passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadsla.calendar import epoch_seconds_array
+from leadsla.policy import Sla
+
+_SHIFT = np.int64(34)  # 2**34 seconds reach the year 2514
+_MASK = np.int64((1 << 34) - 1)
+#: The field_history field that records ownership (Salesforce LeadHistory/OpportunityFieldHistory).
+OWNER_FIELD = "OwnerId"
+#: Record columns that stand for a CRM field when a field has no history yet.
+FIELD_COLUMNS = {"Status": "status", "StageName": "status", "OwnerId": "owner_id", "Owner": "owner_id"}
+
+
+def pack(record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    return (record.astype(np.int64) << _SHIFT) | seconds.astype(np.int64)
+
+
+@dataclass
+class Events:
+    """(record code, second) events sorted by packed key, with optional old/new values."""
+
+    key: np.ndarray
+    old: np.ndarray | None = None
+    new: np.ndarray | None = None
+
+    @property
+    def record(self) -> np.ndarray:
+        return self.key >> _SHIFT
+
+    @property
+    def seconds(self) -> np.ndarray:
+        return self.key & _MASK
+
+    @classmethod
+    def build(cls, record: np.ndarray, seconds: np.ndarray, old=None, new=None) -> Events:
+        key = pack(record, seconds)
+        order = np.argsort(key, kind="stable")
+        return cls(
+            key[order],
+            None if old is None else np.asarray(old, dtype=object)[order],
+            None if new is None else np.asarray(new, dtype=object)[order],
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Events]) -> Events:
+        key = np.concatenate([p.key for p in parts]) if parts else np.empty(0, np.int64)
+        return cls(np.sort(key, kind="stable"))
+
+
+def value_asof(events: Events, record: np.ndarray, seconds: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """A field's value at each (record, second): the last change at or before it; before the first
+    change, that change's old value; with no change at all, `fallback` (the record's current value)."""
+    if len(events.key) == 0:
+        return fallback
+    q = pack(record, seconds)
+    i = np.searchsorted(events.key, q, side="right") - 1
+    ic = np.clip(i, 0, None)
+    has_before = (i >= 0) & (events.record[ic] == record)
+    j = np.clip(i + 1, 0, len(events.key) - 1)
+    has_after = (events.record[j] == record) & ~has_before
+    out = np.where(has_before, events.new[ic], fallback)
+    return np.where(has_after, events.old[j], out)
+
+
+@dataclass
+class RecordIndex:
+    """Record ids of one object type as dense integer codes, with the record columns as arrays."""
+
+    ids: pd.Index
+    frame: pd.DataFrame  # records of this object type, positionally aligned with the codes
+
+    @classmethod
+    def build(cls, records: pd.DataFrame, object_type: str) -> RecordIndex:
+        frame = records[records["object_type"] == object_type].reset_index(drop=True)
+        ids = pd.Index(frame["record_id"].to_numpy(dtype=object))
+        return cls(ids, frame)
+
+    def codes(self, record_ids: pd.Series | np.ndarray) -> np.ndarray:
+        return self.ids.get_indexer(np.asarray(record_ids, dtype=object))
+
+    def column(self, name: str) -> np.ndarray:
+        if name in self.frame.columns:
+            return self.frame[name].to_numpy(dtype=object)
+        if "fields" in self.frame.columns:
+            return np.array(
+                [f.get(name) if isinstance(f, dict) else None for f in self.frame["fields"]], dtype=object
+            )
+        return np.full(len(self.frame), None, dtype=object)
+
+    def field_value(self, field: str) -> np.ndarray:
+        """The record's current value of a CRM field (mapped column if there is one)."""
+        return self.column(FIELD_COLUMNS.get(field, field))
+
+
+@dataclass
+class Timeline:
+    """One object type's field history and activities, restricted to instants <= now, as codes."""
+
+    index: RecordIndex
+    history: pd.DataFrame  # columns: code, field, old_value, new_value, t
+    activities: pd.DataFrame  # columns: code, owner_id, t
+
+    @classmethod
+    def build(
+        cls,
+        index: RecordIndex,
+        object_type: str,
+        field_history: pd.DataFrame,
+        activities: pd.DataFrame,
+        now_s: int,
+    ) -> Timeline:
+        fh = field_history[field_history["object_type"] == object_type]
+        t = (
+            epoch_seconds_array(fh["changed_at"], "field_history.changed_at")
+            if len(fh)
+            else np.empty(0, np.int64)
+        )
+        history = pd.DataFrame(
+            {
+                "code": index.codes(fh["record_id"]) if len(fh) else np.empty(0, np.int64),
+                "field": fh["field"].to_numpy(dtype=object),
+                "old_value": fh["old_value"].to_numpy(dtype=object),
+                "new_value": fh["new_value"].to_numpy(dtype=object),
+                "t": t,
+            }
+        )
+        history = history[(history["code"] >= 0) & (history["t"] <= now_s)]
+        link = "who_id" if object_type == "Lead" else "what_id"
+        act = activities
+        if len(act) and "is_deleted" in act.columns:
+            act = act[~act["is_deleted"].fillna(False).astype(bool)]
+        at = (
+            epoch_seconds_array(act["created_at"], "activities.created_at")
+            if len(act)
+            else np.empty(0, np.int64)
+        )
+        acts = pd.DataFrame(
+            {
+                "code": index.codes(act[link]) if len(act) else np.empty(0, np.int64),
+                "owner_id": act["owner_id"].to_numpy(dtype=object) if len(act) else np.empty(0, object),
+                "t": at,
+            }
+        )
+        acts = acts[(acts["code"] >= 0) & (acts["t"] <= now_s)]
+        return cls(index, history, acts)
+
+    def field_events(self, field: str) -> Events:
+        h = self.history[self.history["field"] == field]
+        return Events.build(
+            h["code"].to_numpy(), h["t"].to_numpy(), h["old_value"].to_numpy(), h["new_value"].to_numpy()
+        )
+
+    def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        fallback = self.index.field_value(OWNER_FIELD)[record]
+        return value_asof(self.field_events(OWNER_FIELD), record, seconds, fallback)
+
+
+def _is_set(values: pd.Series) -> np.ndarray:
+    return (values.notna() & (values.astype("string").fillna("") != "")).to_numpy(dtype=bool)
+
+
+def start_events(sla: Sla, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
+    """(record code, second) of every start-rule event: the field entering a value, or being set."""
+    h = tl.history[tl.history["field"] == sla.start.field]
+    if sla.start.becomes is not None:
+        new = h["new_value"].astype("string")
+        old = h["old_value"].astype("string")
+        hit = ((new == sla.start.becomes) & (old.fillna("\x00") != sla.start.becomes)).to_numpy(dtype=bool)
+    else:
+        hit = _is_set(h["new_value"]) & ~_is_set(h["old_value"])
+    return h["code"].to_numpy()[hit], h["t"].to_numpy()[hit]
+
+
+def stop_events(sla: Sla, tl: Timeline) -> Events:
+    """Every instant at which a stop rule fires, per record (sorted packed keys)."""
+    parts = []
+    for rule in sla.stop:
+        if rule.activity_by is not None:
+            a = tl.activities
+            code, t = a["code"].to_numpy(), a["t"].to_numpy()
+            if rule.activity_by == "owner" and len(a):
+                owner = tl.owner_asof(code, t)
+                keep = a["owner_id"].to_numpy(dtype=object) == owner
+                code, t = code[keep], t[keep]
+            parts.append(Events.build(code, t))
+            continue
+        h = tl.history[tl.history["field"] == rule.field]
+        if rule.in_ is not None:
+            hit = h["new_value"].astype("string").isin(rule.in_).to_numpy(dtype=bool)
+        else:
+            hit = _is_set(h["new_value"])
+        parts.append(Events.build(h["code"].to_numpy()[hit], h["t"].to_numpy()[hit]))
+    return Events.concat(parts)
+
+
+@dataclass
+class Clocks:
+    """Clocks of one SLA: parallel arrays, one entry per clock."""
+
+    record: np.ndarray  # record code
+    start: np.ndarray  # epoch seconds
+    stop: np.ndarray  # epoch seconds, -1 when still open
+
+
+def derive_clocks(sla: Sla, tl: Timeline) -> Clocks:
+    """Every clock of `sla`: a start event opens one unless a clock of the same record is still open
+    (a re-entry such as Nurture -> SAL resumes it instead); the first stop event at or after the
+    start closes it."""
+    code, t = start_events(sla, tl)
+    stops = stop_events(sla, tl)
+    if len(code) == 0:
+        empty = np.empty(0, np.int64)
+        return Clocks(empty, empty, empty)
+    key = np.sort(pack(code, t))
+    code, t = key >> _SHIFT, key & _MASK
+    # A candidate is a new clock if it is the record's first, or a stop fell in [previous, this).
+    before = np.searchsorted(stops.key, key, side="left")
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = (code[1:] != code[:-1]) | (before[1:] > before[:-1])
+    key, code, t = key[new], code[new], t[new]
+    j = np.searchsorted(stops.key, key, side="left")
+    jc = np.clip(j, 0, max(len(stops.key) - 1, 0))
+    if len(stops.key):
+        has = (j < len(stops.key)) & (stops.record[jc] == code)
+        stop = np.where(has, stops.seconds[jc], -1)
+    else:
+        stop = np.full(len(key), -1, np.int64)
+    return Clocks(code, t, stop)
+
+
+@dataclass
+class Segments:
+    """Each clock's life split at owner and pause changes; parallel arrays sorted by (clock, start)."""
+
+    clock: np.ndarray  # index into the Clocks arrays
+    start: np.ndarray
+    end: np.ndarray
+    owner: np.ndarray  # object: CRM user id as of the segment's start
+    paused: np.ndarray  # bool
+
+
+def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> Segments:
+    """Split [clock start, end) at every owner change and pause-field change of the record."""
+    fields = [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)]
+    h = tl.history[tl.history["field"].isin(fields)]
+    breaks = Events.build(h["code"].to_numpy(), h["t"].to_numpy())
+    n = len(clocks.record)
+    lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
+    hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="left")
+    count = np.maximum(hi - lo, 0) + 1
+    clock = np.repeat(np.arange(n), count)
+    first = np.cumsum(count) - count
+    pos = np.arange(len(clock)) - first[clock]
+    if len(breaks.key):
+        inner = breaks.seconds[np.clip(lo[clock] + pos - 1, 0, len(breaks.key) - 1)]
+        seg_start = np.where(pos == 0, clocks.start[clock], inner)
+    else:
+        seg_start = clocks.start[clock]
+    seg_end = np.empty_like(seg_start)
+    seg_end[:-1] = seg_start[1:]
+    last = first + count - 1
+    seg_end[last] = end
+    record = clocks.record[clock]
+    owner = tl.owner_asof(record, seg_start)
+    paused = np.zeros(len(clock), dtype=bool)
+    for rule in sla.pause:
+        value = value_asof(
+            tl.field_events(rule.field), record, seg_start, tl.index.field_value(rule.field)[record]
+        )
+        paused |= pd.Series(value, dtype=object).astype("string").isin(rule.in_).to_numpy(dtype=bool)
+    return Segments(clock, seg_start, seg_end, owner, paused)

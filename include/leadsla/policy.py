@@ -1,0 +1,485 @@
+"""The SLA policy as code: load and validate include/config/sla_policy.yaml into typed objects.
+
+The policy names calendars, teams (each on a calendar, with a manager), contacts for roles (VPs),
+and SLAs: what starts, stops and pauses a clock, tiers matched in explicit priority order with a
+required default, each tier's target, the checkpoints (percent of target, "2h elapsed",
+"target + 1m") with recipients by role and channels, and the breach actions.
+
+Loading is all-or-nothing: every problem is reported with the file, the key path (e.g.
+``slas[0].tiers[2].target.duration``), the bad value and what was expected, and nothing is
+returned unless the whole file is valid. This module never touches the store, Airflow or the
+network; the engine decides what a policy means for a clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
+
+from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, parse_duration
+from leadsla.errors import LeadSlaError
+
+#: The shipped policy.
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "sla_policy.yaml"
+#: Roles the engine and the alerts resolve from the data (owner, their manager, the team's manager).
+DATA_ROLES = frozenset({"owner", "owner_manager", "team_manager"})
+#: Fields of `records` a tier may match on.
+TIER_FIELDS = frozenset({"lead_type", "lead_source", "account_tier", "country", "status"})
+#: A target's calendar may be this instead of a calendar name: the owner's team's calendar.
+OWNER_CALENDAR = "owner"
+#: The calendar used for targets in calendar (real) time.
+REAL_TIME_CALENDAR = "24x7"
+
+_SLUG = r"^[a-z][a-z0-9_]*$"
+_CHECKPOINT_RE = re.compile(
+    r"^\s*(?:(?P<pct>\d+(?:\.\d+)?)\s*%|(?P<elapsed>[\dhmsd ]+?)\s+elapsed|target(?:\s*(?P<sign>[+-])\s*(?P<delta>[\dhmsd ]+))?)\s*$"
+)
+
+
+class PolicyError(LeadSlaError):
+    """The policy file is missing, unreadable or invalid; nothing from it was applied."""
+
+
+def _duration(value: Any) -> str:
+    parse_duration(value)  # raises CalendarError (a ValueError-free message) -> wrapped below
+    return str(value)
+
+
+def _checked_duration(value: Any) -> str:
+    try:
+        return _duration(value)
+    except CalendarError:
+        raise ValueError("expected a duration such as 4h, 5m, 1h30m, 3d") from None
+
+
+Duration = Annotated[str | int, AfterValidator(_checked_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Team(_Model):
+    calendar: str
+    manager: str | None = None  # CRM user id of the team manager
+    queue: str | None = None  # the team's CRM queue name
+    slack_channel: str | None = None
+
+
+class Contact(_Model):
+    """How to reach a role the data cannot resolve (VPs): an email and/or a Slack target."""
+
+    email: str | None = None
+    slack: str | None = None
+    user_id: str | None = None
+
+
+class QuietHours(_Model):
+    """Non-critical messages wait outside these local hours of the recipient (users.timezone)."""
+
+    start: str = Field(pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(pattern=r"^\d{2}:\d{2}$")
+    default_timezone: str = "America/New_York"
+
+
+class StartRule(_Model):
+    """A clock starts when `field` changes to `becomes`, or (set: true) gets any value."""
+
+    field: str
+    becomes: str | None = None
+    set: bool | None = None
+
+    def describe(self) -> str:
+        return f"{self.field} becomes {self.becomes}" if self.becomes is not None else f"{self.field} is set"
+
+
+class StopRule(_Model):
+    """One way a clock stops: the owner logs an activity, a field enters a set, or a field is set."""
+
+    activity_by: Literal["owner", "anyone"] | None = None
+    field: str | None = None
+    in_: list[str] | None = Field(default=None, alias="in")
+    set: bool | None = None
+
+    def describe(self) -> str:
+        if self.activity_by:
+            return f"activity by {self.activity_by}"
+        if self.in_ is not None:
+            return f"{self.field} in {', '.join(self.in_)}"
+        return f"{self.field} is set"
+
+
+class PauseRule(_Model):
+    """The clock is paused while `field`'s value is in `in`."""
+
+    field: str
+    in_: list[str] = Field(alias="in", min_length=1)
+
+
+class Target(_Model):
+    duration: Duration
+    time: Literal["business", "calendar"] = "business"
+    calendar: str = OWNER_CALENDAR
+    #: When the clock starts outside the calendar's hours, this duration applies instead.
+    outside_hours_duration: Duration | None = None
+
+    @property
+    def seconds(self) -> int:
+        return parse_duration(self.duration)
+
+    @property
+    def outside_hours_seconds(self) -> int | None:
+        return None if self.outside_hours_duration is None else parse_duration(self.outside_hours_duration)
+
+    def describe(self) -> str:
+        days = self.time == "calendar"
+        text = f"{format_duration(self.seconds, days=days)} {self.time}"
+        if self.time == "business":
+            text += f" ({'owner calendar' if self.calendar == OWNER_CALENDAR else self.calendar})"
+        if self.outside_hours_duration is not None:
+            text += f"; {format_duration(self.outside_hours_seconds, days=days)} if started outside hours"
+        return text
+
+
+class Tier(_Model):
+    id: str = Field(pattern=_SLUG)
+    when: dict[str, list[str]] | None = None  # record field -> accepted values; all must match
+    default: bool = False
+    target: Target
+    critical: bool = False  # breaches go at once, even in quiet hours
+
+    @field_validator("when")
+    @classmethod
+    def _fields_known(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for key in value or {}:
+            if key not in TIER_FIELDS:
+                raise ValueError(
+                    f"unknown record field {key!r}: expected one of {', '.join(sorted(TIER_FIELDS))}"
+                )
+        return value
+
+
+Channel = Literal["slack", "email"]
+
+
+class Checkpoint(_Model):
+    id: str = Field(pattern=_SLUG)
+    at: str
+    notify: list[str] = Field(min_length=1)
+    channels: list[Channel] = Field(default_factory=lambda: ["slack"], min_length=1)
+    priority: Literal["normal", "high"] = "normal"
+
+    @field_validator("at")
+    @classmethod
+    def _offset_parses(cls, value: str) -> str:
+        m = _CHECKPOINT_RE.match(value)
+        if not m:
+            raise ValueError(
+                'expected "N%", "<duration> elapsed", "target", "target + <duration>" or "target - <duration>"'
+            )
+        for part in (m.group("elapsed"), m.group("delta")):
+            if part is not None:
+                try:
+                    parse_duration(part.strip())
+                except CalendarError:
+                    raise ValueError(f"{part.strip()!r} is not a duration such as 2h or 1m") from None
+        return value
+
+    def offset(self) -> tuple[str, float]:
+        """("percent", p) | ("elapsed", seconds) | ("target", signed seconds)."""
+        m = _CHECKPOINT_RE.match(self.at)
+        if m.group("pct") is not None:
+            return "percent", float(m.group("pct"))
+        if m.group("elapsed") is not None:
+            return "elapsed", float(parse_duration(m.group("elapsed").strip()))
+        delta = parse_duration(m.group("delta").strip()) if m.group("delta") else 0
+        return "target", float(-delta if m.group("sign") == "-" else delta)
+
+    def offset_seconds(self, target_seconds: int) -> int:
+        kind, value = self.offset()
+        if kind == "percent":
+            return int(round(target_seconds * value / 100))
+        if kind == "elapsed":
+            return int(value)
+        return max(0, int(target_seconds + value))
+
+
+class Breach(_Model):
+    """What happens when the clock passes its target: a checkpoint with consequences."""
+
+    at: str = "target + 1m"
+    reassign: list[str] = Field(default_factory=list)  # tried in order: owner_manager, queue:<name>
+    lock_hours: float = 0
+    notify: list[str] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=lambda: ["email"])
+    priority: Literal["normal", "high"] = "high"
+
+    @field_validator("reassign")
+    @classmethod
+    def _reassign_targets(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item not in ("owner_manager", "team_manager") and not item.startswith("queue:"):
+                raise ValueError(f"{item!r}: expected owner_manager, team_manager or queue:<name>")
+        return value
+
+    def as_checkpoint(self) -> Checkpoint:
+        return Checkpoint(
+            id="breach",
+            at=self.at,
+            notify=self.notify or ["owner"],
+            channels=self.channels,
+            priority=self.priority,
+        )
+
+
+class Sla(_Model):
+    id: str = Field(pattern=_SLUG)
+    name: str
+    handoff: str
+    object: Literal["Lead", "Opportunity"]
+    enabled: bool = True
+    team: str | None = None  # the team accountable (for the matrix); owners' teams drive calendars
+    start: StartRule
+    stop: list[StopRule] = Field(min_length=1)
+    pause: list[PauseRule] = Field(default_factory=list)
+    tiers: list[Tier] = Field(min_length=1)
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+    breach: Breach
+
+    def all_checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints then the breach, in the order they are declared (engine sorts by offset)."""
+        return [*self.checkpoints, self.breach.as_checkpoint()]
+
+
+class Policy(_Model):
+    version: str = Field(min_length=1)
+    effective_from: dt.datetime
+    description: str | None = None
+    default_calendar: str
+    calendars: dict[str, dict[str, Any]] = Field(min_length=1)
+    teams: dict[str, Team] = Field(default_factory=dict)
+    contacts: dict[str, Contact] = Field(default_factory=dict)
+    quiet_hours: QuietHours | None = None
+    slas: list[Sla] = Field(min_length=1)
+    _calendars: dict[str, BusinessCalendar] = PrivateAttr(default_factory=dict)
+    source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("effective_from")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("expected a timezone-aware timestamp, e.g. 2026-01-01T00:00:00Z")
+        return value.astimezone(dt.UTC)
+
+    # -- lookups the engine and CLI use --
+
+    def calendar(self, name: str) -> BusinessCalendar:
+        """The named calendar ("24x7" is real time)."""
+        if name == REAL_TIME_CALENDAR:
+            return self._calendars.setdefault(REAL_TIME_CALENDAR, BusinessCalendar.always_open())
+        try:
+            return self._calendars[name]
+        except KeyError:
+            known = ", ".join(sorted(self._calendars))
+            raise PolicyError(f"unknown calendar {name!r}: the policy defines {known}") from None
+
+    @property
+    def calendar_names(self) -> list[str]:
+        return sorted(self._calendars)
+
+    def sla(self, sla_id: str) -> Sla:
+        for sla in self.slas:
+            if sla.id == sla_id:
+                return sla
+        raise PolicyError(f"unknown SLA {sla_id!r}: the policy defines {', '.join(s.id for s in self.slas)}")
+
+    def team_calendar(self, team: str | None) -> str:
+        """The calendar of a team; the policy's default calendar for no or an unknown team."""
+        if team is not None and team in self.teams:
+            return self.teams[team].calendar
+        return self.default_calendar
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            part = "in" if part == "in_" else part
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _value_at(data: Any, loc: Iterable[Any]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _explain(source: str, data: Any, exc: ValidationError) -> PolicyError:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after"))]
+        loc = [p for p in loc if p not in ("str", "int")]
+        if err["type"] == "missing":
+            lines.append(f"{_path(loc)}: missing: this key is required")
+            continue
+        value = _value_at(data, loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key: remove it or check its spelling"
+        lines.append(f"{_path(loc)}: {value!r}: {msg}")
+    unique = list(dict.fromkeys(lines))
+    return PolicyError(f"{source}: invalid SLA policy: " + "; ".join(unique))
+
+
+def _cross_check(policy: Policy) -> list[str]:
+    """References between sections: calendars, teams, roles, tier order, unique ids."""
+    problems: list[str] = []
+    cal_names = set(policy._calendars)
+    if policy.default_calendar not in cal_names:
+        problems.append(
+            f"default_calendar: {policy.default_calendar!r}: expected one of the calendars ({', '.join(sorted(cal_names))})"
+        )
+    for name, team in policy.teams.items():
+        if team.calendar not in cal_names:
+            problems.append(
+                f"teams.{name}.calendar: {team.calendar!r}: expected one of the calendars ({', '.join(sorted(cal_names))})"
+            )
+    roles = DATA_ROLES | set(policy.contacts)
+    seen_sla: set[str] = set()
+    for i, sla in enumerate(policy.slas):
+        where = f"slas[{i}]"
+        if sla.id in seen_sla:
+            problems.append(f"{where}.id: {sla.id!r}: SLA ids must be unique")
+        seen_sla.add(sla.id)
+        if sla.team is not None and sla.team not in policy.teams:
+            problems.append(
+                f"{where}.team: {sla.team!r}: expected one of the teams ({', '.join(sorted(policy.teams))})"
+            )
+        if (sla.start.becomes is None) == (sla.start.set is None):
+            problems.append(
+                f"{where}.start: {sla.start.model_dump(exclude_none=True)!r}: expected exactly one of becomes or set: true"
+            )
+        for j, stop in enumerate(sla.stop):
+            kinds = [stop.activity_by is not None, stop.in_ is not None, bool(stop.set)]
+            if sum(kinds) != 1 or ((stop.in_ is not None or stop.set) and not stop.field):
+                problems.append(
+                    f"{where}.stop[{j}]: {stop.model_dump(exclude_none=True, by_alias=True)!r}: expected one of "
+                    "{activity_by: owner}, {field: F, in: [...]} or {field: F, set: true}"
+                )
+        defaults = [k for k, tier in enumerate(sla.tiers) if tier.default]
+        if len(defaults) != 1 or defaults[0] != len(sla.tiers) - 1:
+            problems.append(
+                f"{where}.tiers: {[t.id for t in sla.tiers]!r}: expected exactly one tier with default: true, listed last (tiers match in order)"
+            )
+        seen_tier: set[str] = set()
+        for k, tier in enumerate(sla.tiers):
+            if tier.id in seen_tier:
+                problems.append(f"{where}.tiers[{k}].id: {tier.id!r}: tier ids must be unique within an SLA")
+            seen_tier.add(tier.id)
+            if not tier.default and not tier.when:
+                problems.append(f"{where}.tiers[{k}].when: None: a non-default tier needs a when: condition")
+            cal = tier.target.calendar
+            if cal != OWNER_CALENDAR and cal not in cal_names:
+                problems.append(
+                    f"{where}.tiers[{k}].target.calendar: {cal!r}: expected owner or one of the calendars ({', '.join(sorted(cal_names))})"
+                )
+            if tier.target.seconds <= 0:
+                problems.append(
+                    f"{where}.tiers[{k}].target.duration: {tier.target.duration!r}: expected a positive duration"
+                )
+        ids = [c.id for c in sla.checkpoints]
+        if len(set(ids)) != len(ids) or "breach" in ids:
+            problems.append(
+                f"{where}.checkpoints: {ids!r}: checkpoint ids must be unique and not 'breach' (the breach is its own section)"
+            )
+        for k, cp in enumerate(sla.all_checkpoints()):
+            path = f"{where}.checkpoints[{k}]" if k < len(sla.checkpoints) else f"{where}.breach"
+            for r, who in enumerate(cp.notify):
+                if not (who in roles or who.startswith("queue:") or who.startswith("channel:")):
+                    problems.append(
+                        f"{path}.notify[{r}]: {who!r}: expected a role ({', '.join(sorted(roles))}), queue:<name> or channel:<name>"
+                    )
+    return problems
+
+
+def policy_from_dict(data: Any, source: str = "<policy>") -> Policy:
+    """Validate a parsed policy document.
+
+    Raises:
+        PolicyError: every problem, each with key path, bad value and expectation.
+    """
+    if not isinstance(data, dict):
+        raise PolicyError(
+            f"{source}: invalid SLA policy: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    try:
+        policy = Policy.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise _explain(source, data, exc) from None
+    problems = []
+    for name, spec in policy.calendars.items():
+        try:
+            policy._calendars[name] = BusinessCalendar.from_dict(spec, name)
+        except CalendarError as exc:
+            problems.append(f"calendars.{name}: {exc}")
+    if REAL_TIME_CALENDAR in policy.calendars:
+        problems.append(f"calendars.{REAL_TIME_CALENDAR}: the name is reserved for real (calendar) time")
+    if not problems:
+        problems = _cross_check(policy)
+    if problems:
+        raise PolicyError(f"{source}: invalid SLA policy: " + "; ".join(problems))
+    return policy
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate a policy YAML file (default: the shipped include/config/sla_policy.yaml).
+
+    Raises:
+        PolicyError: the file is missing, not YAML, or invalid; the message names the file.
+    """
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_POLICY_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the SLA policy: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PolicyError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return policy_from_dict(data, str(path))
+
+
+def policy_for(policies: Iterable[Policy], at: dt.datetime) -> Policy:
+    """The policy version in force at `at`: the latest effective_from <= at (else the earliest)."""
+    ordered = sorted(policies, key=lambda p: p.effective_from)
+    chosen = ordered[0]
+    for p in ordered:
+        if p.effective_from <= at:
+            chosen = p
+    return chosen

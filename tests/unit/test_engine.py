@@ -1,0 +1,337 @@
+"""The clock engine: hand-worked timelines in, states, elapsed, deadlines and checkpoints out."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from leadsla.engine import CLOCK_COLUMNS, evaluate
+from leadsla.policy import DEFAULT_POLICY_PATH, load_policy, policy_from_dict
+
+NY = "America/New_York"
+
+
+def at(text: str, tz: str = NY) -> pd.Timestamp:
+    return pd.Timestamp(text, tz=tz).tz_convert("UTC")
+
+
+def utc(text: str, tz: str = NY) -> dt.datetime:
+    return at(text, tz).to_pydatetime()
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy()
+
+
+USERS = pd.DataFrame(
+    [
+        {"user_id": "U_EAST", "manager_id": "M_EAST", "team": "sdr_east", "timezone": NY, "is_active": True},
+        {"user_id": "U_EAST2", "manager_id": "M_EAST", "team": "sdr_east", "timezone": NY, "is_active": True},
+        {
+            "user_id": "U_APAC",
+            "manager_id": "M_APAC",
+            "team": "sdr_apac",
+            "timezone": "Australia/Sydney",
+            "is_active": True,
+        },
+        {"user_id": "U_AE", "manager_id": "M_AE", "team": "ae", "timezone": NY, "is_active": True},
+    ]
+)
+
+
+def lead(record_id: str, owner: str = "U_EAST", status: str = "SAL", **fields) -> dict:
+    base = {
+        "object_type": "Lead",
+        "record_id": record_id,
+        "status": status,
+        "owner_id": owner,
+        "lead_source": "Partner",
+        "lead_type": "Other",
+        "account_tier": "SMB",
+        "country": "US",
+        "created_at": at("2026-11-01 09:00"),
+    }
+    return base | fields
+
+
+def change(record_id: str, when: str, field: str, old, new, obj: str = "Lead") -> dict:
+    return {
+        "object_type": obj,
+        "record_id": record_id,
+        "field": field,
+        "old_value": old,
+        "new_value": new,
+        "changed_at": at(when),
+        "changed_by": "SYS",
+    }
+
+
+def activity(who: str, when: str, owner: str, what=None) -> dict:
+    return {
+        "activity_id": f"A{who}{when}",
+        "kind": "Task",
+        "who_id": who,
+        "what_id": what,
+        "owner_id": owner,
+        "type": "Call",
+        "subtype": "Task",
+        "created_at": at(when),
+    }
+
+
+def run(policy, records, history, acts=(), now="2026-11-23 10:30", since=None, history_policies=()):
+    acts_frame = pd.DataFrame(
+        list(acts),
+        columns=["activity_id", "kind", "who_id", "what_id", "owner_id", "type", "subtype", "created_at"],
+    )
+    acts_frame["created_at"] = pd.to_datetime(acts_frame["created_at"], utc=True)
+    return evaluate(
+        records=pd.DataFrame(records),
+        field_history=pd.DataFrame(history),
+        activities=acts_frame,
+        users=USERS,
+        policy=policy,
+        now=utc(now),
+        since=None if since is None else utc(since),
+        history=history_policies,
+    )
+
+
+def one(ev, record_id: str, sla_id: str = "sales_touch") -> pd.Series:
+    rows = ev.clocks[(ev.clocks["record_id"] == record_id) & (ev.clocks["sla_id"] == sla_id)]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+def statuses(ev, record_id: str) -> dict[str, str]:
+    cps = ev.checkpoints[ev.checkpoints["record_id"] == record_id]
+    return dict(zip(cps["checkpoint"], cps["status"], strict=True))
+
+
+# us_east in the shipped policy: Mon-Fri 09:00-17:00 New York, US/NY holidays.
+SAL_FRIDAY = [change("L1", "2026-11-20 14:00", "Status", "MQL", "SAL")]
+
+
+def test_friday_sal_breaches_monday_and_catch_up_sends_only_the_breach(policy):
+    ev = run(policy, [lead("L1")], SAL_FRIDAY, now="2026-11-23 10:30")
+    c = one(ev, "L1")
+    # Fri 14:00-17:00 = 3 h, Mon 09:00-10:30 = 1.5 h -> 4.5 h of a 4 h target.
+    assert (c.state, c.elapsed_seconds, c.remaining_seconds, c.colour) == ("breached", 16200, -1800, "red")
+    assert c.deadline == at("2026-11-23 10:00") == c.breached_at
+    assert (c.tier, c.calendar, c.team, c.owner_id, c.policy_version) == (
+        "standard",
+        "us_east",
+        "sdr_east",
+        "U_EAST",
+        policy.version,
+    )
+    assert statuses(ev, "L1") == {"half": "superseded", "warning": "superseded", "breach": "due"}
+    cps = ev.checkpoints.set_index("checkpoint")
+    assert cps.loc["half", "reached_at"] == at("2026-11-20 16:00")
+    assert cps.loc["warning", "reached_at"] == at("2026-11-23 09:12")
+    assert cps.loc["breach", "reached_at"] == at("2026-11-23 10:01")
+
+
+def test_since_marks_earlier_checkpoints_past(policy):
+    ev = run(policy, [lead("L1")], SAL_FRIDAY, now="2026-11-23 09:30", since="2026-11-23 09:00")
+    c = one(ev, "L1")
+    assert (c.state, c.elapsed_seconds, c.colour) == ("running", 12600, "yellow")  # 87.5 %
+    assert statuses(ev, "L1") == {"half": "past", "warning": "due"}
+    assert (c.next_checkpoint, c.next_checkpoint_at) == ("breach", at("2026-11-23 10:01"))
+
+
+def test_colour_green_below_75_percent(policy):
+    ev = run(policy, [lead("L1")], SAL_FRIDAY, now="2026-11-20 16:59")
+    c = one(ev, "L1")
+    assert (c.state, c.elapsed_seconds, c.colour, c.percent_elapsed) == ("running", 10740, "green", 74.58)
+
+
+def test_owner_activity_stops_the_clock_but_someone_elses_does_not(policy):
+    history = SAL_FRIDAY + [change("L2", "2026-11-20 14:00", "Status", "MQL", "SAL")]
+    acts = [activity("L1", "2026-11-20 15:00", "U_EAST"), activity("L2", "2026-11-20 15:00", "U_OTHER")]
+    ev = run(policy, [lead("L1"), lead("L2")], history, acts, now="2026-11-23 10:30")
+    met = one(ev, "L1")
+    assert (met.state, met.elapsed_seconds, met.stopped_at, met.colour) == (
+        "met",
+        3600,
+        at("2026-11-20 15:00"),
+        "green",
+    )
+    assert statuses(ev, "L1") == {}
+    assert one(ev, "L2").state == "breached"
+
+
+def test_stopped_late_is_met_late_and_its_checkpoints_are_past(policy):
+    history = [*SAL_FRIDAY, change("L1", "2026-11-23 11:00", "Status", "SAL", "Working")]
+    ev = run(policy, [lead("L1", status="Working")], history, now="2026-11-23 12:00")
+    c = one(ev, "L1")
+    assert (c.state, c.elapsed_seconds, c.colour, c.breached_at) == (
+        "met_late",
+        18000,
+        "red",
+        at("2026-11-23 10:00"),
+    )
+    assert set(statuses(ev, "L1").values()) == {"past"}
+
+
+def test_nurture_pauses_and_the_return_to_sal_resumes_the_same_clock(policy):
+    history = [
+        *SAL_FRIDAY,
+        change("L1", "2026-11-20 15:00", "Status", "SAL", "Nurture - contact later"),
+        change("L1", "2026-11-23 11:00", "Status", "Nurture - contact later", "SAL"),
+    ]
+    paused = run(policy, [lead("L1", status="Nurture - contact later")], history[:2], now="2026-11-23 10:30")
+    c = one(paused, "L1")
+    # 1 h before the pause; the projected deadline assumes it resumes now: Mon 10:30 + 3 h = 13:30.
+    assert (c.state, c.elapsed_seconds, c.deadline) == ("paused", 3600, at("2026-11-23 13:30"))
+    resumed = run(policy, [lead("L1")], history, now="2026-11-23 12:00")
+    assert len(resumed.clocks) == 1
+    c = one(resumed, "L1")
+    assert c.clock_start == at("2026-11-20 14:00")
+    assert (c.state, c.elapsed_seconds, c.deadline) == ("running", 3600 + 3600, at("2026-11-23 14:00"))
+
+
+def test_a_new_sal_after_a_stop_starts_a_second_clock(policy):
+    history = [
+        *SAL_FRIDAY,
+        change("L1", "2026-11-20 15:00", "Status", "SAL", "Working"),
+        change("L1", "2026-11-24 09:00", "Status", "Working", "SAL"),
+    ]
+    ev = run(policy, [lead("L1")], history, now="2026-11-24 10:00")
+    assert list(ev.clocks["state"]) == ["met", "running"]
+    assert list(ev.clocks["elapsed_seconds"]) == [3600, 3600]
+
+
+def test_ownership_move_rebases_onto_the_new_owners_calendar(policy):
+    # NY owner from Fri 2026-11-20 14:00 to 16:00 (2 h); then a Sydney owner. Sydney is UTC+11 in
+    # November: Mon 09:00-17:00 Sydney = Sun 17:00-Mon 01:00 New York. By NY Sun 19:00 (Mon 11:00
+    # Sydney) the Sydney owner has had 2 h. Total 4 h.
+    history = [*SAL_FRIDAY, change("L1", "2026-11-20 16:00", "OwnerId", "U_EAST", "U_APAC")]
+    ev = run(policy, [lead("L1", owner="U_APAC")], history, now="2026-11-22 19:00")
+    c = one(ev, "L1")
+    assert (c.elapsed_seconds, c.owner_id, c.team, c.calendar) == (4 * 3600, "U_APAC", "sdr_apac", "apac")
+    assert c.deadline == at("2026-11-22 19:00")
+    assert c.state == "running"  # elapsed == target is not yet over it
+
+
+def test_owner_at_activity_time_decides_the_stop(policy):
+    # The activity is by U_EAST, who owned the lead at 15:00 but not at evaluation time.
+    history = [*SAL_FRIDAY, change("L1", "2026-11-20 16:00", "OwnerId", "U_EAST", "U_APAC")]
+    ev = run(policy, [lead("L1", owner="U_APAC")], history, [activity("L1", "2026-11-20 15:00", "U_EAST")])
+    assert one(ev, "L1").state == "met"
+
+
+def test_tiers_in_priority_order(policy):
+    records = [
+        lead("DEMO", lead_type="Demo Request"),
+        lead("ENT", lead_type="Demo Request", account_tier="Enterprise"),  # enterprise is listed first
+        lead("WEB", lead_type="Webinar"),
+        lead("IN", lead_source="Inbound"),
+        lead("INLATE", lead_source="Inbound"),
+    ]
+    history = [change(r["record_id"], "2026-11-20 14:00", "Status", "MQL", "SAL") for r in records[:4]]
+    history.append(change("INLATE", "2026-11-20 20:00", "Status", "MQL", "SAL"))  # after hours
+    ev = run(policy, records, history, now="2026-11-20 14:30")
+    got = ev.clocks.set_index("record_id")
+    assert got.loc["DEMO", "tier"] == "demo_request" and got.loc["DEMO", "target_seconds"] == 300
+    assert got.loc["DEMO", "state"] == "breached" and got.loc["DEMO", "critical"]
+    assert got.loc["ENT", "tier"] == "enterprise" and got.loc["ENT", "calendar"] == "24x7"
+    assert got.loc["WEB", "target_seconds"] == 24 * 3600
+    assert got.loc["IN", "target_seconds"] == 2 * 3600
+    ev = run(policy, records, history, now="2026-11-23 09:30")
+    got = ev.clocks.set_index("record_id")
+    assert got.loc["INLATE", "target_seconds"] == 4 * 3600
+    assert got.loc["INLATE", "elapsed_seconds"] == 1800
+    # Enterprise counts real time: Fri 14:00 -> Mon 09:30 is 67.5 h of a 1 h target.
+    assert got.loc["ENT", "elapsed_seconds"] == int(67.5 * 3600)
+
+
+def test_clocks_keep_the_policy_version_they_started_under(policy):
+    raw = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    newer = copy.deepcopy(raw)
+    newer.update(version="2026.11.22", effective_from="2026-11-22T00:00:00Z")
+    newer["slas"][0]["tiers"][-1]["target"]["duration"] = "2h"
+    new_policy = policy_from_dict(newer)
+    history = [*SAL_FRIDAY, change("L2", "2026-11-23 09:00", "Status", "MQL", "SAL")]
+    ev = run(new_policy, [lead("L1"), lead("L2")], history, now="2026-11-23 09:30", history_policies=[policy])
+    old, new = one(ev, "L1"), one(ev, "L2")
+    assert (old.policy_version, old.target_seconds) == (policy.version, 4 * 3600)
+    assert (new.policy_version, new.target_seconds) == ("2026.11.22", 2 * 3600)
+
+
+def test_rows_after_now_are_ignored(policy):
+    history = [*SAL_FRIDAY, change("L1", "2026-11-23 11:00", "Status", "SAL", "Working")]
+    before = run(policy, [lead("L1", status="Working")], history, now="2026-11-23 10:30")
+    assert one(before, "L1").state == "breached"
+
+
+def test_opportunity_slas_and_calendar_time(policy):
+    opp = {
+        "object_type": "Opportunity",
+        "record_id": "O1",
+        "status": "Demo Completed",
+        "owner_id": "U_AE",
+        "lead_source": None,
+        "lead_type": None,
+        "account_tier": None,
+        "country": "US",
+        "created_at": at("2026-11-01 09:00"),
+    }
+    history = [
+        change("O1", "2026-11-16 09:00", "StageName", "Discovery", "Demo Completed", obj="Opportunity"),
+        change("O1", "2026-11-18 09:00", "CS_Kickoff_Date__c", None, "2026-11-18", obj="Opportunity"),
+    ]
+    ev = run(policy, [opp], history, now="2026-11-23 09:00")
+    d2p = one(ev, "O1", "demo_to_proposal")
+    # 24 business hours from Mon 09:00 = Wed 17:00 (three 8 h days); by the next Monday 09:00 that is 40 h.
+    assert (d2p.deadline, d2p.elapsed_seconds, d2p.state) == (at("2026-11-18 17:00"), 40 * 3600, "breached")
+    onboarding = one(ev, "O1", "cs_onboarding")
+    assert onboarding.deadline == at("2026-12-02 09:00")  # 14 calendar days
+    assert onboarding.elapsed_seconds == 5 * 86400
+
+
+def test_output_matches_the_store_clocks_table(policy):
+    from leadsla.store.schema import clocks
+
+    ev = run(policy, [lead("L1")], SAL_FRIDAY)
+    assert list(ev.clocks.columns) == CLOCK_COLUMNS
+    assert set(CLOCK_COLUMNS) == {c.name for c in clocks.columns}
+    row = ev.clock_rows()[0]
+    assert row["clock_start"] == utc("2026-11-20 14:00") and row["stopped_at"] is None
+
+
+def test_clock_rows_store_round_trip(policy, store):
+    import sqlalchemy as sa
+
+    from leadsla.store.schema import clocks
+
+    ev = run(policy, [lead("L1")], SAL_FRIDAY)
+    with store.begin() as conn:
+        conn.execute(clocks.insert(), ev.clock_rows())
+        back = conn.execute(sa.select(clocks)).mappings().one()
+    assert back["state"] == "breached" and back["deadline"] == utc("2026-11-23 10:00")
+
+
+def test_vectorised_engine_agrees_with_the_scalar_calendar(policy):
+    rng = np.random.default_rng(3)
+    starts = at("2026-01-05 00:00") + pd.to_timedelta(rng.integers(0, 300 * 86400, 200), unit="s")
+    owners = rng.choice(["U_EAST", "U_APAC"], 200)
+    records = [lead(f"R{i}", owner=o) for i, o in enumerate(owners)]
+    history = [
+        {**change(f"R{i}", "2026-01-01", "Status", "MQL", "SAL"), "changed_at": s}
+        for i, s in enumerate(starts)
+    ]
+    now = "2026-12-31 00:00"
+    ev = run(policy, records, history, now=now)
+    got = ev.clocks.set_index("record_id")
+    for i, (s, o) in enumerate(zip(starts, owners, strict=True)):
+        cal = policy.calendar("us_east" if o == "U_EAST" else "apac")
+        row = got.loc[f"R{i}"]
+        assert row.elapsed_seconds == cal.elapsed(s.to_pydatetime(), utc(now)).total_seconds()
+        assert row.deadline == cal.deadline(s.to_pydatetime(), dt.timedelta(hours=4))
