@@ -43,7 +43,7 @@ def build_message(row: Claimed, payload: AlertPayload, sender: str, at: dt.datet
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["Subject"] = content.subject
     msg["From"] = sender
-    msg["To"] = payload.recipient.email or row.recipient
+    msg["To"] = row.recipient  # the keyed recipient; the payload only names and places them
     msg["Date"] = format_datetime(at.astimezone(dt.UTC))
     msg["Message-ID"] = message_id(row.idempotency_key, sender)
     msg["X-LeadSLA-Key"] = row.idempotency_key

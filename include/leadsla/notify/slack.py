@@ -73,7 +73,10 @@ class SlackSender:
     # --- where ------------------------------------------------------------------------------
 
     def conversation_for(self, row: Claimed, payload: AlertPayload) -> tuple[str, str]:
-        """The channel id to post in and how it was chosen (``dm`` or ``fallback``).
+        """The channel id to post in and how it was chosen (``dm``, ``fallback`` or ``channel``).
+
+        A recipient with an ``@`` is a person (DM, else the payload's fallback channel); any
+        other recipient is a channel id posted to directly.
 
         Raises:
             DeliveryFailed: permanent when the person has no Slack account and no fallback
@@ -81,7 +84,9 @@ class SlackSender:
         """
         from slack_sdk.errors import SlackApiError
 
-        address = payload.recipient.email or row.recipient
+        address = row.recipient  # the keyed recipient: an e-mail address, or a channel id
+        if "@" not in address:
+            return address, "channel"
         fallback = payload.recipient.slack_fallback_channel
         cache_key = f"{address}|{fallback}"
         if cache_key in self._conversations:
