@@ -1,0 +1,199 @@
+"""Alert delivery under fire: 600 warnings and breaches through the Slack stand-in and the SMTP
+sink with 1,000+ injected faults (429 storms, 5xx before and after posting, dropped
+connections, SMTP disconnects and lost 250 replies, deliverers killed between send and mark),
+three overlapping deliverers per one-minute round. Prints ONE JSON line.
+
+Simulated time: round k runs at T0 + k minutes (what the monitor's schedule would do); inside a
+round, `deliver_due` adds real elapsed time. Latency = message_sent audit time - checkpoint due.
+
+``duplicates`` counts copies a person could not tell apart: a second Slack post of one key, or
+two e-mails of one key with different Message-IDs. E-mail resends with the SAME Message-ID (the
+documented crash window after SMTP accepted) are reported separately as
+``email_resends_same_message_id``.
+
+Run: ``.venv/bin/python bench/alerts.py`` (about a minute or two on a busy laptop).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
+
+import sqlalchemy as sa  # noqa: E402
+
+from leadsla.notify.delivery import deliver_due  # noqa: E402
+from leadsla.notify.email import EmailSender  # noqa: E402
+from leadsla.notify.outbox import Action, claim, enqueue  # noqa: E402
+from leadsla.notify.slack import SlackSender  # noqa: E402
+from leadsla.store import open_store  # noqa: E402
+from leadsla.store.audit import AuditContext  # noqa: E402
+from leadsla.store.schema import audit, outbox  # noqa: E402
+from sandbox.slack_api import SlackSandbox  # noqa: E402
+from sandbox.smtp_sink import SmtpSink  # noqa: E402
+
+T0 = dt.datetime(2026, 3, 9, 14, 0, tzinfo=dt.UTC)
+ALERTS_PER_CHANNEL = 300
+DUE_ROUNDS = 10  # alerts fall due over the first ten minutes
+FALLBACK = "C0SLAALERTS"
+CTX = AuditContext(dag_id="sla_monitor", run_id="bench", task_id="deliver_alerts", try_number=1)
+
+
+def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
+    return {
+        "kind": kind, "sla_name": "MQL to SAL",
+        "lead": {"id": f"00Q{i:015d}", "name": f"Lead {i} <!channel>", "company": f"Co {i}",
+                 "source": "Web", "tier": "High-Intent"},
+        "owner": {"name": f"Rep {i % 40}"},
+        "recipient": {"name": email, "email": email, "timezone": tz, "slack_fallback_channel": FALLBACK},
+        "team": {"name": "SDR East", "timezone": "America/New_York"},
+        "target_seconds": 14400, "elapsed_seconds": 7200 if kind == "warning" else 14460,
+        "remaining_seconds": 7200 if kind == "warning" else -60,
+        "deadline": (due + dt.timedelta(hours=2)).isoformat(), "due_at": due.isoformat(),
+        "breached_at": due.isoformat() if kind == "breach" else None,
+        "open_clocks": i % 7, "instance_url": "https://acme.my.salesforce.com",
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    for name in ("mail.log", "leadsla", "slack_sdk", "airflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_alerts_"))
+    slack = SlackSandbox(data_dir=tmp / "slack", per_channel_interval=0.0).start()
+    sink = SmtpSink(tmp / "mail").start()
+    os.environ["AIRFLOW_CONN_SLACK_API_DEFAULT"] = json.dumps(
+        {"conn_type": "slack", "password": "xoxb-bench", "extra": {"base_url": slack.base_url, "timeout": 10}})
+    os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+        {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
+         "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 5, "retry_limit": 0,
+                   "from_email": "sla-monitor@leadsla.example"}})
+    slack.add_channel(FALLBACK, "sla-alerts")
+    people = [f"rep{n}@example.com" for n in range(60)]
+    slack.add_users([{"email": p} for p in people[:50]])  # ten people have no Slack account: fallback
+    engine = open_store(f"sqlite:///{tmp / 'store.db'}")
+
+    faults = Counter()
+    slack.inject("429", count=200, retry_after=0); faults["slack_429"] = 200  # noqa: E702
+    slack.inject("500", count=200); faults["slack_500"] = 200  # noqa: E702
+    slack.inject("503", count=100); faults["slack_503"] = 100  # noqa: E702
+    slack.inject("500_after_post", count=50); faults["slack_500_after_post"] = 50  # noqa: E702
+    slack.inject("drop", count=50); faults["slack_drop"] = 50  # noqa: E702
+    slack.inject("500", method="users.lookupByEmail", count=30); faults["slack_lookup_500"] = 30  # noqa: E702
+
+    zones = ["America/New_York", "America/Los_Angeles", "Europe/London", "Asia/Kolkata"]
+    plan: dict[int, list[Action]] = {}
+    for i in range(2 * ALERTS_PER_CHANNEL):
+        rnd = i % DUE_ROUNDS
+        due = T0 + dt.timedelta(minutes=rnd)
+        channel = "slack" if i % 2 == 0 else "email"
+        kind = "breach" if i % 3 == 0 else "warning"
+        person = people[i % len(people)]
+        plan.setdefault(rnd, []).append(Action(
+            "mql_to_sal", f"00Q{i:015d}", T0 - dt.timedelta(hours=2), kind, person, channel,
+            payload(i, kind, person, due, zones[i % len(zones)])))
+
+    killed_target = {"slack": 50, "email": 50}
+    killed = Counter()
+    smtp_faults_left = {"disconnect": 250, "after_accept": 50}
+    rnd = 0
+    while rnd < 240:
+        now = T0 + dt.timedelta(minutes=rnd)
+        if rnd in plan:
+            with engine.begin() as conn:
+                enqueue(conn, plan[rnd], now, CTX)
+        # SMTP faults spread over the first rounds: disconnects before accept, and lost 250s.
+        if rnd < 8:
+            sink.disconnect(40); smtp_faults_left["disconnect"] -= 40  # noqa: E702
+            faults["smtp_disconnect"] += 40
+            if rnd < 5:
+                sink.disconnect_after_accept(10); faults["smtp_lost_250"] += 10  # noqa: E702
+        if rnd == 3:
+            sink.down(seconds=2.0); faults["smtp_down_2s"] += 1  # noqa: E702
+        # Killed deliverers: send, then die before marking (the lease runs out 5 minutes later).
+        if rnd < DUE_ROUNDS and killed.total() < sum(killed_target.values()):
+            with engine.begin() as conn:
+                victims = claim(conn, now, dt.timedelta(minutes=5), 30)
+            senders = {"slack": SlackSender(), "email": EmailSender()}
+            for row in victims:
+                try:
+                    if killed[row.channel] < killed_target[row.channel]:
+                        senders[row.channel].deliver(row, now)
+                        killed[row.channel] += 1
+                        faults[f"killed_{row.channel}"] += 1
+                except Exception:
+                    pass  # the fault storm may fail the send too; the lease still lapses
+            senders["email"].close()
+        threads = [threading.Thread(target=deliver_due, args=(engine, now, CTX), kwargs={"batch": 10})
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with engine.connect() as conn:
+            open_rows = conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                                     .where(outbox.c.status != "delivered")).scalar()
+        if rnd >= DUE_ROUNDS and open_rows == 0:
+            break
+        rnd += 1 if rnd < DUE_ROUNDS + 10 else 5  # later: jump ahead, back-off waits grow
+
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(outbox.c.idempotency_key, outbox.c.channel, outbox.c.status,
+                                      outbox.c.payload)).all()
+        sent = conn.execute(sa.select(audit.c.at, audit.c.detail).where(audit.c.event == "message_sent")).all()
+    expected = {r.idempotency_key for r in rows}
+    due_at = {r.idempotency_key: dt.datetime.fromisoformat(r.payload["due_at"]) for r in rows}
+    slack_keys = Counter(m["metadata"]["event_payload"]["idempotency_key"] for m in slack.messages()
+                         if m.get("metadata"))
+    mails = sink.messages()
+    mail_ids: dict[str, set[str]] = {}
+    mail_copies = Counter()
+    for m in mails:
+        mail_ids.setdefault(m["X-LeadSLA-Key"], set()).add(m["Message-ID"])
+        mail_copies[m["X-LeadSLA-Key"]] += 1
+    arrived = set(slack_keys) | set(mail_ids)
+    missing = sorted(expected - arrived)
+    if missing:
+        print(f"missing e.g. {missing[:2]}; slack keys e.g. {list(slack_keys)[:2]}; mail e.g. {list(mail_ids)[:2]}",
+              file=sys.stderr)
+    first_sent: dict[str, dt.datetime] = {}
+    for at, detail in sent:
+        key = detail["idempotency_key"]
+        first_sent[key] = min(at, first_sent.get(key, at))
+    latencies = sorted((first_sent[k] - due_at[k]).total_seconds() for k in first_sent)
+    p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else None
+    stats = slack.stats()
+    injected = (stats.get("faults", 0) + sink.stats["disconnects"] + sink.stats["disconnects_after_accept"]
+                + sink.stats["downs"] + killed["slack"] + killed["email"])
+    result = {
+        "alerts_expected": len(expected),
+        "alerts_delivered": sum(r.status == "delivered" for r in rows),
+        "duplicates": sum(c - 1 for c in slack_keys.values()) + sum(len(ids) - 1 for ids in mail_ids.values()),
+        "lost": len(expected - arrived) + sum(r.status != "delivered" for r in rows),
+        "faults_injected": injected,
+        "p95_latency_s": round(p95, 1) if p95 is not None else None,
+        "email_resends_same_message_id": sum(c - 1 for c in mail_copies.values()),
+        "slack_reconciled_from_history": sum(bool(d.get("reconciled")) for _, d in sent),
+        "faults_by_kind": {**{k: v for k, v in stats.items() if k.startswith("fault_")},
+                           "smtp_disconnect": sink.stats["disconnects"],
+                           "smtp_lost_250": sink.stats["disconnects_after_accept"],
+                           "smtp_down": sink.stats["downs"], "killed_slack": killed["slack"],
+                           "killed_email": killed["email"]},
+        "simulated_minutes": rnd,
+    }
+    slack.stop()
+    sink.stop()
+    engine.dispose()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

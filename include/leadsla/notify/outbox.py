@@ -1,0 +1,348 @@
+"""The outbox: due alerts written before delivery, claimed under a lease, marked after.
+
+Every operation takes its time from the caller (the run's time, or for leases the delivering
+attempt's start) and writes the audit trail with the Airflow task run that did it. This module
+never sends anything and never reads the wall clock for a decision.
+
+Row life: ``pending`` --claim--> (lease in ``claimed_until``) --> ``delivered``, or back to
+``pending`` with a later ``not_before`` (transient failure, exponential back-off), or
+``failed`` (a permanent failure a person must look at).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from leadsla.store.audit import AuditContext, record, record_many
+from leadsla.store.schema import outbox
+from leadsla.store.upsert import insert_new
+
+CHANNELS = frozenset({"slack", "email"})
+#: First retry waits this long; each further attempt doubles it, up to BACKOFF_CAP.
+BACKOFF_BASE = dt.timedelta(seconds=30)
+BACKOFF_CAP = dt.timedelta(minutes=30)
+DEFAULT_LEASE = dt.timedelta(minutes=5)
+
+
+def _utc_iso(value: dt.datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} has no timezone: clock_start must be aware")
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def normalise_recipient(recipient: str) -> str:
+    """The recipient as keyed: trimmed; e-mail addresses case-folded (they are case-blind in practice)."""
+    recipient = recipient.strip()
+    return recipient.casefold() if "@" in recipient else recipient
+
+
+def idempotency_key(
+    sla_id: str, record_id: str, clock_start: dt.datetime, checkpoint: str, recipient: str, channel: str
+) -> str:
+    """The action's identity (DESIGN.md): clock identity + checkpoint + recipient + channel.
+
+    A SHA-256 over a canonical JSON array, so the same action always hashes the same whatever
+    timezone `clock_start` was given in.
+
+    Raises:
+        ValueError: `clock_start` is naive, or the channel is unknown.
+    """
+    channel = channel.strip().lower()
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}: expected one of {sorted(CHANNELS)}")
+    canonical = json.dumps(
+        [sla_id, record_id, _utc_iso(clock_start), checkpoint, normalise_recipient(recipient), channel],
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Action:
+    """One message to send: who, how, about which clock checkpoint, and what to say.
+
+    `payload` follows `leadsla.notify.messages.AlertPayload` (validated on enqueue).
+    `not_before` defaults to the enqueue time (quiet hours set it later).
+    """
+
+    sla_id: str
+    record_id: str
+    clock_start: dt.datetime
+    checkpoint: str
+    recipient: str
+    channel: str
+    payload: Mapping[str, Any]
+    not_before: dt.datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return idempotency_key(
+            self.sla_id, self.record_id, self.clock_start, self.checkpoint, self.recipient, self.channel
+        )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row this worker holds the lease on; `attempts` counts this one (1 = first try)."""
+
+    outbox_id: int
+    idempotency_key: str
+    sla_id: str | None
+    record_id: str | None
+    clock_start: dt.datetime | None
+    checkpoint: str
+    recipient: str
+    channel: str
+    payload: dict
+    attempts: int
+    created_at: dt.datetime
+    claimed_until: dt.datetime
+
+    @property
+    def attempted_before(self) -> bool:
+        """True when an earlier attempt may have reached the recipient (reconcile before resending)."""
+        return self.attempts > 1
+
+
+def _audit_fields(row: Any) -> dict[str, Any]:
+    payload = row.payload if isinstance(row.payload, Mapping) else {}
+    return {
+        "object_type": (payload.get("lead") or {}).get("object_type"),
+        "record_id": row.record_id,
+        "sla_id": row.sla_id,
+        "clock_start": row.clock_start,
+        "checkpoint": row.checkpoint,
+    }
+
+
+def enqueue(
+    conn: sa.Connection, actions: Iterable[Action], at: dt.datetime, context: AuditContext
+) -> list[str]:
+    """Write actions to the outbox with a `message_queued` audit entry each, in the caller's transaction.
+
+    Call inside ``engine.begin()`` (with the clock updates that produced them, ideally), so the
+    actions and their audit entries commit together or not at all. An action whose key is
+    already in the outbox is left exactly as it is: enqueueing twice is a no-op.
+
+    Returns:
+        The idempotency keys that were new.
+
+    Raises:
+        leadsla.notify.messages.PayloadError: an action's payload does not follow the schema.
+        ValueError: naive times or an unknown channel.
+    """
+    from leadsla.notify.messages import AlertPayload  # validation only; keeps import light
+
+    new_keys: list[str] = []
+    audits: list[dict[str, Any]] = []
+    for action in actions:
+        payload = AlertPayload.parse(action.payload, where=f"{action.channel} action for {action.record_id}")
+        key = action.key
+        row = {
+            "idempotency_key": key,
+            "sla_id": action.sla_id,
+            "record_id": action.record_id,
+            "clock_start": action.clock_start,
+            "checkpoint": action.checkpoint,
+            "recipient": normalise_recipient(action.recipient),
+            "channel": action.channel.strip().lower(),
+            "payload": payload.to_json(),
+            "status": "pending",
+            "attempts": 0,
+            "created_at": at,
+            "not_before": action.not_before or at,
+        }
+        # One row at a time so we know exactly which keys were new and audit only those.
+        if insert_new(conn, outbox, [row], key=["idempotency_key"]):
+            new_keys.append(key)
+            audits.append(
+                {
+                    "event": "message_queued",
+                    "at": at,
+                    "object_type": payload.lead.object_type,
+                    "record_id": action.record_id,
+                    "sla_id": action.sla_id,
+                    "clock_start": action.clock_start,
+                    "checkpoint": action.checkpoint,
+                    "actor": f"notify.{row['channel']}",
+                    "detail": {
+                        "idempotency_key": key,
+                        "channel": row["channel"],
+                        "recipient": row["recipient"],
+                        "kind": payload.kind,
+                        "not_before": _utc_iso(row["not_before"]),
+                    },
+                }
+            )
+    record_many(conn, audits, context=context)
+    return new_keys
+
+
+def _claimable(now: dt.datetime):
+    return sa.and_(
+        outbox.c.status == "pending",
+        outbox.c.not_before <= now,
+        sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+    )
+
+
+def claim(
+    conn: sa.Connection,
+    now: dt.datetime,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    limit: int = 50,
+    *,
+    channels: Iterable[str] | None = None,
+) -> list[Claimed]:
+    """Take a lease on up to `limit` due rows, so no overlapping worker sends them meanwhile.
+
+    Each row is taken by a conditional UPDATE that re-checks "pending and not leased" and counts
+    the rows it changed: on PostgreSQL a competing UPDATE waits for the row lock and then sees
+    the new lease; on SQLite writers are serialised. A row another worker took in between is
+    simply skipped. Commit promptly (the lease only protects once committed).
+
+    Args:
+        now: the claiming attempt's time; a lease older than it has expired.
+        lease: how long this worker may take to send and mark; size it above the worst-case
+            send time of `limit` rows, or an expired lease lets a second worker send again.
+    """
+    if now.tzinfo is None:
+        raise ValueError("claim needs an aware 'now'")
+    until = now + lease
+    query = sa.select(outbox.c.outbox_id).where(_claimable(now))
+    if channels is not None:
+        query = query.where(outbox.c.channel.in_(list(channels)))
+    candidates = conn.execute(
+        query.order_by(outbox.c.not_before, outbox.c.outbox_id).limit(limit)
+    ).scalars().all()
+    taken: list[Claimed] = []
+    for outbox_id in candidates:
+        result = conn.execute(
+            outbox.update()
+            .where(outbox.c.outbox_id == outbox_id, _claimable(now))
+            .values(claimed_until=until, attempts=outbox.c.attempts + 1)
+        )
+        if result.rowcount != 1:
+            continue  # another worker leased it between our SELECT and UPDATE
+        row = conn.execute(sa.select(outbox).where(outbox.c.outbox_id == outbox_id)).one()
+        taken.append(
+            Claimed(
+                outbox_id=row.outbox_id,
+                idempotency_key=row.idempotency_key,
+                sla_id=row.sla_id,
+                record_id=row.record_id,
+                clock_start=row.clock_start,
+                checkpoint=row.checkpoint,
+                recipient=row.recipient,
+                channel=row.channel,
+                payload=dict(row.payload),
+                attempts=row.attempts,
+                created_at=row.created_at,
+                claimed_until=row.claimed_until,
+            )
+        )
+    return taken
+
+
+def backoff(attempts: int, key: str = "") -> dt.timedelta:
+    """Wait before attempt `attempts + 1`: BASE * 2^(attempts-1), capped, plus up to 10% spread.
+
+    The spread is derived from the key, not from a random source, so a rerun decides the same
+    while many rows failing together still do not retry in one burst.
+    """
+    exponent = max(attempts - 1, 0)
+    wait = min(BACKOFF_BASE * (2 ** min(exponent, 20)), BACKOFF_CAP)
+    spread = int(key[:4], 16) / 0xFFFF if key else 0.0
+    return wait + wait * 0.1 * spread
+
+
+def mark_delivered(
+    conn: sa.Connection,
+    row: Claimed,
+    external_id: str,
+    at: dt.datetime,
+    context: AuditContext,
+    *,
+    detail: Mapping[str, Any] | None = None,
+) -> bool:
+    """Record a delivery (Slack ts or e-mail Message-ID) and audit `message_sent`.
+
+    Returns:
+        False when the row was no longer pending (another worker marked it first); the audit
+        entry then records the double delivery instead of hiding it.
+    """
+    result = conn.execute(
+        outbox.update()
+        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending")
+        .values(status="delivered", delivered_at=at, external_id=external_id, claimed_until=None,
+                last_error=None)
+    )
+    first = result.rowcount == 1
+    record(
+        conn,
+        "message_sent",
+        at=at,
+        context=context,
+        actor=f"notify.{row.channel}",
+        detail={
+            "idempotency_key": row.idempotency_key,
+            "channel": row.channel,
+            "recipient": row.recipient,
+            "external_id": external_id,
+            "attempt": row.attempts,
+            **({} if first else {"already_marked": True}),
+            **dict(detail or {}),
+        },
+        **_audit_fields(row),
+    )
+    return first
+
+
+def mark_failed(
+    conn: sa.Connection,
+    row: Claimed,
+    error: str,
+    retry_at: dt.datetime | None,
+    at: dt.datetime,
+    context: AuditContext,
+) -> None:
+    """Record a failed attempt and audit `message_failed`.
+
+    Args:
+        error: a one-line reason for a person (never a secret).
+        retry_at: when to try again (the row goes back to pending with `not_before` = retry_at
+            and its lease released); None makes the failure permanent (status ``failed``).
+    """
+    values: dict[str, Any] = {"claimed_until": None, "last_error": error[:2000]}
+    if retry_at is None:
+        values["status"] = "failed"
+    else:
+        values["not_before"] = retry_at
+    conn.execute(
+        outbox.update().where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending").values(values)
+    )
+    record(
+        conn,
+        "message_failed",
+        at=at,
+        context=context,
+        actor=f"notify.{row.channel}",
+        detail={
+            "idempotency_key": row.idempotency_key,
+            "channel": row.channel,
+            "recipient": row.recipient,
+            "attempt": row.attempts,
+            "error": error[:500],
+            "retry_at": _utc_iso(retry_at) if retry_at else None,
+            "permanent": retry_at is None,
+        },
+        **_audit_fields(row),
+    )

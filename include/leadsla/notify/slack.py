@@ -1,0 +1,195 @@
+"""Slack delivery through Airflow's SlackHook (`slack_api_default`), exactly once in effect.
+
+A person gets a direct message (``users.lookupByEmail`` -> ``conversations.open`` ->
+``chat.postMessage``); without a Slack account (``users_not_found``) the alert goes to the
+payload's fallback channel. Every message carries its idempotency key in Slack message metadata.
+Before re-sending a row that was attempted before, and after any answer that leaves it unknown
+whether Slack posted (5xx, dropped connection), the conversation's history is searched for the
+key; a hit is marked delivered with that ts instead of posting again.
+
+Retry policy, deliberately split: reads use connection, rate-limit (Retry-After) and server-error
+retry handlers; ``chat.postMessage`` uses only the rate-limit handler (a 429 is a guaranteed
+non-post) and retries 5xx/connection errors itself, after looking in the history, because a
+blind SDK retry of an ambiguous 5xx could post twice. This module never patches the hook.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import urllib.error
+from http.client import HTTPException
+from typing import Any
+
+from leadsla.notify.messages import METADATA_EVENT_TYPE, AlertPayload, slack_message
+from leadsla.notify.outbox import Claimed
+from leadsla.notify.outcome import Delivered, DeliveryFailed
+
+log = logging.getLogger(__name__)
+
+SLACK_CONN_ID = "slack_api_default"
+#: Slack errors that no retry can fix: the row fails permanently and the audit says why.
+PERMANENT_ERRORS = frozenset(
+    {"channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "no_text", "invalid_metadata_format",
+     "invalid_metadata_schema", "restricted_action", "cannot_dm_bot", "user_disabled"}
+)
+#: Look this far before the row's creation for its message (clock skew between hosts).
+HISTORY_SKEW_S = 300
+
+
+class SlackSender:
+    """Sends claimed outbox rows to Slack. One per delivery run; caches lookups for its life."""
+
+    def __init__(
+        self,
+        conn_id: str = SLACK_CONN_ID,
+        *,
+        rate_limit_retries: int = 6,
+        server_error_retries: int = 3,
+        post_attempts: int = 3,
+    ) -> None:
+        from airflow.providers.slack.hooks.slack import SlackHook
+        from slack_sdk.http_retry.builtin_handlers import (
+            ConnectionErrorRetryHandler,
+            RateLimitErrorRetryHandler,
+            ServerErrorRetryHandler,
+        )
+
+        self._reads = SlackHook(
+            slack_conn_id=conn_id,
+            retry_handlers=[
+                ConnectionErrorRetryHandler(max_retry_count=server_error_retries),
+                RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+                ServerErrorRetryHandler(max_retry_count=server_error_retries),
+            ],
+        )
+        self._posts = SlackHook(
+            slack_conn_id=conn_id,
+            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)],
+        )
+        self.post_attempts = post_attempts
+        self._conversations: dict[str, tuple[str, str]] = {}
+
+    # --- where ------------------------------------------------------------------------------
+
+    def conversation_for(self, row: Claimed, payload: AlertPayload) -> tuple[str, str]:
+        """The channel id to post in and how it was chosen (``dm``, ``fallback`` or ``channel``).
+
+        A recipient with an ``@`` is a person (DM, else the payload's fallback channel); any
+        other recipient is a channel id posted to directly.
+
+        Raises:
+            DeliveryFailed: permanent when the person has no Slack account and no fallback
+                channel is given; transient for Slack errors a retry may fix.
+        """
+        from slack_sdk.errors import SlackApiError
+
+        address = row.recipient  # the keyed recipient: an e-mail address, or a channel id
+        if "@" not in address:
+            return address, "channel"
+        fallback = payload.recipient.slack_fallback_channel
+        cache_key = f"{address}|{fallback}"
+        if cache_key in self._conversations:
+            return self._conversations[cache_key]
+        try:
+            user = self._reads.client.users_lookupByEmail(email=address)
+            opened = self._reads.client.conversations_open(users=user["user"]["id"])
+            found = (opened["channel"]["id"], "dm")
+        except SlackApiError as exc:
+            error = _error_of(exc)
+            if error == "users_not_found":
+                if not fallback:
+                    raise DeliveryFailed(
+                        f"{address} has no Slack account and the alert names no fallback channel",
+                        permanent=True,
+                    ) from None
+                found = (fallback, "fallback")
+            else:
+                raise _failure("finding the conversation", exc) from None
+        except (urllib.error.URLError, HTTPException, OSError) as exc:
+            raise DeliveryFailed(f"Slack unreachable finding the conversation: {exc}") from None
+        self._conversations[cache_key] = found
+        return found
+
+    # --- reconcile --------------------------------------------------------------------------
+
+    def find_posted(self, channel: str, key: str, oldest: float) -> str | None:
+        """The ts of a message in `channel` carrying `key` in its metadata, or None."""
+        cursor = None
+        while True:
+            resp = self._reads.client.conversations_history(
+                channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True, limit=200,
+                cursor=cursor,
+            )
+            for message in resp.get("messages", []):
+                meta = message.get("metadata") or {}
+                if (meta.get("event_type") == METADATA_EVENT_TYPE
+                        and (meta.get("event_payload") or {}).get("idempotency_key") == key):
+                    return message["ts"]
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not resp.get("has_more") or not cursor:
+                return None
+
+    def _reconcile(self, channel: str, row: Claimed) -> str | None:
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            return self.find_posted(channel, row.idempotency_key, row.created_at.timestamp() - HISTORY_SKEW_S)
+        except SlackApiError as exc:
+            raise _failure("reading the conversation history", exc) from None
+        except (urllib.error.URLError, HTTPException, OSError) as exc:
+            raise DeliveryFailed(f"Slack unreachable reading the conversation history: {exc}") from None
+
+    # --- send -------------------------------------------------------------------------------
+
+    def deliver(self, row: Claimed, at: dt.datetime | None = None) -> Delivered:
+        """Post one claimed row (or find it already posted); `at` is unused (same shape as e-mail).
+
+        Raises:
+            DeliveryFailed: the row stays queued (transient) or fails for good (permanent).
+        """
+        from slack_sdk.errors import SlackApiError
+
+        payload = AlertPayload.parse(row.payload, where=f"outbox row {row.outbox_id}")
+        channel, via = self.conversation_for(row, payload)
+        detail: dict[str, Any] = {"via": via, "channel_id": channel}
+        if row.attempted_before and (ts := self._reconcile(channel, row)):
+            log.info("outbox %s: already in Slack (ts %s), not posting again", row.outbox_id, ts)
+            return Delivered(ts, {**detail, "reconciled": True})
+        message = slack_message(payload, row.idempotency_key)
+        last = ""
+        for attempt in range(1, self.post_attempts + 1):
+            try:
+                resp = self._posts.client.chat_postMessage(channel=channel, **message)
+                return Delivered(resp["ts"], {**detail, "reconciled": False, "post_attempts": attempt})
+            except SlackApiError as exc:
+                status = exc.response.status_code
+                if status < 500:
+                    raise _failure("posting the message", exc) from None
+                last = f"HTTP {status} {_error_of(exc)}"
+            except (urllib.error.URLError, HTTPException, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            # Slack may or may not have posted: look before trying again.
+            if ts := self._reconcile(channel, row):
+                log.info("outbox %s: posted despite %s (ts %s)", row.outbox_id, last, ts)
+                return Delivered(ts, {**detail, "reconciled": True, "post_attempts": attempt})
+            log.warning("outbox %s: Slack post attempt %s failed (%s), retrying", row.outbox_id, attempt, last)
+        raise DeliveryFailed(f"Slack kept failing after {self.post_attempts} attempts: {last}")
+
+    def close(self) -> None:
+        self._conversations.clear()
+
+
+def _error_of(exc: Any) -> str:
+    try:
+        return str(exc.response.get("error") or "")
+    except Exception:
+        return ""
+
+
+def _failure(doing: str, exc: Any) -> DeliveryFailed:
+    error = _error_of(exc)
+    status = getattr(exc.response, "status_code", None)
+    return DeliveryFailed(
+        f"Slack refused {doing}: HTTP {status} {error}".strip(), permanent=error in PERMANENT_ERRORS
+    )

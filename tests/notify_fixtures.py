@@ -1,0 +1,84 @@
+"""Fixtures for notification tests: the Slack stand-in and the SMTP sink on ephemeral ports, with
+the Airflow connections (`slack_api_default`, `smtp_default`) pointed at them via environment.
+
+Use with ``from tests.notify_fixtures import *  # noqa: F403`` or pytest_plugins. Every server
+is stopped and every environment variable restored after the test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.slack_api import SlackSandbox
+from sandbox.smtp_sink import SmtpSink
+
+FALLBACK_CHANNEL = "C0SLAALERTS"
+REP = {"email": "rita.rep@example.com", "name": "rita", "real_name": "Rita Rep", "tz": "America/New_York"}
+MANAGER = {"email": "max.manager@example.com", "name": "max", "real_name": "Max Manager", "tz": "Europe/London"}
+
+
+def slack_connection(base_url: str) -> str:
+    """`AIRFLOW_CONN_SLACK_API_DEFAULT` JSON for a stand-in at `base_url` (a dummy bot token)."""
+    return json.dumps({"conn_type": "slack", "password": "xoxb-sandbox-token",
+                       "extra": {"base_url": base_url, "timeout": 10}})
+
+
+def smtp_connection(port: int, *, timeout: int = 5) -> str:
+    """`AIRFLOW_CONN_SMTP_DEFAULT` JSON for a plain local sink (no SSL, no STARTTLS)."""
+    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
+                       "extra": {"disable_ssl": True, "disable_tls": True, "timeout": timeout,
+                                 "retry_limit": 0, "from_email": "sla-monitor@leadsla.example"}})
+
+
+@pytest.fixture
+def slack_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackSandbox]:
+    """The Slack stand-in with a rep, a manager and the fallback channel; 50 ms per channel between posts."""
+    sandbox = SlackSandbox(data_dir=tmp_path / "slack", per_channel_interval=0.05)
+    sandbox.add_users([REP, MANAGER])
+    sandbox.add_channel(FALLBACK_CHANNEL, "sla-alerts")
+    with sandbox:
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_API_DEFAULT", slack_connection(sandbox.base_url))
+        yield sandbox
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+    sink = SmtpSink(tmp_path / "mail")
+    with sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection(sink.port))
+        yield sink
+
+
+def alert_payload(kind: str = "warning", *, name: str = "Ada Lovelace", recipient: dict | None = None,
+                  **over: Any) -> dict[str, Any]:
+    """A valid `AlertPayload` dict: a 4 h SLA, 2 h elapsed (warning) or 4 h 05 (breach)."""
+    breach = kind == "breach"
+    payload = {
+        "kind": kind,
+        "sla_name": "MQL to SAL",
+        "lead": {"id": "00Q000000000001AAA", "object_type": "Lead", "name": name,
+                 "company": "Analytical Engines Ltd", "source": "Webinar", "tier": "High-Intent"},
+        "owner": {"id": "005000000000001AAA", "name": "Rita Rep", "email": REP["email"]},
+        "recipient": recipient or {"name": "Rita Rep", "email": REP["email"], "timezone": "America/New_York",
+                                   "slack_fallback_channel": FALLBACK_CHANNEL},
+        "team": {"name": "SDR East", "timezone": "America/New_York"},
+        "target_seconds": 4 * 3600,
+        "elapsed_seconds": (4 * 3600 + 300) if breach else 2 * 3600,
+        "remaining_seconds": -300 if breach else 2 * 3600,
+        "deadline": "2026-03-09T18:00:00Z",
+        "due_at": "2026-03-09T18:05:00Z" if breach else "2026-03-09T16:00:00Z",
+        "breached_at": "2026-03-09T18:00:00Z" if breach else None,
+        "open_clocks": 3,
+        "instance_url": "https://acme.my.salesforce.com",
+    }
+    payload.update(over)
+    return payload
+
+
+CLOCK_START = dt.datetime(2026, 3, 9, 14, 0, tzinfo=dt.UTC)  # 10:00 New York (EDT)
