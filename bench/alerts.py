@@ -64,6 +64,9 @@ def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
 
 
 def main() -> None:
+    # Airflow's structlog writes hook logs to stdout; keep stdout for the one JSON line.
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
     logging.basicConfig(level=logging.ERROR)
     for name in ("mail.log", "leadsla", "slack_sdk", "airflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -197,7 +200,9 @@ def main() -> None:
     slack.stop()
     sink.stop()
     engine.dispose()
-    print(json.dumps(result))
+    sys.stdout.flush()
+    os.dup2(real_stdout, 1)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
