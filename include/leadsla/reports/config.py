@@ -1,0 +1,85 @@
+"""Report settings (include/config/reports.yaml): leadership's timezone, recipients, the
+revenue assumptions and the red-flag thresholds. Validated all-or-nothing on load.
+
+Never holds secrets (SMTP credentials live in the `smtp_default` connection).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from leadsla.errors import LeadSlaError
+from leadsla.paths import config_dir
+
+
+class ReportConfigError(LeadSlaError):
+    """reports.yaml is missing or invalid."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Revenue(_Model):
+    """How delay is turned into money: an estimate, printed with its assumptions."""
+
+    deal_value: float = Field(25000.0, gt=0)
+    base_conversion: float = Field(0.10, gt=0, le=1)  # MQL -> closed-won when touched immediately
+    # Share of `base_conversion` kept when the first touch took at most N business hours.
+    decay: dict[float, float] = Field(default_factory=lambda: {0.0833: 1.0, 1: 0.8, 4: 0.6, 24: 0.4, 1e9: 0.25})
+
+
+class Thresholds(_Model):
+    team_compliance: float = 0.80
+    response_vs_target: float = 2.0
+    rejection_reason_share: float = 0.40
+    no_activity_share: float = 0.10
+    war_room_leaders: float = 0.50
+    compliance_two_months: float = 0.70
+    mql_to_sql_drop_points: float = 5.0
+    leakage_share: float = 0.15
+    rejection_rate_two_months: float = 0.50
+    leakage_days: int = 7
+    loosen_breach_rate: float = 0.20
+    tighten_breach_rate: float = 0.05
+
+
+class Recipients(_Model):
+    weekly: list[str] = Field(min_length=1)
+    feedback: list[str] = Field(min_length=1)
+    monthly: list[str] = Field(min_length=1)
+    quarterly: list[str] = Field(min_length=1)
+
+
+class ReportConfig(_Model):
+    leadership_timezone: str = "America/New_York"
+    sla_id: str = "sales_touch"
+    recipients: Recipients
+    leader_roles: list[str] = Field(default_factory=lambda: ["manager", "vp", "director", "head"])
+    baseline_month: str | None = None  # "YYYY-MM"; None = the first month with MQLs
+    what_if_targets_hours: list[float] = Field(default_factory=lambda: [0.5, 1, 2, 4, 8, 24])
+    campaign_field: str = "Campaign__c"
+    revenue: Revenue = Revenue()
+    thresholds: Thresholds = Thresholds()
+
+
+def load_report_config(path: str | Path | None = None) -> ReportConfig:
+    """Read and validate reports.yaml.
+
+    Raises:
+        ReportConfigError: unreadable file or invalid content (names the key and the problem).
+    """
+    path = Path(path) if path else config_dir() / "reports.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ReportConfigError(f"cannot read report settings {path}: {exc}") from None
+    try:
+        return ReportConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ReportConfigError(f"{path}: {where}: {first['msg']}") from None

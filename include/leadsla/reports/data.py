@@ -1,0 +1,99 @@
+"""The store's rows as pandas frames for reports and the War Room (read-only).
+
+Loads leads, their first arrival at each funnel stage (from Status history), activities, users,
+the measured SLA's clocks and War Room visits. Never writes; never computes a figure (metrics
+modules do), so every figure can be traced back to these rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from leadsla.store import schema as s
+
+#: Lead Status value -> funnel stage. Statuses not listed (Working, Contacted, Nurture) are not stages.
+STAGE_OF_STATUS = {
+    "MQL": "MQL",
+    "SAL": "SAL",
+    "SQL": "SQL",
+    "Converted": "Opportunity",
+    "Qualified": "SQL",
+    "Recycled": "Recycled",
+    "Disqualified": "Disqualified",
+    "Unqualified": "Disqualified",
+    "Rejected": "Disqualified",
+}
+FUNNEL = ["MQL", "SAL", "SQL", "Opportunity"]
+REJECTED = ["Recycled", "Disqualified"]
+
+
+@dataclass
+class ReportData:
+    """Frames, all timestamps tz-aware UTC.
+
+    leads: record_id, name, owner_id, lead_source, lead_type, account_tier, status,
+        rejection_reason, created_at, campaign.
+    stages: record_id, stage, at (first time the lead reached the stage).
+    activities: activity_id, who_id, owner_id, created_at.
+    users: user_id, name, team, role, is_active.
+    clocks: the store's clocks rows for the measured SLA.
+    visits: audit war_room_visit rows: actor, at.
+    """
+
+    leads: pd.DataFrame
+    stages: pd.DataFrame
+    activities: pd.DataFrame
+    users: pd.DataFrame
+    clocks: pd.DataFrame
+    visits: pd.DataFrame
+
+
+def _frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
+    result = conn.execute(stmt)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _times(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    for col in cols:
+        df[col] = pd.to_datetime(df[col], utc=True) if len(df) else pd.Series([], dtype="datetime64[us, UTC]")
+    return df
+
+
+def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | None = None,
+         campaign_field: str = "Campaign__c") -> ReportData:
+    """Read everything reports need; rows after `until` (when given) are left out so a past
+    period regenerates the same figures later.
+    """
+    r, h, a, u, c, au = s.records, s.field_history, s.activities, s.users, s.clocks, s.audit
+    with engine.connect() as conn:
+        lead_q = sa.select(r.c.record_id, r.c.name, r.c.owner_id, r.c.lead_source, r.c.lead_type,
+                           r.c.account_tier, r.c.status, r.c.rejection_reason, r.c.created_at,
+                           r.c.fields[campaign_field].as_string().label("campaign")).where(
+            r.c.object_type == "Lead", r.c.is_deleted.is_(False))
+        hist_q = sa.select(h.c.record_id, h.c.new_value, h.c.changed_at).where(
+            h.c.object_type == "Lead", h.c.field == "Status", h.c.new_value.in_(list(STAGE_OF_STATUS)))
+        act_q = sa.select(a.c.activity_id, a.c.who_id, a.c.owner_id, a.c.created_at).where(
+            a.c.is_deleted.is_(False), a.c.who_id.is_not(None))
+        clock_q = sa.select(c).where(c.c.sla_id == sla_id)
+        visit_q = sa.select(au.c.actor, au.c.at).where(au.c.event == "war_room_visit")
+        if until is not None:
+            lead_q = lead_q.where(r.c.created_at < until)
+            hist_q = hist_q.where(h.c.changed_at < until)
+            act_q = act_q.where(a.c.created_at < until)
+            clock_q = clock_q.where(c.c.clock_start < until)
+            visit_q = visit_q.where(au.c.at < until)
+        leads = _times(_frame(conn, lead_q), "created_at")
+        hist = _times(_frame(conn, hist_q), "changed_at")
+        activities = _times(_frame(conn, act_q), "created_at")
+        users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
+        clocks = _times(_frame(conn, clock_q), "clock_start", "deadline", "stopped_at", "breached_at",
+                        "evaluated_at", "next_checkpoint_at")
+        visits = _times(_frame(conn, visit_q), "at")
+    hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
+    stages = (hist.sort_values("changed_at").drop_duplicates(["record_id", "stage"])
+              .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
+    return ReportData(leads, stages, activities, users, clocks, visits)

@@ -1,0 +1,103 @@
+"""Report periods: a week, month or quarter in leadership's timezone, as a half-open UTC range.
+
+Parsing is strict ("2026-W46", "2026-11", "2026-Q4"); the default is the last *full* period before
+the run's time, so a scheduled run and a later re-run of the same period see the same range.
+Never reads the wall clock: the caller passes the run's time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from leadsla.errors import LeadSlaError
+
+KINDS = ("week", "month", "quarter")
+
+
+class PeriodError(LeadSlaError):
+    """A period string that does not name a week, month or quarter."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC; `label` is what a reader sees ("2026-W46", "2026-11", "2026-Q4")."""
+
+    kind: str
+    label: str
+    start: dt.datetime
+    end: dt.datetime
+    timezone: str
+
+    def previous(self) -> Period:
+        """The period of the same kind just before this one."""
+        local = self.start.astimezone(ZoneInfo(self.timezone)) - dt.timedelta(days=1)
+        return _containing(self.kind, local.date(), self.timezone)
+
+    def contains(self, when: dt.datetime) -> bool:
+        return self.start <= when < self.end
+
+
+def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.UTC)
+
+
+def _containing(kind: str, day: dt.date, tz: str) -> Period:
+    if kind == "week":
+        first = day - dt.timedelta(days=day.weekday())
+        after = first + dt.timedelta(days=7)
+        iso = first.isocalendar()
+        label = f"{iso.year}-W{iso.week:02d}"
+    elif kind == "month":
+        first = day.replace(day=1)
+        after = (first + dt.timedelta(days=32)).replace(day=1)
+        label = f"{first.year}-{first.month:02d}"
+    elif kind == "quarter":
+        q = (day.month - 1) // 3
+        first = dt.date(day.year, 3 * q + 1, 1)
+        after = dt.date(day.year + (q == 3), (3 * q + 3) % 12 + 1, 1)
+        label = f"{first.year}-Q{q + 1}"
+    else:
+        raise PeriodError(f"unknown period kind {kind!r}: expected one of {', '.join(KINDS)}")
+    return Period(kind, label, _local_midnight(first, tz), _local_midnight(after, tz), tz)
+
+
+def last_full(kind: str, at: dt.datetime, tz: str) -> Period:
+    """The last complete period of `kind` ending at or before `at` (the run's time)."""
+    if at.tzinfo is None:
+        raise PeriodError(f"run time {at.isoformat()} is naive: give it a timezone")
+    today = at.astimezone(ZoneInfo(tz)).date()
+    current = _containing(kind, today, tz)
+    return current.previous()
+
+
+_PATTERNS = {
+    "week": re.compile(r"^(\d{4})-W(\d{2})$"),
+    "month": re.compile(r"^(\d{4})-(\d{2})$"),
+    "quarter": re.compile(r"^(\d{4})-Q([1-4])$"),
+}
+
+
+def parse(kind: str, text: str, tz: str) -> Period:
+    """A period from its label.
+
+    Raises:
+        PeriodError: the text is not a label of that kind (the message shows the expected form).
+    """
+    m = _PATTERNS.get(kind, re.compile("$^")).match(text.strip())
+    example = {"week": "2026-W46", "month": "2026-11", "quarter": "2026-Q4"}.get(kind, "?")
+    if not m:
+        raise PeriodError(f"period {text!r} is not a {kind}: expected e.g. {example}")
+    year, n = int(m.group(1)), int(m.group(2))
+    try:
+        if kind == "week":
+            day = dt.date.fromisocalendar(year, n, 1)
+        elif kind == "month":
+            day = dt.date(year, n, 1)
+        else:
+            day = dt.date(year, 3 * (n - 1) + 1, 1)
+    except ValueError as exc:
+        raise PeriodError(f"period {text!r} does not exist: {exc}") from None
+    return _containing(kind, day, tz)

@@ -1,0 +1,223 @@
+"""Test data for reports and the War Room: a small builder for hand-checked cases and a seeded
+generator of a realistic org (three teams, leads through MQL -> SAL -> SQL -> Opportunity or
+Recycled/Disqualified with reasons, activities, clocks in every state, audit rows).
+
+`Builder.write(engine)` inserts into the store's real tables; `Builder.frames()` gives the same
+rows as `ReportData` without a store, for pure metric tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+UTC = dt.UTC
+STATUS_OF_STAGE = {"MQL": "MQL", "SAL": "SAL", "SQL": "SQL", "Opportunity": "Converted",
+                   "Recycled": "Recycled", "Disqualified": "Disqualified"}
+
+
+def t(text: str) -> dt.datetime:
+    """'2026-11-02 14:00' as UTC."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@dataclass
+class Builder:
+    leads: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    activities: list[dict] = field(default_factory=list)
+    users: list[dict] = field(default_factory=list)
+    clocks: list[dict] = field(default_factory=list)
+    audit: list[dict] = field(default_factory=list)
+
+    def user(self, user_id: str, name: str, team: str, role: str = "SDR", manager_id: str | None = None) -> Builder:
+        self.users.append({"user_id": user_id, "name": name, "email": f"{user_id.lower()}@example.com",
+                           "manager_id": manager_id, "is_active": True, "timezone": "America/New_York",
+                           "team": team, "role": role, "out_of_office": False, "fields": {}})
+        return self
+
+    def lead(self, record_id: str, *, owner: str | None = None, source: str = "Web", lead_type: str = "Inbound",
+             tier: str = "SMB", campaign: str | None = None, reason: str | None = None,
+             stages: dict[str, dt.datetime] | None = None, name: str | None = None) -> Builder:
+        stages = stages or {}
+        last = max(stages, key=stages.get) if stages else "MQL"
+        created = min(stages.values()) if stages else t("2026-01-01 00:00")
+        self.leads.append({"object_type": "Lead", "record_id": record_id, "name": name or f"Lead {record_id}",
+                           "company": f"Company {record_id}", "status": STATUS_OF_STAGE[last], "owner_id": owner,
+                           "lead_source": source, "lead_type": lead_type, "account_tier": tier,
+                           "is_converted": "Opportunity" in stages, "rejection_reason": reason,
+                           "created_at": created, "modified_at": created, "is_deleted": False,
+                           "fields": {"Campaign__c": campaign} if campaign else {}, "synced_at": created})
+        prev = None
+        for stage, at in sorted(stages.items(), key=lambda kv: kv[1]):
+            self.history.append({"history_id": f"H{len(self.history):08d}", "object_type": "Lead",
+                                 "record_id": record_id, "field": "Status", "old_value": prev,
+                                 "new_value": STATUS_OF_STAGE[stage], "changed_by": owner, "changed_at": at})
+            prev = STATUS_OF_STAGE[stage]
+        return self
+
+    def activity(self, lead: str, at: dt.datetime, owner: str | None = None) -> Builder:
+        self.activities.append({"activity_id": f"00T{len(self.activities):07d}", "kind": "Task", "who_id": lead,
+                                "what_id": None, "owner_id": owner, "type": "Call", "subtype": "Task",
+                                "subject": "Call", "created_at": at, "is_deleted": False, "synced_at": at})
+        return self
+
+    def clock(self, lead: str, start: dt.datetime, *, target_h: float, elapsed_h: float, owner: str | None,
+              team: str | None, tier: str = "standard", stopped_at: dt.datetime | None = None,
+              breached_at: dt.datetime | None = None, now: dt.datetime | None = None,
+              policy_version: str = "2026.11-tiered") -> Builder:
+        target, elapsed = int(target_h * 3600), int(elapsed_h * 3600)
+        if stopped_at is not None:
+            state = "met_late" if breached_at is not None else "met"
+        else:
+            state = "breached" if breached_at is not None else "running"
+        pct = elapsed / target * 100
+        colour = "red" if breached_at is not None else ("yellow" if pct >= 75 else "green")
+        self.clocks.append({"sla_id": "sales_touch", "record_id": lead, "clock_start": start,
+                            "object_type": "Lead", "policy_version": policy_version, "tier": tier,
+                            "calendar": "us_east", "target_seconds": target, "owner_id": owner, "team": team,
+                            "state": state, "elapsed_seconds": elapsed, "remaining_seconds": target - elapsed,
+                            "percent_elapsed": pct, "colour": colour,
+                            "deadline": breached_at or start + dt.timedelta(seconds=target - elapsed) + dt.timedelta(hours=elapsed_h),
+                            "stopped_at": stopped_at, "breached_at": breached_at, "critical": False,
+                            "next_checkpoint": None, "next_checkpoint_at": None,
+                            "evaluated_at": now or stopped_at or start})
+        return self
+
+    def event(self, event: str, at: dt.datetime, record_id: str | None = None, **kw: Any) -> Builder:
+        row = {"event": event, "at": at, "recorded_at": at, "object_type": "Lead" if record_id else None,
+               "record_id": record_id, "sla_id": kw.pop("sla_id", "sales_touch" if record_id else None),
+               "clock_start": kw.pop("clock_start", None), "checkpoint": kw.pop("checkpoint", None),
+               "actor": kw.pop("actor", None), "policy_version": kw.pop("policy_version", "2026.11-tiered"),
+               "detail": kw.pop("detail", {}), "dag_id": kw.pop("dag_id", None), "run_id": kw.pop("run_id", None),
+               "task_id": kw.pop("task_id", None), "try_number": kw.pop("try_number", None)}
+        assert not kw, f"unknown audit fields {kw}"
+        self.audit.append(row)
+        return self
+
+    def frames(self):
+        """The rows as `ReportData`, exactly as `leadsla.reports.data.load` would read them."""
+        from leadsla.reports.data import STAGE_OF_STATUS, ReportData
+
+        leads = pd.DataFrame(self.leads or None, columns=["record_id", "name", "owner_id", "lead_source", "lead_type",
+                                                          "account_tier", "status", "rejection_reason",
+                                                          "created_at", "fields"])
+        leads["campaign"] = [f.get("Campaign__c") for f in leads["fields"]]
+        leads = leads.drop(columns="fields")
+        hist = pd.DataFrame(self.history, columns=["record_id", "new_value", "changed_at"])
+        hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
+        stages = (hist.sort_values("changed_at").drop_duplicates(["record_id", "stage"])
+                  .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
+        for df, cols in ((leads, ["created_at"]), (stages, ["at"])):
+            for col in cols:
+                df[col] = pd.to_datetime(df[col], utc=True)
+        acts = pd.DataFrame(self.activities, columns=["activity_id", "who_id", "owner_id", "created_at"])
+        acts["created_at"] = pd.to_datetime(acts["created_at"], utc=True)
+        users = pd.DataFrame(self.users, columns=["user_id", "name", "team", "role", "is_active"])
+        clocks = pd.DataFrame(self.clocks)
+        for col in ("clock_start", "deadline", "stopped_at", "breached_at", "evaluated_at", "next_checkpoint_at"):
+            clocks[col] = pd.to_datetime(clocks[col], utc=True) if len(clocks) else pd.Series([], dtype="datetime64[us, UTC]")
+        visits = pd.DataFrame([a for a in self.audit if a["event"] == "war_room_visit"], columns=["actor", "at"])
+        visits["at"] = pd.to_datetime(visits["at"], utc=True)
+        return ReportData(leads, stages, acts, users, clocks, visits)
+
+    def write(self, engine: sa.Engine) -> None:
+        """Insert every row into the store (audit rows straight into the append-only table)."""
+        from leadsla.store import schema as s
+
+        now = t("2026-01-01 00:00")
+        with engine.begin() as conn:
+            for table, rows in ((s.users, [dict(u, synced_at=now) for u in self.users]), (s.records, self.leads),
+                                (s.field_history, self.history), (s.activities, self.activities),
+                                (s.clocks, self.clocks), (s.audit, self.audit)):
+                for i in range(0, len(rows), 5000):
+                    conn.execute(table.insert(), rows[i:i + 5000])
+
+
+TEAMS = {"sdr_east": ["Ava East", "Ben East", "Cy East", "Dee East"],
+         "sdr_west": ["Eli West", "Fay West", "Gus West", "Hal West"],
+         "sdr_emea": ["Ida Emea", "Jo Emea", "Kai Emea", "Lu Emea"]}
+SOURCES = [("Web", "Inbound", 0.30), ("Webinar", "Webinar", 0.20), ("Content", "Content Download", 0.20),
+           ("Event", "Event", 0.10), ("Chat", "Demo Request", 0.10), ("Partner", "Standard", 0.10)]
+CAMPAIGNS = ["Q4 Webinar Series", "Pricing Guide", "Spring Launch", "Partner Summit", "Brand Search"]
+REASONS = ["No budget", "Wrong contact", "Not a fit", "Duplicate", "Student / personal"]
+
+
+def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = t("2026-10-01 00:00"), days: int = 120,
+             slow_rep: str = "Dee East", now: dt.datetime | None = None) -> Builder:
+    """A realistic org: 12 reps in three teams (+ managers), `n_leads` MQLs spread over `days` days.
+
+    sdr_west misses its SLA on Monday mornings (a capacity problem: the whole team at the same
+    hours); `slow_rep` is individually slow at normal load. Deterministic for a seed.
+    """
+    rnd = random.Random(seed)
+    now = now or start + dt.timedelta(days=days)
+    b = Builder()
+    reps: list[tuple[str, str, str]] = []
+    for ti, (team, names) in enumerate(TEAMS.items()):
+        mgr = f"005M{ti:014d}"
+        b.user(mgr, f"{team} Manager", team, role="SDR Manager")
+        for ri, name in enumerate(names):
+            uid = f"005R{ti:07d}{ri:07d}"
+            b.user(uid, name, team, manager_id=mgr)
+            reps.append((uid, name, team))
+    b.user("005V00000000000001", "Vera VP", "leadership", role="VP Sales")
+    b.user("005V00000000000002", "Vic VP", "leadership", role="VP Marketing")
+    weights = [w for *_, w in SOURCES]
+    for i in range(n_leads):
+        lid = f"00Q{i:015d}"
+        uid, name, team = reps[rnd.randrange(len(reps))]
+        source, lead_type, _ = rnd.choices(SOURCES, weights)[0]
+        mql = start + dt.timedelta(seconds=rnd.randrange(days * 86400))
+        target_h = 4.0
+        monday_morning = mql.weekday() == 0 and mql.hour < 18
+        slow = name == slow_rep or (team == "sdr_west" and monday_morning)
+        elapsed_h = rnd.uniform(3.0, 12.0) if slow and rnd.random() < 0.8 else rnd.uniform(0.1, 4.5)
+        sal = mql + dt.timedelta(minutes=rnd.randrange(5, 240))
+        stages = {"MQL": mql}
+        reason = None
+        fate = rnd.random()
+        touched = sal + dt.timedelta(hours=elapsed_h * 2)
+        never_touched = rnd.random() < 0.06
+        if fate < 0.25:  # sales rejects it
+            stages["SAL" if fate < 0.1 else "Recycled"] = sal
+            if fate < 0.1:
+                stages["Disqualified"] = touched + dt.timedelta(days=1)
+            reason = rnd.choices(REASONS, [5, 3, 2, 1, 1])[0]
+        else:
+            stages["SAL"] = sal
+            if fate > 0.45 and not never_touched:
+                stages["SQL"] = touched + dt.timedelta(days=rnd.uniform(1, 10))
+                if fate > 0.75:
+                    stages["Opportunity"] = stages["SQL"] + dt.timedelta(days=rnd.uniform(2, 20))
+        stages = {k: v for k, v in stages.items() if v < now}
+        b.lead(lid, owner=uid, source=source, lead_type=lead_type, tier=rnd.choice(["SMB", "Mid-Market"]),
+               campaign=rnd.choice(CAMPAIGNS) if rnd.random() < 0.8 else None, reason=reason, stages=stages,
+               name=f"Lead {i} <{source}>")
+        if "SAL" in stages:
+            done = touched if not never_touched and touched < now else None
+            breached = sal + dt.timedelta(hours=target_h * 2) if elapsed_h > target_h else None
+            if done is None and breached is None and (now - sal).total_seconds() > 2 * 86400:
+                breached = sal + dt.timedelta(hours=target_h * 2)
+            if breached is not None and breached >= now:
+                breached = None
+            b.clock(lid, sal, target_h=target_h, elapsed_h=min(elapsed_h, 99.0) if done else min(elapsed_h, target_h * 0.9),
+                    owner=uid, team=team, stopped_at=done, breached_at=breached, now=now)
+            b.event("clock_start", sal, lid, clock_start=sal, actor="sales_touch.start",
+                    dag_id="sla_monitor", run_id=f"scheduled__{sal:%Y-%m-%dT%H:%M}", task_id="evaluate", try_number=1)
+            if done:
+                b.activity(lid, done, uid)
+                b.event("clock_stop", done, lid, clock_start=sal, actor="sales_touch.stop.activity_by_owner",
+                        dag_id="sla_monitor", run_id=f"scheduled__{done:%Y-%m-%dT%H:%M}", task_id="evaluate", try_number=1)
+            if breached:
+                b.event("escalation", breached, lid, clock_start=sal, checkpoint="breach", actor="sales_touch.breach",
+                        detail={"reassign_to": "Breached SLA"}, dag_id="sla_monitor",
+                        run_id=f"scheduled__{breached:%Y-%m-%dT%H:%M}", task_id="escalate", try_number=1)
+    for k in range(3):
+        b.event("war_room_visit", start + dt.timedelta(days=3 + k), actor=f"005M{k:014d}")
+    return b
