@@ -126,7 +126,7 @@ def test_weekly_trend_changes(data):
     # Weeks (UTC, Monday start) ending with the one holding Nov 30: W47 (Nov 16), W48 (Nov 23), W49 (Nov 30).
     assert list(w["week"]) == ["2026-W47", "2026-W48", "2026-W49"]
     assert list(w["decided"]) == [0, 0, 0]  # L5 started Nov 30 but is open at the end
-    w = m.weekly_trend(data, NOV, weeks=5)
+    w = m.weekly_trend(data, NOV, weeks=6)
     assert w.loc[1, "week"] == "2026-W45" and w.loc[1, "decided"] == 4 and w.loc[1, "compliance"] == 0.5
     assert w.loc[0, "week"] == "2026-W44" and w.loc[0, "compliance"] == 0.0  # L6 only (Oct 30)
     assert w.loc[1, "change_points"] == pytest.approx(50.0)
