@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 unset AIRFLOW_HOME
 export PYTHONDONTWRITEBYTECODE=1
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}/leadsla-runtime-$(id -u)}"; mkdir -p -m 700 "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
+# Browser tests (report rendering) drive Debian's chromium through Playwright; install it once.
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get install -y chromium >/dev/null || echo "warning: could not install chromium; browser tests will fail" >&2
+fi
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

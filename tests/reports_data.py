@@ -148,7 +148,7 @@ CAMPAIGNS = ["Q4 Webinar Series", "Pricing Guide", "Spring Launch", "Partner Sum
 REASONS = ["No budget", "Wrong contact", "Not a fit", "Duplicate", "Student / personal"]
 
 
-def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = t("2026-10-01 00:00"), days: int = 120,
+def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = dt.datetime(2026, 10, 1, tzinfo=UTC), days: int = 120,
              slow_rep: str = "Dee East", now: dt.datetime | None = None) -> Builder:
     """A realistic org: 12 reps in three teams (+ managers), `n_leads` MQLs spread over `days` days.
 

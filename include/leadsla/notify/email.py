@@ -14,6 +14,7 @@ the lease expires and the next run sends it again with the SAME Message-ID, so t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.policy
 import logging
@@ -56,6 +57,37 @@ def build_message(row: Claimed, payload: AlertPayload, sender: str, at: dt.datet
     return msg
 
 
+def open_smtp(conn_id: str = SMTP_CONN_ID):
+    """(hook, client): an SmtpHook connected with `get_conn()` and its own SMTP client.
+
+    Shared by alert delivery and the report e-mails, so both send the same way.
+
+    Raises:
+        DeliveryFailed: (permanent) the provider no longer exposes its client after get_conn().
+    """
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    hook = SmtpHook(smtp_conn_id=conn_id)
+    hook.get_conn()
+    client = getattr(hook, "_smtp_client", None)
+    if client is None:
+        raise DeliveryFailed("SmtpHook exposes no SMTP client after get_conn(): provider changed?", permanent=True)
+    return hook, client
+
+
+@contextlib.contextmanager
+def smtp_session(conn_id: str = SMTP_CONN_ID):
+    """`open_smtp` as a context manager that quits the session afterwards."""
+    hook, client = open_smtp(conn_id)
+    try:
+        yield hook, client
+    finally:
+        try:
+            client.quit()
+        except Exception:  # already gone: nothing to tidy
+            client.close()
+
+
 class EmailSender:
     """Sends claimed outbox rows by SMTP; keeps one SMTP session open across rows, reopening after errors."""
 
@@ -64,16 +96,9 @@ class EmailSender:
         self._hook = None
 
     def _client(self):
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
         if self._hook is None:
-            hook = SmtpHook(smtp_conn_id=self.conn_id)
-            hook.get_conn()
-            self._hook = hook
-        client = getattr(self._hook, "_smtp_client", None)
-        if client is None:
-            raise DeliveryFailed("SmtpHook exposes no SMTP client after get_conn(): provider changed?", permanent=True)
-        return self._hook, client
+            self._hook, _ = open_smtp(self.conn_id)
+        return self._hook, self._hook._smtp_client
 
     def deliver(self, row: Claimed, at: dt.datetime) -> Delivered:
         """Send one row. `at` stamps the Date header (the delivering attempt's time).

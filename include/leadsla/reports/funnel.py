@@ -134,6 +134,6 @@ def rejection_trend(data: ReportData, period: Period, weeks: int = 8) -> pd.Data
     st = st[st["at"] >= start].merge(data.leads[["record_id", "rejection_reason"]], on="record_id", how="left")
     st["rejection_reason"] = st["rejection_reason"].fillna("(none)")
     local = st["at"].dt.tz_convert(period.timezone)
-    st["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+    st["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
     return (st.groupby(["week", "rejection_reason"]).size().rename("rejects").reset_index()
             .sort_values(["week", "rejection_reason"]).reset_index(drop=True))

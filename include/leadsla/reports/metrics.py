@@ -137,7 +137,7 @@ def revenue_affected(clocks: pd.DataFrame, revenue: Revenue) -> dict:
     lost = decay_multiplier(v["target_hours"].to_numpy(), revenue) - decay_multiplier(actual, revenue)
     amount = float(np.clip(lost, 0, None).sum() * revenue.deal_value * revenue.base_conversion)
     buckets = ", ".join(
-        f"{'any' if b >= 1e6 else ('<= %g h' % b)}: {revenue.decay[b]:.0%}" for b in sorted(revenue.decay))
+        f"{'any' if b >= 1e6 else (f'<= {b:g} h')}: {revenue.decay[b]:.0%}" for b in sorted(revenue.decay))
     assumption = (f"Estimate: deal value ${revenue.deal_value:,.0f}, base MQL-to-won conversion "
                   f"{revenue.base_conversion:.0%}, conversion kept by first-touch time ({buckets}); "
                   "untouched breaches count at the worst bucket.")

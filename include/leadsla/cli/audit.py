@@ -1,0 +1,75 @@
+"""`leadsla audit --record ID` (a record's timeline) and `leadsla audit export --from DATE --to DATE
+--out FILE.csv` (every audit entry of the period with its policy version and Airflow task run).
+Read-only: never writes the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from leadsla.errors import LeadSlaError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("audit", help="a record's audit timeline, or export the audit trail to CSV")
+    p.add_argument("action", nargs="?", choices=["export"], help="export: write a period's entries to CSV")
+    p.add_argument("--record", help="CRM record id whose timeline to print")
+    p.add_argument("--from", dest="start", help="export from this date/time (inclusive, ISO; a date is 00:00 UTC)")
+    p.add_argument("--to", dest="end", help="export up to this date/time (exclusive)")
+    p.add_argument("--out", type=Path, help="CSV file to write")
+    p.add_argument("--store", help="store URL (default: the configured store)")
+    p.set_defaults(handler=run)
+
+
+def _when(text: str | None, flag: str) -> dt.datetime:
+    if not text:
+        raise LeadSlaError(f"audit export needs {flag} (e.g. {flag} 2026-11-01)")
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise LeadSlaError(f"{flag} {text!r} is not an ISO date or time (e.g. 2026-11-01)") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def run(args: argparse.Namespace) -> int:
+    from leadsla.reports.timeline import EXPORT_COLUMNS, entries_between, record_timeline
+    from leadsla.store import open_store
+
+    if args.action != "export" and not args.record:
+        raise LeadSlaError("give --record ID for a timeline, or `audit export --from DATE --to DATE --out FILE.csv`")
+    if args.action == "export" and not args.out:
+        raise LeadSlaError("audit export needs --out FILE.csv")
+    engine = open_store(args.store)
+    try:
+        if args.action == "export":
+            start, end = _when(args.start, "--from"), _when(args.end, "--to")
+            if end <= start:
+                raise LeadSlaError(f"--to {end.isoformat()} is not after --from {start.isoformat()}")
+            n = 0
+            with args.out.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(EXPORT_COLUMNS)
+                for row in entries_between(engine, start, end):
+                    w.writerow([json.dumps(row[c], sort_keys=True) if c == "detail"
+                                else (row[c].isoformat() if isinstance(row[c], dt.datetime) else row[c])
+                                for c in EXPORT_COLUMNS])
+                    n += 1
+            print(f"{n} audit entries written to {args.out}")
+            return 0
+        rows = record_timeline(engine, args.record)
+        if not rows:
+            raise LeadSlaError(f"no audit entries for record {args.record!r}")
+        for r in rows:
+            rule = f" rule={r['actor']}" if r["actor"] else ""
+            cp = f" checkpoint={r['checkpoint']}" if r["checkpoint"] else ""
+            link = f" task={r['link']} try={r['try_number']}" if r["link"] else ""
+            sys.stdout.write(f"{r['at'].isoformat()} {r['event']}{cp}{rule} policy={r['policy_version']}{link}"
+                             f" {json.dumps(r['detail'], sort_keys=True)}\n")
+        return 0
+    finally:
+        engine.dispose()
