@@ -215,9 +215,7 @@ clocks = sa.Table(
     sa.Column("deadline", UtcDateTime()),
     sa.Column("stopped_at", UtcDateTime()),
     sa.Column("breached_at", UtcDateTime()),
-    sa.Column(
-        "critical", sa.Boolean, nullable=False, server_default=sa.false()
-    ),  # breach ignores quiet hours
+    sa.Column("critical", sa.Boolean, nullable=False, server_default=sa.false()),  # breach ignores quiet hours
     sa.Column("next_checkpoint", sa.String(80)),
     sa.Column("next_checkpoint_at", UtcDateTime()),  # projected, as if the clock keeps running
     _now_column("evaluated_at"),
