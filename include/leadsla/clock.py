@@ -80,31 +80,67 @@ def value_asof(events: Events, record: np.ndarray, seconds: np.ndarray, fallback
     return np.where(has_after, events.old[j], out)
 
 
+class Columns:
+    """A frame's columns as numpy object arrays (and instants as epoch seconds), each converted
+    once per evaluation however many SLAs and object types read it."""
+
+    def __init__(self, frame: pd.DataFrame, name: str) -> None:
+        self.frame = frame
+        self.name = name
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def has(self, column: str) -> bool:
+        return column in self.frame.columns
+
+    def get(self, column: str) -> np.ndarray:
+        if column not in self._cache:
+            self._cache[column] = _objects(self.frame, column)
+        return self._cache[column]
+
+    def seconds(self, column: str) -> np.ndarray:
+        key = f"seconds:{column}"
+        if key not in self._cache:
+            self._cache[key] = (
+                epoch_seconds_array(self.frame[column], f"{self.name}.{column}")
+                if len(self.frame)
+                else np.empty(0, np.int64)
+            )
+        return self._cache[key]
+
+
 @dataclass
 class RecordIndex:
     """Record ids of one object type as dense integer codes, with the record columns as arrays."""
 
     ids: pd.Index
-    frame: pd.DataFrame  # records of this object type, positionally aligned with the codes
+    source: Columns
+    rows: np.ndarray  # positions in `source` of this object type's records, in code order
     _columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, records: pd.DataFrame, object_type: str) -> RecordIndex:
-        frame = records[_objects(records, "object_type") == object_type].reset_index(drop=True)
-        ids = pd.Index(_objects(frame, "record_id"), dtype=object)
-        return cls(ids, frame)
+    def build(cls, records: Columns, object_type: str) -> RecordIndex:
+        rows = np.flatnonzero(records.get("object_type") == object_type)
+        return cls(pd.Index(records.get("record_id")[rows], dtype=object), records, rows)
 
-    def codes(self, record_ids: pd.Series | np.ndarray) -> np.ndarray:
+    def codes(self, record_ids: np.ndarray) -> np.ndarray:
         return self.ids.get_indexer(np.asarray(record_ids, dtype=object))
 
     def column(self, name: str) -> np.ndarray:
-        if name in self.frame.columns:
-            return _objects(self.frame, name)
-        if "fields" in self.frame.columns:
-            return np.array(
-                [f.get(name) if isinstance(f, dict) else None for f in self.frame["fields"]], dtype=object
-            )
-        return np.full(len(self.frame), None, dtype=object)
+        """A record column (or a raw CRM field from `fields`) as an object array, cached."""
+        if name not in self._columns:
+            if self.source.has(name):
+                self._columns[name] = self.source.get(name)[self.rows]
+            elif self.source.has("fields"):
+                raw = self.source.get("fields")[self.rows]
+                self._columns[name] = np.array(
+                    [f.get(name) if isinstance(f, dict) else None for f in raw], dtype=object
+                )
+            else:
+                self._columns[name] = np.full(len(self.rows), None, dtype=object)
+        return self._columns[name]
 
     def isin(self, name: str, accepted: list[str]) -> np.ndarray:
         """Per record: is column `name` one of `accepted`? (factorised once, then integer tests)"""
@@ -160,54 +196,42 @@ class Timeline:
     act_code: np.ndarray
     act_owner: np.ndarray
     act_t: np.ndarray
+    _events: dict[str, Events] = field(default_factory=dict)
 
     @classmethod
-    def build(
-        cls,
-        index: RecordIndex,
-        object_type: str,
-        field_history: pd.DataFrame,
-        activities: pd.DataFrame,
-        now_s: int,
-    ) -> Timeline:
-        fh = (
-            field_history[_objects(field_history, "object_type") == object_type]
-            if len(field_history)
-            else field_history
-        )
-        t = (
-            epoch_seconds_array(fh["changed_at"], "field_history.changed_at")
-            if len(fh)
-            else np.empty(0, np.int64)
-        )
-        code = index.codes(_objects(fh, "record_id")) if len(fh) else np.empty(0, np.int64)
-        keep = (code >= 0) & (t <= now_s)
+    def build(cls, index: RecordIndex, object_type: str, fh: Columns, act: Columns, now_s: int) -> Timeline:
+        rows = np.flatnonzero(fh.get("object_type") == object_type) if len(fh) else np.empty(0, np.int64)
+        t = fh.seconds("changed_at")[rows]
+        code = index.codes(fh.get("record_id")[rows])
+        keep = rows[(code >= 0) & (t <= now_s)]
+        code, t = code[(code >= 0) & (t <= now_s)], fh.seconds("changed_at")[keep]
         field_codes, fields = (
-            pd.factorize(_objects(fh, "field")[keep]) if len(fh) else (np.empty(0, np.int64), pd.Index([]))
+            pd.factorize(fh.get("field")[keep]) if len(keep) else (np.empty(0, np.int64), [])
         )
         history = History(
-            code[keep],
+            code,
             field_codes,
             pd.Index(fields, dtype=object),
-            _objects(fh, "old_value")[keep],
-            _objects(fh, "new_value")[keep],
-            t[keep],
+            fh.get("old_value")[keep],
+            fh.get("new_value")[keep],
+            t,
         )
-        act = activities
-        if len(act) and "is_deleted" in act.columns:
-            act = act[~act["is_deleted"].fillna(False).astype(bool).to_numpy()]
+        if not len(act):
+            empty = np.empty(0, np.int64)
+            return cls(index, history, empty, np.empty(0, object), empty)
         link = "who_id" if object_type == "Lead" else "what_id"
-        if len(act):
-            at = epoch_seconds_array(act["created_at"], "activities.created_at")
-            acode = index.codes(_objects(act, link))
-            keep = (acode >= 0) & (at <= now_s)
-            return cls(index, history, acode[keep], _objects(act, "owner_id")[keep], at[keep])
-        empty = np.empty(0, np.int64)
-        return cls(index, history, empty, np.empty(0, object), empty)
+        at = act.seconds("created_at")
+        acode = index.codes(act.get(link))
+        live = (acode >= 0) & (at <= now_s)
+        if act.has("is_deleted"):
+            live &= ~pd.Series(act.get("is_deleted"), dtype=object).fillna(False).astype(bool).to_numpy()
+        return cls(index, history, acode[live], act.get("owner_id")[live], at[live])
 
-    def field_events(self, field: str) -> Events:
-        h, i = self.history, self.history.rows(field)
-        return Events.build(h.code[i], h.t[i], h.old[i], h.new[i])
+    def field_events(self, name: str) -> Events:
+        if name not in self._events:
+            h, i = self.history, self.history.rows(name)
+            self._events[name] = Events.build(h.code[i], h.t[i], h.old[i], h.new[i])
+        return self._events[name]
 
     def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         fallback = self.index.field_value(OWNER_FIELD)[record]

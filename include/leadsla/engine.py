@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from leadsla.calendar import CalendarSet, to_epoch_seconds
-from leadsla.clock import RecordIndex, Segments, Timeline, derive_clocks, split_segments
+from leadsla.clock import Columns, RecordIndex, Segments, Timeline, derive_clocks, split_segments
 from leadsla.policy import OWNER_CALENDAR, REAL_TIME_CALENDAR, Policy, Sla
 
 #: The store's `clocks` columns, in order (leadsla.store.schema.clocks).
@@ -382,6 +382,9 @@ def evaluate(
     bounds = [to_epoch_seconds(p.effective_from, "effective_from") for p in versions]
     clock_parts, cp_parts = [], []
     timelines: dict[str, Timeline] = {}
+    record_cols = Columns(records, "records")
+    history_cols = Columns(field_history, "field_history")
+    activity_cols = Columns(activities, "activities")
     for v, pol in enumerate(versions):
         window = (
             np.iinfo(np.int64).min if v == 0 else bounds[v],
@@ -392,8 +395,8 @@ def evaluate(
             if not sla.enabled:
                 continue
             if sla.object not in timelines:
-                index = RecordIndex.build(records, sla.object)
-                timelines[sla.object] = Timeline.build(index, sla.object, field_history, activities, now_s)
+                index = RecordIndex.build(record_cols, sla.object)
+                timelines[sla.object] = Timeline.build(index, sla.object, history_cols, activity_cols, now_s)
             result = _evaluate_sla(pol, sla, timelines[sla.object], users, cals, now_s, since_s, window)
             if result is not None:
                 clock_parts.append(result[0])
