@@ -199,15 +199,28 @@ class Timeline:
     _events: dict[str, Events] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, index: RecordIndex, object_type: str, fh: Columns, act: Columns, now_s: int) -> Timeline:
-        rows = np.flatnonzero(fh.get("object_type") == object_type) if len(fh) else np.empty(0, np.int64)
-        t = fh.seconds("changed_at")[rows]
+    def build(
+        cls, index: RecordIndex, object_type: str, fh: Columns, act: Columns, now_s: int, fields: list[str]
+    ) -> Timeline:
+        """Keep only this object type's rows for `fields` (the ones some rule reads) up to `now`,
+        so the record-id join (the costly string hashing) touches only rows that matter."""
+        if len(fh):
+            names = fh.get("field")
+            wanted = np.zeros(len(fh), dtype=bool)
+            for name in dict.fromkeys(fields):  # few fields; == on interned strings is fast
+                wanted |= names == name
+            rows = np.flatnonzero(
+                wanted & (fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s)
+            )
+        else:
+            rows = np.empty(0, np.int64)
         code = index.codes(fh.get("record_id")[rows])
-        keep = rows[(code >= 0) & (t <= now_s)]
-        code, t = code[(code >= 0) & (t <= now_s)], fh.seconds("changed_at")[keep]
-        field_codes, fields = (
+        keep = rows[code >= 0]
+        code, t = code[code >= 0], fh.seconds("changed_at")[keep]
+        field_codes, field_names = (
             pd.factorize(fh.get("field")[keep]) if len(keep) else (np.empty(0, np.int64), [])
         )
+        fields = field_names
         history = History(
             code,
             field_codes,

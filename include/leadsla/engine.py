@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from leadsla.calendar import CalendarSet, to_epoch_seconds
-from leadsla.clock import Columns, RecordIndex, Segments, Timeline, derive_clocks, split_segments
+from leadsla.clock import OWNER_FIELD, Columns, RecordIndex, Segments, Timeline, derive_clocks, split_segments
 from leadsla.policy import OWNER_CALENDAR, REAL_TIME_CALENDAR, Policy, Sla
 
 #: The store's `clocks` columns, in order (leadsla.store.schema.clocks).
@@ -396,7 +396,9 @@ def evaluate(
                 continue
             if sla.object not in timelines:
                 index = RecordIndex.build(record_cols, sla.object)
-                timelines[sla.object] = Timeline.build(index, sla.object, history_cols, activity_cols, now_s)
+                timelines[sla.object] = Timeline.build(
+                    index, sla.object, history_cols, activity_cols, now_s, _fields_read(versions, sla.object)
+                )
             result = _evaluate_sla(pol, sla, timelines[sla.object], users, cals, now_s, since_s, window)
             if result is not None:
                 clock_parts.append(result[0])
@@ -409,6 +411,17 @@ def evaluate(
     clocks["evaluated_at"] = pd.Timestamp(now_s, unit="s", tz="UTC")
     checkpoints = _frame(cp_parts, CHECKPOINT_COLUMNS, ("clock_start", "reached_at"))
     return Evaluation(clocks, checkpoints)
+
+
+def _fields_read(policies: list[Policy], object_type: str) -> list[str]:
+    """Every field_history field a rule of any version reads for this object type."""
+    fields = [OWNER_FIELD]
+    for pol in policies:
+        for sla in pol.slas:
+            if sla.object == object_type:
+                fields.append(sla.start.field)
+                fields.extend(rule.field for rule in [*sla.stop, *sla.pause] if rule.field)
+    return list(dict.fromkeys(fields))
 
 
 def _frame(parts: list[dict], columns: list[str], instants: tuple[str, ...]) -> pd.DataFrame:
