@@ -390,7 +390,8 @@ class BusinessCalendar:
             self._table = table
             return table
 
-    def _years_for(self, lo: int, hi: int) -> tuple[int, int]:
+    @staticmethod
+    def _years_for(lo: int, hi: int) -> tuple[int, int]:
         # Local years can differ from UTC years by up to a day either side.
         y_lo = (np.datetime64(int(lo) - _DAY, "s").astype("datetime64[Y]").astype(int)) + 1970
         y_hi = (np.datetime64(int(hi) + _DAY, "s").astype("datetime64[Y]").astype(int)) + 1970
@@ -604,3 +605,98 @@ def _durations_array(values: Any) -> np.ndarray:
 
 def _iter(values: Any) -> Iterable[Any]:
     return list(values)
+
+
+class CalendarSet:
+    """Several calendars fused into one interval table, so one `np.searchsorted` answers for every
+    (calendar, instant) pair at once - the engine's hot path.
+
+    Calendar ``c``'s intervals are stored shifted by ``c * 2**36`` seconds and its cumulative open
+    seconds by ``c * 2**36``, so the calendars occupy disjoint, sorted ranges of one array. The
+    per-calendar year tables are the very ones the scalar API uses, so answers cannot differ.
+    """
+
+    _SHIFT = np.int64(1 << 36)  # > every epoch second up to MAX_YEAR and every open-seconds total
+
+    def __init__(self, calendars: Iterable[BusinessCalendar]) -> None:
+        self.calendars = list(calendars)
+        self._years: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def _build(self, first_year: int, last_year: int) -> None:
+        tables = [cal._ensure(first_year, last_year) for cal in self.calendars]
+        shift = [np.int64(i) * self._SHIFT for i in range(len(tables))]
+        self.starts = np.concatenate([t.starts + s for t, s in zip(tables, shift, strict=True)])
+        self.ends = np.concatenate([t.ends + s for t, s in zip(tables, shift, strict=True)])
+        self.cum = np.concatenate([t.cum + s for t, s in zip(tables, shift, strict=True)])
+        self.cum_end = np.concatenate([t.cum_end + s for t, s in zip(tables, shift, strict=True)])
+        self.total = np.array([t.cum_end[-1] if len(t.cum_end) else 0 for t in tables], np.int64)
+        self._years = (
+            max(first_year, max(t.first_year for t in tables)),
+            min(last_year, min(t.last_year for t in tables)),
+        )
+
+    def _ensure(self, lo: int, hi: int, extra_years: int = 0) -> None:
+        first, last = BusinessCalendar._years_for(lo, hi)
+        first, last = max(MIN_YEAR, first - 1), min(MAX_YEAR, last + extra_years)
+        if self._years is not None and self._years[0] <= first and last <= self._years[1]:
+            return
+        with self._lock:
+            if self._years is not None:
+                first, last = min(first, self._years[0]), max(last, self._years[1])
+            self._build(first, last)
+
+    def prepare(self, lo: int, hi: int, extra_years: int = 1) -> None:
+        """Make the table cover instants lo..hi plus `extra_years` (for projections past hi)."""
+        self._ensure(lo, hi, extra_years)
+
+    def open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """F: open seconds before each instant on its calendar (after `prepare` covers them)."""
+        return self._open_before(codes, t)
+
+    def inverse(self, codes: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """F's inverse: the earliest instant at which calendar codes[i] reaches f[i] open seconds."""
+        offset = codes.astype(np.int64) * self._SHIFT
+        fq = f + offset
+        j = np.searchsorted(self.cum_end, fq, side="left")
+        return self.starts[j] + (fq - self.cum[j]) - offset
+
+    def _open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        offset = codes.astype(np.int64) * self._SHIFT
+        q = t + offset
+        i = np.searchsorted(self.starts, q, side="right") - 1
+        inside = np.clip(q - self.starts[i], 0, self.ends[i] - self.starts[i])
+        return self.cum[i] + inside - offset
+
+    def elapsed(self, codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Open seconds between `start` and `end` (epoch seconds) on calendar `codes[i]`."""
+        if len(codes) == 0:
+            return np.zeros(0, np.int64)
+        self._ensure(min(start.min(), end.min()), max(start.max(), end.max()))
+        return self._open_before(codes, end) - self._open_before(codes, start)
+
+    def advance(self, codes: np.ndarray, start: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """The deadline: earliest epoch second at which `seconds` open seconds follow `start`."""
+        if len(codes) == 0:
+            return np.zeros(0, np.int64)
+        extra = 0
+        while True:
+            self._ensure(start.min(), start.max(), extra)
+            f = self._open_before(codes, start) + seconds
+            if np.all(f <= self.total[codes]):
+                break
+            if self._years[1] >= MAX_YEAR:
+                raise CalendarError(f"a deadline falls after {MAX_YEAR}")
+            extra = extra * 2 + 1
+        offset = codes.astype(np.int64) * self._SHIFT
+        fq = f + offset
+        j = np.searchsorted(self.cum_end, fq, side="left")
+        return np.maximum(self.starts[j] + (fq - self.cum[j]) - offset, start)
+
+    def is_open(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if len(codes) == 0:
+            return np.zeros(0, bool)
+        self._ensure(t.min(), t.max())
+        q = t + codes.astype(np.int64) * self._SHIFT
+        i = np.searchsorted(self.starts, q, side="right") - 1
+        return q < self.ends[i]

@@ -13,7 +13,7 @@ This module never reads the policy file, the store or the wall clock; `now` is a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -80,34 +80,111 @@ def value_asof(events: Events, record: np.ndarray, seconds: np.ndarray, fallback
     return np.where(has_after, events.old[j], out)
 
 
+class Columns:
+    """A frame's columns as numpy object arrays (and instants as epoch seconds), each converted
+    once per evaluation however many SLAs and object types read it."""
+
+    def __init__(self, frame: pd.DataFrame, name: str) -> None:
+        self.frame = frame
+        self.name = name
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def has(self, column: str) -> bool:
+        return column in self.frame.columns
+
+    def get(self, column: str) -> np.ndarray:
+        if column not in self._cache:
+            self._cache[column] = _objects(self.frame, column)
+        return self._cache[column]
+
+    def seconds(self, column: str) -> np.ndarray:
+        key = f"seconds:{column}"
+        if key not in self._cache:
+            self._cache[key] = (
+                epoch_seconds_array(self.frame[column], f"{self.name}.{column}")
+                if len(self.frame)
+                else np.empty(0, np.int64)
+            )
+        return self._cache[key]
+
+
 @dataclass
 class RecordIndex:
     """Record ids of one object type as dense integer codes, with the record columns as arrays."""
 
     ids: pd.Index
-    frame: pd.DataFrame  # records of this object type, positionally aligned with the codes
+    source: Columns
+    rows: np.ndarray  # positions in `source` of this object type's records, in code order
+    _columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, records: pd.DataFrame, object_type: str) -> RecordIndex:
-        frame = records[records["object_type"] == object_type].reset_index(drop=True)
-        ids = pd.Index(frame["record_id"].to_numpy(dtype=object))
-        return cls(ids, frame)
+    def build(cls, records: Columns, object_type: str) -> RecordIndex:
+        rows = np.flatnonzero(records.get("object_type") == object_type)
+        return cls(pd.Index(records.get("record_id")[rows], dtype=object), records, rows)
 
-    def codes(self, record_ids: pd.Series | np.ndarray) -> np.ndarray:
+    def codes(self, record_ids: np.ndarray) -> np.ndarray:
         return self.ids.get_indexer(np.asarray(record_ids, dtype=object))
 
     def column(self, name: str) -> np.ndarray:
-        if name in self.frame.columns:
-            return self.frame[name].to_numpy(dtype=object)
-        if "fields" in self.frame.columns:
-            return np.array(
-                [f.get(name) if isinstance(f, dict) else None for f in self.frame["fields"]], dtype=object
-            )
-        return np.full(len(self.frame), None, dtype=object)
+        """A record column (or a raw CRM field from `fields`) as an object array, cached."""
+        if name not in self._columns:
+            if self.source.has(name):
+                self._columns[name] = self.source.get(name)[self.rows]
+            elif self.source.has("fields"):
+                raw = self.source.get("fields")[self.rows]
+                self._columns[name] = np.array(
+                    [f.get(name) if isinstance(f, dict) else None for f in raw], dtype=object
+                )
+            else:
+                self._columns[name] = np.full(len(self.rows), None, dtype=object)
+        return self._columns[name]
+
+    def isin(self, name: str, accepted: list[str]) -> np.ndarray:
+        """Per record: is column `name` one of `accepted`? (factorised once, then integer tests)"""
+        key = f"codes:{name}"
+        if key not in self._columns:
+            codes, uniques = pd.factorize(self.column(name))
+            self._columns[key] = codes
+            self._columns[f"uniques:{name}"] = pd.Index(uniques, dtype=object)
+        wanted = self._columns[f"uniques:{name}"].get_indexer(accepted)
+        return np.isin(self._columns[key], wanted[wanted >= 0])
 
     def field_value(self, field: str) -> np.ndarray:
         """The record's current value of a CRM field (mapped column if there is one)."""
         return self.column(FIELD_COLUMNS.get(field, field))
+
+
+def _objects(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as a numpy object array (no per-value string conversion by pandas)."""
+    if column not in frame.columns:
+        return np.full(len(frame), None, dtype=object)
+    return frame[column].to_numpy(dtype=object, na_value=None)
+
+
+@dataclass
+class History:
+    """field_history rows of one object type as parallel numpy arrays (instants <= now only)."""
+
+    code: np.ndarray
+    field: np.ndarray  # small int: index into `fields`
+    fields: pd.Index
+    old: np.ndarray
+    new: np.ndarray
+    t: np.ndarray
+
+    def rows(self, names: str | list[str]) -> np.ndarray:
+        """Positions of the rows for one field or several fields."""
+        names = [names] if isinstance(names, str) else names
+        wanted = self.fields.get_indexer(names)
+        wanted = wanted[wanted >= 0]
+        if len(wanted) == 0:
+            return np.empty(0, np.int64)
+        if len(wanted) == 1:
+            return np.flatnonzero(self.field == wanted[0])
+        return np.flatnonzero(np.isin(self.field, wanted))
 
 
 @dataclass
@@ -115,78 +192,82 @@ class Timeline:
     """One object type's field history and activities, restricted to instants <= now, as codes."""
 
     index: RecordIndex
-    history: pd.DataFrame  # columns: code, field, old_value, new_value, t
-    activities: pd.DataFrame  # columns: code, owner_id, t
+    history: History
+    act_code: np.ndarray
+    act_owner: np.ndarray
+    act_t: np.ndarray
+    _events: dict[str, Events] = field(default_factory=dict)
 
     @classmethod
     def build(
-        cls,
-        index: RecordIndex,
-        object_type: str,
-        field_history: pd.DataFrame,
-        activities: pd.DataFrame,
-        now_s: int,
+        cls, index: RecordIndex, object_type: str, fh: Columns, act: Columns, now_s: int, fields: list[str]
     ) -> Timeline:
-        fh = field_history[field_history["object_type"] == object_type]
-        t = (
-            epoch_seconds_array(fh["changed_at"], "field_history.changed_at")
-            if len(fh)
-            else np.empty(0, np.int64)
+        """Keep only this object type's rows for `fields` (the ones some rule reads) up to `now`,
+        so the record-id join (the costly string hashing) touches only rows that matter."""
+        if len(fh):
+            names = fh.get("field")
+            wanted = np.zeros(len(fh), dtype=bool)
+            for name in dict.fromkeys(fields):  # few fields; == on interned strings is fast
+                wanted |= names == name
+            rows = np.flatnonzero(
+                wanted & (fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s)
+            )
+        else:
+            rows = np.empty(0, np.int64)
+        code = index.codes(fh.get("record_id")[rows])
+        keep = rows[code >= 0]
+        code, t = code[code >= 0], fh.seconds("changed_at")[keep]
+        field_codes, field_names = (
+            pd.factorize(fh.get("field")[keep]) if len(keep) else (np.empty(0, np.int64), [])
         )
-        history = pd.DataFrame(
-            {
-                "code": index.codes(fh["record_id"]) if len(fh) else np.empty(0, np.int64),
-                "field": fh["field"].to_numpy(dtype=object),
-                "old_value": fh["old_value"].to_numpy(dtype=object),
-                "new_value": fh["new_value"].to_numpy(dtype=object),
-                "t": t,
-            }
+        fields = field_names
+        history = History(
+            code,
+            field_codes,
+            pd.Index(fields, dtype=object),
+            fh.get("old_value")[keep],
+            fh.get("new_value")[keep],
+            t,
         )
-        history = history[(history["code"] >= 0) & (history["t"] <= now_s)]
+        if not len(act):
+            empty = np.empty(0, np.int64)
+            return cls(index, history, empty, np.empty(0, object), empty)
         link = "who_id" if object_type == "Lead" else "what_id"
-        act = activities
-        if len(act) and "is_deleted" in act.columns:
-            act = act[~act["is_deleted"].fillna(False).astype(bool)]
-        at = (
-            epoch_seconds_array(act["created_at"], "activities.created_at")
-            if len(act)
-            else np.empty(0, np.int64)
-        )
-        acts = pd.DataFrame(
-            {
-                "code": index.codes(act[link]) if len(act) else np.empty(0, np.int64),
-                "owner_id": act["owner_id"].to_numpy(dtype=object) if len(act) else np.empty(0, object),
-                "t": at,
-            }
-        )
-        acts = acts[(acts["code"] >= 0) & (acts["t"] <= now_s)]
-        return cls(index, history, acts)
+        at = act.seconds("created_at")
+        acode = index.codes(act.get(link))
+        live = (acode >= 0) & (at <= now_s)
+        if act.has("is_deleted"):
+            live &= ~pd.Series(act.get("is_deleted"), dtype=object).fillna(False).astype(bool).to_numpy()
+        return cls(index, history, acode[live], act.get("owner_id")[live], at[live])
 
-    def field_events(self, field: str) -> Events:
-        h = self.history[self.history["field"] == field]
-        return Events.build(
-            h["code"].to_numpy(), h["t"].to_numpy(), h["old_value"].to_numpy(), h["new_value"].to_numpy()
-        )
+    def field_events(self, name: str) -> Events:
+        if name not in self._events:
+            h, i = self.history, self.history.rows(name)
+            self._events[name] = Events.build(h.code[i], h.t[i], h.old[i], h.new[i])
+        return self._events[name]
 
     def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         fallback = self.index.field_value(OWNER_FIELD)[record]
         return value_asof(self.field_events(OWNER_FIELD), record, seconds, fallback)
 
 
-def _is_set(values: pd.Series) -> np.ndarray:
-    return (values.notna() & (values.astype("string").fillna("") != "")).to_numpy(dtype=bool)
+def _is_set(values: np.ndarray) -> np.ndarray:
+    return pd.notna(values) & (values != "")
+
+
+def _isin(values: np.ndarray, accepted: list[str]) -> np.ndarray:
+    return pd.Series(values, dtype=object).isin(accepted).to_numpy(dtype=bool)
 
 
 def start_events(sla: Sla, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
     """(record code, second) of every start-rule event: the field entering a value, or being set."""
-    h = tl.history[tl.history["field"] == sla.start.field]
+    h, i = tl.history, tl.history.rows(sla.start.field)
+    new, old = h.new[i], h.old[i]
     if sla.start.becomes is not None:
-        new = h["new_value"].astype("string")
-        old = h["old_value"].astype("string")
-        hit = ((new == sla.start.becomes) & (old.fillna("\x00") != sla.start.becomes)).to_numpy(dtype=bool)
+        hit = (new == sla.start.becomes) & (old != sla.start.becomes)
     else:
-        hit = _is_set(h["new_value"]) & ~_is_set(h["old_value"])
-    return h["code"].to_numpy()[hit], h["t"].to_numpy()[hit]
+        hit = _is_set(new) & ~_is_set(old)
+    return h.code[i][hit], h.t[i][hit]
 
 
 def stop_events(sla: Sla, tl: Timeline) -> Events:
@@ -194,20 +275,15 @@ def stop_events(sla: Sla, tl: Timeline) -> Events:
     parts = []
     for rule in sla.stop:
         if rule.activity_by is not None:
-            a = tl.activities
-            code, t = a["code"].to_numpy(), a["t"].to_numpy()
-            if rule.activity_by == "owner" and len(a):
-                owner = tl.owner_asof(code, t)
-                keep = a["owner_id"].to_numpy(dtype=object) == owner
+            code, t = tl.act_code, tl.act_t
+            if rule.activity_by == "owner" and len(code):
+                keep = tl.act_owner == tl.owner_asof(code, t)
                 code, t = code[keep], t[keep]
             parts.append(Events.build(code, t))
             continue
-        h = tl.history[tl.history["field"] == rule.field]
-        if rule.in_ is not None:
-            hit = h["new_value"].astype("string").isin(rule.in_).to_numpy(dtype=bool)
-        else:
-            hit = _is_set(h["new_value"])
-        parts.append(Events.build(h["code"].to_numpy()[hit], h["t"].to_numpy()[hit]))
+        h, i = tl.history, tl.history.rows(rule.field)
+        hit = _isin(h.new[i], rule.in_) if rule.in_ is not None else _is_set(h.new[i])
+        parts.append(Events.build(h.code[i][hit], h.t[i][hit]))
     return Events.concat(parts)
 
 
@@ -260,8 +336,8 @@ class Segments:
 def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> Segments:
     """Split [clock start, end) at every owner change and pause-field change of the record."""
     fields = [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)]
-    h = tl.history[tl.history["field"].isin(fields)]
-    breaks = Events.build(h["code"].to_numpy(), h["t"].to_numpy())
+    rows = tl.history.rows(fields)
+    breaks = Events.build(tl.history.code[rows], tl.history.t[rows])
     n = len(clocks.record)
     lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
     hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="left")
@@ -285,5 +361,5 @@ def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> S
         value = value_asof(
             tl.field_events(rule.field), record, seg_start, tl.index.field_value(rule.field)[record]
         )
-        paused |= pd.Series(value, dtype=object).astype("string").isin(rule.in_).to_numpy(dtype=bool)
+        paused |= _isin(value, rule.in_)
     return Segments(clock, seg_start, seg_end, owner, paused)

@@ -52,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadsla.calendar import BusinessCalendar, to_epoch_seconds
-from leadsla.clock import RecordIndex, Segments, Timeline, derive_clocks, split_segments
+from leadsla.calendar import CalendarSet, to_epoch_seconds
+from leadsla.clock import OWNER_FIELD, Columns, RecordIndex, Segments, Timeline, derive_clocks, split_segments
 from leadsla.policy import OWNER_CALENDAR, REAL_TIME_CALENDAR, Policy, Sla
 
 #: The store's `clocks` columns, in order (leadsla.store.schema.clocks).
@@ -92,6 +92,8 @@ CHECKPOINT_COLUMNS = [
     "status",
 ]
 STATES = ("running", "paused", "met", "met_late", "breached")
+COLOURS = ("green", "yellow", "red")
+CHECKPOINT_STATUSES = ("due", "superseded", "past")
 
 
 @dataclass
@@ -119,70 +121,55 @@ class Evaluation:
 
 def _to_utc(seconds: np.ndarray) -> pd.Series:
     """Epoch seconds (-1 = missing) as an aware UTC datetime column."""
-    out = pd.Series(pd.to_datetime(seconds, unit="s", utc=True))
-    return out.where(seconds >= 0)
+    values = np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")
+    values[np.asarray(seconds) < 0] = np.datetime64("NaT")
+    return pd.Series(pd.DatetimeIndex(values).tz_localize("UTC"))
 
 
 class _Calendars:
-    """The policy's calendars as small integer codes, for per-calendar vectorised passes."""
+    """The policy's calendars as small integer codes over one fused interval table."""
 
     def __init__(self, policy: Policy) -> None:
         self.names = [*policy.calendar_names, REAL_TIME_CALENDAR]
-        self.cals: list[BusinessCalendar] = [policy.calendar(n) for n in self.names]
         self.code = {n: i for i, n in enumerate(self.names)}
-
-    def per_calendar(self, codes: np.ndarray):
-        for c in np.unique(codes):
-            yield self.cals[c], codes == c
+        self.fused = CalendarSet(policy.calendar(n) for n in self.names)
 
     def elapsed(self, codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(codes), np.int64)
-        for cal, sel in self.per_calendar(codes):
-            out[sel] = cal.elapsed_seconds(start[sel], end[sel])
-        return out
+        return self.fused.elapsed(codes, start, end)
 
     def advance(self, codes: np.ndarray, start: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(codes), np.int64)
-        for cal, sel in self.per_calendar(codes):
-            out[sel] = cal.deadline_seconds(start[sel], seconds[sel])
-        return out
+        return self.fused.advance(codes, start, seconds)
 
     def is_open(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(codes), bool)
-        for cal, sel in self.per_calendar(codes):
-            out[sel] = cal.is_open(t[sel])
-        return out
+        return self.fused.is_open(codes, t)
 
 
 def _owner_calendars(
     policy: Policy, cals: _Calendars, users: pd.DataFrame, owners: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(team, calendar code) of each owner id; unknown owners and queues get the default calendar."""
-    uniq, inverse = np.unique(owners.astype(str), return_inverse=True)
-    team_of = pd.Series(users["team"].to_numpy(dtype=object), index=users["user_id"].astype(str).to_numpy())
-    team_of = team_of[~team_of.index.duplicated()]
-    teams = team_of.reindex(uniq).to_numpy(dtype=object)
-    codes = np.array(
-        [cals.code[policy.team_calendar(t if isinstance(t, str) else None)] for t in teams], dtype=np.int64
+    user_ids = pd.Index(users["user_id"].to_numpy(dtype=object), dtype=object)
+    teams = np.append(users["team"].to_numpy(dtype=object, na_value=None), None)
+    cal_codes = np.array(
+        [cals.code[policy.team_calendar(t if isinstance(t, str) else None)] for t in teams], np.int64
     )
-    return teams[inverse], codes[inverse]
+    pos = user_ids.get_indexer(owners)  # -1 (not a user: a queue, or unknown) -> the appended None team
+    return teams[pos], cal_codes[pos]
 
 
 def _match_tiers(sla: Sla, index: RecordIndex, record: np.ndarray) -> np.ndarray:
     """Index of the first matching tier per clock (the default tier is last and always matches)."""
-    conditions, choices = [], []
-    for k, tier in enumerate(sla.tiers):
-        if tier.default:
-            break
-        mask = np.ones(len(record), dtype=bool)
-        for field, accepted in (tier.when or {}).items():
-            values = pd.Series(index.column(field)[record], dtype=object).astype("string")
-            mask &= values.isin(accepted).to_numpy(dtype=bool)
-        conditions.append(mask)
-        choices.append(k)
-    if not conditions:
-        return np.full(len(record), len(sla.tiers) - 1, np.int64)
-    return np.select(conditions, choices, default=len(sla.tiers) - 1).astype(np.int64)
+    tier = np.full(len(index.ids), len(sla.tiers) - 1, np.int64)
+    # Apply in reverse priority so the earliest matching tier is written last and wins.
+    for k in range(len(sla.tiers) - 1, -1, -1):
+        t = sla.tiers[k]
+        if t.default:
+            continue
+        mask = np.ones(len(index.ids), dtype=bool)
+        for name, accepted in (t.when or {}).items():
+            mask &= index.isin(name, accepted)
+        tier[mask] = k
+    return tier[record]
 
 
 def _evaluate_sla(
@@ -229,99 +216,126 @@ def _evaluate_sla(
         opened = cals.is_open(seg_cal[first_seg], clocks.start)
         target = np.where((outside >= 0) & ~opened, outside, target)
 
-    # Elapsed business seconds per segment (0 while paused), cumulated per clock.
-    seg_elapsed = np.where(seg.paused, 0, cals.elapsed(seg_cal, seg.start, seg.end))
-    cum_after = np.cumsum(seg_elapsed)
-    cum_before = cum_after - seg_elapsed
+    # Checkpoint offsets per clock (n, K), in catch-up order: by offset, then declaration. The
+    # order is usually the same for every clock, so try the first clock's order before sorting all.
+    cps = sla.all_checkpoints()
+    cp_offsets = np.stack([_offsets(cp, target) for cp in cps], axis=1)
+    order0 = np.argsort(cp_offsets[0], kind="stable")
+    if np.all(np.diff(cp_offsets[:, order0], axis=1) >= 0):
+        order = np.broadcast_to(order0, cp_offsets.shape)
+    else:
+        order = np.argsort(cp_offsets, axis=1, kind="stable")
+    cp_offsets = np.take_along_axis(cp_offsets, order, axis=1)
+    cp_names = [cp.id for cp in cps]
+    goals = np.concatenate([target[:, None], cp_offsets], axis=1)  # column 0: the deadline
+
+    # Everything below works in "open seconds" space F of the fused calendar table: elapsed is
+    # F(end) - F(start) per segment, and the instant an offset is reached is F's inverse. The
+    # table is grown until every projected instant falls inside it, then F is final.
     first = np.searchsorted(seg.clock, np.arange(n), side="left")
     last = np.searchsorted(seg.clock, np.arange(n), side="right") - 1
-    base = cum_before[first]
-    elapsed = cum_after[last] - base
     cur_cal = seg_cal[last]
+    fused = cals.fused
+    extra_years = 1
+    while True:
+        fused.prepare(int(seg.start.min()), int(seg.end.max()), extra_years)
+        f_start = fused.open_before(seg_cal, seg.start)
+        f_end = fused.open_before(seg_cal, seg.end)
+        seg_elapsed = np.where(seg.paused, 0, f_end - f_start)
+        cum_after = np.cumsum(seg_elapsed)
+        cum_before = cum_after - seg_elapsed
+        base = cum_before[first]
+        elapsed = cum_after[last] - base
+        inside = goals <= elapsed[:, None]  # reached within the clock's own segments
+        projected = f_end[last][:, None] + (goals - elapsed[:, None])
+        if len(seg.clock) == n:
+            # One segment per clock (no owner or pause changes): segment i is clock i.
+            f_goal = np.where(inside, f_start[:, None] + goals, projected)
+            goal_cal = np.broadcast_to(seg_cal[:, None], goals.shape)
+            seg_begin = seg.start[:, None]
+        else:
+            # The first segment whose cumulative elapsed reaches the goal (zero-length spans of
+            # earlier clocks share the same cumulative value, hence the clip).
+            k = np.clip(
+                np.searchsorted(cum_after, base[:, None] + goals, side="left"), first[:, None], last[:, None]
+            )
+            # Inside: from that segment's start on its calendar. Otherwise projected: the clock keeps
+            # running from the evaluation end (now, or the stop) on the current owner's calendar.
+            f_goal = np.where(inside, f_start[k] + (base[:, None] + goals - cum_before[k]), projected)
+            goal_cal = np.where(inside, seg_cal[k], cur_cal[:, None])
+            seg_begin = seg.start[k]
+        if np.all(f_goal <= fused.total[goal_cal]):
+            break
+        extra_years = extra_years * 2 + 2
+    start_at = np.where(inside, seg_begin, end[:, None])
+    reached_at = np.maximum(fused.inverse(goal_cal.ravel(), f_goal.ravel()).reshape(goals.shape), start_at)
+    deadline = reached_at[:, 0]
+    reached_at = reached_at[:, 1:]
+    reached = inside[:, 1:]
 
-    def crossing(offset: np.ndarray) -> np.ndarray:
-        """Instant each clock's elapsed reaches `offset`: inside a past segment, else projected."""
-        goal = base + offset
-        k = np.searchsorted(cum_after, goal, side="left")
-        inside = offset <= elapsed  # then the goal is reached within this clock's own segments
-        kc = np.clip(k, first, last)  # zero-length spans of earlier clocks share the same cum value
-        # Projection: keep running from the evaluation end on the current calendar.
-        start_at = np.where(inside, seg.start[kc], end)
-        need = np.where(inside, goal - cum_before[kc], offset - elapsed)
-        cal = np.where(inside, seg_cal[kc], cur_cal)
-        return cals.advance(cal, start_at, np.maximum(need, 0))
-
-    deadline = crossing(target)
     over = elapsed > target
     paused_now = seg.paused[last] & ~stopped
     state = np.select(
         [stopped & ~over, stopped & over, over, paused_now],
-        ["met", "met_late", "breached", "paused"],
-        default="running",
-    )
+        [STATES.index("met"), STATES.index("met_late"), STATES.index("breached"), STATES.index("paused")],
+        default=STATES.index("running"),
+    ).astype(np.int8)
     percent = np.round(elapsed / target * 100.0, 2)
-    colour = np.where(over, "red", np.where(percent >= 75, "yellow", "green"))
+    colour = np.where(over, 2, np.where(percent >= 75, 1, 0)).astype(np.int8)
 
-    # Checkpoints: offsets per clock, reached instants, then due / superseded / past.
-    cps = sorted(enumerate(sla.all_checkpoints()), key=lambda item: item[0])
-    cp_offsets = np.stack([_offsets(cp, target) for _, cp in cps], axis=1)  # (n, K)
-    order = np.argsort(cp_offsets, axis=1, kind="stable")  # catch-up order: by offset, then declaration
-    cp_offsets = np.take_along_axis(cp_offsets, order, axis=1)
-    names = np.array([cp.id for _, cp in cps], dtype=object)[order]
-    reached = cp_offsets <= elapsed[:, None]
-    reached_at = np.stack([crossing(cp_offsets[:, j]) for j in range(cp_offsets.shape[1])], axis=1)
     fresh = reached & ~stopped[:, None]
     if since_s is not None:
         fresh &= reached_at > since_s
     # The last fresh checkpoint (highest offset) is due; earlier fresh ones are superseded.
     last_fresh = np.where(fresh.any(axis=1), fresh.shape[1] - 1 - np.argmax(fresh[:, ::-1], axis=1), -1)
     col = np.arange(fresh.shape[1])[None, :]
-    status = np.where(
-        fresh & (col == last_fresh[:, None]),
-        "due",
-        np.where(fresh, "superseded", np.where(reached, "past", "")),
-    )
+    status = np.where(fresh & (col == last_fresh[:, None]), 0, np.where(fresh, 1, 2)).astype(np.int8)
     not_reached = ~reached & ~stopped[:, None]
     nxt = np.where(not_reached.any(axis=1), np.argmax(not_reached, axis=1), -1)
     nxt_c = np.clip(nxt, 0, None)
     rows = np.arange(n)
 
     record_ids = tl.index.ids.to_numpy()[clocks.record]
+    tier_names = [t.id for t in tiers]
     clock_cols = {
-        "sla_id": np.full(n, sla.id, dtype=object),
+        "sla_id": _constant(sla.id, n),
         "record_id": record_ids,
         "clock_start": clocks.start,
-        "object_type": np.full(n, sla.object, dtype=object),
-        "policy_version": np.full(n, policy.version, dtype=object),
-        "tier": np.array([t.id for t in tiers], dtype=object)[tier_ix],
-        "calendar": np.array(cals.names, dtype=object)[cur_cal],
+        "object_type": _constant(sla.object, n),
+        "policy_version": _constant(policy.version, n),
+        "tier": pd.Categorical.from_codes(tier_ix, tier_names),
+        "calendar": pd.Categorical.from_codes(cur_cal, cals.names),
         "target_seconds": target,
         "owner_id": seg.owner[last],
         "team": seg_team[last],
-        "state": state,
+        "state": pd.Categorical.from_codes(state, STATES),
         "elapsed_seconds": elapsed,
         "remaining_seconds": target - elapsed,
         "percent_elapsed": percent,
-        "colour": colour,
+        "colour": pd.Categorical.from_codes(colour, COLOURS),
         "deadline": deadline,
         "stopped_at": clocks.stop,
         "breached_at": np.where(over, deadline, -1),
         "critical": critical,
-        "next_checkpoint": np.where(nxt >= 0, names[rows, nxt_c], None),
+        "next_checkpoint": pd.Categorical.from_codes(np.where(nxt >= 0, order[rows, nxt_c], -1), cp_names),
         "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], -1),
     }
     ci, cj = np.nonzero(reached)
     cp_cols = {
-        "sla_id": np.full(len(ci), sla.id, dtype=object),
+        "sla_id": _constant(sla.id, len(ci)),
         "record_id": record_ids[ci],
         "clock_start": clocks.start[ci],
-        "policy_version": np.full(len(ci), policy.version, dtype=object),
-        "checkpoint": names[ci, cj],
+        "policy_version": _constant(policy.version, len(ci)),
+        "checkpoint": pd.Categorical.from_codes(order[ci, cj], cp_names),
         "offset_seconds": cp_offsets[ci, cj],
         "reached_at": reached_at[ci, cj],
-        "status": status[ci, cj],
+        "status": pd.Categorical.from_codes(status[ci, cj], CHECKPOINT_STATUSES),
     }
     return clock_cols, cp_cols
+
+
+def _constant(value: str, n: int) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.zeros(n, np.int8), [value])
 
 
 def _offsets(cp, target: np.ndarray) -> np.ndarray:
@@ -354,8 +368,10 @@ def evaluate(
         history: earlier policy versions, so clocks started under them keep their rules.
 
     Returns:
-        Evaluation with `clocks` (store `clocks` columns) and `checkpoints` frames, sorted by
-        (sla_id, record_id, clock_start).
+        Evaluation with `clocks` (store `clocks` columns) and `checkpoints` frames, ordered by
+        policy version, SLA (policy order), record (order in `records`), clock_start, and for
+        checkpoints by offset. Sort by (sla_id, record_id, clock_start) if you need a key order:
+        sorting a million string ids would double the engine's run time, so it is not done here.
 
     Raises:
         CalendarError: naive `now`/`since` or naive timestamps in the frames.
@@ -366,6 +382,9 @@ def evaluate(
     bounds = [to_epoch_seconds(p.effective_from, "effective_from") for p in versions]
     clock_parts, cp_parts = [], []
     timelines: dict[str, Timeline] = {}
+    record_cols = Columns(records, "records")
+    history_cols = Columns(field_history, "field_history")
+    activity_cols = Columns(activities, "activities")
     for v, pol in enumerate(versions):
         window = (
             np.iinfo(np.int64).min if v == 0 else bounds[v],
@@ -376,40 +395,51 @@ def evaluate(
             if not sla.enabled:
                 continue
             if sla.object not in timelines:
-                index = RecordIndex.build(records, sla.object)
-                timelines[sla.object] = Timeline.build(index, sla.object, field_history, activities, now_s)
+                index = RecordIndex.build(record_cols, sla.object)
+                timelines[sla.object] = Timeline.build(
+                    index, sla.object, history_cols, activity_cols, now_s, _fields_read(versions, sla.object)
+                )
             result = _evaluate_sla(pol, sla, timelines[sla.object], users, cals, now_s, since_s, window)
             if result is not None:
                 clock_parts.append(result[0])
                 cp_parts.append(result[1])
-    clocks = _frame(clock_parts, CLOCK_COLUMNS[:-1])
-    clocks["evaluated_at"] = pd.Timestamp(now_s, unit="s", tz="UTC")
-    for col in ("clock_start", "deadline", "stopped_at", "breached_at", "next_checkpoint_at"):
-        clocks[col] = _to_utc(clocks[col].to_numpy(dtype=np.int64))
-    checkpoints = _frame(cp_parts, CHECKPOINT_COLUMNS)
-    for col in ("clock_start", "reached_at"):
-        checkpoints[col] = _to_utc(checkpoints[col].to_numpy(dtype=np.int64))
-    clocks = clocks.sort_values(["sla_id", "record_id", "clock_start"], kind="stable", ignore_index=True)
-    checkpoints = checkpoints.sort_values(
-        ["sla_id", "record_id", "clock_start", "offset_seconds"], kind="stable", ignore_index=True
+    clocks = _frame(
+        clock_parts,
+        CLOCK_COLUMNS[:-1],
+        ("clock_start", "deadline", "stopped_at", "breached_at", "next_checkpoint_at"),
     )
+    clocks["evaluated_at"] = pd.Timestamp(now_s, unit="s", tz="UTC")
+    checkpoints = _frame(cp_parts, CHECKPOINT_COLUMNS, ("clock_start", "reached_at"))
     return Evaluation(clocks, checkpoints)
 
 
-def _frame(parts: list[dict], columns: list[str]) -> pd.DataFrame:
-    if not parts:
-        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+def _fields_read(policies: list[Policy], object_type: str) -> list[str]:
+    """Every field_history field a rule of any version reads for this object type."""
+    fields = [OWNER_FIELD]
+    for pol in policies:
+        for sla in pol.slas:
+            if sla.object == object_type:
+                fields.append(sla.start.field)
+                fields.extend(rule.field for rule in [*sla.stop, *sla.pause] if rule.field)
+    return list(dict.fromkeys(fields))
+
+
+def _frame(parts: list[dict], columns: list[str], instants: tuple[str, ...]) -> pd.DataFrame:
+    """One frame from the per-SLA column dicts; epoch-second columns become aware UTC (-1 -> NaT)."""
+    frames = []
+    for part in parts:
+        cols = {}
         for c in columns:
-            if c in (
-                "clock_start",
-                "deadline",
-                "stopped_at",
-                "breached_at",
-                "next_checkpoint_at",
-                "reached_at",
-            ):
-                frame[c] = frame[c].astype(np.int64)
+            value = part[c]
+            if c in instants:
+                value = _to_utc(value)
+            elif isinstance(value, np.ndarray) and value.dtype == object:
+                value = pd.Series(value, dtype=object)
+            cols[c] = value
+        frames.append(pd.DataFrame(cols, columns=columns, copy=False))
+    if not frames:
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        for c in instants:
+            frame[c] = pd.Series(dtype="datetime64[s, UTC]")
         return frame
-    if len(parts) == 1:
-        return pd.DataFrame(parts[0], columns=columns)
-    return pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in columns})
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -293,12 +293,12 @@ class Policy(_Model):
         try:
             return self._calendars[name]
         except KeyError:
-            known = ", ".join(sorted(self._calendars))
+            known = ", ".join(self.calendar_names)
             raise PolicyError(f"unknown calendar {name!r}: the policy defines {known}") from None
 
     @property
     def calendar_names(self) -> list[str]:
-        return sorted(self._calendars)
+        return sorted(n for n in self._calendars if n != REAL_TIME_CALENDAR)
 
     def sla(self, sla_id: str) -> Sla:
         for sla in self.slas:

@@ -329,3 +329,13 @@ def test_vectorised_matches_scalar_anywhere_2020_2030(zone, dense, offsets, dura
     for s, d, got, el in zip(starts, durs, due, back, strict=True):
         assert got == cal.deadline(s.to_pydatetime(), int(d))
         assert el == cal.elapsed(s.to_pydatetime(), got.to_pydatetime()) == dt.timedelta(seconds=int(d))
+
+
+def test_vectorised_forms_accept_timedeltas_and_keep_the_index(us_east):
+    starts = pd.Series(
+        pd.to_datetime(["2026-11-20 14:00", "2026-11-25 16:00"]).tz_localize(NY), index=["a", "b"]
+    )
+    due = us_east.deadline_many(starts, pd.Series(pd.to_timedelta(["4h", "4h"]), index=["a", "b"]))
+    assert list(due.index) == ["a", "b"]
+    assert due["a"] == ny(2026, 11, 23, 11, 30) and due["b"] == ny(2026, 11, 27, 12, 0)
+    assert list(us_east.elapsed_many(starts, due)) == [dt.timedelta(hours=4)] * 2

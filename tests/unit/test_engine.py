@@ -335,3 +335,48 @@ def test_vectorised_engine_agrees_with_the_scalar_calendar(policy):
         row = got.loc[f"R{i}"]
         assert row.elapsed_seconds == cal.elapsed(s.to_pydatetime(), utc(now)).total_seconds()
         assert row.deadline == cal.deadline(s.to_pydatetime(), dt.timedelta(hours=4))
+
+
+def test_empty_inputs_give_empty_frames_with_the_store_columns(policy):
+    ev = run(policy, [lead("L1")], [change("L1", "2026-11-20 14:00", "Email", None, "a@b.c")])
+    assert ev.clocks.empty and list(ev.clocks.columns) == CLOCK_COLUMNS
+    assert ev.checkpoints.empty
+
+
+def test_a_queue_owner_uses_the_default_calendar(policy):
+    ev = run(policy, [lead("L1", owner="00G_QUEUE")], SAL_FRIDAY)
+    c = one(ev, "L1")
+    assert (c.calendar, c.team, c.owner_id) == ("us_east", None, "00G_QUEUE")
+
+
+def test_pause_field_without_history_reads_the_raw_crm_fields(policy):
+    replied = lead("L1", fields={"Lead_Replied__c": "true"})
+    ev = run(
+        policy,
+        [replied, lead("L2", fields={})],
+        [*SAL_FRIDAY, change("L2", "2026-11-20 14:00", "Status", "MQL", "SAL")],
+    )
+    assert (one(ev, "L1").state, one(ev, "L1").elapsed_seconds) == ("paused", 0)
+    assert one(ev, "L2").state == "breached"
+
+
+def test_evaluation_is_deterministic(policy):
+    history = [*SAL_FRIDAY, change("L1", "2026-11-20 16:00", "OwnerId", "U_EAST", "U_APAC")]
+    a = run(policy, [lead("L1", owner="U_APAC")], history, now="2026-11-24 10:00")
+    b = run(policy, [lead("L1", owner="U_APAC")], history, now="2026-11-24 10:00")
+    pd.testing.assert_frame_equal(a.clocks, b.clocks)
+    pd.testing.assert_frame_equal(a.checkpoints, b.checkpoints)
+
+
+def test_naive_now_is_refused(policy):
+    from leadsla.calendar import CalendarError
+
+    with pytest.raises(CalendarError, match="now .* is naive"):
+        evaluate(
+            records=pd.DataFrame([lead("L1")]),
+            field_history=pd.DataFrame(SAL_FRIDAY),
+            activities=pd.DataFrame(),
+            users=USERS,
+            policy=policy,
+            now=dt.datetime(2026, 11, 23, 10, 0),
+        )
