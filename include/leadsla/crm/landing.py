@@ -143,7 +143,8 @@ def store_row(
         row["is_active"] = True
     if "out_of_office" in table.c and row.get("out_of_office") is None:
         row["out_of_office"] = False
-    row["synced_at"] = synced_at
+    if "synced_at" in table.c:
+        row["synced_at"] = synced_at
     return row
 
 

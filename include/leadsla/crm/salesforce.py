@@ -180,7 +180,10 @@ class SalesforceClient:
         if status == 401:
             return CrmError(f"Salesforce {what}: the session expired again after a fresh login (401)")
         detail = ", ".join(sorted(codes - {"None"})) or (f"HTTP {status}" if status else str(exc))
-        return CrmError(f"Salesforce {what} failed: {detail}")
+        content = getattr(exc, "content", None)
+        first = content[0] if isinstance(content, list) and content and isinstance(content[0], Mapping) else {}
+        message = str(first.get("message") or "").splitlines()[0][:300] if first.get("message") else ""
+        return CrmError(f"Salesforce {what} failed: {detail}" + (f" ({message})" if message else ""))
 
     def _note_usage(self) -> None:
         usage = getattr(self._sf, "api_usage", None) or {}
