@@ -87,7 +87,9 @@ class BoundQuery:
     def matching(self, store: OrgStore, include_deleted: bool) -> list[dict]:
         """All matching rows, sorted and cut by OFFSET/LIMIT."""
         self.store = store
-        low, high = soql.modstamp_bounds(self.query.where)
+        # The store indexes SystemModstamp, or CreatedDate for objects without one (history rows).
+        indexed = "SystemModstamp" if self.obj.field("SystemModstamp") else "CreatedDate"
+        low, high = soql.modstamp_bounds(self.query.where, indexed)
         rows = list(store.scan(
             self.obj.name, include_deleted=include_deleted,
             low=soql.format_datetime(low - timedelta(milliseconds=1)) if low else None,
