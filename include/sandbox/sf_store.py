@@ -451,8 +451,11 @@ class OrgStore:
     def _history_row(self, obj: sf_schema.SObject, parent_id: str, field_name: str, old: Any, new: Any,
                      stamp: str, user: str) -> dict[str, Any]:
         ftype = obj.field(field_name).type if obj.field(field_name) else None
+        # Salesforce names a lookup's history rows after the relationship (OwnerId -> "Owner").
+        f = obj.field(field_name)
+        history_name = f.relationship_name if f is not None and f.relationship_name else field_name
         return {
-            "IsDeleted": False, obj.history_parent_field: parent_id, "Field": field_name,
+            "IsDeleted": False, obj.history_parent_field: parent_id, "Field": history_name,
             "DataType": {"reference": "EntityId", "boolean": "Boolean", "datetime": "DateTime",
                          "date": "Date", "currency": "Currency", "picklist": "Text"}.get(ftype or "", "Text"),
             "OldValue": old, "NewValue": new, "CreatedDate": stamp, "CreatedById": user,

@@ -236,9 +236,11 @@ class _Parser:
             self.next()
             fields.append(self.select_item())
         self.expect_kw("FROM")
-        sobject = self.name("an object name")
-        if "." in sobject:
-            raise SoqlError(f"unexpected token: '{sobject}'")
+        tok = self.next()
+        # Group is a reserved word that is also an sObject (queues): after FROM any name is an object.
+        if tok.kind != "name" or "." in tok.text:
+            raise SoqlError(f"unexpected token: '{tok.text or 'end of query'}', expected an object name")
+        sobject = tok.text
         q = Query(fields, sobject)
         if self.at_kw("WHERE"):
             self.next()

@@ -231,3 +231,13 @@ def test_admin_endpoint_adds_faults(salesforce_sandbox):
     bad = requests.post(f"{salesforce_sandbox.base_url}/_sandbox/faults", json={"faults": [{"fault": "NOPE"}]},
                         timeout=10)
     assert bad.status_code == 400 and "NOPE" in bad.json()["error"]
+
+
+def test_owner_change_history_is_named_after_the_relationship(salesforce_sandbox):
+    rep = salesforce_sandbox.seed("User", [{"LastName": "Rep", "IsActive": True}])[0]
+    lead = salesforce_sandbox.create("Lead", {"LastName": "L", "Company": "C", "Status": "MQL"})
+    sf = salesforce_sandbox.hook().get_conn()
+    sf.Lead.update(lead, {"OwnerId": rep})
+    rows = sf.query(f"SELECT Field, NewValue, DataType FROM LeadHistory WHERE LeadId = '{lead}' ORDER BY CreatedDate")
+    assert [(r["Field"], r["NewValue"], r["DataType"]) for r in rows["records"]] == [
+        ("created", None, "Text"), ("Owner", rep, "EntityId")]

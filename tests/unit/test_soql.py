@@ -101,6 +101,12 @@ def test_limit_and_offset(org):
     assert names(org, "select lastname from lead order by lastname offset 2") == ["charlie"]
 
 
+def test_group_is_an_object_name_after_from(org):
+    q = BoundQuery("SELECT Id, Name, DeveloperName FROM Group WHERE Type IN ('Queue') ORDER BY SystemModstamp ASC",
+                   now=NOW)
+    assert [r["DeveloperName"] for r in q.matching(org, False)] == ["Breached_SLA"]
+
+
 def test_count_forms(org):
     assert soql.parse("SELECT COUNT() FROM Lead").is_count
     q = soql.parse("SELECT COUNT(Id) total FROM Lead")
