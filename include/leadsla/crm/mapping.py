@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -106,12 +107,12 @@ def _mapping(path: str, key: str, value: Any) -> Mapping:
 
 
 def load(path: str | Path | None = None) -> CrmMapping:
-    """Read and validate the mapping file (default: include/config/crm_fields.yaml).
+    """Read and validate the mapping file (default: $LEADSLA_CRM_MAPPING, else include/config/crm_fields.yaml).
 
     Raises:
         MappingError: the file is missing, not YAML, or a key holds a value it must not.
     """
-    file = Path(path) if path else DEFAULT_PATH
+    file = Path(path or os.environ.get("LEADSLA_CRM_MAPPING") or DEFAULT_PATH)
     shown = str(file)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))

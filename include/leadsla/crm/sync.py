@@ -83,7 +83,12 @@ def _now() -> dt.datetime:
 
 
 def is_due(engine: sa.Engine, mapping: CrmMapping, group: str, now: dt.datetime) -> bool:
-    """Whether `group` should sync now (its last successful run is `every_minutes` old)."""
+    """Whether `group` should sync now (its last successful run is `every_minutes` old).
+
+    A group synced every minute is always due: the DAG's schedule is its cadence.
+    """
+    if mapping.groups[group].every_minutes <= 1:
+        return True
     runs = schema.sync_runs
     with engine.connect() as conn:
         last = conn.execute(
@@ -255,3 +260,68 @@ def cycle_report(engine: sa.Engine, mapping: CrmMapping, summaries: list[Mapping
         "statuses": {s["group"]: s["status"] for s in done},
         "budget_warning": warning,
     }
+
+
+# --- Task bodies: what the crm_sync DAG calls (they open the store and the client themselves) ---
+
+
+def run_mapping_check(*, mapping_path: str | None = None, conn_id: str | None = None,
+                      run_id: str | None = None) -> dict[str, Any]:
+    """Check crm_fields.yaml against the org, unless this version passed recently (no API call then)."""
+    from leadsla.crm.mapping import load
+    from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
+    from leadsla.store import open_store
+
+    mapping = load(mapping_path)
+    engine = open_store()
+    try:
+        client = SalesforceClient(conn_id or DEFAULT_CONN_ID)
+        now = _now()
+        checked = ensure_mapping_checked(client, engine, mapping, now)
+        calls = client.usage().calls
+        if calls:
+            with engine.begin() as conn:
+                conn.execute(schema.sync_runs.insert().values(
+                    started_at=now, finished_at=_now(), status="success", api_calls=calls, records_changed=0,
+                    detail={"message": "mapping checked against describe()"}, run_id=run_id,
+                    group_name="mapping_check"))
+        return {"mapping": mapping.path, "digest": mapping.digest[:12], "checked_now": checked, "api_calls": calls}
+    finally:
+        engine.dispose()
+
+
+def run_group(group: str, *, mapping_path: str | None = None, conn_id: str | None = None,
+              run_id: str | None = None, page_size: int | None = None) -> dict[str, Any]:
+    """Sync one object group if due; returns its summary as small JSON (status `limited` on the limit)."""
+    from leadsla.crm.mapping import load
+    from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
+    from leadsla.store import open_store
+
+    mapping = load(mapping_path)
+    engine = open_store()
+    try:
+        client = SalesforceClient(conn_id or DEFAULT_CONN_ID, page_size=page_size)
+        summary = sync_group(client, engine, mapping, group, run_id=run_id)
+        log.info("%s", summary.message)
+        return summary.to_xcom()
+    finally:
+        engine.dispose()
+
+
+def run_report(summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None) -> dict[str, Any]:
+    """The cycle's totals (log + XCom); logs the budget warning text when over budget."""
+    from leadsla.crm.mapping import load
+    from leadsla.store import open_store
+
+    mapping = load(mapping_path)
+    engine = open_store()
+    try:
+        report = cycle_report(engine, mapping, [s for s in summaries if s])
+    finally:
+        engine.dispose()
+    log.info("CRM sync cycle: %d API calls, %d records changed, org has %s calls left, %d calls today",
+             report["api_calls"], report["records_changed"],
+             "unknown" if report["org_remaining"] is None else f"{report['org_remaining']:,}", report["api_calls_today"])
+    if report["budget_warning"]:
+        log.warning("%s", report["budget_warning"])
+    return report
