@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime as http_date
@@ -241,3 +242,92 @@ def test_owner_change_history_is_named_after_the_relationship(salesforce_sandbox
     rows = sf.query(f"SELECT Field, NewValue, DataType FROM LeadHistory WHERE LeadId = '{lead}' ORDER BY CreatedDate")
     assert [(r["Field"], r["NewValue"], r["DataType"]) for r in rows["records"]] == [
         ("created", None, "Text"), ("Owner", rep, "EntityId")]
+
+
+def test_composite_create_delete_and_per_record_precondition(salesforce_sandbox):
+    sf = salesforce_sandbox.hook().get_conn()
+    created = sf.restful("composite/sobjects", method="POST", data=json.dumps({"allOrNone": True, "records": [
+        {"attributes": {"type": "Lead"}, "LastName": "One", "Company": "A", "Status": "MQL"},
+        {"attributes": {"type": "Task"}, "Subject": "Call", "TaskSubtype": "Call"},
+    ]}))
+    assert [r["success"] for r in created] == [True, True]
+    lead_id, task_id = created[0]["id"], created[1]["id"]
+    assert lead_id.startswith("00Q") and task_id.startswith("00T") and len(lead_id) == 18
+    stale = http_date(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
+    res = sf.restful("composite/sobjects", method="PATCH", headers={"If-Unmodified-Since": stale},
+                     data=json.dumps({"allOrNone": False, "records": [
+                         {"attributes": {"type": "Lead"}, "Id": lead_id, "Status": "SAL"}]}))
+    assert res[0]["success"] is False and res[0]["errors"][0]["statusCode"] == "PRECONDITION_FAILED"
+    got = sf.restful("composite/sobjects/Lead", params={"ids": lead_id, "fields": "Id,Status"})
+    assert got[0]["Status"] == "MQL"
+    deleted = sf.restful("composite/sobjects", method="DELETE", params={"ids": f"{lead_id},{task_id}"})
+    assert [r["success"] for r in deleted] == [True, True]
+    assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] == 0
+    too_many = {"allOrNone": False, "records": [{"attributes": {"type": "Lead"}, "LastName": "x"}] * 201}
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.restful("composite/sobjects", method="POST", data=json.dumps(too_many))
+    assert err.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+
+
+def test_read_only_and_unknown_fields_are_refused_on_write(salesforce_sandbox):
+    lead = salesforce_sandbox.create("Lead", {"LastName": "L", "Company": "C"})
+    sf = salesforce_sandbox.hook().get_conn()
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.Lead.update(lead, {"SystemModstamp": "2020-01-01T00:00:00Z"})
+    assert err.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.Lead.update(lead, {"SLA_Due__c": "not a date"})
+    assert err.value.content[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert sf.Lead.create({"LastName": "New", "Company": "C", "SLA_Due__c": "2026-01-01T10:00:00+02:00"})["success"]
+    rec = sf.query("SELECT SLA_Due__c FROM Lead WHERE LastName = 'New'")["records"][0]
+    assert rec["SLA_Due__c"] == "2026-01-01T08:00:00.000+0000"
+
+
+def test_the_org_survives_a_restart(tmp_path, monkeypatch):
+    from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+
+    from sandbox import salesforce_api
+
+    first = salesforce_api.start(tmp_path)
+    try:
+        lead = first.store.create("Lead", {"LastName": "Kept", "Company": "C"})["Id"]
+    finally:
+        first.stop()
+    second = salesforce_api.start(tmp_path)
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(second.ca_path))
+        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", second.connection_json())
+        records = SalesforceHook().make_query("SELECT Id, LastName FROM Lead")["records"]
+        assert [(r["Id"], r["LastName"]) for r in records] == [(lead, "Kept")]
+    finally:
+        second.stop()
+
+
+def test_command_line_server_with_a_fault_file(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"page_size": 5, "faults": [{"fault": "SERVER_UNAVAILABLE", "endpoint": "limits"}]}))
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.salesforce_api", "--port", str(port), "--data", str(tmp_path / "d"),
+         "--faults", str(faults)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root / "include")},
+        stdout=subprocess.PIPE, text=True)
+    try:
+        listening = proc.stdout.readline()
+        ca_line = proc.stdout.readline()
+        assert f"https://127.0.0.1:{port}" in listening
+        ca = ca_line.split("CA bundle: ")[1].split()[0]
+        assert requests.get(f"https://127.0.0.1:{port}/services/data/", verify=ca, timeout=10).status_code == 200
+        status = requests.get(f"https://127.0.0.1:{port}/_sandbox/status", verify=ca, timeout=10).json()
+        assert status["page_size"] == 5 and status["faults"][0]["fault"] == "SERVER_UNAVAILABLE"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
