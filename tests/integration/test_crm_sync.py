@@ -166,12 +166,12 @@ def test_writeback_only_when_changed(sf, engine, crm_mapping):
     result = writeback.stamp(c, engine, crm_mapping, {i: {"sla_status": "Warning", "sla_due": due} for i in ids},
                              as_of=as_of, context=CTX)
     assert sorted(result.written) == sorted(ids)
-    assert c.usage().calls == 1  # one composite call for all three
+    assert c.usage().calls == 2  # one LastModifiedDate pre-check query + one composite call for all three
     assert sf.get("Lead", ids[0])["SLA_Status__c"] == "Warning"
     again = writeback.stamp(c, engine, crm_mapping, {i: {"sla_status": "Warning", "sla_due": due} for i in ids},
                             as_of=as_of, context=CTX)
     assert again.written == [] and sorted(again.unchanged) == sorted(ids)
-    assert c.usage().calls == 1  # nothing differed: no call at all
+    assert c.usage().calls == 2  # nothing differed: no call at all
     assert len(_audit(engine, "crm_write")) == 3
 
 
@@ -184,7 +184,8 @@ def test_writeback_retries_unable_to_lock_row(sf, engine, crm_mapping):
     assert sf.get("Lead", ids[0])["SLA_Breach__c"] is True
 
 
-def test_writeback_conflict_rereads_and_redecides(sf, engine, crm_mapping):
+@pytest.mark.parametrize("precheck", [True, False], ids=["precheck", "org-412"])
+def test_writeback_conflict_rereads_and_redecides(sf, engine, crm_mapping, precheck):
     ids, as_of = _synced(sf, engine, crm_mapping)
     # someone works lead 0 after our view was taken: our stamp must not land blindly
     sf.update("Lead", ids[0], {"Status": "SAL"}, now=as_of + dt.timedelta(seconds=5))
@@ -195,21 +196,19 @@ def test_writeback_conflict_rereads_and_redecides(sf, engine, crm_mapping):
         return None if current.get("Status") == "SAL" else wanted
 
     wanted = {i: {"sla_status": "Breached"} for i in ids}
-    decide_fields = crm_mapping.sla_fields
-    assert decide_fields["sla_status"] == "SLA_Status__c"
-    result = writeback.stamp(client(), engine, crm_mapping, wanted, as_of=as_of, context=CTX,
-                             decide=lambda rid, w, cur: decide(rid, w, {**cur, "Status": sf.get("Lead", rid)["Status"]}))
+    result = writeback.stamp(client(), engine, crm_mapping, wanted, as_of=as_of, context=CTX, precheck=precheck,
+                             decide=decide)
     assert result.conflicts == [ids[0]] and result.left == [ids[0]]
     assert sorted(result.written) == sorted(ids[1:])
     assert sf.get("Lead", ids[0]).get("SLA_Status__c") is None  # not overwritten
-    assert seen and seen[0][0] == ids[0]
+    assert [(rid, cur["Status"]) for rid, cur in seen] == [(ids[0], "SAL")]
     conflicts = _audit(engine, "crm_write_conflict")
     assert [c.record_id for c in conflicts] == [ids[0]]
 
     # a decide that still wants the write gets it, conditional on the re-read
     sf.update("Lead", ids[0], {"Status": "SQL"}, now=as_of + dt.timedelta(seconds=6))
     again = writeback.stamp(client(), engine, crm_mapping, {ids[0]: {"sla_status": "Met"}}, as_of=as_of,
-                            context=CTX, decide=lambda rid, w, cur: w)
+                            context=CTX, decide=lambda rid, w, cur: w, precheck=precheck)
     assert again.written == [ids[0]] and again.conflicts == [ids[0]]
     assert sf.get("Lead", ids[0])["SLA_Status__c"] == "Met"
 

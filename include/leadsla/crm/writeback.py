@@ -8,8 +8,12 @@ record (412 / PRECONDITION_FAILED) is re-read and handed to `decide`, which retu
 now (or None to leave it); the retry is conditional on the re-read. UNABLE_TO_LOCK_ROW is retried
 with back-off. Every write and every conflict is audited (`crm_write`, `crm_write_conflict`).
 
-If-Unmodified-Since has whole-second precision: a change in the same second as `as_of` is not
-detected by the org. This module never writes a field the mapping does not name as an SLA field.
+Salesforce documents If-Unmodified-Since for sObject Rows only, so a real org may ignore it on a
+composite call: by default (`precheck=True`) each batch's LastModifiedDate is therefore read first
+(one query per 200 records) and records changed after `as_of` go straight to re-read and
+re-decide; the header then guards the short window between that read and the write where the org
+honours it. If-Unmodified-Since has whole-second precision: a change in the same second as `as_of`
+is not detected. This module never writes a field the mapping does not name as an SLA field.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from leadsla.store import audit, schema
 log = logging.getLogger(__name__)
 
 OBJECT = "Lead"
+#: Re-read on a conflict besides the wanted fields, so `decide` sees who owns it and its stage now.
+_REREAD = {"Status", "OwnerId", "LastModifiedDate", "SystemModstamp"}
 #: Decide what to write for a record someone else changed: (record_id, wanted API fields, the
 #: record as re-read now) -> API fields to write, or None to leave the record alone.
 Decide = Callable[[str, Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any] | None]
@@ -115,6 +121,7 @@ def stamp(
     retry: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
     max_rounds: int = 3,
+    precheck: bool = True,
 ) -> WriteResult:
     """Write SLA fields on Leads where they differ from the store's copy.
 
@@ -123,6 +130,7 @@ def stamp(
             "sla_due", "owner"): value}. Datetimes must be aware.
         as_of: the instant the caller's view of these records is complete up to (see module doc).
         decide: called for each record changed by someone else since; default `leave_it`.
+        precheck: read LastModifiedDate before writing (see the module docstring).
 
     Returns:
         The ids written, unchanged, in conflict, left alone, failed.
@@ -145,10 +153,15 @@ def stamp(
         diff = _diff(fields, known.get(rid))
         (pending.__setitem__(rid, diff) if diff else result.unchanged.append(rid))
     condition = as_of
+    early: dict[str, dict[str, Any]] = _changed_since(client, pending, as_of) if precheck and pending else {}
+    for rid in early:
+        del pending[rid]
     for round_no in range(max_rounds + 1):
-        if not pending:
+        if not pending and not early:
             break
         conflicts, locked = _send(client, engine, pending, condition, context, actor, result)
+        conflicts.update(early)
+        early = {}
         for lock_try in range(retry.attempts - 1):
             if not locked:
                 break
@@ -165,6 +178,21 @@ def stamp(
             break
         pending, condition = _redecide(client, engine, conflicts, context, actor, decide, result)
     return result
+
+
+def _changed_since(client: CrmClient, pending: Mapping[str, dict[str, Any]], as_of: dt.datetime,
+                   ) -> dict[str, dict[str, Any]]:
+    """The pending records whose LastModifiedDate is after `as_of` (one query per 200 ids)."""
+    changed: dict[str, dict[str, Any]] = {}
+    ids = list(pending)
+    for start in range(0, len(ids), COMPOSITE_BATCH):
+        query = soql.by_ids_query(OBJECT, ["LastModifiedDate"], ids[start:start + COMPOSITE_BATCH])
+        for page in client.query_pages(query):
+            for row in page:
+                modified = parse_datetime(row.get("LastModifiedDate"))
+                if modified is not None and modified.replace(microsecond=0) > as_of.replace(microsecond=0):
+                    changed[row["Id"]] = pending[row["Id"]]
+    return changed
 
 
 def _send(client: CrmClient, engine: sa.Engine, pending: Mapping[str, dict[str, Any]], condition: dt.datetime,
@@ -222,7 +250,7 @@ def _redecide(client: CrmClient, engine: sa.Engine, conflicts: Mapping[str, dict
               context: audit.AuditContext, actor: str, decide: Decide, result: WriteResult,
               ) -> tuple[dict[str, dict[str, Any]], dt.datetime]:
     """Re-read the conflicting records, audit each conflict, and ask `decide` what to write now."""
-    fields = sorted({f for wanted in conflicts.values() for f in wanted} | {"LastModifiedDate", "SystemModstamp"})
+    fields = sorted({f for wanted in conflicts.values() for f in wanted} | _REREAD)
     current: dict[str, dict[str, Any]] = {}
     ids = list(conflicts)
     for start in range(0, len(ids), COMPOSITE_BATCH):
