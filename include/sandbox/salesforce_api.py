@@ -21,6 +21,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ class SandboxState:
     faults: list[FaultRule] = field(default_factory=list)
     cursors: dict[str, Cursor] = field(default_factory=dict)
     logins: int = 0
+    usage_day: date = field(default_factory=lambda: datetime.now(UTC).date())
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_faults(self, rules: list[dict]) -> list[FaultRule]:
@@ -128,6 +130,9 @@ class SandboxState:
     def count_call(self) -> tuple[int, bool]:
         """Count one API call; returns (usage after it, whether the org is over its limit)."""
         with self.lock:
+            today = datetime.now(UTC).date()
+            if today != self.usage_day:  # the allowance is a rolling day; a calendar day is close enough
+                self.usage_day, self.api_used = today, 0
             if self.api_used >= self.daily_limit:
                 return self.api_used, True
             self.api_used += 1

@@ -164,12 +164,17 @@ class OrgStore:
         return self.get_meta("integration_user_id") or ""
 
     def _create_integration_user(self) -> None:
-        user = self.bulk_insert("User", [{
-            "Username": "integration@leadsla.sandbox", "FirstName": "Integration", "LastName": "User",
-            "Email": "integration@leadsla.sandbox", "IsActive": True, "TimeZoneSidKey": "UTC",
-            "Department": "RevOps", "Title": "API Integration",
-        }])[0]
-        self.set_meta("integration_user_id", user)
+        # A fixed id, so the API server and the simulator opening a new org at once agree on it.
+        user_id = make_id("005", 0)
+        try:
+            self.bulk_insert("User", [{
+                "Id": user_id, "Username": "integration@leadsla.sandbox", "FirstName": "Integration",
+                "LastName": "User", "Email": "integration@leadsla.sandbox", "IsActive": True,
+                "TimeZoneSidKey": "UTC", "Department": "RevOps", "Title": "API Integration",
+            }])
+        except sqlite3.IntegrityError:
+            pass  # the other process won the race
+        self.set_meta("integration_user_id", user_id)
 
     def _stamp(self, now: datetime | None) -> str:
         # Strictly increasing within this process, so two writes never share a SystemModstamp.

@@ -331,3 +331,11 @@ def test_command_line_server_with_a_fault_file(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_api_allowance_starts_again_on_a_new_day(salesforce_sandbox):
+    salesforce_sandbox.set_limits(daily_limit=5, api_used=5)
+    salesforce_sandbox.running.state.usage_day -= timedelta(days=1)
+    sf = salesforce_sandbox.hook().get_conn()
+    sf.query("SELECT Id FROM Lead")
+    assert sf.api_usage["api-usage"].used == 1
