@@ -25,6 +25,9 @@ from leadsla.store.schema import outbox
 from leadsla.store.upsert import insert_new
 
 CHANNELS = frozenset({"slack", "email"})
+#: Channels an idempotency key may name: the delivered ones plus ``crm`` (breach actions, which
+#: leadsla.escalation claims and performs; deliver_due never claims them).
+KEY_CHANNELS = CHANNELS | {"crm"}
 #: First retry waits this long; each further attempt doubles it, up to BACKOFF_CAP.
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_CAP = dt.timedelta(minutes=30)
@@ -55,8 +58,8 @@ def idempotency_key(
         ValueError: `clock_start` is naive, or the channel is unknown.
     """
     channel = channel.strip().lower()
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown channel {channel!r}: expected one of {sorted(CHANNELS)}")
+    if channel not in KEY_CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}: expected one of {sorted(KEY_CHANNELS)}")
     canonical = json.dumps(
         [sla_id, record_id, _utc_iso(clock_start), checkpoint, normalise_recipient(recipient), channel],
         ensure_ascii=True,
