@@ -200,8 +200,10 @@ def plan(
         if not fresh:
             continue
         latest = fresh[-1]
+        names = set(group["checkpoint"])
         later_handled = any((sla_id, record_id, start, r["checkpoint"]) in handled_set
-                            and r["offset_seconds"] > latest["offset_seconds"] for r in group.to_dict("records"))
+                            and r["offset_seconds"] > latest["offset_seconds"] for r in group.to_dict("records")) or any(
+            h[:3] == (sla_id, record_id, start) and h[3] not in names for h in handled_set)  # not reached here: newer
         if later_handled:  # an old run replayed after a newer one: the newer decision stands
             out.superseded.extend(fresh)
             continue
