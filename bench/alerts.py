@@ -32,7 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from leadsla.notify.delivery import deliver_due  # noqa: E402
 from leadsla.notify.email import EmailSender  # noqa: E402
-from leadsla.notify.outbox import Action, claim, enqueue  # noqa: E402
+from leadsla.notify.outbox import DEFAULT_LEASE, Action, claim, enqueue  # noqa: E402
 from leadsla.notify.slack import SlackSender  # noqa: E402
 from leadsla.store import open_store  # noqa: E402
 from leadsla.store.audit import AuditContext  # noqa: E402
@@ -122,10 +122,10 @@ def main() -> None:
                 sink.disconnect_after_accept(10); faults["smtp_lost_250"] += 10  # noqa: E702
         if rnd == 3:
             sink.down(seconds=2.0); faults["smtp_down_2s"] += 1  # noqa: E702
-        # Killed deliverers: send, then die before marking (the lease runs out 5 minutes later).
+        # Killed deliverers: send, then die before marking (the lease runs out DEFAULT_LEASE later).
         if rnd < DUE_ROUNDS and killed.total() < sum(killed_target.values()):
             with engine.begin() as conn:
-                victims = claim(conn, now, dt.timedelta(minutes=5), 30)
+                victims = claim(conn, now, DEFAULT_LEASE, 30)
             senders = {"slack": SlackSender(), "email": EmailSender()}
             for row in victims:
                 try:

@@ -39,6 +39,43 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
 
 
+# --- alerts (issue 5): Slack API and SMTP sink stand-ins ------------------------------------
+SLACK_PORT = int(os.environ.get("LEADSLA_SLACK_PORT", "8765"))
+SMTP_PORT = int(os.environ.get("LEADSLA_SMTP_PORT", "8026"))
+
+
+def _alert_connections() -> dict[str, dict]:
+    return {
+        "slack_api_default": {
+            "conn_type": "slack",
+            "description": "Slack Web API stand-in (sandbox.slack_api); any token works",
+            "password": "xoxb-sandbox-token",
+            # slack_sdk joins method names onto base_url: the trailing slash matters.
+            "extra": json.dumps({"base_url": f"http://127.0.0.1:{SLACK_PORT}/api/", "timeout": 10}),
+        },
+        "smtp_default": {
+            "conn_type": "smtp",
+            "description": "SMTP sink stand-in (sandbox.smtp_sink): plain SMTP on localhost only",
+            "host": "127.0.0.1",
+            "port": SMTP_PORT,
+            "extra": json.dumps({"disable_ssl": True, "disable_tls": True, "from_email": "sla-monitor@leadsla.example",
+                                 "timeout": 10, "retry_limit": 0}),
+        },
+    }
+
+
+def _alert_services() -> list[Service]:
+    slack_dir, mail_dir = sandbox_dir() / "slack", sandbox_dir() / "mail"
+    return [
+        Service("slack", [sys.executable, "-m", "sandbox.slack_api", "--port", str(SLACK_PORT), "--data", str(slack_dir)],
+                f"Slack API on http://127.0.0.1:{SLACK_PORT}/api/ - every message in {slack_dir / 'messages.jsonl'}"
+                f" (and http://127.0.0.1:{SLACK_PORT}/_sandbox/messages)"),
+        Service("smtp", [sys.executable, "-m", "sandbox.smtp_sink", "--port", str(SMTP_PORT), "--dir", str(mail_dir)],
+                f"SMTP sink on 127.0.0.1:{SMTP_PORT} - one .eml file per e-mail in {mail_dir}"),
+    ]
+# --- end alerts -------------------------------------------------------------------------------
+
+
 def connections() -> dict[str, dict]:
     """Airflow connections for the local stack, in `airflow connections import` JSON form."""
     return {
@@ -47,12 +84,13 @@ def connections() -> dict[str, dict]:
             "description": "Lead SLA Monitor store (SQLAlchemy URL in extra.url)",
             "extra": json.dumps({"url": f"sqlite:///{airflow_home() / 'leadsla_store.db'}"}),
         },
+        **_alert_connections(),
     }
 
 
 def services() -> list[Service]:
     """The stand-ins `make run` starts beside Airflow."""
-    return []
+    return [*_alert_services()]
 
 
 def start() -> int:

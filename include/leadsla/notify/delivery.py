@@ -25,6 +25,7 @@ from leadsla.notify.outbox import (
     claim,
     mark_delivered,
     mark_failed,
+    renew,
 )
 from leadsla.notify.outcome import Delivered, DeliveryFailed
 from leadsla.store.audit import AuditContext
@@ -88,11 +89,20 @@ def deliver_due(
                 break
             counts["claimed"] += len(rows)
             for row in rows:
-                _deliver_one(engine, row, sender_for(row.channel), clock, context, counts)
+                # Renew just before sending: the lease only has to outlast one send, and a lease
+                # that lapsed meanwhile (another worker may hold the row now) means: don't send.
+                with engine.begin() as conn:
+                    mine = renew(conn, row, clock(), lease)
+                if mine is None:
+                    counts["lease_lost"] += 1
+                    continue
+                _deliver_one(engine, mine, sender_for(row.channel), clock, context, counts)
     finally:
         for sender in owned:
             sender.close()
     summary = {k: counts[k] for k in ("claimed", "delivered", "reconciled", "retry", "failed", "double_marked")}
+    if counts["lease_lost"]:  # only when it happened: rows another worker took after our lease lapsed
+        summary["lease_lost"] = counts["lease_lost"]
     log.info("delivery: %s", summary)
     return summary
 

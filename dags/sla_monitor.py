@@ -1,0 +1,77 @@
+"""
+### sla_monitor: evaluate every SLA clock, queue what is due, deliver it, escalate breaches
+
+Runs when `crm_sync` publishes `leadsla://store/crm`, and at least every minute. Every decision is
+taken at the run's own time (`dag_run.run_after`), never "now", so clearing or re-running an old
+run decides the same; every side effect is keyed (outbox idempotency keys), so it happens once.
+
+Tasks
+- **evaluate**: load the store's CRM mirror, evaluate the clocks, and in one transaction persist
+  them, audit clock starts/stops and due/superseded checkpoints, queue Slack/e-mail messages and
+  breach actions (`leadsla.monitor.run_monitor`).
+- **deliver**: send due messages from the outbox under short leases (`leadsla.notify.delivery`).
+- **escalate**: reassign breached leads to the manager or the "Breached SLA" queue and lock them
+  for 24 h through the CRM write-back (`leadsla.escalation`); keep locks against automated
+  reassignment.
+
+Connections: `leadsla_store`, `salesforce_default`, `slack_api_default`, `smtp_default`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
+CRM_ASSET = Asset("leadsla://store/crm")
+OWNER = "data-engineering"
+
+
+def _run_time(context) -> dt.datetime:
+    return context["dag_run"].run_after
+
+
+@dag(
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("* * * * *", timezone="UTC"), assets=[CRM_ASSET]),
+    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": OWNER, "retries": 2, "retry_delay": dt.timedelta(seconds=15)},
+    tags=["sla", "alerts", "escalation"],
+    doc_md=__doc__,
+)
+def sla_monitor():
+    @task
+    def evaluate(**context) -> dict:
+        """Clocks at the run's time -> clocks table, audit, outbox (one transaction)."""
+        from leadsla.monitor import run_monitor
+        from leadsla.store import open_store
+        from leadsla.store.audit import AuditContext
+
+        return run_monitor(open_store(), _run_time(context), AuditContext.from_task_context(context))
+
+    @task
+    def escalate(summary: dict, **context) -> dict:
+        """Breach actions (reassign + lock) and lock keeping, through the CRM write-back."""
+        from leadsla.escalation import run_escalations
+        from leadsla.store import open_store
+        from leadsla.store.audit import AuditContext
+
+        return run_escalations(open_store(), _run_time(context), AuditContext.from_task_context(context))
+
+    @task
+    def deliver(summary: dict, **context) -> dict:
+        """Due Slack and e-mail messages; the lease clock is this try's start."""
+        from leadsla.notify.delivery import deliver_due
+        from leadsla.store import open_store
+        from leadsla.store.audit import AuditContext
+
+        start = context["ti"].start_date or _run_time(context)
+        return deliver_due(open_store(), start, AuditContext.from_task_context(context))
+
+    summary = evaluate()
+    escalate(summary)
+    deliver(summary)
+
+
+sla_monitor()

@@ -1,0 +1,176 @@
+"""The issue's end-to-end story: five simulated hours of `sla_monitor` runs with `dag.test()`.
+
+A lead goes SAL at 10:00 New York (flat policy: 4 business hours, 2 h warning, breach at target +
+1 min). Airflow runs in a subprocess with a temp AIRFLOW_HOME (absolute SQLite URL, examples off,
+`airflow db migrate` once per session) and time-machine moved to each run's time; Salesforce,
+Slack and SMTP are the local stand-ins in this process, reached through AIRFLOW_CONN_* JSON.
+The store is seeded directly (the CRM sync has its own dag.test); the Salesforce sandbox holds the
+same lead and users, so the escalation's write-back is real.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from leadsla.store import open_store, schema
+from tests.notify_fixtures import MANAGER, REP, slack_connection, smtp_connection
+from tests.sandbox_fixtures import salesforce_sandbox  # noqa: F401  (the fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+DAY = dt.date(2026, 11, 17)  # a Tuesday; New York is on EST (UTC-5)
+SAL_AT = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)  # 10:00 New York
+RUN_TIMES = [SAL_AT + dt.timedelta(minutes=m) for m in (0, 60, 120, 180, 240, 241, 300)]
+VP_EMAILS = {"vp.sales@example.com", "vp.marketing@example.com", "vp.revops@example.com"}
+
+_RUN = r"""
+import datetime as dt, json, sys
+import time_machine
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.dagrun import DagRun
+from airflow.utils.session import create_session
+dag = DagBag(sys.argv[1]).dags["sla_monitor"]
+if sys.argv[3] == "rerun":  # clear every run: its task instances run again at the same run_after
+    with create_session() as session:
+        session.query(DagRun).filter(DagRun.dag_id == "sla_monitor").delete()
+out = []
+for stamp in json.loads(sys.argv[2]):
+    at = dt.datetime.fromisoformat(stamp)
+    with time_machine.travel(at, tick=True):
+        run = dag.test(run_after=at)
+        out.append({"at": stamp, "state": str(run.state),
+                    "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}})
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A migrated Airflow metadata DB in a temp AIRFLOW_HOME, as environment variables."""
+    home = tmp_path_factory.mktemp("airflow_home_monitor")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        PYTHONPATH=str(ROOT / "include"),
+    )
+    subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    return env
+
+
+def _runs(env: dict[str, str], times: list[dt.datetime], mode: str = "run") -> list[dict]:
+    done = subprocess.run([PYTHON, "-c", _RUN, str(ROOT / "dags"), json.dumps([t.isoformat() for t in times]), mode],
+                          env=env, capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, f"dag.test() failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    runs = json.loads(lines[-1][len("RESULT "):])
+    for run in runs:
+        assert run["state"].endswith("success"), run
+    return runs
+
+
+def _seed(sb, store_url: str) -> dict[str, str]:
+    seeded_at = dt.datetime(2026, 11, 17, 14, 0, tzinfo=dt.UTC)
+    manager_id, rep_id = sb.seed("User", [
+        {"FirstName": "Max", "LastName": "Manager", "Email": MANAGER["email"], "Username": "max@example.com",
+         "IsActive": True, "TimeZoneSidKey": "America/New_York"},
+        {"FirstName": "Rita", "LastName": "Rep", "Email": REP["email"], "Username": "rita@example.com",
+         "IsActive": True, "TimeZoneSidKey": "America/New_York"},
+    ])
+    (lead_id,) = sb.seed("Lead", [{"FirstName": "Ada", "LastName": "Lovelace", "Company": "Analytical Engines",
+                                   "Status": "SAL", "LeadSource": "Web", "OwnerId": rep_id,
+                                   "CreatedDate": seeded_at, "SystemModstamp": seeded_at,
+                                   "LastModifiedDate": seeded_at}])
+    engine = open_store(store_url)
+    with engine.begin() as conn:
+        conn.execute(schema.users.insert(), [
+            {"user_id": manager_id, "name": "Max Manager", "email": MANAGER["email"], "manager_id": None,
+             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded_at},
+            {"user_id": rep_id, "name": "Rita Rep", "email": REP["email"], "manager_id": manager_id,
+             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded_at},
+        ])
+        conn.execute(schema.records.insert(), [{
+            "object_type": "Lead", "record_id": lead_id, "name": "Ada Lovelace", "company": "Analytical Engines",
+            "status": "SAL", "owner_id": rep_id, "lead_source": "Web", "created_at": seeded_at,
+            "modified_at": seeded_at, "fields": {"Status": "SAL", "OwnerId": rep_id}, "synced_at": seeded_at}])
+        conn.execute(schema.field_history.insert(), [{
+            "history_id": "017000000000001AAA", "object_type": "Lead", "record_id": lead_id, "field": "Status",
+            "old_value": "MQL", "new_value": "SAL", "changed_by": rep_id, "changed_at": SAL_AT}])
+    engine.dispose()
+    return {"lead": lead_id, "rep": rep_id, "manager": manager_id}
+
+
+def _snapshot(engine: sa.Engine, slack, sink) -> dict:
+    with engine.connect() as conn:
+        outbox = sorted(tuple(r) for r in conn.execute(sa.select(
+            schema.outbox.c.idempotency_key, schema.outbox.c.status, schema.outbox.c.external_id)))
+        audit = conn.execute(sa.select(sa.func.count()).select_from(schema.audit)
+                             .where(schema.audit.c.event != "crm_write_conflict")).scalar()
+    return {"outbox": outbox, "audit": audit, "slack": len(slack.messages()), "mail": len(sink.messages())}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("airflow")
+def test_five_hours_of_a_lead_nobody_touches(salesforce_sandbox, airflow_env, tmp_path):  # noqa: F811
+    from sandbox.slack_api import SlackSandbox
+    from sandbox.smtp_sink import SmtpSink
+
+    sb = salesforce_sandbox
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    ids = _seed(sb, store_url)
+    slack = SlackSandbox(data_dir=tmp_path / "slack", per_channel_interval=0.0)
+    slack.add_users([REP, MANAGER])
+    for channel in ("#sales-leadership", "#marketing-leadership", "#revops", "#sdr-east"):
+        slack.add_channel(channel, channel[1:])
+    with slack, SmtpSink(tmp_path / "mail") as sink:
+        env = dict(airflow_env, LEADSLA_STORE_URL=store_url, REQUESTS_CA_BUNDLE=str(sb.ca_path),
+                   AIRFLOW_CONN_SALESFORCE_DEFAULT=sb.connection_json(),
+                   AIRFLOW_CONN_SLACK_API_DEFAULT=slack_connection(slack.base_url),
+                   AIRFLOW_CONN_SMTP_DEFAULT=smtp_connection(sink.port),
+                   LEADSLA_POLICY_PATH=str(ROOT / "include/config/sla_policy.flat.yaml"),
+                   LEADSLA_INSTANCE_URL="https://acme.my.salesforce.com")
+
+        _runs(env, RUN_TIMES[:3])  # 10:00, 11:00, 12:00: the 2 h warning is due at 12:00
+        mail_to = [m["To"] for m in sink.messages()]
+        assert sorted(mail_to) == sorted([REP["email"], MANAGER["email"]]), mail_to
+        assert all("2 hours remain" in m.get_body(("plain",)).get_content() for m in sink.messages())
+        dms = [m for m in slack.messages() if m["channel"].startswith("D")]
+        assert len(dms) == 2, slack.messages()
+        assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["rep"]
+
+        _runs(env, RUN_TIMES[3:])  # 13:00, 14:00, 14:01 (breach), 15:00
+        lead = sb.get("Lead", ids["lead"])
+        assert lead["OwnerId"] == ids["manager"]
+        assert lead["SLA_Lock_Until__c"], lead
+        vp_mail = [m for m in sink.messages() if m["To"] in VP_EMAILS]
+        assert {m["To"] for m in vp_mail} == VP_EMAILS and len(vp_mail) == 3
+        assert all(m["X-Priority"].startswith("1") for m in vp_mail)
+        engine = open_store(store_url)
+        with engine.connect() as conn:
+            events = [r.event for r in conn.execute(sa.select(schema.audit.c.event)
+                                                    .where(schema.audit.c.record_id == ids["lead"]))]
+            stored = conn.execute(sa.select(schema.records.c.owner_id, schema.records.c.lock_until)
+                                  .where(schema.records.c.record_id == ids["lead"])).one()
+            contexts = conn.execute(sa.select(schema.audit.c.dag_id, schema.audit.c.task_id,
+                                              schema.audit.c.try_number)
+                                    .where(schema.audit.c.event == "reassignment")).all()
+        assert stored.owner_id == ids["manager"] and stored.lock_until == SAL_AT + dt.timedelta(hours=4 + 24)  # breach instant + 24 h
+        assert {"clock_start", "checkpoint_due", "message_queued", "message_sent", "escalation", "reassignment",
+                "lock_set", "crm_write"} <= set(events)
+        assert contexts == [("sla_monitor", "escalate", 1)]
+
+        before = _snapshot(engine, slack, sink)
+        _runs(env, RUN_TIMES, "rerun")  # every run cleared and run again at its own time
+        assert _snapshot(engine, slack, sink) == before
+        engine.dispose()

@@ -1,0 +1,91 @@
+"""Checkpoint actions (leadsla.alerts): roles -> people, quiet hours, catch-up supersession."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from leadsla import alerts
+from leadsla.policy import load_policy
+
+POLICY = load_policy()
+START = pd.Timestamp("2026-11-17T15:00:00Z")  # Tuesday 10:00 New York
+USERS = pd.DataFrame([
+    {"user_id": "005000000000001AAA", "name": "Rita Rep", "email": "rita@example.com",
+     "manager_id": "005000000000002AAA", "team": "sdr_east", "timezone": "America/New_York", "is_active": True},
+    {"user_id": "005000000000002AAA", "name": "Max Manager", "email": "max@example.com",
+     "manager_id": None, "team": "sdr_emea", "timezone": "Europe/London", "is_active": True},
+])
+RECORDS = pd.DataFrame([{"record_id": "00Q000000000001AAA", "name": "Ada <!channel>", "company": "AE",
+                         "lead_source": "Web"}])
+
+
+def _clock(**over) -> pd.DataFrame:
+    row = {"sla_id": "sales_touch", "record_id": "00Q000000000001AAA", "clock_start": START, "object_type": "Lead",
+           "tier": "standard", "target_seconds": 14400, "owner_id": "005000000000001AAA", "team": "sdr_east",
+           "state": "breached", "deadline": START + pd.Timedelta(hours=4), "critical": False}
+    row.update(over)
+    return pd.DataFrame([row])
+
+
+def _checkpoints(*names_offsets) -> pd.DataFrame:
+    return pd.DataFrame([{"sla_id": "sales_touch", "record_id": "00Q000000000001AAA", "clock_start": START,
+                          "policy_version": "v", "checkpoint": n, "offset_seconds": o,
+                          "reached_at": START + pd.Timedelta(seconds=o), "status": "due"} for n, o in names_offsets])
+
+
+def test_roles_resolve_to_owner_manager_vps_and_queue_channels():
+    d = alerts.Directory(POLICY, USERS, pd.DataFrame([{"queue_id": "00G000000000001AAA", "name": "Breached SLA"}]))
+    owner = d.resolve("owner", "005000000000001AAA", "sdr_east")[0]
+    assert (owner.email, owner.slack, owner.calendar) == ("rita@example.com", "rita@example.com", "us_east")
+    manager = d.resolve("owner_manager", "005000000000001AAA", "sdr_east")[0]
+    assert manager.name == "Max Manager" and manager.calendar == "uk"  # the manager's own team's hours
+    vp = d.resolve("vp_sales", "005000000000001AAA", "sdr_east")[0]
+    assert (vp.email, vp.slack, vp.calendar) == ("vp.sales@example.com", "#sales-leadership", None)
+    queue = d.resolve("queue:Customer Success", None, "cs")[0]
+    assert queue.slack == "#customer-success" and queue.email is None
+    assert d.resolve("owner_manager", "005000000000002AAA", "sdr_emea") == []  # no manager: nobody, not a guess
+
+
+def test_catch_up_sends_the_breach_once_and_supersedes_the_warnings():
+    d = alerts.Directory(POLICY, USERS)
+    now = (START + pd.Timedelta(hours=4, minutes=5)).to_pydatetime()
+    plan = alerts.plan(_clock(), _checkpoints(("half", 7200), ("warning", 11520), ("breach", 14460)), RECORDS, d,
+                       now=now, handled=[], instance_url="https://acme.my.salesforce.com")
+    assert [c["checkpoint"] for c in plan.superseded] == ["half", "warning"]
+    assert {a.checkpoint for a in plan.actions} == {"breach"}
+    assert {a.recipient for a in plan.actions if a.channel == "email"} == {
+        "rita@example.com", "max@example.com", "vp.sales@example.com", "vp.marketing@example.com",
+        "vp.revops@example.com"}
+    assert len(plan.breaches) == 1
+    again = alerts.plan(_clock(), _checkpoints(("half", 7200), ("warning", 11520), ("breach", 14460)), RECORDS, d,
+                        now=now, handled=[], instance_url="https://acme.my.salesforce.com")
+    assert [a.key for a in again.actions] == [a.key for a in plan.actions]  # same inputs, same keys
+
+
+def test_handled_checkpoints_are_not_sent_again_and_an_old_replay_sends_nothing():
+    d = alerts.Directory(POLICY, USERS)
+    now = (START + pd.Timedelta(hours=2)).to_pydatetime()
+    handled = [("sales_touch", "00Q000000000001AAA", START.to_pydatetime(), "breach")]
+    plan = alerts.plan(_clock(state="running"), _checkpoints(("half", 7200)), RECORDS, d, now=now,
+                       handled=handled, instance_url="https://acme.my.salesforce.com")
+    assert plan.actions == [] and [c["checkpoint"] for c in plan.superseded] == ["half"]
+
+
+def test_quiet_hours_hold_warnings_until_the_recipients_next_opening_but_not_critical_breaches():
+    d = alerts.Directory(POLICY, USERS)
+    evening = dt.datetime(2026, 11, 17, 23, 30, tzinfo=dt.UTC)  # 18:30 New York, 23:30 London: both closed
+    plan = alerts.plan(_clock(state="running"), _checkpoints(("warning", 11520)), RECORDS, d, now=evening,
+                       handled=[], instance_url="https://acme.my.salesforce.com")
+    by_person = {a.recipient: a.not_before for a in plan.actions if a.channel == "email"}
+    assert by_person["rita@example.com"] == dt.datetime(2026, 11, 18, 14, 0, tzinfo=dt.UTC)  # 09:00 New York
+    assert by_person["max@example.com"] == dt.datetime(2026, 11, 18, 9, 0, tzinfo=dt.UTC)  # 09:00 London
+    critical = alerts.plan(_clock(critical=True), _checkpoints(("breach", 14460)), RECORDS, d, now=evening,
+                           handled=[], instance_url="https://acme.my.salesforce.com")
+    assert critical.actions and all(a.not_before == evening for a in critical.actions)
+    night = dt.datetime(2026, 11, 18, 1, 30, tzinfo=dt.UTC)  # 20:30 New York: inside quiet hours
+    calm = alerts.plan(_clock(), _checkpoints(("breach", 14460)), RECORDS, d, now=night, handled=[],
+                       instance_url="https://acme.my.salesforce.com")
+    vp = next(a for a in calm.actions if a.recipient == "vp.sales@example.com")
+    assert vp.not_before == dt.datetime(2026, 11, 18, 13, 0, tzinfo=dt.UTC)  # quiet hours end 08:00 New York
