@@ -174,6 +174,17 @@ sync_runs = sa.Table(
     sa.Column("api_max", sa.Integer),
     sa.Column("detail", sa.JSON),
     sa.Column("run_id", sa.String(250)),
+    sa.Column("group_name", sa.String(40)),  # the CRM sync's object group (crm_fields.yaml groups)
+    sa.Index(None, "group_name", "started_at"),
+)
+
+crm_mapping_checks = sa.Table(
+    "crm_mapping_checks",
+    metadata,
+    # A successful describe() check of one version of crm_fields.yaml, so idle cycles skip describe.
+    sa.Column("mapping_digest", sa.String(64), primary_key=True),
+    _now_column("checked_at"),
+    sa.Column("objects", sa.JSON, nullable=False),  # the objects checked
 )
 
 quarantine = sa.Table(

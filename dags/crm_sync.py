@@ -1,0 +1,95 @@
+"""
+### crm_sync: keep the store in step with Salesforce, every minute, cheaply
+
+Reads what changed in Salesforce since the last committed watermark (minus a 5-minute overlap, so
+records committed late are not missed) and lands it in the store: Leads, their Status/Owner
+history, Tasks and Events every minute; Users, queues, Opportunities (+ stage history) and Accounts
+every 15 minutes. Deletes arrive through `queryAll`. The field mapping is
+`include/config/crm_fields.yaml`; it is checked against `describe()` once a day or when it changes.
+
+Tasks
+- **check_mapping**: the mapping against the org (no API call when a recent check stands).
+- **sync_leads**, **sync_org**: one per object group, page by page, each page one transaction with
+  its watermark. `REQUEST_LIMIT_EXCEEDED` ends the task as *skipped* with the reason in the log;
+  the watermark stays, the next run resumes.
+- **report**: API calls used, records changed, the org's remaining allowance (log + XCom), and a
+  warning when the project's share would exceed its daily budget.
+- **publish**: emits the asset `leadsla://store/crm` (which `sla_monitor` runs on) only when a
+  record changed; otherwise it is skipped, and a skipped task emits no asset event.
+
+Connections: `salesforce_default` (SalesforceHook), `leadsla_store` (the store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, dag, task
+
+CRM_ASSET = Asset("leadsla://store/crm")
+OWNER = "data-engineering"
+
+
+@dag(
+    schedule="* * * * *",
+    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": OWNER, "retries": 2, "retry_delay": dt.timedelta(seconds=20)},
+    tags=["crm", "salesforce", "sync"],
+    doc_md=__doc__,
+)
+def crm_sync():
+    @task
+    def check_mapping(**context) -> dict:
+        """Check the field mapping against the org's describe() (cached per mapping, daily)."""
+        from leadsla.crm.sync import run_mapping_check
+
+        return run_mapping_check(run_id=context["run_id"])
+
+    def _sync(group: str, context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from leadsla.crm.sync import run_group
+
+        summary = run_group(group, run_id=context["run_id"])
+        if summary["status"] == "limited":
+            context["ti"].xcom_push(key="return_value", value=summary)
+            raise AirflowSkipException(summary["message"])
+        return summary
+
+    @task
+    def sync_leads(**context) -> dict:
+        """Leads, LeadHistory, Tasks, Events."""
+        return _sync("leads", context)
+
+    @task
+    def sync_org(**context) -> dict:
+        """Users, queues, Opportunities and their history, Accounts (when due)."""
+        return _sync("org", context)
+
+    @task(trigger_rule="none_failed")
+    def report(**context) -> dict:
+        """Calls used, records changed, the org's remaining allowance, the budget warning."""
+        from leadsla.crm.sync import run_report
+
+        ti = context["ti"]
+        return run_report([ti.xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")])
+
+    @task(outlets=[CRM_ASSET])
+    def publish(summary: dict) -> int:
+        """Emit the crm asset when anything changed; skip (no asset event) when nothing did."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not summary["records_changed"]:
+            raise AirflowSkipException("no CRM record changed: no asset event")
+        return summary["records_changed"]
+
+    groups = [sync_leads(), sync_org()]
+    check_mapping() >> groups
+    summary = report()
+    groups >> summary
+    publish(summary)
+
+
+crm_sync()

@@ -1,0 +1,327 @@
+"""One sync cycle: read what changed in the CRM since the watermark, land it, move the watermark.
+
+Per object: SOQL on the modstamp after (watermark - overlap), oldest first, page by page through
+nextRecordsUrl; each page is one store transaction that upserts its rows, quarantines malformed
+ones and advances the watermark to the page's newest modstamp, so a backfill never holds more than
+a page and a crash resumes where the last committed page ended. Objects with IsDeleted read
+through queryAll, so deletes arrive as rows with IsDeleted = true in the same call.
+
+REQUEST_LIMIT_EXCEEDED stops the cycle: nothing of the refused page is written, the watermark
+stays at the last committed page, the run is recorded as `limited`. This module never advances a
+watermark outside the transaction that wrote its rows, and never decides anything about SLAs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from leadsla.crm import budget, landing, soql
+from leadsla.crm.mapping import CrmMapping, ObjectMapping, check_against_org
+from leadsla.crm.protocol import ApiLimitExceeded, CrmClient
+from leadsla.store import schema, watermarks
+from leadsla.store.upsert import upsert
+
+log = logging.getLogger(__name__)
+
+#: A group is due when its last run started at least `every_minutes` minus this slack ago, so a
+#: one-minute schedule that fires a little early does not skip a cycle.
+_DUE_SLACK = dt.timedelta(seconds=20)
+
+
+@dataclass
+class ObjectResult:
+    """What one object's sync read and wrote."""
+
+    object: str
+    fetched: int = 0
+    changed: int = 0  # rows newer than the previous watermark (not overlap re-reads)
+    deleted: int = 0
+    quarantined: int = 0
+    pages: int = 0
+    watermark: str | None = None
+
+
+@dataclass
+class SyncSummary:
+    """One group's cycle, as logged, recorded in sync_runs and returned as XCom (small JSON)."""
+
+    group: str
+    status: str  # success, not_due, limited, failed
+    api_calls: int = 0
+    records_changed: int = 0
+    org_remaining: int | None = None
+    org_max: int | None = None
+    objects: list[ObjectResult] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def quarantined(self) -> int:
+        return sum(o.quarantined for o in self.objects)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "status": self.status,
+            "api_calls": self.api_calls,
+            "records_changed": self.records_changed,
+            "quarantined": self.quarantined,
+            "org_remaining": self.org_remaining,
+            "org_max": self.org_max,
+            "objects": {o.object: o.changed for o in self.objects},
+            "message": self.message,
+        }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def is_due(engine: sa.Engine, mapping: CrmMapping, group: str, now: dt.datetime) -> bool:
+    """Whether `group` should sync now (its last successful run is `every_minutes` old).
+
+    A group synced every minute is always due: the DAG's schedule is its cadence.
+    """
+    if mapping.groups[group].every_minutes <= 1:
+        return True
+    runs = schema.sync_runs
+    with engine.connect() as conn:
+        last = conn.execute(
+            sa.select(sa.func.max(runs.c.started_at)).where(
+                runs.c.group_name == group, runs.c.status == "success"
+            )
+        ).scalar()
+    if last is None:
+        return True
+    if last.tzinfo is None:  # SQLite returns aggregates untyped
+        last = dt.datetime.fromisoformat(str(last)).replace(tzinfo=dt.UTC)
+    return now - last >= dt.timedelta(minutes=mapping.groups[group].every_minutes) - _DUE_SLACK
+
+
+def ensure_mapping_checked(client: CrmClient, engine: sa.Engine, mapping: CrmMapping, now: dt.datetime) -> bool:
+    """Check the mapping against describe() unless this version passed within describe_check_hours.
+
+    Returns:
+        True when describe() was called now, False when a recent check of this mapping stands.
+
+    Raises:
+        MappingError: a mapped field is missing in the org (one error naming every one).
+    """
+    checks = schema.crm_mapping_checks
+    with engine.connect() as conn:
+        checked_at = conn.execute(
+            sa.select(checks.c.checked_at).where(checks.c.mapping_digest == mapping.digest)
+        ).scalar()
+    if checked_at and now - checked_at < dt.timedelta(hours=mapping.describe_check_hours):
+        return False
+    check_against_org(mapping, client.describe_fields)
+    with engine.begin() as conn:
+        upsert(conn, checks, [{"mapping_digest": mapping.digest, "checked_at": now, "objects": sorted(mapping.objects)}])
+    log.info("CRM field mapping %s checked against the org: all %d objects match", mapping.path, len(mapping.objects))
+    return True
+
+
+def _quarantine(conn: sa.Connection, obj: ObjectMapping, bad: list[tuple[Mapping, landing.MalformedRecord]],
+                now: dt.datetime, run_id: str | None) -> None:
+    q = schema.quarantine
+    for raw, exc in bad:
+        payload = {k: v for k, v in raw.items() if k != "attributes"}
+        existing = None
+        if exc.record_id:
+            existing = conn.execute(
+                sa.select(q.c.quarantine_id).where(
+                    q.c.object_type == obj.name, q.c.record_id == exc.record_id[:40], q.c.released_at.is_(None)
+                )
+            ).scalar()
+        values = {"payload": payload, "reasons": [exc.reason], "last_seen_at": now, "run_id": run_id}
+        if existing:
+            conn.execute(q.update().where(q.c.quarantine_id == existing).values(**values))
+        else:
+            conn.execute(q.insert().values(object_type=obj.name, record_id=(exc.record_id or None) and exc.record_id[:40],
+                                           first_seen_at=now, **values))
+
+
+def sync_object(
+    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, obj: ObjectMapping, *,
+    now: dt.datetime | None = None, run_id: str | None = None,
+) -> ObjectResult:
+    """Bring one object up to date, one committed page at a time (see the module docstring)."""
+    result = ObjectResult(obj.name)
+    table = schema.metadata.tables[obj.table]
+    status_map = mapping.status_map.get(obj.name)
+    with engine.connect() as conn:
+        previous = watermarks.read(conn, obj.name)
+    since = previous - dt.timedelta(minutes=mapping.overlap_minutes) if previous else None
+    query = soql.incremental_query(obj, since)
+    for page in client.query_pages(query, include_deleted=obj.has_is_deleted):
+        synced_at = now or _now()
+        rows: list[dict[str, Any]] = []
+        bad: list[tuple[Mapping, landing.MalformedRecord]] = []
+        newest: dt.datetime | None = None
+        for raw in page:
+            stamp = landing.modstamp_of(obj, raw)
+            if stamp is not None:
+                newest = stamp if newest is None else max(newest, stamp)
+            try:
+                row = landing.store_row(obj, raw, synced_at=synced_at, status_map=status_map)
+            except landing.MalformedRecord as exc:
+                log.warning("skipped malformed %s record %s: %s", obj.name, exc.record_id or "(no Id)", exc.reason)
+                bad.append((raw, exc))
+                continue
+            rows.append(row)
+            if previous is None or stamp is None or stamp > previous:
+                result.changed += 1
+                result.deleted += bool(row.get("is_deleted"))
+        with engine.begin() as conn:
+            upsert(conn, table, rows)
+            if bad:
+                _quarantine(conn, obj, bad, synced_at, run_id)
+            if newest is not None:
+                result.watermark = watermarks.advance(conn, obj.name, newest).isoformat()
+        result.pages += 1
+        result.fetched += len(page)
+        result.quarantined += len(bad)
+    return result
+
+
+def sync_group(
+    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, group: str, *,
+    now: dt.datetime | None = None, run_id: str | None = None, force: bool = False,
+) -> SyncSummary:
+    """Sync every object of a group (if due), record the run in sync_runs, and summarise it.
+
+    Returns:
+        The summary; status `limited` when the org refused with REQUEST_LIMIT_EXCEEDED (the
+        watermark of the refused object is where its last committed page left it).
+
+    Raises:
+        CrmError, MappingError, SQLAlchemyError: anything else fails the cycle (recorded as failed).
+    """
+    started = now or _now()
+    if not force and not is_due(engine, mapping, group, started):
+        return SyncSummary(group, "not_due", message=f"{group}: not due (every {mapping.groups[group].every_minutes} min)")
+    summary = SyncSummary(group, "failed")
+    try:
+        for name in mapping.groups[group].objects:
+            summary.objects.append(sync_object(client, engine, mapping, mapping.objects[name], now=now, run_id=run_id))
+        summary.status = "success"
+    except ApiLimitExceeded as exc:
+        summary.status = "limited"
+        summary.message = str(exc)
+        log.error("%s", exc)
+    except Exception as exc:
+        summary.message = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        usage = client.usage()
+        summary.api_calls = usage.calls
+        summary.org_remaining, summary.org_max = usage.org_remaining, usage.org_max
+        summary.records_changed = sum(o.changed for o in summary.objects)
+        if not summary.message:
+            summary.message = (
+                f"{group}: {summary.records_changed} records changed, {summary.api_calls} API calls"
+                + (f", org has {summary.org_remaining:,}/{summary.org_max:,} calls left" if summary.org_max else "")
+            )
+        with engine.begin() as conn:
+            conn.execute(schema.sync_runs.insert().values(
+                started_at=started, finished_at=_now(), status=summary.status, api_calls=summary.api_calls,
+                records_changed=summary.records_changed, api_remaining=summary.org_remaining,
+                api_max=summary.org_max, detail={"objects": [asdict(o) for o in summary.objects],
+                                                 "message": summary.message},
+                run_id=run_id, group_name=group,
+            ))
+    return summary
+
+
+def cycle_report(engine: sa.Engine, mapping: CrmMapping, summaries: list[Mapping[str, Any]],
+                 now: dt.datetime | None = None) -> dict[str, Any]:
+    """The cycle's totals for the log and XCom, with the budget warning text when over budget."""
+    now = now or _now()
+    done = [s for s in summaries if s]
+    with engine.connect() as conn:
+        used = budget.calls_today(conn, now)
+    remaining = [s["org_remaining"] for s in done if s.get("org_remaining") is not None]
+    maxes = [s["org_max"] for s in done if s.get("org_max") is not None]
+    org_remaining = min(remaining) if remaining else None
+    warning = budget.budget_warning(
+        used_today=used, projected_today=budget.projected_calls(used, now),
+        daily_budget=mapping.daily_api_budget, org_remaining=org_remaining, org_max=max(maxes) if maxes else None,
+    )
+    return {
+        "api_calls": sum(s["api_calls"] for s in done),
+        "records_changed": sum(s["records_changed"] for s in done),
+        "org_remaining": org_remaining,
+        "api_calls_today": used,
+        "statuses": {s["group"]: s["status"] for s in done},
+        "budget_warning": warning,
+    }
+
+
+# --- Task bodies: what the crm_sync DAG calls (they open the store and the client themselves) ---
+
+
+def run_mapping_check(*, mapping_path: str | None = None, conn_id: str | None = None,
+                      run_id: str | None = None) -> dict[str, Any]:
+    """Check crm_fields.yaml against the org, unless this version passed recently (no API call then)."""
+    from leadsla.crm.mapping import load
+    from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
+    from leadsla.store import open_store
+
+    mapping = load(mapping_path)
+    engine = open_store()
+    try:
+        client = SalesforceClient(conn_id or DEFAULT_CONN_ID)
+        now = _now()
+        checked = ensure_mapping_checked(client, engine, mapping, now)
+        calls = client.usage().calls
+        if calls:
+            with engine.begin() as conn:
+                conn.execute(schema.sync_runs.insert().values(
+                    started_at=now, finished_at=_now(), status="success", api_calls=calls, records_changed=0,
+                    detail={"message": "mapping checked against describe()"}, run_id=run_id,
+                    group_name="mapping_check"))
+        return {"mapping": mapping.path, "digest": mapping.digest[:12], "checked_now": checked, "api_calls": calls}
+    finally:
+        engine.dispose()
+
+
+def run_group(group: str, *, mapping_path: str | None = None, conn_id: str | None = None,
+              run_id: str | None = None, page_size: int | None = None) -> dict[str, Any]:
+    """Sync one object group if due; returns its summary as small JSON (status `limited` on the limit)."""
+    from leadsla.crm.mapping import load
+    from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
+    from leadsla.store import open_store
+
+    mapping = load(mapping_path)
+    engine = open_store()
+    try:
+        client = SalesforceClient(conn_id or DEFAULT_CONN_ID, page_size=page_size)
+        summary = sync_group(client, engine, mapping, group, run_id=run_id)
+        log.info("%s", summary.message)
+        return summary.to_xcom()
+    finally:
+        engine.dispose()
+
+
+def run_report(summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None) -> dict[str, Any]:
+    """The cycle's totals (log + XCom); logs the budget warning text when over budget."""
+    from leadsla.crm.mapping import load
+    from leadsla.store import open_store
+
+    mapping = load(mapping_path)
+    engine = open_store()
+    try:
+        report = cycle_report(engine, mapping, [s for s in summaries if s])
+    finally:
+        engine.dispose()
+    log.info("CRM sync cycle: %d API calls, %d records changed, org has %s calls left, %d calls today",
+             report["api_calls"], report["records_changed"],
+             "unknown" if report["org_remaining"] is None else f"{report['org_remaining']:,}", report["api_calls_today"])
+    if report["budget_warning"]:
+        log.warning("%s", report["budget_warning"])
+    return report

@@ -1,0 +1,409 @@
+"""The demo org: a seeded, reproducible SDR organisation that keeps living.
+
+Three SDR teams in three time zones (New York, London, Sydney) with managers and VPs (Sales,
+Marketing, RevOps); reps of different speed (one slow, one out of office); leads from several
+sources and types arriving mostly in each team's business hours with a Monday spike; status moves
+MQL -> SAL -> SQL -> converted to an Opportunity, or Recycled / Disqualified with a rejection
+reason; calls, emails and meetings logged as Tasks and Events.
+
+Run: `python -m sandbox.simulate --data DIR [--speed X] [--seed N]` next to the sandbox API (same
+--data). It writes through sf_store.OrgStore, so history rows, SystemModstamp and ids behave as
+through the API. Time is simulated in fixed one-minute ticks from a start instant, so the same seed
+and start give the same org. It must never write outside its data dir nor talk to a real CRM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from faker import Faker
+
+from sandbox import sf_schema
+from sandbox.sf_store import OrgStore
+from sandbox.soql import format_datetime, parse_datetime
+
+TICK = timedelta(minutes=1)
+
+TEAMS = [
+    # name, time zone, countries its leads come from, the Faker locale for names
+    ("SDR Americas", "America/New_York", ("US", "CA", "BR"), "en_US"),
+    ("SDR EMEA", "Europe/London", ("GB", "DE", "FR", "NL"), "en_GB"),
+    ("SDR APAC", "Australia/Sydney", ("AU", "NZ", "SG"), "en_AU"),
+]
+REPS_PER_TEAM = 4
+# Median minutes to first touch per rep speed.
+SPEEDS = {"fast": 12, "normal": 35, "slow": 240}
+SOURCES = [  # (LeadSource, Lead_Type__c, weight)
+    ("Demo Request", "Inbound", 0.30), ("Content Download", "Inbound", 0.22), ("Webinar", "Mid-Market", 0.15),
+    ("Event", "Enterprise", 0.10), ("Inbound Call", "SMB", 0.08), ("Partner", "Partner", 0.07),
+    ("Web", "Enterprise", 0.08),
+]
+# Arrivals per hour for one team during its business hours; a trickle outside them.
+BUSINESS_RATE = 6.0
+OFF_HOURS_RATE = 0.5
+MONDAY_FACTOR = 1.7
+
+
+@dataclass(order=True)
+class _Event:
+    at: datetime
+    seq: int
+    kind: str = field(compare=False)
+    record_id: str = field(compare=False)
+    data: dict = field(compare=False, default_factory=dict)
+
+
+@dataclass
+class Rep:
+    id: str
+    team: str
+    tz: str
+    speed: str
+    out_of_office: bool
+    manager_id: str
+
+
+class DemoOrg:
+    """Seeds the org once (kept in the store's meta) and then advances it tick by tick.
+
+    Args:
+        store: the sandbox org store (same SQLite file the API serves).
+        seed: makes names, arrivals and outcomes reproducible.
+        start: the simulated instant of the first tick (default: now, to the minute).
+    """
+
+    def __init__(self, store: OrgStore, seed: int = 7, start: datetime | None = None) -> None:
+        self.store = store
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.fake = Faker(["en_US", "en_GB", "en_AU"])
+        self.fake.seed_instance(seed)
+        state = store.get_meta("demo_state")
+        if state:
+            self._load(json.loads(state))
+        else:
+            self.clock = (start or datetime.now(UTC)).replace(second=0, microsecond=0)
+            self._seed_org()
+        self.events: list[_Event] = []
+        self.seq = itertools.count()
+        self.counts: dict[str, int] = {}
+        self._reschedule_open_leads()
+
+    # ------------------------------------------------------------ seeding
+
+    def _seed_org(self) -> None:
+        now = self.clock
+        vp_rows = [
+            {"FirstName": "Valerie", "LastName": "Sales", "Title": "VP Sales", "Department": "Sales"},
+            {"FirstName": "Marcus", "LastName": "Marketing", "Title": "VP Marketing", "Department": "Marketing"},
+            {"FirstName": "Rita", "LastName": "Ops", "Title": "VP RevOps", "Department": "RevOps"},
+        ]
+        role_names = ["VP Sales", "VP Marketing", "VP RevOps"]
+        for team, *_ in TEAMS:
+            role_names += [f"{team} Manager", f"{team} SDR"]
+        role_ids = self.store.bulk_insert("UserRole", [
+            {"Name": n, "DeveloperName": n.replace(" ", "_"), "SystemModstamp": now} for n in role_names])
+        roles = dict(zip(role_names, role_ids, strict=True))
+        for r in vp_rows:
+            r["UserRoleId"] = roles[r["Title"]]
+            r.update(Email=f"{r['FirstName'].lower()}.{r['LastName'].lower()}@leadsla.example", IsActive=True,
+                     TimeZoneSidKey="America/New_York", Out_Of_Office__c=False, CreatedDate=now)
+        vps = self.store.bulk_insert("User", vp_rows)
+        self.vps = dict(zip(("sales", "marketing", "revops"), vps, strict=True))
+        self.reps: list[Rep] = []
+        self.managers: dict[str, str] = {}
+        for t_index, (team, tz, _countries, locale) in enumerate(TEAMS):
+            fake = self.fake[locale]
+            first, last = fake.first_name(), fake.last_name()
+            manager = self.store.bulk_insert("User", [{
+                "FirstName": first, "LastName": last, "Title": "SDR Manager", "Department": team, "Team__c": team,
+                "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
+                "ManagerId": self.vps["sales"], "Out_Of_Office__c": False, "CreatedDate": now,
+                "UserRoleId": roles[f"{team} Manager"]}])[0]
+            self.managers[team] = manager
+            for r_index in range(REPS_PER_TEAM):
+                speed = "normal" if r_index else "fast"
+                out = False
+                if t_index == 0 and r_index == 3:
+                    speed = "slow"
+                if t_index == 1 and r_index == 2:
+                    out = True
+                first, last = fake.first_name(), fake.last_name()
+                rid = self.store.bulk_insert("User", [{
+                    "FirstName": first, "LastName": last, "Title": "SDR", "Department": team, "Team__c": team,
+                    "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
+                    "ManagerId": manager, "Out_Of_Office__c": out, "CreatedDate": now,
+                    "UserRoleId": roles[f"{team} SDR"]}])[0]
+                self.reps.append(Rep(rid, team, tz, speed, out, manager))
+        self.queues = self.store.bulk_insert("Group", [
+            {"Name": "Breached SLA", "DeveloperName": "Breached_SLA", "Type": "Queue", "CreatedDate": now},
+            {"Name": "SDR Unassigned", "DeveloperName": "SDR_Unassigned", "Type": "Queue", "CreatedDate": now},
+        ])
+        accounts = []
+        for _ in range(30):
+            accounts.append({"Name": self.fake.company(), "Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS),
+                             "Industry": self.rng.choice(["Software", "Retail", "Finance", "Health", "Media"]),
+                             "OwnerId": self.vps["sales"], "CS_Owner__c": self.vps["revops"], "CreatedDate": now})
+        self.accounts = self.store.bulk_insert("Account", accounts)
+        self._save()
+
+    def _save(self) -> None:
+        self.store.set_meta("demo_state", json.dumps({
+            "clock": format_datetime(self.clock), "seed": self.seed, "vps": self.vps, "managers": self.managers,
+            "queues": self.queues, "accounts": self.accounts, "reps": [r.__dict__ for r in self.reps],
+            "rng": _rng_state(self.rng),
+        }))
+
+    def _load(self, state: dict) -> None:
+        self.clock = parse_datetime(state["clock"])
+        self.vps, self.managers, self.queues = state["vps"], state["managers"], state["queues"]
+        self.accounts = state["accounts"]
+        self.reps = [Rep(**r) for r in state["reps"]]
+        self.rng.setstate(_rng_from(state["rng"]))
+
+    def _reschedule_open_leads(self) -> None:
+        """After a restart, open leads get a fresh plan (pending events live in memory only)."""
+        for row in self.store.scan("Lead"):
+            if row.get("Status") in ("MQL", "SAL", "SQL"):
+                self._plan(row, self.clock)
+
+    # ------------------------------------------------------------ the flow
+
+    def _schedule(self, at: datetime, kind: str, record_id: str, **data: Any) -> None:
+        heapq.heappush(self.events, _Event(at, next(self.seq), kind, record_id, data))
+
+    def _rep(self, rep_id: str) -> Rep | None:
+        return next((r for r in self.reps if r.id == rep_id), None)
+
+    def _arrival_rate(self, team_tz: str, at: datetime) -> float:
+        local = at.astimezone(ZoneInfo(team_tz))
+        if local.weekday() >= 5:
+            return OFF_HOURS_RATE / 2
+        rate = BUSINESS_RATE if 8 <= local.hour < 18 else OFF_HOURS_RATE
+        return rate * (MONDAY_FACTOR if local.weekday() == 0 else 1.0)
+
+    def _new_lead(self, team_index: int, at: datetime) -> None:
+        team, tz, countries, locale = TEAMS[team_index]
+        fake = self.fake[locale]
+        source, lead_type, _ = self.rng.choices(SOURCES, weights=[s[2] for s in SOURCES])[0]
+        reps = [r for r in self.reps if r.team == team]
+        rep = reps[self.counts.get(team, 0) % len(reps)]
+        self.counts[team] = self.counts.get(team, 0) + 1
+        first, last, company = fake.first_name(), fake.last_name(), fake.company()
+        row = self.store.create("Lead", {
+            "FirstName": first, "LastName": last, "Company": company,
+            "Email": f"{first}.{last}@{company.split()[0].strip(',').lower()}.example".lower(),
+            "Title": fake.job()[:80], "Status": "MQL", "OwnerId": rep.id, "LeadSource": source,
+            "Lead_Type__c": lead_type, "Country": self.rng.choice(countries), "MQL_Date__c": at,
+            "Account_Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS), "Campaign__c": f"{source} {at:%Y-%m}",
+        }, now=at, user_id=self.vps["marketing"], system=True)
+        self._plan(row, at)
+
+    def _plan(self, lead: dict, at: datetime) -> None:
+        rep = self._rep(lead.get("OwnerId") or "")
+        status = lead.get("Status")
+        if status == "MQL":
+            if rep is None or rep.out_of_office:
+                # Nobody touches it until the manager reassigns it the next day.
+                self._schedule(at + timedelta(hours=20 + self.rng.random() * 8), "reassign", lead["Id"])
+                return
+            median = SPEEDS[rep.speed]
+            delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(median), 0.6)))
+            self._schedule(_business_time(at + delay, rep.tz), "touch", lead["Id"])
+        elif status == "SAL":
+            self._schedule(at + timedelta(hours=2 + self.rng.random() * 30), "qualify", lead["Id"])
+        elif status == "SQL":
+            self._schedule(at + timedelta(hours=4 + self.rng.random() * 40), "convert", lead["Id"])
+
+    def _activity(self, lead: dict, at: datetime, owner: str, kind: str) -> None:
+        if kind == "Meeting":
+            start = at + timedelta(days=1)
+            self.store.create("Event", {
+                "WhoId": lead["Id"], "OwnerId": owner, "Subject": f"Discovery meeting with {lead.get('Company')}",
+                "Type": "Meeting", "EventSubtype": "Event", "StartDateTime": start,
+                "EndDateTime": start + timedelta(minutes=30), "DurationInMinutes": 30.0,
+            }, now=at, user_id=owner)
+            return
+        self.store.create("Task", {
+            "WhoId": lead["Id"], "OwnerId": owner, "Subject": f"{kind}: {lead.get('Name')}", "Type": kind,
+            "TaskSubtype": kind, "Status": "Completed", "ActivityDate": at.date().isoformat(),
+            "CallDurationInSeconds": float(self.rng.randint(30, 900)) if kind == "Call" else None,
+        }, now=at, user_id=owner)
+
+    def _handle(self, ev: _Event) -> None:
+        lead = self.store.get("Lead", ev.record_id)
+        if lead.get("IsDeleted") or lead.get("IsConverted"):
+            return
+        owner = lead.get("OwnerId") or ""
+        at = ev.at
+        if ev.kind == "reassign" and lead.get("Status") == "MQL":
+            rep = self._rep(owner)
+            team = rep.team if rep else TEAMS[0][0]
+            others = [r for r in self.reps if r.team == team and not r.out_of_office]
+            new_owner = self.rng.choice(others)
+            lead = self.store.update("Lead", lead["Id"], {"OwnerId": new_owner.id}, now=at,
+                                     user_id=self.managers[team])
+            self._plan(lead, at)
+        elif ev.kind == "touch" and lead.get("Status") == "MQL":
+            self._activity(lead, at, owner, self.rng.choice(["Call", "Email", "Email"]))
+            if self.rng.random() < 0.85:
+                lead = self.store.update("Lead", lead["Id"], {"Status": "SAL", "SAL_Date__c": at}, now=at,
+                                         user_id=owner)
+                self._plan(lead, at)
+            else:
+                self._schedule(at + timedelta(hours=3 + self.rng.random() * 20), "touch", lead["Id"])
+        elif ev.kind == "qualify" and lead.get("Status") == "SAL":
+            self._activity(lead, at, owner, self.rng.choice(["Call", "Email"]))
+            roll = self.rng.random()
+            if roll < 0.40:
+                lead = self.store.update("Lead", lead["Id"], {"Status": "SQL", "SQL_Date__c": at}, now=at,
+                                         user_id=owner)
+                self._activity(lead, at, owner, "Meeting")
+                self._plan(lead, at)
+            elif roll < 0.65:
+                self.store.update("Lead", lead["Id"], {"Status": "Recycled", "Rejection_Reason__c":
+                                  self.rng.choice(["No Response", "No Budget", "Not Decision Maker"])},
+                                  now=at, user_id=owner)
+            else:
+                self.store.update("Lead", lead["Id"], {"Status": "Disqualified",
+                                  "Rejection_Reason__c": self.rng.choice(sf_schema.REJECTION_REASONS)},
+                                  now=at, user_id=owner)
+        elif ev.kind == "convert" and lead.get("Status") == "SQL":
+            if self.rng.random() < 0.6:
+                opp = self.store.create("Opportunity", {
+                    "Name": f"{lead.get('Company')} - New Business", "AccountId": self.rng.choice(self.accounts),
+                    "OwnerId": owner, "StageName": "Qualification", "CloseDate": (at + timedelta(days=45)).date(),
+                    "Amount": float(self.rng.randrange(5_000, 150_000, 500)), "LeadSource": lead.get("LeadSource"),
+                }, now=at, user_id=owner)
+                self.store.update("Lead", lead["Id"], {"Status": "Converted", "IsConverted": True,
+                                  "ConvertedOpportunityId": opp["Id"], "ConvertedDate": at.date()},
+                                  now=at, user_id=owner, system=True)
+                self._schedule(at + timedelta(days=2 + self.rng.random() * 10), "stage", opp["Id"])
+            else:
+                self.store.update("Lead", lead["Id"], {"Status": "Recycled", "Rejection_Reason__c": "No Budget"},
+                                  now=at, user_id=owner)
+
+    def _handle_opportunity(self, ev: _Event) -> None:
+        opp = self.store.get("Opportunity", ev.record_id)
+        if opp.get("IsClosed"):
+            return
+        stages = sf_schema.OPPORTUNITY_STAGES
+        current = stages.index(opp.get("StageName") or "Prospecting")
+        if current >= 3 or self.rng.random() < 0.25:
+            stage = "Closed Won" if self.rng.random() < 0.45 else "Closed Lost"
+        else:
+            stage = stages[current + 1]
+        self.store.update("Opportunity", opp["Id"], {"StageName": stage}, now=ev.at, user_id=opp.get("OwnerId"))
+        if not stage.startswith("Closed"):
+            self._schedule(ev.at + timedelta(days=3 + self.rng.random() * 10), "stage", opp["Id"])
+
+    def advance(self, until: datetime) -> int:
+        """Simulate every whole minute up to `until`; returns how many ticks ran."""
+        ticks = 0
+        while self.clock + TICK <= until:
+            self.clock += TICK
+            ticks += 1
+            for index, (_team, tz, _c, _l) in enumerate(TEAMS):
+                # Poisson arrivals for this minute.
+                expected = self._arrival_rate(tz, self.clock) / 60.0
+                if self.rng.random() < expected:
+                    self._new_lead(index, self.clock - timedelta(seconds=self.rng.randint(0, 59)))
+            while self.events and self.events[0].at <= self.clock:
+                ev = heapq.heappop(self.events)
+                if ev.kind == "stage":
+                    self._handle_opportunity(ev)
+                else:
+                    self._handle(ev)
+        if ticks:
+            self._save()
+        return ticks
+
+
+def _business_time(at: datetime, tz: str) -> datetime:
+    """Reps work 08:00-18:00 local on weekdays: push `at` into the next working moment."""
+    zone = ZoneInfo(tz)
+    local = at.astimezone(zone)
+    while local.weekday() >= 5 or not 8 <= local.hour < 18:
+        if local.weekday() < 5 and local.hour < 8:
+            local = local.replace(hour=8, minute=local.minute % 30)
+        else:
+            local = (local + timedelta(days=1)).replace(hour=8, minute=local.minute % 30)
+    return local.astimezone(UTC)
+
+
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from(state: list) -> tuple:
+    return (state[0], tuple(state[1]), state[2])
+
+
+def run(data_dir: Path, speed: float = 1.0, seed: int = 7, backlog_hours: float = 48.0,
+        for_hours: float | None = None, start: datetime | None = None, poll_s: float = 1.0) -> DemoOrg:
+    """Seed the org if new (with `backlog_hours` of history before now), then keep it moving.
+
+    Args:
+        speed: simulated seconds per wall-clock second (1 = real time).
+        for_hours: stop after this many simulated hours (default: run until interrupted).
+        start: simulated "now" for a new org (tests); a restarted org continues from its clock.
+    """
+    store = OrgStore(Path(data_dir) / "org.sqlite3")
+    try:
+        fresh = store.get_meta("demo_state") is None
+        first = (start or datetime.now(UTC)) - timedelta(hours=backlog_hours if fresh else 0)
+        org = DemoOrg(store, seed=seed, start=first)
+        if fresh and backlog_hours:
+            org.advance(first + timedelta(hours=backlog_hours))
+        elif not fresh and speed <= 1.0:
+            # Real time: the org was quiet while the demo was down. Never write back-dated records,
+            # an incremental sync that already passed that time would never see them.
+            org.clock = max(org.clock, datetime.now(UTC).replace(second=0, microsecond=0))
+        sim_start, wall_start = org.clock, time.monotonic()
+        stop_at = sim_start + timedelta(hours=for_hours) if for_hours is not None else None
+        while True:
+            target = sim_start + timedelta(seconds=(time.monotonic() - wall_start) * speed)
+            if stop_at is not None and target >= stop_at:
+                org.advance(stop_at)
+                return org
+            org.advance(target)
+            time.sleep(poll_s)
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.simulate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, type=Path, help="the sandbox API's data directory")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--backlog-hours", type=float, default=48.0, help="history to create for a new org")
+    parser.add_argument("--for-hours", type=float, help="stop after this many simulated hours")
+    parser.add_argument("--start", type=parse_datetime, help="simulated now for a new org (ISO datetime)")
+    args = parser.parse_args(argv)
+    if args.speed <= 0:
+        parser.error("--speed must be positive")
+    print(f"demo org in {args.data.resolve()} (speed x{args.speed}, seed {args.seed}); Ctrl-C stops", flush=True)
+    try:
+        org = run(args.data, speed=args.speed, seed=args.seed, backlog_hours=args.backlog_hours,
+                  for_hours=args.for_hours, start=args.start)
+        print(f"simulated up to {format_datetime(org.clock)}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

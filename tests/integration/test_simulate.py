@@ -1,0 +1,119 @@
+"""The demo org: shape, movement, reproducibility, and that the API serves what it writes."""
+
+from __future__ import annotations
+
+import collections
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sandbox import sf_schema, simulate
+from sandbox.sf_store import OrgStore
+
+pytest_plugins = ["tests.sandbox_fixtures"]
+
+MONDAY_2PM = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Six simulated hours on a Monday after a day of backlog, through the CLI at high speed."""
+    data = tmp_path_factory.mktemp("demo")
+    assert simulate.main(["--data", str(data), "--speed", "200000", "--seed", "3", "--backlog-hours", "24",
+                          "--for-hours", "6", "--start", MONDAY_2PM.isoformat()]) == 0
+    store = OrgStore(data / "org.sqlite3")
+    yield store
+    store.close()
+
+
+def test_teams_managers_and_vps(demo):
+    users = list(demo.scan("User"))
+    titles = collections.Counter(u.get("Title") for u in users)
+    assert titles["VP Sales"] == titles["VP Marketing"] == titles["VP RevOps"] == 1
+    assert titles["SDR Manager"] == 3 and titles["SDR"] == 12
+    managers = {u["Id"]: u for u in users if u.get("Title") == "SDR Manager"}
+    zones = {u["TimeZoneSidKey"] for u in managers.values()}
+    assert zones == {"America/New_York", "Europe/London", "Australia/Sydney"}
+    reps = [u for u in users if u.get("Title") == "SDR"]
+    assert all(r["ManagerId"] in managers for r in reps)
+    assert sum(1 for r in reps if r.get("Out_Of_Office__c")) == 1
+    queues = [g for g in demo.scan("Group") if g.get("Type") == "Queue"]
+    assert {q["DeveloperName"] for q in queues} == {"Breached_SLA", "SDR_Unassigned"}
+
+
+def test_statuses_move_with_history_and_activities(demo):
+    leads = list(demo.scan("Lead"))
+    assert len(leads) > 50
+    statuses = collections.Counter(lead["Status"] for lead in leads)
+    assert statuses["MQL"] and statuses["SAL"]
+    assert statuses["SQL"] + statuses["Recycled"] + statuses["Disqualified"] + statuses["Converted"] > 0
+    moves = collections.Counter((h["OldValue"], h["NewValue"]) for h in demo.scan("LeadHistory")
+                                if h["Field"] == "Status")
+    assert moves[("MQL", "SAL")] > 10
+    reasons = {lead.get("Rejection_Reason__c") for lead in leads if lead["Status"] == "Disqualified"}
+    assert reasons and reasons <= set(sf_schema.REJECTION_REASONS)
+    tasks = list(demo.scan("Task"))
+    assert {t["TaskSubtype"] for t in tasks} >= {"Call", "Email"}
+    lead_ids = {lead["Id"] for lead in leads}
+    assert all(t["WhoId"] in lead_ids for t in tasks)
+    sal = [lead for lead in leads if lead["Status"] == "SAL"]
+    assert all(lead.get("SAL_Date__c") and lead.get("MQL_Date__c") for lead in sal)
+
+
+def test_leads_arrive_mostly_in_the_teams_business_hours(demo):
+    users = {u["Id"]: u for u in demo.scan("User")}
+    in_hours = total = 0
+    for lead in demo.scan("Lead"):
+        owner = users[lead["OwnerId"]]
+        created = datetime.fromisoformat(lead["CreatedDate"].replace("+0000", "+00:00"))
+        local = created.astimezone(ZoneInfo(owner["TimeZoneSidKey"]))
+        total += 1
+        in_hours += local.weekday() < 5 and 8 <= local.hour < 18
+    assert in_hours / total > 0.7
+
+
+def test_monday_spike_and_reproducibility(tmp_path):
+    def created_days(path, seed, days=1):
+        store = OrgStore(path)
+        org = simulate.DemoOrg(store, seed=seed, start=datetime(2026, 3, 2, tzinfo=UTC))  # a Monday
+        org.advance(org.clock + timedelta(days=days))
+        leads = sorted((lead["CreatedDate"], lead["Name"]) for lead in store.scan("Lead"))
+        store.close()
+        return leads
+
+    first = created_days(tmp_path / "a.sqlite3", 11)
+    assert first and first == created_days(tmp_path / "b.sqlite3", 11)
+    assert first != created_days(tmp_path / "c.sqlite3", 12)
+    week = created_days(tmp_path / "week.sqlite3", 11, days=7)
+    per_weekday = collections.Counter(datetime.fromisoformat(c[:10]).weekday() for c, _ in week)
+    weekday_avg = sum(per_weekday[d] for d in range(1, 5)) / 4
+    assert per_weekday[0] > 1.3 * weekday_avg
+    assert per_weekday[5] + per_weekday[6] < weekday_avg
+
+
+def test_restart_keeps_the_org_and_its_clock(tmp_path):
+    store = OrgStore(tmp_path / "org.sqlite3")
+    org = simulate.DemoOrg(store, seed=5, start=MONDAY_2PM)
+    org.advance(MONDAY_2PM + timedelta(hours=3))
+    users, leads, clock = store.count("User"), store.count("Lead"), org.clock
+    again = simulate.DemoOrg(store, seed=5)
+    assert again.clock == clock and store.count("User") == users and store.count("Lead") == leads
+    again.advance(clock + timedelta(hours=3))
+    assert store.count("Lead") > leads
+    store.close()
+
+
+def test_the_api_serves_the_demo_and_counts_change(salesforce_sandbox):
+    org = simulate.DemoOrg(salesforce_sandbox.store, seed=2, start=MONDAY_2PM)
+    org.advance(MONDAY_2PM + timedelta(hours=2))
+    sf = salesforce_sandbox.hook().get_conn()
+    before = sf.query("SELECT COUNT() FROM Lead")["totalSize"]
+    assert before > 0
+    org.advance(org.clock + timedelta(hours=2))
+    assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] > before
+    res = sf.query("SELECT Id, Status, Owner.Name, Owner.TimeZoneSidKey FROM Lead WHERE Status = 'SAL' LIMIT 5")
+    assert res["records"] and all(r["Owner"]["TimeZoneSidKey"] for r in res["records"])
+    users = sf.query("SELECT Id, Name, Team__c, UserRole.Name FROM User WHERE Title = 'SDR' ORDER BY Name")
+    assert len(users["records"]) == 12
+    assert all(u["UserRole"]["Name"] == f"{u['Team__c']} SDR" for u in users["records"])
