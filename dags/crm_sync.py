@@ -12,6 +12,10 @@ Tasks
 - **sync_leads**, **sync_org**: one per object group, page by page, each page one transaction with
   its watermark. `REQUEST_LIMIT_EXCEEDED` ends the task as *skipped* with the reason in the log;
   the watermark stays, the next run resumes.
+- **replay_quarantine**: re-validates held (quarantined) rows with the current suites and mapping;
+  rows that now pass are landed and released. Each sync task runs the data-quality gate
+  (`leadsla.quality`, GX suites in great_expectations/) between extract and load: errors are
+  quarantined with their reasons, warnings loaded and flagged; its summary is in the XCom.
 - **report**: API calls used, records changed, the org's remaining allowance (log + XCom), and a
   warning when the project's share would exceed its daily budget.
 - **publish**: emits the asset `leadsla://store/crm` (which `sla_monitor` runs on) only when a
@@ -69,6 +73,13 @@ def crm_sync():
         return _sync("org", context)
 
     @task(trigger_rule="none_failed")
+    def replay_quarantine(**context) -> dict:
+        """Re-validate held (quarantined) rows; those that now pass are landed and released."""
+        from leadsla.crm.sync import run_replay
+
+        return run_replay(run_id=context["run_id"])
+
+    @task(trigger_rule="none_failed")
     def report(**context) -> dict:
         """Calls used, records changed, the org's remaining allowance, the budget warning."""
         from leadsla.crm.sync import run_report
@@ -88,7 +99,7 @@ def crm_sync():
     groups = [sync_leads(), sync_org()]
     check_mapping() >> groups
     summary = report()
-    groups >> summary
+    groups >> replay_quarantine() >> summary
     publish(summary)
 
 

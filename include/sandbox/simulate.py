@@ -109,7 +109,14 @@ class DemoOrg:
             {"FirstName": "Marcus", "LastName": "Marketing", "Title": "VP Marketing", "Department": "Marketing"},
             {"FirstName": "Rita", "LastName": "Ops", "Title": "VP RevOps", "Department": "RevOps"},
         ]
+        role_names = ["VP Sales", "VP Marketing", "VP RevOps"]
+        for team, *_ in TEAMS:
+            role_names += [f"{team} Manager", f"{team} SDR"]
+        role_ids = self.store.bulk_insert("UserRole", [
+            {"Name": n, "DeveloperName": n.replace(" ", "_"), "SystemModstamp": now} for n in role_names])
+        roles = dict(zip(role_names, role_ids, strict=True))
         for r in vp_rows:
+            r["UserRoleId"] = roles[r["Title"]]
             r.update(Email=f"{r['FirstName'].lower()}.{r['LastName'].lower()}@leadsla.example", IsActive=True,
                      TimeZoneSidKey="America/New_York", Out_Of_Office__c=False, CreatedDate=now)
         vps = self.store.bulk_insert("User", vp_rows)
@@ -122,7 +129,8 @@ class DemoOrg:
             manager = self.store.bulk_insert("User", [{
                 "FirstName": first, "LastName": last, "Title": "SDR Manager", "Department": team, "Team__c": team,
                 "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
-                "ManagerId": self.vps["sales"], "Out_Of_Office__c": False, "CreatedDate": now}])[0]
+                "ManagerId": self.vps["sales"], "Out_Of_Office__c": False, "CreatedDate": now,
+                "UserRoleId": roles[f"{team} Manager"]}])[0]
             self.managers[team] = manager
             for r_index in range(REPS_PER_TEAM):
                 speed = "normal" if r_index else "fast"
@@ -135,7 +143,8 @@ class DemoOrg:
                 rid = self.store.bulk_insert("User", [{
                     "FirstName": first, "LastName": last, "Title": "SDR", "Department": team, "Team__c": team,
                     "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
-                    "ManagerId": manager, "Out_Of_Office__c": out, "CreatedDate": now}])[0]
+                    "ManagerId": manager, "Out_Of_Office__c": out, "CreatedDate": now,
+                    "UserRoleId": roles[f"{team} SDR"]}])[0]
                 self.reps.append(Rep(rid, team, tz, speed, out, manager))
         self.queues = self.store.bulk_insert("Group", [
             {"Name": "Breached SLA", "DeveloperName": "Breached_SLA", "Type": "Queue", "CreatedDate": now},

@@ -114,3 +114,6 @@ def test_the_api_serves_the_demo_and_counts_change(salesforce_sandbox):
     assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] > before
     res = sf.query("SELECT Id, Status, Owner.Name, Owner.TimeZoneSidKey FROM Lead WHERE Status = 'SAL' LIMIT 5")
     assert res["records"] and all(r["Owner"]["TimeZoneSidKey"] for r in res["records"])
+    users = sf.query("SELECT Id, Name, Team__c, UserRole.Name FROM User WHERE Title = 'SDR' ORDER BY Name")
+    assert len(users["records"]) == 12
+    assert all(u["UserRole"]["Name"] == f"{u['Team__c']} SDR" for u in users["records"])

@@ -138,7 +138,9 @@ def _quarantine(conn: sa.Connection, obj: ObjectMapping, bad: list[tuple[Mapping
                     q.c.object_type == obj.name, q.c.record_id == exc.record_id[:40], q.c.released_at.is_(None)
                 )
             ).scalar()
-        values = {"payload": payload, "reasons": [exc.reason], "last_seen_at": now, "run_id": run_id}
+        # The quality gate's rejections carry every reason as a list (leadsla.quality.quarantine).
+        values = {"payload": payload, "reasons": list(getattr(exc, "reasons", None) or [exc.reason]),
+                  "last_seen_at": now, "run_id": run_id}
         if existing:
             conn.execute(q.update().where(q.c.quarantine_id == existing).values(**values))
         else:
@@ -148,9 +150,14 @@ def _quarantine(conn: sa.Connection, obj: ObjectMapping, bad: list[tuple[Mapping
 
 def sync_object(
     client: CrmClient, engine: sa.Engine, mapping: CrmMapping, obj: ObjectMapping, *,
-    now: dt.datetime | None = None, run_id: str | None = None,
+    now: dt.datetime | None = None, run_id: str | None = None, gate: Any = None,
 ) -> ObjectResult:
-    """Bring one object up to date, one committed page at a time (see the module docstring)."""
+    """Bring one object up to date, one committed page at a time (see the module docstring).
+
+    `gate` (a `leadsla.quality.quarantine.SyncGate`, optional) is the data-quality hook between
+    extract and load: it screens each page (its rejections are quarantined with their reasons)
+    and, in the page's transaction, releases earlier quarantine entries of rows that landed.
+    """
     result = ObjectResult(obj.name)
     table = schema.metadata.tables[obj.table]
     status_map = mapping.status_map.get(obj.name)
@@ -163,10 +170,17 @@ def sync_object(
         rows: list[dict[str, Any]] = []
         bad: list[tuple[Mapping, landing.MalformedRecord]] = []
         newest: dt.datetime | None = None
+        held: set[int] = set()
+        if gate is not None:  # quality gate hook (issue 6)
+            _, rejected = gate.screen(engine, obj, page, synced_at)
+            bad.extend(rejected)
+            held = {id(raw) for raw, _ in rejected}
         for raw in page:
             stamp = landing.modstamp_of(obj, raw)
             if stamp is not None:
                 newest = stamp if newest is None else max(newest, stamp)
+            if id(raw) in held:
+                continue
             try:
                 row = landing.store_row(obj, raw, synced_at=synced_at, status_map=status_map)
             except landing.MalformedRecord as exc:
@@ -181,6 +195,8 @@ def sync_object(
             upsert(conn, table, rows)
             if bad:
                 _quarantine(conn, obj, bad, synced_at, run_id)
+            if gate is not None:
+                gate.commit(conn, obj, rows, synced_at)
             if newest is not None:
                 result.watermark = watermarks.advance(conn, obj.name, newest).isoformat()
         result.pages += 1
@@ -191,7 +207,7 @@ def sync_object(
 
 def sync_group(
     client: CrmClient, engine: sa.Engine, mapping: CrmMapping, group: str, *,
-    now: dt.datetime | None = None, run_id: str | None = None, force: bool = False,
+    now: dt.datetime | None = None, run_id: str | None = None, force: bool = False, gate: Any = None,
 ) -> SyncSummary:
     """Sync every object of a group (if due), record the run in sync_runs, and summarise it.
 
@@ -208,7 +224,8 @@ def sync_group(
     summary = SyncSummary(group, "failed")
     try:
         for name in mapping.groups[group].objects:
-            summary.objects.append(sync_object(client, engine, mapping, mapping.objects[name], now=now, run_id=run_id))
+            summary.objects.append(sync_object(client, engine, mapping, mapping.objects[name], now=now, run_id=run_id,
+                                               gate=gate))
         summary.status = "success"
     except ApiLimitExceeded as exc:
         summary.status = "limited"
@@ -301,9 +318,35 @@ def run_group(group: str, *, mapping_path: str | None = None, conn_id: str | Non
     engine = open_store()
     try:
         client = SalesforceClient(conn_id or DEFAULT_CONN_ID, page_size=page_size)
-        summary = sync_group(client, engine, mapping, group, run_id=run_id)
+        gate = _quality_gate(mapping, run_id)
+        summary = sync_group(client, engine, mapping, group, run_id=run_id, gate=gate)
         log.info("%s", summary.message)
-        return summary.to_xcom()
+        xcom = summary.to_xcom()
+        xcom["quality"] = gate.finish(engine, _now())
+        return xcom
+    finally:
+        engine.dispose()
+
+
+def _quality_gate(mapping: CrmMapping, run_id: str | None) -> Any:
+    """The data-quality gate (issue 6) with quality.yaml and this mapping's Lead status map."""
+    from leadsla.quality import rules
+    from leadsla.quality.quarantine import SyncGate
+
+    return SyncGate(rules.load(status_map=mapping.status_map.get("Lead")), run_id=run_id)
+
+
+def run_replay(*, mapping_path: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """Re-validate held quarantine rows with the current suites and mapping (issue 6's replay)."""
+    from leadsla.crm.mapping import load
+    from leadsla.quality import rules
+    from leadsla.quality.quarantine import replay
+    from leadsla.store import open_store
+
+    mapping = load(mapping_path)
+    engine = open_store()
+    try:
+        return replay(engine, mapping, rules.load(status_map=mapping.status_map.get("Lead")), _now(), run_id=run_id)
     finally:
         engine.dispose()
 

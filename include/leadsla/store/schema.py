@@ -202,6 +202,50 @@ quarantine = sa.Table(
     sa.Index(None, "object_type", "record_id"),
 )
 
+quality_runs = sa.Table(
+    "quality_runs",
+    metadata,
+    # One gate validation of one object's rows (a sync page or a replay): counts, the failing
+    # expectations, and the incident it belongs to (the data-engineering alert's key).
+    sa.Column("quality_run_id", sa.Integer, primary_key=True, autoincrement=True),
+    _now_column("at"),
+    sa.Column("object_type", sa.String(40), nullable=False),
+    sa.Column("suite", sa.String(40), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("quarantined", sa.Integer, nullable=False),
+    sa.Column("flagged", sa.Integer, nullable=False),
+    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("incident", sa.String(120)),  # set while the error rate is over the threshold
+    sa.Column("run_id", sa.String(250)),
+    sa.Index(None, "suite", "at"),
+)
+
+quality_flags = sa.Table(
+    "quality_flags",
+    metadata,
+    # Warnings of a loaded row's latest validation; deleted when a later validation is clean.
+    sa.Column("object_type", sa.String(40), primary_key=True),
+    sa.Column("record_id", sa.String(18), primary_key=True),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    _now_column("flagged_at"),
+    sa.Column("run_id", sa.String(250)),
+)
+
+health_findings = sa.Table(
+    "health_findings",
+    metadata,
+    # sla_health: one row per finding per run, for the reports and the War Room.
+    sa.Column("finding_id", sa.Integer, primary_key=True, autoincrement=True),
+    _now_column("run_at"),
+    sa.Column("check_name", sa.String(80), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),  # critical, warning, info
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("record_ids", sa.JSON, nullable=False),  # affected CRM ids (or user ids, outbox ids)
+    sa.Column("how_to_fix", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(250)),
+    sa.Index(None, "run_at"),
+)
+
 # --- SLA clocks and their consequences --------------------------------------------------------
 
 clocks = sa.Table(
