@@ -370,30 +370,33 @@ class Handler(BaseHTTPRequestHandler):
             return self._page(locator, cursor, int(offset_text), batch)
         text = (params.get("q") or [""])[0]
         bound = BoundQuery(text)
-        rows = bound.matching(state.store, include_deleted)
-        if bound.query.is_count:
+        if bound.query.is_count and bound.query.fields[0].path:
+            rows = bound.matching(state.store, include_deleted)
             item = bound.query.fields[0]
-            if not item.path:
-                return {"totalSize": len(rows), "done": True, "records": []}
             n = sum(1 for r in rows if bound.get(r, item.path) is not None)
             return {"totalSize": 1, "done": True,
                     "records": [{"attributes": {"type": "AggregateResult"}, item.alias or "expr0": n}]}
-        if len(rows) <= batch:
-            return {"totalSize": len(rows), "done": True,
-                    "records": [bound.project(r, version) for r in rows]}
+        ids, first = bound.matching_ids(state.store, include_deleted, keep=0 if bound.query.is_count else batch)
+        if bound.query.is_count:
+            return {"totalSize": len(ids), "done": True, "records": []}
+        if len(ids) <= batch:
+            bound.prefetch(first)
+            return {"totalSize": len(ids), "done": True, "records": [bound.project(r, version) for r in first]}
         locator = "01g" + secrets.token_hex(6).upper()[:12]
-        cursor = Cursor(bound, [r["Id"] for r in rows], version)
+        cursor = Cursor(bound, ids, version)
         with state.lock:
             state.cursors[locator] = cursor
             while len(state.cursors) > 100:  # forget the oldest cursors, like an org's cursor limit
                 state.cursors.pop(next(iter(state.cursors)))
-        return self._page(locator, cursor, 0, batch, rows[:batch])
+        return self._page(locator, cursor, 0, batch, first)
 
     def _page(self, locator: str, cursor: Cursor, offset: int, batch: int, rows: list[dict] | None = None) -> dict:
         ids = cursor.ids[offset:offset + batch]
         if rows is None:
             found = self.server.state.store.get_many(ids)
             rows = [found[i] for i in ids if i in found]
+        cursor.bound.store = self.server.state.store
+        cursor.bound.prefetch(rows)
         end = offset + len(ids)
         page: dict[str, Any] = {"totalSize": len(cursor.ids), "done": end >= len(cursor.ids),
                                 "records": [cursor.bound.project(r, cursor.version) for r in rows]}
