@@ -111,6 +111,7 @@ class SandboxState:
     faults: list[FaultRule] = field(default_factory=list)
     cursors: dict[str, Cursor] = field(default_factory=dict)
     logins: int = 0
+    in_flight: int = 0
     usage_day: date = field(default_factory=lambda: datetime.now(UTC).date())
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -185,6 +186,15 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
+        with self.server.state.lock:
+            self.server.state.in_flight += 1
+        try:
+            self._handle_counted(method)
+        finally:
+            with self.server.state.lock:
+                self.server.state.in_flight -= 1
+
+    def _handle_counted(self, method: str) -> None:
         state = self.server.state
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -561,9 +571,12 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"https://{host}:{port}"
 
-    def get_request(self):  # type: ignore[override]
-        sock, addr = super().get_request()
-        return sock, addr
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            return  # the client went away (a timeout on a SLOW fault, a test ending): nothing to say
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -610,6 +623,10 @@ class RunningSandbox:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        # Let requests still running (a SLOW fault whose client gave up) finish before the store closes.
+        deadline = time.monotonic() + 5
+        while self.state.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
         if self.thread is not None:
             self.thread.join(timeout=5)
         self.store.close()
