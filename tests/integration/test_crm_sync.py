@@ -244,3 +244,15 @@ def test_slow_answer_times_out_and_is_retried(sf, engine, crm_mapping):
     summary = sync.sync_group(c, engine, crm_mapping, "leads", force=True)
     assert summary.status == "success" and summary.records_changed == 2
     assert c.session.retries == 1
+
+
+def test_session_refused_past_the_library_refresh_gets_one_fresh_hook(sf, engine, crm_mapping):
+    # simple-salesforce re-logs in by itself up to 3 times; a 4th refusal reaches our client, which
+    # builds a fresh hook (the hook caches its client) exactly once and retries.
+    seed_leads(sf, 2, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    c = client()
+    c.describe_fields("Lead")
+    sf.inject_fault("INVALID_SESSION_ID", endpoint="query", times=4)
+    summary = sync.sync_group(c, engine, crm_mapping, "leads", force=True)
+    assert summary.status == "success" and summary.records_changed == 2
+    assert c.relogins == 1
