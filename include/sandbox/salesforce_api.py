@@ -111,6 +111,7 @@ class SandboxState:
     faults: list[FaultRule] = field(default_factory=list)
     cursors: dict[str, Cursor] = field(default_factory=dict)
     logins: int = 0
+    in_flight: int = 0
     usage_day: date = field(default_factory=lambda: datetime.now(UTC).date())
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -185,6 +186,15 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
+        with self.server.state.lock:
+            self.server.state.in_flight += 1
+        try:
+            self._handle_counted(method)
+        finally:
+            with self.server.state.lock:
+                self.server.state.in_flight -= 1
+
+    def _handle_counted(self, method: str) -> None:
         state = self.server.state
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -370,30 +380,33 @@ class Handler(BaseHTTPRequestHandler):
             return self._page(locator, cursor, int(offset_text), batch)
         text = (params.get("q") or [""])[0]
         bound = BoundQuery(text)
-        rows = bound.matching(state.store, include_deleted)
-        if bound.query.is_count:
+        if bound.query.is_count and bound.query.fields[0].path:
+            rows = bound.matching(state.store, include_deleted)
             item = bound.query.fields[0]
-            if not item.path:
-                return {"totalSize": len(rows), "done": True, "records": []}
             n = sum(1 for r in rows if bound.get(r, item.path) is not None)
             return {"totalSize": 1, "done": True,
                     "records": [{"attributes": {"type": "AggregateResult"}, item.alias or "expr0": n}]}
-        if len(rows) <= batch:
-            return {"totalSize": len(rows), "done": True,
-                    "records": [bound.project(r, version) for r in rows]}
+        ids, first = bound.matching_ids(state.store, include_deleted, keep=0 if bound.query.is_count else batch)
+        if bound.query.is_count:
+            return {"totalSize": len(ids), "done": True, "records": []}
+        if len(ids) <= batch:
+            bound.prefetch(first)
+            return {"totalSize": len(ids), "done": True, "records": [bound.project(r, version) for r in first]}
         locator = "01g" + secrets.token_hex(6).upper()[:12]
-        cursor = Cursor(bound, [r["Id"] for r in rows], version)
+        cursor = Cursor(bound, ids, version)
         with state.lock:
             state.cursors[locator] = cursor
             while len(state.cursors) > 100:  # forget the oldest cursors, like an org's cursor limit
                 state.cursors.pop(next(iter(state.cursors)))
-        return self._page(locator, cursor, 0, batch, rows[:batch])
+        return self._page(locator, cursor, 0, batch, first)
 
     def _page(self, locator: str, cursor: Cursor, offset: int, batch: int, rows: list[dict] | None = None) -> dict:
         ids = cursor.ids[offset:offset + batch]
         if rows is None:
             found = self.server.state.store.get_many(ids)
             rows = [found[i] for i in ids if i in found]
+        cursor.bound.store = self.server.state.store
+        cursor.bound.prefetch(rows)
         end = offset + len(ids)
         page: dict[str, Any] = {"totalSize": len(cursor.ids), "done": end >= len(cursor.ids),
                                 "records": [cursor.bound.project(r, cursor.version) for r in rows]}
@@ -558,9 +571,12 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"https://{host}:{port}"
 
-    def get_request(self):  # type: ignore[override]
-        sock, addr = super().get_request()
-        return sock, addr
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            return  # the client went away (a timeout on a SLOW fault, a test ending): nothing to say
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -607,6 +623,10 @@ class RunningSandbox:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        # Let requests still running (a SLOW fault whose client gave up) finish before the store closes.
+        deadline = time.monotonic() + 5
+        while self.state.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
         if self.thread is not None:
             self.thread.join(timeout=5)
         self.store.close()

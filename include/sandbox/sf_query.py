@@ -76,6 +76,10 @@ class BoundQuery:
             self._related.update(self.store.get_many([record_id]))
         return self._related.get(record_id)
 
+    def prefetch(self, rows: list[dict]) -> None:
+        """Load the related records a page of rows needs (see `project`)."""
+        self._prefetch(rows)
+
     def _prefetch(self, rows: list[dict]) -> None:
         """Load the first hop of every relationship path in one batch (no per-row queries)."""
         assert self.store is not None
@@ -102,9 +106,57 @@ class BoundQuery:
         end = start + self.query.limit if self.query.limit is not None else None
         return rows[start:end]
 
+    def _streamable(self) -> bool:
+        """True when the result order is the store's index order (none, or the modstamp ascending)."""
+        order = self.query.order_by
+        if not order:
+            return True
+        return (len(order) == 1 and not order[0].descending
+                and self.resolve(order[0].path).name == self._indexed() and "." not in order[0].path)
+
+    def _indexed(self) -> str:
+        return "SystemModstamp" if self.obj.field("SystemModstamp") else "CreatedDate"
+
+    def matching_ids(self, store: OrgStore, include_deleted: bool, keep: int) -> tuple[list[str], list[dict]]:
+        """Ids of every matching row in result order, and the first `keep` rows themselves.
+
+        When the order is the index order the rows are streamed in chunks, so a 100k-row result
+        costs a list of ids rather than 100k parsed records.
+        """
+        if not self._streamable():
+            rows = self.matching(store, include_deleted)
+            return [r["Id"] for r in rows], rows[:keep]
+        self.store = store
+        low, high = soql.modstamp_bounds(self.query.where, self._indexed())
+        skip = self.query.offset or 0
+        limit = self.query.limit
+        ids: list[str] = []
+        first: list[dict] = []
+        for chunk in store.scan_chunks(
+                self.obj.name, include_deleted=include_deleted,
+                low=soql.format_datetime(low - timedelta(milliseconds=1)) if low else None,
+                high=soql.format_datetime(high + timedelta(milliseconds=1)) if high else None):
+            if len(self._related) > 50_000:
+                self._related.clear()  # keep the relationship cache bounded on huge scans
+            self._prefetch(chunk)
+            for row in chunk:
+                if not self.predicate(row):
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                ids.append(row["Id"])
+                if len(first) < keep:
+                    first.append(row)
+                if limit is not None and len(ids) >= limit:
+                    return ids, first
+        return ids, first
+
     def project(self, row: dict, version: str) -> dict:
-        """One record in Salesforce's JSON shape, with nested relationship objects."""
-        self._prefetch([row])
+        """One record in Salesforce's JSON shape, with nested relationship objects.
+
+        Call `prefetch(page)` first for a whole page: lookups then cost one query per page.
+        """
         out: dict[str, Any] = {"attributes": _attributes(self.obj.name, row["Id"], version)}
         for item in self.query.fields:
             links = self._links[item.path.lower()]

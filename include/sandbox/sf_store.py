@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS records (
     parent TEXT,
     data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_object_modstamp ON records (object, modstamp);
+DROP INDEX IF EXISTS records_object_modstamp;
+CREATE INDEX IF NOT EXISTS records_object_modstamp_id ON records (object, modstamp, id);
 CREATE INDEX IF NOT EXISTS records_parent ON records (parent);
 CREATE TABLE IF NOT EXISTS counters (prefix TEXT PRIMARY KEY, n INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -558,6 +559,37 @@ class OrgStore:
             rows = self._db.execute(sql, args).fetchall()
         for (data,) in rows:
             yield json.loads(data)
+
+    def scan_chunks(self, object_name: str, *, include_deleted: bool = False, low: str | None = None,
+                    high: str | None = None, size: int = 2000) -> Iterator[list[dict[str, Any]]]:
+        """Like `scan`, in (SystemModstamp, Id) order and `size` rows at a time (keyset paging), so
+        a 100k-row read never holds more than one chunk and never holds the lock for long."""
+        obj = self._object(object_name)
+        base = "SELECT modstamp, id, data FROM records WHERE object = ?"
+        args: list[Any] = [obj.name]
+        if not include_deleted:
+            base += " AND is_deleted = 0"
+        if high:
+            base += " AND modstamp <= ?"
+            args.append(high)
+        after: tuple[str, str] | None = None
+        while True:
+            sql, extra = base, []
+            if after is not None:
+                sql += " AND (modstamp, id) > (?, ?)"
+                extra = list(after)
+            elif low:
+                sql += " AND modstamp >= ?"
+                extra = [low]
+            sql += " ORDER BY modstamp, id LIMIT ?"
+            with self._lock:
+                rows = self._db.execute(sql, args + extra + [size]).fetchall()
+            if not rows:
+                return
+            after = (rows[-1][0], rows[-1][1])
+            yield [json.loads(data) for _, _, data in rows]
+            if len(rows) < size:
+                return
 
     def count(self, object_name: str, include_deleted: bool = False) -> int:
         obj = self._object(object_name)

@@ -234,3 +234,25 @@ def test_org_group_lands_users_queues_opportunities(sf, engine, crm_mapping):
     assert recs[acct].account_tier == "Tier 1" and recs[acct].fields["CS_Owner__c"] == user
     assert recs[opp].status == "Proposal" and recs[opp].account_id == acct
     assert ("StageName", "Prospecting", "Proposal") in {(h.field, h.old_value, h.new_value) for h in hist}
+
+
+def test_slow_answer_times_out_and_is_retried(sf, engine, crm_mapping):
+    seed_leads(sf, 2, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    c = SalesforceClient(retry=FAST, timeout=0.5)
+    c.describe_fields("Lead")  # log in before the fault, so only the query is slow
+    sf.inject_fault("SLOW", endpoint="query", times=1, delay_s=1.5)
+    summary = sync.sync_group(c, engine, crm_mapping, "leads", force=True)
+    assert summary.status == "success" and summary.records_changed == 2
+    assert c.session.retries == 1
+
+
+def test_session_refused_past_the_library_refresh_gets_one_fresh_hook(sf, engine, crm_mapping):
+    # simple-salesforce re-logs in by itself up to 3 times; a 4th refusal reaches our client, which
+    # builds a fresh hook (the hook caches its client) exactly once and retries.
+    seed_leads(sf, 2, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    c = client()
+    c.describe_fields("Lead")
+    sf.inject_fault("INVALID_SESSION_ID", endpoint="query", times=4)
+    summary = sync.sync_group(c, engine, crm_mapping, "leads", force=True)
+    assert summary.status == "success" and summary.records_changed == 2
+    assert c.relogins == 1

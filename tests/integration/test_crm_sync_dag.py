@@ -92,4 +92,16 @@ def test_crm_sync_dag_runs_and_emits_the_asset_only_on_change(salesforce_sandbox
         last = conn.execute(sa.select(schema.sync_runs).where(schema.sync_runs.c.group_name == "leads")
                             .order_by(schema.sync_runs.c.sync_id.desc())).first()
     assert last.records_changed == 0 and last.api_calls == 4
+
+    # the org's allowance is spent: the sync ends skipped (not failed), the watermark stays
+    sb.create("Lead", {"LastName": "late", "Company": "Acme", "Status": "MQL"})
+    sb.inject_fault("REQUEST_LIMIT_EXCEEDED", endpoint="query", times=None)
+    third = _dag_test(env)
+    assert third["tasks"]["sync_leads"].endswith("skipped"), third
+    assert third["tasks"]["report"].endswith("success"), third
+    assert third["tasks"]["publish"].endswith("skipped"), third
+    with engine.connect() as conn:
+        statuses = [r.status for r in conn.execute(sa.select(schema.sync_runs.c.status).where(
+            schema.sync_runs.c.group_name == "leads").order_by(schema.sync_runs.c.sync_id))]
+    assert statuses[-1] == "limited"
     engine.dispose()

@@ -339,3 +339,18 @@ def test_api_allowance_starts_again_on_a_new_day(salesforce_sandbox):
     sf = salesforce_sandbox.hook().get_conn()
     sf.query("SELECT Id FROM Lead")
     assert sf.api_usage["api-usage"].used == 1
+
+
+def test_opportunity_stage_changes_write_field_history(salesforce_sandbox):
+    account = salesforce_sandbox.seed("Account", [{"Name": "Acme", "Tier__c": "Tier 1"}])[0]
+    sf = salesforce_sandbox.hook().get_conn()
+    opp = sf.Opportunity.create({"Name": "Acme - New", "AccountId": account, "StageName": "Qualification",
+                                 "CloseDate": "2026-06-30", "Amount": 1000})["id"]
+    assert opp.startswith("006")
+    sf.Opportunity.update(opp, {"StageName": "Closed Won"})
+    rec = sf.query(f"SELECT IsWon, IsClosed, Account.Tier__c FROM Opportunity WHERE Id = '{opp}'")["records"][0]
+    assert rec["IsWon"] is True and rec["IsClosed"] is True and rec["Account"]["Tier__c"] == "Tier 1"
+    rows = sf.query(f"SELECT Field, OldValue, NewValue FROM OpportunityFieldHistory WHERE OpportunityId = '{opp}' "
+                    "AND Field != 'created' ORDER BY Field")["records"]
+    assert [(r["Field"], r["OldValue"], r["NewValue"]) for r in rows] == [
+        ("IsClosed", False, True), ("IsWon", False, True), ("StageName", "Qualification", "Closed Won")]

@@ -116,6 +116,7 @@ def test_count_forms(org):
 def test_projection_nests_relationships(org):
     q = BoundQuery("SELECT Id, Owner.Email, Owner.Name FROM Lead WHERE LastName = 'Alpha'", now=NOW)
     row = q.matching(org, False)[0]
+    q.prefetch([row])
     out = q.project(row, "59.0")
     assert out["attributes"]["type"] == "Lead"
     assert out["Owner"]["Email"] == "ada@x.test" and out["Owner"]["Name"] == "Ada Rep"
@@ -194,3 +195,27 @@ def test_ids_are_18_chars_with_key_prefix_and_checksum():
     lead = make_id("00Q", 1)
     assert len(lead) == 18 and lead.startswith("00Q")
     assert id18("001A0000006Vm9r") == "001A0000006Vm9rIAC"  # Salesforce's documented example
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT Id FROM Lead",
+    "SELECT Id FROM Lead ORDER BY SystemModstamp",
+    "SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-01T00:00:00Z ORDER BY SystemModstamp ASC",
+    "SELECT Id FROM Lead WHERE Status != 'SAL' ORDER BY SystemModstamp LIMIT 1 OFFSET 1",
+    "SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-10T09:00:00Z AND SystemModstamp <= 2026-03-11T09:00:00Z",
+])
+@pytest.mark.parametrize("include_deleted", [False, True])
+def test_streamed_results_equal_the_sorted_full_scan(org, text, include_deleted):
+    streamed, first = BoundQuery(text, now=NOW).matching_ids(org, include_deleted, keep=1)
+    full = BoundQuery(text, now=NOW).matching(org, include_deleted) if "OFFSET" in text else sorted(
+        BoundQuery(text, now=NOW).matching(org, include_deleted), key=lambda r: r["SystemModstamp"])
+    assert streamed == [r["Id"] for r in full]
+    assert [r["Id"] for r in first] == streamed[:1]
+
+
+def test_scan_chunks_pages_by_modstamp_and_id(org):
+    same = "2026-03-12T00:00:00.000+0000"
+    org.bulk_insert("Lead", [{"LastName": f"Tie{i}", "SystemModstamp": same} for i in range(5)])
+    chunks = list(org.scan_chunks("Lead", size=2, low="2026-03-11T00:00:00.000+0000"))
+    flat = [(r["SystemModstamp"], r["Id"]) for c in chunks for r in c]
+    assert [len(c) for c in chunks] == [2, 2, 2] and flat == sorted(flat) and len(set(flat)) == 6

@@ -191,6 +191,9 @@ def sync_object(
             if previous is None or stamp is None or stamp > previous:
                 result.changed += 1
                 result.deleted += bool(row.get("is_deleted"))
+        if not page:  # an idle cycle: no write transaction, no write lock taken
+            result.pages += 1
+            continue
         with engine.begin() as conn:
             upsert(conn, table, rows)
             if bad:
