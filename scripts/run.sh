@@ -52,6 +52,10 @@ airflow connections import --overwrite "$AIRFLOW_HOME/connections.json" >/dev/nu
 head -n 1 "$AIRFLOW_HOME/store.txt"
 
 start_job "$BIN/python" -m sandbox.devstack start
+# Airflow's tasks trust the Salesforce stand-in's self-signed CA (made anew at each start).
+export REQUESTS_CA_BUNDLE
+REQUESTS_CA_BUNDLE=$("$BIN/python" -m sandbox.devstack ca-bundle)
+for _ in $(seq 1 60); do [ -s "$REQUESTS_CA_BUNDLE" ] && [ "$(find "$REQUESTS_CA_BUNDLE" -newer "$AIRFLOW_HOME/connections.json" 2>/dev/null)" ] && break; sleep 1; done
 
 echo "== starting Airflow standalone (logs in $AIRFLOW_HOME/standalone.log)"
 start_job airflow standalone >"$AIRFLOW_HOME/standalone.log" 2>&1

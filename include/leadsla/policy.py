@@ -31,9 +31,10 @@ from pydantic import (
 
 from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, parse_duration
 from leadsla.errors import LeadSlaError
+from leadsla.paths import config_dir
 
 #: The shipped policy.
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "sla_policy.yaml"
+DEFAULT_POLICY_PATH = config_dir() / "sla_policy.yaml"
 #: Roles the engine and the alerts resolve from the data (owner, their manager, the team's manager).
 DATA_ROLES = frozenset({"owner", "owner_manager", "team_manager"})
 #: Fields of `records` a tier may match on.

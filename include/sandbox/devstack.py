@@ -76,6 +76,48 @@ def _alert_services() -> list[Service]:
 # --- end alerts -------------------------------------------------------------------------------
 
 
+# --- CRM (issue 4): Salesforce REST API stand-in over HTTPS, and the demo org ---------------
+SALESFORCE_PORT = int(os.environ.get("LEADSLA_SALESFORCE_PORT", "8443"))
+
+
+def salesforce_dir() -> Path:
+    return sandbox_dir() / "salesforce"
+
+
+def ca_bundle() -> Path:
+    """The sandbox's CA certificate; `make run` exports REQUESTS_CA_BUNDLE to it for Airflow."""
+    return salesforce_dir() / "certs" / "ca.pem"
+
+
+def _crm_connections() -> dict[str, dict]:
+    from sandbox.salesforce_api import DEFAULT_PASSWORD, DEFAULT_TOKEN, DEFAULT_USERNAME
+
+    return {
+        "salesforce_default": {
+            "conn_type": "salesforce",
+            "description": "Salesforce REST API stand-in (sandbox.salesforce_api) over HTTPS",
+            "login": DEFAULT_USERNAME,
+            "password": DEFAULT_PASSWORD,
+            # simple-salesforce builds https://{domain}.salesforce.com/services/Soap/u/{version}; the '#'
+            # turns the rest into a fragment that is never sent, so the real login reaches the sandbox.
+            "extra": json.dumps({"security_token": DEFAULT_TOKEN, "version": "59.0",
+                                 "domain": f"127.0.0.1:{SALESFORCE_PORT}/services/Soap/u/59.0#"}),
+        },
+    }
+
+
+def _crm_services() -> list[Service]:
+    speed = os.environ.get("LEADSLA_DEMO_SPEED", "1")
+    return [
+        Service("salesforce", [sys.executable, "-m", "sandbox.salesforce_api", "--port", str(SALESFORCE_PORT),
+                               "--data", str(salesforce_dir())],
+                f"Salesforce REST API on https://127.0.0.1:{SALESFORCE_PORT} (org in {salesforce_dir() / 'org.sqlite3'})"),
+        Service("demo", [sys.executable, "-m", "sandbox.simulate", "--data", str(salesforce_dir()), "--speed", speed],
+                f"demo org simulator at {speed}x real time (LEADSLA_DEMO_SPEED): leads arrive, move and get worked"),
+    ]
+# --- end CRM ----------------------------------------------------------------------------------
+
+
 def connections() -> dict[str, dict]:
     """Airflow connections for the local stack, in `airflow connections import` JSON form."""
     return {
@@ -84,13 +126,14 @@ def connections() -> dict[str, dict]:
             "description": "Lead SLA Monitor store (SQLAlchemy URL in extra.url)",
             "extra": json.dumps({"url": f"sqlite:///{airflow_home() / 'leadsla_store.db'}"}),
         },
+        **_crm_connections(),
         **_alert_connections(),
     }
 
 
 def services() -> list[Service]:
     """The stand-ins `make run` starts beside Airflow."""
-    return [*_alert_services()]
+    return [*_crm_services(), *_alert_services()]
 
 
 def start() -> int:
@@ -118,11 +161,14 @@ def describe() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.devstack", description=__doc__)
-    parser.add_argument("action", choices=["connections", "start", "describe"])
+    parser.add_argument("action", choices=["connections", "start", "describe", "ca-bundle"])
     args = parser.parse_args(argv)
     if args.action == "connections":
         json.dump(connections(), sys.stdout, indent=2)
         print()
+        return 0
+    if args.action == "ca-bundle":
+        print(ca_bundle())
         return 0
     if args.action == "describe":
         describe()

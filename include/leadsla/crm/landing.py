@@ -91,6 +91,30 @@ def _convert(column: sa.Column, name: str, value: Any) -> Any:
     return value
 
 
+#: History fields whose values are picklist statuses, mapped like the record's own status.
+_STATUS_HISTORY_FIELDS = {"Status", "StageName"}
+#: A Salesforce user or queue id (15 or 18 characters, key prefix 005 or 00G).
+_OWNER_ID = re.compile(r"^(005|00G)[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+
+
+def _normalise_history(row: dict[str, Any], status_map: Mapping[str, str] | None) -> None:
+    """Make history rows speak the store's language, as the engine reads them.
+
+    Salesforce writes an owner change as Field ``Owner`` twice, once with user names and once with
+    ids; the id row becomes ``OwnerId`` (the field the engine follows) and the name row stays
+    ``Owner``. Status values pass through the same picklist mapping as the record's status, so a
+    clock starts on "SAL" however the org spells it.
+    """
+    if row.get("field") == "Owner" and any(
+        isinstance(row.get(k), str) and _OWNER_ID.match(row[k]) for k in ("new_value", "old_value")
+    ):
+        row["field"] = "OwnerId"
+    if row.get("field") in _STATUS_HISTORY_FIELDS and status_map:
+        for key in ("old_value", "new_value"):
+            if isinstance(row.get(key), str):
+                row[key] = status_map.get(row[key], row[key])
+
+
 def store_row(
     obj: ObjectMapping,
     raw: Mapping[str, Any],
@@ -135,6 +159,7 @@ def store_row(
         row[name_column] = obj.name
     if obj.table == "field_history":
         row["object_type"] = obj.parent
+        _normalise_history(row, status_map)
     if "fields" in table.c:
         row["fields"] = fields
     if "is_deleted" in table.c and row.get("is_deleted") is None:

@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 
 from leadsla.crm.protocol import MappingError
+from leadsla.paths import config_dir
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "crm_fields.yaml"
+DEFAULT_PATH = config_dir() / "crm_fields.yaml"
 
 #: Store tables the sync may write, with the columns each row must have and the column that
 #: receives the object's own name (records.object_type, activities.kind).
@@ -82,6 +83,10 @@ class CrmMapping:
     objects: dict[str, ObjectMapping]
     status_map: dict[str, dict[str, str]]
     sla_fields: dict[str, str]
+
+    def status_map_for(self, obj: ObjectMapping) -> dict[str, str] | None:
+        """The picklist mapping for an object's statuses; a history object uses its parent's."""
+        return self.status_map.get(obj.name) or (self.status_map.get(obj.parent) if obj.parent else None)
 
     def group_of(self, object_name: str) -> Group:
         for group in self.groups.values():

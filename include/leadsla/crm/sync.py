@@ -160,7 +160,7 @@ def sync_object(
     """
     result = ObjectResult(obj.name)
     table = schema.metadata.tables[obj.table]
-    status_map = mapping.status_map.get(obj.name)
+    status_map = mapping.status_map_for(obj)
     with engine.connect() as conn:
         previous = watermarks.read(conn, obj.name)
     since = previous - dt.timedelta(minutes=mapping.overlap_minutes) if previous else None

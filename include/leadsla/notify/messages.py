@@ -32,15 +32,15 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leadsla.errors import LeadSlaError
+from leadsla.paths import templates_dir
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = templates_dir()
 #: Slack message metadata event type carrying the idempotency key (reconciliation looks for it).
 METADATA_EVENT_TYPE = "leadsla_alert"
 

@@ -217,7 +217,7 @@ def replay(engine: sa.Engine, mapping: CrmMapping, rules: QualityRules, now: dt.
                 continue
             try:
                 landed.append((row.quarantine_id, landing.store_row(obj, payload, synced_at=now,
-                                                                    status_map=mapping.status_map.get(obj.name))))
+                                                                    status_map=mapping.status_map_for(obj))))
             except landing.MalformedRecord as exc:
                 still.append((row.quarantine_id, [exc.reason]))
         with engine.begin() as conn:
