@@ -19,6 +19,8 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${LEADSLA_ADMIN_USER:-admin}:admin"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+# A newcomer sees the pipelines run without unpausing each one by hand.
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export LEADSLA_SANDBOX_DIR="${LEADSLA_SANDBOX_DIR:-$AIRFLOW_HOME/sandbox}"
 mkdir -p "$LEADSLA_SANDBOX_DIR"
 
