@@ -169,22 +169,21 @@ class History:
     """field_history rows of one object type as parallel numpy arrays (instants <= now only)."""
 
     code: np.ndarray
-    field: np.ndarray  # small int: index into `fields`
-    fields: pd.Index
+    field: np.ndarray  # object: the field name
     old: np.ndarray
     new: np.ndarray
     t: np.ndarray
+    _rows: dict[str, np.ndarray] = field(default_factory=dict)
 
     def rows(self, names: str | list[str]) -> np.ndarray:
-        """Positions of the rows for one field or several fields."""
-        names = [names] if isinstance(names, str) else names
-        wanted = self.fields.get_indexer(names)
-        wanted = wanted[wanted >= 0]
-        if len(wanted) == 0:
-            return np.empty(0, np.int64)
-        if len(wanted) == 1:
-            return np.flatnonzero(self.field == wanted[0])
-        return np.flatnonzero(np.isin(self.field, wanted))
+        """Positions of the rows for one field or several fields (sorted)."""
+        names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+        for name in names:
+            if name not in self._rows:
+                self._rows[name] = np.flatnonzero(self.field == name)
+        if len(names) == 1:
+            return self._rows[names[0]]
+        return np.sort(np.concatenate([self._rows[name] for name in names]))
 
 
 @dataclass
@@ -217,17 +216,8 @@ class Timeline:
         code = index.codes(fh.get("record_id")[rows])
         keep = rows[code >= 0]
         code, t = code[code >= 0], fh.seconds("changed_at")[keep]
-        field_codes, field_names = (
-            pd.factorize(fh.get("field")[keep]) if len(keep) else (np.empty(0, np.int64), [])
-        )
-        fields = field_names
         history = History(
-            code,
-            field_codes,
-            pd.Index(fields, dtype=object),
-            fh.get("old_value")[keep],
-            fh.get("new_value")[keep],
-            t,
+            code, fh.get("field")[keep], fh.get("old_value")[keep], fh.get("new_value")[keep], t
         )
         if not len(act):
             empty = np.empty(0, np.int64)

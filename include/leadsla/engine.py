@@ -148,12 +148,15 @@ def _owner_calendars(
     policy: Policy, cals: _Calendars, users: pd.DataFrame, owners: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(team, calendar code) of each owner id; unknown owners and queues get the default calendar."""
+    users = users.drop_duplicates("user_id", keep="last")
     user_ids = pd.Index(users["user_id"].to_numpy(dtype=object), dtype=object)
     teams = np.append(users["team"].to_numpy(dtype=object, na_value=None), None)
     cal_codes = np.array(
         [cals.code[policy.team_calendar(t if isinstance(t, str) else None)] for t in teams], np.int64
     )
-    pos = user_ids.get_indexer(owners)  # -1 (not a user: a queue, or unknown) -> the appended None team
+    # Few distinct owners: hash each id once, then look the distinct ones up.
+    owner_codes, distinct = pd.factorize(owners, use_na_sentinel=False)
+    pos = user_ids.get_indexer(np.asarray(distinct, dtype=object))[owner_codes]  # -1: a queue or unknown
     return teams[pos], cal_codes[pos]
 
 
