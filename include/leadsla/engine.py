@@ -16,6 +16,8 @@ timestamps must be timezone-aware, any unit):
 * ``users``: user_id, manager_id, team, timezone, is_active
 
 Rows after `now` are ignored, so re-evaluating an old `now` reproduces the old answer.
+Ownership changes are read from ``field_history`` rows with field ``OwnerId`` whose old/new
+values are user (or queue) ids; before the first change the record's ``owner_id`` is used.
 
 Output (`Evaluation`):
 
@@ -33,6 +35,10 @@ Output (`Evaluation`):
   checkpoint of the same clock is also due: catch-up sends the breach, not a stale warning) or
   ``past`` (reached at or before `since`, or the clock has stopped). Without `since` every
   reached checkpoint of an open clock is a candidate.
+
+Low-cardinality text columns (sla_id, tier, calendar, state, colour, checkpoint, status, ...) are
+pandas Categoricals: they compare equal to plain strings; ``Evaluation.clock_rows()`` gives plain
+Python values for inserts.
 
 Decisions: elapsed counts business seconds on the calendar of whoever owned the record during
 each span ("owner" targets are re-based at each ownership change); paused spans count nothing;
