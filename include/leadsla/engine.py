@@ -230,11 +230,16 @@ def _evaluate_sla(
     cps = sla.all_checkpoints()
     cp_offsets = np.stack([_offsets(cp, target) for cp in cps], axis=1)
     order0 = np.argsort(cp_offsets[0], kind="stable")
-    if np.all(np.diff(cp_offsets[:, order0], axis=1) >= 0):
+    same_order = all(
+        np.all(cp_offsets[:, a] <= cp_offsets[:, b]) for a, b in zip(order0, order0[1:], strict=False)
+    )
+    if same_order:
         order = np.broadcast_to(order0, cp_offsets.shape)
+        if np.any(order0 != np.arange(len(order0))):
+            cp_offsets = cp_offsets[:, order0]
     else:
         order = np.argsort(cp_offsets, axis=1, kind="stable")
-    cp_offsets = np.take_along_axis(cp_offsets, order, axis=1)
+        cp_offsets = np.take_along_axis(cp_offsets, order, axis=1)
     cp_names = [cp.id for cp in cps]
     goals = np.concatenate([target[:, None], cp_offsets], axis=1)  # column 0: the deadline
 

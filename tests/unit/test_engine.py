@@ -380,3 +380,24 @@ def test_naive_now_is_refused(policy):
             policy=policy,
             now=dt.datetime(2026, 11, 23, 10, 0),
         )
+
+
+def test_checkpoint_order_can_differ_per_tier(policy):
+    raw = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    raw["slas"][0]["checkpoints"].append({"id": "early", "at": "2h elapsed", "notify": ["owner"]})
+    custom = policy_from_dict(raw)
+    records = [lead("WEB", lead_type="Webinar"), lead("DEMO", lead_type="Demo Request")]
+    history = [change(r["record_id"], "2026-11-23 09:00", "Status", "MQL", "SAL") for r in records]
+    ev = run(custom, records, history, now="2026-11-23 12:00")
+    assert statuses(ev, "WEB") == {"early": "due"}  # 50 % of 24 h is 12 h: not yet
+    assert one(ev, "WEB").next_checkpoint == "half"
+    assert one(ev, "WEB").next_checkpoint_at == at("2026-11-24 13:00")  # 12 business hours
+    # For the 5-minute tier "2h elapsed" comes after the breach, so it is the latest reached.
+    assert statuses(ev, "DEMO") == {
+        "half": "superseded",
+        "warning": "superseded",
+        "breach": "superseded",
+        "early": "due",
+    }
+    offsets = ev.checkpoints[ev.checkpoints["record_id"] == "DEMO"]["offset_seconds"].tolist()
+    assert offsets == [150, 240, 360, 7200]
