@@ -161,7 +161,12 @@ def _objects(frame: pd.DataFrame, column: str) -> np.ndarray:
     """A column as a numpy object array (no per-value string conversion by pandas)."""
     if column not in frame.columns:
         return np.full(len(frame), None, dtype=object)
-    return frame[column].to_numpy(dtype=object, na_value=None)
+    series = frame[column]
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.na_value is not pd.NA:
+        # pandas' default "str" marks missing values with NaN, which numpy compares safely, so the
+        # costly NaN -> None pass is skipped; only pd.NA (nullable "string") needs replacing.
+        return series.to_numpy(dtype=object)
+    return series.to_numpy(dtype=object, na_value=None)
 
 
 @dataclass

@@ -401,3 +401,42 @@ def test_checkpoint_order_can_differ_per_tier(policy):
     }
     offsets = ev.checkpoints[ev.checkpoints["record_id"] == "DEMO"]["offset_seconds"].tolist()
     assert offsets == [150, 240, 360, 7200]
+
+
+def test_nullable_string_columns_give_the_same_answer(policy):
+    records = pd.DataFrame([lead("L1"), lead("L2", owner=None, lead_type=None)])
+    history = pd.DataFrame([*SAL_FRIDAY, change("L2", "2026-11-20 14:00", "Status", None, "SAL")])
+    plain = evaluate(
+        records=records,
+        field_history=history,
+        activities=pd.DataFrame(),
+        users=USERS,
+        policy=policy,
+        now=utc("2026-11-23 10:30"),
+    )
+    text = [
+        "object_type",
+        "record_id",
+        "status",
+        "owner_id",
+        "lead_source",
+        "lead_type",
+        "account_tier",
+        "country",
+    ]
+    nullable = evaluate(
+        records=records.astype(dict.fromkeys(text, "string")),
+        field_history=history.astype(
+            dict.fromkeys(["object_type", "record_id", "field", "old_value", "new_value"], "string")
+        ),
+        activities=pd.DataFrame(),
+        users=USERS,
+        policy=policy,
+        now=utc("2026-11-23 10:30"),
+    )
+    assert (
+        nullable.clocks["elapsed_seconds"].tolist()
+        == plain.clocks["elapsed_seconds"].tolist()
+        == [16200, 16200]
+    )
+    assert nullable.clocks["calendar"].tolist() == ["us_east", "us_east"]
