@@ -329,13 +329,16 @@ class Segments:
 
 
 def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> Segments:
-    """Split [clock start, end) at every owner change and pause-field change of the record."""
+    """Split [clock start, end) at every owner change and pause-field change of the record (the last
+    segment may be empty: a change exactly at the end)."""
     fields = [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)]
     rows = tl.history.rows(fields)
     breaks = Events.build(tl.history.code[rows], tl.history.t[rows])
     n = len(clocks.record)
     lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
-    hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="left")
+    # Changes exactly at the end still apply: they open a zero-length last segment, so the owner and
+    # pause state "as of the end" (which projections and the paused state use) are right.
+    hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="right")
     count = np.maximum(hi - lo, 0) + 1
     clock = np.repeat(np.arange(n), count)
     first = np.cumsum(count) - count

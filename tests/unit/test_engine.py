@@ -440,3 +440,89 @@ def test_nullable_string_columns_give_the_same_answer(policy):
         == [16200, 16200]
     )
     assert nullable.clocks["calendar"].tolist() == ["us_east", "us_east"]
+
+
+# --- property: the vectorised segments agree with a plain walk over the scalar calendar API -------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TEAM_CALENDAR = {"U_EAST": "us_east", "U_EAST2": "us_east", "U_APAC": "apac"}
+
+
+@st.composite
+def timelines(draw):
+    start = at("2026-11-02 00:00") + pd.Timedelta(minutes=draw(st.integers(0, 28 * 24 * 60)))
+    owner = draw(st.sampled_from(sorted(TEAM_CALENDAR)))
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.integers(1, 36 * 60),
+                st.sampled_from(["owner", "pause", "resume"]),
+                st.sampled_from(sorted(TEAM_CALENDAR)),
+            ),
+            max_size=5,
+        )
+    )
+    now = start + pd.Timedelta(minutes=draw(st.integers(0, 12 * 24 * 60)))
+    return start, owner, steps, now
+
+
+def _reference(policy, start, owner, steps, now):
+    """Walk the events in order, summing scalar elapsed per unpaused span on the owner's calendar."""
+    events, t, paused, cur = [], start, False, owner
+    for minutes, kind, who in steps:
+        t = t + pd.Timedelta(minutes=minutes)
+        if t > now:
+            break
+        events.append((t, kind, who))
+    spans, seg_start = [], start
+    for t, kind, who in events:
+        spans.append((seg_start, t, cur, paused))
+        seg_start = t
+        if kind == "owner":
+            cur = who
+        elif kind == "pause":
+            paused = True
+        else:
+            paused = False
+    spans.append((seg_start, now, cur, paused))
+    target, elapsed, deadline = 4 * 3600, 0, None
+    for a, b, who, is_paused in spans:
+        if is_paused:
+            continue
+        cal = policy.calendar(TEAM_CALENDAR[who])
+        part = int(cal.elapsed(a.to_pydatetime(), b.to_pydatetime()).total_seconds())
+        if deadline is None and elapsed + part >= target:
+            deadline = cal.deadline(a.to_pydatetime(), target - elapsed)
+        elapsed += part
+    if deadline is None:
+        deadline = policy.calendar(TEAM_CALENDAR[cur]).deadline(now.to_pydatetime(), target - elapsed)
+    return elapsed, deadline, events
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(case=timelines())
+def test_engine_matches_a_plain_walk_over_owner_and_pause_changes(policy, case):
+    start, owner, steps, now = case
+    expected_elapsed, expected_deadline, events = _reference(policy, start, owner, steps, now)
+    history = [{**change("L1", "2026-01-01", "Status", "MQL", "SAL"), "changed_at": start}]
+    cur, status = owner, "SAL"
+    for t, kind, who in events:
+        if kind == "owner":
+            history.append({**change("L1", "2026-01-01", "OwnerId", cur, who), "changed_at": t})
+            cur = who
+        else:
+            new = "Nurture - contact later" if kind == "pause" else "SAL"
+            history.append({**change("L1", "2026-01-01", "Status", status, new), "changed_at": t})
+            status = new
+    ev = run(
+        policy,
+        [lead("L1", owner=cur, status=status)],
+        history,
+        now=now.tz_convert(NY).strftime("%Y-%m-%d %H:%M"),
+    )
+    c = one(ev, "L1")
+    assert c.elapsed_seconds == expected_elapsed
+    assert c.deadline == expected_deadline
+    assert c.owner_id == cur
