@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadsla.engine import CLOCK_COLUMNS, evaluate
 from leadsla.policy import DEFAULT_POLICY_PATH, load_policy, policy_from_dict
@@ -443,9 +445,6 @@ def test_nullable_string_columns_give_the_same_answer(policy):
 
 
 # --- property: the vectorised segments agree with a plain walk over the scalar calendar API -------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 TEAM_CALENDAR = {"U_EAST": "us_east", "U_EAST2": "us_east", "U_APAC": "apac"}
 
