@@ -161,7 +161,12 @@ def _objects(frame: pd.DataFrame, column: str) -> np.ndarray:
     """A column as a numpy object array (no per-value string conversion by pandas)."""
     if column not in frame.columns:
         return np.full(len(frame), None, dtype=object)
-    return frame[column].to_numpy(dtype=object, na_value=None)
+    series = frame[column]
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.na_value is not pd.NA:
+        # pandas' default "str" marks missing values with NaN, which numpy compares safely, so the
+        # costly NaN -> None pass is skipped; only pd.NA (nullable "string") needs replacing.
+        return series.to_numpy(dtype=object)
+    return series.to_numpy(dtype=object, na_value=None)
 
 
 @dataclass
@@ -169,22 +174,21 @@ class History:
     """field_history rows of one object type as parallel numpy arrays (instants <= now only)."""
 
     code: np.ndarray
-    field: np.ndarray  # small int: index into `fields`
-    fields: pd.Index
+    field: np.ndarray  # object: the field name
     old: np.ndarray
     new: np.ndarray
     t: np.ndarray
+    _rows: dict[str, np.ndarray] = field(default_factory=dict)
 
     def rows(self, names: str | list[str]) -> np.ndarray:
-        """Positions of the rows for one field or several fields."""
-        names = [names] if isinstance(names, str) else names
-        wanted = self.fields.get_indexer(names)
-        wanted = wanted[wanted >= 0]
-        if len(wanted) == 0:
-            return np.empty(0, np.int64)
-        if len(wanted) == 1:
-            return np.flatnonzero(self.field == wanted[0])
-        return np.flatnonzero(np.isin(self.field, wanted))
+        """Positions of the rows for one field or several fields (sorted)."""
+        names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+        for name in names:
+            if name not in self._rows:
+                self._rows[name] = np.flatnonzero(self.field == name)
+        if len(names) == 1:
+            return self._rows[names[0]]
+        return np.sort(np.concatenate([self._rows[name] for name in names]))
 
 
 @dataclass
@@ -217,17 +221,8 @@ class Timeline:
         code = index.codes(fh.get("record_id")[rows])
         keep = rows[code >= 0]
         code, t = code[code >= 0], fh.seconds("changed_at")[keep]
-        field_codes, field_names = (
-            pd.factorize(fh.get("field")[keep]) if len(keep) else (np.empty(0, np.int64), [])
-        )
-        fields = field_names
         history = History(
-            code,
-            field_codes,
-            pd.Index(fields, dtype=object),
-            fh.get("old_value")[keep],
-            fh.get("new_value")[keep],
-            t,
+            code, fh.get("field")[keep], fh.get("old_value")[keep], fh.get("new_value")[keep], t
         )
         if not len(act):
             empty = np.empty(0, np.int64)
@@ -334,13 +329,16 @@ class Segments:
 
 
 def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> Segments:
-    """Split [clock start, end) at every owner change and pause-field change of the record."""
+    """Split [clock start, end) at every owner change and pause-field change of the record (the last
+    segment may be empty: a change exactly at the end)."""
     fields = [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)]
     rows = tl.history.rows(fields)
     breaks = Events.build(tl.history.code[rows], tl.history.t[rows])
     n = len(clocks.record)
     lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
-    hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="left")
+    # Changes exactly at the end still apply: they open a zero-length last segment, so the owner and
+    # pause state "as of the end" (which projections and the paused state use) are right.
+    hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="right")
     count = np.maximum(hi - lo, 0) + 1
     clock = np.repeat(np.arange(n), count)
     first = np.cumsum(count) - count

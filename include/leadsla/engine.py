@@ -16,6 +16,8 @@ timestamps must be timezone-aware, any unit):
 * ``users``: user_id, manager_id, team, timezone, is_active
 
 Rows after `now` are ignored, so re-evaluating an old `now` reproduces the old answer.
+Ownership changes are read from ``field_history`` rows with field ``OwnerId`` whose old/new
+values are user (or queue) ids; before the first change the record's ``owner_id`` is used.
 
 Output (`Evaluation`):
 
@@ -33,6 +35,10 @@ Output (`Evaluation`):
   checkpoint of the same clock is also due: catch-up sends the breach, not a stale warning) or
   ``past`` (reached at or before `since`, or the clock has stopped). Without `since` every
   reached checkpoint of an open clock is a candidate.
+
+Low-cardinality text columns (sla_id, tier, calendar, state, colour, checkpoint, status, ...) are
+pandas Categoricals: they compare equal to plain strings; ``Evaluation.clock_rows()`` gives plain
+Python values for inserts.
 
 Decisions: elapsed counts business seconds on the calendar of whoever owned the record during
 each span ("owner" targets are re-based at each ownership change); paused spans count nothing;
@@ -148,12 +154,15 @@ def _owner_calendars(
     policy: Policy, cals: _Calendars, users: pd.DataFrame, owners: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(team, calendar code) of each owner id; unknown owners and queues get the default calendar."""
+    users = users.drop_duplicates("user_id", keep="last")
     user_ids = pd.Index(users["user_id"].to_numpy(dtype=object), dtype=object)
     teams = np.append(users["team"].to_numpy(dtype=object, na_value=None), None)
     cal_codes = np.array(
         [cals.code[policy.team_calendar(t if isinstance(t, str) else None)] for t in teams], np.int64
     )
-    pos = user_ids.get_indexer(owners)  # -1 (not a user: a queue, or unknown) -> the appended None team
+    # Few distinct owners: hash each id once, then look the distinct ones up.
+    owner_codes, distinct = pd.factorize(owners, use_na_sentinel=False)
+    pos = user_ids.get_indexer(np.asarray(distinct, dtype=object))[owner_codes]  # -1: a queue or unknown
     return teams[pos], cal_codes[pos]
 
 
@@ -221,11 +230,16 @@ def _evaluate_sla(
     cps = sla.all_checkpoints()
     cp_offsets = np.stack([_offsets(cp, target) for cp in cps], axis=1)
     order0 = np.argsort(cp_offsets[0], kind="stable")
-    if np.all(np.diff(cp_offsets[:, order0], axis=1) >= 0):
+    same_order = all(
+        np.all(cp_offsets[:, a] <= cp_offsets[:, b]) for a, b in zip(order0, order0[1:], strict=False)
+    )
+    if same_order:
         order = np.broadcast_to(order0, cp_offsets.shape)
+        if np.any(order0 != np.arange(len(order0))):
+            cp_offsets = cp_offsets[:, order0]
     else:
         order = np.argsort(cp_offsets, axis=1, kind="stable")
-    cp_offsets = np.take_along_axis(cp_offsets, order, axis=1)
+        cp_offsets = np.take_along_axis(cp_offsets, order, axis=1)
     cp_names = [cp.id for cp in cps]
     goals = np.concatenate([target[:, None], cp_offsets], axis=1)  # column 0: the deadline
 

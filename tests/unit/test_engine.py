@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadsla.engine import CLOCK_COLUMNS, evaluate
 from leadsla.policy import DEFAULT_POLICY_PATH, load_policy, policy_from_dict
@@ -380,3 +382,146 @@ def test_naive_now_is_refused(policy):
             policy=policy,
             now=dt.datetime(2026, 11, 23, 10, 0),
         )
+
+
+def test_checkpoint_order_can_differ_per_tier(policy):
+    raw = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    raw["slas"][0]["checkpoints"].append({"id": "early", "at": "2h elapsed", "notify": ["owner"]})
+    custom = policy_from_dict(raw)
+    records = [lead("WEB", lead_type="Webinar"), lead("DEMO", lead_type="Demo Request")]
+    history = [change(r["record_id"], "2026-11-23 09:00", "Status", "MQL", "SAL") for r in records]
+    ev = run(custom, records, history, now="2026-11-23 12:00")
+    assert statuses(ev, "WEB") == {"early": "due"}  # 50 % of 24 h is 12 h: not yet
+    assert one(ev, "WEB").next_checkpoint == "half"
+    assert one(ev, "WEB").next_checkpoint_at == at("2026-11-24 13:00")  # 12 business hours
+    # For the 5-minute tier "2h elapsed" comes after the breach, so it is the latest reached.
+    assert statuses(ev, "DEMO") == {
+        "half": "superseded",
+        "warning": "superseded",
+        "breach": "superseded",
+        "early": "due",
+    }
+    offsets = ev.checkpoints[ev.checkpoints["record_id"] == "DEMO"]["offset_seconds"].tolist()
+    assert offsets == [150, 240, 360, 7200]
+
+
+def test_nullable_string_columns_give_the_same_answer(policy):
+    records = pd.DataFrame([lead("L1"), lead("L2", owner=None, lead_type=None)])
+    history = pd.DataFrame([*SAL_FRIDAY, change("L2", "2026-11-20 14:00", "Status", None, "SAL")])
+    plain = evaluate(
+        records=records,
+        field_history=history,
+        activities=pd.DataFrame(),
+        users=USERS,
+        policy=policy,
+        now=utc("2026-11-23 10:30"),
+    )
+    text = [
+        "object_type",
+        "record_id",
+        "status",
+        "owner_id",
+        "lead_source",
+        "lead_type",
+        "account_tier",
+        "country",
+    ]
+    nullable = evaluate(
+        records=records.astype(dict.fromkeys(text, "string")),
+        field_history=history.astype(
+            dict.fromkeys(["object_type", "record_id", "field", "old_value", "new_value"], "string")
+        ),
+        activities=pd.DataFrame(),
+        users=USERS,
+        policy=policy,
+        now=utc("2026-11-23 10:30"),
+    )
+    assert (
+        nullable.clocks["elapsed_seconds"].tolist()
+        == plain.clocks["elapsed_seconds"].tolist()
+        == [16200, 16200]
+    )
+    assert nullable.clocks["calendar"].tolist() == ["us_east", "us_east"]
+
+
+# --- property: the vectorised segments agree with a plain walk over the scalar calendar API -------
+
+TEAM_CALENDAR = {"U_EAST": "us_east", "U_EAST2": "us_east", "U_APAC": "apac"}
+
+
+@st.composite
+def timelines(draw):
+    start = at("2026-11-02 00:00") + pd.Timedelta(minutes=draw(st.integers(0, 28 * 24 * 60)))
+    owner = draw(st.sampled_from(sorted(TEAM_CALENDAR)))
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.integers(1, 36 * 60),
+                st.sampled_from(["owner", "pause", "resume"]),
+                st.sampled_from(sorted(TEAM_CALENDAR)),
+            ),
+            max_size=5,
+        )
+    )
+    now = start + pd.Timedelta(minutes=draw(st.integers(0, 12 * 24 * 60)))
+    return start, owner, steps, now
+
+
+def _reference(policy, start, owner, steps, now):
+    """Walk the events in order, summing scalar elapsed per unpaused span on the owner's calendar."""
+    events, t, paused, cur = [], start, False, owner
+    for minutes, kind, who in steps:
+        t = t + pd.Timedelta(minutes=minutes)
+        if t > now:
+            break
+        events.append((t, kind, who))
+    spans, seg_start = [], start
+    for t, kind, who in events:
+        spans.append((seg_start, t, cur, paused))
+        seg_start = t
+        if kind == "owner":
+            cur = who
+        elif kind == "pause":
+            paused = True
+        else:
+            paused = False
+    spans.append((seg_start, now, cur, paused))
+    target, elapsed, deadline = 4 * 3600, 0, None
+    for a, b, who, is_paused in spans:
+        if is_paused:
+            continue
+        cal = policy.calendar(TEAM_CALENDAR[who])
+        part = int(cal.elapsed(a.to_pydatetime(), b.to_pydatetime()).total_seconds())
+        if deadline is None and elapsed + part >= target:
+            deadline = cal.deadline(a.to_pydatetime(), target - elapsed)
+        elapsed += part
+    if deadline is None:
+        deadline = policy.calendar(TEAM_CALENDAR[cur]).deadline(now.to_pydatetime(), target - elapsed)
+    return elapsed, deadline, events
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(case=timelines())
+def test_engine_matches_a_plain_walk_over_owner_and_pause_changes(policy, case):
+    start, owner, steps, now = case
+    expected_elapsed, expected_deadline, events = _reference(policy, start, owner, steps, now)
+    history = [{**change("L1", "2026-01-01", "Status", "MQL", "SAL"), "changed_at": start}]
+    cur, status = owner, "SAL"
+    for t, kind, who in events:
+        if kind == "owner":
+            history.append({**change("L1", "2026-01-01", "OwnerId", cur, who), "changed_at": t})
+            cur = who
+        else:
+            new = "Nurture - contact later" if kind == "pause" else "SAL"
+            history.append({**change("L1", "2026-01-01", "Status", status, new), "changed_at": t})
+            status = new
+    ev = run(
+        policy,
+        [lead("L1", owner=cur, status=status)],
+        history,
+        now=now.tz_convert(NY).strftime("%Y-%m-%d %H:%M"),
+    )
+    c = one(ev, "L1")
+    assert c.elapsed_seconds == expected_elapsed
+    assert c.deadline == expected_deadline
+    assert c.owner_id == cur
