@@ -83,9 +83,11 @@ def crm_sync():
     def report(**context) -> dict:
         """Calls used, records changed, the org's remaining allowance, the budget warning."""
         from leadsla.crm.sync import run_report
+        from leadsla.store.audit import AuditContext
 
         ti = context["ti"]
-        return run_report([ti.xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")])
+        return run_report([ti.xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")],
+                          context=AuditContext.from_task_context(context))
 
     @task(outlets=[CRM_ASSET])
     def publish(summary: dict) -> int:

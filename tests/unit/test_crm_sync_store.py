@@ -165,3 +165,15 @@ def test_cycle_report_warns_over_budget(store, leads_only):
     report = sync.cycle_report(store, leads_only, [summary.to_xcom()], now=T0)
     assert report["api_calls_today"] >= 20_000
     assert "over its daily budget of 15,000" in report["budget_warning"]
+
+
+def test_over_budget_notice_goes_to_data_engineering_once_a_day(store):
+    warning = "CRM sync used 20,000 API calls today, over its daily budget of 15,000"
+    assert sync.warn_over_budget(store, warning, now=T0, channel="C0DATAENG01") is True
+    assert sync.warn_over_budget(store, warning, now=T0 + dt.timedelta(minutes=1), channel="C0DATAENG01") is False
+    assert sync.warn_over_budget(store, warning, now=T0 + dt.timedelta(days=1), channel="C0DATAENG01") is True
+    with store.connect() as conn:
+        rows = conn.execute(sa.select(schema.outbox.c.recipient, schema.outbox.c.channel, schema.outbox.c.payload)
+                            .order_by(schema.outbox.c.outbox_id)).all()
+    assert [(r.recipient, r.channel) for r in rows] == [("C0DATAENG01", "slack")] * 2
+    assert rows[0].payload["kind"] == "notice" and rows[0].payload["lines"] == [warning]

@@ -354,15 +354,44 @@ def run_replay(*, mapping_path: str | None = None, run_id: str | None = None) ->
         engine.dispose()
 
 
-def run_report(summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None) -> dict[str, Any]:
-    """The cycle's totals (log + XCom); logs the budget warning text when over budget."""
+def warn_over_budget(engine: sa.Engine, warning: str, *, now: dt.datetime, channel: str,
+                     context: Any = None) -> bool:
+    """Tell the data-engineering channel that the sync is over its daily API budget, once per UTC day.
+
+    The notice is an outbox row keyed on the day, so every cycle of an over-budget day finds it
+    already queued; delivery goes through the same exactly-once path as every other message.
+
+    Returns:
+        True when this call queued the day's notice.
+    """
+    from leadsla.quality.notice import enqueue_notice
+
+    day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with engine.begin() as conn:
+        new = enqueue_notice(
+            conn, source="crm_sync", subject="daily API budget", opened_at=day, checkpoint="over_budget",
+            recipients=[("slack", channel)], title="CRM sync is over its daily Salesforce API budget",
+            severity="warning", lines=[warning], at=now, context=context,
+        )
+    return bool(new)
+
+
+def run_report(summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None,
+               context: Any = None) -> dict[str, Any]:
+    """The cycle's totals (log + XCom); over budget, logs the warning and tells data engineering once a day."""
     from leadsla.crm.mapping import load
+    from leadsla.quality.rules import load as load_quality_rules
     from leadsla.store import open_store
 
     mapping = load(mapping_path)
     engine = open_store()
     try:
-        report = cycle_report(engine, mapping, [s for s in summaries if s])
+        now = _now()
+        report = cycle_report(engine, mapping, [s for s in summaries if s], now=now)
+        if report["budget_warning"]:
+            channel = load_quality_rules().incident_channel
+            report["budget_notice_queued"] = warn_over_budget(
+                engine, report["budget_warning"], now=now, channel=channel, context=context)
     finally:
         engine.dispose()
     log.info("CRM sync cycle: %d API calls, %d records changed, org has %s calls left, %d calls today",
