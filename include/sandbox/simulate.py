@@ -214,8 +214,15 @@ class DemoOrg:
         rep = self._rep(lead.get("OwnerId") or "")
         status = lead.get("Status")
         if status == "MQL":
+            # Sales accepts the lead for its rep (SAL) soon after it arrives in working hours (an
+            # overnight lead waits as MQL until morning); the SLA clock starts there. An
+            # out-of-office rep's leads are accepted by the assignment rule all the same.
+            tz = rep.tz if rep else TEAMS[0][1]
+            delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(15), 0.5)))
+            self._schedule(_business_time(at + delay, tz), "assign", lead["Id"])
+        elif status == "SAL" and not lead.get("First_Response_Date__c"):
             if rep is None or rep.out_of_office:
-                # Nobody touches it until the manager reassigns it the next day.
+                # Nobody touches it until the manager reassigns it the next day: a breach.
                 self._schedule(at + timedelta(hours=20 + self.rng.random() * 8), "reassign", lead["Id"])
                 return
             median = SPEEDS[rep.speed]
@@ -247,7 +254,11 @@ class DemoOrg:
             return
         owner = lead.get("OwnerId") or ""
         at = ev.at
-        if ev.kind == "reassign" and lead.get("Status") == "MQL":
+        untouched = lead.get("Status") == "SAL" and not lead.get("First_Response_Date__c")
+        if ev.kind == "assign" and lead.get("Status") == "MQL":
+            lead = self.store.update("Lead", lead["Id"], {"Status": "SAL", "SAL_Date__c": at}, now=at)
+            self._plan(lead, at)
+        elif ev.kind == "reassign" and untouched:
             rep = self._rep(owner)
             team = rep.team if rep else TEAMS[0][0]
             others = [r for r in self.reps if r.team == team and not r.out_of_office]
@@ -255,14 +266,10 @@ class DemoOrg:
             lead = self.store.update("Lead", lead["Id"], {"OwnerId": new_owner.id}, now=at,
                                      user_id=self.managers[team])
             self._plan(lead, at)
-        elif ev.kind == "touch" and lead.get("Status") == "MQL":
+        elif ev.kind == "touch" and untouched:
             self._activity(lead, at, owner, self.rng.choice(["Call", "Email", "Email"]))
-            if self.rng.random() < 0.85:
-                lead = self.store.update("Lead", lead["Id"], {"Status": "SAL", "SAL_Date__c": at}, now=at,
-                                         user_id=owner)
-                self._plan(lead, at)
-            else:
-                self._schedule(at + timedelta(hours=3 + self.rng.random() * 20), "touch", lead["Id"])
+            lead = self.store.update("Lead", lead["Id"], {"First_Response_Date__c": at}, now=at, user_id=owner)
+            self._plan(lead, at)
         elif ev.kind == "qualify" and lead.get("Status") == "SAL":
             self._activity(lead, at, owner, self.rng.choice(["Call", "Email"]))
             roll = self.rng.random()
