@@ -224,6 +224,7 @@ clocks = sa.Table(
     sa.Index(None, "owner_id", "state"),
     sa.Index(None, "sla_id", "clock_start"),  # War Room / reports: clocks started in a range
     sa.Index(None, "breached_at"),  # War Room: breaches today
+    sa.Index(None, "record_id"),  # War Room: a lead's clocks (the key leads with sla_id)
 )
 
 outbox = sa.Table(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -77,7 +78,8 @@ def _env() -> jinja2.Environment:
 
 def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
                config: ReportConfig | None = None,
-               clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> FastAPI:
+               clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+               range_ttl_seconds: float = 60.0) -> FastAPI:
     """The War Room app.
 
     Args:
@@ -85,6 +87,9 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
             `leadsla_store` connection.
         config: report settings (timezone, SLA id); else include/config/reports.yaml.
         clock: "now" for the live panel (tests pin it).
+        range_ttl_seconds: how long the range figures (scorecards, trend, funnel, reasons) of one
+            filter set are reused - the CRM syncs every 1-2 minutes, and the drill-down then lists
+            exactly the rows the page counted. The live panel is never reused.
     """
     app = FastAPI(title="War Room", docs_url=None, redoc_url=None, openapi_url=None)
     env = _env()
@@ -105,6 +110,21 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         html = env.get_template(f"war_room/{name}").render(root=request.scope.get("root_path", ""), **ctx)
         return HTMLResponse(html, status_code=status)
+
+    cache: dict[tuple, tuple[float, dict]] = {}
+
+    def range_panel(f) -> dict:
+        cfg = settings()
+        key = (f, cfg.sla_id)
+        hit = cache.get(key)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        value = q.range_panel(store(), f, cfg.sla_id, cfg.campaign_field)
+        if len(cache) >= 64:
+            cache.clear()
+        cache[key] = (now + range_ttl_seconds, value)
+        return value
 
     def filters(request: Request):
         p = request.query_params
@@ -127,7 +147,7 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
         cfg = settings()
         now = clock()
         live = q.now_panel(store(), f, now, cfg.sla_id)
-        rng = q.range_panel(store(), f, cfg.sla_id, cfg.campaign_field)
+        rng = range_panel(f)
         q.record_visit(store(), user_id=str(user.get_id()), user_name=str(user.get_name()), at=now,
                        detail={"filters": f.query()})
         return render(request, "page.html", f=f, live=live, rng=rng, opts=q.options(store()), user=user.get_name(),
@@ -139,7 +159,7 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
         f = filters(request)
         cfg = settings()
         live = q.now_panel(store(), f, clock(), cfg.sla_id)
-        rng = q.range_panel(store(), f, cfg.sla_id, cfg.campaign_field)
+        rng = range_panel(f)
         try:
             ids = q.figure_ids(live, rng, figure)
         except q.UnknownFigure:

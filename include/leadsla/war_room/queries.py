@@ -26,7 +26,8 @@ from leadsla.store import schema as s
 from leadsla.store.audit import AuditContext, record
 from leadsla.war_room.filters import Filters
 
-OPEN_STATES = ("running", "paused")
+#: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
+OPEN_STATES = ("running", "paused", "breached")
 #: The clock columns `leadsla.reports.metrics.judged_clocks` needs (fewer columns, faster reads).
 CLOCK_COLUMNS = ("sla_id", "record_id", "clock_start", "owner_id", "team", "tier", "state", "elapsed_seconds",
                  "target_seconds", "stopped_at", "breached_at")
@@ -115,7 +116,9 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
     c, r, u = s.clocks, s.records, s.users
     today = dt.datetime.combine(now.astimezone(ZoneInfo(f.timezone)).date(), dt.time(),
                                 ZoneInfo(f.timezone)).astimezone(dt.UTC)
-    where = [c.c.sla_id == sla_id, *_clock_filters(f)]
+    # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
+    # clock of the SLA; the state and breached_at indexes find the few live rows directly.
+    where = [c.c.sla_id.concat("") == sla_id, *_clock_filters(f)]
     with engine.connect() as conn:
         open_ = _frame(conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where))
         risk = _frame(conn, sa.select(c.c.record_id, r.c.name, u.c.name.label("owner"), c.c.team, c.c.state,
@@ -268,7 +271,9 @@ def records_for(engine: sa.Engine, record_ids: tuple[str, ...], sla_id: str, lim
     by_id = {row["record_id"]: row for row in _records(leads)}
     out = []
     for rid in shown:
-        row = dict(by_id.get(rid, {"record_id": rid}))
+        row = {"record_id": rid, "name": None, "company": None, "status": None, "lead_source": None, "owner": None,
+               "team": None, "state": None, "colour": None, "elapsed_hours": None, "target_hours": None}
+        row.update(by_id.get(rid, {}))
         if latest is not None and rid in latest.index:
             row.update(state=latest.at[rid, "state"], colour=latest.at[rid, "colour"],
                        elapsed_hours=latest.at[rid, "elapsed_seconds"] / 3600,
@@ -298,10 +303,12 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
             r.outerjoin(u, u.c.user_id == r.c.owner_id)).where(r.c.record_id == record_id)).mappings().first()
         if lead is None:
             return None
+        kind = lead["object_type"]
         clocks = conn.execute(sa.select(c).where(c.c.record_id == record_id).order_by(c.c.clock_start)).mappings().all()
-        history = conn.execute(sa.select(h).where(h.c.record_id == record_id, h.c.field.in_(["Status", "OwnerId"]))
+        history = conn.execute(sa.select(h).where(h.c.object_type == kind, h.c.record_id == record_id,
+                                                  h.c.field.in_(["Status", "OwnerId"]))
                                .order_by(h.c.changed_at)).mappings().all()
-        quarantined = conn.execute(sa.select(q).where(q.c.record_id == record_id)
+        quarantined = conn.execute(sa.select(q).where(q.c.object_type == kind, q.c.record_id == record_id)
                                    .order_by(q.c.first_seen_at)).mappings().all()
     return {"lead": dict(lead), "clocks": [dict(x) for x in clocks], "events": record_timeline(engine, record_id),
             "history": [dict(x) for x in history], "quarantine": [dict(x) for x in quarantined],
