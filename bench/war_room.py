@@ -50,10 +50,10 @@ def main() -> None:
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.models.revoked_token import RevokedToken
     from fastapi.testclient import TestClient
+    from tests.reports_data import generate
 
     from leadsla.store import open_store
     from leadsla.war_room.app import _auth_manager, create_app
-    from tests.reports_data import generate
 
     RevokedToken.__table__.create(settings.engine, checkfirst=True)
     db = Path(tempfile.gettempdir()) / f"leadsla-bench-war-room-{args.leads}.db"
