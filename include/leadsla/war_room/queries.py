@@ -151,11 +151,13 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
 # --- range -------------------------------------------------------------------------------------
 
 def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c") -> ReportData:
-    """`ReportData` restricted to the range and filters: clocks started in it, the leads that became
-    MQL in it (the funnel cohort) with their Status history and activities, and those leads' rows.
+    """`ReportData` restricted to the range and filters: clocks started in it, and the leads that
+    became MQL in it (the funnel cohort) with their rows, Status history and activities. Leads of
+    clocks outside the cohort are not loaded (the page shows no per-source compliance).
 
-    The cohort is a CTE joined to each table: SQLite then looks rows up by record id instead of
-    scanning every Status change (an `IN (subquery)` made it pick the wrong index).
+    The cohort's ids go into a temporary table once per request and every read joins it: looking
+    the cohort up again in each query (or `IN (subquery)`, which steered SQLite to scan every Status
+    change) cost most of the page's time at 100,000 leads.
     """
     p = f.period
     r, h, c, u, a = s.records, s.field_history, s.clocks, s.users, s.activities
@@ -164,24 +166,32 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
                                              h.c.changed_at < p.end).distinct())
     if f.owner or f.team or f.lead_source:
         cohort = cohort.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
-    cohort = cohort.cte("cohort")
+    tmp = sa.Table("war_room_cohort", sa.MetaData(), sa.Column("record_id", sa.String(18), primary_key=True),
+                   prefixes=["TEMPORARY"])
     in_range = sa.and_(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *_clock_filters(f))
-    wanted = sa.union(sa.select(cohort.c.record_id), sa.select(c.c.record_id).where(in_range)).cte("wanted")
     lead_cols = [r.c.record_id, r.c.name, r.c.owner_id, r.c.lead_source, r.c.lead_type, r.c.account_tier,
                  r.c.status, r.c.rejection_reason, *_raw(r, "created_at"),
                  r.c.fields[campaign_field].as_string().label("campaign")]
     with engine.connect() as conn:
-        clocks = _utc(_frame(conn, sa.select(*_raw(c, *CLOCK_COLUMNS)).where(in_range)),
-                      "clock_start", "stopped_at", "breached_at")
-        hist = _utc(_frame(conn, sa.select(*_raw(h, "record_id", "new_value", "changed_at")).select_from(
-            cohort.join(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == cohort.c.record_id))).where(
-            h.c.field == "Status", h.c.changed_at < p.end)), "changed_at")
-        leads = _utc(_frame(conn, sa.select(*lead_cols).select_from(
-            wanted.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == wanted.c.record_id)))), "created_at")
-        users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
-        acts = _utc(_frame(conn, sa.select(*_raw(a, "who_id", "created_at")).select_from(
-            cohort.join(a, a.c.who_id == cohort.c.record_id)).where(
-            a.c.is_deleted.is_(False), a.c.created_at < p.end)), "created_at")
+        tmp.create(conn)
+        try:
+            conn.execute(tmp.insert().from_select(["record_id"], cohort))
+            clocks = _utc(_frame(conn, sa.select(*_raw(c, *CLOCK_COLUMNS)).where(in_range)),
+                          "clock_start", "stopped_at", "breached_at")
+            hist = _utc(_frame(conn, sa.select(*_raw(h, "record_id", "new_value", "changed_at")).select_from(
+                tmp.join(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == tmp.c.record_id))).where(
+                # `field || ''`: SQLite must walk the cohort and look each lead up by id, not scan
+                # every Status change through the (field, new_value, changed_at) index.
+                h.c.field.concat("") == "Status", h.c.changed_at < p.end)), "changed_at")
+            leads = _utc(_frame(conn, sa.select(*lead_cols).select_from(
+                tmp.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == tmp.c.record_id)))), "created_at")
+            users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
+            acts = _utc(_frame(conn, sa.select(*_raw(a, "who_id", "created_at")).select_from(
+                tmp.join(a, a.c.who_id == tmp.c.record_id)).where(
+                a.c.is_deleted.is_(False), a.c.created_at < p.end)), "created_at")
+        finally:
+            tmp.drop(conn)
+            conn.commit()
     hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
     hist = hist[hist["stage"].notna()]
     stages = (hist.sort_values("changed_at").drop_duplicates(["record_id", "stage"])
