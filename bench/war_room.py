@@ -39,6 +39,11 @@ def main() -> None:
     ap.add_argument("--leads", type=int, default=100_000)
     ap.add_argument("--fresh", action="store_true", help="seed again even if the seeded file exists")
     args = ap.parse_args()
+    # Airflow and its auth manager print to stdout (log lines, generated passwords): send fd 1 to
+    # stderr for the run and keep the real stdout for the one JSON line.
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     home = Path(tempfile.mkdtemp(prefix="leadsla-bench-airflow-"))
     os.environ.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
                       AIRFLOW__API_AUTH__JWT_SECRET="bench-" + "x" * 64,
@@ -92,7 +97,7 @@ def main() -> None:
         "page_warm_p50_s": _p(warm, 0.5), "page_warm_p95_s": _p(warm, 0.95),
         "drilldown_p50_s": _p(drill, 0.5), "drilldown_p95_s": _p(drill, 0.95),
         "timeline_p50_s": _p(timeline, 0.5), "timeline_p95_s": _p(timeline, 0.95),
-        "page_cold_mean_s": round(statistics.mean(cold), 4), "goal_s": 1.0}))
+        "page_cold_mean_s": round(statistics.mean(cold), 4), "goal_s": 1.0}), file=out, flush=True)
 
 
 if __name__ == "__main__":
