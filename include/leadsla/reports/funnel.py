@@ -36,7 +36,9 @@ def cohort(data: ReportData, period: Period) -> pd.DataFrame:
     acts = data.activities[data.activities["created_at"] < period.end][["who_id", "created_at"]]
     joined = acts.merge(out[["record_id", "MQL_at"]], left_on="who_id", right_on="record_id")
     first = joined[joined["created_at"] >= joined["MQL_at"]].groupby("record_id")["created_at"].min()
-    out["first_activity_at"] = out["record_id"].map(first)
+    # An empty `first` has no datetime dtype and pandas refuses to map it onto datetimes.
+    out["first_activity_at"] = (out["record_id"].map(first) if len(first)
+                                else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]"))
     return out
 
 

@@ -25,7 +25,8 @@ DIMENSIONS = {"rep": "rep", "team": "team", "lead_source": "lead_source", "lead_
 
 def ids(series: pd.Series) -> tuple[str, ...]:
     """The record ids behind a figure, sorted so renders are deterministic."""
-    return tuple(sorted(series.dropna().astype(str).unique()))
+    # np.unique sorts and dedupes in C; the War Room calls this for every figure on each request.
+    return tuple(np.unique(series.dropna().to_numpy().astype(str)).tolist())
 
 
 def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:

@@ -108,6 +108,7 @@ field_history = sa.Table(
     sa.Column("changed_by", sa.String(18)),
     _now_column("changed_at"),
     sa.Index(None, "object_type", "record_id", "changed_at"),
+    sa.Index(None, "field", "new_value", "changed_at"),  # War Room: leads that became MQL in a range
 )
 
 activities = sa.Table(
@@ -276,6 +277,9 @@ clocks = sa.Table(
     _now_column("evaluated_at"),
     sa.Index(None, "state"),
     sa.Index(None, "owner_id", "state"),
+    sa.Index(None, "sla_id", "clock_start"),  # War Room / reports: clocks started in a range
+    sa.Index(None, "breached_at"),  # War Room: breaches today
+    sa.Index(None, "record_id"),  # War Room: a lead's clocks (the key leads with sla_id)
 )
 
 outbox = sa.Table(

@@ -1,0 +1,71 @@
+"""The War Room's filters: date range (default the last 30 days), lead source, owner and team.
+
+Parsed from query-string values into a validated `Filters`; a bad value is a `FilterError` naming
+the parameter and what was expected. Never reads the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from leadsla.errors import LeadSlaError
+from leadsla.reports.period import Period
+
+DEFAULT_DAYS = 30
+
+
+class FilterError(LeadSlaError):
+    """A War Room filter value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Dates are local days in `timezone`, both inclusive; empty strings mean "any"."""
+
+    start: dt.date
+    end: dt.date
+    timezone: str
+    lead_source: str = ""
+    owner: str = ""  # user id
+    team: str = ""
+
+    @property
+    def period(self) -> Period:
+        """The range as a half-open UTC `Period` (local midnight of start to the day after end)."""
+        tz = ZoneInfo(self.timezone)
+        start = dt.datetime.combine(self.start, dt.time(), tz).astimezone(dt.UTC)
+        end = dt.datetime.combine(self.end + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
+        return Period("range", f"{self.start.isoformat()}..{self.end.isoformat()}", start, end, self.timezone)
+
+    def query(self, **extra: str) -> str:
+        """The filters (plus `extra`) as a query string, for links that keep them."""
+        params = {"start": self.start.isoformat(), "end": self.end.isoformat(), "lead_source": self.lead_source,
+                  "owner": self.owner, "team": self.team, **extra}
+        return urlencode({k: v for k, v in params.items() if v})
+
+
+def _date(name: str, value: str | None) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise FilterError(f"filter {name}={value!r} is not a date: expected YYYY-MM-DD") from None
+
+
+def parse_filters(now: dt.datetime, timezone: str, *, start: str | None = None, end: str | None = None,
+                  lead_source: str | None = None, owner: str | None = None, team: str | None = None) -> Filters:
+    """Filters from query values; the range defaults to the 30 days ending today (in `timezone`).
+
+    Raises:
+        FilterError: a date is malformed, or the range ends before it starts.
+    """
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    end_d = _date("end", end) or today
+    start_d = _date("start", start) or end_d - dt.timedelta(days=DEFAULT_DAYS - 1)
+    if end_d < start_d:
+        raise FilterError(f"date range {start_d} to {end_d} ends before it starts")
+    return Filters(start_d, end_d, timezone, (lead_source or "").strip(), (owner or "").strip(), (team or "").strip())

@@ -1,0 +1,361 @@
+"""The War Room's reads: the live panel (open clocks by colour, at-risk list, breaches today, the
+systemic-breach banner), the range panel (scorecards, trend, funnel, rejection reasons) computed
+with `leadsla.reports` metrics, drill-down to the records behind any figure, a lead's "why"
+timeline and the data-quality / health findings.
+
+Every figure is registered under a key in `figures` with the record ids behind it, so the
+drill-down lists exactly the rows a figure counted. Filters are pushed into SQL so that only the
+range's rows are loaded (the page must answer in under a second with 100,000 leads). Read-only:
+the only write is `record_visit`, one audit row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import sqlalchemy as sa
+
+from leadsla.reports import funnel as fn
+from leadsla.reports import metrics as m
+from leadsla.reports.data import STAGE_OF_STATUS, ReportData
+from leadsla.reports.timeline import record_timeline
+from leadsla.store import schema as s
+from leadsla.store.audit import AuditContext, record
+from leadsla.war_room.filters import Filters
+
+#: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
+OPEN_STATES = ("running", "paused", "breached")
+#: The clock columns `leadsla.reports.metrics.judged_clocks` needs (fewer columns, faster reads).
+CLOCK_COLUMNS = ("sla_id", "record_id", "clock_start", "owner_id", "team", "tier", "state", "elapsed_seconds",
+                 "target_seconds", "stopped_at", "breached_at")
+AT_RISK_ROWS = 25
+DRILL_ROWS = 500
+#: Systemic breach: a team where at least this many leads breached today ...
+SYSTEMIC_MIN_BREACHES = 3
+#: ... spread over at least this share of its reps (a team-wide capacity problem, not one rep).
+SYSTEMIC_REP_SHARE = 0.5
+
+
+class UnknownFigure(LookupError):
+    """A drill-down asked for a figure the page does not show."""
+
+
+def _frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
+    result = conn.execute(stmt)
+    keys = list(result.keys())
+    # The DBAPI rows straight from the cursor: SQLAlchemy's per-row Row objects and result
+    # processing cost more than the query itself at War Room sizes. Columns needing conversion
+    # are read raw on purpose (see `_raw`); JSON paths come back as plain strings.
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
+    return pd.DataFrame.from_records(rows, columns=keys) if rows else pd.DataFrame(columns=keys)
+
+
+def _raw(table: sa.Table, *names: str) -> list:
+    """The table's columns, with UTC timestamps read raw (no per-row TypeDecorator call) and
+    converted vectorised by `_utc` - the stored values are UTC on both backends."""
+    cols = []
+    for col in table.c:
+        if names and col.name not in names:
+            continue
+        cols.append(sa.type_coerce(col, sa.String).label(col.name) if isinstance(col.type, s.UtcDateTime) else col)
+    return cols
+
+
+def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    for col in cols:
+        if col in df:
+            df[col] = (pd.to_datetime(df[col], utc=True, format="ISO8601") if len(df)
+                       else pd.Series([], dtype="datetime64[us, UTC]"))
+    return df
+
+
+def _clock_filters(f: Filters) -> list:
+    c, r = s.clocks, s.records
+    out = []
+    if f.owner:
+        out.append(c.c.owner_id == f.owner)
+    if f.team:
+        out.append(c.c.team == f.team)
+    if f.lead_source:
+        out.append(c.c.record_id.in_(sa.select(r.c.record_id).where(r.c.lead_source == f.lead_source)))
+    return out
+
+
+def _lead_filters(f: Filters) -> list:
+    r, u = s.records, s.users
+    out = [r.c.object_type == "Lead", r.c.is_deleted.is_(False)]
+    if f.owner:
+        out.append(r.c.owner_id == f.owner)
+    if f.team:
+        out.append(r.c.owner_id.in_(sa.select(u.c.user_id).where(u.c.team == f.team)))
+    if f.lead_source:
+        out.append(r.c.lead_source == f.lead_source)
+    return out
+
+
+def options(engine: sa.Engine) -> dict:
+    """Values for the filter drop-downs: lead sources, owners (id, name), teams."""
+    r, u = s.records, s.users
+    with engine.connect() as conn:
+        sources = [v for (v,) in conn.execute(sa.select(r.c.lead_source).where(r.c.object_type == "Lead")
+                                              .distinct().order_by(r.c.lead_source)) if v]
+        users = conn.execute(sa.select(u.c.user_id, u.c.name, u.c.team).order_by(u.c.name)).all()
+    return {"sources": sources, "owners": [(x.user_id, x.name or x.user_id) for x in users],
+            "teams": sorted({x.team for x in users if x.team})}
+
+
+# --- now ---------------------------------------------------------------------------------------
+
+def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> dict:
+    """Live state, independent of the date range: open clocks by colour, the at-risk list (least
+    time remaining first), breaches since local midnight and the systemic-breach banner."""
+    c, r, u = s.clocks, s.records, s.users
+    today = dt.datetime.combine(now.astimezone(ZoneInfo(f.timezone)).date(), dt.time(),
+                                ZoneInfo(f.timezone)).astimezone(dt.UTC)
+    # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
+    # clock of the SLA; the state and breached_at indexes find the few live rows directly.
+    where = [c.c.sla_id.concat("") == sla_id, *_clock_filters(f)]
+    with engine.connect() as conn:
+        open_ = _frame(conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where))
+        risk = _frame(conn, sa.select(c.c.record_id, r.c.name, u.c.name.label("owner"), c.c.team, c.c.state,
+                                      c.c.colour, c.c.remaining_seconds, c.c.deadline, c.c.next_checkpoint)
+                      .select_from(c.outerjoin(r, sa.and_(r.c.record_id == c.c.record_id, r.c.object_type == "Lead"))
+                                   .outerjoin(u, u.c.user_id == c.c.owner_id))
+                      .where(c.c.state.in_(OPEN_STATES), *where)
+                      .order_by(c.c.remaining_seconds, c.c.record_id).limit(AT_RISK_ROWS))
+        breaches = _frame(conn, sa.select(c.c.record_id, c.c.owner_id, c.c.team)
+                          .where(c.c.breached_at >= today, c.c.breached_at <= now, *where))
+        team_reps = dict(conn.execute(sa.select(u.c.team, sa.func.count()).where(
+            u.c.is_active.is_(True), u.c.team.is_not(None)).group_by(u.c.team)).all())
+    figures: dict[str, tuple[str, ...]] = {}
+    colours = {}
+    for colour in ("green", "yellow", "red"):
+        ids = m.ids(open_.loc[open_["colour"] == colour, "record_id"]) if len(open_) else ()
+        colours[colour] = len(ids)
+        figures[f"open:{colour}"] = ids
+    figures["breaches_today"] = m.ids(breaches["record_id"]) if len(breaches) else ()
+    banners = []
+    for team, g in (breaches.groupby("team") if len(breaches) else ()):
+        reps = g["owner_id"].nunique()
+        if len(g) >= SYSTEMIC_MIN_BREACHES and reps >= max(2, SYSTEMIC_REP_SHARE * team_reps.get(team, 0)):
+            figures[f"systemic:{team}"] = m.ids(g["record_id"])
+            banners.append({"team": team, "breaches": len(g), "reps": int(reps), "team_reps": team_reps.get(team, 0)})
+    return {"colours": colours, "at_risk": risk.to_dict("records"), "breaches_today": len(figures["breaches_today"]),
+            "systemic": banners, "figures": figures, "today": today}
+
+
+# --- range -------------------------------------------------------------------------------------
+
+def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c") -> ReportData:
+    """`ReportData` restricted to the range and filters: clocks started in it, and the leads that
+    became MQL in it (the funnel cohort) with their rows, Status history and activities. Leads of
+    clocks outside the cohort are not loaded (the page shows no per-source compliance).
+
+    The cohort's ids go into a temporary table once per request and every read joins it: looking
+    the cohort up again in each query (or `IN (subquery)`, which steered SQLite to scan every Status
+    change) cost most of the page's time at 100,000 leads.
+    """
+    p = f.period
+    r, h, c, u, a = s.records, s.field_history, s.clocks, s.users, s.activities
+    cohort = (sa.select(h.c.record_id).where(h.c.object_type == "Lead", h.c.field == "Status",
+                                             h.c.new_value == "MQL", h.c.changed_at >= p.start,
+                                             h.c.changed_at < p.end).distinct())
+    if f.owner or f.team or f.lead_source:
+        cohort = cohort.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
+    tmp = sa.Table("war_room_cohort", sa.MetaData(), sa.Column("record_id", sa.String(18), primary_key=True),
+                   prefixes=["TEMPORARY"])
+    in_range = sa.and_(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *_clock_filters(f))
+    lead_cols = [r.c.record_id, r.c.name, r.c.owner_id, r.c.lead_source, r.c.lead_type, r.c.account_tier,
+                 r.c.status, r.c.rejection_reason, *_raw(r, "created_at"),
+                 r.c.fields[campaign_field].as_string().label("campaign")]
+    with engine.connect() as conn:
+        tmp.create(conn)
+        try:
+            conn.execute(tmp.insert().from_select(["record_id"], cohort))
+            clocks = _utc(_frame(conn, sa.select(*_raw(c, *CLOCK_COLUMNS)).where(in_range)),
+                          "clock_start", "stopped_at", "breached_at")
+            hist = _utc(_frame(conn, sa.select(*_raw(h, "record_id", "new_value", "changed_at")).select_from(
+                tmp.join(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == tmp.c.record_id))).where(
+                # `field || ''`: SQLite must walk the cohort and look each lead up by id, not scan
+                # every Status change through the (field, new_value, changed_at) index.
+                h.c.field.concat("") == "Status", h.c.changed_at < p.end)), "changed_at")
+            leads = _utc(_frame(conn, sa.select(*lead_cols).select_from(
+                tmp.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == tmp.c.record_id)))), "created_at")
+            users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
+            acts = _utc(_frame(conn, sa.select(*_raw(a, "who_id", "created_at")).select_from(
+                tmp.join(a, a.c.who_id == tmp.c.record_id)).where(
+                a.c.is_deleted.is_(False), a.c.created_at < p.end)), "created_at")
+        finally:
+            tmp.drop(conn)
+            conn.commit()
+    hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
+    hist = hist[hist["stage"].notna()]
+    stages = (hist.sort_values("changed_at").drop_duplicates(["record_id", "stage"])
+              .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
+    visits = _utc(pd.DataFrame(columns=["actor", "at"]), "at")
+    acts = acts.assign(activity_id=None, owner_id=None)
+    return ReportData(leads, stages, acts, users, clocks, visits)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: (None if not isinstance(v, tuple | list) and pd.isna(v) else v) for k, v in row.items()}
+            for row in df.to_dict("records")]
+
+
+def range_panel(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c") -> dict:
+    """Scorecards per rep and team beside the team / overall average, the weekly trend, the funnel
+    and rejection reasons, for the filtered range (clocks judged as of the range's end)."""
+    p = f.period
+    data = range_data(engine, f, sla_id, campaign_field)
+    c = m.judged_clocks(data, p)
+    figures: dict[str, tuple[str, ...]] = {}
+    overall = m.compliance(c)
+    ov = overall.iloc[0] if len(overall) else None
+    figures["overall"] = ov["record_ids"] if ov is not None else ()
+    figures["overall_violated"] = ov["violated_ids"] if ov is not None else ()
+    reps = m.compliance(c, ["team", "rep"])
+    teams = m.compliance(c, "team")
+    touch_rep = m.first_touch(c, "rep").set_index("rep") if c["touched"].any() else None
+    touch_team = m.first_touch(c, "team").set_index("team") if c["touched"].any() else None
+    team_comp = teams.set_index("team")["compliance"]
+    rep_rows = []
+    for row in reps.itertuples():
+        figures[f"rep:{row.rep}"] = row.record_ids
+        figures[f"rep_violated:{row.rep}"] = row.violated_ids
+        rep_rows.append({"team": row.team, "rep": row.rep, "decided": row.decided, "met": row.met,
+                         "violated": row.violated, "compliance": row.compliance,
+                         "team_compliance": team_comp.get(row.team),
+                         "median_hours": touch_rep["median_hours"].get(row.rep) if touch_rep is not None else None})
+    team_rows = []
+    for row in teams.itertuples():
+        figures[f"team:{row.team}"] = row.record_ids
+        figures[f"team_violated:{row.team}"] = row.violated_ids
+        team_rows.append({"team": row.team, "decided": row.decided, "violated": row.violated,
+                          "compliance": row.compliance, "overall": ov["compliance"] if ov is not None else None,
+                          "median_hours": touch_team["median_hours"].get(row.team) if touch_team is not None else None})
+    local = c["clock_start"].dt.tz_convert(f.timezone)
+    c["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d") \
+        if len(c) else pd.Series([], dtype=object)
+    trend = m.compliance(c, "week") if len(c) else pd.DataFrame(columns=["week", "decided", "violated", "compliance"])
+    for row in trend.itertuples():
+        figures[f"week:{row.week}"] = row.record_ids
+        figures[f"week_violated:{row.week}"] = row.violated_ids
+    coh = fn.cohort(data, p)
+    fun = fn.funnel(coh)
+    for row in fun.itertuples():
+        figures[f"funnel:{row.stage}"] = row.record_ids
+    reasons = fn.rejection_reasons(coh)
+    for row in reasons.itertuples():
+        figures[f"reason:{row.rejection_reason}"] = row.record_ids
+    return {"overall": {"decided": int(ov["decided"]) if ov is not None else 0,
+                        "violated": int(ov["violated"]) if ov is not None else 0,
+                        "compliance": ov["compliance"] if ov is not None else None},
+            "reps": rep_rows, "teams": team_rows,
+            "trend": _records(trend[["week", "decided", "violated", "compliance"]]),
+            "funnel": _records(fun.drop(columns="record_ids")),
+            "reasons": _records(reasons.drop(columns="record_ids")),
+            "figures": figures, "period": p}
+
+
+# --- drill-down, timeline, findings -----------------------------------------------------------
+
+def records_for(engine: sa.Engine, record_ids: tuple[str, ...], sla_id: str, limit: int = DRILL_ROWS) -> list[dict]:
+    """The first `limit` records (by id) behind a figure, with owner and their clock's state."""
+    shown = list(record_ids[:limit])
+    if not shown:
+        return []
+    r, u, c = s.records, s.users, s.clocks
+    with engine.connect() as conn:
+        leads = _frame(conn, sa.select(r.c.record_id, r.c.name, r.c.company, r.c.status, r.c.lead_source,
+                                       u.c.name.label("owner"), u.c.team)
+                       .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
+                       .where(r.c.object_type == "Lead", r.c.record_id.in_(shown)))
+        clocks = _frame(conn, sa.select(c.c.record_id, c.c.state, c.c.colour, c.c.clock_start, c.c.elapsed_seconds,
+                                        c.c.target_seconds).where(c.c.sla_id == sla_id, c.c.record_id.in_(shown))
+                        .order_by(c.c.record_id, c.c.clock_start))
+    latest = clocks.drop_duplicates("record_id", keep="last").set_index("record_id") if len(clocks) else None
+    by_id = {row["record_id"]: row for row in _records(leads)}
+    out = []
+    for rid in shown:
+        row = {"record_id": rid, "name": None, "company": None, "status": None, "lead_source": None, "owner": None,
+               "team": None, "state": None, "colour": None, "elapsed_hours": None, "target_hours": None}
+        row.update(by_id.get(rid, {}))
+        if latest is not None and rid in latest.index:
+            row.update(state=latest.at[rid, "state"], colour=latest.at[rid, "colour"],
+                       elapsed_hours=latest.at[rid, "elapsed_seconds"] / 3600,
+                       target_hours=latest.at[rid, "target_seconds"] / 3600)
+        out.append(row)
+    return out
+
+
+def figure_ids(now: dict, rng: dict, figure: str) -> tuple[str, ...]:
+    """The record ids behind one figure of the page.
+
+    Raises:
+        UnknownFigure: the page shows no such figure for these filters.
+    """
+    for panel in (now, rng):
+        if figure in panel["figures"]:
+            return panel["figures"][figure]
+    raise UnknownFigure(figure)
+
+
+def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
+    """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
+    link), Status/owner history, and the quarantine and health findings naming it. None if unknown."""
+    r, c, h, u, q = s.records, s.clocks, s.field_history, s.users, s.quarantine
+    with engine.connect() as conn:
+        lead = conn.execute(sa.select(r, u.c.name.label("owner_name")).select_from(
+            r.outerjoin(u, u.c.user_id == r.c.owner_id)).where(r.c.record_id == record_id)).mappings().first()
+        if lead is None:
+            return None
+        kind = lead["object_type"]
+        clocks = conn.execute(sa.select(c).where(c.c.record_id == record_id).order_by(c.c.clock_start)).mappings().all()
+        history = conn.execute(sa.select(h).where(h.c.object_type == kind, h.c.record_id == record_id,
+                                                  h.c.field.in_(["Status", "OwnerId"]))
+                               .order_by(h.c.changed_at)).mappings().all()
+        quarantined = conn.execute(sa.select(q).where(q.c.object_type == kind, q.c.record_id == record_id)
+                                   .order_by(q.c.first_seen_at)).mappings().all()
+    return {"lead": dict(lead), "clocks": [dict(x) for x in clocks], "events": record_timeline(engine, record_id),
+            "history": [dict(x) for x in history], "quarantine": [dict(x) for x in quarantined],
+            "findings": [f for f in health_findings(engine) if record_id in (f.get("record_ids") or [])]}
+
+
+def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
+    """Latest rows of the `health_findings` table (the data-quality gate's), or [] when the store
+    has no such table yet."""
+    if not sa.inspect(engine).has_table("health_findings"):
+        return []
+    table = sa.Table("health_findings", sa.MetaData(), autoload_with=engine)
+    order = table.c.run_at.desc() if "run_at" in table.c else sa.text("1")
+    with engine.connect() as conn:
+        return [dict(x) for x in conn.execute(sa.select(table).order_by(order).limit(limit)).mappings()]
+
+
+def quarantine_summary(engine: sa.Engine) -> list[dict]:
+    """Rows still held in quarantine, by object type: count and the latest one's reasons."""
+    q = s.quarantine
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(q.c.object_type, sa.func.count().label("held"),
+                                      sa.func.max(q.c.last_seen_at).label("last_seen_at"))
+                            .where(q.c.released_at.is_(None)).group_by(q.c.object_type)
+                            .order_by(q.c.object_type)).mappings().all()
+        out = []
+        for row in rows:
+            latest = conn.execute(sa.select(q.c.record_id, q.c.reasons).where(
+                q.c.released_at.is_(None), q.c.object_type == row["object_type"])
+                .order_by(q.c.last_seen_at.desc()).limit(1)).mappings().first()
+            out.append(dict(row, example=dict(latest) if latest else None))
+    return out
+
+
+def record_visit(engine: sa.Engine, *, user_id: str, user_name: str, at: dt.datetime, detail: dict[str, Any]) -> None:
+    """Audit one War Room visit; actor is the user's name (the monthly review's leader check
+    matches the actor against CRM user ids and names)."""
+    with engine.begin() as conn:
+        record(conn, "war_room_visit", at=at, context=AuditContext(), actor=user_name or user_id,
+               detail={"user_id": user_id, **detail})
