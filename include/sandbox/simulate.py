@@ -382,6 +382,10 @@ def run(data_dir: Path, speed: float = 1.0, seed: int = 7, backlog_hours: float 
         stop_at = sim_start + timedelta(hours=for_hours) if for_hours is not None else None
         while True:
             target = sim_start + timedelta(seconds=(time.monotonic() - wall_start) * speed)
+            if stop_at is None:
+                # A live demo never writes ahead of the wall clock: records stamped in the future
+                # are rejected by the data-quality gate, and rightly so. Faster only catches up.
+                target = min(target, datetime.now(UTC))
             if stop_at is not None and target >= stop_at:
                 org.advance(stop_at)
                 return org
