@@ -63,6 +63,21 @@ def _times(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     return df
 
 
+def _created_in(leads: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """Each lead's arrival in the status it was created with, at its creation.
+
+    A CRM writes no Status history row for a record's first status, so a lead created as MQL
+    would otherwise never enter the funnel. The first status is the old value of the lead's
+    earliest Status change, or its current status when it never changed.
+    """
+    first_change = hist.sort_values("changed_at", kind="stable").drop_duplicates("record_id")
+    initial = leads[["record_id", "status", "created_at"]].merge(
+        first_change[["record_id", "old_value"]], on="record_id", how="left")
+    return pd.DataFrame({"record_id": initial["record_id"],
+                         "new_value": initial["old_value"].where(initial["old_value"].notna(), initial["status"]),
+                         "changed_at": initial["created_at"]})
+
+
 def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | None = None,
          campaign_field: str = "Campaign__c") -> ReportData:
     """Read everything reports need; rows after `until` (when given) are left out so a past
@@ -74,7 +89,7 @@ def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | No
                            r.c.account_tier, r.c.status, r.c.rejection_reason, r.c.created_at,
                            r.c.fields[campaign_field].as_string().label("campaign")).where(
             r.c.object_type == "Lead", r.c.is_deleted.is_(False))
-        hist_q = sa.select(h.c.record_id, h.c.new_value, h.c.changed_at).where(
+        hist_q = sa.select(h.c.record_id, h.c.old_value, h.c.new_value, h.c.changed_at).where(
             h.c.object_type == "Lead", h.c.field == "Status", h.c.new_value.in_(list(STAGE_OF_STATUS)))
         act_q = sa.select(a.c.activity_id, a.c.who_id, a.c.owner_id, a.c.created_at).where(
             a.c.is_deleted.is_(False), a.c.who_id.is_not(None))
@@ -93,7 +108,10 @@ def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | No
         clocks = _times(_frame(conn, clock_q), "clock_start", "deadline", "stopped_at", "breached_at",
                         "evaluated_at", "next_checkpoint_at")
         visits = _times(_frame(conn, visit_q), "at")
-    hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
-    stages = (hist.sort_values("changed_at").drop_duplicates(["record_id", "stage"])
+    arrivals = pd.concat([_created_in(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
+                         ignore_index=True)
+    arrivals["stage"] = arrivals["new_value"].map(STAGE_OF_STATUS)
+    stages = (arrivals.dropna(subset=["stage"]).sort_values("changed_at", kind="stable")
+              .drop_duplicates(["record_id", "stage"])
               .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
     return ReportData(leads, stages, activities, users, clocks, visits)
