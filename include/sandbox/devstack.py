@@ -113,7 +113,7 @@ def _crm_services() -> list[Service]:
                                "--data", str(salesforce_dir())],
                 f"Salesforce REST API on https://127.0.0.1:{SALESFORCE_PORT} (org in {salesforce_dir() / 'org.sqlite3'})"),
         Service("demo", [sys.executable, "-m", "sandbox.simulate", "--data", str(salesforce_dir()), "--speed", speed],
-                f"demo org simulator (real time; LEADSLA_DEMO_SPEED only helps it catch up): leads arrive, move and get worked"),
+                "demo org simulator (real time; LEADSLA_DEMO_SPEED only helps it catch up): leads arrive, move and get worked"),
     ]
 # --- end CRM ----------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def _times(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     return df
 
 
-def _created_in(leads: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+def first_status_arrivals(leads: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     """Each lead's arrival in the status it was created with, at its creation.
 
     A CRM writes no Status history row for a record's first status, so a lead created as MQL
@@ -108,7 +108,7 @@ def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | No
         clocks = _times(_frame(conn, clock_q), "clock_start", "deadline", "stopped_at", "breached_at",
                         "evaluated_at", "next_checkpoint_at")
         visits = _times(_frame(conn, visit_q), "at")
-    arrivals = pd.concat([_created_in(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
+    arrivals = pd.concat([first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
                          ignore_index=True)
     arrivals["stage"] = arrivals["new_value"].map(STAGE_OF_STATUS)
     stages = (arrivals.dropna(subset=["stage"]).sort_values("changed_at", kind="stable")

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
-from leadsla.reports.data import STAGE_OF_STATUS, ReportData
+from leadsla.reports.data import STAGE_OF_STATUS, ReportData, first_status_arrivals
 from leadsla.reports.timeline import record_timeline
 from leadsla.store import schema as s
 from leadsla.store.audit import AuditContext, record
@@ -161,11 +161,17 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
     """
     p = f.period
     r, h, c, u, a = s.records, s.field_history, s.clocks, s.users, s.activities
-    cohort = (sa.select(h.c.record_id).where(h.c.object_type == "Lead", h.c.field == "Status",
-                                             h.c.new_value == "MQL", h.c.changed_at >= p.start,
-                                             h.c.changed_at < p.end).distinct())
+    became_mql = sa.select(h.c.record_id).where(h.c.object_type == "Lead", h.c.field == "Status",
+                                                h.c.new_value == "MQL", h.c.changed_at >= p.start,
+                                                h.c.changed_at < p.end)
+    # A lead created as MQL has no history row for it: leads created in the range are candidates
+    # too, and the funnel keeps those whose MQL arrival falls in the range.
+    created = sa.select(r.c.record_id).where(r.c.object_type == "Lead", r.c.created_at >= p.start,
+                                             r.c.created_at < p.end)
     if f.owner or f.team or f.lead_source:
-        cohort = cohort.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
+        became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
+        created = created.where(*_lead_filters(f))
+    cohort = sa.union(became_mql, created)
     tmp = sa.Table("war_room_cohort", sa.MetaData(), sa.Column("record_id", sa.String(18), primary_key=True),
                    prefixes=["TEMPORARY"])
     in_range = sa.and_(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *_clock_filters(f))
@@ -178,7 +184,7 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
             conn.execute(tmp.insert().from_select(["record_id"], cohort))
             clocks = _utc(_frame(conn, sa.select(*_raw(c, *CLOCK_COLUMNS)).where(in_range)),
                           "clock_start", "stopped_at", "breached_at")
-            hist = _utc(_frame(conn, sa.select(*_raw(h, "record_id", "new_value", "changed_at")).select_from(
+            hist = _utc(_frame(conn, sa.select(*_raw(h, "record_id", "old_value", "new_value", "changed_at")).select_from(
                 tmp.join(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == tmp.c.record_id))).where(
                 # `field || ''`: SQLite must walk the cohort and look each lead up by id, not scan
                 # every Status change through the (field, new_value, changed_at) index.
@@ -192,9 +198,11 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
         finally:
             tmp.drop(conn)
             conn.commit()
+    hist = pd.concat([first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
+                     ignore_index=True)
     hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
     hist = hist[hist["stage"].notna()]
-    stages = (hist.sort_values("changed_at").drop_duplicates(["record_id", "stage"])
+    stages = (hist.sort_values("changed_at", kind="stable").drop_duplicates(["record_id", "stage"])
               .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
     visits = _utc(pd.DataFrame(columns=["actor", "at"]), "at")
     acts = acts.assign(activity_id=None, owner_id=None)
