@@ -9,6 +9,9 @@ export PYTHONDONTWRITEBYTECODE=1
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}/leadsla-runtime-$(id -u)}"; mkdir -p -m 700 "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
 # Browser tests (report rendering) drive Debian's chromium through Playwright; install it once.
 if ! command -v chromium >/dev/null 2>&1; then
-  apt-get install -y chromium >/dev/null || echo "warning: could not install chromium; browser tests will fail" >&2
+  echo "installing Debian's chromium for the browser tests (once)..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } \
+    || echo "error: could not install chromium (apt-get install chromium, as root); the browser tests will fail" >&2
 fi
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
