@@ -92,7 +92,7 @@ def smtp_session(conn_id: str = SMTP_CONN_ID):
 class EmailSender:
     """Sends claimed outbox rows by SMTP; keeps one SMTP session open across rows, reopening after errors."""
 
-    def __init__(self, conn_id: str = SMTP_CONN_ID, *, send_attempts: int = 3) -> None:
+    def __init__(self, conn_id: str = SMTP_CONN_ID, *, send_attempts: int = 5) -> None:
         self.conn_id = conn_id
         self.send_attempts = send_attempts
         self._hook = None

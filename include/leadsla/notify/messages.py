@@ -183,7 +183,7 @@ class AlertPayload(_Model):
 
 def parse_payload(data: Any, *, where: str = "payload") -> Any:
     """Validate any outbox payload by its `kind`: an `AlertPayload` (warning, breach), or a
-    `leadsla.notify.notice.NoticePayload` (notice).
+    `leadsla.notify.notice.NoticePayload` (notice), a `leadsla.notify.digest.DigestPayload` (digest).
 
     Raises:
         PayloadError: the payload does not follow its kind's schema.
@@ -193,6 +193,10 @@ def parse_payload(data: Any, *, where: str = "payload") -> Any:
         from leadsla.notify.notice import NoticePayload
 
         return NoticePayload.parse(data, where=where)
+    if kind == "digest":
+        from leadsla.notify.digest import DigestPayload
+
+        return DigestPayload.parse(data, where=where)
     return AlertPayload.parse(data, where=where)
 
 
@@ -202,6 +206,10 @@ def render_slack(payload: Any, key: str) -> dict[str, Any]:
         from leadsla.notify.notice import notice_slack_message
 
         return notice_slack_message(payload, key)
+    if payload.kind == "digest":
+        from leadsla.notify.digest import digest_slack_message
+
+        return digest_slack_message(payload, key)
     return slack_message(payload, key)
 
 
@@ -211,6 +219,10 @@ def render_email(payload: Any) -> EmailContent:
         from leadsla.notify.notice import notice_email_message
 
         return notice_email_message(payload)
+    if payload.kind == "digest":
+        from leadsla.notify.digest import digest_email_message
+
+        return digest_email_message(payload)
     return email_message(payload)
 
 

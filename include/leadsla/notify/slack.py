@@ -46,7 +46,7 @@ class SlackSender:
         *,
         rate_limit_retries: int = 6,
         server_error_retries: int = 3,
-        post_attempts: int = 3,
+        post_attempts: int = 5,
     ) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
         from slack_sdk.http_retry.builtin_handlers import (
