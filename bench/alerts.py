@@ -222,6 +222,12 @@ def main() -> None:
     p95_calm = p95_of([(accepted[k] - due_at[k]).total_seconds() for k in accepted
                        if k in due_at and k not in killed_keys])
     p95_marked = p95_of([(first_sent[k] - due_at[k]).total_seconds() for k in first_sent])
+    with engine.connect() as conn:
+        failed_runs = Counter(d["idempotency_key"] for (d,) in conn.execute(
+            sa.select(audit.c.detail).where(audit.c.event == "message_failed")))
+    slow = Counter((f"killed={k in killed_keys}", f"failed_runs={failed_runs[k]}") for k in accepted
+                   if k in due_at and (accepted[k] - due_at[k]).total_seconds() > 75)
+    print(f"over 75 s by cause: {sorted(slow.items())}", file=sys.stderr)
     stats = slack.stats()
     injected = (stats.get("faults", 0) + sink.stats["disconnects"] + sink.stats["disconnects_after_accept"]
                 + sink.stats["downs"] + killed["slack"] + killed["email"])
