@@ -11,8 +11,9 @@ Tasks
   breach actions (`leadsla.monitor.run_monitor`).
 - **deliver**: send due messages from the outbox under short leases (`leadsla.notify.delivery`).
 - **escalate**: reassign breached leads to the manager or the "Breached SLA" queue and lock them
-  for 24 h through the CRM write-back (`leadsla.escalation`); keep locks against automated
-  reassignment.
+  for 24 h through the CRM write-back (`leadsla.escalation`); first, keep existing locks: an
+  automated reassignment of a locked lead is put back and its holder told; the holder's own
+  owner or status change releases the lock (`keep_locks`).
 
 Connections: `leadsla_store`, `salesforce_default`, `slack_api_default`, `smtp_default`.
 """
@@ -52,12 +53,13 @@ def sla_monitor():
 
     @task
     def escalate(summary: dict, **context) -> dict:
-        """Breach actions (reassign + lock) and lock keeping, through the CRM write-back."""
-        from leadsla.escalation import run_escalations
+        """Lock keeping first (what the sync just landed), then new breach actions, via the CRM write-back."""
+        from leadsla.escalation import keep_locks, run_escalations
         from leadsla.store import open_store
         from leadsla.store.audit import AuditContext
 
-        return run_escalations(open_store(), _run_time(context), AuditContext.from_task_context(context))
+        engine, at, ctx = open_store(), _run_time(context), AuditContext.from_task_context(context)
+        return {"locks": keep_locks(engine, at, ctx), "escalations": run_escalations(engine, at, ctx)}
 
     @task
     def deliver(summary: dict, **context) -> dict:

@@ -10,9 +10,11 @@ record; on a 412 the record is re-read and re-decided: if its owner or status ch
 a person acted and nothing is reassigned). A retry after a crash finds the CRM already showing
 the new owner and lock and writes nothing: exactly once in effect. Every outcome is audited.
 
-`restore_locked_owners` keeps the lock: an owner change on a locked lead made by an automation
-user (assignment rules, the integration user) is put back and the manager is told; a change by the
-lock holder (the manager's own disposition) releases the lock. This module never sends Slack or
+`restore_locked_owners` (wired as `keep_locks` in the DAG's escalate task, before new
+escalations) keeps the lock: an owner change on a locked lead made by an automation user
+(assignment rules, the integration user; policy `automation_user_ids`) is put back and the holder
+is told through the outbox; an owner or status change by the lock holder (the manager's own
+disposition) releases the lock and clears SLA_Lock_Until__c. This module never sends Slack or
 e-mail itself (the manager's alert goes through the outbox) and never reads the wall clock.
 """
 
@@ -193,21 +195,59 @@ def run_escalations(engine: sa.Engine, now: dt.datetime, context: AuditContext, 
     return dict(counts)
 
 
+def _holder_contact(conn: sa.Connection, holder: str) -> Any:
+    u = schema.users
+    return conn.execute(sa.select(u.c.name, u.c.email).where(u.c.user_id == holder)).first()
+
+
+def _alert_holder(conn: sa.Connection, lead: Any, lock: Any, holder: str, change: Any, now: dt.datetime,
+                  context: AuditContext) -> list[str]:
+    """Queue the lock holder's notice: an automated reassignment of their locked lead was undone."""
+    from leadsla.quality.notice import enqueue_notice
+
+    person = _holder_contact(conn, holder)
+    if person is None or not person.email:
+        return []  # a queue or an unknown user holds the lock: the audit entry is the record
+    name = lead.name or lead.record_id
+    lines = [f"Lead {name} ({lead.record_id}) was reassigned to {change.new_value or 'another owner'} by an "
+             f"automated process at {change.changed_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC, while it is "
+             f"locked to you after its SLA breach.",
+             "It has been put back with you. Your own reassignment or status change ends the lock."]
+    # Keyed on the change it undoes, so each automated reassignment is reported once.
+    return enqueue_notice(conn, source=lock.sla_id or "escalation", subject=lead.record_id,
+                          opened_at=lock.clock_start or lock.at, checkpoint=f"lock_restored:{change.history_id}",
+                          recipients=[("email", person.email), ("slack", person.email)],
+                          title=f"SLA lock kept: {name} is back with you", severity="warning", lines=lines,
+                          at=now, context=context)
+
+
 def restore_locked_owners(engine: sa.Engine, now: dt.datetime, context: AuditContext, *, client: Any,
                           mapping: Any, automation_users: Iterable[str]) -> dict[str, int]:
     """Keep locked leads with their lock holder (module docstring); returns counts.
 
+    Call after the CRM sync has landed records and field history, before new escalations. For
+    each lead whose lock (`records.lock_until`) is still running: an owner or status change by
+    the lock holder since the lock was set releases it (``lock_released``; SLA_Lock_Until__c
+    cleared in the CRM and the store); otherwise, if the latest owner change was made by an
+    automation user, the owner is put back through the CRM write-back (If-Unmodified-Since the
+    store's view: a lead touched meanwhile is left alone), audited ``lock_restored``, and the
+    holder gets a notice through the outbox.
+
     Args:
         automation_users: CRM user ids whose owner changes are automated (integration user,
-            assignment rules); a change by anyone else but the holder is left alone and audited.
+            assignment rules); a change by anyone else but the holder is left alone.
+
+    Returns:
+        Counts: restored, released, conflict (the lead changed again before we wrote).
     """
     from leadsla.crm.writeback import stamp
 
     automated = set(automation_users)
     r, h, a = schema.records, schema.field_history, schema.audit
-    counts = {"restored": 0, "released": 0}
+    counts = {"restored": 0, "released": 0, "conflict": 0}
     with engine.connect() as conn:
-        locked = conn.execute(sa.select(r.c.record_id, r.c.owner_id, r.c.lock_until, r.c.modified_at)
+        locked = conn.execute(sa.select(r.c.record_id, r.c.name, r.c.owner_id, r.c.lock_until, r.c.modified_at,
+                                        r.c.synced_at)
                               .where(r.c.object_type == "Lead", r.c.lock_until > now)).all()
     for lead in locked:
         with engine.connect() as conn:
@@ -216,28 +256,70 @@ def restore_locked_owners(engine: sa.Engine, now: dt.datetime, context: AuditCon
             if lock is None:
                 continue
             holder = lock.detail["holder"]
-            changes = conn.execute(sa.select(h.c.changed_by, h.c.new_value, h.c.changed_at).where(
-                h.c.object_type == "Lead", h.c.record_id == lead.record_id, h.c.field.in_(["Owner", "OwnerId"]),
-                h.c.changed_at > lock.at).order_by(h.c.changed_at)).all()
+            changes = conn.execute(sa.select(h.c.history_id, h.c.field, h.c.changed_by, h.c.new_value,
+                                             h.c.changed_at).where(
+                h.c.object_type == "Lead", h.c.record_id == lead.record_id,
+                h.c.field.in_(["Owner", "OwnerId", "Status"]), h.c.changed_at > lock.at).order_by(h.c.changed_at)).all()
+        owner_changes = [c for c in changes if c.field in ("Owner", "OwnerId")]
         by_holder = [c for c in changes if c.changed_by == holder]
         base = {"object_type": "Lead", "record_id": lead.record_id, "sla_id": lock.sla_id,
                 "clock_start": lock.clock_start, "actor": "escalation", "at": now}
+        as_of = lead.modified_at or lead.synced_at
         if by_holder:  # the manager dispositioned it: the lock has done its job
-            stamp(client, engine, mapping, {lead.record_id: {"sla_lock_until": None}}, as_of=lead.modified_at,
-                  context=context, actor="escalation")
+            result = stamp(client, engine, mapping, {lead.record_id: {"sla_lock_until": None}}, as_of=as_of,
+                           context=context, actor="escalation", decide=lambda rid, wanted, current: wanted)
+            if lead.record_id in result.failed:
+                log.warning("Lead %s: clearing the SLA lock failed: %s", lead.record_id, result.failed[lead.record_id])
+                continue
             with engine.begin() as conn:
                 conn.execute(r.update().where(r.c.object_type == "Lead", r.c.record_id == lead.record_id)
                              .values(lock_until=None))
-                record(conn, "lock_released", context=context, detail={"by": holder}, **base)
+                record(conn, "lock_released", context=context,
+                       detail={"by": holder, "change": by_holder[0].field, "history_id": by_holder[0].history_id},
+                       **base)
             counts["released"] += 1
-        elif lead.owner_id != holder and changes and changes[-1].changed_by in automated:
-            result = stamp(client, engine, mapping, {lead.record_id: {"owner": holder}}, as_of=lead.modified_at,
+        elif lead.owner_id != holder and owner_changes and owner_changes[-1].changed_by in automated:
+            last = owner_changes[-1]
+            result = stamp(client, engine, mapping, {lead.record_id: {"owner": holder}}, as_of=as_of,
                            context=context, actor="escalation")
-            if lead.record_id in result.written:
+            if lead.record_id in result.written or lead.record_id in result.unchanged:
                 with engine.begin() as conn:
                     conn.execute(r.update().where(r.c.object_type == "Lead", r.c.record_id == lead.record_id)
                                  .values(owner_id=holder))
                     record(conn, "lock_restored", context=context,
-                           detail={"from": lead.owner_id, "to": holder, "changed_by": changes[-1].changed_by}, **base)
+                           detail={"from": lead.owner_id, "to": holder, "changed_by": last.changed_by,
+                                   "history_id": last.history_id}, **base)
+                    _alert_holder(conn, lead, lock, holder, last, now, context)
                 counts["restored"] += 1
+            else:  # touched again since our view (412): the next sync shows who did what
+                counts["conflict"] += 1
     return counts
+
+
+def keep_locks(engine: sa.Engine, now: dt.datetime, context: AuditContext, *, client: Any = None,
+               mapping: Any = None, policy: Any = None) -> dict[str, int]:
+    """`restore_locked_owners` with the DAG's defaults: automation users from the policy
+    (`automation_user_ids`) and the CRM mapping (`automation_user_ids` in crm_fields.yaml, if set)."""
+    r = schema.records
+    with engine.connect() as conn:
+        if conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.lock_until > now)).scalar() == 0:
+            return {"restored": 0, "released": 0, "conflict": 0}  # no lock: no CRM session needed
+    if policy is None:
+        from leadsla.policy import load_policy
+
+        policy = load_policy(os.environ.get("LEADSLA_POLICY_PATH") or None)
+    client, mapping = _crm(client, mapping)
+    users = [*policy.automation_user_ids, *getattr(mapping, "automation_user_ids", [])]
+    return restore_locked_owners(engine, now, context, client=client, mapping=mapping, automation_users=users)
+
+
+def _crm(client: Any, mapping: Any) -> tuple[Any, Any]:
+    if client is None:
+        from leadsla.crm.salesforce import SalesforceClient
+
+        client = SalesforceClient(os.environ.get("LEADSLA_SALESFORCE_CONN_ID", "salesforce_default"))
+    if mapping is None:
+        from leadsla.crm import mapping as crm_mapping
+
+        mapping = crm_mapping.load(os.environ.get("LEADSLA_CRM_MAPPING") or None)
+    return client, mapping

@@ -3,7 +3,9 @@
 `run_monitor(engine, now, context)` loads the CRM mirror, evaluates every clock at `now` (the
 run's own time, so a rerun of an old run decides the same), and in ONE transaction: upserts the
 clocks (never over a newer evaluation), audits clock starts/stops, records due and superseded
-checkpoints, queues the messages (`outbox.enqueue`) and the breach actions (channel ``crm``,
+checkpoints, queues the messages (`outbox.enqueue`), replaces a systemic team's VP breach
+messages by one capacity alert (`leadsla.capacity`), rolls a person's warnings beyond the rate
+limit into one digest (`notify.digest.roll_up`), and queues the breach actions (channel ``crm``,
 see `leadsla.escalation`). Never sends anything and never reads the wall clock for a decision.
 """
 
@@ -17,8 +19,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from leadsla import alerts, escalation
+from leadsla import alerts, capacity, escalation
 from leadsla.engine import CLOCK_COLUMNS, evaluate
+from leadsla.notify.digest import roll_up
 from leadsla.notify.outbox import enqueue
 from leadsla.policy import Policy, load_policy
 from leadsla.store import schema
@@ -146,9 +149,13 @@ def run_monitor(engine: sa.Engine, now: dt.datetime, context: AuditContext, *, p
                                            **({"sent": False} if event == "checkpoint_superseded" else {})}})
         record_many(conn, entries, context=context)
         queued = enqueue(conn, decided.actions, now, context)
+        systemic = capacity.roll_up_capacity(conn, ev.clocks, policy, now, context)
+        digests = roll_up(conn, now, max_alerts=policy.rate_limit.max_alerts,
+                          window_minutes=policy.rate_limit.window_minutes, context=context)
         breach_keys = escalation.enqueue_breaches(conn, decided.breaches, directory, now, context)
     summary = {**counts, "clocks": len(ev.clocks), "due": len(decided.due), "superseded": len(decided.superseded),
-               "queued": len(queued), "breaches": len(breach_keys), "unresolved": len(decided.unresolved)}
+               "queued": len(queued), "digests": len(digests),
+               "capacity_alerts": systemic["alerts"], "rolled_up": systemic["rolled_up"], "breaches": len(breach_keys), "unresolved": len(decided.unresolved)}
     if decided.unresolved:
         log.warning("roles that resolve to nobody: %s", "; ".join(decided.unresolved[:20]))
     log.info("monitor at %s: %s", now.isoformat(), summary)

@@ -96,6 +96,23 @@ class QuietHours(_Model):
     default_timezone: str = "America/New_York"
 
 
+class RateLimit(_Model):
+    """Per-recipient alarm-fatigue limit: beyond `max_alerts` messages to one person (per channel)
+    within `window_minutes`, further warnings go as one digest. Breaches are never held back."""
+
+    max_alerts: int = Field(default=5, ge=1)
+    window_minutes: int = Field(default=10, ge=1)
+
+
+class Systemic(_Model):
+    """A team-wide breach: more than `share` of a team's clocks started today (the team's calendar
+    day) breached -> one capacity alert to `notify` instead of one VP e-mail per breach."""
+
+    share: float = Field(default=0.6, gt=0, le=1)
+    min_clocks: int = Field(default=3, ge=1)  # a day with fewer clocks is never "systemic"
+    notify: list[str] = Field(default_factory=lambda: ["vp_sales", "vp_marketing", "vp_revops"])
+
+
 class StartRule(_Model):
     """A clock starts when `field` changes to `becomes`, or (set: true) gets any value."""
 
@@ -274,6 +291,11 @@ class Policy(_Model):
     teams: dict[str, Team] = Field(default_factory=dict)
     contacts: dict[str, Contact] = Field(default_factory=dict)
     quiet_hours: QuietHours | None = None
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    systemic: Systemic = Field(default_factory=Systemic)
+    # CRM users whose owner changes are automated (integration user, assignment rules): while a
+    # breach lock holds, their reassignments are put back.
+    automation_user_ids: list[str] = Field(default_factory=list)
     slas: list[Sla] = Field(min_length=1)
     _calendars: dict[str, BusinessCalendar] = PrivateAttr(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)

@@ -64,6 +64,16 @@ def _alert_connections() -> dict[str, dict]:
     }
 
 
+def _seed_slack(slack_dir: Path) -> None:
+    """Seed the Slack stand-in with the demo org's people and the policy's channels (see
+    `sandbox.slack_seed`), so demo reps can be DMed and VP/team channels exist."""
+    from sandbox.slack_seed import write_seed
+
+    org_db = os.environ.get("LEADSLA_DEMO_ORG_DB")
+    counts = write_seed(slack_dir, org_db=Path(org_db) if org_db else sandbox_dir() / "salesforce" / "org.sqlite3")
+    print(f"Slack stand-in seeded: {counts['users']} demo users, {counts['channels']} channels", flush=True)
+
+
 def _alert_services() -> list[Service]:
     slack_dir, mail_dir = sandbox_dir() / "slack", sandbox_dir() / "mail"
     return [
@@ -138,6 +148,7 @@ def services() -> list[Service]:
 
 def start() -> int:
     """Run every stand-in until interrupted; a stand-in that dies takes the others down with it."""
+    _seed_slack(sandbox_dir() / "slack")
     procs = [subprocess.Popen(s.argv, env={**os.environ, **s.env}) for s in services()]
     if not procs:
         return 0

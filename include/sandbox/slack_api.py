@@ -12,7 +12,8 @@ Control endpoints (not Slack): ``POST /_sandbox/users`` (list of users), ``POST 
 (list of fault rules), ``GET /_sandbox/messages``, ``GET /_sandbox/stats``.
 
 It never talks to the real Slack and keeps no secrets; any ``xox*`` bearer token is accepted.
-Run alone: ``python -m sandbox.slack_api --port 8025 --data DIR`` (DIR/users.json seeds users).
+Run alone: ``python -m sandbox.slack_api --port 8025 --data DIR`` (DIR/users.json seeds users,
+DIR/channels.json channels; `sandbox.slack_seed` writes both for the demo).
 """
 
 from __future__ import annotations
@@ -318,6 +319,9 @@ class SlackSandbox:
         self.state = SlackState(data_dir=data, per_channel_interval=per_channel_interval)
         if data is not None and (data / "users.json").exists():
             self.state.add_users(json.loads((data / "users.json").read_text(encoding="utf-8")))
+        if data is not None and (data / "channels.json").exists():  # {"C0123": "name", "#team": "team"}
+            for channel_id, name in json.loads((data / "channels.json").read_text(encoding="utf-8")).items():
+                self.state.add_channel(channel_id, name)
         self._server = _Server((host, port), self.state)
         self._thread: threading.Thread | None = None
 
@@ -373,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox.slack_api", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
-    parser.add_argument("--data", default=None, help="folder for messages.jsonl; users.json there seeds users")
+    parser.add_argument("--data", default=None, help="folder for messages.jsonl; users.json and channels.json there seed users and channels")
     parser.add_argument("--channel", action="append", default=[], metavar="ID=NAME",
                         help="a public channel, e.g. C0SLAALERTS=sla-alerts (repeatable)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between posts per channel")

@@ -120,9 +120,9 @@ def test_mark_delivered_and_failed_with_backoff(store: sa.Engine) -> None:
                           ("message_sent", None, True), ("message_failed", True, None)]
 
 
-def test_backoff_doubles_up_to_the_cap_and_is_deterministic() -> None:
-    waits = [backoff(n, "ffff").total_seconds() for n in range(1, 10)]
-    assert waits[:4] == [33.0, 66.0, 132.0, 264.0]
+def test_backoff_retries_next_run_then_doubles_up_to_the_cap_and_is_deterministic() -> None:
+    waits = [backoff(n, "ffff").total_seconds() for n in range(1, 12)]
+    assert waits[:6] == [33.0, 33.0, 33.0, 66.0, 132.0, 264.0]  # 30 s (the next run) three times, then doubling
     assert waits[-1] == 1980.0  # 30 min cap + 10 % spread
     assert backoff(3, "abcd") == backoff(3, "abcd")
 

@@ -21,8 +21,9 @@ import logging
 import smtplib
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
-from leadsla.notify.messages import AlertPayload, email_message
+from leadsla.notify.messages import parse_payload, render_email
 from leadsla.notify.outbox import Claimed
 from leadsla.notify.outcome import Delivered, DeliveryFailed
 
@@ -38,9 +39,9 @@ def message_id(key: str, sender: str) -> str:
     return f"<leadsla.{key}@{domain}>"
 
 
-def build_message(row: Claimed, payload: AlertPayload, sender: str, at: dt.datetime) -> EmailMessage:
-    """The MIME message for one outbox row (no I/O)."""
-    content = email_message(payload)
+def build_message(row: Claimed, payload: Any, sender: str, at: dt.datetime) -> EmailMessage:
+    """The MIME message for one outbox row and its parsed payload (no I/O)."""
+    content = render_email(payload)
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["Subject"] = content.subject
     msg["From"] = sender
@@ -91,8 +92,9 @@ def smtp_session(conn_id: str = SMTP_CONN_ID):
 class EmailSender:
     """Sends claimed outbox rows by SMTP; keeps one SMTP session open across rows, reopening after errors."""
 
-    def __init__(self, conn_id: str = SMTP_CONN_ID) -> None:
+    def __init__(self, conn_id: str = SMTP_CONN_ID, *, send_attempts: int = 5) -> None:
         self.conn_id = conn_id
+        self.send_attempts = send_attempts
         self._hook = None
 
     def _client(self):
@@ -103,32 +105,48 @@ class EmailSender:
     def deliver(self, row: Claimed, at: dt.datetime) -> Delivered:
         """Send one row. `at` stamps the Date header (the delivering attempt's time).
 
+        A session the server dropped (or a 4xx reply) is reopened and the message sent again, up
+        to `send_attempts` times in this call: a dropped session is usually one bad connection,
+        and waiting for the next run would cost the alert a minute. A server that cannot be
+        reached at all fails at once. A resend carries the same Message-ID (module docstring).
+
         Raises:
             DeliveryFailed: transient for connection trouble and 4xx replies (row stays queued),
                 permanent for 5xx refusals of the recipient or message.
         """
-        payload = AlertPayload.parse(row.payload, where=f"outbox row {row.outbox_id}")
-        try:
-            hook, client = self._client()
+        payload = parse_payload(row.payload, where=f"outbox row {row.outbox_id}")
+        last: DeliveryFailed | None = None
+        for _ in range(max(self.send_attempts, 1)):
+            try:
+                hook, client = self._client()
+            except DeliveryFailed:
+                self.close()
+                raise
+            except Exception as exc:  # refused, timed out, AirflowException("Unable to connect")
+                self.close()
+                raise DeliveryFailed(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
             sender = hook.from_email or DEFAULT_FROM
             msg = build_message(row, payload, sender, at)
-            client.sendmail(sender, [msg["To"]], msg.as_bytes())
-        except smtplib.SMTPRecipientsRefused as exc:
-            self.close()
-            codes = {code for code, _ in exc.recipients.values()}
-            raise DeliveryFailed(f"SMTP refused the recipient {row.recipient}: {codes}",
-                                 permanent=all(c >= 500 for c in codes)) from None
-        except smtplib.SMTPResponseException as exc:
-            self.close()
-            raise DeliveryFailed(f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
-                                 permanent=500 <= exc.smtp_code < 600) from None
-        except DeliveryFailed:
-            self.close()
-            raise
-        except Exception as exc:  # OSError, SMTPServerDisconnected, AirflowException("Unable to connect")
-            self.close()
-            raise DeliveryFailed(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
-        return Delivered(msg["Message-ID"], {"to": msg["To"], "high_priority": payload.kind == "breach"})
+            try:
+                client.sendmail(sender, [msg["To"]], msg.as_bytes())
+            except smtplib.SMTPRecipientsRefused as exc:
+                self.close()
+                codes = {code for code, _ in exc.recipients.values()}
+                last = DeliveryFailed(f"SMTP refused the recipient {row.recipient}: {codes}",
+                                      permanent=all(c >= 500 for c in codes))
+            except smtplib.SMTPResponseException as exc:
+                self.close()
+                last = DeliveryFailed(f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
+                                      permanent=500 <= exc.smtp_code < 600)
+            except Exception as exc:  # OSError, SMTPServerDisconnected mid-session
+                self.close()
+                last = DeliveryFailed(f"SMTP session dropped: {type(exc).__name__}: {exc}")
+            else:
+                return Delivered(msg["Message-ID"], {"to": msg["To"], "high_priority": payload.high_priority})
+            if last.permanent:
+                raise last
+            log.info("outbox %s: %s; reopening the SMTP session", row.outbox_id, last)
+        raise last
 
     def close(self) -> None:
         hook, self._hook = self._hook, None

@@ -171,6 +171,60 @@ class AlertPayload(_Model):
     def overdue(self) -> bool:
         return self.remaining_seconds < 0
 
+    @property
+    def fallback_channel(self) -> str | None:
+        """Where a Slack DM goes when the person has no Slack account."""
+        return self.recipient.slack_fallback_channel
+
+    @property
+    def high_priority(self) -> bool:
+        return self.kind == "breach"
+
+
+def parse_payload(data: Any, *, where: str = "payload") -> Any:
+    """Validate any outbox payload by its `kind`: an `AlertPayload` (warning, breach), or a
+    `leadsla.notify.notice.NoticePayload` (notice), a `leadsla.notify.digest.DigestPayload` (digest).
+
+    Raises:
+        PayloadError: the payload does not follow its kind's schema.
+    """
+    kind = data.get("kind") if isinstance(data, dict) else getattr(data, "kind", None)
+    if kind == "notice":
+        from leadsla.notify.notice import NoticePayload
+
+        return NoticePayload.parse(data, where=where)
+    if kind == "digest":
+        from leadsla.notify.digest import DigestPayload
+
+        return DigestPayload.parse(data, where=where)
+    return AlertPayload.parse(data, where=where)
+
+
+def render_slack(payload: Any, key: str) -> dict[str, Any]:
+    """`chat.postMessage` arguments for any parsed payload (see `parse_payload`)."""
+    if payload.kind == "notice":
+        from leadsla.notify.notice import notice_slack_message
+
+        return notice_slack_message(payload, key)
+    if payload.kind == "digest":
+        from leadsla.notify.digest import digest_slack_message
+
+        return digest_slack_message(payload, key)
+    return slack_message(payload, key)
+
+
+def render_email(payload: Any) -> EmailContent:
+    """Subject and bodies for any parsed payload (see `parse_payload`)."""
+    if payload.kind == "notice":
+        from leadsla.notify.notice import notice_email_message
+
+        return notice_email_message(payload)
+    if payload.kind == "digest":
+        from leadsla.notify.digest import digest_email_message
+
+        return digest_email_message(payload)
+    return email_message(payload)
+
 
 # --- formatting -------------------------------------------------------------------------------
 

@@ -28,8 +28,12 @@ CHANNELS = frozenset({"slack", "email"})
 #: Channels an idempotency key may name: the delivered ones plus ``crm`` (breach actions, which
 #: leadsla.escalation claims and performs; deliver_due never claims them).
 KEY_CHANNELS = CHANNELS | {"crm"}
-#: First retry waits this long; each further attempt doubles it, up to BACKOFF_CAP.
+#: A failed row waits this long before each of its first BACKOFF_FLAT retries (with a one-minute
+#: schedule: the next run), then each further attempt doubles the wait, up to BACKOFF_CAP. An alert
+#: loses its value within minutes, and one try a minute is already gentle on a struggling Slack or
+#: SMTP server; doubling from the first failure made a short fault burst cost an alert 5-9 minutes.
 BACKOFF_BASE = dt.timedelta(seconds=30)
+BACKOFF_FLAT = 3
 BACKOFF_CAP = dt.timedelta(minutes=30)
 #: A lease covers one small batch and is renewed before each send (`renew`), so a killed
 #: deliverer blocks its rows for about a minute, not five (the p95 goal is 75 s).
@@ -74,7 +78,8 @@ def idempotency_key(
 class Action:
     """One message to send: who, how, about which clock checkpoint, and what to say.
 
-    `payload` follows `leadsla.notify.messages.AlertPayload` (validated on enqueue).
+    `payload` follows `leadsla.notify.messages.AlertPayload` or another kind `parse_payload`
+    knows (validated on enqueue).
     `not_before` defaults to the enqueue time (quiet hours set it later).
     """
 
@@ -144,12 +149,12 @@ def enqueue(
         leadsla.notify.messages.PayloadError: an action's payload does not follow the schema.
         ValueError: naive times or an unknown channel.
     """
-    from leadsla.notify.messages import AlertPayload  # validation only; keeps import light
+    from leadsla.notify.messages import parse_payload  # validation only; keeps import light
 
     new_keys: list[str] = []
     audits: list[dict[str, Any]] = []
     for action in actions:
-        payload = AlertPayload.parse(action.payload, where=f"{action.channel} action for {action.record_id}")
+        payload = parse_payload(action.payload, where=f"{action.channel} action for {action.record_id}")
         key = action.key
         row = {
             "idempotency_key": key,
@@ -172,7 +177,7 @@ def enqueue(
                 {
                     "event": "message_queued",
                     "at": at,
-                    "object_type": payload.lead.object_type,
+                    "object_type": payload.lead.object_type if hasattr(payload, "lead") else None,
                     "record_id": action.record_id,
                     "sla_id": action.sla_id,
                     "clock_start": action.clock_start,
@@ -274,12 +279,13 @@ def renew(conn: sa.Connection, row: Claimed, now: dt.datetime, lease: dt.timedel
 
 
 def backoff(attempts: int, key: str = "") -> dt.timedelta:
-    """Wait before attempt `attempts + 1`: BASE * 2^(attempts-1), capped, plus up to 10% spread.
+    """Wait before attempt `attempts + 1`: BASE for the first BACKOFF_FLAT attempts, then
+    BASE * 2^(attempts - BACKOFF_FLAT), capped, plus up to 10% spread.
 
     The spread is derived from the key, not from a random source, so a rerun decides the same
     while many rows failing together still do not retry in one burst.
     """
-    exponent = max(attempts - 1, 0)
+    exponent = max(attempts - BACKOFF_FLAT, 0)
     wait = min(BACKOFF_BASE * (2 ** min(exponent, 20)), BACKOFF_CAP)
     spread = int(key[:4], 16) / 0xFFFF if key else 0.0
     return wait + wait * 0.1 * spread

@@ -21,7 +21,7 @@ import urllib.error
 from http.client import HTTPException
 from typing import Any
 
-from leadsla.notify.messages import METADATA_EVENT_TYPE, AlertPayload, slack_message
+from leadsla.notify.messages import METADATA_EVENT_TYPE, parse_payload, render_slack
 from leadsla.notify.outbox import Claimed
 from leadsla.notify.outcome import Delivered, DeliveryFailed
 
@@ -46,7 +46,7 @@ class SlackSender:
         *,
         rate_limit_retries: int = 6,
         server_error_retries: int = 3,
-        post_attempts: int = 3,
+        post_attempts: int = 5,
     ) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
         from slack_sdk.http_retry.builtin_handlers import (
@@ -72,7 +72,7 @@ class SlackSender:
 
     # --- where ------------------------------------------------------------------------------
 
-    def conversation_for(self, row: Claimed, payload: AlertPayload) -> tuple[str, str]:
+    def conversation_for(self, row: Claimed, payload: Any) -> tuple[str, str]:
         """The channel id to post in and how it was chosen (``dm``, ``fallback`` or ``channel``).
 
         A recipient with an ``@`` is a person (DM, else the payload's fallback channel); any
@@ -87,7 +87,7 @@ class SlackSender:
         address = row.recipient  # the keyed recipient: an e-mail address, or a channel id
         if "@" not in address:
             return address, "channel"
-        fallback = payload.recipient.slack_fallback_channel
+        fallback = payload.fallback_channel
         cache_key = f"{address}|{fallback}"
         if cache_key in self._conversations:
             return self._conversations[cache_key]
@@ -150,13 +150,13 @@ class SlackSender:
         """
         from slack_sdk.errors import SlackApiError
 
-        payload = AlertPayload.parse(row.payload, where=f"outbox row {row.outbox_id}")
+        payload = parse_payload(row.payload, where=f"outbox row {row.outbox_id}")
         channel, via = self.conversation_for(row, payload)
         detail: dict[str, Any] = {"via": via, "channel_id": channel}
         if row.attempted_before and (ts := self._reconcile(channel, row)):
             log.info("outbox %s: already in Slack (ts %s), not posting again", row.outbox_id, ts)
             return Delivered(ts, {**detail, "reconciled": True})
-        message = slack_message(payload, row.idempotency_key)
+        message = render_slack(payload, row.idempotency_key)
         last = ""
         for attempt in range(1, self.post_attempts + 1):
             try:

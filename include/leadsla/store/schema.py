@@ -295,7 +295,7 @@ outbox = sa.Table(
     sa.Column("recipient", sa.Text, nullable=False),  # user id, email, channel or queue
     sa.Column("channel", sa.String(20), nullable=False),  # slack, email, crm
     sa.Column("payload", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed, superseded, held
+    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed, superseded, held, digested, rolled_up
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     _now_column("created_at"),
     _now_column("not_before"),  # quiet hours and retry back-off
@@ -343,6 +343,9 @@ AUDIT_EVENTS = frozenset(
         "message_queued",
         "message_sent",
         "message_failed",
+        "message_digested",
+        "message_rolled_up",
+        "capacity_alert",
         "escalation",
         "reassignment",
         "lock_set",
