@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,23 +49,6 @@ for stamp in json.loads(sys.argv[2]):
                     "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}})
 print("RESULT " + json.dumps(out))
 """
-
-
-@pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A migrated Airflow metadata DB in a temp AIRFLOW_HOME, as environment variables."""
-    home = tmp_path_factory.mktemp("airflow_home_monitor")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        PYTHONPATH=str(ROOT / "include"),
-    )
-    subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
-    return env
 
 
 def _runs(env: dict[str, str], times: list[dt.datetime], mode: str = "run") -> list[dict]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,23 +34,6 @@ with create_session() as session:
 print("RESULT " + json.dumps({"state": str(run.state), "events": events,
       "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
 """
-
-
-@pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A migrated Airflow metadata DB in a temp AIRFLOW_HOME, as environment variables."""
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        PYTHONPATH=str(ROOT / "include"),
-    )
-    subprocess.run([PYTHON, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
-    return env
 
 
 def _dag_test(env: dict[str, str]) -> dict:
