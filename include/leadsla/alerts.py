@@ -78,7 +78,8 @@ class Directory:
         return self.policy.calendar(self.policy.team_calendar(team)).timezone
 
     def team_channel(self, team: str | None) -> str | None:
-        return self.policy.teams[team].slack_channel if team in self.policy.teams else None
+        found = self.policy.team(team)
+        return found.slack_channel if found is not None else None
 
     def user(self, user_id: str | None, role: str) -> Person | None:
         row = self.users.get(str(user_id)) if user_id else None
@@ -108,7 +109,7 @@ class Directory:
         elif role == "owner_manager":
             found = self.user(self.manager_of(owner_id), role)
         elif role == "team_manager":
-            manager = self.policy.teams[team].manager if team in self.policy.teams else None
+            manager = getattr(self.policy.team(team), "manager", None)
             found = self.user(manager, role)
         elif role.startswith("queue:"):
             name = role.split(":", 1)[1]

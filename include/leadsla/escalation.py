@@ -48,7 +48,7 @@ def _target(directory: Any, rules: Iterable[str], owner_id: str | None, team: st
             if row is not None and bool(row.get("is_active", True)):
                 return rule, str(manager)
         elif rule == "team_manager":
-            manager = directory.policy.teams[team].manager if team in directory.policy.teams else None
+            manager = getattr(directory.policy.team(team), "manager", None)
             if manager:
                 return rule, manager
         elif rule.startswith("queue:") and rule.split(":", 1)[1] in directory.queues:

@@ -75,6 +75,8 @@ class _Model(BaseModel):
 
 class Team(_Model):
     calendar: str
+    #: The team's name(s) as the CRM spells it (User.Department / role), e.g. "SDR EMEA".
+    crm_names: list[str] = []
     manager: str | None = None  # CRM user id of the team manager
     queue: str | None = None  # the team's CRM queue name
     slack_channel: str | None = None
@@ -329,11 +331,25 @@ class Policy(_Model):
                 return sla
         raise PolicyError(f"unknown SLA {sla_id!r}: the policy defines {', '.join(s.id for s in self.slas)}")
 
+    def team_key(self, team: str | None) -> str | None:
+        """The policy's id for a team as the CRM or the policy names it (case-insensitive), or None."""
+        if team is None:
+            return None
+        if team in self.teams:
+            return team
+        wanted = team.strip().casefold()
+        return next((key for key, t in self.teams.items()
+                     if key.casefold() == wanted or any(n.strip().casefold() == wanted for n in t.crm_names)), None)
+
+    def team(self, team: str | None) -> Team | None:
+        """The policy's team for a CRM or policy team name, or None when the policy has no such team."""
+        key = self.team_key(team)
+        return None if key is None else self.teams[key]
+
     def team_calendar(self, team: str | None) -> str:
         """The calendar of a team; the policy's default calendar for no or an unknown team."""
-        if team is not None and team in self.teams:
-            return self.teams[team].calendar
-        return self.default_calendar
+        found = self.team(team)
+        return found.calendar if found is not None else self.default_calendar
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -384,7 +400,12 @@ def _cross_check(policy: Policy) -> list[str]:
         problems.append(
             f"default_calendar: {policy.default_calendar!r}: expected one of the calendars ({', '.join(sorted(cal_names))})"
         )
+    crm_names: dict[str, str] = {}
     for name, team in policy.teams.items():
+        for crm_name in team.crm_names:
+            other = crm_names.setdefault(crm_name.strip().casefold(), name)
+            if other != name:
+                problems.append(f"teams.{name}.crm_names: {crm_name!r}: already names team {other!r}")
         if team.calendar not in cal_names:
             problems.append(
                 f"teams.{name}.calendar: {team.calendar!r}: expected one of the calendars ({', '.join(sorted(cal_names))})"

@@ -142,3 +142,18 @@ def test_policy_for_picks_the_version_in_force(raw):
     assert policy_for([new, old], dt.datetime(2026, 6, 1, tzinfo=dt.UTC)).version == "old"
     assert policy_for([new, old], dt.datetime(2026, 11, 1, tzinfo=dt.UTC)).version == new.version
     assert policy_for([new, old], dt.datetime(2025, 1, 1, tzinfo=dt.UTC)).version == "old"
+
+
+def test_crm_team_names_find_the_policy_team_and_its_calendar():
+    policy = load_policy()
+    assert policy.team_key("SDR EMEA") == "sdr_emea" and policy.team_key("sdr emea") == "sdr_emea"
+    assert policy.team_key("sdr_apac") == "sdr_apac"
+    assert policy.team_calendar("SDR APAC") == "apac" and policy.team_calendar("SDR Americas") == "us_east"
+    assert policy.team("Unknown Team") is None
+    assert policy.team_calendar("Unknown Team") == policy.default_calendar
+
+
+def test_a_crm_team_name_may_name_only_one_team(raw):
+    data = _broken(raw, lambda d: d["teams"]["sdr_west"].update(crm_names=["SDR EMEA"]))
+    with pytest.raises(PolicyError, match=r"teams.sdr_emea.crm_names: 'SDR EMEA': already names team 'sdr_west'"):
+        policy_from_dict(data, "p.yaml")
