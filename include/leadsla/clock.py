@@ -29,6 +29,15 @@ OWNER_FIELD = "OwnerId"
 FIELD_COLUMNS = {"Status": "status", "StageName": "status", "OwnerId": "owner_id", "Owner": "owner_id"}
 
 
+def _hashes(values: np.ndarray) -> np.ndarray | None:
+    """Python's hash of each value (a str caches its hash, so this is one cheap pass), or None if
+    some value is unhashable."""
+    try:
+        return np.fromiter(map(hash, values), np.int64, len(values))
+    except TypeError:
+        return None
+
+
 def pack(record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return (record.astype(np.int64) << _SHIFT) | seconds.astype(np.int64)
 
@@ -52,6 +61,12 @@ class Events:
     @classmethod
     def build(cls, record: np.ndarray, seconds: np.ndarray, old=None, new=None) -> Events:
         key = pack(record, seconds)
+        if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):  # store queries often come sorted
+            return cls(
+                key,
+                None if old is None else np.asarray(old, dtype=object),
+                None if new is None else np.asarray(new, dtype=object),
+            )
         order = np.argsort(key, kind="stable")
         return cls(
             key[order],
@@ -126,7 +141,28 @@ class RecordIndex:
         return cls(pd.Index(records.get("record_id")[rows], dtype=object), records, rows)
 
     def codes(self, record_ids: np.ndarray) -> np.ndarray:
-        return self.ids.get_indexer(np.asarray(record_ids, dtype=object))
+        """Each id's record code, -1 when it is not a record of this type.
+
+        Joins on the ids' Python hashes (int64, cheap) and verifies every match by value; a hash
+        collision among the records, a missing id or a mismatch falls back to pandas' string join.
+        """
+        record_ids = np.asarray(record_ids, dtype=object)
+        if "hash_index" not in self._columns:
+            ids = self.ids.to_numpy(dtype=object)
+            hashed = _hashes(ids)
+            usable = hashed is not None and not pd.isna(ids).any()
+            self._columns["hash_index"] = pd.Index(hashed) if usable else None
+            if usable and not self._columns["hash_index"].is_unique:
+                self._columns["hash_index"] = None
+        hash_index = self._columns["hash_index"]
+        queried = _hashes(record_ids) if hash_index is not None else None
+        if queried is not None:
+            pos = hash_index.get_indexer(queried)
+            hit = pos >= 0
+            ids = self.ids.to_numpy(dtype=object)
+            if bool((ids[pos[hit]] == record_ids[hit]).all()):
+                return pos
+        return self.ids.get_indexer(record_ids)
 
     def column(self, name: str) -> np.ndarray:
         """A record column (or a raw CRM field from `fields`) as an object array, cached."""
@@ -146,7 +182,7 @@ class RecordIndex:
         """Per record: is column `name` one of `accepted`? (factorised once, then integer tests)"""
         key = f"codes:{name}"
         if key not in self._columns:
-            codes, uniques = pd.factorize(self.column(name))
+            codes, uniques = pd.factorize(self.column(name))  # few distinct values: pandas is fast
             self._columns[key] = codes
             self._columns[f"uniques:{name}"] = pd.Index(uniques, dtype=object)
         wanted = self._columns[f"uniques:{name}"].get_indexer(accepted)
