@@ -237,6 +237,7 @@ class Timeline:
     act_owner: np.ndarray
     act_t: np.ndarray
     _events: dict[str, Events] = field(default_factory=dict)
+    _record_flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -245,13 +246,13 @@ class Timeline:
         """Keep only this object type's rows for `fields` (the ones some rule reads) up to `now`,
         so the record-id join (the costly string hashing) touches only rows that matter."""
         if len(fh):
-            names = fh.get("field")
-            wanted = np.zeros(len(fh), dtype=bool)
+            # This object type's rows first, so an absent type costs one pass, not one per field.
+            rows = np.flatnonzero((fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s))
+            names = fh.get("field")[rows]
+            wanted = np.zeros(len(rows), dtype=bool)
             for name in dict.fromkeys(fields):  # few fields; == on interned strings is fast
                 wanted |= names == name
-            rows = np.flatnonzero(
-                wanted & (fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s)
-            )
+            rows = rows[wanted]
         else:
             rows = np.empty(0, np.int64)
         code = index.codes(fh.get("record_id")[rows])
@@ -276,6 +277,22 @@ class Timeline:
             h, i = self.history, self.history.rows(name)
             self._events[name] = Events.build(h.code[i], h.t[i], h.old[i], h.new[i])
         return self._events[name]
+
+    def flag_events(self, name: str, accepted: list[str]) -> tuple[Events, np.ndarray]:
+        """A field's changes as booleans "value in `accepted`" (old and new), and the same test on
+        each record's current value: looking these up as of an instant gives `_isin(value as of)`
+        with numeric arrays only (no object arrays on the hot path)."""
+        key = f"flag:{name}:{accepted!r}"
+        if key not in self._events:
+            events = self.field_events(name)
+            flags = Events(
+                events.key,
+                _isin(events.old, accepted) if events.old is not None else None,
+                _isin(events.new, accepted) if events.new is not None else None,
+            )
+            self._events[key] = flags
+            self._record_flags[key] = _isin(self.index.field_value(name), accepted)
+        return self._events[key], self._record_flags[key]
 
     def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         fallback = self.index.field_value(OWNER_FIELD)[record]
@@ -392,8 +409,6 @@ def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> S
     owner = tl.owner_asof(record, seg_start)
     paused = np.zeros(len(clock), dtype=bool)
     for rule in sla.pause:
-        value = value_asof(
-            tl.field_events(rule.field), record, seg_start, tl.index.field_value(rule.field)[record]
-        )
-        paused |= _isin(value, rule.in_)
+        events, record_flag = tl.flag_events(rule.field, rule.in_)
+        paused |= value_asof(events, record, seg_start, record_flag[record])
     return Segments(clock, seg_start, seg_end, owner, paused)

@@ -191,7 +191,14 @@ def _match_tiers(sla: Sla, index: RecordIndex) -> np.ndarray:
             continue
         mask = np.ones(len(index.ids), dtype=bool)
         for name, accepted in (t.when or {}).items():
-            mask &= index.isin(name, accepted)
+            if len(accepted) <= 3:  # a few == passes cost less than factorising the column
+                column = index.column(name)
+                hit = np.zeros(len(column), dtype=bool)
+                for value in accepted:
+                    hit |= column == value
+                mask &= hit
+            else:
+                mask &= index.isin(name, accepted)
         tier[mask] = k
     return tier
 
@@ -219,9 +226,10 @@ def _evaluate_sla(
     # Clocks are independent, so evaluate contiguous blocks on the machine's cores (numpy releases
     # the GIL in its integer kernels) and join them in order: the result is the same as in one go.
     # The timelines' lazy caches are filled first so the threads only read shared state.
-    for name in [OWNER_FIELD, *(rule.field for rule in sla.pause)]:
-        tl.field_events(name)
-        tl.index.field_value(name)
+    tl.field_events(OWNER_FIELD)
+    tl.index.field_value(OWNER_FIELD)
+    for rule in sla.pause:
+        tl.flag_events(rule.field, rule.in_)
     tl.history.rows([OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)])
     bounds = np.linspace(0, n, parts + 1).astype(np.int64)
     blocks = [
