@@ -304,6 +304,12 @@ def _is_set(values: np.ndarray) -> np.ndarray:
 
 
 def _isin(values: np.ndarray, accepted: list[str]) -> np.ndarray:
+    if len(accepted) <= 3 and isinstance(values, np.ndarray):
+        # A few == passes over an object array cost less than hashing it (missing never matches).
+        hit = np.zeros(len(values), dtype=bool)
+        for value in accepted:
+            hit |= values == value
+        return hit
     return pd.Series(values, dtype=object).isin(accepted).to_numpy(dtype=bool)
 
 
