@@ -631,7 +631,14 @@ class FusedTable:
         offset = codes.astype(np.int64) * CalendarSet._SHIFT
         fq = f + offset
         j = np.searchsorted(self.cum_end, fq, side="left")
-        return self.starts[j] + (fq - self.cum[j]) - offset
+        # starts[j] + (fq - cum[j]) - offset, in place: these arrays are (clocks x goals) large,
+        # and every temporary is fresh memory the kernel must fault in and zero.
+        part = np.take(self.cum, j)
+        fq -= part
+        np.take(self.starts, j, out=part)
+        fq += part
+        fq -= offset
+        return fq
 
 
 class CalendarSet:

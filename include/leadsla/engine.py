@@ -342,10 +342,13 @@ def _evaluate_clocks(
         base = cum_before[first]
         elapsed = cum_after[last] - base
         inside = goals <= elapsed[:, None]  # reached within the clock's own segments
-        projected = f_end[last][:, None] + (goals - elapsed[:, None])
+        # In place where it is easy: (clocks x goals) temporaries are costly fresh memory.
+        projected = goals - elapsed[:, None]
+        projected += f_end[last][:, None]
         if len(seg.clock) == n:
             # One segment per clock (no owner or pause changes): segment i is clock i.
-            f_goal = np.where(inside, f_start[:, None] + goals, projected)
+            f_goal = goals + f_start[:, None]
+            np.copyto(f_goal, projected, where=~inside)
             goal_cal = seg_cal[:, None]  # broadcast: one calendar per clock
             seg_begin = seg.start[:, None]
         else:
@@ -363,7 +366,8 @@ def _evaluate_clocks(
             break
         extra_years = extra_years * 2 + 2
     start_at = np.where(inside, seg_begin, end[:, None])
-    reached_at = np.maximum(table.inverse(goal_cal, f_goal), start_at)
+    reached_at = table.inverse(goal_cal, f_goal)
+    np.maximum(reached_at, start_at, out=reached_at)
     deadline = reached_at[:, 0]
     reached_at = reached_at[:, 1:]
     reached = inside[:, 1:]
