@@ -607,6 +607,40 @@ def _iter(values: Any) -> Iterable[Any]:
     return list(values)
 
 
+@dataclass(frozen=True)
+class FusedTable:
+    """One immutable snapshot of a `CalendarSet`'s fused interval table (see there)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    cum: np.ndarray
+    cum_end: np.ndarray
+    total: np.ndarray  # open seconds in the table, per calendar
+
+    def open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """F: open seconds before each instant on its calendar (codes broadcast against t)."""
+        offset = codes.astype(np.int64) * CalendarSet._SHIFT
+        q = t + offset
+        i = np.searchsorted(self.starts, q, side="right") - 1
+        inside = np.clip(q - self.starts[i], 0, self.ends[i] - self.starts[i])
+        return self.cum[i] + inside - offset
+
+    def inverse(self, codes: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """F's inverse: the earliest instant at which calendar `codes` reaches `f` open seconds
+        (codes broadcast against f, so one code per row of a 2-D `f` costs no copy)."""
+        offset = codes.astype(np.int64) * CalendarSet._SHIFT
+        fq = f + offset
+        j = np.searchsorted(self.cum_end, fq, side="left")
+        # starts[j] + (fq - cum[j]) - offset, in place: these arrays are (clocks x goals) large,
+        # and every temporary is fresh memory the kernel must fault in and zero.
+        part = np.take(self.cum, j)
+        fq -= part
+        np.take(self.starts, j, out=part)
+        fq += part
+        fq -= offset
+        return fq
+
+
 class CalendarSet:
     """Several calendars fused into one interval table, so one `np.searchsorted` answers for every
     (calendar, instant) pair at once - the engine's hot path.
@@ -626,29 +660,49 @@ class CalendarSet:
     def _build(self, first_year: int, last_year: int) -> None:
         tables = [cal._ensure(first_year, last_year) for cal in self.calendars]
         shift = [np.int64(i) * self._SHIFT for i in range(len(tables))]
-        self.starts = np.concatenate([t.starts + s for t, s in zip(tables, shift, strict=True)])
-        self.ends = np.concatenate([t.ends + s for t, s in zip(tables, shift, strict=True)])
-        self.cum = np.concatenate([t.cum + s for t, s in zip(tables, shift, strict=True)])
-        self.cum_end = np.concatenate([t.cum_end + s for t, s in zip(tables, shift, strict=True)])
-        self.total = np.array([t.cum_end[-1] if len(t.cum_end) else 0 for t in tables], np.int64)
+        # One object assigned at once: a thread holding the previous snapshot keeps a consistent
+        # table (F values are relative to a table's first year, so tables must never be mixed).
+        self.table = FusedTable(
+            np.concatenate([t.starts + s for t, s in zip(tables, shift, strict=True)]),
+            np.concatenate([t.ends + s for t, s in zip(tables, shift, strict=True)]),
+            np.concatenate([t.cum + s for t, s in zip(tables, shift, strict=True)]),
+            np.concatenate([t.cum_end + s for t, s in zip(tables, shift, strict=True)]),
+            np.array([t.cum_end[-1] if len(t.cum_end) else 0 for t in tables], np.int64),
+        )
+        self.starts, self.ends, self.cum, self.cum_end, self.total = (
+            self.table.starts,
+            self.table.ends,
+            self.table.cum,
+            self.table.cum_end,
+            self.table.total,
+        )
         self._years = (
             max(first_year, max(t.first_year for t in tables)),
             min(last_year, min(t.last_year for t in tables)),
         )
 
     def _ensure(self, lo: int, hi: int, extra_years: int = 0) -> None:
+        with self._lock:
+            self._ensure_locked(lo, hi, extra_years)
+
+    def _ensure_locked(self, lo: int, hi: int, extra_years: int) -> None:
         first, last = BusinessCalendar._years_for(lo, hi)
         first, last = max(MIN_YEAR, first - 1), min(MAX_YEAR, last + extra_years)
         if self._years is not None and self._years[0] <= first and last <= self._years[1]:
             return
-        with self._lock:
-            if self._years is not None:
-                first, last = min(first, self._years[0]), max(last, self._years[1])
-            self._build(first, last)
+        if self._years is not None:
+            first, last = min(first, self._years[0]), max(last, self._years[1])
+        self._build(first, last)
 
-    def prepare(self, lo: int, hi: int, extra_years: int = 1) -> None:
-        """Make the table cover instants lo..hi plus `extra_years` (for projections past hi)."""
-        self._ensure(lo, hi, extra_years)
+    def prepare(self, lo: int, hi: int, extra_years: int = 1) -> FusedTable:
+        """Make the table cover instants lo..hi plus `extra_years` (for projections past hi).
+
+        Returns:
+            The table as it now is: use this one snapshot for every F value and its inverse.
+        """
+        with self._lock:
+            self._ensure_locked(lo, hi, extra_years)
+            return self.table
 
     def open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
         """F: open seconds before each instant on its calendar (after `prepare` covers them)."""
@@ -697,6 +751,7 @@ class CalendarSet:
         if len(codes) == 0:
             return np.zeros(0, bool)
         self._ensure(t.min(), t.max())
+        table = self.table  # one snapshot (another thread may grow the table meanwhile)
         q = t + codes.astype(np.int64) * self._SHIFT
-        i = np.searchsorted(self.starts, q, side="right") - 1
-        return q < self.ends[i]
+        i = np.searchsorted(table.starts, q, side="right") - 1
+        return q < table.ends[i]

@@ -29,6 +29,15 @@ OWNER_FIELD = "OwnerId"
 FIELD_COLUMNS = {"Status": "status", "StageName": "status", "OwnerId": "owner_id", "Owner": "owner_id"}
 
 
+def _hashes(values: np.ndarray) -> np.ndarray | None:
+    """Python's hash of each value (a str caches its hash, so this is one cheap pass), or None if
+    some value is unhashable."""
+    try:
+        return np.fromiter(map(hash, values), np.int64, len(values))
+    except TypeError:
+        return None
+
+
 def pack(record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return (record.astype(np.int64) << _SHIFT) | seconds.astype(np.int64)
 
@@ -52,6 +61,12 @@ class Events:
     @classmethod
     def build(cls, record: np.ndarray, seconds: np.ndarray, old=None, new=None) -> Events:
         key = pack(record, seconds)
+        if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):  # store queries often come sorted
+            return cls(
+                key,
+                None if old is None else np.asarray(old, dtype=object),
+                None if new is None else np.asarray(new, dtype=object),
+            )
         order = np.argsort(key, kind="stable")
         return cls(
             key[order],
@@ -126,7 +141,28 @@ class RecordIndex:
         return cls(pd.Index(records.get("record_id")[rows], dtype=object), records, rows)
 
     def codes(self, record_ids: np.ndarray) -> np.ndarray:
-        return self.ids.get_indexer(np.asarray(record_ids, dtype=object))
+        """Each id's record code, -1 when it is not a record of this type.
+
+        Joins on the ids' Python hashes (int64, cheap) and verifies every match by value; a hash
+        collision among the records, a missing id or a mismatch falls back to pandas' string join.
+        """
+        record_ids = np.asarray(record_ids, dtype=object)
+        if "hash_index" not in self._columns:
+            ids = self.ids.to_numpy(dtype=object)
+            hashed = _hashes(ids)
+            usable = hashed is not None and not pd.isna(ids).any()
+            self._columns["hash_index"] = pd.Index(hashed) if usable else None
+            if usable and not self._columns["hash_index"].is_unique:
+                self._columns["hash_index"] = None
+        hash_index = self._columns["hash_index"]
+        queried = _hashes(record_ids) if hash_index is not None else None
+        if queried is not None:
+            pos = hash_index.get_indexer(queried)
+            hit = pos >= 0
+            ids = self.ids.to_numpy(dtype=object)
+            if bool((ids[pos[hit]] == record_ids[hit]).all()):
+                return pos
+        return self.ids.get_indexer(record_ids)
 
     def column(self, name: str) -> np.ndarray:
         """A record column (or a raw CRM field from `fields`) as an object array, cached."""
@@ -146,7 +182,7 @@ class RecordIndex:
         """Per record: is column `name` one of `accepted`? (factorised once, then integer tests)"""
         key = f"codes:{name}"
         if key not in self._columns:
-            codes, uniques = pd.factorize(self.column(name))
+            codes, uniques = pd.factorize(self.column(name))  # few distinct values: pandas is fast
             self._columns[key] = codes
             self._columns[f"uniques:{name}"] = pd.Index(uniques, dtype=object)
         wanted = self._columns[f"uniques:{name}"].get_indexer(accepted)
@@ -201,6 +237,7 @@ class Timeline:
     act_owner: np.ndarray
     act_t: np.ndarray
     _events: dict[str, Events] = field(default_factory=dict)
+    _record_flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -209,13 +246,13 @@ class Timeline:
         """Keep only this object type's rows for `fields` (the ones some rule reads) up to `now`,
         so the record-id join (the costly string hashing) touches only rows that matter."""
         if len(fh):
-            names = fh.get("field")
-            wanted = np.zeros(len(fh), dtype=bool)
+            # This object type's rows first, so an absent type costs one pass, not one per field.
+            rows = np.flatnonzero((fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s))
+            names = fh.get("field")[rows]
+            wanted = np.zeros(len(rows), dtype=bool)
             for name in dict.fromkeys(fields):  # few fields; == on interned strings is fast
                 wanted |= names == name
-            rows = np.flatnonzero(
-                wanted & (fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s)
-            )
+            rows = rows[wanted]
         else:
             rows = np.empty(0, np.int64)
         code = index.codes(fh.get("record_id")[rows])
@@ -241,6 +278,22 @@ class Timeline:
             self._events[name] = Events.build(h.code[i], h.t[i], h.old[i], h.new[i])
         return self._events[name]
 
+    def flag_events(self, name: str, accepted: list[str]) -> tuple[Events, np.ndarray]:
+        """A field's changes as booleans "value in `accepted`" (old and new), and the same test on
+        each record's current value: looking these up as of an instant gives `_isin(value as of)`
+        with numeric arrays only (no object arrays on the hot path)."""
+        key = f"flag:{name}:{accepted!r}"
+        if key not in self._events:
+            events = self.field_events(name)
+            flags = Events(
+                events.key,
+                _isin(events.old, accepted) if events.old is not None else None,
+                _isin(events.new, accepted) if events.new is not None else None,
+            )
+            self._events[key] = flags
+            self._record_flags[key] = _isin(self.index.field_value(name), accepted)
+        return self._events[key], self._record_flags[key]
+
     def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         fallback = self.index.field_value(OWNER_FIELD)[record]
         return value_asof(self.field_events(OWNER_FIELD), record, seconds, fallback)
@@ -251,6 +304,12 @@ def _is_set(values: np.ndarray) -> np.ndarray:
 
 
 def _isin(values: np.ndarray, accepted: list[str]) -> np.ndarray:
+    if len(accepted) <= 3 and isinstance(values, np.ndarray):
+        # A few == passes over an object array cost less than hashing it (missing never matches).
+        hit = np.zeros(len(values), dtype=bool)
+        for value in accepted:
+            hit |= values == value
+        return hit
     return pd.Series(values, dtype=object).isin(accepted).to_numpy(dtype=bool)
 
 
@@ -356,8 +415,6 @@ def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> S
     owner = tl.owner_asof(record, seg_start)
     paused = np.zeros(len(clock), dtype=bool)
     for rule in sla.pause:
-        value = value_asof(
-            tl.field_events(rule.field), record, seg_start, tl.index.field_value(rule.field)[record]
-        )
-        paused |= _isin(value, rule.in_)
+        events, record_flag = tl.flag_events(rule.field, rule.in_)
+        paused |= value_asof(events, record, seg_start, record_flag[record])
     return Segments(clock, seg_start, seg_end, owner, paused)

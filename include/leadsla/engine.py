@@ -52,14 +52,25 @@ earliest).
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from leadsla.calendar import CalendarSet, to_epoch_seconds
-from leadsla.clock import OWNER_FIELD, Columns, RecordIndex, Segments, Timeline, derive_clocks, split_segments
+from leadsla.clock import (
+    OWNER_FIELD,
+    Clocks,
+    Columns,
+    RecordIndex,
+    Segments,
+    Timeline,
+    derive_clocks,
+    split_segments,
+)
 from leadsla.policy import OWNER_CALENDAR, REAL_TIME_CALENDAR, Policy, Sla
 
 #: The store's `clocks` columns, in order (leadsla.store.schema.clocks).
@@ -97,6 +108,10 @@ CHECKPOINT_COLUMNS = [
     "reached_at",
     "status",
 ]
+#: Threads for large evaluations (the clocks are split into contiguous blocks, joined in order).
+_THREADS = min(2, os.cpu_count() or 1)
+#: Below this many clocks per block, threads cost more than they save.
+_PARALLEL_MIN_CLOCKS = 100_000
 STATES = ("running", "paused", "met", "met_late", "breached")
 COLOURS = ("green", "yellow", "red")
 CHECKPOINT_STATUSES = ("due", "superseded", "past")
@@ -166,8 +181,8 @@ def _owner_calendars(
     return teams[pos], cal_codes[pos]
 
 
-def _match_tiers(sla: Sla, index: RecordIndex, record: np.ndarray) -> np.ndarray:
-    """Index of the first matching tier per clock (the default tier is last and always matches)."""
+def _match_tiers(sla: Sla, index: RecordIndex) -> np.ndarray:
+    """Index of the first matching tier per record (the default tier is last and always matches)."""
     tier = np.full(len(index.ids), len(sla.tiers) - 1, np.int64)
     # Apply in reverse priority so the earliest matching tier is written last and wins.
     for k in range(len(sla.tiers) - 1, -1, -1):
@@ -176,9 +191,16 @@ def _match_tiers(sla: Sla, index: RecordIndex, record: np.ndarray) -> np.ndarray
             continue
         mask = np.ones(len(index.ids), dtype=bool)
         for name, accepted in (t.when or {}).items():
-            mask &= index.isin(name, accepted)
+            if len(accepted) <= 3:  # a few == passes cost less than factorising the column
+                column = index.column(name)
+                hit = np.zeros(len(column), dtype=bool)
+                for value in accepted:
+                    hit |= column == value
+                mask &= hit
+            else:
+                mask &= index.isin(name, accepted)
         tier[mask] = k
-    return tier[record]
+    return tier
 
 
 def _evaluate_sla(
@@ -196,13 +218,69 @@ def _evaluate_sla(
     if not keep.any():
         return None
     clocks.record, clocks.start, clocks.stop = clocks.record[keep], clocks.start[keep], clocks.stop[keep]
+    record_tier = _match_tiers(sla, tl.index)
+    n = len(clocks.record)
+    parts = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS))
+    if parts == 1:
+        return _evaluate_clocks(policy, sla, tl, users, cals, clocks, record_tier, now_s, since_s)
+    # Clocks are independent, so evaluate contiguous blocks on the machine's cores (numpy releases
+    # the GIL in its integer kernels) and join them in order: the result is the same as in one go.
+    # The timelines' lazy caches are filled first so the threads only read shared state.
+    tl.field_events(OWNER_FIELD)
+    tl.index.field_value(OWNER_FIELD)
+    for rule in sla.pause:
+        tl.flag_events(rule.field, rule.in_)
+    tl.history.rows([OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)])
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    blocks = [
+        Clocks(clocks.record[a:b], clocks.start[a:b], clocks.stop[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        results = list(
+            pool.map(
+                lambda block: _evaluate_clocks(
+                    policy, sla, tl, users, cals, block, record_tier, now_s, since_s
+                ),
+                blocks,
+            )
+        )
+    return _join([r[0] for r in results]), _join([r[1] for r in results])
+
+
+def _join(parts: list[dict]) -> dict:
+    """Concatenate per-block column dicts (same keys; Categoricals share their categories)."""
+    out = {}
+    for key, first in parts[0].items():
+        values = [p[key] for p in parts]
+        if isinstance(first, pd.Categorical):
+            out[key] = pd.Categorical.from_codes(
+                np.concatenate([v.codes for v in values]), dtype=first.dtype
+            )
+        else:
+            out[key] = np.concatenate(values)
+    return out
+
+
+def _evaluate_clocks(
+    policy: Policy,
+    sla: Sla,
+    tl: Timeline,
+    users: pd.DataFrame,
+    cals: _Calendars,
+    clocks: Clocks,
+    record_tier: np.ndarray,
+    now_s: int,
+    since_s: int | None,
+) -> tuple[dict, dict]:
+    """Evaluate a block of one SLA's clocks (every clock independently of the others)."""
     n = len(clocks.record)
     stopped = clocks.stop >= 0
     end = np.where(stopped, clocks.stop, now_s)
     seg: Segments = split_segments(sla, tl, clocks, end)
 
     # Tier -> target, time kind, calendar per clock.
-    tier_ix = _match_tiers(sla, tl.index, clocks.record)
+    tier_ix = record_tier[clocks.record]
     tiers = sla.tiers
     target = np.array([t.target.seconds for t in tiers], np.int64)[tier_ix]
     critical = np.array([t.critical for t in tiers], bool)[tier_ix]
@@ -230,8 +308,11 @@ def _evaluate_sla(
     cps = sla.all_checkpoints()
     cp_offsets = np.stack([_offsets(cp, target) for cp in cps], axis=1)
     order0 = np.argsort(cp_offsets[0], kind="stable")
+    # order0 is every clock's order if it sorts every row, ties broken by declaration (so the
+    # answer never depends on which clock came first, e.g. in a block of a parallel run).
     same_order = all(
-        np.all(cp_offsets[:, a] <= cp_offsets[:, b]) for a, b in zip(order0, order0[1:], strict=False)
+        np.all(cp_offsets[:, a] < cp_offsets[:, b] if a > b else cp_offsets[:, a] <= cp_offsets[:, b])
+        for a, b in zip(order0, order0[1:], strict=False)
     )
     if same_order:
         order = np.broadcast_to(order0, cp_offsets.shape)
@@ -252,20 +333,23 @@ def _evaluate_sla(
     fused = cals.fused
     extra_years = 1
     while True:
-        fused.prepare(int(seg.start.min()), int(seg.end.max()), extra_years)
-        f_start = fused.open_before(seg_cal, seg.start)
-        f_end = fused.open_before(seg_cal, seg.end)
+        table = fused.prepare(int(seg.start.min()), int(seg.end.max()), extra_years)
+        f_start = table.open_before(seg_cal, seg.start)
+        f_end = table.open_before(seg_cal, seg.end)
         seg_elapsed = np.where(seg.paused, 0, f_end - f_start)
         cum_after = np.cumsum(seg_elapsed)
         cum_before = cum_after - seg_elapsed
         base = cum_before[first]
         elapsed = cum_after[last] - base
         inside = goals <= elapsed[:, None]  # reached within the clock's own segments
-        projected = f_end[last][:, None] + (goals - elapsed[:, None])
+        # In place where it is easy: (clocks x goals) temporaries are costly fresh memory.
+        projected = goals - elapsed[:, None]
+        projected += f_end[last][:, None]
         if len(seg.clock) == n:
             # One segment per clock (no owner or pause changes): segment i is clock i.
-            f_goal = np.where(inside, f_start[:, None] + goals, projected)
-            goal_cal = np.broadcast_to(seg_cal[:, None], goals.shape)
+            f_goal = goals + f_start[:, None]
+            np.copyto(f_goal, projected, where=~inside)
+            goal_cal = seg_cal[:, None]  # broadcast: one calendar per clock
             seg_begin = seg.start[:, None]
         else:
             # The first segment whose cumulative elapsed reaches the goal (zero-length spans of
@@ -278,11 +362,12 @@ def _evaluate_sla(
             f_goal = np.where(inside, f_start[k] + (base[:, None] + goals - cum_before[k]), projected)
             goal_cal = np.where(inside, seg_cal[k], cur_cal[:, None])
             seg_begin = seg.start[k]
-        if np.all(f_goal <= fused.total[goal_cal]):
+        if np.all(f_goal <= table.total[goal_cal]):
             break
         extra_years = extra_years * 2 + 2
     start_at = np.where(inside, seg_begin, end[:, None])
-    reached_at = np.maximum(fused.inverse(goal_cal.ravel(), f_goal.ravel()).reshape(goals.shape), start_at)
+    reached_at = table.inverse(goal_cal, f_goal)
+    np.maximum(reached_at, start_at, out=reached_at)
     deadline = reached_at[:, 0]
     reached_at = reached_at[:, 1:]
     reached = inside[:, 1:]

@@ -12,6 +12,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadsla import clock as clock_module
+from leadsla import engine as engine_module
 from leadsla.engine import CLOCK_COLUMNS, evaluate
 from leadsla.policy import DEFAULT_POLICY_PATH, load_policy, policy_from_dict
 
@@ -525,3 +527,54 @@ def test_engine_matches_a_plain_walk_over_owner_and_pause_changes(policy, case):
     assert c.elapsed_seconds == expected_elapsed
     assert c.deadline == expected_deadline
     assert c.owner_id == cur
+
+
+# --- the fast paths give the same answer as the plain ones ----------------------------------------
+
+
+def _mixed_case():
+    """A few dozen leads with owner moves, pauses, resumes, owner and non-owner activities."""
+    rng = np.random.default_rng(11)
+    records, history, acts = [], [], []
+    owners = sorted(TEAM_CALENDAR)
+    for i in range(60):
+        rid, owner = f"M{i:03d}", owners[i % len(owners)]
+        t = at("2026-11-16 08:00") + pd.Timedelta(minutes=int(rng.integers(0, 5 * 24 * 60)))
+        history.append({**change(rid, "2026-01-01", "Status", "MQL", "SAL"), "changed_at": t})
+        status = "SAL"
+        for _ in range(int(rng.integers(0, 4))):
+            t = t + pd.Timedelta(minutes=int(rng.integers(5, 600)))
+            kind = rng.integers(0, 3)
+            if kind == 0:
+                new_owner = owners[int(rng.integers(0, len(owners)))]
+                history.append({**change(rid, "2026-01-01", "OwnerId", owner, new_owner), "changed_at": t})
+                owner = new_owner
+            elif kind == 1:
+                new = "Nurture - contact later" if status == "SAL" else "SAL"
+                history.append({**change(rid, "2026-01-01", "Status", status, new), "changed_at": t})
+                status = new
+            else:
+                who = owner if rng.integers(0, 2) else "U_OTHER"
+                acts.append({**activity(rid, "2026-01-01", who), "activity_id": f"A{i}{t.value}", "created_at": t})
+        records.append(lead(rid, owner=owner, status=status))
+    return records, history, acts
+
+
+def test_block_parallel_evaluation_equals_one_block(policy, monkeypatch):
+    records, history, acts = _mixed_case()
+    whole = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
+    monkeypatch.setattr(engine_module, "_THREADS", 3)
+    monkeypatch.setattr(engine_module, "_PARALLEL_MIN_CLOCKS", 1)
+    blocks = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
+    assert len(whole.clocks) == 60 and set(whole.clocks["state"]) >= {"breached", "paused", "met"}
+    pd.testing.assert_frame_equal(whole.clocks, blocks.clocks)
+    pd.testing.assert_frame_equal(whole.checkpoints, blocks.checkpoints)
+
+
+def test_record_id_join_falls_back_to_pandas_when_hashes_collide(policy, monkeypatch):
+    records, history, acts = _mixed_case()
+    hashed = run(policy, records, history, acts, now="2026-11-24 12:00")
+    monkeypatch.setattr(clock_module, "_hashes", lambda values: np.zeros(len(values), np.int64))
+    colliding = run(policy, records, history, acts, now="2026-11-24 12:00")
+    pd.testing.assert_frame_equal(hashed.clocks, colliding.clocks)
+    pd.testing.assert_frame_equal(hashed.checkpoints, colliding.checkpoints)
