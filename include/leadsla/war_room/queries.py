@@ -242,8 +242,10 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str 
     figures["overall_violated"] = ov["violated_ids"] if ov is not None else ()
     reps = m.compliance(c, ["team", "rep"])
     teams = m.compliance(c, "team")
-    touch_rep = m.first_touch(c, "rep").set_index("rep") if c["touched"].any() else None
-    touch_team = m.first_touch(c, "team").set_index("team") if c["touched"].any() else None
+    # The page shows only the median of `m.first_touch` (its p90 and record ids are not needed here).
+    touched = c[c["touched"]]
+    touch_rep = touched.groupby("rep", sort=True)["hours"].median() if len(touched) else None
+    touch_team = touched.groupby("team", sort=True)["hours"].median() if len(touched) else None
     team_comp = teams.set_index("team")["compliance"]
     rep_rows = []
     for row in reps.itertuples():
@@ -252,14 +254,14 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str 
         rep_rows.append({"team": row.team, "rep": row.rep, "decided": row.decided, "met": row.met,
                          "violated": row.violated, "compliance": row.compliance,
                          "team_compliance": team_comp.get(row.team),
-                         "median_hours": touch_rep["median_hours"].get(row.rep) if touch_rep is not None else None})
+                         "median_hours": touch_rep.get(row.rep) if touch_rep is not None else None})
     team_rows = []
     for row in teams.itertuples():
         figures[f"team:{row.team}"] = row.record_ids
         figures[f"team_violated:{row.team}"] = row.violated_ids
         team_rows.append({"team": row.team, "decided": row.decided, "violated": row.violated,
                           "compliance": row.compliance, "overall": ov["compliance"] if ov is not None else None,
-                          "median_hours": touch_team["median_hours"].get(row.team) if touch_team is not None else None})
+                          "median_hours": touch_team.get(row.team) if touch_team is not None else None})
     local = c["clock_start"].dt.tz_convert(f.timezone)
     c["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d") \
         if len(c) else pd.Series([], dtype=object)
