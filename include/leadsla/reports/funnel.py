@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from leadsla.reports.data import FUNNEL, REJECTED, ReportData
-from leadsla.reports.metrics import ids
+from leadsla.reports.metrics import ids, ids_by
 from leadsla.reports.period import Period
 
 
@@ -71,7 +71,7 @@ def _rates(c: pd.DataFrame, by: str) -> pd.DataFrame:
     out["sal_acceptance"] = out["sal"] / out["mqls"]
     out["mql_to_sql"] = out["sql"] / out["mqls"]
     out["rejection_rate"] = out["rejected"] / out["mqls"]
-    out["record_ids"] = g["record_id"].agg(ids).values
+    out["record_ids"] = ids_by(g, "record_id")
     out["sql_ids"] = g["record_id"].agg(lambda s: ids(s[c.loc[s.index, "_sql"]])).values
     return out
 
@@ -96,7 +96,7 @@ def rejection_reasons(c: pd.DataFrame) -> pd.DataFrame:
     g = r.groupby("rejection_reason", sort=True)
     out = g.agg(rejects=("record_id", "size")).reset_index()
     out["share"] = out["rejects"] / len(r) if len(r) else 0.0
-    out["record_ids"] = g["record_id"].agg(ids).values
+    out["record_ids"] = ids_by(g, "record_id")
     return out.sort_values(["rejects", "rejection_reason"], ascending=[False, True]).reset_index(drop=True)
 
 

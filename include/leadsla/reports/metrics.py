@@ -29,6 +29,26 @@ def ids(series: pd.Series) -> tuple[str, ...]:
     return tuple(np.unique(series.dropna().to_numpy().astype(str)).tolist())
 
 
+def ids_by(groups, column: str) -> list[tuple[str, ...]]:
+    """`ids` of `column` for every group of `groups` (a DataFrameGroupBy), in the groups' order.
+
+    One sort over the whole frame instead of a Python call per group: the War Room builds a few
+    hundred figures per request from tens of thousands of clocks.
+    """
+    codes = groups.ngroup().to_numpy()
+    values = groups.obj[column]
+    keep = values.notna().to_numpy() & (codes >= 0)
+    codes, values = codes[keep], values.to_numpy()[keep].astype(str)
+    order = np.argsort(values, kind="stable")
+    order = order[np.argsort(codes[order], kind="stable")]
+    codes, values = codes[order], values[order]
+    first = np.ones(len(values), dtype=bool)
+    first[1:] = (codes[1:] != codes[:-1]) | (values[1:] != values[:-1])
+    codes, values = codes[first], values[first].tolist()
+    bounds = np.searchsorted(codes, np.arange(groups.ngroups + 1))
+    return [tuple(values[bounds[i]:bounds[i + 1]]) for i in range(groups.ngroups)]
+
+
 def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
     """Clocks that started in the period, with lead/rep attributes and their outcome at period end.
 
@@ -69,8 +89,8 @@ def compliance(clocks: pd.DataFrame, by: str | Sequence[str] | None = None) -> p
     out = g.agg(decided=("_met", "size"), met=("_met", "sum")).reset_index()
     out["violated"] = out["decided"] - out["met"]
     out["compliance"] = out["met"] / out["decided"].where(out["decided"] > 0)
-    out["record_ids"] = g["record_id"].agg(ids).values
-    out["violated_ids"] = g["_vid"].agg(ids).values
+    out["record_ids"] = ids_by(g, "record_id")
+    out["violated_ids"] = ids_by(g, "_vid")
     if keys == ["_all"]:
         out = out.drop(columns="_all")
     return out
@@ -90,7 +110,7 @@ def first_touch(clocks: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
                 p90_hours=("hours", lambda s: float(np.quantile(s, 0.9))), mean_hours=("hours", "mean"),
                 target_hours=("target_hours", "median")).reset_index()
     out["vs_target"] = out["mean_hours"] / out["target_hours"]
-    out["record_ids"] = g["record_id"].agg(ids).values
+    out["record_ids"] = ids_by(g, "record_id")
     return out.drop(columns="_all") if keys == ["_all"] else out
 
 

@@ -94,6 +94,8 @@ records = sa.Table(
     sa.Index(None, "object_type", "status"),
     sa.Index(None, "owner_id"),
     sa.Index(None, "modified_at"),
+    sa.Index(None, "object_type", "created_at"),  # War Room: leads created in a range (funnel cohort)
+    sa.Index(None, "object_type", "lead_source"),  # War Room: the lead-source filter's values, from the index
 )
 
 field_history = sa.Table(
@@ -108,8 +110,16 @@ field_history = sa.Table(
     sa.Column("changed_by", sa.String(18)),
     _now_column("changed_at"),
     sa.Index(None, "object_type", "record_id", "changed_at"),
-    sa.Index(None, "field", "new_value", "changed_at"),  # War Room: leads that became MQL in a range
+    # War Room: leads that became MQL in a range (covering: object_type and record_id included).
+    sa.Index(None, "field", "new_value", "changed_at", "object_type", "record_id"),
 )
+# War Room: a cohort's Status changes (first arrival at each funnel stage, status at creation) read
+# from the index alone; partial, so only short Status values are indexed. Queries must spell
+# `field = 'Status'` as a literal for SQLite to use it.
+sa.Index("ix_field_history_status", field_history.c.object_type, field_history.c.record_id,
+         field_history.c.changed_at, field_history.c.field, field_history.c.new_value, field_history.c.old_value,
+         sqlite_where=field_history.c.field == sa.literal_column("'Status'"),
+         postgresql_where=field_history.c.field == sa.literal_column("'Status'"))
 
 activities = sa.Table(
     "activities",

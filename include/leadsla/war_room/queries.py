@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
-from leadsla.reports.data import STAGE_OF_STATUS, ReportData, first_status_arrivals
+from leadsla.reports.data import STAGE_OF_STATUS, ReportData
 from leadsla.reports.timeline import record_timeline
 from leadsla.store import schema as s
 from leadsla.store.audit import AuditContext, record
@@ -29,9 +29,15 @@ from leadsla.war_room.filters import Filters
 #: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
 OPEN_STATES = ("running", "paused", "breached")
 #: The clock columns `leadsla.reports.metrics.judged_clocks` needs (fewer columns, faster reads).
-CLOCK_COLUMNS = ("sla_id", "record_id", "clock_start", "owner_id", "team", "tier", "state", "elapsed_seconds",
-                 "target_seconds", "stopped_at", "breached_at")
+CLOCK_COLUMNS = ("record_id", "clock_start", "owner_id", "team", "elapsed_seconds", "target_seconds", "stopped_at",
+                 "breached_at")
 AT_RISK_ROWS = 25
+#: `field = 'Status'` as a literal: SQLite uses the partial Status index of field_history only when
+#: the query's condition matches the index's own (a bound parameter does not).
+_STATUS = sa.literal_column("'Status'")
+#: Funnel stage -> the Status values that reach it (the inverse of `STAGE_OF_STATUS`).
+_STATUSES_OF_STAGE = {stage: [st for st, sg in STAGE_OF_STATUS.items() if sg == stage]
+                      for stage in dict.fromkeys(STAGE_OF_STATUS.values())}
 DRILL_ROWS = 500
 #: Systemic breach: a team where at least this many leads breached today ...
 SYSTEMIC_MIN_BREACHES = 3
@@ -152,12 +158,14 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
 
 def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c") -> ReportData:
     """`ReportData` restricted to the range and filters: clocks started in it, and the leads that
-    became MQL in it (the funnel cohort) with their rows, Status history and activities. Leads of
-    clocks outside the cohort are not loaded (the page shows no per-source compliance).
+    became MQL in it (the funnel cohort) with their rows, first arrival at each stage and
+    activities. Leads of clocks outside the cohort are not loaded (the page shows no per-source
+    compliance).
 
-    The cohort's ids go into a temporary table once per request and every read joins it: looking
-    the cohort up again in each query (or `IN (subquery)`, which steered SQLite to scan every Status
-    change) cost most of the page's time at 100,000 leads.
+    The store does the stage arithmetic: one row per cohort lead carries the lead's columns, its
+    first Status change into each stage before the range's end and the old value of its first
+    Status change (its status at creation, see `first_status_arrivals`). Fetching every Status
+    change of the cohort instead (~65,000 rows at 100,000 leads) cost most of the page's time.
     """
     p = f.period
     r, h, c, u, a = s.records, s.field_history, s.clocks, s.users, s.activities
@@ -171,39 +179,46 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
     if f.owner or f.team or f.lead_source:
         became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
         created = created.where(*_lead_filters(f))
-    cohort = sa.union(became_mql, created)
-    tmp = sa.Table("war_room_cohort", sa.MetaData(), sa.Column("record_id", sa.String(18), primary_key=True),
-                   prefixes=["TEMPORARY"])
+    cohort = sa.union(became_mql, created).cte("war_room_cohort")
     in_range = sa.and_(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *_clock_filters(f))
+    first_h = h.alias("first_change")
+    first_old = (sa.select(first_h.c.old_value)
+                 .where(first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id,
+                        first_h.c.field == _STATUS, first_h.c.changed_at < p.end)
+                 .order_by(first_h.c.changed_at).limit(1).scalar_subquery())
     lead_cols = [r.c.record_id, r.c.name, r.c.owner_id, r.c.lead_source, r.c.lead_type, r.c.account_tier,
                  r.c.status, r.c.rejection_reason, *_raw(r, "created_at"),
                  r.c.fields[campaign_field].as_string().label("campaign")]
     with engine.connect() as conn:
-        tmp.create(conn)
-        try:
-            conn.execute(tmp.insert().from_select(["record_id"], cohort))
-            clocks = _utc(_frame(conn, sa.select(*_raw(c, *CLOCK_COLUMNS)).where(in_range)),
-                          "clock_start", "stopped_at", "breached_at")
-            hist = _utc(_frame(conn, sa.select(*_raw(h, "record_id", "old_value", "new_value", "changed_at")).select_from(
-                tmp.join(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == tmp.c.record_id))).where(
-                # `field || ''`: SQLite must walk the cohort and look each lead up by id, not scan
-                # every Status change through the (field, new_value, changed_at) index.
-                h.c.field.concat("") == "Status", h.c.changed_at < p.end)), "changed_at")
-            leads = _utc(_frame(conn, sa.select(*lead_cols).select_from(
-                tmp.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == tmp.c.record_id)))), "created_at")
-            users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
-            acts = _utc(_frame(conn, sa.select(*_raw(a, "who_id", "created_at")).select_from(
-                tmp.join(a, a.c.who_id == tmp.c.record_id)).where(
-                a.c.is_deleted.is_(False), a.c.created_at < p.end)), "created_at")
-        finally:
-            tmp.drop(conn)
-            conn.commit()
-    hist = pd.concat([first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
-                     ignore_index=True)
-    hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
-    hist = hist[hist["stage"].notna()]
-    stages = (hist.sort_values("changed_at", kind="stable").drop_duplicates(["record_id", "stage"])
-              .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
+        clocks = _utc(_frame(conn, sa.select(*_raw(c, *CLOCK_COLUMNS)).where(in_range)),
+                      "clock_start", "stopped_at", "breached_at")
+        # Per lead, one look-up in the partial Status index per stage (`_STATUS`): no sort of the
+        # joined rows, and the history table itself is never read.
+        rows = _frame(conn, sa.select(*lead_cols, first_old.label("first_old"), *[
+            sa.type_coerce(sa.select(sa.func.min(first_h.c.changed_at)).where(
+                first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id, first_h.c.field == _STATUS,
+                first_h.c.changed_at < p.end, first_h.c.new_value.in_(statuses)).scalar_subquery(), sa.String).label(stage)
+            for stage, statuses in _STATUSES_OF_STAGE.items()
+        ]).select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id))))
+        users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
+        acts = _utc(_frame(conn, sa.select(*_raw(a, "who_id", "created_at")).select_from(
+            cohort.join(a, a.c.who_id == cohort.c.record_id)).where(
+            a.c.is_deleted.is_(False), a.c.created_at < p.end)), "created_at")
+    rows = _utc(rows, "created_at", *_STATUSES_OF_STAGE)
+    leads = rows[["record_id", "name", "owner_id", "lead_source", "lead_type", "account_tier", "status",
+                  "rejection_reason", "created_at", "campaign"]]
+    # The status a lead was created with counts as reached at its creation (`first_status_arrivals`).
+    initial = rows["first_old"].where(rows["first_old"].notna(), rows["status"]).map(STAGE_OF_STATUS)
+    created = rows["created_at"]
+    parts = []
+    for stage in _STATUSES_OF_STAGE:
+        # The earlier of the first change into the stage and the creation (when created in it);
+        # a missing instant never wins, as `load`'s sort-and-keep-first would have it.
+        hist = rows[stage]
+        at = hist.where((initial != stage) | (hist <= created) | created.isna(), created)
+        reached = at.notna()
+        parts.append(pd.DataFrame({"record_id": rows["record_id"][reached], "stage": stage, "at": at[reached]}))
+    stages = pd.concat(parts, ignore_index=True)
     visits = _utc(pd.DataFrame(columns=["actor", "at"]), "at")
     acts = acts.assign(activity_id=None, owner_id=None)
     return ReportData(leads, stages, acts, users, clocks, visits)
@@ -227,8 +242,10 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str 
     figures["overall_violated"] = ov["violated_ids"] if ov is not None else ()
     reps = m.compliance(c, ["team", "rep"])
     teams = m.compliance(c, "team")
-    touch_rep = m.first_touch(c, "rep").set_index("rep") if c["touched"].any() else None
-    touch_team = m.first_touch(c, "team").set_index("team") if c["touched"].any() else None
+    # The page shows only the median of `m.first_touch` (its p90 and record ids are not needed here).
+    touched = c[c["touched"]]
+    touch_rep = touched.groupby("rep", sort=True)["hours"].median() if len(touched) else None
+    touch_team = touched.groupby("team", sort=True)["hours"].median() if len(touched) else None
     team_comp = teams.set_index("team")["compliance"]
     rep_rows = []
     for row in reps.itertuples():
@@ -237,14 +254,14 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str 
         rep_rows.append({"team": row.team, "rep": row.rep, "decided": row.decided, "met": row.met,
                          "violated": row.violated, "compliance": row.compliance,
                          "team_compliance": team_comp.get(row.team),
-                         "median_hours": touch_rep["median_hours"].get(row.rep) if touch_rep is not None else None})
+                         "median_hours": touch_rep.get(row.rep) if touch_rep is not None else None})
     team_rows = []
     for row in teams.itertuples():
         figures[f"team:{row.team}"] = row.record_ids
         figures[f"team_violated:{row.team}"] = row.violated_ids
         team_rows.append({"team": row.team, "decided": row.decided, "violated": row.violated,
                           "compliance": row.compliance, "overall": ov["compliance"] if ov is not None else None,
-                          "median_hours": touch_team["median_hours"].get(row.team) if touch_team is not None else None})
+                          "median_hours": touch_team.get(row.team) if touch_team is not None else None})
     local = c["clock_start"].dt.tz_convert(f.timezone)
     c["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d") \
         if len(c) else pd.Series([], dtype=object)
