@@ -25,12 +25,17 @@ def change(history_id: str, record_id: str, old: str, new: str, at: dt.datetime)
 def test_leads_enter_the_funnel_in_their_first_status(store) -> None:
     later = T0 + dt.timedelta(hours=2)
     with store.begin() as conn:
-        upsert(conn, schema.records, [lead("00QA", "MQL"), lead("00QB", "SAL"), lead("00QC", "SQL")])
+        upsert(conn, schema.records, [lead("00QA", "MQL"), lead("00QB", "SAL"), lead("00QC", "SQL"),
+                                      lead("00QD", "SQL")])
         upsert(conn, schema.field_history, [
             change("017B", "00QB", "MQL", "SAL", later),
             change("017C1", "00QC", "SAL", "SQL", later),  # created straight into SAL, e.g. by a rep
+            # a CRM that does write the first status as a change from nothing: no arrival is invented
+            change("017D1", "00QD", None, "MQL", T0 + dt.timedelta(minutes=5)),
+            change("017D2", "00QD", "MQL", "SQL", later),
         ])
     stages = load(store).stages
     got = sorted((r.record_id, r.stage, r.at.to_pydatetime()) for r in stages.itertuples())
     assert got == [("00QA", "MQL", T0), ("00QB", "MQL", T0), ("00QB", "SAL", later),
-                   ("00QC", "SAL", T0), ("00QC", "SQL", later)]
+                   ("00QC", "SAL", T0), ("00QC", "SQL", later),
+                   ("00QD", "MQL", T0 + dt.timedelta(minutes=5)), ("00QD", "SQL", later)]

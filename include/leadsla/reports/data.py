@@ -68,14 +68,17 @@ def first_status_arrivals(leads: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFra
 
     A CRM writes no Status history row for a record's first status, so a lead created as MQL
     would otherwise never enter the funnel. The first status is the old value of the lead's
-    earliest Status change, or its current status when it never changed.
+    earliest Status change, or its current status when it never changed. A first change from
+    nothing (old value empty) records the first status itself, so it adds no arrival.
     """
     first_change = hist.sort_values("changed_at", kind="stable").drop_duplicates("record_id")
     initial = leads[["record_id", "status", "created_at"]].merge(
-        first_change[["record_id", "old_value"]], on="record_id", how="left")
-    return pd.DataFrame({"record_id": initial["record_id"],
-                         "new_value": initial["old_value"].where(initial["old_value"].notna(), initial["status"]),
-                         "changed_at": initial["created_at"]})
+        first_change[["record_id", "old_value"]], on="record_id", how="left", indicator=True)
+    changed = initial.pop("_merge") == "both"
+    out = pd.DataFrame({"record_id": initial["record_id"],
+                        "new_value": initial["old_value"].where(changed, initial["status"]),
+                        "changed_at": initial["created_at"]})
+    return out[out["new_value"].notna()]
 
 
 def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | None = None,

@@ -186,6 +186,9 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
                  .where(first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id,
                         first_h.c.field == _STATUS, first_h.c.changed_at < p.end)
                  .order_by(first_h.c.changed_at).limit(1).scalar_subquery())
+    first_at = (sa.select(sa.func.min(first_h.c.changed_at))
+                .where(first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id,
+                       first_h.c.field == _STATUS, first_h.c.changed_at < p.end).scalar_subquery())
     lead_cols = [r.c.record_id, r.c.name, r.c.owner_id, r.c.lead_source, r.c.lead_type, r.c.account_tier,
                  r.c.status, r.c.rejection_reason, *_raw(r, "created_at"),
                  r.c.fields[campaign_field].as_string().label("campaign")]
@@ -194,7 +197,7 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
                       "clock_start", "stopped_at", "breached_at")
         # Per lead, one look-up in the partial Status index per stage (`_STATUS`): no sort of the
         # joined rows, and the history table itself is never read.
-        rows = _frame(conn, sa.select(*lead_cols, first_old.label("first_old"), *[
+        rows = _frame(conn, sa.select(*lead_cols, first_old.label("first_old"), first_at.label("first_at"), *[
             sa.type_coerce(sa.select(sa.func.min(first_h.c.changed_at)).where(
                 first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id, first_h.c.field == _STATUS,
                 first_h.c.changed_at < p.end, first_h.c.new_value.in_(statuses)).scalar_subquery(), sa.String).label(stage)
@@ -208,7 +211,9 @@ def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str =
     leads = rows[["record_id", "name", "owner_id", "lead_source", "lead_type", "account_tier", "status",
                   "rejection_reason", "created_at", "campaign"]]
     # The status a lead was created with counts as reached at its creation (`first_status_arrivals`).
-    initial = rows["first_old"].where(rows["first_old"].notna(), rows["status"]).map(STAGE_OF_STATUS)
+    # A lead with Status history started in its first change's old value (none: the change itself
+    # records the first status); a lead without history is still in the status it was created with.
+    initial = rows["first_old"].where(rows["first_at"].notna(), rows["status"]).map(STAGE_OF_STATUS)
     created = rows["created_at"]
     parts = []
     for stage in _STATUSES_OF_STAGE:
