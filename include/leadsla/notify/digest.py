@@ -20,19 +20,19 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import AwareDatetime, Field
 
 from leadsla.notify.messages import (
     METADATA_EVENT_TYPE,
     EmailContent,
     LeadInfo,
-    PayloadError,
     Recipient,
     _jinja,
     _Model,
+    _Payload,
     local_time,
     one_line,
     short_duration,
@@ -55,8 +55,10 @@ class DigestItem(_Model):
     record_url: str
 
 
-class DigestPayload(_Model):
+class DigestPayload(_Payload):
     """The schema of a digest's ``outbox.payload``: the warnings it replaces, summarised."""
+
+    label: ClassVar[str] = "digest"
 
     kind: Literal["digest"]
     recipient: Recipient
@@ -64,22 +66,6 @@ class DigestPayload(_Model):
     max_alerts: int = Field(ge=1)
     items: list[DigestItem] = Field(min_length=2)
     replaces: list[str] = Field(min_length=2)
-
-    @classmethod
-    def parse(cls, data: Any, *, where: str = "payload") -> DigestPayload:
-        """Raises: PayloadError naming each bad field and `where`."""
-        if isinstance(data, DigestPayload):
-            return data
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-            )
-            raise PayloadError(f"digest payload of {where} is invalid: {problems}") from None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
     @property
     def fallback_channel(self) -> str | None:

@@ -32,7 +32,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -63,6 +63,33 @@ def _zone(name: str) -> str:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Payload(_Model):
+    """An outbox payload: validated on the way in and out, with errors naming every bad field."""
+
+    #: How errors name this kind of payload ("alert payload of ... is invalid").
+    label: ClassVar[str] = "payload"
+
+    @classmethod
+    def parse(cls, data: Any, *, where: str = "payload") -> Self:
+        """Validate a payload dict (an instance passes as it is).
+
+        Raises:
+            PayloadError: naming each bad field and why, and `where` the payload came from.
+        """
+        if isinstance(data, cls):
+            return data
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+            )
+            raise PayloadError(f"{cls.label} payload of {where} is invalid: {problems}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
 class LeadInfo(_Model):
@@ -116,8 +143,10 @@ class Team(_Model):
         return _zone(v)
 
 
-class AlertPayload(_Model):
+class AlertPayload(_Payload):
     """The schema of ``outbox.payload`` (see the module docstring for an example)."""
+
+    label: ClassVar[str] = "alert"
 
     kind: Literal["warning", "breach"]
     sla_name: str
@@ -141,26 +170,6 @@ class AlertPayload(_Model):
         if not _INSTANCE_URL.match(v):
             raise ValueError(f"{v!r} is not an instance URL like https://acme.my.salesforce.com")
         return v.rstrip("/")
-
-    @classmethod
-    def parse(cls, data: Any, *, where: str = "payload") -> AlertPayload:
-        """Validate a payload dict.
-
-        Raises:
-            PayloadError: naming each bad field and why, and `where` the payload came from.
-        """
-        if isinstance(data, AlertPayload):
-            return data
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-            )
-            raise PayloadError(f"alert payload of {where} is invalid: {problems}") from None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
     @property
     def record_url(self) -> str:

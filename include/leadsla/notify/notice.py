@@ -10,16 +10,15 @@ sends, never reads the clock or the store.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from leadsla.notify.messages import (
     METADATA_EVENT_TYPE,
     EmailContent,
-    PayloadError,
     _jinja,
-    _Model,
+    _Payload,
     one_line,
     slack_escape,
 )
@@ -30,8 +29,10 @@ _MAX_LINE_BLOCKS = 20
 _SEVERITY_MARK = {"info": "Info", "warning": "Warning", "critical": "CRITICAL"}
 
 
-class NoticePayload(_Model):
+class NoticePayload(_Payload):
     """The schema of a notice's ``outbox.payload``."""
+
+    label: ClassVar[str] = "notice"
 
     kind: Literal["notice"]
     title: str = Field(min_length=1)
@@ -44,26 +45,6 @@ class NoticePayload(_Model):
     @classmethod
     def _lines(cls, v: list[str]) -> list[str]:
         return [str(line) for line in v]
-
-    @classmethod
-    def parse(cls, data: Any, *, where: str = "payload") -> NoticePayload:
-        """Validate a notice payload dict.
-
-        Raises:
-            PayloadError: naming each bad field and `where` the payload came from.
-        """
-        if isinstance(data, NoticePayload):
-            return data
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-            )
-            raise PayloadError(f"notice payload of {where} is invalid: {problems}") from None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
     @property
     def fallback_channel(self) -> str | None:
