@@ -122,6 +122,12 @@ class Claimed:
         return self.attempts > 1
 
 
+def _message_detail(row: Any) -> dict[str, Any]:
+    """What every delivery audit entry says about the message: its key, channel, recipient, attempt."""
+    return {"idempotency_key": row.idempotency_key, "channel": row.channel, "recipient": row.recipient,
+            "attempt": row.attempts}
+
+
 def _audit_fields(row: Any) -> dict[str, Any]:
     payload = row.payload if isinstance(row.payload, Mapping) else {}
     return {
@@ -320,11 +326,8 @@ def mark_delivered(
         context=context,
         actor=f"notify.{row.channel}",
         detail={
-            "idempotency_key": row.idempotency_key,
-            "channel": row.channel,
-            "recipient": row.recipient,
+            **_message_detail(row),
             "external_id": external_id,
-            "attempt": row.attempts,
             **({} if first else {"already_marked": True}),
             **dict(detail or {}),
         },
@@ -363,10 +366,7 @@ def mark_failed(
         context=context,
         actor=f"notify.{row.channel}",
         detail={
-            "idempotency_key": row.idempotency_key,
-            "channel": row.channel,
-            "recipient": row.recipient,
-            "attempt": row.attempts,
+            **_message_detail(row),
             "error": error[:500],
             "retry_at": _utc_iso(retry_at) if retry_at else None,
             "permanent": retry_at is None,
