@@ -42,7 +42,9 @@ def measure(path: Path | None, env: dict[str, str]) -> float:
 
 def main() -> int:
     home = tempfile.mkdtemp(prefix="leadsla-parse-bench-")
+    # PYTHONPATH: the DAG files of this checkout import this checkout's leadsla (as Airflow does).
     env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")])),
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"}
     files = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
     worst = 0.0

@@ -1,9 +1,12 @@
 """## sla_reports_feedback
 
 Weekly feedback-loop digest to Marketing Ops, e-mailed through SmtpHook (`smtp_default`) to the recipients in
-include/config/reports.yaml, for the last full week before the run (`0 8 * * 1` in America/New_York).
-HTML with inline charts (Content-ID) and CSV attachments. Regenerate any past period with
-`leadsla report feedback --period ... --out DIR`.
+include/config/reports.yaml, for the last full week before the run.
+HTML with inline charts (Content-ID) and CSV attachments.
+
+Schedule: `schedules.feedback` in include/config/reports.yaml, read in its `leadership_timezone`
+(DST included) when Airflow parses this file; edit the YAML, not this file, to move it.
+Regenerate any past period with `leadsla report feedback --period ... --out DIR`.
 """
 
 from __future__ import annotations
@@ -15,8 +18,16 @@ from airflow.sdk import CronTriggerTimetable, dag, task
 REPORT = "feedback"
 
 
+def _schedule() -> CronTriggerTimetable:
+    """The cron and timezone from reports.yaml (a small file read, no heavy import at parse time)."""
+    from leadsla.reports.schedule import report_schedule
+
+    cron, timezone = report_schedule(REPORT)
+    return CronTriggerTimetable(cron, timezone=timezone)
+
+
 @dag(
-    schedule=CronTriggerTimetable("0 8 * * 1", timezone="America/New_York"),
+    schedule=_schedule(),
     start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadsla.errors import LeadSlaError
 from leadsla.paths import config_dir
+from leadsla.reports.schedule import DEFAULT_SCHEDULES
 
 
 class ReportConfigError(LeadSlaError):
@@ -54,9 +55,19 @@ class Recipients(_Model):
     quarterly: list[str] = Field(min_length=1)
 
 
+class Schedules(_Model):
+    """Cron expressions in leadership's timezone; read at DAG parse time by leadsla.reports.schedule."""
+
+    weekly: str = DEFAULT_SCHEDULES["weekly"]
+    feedback: str = DEFAULT_SCHEDULES["feedback"]
+    monthly: str = DEFAULT_SCHEDULES["monthly"]
+    quarterly: str = DEFAULT_SCHEDULES["quarterly"]
+
+
 class ReportConfig(_Model):
     leadership_timezone: str = "America/New_York"
     sla_id: str = "sales_touch"
+    schedules: Schedules = Schedules()
     recipients: Recipients
     leader_roles: list[str] = Field(default_factory=lambda: ["manager", "vp", "director", "head"])
     baseline_month: str | None = None  # "YYYY-MM"; None = the first month with MQLs

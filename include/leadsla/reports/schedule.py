@@ -1,0 +1,69 @@
+"""When each report is sent: a cron expression read in leadership's timezone, both taken from
+include/config/reports.yaml (`leadership_timezone`, `schedules`).
+
+The report DAG files call `report_schedule` while Airflow parses them, so this module stays cheap:
+the standard library and PyYAML (both already loaded by `airflow.sdk`), one small file read. It
+never imports pandas, pydantic models, the store or Airflow, and checks only the two keys a
+schedule needs; the rest of reports.yaml is validated by `leadsla.reports.config` when a report
+is built. A change to the file takes effect at the DAG processor's next parse of the report DAGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from leadsla.errors import LeadSlaError
+from leadsla.paths import config_dir
+
+#: Defaults when reports.yaml names no schedule: the weekly digests on Monday 08:00, the monthly
+#: and quarterly reviews at 07:00 on the first day of the period after the one they review.
+DEFAULT_SCHEDULES = {"weekly": "0 8 * * 1", "feedback": "0 8 * * 1", "monthly": "0 7 1 * *",
+                     "quarterly": "0 7 1 1,4,7,10 *"}
+DEFAULT_TIMEZONE = "America/New_York"
+
+
+class ReportScheduleError(LeadSlaError):
+    """reports.yaml names a schedule or timezone that cannot be used."""
+
+
+def report_schedule(name: str, path: str | Path | None = None) -> tuple[str, str]:
+    """The cron expression and IANA timezone report `name` runs on.
+
+    Args:
+        name: weekly, feedback, monthly or quarterly.
+        path: reports.yaml to read (default: include/config/reports.yaml, or under $LEADSLA_HOME).
+
+    Returns:
+        (cron, timezone), e.g. ("0 8 * * 1", "America/New_York"), for `CronTriggerTimetable`.
+
+    Raises:
+        ReportScheduleError: unreadable file, unknown report, or a value of the wrong kind (the
+            message names the file, the key and the value). A bad cron expression is refused by
+            the timetable itself when the DAG is built.
+    """
+    if name not in DEFAULT_SCHEDULES:
+        raise ReportScheduleError(f"unknown report {name!r}: expected one of {', '.join(DEFAULT_SCHEDULES)}")
+    path = Path(path) if path else config_dir() / "reports.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ReportScheduleError(f"cannot read report settings {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReportScheduleError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    tz = data.get("leadership_timezone", DEFAULT_TIMEZONE)
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ReportScheduleError(
+            f"{path}: leadership_timezone: {tz!r} is not an IANA timezone name (e.g. America/New_York)") from None
+    schedules = data.get("schedules") or {}
+    if not isinstance(schedules, dict):
+        raise ReportScheduleError(f"{path}: schedules: expected a mapping of report name to cron expression")
+    cron = schedules.get(name, DEFAULT_SCHEDULES[name])
+    if not isinstance(cron, str) or len(cron.split()) != 5:
+        raise ReportScheduleError(
+            f"{path}: schedules.{name}: {cron!r} is not a five-field cron expression (e.g. '0 8 * * 1')")
+    return cron, str(tz)
