@@ -3,17 +3,21 @@ generator of a realistic org (three teams, leads through MQL -> SAL -> SQL -> Op
 Recycled/Disqualified with reasons, activities, clocks in every state, audit rows).
 
 `Builder.write(engine)` inserts into the store's real tables; `Builder.frames()` gives the same
-rows as `ReportData` without a store, for pure metric tests.
+rows as `ReportData` without a store. The `through_store` fixture is how metric tests read them:
+written to a fresh store and loaded back by `leadsla.reports.data.load`, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 UTC = dt.UTC
@@ -137,6 +141,30 @@ class Builder:
                                 (s.clocks, self.clocks), (s.audit, self.audit)):
                 for i in range(0, len(rows), 5000):
                     conn.execute(table.insert(), rows[i:i + 5000])
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def through_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[Builder], Any]]:
+    """A function Builder -> ReportData that writes the builder into a fresh store and reads it back
+    with `leadsla.reports.data.load`, as reports do; each call gets its own store (the audit table
+    is append-only, so a changed builder cannot be rewritten into the same one). Runs on SQLite and
+    on the embedded PostgreSQL."""
+    from leadsla.reports.data import load
+    from leadsla.store import open_store
+    from tests.conftest import _new_postgres_url
+
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    engines: list[sa.Engine] = []
+
+    def write_and_load(builder: Builder):
+        url = _new_postgres_url(server) if server else f"sqlite:///{tmp_path / f'store{len(engines)}.db'}"
+        engines.append(open_store(url))
+        builder.write(engines[-1])
+        return load(engines[-1])
+
+    yield write_and_load
+    for engine in engines:
+        engine.dispose()
 
 
 TEAMS = {"sdr_east": ["Ava East", "Ben East", "Cy East", "Dee East"],

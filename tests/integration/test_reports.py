@@ -1,11 +1,21 @@
-"""Reports end to end: the CLI regenerates a past period byte for byte, the e-mail arrives in the
-SMTP sink with its charts by Content-ID and CSVs attached, and the HTML renders in Chromium."""
+"""Reports end to end, as a reader sees them.
+
+Each of the four reports is built from a seeded store, sent through the real SmtpHook to the
+SMTP sink, parsed back from the .eml and rendered in headless Chromium (Debian's chromium, one
+browser for the module) with its charts resolved by Content-ID; the charts must load and the
+report's key section must show the figures its CSV attachment holds. The CLI regenerates a past
+period byte for byte, and the same rows in PostgreSQL give the same report as in SQLite.
+"""
 
 from __future__ import annotations
 
+import base64
+import csv
 import datetime as dt
 import email
 import email.policy
+import io
+import re
 import shutil
 from pathlib import Path
 
@@ -13,8 +23,22 @@ import pytest
 
 from leadsla.cli import main
 from leadsla.store import open_store
+from tests.conftest import _new_postgres_url
 from tests.notify_fixtures import smtp_sink  # noqa: F401 - fixture
 from tests.reports_data import generate
+
+REPORTS = ("weekly", "feedback", "monthly", "quarterly")
+#: The scheduled run's time for each report and the period it therefore covers (the last full one).
+AT = {"weekly": dt.datetime(2026, 11, 16, 13, tzinfo=dt.UTC), "feedback": dt.datetime(2026, 11, 16, 13, tzinfo=dt.UTC),
+      "monthly": dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC), "quarterly": dt.datetime(2027, 1, 1, 12, tzinfo=dt.UTC)}
+PERIOD = {"weekly": "2026-W46", "feedback": "2026-W46", "monthly": "2026-11", "quarterly": "2026-Q4"}
+CHARTS = {"weekly": {"trend", "teams"}, "feedback": {"reasons", "sources"}, "monthly": {"funnel", "hours"},
+          "quarterly": {"what_if"}}
+CSVS = {"weekly": {"compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
+        "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv"},
+        "monthly": {"red_flags.csv", "reps.csv", "funnel.csv"},
+        "quarterly": {"what_if.csv", "conversion_by_response.csv", "sources.csv"}}
+CHROMIUM = shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +50,45 @@ def seeded(tmp_path_factory) -> str:
     return url
 
 
-@pytest.mark.parametrize("name,period", [("weekly", "2026-W46"), ("monthly", "2026-11"),
-                                         ("feedback", "2026-W46"), ("quarterly", "2026-Q4")])
-def test_past_period_regenerates_identically(seeded, tmp_path, name, period):
-    outs = []
-    for run in ("a", "b"):
-        assert main(["report", name, "--period", period, "--store", seeded, "--out", str(tmp_path / run)]) == 0
-        outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / run).iterdir())})
-    assert outs[0] == outs[1] and len(outs[0]) >= 5
-    assert any(n.endswith(".png") for n in outs[0]) and any(n.endswith(".csv") for n in outs[0])
+@pytest.fixture(scope="module")
+def seeded_pg(postgres_server) -> str:
+    """The same rows as `seeded`, in the embedded PostgreSQL."""
+    url = _new_postgres_url(postgres_server)
+    engine = open_store(url)
+    generate(1500).write(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:  # scripts/test.sh installs it; fail loudly rather than skip a feature
+        pytest.fail("chromium is not installed: run `apt-get install -y chromium` (scripts/test.sh does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+            "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("name", REPORTS)
+def test_past_period_regenerates_identically_on_both_backends(seeded, seeded_pg, tmp_path, name):
+    for run, url in (("a", seeded), ("b", seeded), ("pg", seeded_pg)):
+        assert main(["report", name, "--period", PERIOD[name], "--store", url, "--out", str(tmp_path / run)]) == 0
+    first = files_of(tmp_path / "a")
+    assert files_of(tmp_path / "b") == first  # the same period regenerated later: byte for byte
+    assert files_of(tmp_path / "pg") == first  # the same rows in PostgreSQL: the same report
+    stem = f"{name}_{PERIOD[name]}"
+    assert set(first) == {f"{stem}.html"} | {f"{stem}_{c}.png" for c in CHARTS[name]} | {f"{stem}_{c}" for c in CSVS[name]}
+    assert all(len(first[f"{stem}_{c}"].decode().splitlines()) > 1 for c in CSVS[name])  # a header and figures
 
 
 def test_default_period_is_the_last_full_one(seeded, tmp_path):
@@ -48,51 +102,105 @@ def test_bad_period_is_one_clear_line(seeded, tmp_path, capsys):
     assert "is not a month" in capsys.readouterr().err
 
 
-def test_monthly_review_mail_arrives_with_inline_charts(seeded, smtp_sink):  # noqa: F811
+def html_as_a_mail_client_shows_it(msg: email.message.EmailMessage) -> str:
+    """The HTML body with each `cid:` reference replaced by its related MIME part's bytes, as a mail
+    client resolves it; a reference without a part stays `cid:` and cannot load in the browser."""
+    parts = {p["Content-ID"].strip("<>"): p for p in msg.walk() if p["Content-ID"]}
+
+    def inline(m: re.Match) -> str:
+        part = parts.get(m[1])
+        if part is None:
+            return m[0]
+        return f'src="data:{part.get_content_type()};base64,{base64.b64encode(part.get_payload(decode=True)).decode()}"'
+
+    return re.sub(r'src="cid:([^"]+)"', inline, msg.get_body(("html",)).get_content())
+
+
+def cells(page, selector: str) -> list[list[str]]:
+    """The text of each data row's cells of a table (the header row left out)."""
+    return page.eval_on_selector_all(f"{selector} tr", "rows => rows.slice(1).map(r => "
+                                     "Array.from(r.children).map(c => c.innerText.trim()))")
+
+
+def check_weekly(page, csvs: dict[str, list[dict]]) -> None:
+    """Adherence rate, violations and revenue affected, agreeing with the per-team CSV."""
+    head = page.locator("#headline").inner_text()
+    adherence = re.search(r"Adherence rate\s+(\d+)% \((\d+) of (\d+) decided\)", head)
+    assert adherence, head
+    pct, met, decided = map(int, adherence.groups())
+    teams = csvs["compliance_by_team.csv"]
+    assert decided == sum(int(r["decided"]) for r in teams) > 0 and met == sum(int(r["met"]) for r in teams)
+    assert pct == round(100 * met / decided)
+    violations = int(re.search(r"Violations\s+(\d+)", head)[1])
+    assert violations == decided - met == len(csvs["violations.csv"])
+    revenue = re.search(r"Revenue affected by delays\s+\$([\d,]+) \((\d+) late leads\)", head)
+    assert revenue and int(revenue[1].replace(",", "")) > 0 and int(revenue[2]) == violations
+    assert "Estimate: deal value $25,000" in head  # the assumption printed beside the figure
+    assert [row[0] for row in cells(page, "#teams")] == [r["team"] for r in teams]
+
+
+def check_feedback(page, csvs: dict[str, list[dict]]) -> None:
+    """Rejection reasons by volume, as in the CSV; sources and campaigns present."""
+    reasons = csvs["rejection_reasons.csv"]
+    assert reasons and [r[:2] for r in cells(page, "#rejection-reasons")] == [
+        [r["rejection_reason"], r["rejects"]] for r in reasons]
+    assert len(cells(page, "#sources")) == len(csvs["sources.csv"]) > 0
+    assert len(cells(page, "#campaigns")) == len(csvs["campaigns.csv"]) > 0
+
+
+def check_monthly(page, csvs: dict[str, list[dict]]) -> None:
+    """The red-flag table with its five checks, the triggers and the root-cause sentences."""
+    flags = cells(page, "#red-flags")
+    assert len(flags) == 5 and "War Room" in page.locator("#red-flags").inner_text()
+    assert [f[0] for f in flags] + [t[0] for t in cells(page, "#triggers")] == [r["check"] for r in csvs["red_flags.csv"]]
+    assert page.locator("#root-causes li").count() >= 1
+
+
+def check_quarterly(page, csvs: dict[str, list[dict]]) -> None:
+    """The threshold what-if (violations under each alternative target) and its recommendation."""
+    what_if = cells(page, "#what-if")
+    assert [row[1] for row in what_if] == [r["violations"] for r in csvs["what_if.csv"]]
+    assert len(what_if) == 6 and sum(int(r[1]) for r in what_if) > 0
+    assert re.fullmatch(r"Recommendation: (tighten|loosen|keep): .+", page.locator("#recommendation").inner_text())
+
+
+CHECKS = {"weekly": check_weekly, "feedback": check_feedback, "monthly": check_monthly, "quarterly": check_quarterly}
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_report_mail_arrives_and_renders_in_chromium(name, seeded, smtp_sink, browser, tmp_path):  # noqa: F811
+    from leadsla.reports.config import load_report_config
     from leadsla.reports.run import send_report
 
-    out = send_report("monthly", at=dt.datetime(2026, 12, 7, 13, tzinfo=dt.UTC), store_url=seeded)
-    assert out["period"] == "2026-11"
-    files = sorted(Path(smtp_sink.directory).glob("*.eml"))
-    assert len(files) == 1
-    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
-    assert msg["Subject"] == "Monthly SLA maintenance review 2026-11"
-    assert "vp.revops@example.com" in msg["To"]
+    out = send_report(name, at=AT[name], store_url=seeded, out=tmp_path / "saved")
+    assert out["period"] == PERIOD[name]
+    (eml,) = sorted(Path(smtp_sink.directory).glob("*.eml"))
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert msg["Subject"].endswith(f" {PERIOD[name]}")
+    assert msg["To"] == ", ".join(getattr(load_report_config().recipients, name))
     html = msg.get_body(("html",)).get_content()
     cids = {p["Content-ID"].strip("<>") for p in msg.walk() if p.get_content_type() == "image/png"}
-    assert cids == {"funnel", "hours"}
-    assert all(f'src="cid:{c}"' in html for c in cids)
-    assert 'id="red-flags"' in html
-    attachments = {p.get_filename() for p in msg.iter_attachments() if p.get_content_type() == "text/csv"}
-    assert attachments == {"red_flags.csv", "reps.csv", "funnel.csv"}
+    assert cids == CHARTS[name] and all(f'src="cid:{c}"' in html for c in cids)
+    attachments = {p.get_filename(): p for p in msg.iter_attachments() if p.get_content_type() == "text/csv"}
+    assert set(attachments) == CSVS[name]
+    csvs = {n: list(csv.DictReader(io.StringIO(p.get_content()))) for n, p in attachments.items()}
 
-
-CHROMIUM = shutil.which("chromium")
-
-
-def test_report_renders_in_chromium_with_charts_and_red_flags(seeded, tmp_path):
-    if CHROMIUM is None:  # scripts/test.sh installs it; fail loudly rather than skip a feature
-        pytest.fail("chromium is not installed: run `apt-get install -y chromium` (scripts/test.sh does)")
-    from playwright.sync_api import sync_playwright
-
-    assert main(["report", "monthly", "--period", "2026-11", "--store", seeded, "--out", str(tmp_path)]) == 0
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-            "--disable-component-update", "--disable-sync"])
+    saved = tmp_path / "saved" / f"{name}_{PERIOD[name]}.html"
+    for shown_as in ("e-mail", "saved file"):
         page = browser.new_page()
-        page.goto((tmp_path / "monthly_2026-11.html").as_uri())
-        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-        assert len(widths) == 2 and all(w > 0 for w in widths)
-        rows = page.locator("#red-flags tr").count()
-        assert rows == 6  # header + five red flags
-        assert "War Room" in page.locator("#red-flags").inner_text()
-        browser.close()
+        try:
+            if shown_as == "e-mail":
+                page.set_content(html_as_a_mail_client_shows_it(msg))
+            else:
+                page.goto(saved.as_uri())
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            assert len(widths) == len(CHARTS[name]) and all(w > 0 for w in widths), (shown_as, widths)
+            CHECKS[name](page, csvs)
+        finally:
+            page.close()
 
 
 def test_audit_timeline_and_export(seeded, tmp_path, capsys):
-    import csv
-
     assert main(["audit", "--record", "00Q000000000000001", "--store", seeded]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out and "clock_start" in out[0] and "rule=sales_touch.start" in out[0]

@@ -10,13 +10,13 @@ from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
 from leadsla.reports.config import Revenue
 from leadsla.reports.period import parse
-from tests.reports_data import Builder, t
+from tests.reports_data import Builder, t, through_store  # noqa: F401 - fixture
 
 NOV = parse("month", "2026-11", "UTC")
 
 
 @pytest.fixture
-def data():
+def data(through_store):  # noqa: F811 - fixture
     b = (Builder().user("R1", "Rita", "A").user("R2", "Rob", "A").user("R3", "Sam", "B"))
     # Clocks, target 4 h. L1 met (1 h), L2 met late (6 h), L3 breached untouched, L4 met (2 h),
     # L5 stops after the month (open as of Nov 30), L6 started in October (out of scope).
@@ -43,7 +43,7 @@ def data():
            stages={"MQL": t("2026-11-10 00:00"), "Recycled": t("2026-11-12 00:00")})
     b.activity("L1", t("2026-11-02 11:00")).activity("L2", t("2026-11-03 18:00"))
     b.activity("L4", t("2026-11-05 12:00")).activity("L7", t("2026-11-20 00:00"))
-    return b.frames()
+    return through_store(b)
 
 
 def test_compliance_overall_and_by_team(data):

@@ -11,7 +11,7 @@ import pytest
 from leadsla.reports import review
 from leadsla.reports.config import load_report_config
 from leadsla.reports.period import parse
-from tests.reports_data import Builder, t
+from tests.reports_data import Builder, t, through_store  # noqa: F401 - fixture
 
 NOV = parse("month", "2026-11", "UTC")
 H = dt.timedelta(hours=1)
@@ -26,7 +26,7 @@ def _flags(flags) -> dict:
     return {f.check: f for f in flags}
 
 
-def test_red_flags_raised_and_not(cfg):
+def test_red_flags_raised_and_not(cfg, through_store):  # noqa: F811 - fixture
     b = (Builder().user("R1", "Rita", "A").user("R2", "Rob", "A").user("R3", "Sam", "B")
          .user("M1", "Vera VP", "leadership", role="VP Sales").user("M2", "Max", "A", role="SDR Manager"))
     # Team A: L1 met 1 h, L2 met late after 17 h, L3 breached untouched -> 1 of 3 = 33% (< 80%: raised).
@@ -48,7 +48,7 @@ def test_red_flags_raised_and_not(cfg):
     # Leaders Vera (VP) and Max (Manager); Vera opened the War Room in November: 1 of 2 = 50% (not < 50%).
     b.event("war_room_visit", t("2026-11-10 12:00"), actor="Vera VP")
     b.event("war_room_visit", t("2026-10-10 12:00"), actor="M2")  # October: not this month
-    flags = _flags(review.red_flags(b.frames(), NOV, cfg))
+    flags = _flags(review.red_flags(through_store(b), NOV, cfg))
     team = flags["Team below compliance target"]
     assert team.raised and team.record_ids == ("L2", "L3") and team.value == "A 33%; B 100%"
     slow = flags["Average response above target for a lead type"]
@@ -61,7 +61,7 @@ def test_red_flags_raised_and_not(cfg):
     assert not usage.raised and usage.value == "1 of 2 (50%)"
     # Without Vera's visit only Max's October one remains: 0 of 2, raised.
     b.audit = [a for a in b.audit if a["actor"] != "Vera VP"]
-    assert _flags(review.red_flags(b.frames(), NOV, cfg))["Leaders opening the War Room"].raised
+    assert _flags(review.red_flags(through_store(b), NOV, cfg))["Leaders opening the War Room"].raised
 
 
 def _month(b: Builder, tag: str, day0: dt.datetime, *, mqls: int, sql: int, rejected: int, met: int,
@@ -85,13 +85,13 @@ def _month(b: Builder, tag: str, day0: dt.datetime, *, mqls: int, sql: int, reje
             b.activity(lid, mql + H, "R1")
 
 
-def test_refinement_triggers(cfg):
+def test_refinement_triggers(cfg, through_store):  # noqa: F811 - fixture
     cfg = cfg.model_copy(update={"baseline_month": "2026-09"})
     bad = Builder().user("R1", "Rita", "A")
     _month(bad, "S", t("2026-09-02 08:00"), mqls=10, sql=8, rejected=1, met=10, touched=10)  # baseline: 80% SQL
     _month(bad, "O", t("2026-10-02 08:00"), mqls=10, sql=1, rejected=6, met=3, touched=3)
     _month(bad, "N", t("2026-11-02 08:00"), mqls=10, sql=1, rejected=6, met=3, touched=3)
-    got = {f.check: f.raised for f in review.refinement_triggers(bad.frames(), NOV, cfg)}
+    got = {f.check: f.raised for f in review.refinement_triggers(through_store(bad), NOV, cfg)}
     # Compliance 30% both months (< 70%); MQL-to-SQL 80% -> 10% (-70 points); leakage 7 of 10;
     # rejection rate 60% both months (> 50%).
     assert got == {"Compliance below target two months running": True, "MQL-to-SQL conversion down from baseline": True,
@@ -100,14 +100,14 @@ def test_refinement_triggers(cfg):
     _month(good, "S", t("2026-09-02 08:00"), mqls=10, sql=8, rejected=1, met=10, touched=10)
     _month(good, "O", t("2026-10-02 08:00"), mqls=10, sql=8, rejected=1, met=10, touched=10)
     _month(good, "N", t("2026-11-02 08:00"), mqls=10, sql=8, rejected=1, met=3, touched=10)  # one bad month only
-    flags = {f.check: f for f in review.refinement_triggers(good.frames(), NOV, cfg)}
+    flags = {f.check: f for f in review.refinement_triggers(through_store(good), NOV, cfg)}
     assert {k: f.raised for k, f in flags.items()} == {
         "Compliance below target two months running": False, "MQL-to-SQL conversion down from baseline": False,
         "Lead leakage": False, "Rejection rate high two months running": False}
     assert flags["Compliance below target two months running"].value == "2026-10 100%, 2026-11 30%"
 
 
-def test_root_causes_separate_systemic_from_individual():
+def test_root_causes_separate_systemic_from_individual(through_store):  # noqa: F811 - fixture
     b = Builder()
     for uid, name, team in (("W1", "Wes", "W"), ("W2", "Wyn", "W"), ("E1", "Eve", "E"), ("E2", "Eli", "E"),
                             ("E3", "Ema", "E")):
@@ -141,7 +141,7 @@ def test_root_causes_separate_systemic_from_individual():
         for hour in (9, 13):
             clock("E2", "E", t(f"{day} {hour:02d}:00"), late=False)
             clock("E3", "E", t(f"{day} {hour + 1:02d}:00"), late=False)
-    rc = review.root_causes(b.frames(), NOV)
+    rc = review.root_causes(through_store(b), NOV)
     assert [(s["team"], s["weekday"], s["block"], s["decided"], s["reps"]) for s in rc["systemic"]] == [
         ("W", "Monday", "08:00-12:00", 6, 2)]
     assert [(i["rep"], i["team"]) for i in rc["individual"]] == [("Eve", "E")]
@@ -152,7 +152,7 @@ def test_root_causes_separate_systemic_from_individual():
     assert "Wes" not in text and "Wyn" not in text  # team-wide misses are not blamed on a rep
 
 
-def test_what_if_recommends_tighten_or_loosen(cfg):
+def test_what_if_recommends_tighten_or_loosen(cfg, through_store):  # noqa: F811 - fixture
     q4 = parse("quarter", "2026-Q4", "UTC")
     b = Builder().user("R1", "Rita", "A")
     for month, hours in (("10", 0.25), ("11", 0.75), ("12", 1.5)):  # all met under the 4 h target
@@ -161,7 +161,7 @@ def test_what_if_recommends_tighten_or_loosen(cfg):
             b.lead(f"M{month}{i}", owner="R1", stages={"MQL": start - H, "SAL": start})
             b.clock(f"M{month}{i}", start, target_h=4, elapsed_h=hours, owner="R1", team="A",
                     stopped_at=start + dt.timedelta(hours=hours))
-    w = review.threshold_what_if(b.frames(), q4, cfg)
+    w = review.threshold_what_if(through_store(b), q4, cfg)
     assert w["recommendation"].startswith("tighten")
     targets = dict(zip(w["targets"]["target_hours"], w["targets"]["violations"], strict=True))
     assert targets == {0.5: 20, 1: 10, 2: 0, 4: 0, 8: 0, 24: 0}  # 0.75 h and 1.5 h exceed 0.5 h; 1.5 h exceeds 1 h
@@ -169,7 +169,7 @@ def test_what_if_recommends_tighten_or_loosen(cfg):
         start = t(f"2026-12-{i + 14:02d} 10:00")
         b.lead(f"B{i}", owner="R1", stages={"MQL": start - H, "SAL": start})
         b.clock(f"B{i}", start, target_h=4, elapsed_h=3.9, owner="R1", team="A", breached_at=start + 4 * H)
-    w = review.threshold_what_if(b.frames(), q4, cfg)
+    w = review.threshold_what_if(through_store(b), q4, cfg)
     assert w["recommendation"].startswith("loosen: 25% of clocks breached")
     targets = dict(zip(w["targets"]["target_hours"], w["targets"]["violations"], strict=True))
     assert targets[4] == 10 and targets[8] == 0 and targets[0.5] == 30
