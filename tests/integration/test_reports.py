@@ -91,6 +91,17 @@ def test_past_period_regenerates_identically_on_both_backends(seeded, seeded_pg,
     assert all(len(first[f"{stem}_{c}"].decode().splitlines()) > 1 for c in CSVS[name])  # a header and figures
 
 
+@pytest.mark.parametrize("name,period", [("weekly", "2026-W35"), ("feedback", "2026-W35"), ("monthly", "2026-08"),
+                                         ("quarterly", "2026-Q2")])
+def test_a_period_before_any_data_still_builds(seeded, tmp_path, name, period):
+    # A quiet week (or a new org's first scheduled run) must send a report saying so, not fail the task.
+    assert main(["report", name, "--period", period, "--store", seeded, "--out", str(tmp_path)]) == 0
+    html = (tmp_path / f"{name}_{period}.html").read_text()
+    assert period in html
+    if name == "weekly":
+        assert "<th>Handoffs (SLA clocks started)</th><td>0</td>" in html and "n/a" in html
+
+
 def test_default_period_is_the_last_full_one(seeded, tmp_path):
     assert main(["report", "monthly", "--at", "2026-12-03T12:00:00+00:00", "--store", seeded,
                  "--out", str(tmp_path)]) == 0

@@ -65,7 +65,8 @@ def _env() -> jinja2.Environment:
 def _csv(df: pd.DataFrame) -> str:
     out = df.copy()
     for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, tuple)).any():
+        # A plain loop: Series.map on an empty datetime column keeps its dtype, and .any() refuses it.
+        if any(isinstance(v, tuple) for v in out[col]):
             out[col] = out[col].map(lambda v: " ".join(v) if isinstance(v, tuple) else "")
     return out.to_csv(index=False, lineterminator="\n", float_format="%.4f")
 
