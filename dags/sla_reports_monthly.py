@@ -6,14 +6,16 @@ HTML with inline charts (Content-ID) and CSV attachments.
 
 Schedule: `schedules.monthly` in include/config/reports.yaml, read in its `leadership_timezone`
 (DST included) when Airflow parses this file; edit the YAML, not this file, to move it.
-Regenerate any past period with `leadsla report monthly --period ... --out DIR`.
+Param `period` (e.g. `2026-10`; empty = the last full one) e-mails that period instead; one not over
+yet is reported up to the run's time and titled so. Regenerate any past period into files with
+`leadsla report monthly --period ... --out DIR`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
 REPORT = "monthly"
 
@@ -32,16 +34,18 @@ def _schedule() -> CronTriggerTimetable:
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "revops", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    params={"period": Param("", type="string", pattern=r"^$|^\d{4}-\d{2}$",
+                            description="e.g. 2026-10; empty: the last full period before the run")},
     tags=["leadsla", "reports"],
     doc_md=__doc__,
 )
 def sla_reports_monthly():
     @task
     def send(**context) -> dict:
-        """Build the report for the period before the run's time and e-mail it."""
+        """Build the report for the `period` param (default: the last full one before the run) and e-mail it."""
         from leadsla.reports.run import send_report
 
-        return send_report(REPORT, at=context["dag_run"].run_after)
+        return send_report(REPORT, at=context["dag_run"].run_after, period=context["params"]["period"] or None)
 
     send()
 

@@ -173,3 +173,16 @@ def test_what_if_recommends_tighten_or_loosen(cfg, through_store):  # noqa: F811
     assert w["recommendation"].startswith("loosen: 25% of clocks breached")
     targets = dict(zip(w["targets"]["target_hours"], w["targets"]["violations"], strict=True))
     assert targets[4] == 10 and targets[8] == 0 and targets[0.5] == 30
+
+
+def test_a_period_not_over_is_cut_at_the_run_time_and_titled_so():
+    from leadsla.reports.period import PeriodError
+
+    week = parse("week", "2026-W48", "America/New_York")  # Mon 23 Nov to Mon 30 Nov, New York
+    wednesday = t("2026-11-25 19:30")
+    cut = week.to_date(wednesday)
+    assert (cut.start, cut.end, cut.partial) == (week.start, wednesday, True)
+    assert cut.title == "2026-W48 to 25 Nov 14:30" and cut.label == "2026-W48"
+    assert week.to_date(week.end) is week and week.title == "2026-W48"  # over: unchanged
+    with pytest.raises(PeriodError, match="has not started"):
+        week.to_date(t("2026-11-20 12:00"))

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("report", help="build a report for a period into a folder")
     p.add_argument("name", choices=["weekly", "feedback", "monthly", "quarterly"])
     p.add_argument("--period", help="2026-W46 (weekly, feedback), 2026-11 (monthly), 2026-Q4 (quarterly); "
-                                    "default: the last full period before --at")
+                                    "default: the last full period before --at; a period not over at --at "
+                                    "is reported up to --at and titled so")
     p.add_argument("--at", help="the run's time (ISO, with timezone); default: now")
     p.add_argument("--out", required=True, type=Path, help="folder to write into")
     p.add_argument("--store", help="store URL (default: the configured store)")

@@ -82,7 +82,7 @@ def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     trend = m.weekly_trend(data, period)
     rev = m.revenue_affected(clocks, cfg.revenue)
     teams = m.compliance(clocks, "team")
-    ctx = {"title": f"Weekly SLA summary {period.label}", "period": period,
+    ctx = {"title": f"Weekly SLA summary {period.title}", "period": period,
            "handoffs": int(len(clocks)), "overall": _rows(overall)[0] if len(overall) else None,
            "first_touch": _rows(ft)[0] if len(ft) else None, "trend": _rows(trend), "revenue": rev,
            "teams": _rows(teams), "violations": int(overall["violated"].sum()) if len(overall) else 0}
@@ -97,7 +97,7 @@ def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
 def feedback(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     c = fn.cohort(data, period)
     reasons, sources, campaigns = fn.rejection_reasons(c), fn.by_source(c), fn.by_campaign(c)
-    ctx = {"title": f"Lead feedback digest {period.label}", "period": period, "mqls": len(c),
+    ctx = {"title": f"Lead feedback digest {period.title}", "period": period, "mqls": len(c),
            "reasons": _rows(reasons), "sources": _rows(sources), "campaigns": _rows(campaigns),
            "rejection": fn.rejection_rate(c)}
     images = {"reasons": charts.bar(list(reasons["rejection_reason"]), list(reasons["rejects"]), "Rejection reasons", "leads"),
@@ -116,7 +116,7 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     c = fn.cohort(data, period)
     fun = fn.funnel(c)
     how = causes["by_hour_of_week"]
-    ctx = {"title": f"Monthly SLA maintenance review {period.label}", "period": period,
+    ctx = {"title": f"Monthly SLA maintenance review {period.title}", "period": period,
            "flags": flags, "triggers": triggers, "causes": causes, "reps": _rows(reps), "funnel": _rows(fun),
            "leakage": fn.leakage(c, period, cfg.thresholds.leakage_days), "load": _rows(causes["by_load"])}
     images = {"funnel": charts.bar(list(fun["stage"]), list(fun["leads"]), "Handoff funnel", "leads"),
@@ -133,7 +133,7 @@ def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     fun = fn.funnel(c)
     base_p = review.baseline_month(data, cfg, period.timezone)
     base = fn.funnel(fn.cohort(data, base_p)) if base_p else None
-    ctx = {"title": f"Quarterly SLA review {period.label}", "period": period, "sources": _rows(fn.by_source(c)),
+    ctx = {"title": f"Quarterly SLA review {period.title}", "period": period, "sources": _rows(fn.by_source(c)),
            "types": _rows(fn.by_lead_type(c)), "what_if": what_if, "targets": _rows(what_if["targets"]),
            "conversion": _rows(what_if["conversion_by_response"]), "months": _rows(what_if["months"]),
            "funnel": _rows(fun), "baseline": _rows(base) if base is not None else [],
@@ -178,7 +178,9 @@ def email_message(report: Report, sender: str, recipients: list[str], at: dt.dat
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = format_datetime(at.astimezone(dt.UTC))
-    msg["Message-ID"] = f"<leadsla.report.{report.name}.{report.period.label}@{sender.rpartition('@')[2] or 'localhost'}>"
+    # A report of a period not over yet gets its own id: mail clients drop a second message with the same one.
+    cut = f".to{report.period.end:%Y%m%dT%H%MZ}" if report.period.partial else ""
+    msg["Message-ID"] = f"<leadsla.report.{report.name}.{report.period.label}{cut}@{sender.rpartition('@')[2] or 'localhost'}>"
     msg.set_content(report.text())
     msg.add_alternative(report.html("cid"), subtype="html")
     html_part = msg.get_payload()[1]

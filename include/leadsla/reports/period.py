@@ -23,13 +23,39 @@ class PeriodError(LeadSlaError):
 
 @dataclass(frozen=True)
 class Period:
-    """[start, end) in UTC; `label` is what a reader sees ("2026-W46", "2026-11", "2026-Q4")."""
+    """[start, end) in UTC; `label` is what a reader sees ("2026-W46", "2026-11", "2026-Q4").
+
+    `partial`: the period was not over at the run's time and `end` is that time (see `to_date`).
+    """
 
     kind: str
     label: str
     start: dt.datetime
     end: dt.datetime
     timezone: str
+    partial: bool = False
+
+    @property
+    def title(self) -> str:
+        """The label, marked when the period is not over ("2026-W48 to 25 Nov 14:00")."""
+        if not self.partial:
+            return self.label
+        return f"{self.label} to {self.end.astimezone(ZoneInfo(self.timezone)):%d %b %H:%M}"
+
+    def to_date(self, at: dt.datetime) -> Period:
+        """This period cut at the run's time `at` when it is not over yet (itself otherwise), so a
+        report of the current week/month/quarter covers what has happened so far and says so.
+
+        Raises:
+            PeriodError: `at` is naive or before the period starts.
+        """
+        if at.tzinfo is None:
+            raise PeriodError(f"run time {at.isoformat()} is naive: give it a timezone")
+        if at >= self.end:
+            return self
+        if at <= self.start:
+            raise PeriodError(f"period {self.label} has not started at {at.isoformat()}: pick a past or current one")
+        return Period(self.kind, self.label, self.start, at.astimezone(dt.UTC), self.timezone, partial=True)
 
     def previous(self) -> Period:
         """The period of the same kind just before this one."""

@@ -24,7 +24,8 @@ def build_for(name: str, *, at: dt.datetime, period: str | None = None, store_ur
 
     cfg = load_report_config(config_path)
     kind = builders.KIND_OF_REPORT[name]
-    p = parse(kind, period, cfg.leadership_timezone) if period else last_full(kind, at, cfg.leadership_timezone)
+    # A named period that is not over yet (the current week, say) is reported up to `at`, marked as such.
+    p = parse(kind, period, cfg.leadership_timezone).to_date(at) if period else last_full(kind, at, cfg.leadership_timezone)
     own = engine is None
     engine = engine or open_store(store_url)
     try:
@@ -37,19 +38,20 @@ def build_for(name: str, *, at: dt.datetime, period: str | None = None, store_ur
     return report, paths
 
 
-def send_report(name: str, *, at: dt.datetime, out: Path | None = None, conn_id: str = "smtp_default",
-                engine=None, store_url: str | None = None) -> dict:
-    """Build the default-period report and e-mail it to its configured recipients through SmtpHook.
+def send_report(name: str, *, at: dt.datetime, period: str | None = None, out: Path | None = None,
+                conn_id: str = "smtp_default", engine=None, store_url: str | None = None) -> dict:
+    """Build the report for `period` (label; default: the last full period before `at`) and e-mail
+    it to its configured recipients through SmtpHook.
 
     Returns a small JSON-able summary (period, recipients, Message-ID) for XCom.
     """
     from leadsla.notify.email import DEFAULT_FROM, smtp_session
 
     cfg = load_report_config()
-    report, _ = build_for(name, at=at, out=out, engine=engine, store_url=store_url)
+    report, _ = build_for(name, at=at, period=period, out=out, engine=engine, store_url=store_url)
     recipients = list(getattr(cfg.recipients, name))
     with smtp_session(conn_id) as (hook, client):
         sender = hook.from_email or DEFAULT_FROM
         msg = builders.email_message(report, sender, recipients, at)
         client.sendmail(sender, recipients, msg.as_bytes())
-    return {"report": name, "period": report.period.label, "recipients": recipients, "message_id": msg["Message-ID"]}
+    return {"report": name, "period": report.period.label, "partial": report.period.partial, "recipients": recipients, "message_id": msg["Message-ID"]}
