@@ -3,13 +3,15 @@ the stand-in servers and demo started beside Airflow.
 
 `python -m sandbox.devstack connections` prints the connections as JSON for
 `airflow connections import`; `start` runs every stand-in in the foreground until interrupted;
-`describe` tells a newcomer where to look. Only connection values point at the stand-ins: the
-production code paths are the same.
+`describe` tells a newcomer where to look; `trigger-reports` waits for the first sync and
+evaluation, then has Airflow e-mail the four reports once for the demo's own history. Only
+connection values point at the stand-ins: the production code paths are the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -88,6 +90,10 @@ def _alert_services() -> list[Service]:
 
 # --- CRM (issue 4): Salesforce REST API stand-in over HTTPS, and the demo org ---------------
 SALESFORCE_PORT = int(os.environ.get("LEADSLA_SALESFORCE_PORT", "8443"))
+#: History a new demo org starts with: two weeks always hold the last full week (the weekly
+#: reports' default period) and are synced and evaluated within the first minutes. Longer costs
+#: more than it shows: 60 days took ~3.5 min to seed, sync and evaluate and queued ~4,000 alerts.
+DEMO_BACKLOG_HOURS = 14 * 24
 
 
 def salesforce_dir() -> Path:
@@ -122,10 +128,96 @@ def _crm_services() -> list[Service]:
         Service("salesforce", [sys.executable, "-m", "sandbox.salesforce_api", "--port", str(SALESFORCE_PORT),
                                "--data", str(salesforce_dir())],
                 f"Salesforce REST API on https://127.0.0.1:{SALESFORCE_PORT} (org in {salesforce_dir() / 'org.sqlite3'})"),
-        Service("demo", [sys.executable, "-m", "sandbox.simulate", "--data", str(salesforce_dir()), "--speed", speed],
+        Service("demo", [sys.executable, "-m", "sandbox.simulate", "--data", str(salesforce_dir()), "--speed", speed,
+                         "--backlog-hours", str(DEMO_BACKLOG_HOURS)],
                 "demo org simulator (real time; LEADSLA_DEMO_SPEED only helps it catch up): leads arrive, move and get worked"),
     ]
 # --- end CRM ----------------------------------------------------------------------------------
+
+
+# --- reports (issue 7): the four report e-mails once, from the demo's own history ------------
+REPORTS = ("weekly", "feedback", "monthly", "quarterly")
+
+
+def demo_report_periods(history_start: dt.datetime, now: dt.datetime, timezone: str) -> dict[str, str]:
+    """For each report, the period that holds the most of the demo's history [history_start, now):
+    the last full one (the scheduled default) or the current one, which is reported to date.
+
+    With two weeks of history the weekly reports get the last full week; the monthly and quarterly
+    ones get whichever month or quarter holds more of those two weeks.
+    """
+    from leadsla.reports.builders import KIND_OF_REPORT
+    from leadsla.reports.period import containing, last_full
+
+    def held(period) -> dt.timedelta:
+        return min(period.end, now) - max(period.start, history_start)
+
+    out = {}
+    for name in REPORTS:
+        kind = KIND_OF_REPORT[name]
+        previous, current = last_full(kind, now, timezone), containing(kind, now, timezone)
+        out[name] = (previous if held(previous) >= held(current) else current).label
+    return out
+
+
+def _store_ready(engine) -> dt.datetime | None:
+    """The first lead's creation once the monitor has evaluated clocks (None before)."""
+    import sqlalchemy as sa
+
+    from leadsla.store import schema
+
+    with engine.connect() as conn:
+        if conn.execute(sa.select(sa.func.count()).select_from(schema.clocks)).scalar_one() == 0:
+            return None
+        return conn.execute(sa.select(sa.func.min(schema.records.c.created_at)).where(
+            schema.records.c.object_type == "Lead")).scalar_one()
+
+
+def trigger_reports(timeout_s: float = 900.0, poll_s: float = 10.0) -> int:
+    """Once per demo: wait for the first sync and evaluation, then trigger the four report DAGs
+    (`airflow dags trigger ... --conf '{"period": ...}'`) so their e-mails land in the SMTP sink.
+
+    A marker file in the sandbox folder makes a restarted `make run` skip it.
+    """
+    import time
+
+    from leadsla.reports.schedule import report_schedule
+    from leadsla.store import open_store
+
+    marker = sandbox_dir() / "reports_triggered.json"
+    if marker.exists():
+        print(f"report e-mails were requested before ({marker}); trigger sla_reports_* from the UI for more", flush=True)
+        return 0
+    engine = open_store()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while (first := _store_ready(engine)) is None:
+            if time.monotonic() > deadline:
+                print("no SLA clocks in the store yet: report e-mails not requested (trigger sla_reports_* by hand)",
+                      flush=True)
+                return 1
+            time.sleep(poll_s)
+    finally:
+        engine.dispose()
+    now = dt.datetime.now(dt.UTC)
+    first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+    periods = demo_report_periods(first, now, report_schedule("weekly")[1])
+    triggered = {}
+    for name, label in periods.items():
+        for _ in range(6):  # the DAG processor may not have serialized the DAG yet
+            done = subprocess.run(["airflow", "dags", "trigger", f"sla_reports_{name}", "--conf",
+                                   json.dumps({"period": label})], capture_output=True, text=True)
+            if done.returncode == 0:
+                triggered[name] = label
+                break
+            time.sleep(poll_s)
+        else:
+            print(f"could not trigger sla_reports_{name}: {done.stderr.strip()[-300:]}", flush=True)
+    marker.write_text(json.dumps({"at": now.isoformat(), "periods": triggered}) + "\n")
+    print("report e-mails requested: " + ", ".join(f"{n} {p}" for n, p in triggered.items())
+          + f"; they land as .eml files in {sandbox_dir() / 'mail'}", flush=True)
+    return 0 if len(triggered) == len(periods) else 1
+# --- end reports ------------------------------------------------------------------------------
 
 
 def connections() -> dict[str, dict]:
@@ -168,11 +260,13 @@ def start() -> int:
 def describe() -> None:
     for s in services():
         print(f"  {s.name}: {s.note}")
+    print(f"  reports: the four report e-mails are sent once after the first sync, into {sandbox_dir() / 'mail'}; "
+          "any period again: `leadsla report NAME --period LABEL --out DIR`")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.devstack", description=__doc__)
-    parser.add_argument("action", choices=["connections", "start", "describe", "ca-bundle"])
+    parser.add_argument("action", choices=["connections", "start", "describe", "ca-bundle", "trigger-reports"])
     args = parser.parse_args(argv)
     if args.action == "connections":
         json.dump(connections(), sys.stdout, indent=2)
@@ -184,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "describe":
         describe()
         return 0
+    if args.action == "trigger-reports":
+        return trigger_reports()
     return start()
 
 

@@ -90,6 +90,13 @@ def _containing(kind: str, day: dt.date, tz: str) -> Period:
     return Period(kind, label, _local_midnight(first, tz), _local_midnight(after, tz), tz)
 
 
+def containing(kind: str, at: dt.datetime, tz: str) -> Period:
+    """The period of `kind` that `at` falls in (the current one, for the run's time)."""
+    if at.tzinfo is None:
+        raise PeriodError(f"run time {at.isoformat()} is naive: give it a timezone")
+    return _containing(kind, at.astimezone(ZoneInfo(tz)).date(), tz)
+
+
 def last_full(kind: str, at: dt.datetime, tz: str) -> Period:
     """The last complete period of `kind` ending at or before `at` (the run's time)."""
     if at.tzinfo is None:
