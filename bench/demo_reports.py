@@ -31,7 +31,7 @@ def figures(report) -> dict:
     if report.name == "weekly":
         return {"handoffs": c["handoffs"], "violations": c["violations"], "revenue_affected": c["revenue"]["amount"]}
     if report.name == "feedback":
-        return {"mqls": c["mqls"], "rejects": int(sum(r["rejects"] for r in c["reasons"]))}
+        return {"mqls": c["mqls"], "rejects": int(sum(r["rejects"] for r in c["reasons"])), "campaigns": len(c["campaigns"])}
     if report.name == "monthly":
         return {"mqls": c["funnel"][0]["leads"], "red_flags_raised": sum(f.raised for f in c["flags"])}
     return {"clocks": int(c["targets"][0]["clocks"]) if c["targets"] else 0,

@@ -183,6 +183,7 @@ def test_a_period_not_over_is_cut_at_the_run_time_and_titled_so():
     cut = week.to_date(wednesday)
     assert (cut.start, cut.end, cut.partial) == (week.start, wednesday, True)
     assert cut.title == "2026-W48 to 25 Nov 14:30" and cut.label == "2026-W48"
+    assert week.to_date(wednesday + dt.timedelta(seconds=59.5)) == cut  # to the minute
     assert week.to_date(week.end) is week and week.title == "2026-W48"  # over: unchanged
     with pytest.raises(PeriodError, match="has not started"):
         week.to_date(t("2026-11-20 12:00"))

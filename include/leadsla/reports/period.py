@@ -55,7 +55,9 @@ class Period:
             return self
         if at <= self.start:
             raise PeriodError(f"period {self.label} has not started at {at.isoformat()}: pick a past or current one")
-        return Period(self.kind, self.label, self.start, at.astimezone(dt.UTC), self.timezone, partial=True)
+        # To the minute: a readable title, and the same report for two requests in the same minute.
+        cut = max(at.astimezone(dt.UTC).replace(second=0, microsecond=0), self.start)
+        return Period(self.kind, self.label, self.start, cut, self.timezone, partial=True)
 
     def previous(self) -> Period:
         """The period of the same kind just before this one."""
