@@ -224,9 +224,12 @@ def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = dt.datetime(20
                 if fate > 0.75:
                     stages["Opportunity"] = stages["SQL"] + dt.timedelta(days=rnd.uniform(2, 20))
         stages = {k: v for k, v in stages.items() if v < now}
-        b.lead(lid, owner=uid, source=source, lead_type=lead_type, tier=rnd.choice(["SMB", "Mid-Market"]),
-               campaign=rnd.choice(CAMPAIGNS) if rnd.random() < 0.8 else None, reason=reason, stages=stages,
-               name=f"Lead {i} <{source}>")
+        tier = rnd.choice(["SMB", "Mid-Market"])
+        campaign = rnd.choice(CAMPAIGNS) if rnd.random() < 0.8 else None
+        if not stages:  # not an MQL yet at `now`: the lead does not exist (same random draws either way)
+            continue
+        b.lead(lid, owner=uid, source=source, lead_type=lead_type, tier=tier, campaign=campaign, reason=reason,
+               stages=stages, name=f"Lead {i} <{source}>")
         if "SAL" in stages:
             done = touched if not never_touched and touched < now else None
             breached = sal + dt.timedelta(hours=target_h * 2) if elapsed_h > target_h else None

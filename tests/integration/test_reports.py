@@ -226,3 +226,29 @@ def test_audit_timeline_and_export(seeded, tmp_path, capsys):
     assert {"policy_version", "dag_id", "run_id", "task_id", "try_number"} <= set(rows[0])
     assert rows[0]["policy_version"] == "2026.11-tiered"
     assert main(["audit", "--record", "nope", "--store", seeded]) == 2
+
+
+@pytest.fixture(scope="module")
+def early_and_late(tmp_path_factory) -> tuple[str, str]:
+    """The same org in two stores: as it stood on 5 October 2026, and three months later (more
+    leads, later touches, breaches, conversions and rejections of the same leads)."""
+    urls = []
+    for now in (dt.datetime(2026, 10, 5, 12, tzinfo=dt.UTC), None):
+        url = f"sqlite:///{tmp_path_factory.mktemp('moved_on') / 'store.db'}"
+        engine = open_store(url)
+        generate(900, start=dt.datetime(2026, 8, 1, tzinfo=dt.UTC), days=150, now=now).write(engine)
+        engine.dispose()
+        urls.append(url)
+    return urls[0], urls[1]
+
+
+@pytest.mark.parametrize("name,period", [("weekly", "2026-W38"), ("feedback", "2026-W38"), ("monthly", "2026-09"),
+                                         ("quarterly", "2026-Q3")])
+def test_a_past_period_is_the_same_after_the_store_moved_on(early_and_late, tmp_path, name, period):
+    early, late = early_and_late
+    for run, url in (("early", early), ("late", late)):
+        assert main(["report", name, "--period", period, "--store", url, "--out", str(tmp_path / run)]) == 0
+    first = files_of(tmp_path / "early")
+    assert files_of(tmp_path / "late") == first
+    stem = f"{name}_{period}"
+    assert all(len(first[f"{stem}_{c}"].decode().splitlines()) > 1 for c in CSVS[name])
