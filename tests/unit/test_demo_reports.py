@@ -39,3 +39,45 @@ def test_two_weeks_of_history_always_hold_the_last_full_week():
         now = dt.datetime(2026, 11, 23, 0, tzinfo=UTC) + dt.timedelta(hours=hours)
         week = last_full("week", now, "America/New_York")
         assert week.start >= now - dt.timedelta(hours=DEMO_BACKLOG_HOURS), now
+
+
+def test_trigger_reports_waits_for_clocks_then_triggers_each_dag_once(tmp_path, monkeypatch, capsys):
+    """The wiring `make run` relies on, with a stand-in `airflow` executable that records its
+    arguments (the real CLI against a real Airflow is exercised by tests/integration/test_report_dags.py)."""
+    import json
+    import os
+    import sys
+
+    from leadsla.store import open_store
+    from sandbox import devstack
+    from tests.reports_data import Builder, t
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = open_store(url)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
+    bin_dir.mkdir()
+    (bin_dir / "airflow").write_text(f"#!{sys.executable}\nimport json, sys\n"
+                                     f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    (bin_dir / "airflow").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("LEADSLA_STORE_URL", url)
+    monkeypatch.setenv("LEADSLA_SANDBOX_DIR", str(tmp_path / "sandbox"))
+    (tmp_path / "sandbox").mkdir()
+
+    # No clocks yet: it waits, then gives up without triggering anything.
+    assert devstack.trigger_reports(timeout_s=0.2, poll_s=0.05) == 1
+    assert not calls.exists()
+    start = t("2026-11-10 14:00")
+    b = Builder().user("R1", "Rita", "A").lead("L1", owner="R1", stages={"MQL": start})
+    b.clock("L1", start, target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=start + dt.timedelta(hours=1))
+    b.write(engine)
+    engine.dispose()
+    assert devstack.trigger_reports(timeout_s=5, poll_s=0.05) == 0
+    argv = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert [a[:3] for a in argv] == [["dags", "trigger", f"sla_reports_{n}"] for n in devstack.REPORTS]
+    periods = {a[2].removeprefix("sla_reports_"): json.loads(a[4])["period"] for a in argv}
+    assert all(a[3] == "--conf" for a in argv) and set(periods) == set(devstack.REPORTS)
+    assert "report e-mails requested" in capsys.readouterr().out
+    # A restarted `make run` does not send them again.
+    assert devstack.trigger_reports(timeout_s=5, poll_s=0.05) == 0
+    assert len(calls.read_text().splitlines()) == 4
