@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.messages import PayloadError
 from leadsla.notify.outbox import (
     CHANNELS,
     DEFAULT_LEASE,
+    LEASE_MARGIN,
     Claimed,
     backoff,
     claim,
     mark_delivered,
     mark_failed,
+    next_due,
+    release,
     renew,
 )
 from leadsla.notify.outcome import Delivered, DeliveryFailed
@@ -34,6 +40,33 @@ log = logging.getLogger(__name__)
 
 #: Rows leased per claim; small, so a lease never has to cover a long queue of slow sends.
 CLAIM_BATCH = 20
+#: How long one delivery try keeps working (claiming rows as they fall due: quick retries, lapsed
+#: leases) with a one-minute schedule. Below the interval, leaving room for the `evaluate` task
+#: and one last send (at most a lease) before the next run. Tunable: LEADSLA_DELIVERY_BUDGET_S.
+DEFAULT_BUDGET = dt.timedelta(seconds=45)
+#: Woken this long after a lapsed lease or a `not_before`: `claim` wants ``claimed_until < now``.
+WAKE_SLACK_S = 0.05
+
+
+def budget_from_env() -> dt.timedelta:
+    """The delivery budget: LEADSLA_DELIVERY_BUDGET_S (seconds, 0-55) or DEFAULT_BUDGET.
+
+    Raises:
+        LeadSlaError: the variable is set but is not a number of seconds from 0 to 55.
+    """
+    from leadsla.errors import LeadSlaError
+
+    raw = os.environ.get("LEADSLA_DELIVERY_BUDGET_S", "").strip()
+    if not raw:
+        return DEFAULT_BUDGET
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 55:
+        raise LeadSlaError(f"LEADSLA_DELIVERY_BUDGET_S={raw!r}: expected seconds from 0 to 55 (below the "
+                           "one-minute schedule)")
+    return dt.timedelta(seconds=seconds)
 
 
 def deliver_due(
@@ -41,32 +74,46 @@ def deliver_due(
     now: dt.datetime,
     context: AuditContext,
     *,
-    limit: int = 200,
+    limit: int = 500,
     lease: dt.timedelta = DEFAULT_LEASE,
     batch: int = CLAIM_BATCH,
+    budget: dt.timedelta = dt.timedelta(0),
     slack: Any = None,
     email: Any = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
-    """Deliver up to `limit` due outbox rows.
+    """Deliver due outbox rows, and keep at it while rows fall due within `budget`.
+
+    Rows due now are claimed in batches and sent, each under a lease renewed just before its
+    send and a `SendDeadline` inside it (`leadsla.notify.deadline`). When nothing is due, the
+    try waits for the next row to fall due (a quick retry's `not_before`, another worker's
+    lapsed lease) if that is before ``now + budget``, and stops otherwise. Rows claimed but not
+    yet sent when the budget ends are released. With the default budget of 0 it is one pass.
 
     Args:
         now: when this delivery attempt starts (in a task: the try's start, ``ti.start_date``;
             a lease is about real concurrency, so the run's logical time is the wrong clock
-            here). Later batches use `now` plus the time spent so far.
+            here). Later claims use `now` plus the time spent so far (`monotonic`).
+        budget: how long to keep claiming; the DAG passes `budget_from_env()`. A send started
+            before the end may run on for at most a lease.
         slack, email: senders to use (default: `SlackSender()` / `EmailSender()` on the default
             connections, created only when a row of that channel is claimed).
+        monotonic, sleep: the clock and the wait (a simulation substitutes both together).
 
     Returns:
         Counts: claimed, delivered, reconciled (found already sent), retry (left queued),
-        failed (permanent), double_marked (another worker had marked it first).
+        failed (permanent), double_marked (another worker had marked it first); lease_lost,
+        released and lease_overrun only when they happened.
     """
-    started = time.monotonic()
+    started = monotonic()
     counts: Counter[str] = Counter()
     senders: dict[str, Any] = {"slack": slack, "email": email}
     owned: list[Any] = []
+    ends = now + budget
 
     def clock() -> dt.datetime:
-        return now + dt.timedelta(seconds=time.monotonic() - started)
+        return now + dt.timedelta(seconds=monotonic() - started)
 
     def sender_for(channel: str) -> Any:
         if senders.get(channel) is None:
@@ -83,12 +130,23 @@ def deliver_due(
 
     try:
         while counts["claimed"] < limit:
+            if budget and clock() >= ends:
+                break
             with engine.begin() as conn:
                 rows = claim(conn, clock(), lease, min(batch, limit - counts["claimed"]), channels=CHANNELS)
+                wake = None if rows else next_due(conn, clock(), channels=CHANNELS)
             if not rows:
-                break
+                if wake is None or wake >= ends:
+                    break
+                sleep(max((wake - clock()).total_seconds(), 0.0) + WAKE_SLACK_S)
+                continue
             counts["claimed"] += len(rows)
-            for row in rows:
+            for i, row in enumerate(rows):
+                if budget and i and clock() >= ends:  # out of budget: hand the rest back untried
+                    with engine.begin() as conn:
+                        counts["released"] += sum(release(conn, r) for r in rows[i:])
+                    counts["claimed"] -= len(rows) - i
+                    break
                 # Renew just before sending: the lease only has to outlast one send, and a lease
                 # that lapsed meanwhile (another worker may hold the row now) means: don't send.
                 with engine.begin() as conn:
@@ -96,21 +154,26 @@ def deliver_due(
                 if mine is None:
                     counts["lease_lost"] += 1
                     continue
-                _deliver_one(engine, mine, sender_for(row.channel), clock, context, counts)
+                deadline = SendDeadline((lease - LEASE_MARGIN).total_seconds(), monotonic)
+                _deliver_one(engine, mine, sender_for(row.channel), clock, deadline, context, counts)
+            else:
+                continue
+            break
     finally:
         for sender in owned:
             sender.close()
     summary = {k: counts[k] for k in ("claimed", "delivered", "reconciled", "retry", "failed", "double_marked")}
-    if counts["lease_lost"]:  # only when it happened: rows another worker took after our lease lapsed
-        summary["lease_lost"] = counts["lease_lost"]
+    for rare in ("lease_lost", "released", "lease_overrun"):  # only when it happened
+        if counts[rare]:
+            summary[rare] = counts[rare]
     log.info("delivery: %s", summary)
     return summary
 
 
-def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, context: AuditContext,
-                 counts: Counter[str]) -> None:
+def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, deadline: SendDeadline,
+                 context: AuditContext, counts: Counter[str]) -> None:
     try:
-        result: Delivered = sender.deliver(row, clock())
+        result: Delivered = sender.deliver(row, clock(), deadline)
     except DeliveryFailed as exc:
         _failed(engine, row, str(exc), exc.permanent, clock(), context, counts)
     except PayloadError as exc:
@@ -119,8 +182,15 @@ def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, context: A
         log.exception("outbox %s: unexpected error delivering by %s", row.outbox_id, row.channel)
         _failed(engine, row, f"unexpected {type(exc).__name__}: {exc}", False, clock(), context, counts)
     else:
+        at = clock()
+        detail = dict(result.detail)
+        if at > row.claimed_until:  # the bound in leadsla.notify.deadline failed: say so, never hide it
+            counts["lease_overrun"] += 1
+            detail["lease_overrun"] = True
+            log.error("outbox %s: the send ended %s after its lease; another worker may have sent it too",
+                      row.outbox_id, at - row.claimed_until)
         with engine.begin() as conn:
-            first = mark_delivered(conn, row, result.external_id, clock(), context, detail=result.detail)
+            first = mark_delivered(conn, row, result.external_id, at, context, detail=detail)
         counts["delivered"] += 1
         counts["reconciled"] += bool(result.detail.get("reconciled"))
         counts["double_marked"] += not first

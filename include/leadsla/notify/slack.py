@@ -11,6 +11,11 @@ Retry policy, deliberately split: reads use connection, rate-limit (Retry-After)
 retry handlers; ``chat.postMessage`` uses only the rate-limit handler (a 429 is a guaranteed
 non-post) and retries 5xx/connection errors itself, after looking in the history, because a
 blind SDK retry of an ambiguous 5xx could post twice. This module never patches the hook.
+
+Lease bound (`leadsla.notify.deadline`): every request's timeout is at most
+REQUEST_TIMEOUT_CAP_S (a connection's longer ``timeout`` is lowered to it), and a post or a
+429 retry of it starts only while the send's deadline leaves room for the wait plus two request
+timeouts; otherwise the row stays queued for the next try.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import urllib.error
 from http.client import HTTPException
 from typing import Any
 
+from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.messages import METADATA_EVENT_TYPE, parse_payload, render_slack
 from leadsla.notify.outbox import Claimed
 from leadsla.notify.outcome import Delivered, DeliveryFailed
@@ -33,6 +39,11 @@ PERMANENT_ERRORS = frozenset(
     {"channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "no_text", "invalid_metadata_format",
      "invalid_metadata_schema", "restricted_action", "cannot_dm_bot", "user_disabled"}
 )
+#: Longest a single Slack API request may take (client timeout); bounds a send within its lease.
+REQUEST_TIMEOUT_CAP_S = 5
+#: A post is started only with this many request timeouts left before the deadline: urllib bounds
+#: the connect and the write of the request, each by the timeout.
+POST_TIMEOUTS = 2
 #: Look this far before the row's creation for its message (clock skew between hosts).
 HISTORY_SKEW_S = 300
 
@@ -65,10 +76,29 @@ class SlackSender:
         )
         self._posts = SlackHook(
             slack_conn_id=conn_id,
-            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)],
+            retry_handlers=[_WithinDeadline(RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries), self)],
         )
         self.post_attempts = post_attempts
         self._conversations: dict[str, tuple[str, str]] = {}
+        self._deadline: SendDeadline | None = None
+        self._timeouts_capped = False
+
+    def _cap_timeouts(self) -> None:
+        """Lower each client's request timeout to REQUEST_TIMEOUT_CAP_S (once; builds the clients)."""
+        if not self._timeouts_capped:
+            for hook in (self._reads, self._posts):
+                hook.client.timeout = min(hook.client.timeout or REQUEST_TIMEOUT_CAP_S, REQUEST_TIMEOUT_CAP_S)
+            self._timeouts_capped = True
+
+    @property
+    def request_s(self) -> float:
+        """The longest one request to Slack may take (its client timeout)."""
+        self._cap_timeouts()
+        return float(self._posts.client.timeout)
+
+    def post_allowed(self, wait_s: float = 0.0) -> bool:
+        """True when a post starting after `wait_s` would be written before this send's deadline."""
+        return self._deadline is None or self._deadline.allows(wait_s + POST_TIMEOUTS * self.request_s)
 
     # --- where ------------------------------------------------------------------------------
 
@@ -142,12 +172,24 @@ class SlackSender:
 
     # --- send -------------------------------------------------------------------------------
 
-    def deliver(self, row: Claimed, at: dt.datetime | None = None) -> Delivered:
+    def deliver(self, row: Claimed, at: dt.datetime | None = None, deadline: SendDeadline | None = None) -> Delivered:
         """Post one claimed row (or find it already posted); `at` is unused (same shape as e-mail).
+
+        Args:
+            deadline: no post is started that could still be written after it (module docstring);
+                None (tests, one-off sends) means unbounded.
 
         Raises:
             DeliveryFailed: the row stays queued (transient) or fails for good (permanent).
         """
+        self._cap_timeouts()
+        self._deadline = deadline
+        try:
+            return self._deliver(row)
+        finally:
+            self._deadline = None
+
+    def _deliver(self, row: Claimed) -> Delivered:
         from slack_sdk.errors import SlackApiError
 
         payload = parse_payload(row.payload, where=f"outbox row {row.outbox_id}")
@@ -159,6 +201,9 @@ class SlackSender:
         message = render_slack(payload, row.idempotency_key)
         last = ""
         for attempt in range(1, self.post_attempts + 1):
+            if not self.post_allowed():
+                raise DeliveryFailed(f"lease nearly over, post attempt {attempt} not started"
+                                     + (f" (last: {last})" if last else ""))
             try:
                 resp = self._posts.client.chat_postMessage(channel=channel, **message)
                 return Delivered(resp["ts"], {**detail, "reconciled": False, "post_attempts": attempt})
@@ -178,6 +223,34 @@ class SlackSender:
 
     def close(self) -> None:
         self._conversations.clear()
+
+
+class _WithinDeadline:
+    """A slack_sdk retry handler that lets `inner` retry only while the sender's deadline leaves
+    room for the wait and the retried post (the SDK sleeps Retry-After itself, out of our sight)."""
+
+    def __init__(self, inner: Any, sender: SlackSender) -> None:
+        self.inner = inner
+        self.sender = sender
+        self.max_retry_count = inner.max_retry_count
+
+    def can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        if not self.inner.can_retry(state=state, request=request, response=response, error=error):
+            return False
+        return self.sender.post_allowed(_retry_after_s(response) + 1.0)  # the SDK adds up to 1 s jitter
+
+    def prepare_for_next_attempt(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> None:
+        self.inner.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+
+
+def _retry_after_s(response: Any) -> float:
+    for name, values in (getattr(response, "headers", None) or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                return float(values[0] if isinstance(values, list | tuple) else values)
+            except (TypeError, ValueError, IndexError):
+                return 1.0
+    return 1.0
 
 
 def _error_of(exc: Any) -> str:
