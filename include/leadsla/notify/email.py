@@ -32,7 +32,7 @@ from typing import Any
 from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.messages import parse_payload, render_email
 from leadsla.notify.outbox import Claimed
-from leadsla.notify.outcome import Delivered, DeliveryFailed
+from leadsla.notify.outcome import CHANNEL_DOWN, Deferred, Delivered, DeliveryFailed
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class EmailSender:
         A session the server dropped (or a 4xx reply) is reopened and the message sent again, up
         to `send_attempts` times in this call: a dropped session is usually one bad connection,
         and waiting for the next run would cost the alert a minute. A server that cannot be
-        reached at all fails at once. A resend carries the same Message-ID (module docstring).
+        reached at all fails at once with `Deferred` (channel_down). A resend carries the same Message-ID (module docstring).
         With a `deadline`, no send starts within MIN_SEND_S of it and the socket is shut at it.
 
         Raises:
@@ -136,7 +136,11 @@ class EmailSender:
                 raise
             except Exception as exc:  # refused, timed out, AirflowException("Unable to connect")
                 self.close()
-                raise DeliveryFailed(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
+                # The server cannot be reached at all: not this row's fault (the deliverer's breaker
+                # stops trying e-mail rows until a probe gets through). Uncounted only when no
+                # earlier attempt of this call may have been accepted (a dropped 250).
+                raise Deferred(f"SMTP unreachable: {type(exc).__name__}: {exc}", reason=CHANNEL_DOWN,
+                               sent_nothing=last is None) from None
             sender = hook.from_email or DEFAULT_FROM
             msg = build_message(row, payload, sender, at)
             watchdog = _cut_at(deadline, client)

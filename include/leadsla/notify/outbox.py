@@ -245,8 +245,11 @@ def claim(
     query = sa.select(outbox.c.outbox_id).where(_claimable(now))
     if channels is not None:
         query = query.where(outbox.c.channel.in_(list(channels)))
+    # Oldest first (enqueued earliest = fell due earliest): a backlog drains in the order it built
+    # up, so a row that was retried or held back by a lease is not overtaken by every newer row
+    # (ordering by `not_before` did that: each retry moved a row to the back of the queue).
     candidates = conn.execute(
-        query.order_by(outbox.c.not_before, outbox.c.outbox_id).limit(limit)
+        query.order_by(outbox.c.created_at, outbox.c.outbox_id).limit(limit)
     ).scalars().all()
     taken: list[Claimed] = []
     for outbox_id in candidates:
@@ -324,6 +327,59 @@ def release(conn: sa.Connection, row: Claimed) -> bool:
         .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending",
                outbox.c.claimed_until == row.claimed_until)
         .values(claimed_until=None, attempts=outbox.c.attempts - 1)
+    )
+    return result.rowcount == 1
+
+
+def defer(
+    conn: sa.Connection,
+    row: Claimed,
+    retry_at: dt.datetime | None,
+    at: dt.datetime,
+    context: AuditContext,
+    *,
+    reason: str,
+    error: str,
+    uncount: bool,
+) -> bool:
+    """Put a row back that was not the row's failure (Slack's 429, a channel outage); audit
+    `message_deferred`. Unlike `mark_failed` this never grows the row's back-off.
+
+    Args:
+        retry_at: the row's new `not_before` (``now + Retry-After``), or None to keep it (a channel
+            outage: the row is due again the moment the channel is back).
+        reason: ``rate_limited`` or ``channel_down`` (see `leadsla.notify.outcome.Deferred`).
+        uncount: take this try's attempt back (nothing can have reached the recipient), so
+            neither the back-off nor the reconciliation before a resend counts it.
+
+    Returns:
+        True when the lease was still ours and the row is back in the queue.
+    """
+    values: dict[str, Any] = {"claimed_until": None, "last_error": f"{reason}: {error}"[:2000]}
+    if retry_at is not None:
+        values["not_before"] = retry_at
+    if uncount:
+        values["attempts"] = outbox.c.attempts - 1
+    result = conn.execute(
+        outbox.update()
+        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending",
+               outbox.c.claimed_until == row.claimed_until)
+        .values(values)
+    )
+    record(
+        conn,
+        "message_deferred",
+        at=at,
+        context=context,
+        actor=f"notify.{row.channel}",
+        detail={
+            **_message_detail(row),
+            "reason": reason,
+            "error": error[:500],
+            "retry_at": _utc_iso(retry_at) if retry_at else None,
+            "attempt_counted": not uncount,
+        },
+        **_audit_fields(row),
     )
     return result.rowcount == 1
 
