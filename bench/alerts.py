@@ -4,7 +4,11 @@ connections, SMTP disconnects and lost 250 replies, deliverers killed between se
 three overlapping deliverers per one-minute round. Prints ONE JSON line.
 
 Simulated time: round k runs at T0 + k minutes (what the monitor's schedule would do); inside a
-round, `deliver_due` adds real elapsed time. Latency (the issue's definition) = checkpoint due ->
+round, time runs on in real time, and the three deliverers each run `deliver_due` with the DAG's
+budget (DEFAULT_BUDGET), as the `deliver` task does. When all three are waiting for a row to
+fall due (a quick retry, a lapsed lease), the round's clock jumps to the earliest wake-up instead
+of sleeping it out (`RoundClock`; never while any of them is working), and each jump is an anchor
+of the wall -> simulated mapping, so the latency measured is what real waiting would give. Latency (the issue's definition) = checkpoint due ->
 the stand-in accepting the first copy (Slack `received_at`, the .eml file's time, mapped to
 simulated time). A killed deliverer's message reached the person when it was sent, although the
 row is only marked a lease later: that later mark is reported as `p95_due_to_marked_delivered_s`
@@ -37,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from leadsla.notify.delivery import deliver_due  # noqa: E402
+from leadsla.notify.delivery import DEFAULT_BUDGET, deliver_due  # noqa: E402
 from leadsla.notify.email import EmailSender  # noqa: E402
 from leadsla.notify.outbox import DEFAULT_LEASE, Action, claim, enqueue  # noqa: E402
 from leadsla.notify.slack import SlackSender  # noqa: E402
@@ -52,6 +56,65 @@ ALERTS_PER_CHANNEL = 300
 DUE_ROUNDS = 10  # alerts fall due over the first ten minutes
 FALLBACK = "C0SLAALERTS"
 CTX = AuditContext(dag_id="sla_monitor", run_id="bench", task_id="deliver_alerts", try_number=1)
+
+
+class RoundClock:
+    """One round's clock for its deliverers: real time, plus jumps over waits all of them share.
+
+    A deliverer's `sleep` returns when the round's clock reaches its wake-up; if every registered
+    deliverer is asleep, nobody could do anything before the earliest wake-up, so the clock jumps
+    there (and records a (wall, simulated) anchor). While any deliverer works, time is real.
+    """
+
+    def __init__(self, sim_start: dt.datetime, anchors: list[tuple[float, dt.datetime]]) -> None:
+        self.cond = threading.Condition()
+        self.skipped = 0.0
+        self.base = time.monotonic()
+        self.sim_start = sim_start
+        self.anchors = anchors
+        self.active = 0
+        self.sleepers: dict[int, float] = {}
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def now(self) -> dt.datetime:
+        return self.sim_start + dt.timedelta(seconds=self.monotonic() - self.base)
+
+    def run(self, target, *args, **kwargs) -> threading.Thread:
+        with self.cond:
+            self.active += 1
+
+        def body():
+            try:
+                target(*args, **kwargs)
+            finally:
+                with self.cond:
+                    self.active -= 1
+                    self.cond.notify_all()
+        thread = threading.Thread(target=body)
+        thread.start()
+        return thread
+
+    def sleep(self, seconds: float) -> None:
+        me = threading.get_ident()
+        with self.cond:
+            wake = self.monotonic() + seconds
+            self.sleepers[me] = wake
+            try:
+                while self.monotonic() < wake:
+                    if len(self.sleepers) >= self.active:
+                        jump = min(self.sleepers.values()) - self.monotonic()
+                        if jump > 0:
+                            self.skipped += jump
+                            self.anchors.append((time.time(), self.now()))
+                            self.cond.notify_all()
+                            continue
+                    # (an earlier sleeper due already needs the lock to wake: wait, never spin)
+                    self.cond.wait(timeout=min(max(wake - self.monotonic(), 0.001), 0.05))
+            finally:
+                del self.sleepers[me]
+                self.cond.notify_all()
 
 
 def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
@@ -120,6 +183,7 @@ def main() -> None:
     while rnd < 240:  # four simulated hours at most
         now = T0 + dt.timedelta(minutes=rnd)
         rounds.append((time.time(), now))
+        round_clock = RoundClock(now, rounds)
         if rnd in plan:
             with engine.begin() as conn:
                 enqueue(conn, plan[rnd], now, CTX)
@@ -157,10 +221,10 @@ def main() -> None:
                     except Exception:
                         pass  # the fault storm may fail the send too; the lease still lapses
             senders["email"].close()
-        threads = [threading.Thread(target=deliver_due, args=(engine, now, CTX), kwargs={"batch": 10})
+        # The deliverers start now (after the killer's real seconds), on the round's clock.
+        threads = [round_clock.run(deliver_due, engine, round_clock.now(), CTX, batch=10, budget=DEFAULT_BUDGET,
+                                   monotonic=round_clock.monotonic, sleep=round_clock.sleep)
                    for _ in range(3)]
-        for t in threads:
-            t.start()
         for t in threads:
             t.join()
         with engine.connect() as conn:
@@ -168,6 +232,8 @@ def main() -> None:
                                      .where(outbox.c.status != "delivered")).scalar()
         if rnd >= DUE_ROUNDS and open_rows == 0:
             break
+        print(f"round {rnd}: {open_rows} open, clock +{round_clock.monotonic() - round_clock.base:.1f} s",
+              file=sys.stderr, flush=True)
         rnd += 1  # the one-minute schedule, to the end (idle rounds are cheap)
 
     with engine.connect() as conn:
@@ -193,6 +259,7 @@ def main() -> None:
     # The stand-ins stamp acceptance with the wall clock; a round's simulated time runs on from
     # its start with real elapsed time (as `deliver_due`'s own clock does), so wall -> simulated
     # is: the round that had started by then, plus the real time since its start.
+    # Anchors: each round's start and each jump of its clock (appended in wall-clock order).
     def simulated(wall: float) -> dt.datetime:
         start, sim = next((r for r in reversed(rounds) if r[0] <= wall), rounds[0])
         return sim + dt.timedelta(seconds=wall - start)
@@ -251,6 +318,8 @@ def main() -> None:
                            "smtp_down": sink.stats["downs"], "killed_slack": killed["slack"],
                            "killed_email": killed["email"]},
         "simulated_minutes": rnd,
+        "delivery_budget_s": DEFAULT_BUDGET.total_seconds(),
+        "lease_s": DEFAULT_LEASE.total_seconds(),
     }
     slack.stop()
     sink.stop()

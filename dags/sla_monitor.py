@@ -9,7 +9,9 @@ Tasks
 - **evaluate**: load the store's CRM mirror, evaluate the clocks, and in one transaction persist
   them, audit clock starts/stops and due/superseded checkpoints, queue Slack/e-mail messages and
   breach actions (`leadsla.monitor.run_monitor`).
-- **deliver**: send due messages from the outbox under short leases (`leadsla.notify.delivery`).
+- **deliver**: send due messages from the outbox under short leases, and keep at it for up to
+  45 s of the minute (`LEADSLA_DELIVERY_BUDGET_S`): a failed send is retried 5 s and 15 s later,
+  rows of a killed deliverer are taken once their 25 s lease lapses (`leadsla.notify.delivery`).
 - **escalate**: reassign breached leads to the manager or the "Breached SLA" queue and lock them
   for 24 h through the CRM write-back (`leadsla.escalation`); first, keep existing locks: an
   automated reassignment of a locked lead is put back and its holder told; the holder's own
@@ -61,15 +63,17 @@ def sla_monitor():
         engine, at, ctx = open_store(), _run_time(context), AuditContext.from_task_context(context)
         return {"locks": keep_locks(engine, at, ctx), "escalations": run_escalations(engine, at, ctx)}
 
-    @task
+    # The budget keeps a try inside its minute; the timeout only catches a hung one (budget plus
+    # one lease-bounded send fit well inside it), and its retry takes the rows up again.
+    @task(execution_timeout=dt.timedelta(seconds=110))
     def deliver(summary: dict, **context) -> dict:
-        """Due Slack and e-mail messages; the lease clock is this try's start."""
-        from leadsla.notify.delivery import deliver_due
+        """Due Slack and e-mail messages for up to the delivery budget; the lease clock is this try's start."""
+        from leadsla.notify.delivery import budget_from_env, deliver_due
         from leadsla.store import open_store
         from leadsla.store.audit import AuditContext
 
         start = context["ti"].start_date or _run_time(context)
-        return deliver_due(open_store(), start, AuditContext.from_task_context(context))
+        return deliver_due(open_store(), start, AuditContext.from_task_context(context), budget=budget_from_env())
 
     summary = evaluate()
     escalate(summary)

@@ -50,6 +50,12 @@ airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { echo "error: airflow d
 echo "== creating connections (embedded defaults)"
 "$BIN/python" -m sandbox.devstack connections >"$AIRFLOW_HOME/connections.json"
 airflow connections import --overwrite "$AIRFLOW_HOME/connections.json" >/dev/null
+# The demo's SLA policy: the shipped one plus the demo org's automation user (the 24 h breach lock
+# puts back its reassignments). Set LEADSLA_POLICY_PATH to use your own.
+if [ -z "${LEADSLA_POLICY_PATH:-}" ]; then
+  LEADSLA_POLICY_PATH=$("$BIN/python" -m sandbox.devstack demo-policy)
+fi
+export LEADSLA_POLICY_PATH
 "$BIN/leadsla" store >"$AIRFLOW_HOME/store.txt"
 head -n 1 "$AIRFLOW_HOME/store.txt"
 

@@ -4,7 +4,11 @@ Three SDR teams in three time zones (New York, London, Sydney) with managers and
 Marketing, RevOps); reps of different speed (one slow, one out of office); leads from several
 sources and types arriving mostly in each team's business hours with a Monday spike; status moves
 MQL -> SAL -> SQL -> converted to an Opportunity, or Recycled / Disqualified with a rejection
-reason; calls, emails and meetings logged as Tasks and Events.
+reason; calls, emails and meetings logged as Tasks and Events. Every REBALANCE_EVERY the
+assignment rule (acting as the org's integration user, an automated actor) moves stale untouched
+SAL leads to the next rep of their team, round robin, once per lead: so a lead the monitor
+escalated and locked gets an automated reassignment, and `make run` shows the 24 h lock putting
+it back and alerting the manager.
 
 Run: `python -m sandbox.simulate --data DIR [--speed X] [--seed N]` next to the sandbox API (same
 --data). It writes through sf_store.OrgStore, so history rows, SystemModstamp and ids behave as
@@ -53,6 +57,11 @@ SOURCES = [  # (LeadSource, Lead_Type__c, weight)
 BUSINESS_RATE = 6.0
 OFF_HOURS_RATE = 0.5
 MONDAY_FACTOR = 1.7
+# The assignment rule's sweep: how often (on the simulated clock, from midnight UTC), which leads
+# (SAL, nobody touched them, accepted at least STALE_AFTER ago) and how many per team per sweep.
+REBALANCE_EVERY = timedelta(hours=2)
+STALE_AFTER = timedelta(hours=5)
+REBALANCE_MAX = 2
 
 
 @dataclass(order=True)
@@ -89,6 +98,8 @@ class DemoOrg:
         self.rng = random.Random(seed)
         self.fake = Faker(["en_US", "en_GB", "en_AU"])
         self.fake.seed_instance(seed)
+        self.rebalanced: set[str] = set()  # leads the assignment rule has moved (once each)
+        self.rebalance_turns: dict[str, int] = {}  # team -> its round-robin position
         state = store.get_meta("demo_state")
         if state:
             self._load(json.loads(state))
@@ -162,7 +173,8 @@ class DemoOrg:
         self.store.set_meta("demo_state", json.dumps({
             "clock": format_datetime(self.clock), "seed": self.seed, "vps": self.vps, "managers": self.managers,
             "queues": self.queues, "accounts": self.accounts, "reps": [r.__dict__ for r in self.reps],
-            "rng": _rng_state(self.rng),
+            "rng": _rng_state(self.rng), "rebalanced": sorted(self.rebalanced),
+            "rebalance_turns": self.rebalance_turns,
         }))
 
     def _load(self, state: dict) -> None:
@@ -171,6 +183,8 @@ class DemoOrg:
         self.accounts = state["accounts"]
         self.reps = [Rep(**r) for r in state["reps"]]
         self.rng.setstate(_rng_from(state["rng"]))
+        self.rebalanced = set(state.get("rebalanced", ()))  # absent in orgs saved before the sweep existed
+        self.rebalance_turns = dict(state.get("rebalance_turns", {}))
 
     def _reschedule_open_leads(self) -> None:
         """After a restart, open leads get a fresh plan (pending events live in memory only)."""
@@ -315,6 +329,35 @@ class DemoOrg:
         if not stage.startswith("Closed"):
             self._schedule(ev.at + timedelta(days=3 + self.rng.random() * 10), "stage", opp["Id"])
 
+    def _rebalance(self, at: datetime) -> int:
+        """The assignment rule's sweep: stale untouched SAL leads owned by a team's rep or manager go
+        to the team's next available rep (round robin), changed by the integration user. Each lead
+        is moved at most once (a locked lead put back by the monitor is not fought over again).
+        Deterministic: depends only on the org's state, which the seed decides. Returns how many
+        leads moved."""
+        team_of = {r.id: r.team for r in self.reps} | {m: t for t, m in self.managers.items()}
+        stale = sorted(
+            (lead for lead in self.store.scan("Lead")
+             if lead.get("Status") == "SAL" and not lead.get("First_Response_Date__c")
+             and lead["Id"] not in self.rebalanced and lead.get("OwnerId") in team_of
+             and lead.get("SAL_Date__c") and parse_datetime(lead["SAL_Date__c"]) <= at - STALE_AFTER),
+            key=lambda lead: (parse_datetime(lead["SAL_Date__c"]), lead["Id"]))
+        moved: dict[str, int] = {}
+        for lead in stale:
+            team = team_of[lead["OwnerId"]]
+            reps = [r for r in self.reps if r.team == team and not r.out_of_office and r.id != lead["OwnerId"]]
+            if moved.get(team, 0) >= REBALANCE_MAX or not reps:
+                continue
+            turn = self.rebalance_turns.get(team, 0)
+            self.rebalance_turns[team] = turn + 1
+            new_owner = reps[turn % len(reps)]
+            lead = self.store.update("Lead", lead["Id"], {"OwnerId": new_owner.id}, now=at,
+                                     user_id=self.store.integration_user_id)
+            self.rebalanced.add(lead["Id"])
+            moved[team] = moved.get(team, 0) + 1
+            self._plan(lead, at)
+        return sum(moved.values())
+
     def advance(self, until: datetime) -> int:
         """Simulate every whole minute up to `until`; returns how many ticks ran."""
         ticks = 0
@@ -332,6 +375,8 @@ class DemoOrg:
                     self._handle_opportunity(ev)
                 else:
                     self._handle(ev)
+            if (self.clock - self.clock.replace(hour=0, minute=0)) % REBALANCE_EVERY == timedelta(0):
+                self._rebalance(self.clock)
         if ticks:
             self._save()
         return ticks

@@ -90,13 +90,14 @@ def test_smtp_down_keeps_the_mail_queued_and_delivers_later(engine, smtp_sink) -
     queue(engine, [("rita.rep@example.com", alert_payload())])
     smtp_sink.down()
     summary = deliver_due(engine, T, CTX)
-    assert summary["retry"] == 1 and summary["delivered"] == 0
+    # An outage is not the row's fault: no failed attempt, no back-off (the breaker, not the row).
+    assert summary["channel_down"] == 1 and summary["retry"] == 0 and summary["delivered"] == 0
     with engine.connect() as conn:
-        status, error, not_before = conn.execute(
-            sa.select(outbox.c.status, outbox.c.last_error, outbox.c.not_before)).one()
-    assert status == "pending" and "SMTP unreachable" in error and not_before > T
+        status, error, not_before, attempts = conn.execute(
+            sa.select(outbox.c.status, outbox.c.last_error, outbox.c.not_before, outbox.c.attempts)).one()
+    assert status == "pending" and "SMTP unreachable" in error and not_before == T and attempts == 0
     smtp_sink.up()
-    assert deliver_due(engine, T + dt.timedelta(minutes=30), CTX)["delivered"] == 1
+    assert deliver_due(engine, T + dt.timedelta(seconds=1), CTX)["delivered"] == 1  # due at once
     assert len(smtp_sink.messages()) == 1
 
 

@@ -159,3 +159,27 @@ def test_escalation_under_unable_to_lock_row_is_retried_then_succeeds(org) -> No
     assert fault.fired == 2  # the write really met the locked row twice
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]
     assert [d["to"] for _, d in events(engine, "reassignment")] == [ids["manager"]]
+
+
+def test_the_demo_policy_recognises_the_demo_orgs_automated_reassignment(org, tmp_path) -> None:
+    """`make run` loads the devstack's demo policy: an owner change by the demo org's integration
+    user (the simulator's assignment rule acts as it) during the lock is put back; our own
+    put-back, written as that same user, is not undone again."""
+    from sandbox.devstack import demo_org_automation_user_ids, write_demo_policy
+
+    sb, engine, mapping, client, ids = org
+    policy = load_policy(write_demo_policy(tmp_path / "demo_policy.yaml"))
+    assert policy.automation_user_ids == demo_org_automation_user_ids() == [sb.store.integration_user_id]
+    assert POLICY.automation_user_ids == []  # the shipped production default names nobody
+    escalate(org)
+    sb.update("Lead", ids["lead"], {"OwnerId": ids["rep"]})  # no user: the org's integration user
+    resync(engine, mapping, client)
+    assert escalation.keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping,
+                                 policy=policy) == {"restored": 1, "released": 0, "conflict": 0}
+    assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]
+    [(_, detail)] = events(engine, "lock_restored")
+    assert detail["changed_by"] == sb.store.integration_user_id
+    resync(engine, mapping, client)
+    assert escalation.keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping,
+                                 policy=policy)["restored"] == 0
+    assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]

@@ -120,9 +120,10 @@ def test_mark_delivered_and_failed_with_backoff(store: sa.Engine) -> None:
                           ("message_sent", None, True), ("message_failed", True, None)]
 
 
-def test_backoff_retries_next_run_then_doubles_up_to_the_cap_and_is_deterministic() -> None:
-    waits = [backoff(n, "ffff").total_seconds() for n in range(1, 12)]
-    assert waits[:6] == [33.0, 33.0, 33.0, 66.0, 132.0, 264.0]  # 30 s (the next run) three times, then doubling
+def test_backoff_retries_within_the_try_then_next_run_then_doubles_up_to_the_cap_and_is_deterministic() -> None:
+    waits = [backoff(n, "ffff").total_seconds() for n in range(1, 14)]
+    # 5 s and 15 s (inside the same delivery try), 30 s (the next run) three times, then doubling
+    assert waits[:8] == [5.5, 16.5, 33.0, 33.0, 33.0, 66.0, 132.0, 264.0]
     assert waits[-1] == 1980.0  # 30 min cap + 10 % spread
     assert backoff(3, "abcd") == backoff(3, "abcd")
 

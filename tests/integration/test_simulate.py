@@ -117,3 +117,62 @@ def test_the_api_serves_the_demo_and_counts_change(salesforce_sandbox):
     users = sf.query("SELECT Id, Name, Team__c, UserRole.Name FROM User WHERE Title = 'SDR' ORDER BY Name")
     assert len(users["records"]) == 12
     assert all(u["UserRole"]["Name"] == f"{u['Team__c']} SDR" for u in users["records"])
+
+
+def _automated_owner_changes(store: OrgStore) -> list[tuple[str, str, str, str]]:
+    automated = store.integration_user_id
+    return sorted((h["CreatedDate"], h["LeadId"], h["OldValue"], h["NewValue"]) for h in store.scan("LeadHistory")
+                  if h["Field"] == "Owner" and h["CreatedById"] == automated)
+
+
+def test_the_assignment_rule_moves_stale_untouched_leads_round_robin_as_the_integration_user(tmp_path):
+    from sandbox.devstack import demo_org_automation_user_ids
+
+    def sweep(path):
+        store = OrgStore(path)
+        org = simulate.DemoOrg(store, seed=4, start=MONDAY_2PM)
+        org.advance(MONDAY_2PM + timedelta(hours=30))
+        return store, org, _automated_owner_changes(store)
+
+    store, org, moves = sweep(tmp_path / "a.sqlite3")
+    assert moves, "no automated reassignment in 30 simulated hours"
+    assert store.integration_user_id in demo_org_automation_user_ids()  # what the demo policy treats as automation
+    reps = {r.id: r for r in org.reps}
+    team_of = {r.id: r.team for r in org.reps} | {m: t for t, m in org.managers.items()}
+    for at, lead_id, old, new in moves:
+        lead_at = parse_at(at)
+        assert lead_at.minute == 0 and lead_at.hour % 2 == 0  # on the sweep's cadence
+        assert new in reps and not reps[new].out_of_office and new != old and reps[new].team == team_of[old]
+        assert lead_at - parse_at(store.get("Lead", lead_id)["SAL_Date__c"]) >= simulate.STALE_AFTER
+    assert len({lead_id for _, lead_id, _, _ in moves}) == len(moves)  # each lead moved once
+    # Round robin: within a team, consecutive moves go to different reps.
+    by_team = collections.defaultdict(list)
+    for _, _, old, new in moves:
+        by_team[team_of[old]].append(new)
+    assert all(len(set(news[:2])) == len(news[:2]) for news in by_team.values())
+    store.close()
+    again, _, moves_again = sweep(tmp_path / "b.sqlite3")
+    assert moves_again == moves  # deterministic per seed
+    again.close()
+
+
+def test_a_lead_the_monitor_escalated_to_the_manager_is_reassigned_by_the_rule(tmp_path):
+    store = OrgStore(tmp_path / "org.sqlite3")
+    org = simulate.DemoOrg(store, seed=4, start=MONDAY_2PM)
+    org.advance(MONDAY_2PM + timedelta(hours=1))
+    rep = next(r for r in org.reps if not r.out_of_office)
+    lead = store.create("Lead", {"FirstName": "Ada", "LastName": "Lovelace", "Company": "Engines", "Status": "SAL",
+                                 "OwnerId": rep.id, "SAL_Date__c": org.clock - timedelta(hours=6)},
+                        now=org.clock, user_id=rep.id)
+    manager = org.managers[rep.team]
+    store.update("Lead", lead["Id"], {"OwnerId": manager}, now=org.clock, user_id=manager)  # the breach action
+    org.advance(org.clock + simulate.REBALANCE_EVERY)
+    [(_, _, old, new)] = [m for m in _automated_owner_changes(store) if m[1] == lead["Id"]]
+    assert old == manager and new in {r.id for r in org.reps if r.team == rep.team and not r.out_of_office}
+    store.close()
+
+
+def parse_at(value: str) -> datetime:
+    from sandbox.soql import parse_datetime
+
+    return parse_datetime(value)

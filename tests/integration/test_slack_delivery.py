@@ -134,7 +134,7 @@ def test_slack_down_leaves_the_row_queued_then_delivers(engine, slack_api) -> No
     assert deliver_due(engine, T, CTX)["retry"] == 1
     assert statuses(engine)[0][1] == "pending" and slack_api.messages() == []
     slack_api.state.faults.clear()
-    assert deliver_due(engine, T + dt.timedelta(seconds=10), CTX)["claimed"] == 0  # back-off holds it
+    assert deliver_due(engine, T + dt.timedelta(seconds=1), CTX)["claimed"] == 0  # back-off holds it
     assert deliver_due(engine, T + dt.timedelta(minutes=1), CTX)["delivered"] == 1
     assert len(slack_api.messages()) == 1
 

@@ -1,39 +1,79 @@
 """The delivery step the `sla_monitor` DAG calls: claim due outbox rows, send, mark, audit.
 
-An unreachable Slack or SMTP server leaves the row pending with a later `not_before`
-(exponential back-off) and one clear log line; nothing is lost and nothing is sent twice by
-overlapping runs (leases). Returns small JSON counts for XCom. Never decides *what* is due:
-the monitor enqueues, this only delivers.
+A failed send leaves the row pending with a later `not_before` (quick retries, then back-off)
+and one clear log line; nothing is lost and nothing is sent twice by overlapping runs (leases).
+What is not the row's fault does not count against it (`leadsla.notify.outcome.Deferred`):
+Slack's 429 puts the row back for exactly Retry-After while other rows go on, and a channel
+that refuses connections trips a per-try circuit breaker: that channel's rows are left alone
+(not tried, attempts not counted) and one row probes it every PROBE_INTERVAL; when it answers,
+its rows are due at once. Returns small JSON counts for XCom. Never decides *what* is due: the
+monitor enqueues, this only delivers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.messages import PayloadError
 from leadsla.notify.outbox import (
     CHANNELS,
     DEFAULT_LEASE,
+    LEASE_MARGIN,
     Claimed,
     backoff,
     claim,
+    defer,
     mark_delivered,
     mark_failed,
+    next_due,
+    release,
     renew,
 )
-from leadsla.notify.outcome import Delivered, DeliveryFailed
+from leadsla.notify.outcome import CHANNEL_DOWN, Deferred, Delivered, DeliveryFailed
 from leadsla.store.audit import AuditContext
 
 log = logging.getLogger(__name__)
 
 #: Rows leased per claim; small, so a lease never has to cover a long queue of slow sends.
 CLAIM_BATCH = 20
+#: How long one delivery try keeps working (claiming rows as they fall due: quick retries, lapsed
+#: leases) with a one-minute schedule. Below the interval, leaving room for the `evaluate` task
+#: and one last send (at most a lease) before the next run. Tunable: LEADSLA_DELIVERY_BUDGET_S.
+DEFAULT_BUDGET = dt.timedelta(seconds=45)
+#: While a channel's breaker is open, one row probes it this often (within the try's budget).
+PROBE_INTERVAL = dt.timedelta(seconds=5)
+#: Woken this long after a lapsed lease or a `not_before`: `claim` wants ``claimed_until < now``.
+WAKE_SLACK_S = 0.05
+
+
+def budget_from_env() -> dt.timedelta:
+    """The delivery budget: LEADSLA_DELIVERY_BUDGET_S (seconds, 0-55) or DEFAULT_BUDGET.
+
+    Raises:
+        LeadSlaError: the variable is set but is not a number of seconds from 0 to 55.
+    """
+    from leadsla.errors import LeadSlaError
+
+    raw = os.environ.get("LEADSLA_DELIVERY_BUDGET_S", "").strip()
+    if not raw:
+        return DEFAULT_BUDGET
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 55:
+        raise LeadSlaError(f"LEADSLA_DELIVERY_BUDGET_S={raw!r}: expected seconds from 0 to 55 (below the "
+                           "one-minute schedule)")
+    return dt.timedelta(seconds=seconds)
 
 
 def deliver_due(
@@ -41,32 +81,48 @@ def deliver_due(
     now: dt.datetime,
     context: AuditContext,
     *,
-    limit: int = 200,
+    limit: int = 500,
     lease: dt.timedelta = DEFAULT_LEASE,
     batch: int = CLAIM_BATCH,
+    budget: dt.timedelta = dt.timedelta(0),
     slack: Any = None,
     email: Any = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
-    """Deliver up to `limit` due outbox rows.
+    """Deliver due outbox rows, and keep at it while rows fall due within `budget`.
+
+    Rows due now are claimed in batches and sent, each under a lease renewed just before its
+    send and a `SendDeadline` inside it (`leadsla.notify.deadline`). When nothing is due, the
+    try waits for the next row to fall due (a quick retry's `not_before`, another worker's
+    lapsed lease, the next probe of a channel that is down) if that is before ``now + budget``,
+    and stops otherwise. Rows claimed but not
+    yet sent when the budget ends are released. With the default budget of 0 it is one pass.
 
     Args:
         now: when this delivery attempt starts (in a task: the try's start, ``ti.start_date``;
             a lease is about real concurrency, so the run's logical time is the wrong clock
-            here). Later batches use `now` plus the time spent so far.
+            here). Later claims use `now` plus the time spent so far (`monotonic`).
+        budget: how long to keep claiming; the DAG passes `budget_from_env()`. A send started
+            before the end may run on for at most a lease.
         slack, email: senders to use (default: `SlackSender()` / `EmailSender()` on the default
             connections, created only when a row of that channel is claimed).
+        monotonic, sleep: the clock and the wait (a simulation substitutes both together).
 
     Returns:
         Counts: claimed, delivered, reconciled (found already sent), retry (left queued),
-        failed (permanent), double_marked (another worker had marked it first).
+        failed (permanent), double_marked (another worker had marked it first); lease_lost,
+        released, lease_overrun, rate_limited and channel_down (rows put back uncounted) only
+        when they happened.
     """
-    started = time.monotonic()
+    started = monotonic()
     counts: Counter[str] = Counter()
     senders: dict[str, Any] = {"slack": slack, "email": email}
     owned: list[Any] = []
+    ends = now + budget
 
     def clock() -> dt.datetime:
-        return now + dt.timedelta(seconds=time.monotonic() - started)
+        return now + dt.timedelta(seconds=monotonic() - started)
 
     def sender_for(channel: str) -> Any:
         if senders.get(channel) is None:
@@ -81,14 +137,40 @@ def deliver_due(
             owned.append(senders[channel])
         return senders[channel]
 
+    down: dict[str, dt.datetime] = {}  # channel -> when to probe it again (open breaker)
+
+    def up_channels() -> set[str]:
+        return {c for c in CHANNELS if down.get(c) is None or down[c] <= clock()}
+
+    def hand_back(rest: list[Claimed]) -> None:  # claimed, never tried: the attempt is taken back
+        with engine.begin() as conn:
+            counts["released"] += sum(release(conn, r) for r in rest)
+        counts["claimed"] -= len(rest)
+
     try:
         while counts["claimed"] < limit:
-            with engine.begin() as conn:
-                rows = claim(conn, clock(), lease, min(batch, limit - counts["claimed"]), channels=CHANNELS)
-            if not rows:
+            if budget and clock() >= ends:
                 break
+            channels = up_channels()
+            with engine.begin() as conn:
+                rows = claim(conn, clock(), lease, min(batch, limit - counts["claimed"]), channels=channels) \
+                    if channels else []
+                wake = None if rows else next_due(conn, clock(), channels=channels)
+            if not rows:
+                probes = [t for c, t in down.items() if t > clock()]
+                wake = min([t for t in (wake, *probes) if t is not None], default=None)
+                if wake is None or wake >= ends:
+                    break
+                sleep(max((wake - clock()).total_seconds(), 0.0) + WAKE_SLACK_S)
+                continue
             counts["claimed"] += len(rows)
-            for row in rows:
+            for i, row in enumerate(rows):
+                if budget and i and clock() >= ends:  # out of budget: hand the rest back untried
+                    hand_back(rows[i:])
+                    break
+                if row.channel not in up_channels():  # its channel went down earlier in this batch
+                    hand_back([row])
+                    continue
                 # Renew just before sending: the lease only has to outlast one send, and a lease
                 # that lapsed meanwhile (another worker may hold the row now) means: don't send.
                 with engine.begin() as conn:
@@ -96,34 +178,68 @@ def deliver_due(
                 if mine is None:
                     counts["lease_lost"] += 1
                     continue
-                _deliver_one(engine, mine, sender_for(row.channel), clock, context, counts)
+                deadline = SendDeadline((lease - LEASE_MARGIN).total_seconds(), monotonic)
+                outcome = _deliver_one(engine, mine, sender_for(row.channel), clock, deadline, context, counts)
+                if isinstance(outcome, Deferred) and outcome.reason == CHANNEL_DOWN:
+                    if row.channel not in down:
+                        log.warning("%s is down (%s): its rows wait, probing every %s s", row.channel, outcome,
+                                    PROBE_INTERVAL.total_seconds())
+                    down[row.channel] = clock() + PROBE_INTERVAL
+                elif down.pop(row.channel, None) is not None:  # it answered (even with an error): up
+                    log.info("%s is back: its rows are due at once", row.channel)
+            else:
+                continue
+            break
     finally:
         for sender in owned:
             sender.close()
     summary = {k: counts[k] for k in ("claimed", "delivered", "reconciled", "retry", "failed", "double_marked")}
-    if counts["lease_lost"]:  # only when it happened: rows another worker took after our lease lapsed
-        summary["lease_lost"] = counts["lease_lost"]
+    for rare in ("lease_lost", "released", "lease_overrun", "rate_limited", "channel_down"):  # only when it happened
+        if counts[rare]:
+            summary[rare] = counts[rare]
     log.info("delivery: %s", summary)
     return summary
 
 
-def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, context: AuditContext,
-                 counts: Counter[str]) -> None:
+def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, deadline: SendDeadline,
+                 context: AuditContext, counts: Counter[str]) -> DeliveryFailed | None:
+    """Send one row and record the outcome; returns the failure (None when delivered)."""
     try:
-        result: Delivered = sender.deliver(row, clock())
+        result: Delivered = sender.deliver(row, clock(), deadline)
+    except Deferred as exc:
+        at = clock()
+        retry_at = None if exc.reason == CHANNEL_DOWN else at + dt.timedelta(seconds=exc.retry_after_s)
+        log.info("outbox %s (%s to %s): %s, back in the queue%s (not counted as a failed attempt)",
+                 row.outbox_id, row.channel, row.recipient, exc.reason,
+                 f" until {retry_at.isoformat()}" if retry_at else "")
+        with engine.begin() as conn:
+            defer(conn, row, retry_at, at, context, reason=exc.reason, error=str(exc), uncount=exc.sent_nothing)
+        counts[exc.reason] += 1
+        return exc
     except DeliveryFailed as exc:
         _failed(engine, row, str(exc), exc.permanent, clock(), context, counts)
+        return exc
     except PayloadError as exc:
         _failed(engine, row, str(exc), True, clock(), context, counts)
+        return DeliveryFailed(str(exc), permanent=True)
     except Exception as exc:  # a bug or an unforeseen client error: keep the row, say so loudly
         log.exception("outbox %s: unexpected error delivering by %s", row.outbox_id, row.channel)
         _failed(engine, row, f"unexpected {type(exc).__name__}: {exc}", False, clock(), context, counts)
+        return DeliveryFailed(str(exc))
     else:
+        at = clock()
+        detail = dict(result.detail)
+        if at > row.claimed_until:  # the bound in leadsla.notify.deadline failed: say so, never hide it
+            counts["lease_overrun"] += 1
+            detail["lease_overrun"] = True
+            log.error("outbox %s: the send ended %s after its lease; another worker may have sent it too",
+                      row.outbox_id, at - row.claimed_until)
         with engine.begin() as conn:
-            first = mark_delivered(conn, row, result.external_id, clock(), context, detail=result.detail)
+            first = mark_delivered(conn, row, result.external_id, at, context, detail=detail)
         counts["delivered"] += 1
         counts["reconciled"] += bool(result.detail.get("reconciled"))
         counts["double_marked"] += not first
+        return None
 
 
 def _failed(engine: sa.Engine, row: Claimed, error: str, permanent: bool, at: dt.datetime,

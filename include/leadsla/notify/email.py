@@ -10,6 +10,10 @@ Exactly once, honestly: SMTP cannot be asked "did you get this?". A crash after 
 accepted a message (250 after DATA) and before the outbox row is marked leaves the row pending;
 the lease expires and the next run sends it again with the SAME Message-ID, so the receiver
 (or its mail client) can drop the copy. That window is measured by tests and the benchmark.
+
+Lease bound (`leadsla.notify.deadline`): a send is started only before the send's deadline, and
+a watchdog shuts the session's socket at the deadline, so no byte of a message leaves after it
+(an SMTP timeout bounds each socket operation, not a whole session, so it alone would not do).
 """
 
 from __future__ import annotations
@@ -19,17 +23,22 @@ import datetime as dt
 import email.policy
 import logging
 import smtplib
+import socket
+import threading
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
+from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.messages import parse_payload, render_email
 from leadsla.notify.outbox import Claimed
-from leadsla.notify.outcome import Delivered, DeliveryFailed
+from leadsla.notify.outcome import CHANNEL_DOWN, Deferred, Delivered, DeliveryFailed
 
 log = logging.getLogger(__name__)
 
 SMTP_CONN_ID = "smtp_default"
+#: A send attempt is not started with less of its deadline left than this.
+MIN_SEND_S = 1.0
 DEFAULT_FROM = "lead-sla-monitor@localhost"
 
 
@@ -102,13 +111,14 @@ class EmailSender:
             self._hook, _ = open_smtp(self.conn_id)
         return self._hook, self._hook._smtp_client
 
-    def deliver(self, row: Claimed, at: dt.datetime) -> Delivered:
+    def deliver(self, row: Claimed, at: dt.datetime, deadline: SendDeadline | None = None) -> Delivered:
         """Send one row. `at` stamps the Date header (the delivering attempt's time).
 
         A session the server dropped (or a 4xx reply) is reopened and the message sent again, up
         to `send_attempts` times in this call: a dropped session is usually one bad connection,
         and waiting for the next run would cost the alert a minute. A server that cannot be
-        reached at all fails at once. A resend carries the same Message-ID (module docstring).
+        reached at all fails at once with `Deferred` (channel_down). A resend carries the same Message-ID (module docstring).
+        With a `deadline`, no send starts within MIN_SEND_S of it and the socket is shut at it.
 
         Raises:
             DeliveryFailed: transient for connection trouble and 4xx replies (row stays queued),
@@ -116,7 +126,9 @@ class EmailSender:
         """
         payload = parse_payload(row.payload, where=f"outbox row {row.outbox_id}")
         last: DeliveryFailed | None = None
-        for _ in range(max(self.send_attempts, 1)):
+        for attempt in range(1, max(self.send_attempts, 1) + 1):
+            if deadline is not None:
+                deadline.require(MIN_SEND_S, f"e-mail send attempt {attempt}")
             try:
                 hook, client = self._client()
             except DeliveryFailed:
@@ -124,11 +136,21 @@ class EmailSender:
                 raise
             except Exception as exc:  # refused, timed out, AirflowException("Unable to connect")
                 self.close()
-                raise DeliveryFailed(f"SMTP unreachable: {type(exc).__name__}: {exc}") from None
+                # The server cannot be reached at all: not this row's fault (the deliverer's breaker
+                # stops trying e-mail rows until a probe gets through). Uncounted only when no
+                # earlier attempt of this call may have been accepted (a dropped 250).
+                raise Deferred(f"SMTP unreachable: {type(exc).__name__}: {exc}", reason=CHANNEL_DOWN,
+                               sent_nothing=last is None) from None
             sender = hook.from_email or DEFAULT_FROM
             msg = build_message(row, payload, sender, at)
+            watchdog = _cut_at(deadline, client)
             try:
+                if deadline is not None:
+                    deadline.require(MIN_SEND_S, f"e-mail send attempt {attempt}")  # opening took long
                 client.sendmail(sender, [msg["To"]], msg.as_bytes())
+            except DeliveryFailed:
+                self.close()
+                raise
             except smtplib.SMTPRecipientsRefused as exc:
                 self.close()
                 codes = {code for code, _ in exc.recipients.values()}
@@ -142,7 +164,12 @@ class EmailSender:
                 self.close()
                 last = DeliveryFailed(f"SMTP session dropped: {type(exc).__name__}: {exc}")
             else:
+                if watchdog is not None and watchdog.fired.is_set():  # 250 came in as the cut fell
+                    self.close()  # the socket is shut: the next row opens a new session
                 return Delivered(msg["Message-ID"], {"to": msg["To"], "high_priority": payload.high_priority})
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
             if last.permanent:
                 raise last
             log.info("outbox %s: %s; reopening the SMTP session", row.outbox_id, last)
@@ -159,3 +186,30 @@ class EmailSender:
                     client.close()
                 except Exception:
                     pass
+
+
+class _Watchdog:
+    """Shuts an SMTP client's socket at a deadline, so a send cannot transmit past it."""
+
+    def __init__(self, seconds: float, client: Any) -> None:
+        self.fired = threading.Event()
+        self._client = client
+        self._timer = threading.Timer(max(seconds, 0.0), self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        self.fired.set()
+        sock = getattr(self._client, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _cut_at(deadline: SendDeadline | None, client: Any) -> _Watchdog | None:
+    return None if deadline is None else _Watchdog(deadline.remaining(), client)

@@ -28,16 +28,25 @@ CHANNELS = frozenset({"slack", "email"})
 #: Channels an idempotency key may name: the delivered ones plus ``crm`` (breach actions, which
 #: leadsla.escalation claims and performs; deliver_due never claims them).
 KEY_CHANNELS = CHANNELS | {"crm"}
-#: A failed row waits this long before each of its first BACKOFF_FLAT retries (with a one-minute
-#: schedule: the next run), then each further attempt doubles the wait, up to BACKOFF_CAP. An alert
-#: loses its value within minutes, and one try a minute is already gentle on a struggling Slack or
-#: SMTP server; doubling from the first failure made a short fault burst cost an alert 5-9 minutes.
+#: After a transient failure the first retries come within the same delivery try, seconds later
+#: (`deliver_due` keeps working until its time budget runs out): most faults (a 429 storm, a
+#: dropped connection, a 5xx burst) last seconds, and waiting for the next one-minute run would
+#: cost the alert a minute each time.
+QUICK_RETRIES = (dt.timedelta(seconds=5), dt.timedelta(seconds=15))
+#: After the quick retries a row waits BACKOFF_BASE before each of the next BACKOFF_FLAT retries
+#: (with a one-minute schedule: the next run), then each further attempt doubles the wait, up to
+#: BACKOFF_CAP. An alert loses its value within minutes, and one try a minute is already gentle on
+#: a struggling Slack or SMTP server.
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_FLAT = 3
 BACKOFF_CAP = dt.timedelta(minutes=30)
-#: A lease covers one small batch and is renewed before each send (`renew`), so a killed
-#: deliverer blocks its rows for about a minute, not five (the p95 goal is 75 s).
-DEFAULT_LEASE = dt.timedelta(seconds=60)
+#: A lease has to cover ONE send only: `deliver_due` renews it right before each send, and a send
+#: never transmits after `lease end - LEASE_MARGIN` (see `leadsla.notify.deadline`, which proves the
+#: bound). Short, so a killed deliverer holds its rows for 25 s, not a minute (the p95 goal is 75 s).
+DEFAULT_LEASE = dt.timedelta(seconds=25)
+#: Kept free at the end of every lease: the server's processing of the last bytes sent, plus clock
+#: skew between the hosts of two deliverers (their `now` comes from each worker's clock).
+LEASE_MARGIN = dt.timedelta(seconds=3)
 
 
 def _utc_iso(value: dt.datetime) -> str:
@@ -236,8 +245,11 @@ def claim(
     query = sa.select(outbox.c.outbox_id).where(_claimable(now))
     if channels is not None:
         query = query.where(outbox.c.channel.in_(list(channels)))
+    # Oldest first (enqueued earliest = fell due earliest): a backlog drains in the order it built
+    # up, so a row that was retried or held back by a lease is not overtaken by every newer row
+    # (ordering by `not_before` did that: each retry moved a row to the back of the queue).
     candidates = conn.execute(
-        query.order_by(outbox.c.not_before, outbox.c.outbox_id).limit(limit)
+        query.order_by(outbox.c.created_at, outbox.c.outbox_id).limit(limit)
     ).scalars().all()
     taken: list[Claimed] = []
     for outbox_id in candidates:
@@ -285,16 +297,113 @@ def renew(conn: sa.Connection, row: Claimed, now: dt.datetime, lease: dt.timedel
 
 
 def backoff(attempts: int, key: str = "") -> dt.timedelta:
-    """Wait before attempt `attempts + 1`: BASE for the first BACKOFF_FLAT attempts, then
-    BASE * 2^(attempts - BACKOFF_FLAT), capped, plus up to 10% spread.
+    """Wait before attempt `attempts + 1`.
 
-    The spread is derived from the key, not from a random source, so a rerun decides the same
-    while many rows failing together still do not retry in one burst.
+    QUICK_RETRIES first (5 s, 15 s: retried inside the same delivery try), then BASE for the next
+    BACKOFF_FLAT attempts, then BASE * 2^n, capped; plus up to 10% spread. The spread is derived
+    from the key, not from a random source, so a rerun decides the same while many rows failing
+    together still do not retry in one burst.
     """
-    exponent = max(attempts - BACKOFF_FLAT, 0)
-    wait = min(BACKOFF_BASE * (2 ** min(exponent, 20)), BACKOFF_CAP)
+    if 1 <= attempts <= len(QUICK_RETRIES):
+        wait = QUICK_RETRIES[attempts - 1]
+    else:
+        exponent = max(attempts - len(QUICK_RETRIES) - BACKOFF_FLAT, 0)
+        wait = min(BACKOFF_BASE * (2 ** min(exponent, 20)), BACKOFF_CAP)
     spread = int(key[:4], 16) / 0xFFFF if key else 0.0
     return wait + wait * 0.1 * spread
+
+
+def release(conn: sa.Connection, row: Claimed) -> bool:
+    """Give back a lease this worker will not use (its time budget ran out before the send).
+
+    Conditional on the lease still being ours; the claim's attempt is taken back (nothing was
+    tried), so the next worker neither counts it nor looks for an earlier send that never was.
+
+    Returns:
+        True when the lease was ours and is now free.
+    """
+    result = conn.execute(
+        outbox.update()
+        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending",
+               outbox.c.claimed_until == row.claimed_until)
+        .values(claimed_until=None, attempts=outbox.c.attempts - 1)
+    )
+    return result.rowcount == 1
+
+
+def defer(
+    conn: sa.Connection,
+    row: Claimed,
+    retry_at: dt.datetime | None,
+    at: dt.datetime,
+    context: AuditContext,
+    *,
+    reason: str,
+    error: str,
+    uncount: bool,
+) -> bool:
+    """Put a row back that was not the row's failure (Slack's 429, a channel outage); audit
+    `message_deferred`. Unlike `mark_failed` this never grows the row's back-off.
+
+    Args:
+        retry_at: the row's new `not_before` (``now + Retry-After``), or None to keep it (a channel
+            outage: the row is due again the moment the channel is back).
+        reason: ``rate_limited`` or ``channel_down`` (see `leadsla.notify.outcome.Deferred`).
+        uncount: take this try's attempt back (nothing can have reached the recipient), so
+            neither the back-off nor the reconciliation before a resend counts it.
+
+    Returns:
+        True when the lease was still ours and the row is back in the queue.
+    """
+    values: dict[str, Any] = {"claimed_until": None, "last_error": f"{reason}: {error}"[:2000]}
+    if retry_at is not None:
+        values["not_before"] = retry_at
+    if uncount:
+        values["attempts"] = outbox.c.attempts - 1
+    result = conn.execute(
+        outbox.update()
+        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending",
+               outbox.c.claimed_until == row.claimed_until)
+        .values(values)
+    )
+    record(
+        conn,
+        "message_deferred",
+        at=at,
+        context=context,
+        actor=f"notify.{row.channel}",
+        detail={
+            **_message_detail(row),
+            "reason": reason,
+            "error": error[:500],
+            "retry_at": _utc_iso(retry_at) if retry_at else None,
+            "attempt_counted": not uncount,
+        },
+        **_audit_fields(row),
+    )
+    return result.rowcount == 1
+
+
+def next_due(conn: sa.Connection, now: dt.datetime, *, channels: Iterable[str] | None = None) -> dt.datetime | None:
+    """When the next pending row becomes claimable after `now` (its `not_before`, or the end of
+    another worker's lease), or None when no pending row is waiting.
+
+    A row due now but leased counts at its lease's end; `claim` takes a lapsed lease only once
+    ``claimed_until < now``, so the caller should wait a little past the returned time.
+    """
+    pending = [outbox.c.status == "pending"]
+    if channels is not None:
+        pending.append(outbox.c.channel.in_(list(channels)))
+    free = sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < outbox.c.not_before)
+    waiting = conn.execute(
+        sa.select(sa.func.min(outbox.c.not_before)).where(*pending, outbox.c.not_before > now, free)
+    ).scalar()
+    leased = conn.execute(
+        sa.select(sa.func.min(outbox.c.claimed_until)).where(
+            *pending, outbox.c.claimed_until >= now, outbox.c.claimed_until >= outbox.c.not_before)
+    ).scalar()
+    found = [t for t in (waiting, leased) if t is not None]
+    return min(found) if found else None
 
 
 def mark_delivered(

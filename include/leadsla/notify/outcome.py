@@ -26,3 +26,28 @@ class DeliveryFailed(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+#: Why a send was put back without counting as a failed attempt (`Deferred.reason`).
+RATE_LIMITED = "rate_limited"
+CHANNEL_DOWN = "channel_down"
+
+
+class Deferred(DeliveryFailed):
+    """Not the row's failure: the channel asked us to wait (HTTP 429 with Retry-After) or cannot
+    be reached at all (connection refused). `deliver_due` puts the row back without growing its
+    back-off: a rate-limited row after `retry_after_s`, exactly as the server asked; a channel
+    outage trips the channel's breaker for the rest of the try instead of failing every row.
+
+    `sent_nothing` is True when this call is certain nothing reached the recipient (a 429 or a
+    refused connection before any ambiguous answer); then the attempt is not counted either, so
+    the next try does not need to look for an earlier send that never was.
+    """
+
+    def __init__(self, message: str, *, reason: str, retry_after_s: float = 0.0, sent_nothing: bool = True) -> None:
+        super().__init__(message)
+        if reason not in (RATE_LIMITED, CHANNEL_DOWN):
+            raise ValueError(f"unknown deferral reason {reason!r}")
+        self.reason = reason
+        self.retry_after_s = max(float(retry_after_s), 0.0)
+        self.sent_nothing = sent_nothing

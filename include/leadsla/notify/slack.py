@@ -7,10 +7,21 @@ Before re-sending a row that was attempted before, and after any answer that lea
 whether Slack posted (5xx, dropped connection), the conversation's history is searched for the
 key; a hit is marked delivered with that ts instead of posting again.
 
-Retry policy, deliberately split: reads use connection, rate-limit (Retry-After) and server-error
-retry handlers; ``chat.postMessage`` uses only the rate-limit handler (a 429 is a guaranteed
-non-post) and retries 5xx/connection errors itself, after looking in the history, because a
-blind SDK retry of an ambiguous 5xx could post twice. This module never patches the hook.
+Retry policy, deliberately split: reads use connection and server-error retry handlers with short
+waits (READ_RETRY_WAITS_S, not the SDK's 0.5 s * 2^n plus up to 1 s of jitter); ``chat.postMessage``
+uses no SDK retry handler and retries 5xx/connection errors itself, after looking in the history,
+because a blind SDK retry of an ambiguous 5xx could post twice. Nothing here ever sleeps on a 429:
+the SDK's rate-limit handler would hold the whole deliverer for Retry-After plus jitter per 429,
+although Slack limits per method and channel. A 429 (read or post) raises `Deferred`
+(rate_limited, Retry-After): `deliver_due` puts that row back for exactly as long as Slack asked
+and goes on with other rows. A refused connection raises `Deferred` (channel_down): the
+deliverer's breaker stops trying Slack rows until a probe gets through. This module never patches
+the hook.
+
+Lease bound (`leadsla.notify.deadline`): every request's timeout is at most
+REQUEST_TIMEOUT_CAP_S (a connection's longer ``timeout`` is lowered to it), and a post starts only
+while the send's deadline leaves room for two request timeouts; otherwise the row stays queued
+for the next try.
 """
 
 from __future__ import annotations
@@ -21,9 +32,10 @@ import urllib.error
 from http.client import HTTPException
 from typing import Any
 
+from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.messages import METADATA_EVENT_TYPE, parse_payload, render_slack
 from leadsla.notify.outbox import Claimed
-from leadsla.notify.outcome import Delivered, DeliveryFailed
+from leadsla.notify.outcome import CHANNEL_DOWN, RATE_LIMITED, Deferred, Delivered, DeliveryFailed
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +45,15 @@ PERMANENT_ERRORS = frozenset(
     {"channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "no_text", "invalid_metadata_format",
      "invalid_metadata_schema", "restricted_action", "cannot_dm_bot", "user_disabled"}
 )
+#: Longest a single Slack API request may take (client timeout); bounds a send within its lease.
+REQUEST_TIMEOUT_CAP_S = 5
+#: A post is started only with this many request timeouts left before the deadline: urllib bounds
+#: the connect and the write of the request, each by the timeout.
+POST_TIMEOUTS = 2
+#: Waits between the SDK's retries of a read (5xx, connection error), then the last one repeats.
+READ_RETRY_WAITS_S = (0.2, 0.5)
+#: Retry-After assumed when a 429 carries none (or an unreadable one).
+DEFAULT_RETRY_AFTER_S = 1.0
 #: Look this far before the row's creation for its message (clock skew between hosts).
 HISTORY_SKEW_S = 300
 
@@ -44,31 +65,43 @@ class SlackSender:
         self,
         conn_id: str = SLACK_CONN_ID,
         *,
-        rate_limit_retries: int = 6,
         server_error_retries: int = 3,
         post_attempts: int = 5,
     ) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
-        from slack_sdk.http_retry.builtin_handlers import (
-            ConnectionErrorRetryHandler,
-            RateLimitErrorRetryHandler,
-            ServerErrorRetryHandler,
-        )
+        from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 
+        waits = _ShortWaits(READ_RETRY_WAITS_S)
         self._reads = SlackHook(
             slack_conn_id=conn_id,
             retry_handlers=[
-                ConnectionErrorRetryHandler(max_retry_count=server_error_retries),
-                RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
-                ServerErrorRetryHandler(max_retry_count=server_error_retries),
+                ConnectionErrorRetryHandler(max_retry_count=server_error_retries, interval_calculator=waits),
+                ServerErrorRetryHandler(max_retry_count=server_error_retries, interval_calculator=waits),
             ],
         )
-        self._posts = SlackHook(
-            slack_conn_id=conn_id,
-            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)],
-        )
+        # An empty list, not None: None would give the SDK's default (connection-error) handler.
+        self._posts = SlackHook(slack_conn_id=conn_id, retry_handlers=[])
         self.post_attempts = post_attempts
         self._conversations: dict[str, tuple[str, str]] = {}
+        self._deadline: SendDeadline | None = None
+        self._timeouts_capped = False
+
+    def _cap_timeouts(self) -> None:
+        """Lower each client's request timeout to REQUEST_TIMEOUT_CAP_S (once; builds the clients)."""
+        if not self._timeouts_capped:
+            for hook in (self._reads, self._posts):
+                hook.client.timeout = min(hook.client.timeout or REQUEST_TIMEOUT_CAP_S, REQUEST_TIMEOUT_CAP_S)
+            self._timeouts_capped = True
+
+    @property
+    def request_s(self) -> float:
+        """The longest one request to Slack may take (its client timeout)."""
+        self._cap_timeouts()
+        return float(self._posts.client.timeout)
+
+    def post_allowed(self) -> bool:
+        """True when a post starting now would be written before this send's deadline."""
+        return self._deadline is None or self._deadline.allows(POST_TIMEOUTS * self.request_s)
 
     # --- where ------------------------------------------------------------------------------
 
@@ -107,7 +140,7 @@ class SlackSender:
             else:
                 raise _failure("finding the conversation", exc) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:
-            raise DeliveryFailed(f"Slack unreachable finding the conversation: {exc}") from None
+            raise _unreachable("finding the conversation", exc) from None
         self._conversations[cache_key] = found
         return found
 
@@ -130,24 +163,36 @@ class SlackSender:
             if not resp.get("has_more") or not cursor:
                 return None
 
-    def _reconcile(self, channel: str, row: Claimed) -> str | None:
+    def _reconcile(self, channel: str, row: Claimed, *, sent_nothing: bool = True) -> str | None:
         from slack_sdk.errors import SlackApiError
 
         try:
             return self.find_posted(channel, row.idempotency_key, row.created_at.timestamp() - HISTORY_SKEW_S)
         except SlackApiError as exc:
-            raise _failure("reading the conversation history", exc) from None
+            raise _failure("reading the conversation history", exc, sent_nothing=sent_nothing) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:
-            raise DeliveryFailed(f"Slack unreachable reading the conversation history: {exc}") from None
+            raise _unreachable("reading the conversation history", exc, sent_nothing=sent_nothing) from None
 
     # --- send -------------------------------------------------------------------------------
 
-    def deliver(self, row: Claimed, at: dt.datetime | None = None) -> Delivered:
+    def deliver(self, row: Claimed, at: dt.datetime | None = None, deadline: SendDeadline | None = None) -> Delivered:
         """Post one claimed row (or find it already posted); `at` is unused (same shape as e-mail).
+
+        Args:
+            deadline: no post is started that could still be written after it (module docstring);
+                None (tests, one-off sends) means unbounded.
 
         Raises:
             DeliveryFailed: the row stays queued (transient) or fails for good (permanent).
         """
+        self._cap_timeouts()
+        self._deadline = deadline
+        try:
+            return self._deliver(row)
+        finally:
+            self._deadline = None
+
+    def _deliver(self, row: Claimed) -> Delivered:
         from slack_sdk.errors import SlackApiError
 
         payload = parse_payload(row.payload, where=f"outbox row {row.outbox_id}")
@@ -159,18 +204,23 @@ class SlackSender:
         message = render_slack(payload, row.idempotency_key)
         last = ""
         for attempt in range(1, self.post_attempts + 1):
+            if not self.post_allowed():
+                raise DeliveryFailed(f"lease nearly over, post attempt {attempt} not started"
+                                     + (f" (last: {last})" if last else ""))
             try:
                 resp = self._posts.client.chat_postMessage(channel=channel, **message)
                 return Delivered(resp["ts"], {**detail, "reconciled": False, "post_attempts": attempt})
             except SlackApiError as exc:
                 status = exc.response.status_code
-                if status < 500:
-                    raise _failure("posting the message", exc) from None
+                if status < 500:  # a 429 is a guaranteed non-post: nothing new to reconcile
+                    raise _failure("posting the message", exc, sent_nothing=not last) from None
                 last = f"HTTP {status} {_error_of(exc)}"
             except (urllib.error.URLError, HTTPException, OSError) as exc:
+                if _refused(exc):  # nothing was sent on this attempt; Slack cannot be reached
+                    raise _unreachable("posting the message", exc, sent_nothing=not last) from None
                 last = f"{type(exc).__name__}: {exc}"
             # Slack may or may not have posted: look before trying again.
-            if ts := self._reconcile(channel, row):
+            if ts := self._reconcile(channel, row, sent_nothing=False):
                 log.info("outbox %s: posted despite %s (ts %s)", row.outbox_id, last, ts)
                 return Delivered(ts, {**detail, "reconciled": True, "post_attempts": attempt})
             log.warning("outbox %s: Slack post attempt %s failed (%s), retrying", row.outbox_id, attempt, last)
@@ -180,6 +230,42 @@ class SlackSender:
         self._conversations.clear()
 
 
+class _ShortWaits:
+    """A slack_sdk retry interval calculator: the given waits in turn, then the last one again."""
+
+    def __init__(self, waits: tuple[float, ...]) -> None:
+        self.waits = waits
+
+    def calculate_sleep_duration(self, current_attempt: int) -> float:
+        return self.waits[min(current_attempt, len(self.waits) - 1)]
+
+
+def _retry_after_s(response: Any) -> float:
+    """The Retry-After of a 429 answer in seconds (DEFAULT_RETRY_AFTER_S when absent or unreadable)."""
+    for name, values in (getattr(response, "headers", None) or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                return max(float(values[0] if isinstance(values, list | tuple) else values), 0.0)
+            except (TypeError, ValueError, IndexError):
+                return DEFAULT_RETRY_AFTER_S
+    return DEFAULT_RETRY_AFTER_S
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the connection was refused (nothing sent): urllib wraps it in URLError.reason."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, ConnectionRefusedError) or isinstance(exc, ConnectionRefusedError)
+
+
+def _unreachable(doing: str, exc: BaseException, *, sent_nothing: bool = True) -> DeliveryFailed:
+    """A refused connection is the channel being down (`Deferred`); other network trouble is a
+    transient failure of this row."""
+    if _refused(exc):
+        return Deferred(f"Slack refused the connection {doing}: {exc}", reason=CHANNEL_DOWN,
+                        sent_nothing=sent_nothing)
+    return DeliveryFailed(f"Slack unreachable {doing}: {exc}")
+
+
 def _error_of(exc: Any) -> str:
     try:
         return str(exc.response.get("error") or "")
@@ -187,9 +273,19 @@ def _error_of(exc: Any) -> str:
         return ""
 
 
-def _failure(doing: str, exc: Any) -> DeliveryFailed:
+def _failure(doing: str, exc: Any, *, sent_nothing: bool = True) -> DeliveryFailed:
+    """The failure for a Slack error answer: `Deferred` for a 429, else permanent or transient.
+
+    Args:
+        sent_nothing: False when an earlier answer in this send left it unknown whether Slack
+            posted (the deferral then keeps the attempt counted, so the next try reconciles).
+    """
     error = _error_of(exc)
     status = getattr(exc.response, "status_code", None)
+    if status == 429:
+        wait = _retry_after_s(exc.response)
+        return Deferred(f"Slack rate-limited {doing} (Retry-After {wait:g} s)", reason=RATE_LIMITED,
+                        retry_after_s=wait, sent_nothing=sent_nothing)
     return DeliveryFailed(
         f"Slack refused {doing}: HTTP {status} {error}".strip(), permanent=error in PERMANENT_ERRORS
     )

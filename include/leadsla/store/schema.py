@@ -353,6 +353,7 @@ AUDIT_EVENTS = frozenset(
         "message_queued",
         "message_sent",
         "message_failed",
+        "message_deferred",
         "message_digested",
         "message_rolled_up",
         "capacity_alert",
