@@ -238,6 +238,7 @@ class Timeline:
     act_t: np.ndarray
     _events: dict[str, Events] = field(default_factory=dict)
     _record_flags: dict[str, np.ndarray] = field(default_factory=dict)
+    _owners: Owners | None = None
 
     @classmethod
     def build(
@@ -294,9 +295,59 @@ class Timeline:
             self._record_flags[key] = _isin(self.index.field_value(name), accepted)
         return self._events[key], self._record_flags[key]
 
+    def owners(self) -> Owners:
+        """Every owner id this timeline mentions (the records' current owners and both sides of
+        each ownership change) as integer codes, so segments carry small ints, not strings."""
+        if self._owners is None:
+            events = self.field_events(OWNER_FIELD)
+            current = self.index.field_value(OWNER_FIELD)
+            parts = [current]
+            if events.old is not None:
+                parts += [events.old, events.new]
+            values = np.concatenate(parts) if len(parts) > 1 else current
+            codes, vocab = pd.factorize(values)  # few distinct owners: one hash pass
+            vocab = np.asarray(vocab, dtype=object)
+            missing = codes < 0
+            if missing.any():
+                # Missing owners keep the input's own missing value (None or NaN) as one code.
+                vocab = np.append(vocab, values[int(np.argmax(missing))])
+                codes[missing] = len(vocab) - 1
+            n = len(current)
+            coded = Events(events.key)
+            if events.old is not None:
+                coded.old, coded.new = codes[n : n + len(events.key)], codes[n + len(events.key) :]
+            self._owners = Owners(vocab, codes[:n], coded)
+        return self._owners
+
     def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        fallback = self.index.field_value(OWNER_FIELD)[record]
-        return value_asof(self.field_events(OWNER_FIELD), record, seconds, fallback)
+        """The owner code of each record as of each instant (see `owners`)."""
+        owners = self.owners()
+        return value_asof(owners.events, record, seconds, owners.record[record])
+
+    def breaks(self, fields: list[str]) -> Events:
+        """Every change of one of `fields` (sorted (record, second) keys), cached per field set."""
+        key = "breaks:" + "\x00".join(fields)
+        if key not in self._events:
+            rows = self.history.rows(fields)
+            self._events[key] = Events.build(self.history.code[rows], self.history.t[rows])
+        return self._events[key]
+
+    def prepare(self, sla: Sla) -> None:
+        """Fill every lazy cache `split_segments` reads, so threads evaluating blocks of clocks
+        only read shared state."""
+        self.owners()
+        for rule in sla.pause:
+            self.flag_events(rule.field, rule.in_)
+        self.breaks(segment_fields(sla))
+
+
+@dataclass
+class Owners:
+    """Owner ids as codes: `vocab[code]` is the id (one code stands for a missing owner)."""
+
+    vocab: np.ndarray  # object
+    record: np.ndarray  # each record's current owner code
+    events: Events  # ownership changes with old/new as codes
 
 
 def _is_set(values: np.ndarray) -> np.ndarray:
@@ -331,7 +382,7 @@ def stop_events(sla: Sla, tl: Timeline) -> Events:
         if rule.activity_by is not None:
             code, t = tl.act_code, tl.act_t
             if rule.activity_by == "owner" and len(code):
-                keep = tl.act_owner == tl.owner_asof(code, t)
+                keep = tl.act_owner == tl.owners().vocab[tl.owner_asof(code, t)]
                 code, t = code[keep], t[keep]
             parts.append(Events.build(code, t))
             continue
@@ -378,43 +429,54 @@ def derive_clocks(sla: Sla, tl: Timeline) -> Clocks:
 
 @dataclass
 class Segments:
-    """Each clock's life split at owner and pause changes; parallel arrays sorted by (clock, start)."""
+    """Each clock's life split at owner and pause changes; parallel arrays sorted by (clock, start).
+    With no change inside any clock (`single`), segment i is clock i."""
 
     clock: np.ndarray  # index into the Clocks arrays
     start: np.ndarray
     end: np.ndarray
-    owner: np.ndarray  # object: CRM user id as of the segment's start
+    owner: np.ndarray  # owner code (`Timeline.owners().vocab`) as of the segment's start
     paused: np.ndarray  # bool
+    single: bool = False
+
+
+def segment_fields(sla: Sla) -> list[str]:
+    """The fields whose changes split a clock into segments: the owner and every pause field."""
+    return [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause if rule.field != OWNER_FIELD)]
 
 
 def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> Segments:
     """Split [clock start, end) at every owner change and pause-field change of the record (the last
     segment may be empty: a change exactly at the end)."""
-    fields = [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)]
-    rows = tl.history.rows(fields)
-    breaks = Events.build(tl.history.code[rows], tl.history.t[rows])
+    breaks = tl.breaks(segment_fields(sla))
     n = len(clocks.record)
     lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
     # Changes exactly at the end still apply: they open a zero-length last segment, so the owner and
     # pause state "as of the end" (which projections and the paused state use) are right.
     hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="right")
-    count = np.maximum(hi - lo, 0) + 1
-    clock = np.repeat(np.arange(n), count)
-    first = np.cumsum(count) - count
-    pos = np.arange(len(clock)) - first[clock]
-    if len(breaks.key):
-        inner = breaks.seconds[np.clip(lo[clock] + pos - 1, 0, len(breaks.key) - 1)]
-        seg_start = np.where(pos == 0, clocks.start[clock], inner)
+    hi -= lo
+    if not (hi > 0).any():
+        # No change inside any clock (the common case): one segment per clock, no index juggling.
+        record, seg_start = clocks.record, clocks.start
+        clock, seg_end, single = np.arange(n), end, True
     else:
-        seg_start = clocks.start[clock]
-    seg_end = np.empty_like(seg_start)
-    seg_end[:-1] = seg_start[1:]
-    last = first + count - 1
-    seg_end[last] = end
-    record = clocks.record[clock]
+        count = np.maximum(hi, 0) + 1
+        clock = np.repeat(np.arange(n), count)
+        first = np.cumsum(count) - count
+        pos = np.arange(len(clock)) - first[clock]
+        if len(breaks.key):
+            inner = breaks.seconds[np.clip(lo[clock] + pos - 1, 0, len(breaks.key) - 1)]
+            seg_start = np.where(pos == 0, clocks.start[clock], inner)
+        else:
+            seg_start = clocks.start[clock]
+        seg_end = np.empty_like(seg_start)
+        seg_end[:-1] = seg_start[1:]
+        last = first + count - 1
+        seg_end[last] = end
+        record, single = clocks.record[clock], False
     owner = tl.owner_asof(record, seg_start)
     paused = np.zeros(len(clock), dtype=bool)
     for rule in sla.pause:
         events, record_flag = tl.flag_events(rule.field, rule.in_)
         paused |= value_asof(events, record, seg_start, record_flag[record])
-    return Segments(clock, seg_start, seg_end, owner, paused)
+    return Segments(clock, seg_start, seg_end, owner, paused, single)
