@@ -684,6 +684,19 @@ class FusedTable:
         )
         ix["open"] = np.searchsorted(self.cum_end, edges.ravel(), side="left").astype(np.int64)
         ix["open_bits"], ix["open_n"] = bits_f, n_open
+        # Each calendar's first opening (unshifted; the largest int64 for a calendar with none).
+        first = np.searchsorted(self.starts, np.arange(n_cals, dtype=np.int64) * shift)
+        firsts = np.full(n_cals, np.iinfo(np.int64).max, np.int64)
+        has = first < len(self.starts)
+        has[has] = self.starts[first[has]] < (np.flatnonzero(has) + 1) * shift
+        firsts[has] = self.starts[first[has]] - np.flatnonzero(has) * shift
+        ix["first_start"] = firsts
+
+    def covers_from(self, t: int) -> bool:
+        """True if every calendar with openings in the table has one at or before instant `t` (so
+        F(t) is read inside that calendar's own part of the table)."""
+        firsts = self._index["first_start"]
+        return bool(np.all((firsts <= t) | (firsts == np.iinfo(np.int64).max)))
 
     def interval(self, codes: np.ndarray, t: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
         """Index of the last fused interval starting at or before each instant on its calendar
@@ -793,13 +806,17 @@ class CalendarSet:
 
     def _ensure_locked(self, lo: int, hi: int, extra_years: int) -> FusedTable:
         first, last = BusinessCalendar._years_for(lo, hi)
-        first, last = max(MIN_YEAR, first - 1), min(MAX_YEAR, last + extra_years)
-        if self._years is not None and self._years[0] <= first and last <= self._years[1]:
-            return self.table
-        if self._years is not None:
-            first, last = min(first, self._years[0]), max(last, self._years[1])
-        self._build(first, last)
-        return self.table
+        first, last = max(MIN_YEAR, first), min(MAX_YEAR, last + extra_years)
+        while True:
+            if self._years is None or not (self._years[0] <= first and last <= self._years[1]):
+                if self._years is not None:
+                    first, last = min(first, self._years[0]), max(last, self._years[1])
+                self._build(first, last)
+            # A year can open days after it starts (New Year, a weekend): reach back a year until
+            # every calendar has an opening at or before `lo`.
+            if self.table.covers_from(int(lo)) or self._years[0] <= MIN_YEAR:
+                return self.table
+            first = self._years[0] - 1
 
     @property
     def max_year(self) -> int | None:

@@ -86,12 +86,16 @@ def value_asof(events: Events, record: np.ndarray, seconds: np.ndarray, fallback
     if len(events.key) == 0:
         return fallback
     q = pack(record, seconds)
-    i = np.searchsorted(events.key, q, side="right") - 1
-    ic = np.clip(i, 0, None)
-    has_before = (i >= 0) & (events.record[ic] == record)
-    j = np.clip(i + 1, 0, len(events.key) - 1)
-    has_after = (events.record[j] == record) & ~has_before
-    out = np.where(has_before, events.new[ic], fallback)
+    i = np.searchsorted(events.key, q, side="right")
+    # i - 1: the last change at or before; i: the first change after (either may be another record's).
+    j = np.minimum(i, len(events.key) - 1)
+    i -= 1
+    np.maximum(i, 0, out=i)
+    has_before = (events.key[i] >> _SHIFT) == record
+    has_before &= q >= events.key[i]
+    has_after = (events.key[j] >> _SHIFT) == record
+    has_after &= ~has_before
+    out = np.where(has_before, events.new[i], fallback)
     return np.where(has_after, events.old[j], out)
 
 

@@ -353,9 +353,12 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
     # table is grown until every projected instant falls inside it, then F is final.
     reached = np.empty((n, n_cp), dtype=bool)
     reached_at = np.empty((n, n_cp), np.int64)
-    extra_years = 1
+    # The table must reach past every projected instant: guess generously from the largest goal
+    # (a business hour is rarely more than five real ones), then grow it if a goal falls outside.
+    horizon = int(seg.end.max()) + 5 * int(max(target.max(), cp_offsets.max(initial=0))) + 21 * 86_400
+    extra_years = 0
     while True:
-        table = cals.fused.prepare(int(seg.start.min()), int(seg.end.max()), extra_years)
+        table = cals.fused.prepare(int(seg.start.min()), horizon, extra_years)
         f_start = table.open_before(seg_cal, seg.start)
         f_end = _open_at(table, seg_cal, seg.end, now_s)
         seg_elapsed = f_end - f_start
@@ -404,7 +407,7 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
             break
         if cals.fused.max_year >= MAX_YEAR:
             raise CalendarError(f"an SLA {sla.id!r} deadline falls after {MAX_YEAR}")
-        extra_years = extra_years * 2 + 2
+        extra_years = extra_years * 2 + 1
 
     over = elapsed > target
     paused_now = paused_last & ~stopped
@@ -416,15 +419,24 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
     percent = np.round(elapsed / target * 100.0, 2)
     colour = np.where(over, 2, np.where(percent >= 75, 1, 0)).astype(np.int8)
 
-    fresh = reached & ~stopped[:, None]
-    if since_s is not None:
-        fresh &= reached_at > since_s
-    # The last fresh checkpoint (highest offset) is due; earlier fresh ones are superseded.
-    last_fresh = np.where(fresh.any(axis=1), n_cp - 1 - np.argmax(fresh[:, ::-1], axis=1), -1)
-    col = np.arange(n_cp)[None, :]
-    status = np.where(fresh & (col == last_fresh[:, None]), 0, np.where(fresh, 1, 2)).astype(np.int8)
-    not_reached = ~reached & ~stopped[:, None]
-    nxt = np.where(not_reached.any(axis=1), np.argmax(not_reached, axis=1), -1)
+    # Column by column (a few checkpoints, a million clocks): the last fresh checkpoint (highest
+    # offset) is due, earlier fresh ones are superseded; the first one not reached is next.
+    running = ~stopped
+    fresh = np.empty((n, n_cp), dtype=bool)
+    last_fresh = np.full(n, -1, np.int64)
+    nxt = np.full(n, -1, np.int64)
+    for j in range(n_cp):
+        col = fresh[:, j]
+        np.logical_and(reached[:, j], running, out=col)
+        if since_s is not None:
+            col &= reached_at[:, j] > since_s
+        last_fresh[col] = j
+    for j in range(n_cp - 1, -1, -1):
+        nxt[~reached[:, j] & running] = j
+    status = np.full((n, n_cp), 2, np.int8)
+    for j in range(n_cp):
+        status[:, j][fresh[:, j]] = 1
+        status[:, j][last_fresh == j] = 0
     nxt_c = np.clip(nxt, 0, None)
     rows = np.arange(n)
     next_cp = order0[nxt_c] if order is None else order[rows, nxt_c]
