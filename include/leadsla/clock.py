@@ -62,16 +62,12 @@ class Events:
     def build(cls, record: np.ndarray, seconds: np.ndarray, old=None, new=None) -> Events:
         key = pack(record, seconds)
         if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):  # store queries often come sorted
-            return cls(
-                key,
-                None if old is None else np.asarray(old, dtype=object),
-                None if new is None else np.asarray(new, dtype=object),
-            )
+            return cls(key, None if old is None else np.asarray(old), None if new is None else np.asarray(new))
         order = np.argsort(key, kind="stable")
         return cls(
             key[order],
-            None if old is None else np.asarray(old, dtype=object)[order],
-            None if new is None else np.asarray(new, dtype=object)[order],
+            None if old is None else np.asarray(old)[order],
+            None if new is None else np.asarray(new)[order],
         )
 
     @classmethod
@@ -289,13 +285,10 @@ class Timeline:
         with numeric arrays only (no object arrays on the hot path)."""
         key = f"flag:{name}:{accepted!r}"
         if key not in self._events:
-            events = self.field_events(name)
-            flags = Events(
-                events.key,
-                _isin(events.old, accepted) if events.old is not None else None,
-                _isin(events.new, accepted) if events.new is not None else None,
+            h, i = self.history, self.history.rows(name)
+            self._events[key] = Events.build(
+                h.code[i], h.t[i], _isin(h.old[i], accepted), _isin(h.new[i], accepted)
             )
-            self._events[key] = flags
             self._record_flags[key] = _isin(self.index.field_value(name), accepted)
         return self._events[key], self._record_flags[key]
 

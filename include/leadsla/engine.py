@@ -141,10 +141,11 @@ class Evaluation:
 
 
 def _to_utc(seconds: np.ndarray) -> pd.Series:
-    """Epoch seconds (-1 = missing) as an aware UTC datetime column."""
-    values = np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")
-    values[np.asarray(seconds) < 0] = np.datetime64("NaT")
-    return pd.Series(pd.DatetimeIndex(values).tz_localize("UTC"))
+    """Epoch seconds (-1 = missing) as an aware UTC datetime column (one pass, no copies after)."""
+    seconds = np.asarray(seconds, dtype=np.int64)
+    if len(seconds) and seconds.min() < 0:
+        seconds = np.where(seconds < 0, np.iinfo(np.int64).min, seconds)  # int64 min is NaT
+    return pd.Series(seconds.view("datetime64[s]"), dtype=pd.DatetimeTZDtype("s", "UTC"), copy=False)
 
 
 class _Calendars:
@@ -475,7 +476,7 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
         "clock_start": clocks.start[ci],
         "policy_version": _constant(ctx.policy.version, len(ci)),
         "checkpoint": pd.Categorical.from_codes(
-            order0[flat - ci * n_cp] if order is None else order.ravel()[flat], cp_names
+            order0.astype(np.int8)[flat - ci * n_cp] if order is None else order.ravel()[flat], cp_names
         ),
         "offset_seconds": cp_offsets.ravel()[flat],
         "reached_at": reached_at.ravel()[flat],
@@ -584,7 +585,7 @@ def _frame(parts: list[dict], columns: list[str], instants: tuple[str, ...]) -> 
             if c in instants:
                 value = _to_utc(value)
             elif isinstance(value, np.ndarray) and value.dtype == object:
-                value = pd.Series(value, dtype=object)
+                value = pd.Series(value, dtype=object, copy=False)
             cols[c] = value
         frames.append(pd.DataFrame(cols, columns=columns, copy=False))
     if not frames:
