@@ -638,6 +638,41 @@ def _walk(keys: np.ndarray, q: np.ndarray, i: np.ndarray, side: str) -> np.ndarr
     return i
 
 
+class CalendarCodes:
+    """Calendar codes prepared for repeated lookups in one `FusedTable` (the per-code offsets are
+    computed once, not once per question)."""
+
+    def __init__(self, table: FusedTable, codes: np.ndarray) -> None:
+        self.table = table
+        self.codes = np.asarray(codes).astype(np.int64, copy=False)
+        self.offset = self.codes * CalendarSet._SHIFT
+        self._time_base: np.ndarray | None = None
+        self._open_base: np.ndarray | None = None
+        self._total: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def time_base(self) -> np.ndarray:
+        if self._time_base is None:
+            self._time_base = self.codes * self.table._index["time_n"]
+        return self._time_base
+
+    @property
+    def open_base(self) -> np.ndarray:
+        if self._open_base is None:
+            self._open_base = self.codes * self.table._index["open_n"]
+        return self._open_base
+
+    @property
+    def total(self) -> np.ndarray:
+        """Open seconds in the table of each code's calendar."""
+        if self._total is None:
+            self._total = self.table.total[self.codes]
+        return self._total
+
+
 @dataclass(frozen=True)
 class FusedTable:
     """One immutable snapshot of a `CalendarSet`'s fused interval table (see there).
@@ -698,69 +733,71 @@ class FusedTable:
         firsts = self._index["first_start"]
         return bool(np.all((firsts <= t) | (firsts == np.iinfo(np.int64).max)))
 
-    def interval(self, codes: np.ndarray, t: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
+    def prepare(self, codes: np.ndarray | CalendarCodes) -> CalendarCodes:
+        """Codes ready for several lookups in this table."""
+        if isinstance(codes, CalendarCodes) and codes.table is self:
+            return codes
+        return CalendarCodes(self, codes.codes if isinstance(codes, CalendarCodes) else codes)
+
+    def interval(self, codes: np.ndarray | CalendarCodes, t: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
         """Index of the last fused interval starting at or before each instant on its calendar
         (`np.searchsorted(starts, t + code * SHIFT, "right") - 1`); codes and t are 1-D, same
         length; `q` is `t + code * SHIFT` if the caller has it."""
-        codes = codes.astype(np.int64, copy=False)
+        cc = self.prepare(codes)
         if q is None:
-            q = codes * CalendarSet._SHIFT
-            q += t
+            q = t + cc.offset
         t0, t1 = self.domain
         ix = self._index
         if len(t) == 0 or t.min() < t0 or t.max() >= t1:
             return np.searchsorted(self.starts, q, side="right") - 1
         g = t - t0
         g >>= ix["time_bits"]
-        g += codes * ix["time_n"]
+        g += cc.time_base
         i = ix["time"][g]
         i += 1  # walk over starts[i + 1] (the sentinel-padded array): i + 1 <= answer + 1
         return _walk(ix["starts"], q, i, "right") - 1
 
-    def open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def open_before(self, codes: np.ndarray | CalendarCodes, t: np.ndarray) -> np.ndarray:
         """F: open seconds before each instant on its calendar (1-D codes and t, same length)."""
-        if codes.ndim != 1 or codes.shape != t.shape:
+        if not isinstance(codes, CalendarCodes) and (codes.ndim != 1 or codes.shape != t.shape):
             codes, t = np.broadcast_arrays(codes, t)
             return self.open_before(codes.ravel(), t.ravel()).reshape(t.shape)
-        codes = codes.astype(np.int64, copy=False)
-        offset = codes * CalendarSet._SHIFT
-        q = t + offset
-        i = self.interval(codes, t, q)
+        cc = self.prepare(codes)
+        q = t + cc.offset
+        i = self.interval(cc, t, q)
         # cum[i] + clip(q - starts[i], 0, length[i]) - offset, in place.
         q -= np.take(self.starts, i)
         np.clip(q, 0, np.take(self._index["lengths"], i), out=q)
         q += np.take(self.cum, i)
-        q -= offset
+        q -= cc.offset
         return q
 
-    def inverse(self, codes: np.ndarray, f: np.ndarray) -> np.ndarray:
+    def inverse(self, codes: np.ndarray | CalendarCodes, f: np.ndarray) -> np.ndarray:
         """F's inverse: the earliest instant at which calendar `codes` reaches `f` open seconds
         (1-D codes and f of the same length; f within the table, 0 <= f <= total)."""
-        if codes.ndim != 1 or codes.shape != f.shape:
+        if not isinstance(codes, CalendarCodes) and (codes.ndim != 1 or codes.shape != f.shape):
             codes, f = np.broadcast_arrays(codes, f)
             return self.inverse(codes.ravel(), f.ravel()).reshape(f.shape)
-        codes = codes.astype(np.int64, copy=False)
-        offset = codes * CalendarSet._SHIFT
-        fq = f + offset
+        cc = self.prepare(codes)
+        fq = f + cc.offset
         ix = self._index
         if len(f) == 0 or f.min() < 0 or (int(f.max()) >> ix["open_bits"]) >= ix["open_n"]:
             j = np.searchsorted(self.cum_end, fq, side="left")
         else:
             g = f >> ix["open_bits"]
-            g += codes * ix["open_n"]
+            g += cc.open_base
             j = _walk(ix["cum_end"], fq, ix["open"][g], "left")
         # starts[j] + (fq - cum[j]) - offset, in place: fresh temporaries cost page faults.
         fq -= np.take(self.cum, j)
         fq += np.take(self.starts, j)
-        fq -= offset
+        fq -= cc.offset
         return fq
 
     def is_open(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
         """True where each instant is inside its calendar's hours."""
-        codes = codes.astype(np.int64, copy=False)
-        q = codes * CalendarSet._SHIFT
-        q += t
-        return q < np.take(self.ends, self.interval(codes, t, q))
+        cc = self.prepare(codes)
+        q = t + cc.offset
+        return q < np.take(self.ends, self.interval(cc, t, q))
 
 
 class CalendarSet:

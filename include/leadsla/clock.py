@@ -210,21 +210,37 @@ class History:
     """field_history rows of one object type as parallel numpy arrays (instants <= now only)."""
 
     code: np.ndarray
-    field: np.ndarray  # object: the field name
+    field_code: np.ndarray  # index into `fields`
+    fields: list[str]  # the field names read
     old: np.ndarray
     new: np.ndarray
     t: np.ndarray
     _rows: dict[str, np.ndarray] = field(default_factory=dict)
+    _values: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
 
     def rows(self, names: str | list[str]) -> np.ndarray:
         """Positions of the rows for one field or several fields (sorted)."""
         names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
         for name in names:
             if name not in self._rows:
-                self._rows[name] = np.flatnonzero(self.field == name)
+                self._rows[name] = (
+                    np.flatnonzero(self.field_code == self.fields.index(name))
+                    if name in self.fields
+                    else np.empty(0, np.int64)
+                )
         if len(names) == 1:
             return self._rows[names[0]]
         return np.sort(np.concatenate([self._rows[name] for name in names]))
+
+    def values(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(record code, second, old value, new value) of one field's rows, taken once."""
+        if name not in self._values:
+            i = self.rows(name)
+            if len(i) == len(self.code):  # every row is this field's: no copies
+                self._values[name] = (self.code, self.t, self.old, self.new)
+            else:
+                self._values[name] = (self.code[i], self.t[i], self.old[i], self.new[i])
+        return self._values[name]
 
 
 @dataclass
@@ -250,17 +266,25 @@ class Timeline:
             # This object type's rows first, so an absent type costs one pass, not one per field.
             rows = np.flatnonzero((fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s))
             names = fh.get("field")[rows]
-            wanted = np.zeros(len(rows), dtype=bool)
-            for name in dict.fromkeys(fields):  # few fields; == on interned strings is fast
-                wanted |= names == name
-            rows = rows[wanted]
+            fields = list(dict.fromkeys(fields))
+            field_code = np.full(len(rows), -1, np.int8)
+            for k, name in enumerate(fields):  # few fields; == on interned strings is fast
+                field_code[names == name] = k
+            wanted = field_code >= 0
+            rows, field_code = rows[wanted], field_code[wanted]
         else:
-            rows = np.empty(0, np.int64)
+            rows, field_code = np.empty(0, np.int64), np.empty(0, np.int8)
         code = index.codes(fh.get("record_id")[rows])
-        keep = rows[code >= 0]
-        code, t = code[code >= 0], fh.seconds("changed_at")[keep]
+        found = code >= 0
+        if not found.all():
+            rows, code, field_code = rows[found], code[found], field_code[found]
         history = History(
-            code, fh.get("field")[keep], fh.get("old_value")[keep], fh.get("new_value")[keep], t
+            code,
+            field_code,
+            list(fields),
+            fh.get("old_value")[rows],
+            fh.get("new_value")[rows],
+            fh.seconds("changed_at")[rows],
         )
         if not len(act):
             empty = np.empty(0, np.int64)
@@ -275,8 +299,7 @@ class Timeline:
 
     def field_events(self, name: str) -> Events:
         if name not in self._events:
-            h, i = self.history, self.history.rows(name)
-            self._events[name] = Events.build(h.code[i], h.t[i], h.old[i], h.new[i])
+            self._events[name] = Events.build(*self.history.values(name))
         return self._events[name]
 
     def flag_events(self, name: str, accepted: list[str]) -> tuple[Events, np.ndarray]:
@@ -285,10 +308,8 @@ class Timeline:
         with numeric arrays only (no object arrays on the hot path)."""
         key = f"flag:{name}:{accepted!r}"
         if key not in self._events:
-            h, i = self.history, self.history.rows(name)
-            self._events[key] = Events.build(
-                h.code[i], h.t[i], _isin(h.old[i], accepted), _isin(h.new[i], accepted)
-            )
+            code, t, old, new = self.history.values(name)
+            self._events[key] = Events.build(code, t, _isin(old, accepted), _isin(new, accepted))
             self._record_flags[key] = _isin(self.index.field_value(name), accepted)
         return self._events[key], self._record_flags[key]
 
@@ -363,13 +384,15 @@ def _isin(values: np.ndarray, accepted: list[str]) -> np.ndarray:
 
 def start_events(sla: Sla, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
     """(record code, second) of every start-rule event: the field entering a value, or being set."""
-    h, i = tl.history, tl.history.rows(sla.start.field)
-    new, old = h.new[i], h.old[i]
+    code, t, old, new = tl.history.values(sla.start.field)
     if sla.start.becomes is not None:
-        hit = (new == sla.start.becomes) & (old != sla.start.becomes)
+        hit = new == sla.start.becomes
+        hit &= old != sla.start.becomes
     else:
         hit = _is_set(new) & ~_is_set(old)
-    return h.code[i][hit], h.t[i][hit]
+    if hit.all():
+        return code, t
+    return code[hit], t[hit]
 
 
 def stop_events(sla: Sla, tl: Timeline) -> Events:
@@ -383,9 +406,9 @@ def stop_events(sla: Sla, tl: Timeline) -> Events:
                 code, t = code[keep], t[keep]
             parts.append(Events.build(code, t))
             continue
-        h, i = tl.history, tl.history.rows(rule.field)
-        hit = _isin(h.new[i], rule.in_) if rule.in_ is not None else _is_set(h.new[i])
-        parts.append(Events.build(h.code[i][hit], h.t[i][hit]))
+        code, t, _, new = tl.history.values(rule.field)
+        hit = _isin(new, rule.in_) if rule.in_ is not None else _is_set(new)
+        parts.append(Events.build(code[hit], t[hit]))
     return Events.concat(parts)
 
 
@@ -450,14 +473,17 @@ def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> S
     lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
     # Changes exactly at the end still apply: they open a zero-length last segment, so the owner and
     # pause state "as of the end" (which projections and the paused state use) are right.
-    hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="right")
-    hi -= lo
-    if not (hi > 0).any():
+    end_key = pack(clocks.record, end)
+    # Usually no clock has a change inside it: the first change after each start is past its end.
+    if not len(breaks.key) or not (
+        np.take(breaks.key, np.minimum(lo, len(breaks.key) - 1)) <= end_key
+    )[lo < len(breaks.key)].any():
         # No change inside any clock (the common case): one segment per clock, no index juggling.
         record, seg_start = clocks.record, clocks.start
         clock, seg_end, single = np.arange(n), end, True
     else:
-        count = np.maximum(hi, 0) + 1
+        hi = np.searchsorted(breaks.key, end_key, side="right")
+        count = np.maximum(hi - lo, 0) + 1
         clock = np.repeat(np.arange(n), count)
         first = np.cumsum(count) - count
         pos = np.arange(len(clock)) - first[clock]

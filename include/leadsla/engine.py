@@ -60,7 +60,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadsla.calendar import MAX_YEAR, CalendarError, CalendarSet, FusedTable, to_epoch_seconds
+from leadsla.calendar import (
+    MAX_YEAR,
+    CalendarCodes,
+    CalendarError,
+    CalendarSet,
+    FusedTable,
+    to_epoch_seconds,
+)
 from leadsla.clock import (
     OWNER_FIELD,
     Clocks,
@@ -259,7 +266,7 @@ def _join(parts: list[dict]) -> dict:
     return out
 
 
-def _open_at(table: FusedTable, cal: np.ndarray, t: np.ndarray, now_s: int) -> np.ndarray:
+def _open_at(table: FusedTable, cal: CalendarCodes, t: np.ndarray, now_s: int) -> np.ndarray:
     """F(t) per instant on its calendar; instants equal to `now` (every open clock's end) are read
     from a per-calendar F(now), so only stops need a lookup."""
     at_now = t == now_s
@@ -267,10 +274,10 @@ def _open_at(table: FusedTable, cal: np.ndarray, t: np.ndarray, now_s: int) -> n
         return table.open_before(cal, t)
     n_cals = len(table.total)
     f_now = table.open_before(np.arange(n_cals, dtype=np.int64), np.full(n_cals, now_s, np.int64))
-    out = f_now[cal]
+    out = f_now[cal.codes]
     if not at_now.all():
         other = np.flatnonzero(~at_now)
-        out[other] = table.open_before(cal[other], t[other])
+        out[other] = table.open_before(cal.codes[other], t[other])
     return out
 
 
@@ -360,8 +367,9 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
     extra_years = 0
     while True:
         table = cals.fused.prepare(int(seg.start.min()), horizon, extra_years)
-        f_start = table.open_before(seg_cal, seg.start)
-        f_end = _open_at(table, seg_cal, seg.end, now_s)
+        seg_codes = table.prepare(seg_cal)
+        f_start = table.open_before(seg_codes, seg.start)
+        f_end = _open_at(table, seg_codes, seg.end, now_s)
         seg_elapsed = f_end - f_start
         seg_elapsed[seg.paused] = 0
         if single:
@@ -382,7 +390,7 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
             if single:
                 f_goal = np.where(inside, f_start, projected_base)
                 f_goal += goal
-                goal_cal = seg_cal
+                goal_cal = seg_codes
                 start_at = np.where(inside, seg.start, end)
             else:
                 # The first segment whose cumulative elapsed reaches the goal (zero-length spans of
@@ -394,9 +402,9 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
                 wanted -= cum_before[k]
                 wanted += f_start[k]
                 f_goal = np.where(inside, wanted, projected_base + goal)
-                goal_cal = np.where(inside, seg_cal[k], cur_cal)
+                goal_cal = table.prepare(np.where(inside, seg_cal[k], cur_cal))
                 start_at = np.where(inside, seg.start[k], end)
-            if not np.all(f_goal <= table.total[goal_cal]):
+            if not np.all(f_goal <= goal_cal.total):
                 break
             at = table.inverse(goal_cal, f_goal)
             if j == 0:
@@ -469,14 +477,14 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
         "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], -1),
     }
     flat = np.flatnonzero(reached)  # row-major: by clock, then catch-up order
-    ci = flat // n_cp
+    ci = np.repeat(rows, np.count_nonzero(reached, axis=1))
     cp_cols = {
         "sla_id": _constant(sla.id, len(ci)),
         "record_id": record_ids[ci],
         "clock_start": clocks.start[ci],
         "policy_version": _constant(ctx.policy.version, len(ci)),
         "checkpoint": pd.Categorical.from_codes(
-            order0.astype(np.int8)[flat - ci * n_cp] if order is None else order.ravel()[flat], cp_names
+            np.tile(order0.astype(np.int8), n)[flat] if order is None else order.ravel()[flat], cp_names
         ),
         "offset_seconds": cp_offsets.ravel()[flat],
         "reached_at": reached_at.ravel()[flat],
