@@ -117,8 +117,12 @@ CHECKPOINT_COLUMNS = [
 ]
 #: Threads for large evaluations (the clocks are split into contiguous blocks, joined in order).
 _THREADS = min(2, os.cpu_count() or 1)
-#: Below this many clocks per block, threads cost more than they save.
+#: Below this many clocks, threads cost more than they save.
 _PARALLEL_MIN_CLOCKS = 100_000
+#: Clocks per block: the block's temporaries (a few hundred KiB each) are recycled by the
+#: allocator and stay in cache, where million-row temporaries would be fresh memory every time
+#: (page faults and zeroing cost more than the arithmetic on them).
+_BLOCK_CLOCKS = 1 << 16
 STATES = ("running", "paused", "met", "met_late", "breached")
 COLOURS = ("green", "yellow", "red")
 CHECKPOINT_STATUSES = ("due", "superseded", "past")
@@ -181,7 +185,7 @@ def _owner_calendars(
 
 def _match_tiers(sla: Sla, index: RecordIndex) -> np.ndarray:
     """Index of the first matching tier per record (the default tier is last and always matches)."""
-    tier = np.full(len(index.ids), len(sla.tiers) - 1, np.int64)
+    tier = np.full(len(index.ids), len(sla.tiers) - 1, np.int8)
     # Apply in reverse priority so the earliest matching tier is written last and wins.
     for k in range(len(sla.tiers) - 1, -1, -1):
         t = sla.tiers[k]
@@ -215,6 +219,10 @@ class _Context:
     now_s: int
     since_s: int | None
 
+    @property
+    def cp_names(self) -> list[str]:
+        return [cp.id for cp in self.sla.all_checkpoints()]
+
 
 def _evaluate_sla(
     policy: Policy,
@@ -235,35 +243,72 @@ def _evaluate_sla(
     owner_team, owner_cal = _owner_calendars(policy, cals, users, tl.owners().vocab)
     ctx = _Context(policy, sla, tl, cals, owner_team, owner_cal, _match_tiers(sla, tl.index), now_s, since_s)
     n = len(clocks.record)
-    parts = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS))
-    if parts == 1:
-        return _evaluate_clocks(ctx, clocks)
-    # Clocks are independent, so evaluate contiguous blocks on the machine's cores (numpy releases
-    # the GIL in its integer kernels) and join them in order: the result is the same as in one go.
-    # The timelines' lazy caches are filled first so the threads only read shared state.
-    tl.prepare(sla)
-    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    bounds = [*range(0, n, _BLOCK_CLOCKS), n]
     blocks = [
         Clocks(clocks.record[a:b], clocks.start[a:b], clocks.stop[a:b])
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
-    with ThreadPoolExecutor(max_workers=parts) as pool:
-        results = list(pool.map(lambda block: _evaluate_clocks(ctx, block), blocks))
-    return _join([r[0] for r in results]), _join([r[1] for r in results])
+    threads = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS, len(blocks)))
+    if threads == 1:
+        results = [_evaluate_clocks(ctx, block) for block in blocks]
+    else:
+        # Blocks are independent, so they run on the machine's cores (numpy releases the GIL in
+        # its integer kernels) and are joined in order: the result is the same as in one go. The
+        # timelines' lazy caches are filled first so the threads only read shared state.
+        tl.prepare(sla)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(lambda block: _evaluate_clocks(ctx, block), blocks))
+    return _assemble(ctx, _join([r[0] for r in results]), _join([r[1] for r in results]))
 
 
 def _join(parts: list[dict]) -> dict:
-    """Concatenate per-block column dicts (same keys; Categoricals share their categories)."""
-    out = {}
-    for key, first in parts[0].items():
-        values = [p[key] for p in parts]
-        if isinstance(first, pd.Categorical):
-            out[key] = pd.Categorical.from_codes(
-                np.concatenate([v.codes for v in values]), dtype=first.dtype
-            )
-        else:
-            out[key] = np.concatenate(values)
-    return out
+    """Concatenate per-block column dicts (same keys, numpy arrays)."""
+    if len(parts) == 1:
+        return parts[0]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
+    """The output columns from the blocks' numeric columns: ids looked up once, codes wrapped as
+    Categoricals (the blocks return only integers, so joining them copies no Python objects)."""
+    sla, names = ctx.sla, ctx.cp_names
+    ids = ctx.tl.index.ids.to_numpy()
+    vocab = ctx.tl.owners().vocab
+    n, m = len(clock["record"]), len(cp["record"])
+    clock_cols = {
+        "sla_id": _constant(sla.id, n),
+        "record_id": ids[clock["record"]],
+        "clock_start": clock["clock_start"],
+        "object_type": _constant(sla.object, n),
+        "policy_version": _constant(ctx.policy.version, n),
+        "tier": pd.Categorical.from_codes(clock["tier"], [t.id for t in sla.tiers]),
+        "calendar": pd.Categorical.from_codes(clock["calendar"], ctx.cals.names),
+        "target_seconds": clock["target_seconds"],
+        "owner_id": vocab[clock["owner"]],
+        "team": ctx.owner_team[clock["owner"]],
+        "state": pd.Categorical.from_codes(clock["state"], STATES),
+        "elapsed_seconds": clock["elapsed_seconds"],
+        "remaining_seconds": clock["remaining_seconds"],
+        "percent_elapsed": clock["percent_elapsed"],
+        "colour": pd.Categorical.from_codes(clock["colour"], COLOURS),
+        "deadline": clock["deadline"],
+        "stopped_at": clock["stopped_at"],
+        "breached_at": clock["breached_at"],
+        "critical": clock["critical"],
+        "next_checkpoint": pd.Categorical.from_codes(clock["next_checkpoint"], names),
+        "next_checkpoint_at": clock["next_checkpoint_at"],
+    }
+    cp_cols = {
+        "sla_id": _constant(sla.id, m),
+        "record_id": ids[cp["record"]],
+        "clock_start": cp["clock_start"],
+        "policy_version": _constant(ctx.policy.version, m),
+        "checkpoint": pd.Categorical.from_codes(cp["checkpoint"], names),
+        "offset_seconds": cp["offset_seconds"],
+        "reached_at": cp["reached_at"],
+        "status": pd.Categorical.from_codes(cp["status"], CHECKPOINT_STATUSES),
+    }
+    return clock_cols, cp_cols
 
 
 def _open_at(table: FusedTable, cal: CalendarCodes, t: np.ndarray, now_s: int) -> np.ndarray:
@@ -296,7 +341,7 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
     single = seg.single  # segment i is clock i
 
     # Tier -> target, time kind, calendar per clock.
-    tier_ix = ctx.record_tier[clocks.record]
+    tier_ix = ctx.record_tier[clocks.record]  # int8
     tiers = sla.tiers
     target = np.array([t.target.seconds for t in tiers], np.int64)[tier_ix]
     critical = np.array([t.critical for t in tiers], bool)[tier_ix]
@@ -354,7 +399,6 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
         order = np.argsort(stacked, axis=1, kind="stable")
         cp_offsets[:] = np.take_along_axis(stacked, order, axis=1)
     del columns
-    cp_names = [cp.id for cp in cps]
 
     # Everything below works in "open seconds" space F of the fused calendar table: elapsed is
     # F(end) - F(start) per segment, and the instant an offset is reached is F's inverse. The
@@ -450,45 +494,34 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
     rows = np.arange(n)
     next_cp = order0[nxt_c] if order is None else order[rows, nxt_c]
 
-    record_ids = tl.index.ids.to_numpy()[clocks.record]
-    vocab = tl.owners().vocab
-    tier_names = [t.id for t in tiers]
     clock_cols = {
-        "sla_id": _constant(sla.id, n),
-        "record_id": record_ids,
+        "record": clocks.record,
         "clock_start": clocks.start,
-        "object_type": _constant(sla.object, n),
-        "policy_version": _constant(ctx.policy.version, n),
-        "tier": pd.Categorical.from_codes(tier_ix, tier_names),
-        "calendar": pd.Categorical.from_codes(cur_cal, cals.names),
+        "tier": tier_ix,
+        "calendar": cur_cal.astype(np.int8),
         "target_seconds": target,
-        "owner_id": vocab[seg_last_owner],
-        "team": ctx.owner_team[seg_last_owner],
-        "state": pd.Categorical.from_codes(state, STATES),
+        "owner": seg_last_owner,
+        "state": state,
         "elapsed_seconds": elapsed,
         "remaining_seconds": target - elapsed,
         "percent_elapsed": percent,
-        "colour": pd.Categorical.from_codes(colour, COLOURS),
+        "colour": colour,
         "deadline": deadline,
         "stopped_at": clocks.stop,
         "breached_at": np.where(over, deadline, -1),
         "critical": critical,
-        "next_checkpoint": pd.Categorical.from_codes(np.where(nxt >= 0, next_cp, -1), cp_names),
+        "next_checkpoint": np.where(nxt >= 0, next_cp, -1).astype(np.int8),
         "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], -1),
     }
     flat = np.flatnonzero(reached)  # row-major: by clock, then catch-up order
     ci = np.repeat(rows, np.count_nonzero(reached, axis=1))
     cp_cols = {
-        "sla_id": _constant(sla.id, len(ci)),
-        "record_id": record_ids[ci],
+        "record": clocks.record[ci],
         "clock_start": clocks.start[ci],
-        "policy_version": _constant(ctx.policy.version, len(ci)),
-        "checkpoint": pd.Categorical.from_codes(
-            np.tile(order0.astype(np.int8), n)[flat] if order is None else order.ravel()[flat], cp_names
-        ),
+        "checkpoint": np.tile(order0.astype(np.int8), n)[flat] if order is None else order.ravel()[flat],
         "offset_seconds": cp_offsets.ravel()[flat],
         "reached_at": reached_at.ravel()[flat],
-        "status": pd.Categorical.from_codes(status.ravel()[flat], CHECKPOINT_STATUSES),
+        "status": status.ravel()[flat],
     }
     return clock_cols, cp_cols
 
