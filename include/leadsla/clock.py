@@ -38,6 +38,12 @@ def _hashes(values: np.ndarray) -> np.ndarray | None:
         return None
 
 
+def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values[rows] for sorted distinct positions, without the copy when they are every row (a
+    store query of one object type often is)."""
+    return values if len(rows) == len(values) else values[rows]
+
+
 def pack(record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return (record.astype(np.int64) << _SHIFT) | seconds.astype(np.int64)
 
@@ -138,7 +144,7 @@ class RecordIndex:
     @classmethod
     def build(cls, records: Columns, object_type: str) -> RecordIndex:
         rows = np.flatnonzero(records.get("object_type") == object_type)
-        return cls(pd.Index(records.get("record_id")[rows], dtype=object), records, rows)
+        return cls(pd.Index(_take(records.get("record_id"), rows), dtype=object), records, rows)
 
     def codes(self, record_ids: np.ndarray) -> np.ndarray:
         """Each id's record code, -1 when it is not a record of this type.
@@ -160,7 +166,10 @@ class RecordIndex:
             pos = hash_index.get_indexer(queried)
             hit = pos >= 0
             ids = self.ids.to_numpy(dtype=object)
-            if bool((ids[pos[hit]] == record_ids[hit]).all()):
+            if hit.all():
+                if bool((ids[pos] == record_ids).all()):
+                    return pos
+            elif bool((ids[pos[hit]] == record_ids[hit]).all()):
                 return pos
         return self.ids.get_indexer(record_ids)
 
@@ -168,9 +177,9 @@ class RecordIndex:
         """A record column (or a raw CRM field from `fields`) as an object array, cached."""
         if name not in self._columns:
             if self.source.has(name):
-                self._columns[name] = self.source.get(name)[self.rows]
+                self._columns[name] = _take(self.source.get(name), self.rows)
             elif self.source.has("fields"):
-                raw = self.source.get("fields")[self.rows]
+                raw = _take(self.source.get("fields"), self.rows)
                 self._columns[name] = np.array(
                     [f.get(name) if isinstance(f, dict) else None for f in raw], dtype=object
                 )
@@ -265,16 +274,17 @@ class Timeline:
         if len(fh):
             # This object type's rows first, so an absent type costs one pass, not one per field.
             rows = np.flatnonzero((fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s))
-            names = fh.get("field")[rows]
+            names = _take(fh.get("field"), rows)
             fields = list(dict.fromkeys(fields))
             field_code = np.full(len(rows), -1, np.int8)
             for k, name in enumerate(fields):  # few fields; == on interned strings is fast
                 field_code[names == name] = k
             wanted = field_code >= 0
-            rows, field_code = rows[wanted], field_code[wanted]
+            if not wanted.all():
+                rows, field_code = rows[wanted], field_code[wanted]
         else:
             rows, field_code = np.empty(0, np.int64), np.empty(0, np.int8)
-        code = index.codes(fh.get("record_id")[rows])
+        code = index.codes(_take(fh.get("record_id"), rows))
         found = code >= 0
         if not found.all():
             rows, code, field_code = rows[found], code[found], field_code[found]
@@ -282,9 +292,9 @@ class Timeline:
             code,
             field_code,
             list(fields),
-            fh.get("old_value")[rows],
-            fh.get("new_value")[rows],
-            fh.seconds("changed_at")[rows],
+            _take(fh.get("old_value"), rows),
+            _take(fh.get("new_value"), rows),
+            _take(fh.seconds("changed_at"), rows),
         )
         if not len(act):
             empty = np.empty(0, np.int64)

@@ -249,23 +249,31 @@ def _evaluate_sla(
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     threads = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS, len(blocks)))
+    # The first block gives the clock columns' dtypes; every block writes its rows straight into
+    # the whole columns (so a worker thread, not the joining one, faults that memory in).
+    first_clock, first_cp = _evaluate_clocks(ctx, blocks[0])
+    if len(blocks) == 1:
+        return _assemble(ctx, first_clock, first_cp)
+    clock_out = {key: np.empty(n, value.dtype) for key, value in first_clock.items()}
+    cp_parts = [first_cp]
+
+    def run(i: int) -> dict:
+        clock, cp = (first_clock, first_cp) if i == 0 else _evaluate_clocks(ctx, blocks[i])
+        for key, value in clock.items():
+            clock_out[key][bounds[i] : bounds[i + 1]] = value
+        return cp
+
     if threads == 1:
-        results = [_evaluate_clocks(ctx, block) for block in blocks]
+        cp_parts = [run(i) for i in range(len(blocks))]
     else:
         # Blocks are independent, so they run on the machine's cores (numpy releases the GIL in
         # its integer kernels) and are joined in order: the result is the same as in one go. The
         # timelines' lazy caches are filled first so the threads only read shared state.
         tl.prepare(sla)
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(lambda block: _evaluate_clocks(ctx, block), blocks))
-    return _assemble(ctx, _join([r[0] for r in results]), _join([r[1] for r in results]))
-
-
-def _join(parts: list[dict]) -> dict:
-    """Concatenate per-block column dicts (same keys, numpy arrays)."""
-    if len(parts) == 1:
-        return parts[0]
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            cp_parts = list(pool.map(run, range(len(blocks))))
+    cp_out = {key: np.concatenate([p[key] for p in cp_parts]) for key in first_cp}
+    return _assemble(ctx, clock_out, cp_out)
 
 
 def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
