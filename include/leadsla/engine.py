@@ -184,24 +184,55 @@ def _owner_calendars(
 
 
 def _match_tiers(sla: Sla, index: RecordIndex) -> np.ndarray:
-    """Index of the first matching tier per record (the default tier is last and always matches)."""
-    tier = np.full(len(index.ids), len(sla.tiers) - 1, np.int8)
-    # Apply in reverse priority so the earliest matching tier is written last and wins.
-    for k in range(len(sla.tiers) - 1, -1, -1):
-        t = sla.tiers[k]
-        if t.default:
-            continue
-        mask = np.ones(len(index.ids), dtype=bool)
-        for name, accepted in (t.when or {}).items():
-            if len(accepted) <= 3:  # a few == passes cost less than factorising the column
-                column = index.column(name)
-                hit = np.zeros(len(column), dtype=bool)
-                for value in accepted:
-                    hit |= column == value
-                mask &= hit
-            else:
-                mask &= index.isin(name, accepted)
-        tier[mask] = k
+    """Index of the first matching tier per record (the default tier is last and always matches).
+
+    Each record column a tier reads is turned into a bitmask per record (bit k: tier k accepts
+    this value, or does not look at this column), the columns' masks are ANDed, and the lowest set
+    bit is the tier. A column is read once however many tiers test it: with a few accepted values
+    by == passes, with more by factorising it once and looking the codes up in a small table.
+    Missing values never match.
+    """
+    tiers = sla.tiers
+    n = len(index.ids)
+    default = len(tiers) - 1
+    tests: dict[str, list[tuple[int, list[str]]]] = {}
+    for k, t in enumerate(tiers):
+        if not t.default:
+            for name, accepted in (t.when or {}).items():
+                tests.setdefault(name, []).append((k, accepted))
+    if not tests:
+        return np.full(n, default, np.int8)
+    ok = None  # per record: bit k set while tier k's conditions hold
+    everything = (1 << len(tiers)) - 1
+    for name, items in tests.items():
+        free = everything & ~sum(1 << k for k, _ in items)  # tiers that do not read this column
+        wanted: dict[str, int] = {}
+        for k, accepted in items:
+            for value in accepted:
+                wanted[value] = wanted.get(value, 0) | (1 << k)
+        column = index.column(name)
+        if len(wanted) <= 3:  # a few == passes cost less than factorising the column
+            bits = np.full(n, free, np.int64)
+            for value, mask in wanted.items():
+                bits[column == value] |= mask
+        else:
+            codes, uniques = pd.factorize(column)  # missing values: code -1, the last entry
+            table = np.full(len(uniques) + 1, free, np.int64)
+            pos = pd.Index(uniques, dtype=object).get_indexer(list(wanted))
+            for p, mask in zip(pos, wanted.values(), strict=True):
+                if p >= 0:
+                    table[p] |= mask
+            bits = table[codes]
+        ok = bits if ok is None else np.bitwise_and(ok, bits, out=ok)
+    # The lowest set bit among the non-default tiers, else the default tier.
+    if len(tiers) <= 16:
+        lowest = np.full(1 << len(tiers), default, np.int8)
+        for k in range(default - 1, -1, -1):
+            lowest[(np.arange(len(lowest)) >> k) & 1 == 1] = k
+        return lowest[ok]
+    tier = np.full(n, default, np.int8)
+    for k in range(default - 1, -1, -1):
+        tier[(ok >> k) & 1 == 1] = k
     return tier
 
 
