@@ -280,30 +280,45 @@ def _evaluate_sla(
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     threads = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS, len(blocks)))
-    # The first block gives the clock columns' dtypes; every block writes its rows straight into
-    # the whole columns (so a worker thread, not the joining one, faults that memory in).
+    # The first block gives the columns' dtypes; every block writes its rows straight into the
+    # whole columns (so a worker thread, not the joining one, faults that memory in). A block's
+    # checkpoint rows go to its own region of an array sized for every checkpoint of every clock
+    # (untouched pages cost nothing), and the regions are closed up afterwards.
     first_clock, first_cp = _evaluate_clocks(ctx, blocks[0])
     if len(blocks) == 1:
         return _assemble(ctx, first_clock, first_cp)
+    n_cp = len(sla.all_checkpoints())
     clock_out = {key: np.empty(n, value.dtype) for key, value in first_clock.items()}
-    cp_parts = [first_cp]
+    cp_region = {key: np.empty(n * n_cp, value.dtype) for key, value in first_cp.items()}
+    counts = [0] * len(blocks)
 
-    def run(i: int) -> dict:
+    def run(i: int) -> None:
         clock, cp = (first_clock, first_cp) if i == 0 else _evaluate_clocks(ctx, blocks[i])
         for key, value in clock.items():
             clock_out[key][bounds[i] : bounds[i + 1]] = value
-        return cp
+        at = bounds[i] * n_cp
+        for key, value in cp.items():
+            cp_region[key][at : at + len(value)] = value
+        counts[i] = len(cp["record"])
 
     if threads == 1:
-        cp_parts = [run(i) for i in range(len(blocks))]
+        for i in range(len(blocks)):
+            run(i)
     else:
         # Blocks are independent, so they run on the machine's cores (numpy releases the GIL in
         # its integer kernels) and are joined in order: the result is the same as in one go. The
         # timelines' lazy caches are filled first so the threads only read shared state.
         tl.prepare(sla)
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            cp_parts = list(pool.map(run, range(len(blocks))))
-    cp_out = {key: np.concatenate([p[key] for p in cp_parts]) for key in first_cp}
+            list(pool.map(run, range(len(blocks))))
+    total = 0
+    for i, m in enumerate(counts):
+        at = bounds[i] * n_cp
+        if at != total:
+            for column in cp_region.values():
+                column[total : total + m] = column[at : at + m]  # overlapping moves are safe
+        total += m
+    cp_out = {key: column[:total] for key, column in cp_region.items()}
     return _assemble(ctx, clock_out, cp_out)
 
 
