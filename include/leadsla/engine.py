@@ -151,11 +151,14 @@ class Evaluation:
         return rows
 
 
+#: A missing instant in the blocks' epoch-second output columns: int64 min is datetime64's NaT,
+#: so the columns become datetimes without a pass over them.
+_NAT = np.iinfo(np.int64).min
+
+
 def _to_utc(seconds: np.ndarray) -> pd.Series:
-    """Epoch seconds (-1 = missing) as an aware UTC datetime column (one pass, no copies after)."""
+    """Epoch seconds (`_NAT` = missing) as an aware UTC datetime column (a view, no copy)."""
     seconds = np.asarray(seconds, dtype=np.int64)
-    if len(seconds) and seconds.min() < 0:
-        seconds = np.where(seconds < 0, np.iinfo(np.int64).min, seconds)  # int64 min is NaT
     return pd.Series(seconds.view("datetime64[s]"), dtype=pd.DatetimeTZDtype("s", "UTC"), copy=False)
 
 
@@ -284,16 +287,17 @@ def _evaluate_sla(
     # whole columns (so a worker thread, not the joining one, faults that memory in). A block's
     # checkpoint rows go to its own region of an array sized for every checkpoint of every clock
     # (untouched pages cost nothing), and the regions are closed up afterwards.
-    first_clock, first_cp = _evaluate_clocks(ctx, blocks[0])
     if len(blocks) == 1:
-        return _assemble(ctx, first_clock, first_cp)
+        return _assemble(ctx, *_evaluate_clocks(ctx, blocks[0]))
+    # One clock tells the columns' dtypes.
+    probe_clock, probe_cp = _evaluate_clocks(ctx, Clocks(clocks.record[:1], clocks.start[:1], clocks.stop[:1]))
     n_cp = len(sla.all_checkpoints())
-    clock_out = {key: np.empty(n, value.dtype) for key, value in first_clock.items()}
-    cp_region = {key: np.empty(n * n_cp, value.dtype) for key, value in first_cp.items()}
+    clock_out = {key: np.empty(n, value.dtype) for key, value in probe_clock.items()}
+    cp_region = {key: np.empty(n * n_cp, value.dtype) for key, value in probe_cp.items()}
     counts = [0] * len(blocks)
 
     def run(i: int) -> None:
-        clock, cp = (first_clock, first_cp) if i == 0 else _evaluate_clocks(ctx, blocks[i])
+        clock, cp = _evaluate_clocks(ctx, blocks[i])
         for key, value in clock.items():
             clock_out[key][bounds[i] : bounds[i + 1]] = value
         at = bounds[i] * n_cp
@@ -549,28 +553,28 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
     next_cp = order0[nxt_c] if order is None else order[rows, nxt_c]
 
     clock_cols = {
-        "record": clocks.record,
+        "record": clocks.record.astype(np.int32),
         "clock_start": clocks.start,
         "tier": tier_ix,
         "calendar": cur_cal.astype(np.int8),
         "target_seconds": target,
-        "owner": seg_last_owner,
+        "owner": seg_last_owner.astype(np.int32),
         "state": state,
         "elapsed_seconds": elapsed,
         "remaining_seconds": target - elapsed,
         "percent_elapsed": percent,
         "colour": colour,
         "deadline": deadline,
-        "stopped_at": clocks.stop,
-        "breached_at": np.where(over, deadline, -1),
+        "stopped_at": np.where(stopped, clocks.stop, _NAT),
+        "breached_at": np.where(over, deadline, _NAT),
         "critical": critical,
         "next_checkpoint": np.where(nxt >= 0, next_cp, -1).astype(np.int8),
-        "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], -1),
+        "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], _NAT),
     }
     flat = np.flatnonzero(reached)  # row-major: by clock, then catch-up order
     ci = np.repeat(rows, np.count_nonzero(reached, axis=1))
     cp_cols = {
-        "record": clocks.record[ci],
+        "record": clocks.record.astype(np.int32)[ci],
         "clock_start": clocks.start[ci],
         "checkpoint": np.tile(order0.astype(np.int8), n)[flat] if order is None else order.ravel()[flat],
         "offset_seconds": cp_offsets.ravel()[flat],
