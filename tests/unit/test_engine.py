@@ -563,12 +563,15 @@ def _mixed_case():
 def test_block_parallel_evaluation_equals_one_block(policy, monkeypatch):
     records, history, acts = _mixed_case()
     whole = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
+    assert len(whole.clocks) == 60 and set(whole.clocks["state"]) >= {"breached", "paused", "met"}
+    monkeypatch.setattr(engine_module, "_BLOCK_CLOCKS", 7)  # nine blocks, the last one short
+    sequential = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
     monkeypatch.setattr(engine_module, "_THREADS", 3)
     monkeypatch.setattr(engine_module, "_PARALLEL_MIN_CLOCKS", 1)
-    blocks = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
-    assert len(whole.clocks) == 60 and set(whole.clocks["state"]) >= {"breached", "paused", "met"}
-    pd.testing.assert_frame_equal(whole.clocks, blocks.clocks)
-    pd.testing.assert_frame_equal(whole.checkpoints, blocks.checkpoints)
+    threaded = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
+    for blocks in (sequential, threaded):
+        pd.testing.assert_frame_equal(whole.clocks, blocks.clocks)
+        pd.testing.assert_frame_equal(whole.checkpoints, blocks.checkpoints)
 
 
 def test_record_id_join_falls_back_to_pandas_when_hashes_collide(policy, monkeypatch):
