@@ -121,6 +121,17 @@ class Columns:
             self._cache[column] = _objects(self.frame, column)
         return self._cache[column]
 
+    def equals(self, column: str, value: str) -> np.ndarray:
+        """Boolean mask `column == value`; once one value matched every row, any other value
+        matches none (no second pass over a frame of one object type)."""
+        every = self._cache.get(f"every:{column}")
+        if every is not None and every[0] != value:
+            return np.zeros(len(self.frame), dtype=bool)
+        mask = self.get(column) == value
+        if len(mask) and mask.all():
+            self._cache[f"every:{column}"] = np.array([value], dtype=object)
+        return mask
+
     def seconds(self, column: str) -> np.ndarray:
         key = f"seconds:{column}"
         if key not in self._cache:
@@ -143,7 +154,7 @@ class RecordIndex:
 
     @classmethod
     def build(cls, records: Columns, object_type: str) -> RecordIndex:
-        rows = np.flatnonzero(records.get("object_type") == object_type)
+        rows = np.flatnonzero(records.equals("object_type", object_type))
         return cls(pd.Index(_take(records.get("record_id"), rows), dtype=object), records, rows)
 
     def codes(self, record_ids: np.ndarray) -> np.ndarray:
@@ -154,14 +165,12 @@ class RecordIndex:
         """
         record_ids = np.asarray(record_ids, dtype=object)
         if "hash_index" not in self._columns:
-            ids = self.ids.to_numpy(dtype=object)
-            hashed = _hashes(ids)
-            usable = hashed is not None and not pd.isna(ids).any()
-            self._columns["hash_index"] = pd.Index(hashed) if usable else None
-            if usable and not self._columns["hash_index"].is_unique:
+            hashed = _hashes(self.ids.to_numpy(dtype=object))
+            self._columns["hash_index"] = pd.Index(hashed) if hashed is not None else None
+            if hashed is not None and not self._columns["hash_index"].is_unique:
                 self._columns["hash_index"] = None
         hash_index = self._columns["hash_index"]
-        queried = _hashes(record_ids) if hash_index is not None else None
+        queried = _hashes(record_ids) if hash_index is not None and len(record_ids) else None
         if queried is not None:
             pos = hash_index.get_indexer(queried)
             hit = pos >= 0
@@ -169,7 +178,11 @@ class RecordIndex:
             if hit.all():
                 if bool((ids[pos] == record_ids).all()):
                     return pos
-            elif bool((ids[pos[hit]] == record_ids[hit]).all()):
+            elif bool((ids[pos[hit]] == record_ids[hit]).all()) and not (
+                # pandas matches a missing id to a missing record id; hashes do not (NaN's is
+                # per object), so misses that are missing values need the pandas join.
+                pd.isna(record_ids[~hit]).any() and self.ids.hasnans
+            ):
                 return pos
         return self.ids.get_indexer(record_ids)
 
@@ -273,7 +286,8 @@ class Timeline:
         so the record-id join (the costly string hashing) touches only rows that matter."""
         if len(fh):
             # This object type's rows first, so an absent type costs one pass, not one per field.
-            rows = np.flatnonzero((fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s))
+            rows = fh.equals("object_type", object_type)
+            rows = np.flatnonzero(rows & (fh.seconds("changed_at") <= now_s)) if rows.any() else np.flatnonzero(rows)
             names = _take(fh.get("field"), rows)
             fields = list(dict.fromkeys(fields))
             field_code = np.full(len(rows), -1, np.int8)
