@@ -288,18 +288,29 @@ def _evaluate_sla(
     # checkpoint rows go to its own region of an array sized for every checkpoint of every clock
     # (untouched pages cost nothing), and the regions are closed up afterwards.
     if len(blocks) == 1:
-        return _assemble(ctx, *_evaluate_clocks(ctx, blocks[0]))
+        clock, cp = _evaluate_clocks(ctx, blocks[0])
+        for column, (table, codes) in _object_columns(ctx, clock).items():
+            clock[column] = table[clock[codes]]
+        for column, (table, codes) in _object_columns(ctx, cp).items():
+            cp[column] = table[cp[codes]]
+        return _assemble(ctx, clock, cp)
     # One clock tells the columns' dtypes.
     probe_clock, probe_cp = _evaluate_clocks(ctx, Clocks(clocks.record[:1], clocks.start[:1], clocks.stop[:1]))
     n_cp = len(sla.all_checkpoints())
     clock_out = {key: np.empty(n, value.dtype) for key, value in probe_clock.items()}
+    clock_out |= {column: np.empty(n, object) for column in _object_columns(ctx, probe_clock)}
     cp_region = {key: np.empty(n * n_cp, value.dtype) for key, value in probe_cp.items()}
     counts = [0] * len(blocks)
 
     def run(i: int) -> None:
         clock, cp = _evaluate_clocks(ctx, blocks[i])
+        a, b = bounds[i], bounds[i + 1]
         for key, value in clock.items():
-            clock_out[key][bounds[i] : bounds[i + 1]] = value
+            clock_out[key][a:b] = value
+        # The id columns are filled here, a block at a time, so this Python-object work (it
+        # holds the GIL) overlaps the other thread's numeric work instead of following it.
+        for column, (table, codes) in _object_columns(ctx, clock).items():
+            np.take(table, clock[codes], out=clock_out[column][a:b])
         at = bounds[i] * n_cp
         for key, value in cp.items():
             cp_region[key][at : at + len(value)] = value
@@ -323,27 +334,40 @@ def _evaluate_sla(
                 column[total : total + m] = column[at : at + m]  # overlapping moves are safe
         total += m
     cp_out = {key: column[:total] for key, column in cp_region.items()}
+    for column, (table, codes) in _object_columns(ctx, cp_out).items():
+        cp_out[column] = table[cp_out[codes]]
     return _assemble(ctx, clock_out, cp_out)
 
 
-def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
-    """The output columns from the blocks' numeric columns: ids looked up once, codes wrapped as
-    Categoricals (the blocks return only integers, so joining them copies no Python objects)."""
-    sla, names = ctx.sla, ctx.cp_names
+def _object_columns(ctx: _Context, part: dict) -> dict[str, tuple[np.ndarray, str]]:
+    """The output's Python-object columns of a block's clock or checkpoint columns, as (lookup
+    table, code column)."""
     ids = ctx.tl.index.ids.to_numpy()
-    vocab = ctx.tl.owners().vocab
+    if "owner" not in part:  # checkpoint rows
+        return {"record_id": (ids, "record")}
+    return {
+        "record_id": (ids, "record"),
+        "owner_id": (ctx.tl.owners().vocab, "owner"),
+        "team": (ctx.owner_team, "owner"),
+    }
+
+
+def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
+    """The output columns from the blocks' columns (ids already looked up): codes wrapped as
+    Categoricals."""
+    sla, names = ctx.sla, ctx.cp_names
     n, m = len(clock["record"]), len(cp["record"])
     clock_cols = {
         "sla_id": _constant(sla.id, n),
-        "record_id": ids[clock["record"]],
+        "record_id": clock["record_id"],
         "clock_start": clock["clock_start"],
         "object_type": _constant(sla.object, n),
         "policy_version": _constant(ctx.policy.version, n),
         "tier": pd.Categorical.from_codes(clock["tier"], [t.id for t in sla.tiers]),
         "calendar": pd.Categorical.from_codes(clock["calendar"], ctx.cals.names),
         "target_seconds": clock["target_seconds"],
-        "owner_id": vocab[clock["owner"]],
-        "team": ctx.owner_team[clock["owner"]],
+        "owner_id": clock["owner_id"],
+        "team": clock["team"],
         "state": pd.Categorical.from_codes(clock["state"], STATES),
         "elapsed_seconds": clock["elapsed_seconds"],
         "remaining_seconds": clock["remaining_seconds"],
@@ -358,7 +382,7 @@ def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
     }
     cp_cols = {
         "sla_id": _constant(sla.id, m),
-        "record_id": ids[cp["record"]],
+        "record_id": cp["record_id"],
         "clock_start": cp["clock_start"],
         "policy_version": _constant(ctx.policy.version, m),
         "checkpoint": pd.Categorical.from_codes(cp["checkpoint"], names),
