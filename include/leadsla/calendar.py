@@ -44,6 +44,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SECOND = dt.timedelta(seconds=1)
 _DAY = 86_400
+#: IANA names of UTC itself: offset zero at every instant.
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu"})
 #: Years a calendar will materialise; outside them a question is almost certainly a data error.
 MIN_YEAR, MAX_YEAR = 1971, 2200
 _HOURS_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -304,6 +306,8 @@ class BusinessCalendar:
         def offset(u: int) -> int:
             return int(dt.datetime.fromtimestamp(u, self._tz).utcoffset().total_seconds())
 
+        if self.timezone in _UTC_NAMES:  # no transitions to look for (the 24x7 real-time calendar)
+            return [(lo, hi, 0)]
         step = 3 * 3600  # real zones never change offset twice within three hours
         segments = []
         seg_start, seg_off = lo, offset(lo)
