@@ -466,12 +466,14 @@ def derive_clocks(sla: Sla, tl: Timeline) -> Clocks:
     before = np.searchsorted(stops.key, key, side="left")
     new = np.ones(len(key), dtype=bool)
     new[1:] = (code[1:] != code[:-1]) | (before[1:] > before[:-1])
-    key, code, t = key[new], code[new], t[new]
+    if not new.all():
+        key, code, t = key[new], code[new], t[new]
     j = np.searchsorted(stops.key, key, side="left")
     jc = np.clip(j, 0, max(len(stops.key) - 1, 0))
     if len(stops.key):
-        has = (j < len(stops.key)) & (stops.record[jc] == code)
-        stop = np.where(has, stops.seconds[jc], -1)
+        found = stops.key[jc]
+        has = (j < len(stops.key)) & ((found >> _SHIFT) == code)
+        stop = np.where(has, found & _MASK, -1)
     else:
         stop = np.full(len(key), -1, np.int64)
     return Clocks(code, t, stop)
