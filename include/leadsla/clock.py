@@ -13,7 +13,6 @@ This module never reads the policy file, the store or the wall clock; `now` is a
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -278,7 +277,6 @@ class Timeline:
     _events: dict[str, Events] = field(default_factory=dict)
     _record_flags: dict[str, np.ndarray] = field(default_factory=dict)
     _owners: Owners | None = None
-    _owners_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(
@@ -342,30 +340,26 @@ class Timeline:
     def owners(self) -> Owners:
         """Every owner id this timeline mentions (the records' current owners and both sides of
         each ownership change) as integer codes, so segments carry small ints, not strings."""
-        with self._owners_lock:  # the engine may ask from two threads at once
-            if self._owners is None:
-                self._owners = self._code_owners()
+        if self._owners is None:
+            events = self.field_events(OWNER_FIELD)
+            current = self.index.field_value(OWNER_FIELD)
+            parts = [current]
+            if events.old is not None:
+                parts += [events.old, events.new]
+            values = np.concatenate(parts) if len(parts) > 1 else current
+            codes, vocab = pd.factorize(values)  # few distinct owners: one hash pass
+            vocab = np.asarray(vocab, dtype=object)
+            missing = codes < 0
+            if missing.any():
+                # Missing owners keep the input's own missing value (None or NaN) as one code.
+                vocab = np.append(vocab, values[int(np.argmax(missing))])
+                codes[missing] = len(vocab) - 1
+            n = len(current)
+            coded = Events(events.key)
+            if events.old is not None:
+                coded.old, coded.new = codes[n : n + len(events.key)], codes[n + len(events.key) :]
+            self._owners = Owners(vocab, codes[:n], coded)
         return self._owners
-
-    def _code_owners(self) -> Owners:
-        events = self.field_events(OWNER_FIELD)
-        current = self.index.field_value(OWNER_FIELD)
-        parts = [current]
-        if events.old is not None:
-            parts += [events.old, events.new]
-        values = np.concatenate(parts) if len(parts) > 1 else current
-        codes, vocab = pd.factorize(values)  # few distinct owners: one hash pass
-        vocab = np.asarray(vocab, dtype=object)
-        missing = codes < 0
-        if missing.any():
-            # Missing owners keep the input's own missing value (None or NaN) as one code.
-            vocab = np.append(vocab, values[int(np.argmax(missing))])
-            codes[missing] = len(vocab) - 1
-        n = len(current)
-        coded = Events(events.key)
-        if events.old is not None:
-            coded.old, coded.new = codes[n : n + len(events.key)], codes[n + len(events.key) :]
-        return Owners(vocab, codes[:n], coded)
 
     def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """The owner code of each record as of each instant (see `owners`)."""
@@ -383,10 +377,10 @@ class Timeline:
     def prepare(self, sla: Sla) -> None:
         """Fill every lazy cache `split_segments` reads, so threads evaluating blocks of clocks
         only read shared state."""
+        self.owners()
         for rule in sla.pause:
             self.flag_events(rule.field, rule.in_)
         self.breaks(segment_fields(sla))
-        self.owners()
 
 
 @dataclass

@@ -268,27 +268,14 @@ def _evaluate_sla(
     since_s: int | None,
     window: tuple[int, int],
 ) -> tuple[dict, dict] | None:
-    def records_side() -> tuple[np.ndarray, np.ndarray]:
-        return _match_tiers(sla, tl.index), tl.owners().vocab
-
-    if _THREADS > 1 and len(tl.index.ids) >= _PARALLEL_MIN_CLOCKS:
-        # Tier matching and owner codes are Python-object work that holds the GIL; on a second
-        # thread they overlap the numeric parts of deriving the clocks and filling the caches.
-        with ThreadPoolExecutor(max_workers=1) as side:
-            pending = side.submit(records_side)
-            clocks = derive_clocks(sla, tl)
-            tl.prepare(sla)
-            record_tier, vocab = pending.result()
-    else:
-        clocks = derive_clocks(sla, tl)
-        record_tier, vocab = records_side()
+    clocks = derive_clocks(sla, tl)
     keep = (clocks.start >= window[0]) & (clocks.start < window[1])
     if not keep.any():
         return None
     if not keep.all():
         clocks = Clocks(clocks.record[keep], clocks.start[keep], clocks.stop[keep])
-    owner_team, owner_cal = _owner_calendars(policy, cals, users, vocab)
-    ctx = _Context(policy, sla, tl, cals, owner_team, owner_cal, record_tier, now_s, since_s)
+    owner_team, owner_cal = _owner_calendars(policy, cals, users, tl.owners().vocab)
+    ctx = _Context(policy, sla, tl, cals, owner_team, owner_cal, _match_tiers(sla, tl.index), now_s, since_s)
     n = len(clocks.record)
     bounds = [*range(0, n, _BLOCK_CLOCKS), n]
     blocks = [
