@@ -44,6 +44,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SECOND = dt.timedelta(seconds=1)
 _DAY = 86_400
+#: IANA names of UTC itself: offset zero at every instant.
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu"})
 #: Years a calendar will materialise; outside them a question is almost certainly a data error.
 MIN_YEAR, MAX_YEAR = 1971, 2200
 _HOURS_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -304,6 +306,8 @@ class BusinessCalendar:
         def offset(u: int) -> int:
             return int(dt.datetime.fromtimestamp(u, self._tz).utcoffset().total_seconds())
 
+        if self.timezone in _UTC_NAMES:  # no transitions to look for (the 24x7 real-time calendar)
+            return [(lo, hi, 0)]
         step = 3 * 3600  # real zones never change offset twice within three hours
         segments = []
         seg_start, seg_off = lo, offset(lo)
@@ -607,42 +611,201 @@ def _iter(values: Any) -> Iterable[Any]:
     return list(values)
 
 
+#: Bucket width (as a power of two) of the search accelerator: ~68 minutes of time or open time.
+_BUCKET_BITS = 12
+#: Forward steps tried from a bucket's hint before falling back to a binary search.
+_MAX_STEPS = 16
+
+
+def _bucket_bits(span: int) -> int:
+    """Bucket width for a domain `span` seconds long: at least 2**12 s, at most ~32k buckets."""
+    return max(_BUCKET_BITS, int(span >> 15).bit_length())
+
+
+def _walk(keys: np.ndarray, q: np.ndarray, i: np.ndarray, side: str) -> np.ndarray:
+    """Move each hint `i` forward to the exact `np.searchsorted(keys[:-1], q, side)` answer.
+
+    `keys` ends with a sentinel larger than every query; each hint must be at or before its
+    answer. Most hints are exact or one step short, so only the few that move are revisited;
+    the rare query still short after `_MAX_STEPS` steps gets a binary search.
+    """
+    move = keys[i] <= q if side == "right" else keys[i] < q
+    idx = np.flatnonzero(move)
+    for _ in range(_MAX_STEPS):
+        if not len(idx):
+            return i
+        i[idx] += 1
+        sub = i[idx]
+        idx = idx[keys[sub] <= q[idx] if side == "right" else keys[sub] < q[idx]]
+    if len(idx):
+        i[idx] = np.searchsorted(keys[:-1], q[idx], side=side)
+    return i
+
+
+class CalendarCodes:
+    """Calendar codes prepared for repeated lookups in one `FusedTable` (the per-code offsets are
+    computed once, not once per question)."""
+
+    def __init__(self, table: FusedTable, codes: np.ndarray) -> None:
+        self.table = table
+        self.codes = np.asarray(codes).astype(np.int64, copy=False)
+        self.offset = self.codes * CalendarSet._SHIFT
+        self._time_base: np.ndarray | None = None
+        self._open_base: np.ndarray | None = None
+        self._total: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def time_base(self) -> np.ndarray:
+        if self._time_base is None:
+            self._time_base = self.codes * self.table._index["time_n"]
+        return self._time_base
+
+    @property
+    def open_base(self) -> np.ndarray:
+        if self._open_base is None:
+            self._open_base = self.codes * self.table._index["open_n"]
+        return self._open_base
+
+    @property
+    def total(self) -> np.ndarray:
+        """Open seconds in the table of each code's calendar."""
+        if self._total is None:
+            self._total = self.table.total[self.codes]
+        return self._total
+
+
 @dataclass(frozen=True)
 class FusedTable:
-    """One immutable snapshot of a `CalendarSet`'s fused interval table (see there)."""
+    """One immutable snapshot of a `CalendarSet`'s fused interval table (see there).
+
+    Besides the fused arrays it keeps two bucket indexes (one over time, one over open seconds,
+    per calendar), so finding an instant's interval or an open-seconds value's interval is a
+    lookup plus a step or two forward instead of a binary search over the whole table: the
+    engine asks millions of these questions per evaluation, in no particular order, and a binary
+    search over unsorted queries is mostly branch mispredictions. The answers are exactly those
+    of `np.searchsorted` (queries outside the indexed domain use it directly).
+    """
 
     starts: np.ndarray
     ends: np.ndarray
     cum: np.ndarray
     cum_end: np.ndarray
     total: np.ndarray  # open seconds in the table, per calendar
+    domain: tuple[int, int] = (0, 0)  # epoch seconds covered by the time index
+    _index: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """F: open seconds before each instant on its calendar (codes broadcast against t)."""
-        offset = codes.astype(np.int64) * CalendarSet._SHIFT
-        q = t + offset
-        i = np.searchsorted(self.starts, q, side="right") - 1
-        inside = np.clip(q - self.starts[i], 0, self.ends[i] - self.starts[i])
-        return self.cum[i] + inside - offset
+    def __post_init__(self) -> None:
+        n_cals = len(self.total)
+        shift = CalendarSet._SHIFT
+        sentinel = np.array([np.iinfo(np.int64).max], np.int64)
+        ix = self._index
+        ix["starts"] = np.concatenate([self.starts, sentinel])
+        ix["cum_end"] = np.concatenate([self.cum_end, sentinel])
+        ix["lengths"] = self.ends - self.starts
+        # Time index: bucket b of calendar c holds searchsorted(starts, c*SHIFT + t0 + b*width, right).
+        t0, t1 = self.domain
+        bits = _bucket_bits(t1 - t0)
+        n_time = ((t1 - t0) >> bits) + 1
+        edges = (np.arange(n_cals, dtype=np.int64)[:, None] * shift + t0) + (
+            np.arange(n_time, dtype=np.int64) << bits
+        )
+        ix["time"] = (np.searchsorted(self.starts, edges.ravel(), side="right") - 1).astype(np.int64)
+        ix["time_bits"], ix["time_n"] = bits, n_time
+        # Open-seconds index: bucket b of calendar c holds searchsorted(cum_end, c*SHIFT + b*width, left).
+        top = int(self.total.max()) if n_cals else 0
+        bits_f = _bucket_bits(top)
+        n_open = (top >> bits_f) + 1
+        edges = np.arange(n_cals, dtype=np.int64)[:, None] * shift + (
+            np.arange(n_open, dtype=np.int64) << bits_f
+        )
+        ix["open"] = np.searchsorted(self.cum_end, edges.ravel(), side="left").astype(np.int64)
+        ix["open_bits"], ix["open_n"] = bits_f, n_open
+        # Each calendar's first opening (unshifted; the largest int64 for a calendar with none).
+        first = np.searchsorted(self.starts, np.arange(n_cals, dtype=np.int64) * shift)
+        firsts = np.full(n_cals, np.iinfo(np.int64).max, np.int64)
+        has = first < len(self.starts)
+        has[has] = self.starts[first[has]] < (np.flatnonzero(has) + 1) * shift
+        firsts[has] = self.starts[first[has]] - np.flatnonzero(has) * shift
+        ix["first_start"] = firsts
 
-    def inverse(self, codes: np.ndarray, f: np.ndarray) -> np.ndarray:
+    def covers_from(self, t: int) -> bool:
+        """True if every calendar with openings in the table has one at or before instant `t` (so
+        F(t) is read inside that calendar's own part of the table)."""
+        firsts = self._index["first_start"]
+        return bool(np.all((firsts <= t) | (firsts == np.iinfo(np.int64).max)))
+
+    def prepare(self, codes: np.ndarray | CalendarCodes) -> CalendarCodes:
+        """Codes ready for several lookups in this table."""
+        if isinstance(codes, CalendarCodes) and codes.table is self:
+            return codes
+        return CalendarCodes(self, codes.codes if isinstance(codes, CalendarCodes) else codes)
+
+    def interval(self, codes: np.ndarray | CalendarCodes, t: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
+        """Index of the last fused interval starting at or before each instant on its calendar
+        (`np.searchsorted(starts, t + code * SHIFT, "right") - 1`); codes and t are 1-D, same
+        length; `q` is `t + code * SHIFT` if the caller has it."""
+        cc = self.prepare(codes)
+        if q is None:
+            q = t + cc.offset
+        t0, t1 = self.domain
+        ix = self._index
+        if len(t) == 0 or t.min() < t0 or t.max() >= t1:
+            return np.searchsorted(self.starts, q, side="right") - 1
+        g = t - t0
+        g >>= ix["time_bits"]
+        g += cc.time_base
+        i = ix["time"][g]
+        i += 1  # walk over starts[i + 1] (the sentinel-padded array): i + 1 <= answer + 1
+        return _walk(ix["starts"], q, i, "right") - 1
+
+    def open_before(self, codes: np.ndarray | CalendarCodes, t: np.ndarray) -> np.ndarray:
+        """F: open seconds before each instant on its calendar (1-D codes and t, same length)."""
+        if not isinstance(codes, CalendarCodes) and (codes.ndim != 1 or codes.shape != t.shape):
+            codes, t = np.broadcast_arrays(codes, t)
+            return self.open_before(codes.ravel(), t.ravel()).reshape(t.shape)
+        cc = self.prepare(codes)
+        q = t + cc.offset
+        i = self.interval(cc, t, q)
+        # cum[i] + clip(q - starts[i], 0, length[i]) - offset, in place.
+        q -= np.take(self.starts, i)
+        np.clip(q, 0, np.take(self._index["lengths"], i), out=q)
+        q += np.take(self.cum, i)
+        q -= cc.offset
+        return q
+
+    def inverse(self, codes: np.ndarray | CalendarCodes, f: np.ndarray) -> np.ndarray:
         """F's inverse: the earliest instant at which calendar `codes` reaches `f` open seconds
-        (codes broadcast against f, so one code per row of a 2-D `f` costs no copy)."""
-        offset = codes.astype(np.int64) * CalendarSet._SHIFT
-        fq = f + offset
-        j = np.searchsorted(self.cum_end, fq, side="left")
-        # starts[j] + (fq - cum[j]) - offset, in place: these arrays are (clocks x goals) large,
-        # and every temporary is fresh memory the kernel must fault in and zero.
-        part = np.take(self.cum, j)
-        fq -= part
-        np.take(self.starts, j, out=part)
-        fq += part
-        fq -= offset
+        (1-D codes and f of the same length; f within the table, 0 <= f <= total)."""
+        if not isinstance(codes, CalendarCodes) and (codes.ndim != 1 or codes.shape != f.shape):
+            codes, f = np.broadcast_arrays(codes, f)
+            return self.inverse(codes.ravel(), f.ravel()).reshape(f.shape)
+        cc = self.prepare(codes)
+        fq = f + cc.offset
+        ix = self._index
+        if len(f) == 0 or f.min() < 0 or (int(f.max()) >> ix["open_bits"]) >= ix["open_n"]:
+            j = np.searchsorted(self.cum_end, fq, side="left")
+        else:
+            g = f >> ix["open_bits"]
+            g += cc.open_base
+            j = _walk(ix["cum_end"], fq, ix["open"][g], "left")
+        # starts[j] + (fq - cum[j]) - offset, in place: fresh temporaries cost page faults.
+        fq -= np.take(self.cum, j)
+        fq += np.take(self.starts, j)
+        fq -= cc.offset
         return fq
+
+    def is_open(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """True where each instant is inside its calendar's hours."""
+        cc = self.prepare(codes)
+        q = t + cc.offset
+        return q < np.take(self.ends, self.interval(cc, t, q))
 
 
 class CalendarSet:
-    """Several calendars fused into one interval table, so one `np.searchsorted` answers for every
+    """Several calendars fused into one interval table, so one lookup answers for every
     (calendar, instant) pair at once - the engine's hot path.
 
     Calendar ``c``'s intervals are stored shifted by ``c * 2**36`` seconds and its cumulative open
@@ -656,10 +819,20 @@ class CalendarSet:
         self.calendars = list(calendars)
         self._years: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        self.table: FusedTable | None = None
 
     def _build(self, first_year: int, last_year: int) -> None:
         tables = [cal._ensure(first_year, last_year) for cal in self.calendars]
         shift = [np.int64(i) * self._SHIFT for i in range(len(tables))]
+        years = (
+            max(first_year, max(t.first_year for t in tables)),
+            min(last_year, min(t.last_year for t in tables)),
+        )
+        # Instants of the local years first..last all lie within a day of their UTC years.
+        domain = (
+            int(np.datetime64(f"{years[0]:04d}-01-01", "s").astype(np.int64)) - 2 * _DAY,
+            int(np.datetime64(f"{years[1] + 1:04d}-01-01", "s").astype(np.int64)) + 2 * _DAY,
+        )
         # One object assigned at once: a thread holding the previous snapshot keeps a consistent
         # table (F values are relative to a table's first year, so tables must never be mixed).
         self.table = FusedTable(
@@ -668,31 +841,27 @@ class CalendarSet:
             np.concatenate([t.cum + s for t, s in zip(tables, shift, strict=True)]),
             np.concatenate([t.cum_end + s for t, s in zip(tables, shift, strict=True)]),
             np.array([t.cum_end[-1] if len(t.cum_end) else 0 for t in tables], np.int64),
+            domain,
         )
-        self.starts, self.ends, self.cum, self.cum_end, self.total = (
-            self.table.starts,
-            self.table.ends,
-            self.table.cum,
-            self.table.cum_end,
-            self.table.total,
-        )
-        self._years = (
-            max(first_year, max(t.first_year for t in tables)),
-            min(last_year, min(t.last_year for t in tables)),
-        )
+        self._years = years
 
-    def _ensure(self, lo: int, hi: int, extra_years: int = 0) -> None:
-        with self._lock:
-            self._ensure_locked(lo, hi, extra_years)
-
-    def _ensure_locked(self, lo: int, hi: int, extra_years: int) -> None:
+    def _ensure_locked(self, lo: int, hi: int, extra_years: int) -> FusedTable:
         first, last = BusinessCalendar._years_for(lo, hi)
-        first, last = max(MIN_YEAR, first - 1), min(MAX_YEAR, last + extra_years)
-        if self._years is not None and self._years[0] <= first and last <= self._years[1]:
-            return
-        if self._years is not None:
-            first, last = min(first, self._years[0]), max(last, self._years[1])
-        self._build(first, last)
+        first, last = max(MIN_YEAR, first), min(MAX_YEAR, last + extra_years)
+        while True:
+            if self._years is None or not (self._years[0] <= first and last <= self._years[1]):
+                if self._years is not None:
+                    first, last = min(first, self._years[0]), max(last, self._years[1])
+                self._build(first, last)
+            # A year can open days after it starts (New Year, a weekend): reach back a year until
+            # every calendar has an opening at or before `lo`.
+            if self.table.covers_from(int(lo)) or self._years[0] <= MIN_YEAR:
+                return self.table
+            first = self._years[0] - 1
+
+    @property
+    def max_year(self) -> int | None:
+        return None if self._years is None else self._years[1]
 
     def prepare(self, lo: int, hi: int, extra_years: int = 1) -> FusedTable:
         """Make the table cover instants lo..hi plus `extra_years` (for projections past hi).
@@ -701,33 +870,14 @@ class CalendarSet:
             The table as it now is: use this one snapshot for every F value and its inverse.
         """
         with self._lock:
-            self._ensure_locked(lo, hi, extra_years)
-            return self.table
-
-    def open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """F: open seconds before each instant on its calendar (after `prepare` covers them)."""
-        return self._open_before(codes, t)
-
-    def inverse(self, codes: np.ndarray, f: np.ndarray) -> np.ndarray:
-        """F's inverse: the earliest instant at which calendar codes[i] reaches f[i] open seconds."""
-        offset = codes.astype(np.int64) * self._SHIFT
-        fq = f + offset
-        j = np.searchsorted(self.cum_end, fq, side="left")
-        return self.starts[j] + (fq - self.cum[j]) - offset
-
-    def _open_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
-        offset = codes.astype(np.int64) * self._SHIFT
-        q = t + offset
-        i = np.searchsorted(self.starts, q, side="right") - 1
-        inside = np.clip(q - self.starts[i], 0, self.ends[i] - self.starts[i])
-        return self.cum[i] + inside - offset
+            return self._ensure_locked(lo, hi, extra_years)
 
     def elapsed(self, codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Open seconds between `start` and `end` (epoch seconds) on calendar `codes[i]`."""
         if len(codes) == 0:
             return np.zeros(0, np.int64)
-        self._ensure(min(start.min(), end.min()), max(start.max(), end.max()))
-        return self._open_before(codes, end) - self._open_before(codes, start)
+        table = self.prepare(min(start.min(), end.min()), max(start.max(), end.max()), 0)
+        return table.open_before(codes, end) - table.open_before(codes, start)
 
     def advance(self, codes: np.ndarray, start: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """The deadline: earliest epoch second at which `seconds` open seconds follow `start`."""
@@ -735,23 +885,16 @@ class CalendarSet:
             return np.zeros(0, np.int64)
         extra = 0
         while True:
-            self._ensure(start.min(), start.max(), extra)
-            f = self._open_before(codes, start) + seconds
-            if np.all(f <= self.total[codes]):
+            table = self.prepare(start.min(), start.max(), extra)
+            f = table.open_before(codes, start) + seconds
+            if np.all(f <= table.total[codes]):
                 break
             if self._years[1] >= MAX_YEAR:
                 raise CalendarError(f"a deadline falls after {MAX_YEAR}")
             extra = extra * 2 + 1
-        offset = codes.astype(np.int64) * self._SHIFT
-        fq = f + offset
-        j = np.searchsorted(self.cum_end, fq, side="left")
-        return np.maximum(self.starts[j] + (fq - self.cum[j]) - offset, start)
+        return np.maximum(table.inverse(codes, f), start)
 
     def is_open(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
         if len(codes) == 0:
             return np.zeros(0, bool)
-        self._ensure(t.min(), t.max())
-        table = self.table  # one snapshot (another thread may grow the table meanwhile)
-        q = t + codes.astype(np.int64) * self._SHIFT
-        i = np.searchsorted(table.starts, q, side="right") - 1
-        return q < table.ends[i]
+        return self.prepare(t.min(), t.max(), 0).is_open(codes, t)

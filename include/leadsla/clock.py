@@ -38,6 +38,12 @@ def _hashes(values: np.ndarray) -> np.ndarray | None:
         return None
 
 
+def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values[rows] for sorted distinct positions, without the copy when they are every row (a
+    store query of one object type often is)."""
+    return values if len(rows) == len(values) else values[rows]
+
+
 def pack(record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return (record.astype(np.int64) << _SHIFT) | seconds.astype(np.int64)
 
@@ -62,16 +68,12 @@ class Events:
     def build(cls, record: np.ndarray, seconds: np.ndarray, old=None, new=None) -> Events:
         key = pack(record, seconds)
         if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):  # store queries often come sorted
-            return cls(
-                key,
-                None if old is None else np.asarray(old, dtype=object),
-                None if new is None else np.asarray(new, dtype=object),
-            )
+            return cls(key, None if old is None else np.asarray(old), None if new is None else np.asarray(new))
         order = np.argsort(key, kind="stable")
         return cls(
             key[order],
-            None if old is None else np.asarray(old, dtype=object)[order],
-            None if new is None else np.asarray(new, dtype=object)[order],
+            None if old is None else np.asarray(old)[order],
+            None if new is None else np.asarray(new)[order],
         )
 
     @classmethod
@@ -86,12 +88,16 @@ def value_asof(events: Events, record: np.ndarray, seconds: np.ndarray, fallback
     if len(events.key) == 0:
         return fallback
     q = pack(record, seconds)
-    i = np.searchsorted(events.key, q, side="right") - 1
-    ic = np.clip(i, 0, None)
-    has_before = (i >= 0) & (events.record[ic] == record)
-    j = np.clip(i + 1, 0, len(events.key) - 1)
-    has_after = (events.record[j] == record) & ~has_before
-    out = np.where(has_before, events.new[ic], fallback)
+    i = np.searchsorted(events.key, q, side="right")
+    # i - 1: the last change at or before; i: the first change after (either may be another record's).
+    j = np.minimum(i, len(events.key) - 1)
+    i -= 1
+    np.maximum(i, 0, out=i)
+    has_before = (events.key[i] >> _SHIFT) == record
+    has_before &= q >= events.key[i]
+    has_after = (events.key[j] >> _SHIFT) == record
+    has_after &= ~has_before
+    out = np.where(has_before, events.new[i], fallback)
     return np.where(has_after, events.old[j], out)
 
 
@@ -115,6 +121,17 @@ class Columns:
             self._cache[column] = _objects(self.frame, column)
         return self._cache[column]
 
+    def equals(self, column: str, value: str) -> np.ndarray:
+        """Boolean mask `column == value`; once one value matched every row, any other value
+        matches none (no second pass over a frame of one object type)."""
+        every = self._cache.get(f"every:{column}")
+        if every is not None and every[0] != value:
+            return np.zeros(len(self.frame), dtype=bool)
+        mask = self.get(column) == value
+        if len(mask) and mask.all():
+            self._cache[f"every:{column}"] = np.array([value], dtype=object)
+        return mask
+
     def seconds(self, column: str) -> np.ndarray:
         key = f"seconds:{column}"
         if key not in self._cache:
@@ -137,8 +154,8 @@ class RecordIndex:
 
     @classmethod
     def build(cls, records: Columns, object_type: str) -> RecordIndex:
-        rows = np.flatnonzero(records.get("object_type") == object_type)
-        return cls(pd.Index(records.get("record_id")[rows], dtype=object), records, rows)
+        rows = np.flatnonzero(records.equals("object_type", object_type))
+        return cls(pd.Index(_take(records.get("record_id"), rows), dtype=object), records, rows)
 
     def codes(self, record_ids: np.ndarray) -> np.ndarray:
         """Each id's record code, -1 when it is not a record of this type.
@@ -148,19 +165,24 @@ class RecordIndex:
         """
         record_ids = np.asarray(record_ids, dtype=object)
         if "hash_index" not in self._columns:
-            ids = self.ids.to_numpy(dtype=object)
-            hashed = _hashes(ids)
-            usable = hashed is not None and not pd.isna(ids).any()
-            self._columns["hash_index"] = pd.Index(hashed) if usable else None
-            if usable and not self._columns["hash_index"].is_unique:
+            hashed = _hashes(self.ids.to_numpy(dtype=object))
+            self._columns["hash_index"] = pd.Index(hashed) if hashed is not None else None
+            if hashed is not None and not self._columns["hash_index"].is_unique:
                 self._columns["hash_index"] = None
         hash_index = self._columns["hash_index"]
-        queried = _hashes(record_ids) if hash_index is not None else None
+        queried = _hashes(record_ids) if hash_index is not None and len(record_ids) else None
         if queried is not None:
             pos = hash_index.get_indexer(queried)
             hit = pos >= 0
             ids = self.ids.to_numpy(dtype=object)
-            if bool((ids[pos[hit]] == record_ids[hit]).all()):
+            if hit.all():
+                if bool((ids[pos] == record_ids).all()):
+                    return pos
+            elif bool((ids[pos[hit]] == record_ids[hit]).all()) and not (
+                # pandas matches a missing id to a missing record id; hashes do not (NaN's is
+                # per object), so misses that are missing values need the pandas join.
+                pd.isna(record_ids[~hit]).any() and self.ids.hasnans
+            ):
                 return pos
         return self.ids.get_indexer(record_ids)
 
@@ -168,9 +190,9 @@ class RecordIndex:
         """A record column (or a raw CRM field from `fields`) as an object array, cached."""
         if name not in self._columns:
             if self.source.has(name):
-                self._columns[name] = self.source.get(name)[self.rows]
+                self._columns[name] = _take(self.source.get(name), self.rows)
             elif self.source.has("fields"):
-                raw = self.source.get("fields")[self.rows]
+                raw = _take(self.source.get("fields"), self.rows)
                 self._columns[name] = np.array(
                     [f.get(name) if isinstance(f, dict) else None for f in raw], dtype=object
                 )
@@ -210,21 +232,37 @@ class History:
     """field_history rows of one object type as parallel numpy arrays (instants <= now only)."""
 
     code: np.ndarray
-    field: np.ndarray  # object: the field name
+    field_code: np.ndarray  # index into `fields`
+    fields: list[str]  # the field names read
     old: np.ndarray
     new: np.ndarray
     t: np.ndarray
     _rows: dict[str, np.ndarray] = field(default_factory=dict)
+    _values: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
 
     def rows(self, names: str | list[str]) -> np.ndarray:
         """Positions of the rows for one field or several fields (sorted)."""
         names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
         for name in names:
             if name not in self._rows:
-                self._rows[name] = np.flatnonzero(self.field == name)
+                self._rows[name] = (
+                    np.flatnonzero(self.field_code == self.fields.index(name))
+                    if name in self.fields
+                    else np.empty(0, np.int64)
+                )
         if len(names) == 1:
             return self._rows[names[0]]
         return np.sort(np.concatenate([self._rows[name] for name in names]))
+
+    def values(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(record code, second, old value, new value) of one field's rows, taken once."""
+        if name not in self._values:
+            i = self.rows(name)
+            if len(i) == len(self.code):  # every row is this field's: no copies
+                self._values[name] = (self.code, self.t, self.old, self.new)
+            else:
+                self._values[name] = (self.code[i], self.t[i], self.old[i], self.new[i])
+        return self._values[name]
 
 
 @dataclass
@@ -238,6 +276,7 @@ class Timeline:
     act_t: np.ndarray
     _events: dict[str, Events] = field(default_factory=dict)
     _record_flags: dict[str, np.ndarray] = field(default_factory=dict)
+    _owners: Owners | None = None
 
     @classmethod
     def build(
@@ -247,19 +286,29 @@ class Timeline:
         so the record-id join (the costly string hashing) touches only rows that matter."""
         if len(fh):
             # This object type's rows first, so an absent type costs one pass, not one per field.
-            rows = np.flatnonzero((fh.get("object_type") == object_type) & (fh.seconds("changed_at") <= now_s))
-            names = fh.get("field")[rows]
-            wanted = np.zeros(len(rows), dtype=bool)
-            for name in dict.fromkeys(fields):  # few fields; == on interned strings is fast
-                wanted |= names == name
-            rows = rows[wanted]
+            rows = fh.equals("object_type", object_type)
+            rows = np.flatnonzero(rows & (fh.seconds("changed_at") <= now_s)) if rows.any() else np.flatnonzero(rows)
+            names = _take(fh.get("field"), rows)
+            fields = list(dict.fromkeys(fields))
+            field_code = np.full(len(rows), -1, np.int8)
+            for k, name in enumerate(fields):  # few fields; == on interned strings is fast
+                field_code[names == name] = k
+            wanted = field_code >= 0
+            if not wanted.all():
+                rows, field_code = rows[wanted], field_code[wanted]
         else:
-            rows = np.empty(0, np.int64)
-        code = index.codes(fh.get("record_id")[rows])
-        keep = rows[code >= 0]
-        code, t = code[code >= 0], fh.seconds("changed_at")[keep]
+            rows, field_code = np.empty(0, np.int64), np.empty(0, np.int8)
+        code = index.codes(_take(fh.get("record_id"), rows))
+        found = code >= 0
+        if not found.all():
+            rows, code, field_code = rows[found], code[found], field_code[found]
         history = History(
-            code, fh.get("field")[keep], fh.get("old_value")[keep], fh.get("new_value")[keep], t
+            code,
+            field_code,
+            list(fields),
+            _take(fh.get("old_value"), rows),
+            _take(fh.get("new_value"), rows),
+            _take(fh.seconds("changed_at"), rows),
         )
         if not len(act):
             empty = np.empty(0, np.int64)
@@ -274,8 +323,7 @@ class Timeline:
 
     def field_events(self, name: str) -> Events:
         if name not in self._events:
-            h, i = self.history, self.history.rows(name)
-            self._events[name] = Events.build(h.code[i], h.t[i], h.old[i], h.new[i])
+            self._events[name] = Events.build(*self.history.values(name))
         return self._events[name]
 
     def flag_events(self, name: str, accepted: list[str]) -> tuple[Events, np.ndarray]:
@@ -284,19 +332,64 @@ class Timeline:
         with numeric arrays only (no object arrays on the hot path)."""
         key = f"flag:{name}:{accepted!r}"
         if key not in self._events:
-            events = self.field_events(name)
-            flags = Events(
-                events.key,
-                _isin(events.old, accepted) if events.old is not None else None,
-                _isin(events.new, accepted) if events.new is not None else None,
-            )
-            self._events[key] = flags
+            code, t, old, new = self.history.values(name)
+            self._events[key] = Events.build(code, t, _isin(old, accepted), _isin(new, accepted))
             self._record_flags[key] = _isin(self.index.field_value(name), accepted)
         return self._events[key], self._record_flags[key]
 
+    def owners(self) -> Owners:
+        """Every owner id this timeline mentions (the records' current owners and both sides of
+        each ownership change) as integer codes, so segments carry small ints, not strings."""
+        if self._owners is None:
+            events = self.field_events(OWNER_FIELD)
+            current = self.index.field_value(OWNER_FIELD)
+            parts = [current]
+            if events.old is not None:
+                parts += [events.old, events.new]
+            values = np.concatenate(parts) if len(parts) > 1 else current
+            codes, vocab = pd.factorize(values)  # few distinct owners: one hash pass
+            vocab = np.asarray(vocab, dtype=object)
+            missing = codes < 0
+            if missing.any():
+                # Missing owners keep the input's own missing value (None or NaN) as one code.
+                vocab = np.append(vocab, values[int(np.argmax(missing))])
+                codes[missing] = len(vocab) - 1
+            n = len(current)
+            coded = Events(events.key)
+            if events.old is not None:
+                coded.old, coded.new = codes[n : n + len(events.key)], codes[n + len(events.key) :]
+            self._owners = Owners(vocab, codes[:n], coded)
+        return self._owners
+
     def owner_asof(self, record: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        fallback = self.index.field_value(OWNER_FIELD)[record]
-        return value_asof(self.field_events(OWNER_FIELD), record, seconds, fallback)
+        """The owner code of each record as of each instant (see `owners`)."""
+        owners = self.owners()
+        return value_asof(owners.events, record, seconds, owners.record[record])
+
+    def breaks(self, fields: list[str]) -> Events:
+        """Every change of one of `fields` (sorted (record, second) keys), cached per field set."""
+        key = "breaks:" + "\x00".join(fields)
+        if key not in self._events:
+            rows = self.history.rows(fields)
+            self._events[key] = Events.build(self.history.code[rows], self.history.t[rows])
+        return self._events[key]
+
+    def prepare(self, sla: Sla) -> None:
+        """Fill every lazy cache `split_segments` reads, so threads evaluating blocks of clocks
+        only read shared state."""
+        self.owners()
+        for rule in sla.pause:
+            self.flag_events(rule.field, rule.in_)
+        self.breaks(segment_fields(sla))
+
+
+@dataclass
+class Owners:
+    """Owner ids as codes: `vocab[code]` is the id (one code stands for a missing owner)."""
+
+    vocab: np.ndarray  # object
+    record: np.ndarray  # each record's current owner code
+    events: Events  # ownership changes with old/new as codes
 
 
 def _is_set(values: np.ndarray) -> np.ndarray:
@@ -315,13 +408,15 @@ def _isin(values: np.ndarray, accepted: list[str]) -> np.ndarray:
 
 def start_events(sla: Sla, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
     """(record code, second) of every start-rule event: the field entering a value, or being set."""
-    h, i = tl.history, tl.history.rows(sla.start.field)
-    new, old = h.new[i], h.old[i]
+    code, t, old, new = tl.history.values(sla.start.field)
     if sla.start.becomes is not None:
-        hit = (new == sla.start.becomes) & (old != sla.start.becomes)
+        hit = new == sla.start.becomes
+        hit &= old != sla.start.becomes
     else:
         hit = _is_set(new) & ~_is_set(old)
-    return h.code[i][hit], h.t[i][hit]
+    if hit.all():
+        return code, t
+    return code[hit], t[hit]
 
 
 def stop_events(sla: Sla, tl: Timeline) -> Events:
@@ -331,13 +426,13 @@ def stop_events(sla: Sla, tl: Timeline) -> Events:
         if rule.activity_by is not None:
             code, t = tl.act_code, tl.act_t
             if rule.activity_by == "owner" and len(code):
-                keep = tl.act_owner == tl.owner_asof(code, t)
+                keep = tl.act_owner == tl.owners().vocab[tl.owner_asof(code, t)]
                 code, t = code[keep], t[keep]
             parts.append(Events.build(code, t))
             continue
-        h, i = tl.history, tl.history.rows(rule.field)
-        hit = _isin(h.new[i], rule.in_) if rule.in_ is not None else _is_set(h.new[i])
-        parts.append(Events.build(h.code[i][hit], h.t[i][hit]))
+        code, t, _, new = tl.history.values(rule.field)
+        hit = _isin(new, rule.in_) if rule.in_ is not None else _is_set(new)
+        parts.append(Events.build(code[hit], t[hit]))
     return Events.concat(parts)
 
 
@@ -365,12 +460,14 @@ def derive_clocks(sla: Sla, tl: Timeline) -> Clocks:
     before = np.searchsorted(stops.key, key, side="left")
     new = np.ones(len(key), dtype=bool)
     new[1:] = (code[1:] != code[:-1]) | (before[1:] > before[:-1])
-    key, code, t = key[new], code[new], t[new]
+    if not new.all():
+        key, code, t = key[new], code[new], t[new]
     j = np.searchsorted(stops.key, key, side="left")
     jc = np.clip(j, 0, max(len(stops.key) - 1, 0))
     if len(stops.key):
-        has = (j < len(stops.key)) & (stops.record[jc] == code)
-        stop = np.where(has, stops.seconds[jc], -1)
+        found = stops.key[jc]
+        has = (j < len(stops.key)) & ((found >> _SHIFT) == code)
+        stop = np.where(has, found & _MASK, -1)
     else:
         stop = np.full(len(key), -1, np.int64)
     return Clocks(code, t, stop)
@@ -378,43 +475,57 @@ def derive_clocks(sla: Sla, tl: Timeline) -> Clocks:
 
 @dataclass
 class Segments:
-    """Each clock's life split at owner and pause changes; parallel arrays sorted by (clock, start)."""
+    """Each clock's life split at owner and pause changes; parallel arrays sorted by (clock, start).
+    With no change inside any clock (`single`), segment i is clock i."""
 
     clock: np.ndarray  # index into the Clocks arrays
     start: np.ndarray
     end: np.ndarray
-    owner: np.ndarray  # object: CRM user id as of the segment's start
+    owner: np.ndarray  # owner code (`Timeline.owners().vocab`) as of the segment's start
     paused: np.ndarray  # bool
+    single: bool = False
+
+
+def segment_fields(sla: Sla) -> list[str]:
+    """The fields whose changes split a clock into segments: the owner and every pause field."""
+    return [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause if rule.field != OWNER_FIELD)]
 
 
 def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> Segments:
     """Split [clock start, end) at every owner change and pause-field change of the record (the last
     segment may be empty: a change exactly at the end)."""
-    fields = [OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)]
-    rows = tl.history.rows(fields)
-    breaks = Events.build(tl.history.code[rows], tl.history.t[rows])
+    breaks = tl.breaks(segment_fields(sla))
     n = len(clocks.record)
     lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
     # Changes exactly at the end still apply: they open a zero-length last segment, so the owner and
     # pause state "as of the end" (which projections and the paused state use) are right.
-    hi = np.searchsorted(breaks.key, pack(clocks.record, end), side="right")
-    count = np.maximum(hi - lo, 0) + 1
-    clock = np.repeat(np.arange(n), count)
-    first = np.cumsum(count) - count
-    pos = np.arange(len(clock)) - first[clock]
-    if len(breaks.key):
-        inner = breaks.seconds[np.clip(lo[clock] + pos - 1, 0, len(breaks.key) - 1)]
-        seg_start = np.where(pos == 0, clocks.start[clock], inner)
+    end_key = pack(clocks.record, end)
+    # Usually no clock has a change inside it: the first change after each start is past its end.
+    if not len(breaks.key) or not (
+        np.take(breaks.key, np.minimum(lo, len(breaks.key) - 1)) <= end_key
+    )[lo < len(breaks.key)].any():
+        # No change inside any clock (the common case): one segment per clock, no index juggling.
+        record, seg_start = clocks.record, clocks.start
+        clock, seg_end, single = np.arange(n), end, True
     else:
-        seg_start = clocks.start[clock]
-    seg_end = np.empty_like(seg_start)
-    seg_end[:-1] = seg_start[1:]
-    last = first + count - 1
-    seg_end[last] = end
-    record = clocks.record[clock]
+        hi = np.searchsorted(breaks.key, end_key, side="right")
+        count = np.maximum(hi - lo, 0) + 1
+        clock = np.repeat(np.arange(n), count)
+        first = np.cumsum(count) - count
+        pos = np.arange(len(clock)) - first[clock]
+        if len(breaks.key):
+            inner = breaks.seconds[np.clip(lo[clock] + pos - 1, 0, len(breaks.key) - 1)]
+            seg_start = np.where(pos == 0, clocks.start[clock], inner)
+        else:
+            seg_start = clocks.start[clock]
+        seg_end = np.empty_like(seg_start)
+        seg_end[:-1] = seg_start[1:]
+        last = first + count - 1
+        seg_end[last] = end
+        record, single = clocks.record[clock], False
     owner = tl.owner_asof(record, seg_start)
     paused = np.zeros(len(clock), dtype=bool)
     for rule in sla.pause:
         events, record_flag = tl.flag_events(rule.field, rule.in_)
         paused |= value_asof(events, record, seg_start, record_flag[record])
-    return Segments(clock, seg_start, seg_end, owner, paused)
+    return Segments(clock, seg_start, seg_end, owner, paused, single)

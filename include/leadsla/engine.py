@@ -60,7 +60,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadsla.calendar import CalendarSet, to_epoch_seconds
+from leadsla.calendar import (
+    MAX_YEAR,
+    CalendarCodes,
+    CalendarError,
+    CalendarSet,
+    FusedTable,
+    to_epoch_seconds,
+)
 from leadsla.clock import (
     OWNER_FIELD,
     Clocks,
@@ -110,8 +117,12 @@ CHECKPOINT_COLUMNS = [
 ]
 #: Threads for large evaluations (the clocks are split into contiguous blocks, joined in order).
 _THREADS = min(2, os.cpu_count() or 1)
-#: Below this many clocks per block, threads cost more than they save.
+#: Below this many clocks, threads cost more than they save.
 _PARALLEL_MIN_CLOCKS = 100_000
+#: Clocks per block: the block's temporaries (a few hundred KiB each) are recycled by the
+#: allocator and stay in cache, where million-row temporaries would be fresh memory every time
+#: (page faults and zeroing cost more than the arithmetic on them).
+_BLOCK_CLOCKS = 1 << 16
 STATES = ("running", "paused", "met", "met_late", "breached")
 COLOURS = ("green", "yellow", "red")
 CHECKPOINT_STATUSES = ("due", "superseded", "past")
@@ -140,11 +151,15 @@ class Evaluation:
         return rows
 
 
+#: A missing instant in the blocks' epoch-second output columns: int64 min is datetime64's NaT,
+#: so the columns become datetimes without a pass over them.
+_NAT = np.iinfo(np.int64).min
+
+
 def _to_utc(seconds: np.ndarray) -> pd.Series:
-    """Epoch seconds (-1 = missing) as an aware UTC datetime column."""
-    values = np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")
-    values[np.asarray(seconds) < 0] = np.datetime64("NaT")
-    return pd.Series(pd.DatetimeIndex(values).tz_localize("UTC"))
+    """Epoch seconds (`_NAT` = missing) as an aware UTC datetime column (a view, no copy)."""
+    seconds = np.asarray(seconds, dtype=np.int64)
+    return pd.Series(seconds.view("datetime64[s]"), dtype=pd.DatetimeTZDtype("s", "UTC"), copy=False)
 
 
 class _Calendars:
@@ -155,52 +170,92 @@ class _Calendars:
         self.code = {n: i for i, n in enumerate(self.names)}
         self.fused = CalendarSet(policy.calendar(n) for n in self.names)
 
-    def elapsed(self, codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        return self.fused.elapsed(codes, start, end)
-
-    def advance(self, codes: np.ndarray, start: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        return self.fused.advance(codes, start, seconds)
-
-    def is_open(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return self.fused.is_open(codes, t)
-
 
 def _owner_calendars(
     policy: Policy, cals: _Calendars, users: pd.DataFrame, owners: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(team, calendar code) of each owner id; unknown owners and queues get the default calendar."""
+    """(team, calendar code) of each distinct owner id; unknown owners and queues get the default
+    calendar. Per owner code, so the per-segment work is two small-table lookups."""
     users = users.drop_duplicates("user_id", keep="last")
     user_ids = pd.Index(users["user_id"].to_numpy(dtype=object), dtype=object)
     teams = np.append(users["team"].to_numpy(dtype=object, na_value=None), None)
     cal_codes = np.array(
         [cals.code[policy.team_calendar(t if isinstance(t, str) else None)] for t in teams], np.int64
     )
-    # Few distinct owners: hash each id once, then look the distinct ones up.
-    owner_codes, distinct = pd.factorize(owners, use_na_sentinel=False)
-    pos = user_ids.get_indexer(np.asarray(distinct, dtype=object))[owner_codes]  # -1: a queue or unknown
+    pos = user_ids.get_indexer(np.asarray(owners, dtype=object))  # -1: a queue or unknown
     return teams[pos], cal_codes[pos]
 
 
 def _match_tiers(sla: Sla, index: RecordIndex) -> np.ndarray:
-    """Index of the first matching tier per record (the default tier is last and always matches)."""
-    tier = np.full(len(index.ids), len(sla.tiers) - 1, np.int64)
-    # Apply in reverse priority so the earliest matching tier is written last and wins.
-    for k in range(len(sla.tiers) - 1, -1, -1):
-        t = sla.tiers[k]
-        if t.default:
-            continue
-        mask = np.ones(len(index.ids), dtype=bool)
-        for name, accepted in (t.when or {}).items():
-            if len(accepted) <= 3:  # a few == passes cost less than factorising the column
-                column = index.column(name)
-                hit = np.zeros(len(column), dtype=bool)
-                for value in accepted:
-                    hit |= column == value
-                mask &= hit
-            else:
-                mask &= index.isin(name, accepted)
-        tier[mask] = k
+    """Index of the first matching tier per record (the default tier is last and always matches).
+
+    Each record column a tier reads is turned into a bitmask per record (bit k: tier k accepts
+    this value, or does not look at this column), the columns' masks are ANDed, and the lowest set
+    bit is the tier. A column is read once however many tiers test it: with a few accepted values
+    by == passes, with more by factorising it once and looking the codes up in a small table.
+    Missing values never match.
+    """
+    tiers = sla.tiers
+    n = len(index.ids)
+    default = len(tiers) - 1
+    tests: dict[str, list[tuple[int, list[str]]]] = {}
+    for k, t in enumerate(tiers):
+        if not t.default:
+            for name, accepted in (t.when or {}).items():
+                tests.setdefault(name, []).append((k, accepted))
+    if not tests:
+        return np.full(n, default, np.int8)
+    ok = None  # per record: bit k set while tier k's conditions hold
+    everything = (1 << len(tiers)) - 1
+    for name, items in tests.items():
+        free = everything & ~sum(1 << k for k, _ in items)  # tiers that do not read this column
+        wanted: dict[str, int] = {}
+        for k, accepted in items:
+            for value in accepted:
+                wanted[value] = wanted.get(value, 0) | (1 << k)
+        column = index.column(name)
+        if len(wanted) <= 3:  # a few == passes cost less than factorising the column
+            bits = np.full(n, free, np.int64)
+            for value, mask in wanted.items():
+                bits[column == value] |= mask
+        else:
+            codes, uniques = pd.factorize(column)  # missing values: code -1, the last entry
+            table = np.full(len(uniques) + 1, free, np.int64)
+            pos = pd.Index(uniques, dtype=object).get_indexer(list(wanted))
+            for p, mask in zip(pos, wanted.values(), strict=True):
+                if p >= 0:
+                    table[p] |= mask
+            bits = table[codes]
+        ok = bits if ok is None else np.bitwise_and(ok, bits, out=ok)
+    # The lowest set bit among the non-default tiers, else the default tier.
+    if len(tiers) <= 16:
+        lowest = np.full(1 << len(tiers), default, np.int8)
+        for k in range(default - 1, -1, -1):
+            lowest[(np.arange(len(lowest)) >> k) & 1 == 1] = k
+        return lowest[ok]
+    tier = np.full(n, default, np.int8)
+    for k in range(default - 1, -1, -1):
+        tier[(ok >> k) & 1 == 1] = k
     return tier
+
+
+@dataclass
+class _Context:
+    """What every block of one SLA's clocks shares (read only while blocks run)."""
+
+    policy: Policy
+    sla: Sla
+    tl: Timeline
+    cals: _Calendars
+    owner_team: np.ndarray  # per owner code
+    owner_cal: np.ndarray  # per owner code
+    record_tier: np.ndarray  # per record code
+    now_s: int
+    since_s: int | None
+
+    @property
+    def cp_names(self) -> list[str]:
+        return [cp.id for cp in self.sla.all_checkpoints()]
 
 
 def _evaluate_sla(
@@ -217,74 +272,162 @@ def _evaluate_sla(
     keep = (clocks.start >= window[0]) & (clocks.start < window[1])
     if not keep.any():
         return None
-    clocks.record, clocks.start, clocks.stop = clocks.record[keep], clocks.start[keep], clocks.stop[keep]
-    record_tier = _match_tiers(sla, tl.index)
+    if not keep.all():
+        clocks = Clocks(clocks.record[keep], clocks.start[keep], clocks.stop[keep])
+    owner_team, owner_cal = _owner_calendars(policy, cals, users, tl.owners().vocab)
+    ctx = _Context(policy, sla, tl, cals, owner_team, owner_cal, _match_tiers(sla, tl.index), now_s, since_s)
     n = len(clocks.record)
-    parts = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS))
-    if parts == 1:
-        return _evaluate_clocks(policy, sla, tl, users, cals, clocks, record_tier, now_s, since_s)
-    # Clocks are independent, so evaluate contiguous blocks on the machine's cores (numpy releases
-    # the GIL in its integer kernels) and join them in order: the result is the same as in one go.
-    # The timelines' lazy caches are filled first so the threads only read shared state.
-    tl.field_events(OWNER_FIELD)
-    tl.index.field_value(OWNER_FIELD)
-    for rule in sla.pause:
-        tl.flag_events(rule.field, rule.in_)
-    tl.history.rows([OWNER_FIELD, *dict.fromkeys(rule.field for rule in sla.pause)])
-    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    bounds = [*range(0, n, _BLOCK_CLOCKS), n]
     blocks = [
         Clocks(clocks.record[a:b], clocks.start[a:b], clocks.stop[a:b])
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
-    with ThreadPoolExecutor(max_workers=parts) as pool:
-        results = list(
-            pool.map(
-                lambda block: _evaluate_clocks(
-                    policy, sla, tl, users, cals, block, record_tier, now_s, since_s
-                ),
-                blocks,
-            )
-        )
-    return _join([r[0] for r in results]), _join([r[1] for r in results])
+    threads = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS, len(blocks)))
+    # The first block gives the columns' dtypes; every block writes its rows straight into the
+    # whole columns (so a worker thread, not the joining one, faults that memory in). A block's
+    # checkpoint rows go to its own region of an array sized for every checkpoint of every clock
+    # (untouched pages cost nothing), and the regions are closed up afterwards.
+    if len(blocks) == 1:
+        clock, cp = _evaluate_clocks(ctx, blocks[0])
+        for column, (table, codes) in _object_columns(ctx, clock).items():
+            clock[column] = table[clock[codes]]
+        for column, (table, codes) in _object_columns(ctx, cp).items():
+            cp[column] = table[cp[codes]]
+        return _assemble(ctx, clock, cp)
+    # One clock tells the columns' dtypes.
+    probe_clock, probe_cp = _evaluate_clocks(ctx, Clocks(clocks.record[:1], clocks.start[:1], clocks.stop[:1]))
+    n_cp = len(sla.all_checkpoints())
+    clock_out = {key: np.empty(n, value.dtype) for key, value in probe_clock.items()}
+    clock_out |= {column: np.empty(n, object) for column in _object_columns(ctx, probe_clock)}
+    cp_region = {key: np.empty(n * n_cp, value.dtype) for key, value in probe_cp.items()}
+    counts = [0] * len(blocks)
+
+    def run(i: int) -> None:
+        clock, cp = _evaluate_clocks(ctx, blocks[i])
+        a, b = bounds[i], bounds[i + 1]
+        for key, value in clock.items():
+            clock_out[key][a:b] = value
+        # The id columns are filled here, a block at a time, so this Python-object work (it
+        # holds the GIL) overlaps the other thread's numeric work instead of following it.
+        for column, (table, codes) in _object_columns(ctx, clock).items():
+            np.take(table, clock[codes], out=clock_out[column][a:b])
+        at = bounds[i] * n_cp
+        for key, value in cp.items():
+            cp_region[key][at : at + len(value)] = value
+        counts[i] = len(cp["record"])
+
+    if threads == 1:
+        for i in range(len(blocks)):
+            run(i)
+    else:
+        # Blocks are independent, so they run on the machine's cores (numpy releases the GIL in
+        # its integer kernels) and are joined in order: the result is the same as in one go. The
+        # timelines' lazy caches are filled first so the threads only read shared state.
+        tl.prepare(sla)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(run, range(len(blocks))))
+    total = 0
+    for i, m in enumerate(counts):
+        at = bounds[i] * n_cp
+        if at != total:
+            for column in cp_region.values():
+                column[total : total + m] = column[at : at + m]  # overlapping moves are safe
+        total += m
+    cp_out = {key: column[:total] for key, column in cp_region.items()}
+    for column, (table, codes) in _object_columns(ctx, cp_out).items():
+        cp_out[column] = table[cp_out[codes]]
+    return _assemble(ctx, clock_out, cp_out)
 
 
-def _join(parts: list[dict]) -> dict:
-    """Concatenate per-block column dicts (same keys; Categoricals share their categories)."""
-    out = {}
-    for key, first in parts[0].items():
-        values = [p[key] for p in parts]
-        if isinstance(first, pd.Categorical):
-            out[key] = pd.Categorical.from_codes(
-                np.concatenate([v.codes for v in values]), dtype=first.dtype
-            )
-        else:
-            out[key] = np.concatenate(values)
+def _object_columns(ctx: _Context, part: dict) -> dict[str, tuple[np.ndarray, str]]:
+    """The output's Python-object columns of a block's clock or checkpoint columns, as (lookup
+    table, code column)."""
+    ids = ctx.tl.index.ids.to_numpy()
+    if "owner" not in part:  # checkpoint rows
+        return {"record_id": (ids, "record")}
+    return {
+        "record_id": (ids, "record"),
+        "owner_id": (ctx.tl.owners().vocab, "owner"),
+        "team": (ctx.owner_team, "owner"),
+    }
+
+
+def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
+    """The output columns from the blocks' columns (ids already looked up): codes wrapped as
+    Categoricals."""
+    sla, names = ctx.sla, ctx.cp_names
+    n, m = len(clock["record"]), len(cp["record"])
+    clock_cols = {
+        "sla_id": _constant(sla.id, n),
+        "record_id": clock["record_id"],
+        "clock_start": clock["clock_start"],
+        "object_type": _constant(sla.object, n),
+        "policy_version": _constant(ctx.policy.version, n),
+        "tier": pd.Categorical.from_codes(clock["tier"], [t.id for t in sla.tiers]),
+        "calendar": pd.Categorical.from_codes(clock["calendar"], ctx.cals.names),
+        "target_seconds": clock["target_seconds"],
+        "owner_id": clock["owner_id"],
+        "team": clock["team"],
+        "state": pd.Categorical.from_codes(clock["state"], STATES),
+        "elapsed_seconds": clock["elapsed_seconds"],
+        "remaining_seconds": clock["remaining_seconds"],
+        "percent_elapsed": clock["percent_elapsed"],
+        "colour": pd.Categorical.from_codes(clock["colour"], COLOURS),
+        "deadline": clock["deadline"],
+        "stopped_at": clock["stopped_at"],
+        "breached_at": clock["breached_at"],
+        "critical": clock["critical"],
+        "next_checkpoint": pd.Categorical.from_codes(clock["next_checkpoint"], names),
+        "next_checkpoint_at": clock["next_checkpoint_at"],
+    }
+    cp_cols = {
+        "sla_id": _constant(sla.id, m),
+        "record_id": cp["record_id"],
+        "clock_start": cp["clock_start"],
+        "policy_version": _constant(ctx.policy.version, m),
+        "checkpoint": pd.Categorical.from_codes(cp["checkpoint"], names),
+        "offset_seconds": cp["offset_seconds"],
+        "reached_at": cp["reached_at"],
+        "status": pd.Categorical.from_codes(cp["status"], CHECKPOINT_STATUSES),
+    }
+    return clock_cols, cp_cols
+
+
+def _open_at(table: FusedTable, cal: CalendarCodes, t: np.ndarray, now_s: int) -> np.ndarray:
+    """F(t) per instant on its calendar; instants equal to `now` (every open clock's end) are read
+    from a per-calendar F(now), so only stops need a lookup."""
+    at_now = t == now_s
+    if not at_now.any():
+        return table.open_before(cal, t)
+    n_cals = len(table.total)
+    f_now = table.open_before(np.arange(n_cals, dtype=np.int64), np.full(n_cals, now_s, np.int64))
+    out = f_now[cal.codes]
+    if not at_now.all():
+        other = np.flatnonzero(~at_now)
+        out[other] = table.open_before(cal.codes[other], t[other])
     return out
 
 
-def _evaluate_clocks(
-    policy: Policy,
-    sla: Sla,
-    tl: Timeline,
-    users: pd.DataFrame,
-    cals: _Calendars,
-    clocks: Clocks,
-    record_tier: np.ndarray,
-    now_s: int,
-    since_s: int | None,
-) -> tuple[dict, dict]:
-    """Evaluate a block of one SLA's clocks (every clock independently of the others)."""
+def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
+    """Evaluate a block of one SLA's clocks (every clock independently of the others).
+
+    Works column by column (the deadline, then each checkpoint) on 1-D arrays: (clocks x goals)
+    temporaries are fresh memory the kernel must fault in and zero, which cost more than the
+    arithmetic on them.
+    """
+    sla, tl, cals, now_s, since_s = ctx.sla, ctx.tl, ctx.cals, ctx.now_s, ctx.since_s
     n = len(clocks.record)
     stopped = clocks.stop >= 0
     end = np.where(stopped, clocks.stop, now_s)
     seg: Segments = split_segments(sla, tl, clocks, end)
+    single = seg.single  # segment i is clock i
 
     # Tier -> target, time kind, calendar per clock.
-    tier_ix = record_tier[clocks.record]
+    tier_ix = ctx.record_tier[clocks.record]  # int8
     tiers = sla.tiers
     target = np.array([t.target.seconds for t in tiers], np.int64)[tier_ix]
     critical = np.array([t.critical for t in tiers], bool)[tier_ix]
-    fixed_cal = np.array(
+    fixed = np.array(
         [
             cals.code[REAL_TIME_CALENDAR]
             if t.target.time == "calendar"
@@ -292,88 +435,117 @@ def _evaluate_clocks(
             for t in tiers
         ],
         np.int64,
-    )[tier_ix]
-    seg_team, owner_cal = _owner_calendars(policy, cals, users, seg.owner)
-    seg_cal = np.where(fixed_cal[seg.clock] >= 0, fixed_cal[seg.clock], owner_cal)
+    )
+    seg_cal = ctx.owner_cal[seg.owner]
+    if (fixed >= 0).any():
+        seg_fixed = fixed[tier_ix] if single else fixed[tier_ix][seg.clock]
+        seg_cal = np.where(seg_fixed >= 0, seg_fixed, seg_cal)
+    if single:
+        first = last = None
+        cur_cal, seg_last_owner, paused_last = seg_cal, seg.owner, seg.paused
+    else:
+        clock_ix = np.arange(n)
+        first = np.searchsorted(seg.clock, clock_ix, side="left")
+        last = np.searchsorted(seg.clock, clock_ix, side="right") - 1
+        cur_cal, seg_last_owner, paused_last = seg_cal[last], seg.owner[last], seg.paused[last]
 
     # "2 h in hours, 4 h outside": decided by whether the clock started inside its first calendar's hours.
-    outside = np.array([t.target.outside_hours_seconds or -1 for t in tiers], np.int64)[tier_ix]
+    outside = np.array([t.target.outside_hours_seconds or -1 for t in tiers], np.int64)
     if (outside >= 0).any():
-        first_seg = np.searchsorted(seg.clock, np.arange(n), side="left")
-        opened = cals.is_open(seg_cal[first_seg], clocks.start)
-        target = np.where((outside >= 0) & ~opened, outside, target)
+        outside = outside[tier_ix]
+        which = np.flatnonzero(outside >= 0)
+        if len(which):
+            first_cal = seg_cal[which] if single else seg_cal[first[which]]
+            opened = cals.fused.is_open(first_cal, clocks.start[which])
+            target[which] = np.where(opened, target[which], outside[which])
 
     # Checkpoint offsets per clock (n, K), in catch-up order: by offset, then declaration. The
     # order is usually the same for every clock, so try the first clock's order before sorting all.
     cps = sla.all_checkpoints()
-    cp_offsets = np.stack([_offsets(cp, target) for cp in cps], axis=1)
-    order0 = np.argsort(cp_offsets[0], kind="stable")
+    columns = [_offsets(cp, target) for cp in cps]
+    n_cp = len(cps)
+    order0 = np.argsort(np.array([c[0] for c in columns]), kind="stable")
     # order0 is every clock's order if it sorts every row, ties broken by declaration (so the
     # answer never depends on which clock came first, e.g. in a block of a parallel run).
     same_order = all(
-        np.all(cp_offsets[:, a] < cp_offsets[:, b] if a > b else cp_offsets[:, a] <= cp_offsets[:, b])
+        np.all(columns[a] < columns[b] if a > b else columns[a] <= columns[b])
         for a, b in zip(order0, order0[1:], strict=False)
     )
+    cp_offsets = np.empty((n, n_cp), np.int64)
     if same_order:
-        order = np.broadcast_to(order0, cp_offsets.shape)
-        if np.any(order0 != np.arange(len(order0))):
-            cp_offsets = cp_offsets[:, order0]
+        order = None
+        for j, o in enumerate(order0):
+            cp_offsets[:, j] = columns[o]
     else:
-        order = np.argsort(cp_offsets, axis=1, kind="stable")
-        cp_offsets = np.take_along_axis(cp_offsets, order, axis=1)
-    cp_names = [cp.id for cp in cps]
-    goals = np.concatenate([target[:, None], cp_offsets], axis=1)  # column 0: the deadline
+        stacked = np.stack(columns, axis=1)
+        order = np.argsort(stacked, axis=1, kind="stable")
+        cp_offsets[:] = np.take_along_axis(stacked, order, axis=1)
+    del columns
 
     # Everything below works in "open seconds" space F of the fused calendar table: elapsed is
     # F(end) - F(start) per segment, and the instant an offset is reached is F's inverse. The
     # table is grown until every projected instant falls inside it, then F is final.
-    first = np.searchsorted(seg.clock, np.arange(n), side="left")
-    last = np.searchsorted(seg.clock, np.arange(n), side="right") - 1
-    cur_cal = seg_cal[last]
-    fused = cals.fused
-    extra_years = 1
+    reached = np.empty((n, n_cp), dtype=bool)
+    reached_at = np.empty((n, n_cp), np.int64)
+    # The table must reach past every projected instant: guess generously from the largest goal
+    # (a business hour is rarely more than five real ones), then grow it if a goal falls outside.
+    horizon = int(seg.end.max()) + 5 * int(max(target.max(), cp_offsets.max(initial=0))) + 21 * 86_400
+    extra_years = 0
     while True:
-        table = fused.prepare(int(seg.start.min()), int(seg.end.max()), extra_years)
-        f_start = table.open_before(seg_cal, seg.start)
-        f_end = table.open_before(seg_cal, seg.end)
-        seg_elapsed = np.where(seg.paused, 0, f_end - f_start)
-        cum_after = np.cumsum(seg_elapsed)
-        cum_before = cum_after - seg_elapsed
-        base = cum_before[first]
-        elapsed = cum_after[last] - base
-        inside = goals <= elapsed[:, None]  # reached within the clock's own segments
-        # In place where it is easy: (clocks x goals) temporaries are costly fresh memory.
-        projected = goals - elapsed[:, None]
-        projected += f_end[last][:, None]
-        if len(seg.clock) == n:
-            # One segment per clock (no owner or pause changes): segment i is clock i.
-            f_goal = goals + f_start[:, None]
-            np.copyto(f_goal, projected, where=~inside)
-            goal_cal = seg_cal[:, None]  # broadcast: one calendar per clock
-            seg_begin = seg.start[:, None]
+        table = cals.fused.prepare(int(seg.start.min()), horizon, extra_years)
+        seg_codes = table.prepare(seg_cal)
+        f_start = table.open_before(seg_codes, seg.start)
+        f_end = _open_at(table, seg_codes, seg.end, now_s)
+        seg_elapsed = f_end - f_start
+        seg_elapsed[seg.paused] = 0
+        if single:
+            elapsed = seg_elapsed
+            # A goal reached inside the clock's one segment is F(start) + goal; otherwise it is
+            # projected from the end: F(end) - elapsed + goal (the same unless the clock is paused).
+            projected_base = f_end - elapsed
         else:
-            # The first segment whose cumulative elapsed reaches the goal (zero-length spans of
-            # earlier clocks share the same cumulative value, hence the clip).
-            k = np.clip(
-                np.searchsorted(cum_after, base[:, None] + goals, side="left"), first[:, None], last[:, None]
-            )
-            # Inside: from that segment's start on its calendar. Otherwise projected: the clock keeps
-            # running from the evaluation end (now, or the stop) on the current owner's calendar.
-            f_goal = np.where(inside, f_start[k] + (base[:, None] + goals - cum_before[k]), projected)
-            goal_cal = np.where(inside, seg_cal[k], cur_cal[:, None])
-            seg_begin = seg.start[k]
-        if np.all(f_goal <= table.total[goal_cal]):
+            cum_after = np.cumsum(seg_elapsed)
+            cum_before = cum_after - seg_elapsed
+            base = cum_before[first]
+            elapsed = cum_after[last] - base
+            projected_base = f_end[last] - elapsed
+        deadline = None
+        for j in range(n_cp + 1):
+            goal = target if j == 0 else cp_offsets[:, j - 1]
+            inside = goal <= elapsed  # reached within the clock's own segments
+            if single:
+                f_goal = np.where(inside, f_start, projected_base)
+                f_goal += goal
+                goal_cal = seg_codes
+                start_at = np.where(inside, seg.start, end)
+            else:
+                # The first segment whose cumulative elapsed reaches the goal (zero-length spans of
+                # earlier clocks share the same cumulative value, hence the clip). Inside: from that
+                # segment's start on its calendar. Otherwise projected: the clock keeps running from
+                # the evaluation end (now, or the stop) on the current owner's calendar.
+                wanted = base + goal
+                k = np.clip(np.searchsorted(cum_after, wanted, side="left"), first, last)
+                wanted -= cum_before[k]
+                wanted += f_start[k]
+                f_goal = np.where(inside, wanted, projected_base + goal)
+                goal_cal = table.prepare(np.where(inside, seg_cal[k], cur_cal))
+                start_at = np.where(inside, seg.start[k], end)
+            if not np.all(f_goal <= goal_cal.total):
+                break
+            at = table.inverse(goal_cal, f_goal)
+            if j == 0:
+                deadline = np.maximum(at, start_at, out=at)
+            else:
+                reached[:, j - 1] = inside
+                np.maximum(at, start_at, out=reached_at[:, j - 1])
+        else:
             break
-        extra_years = extra_years * 2 + 2
-    start_at = np.where(inside, seg_begin, end[:, None])
-    reached_at = table.inverse(goal_cal, f_goal)
-    np.maximum(reached_at, start_at, out=reached_at)
-    deadline = reached_at[:, 0]
-    reached_at = reached_at[:, 1:]
-    reached = inside[:, 1:]
+        if cals.fused.max_year >= MAX_YEAR:
+            raise CalendarError(f"an SLA {sla.id!r} deadline falls after {MAX_YEAR}")
+        extra_years = extra_years * 2 + 1
 
     over = elapsed > target
-    paused_now = seg.paused[last] & ~stopped
+    paused_now = paused_last & ~stopped
     state = np.select(
         [stopped & ~over, stopped & over, over, paused_now],
         [STATES.index("met"), STATES.index("met_late"), STATES.index("breached"), STATES.index("paused")],
@@ -382,53 +554,56 @@ def _evaluate_clocks(
     percent = np.round(elapsed / target * 100.0, 2)
     colour = np.where(over, 2, np.where(percent >= 75, 1, 0)).astype(np.int8)
 
-    fresh = reached & ~stopped[:, None]
-    if since_s is not None:
-        fresh &= reached_at > since_s
-    # The last fresh checkpoint (highest offset) is due; earlier fresh ones are superseded.
-    last_fresh = np.where(fresh.any(axis=1), fresh.shape[1] - 1 - np.argmax(fresh[:, ::-1], axis=1), -1)
-    col = np.arange(fresh.shape[1])[None, :]
-    status = np.where(fresh & (col == last_fresh[:, None]), 0, np.where(fresh, 1, 2)).astype(np.int8)
-    not_reached = ~reached & ~stopped[:, None]
-    nxt = np.where(not_reached.any(axis=1), np.argmax(not_reached, axis=1), -1)
+    # Column by column (a few checkpoints, a million clocks): the last fresh checkpoint (highest
+    # offset) is due, earlier fresh ones are superseded; the first one not reached is next.
+    running = ~stopped
+    fresh = np.empty((n, n_cp), dtype=bool)
+    last_fresh = np.full(n, -1, np.int64)
+    nxt = np.full(n, -1, np.int64)
+    for j in range(n_cp):
+        col = fresh[:, j]
+        np.logical_and(reached[:, j], running, out=col)
+        if since_s is not None:
+            col &= reached_at[:, j] > since_s
+        last_fresh[col] = j
+    for j in range(n_cp - 1, -1, -1):
+        nxt[~reached[:, j] & running] = j
+    status = np.full((n, n_cp), 2, np.int8)
+    for j in range(n_cp):
+        status[:, j][fresh[:, j]] = 1
+        status[:, j][last_fresh == j] = 0
     nxt_c = np.clip(nxt, 0, None)
     rows = np.arange(n)
+    next_cp = order0[nxt_c] if order is None else order[rows, nxt_c]
 
-    record_ids = tl.index.ids.to_numpy()[clocks.record]
-    tier_names = [t.id for t in tiers]
     clock_cols = {
-        "sla_id": _constant(sla.id, n),
-        "record_id": record_ids,
+        "record": clocks.record.astype(np.int32),
         "clock_start": clocks.start,
-        "object_type": _constant(sla.object, n),
-        "policy_version": _constant(policy.version, n),
-        "tier": pd.Categorical.from_codes(tier_ix, tier_names),
-        "calendar": pd.Categorical.from_codes(cur_cal, cals.names),
+        "tier": tier_ix,
+        "calendar": cur_cal.astype(np.int8),
         "target_seconds": target,
-        "owner_id": seg.owner[last],
-        "team": seg_team[last],
-        "state": pd.Categorical.from_codes(state, STATES),
+        "owner": seg_last_owner.astype(np.int32),
+        "state": state,
         "elapsed_seconds": elapsed,
         "remaining_seconds": target - elapsed,
         "percent_elapsed": percent,
-        "colour": pd.Categorical.from_codes(colour, COLOURS),
+        "colour": colour,
         "deadline": deadline,
-        "stopped_at": clocks.stop,
-        "breached_at": np.where(over, deadline, -1),
+        "stopped_at": np.where(stopped, clocks.stop, _NAT),
+        "breached_at": np.where(over, deadline, _NAT),
         "critical": critical,
-        "next_checkpoint": pd.Categorical.from_codes(np.where(nxt >= 0, order[rows, nxt_c], -1), cp_names),
-        "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], -1),
+        "next_checkpoint": np.where(nxt >= 0, next_cp, -1).astype(np.int8),
+        "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], _NAT),
     }
-    ci, cj = np.nonzero(reached)
+    flat = np.flatnonzero(reached)  # row-major: by clock, then catch-up order
+    ci = np.repeat(rows, np.count_nonzero(reached, axis=1))
     cp_cols = {
-        "sla_id": _constant(sla.id, len(ci)),
-        "record_id": record_ids[ci],
+        "record": clocks.record.astype(np.int32)[ci],
         "clock_start": clocks.start[ci],
-        "policy_version": _constant(policy.version, len(ci)),
-        "checkpoint": pd.Categorical.from_codes(order[ci, cj], cp_names),
-        "offset_seconds": cp_offsets[ci, cj],
-        "reached_at": reached_at[ci, cj],
-        "status": pd.Categorical.from_codes(status[ci, cj], CHECKPOINT_STATUSES),
+        "checkpoint": np.tile(order0.astype(np.int8), n)[flat] if order is None else order.ravel()[flat],
+        "offset_seconds": cp_offsets.ravel()[flat],
+        "reached_at": reached_at.ravel()[flat],
+        "status": status.ravel()[flat],
     }
     return clock_cols, cp_cols
 
@@ -533,7 +708,7 @@ def _frame(parts: list[dict], columns: list[str], instants: tuple[str, ...]) -> 
             if c in instants:
                 value = _to_utc(value)
             elif isinstance(value, np.ndarray) and value.dtype == object:
-                value = pd.Series(value, dtype=object)
+                value = pd.Series(value, dtype=object, copy=False)
             cols[c] = value
         frames.append(pd.DataFrame(cols, columns=columns, copy=False))
     if not frames:

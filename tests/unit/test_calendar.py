@@ -339,3 +339,56 @@ def test_vectorised_forms_accept_timedeltas_and_keep_the_index(us_east):
     assert list(due.index) == ["a", "b"]
     assert due["a"] == ny(2026, 11, 23, 11, 30) and due["b"] == ny(2026, 11, 27, 12, 0)
     assert list(us_east.elapsed_many(starts, due)) == [dt.timedelta(hours=4)] * 2
+
+
+# --- the fused multi-calendar table: bucket-indexed lookups == binary searches == scalar API ------
+
+
+def test_fused_table_lookups_equal_binary_search_and_the_scalar_api():
+    from leadsla.calendar import CalendarSet
+
+    cals = [
+        BusinessCalendar.from_dict(
+            {"timezone": "America/New_York", "hours": {"mon": "09:00-17:00", "fri": ["09:00-09:01", "09:02-15:30"]},
+             "holidays": {"country": "US"}}, "ny"),
+        BusinessCalendar.from_dict(
+            {"timezone": "Europe/London", "hours": {d: ["09:00-12:30", "13:30-17:30"] for d in ("mon", "tue", "wed")}},
+            "uk"),
+        BusinessCalendar.always_open(),
+    ]
+    fused = CalendarSet(cals)
+    lo = int(pd.Timestamp("2026-01-05", tz="UTC").timestamp())
+    table = fused.prepare(lo, lo + 300 * 86400, 1)
+    rng = np.random.default_rng(3)
+    n = 20_000
+    codes = rng.integers(0, len(cals), n)
+    t = lo + rng.integers(0, 330 * 86400, n)
+    # Exactly on interval edges too (the bucket walk's boundary cases).
+    edges = rng.integers(0, len(table.starts), 2000)
+    t[:2000] = np.where(rng.random(2000) < 0.5, table.starts[edges], table.ends[edges]) % (1 << 36)
+    codes[:2000] = table.starts[edges] >> 36
+    shift = codes * CalendarSet._SHIFT
+    i = np.searchsorted(table.starts, t + shift, side="right") - 1
+    expected_f = table.cum[i] + np.clip(t + shift - table.starts[i], 0, table.ends[i] - table.starts[i]) - shift
+    f = table.open_before(codes, t)
+    assert (f == expected_f).all()
+    assert (table.is_open(codes, t) == (t + shift < table.ends[i])).all()
+    goal = np.minimum(f + rng.integers(0, 40 * 3600, n), table.total[codes])
+    goal[:100] = 0
+    j = np.searchsorted(table.cum_end, goal + shift, side="left")
+    expected_at = table.starts[j] + (goal + shift - table.cum[j]) - shift
+    assert (table.inverse(codes, goal) == expected_at).all()
+    # And the same as each calendar's scalar deadline/elapsed, on a sample.
+    for k in range(100, n, 997):
+        cal = cals[codes[k]]
+        start = dt.datetime.fromtimestamp(int(t[k]), dt.UTC)
+        end = dt.datetime.fromtimestamp(int(t[k]) + 5 * 86400, dt.UTC)
+        later = table.open_before(codes[k : k + 1], t[k : k + 1] + 5 * 86400)[0]
+        assert int(later - f[k]) == int(cal.elapsed(start, end).total_seconds())
+        reached = max(int(table.inverse(codes[k : k + 1], goal[k : k + 1])[0]), int(t[k]))
+        assert reached == int(cal.deadline(start, int(goal[k] - f[k])).timestamp())
+    # Instants outside the indexed years fall back to the binary search with the same answer.
+    far = t.copy()
+    far[0] = table.domain[1] + 10
+    ref = table.open_before(codes[1:], far[1:])
+    assert (table.open_before(codes, far)[1:] == ref).all()

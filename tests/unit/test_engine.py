@@ -563,12 +563,15 @@ def _mixed_case():
 def test_block_parallel_evaluation_equals_one_block(policy, monkeypatch):
     records, history, acts = _mixed_case()
     whole = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
+    assert len(whole.clocks) == 60 and set(whole.clocks["state"]) >= {"breached", "paused", "met"}
+    monkeypatch.setattr(engine_module, "_BLOCK_CLOCKS", 7)  # nine blocks, the last one short
+    sequential = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
     monkeypatch.setattr(engine_module, "_THREADS", 3)
     monkeypatch.setattr(engine_module, "_PARALLEL_MIN_CLOCKS", 1)
-    blocks = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
-    assert len(whole.clocks) == 60 and set(whole.clocks["state"]) >= {"breached", "paused", "met"}
-    pd.testing.assert_frame_equal(whole.clocks, blocks.clocks)
-    pd.testing.assert_frame_equal(whole.checkpoints, blocks.checkpoints)
+    threaded = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
+    for blocks in (sequential, threaded):
+        pd.testing.assert_frame_equal(whole.clocks, blocks.clocks)
+        pd.testing.assert_frame_equal(whole.checkpoints, blocks.checkpoints)
 
 
 def test_record_id_join_falls_back_to_pandas_when_hashes_collide(policy, monkeypatch):
@@ -578,3 +581,47 @@ def test_record_id_join_falls_back_to_pandas_when_hashes_collide(policy, monkeyp
     colliding = run(policy, records, history, acts, now="2026-11-24 12:00")
     pd.testing.assert_frame_equal(hashed.clocks, colliding.clocks)
     pd.testing.assert_frame_equal(hashed.checkpoints, colliding.checkpoints)
+
+
+def test_tier_matcher_agrees_with_a_per_record_loop_on_a_random_frame():
+    """The bitmask matcher (== passes for a few values, factorised codes for more) picks the same
+    tier as walking the tiers in priority order for each record, missing values included."""
+    raw = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    tiers = raw["slas"][0]["tiers"]
+    # More than three accepted values on one column (the factorised path) and two columns in one tier.
+    tiers.insert(1, {
+        "id": "big_partner",
+        "when": {"lead_source": ["Partner", "Reseller", "Referral", "Alliance"], "country": ["DE", "FR"]},
+        "target": {"duration": "3h", "time": "business", "calendar": "owner"},
+    })
+    custom = policy_from_dict(raw)
+    sla = custom.sla("sales_touch")
+    rng = np.random.default_rng(5)
+    pools = {
+        "lead_type": ["Demo Request", "Webinar", "Event", "Content", "Content Download", "Other", None],
+        "lead_source": ["Partner", "Reseller", "Inbound", "Web", "Chat", "Referral", "Alliance", None],
+        "account_tier": ["Enterprise", "SMB", None],
+        "country": ["DE", "FR", "US", None],
+    }
+    n = 3000
+    records = pd.DataFrame({
+        "object_type": "Lead",
+        "record_id": [f"R{i}" for i in range(n)],
+        "owner_id": "U_EAST",
+        **{c: [pool[i] for i in rng.integers(0, len(pool), n)] for c, pool in pools.items()},
+    })
+    records.loc[::7, "lead_type"] = np.nan  # both kinds of missing value
+    index = clock_module.RecordIndex.build(clock_module.Columns(records, "records"), "Lead")
+    got = engine_module._match_tiers(sla, index)
+
+    def first_tier(row) -> int:
+        for k, tier in enumerate(sla.tiers):
+            if tier.default or all(
+                isinstance(row[c], str) and row[c] in accepted for c, accepted in tier.when.items()
+            ):
+                return k
+        raise AssertionError("no default tier")
+
+    expected = [first_tier(row) for row in records.to_dict("records")]
+    assert got.tolist() == expected
+    assert len(set(expected)) == len(sla.tiers)  # every tier, the default included, was exercised
