@@ -132,19 +132,12 @@ def _redact(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-#: Address space SQLite may map per connection (not memory used: the OS page cache backs it).
-SQLITE_MMAP_BYTES = 1 << 30
-
-
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 (DBAPI objects)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    # Read pages straight from the OS page cache instead of copying them through SQLite's 2 MB
-    # per-connection cache (connections are not pooled): halves the War Room's range reads.
-    cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cur.close()
 
 

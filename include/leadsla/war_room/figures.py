@@ -105,11 +105,26 @@ def median_first_touch(clocks: pd.DataFrame, by: str) -> pd.Series:
 
 
 def _us(values: pd.Series) -> np.ndarray:
-    """UTC datetimes as int64 microseconds, missing = `_NONE`."""
-    idx = pd.DatetimeIndex(values).as_unit("us")
+    """UTC instants as int64 microseconds, missing = `_NONE`. SQLite's raw text (naive UTC,
+    'YYYY-MM-DD HH:MM:SS.ffffff') is parsed by numpy in one call; anything else (PostgreSQL's
+    aware datetimes, parsed frames) through pandas."""
+    raw = values.to_numpy()
+    present = raw[pd.notna(raw)]
+    if len(present) and isinstance(present[0], str):
+        out = raw.astype("M8[us]").view(np.int64).copy()
+        out[out == np.iinfo(np.int64).min] = _NONE
+        return out
+    idx = pd.DatetimeIndex(pd.to_datetime(raw, utc=True)).as_unit("us") if len(raw) else pd.DatetimeIndex([])
     out = idx.asi8.copy()
     out[idx.isna()] = _NONE
     return out
+
+
+def _codes(values: np.ndarray, mapping: dict) -> np.ndarray:
+    """`mapping[v]` for each value, -1 where unmapped (a dict look-up per value beats pandas' map
+    on object columns)."""
+    get = mapping.get
+    return np.fromiter((get(v, -1) for v in values), dtype=np.int64, count=len(values))
 
 
 def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -123,7 +138,7 @@ def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
     Args:
         rows: one row per Status change before the period's end (a lead without any: one row with
             no change): record_id, status, created_at, rejection_reason, new_value, old_value,
-            changed_at (UTC datetimes).
+            changed_at (UTC: datetimes, or SQLite's raw text).
     """
     rows = sorted_by_record(rows)
     rids = rows["record_id"].to_numpy()
@@ -145,10 +160,8 @@ def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
     _, at = np.unique(codes[firsts], return_index=True)  # the first such row of each lead
     first_old = np.full(n, None, dtype=object)
     first_old[codes[firsts[at]]] = rows["old_value"].to_numpy()[firsts[at]]
-    initial = pd.Series(np.where(changed_lead, first_old, per_lead["status"].to_numpy()), dtype=object)
-    initial = initial.map(STAGE_OF_STATUS).to_numpy(dtype=object)
-    stage_of_row = pd.Series(rows["new_value"].to_numpy(), dtype=object).map(_STAGE_INDEX)
-    stage_of_row = stage_of_row.to_numpy(dtype=float, na_value=-1).astype(np.int64)
+    initial = _codes(np.where(changed_lead, first_old, per_lead["status"].to_numpy()), _STAGE_INDEX)
+    stage_of_row = _codes(rows["new_value"].to_numpy(), _STAGE_INDEX)
     arrived = np.full((n, len(STAGES)), _NONE, dtype=np.int64)
     hit = has_change & (stage_of_row >= 0)
     np.minimum.at(arrived, (codes[hit], stage_of_row[hit]), changed[hit])
@@ -160,7 +173,7 @@ def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
         hist = arrived[:, i]
         # As `reports.data.load` has it: the earlier of the two, and the first change into the stage
         # wins a tie; an arrival at or after the end does not count.
-        keep_hist = (initial != stage) | ((hist != _NONE) & has_created & (hist <= created)) | ~has_created
+        keep_hist = (initial != i) | ((hist != _NONE) & has_created & (hist <= created)) | ~has_created
         at = np.where(keep_hist, hist, created)
         at = np.where(at < end, at, _NONE)
         nat = at == _NONE

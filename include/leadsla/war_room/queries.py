@@ -244,8 +244,7 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     with engine.connect() as conn:
         c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id).order_by(
             _by_code_point(conn, s.clocks.c.record_id)), objects=True))
-        changes = _utc(_frame(conn, _cohort_changes(f).order_by(_by_code_point(conn, s.records.c.record_id)),
-                              objects=True), "created_at", "changed_at")
+        changes = _frame(conn, _cohort_changes(f).order_by(_by_code_point(conn, s.records.c.record_id)), objects=True)
     figures: dict[str, tuple[str, ...]] = {}
     overall = rf.compliance(c, [])
     ov = overall.iloc[0] if len(overall) else None
