@@ -246,3 +246,21 @@ def test_range_figures_equal_the_previous_pandas_computation(store, filters):
     for key in ("reps", "teams", "trend", "funnel", "reasons"):
         _assert_rows_equal(new[key], old[key], key)
     assert {k: v for k, v in new["overall"].items()} == pytest.approx(old["overall"], nan_ok=True)
+
+
+def test_war_room_reads_do_not_hold_the_write_lock(tmp_path):
+    """SQLite: a War Room read leaves the store writable (the CRM sync is not held up by a page)."""
+    import sqlite3
+
+    from leadsla.store import open_store
+
+    engine = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    with q._reading(engine) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(s.records)).scalar() == 0
+        writer = sqlite3.connect(tmp_path / "store.db", timeout=0.1)
+        writer.execute("BEGIN IMMEDIATE")  # "database is locked" if the read had taken the write lock
+        writer.rollback()
+        writer.close()
+    with engine.connect() as conn:  # every other connection still writes under the write lock
+        conn.execute(sa.select(1))
+        assert conn.connection.dbapi_connection.in_transaction

@@ -21,7 +21,9 @@ from leadsla.reports.period import Period
 OPEN, MET, VIOLATED = 0, 1, 2
 #: Every stage a lead can reach, in the order of the columns of `stage_arrivals`.
 STAGES = FUNNEL + REJECTED
-_STAGE_INDEX = {status: STAGES.index(stage) for status, stage in STAGE_OF_STATUS.items()}
+_STATUSES = pd.Index(list(STAGE_OF_STATUS), dtype=object)
+#: `STAGES` index of each of `_STATUSES`, then -1 for "no stage" (get_indexer's -1 picks it).
+_STAGE_OF_CODE = np.array([STAGES.index(STAGE_OF_STATUS[st]) for st in _STATUSES] + [-1], dtype=np.int64)
 _NONE = np.iinfo(np.int64).max  # "never reached" in the int64 microsecond arrays below
 
 
@@ -120,11 +122,9 @@ def _us(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _codes(values: np.ndarray, mapping: dict) -> np.ndarray:
-    """`mapping[v]` for each value, -1 where unmapped (a dict look-up per value beats pandas' map
-    on object columns)."""
-    get = mapping.get
-    return np.fromiter((get(v, -1) for v in values), dtype=np.int64, count=len(values))
+def _stage_index(statuses: np.ndarray) -> np.ndarray:
+    """The `STAGES` index each Status value reaches, -1 for none (one hashed look-up in C)."""
+    return _STAGE_OF_CODE[_STATUSES.get_indexer(statuses)]
 
 
 def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -160,8 +160,8 @@ def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
     _, at = np.unique(codes[firsts], return_index=True)  # the first such row of each lead
     first_old = np.full(n, None, dtype=object)
     first_old[codes[firsts[at]]] = rows["old_value"].to_numpy()[firsts[at]]
-    initial = _codes(np.where(changed_lead, first_old, per_lead["status"].to_numpy()), _STAGE_INDEX)
-    stage_of_row = _codes(rows["new_value"].to_numpy(), _STAGE_INDEX)
+    initial = _stage_index(np.where(changed_lead, first_old, per_lead["status"].to_numpy()))
+    stage_of_row = _stage_index(rows["new_value"].to_numpy())
     arrived = np.full((n, len(STAGES)), _NONE, dtype=np.int64)
     hit = has_change & (stage_of_row >= 0)
     np.minimum.at(arrived, (codes[hit], stage_of_row[hit]), changed[hit])

@@ -12,6 +12,7 @@ the only write is `record_visit`, one audit row.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from leadsla.reports import metrics as m
 from leadsla.reports.timeline import record_timeline
 from leadsla.store import schema as s
 from leadsla.store.audit import AuditContext, record
+from leadsla.store.connection import READ_ONLY
 from leadsla.war_room import figures as rf
 from leadsla.war_room.filters import Filters
 
@@ -42,6 +44,12 @@ SYSTEMIC_REP_SHARE = 0.5
 
 class UnknownFigure(LookupError):
     """A drill-down asked for a figure the page does not show."""
+
+
+def _reading(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads only: on SQLite it takes no write lock, so the page neither waits
+    for the CRM sync nor holds it up, and the range panel's two reads run side by side."""
+    return engine.execution_options(**{READ_ONLY: True}).connect()
 
 
 def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd.DataFrame:
@@ -113,7 +121,7 @@ def _lead_filters(f: Filters) -> list:
 def options(engine: sa.Engine) -> dict:
     """Values for the filter drop-downs: lead sources, owners (id, name), teams."""
     r, u = s.records, s.users
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         sources = [v for (v,) in conn.execute(sa.select(r.c.lead_source).where(r.c.object_type == "Lead")
                                               .distinct().order_by(r.c.lead_source)) if v]
         users = conn.execute(sa.select(u.c.user_id, u.c.name, u.c.team).order_by(u.c.name)).all()
@@ -132,7 +140,7 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
     # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
     # clock of the SLA; the state and breached_at indexes find the few live rows directly.
     where = [c.c.sla_id.concat("") == sla_id, *_clock_filters(f)]
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         open_ = _frame(conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where))
         risk = _frame(conn, sa.select(c.c.record_id, r.c.name, u.c.name.label("owner"), c.c.team, c.c.state,
                                       c.c.colour, c.c.remaining_seconds, c.c.deadline, c.c.next_checkpoint)
@@ -241,10 +249,21 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     frame. The page shows no per-source compliance, so leads of clocks are not loaded.
     """
     p = f.period
-    with engine.connect() as conn:
-        c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id).order_by(
-            _by_code_point(conn, s.clocks.c.record_id)), objects=True))
-        changes = _frame(conn, _cohort_changes(f).order_by(_by_code_point(conn, s.records.c.record_id)), objects=True)
+
+    def judged() -> pd.DataFrame:
+        with _reading(engine) as conn:
+            return rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id).order_by(
+                _by_code_point(conn, s.clocks.c.record_id)), objects=True))
+
+    # The two reads run side by side: the store's engine works without Python's GIL (SQLite's
+    # step, PostgreSQL's network wait) while this thread turns the other's rows into objects.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        clocks = pool.submit(judged)
+        with _reading(engine) as conn:
+            changes = _frame(conn, _cohort_changes(f).order_by(_by_code_point(conn, s.records.c.record_id)),
+                             objects=True)
+        coh = rf.cohort(changes, p)
+        c = clocks.result()
     figures: dict[str, tuple[str, ...]] = {}
     overall = rf.compliance(c, [])
     ov = overall.iloc[0] if len(overall) else None
@@ -273,7 +292,6 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     for row in trend.itertuples():
         figures[f"week:{row.week}"] = row.record_ids
         figures[f"week_violated:{row.week}"] = row.violated_ids
-    coh = rf.cohort(changes, p)
     fun = rf.funnel(coh)
     for row in fun.itertuples():
         figures[f"funnel:{row.stage}"] = row.record_ids
@@ -298,7 +316,7 @@ def records_for(engine: sa.Engine, record_ids: tuple[str, ...], sla_id: str, lim
     if not shown:
         return []
     r, u, c = s.records, s.users, s.clocks
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         leads = _frame(conn, sa.select(r.c.record_id, r.c.name, r.c.company, r.c.status, r.c.lead_source,
                                        u.c.name.label("owner"), u.c.team)
                        .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
@@ -337,7 +355,7 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
     """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
     link), Status/owner history, and the quarantine and health findings naming it. None if unknown."""
     r, c, h, u, q = s.records, s.clocks, s.field_history, s.users, s.quarantine
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         lead = conn.execute(sa.select(r, u.c.name.label("owner_name")).select_from(
             r.outerjoin(u, u.c.user_id == r.c.owner_id)).where(r.c.record_id == record_id)).mappings().first()
         if lead is None:
@@ -357,18 +375,18 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
 def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
     """Latest rows of the `health_findings` table (the data-quality gate's), or [] when the store
     has no such table yet."""
-    if not sa.inspect(engine).has_table("health_findings"):
-        return []
-    table = sa.Table("health_findings", sa.MetaData(), autoload_with=engine)
-    order = table.c.run_at.desc() if "run_at" in table.c else sa.text("1")
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
+        if not sa.inspect(conn).has_table("health_findings"):
+            return []
+        table = sa.Table("health_findings", sa.MetaData(), autoload_with=conn)
+        order = table.c.run_at.desc() if "run_at" in table.c else sa.text("1")
         return [dict(x) for x in conn.execute(sa.select(table).order_by(order).limit(limit)).mappings()]
 
 
 def quarantine_summary(engine: sa.Engine) -> list[dict]:
     """Rows still held in quarantine, by object type: count and the latest one's reasons."""
     q = s.quarantine
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         rows = conn.execute(sa.select(q.c.object_type, sa.func.count().label("held"),
                                       sa.func.max(q.c.last_seen_at).label("last_seen_at"))
                             .where(q.c.released_at.is_(None)).group_by(q.c.object_type)
