@@ -69,12 +69,6 @@ def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd
     return pd.DataFrame.from_records(rows, columns=keys) if rows else pd.DataFrame(columns=keys)
 
 
-def _by_code_point(conn: sa.Connection, col: sa.ColumnElement) -> sa.ColumnElement:
-    """`col` for ORDER BY in code-point order, the order `metrics.ids` gives record ids: SQLite's
-    default BINARY collation is; PostgreSQL's database collation may not be, "C" is."""
-    return sa.collate(col, "C") if conn.dialect.name == "postgresql" else col
-
-
 def _raw(table: sa.Table, *names: str) -> list:
     """The table's columns, with UTC timestamps read raw (no per-row TypeDecorator call) and
     converted vectorised by `_utc` - the stored values are UTC on both backends."""
@@ -252,16 +246,14 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
 
     def judged() -> pd.DataFrame:
         with _reading(engine) as conn:
-            return rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id).order_by(
-                _by_code_point(conn, s.clocks.c.record_id)), objects=True))
+            return rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
 
     # The two reads run side by side: the store's engine works without Python's GIL (SQLite's
     # step, PostgreSQL's network wait) while this thread turns the other's rows into objects.
     with ThreadPoolExecutor(max_workers=1) as pool:
         clocks = pool.submit(judged)
         with _reading(engine) as conn:
-            changes = _frame(conn, _cohort_changes(f).order_by(_by_code_point(conn, s.records.c.record_id)),
-                             objects=True)
+            changes = _frame(conn, _cohort_changes(f), objects=True)
         coh = rf.cohort(changes, p)
         c = clocks.result()
     figures: dict[str, tuple[str, ...]] = {}
