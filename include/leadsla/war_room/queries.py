@@ -12,7 +12,6 @@ the only write is `record_visit`, one audit row.
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,7 +47,7 @@ class UnknownFigure(LookupError):
 
 def _reading(engine: sa.Engine) -> sa.Connection:
     """A connection for reads only: on SQLite it takes no write lock, so the page neither waits
-    for the CRM sync nor holds it up, and the range panel's two reads run side by side."""
+    for the CRM sync nor holds it up."""
     return engine.execution_options(**{READ_ONLY: True}).connect()
 
 
@@ -244,18 +243,10 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     """
     p = f.period
 
-    def judged() -> pd.DataFrame:
-        with _reading(engine) as conn:
-            return rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
-
-    # The two reads run side by side: the store's engine works without Python's GIL (SQLite's
-    # step, PostgreSQL's network wait) while this thread turns the other's rows into objects.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        clocks = pool.submit(judged)
-        with _reading(engine) as conn:
-            changes = _frame(conn, _cohort_changes(f), objects=True)
-        coh = rf.cohort(changes, p)
-        c = clocks.result()
+    with _reading(engine) as conn:
+        c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
+        changes = _frame(conn, _cohort_changes(f), objects=True)
+    coh = rf.cohort(changes, p)
     figures: dict[str, tuple[str, ...]] = {}
     overall = rf.compliance(c, [])
     ov = overall.iloc[0] if len(overall) else None
