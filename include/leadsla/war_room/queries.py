@@ -188,12 +188,13 @@ def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
     `reports.metrics.judged_clocks`): record_id, rep (owner's name, else owner id, else
     "(no owner)"), team (the clock's, else the owner's, else "(no team)"), outcome (0 open,
     1 met, 2 violated: breached before the end), touched_seconds (the engine's elapsed time when
-    stopped before the end) and week (`week_starts` label)."""
+    stopped before the end) and week (index into `week_starts`)."""
     p = f.period
     c, u = s.clocks, s.users
     weeks = week_starts(f)
-    week = sa.case(*[(c.c.clock_start < nxt, label) for (_, label), (nxt, _) in pairwise(weeks)],
-                   else_=weeks[-1][1]) if len(weeks) > 1 else sa.literal(weeks[0][1])
+    # The week's index in `weeks` (small ints cost nothing to fetch; labels are put back after).
+    week = sa.case(*[(c.c.clock_start < nxt, i) for i, (_, (nxt, _)) in enumerate(pairwise(weeks))],
+                   else_=len(weeks) - 1) if len(weeks) > 1 else sa.literal(0)
     return (sa.select(c.c.record_id, sa.func.coalesce(u.c.name, c.c.owner_id, "(no owner)").label("rep"),
                       sa.func.coalesce(c.c.team, u.c.team, "(no team)").label("team"),
                       sa.case((c.c.breached_at < p.end, rf.VIOLATED), (c.c.stopped_at < p.end, rf.MET),
@@ -245,6 +246,8 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
 
     with _reading(engine) as conn:
         c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
+        c["week"] = np.array([label for _, label in week_starts(f)], dtype=object)[
+            c["week"].to_numpy().astype(np.int64)] if len(c) else c["week"]
         changes = _frame(conn, _cohort_changes(f), objects=True)
     coh = rf.cohort(changes, p)
     figures: dict[str, tuple[str, ...]] = {}
