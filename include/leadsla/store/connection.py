@@ -150,10 +150,21 @@ def create_engine(url: str) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead so
         # two writers queue on busy_timeout rather than failing to upgrade a read lock.
-        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        sa.event.listen(engine, "begin", _begin_immediate)
         sa.event.listen(engine, "connect", _disable_pysqlite_begin)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+#: Execution option for connections that only read (`engine.execution_options(**{READ_ONLY: True})`):
+#: on SQLite each statement then runs in its own read transaction, which neither takes nor waits
+#: for the write lock, so a long read (the War Room's page) does not hold up the CRM sync.
+READ_ONLY = "leadsla_read_only"
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    if not conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _disable_pysqlite_begin(dbapi_conn, _record) -> None:  # noqa: ANN001

@@ -120,7 +120,7 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
-        value = q.range_panel(store(), f, cfg.sla_id, cfg.campaign_field)
+        value = q.range_panel(store(), f, cfg.sla_id)
         if len(cache) >= 64:
             cache.clear()
         cache[key] = (now + range_ttl_seconds, value)

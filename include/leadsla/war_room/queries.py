@@ -1,6 +1,6 @@
 """The War Room's reads: the live panel (open clocks by colour, at-risk list, breaches today, the
-systemic-breach banner), the range panel (scorecards, trend, funnel, rejection reasons) computed
-with `leadsla.reports` metrics, drill-down to the records behind any figure, a lead's "why"
+systemic-breach banner), the range panel (scorecards, trend, funnel, rejection reasons; the arithmetic
+in `war_room.figures`), drill-down to the records behind any figure, a lead's "why"
 timeline and the data-quality / health findings.
 
 Every figure is registered under a key in `figures` with the record ids behind it, so the
@@ -12,32 +12,28 @@ the only write is `record_visit`, one audit row.
 from __future__ import annotations
 
 import datetime as dt
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
-from leadsla.reports.data import STAGE_OF_STATUS, ReportData
 from leadsla.reports.timeline import record_timeline
 from leadsla.store import schema as s
 from leadsla.store.audit import AuditContext, record
+from leadsla.store.connection import READ_ONLY
+from leadsla.war_room import figures as rf
 from leadsla.war_room.filters import Filters
 
 #: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
 OPEN_STATES = ("running", "paused", "breached")
-#: The clock columns `leadsla.reports.metrics.judged_clocks` needs (fewer columns, faster reads).
-CLOCK_COLUMNS = ("record_id", "clock_start", "owner_id", "team", "elapsed_seconds", "target_seconds", "stopped_at",
-                 "breached_at")
 AT_RISK_ROWS = 25
 #: `field = 'Status'` as a literal: SQLite uses the partial Status index of field_history only when
 #: the query's condition matches the index's own (a bound parameter does not).
 _STATUS = sa.literal_column("'Status'")
-#: Funnel stage -> the Status values that reach it (the inverse of `STAGE_OF_STATUS`).
-_STATUSES_OF_STAGE = {stage: [st for st, sg in STAGE_OF_STATUS.items() if sg == stage]
-                      for stage in dict.fromkeys(STAGE_OF_STATUS.values())}
 DRILL_ROWS = 500
 #: Systemic breach: a team where at least this many leads breached today ...
 SYSTEMIC_MIN_BREACHES = 3
@@ -49,7 +45,16 @@ class UnknownFigure(LookupError):
     """A drill-down asked for a figure the page does not show."""
 
 
-def _frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
+def _reading(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads only: on SQLite it takes no write lock, so the page neither waits
+    for the CRM sync nor holds it up."""
+    return engine.execution_options(**{READ_ONLY: True}).connect()
+
+
+def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd.DataFrame:
+    """The statement's rows as a frame; `objects` keeps every column as plain Python objects
+    (pandas' string inference and string-dtype factorising cost more than the range figures'
+    arithmetic at 100,000 leads)."""
     result = conn.execute(stmt)
     keys = list(result.keys())
     # The DBAPI rows straight from the cursor: SQLAlchemy's per-row Row objects and result
@@ -57,6 +62,9 @@ def _frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
     # are read raw on purpose (see `_raw`); JSON paths come back as plain strings.
     rows = result.cursor.fetchall() if result.cursor is not None else []
     result.close()
+    if objects:
+        values = np.array(rows, dtype=object) if rows else np.empty((0, len(keys)), dtype=object)
+        return pd.DataFrame(values.reshape(len(rows), len(keys)), columns=keys, dtype=object)
     return pd.DataFrame.from_records(rows, columns=keys) if rows else pd.DataFrame(columns=keys)
 
 
@@ -106,7 +114,7 @@ def _lead_filters(f: Filters) -> list:
 def options(engine: sa.Engine) -> dict:
     """Values for the filter drop-downs: lead sources, owners (id, name), teams."""
     r, u = s.records, s.users
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         sources = [v for (v,) in conn.execute(sa.select(r.c.lead_source).where(r.c.object_type == "Lead")
                                               .distinct().order_by(r.c.lead_source)) if v]
         users = conn.execute(sa.select(u.c.user_id, u.c.name, u.c.team).order_by(u.c.name)).all()
@@ -125,7 +133,7 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
     # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
     # clock of the SLA; the state and breached_at indexes find the few live rows directly.
     where = [c.c.sla_id.concat("") == sla_id, *_clock_filters(f)]
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         open_ = _frame(conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where))
         risk = _frame(conn, sa.select(c.c.record_id, r.c.name, u.c.name.label("owner"), c.c.team, c.c.state,
                                       c.c.colour, c.c.remaining_seconds, c.c.deadline, c.c.next_checkpoint)
@@ -156,77 +164,69 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
 
 # --- range -------------------------------------------------------------------------------------
 
-def range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c") -> ReportData:
-    """`ReportData` restricted to the range and filters: clocks started in it, and the leads that
-    became MQL in it (the funnel cohort) with their rows, first arrival at each stage and
-    activities. Leads of clocks outside the cohort are not loaded (the page shows no per-source
-    compliance).
+def week_starts(f: Filters) -> list[tuple[dt.datetime, str]]:
+    """The range's weeks (leadership's, Monday start): (first UTC instant in the range, label
+    YYYY-MM-DD of its Monday), in order.
 
-    The store does the stage arithmetic: one row per cohort lead carries the lead's columns, its
-    first Status change into each stage before the range's end and the old value of its first
-    Status change (its status at creation, see `first_status_arrivals`). Fetching every Status
-    change of the cohort instead (~65,000 rows at 100,000 leads) cost most of the page's time.
+    Labelled exactly as the reports label a clock's week (local midnight minus its weekday),
+    one local day at a time, so the store can bucket clocks by their start without fetching it.
     """
+    tz = ZoneInfo(f.timezone)
+    days = [f.start + dt.timedelta(days=i) for i in range((f.end - f.start).days + 1)]
+    noon = pd.Series(pd.DatetimeIndex([dt.datetime.combine(d, dt.time(12), tz) for d in days]))
+    local = noon.dt.tz_convert(f.timezone)
+    labels = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
+    out: list[tuple[dt.datetime, str]] = []
+    for day, label in zip(days, labels, strict=True):
+        if not out or out[-1][1] != label:
+            out.append((dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC), label))
+    return out
+
+
+def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
+    """Clocks started in the range, judged by the store as of the range's end (as
+    `reports.metrics.judged_clocks`): record_id, rep (owner's name, else owner id, else
+    "(no owner)"), team (the clock's, else the owner's, else "(no team)"), outcome (0 open,
+    1 met, 2 violated: breached before the end), touched_seconds (the engine's elapsed time when
+    stopped before the end) and week (index into `week_starts`)."""
     p = f.period
-    r, h, c, u, a = s.records, s.field_history, s.clocks, s.users, s.activities
+    c, u = s.clocks, s.users
+    weeks = week_starts(f)
+    # The week's index in `weeks` (small ints cost nothing to fetch; labels are put back after).
+    week = sa.case(*[(c.c.clock_start < nxt, i) for i, (_, (nxt, _)) in enumerate(pairwise(weeks))],
+                   else_=len(weeks) - 1) if len(weeks) > 1 else sa.literal(0)
+    return (sa.select(c.c.record_id, sa.func.coalesce(u.c.name, c.c.owner_id, "(no owner)").label("rep"),
+                      sa.func.coalesce(c.c.team, u.c.team, "(no team)").label("team"),
+                      sa.case((c.c.breached_at < p.end, rf.VIOLATED), (c.c.stopped_at < p.end, rf.MET),
+                              else_=rf.OPEN).label("outcome"),
+                      sa.case((c.c.stopped_at < p.end, c.c.elapsed_seconds)).label("touched_seconds"),
+                      week.label("week"))
+            .select_from(c.outerjoin(u, u.c.user_id == c.c.owner_id))
+            .where(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *_clock_filters(f)))
+
+
+def _cohort_changes(f: Filters) -> sa.Select:
+    """The MQL cohort's candidates (leads with an MQL change in the range, and leads created in it:
+    one created as MQL has no history row for it) with every Status change of theirs before the
+    range's end, one row per change (a lead without any: one row, no change), read from the
+    partial Status index: record_id, status, created_at, rejection_reason, new_value, old_value,
+    changed_at. `figures.cohort` keeps the leads whose MQL arrival falls in the range."""
+    p = f.period
+    r, h = s.records, s.field_history
     became_mql = sa.select(h.c.record_id).where(h.c.object_type == "Lead", h.c.field == "Status",
                                                 h.c.new_value == "MQL", h.c.changed_at >= p.start,
                                                 h.c.changed_at < p.end)
-    # A lead created as MQL has no history row for it: leads created in the range are candidates
-    # too, and the funnel keeps those whose MQL arrival falls in the range.
     created = sa.select(r.c.record_id).where(r.c.object_type == "Lead", r.c.created_at >= p.start,
                                              r.c.created_at < p.end)
     if f.owner or f.team or f.lead_source:
         became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
         created = created.where(*_lead_filters(f))
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
-    in_range = sa.and_(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *_clock_filters(f))
-    first_h = h.alias("first_change")
-    first_old = (sa.select(first_h.c.old_value)
-                 .where(first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id,
-                        first_h.c.field == _STATUS, first_h.c.changed_at < p.end)
-                 .order_by(first_h.c.changed_at).limit(1).scalar_subquery())
-    first_at = (sa.select(sa.func.min(first_h.c.changed_at))
-                .where(first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id,
-                       first_h.c.field == _STATUS, first_h.c.changed_at < p.end).scalar_subquery())
-    lead_cols = [r.c.record_id, r.c.name, r.c.owner_id, r.c.lead_source, r.c.lead_type, r.c.account_tier,
-                 r.c.status, r.c.rejection_reason, *_raw(r, "created_at"),
-                 r.c.fields[campaign_field].as_string().label("campaign")]
-    with engine.connect() as conn:
-        clocks = _utc(_frame(conn, sa.select(*_raw(c, *CLOCK_COLUMNS)).where(in_range)),
-                      "clock_start", "stopped_at", "breached_at")
-        # Per lead, one look-up in the partial Status index per stage (`_STATUS`): no sort of the
-        # joined rows, and the history table itself is never read.
-        rows = _frame(conn, sa.select(*lead_cols, first_old.label("first_old"), first_at.label("first_at"), *[
-            sa.type_coerce(sa.select(sa.func.min(first_h.c.changed_at)).where(
-                first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id, first_h.c.field == _STATUS,
-                first_h.c.changed_at < p.end, first_h.c.new_value.in_(statuses)).scalar_subquery(), sa.String).label(stage)
-            for stage, statuses in _STATUSES_OF_STAGE.items()
-        ]).select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id))))
-        users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
-        acts = _utc(_frame(conn, sa.select(*_raw(a, "who_id", "created_at")).select_from(
-            cohort.join(a, a.c.who_id == cohort.c.record_id)).where(
-            a.c.is_deleted.is_(False), a.c.created_at < p.end)), "created_at")
-    rows = _utc(rows, "created_at", *_STATUSES_OF_STAGE)
-    leads = rows[["record_id", "name", "owner_id", "lead_source", "lead_type", "account_tier", "status",
-                  "rejection_reason", "created_at", "campaign"]]
-    # The status a lead was created with counts as reached at its creation (`first_status_arrivals`).
-    # A lead with Status history started in its first change's old value (none: the change itself
-    # records the first status); a lead without history is still in the status it was created with.
-    initial = rows["first_old"].where(rows["first_at"].notna(), rows["status"]).map(STAGE_OF_STATUS)
-    created = rows["created_at"]
-    parts = []
-    for stage in _STATUSES_OF_STAGE:
-        # The earlier of the first change into the stage and the creation (when created in it);
-        # a missing instant never wins, as `load`'s sort-and-keep-first would have it.
-        hist = rows[stage]
-        at = hist.where((initial != stage) | (hist <= created) | created.isna(), created)
-        reached = at.notna()
-        parts.append(pd.DataFrame({"record_id": rows["record_id"][reached], "stage": stage, "at": at[reached]}))
-    stages = pd.concat(parts, ignore_index=True)
-    visits = _utc(pd.DataFrame(columns=["actor", "at"]), "at")
-    acts = acts.assign(activity_id=None, owner_id=None)
-    return ReportData(leads, stages, acts, users, clocks, visits)
+    return (sa.select(r.c.record_id, r.c.status, *_raw(r, "created_at"), r.c.rejection_reason, h.c.new_value,
+                      h.c.old_value, *_raw(h, "changed_at"))
+            .select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id))
+                         .outerjoin(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == r.c.record_id,
+                                               h.c.field == _STATUS, h.c.changed_at < p.end))))
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -234,23 +234,31 @@ def _records(df: pd.DataFrame) -> list[dict]:
             for row in df.to_dict("records")]
 
 
-def range_panel(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c") -> dict:
+def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     """Scorecards per rep and team beside the team / overall average, the weekly trend, the funnel
-    and rejection reasons, for the filtered range (clocks judged as of the range's end)."""
+    and rejection reasons, for the filtered range (clocks judged as of the range's end).
+
+    Two reads: the range's clocks already judged (`_judged_clocks`) and the cohort candidates'
+    Status changes (`_cohort_changes`); `figures` does the rest with one sort by record id per
+    frame. The page shows no per-source compliance, so leads of clocks are not loaded.
+    """
     p = f.period
-    data = range_data(engine, f, sla_id, campaign_field)
-    c = m.judged_clocks(data, p)
+
+    with _reading(engine) as conn:
+        c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
+        c["week"] = np.array([label for _, label in week_starts(f)], dtype=object)[
+            c["week"].to_numpy().astype(np.int64)] if len(c) else c["week"]
+        changes = _frame(conn, _cohort_changes(f), objects=True)
+    coh = rf.cohort(changes, p)
     figures: dict[str, tuple[str, ...]] = {}
-    overall = m.compliance(c)
+    overall = rf.compliance(c, [])
     ov = overall.iloc[0] if len(overall) else None
     figures["overall"] = ov["record_ids"] if ov is not None else ()
     figures["overall_violated"] = ov["violated_ids"] if ov is not None else ()
-    reps = m.compliance(c, ["team", "rep"])
-    teams = m.compliance(c, "team")
-    # The page shows only the median of `m.first_touch` (its p90 and record ids are not needed here).
-    touched = c[c["touched"]]
-    touch_rep = touched.groupby("rep", sort=True)["hours"].median() if len(touched) else None
-    touch_team = touched.groupby("team", sort=True)["hours"].median() if len(touched) else None
+    reps = rf.compliance(c, ["team", "rep"])
+    teams = rf.compliance(c, ["team"])
+    touch_rep = rf.median_first_touch(c, "rep")
+    touch_team = rf.median_first_touch(c, "team")
     team_comp = teams.set_index("team")["compliance"]
     rep_rows = []
     for row in reps.itertuples():
@@ -258,27 +266,22 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str 
         figures[f"rep_violated:{row.rep}"] = row.violated_ids
         rep_rows.append({"team": row.team, "rep": row.rep, "decided": row.decided, "met": row.met,
                          "violated": row.violated, "compliance": row.compliance,
-                         "team_compliance": team_comp.get(row.team),
-                         "median_hours": touch_rep.get(row.rep) if touch_rep is not None else None})
+                         "team_compliance": team_comp.get(row.team), "median_hours": touch_rep.get(row.rep)})
     team_rows = []
     for row in teams.itertuples():
         figures[f"team:{row.team}"] = row.record_ids
         figures[f"team_violated:{row.team}"] = row.violated_ids
         team_rows.append({"team": row.team, "decided": row.decided, "violated": row.violated,
                           "compliance": row.compliance, "overall": ov["compliance"] if ov is not None else None,
-                          "median_hours": touch_team.get(row.team) if touch_team is not None else None})
-    local = c["clock_start"].dt.tz_convert(f.timezone)
-    c["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d") \
-        if len(c) else pd.Series([], dtype=object)
-    trend = m.compliance(c, "week") if len(c) else pd.DataFrame(columns=["week", "decided", "violated", "compliance"])
+                          "median_hours": touch_team.get(row.team)})
+    trend = rf.compliance(c, ["week"])
     for row in trend.itertuples():
         figures[f"week:{row.week}"] = row.record_ids
         figures[f"week_violated:{row.week}"] = row.violated_ids
-    coh = fn.cohort(data, p)
-    fun = fn.funnel(coh)
+    fun = rf.funnel(coh)
     for row in fun.itertuples():
         figures[f"funnel:{row.stage}"] = row.record_ids
-    reasons = fn.rejection_reasons(coh)
+    reasons = rf.rejection_reasons(coh)
     for row in reasons.itertuples():
         figures[f"reason:{row.rejection_reason}"] = row.record_ids
     return {"overall": {"decided": int(ov["decided"]) if ov is not None else 0,
@@ -299,7 +302,7 @@ def records_for(engine: sa.Engine, record_ids: tuple[str, ...], sla_id: str, lim
     if not shown:
         return []
     r, u, c = s.records, s.users, s.clocks
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         leads = _frame(conn, sa.select(r.c.record_id, r.c.name, r.c.company, r.c.status, r.c.lead_source,
                                        u.c.name.label("owner"), u.c.team)
                        .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
@@ -338,7 +341,7 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
     """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
     link), Status/owner history, and the quarantine and health findings naming it. None if unknown."""
     r, c, h, u, q = s.records, s.clocks, s.field_history, s.users, s.quarantine
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         lead = conn.execute(sa.select(r, u.c.name.label("owner_name")).select_from(
             r.outerjoin(u, u.c.user_id == r.c.owner_id)).where(r.c.record_id == record_id)).mappings().first()
         if lead is None:
@@ -358,18 +361,18 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
 def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
     """Latest rows of the `health_findings` table (the data-quality gate's), or [] when the store
     has no such table yet."""
-    if not sa.inspect(engine).has_table("health_findings"):
-        return []
-    table = sa.Table("health_findings", sa.MetaData(), autoload_with=engine)
-    order = table.c.run_at.desc() if "run_at" in table.c else sa.text("1")
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
+        if not sa.inspect(conn).has_table("health_findings"):
+            return []
+        table = sa.Table("health_findings", sa.MetaData(), autoload_with=conn)
+        order = table.c.run_at.desc() if "run_at" in table.c else sa.text("1")
         return [dict(x) for x in conn.execute(sa.select(table).order_by(order).limit(limit)).mappings()]
 
 
 def quarantine_summary(engine: sa.Engine) -> list[dict]:
     """Rows still held in quarantine, by object type: count and the latest one's reasons."""
     q = s.quarantine
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         rows = conn.execute(sa.select(q.c.object_type, sa.func.count().label("held"),
                                       sa.func.max(q.c.last_seen_at).label("last_seen_at"))
                             .where(q.c.released_at.is_(None)).group_by(q.c.object_type)
