@@ -191,8 +191,15 @@ def plan(
     reached = checkpoints[checkpoints["status"].isin(["due", "superseded"])]
     if reached.empty:
         return out
-    clock_by_id = {(r["sla_id"], r["record_id"], _ts(r["clock_start"])): r for r in clocks.to_dict("records")}
-    record_by_id = {str(r["record_id"]): r for r in records.to_dict("records")}
+    # Only the clocks and records of reached checkpoints become dicts: the whole records frame
+    # (raw CRM fields included) is tens of thousands of rows, a handful of which are reached.
+    ids = set(reached["record_id"])
+    clock_by_id = {(r["sla_id"], r["record_id"], _ts(r["clock_start"])): r
+                   for r in clocks[clocks["record_id"].isin(ids)].to_dict("records")}
+    record_by_id = {str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")}
+    handled_by_clock: dict[tuple, set[str]] = {}
+    for s, r, c, k in handled_set:
+        handled_by_clock.setdefault((s, r, c), set()).add(k)
     open_clocks = clocks[clocks["state"].isin(["running", "paused", "breached"])].groupby("owner_id").size()
     for (sla_id, record_id, clock_start), group in reached.groupby(["sla_id", "record_id", "clock_start"], sort=True):
         start = _ts(clock_start)
@@ -202,9 +209,9 @@ def plan(
             continue
         latest = fresh[-1]
         names = set(group["checkpoint"])
-        later_handled = any((sla_id, record_id, start, r["checkpoint"]) in handled_set
-                            and r["offset_seconds"] > latest["offset_seconds"] for r in group.to_dict("records")) or any(
-            h[:3] == (sla_id, record_id, start) and h[3] not in names for h in handled_set)  # not reached here: newer
+        done = handled_by_clock.get((sla_id, record_id, start), set())
+        later_handled = any(r["checkpoint"] in done and r["offset_seconds"] > latest["offset_seconds"]
+                            for r in group.to_dict("records")) or bool(done - names)  # not reached here: newer
         if later_handled:  # an old run replayed after a newer one: the newer decision stands
             out.superseded.extend(fresh)
             continue

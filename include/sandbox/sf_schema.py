@@ -25,8 +25,8 @@ LEAD_TYPES = ["Inbound", "Enterprise", "Mid-Market", "SMB", "Partner"]
 SLA_STATUSES = ["On Track", "Warning", "Breached", "Met", "Paused"]
 ACCOUNT_TIERS = ["Tier 1", "Tier 2", "Tier 3"]
 OPPORTUNITY_STAGES = [
-    "Prospecting", "Qualification", "Needs Analysis", "Proposal", "Negotiation", "Closed Won",
-    "Closed Lost",
+    "Prospecting", "Qualification", "Needs Analysis", "Demo Completed", "Proposal/Price Quote",
+    "Negotiation/Review", "Closed Won", "Closed Lost",
 ]
 TASK_SUBTYPES = ["Call", "Email", "Task", "LinkedIn"]
 TASK_TYPES = ["Call", "Email", "Meeting", "Other"]
@@ -168,7 +168,9 @@ _add(SObject("Opportunity", "006", _system_fields() + (
     Field("StageName", PICKLIST, picklist=tuple(OPPORTUNITY_STAGES)), _ro("IsWon", BOOLEAN),
     _ro("IsClosed", BOOLEAN), Field("CloseDate", DATE), Field("Amount", CURRENCY),
     Field("LeadSource", PICKLIST, picklist=tuple(LEAD_SOURCES)),
-), tracked=("StageName", "OwnerId", "IsWon", "IsClosed", "CloseDate", "Amount"),
+    Field("CS_Kickoff_Date__c", DATE), Field("Onboarding_Complete__c", BOOLEAN),
+), tracked=("StageName", "OwnerId", "IsWon", "IsClosed", "CloseDate", "Amount", "CS_Kickoff_Date__c",
+            "Onboarding_Complete__c"),
     history_object="OpportunityFieldHistory", history_parent_field="OpportunityId"))
 _add(SObject("OpportunityFieldHistory", "017", _history_fields("OpportunityId", "Opportunity"),
              writable=False))

@@ -62,6 +62,19 @@ MONDAY_FACTOR = 1.7
 REBALANCE_EVERY = timedelta(hours=2)
 STALE_AFTER = timedelta(hours=5)
 REBALANCE_MAX = 2
+# Share of MQLs Sales rejects instead of accepting (SAL), by LeadSource: hand-raisers are nearly
+# always accepted, content and event leads often are not. About one MQL in six overall.
+MQL_REJECTION_RATE = {"Demo Request": 0.04, "Inbound Call": 0.08, "Web": 0.14, "Partner": 0.12, "Webinar": 0.24,
+                      "Event": 0.20, "Content Download": 0.32}
+MQL_REJECTION_REASONS = [  # (Rejection_Reason__c, weight): a lead-quality mix, not a uniform one
+    ("Bad Contact Data", 0.24), ("Student or Personal", 0.18), ("Not Decision Maker", 0.20), ("No Budget", 0.14),
+    ("Duplicate", 0.12), ("Competitor", 0.07), ("No Response", 0.05),
+]
+# The Opportunity path after conversion; any stage may close early (see `_next_stage`).
+OPPORTUNITY_PATH = ["Qualification", "Needs Analysis", "Demo Completed", "Proposal/Price Quote",
+                    "Negotiation/Review"]
+# Customer Success works New York hours (the policy's us_east calendar for its SLAs).
+CS_TZ, CS_HOURS = "America/New_York", (9, 17)
 
 
 @dataclass(order=True)
@@ -110,6 +123,7 @@ class DemoOrg:
         self.seq = itertools.count()
         self.counts: dict[str, int] = {}
         self._reschedule_open_leads()
+        self._reschedule_open_opportunities()
 
     # ------------------------------------------------------------ seeding
 
@@ -192,6 +206,18 @@ class DemoOrg:
             if row.get("Status") in ("MQL", "SAL", "SQL"):
                 self._plan(row, self.clock)
 
+    def _reschedule_open_opportunities(self) -> None:
+        """After a restart, open opportunities move on and won deals still get their kickoff and
+        onboarding (pending events live in memory only)."""
+        for row in self.store.scan("Opportunity"):
+            if row.get("IsDeleted"):
+                continue
+            if not row.get("IsClosed"):
+                self._schedule(self._stage_due(row.get("OwnerId"), row.get("StageName"), self.clock), "stage",
+                               row["Id"])
+            elif row.get("StageName") == "Closed Won":
+                self._plan_customer_success(row, self.clock)
+
     # ------------------------------------------------------------ the flow
 
     def _schedule(self, at: datetime, kind: str, record_id: str, **data: Any) -> None:
@@ -270,6 +296,8 @@ class DemoOrg:
         at = ev.at
         untouched = lead.get("Status") == "SAL" and not lead.get("First_Response_Date__c")
         if ev.kind == "assign" and lead.get("Status") == "MQL":
+            if self._rejected_at_mql(lead, at):
+                return
             lead = self.store.update("Lead", lead["Id"], {"Status": "SAL", "SAL_Date__c": at}, now=at)
             self._plan(lead, at)
         elif ev.kind == "reassign" and untouched:
@@ -315,19 +343,76 @@ class DemoOrg:
                 self.store.update("Lead", lead["Id"], {"Status": "Recycled", "Rejection_Reason__c": "No Budget"},
                                   now=at, user_id=owner)
 
+    def _rejected_at_mql(self, lead: dict, at: datetime) -> bool:
+        """Sales reviews the MQL: most are accepted (SAL), a share by source is rejected with a reason
+        (Disqualified, or Recycled back to Marketing for nurture). Returns whether it was rejected."""
+        if self.rng.random() >= MQL_REJECTION_RATE.get(lead.get("LeadSource") or "", 0.15):
+            return False
+        reason = self.rng.choices([r for r, _ in MQL_REJECTION_REASONS], [w for _, w in MQL_REJECTION_REASONS])[0]
+        status = "Recycled" if reason in ("No Budget", "No Response", "Not Decision Maker") else "Disqualified"
+        self.store.update("Lead", lead["Id"], {"Status": status, "Rejection_Reason__c": reason}, now=at,
+                          user_id=lead.get("OwnerId") or None)
+        return True
+
+    def _next_stage(self, stage: str | None) -> str:
+        """The stage an opportunity moves to next: along OPPORTUNITY_PATH, closing early one time in
+        five; after negotiation it closes (won 45%)."""
+        path = OPPORTUNITY_PATH
+        current = path.index(stage) if stage in path else -1
+        if current >= len(path) - 1 or (current >= 0 and self.rng.random() < 0.2):
+            return "Closed Won" if self.rng.random() < 0.45 else "Closed Lost"
+        return path[current + 1]
+
+    def _stage_due(self, owner_id: str | None, stage: str | None, at: datetime) -> datetime:
+        """When the opportunity in `stage` moves on. After the demo the AE sends the proposal within
+        the 3 business days of the demo-to-proposal SLA most of the time, and late about one time in
+        eight; other stages take days to two weeks."""
+        if stage == "Demo Completed":
+            hours = self.rng.uniform(2, 22) if self.rng.random() < 0.88 else self.rng.uniform(25, 40)
+            rep = self._rep(owner_id or "")
+            return _add_business_hours(at, hours, rep.tz if rep else TEAMS[0][1], (9, 17))
+        return at + timedelta(days=2 + self.rng.random() * 10)
+
+    def _plan_customer_success(self, opp: dict, at: datetime) -> None:
+        """A won deal's kickoff and onboarding, unless already done (a restart re-plans them)."""
+        if not opp.get("CS_Kickoff_Date__c"):
+            # CS books the kickoff within the 2 business days of the closed-won -> kickoff SLA
+            # mostly; about one deal in ten waits longer (a busy week, a customer slow to reply).
+            hours = self.rng.uniform(1, 14) if self.rng.random() < 0.9 else self.rng.uniform(17, 30)
+            self._schedule(_add_business_hours(at, hours, CS_TZ, CS_HOURS), "kickoff", opp["Id"])
+        elif not opp.get("Onboarding_Complete__c"):
+            # Onboarding has 14 calendar days; most finish in 5-13, about one in six runs over.
+            days = self.rng.uniform(5, 13) if self.rng.random() < 0.84 else self.rng.uniform(14.5, 20)
+            self._schedule(_business_time(at + timedelta(days=days), CS_TZ), "onboarded", opp["Id"])
+
+    def _cs_user(self, opp: dict) -> str:
+        """Who acts for Customer Success on this deal: the account's CS owner, else VP RevOps."""
+        account = self.store.get("Account", opp["AccountId"]) if opp.get("AccountId") else {}
+        return account.get("CS_Owner__c") or self.vps["revops"]
+
     def _handle_opportunity(self, ev: _Event) -> None:
         opp = self.store.get("Opportunity", ev.record_id)
+        if opp.get("IsDeleted"):
+            return
+        if ev.kind == "kickoff":
+            if opp.get("StageName") == "Closed Won" and not opp.get("CS_Kickoff_Date__c"):
+                opp = self.store.update("Opportunity", opp["Id"], {"CS_Kickoff_Date__c": ev.at.date()}, now=ev.at,
+                                        user_id=self._cs_user(opp))
+                self._plan_customer_success(opp, ev.at)
+            return
+        if ev.kind == "onboarded":
+            if opp.get("CS_Kickoff_Date__c") and not opp.get("Onboarding_Complete__c"):
+                self.store.update("Opportunity", opp["Id"], {"Onboarding_Complete__c": True}, now=ev.at,
+                                  user_id=self._cs_user(opp))
+            return
         if opp.get("IsClosed"):
             return
-        stages = sf_schema.OPPORTUNITY_STAGES
-        current = stages.index(opp.get("StageName") or "Prospecting")
-        if current >= 3 or self.rng.random() < 0.25:
-            stage = "Closed Won" if self.rng.random() < 0.45 else "Closed Lost"
-        else:
-            stage = stages[current + 1]
-        self.store.update("Opportunity", opp["Id"], {"StageName": stage}, now=ev.at, user_id=opp.get("OwnerId"))
-        if not stage.startswith("Closed"):
-            self._schedule(ev.at + timedelta(days=3 + self.rng.random() * 10), "stage", opp["Id"])
+        stage = self._next_stage(opp.get("StageName"))
+        opp = self.store.update("Opportunity", opp["Id"], {"StageName": stage}, now=ev.at, user_id=opp.get("OwnerId"))
+        if stage == "Closed Won":
+            self._plan_customer_success(opp, ev.at)
+        elif not stage.startswith("Closed"):
+            self._schedule(self._stage_due(opp.get("OwnerId"), stage, ev.at), "stage", opp["Id"])
 
     def _rebalance(self, at: datetime) -> int:
         """The assignment rule's sweep: stale untouched SAL leads owned by a team's rep or manager go
@@ -371,7 +456,7 @@ class DemoOrg:
                     self._new_lead(index, self.clock - timedelta(seconds=self.rng.randint(0, 59)))
             while self.events and self.events[0].at <= self.clock:
                 ev = heapq.heappop(self.events)
-                if ev.kind == "stage":
+                if ev.kind in ("stage", "kickoff", "onboarded"):
                     self._handle_opportunity(ev)
                 else:
                     self._handle(ev)
@@ -392,6 +477,24 @@ def _business_time(at: datetime, tz: str) -> datetime:
         else:
             local = (local + timedelta(days=1)).replace(hour=8, minute=local.minute % 30)
     return local.astimezone(UTC)
+
+
+def _add_business_hours(at: datetime, hours: float, tz: str, day: tuple[int, int]) -> datetime:
+    """`at` plus `hours` of working time on weekdays between day[0]:00 and day[1]:00 local (holidays
+    ignored: an approximation of the policy's calendars, enough to land before or after a target)."""
+    zone = ZoneInfo(tz)
+    local, left = at.astimezone(zone), timedelta(hours=hours)
+    while True:
+        opens = local.replace(hour=day[0], minute=0, second=0, microsecond=0)
+        closes = local.replace(hour=day[1], minute=0, second=0, microsecond=0)
+        if local.weekday() >= 5 or local >= closes:
+            local = (opens + timedelta(days=1))
+            continue
+        local = max(local, opens)
+        if local + left <= closes:
+            return (local + left).astimezone(UTC)
+        left -= closes - local
+        local = opens + timedelta(days=1)
 
 
 def _rng_state(rng: random.Random) -> list:

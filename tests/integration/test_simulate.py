@@ -176,3 +176,87 @@ def parse_at(value: str) -> datetime:
     from sandbox.soql import parse_datetime
 
     return parse_datetime(value)
+
+
+def _history(store, obj: str, parent: str) -> dict[str, list[dict]]:
+    rows = collections.defaultdict(list)
+    for h in store.scan(obj):
+        rows[h[parent]].append(h)
+    for hs in rows.values():
+        hs.sort(key=lambda h: h["CreatedDate"])
+    return rows
+
+
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("+0000", "+00:00"))
+
+
+def test_sales_rejects_a_share_of_mqls_with_a_reason(demo):
+    leads = {lead["Id"]: lead for lead in demo.scan("Lead")}
+    decided = rejected = 0
+    for lead_id, hs in _history(demo, "LeadHistory", "LeadId").items():
+        first = next((h for h in hs if h["Field"] == "Status" and h["OldValue"] == "MQL"), None)
+        if first is None:
+            continue
+        decided += 1
+        if first["NewValue"] in ("Recycled", "Disqualified"):
+            rejected += 1
+            assert leads[lead_id].get("Rejection_Reason__c") in sf_schema.REJECTION_REASONS
+            assert not leads[lead_id].get("SAL_Date__c")  # rejected at MQL: never accepted
+    assert decided > 50 and 0.05 < rejected / decided < 0.35
+
+
+def test_deals_get_their_proposal_kickoff_and_onboarding_mostly_on_time(tmp_path, monkeypatch):
+    """Opportunities alone (no new leads): after the demo the proposal follows within 3 business
+    days mostly; a won deal's CS kickoff is booked within 2 business days mostly, some late; the
+    onboarding completes, mostly within 14 days; nothing is stamped after the org's clock."""
+    monkeypatch.setattr(simulate, "BUSINESS_RATE", 0.0)
+    monkeypatch.setattr(simulate, "OFF_HOURS_RATE", 0.0)
+    store = OrgStore(tmp_path / "org.sqlite3")
+    org = simulate.DemoOrg(store, seed=9, start=MONDAY_2PM)
+    rep = org.reps[0].id
+    for i in range(120):
+        stage = "Demo Completed" if i % 2 else "Negotiation/Review"
+        opp = store.create("Opportunity", {"Name": f"Deal {i}", "AccountId": org.accounts[i % 30], "OwnerId": rep,
+                                           "StageName": stage, "CloseDate": MONDAY_2PM.date()},
+                           now=MONDAY_2PM, user_id=rep)
+        due = org._stage_due(rep, stage, MONDAY_2PM) if i % 2 else MONDAY_2PM + timedelta(minutes=i)
+        org._schedule(due, "stage", opp["Id"])
+    org.advance(MONDAY_2PM + timedelta(days=60))
+    stamps = [_at(h["CreatedDate"]) for h in store.scan("OpportunityFieldHistory")]
+    assert stamps and max(stamps) <= org.clock
+
+    history = _history(store, "OpportunityFieldHistory", "OpportunityId")
+    proposals = on_time = 0
+    for hs in history.values():
+        demo_at = next((_at(h["CreatedDate"]) for h in hs if h["NewValue"] == "Demo Completed"), MONDAY_2PM)
+        moved = next((_at(h["CreatedDate"]) for h in hs if h["Field"] == "StageName"
+                      and h["OldValue"] == "Demo Completed"), None)
+        if moved is not None:
+            proposals += 1
+            on_time += moved <= simulate._add_business_hours(demo_at, 24, "America/New_York", (9, 17))
+    assert proposals > 40 and 0.75 < on_time / proposals < 1
+
+    won = [o for o in store.scan("Opportunity") if o["StageName"] == "Closed Won"]
+    assert len(won) > 20 and all(o.get("CS_Kickoff_Date__c") and o.get("Onboarding_Complete__c") for o in won)
+    kickoff_on_time = onboarded_on_time = 0
+    for o in won:
+        hs = history[o["Id"]]
+        won_at = next(_at(h["CreatedDate"]) for h in hs if h["NewValue"] == "Closed Won")
+        kickoff = next(h for h in hs if h["Field"] == "CS_Kickoff_Date__c")
+        done = next(h for h in hs if h["Field"] == "Onboarding_Complete__c")
+        assert done["NewValue"] is True and kickoff["CreatedById"] != o["OwnerId"]  # Customer Success acts
+        kickoff_on_time += _at(kickoff["CreatedDate"]) <= simulate._add_business_hours(
+            won_at, 16, "America/New_York", (9, 17))
+        onboarded_on_time += _at(done["CreatedDate"]) - _at(kickoff["CreatedDate"]) <= timedelta(days=14)
+    assert 0.7 < kickoff_on_time / len(won) < 1 and 0.6 < onboarded_on_time / len(won) < 1
+    store.close()
+
+
+def test_business_hours_skip_nights_and_weekends():
+    friday_4pm_ny = datetime(2026, 3, 13, 20, 0, tzinfo=UTC)
+    assert simulate._add_business_hours(friday_4pm_ny, 2, "America/New_York", (9, 17)) == datetime(
+        2026, 3, 16, 14, 0, tzinfo=UTC)  # Monday 10:00 New York (EDT from 8 March)
+    saturday = datetime(2026, 3, 14, 15, 0, tzinfo=UTC)
+    assert simulate._add_business_hours(saturday, 8, "America/New_York", (9, 17)) == datetime(
+        2026, 3, 16, 21, 0, tzinfo=UTC)

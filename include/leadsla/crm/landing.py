@@ -81,7 +81,9 @@ def _convert(column: sa.Column, name: str, value: Any) -> Any:
     if isinstance(column.type, sa.String | sa.Text):
         if isinstance(value, dict | list):
             raise ValueError(f"{name} = {value!r} is not text")
-        text = value if isinstance(value, str) else str(value)
+        # A checkbox's history value arrives as a JSON boolean; Salesforce's text for it is
+        # "true"/"false" (what the policy's rules match), not Python's "True".
+        text = value if isinstance(value, str) else ("true" if value else "false") if isinstance(value, bool) else str(value)
         length = getattr(column.type, "length", None)
         if length and len(text) > length:
             raise ValueError(f"{name} is {len(text)} characters, longer than the store's {length}")

@@ -1,0 +1,87 @@
+"""How the monitor keeps the `clocks` table (`run_monitor` on both store backends): a clock is
+written when it is new or changed, a run that changes nothing writes nothing, a replay of an old
+run never overwrites what a later run wrote, and each clock's start and stop are audited once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from leadsla.monitor import run_monitor
+from leadsla.paths import config_dir
+from leadsla.policy import load_policy
+from leadsla.store import schema
+from leadsla.store.audit import AuditContext
+
+POLICY = load_policy(str(config_dir() / "sla_policy.flat.yaml"))
+CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="evaluate", try_number=1)
+SAL_AT = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)  # Tuesday 10:00 New York
+REP = "005000000000001AAA"
+LEADS = ["00Q000000000000001", "00Q000000000000002"]
+URL = "https://acme.my.salesforce.com"
+
+
+def seed(engine) -> None:
+    seeded = SAL_AT - dt.timedelta(hours=1)
+    with engine.begin() as conn:
+        conn.execute(schema.users.insert(), [
+            {"user_id": REP, "name": "Rita Rep", "email": "rita@example.com", "manager_id": None,
+             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded}])
+        conn.execute(schema.records.insert(), [
+            {"object_type": "Lead", "record_id": rid, "name": f"Lead {rid[-1]}", "company": "Co", "status": "SAL",
+             "owner_id": REP, "lead_source": "Web", "created_at": seeded, "modified_at": seeded,
+             "fields": {"Status": "SAL", "OwnerId": REP}, "synced_at": seeded} for rid in LEADS])
+        conn.execute(schema.field_history.insert(), [
+            {"history_id": f"017{i:015d}", "object_type": "Lead", "record_id": rid, "field": "Status",
+             "old_value": "MQL", "new_value": "SAL", "changed_by": REP, "changed_at": SAL_AT}
+            for i, rid in enumerate(LEADS)])
+
+
+def touch(engine, record_id: str, at: dt.datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(schema.activities.insert().values(
+            activity_id="00T000000000000001", kind="Task", who_id=record_id, owner_id=REP, type="Call",
+            subtype="Call", created_at=at, is_deleted=False, synced_at=at))
+
+
+def clocks(engine) -> dict[str, tuple]:
+    c = schema.clocks
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(c.c.record_id, c.c.state, c.c.elapsed_seconds, c.c.evaluated_at)).all()
+    return {r.record_id: (r.state, r.elapsed_seconds, r.evaluated_at) for r in rows}
+
+
+def events(engine) -> list[tuple[str, str]]:
+    a = schema.audit
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(a.c.event, a.c.record_id)
+                            .where(a.c.event.in_(["clock_start", "clock_stop"]))).all()
+    return sorted((r.event, r.record_id) for r in rows)
+
+
+def test_only_new_or_changed_clocks_are_written_and_an_old_replay_keeps_the_newer_row(store) -> None:
+    seed(store)
+    t1 = SAL_AT + dt.timedelta(minutes=30)
+    assert run_monitor(store, t1, CTX, policy=POLICY, url=URL)["clocks_written"] == 2
+    assert events(store) == [("clock_start", LEADS[0]), ("clock_start", LEADS[1])]
+    assert run_monitor(store, t1, CTX, policy=POLICY, url=URL)["clocks_written"] == 0  # a rerun: nothing changed
+
+    touch(store, LEADS[0], SAL_AT + dt.timedelta(minutes=45))  # lead 1 worked: its clock stops
+    t2 = SAL_AT + dt.timedelta(hours=1)
+    summary = run_monitor(store, t2, CTX, policy=POLICY, url=URL)
+    assert summary["clocks_written"] == 2 and summary["clock_events"] == 1  # lead 2 ran on; lead 1 stopped
+    after_t2 = clocks(store)
+    assert after_t2[LEADS[0]] == ("met", 45 * 60, t2) and after_t2[LEADS[1]] == ("running", 3600, t2)
+
+    # The stopped clock reads the same later: only the running one is rewritten.
+    t3 = t2 + dt.timedelta(minutes=10)
+    assert run_monitor(store, t3, CTX, policy=POLICY, url=URL)["clocks_written"] == 1
+    assert clocks(store)[LEADS[0]] == ("met", 45 * 60, t2)
+    assert clocks(store)[LEADS[1]] == ("running", 70 * 60, t3)
+
+    # A replay of the first run sees lead 1 still running; the rows written after it stand.
+    assert run_monitor(store, t1, CTX, policy=POLICY, url=URL)["clocks_written"] == 0
+    assert clocks(store)[LEADS[1]] == ("running", 70 * 60, t3)
+    assert clocks(store)[LEADS[0]] == ("met", 45 * 60, t2)
+    assert events(store) == [("clock_start", LEADS[0]), ("clock_start", LEADS[1]), ("clock_stop", LEADS[0])]
