@@ -67,13 +67,15 @@ def sla_monitor():
     # one lease-bounded send fit well inside it), and its retry takes the rows up again.
     @task(execution_timeout=dt.timedelta(seconds=110))
     def deliver(summary: dict, **context) -> dict:
-        """Due Slack and e-mail messages for up to the delivery budget; the lease clock is this try's start."""
+        """Due Slack and e-mail messages for up to the delivery budget; leases run on the wall clock."""
         from leadsla.notify.delivery import budget_from_env, deliver_due
         from leadsla.store import open_store
         from leadsla.store.audit import AuditContext
 
-        start = context["ti"].start_date or _run_time(context)
-        return deliver_due(open_store(), start, AuditContext.from_task_context(context), budget=budget_from_env())
+        # Leases are about real concurrency: read the clock right before delivering (the try's
+        # start_date is seconds earlier: parsing, imports), so no lease ends before its holder thinks.
+        engine, ctx = open_store(), AuditContext.from_task_context(context)
+        return deliver_due(engine, dt.datetime.now(dt.UTC), ctx, budget=budget_from_env())
 
     summary = evaluate()
     escalate(summary)

@@ -141,3 +141,29 @@ def test_a_backlog_drains_oldest_first_even_after_its_retry(tmp_path) -> None:
         enqueue(conn, [action(2, "slack"), action(3, "slack")], T + dt.timedelta(seconds=10), CTX)
         taken = claim(conn, T + dt.timedelta(seconds=31), DEFAULT_LEASE, 10)
     assert [r.record_id for r in taken] == ["00Q000000000001AAA", "00Q000000000002AAA", "00Q000000000003AAA"]
+
+
+def test_retry_after_zero_still_waits_a_second() -> None:
+    # A server answering "Retry-After: 0" again and again must not have the row posted in a tight loop.
+    from types import SimpleNamespace
+
+    from leadsla.notify.slack import MIN_RETRY_AFTER_S, _retry_after_s
+
+    assert _retry_after_s(SimpleNamespace(headers={"Retry-After": ["0"]})) == MIN_RETRY_AFTER_S
+    assert _retry_after_s(SimpleNamespace(headers={"retry-after": "7"})) == 7.0
+
+
+def test_a_deferral_after_the_lease_was_lost_changes_and_audits_nothing(tmp_path) -> None:
+    from leadsla.notify.outbox import defer
+
+    engine = engine_at(tmp_path)
+    with engine.begin() as conn:
+        enqueue(conn, [action(1, "slack")], T, CTX)
+        [mine] = claim(conn, T, DEFAULT_LEASE, 10)
+        # The lease lapsed and another worker claimed the row.
+        conn.execute(outbox.update().values(claimed_until=T + 2 * DEFAULT_LEASE))
+        assert defer(conn, mine, T + dt.timedelta(seconds=1), T, CTX, reason="rate_limited", error="429",
+                     uncount=True) is False
+    assert events(engine, "message_deferred") == []
+    [row] = rows(engine)
+    assert row.claimed_until == T + 2 * DEFAULT_LEASE and row.attempts == 1

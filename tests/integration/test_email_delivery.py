@@ -5,6 +5,7 @@ documented crash window."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -14,8 +15,8 @@ from leadsla.notify.email import EmailSender, message_id
 from leadsla.notify.outbox import Action, claim, enqueue
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
-from leadsla.store.schema import outbox
-from tests.notify_fixtures import CLOCK_START, alert_payload
+from leadsla.store.schema import audit, outbox
+from tests.notify_fixtures import CLOCK_START, alert_payload, smtp_connection
 
 pytest_plugins = ["tests.notify_fixtures"]  # the stand-in fixtures
 
@@ -140,3 +141,35 @@ def test_lost_250_reply_is_the_same_window(engine, smtp_sink) -> None:
     assert deliver_due(engine, T + dt.timedelta(minutes=5), CTX)["claimed"] == 0
     msgs = smtp_sink.messages()
     assert len(msgs) == 2 and len({m["Message-ID"] for m in msgs}) == 1
+
+
+def test_a_server_that_refuses_our_login_is_a_failed_attempt_not_an_outage(engine, smtp_sink, monkeypatch) -> None:
+    # Reached but refused (here: credentials configured, the server offers no AUTH): a fault of the
+    # configuration that must show up as failed attempts, never hide behind the breaker forever.
+    conn = json.loads(smtp_connection(smtp_sink.port))
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({**conn, "login": "alerts", "password": "s3cret"}))
+    queue(engine, [("rita.rep@example.com", alert_payload())])
+    summary = deliver_due(engine, T, CTX)
+    assert summary["retry"] == 1 and summary.get("channel_down", 0) == 0 and summary["delivered"] == 0
+    with engine.connect() as conn_:
+        status, error, attempts = conn_.execute(sa.select(outbox.c.status, outbox.c.last_error,
+                                                          outbox.c.attempts)).one()
+        failed = conn_.execute(sa.select(sa.func.count()).select_from(audit)
+                               .where(audit.c.event == "message_failed")).scalar()
+    assert status == "pending" and attempts == 1 and failed == 1
+    assert "could not be opened" in error and "s3cret" not in error
+    assert smtp_sink.messages() == []
+
+
+def test_only_an_unreachable_server_is_an_outage() -> None:
+    import smtplib
+    import ssl
+
+    from leadsla.notify.email import _permanent_refusal, _unreachable
+
+    assert _unreachable(ConnectionRefusedError(111, "refused")) and _unreachable(TimeoutError())
+    assert _unreachable(smtplib.SMTPServerDisconnected("gone")) and _unreachable(smtplib.SMTPConnectError(421, b"busy"))
+    assert not _unreachable(ssl.SSLCertVerificationError("self-signed certificate"))
+    bad_login = smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials")
+    assert not _unreachable(bad_login) and _permanent_refusal(bad_login)
+    assert not _unreachable(ValueError("SMTP connection is not found."))

@@ -109,9 +109,10 @@ def test_lead_text_is_escaped_so_it_pings_nobody_and_links_nowhere(engine, slack
 
 
 def test_429_storm_is_ridden_out_by_retry_after(engine, slack_api) -> None:
-    slack_api.inject("429", count=3, retry_after=0)
+    slack_api.inject("429", count=3, retry_after=0)  # "0" still waits MIN_RETRY_AFTER_S each time
     queue(engine, (REP["email"], alert_payload()))
-    assert deliver_due(engine, T, CTX)["delivered"] == 1
+    summary = deliver_due(engine, T, CTX, budget=dt.timedelta(seconds=10))
+    assert summary["delivered"] == 1 and summary["rate_limited"] == 3
     assert len(slack_api.messages()) == 1 and slack_api.stats()["fault_429"] == 3
     assert slack_api.stats()["call_chat.postMessage"] == 4
 

@@ -75,7 +75,8 @@ def _previous_range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_fi
                 first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id, first_h.c.field == q._STATUS,
                 first_h.c.changed_at < p.end, first_h.c.new_value.in_(statuses)).scalar_subquery(), sa.String).label(stage)
             for stage, statuses in _STATUSES_OF_STAGE.items()
-        ]).select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id))))
+        ]).select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id,
+                                              r.c.is_deleted.is_(False)))))  # fixed in both: see the test below
         users = q._frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
         acts = q._utc(q._frame(conn, sa.select(*q._raw(a, "who_id", "created_at")).select_from(
             cohort.join(a, a.c.who_id == cohort.c.record_id)).where(
@@ -264,3 +265,14 @@ def test_war_room_reads_do_not_hold_the_write_lock(tmp_path):
     with engine.connect() as conn:  # every other connection still writes under the write lock
         conn.execute(sa.select(1))
         assert conn.connection.dbapi_connection.in_transaction
+
+
+def test_a_deleted_lead_counts_nowhere_filtered_or_not(store):
+    """The previous code dropped deleted leads only when a filter was set; the reports always do."""
+    varied_org().write(store)
+    now = t("2026-12-05 15:00")
+    for filters in ({"start": "2026-10-01", "end": "2026-12-31"},
+                    {"start": "2026-10-01", "end": "2026-12-31", "owner": "005R00000000000000"}):
+        panel = q.range_panel(store, parse_filters(now, "America/New_York", **filters), "sales_touch")
+        ids = {rid for fig in panel["figures"].values() for rid in fig}
+        assert ids and "00QE05" not in ids, filters  # funnel:* and reason:* figures hold the cohort's ids

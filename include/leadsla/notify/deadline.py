@@ -2,9 +2,10 @@
 
 Why a send can never outlive its lease (the argument `deliver_due` and both senders rely on):
 
-1. `deliver_due` renews the row's lease to ``t0 + lease`` right before the send (conditionally:
-   a lease that lapsed meanwhile is not renewed and the row is not sent), and hands the sender a
-   `SendDeadline` ending at ``t0 + lease - LEASE_MARGIN``.
+1. `deliver_due` starts a `SendDeadline` ending at ``t0 + lease - LEASE_MARGIN``, then renews
+   the row's lease to ``(t0 or later) + lease`` right before the send, conditionally: if another
+   worker took the row meanwhile (its `claimed_until` changed) nothing is renewed and the row is
+   not sent. A lease that lapsed but that nobody took is renewed: no one else can be sending it.
 2. The only network calls with an effect are Slack's ``chat.postMessage`` and SMTP's
    ``sendmail``. Slack: a post (and any SDK retry of a 429) starts only if the deadline leaves
    room for the wait plus two request timeouts (urllib bounds the connect and the write of the

@@ -100,7 +100,7 @@ def deliver_due(
     yet sent when the budget ends are released. With the default budget of 0 it is one pass.
 
     Args:
-        now: when this delivery attempt starts (in a task: the try's start, ``ti.start_date``;
+        now: when this delivery attempt starts (in a task: the wall clock read just before the call;
             a lease is about real concurrency, so the run's logical time is the wrong clock
             here). Later claims use `now` plus the time spent so far (`monotonic`).
         budget: how long to keep claiming; the DAG passes `budget_from_env()`. A send started
@@ -171,14 +171,16 @@ def deliver_due(
                 if row.channel not in up_channels():  # its channel went down earlier in this batch
                     hand_back([row])
                     continue
-                # Renew just before sending: the lease only has to outlast one send, and a lease
-                # that lapsed meanwhile (another worker may hold the row now) means: don't send.
+                # Renew just before sending: the lease only has to outlast one send, and a row
+                # another worker took meanwhile (after our lease lapsed) means: don't send.
+                # The deadline starts before the renewal: whatever the renewal waits for (a row
+                # lock, a slow commit) the lease it writes ends later, never earlier, than this.
+                deadline = SendDeadline((lease - LEASE_MARGIN).total_seconds(), monotonic)
                 with engine.begin() as conn:
                     mine = renew(conn, row, clock(), lease)
                 if mine is None:
                     counts["lease_lost"] += 1
                     continue
-                deadline = SendDeadline((lease - LEASE_MARGIN).total_seconds(), monotonic)
                 outcome = _deliver_one(engine, mine, sender_for(row.channel), clock, deadline, context, counts)
                 if isinstance(outcome, Deferred) and outcome.reason == CHANNEL_DOWN:
                     if row.channel not in down:

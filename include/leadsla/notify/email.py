@@ -67,6 +67,33 @@ def build_message(row: Claimed, payload: Any, sender: str, at: dt.datetime) -> E
     return msg
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """Whether opening the session failed because the server could not be reached at all.
+
+    Refused or timed-out connections, a server that hangs up or answers 4xx at connect, and
+    SmtpHook's own "Unable to connect" are an outage. A TLS handshake failure is an OSError
+    too, but it means the server answered and we distrust it: a configuration fault.
+    """
+    import ssl
+
+    if isinstance(exc, ssl.SSLError):
+        return False
+    if isinstance(exc, smtplib.SMTPConnectError):
+        return exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(exc, smtplib.SMTPException):  # an OSError too, but the server answered (AUTH, 5xx)
+        return False
+    if isinstance(exc, OSError):
+        return True
+    return type(exc).__name__ == "AirflowException" and "Unable to connect" in str(exc)
+
+
+def _permanent_refusal(exc: BaseException) -> bool:
+    """A 5xx answer to opening the session (e.g. 535 bad credentials) will not change by waiting."""
+    return isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600
+
+
 def open_smtp(conn_id: str = SMTP_CONN_ID):
     """(hook, client): an SmtpHook connected with `get_conn()` and its own SMTP client.
 
@@ -134,8 +161,14 @@ class EmailSender:
             except DeliveryFailed:
                 self.close()
                 raise
-            except Exception as exc:  # refused, timed out, AirflowException("Unable to connect")
+            except Exception as exc:
                 self.close()
+                if not _unreachable(exc):
+                    # Reached, but it refused us (credentials, TLS certificate, a missing
+                    # connection): a configuration fault that must surface as failed attempts,
+                    # not hide behind the breaker as an outage.
+                    raise DeliveryFailed(f"SMTP session could not be opened: {type(exc).__name__}: {exc}",
+                                         permanent=_permanent_refusal(exc)) from None
                 # The server cannot be reached at all: not this row's fault (the deliverer's breaker
                 # stops trying e-mail rows until a probe gets through). Uncounted only when no
                 # earlier attempt of this call may have been accepted (a dropped 250).

@@ -366,6 +366,8 @@ def defer(
                outbox.c.claimed_until == row.claimed_until)
         .values(values)
     )
+    if result.rowcount != 1:  # another worker holds the row now: nothing was deferred by us
+        return False
     record(
         conn,
         "message_deferred",
@@ -381,7 +383,7 @@ def defer(
         },
         **_audit_fields(row),
     )
-    return result.rowcount == 1
+    return True
 
 
 def next_due(conn: sa.Connection, now: dt.datetime, *, channels: Iterable[str] | None = None) -> dt.datetime | None:

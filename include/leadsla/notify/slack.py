@@ -54,6 +54,8 @@ POST_TIMEOUTS = 2
 READ_RETRY_WAITS_S = (0.2, 0.5)
 #: Retry-After assumed when a 429 carries none (or an unreadable one).
 DEFAULT_RETRY_AFTER_S = 1.0
+#: The shortest wait after a 429, whatever Retry-After says (see `_retry_after_s`).
+MIN_RETRY_AFTER_S = 1.0
 #: Look this far before the row's creation for its message (clock skew between hosts).
 HISTORY_SKEW_S = 300
 
@@ -241,11 +243,15 @@ class _ShortWaits:
 
 
 def _retry_after_s(response: Any) -> float:
-    """The Retry-After of a 429 answer in seconds (DEFAULT_RETRY_AFTER_S when absent or unreadable)."""
+    """The Retry-After of a 429 answer in seconds (DEFAULT_RETRY_AFTER_S when absent or unreadable).
+
+    Never below MIN_RETRY_AFTER_S: a server answering "Retry-After: 0" again and again would
+    otherwise have the row claimed and posted in a tight loop for the whole delivery budget.
+    """
     for name, values in (getattr(response, "headers", None) or {}).items():
         if name.lower() == "retry-after":
             try:
-                return max(float(values[0] if isinstance(values, list | tuple) else values), 0.0)
+                return max(float(values[0] if isinstance(values, list | tuple) else values), MIN_RETRY_AFTER_S)
             except (TypeError, ValueError, IndexError):
                 return DEFAULT_RETRY_AFTER_S
     return DEFAULT_RETRY_AFTER_S

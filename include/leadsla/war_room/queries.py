@@ -224,7 +224,8 @@ def _cohort_changes(f: Filters) -> sa.Select:
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
     return (sa.select(r.c.record_id, r.c.status, *_raw(r, "created_at"), r.c.rejection_reason, h.c.new_value,
                       h.c.old_value, *_raw(h, "changed_at"))
-            .select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id))
+            .select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id,
+                                                r.c.is_deleted.is_(False)))  # as the reports: deleted leads never count
                          .outerjoin(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == r.c.record_id,
                                                h.c.field == _STATUS, h.c.changed_at < p.end))))
 
