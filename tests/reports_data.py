@@ -252,3 +252,13 @@ def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = dt.datetime(20
     for k in range(3):
         b.event("war_room_visit", start + dt.timedelta(days=3 + k), actor=f"005M{k:014d}")
     return b
+
+
+def synced(engine: sa.Engine, started: dt.datetime, groups: tuple[str, ...] = ("leads", "org")) -> None:
+    """Record a successful CRM sync of every object group (crm_fields.yaml) that started at `started`,
+    as `leadsla.crm.sync.sync_group` does: reports are built only on a mirror synced past their period."""
+    from leadsla.store import schema as s
+
+    with engine.begin() as conn:
+        conn.execute(s.sync_runs.insert(), [{"started_at": started, "finished_at": started + dt.timedelta(seconds=20),
+                                             "status": "success", "group_name": g} for g in groups])

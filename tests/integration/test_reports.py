@@ -25,7 +25,7 @@ from leadsla.cli import main
 from leadsla.store import open_store
 from tests.conftest import _new_postgres_url
 from tests.notify_fixtures import smtp_sink  # noqa: F401 - fixture
-from tests.reports_data import generate
+from tests.reports_data import generate, synced
 
 REPORTS = ("weekly", "feedback", "monthly", "quarterly")
 #: The scheduled run's time for each report and the period it therefore covers (the last full one).
@@ -46,6 +46,7 @@ def seeded(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('reports') / 'store.db'}"
     engine = open_store(url)
     generate(1500).write(engine)
+    synced(engine, dt.datetime(2027, 2, 1, tzinfo=dt.UTC))  # after the data, so every period's figures are final
     engine.dispose()
     return url
 

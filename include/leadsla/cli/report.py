@@ -1,11 +1,14 @@
 """`leadsla report {weekly,feedback,monthly,quarterly} [--period LABEL] [--at TIME] --out DIR`:
 regenerate a report for any past period into a folder (HTML, chart PNGs, CSVs). Never sends mail.
+Works offline on whatever the store holds; prints a warning line when the CRM mirror has no
+successful sync past the period's end (its figures may be incomplete).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from pathlib import Path
 
 from leadsla.errors import LeadSlaError
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
             raise LeadSlaError(f"--at {args.at!r} is not an ISO time (e.g. 2026-11-16T13:00:00Z)") from None
     report, paths = build_for(args.name, period=args.period, at=at, store_url=args.store,
                               config_path=args.config, out=args.out)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path in paths:
         print(path)
     return 0

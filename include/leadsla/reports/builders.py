@@ -38,6 +38,7 @@ class Report:
     context: dict
     images: dict[str, bytes] = field(default_factory=dict)  # cid -> PNG
     csvs: dict[str, str] = field(default_factory=dict)  # filename -> CSV text
+    warnings: list[str] = field(default_factory=list)  # e.g. the CRM mirror not synced past the period
 
     def html(self, inline: str = "data") -> str:
         """inline='data' embeds charts as data URIs (saved file); 'cid' references Content-IDs (e-mail);
@@ -170,6 +171,19 @@ def save(report: Report, out: Path) -> list[Path]:
     return paths
 
 
+def period_key(report: Report) -> str:
+    """The period's label, plus the cut for a period reported to date ("2026-11.to20261123T1440Z"):
+    a to-date report is its own period (its own Message-ID, sent once of its own)."""
+    cut = f".to{report.period.end:%Y%m%dT%H%MZ}" if report.period.partial else ""
+    return f"{report.period.label}{cut}"
+
+
+def message_id(report: Report, sender: str) -> str:
+    """The report's Message-ID: one per report and period, so a re-send is recognisable."""
+    # A report of a period not over yet gets its own id: mail clients drop a second message with the same one.
+    return f"<leadsla.report.{report.name}.{period_key(report)}@{sender.rpartition('@')[2] or 'localhost'}>"
+
+
 def email_message(report: Report, sender: str, recipients: list[str], at: dt.datetime) -> EmailMessage:
     """multipart/alternative (text, then multipart/related HTML with the charts by Content-ID),
     with the CSVs attached. Message-ID is derived from report and period, so a re-send is recognisable."""
@@ -178,9 +192,7 @@ def email_message(report: Report, sender: str, recipients: list[str], at: dt.dat
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = format_datetime(at.astimezone(dt.UTC))
-    # A report of a period not over yet gets its own id: mail clients drop a second message with the same one.
-    cut = f".to{report.period.end:%Y%m%dT%H%MZ}" if report.period.partial else ""
-    msg["Message-ID"] = f"<leadsla.report.{report.name}.{report.period.label}{cut}@{sender.rpartition('@')[2] or 'localhost'}>"
+    msg["Message-ID"] = message_id(report, sender)
     msg.set_content(report.text())
     msg.add_alternative(report.html("cid"), subtype="html")
     html_part = msg.get_payload()[1]

@@ -1,24 +1,39 @@
 """Entry points the CLI and DAGs call: pick the period, load the store, build, save and/or mail.
 
 The run's time is always passed in (the DAG's logical date or data interval end), never read here.
+E-mail goes out only on a complete CRM mirror (`readiness`) and once per report and period
+(`dispatch`); the CLI builds files from whatever the store holds and warns when it is incomplete.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
-from leadsla.reports import builders
+from leadsla.reports import builders, readiness
 from leadsla.reports.config import load_report_config
 from leadsla.reports.data import load
 from leadsla.reports.period import last_full, parse
 
+log = logging.getLogger(__name__)
+
 
 def build_for(name: str, *, at: dt.datetime, period: str | None = None, store_url: str | None = None,
-              config_path: str | None = None, out: Path | None = None, engine=None):
+              config_path: str | None = None, out: Path | None = None, engine=None,
+              require_synced: bool = False, groups: list[str] | None = None):
     """Build report `name` for `period` (label) or the last full period before `at`.
 
-    Returns (Report, saved paths). Raises LeadSlaError subclasses for a bad period or config.
+    Args:
+        require_synced: refuse (MirrorNotSynced) when the CRM mirror has no successful sync past the
+            period's end; otherwise the gap is put in `Report.warnings` and the report built anyway.
+        groups: the CRM object groups that must have synced (default: crm_fields.yaml's groups).
+
+    Returns (Report, saved paths).
+
+    Raises:
+        MirrorNotSynced: `require_synced` and the mirror is not complete for the period (retryable).
+        LeadSlaError subclasses for a bad period or config.
     """
     from leadsla.store import open_store
 
@@ -29,29 +44,76 @@ def build_for(name: str, *, at: dt.datetime, period: str | None = None, store_ur
     own = engine is None
     engine = engine or open_store(store_url)
     try:
+        with engine.connect() as conn:
+            missing = readiness.gap(conn, p, groups if groups is not None else readiness.crm_groups())
+        if missing and require_synced:
+            raise readiness.MirrorNotSynced(f"{name} report {p.title}: {missing}")
         data = load(engine, cfg.sla_id, until=p.end, campaign_field=cfg.campaign_field)
     finally:
         if own:
             engine.dispose()
     report = builders.build(name, data, p, cfg)
+    if missing:
+        report.warnings.append(f"{missing.removesuffix('; the report waits')}: figures may be incomplete")
     paths = builders.save(report, Path(out)) if out else []
     return report, paths
 
 
 def send_report(name: str, *, at: dt.datetime, period: str | None = None, out: Path | None = None,
-                conn_id: str = "smtp_default", engine=None, store_url: str | None = None) -> dict:
+                conn_id: str = "smtp_default", engine=None, store_url: str | None = None,
+                resend: bool = False, context=None, groups: list[str] | None = None) -> dict:
     """Build the report for `period` (label; default: the last full period before `at`) and e-mail
-    it to its configured recipients through SmtpHook.
+    it to its configured recipients through SmtpHook, once per report and period.
 
-    Returns a small JSON-able summary (period, recipients, Message-ID) for XCom.
+    Args:
+        resend: e-mail it even when this report and period was sent before (same Message-ID).
+        context: the Airflow task run (`AuditContext`) written into the audit trail.
+        groups: the CRM object groups that must have synced past the period (default: all of them).
+
+    Returns:
+        A small JSON-able summary (period, recipients, Message-ID, `sent` or `skipped: already sent
+        at ...`) for XCom.
+
+    Raises:
+        MirrorNotSynced: no successful CRM sync past the period's end yet; retry later.
     """
     from leadsla.notify.email import DEFAULT_FROM, smtp_session
+    from leadsla.reports import dispatch
+    from leadsla.store import open_store
+    from leadsla.store.audit import AuditContext
 
+    context = context or AuditContext()
     cfg = load_report_config()
-    report, _ = build_for(name, at=at, period=period, out=out, engine=engine, store_url=store_url)
-    recipients = list(getattr(cfg.recipients, name))
-    with smtp_session(conn_id) as (hook, client):
-        sender = hook.from_email or DEFAULT_FROM
-        msg = builders.email_message(report, sender, recipients, at)
-        client.sendmail(sender, recipients, msg.as_bytes())
-    return {"report": name, "period": report.period.label, "partial": report.period.partial, "recipients": recipients, "message_id": msg["Message-ID"]}
+    own = engine is None
+    engine = engine or open_store(store_url)
+    try:
+        report, _ = build_for(name, at=at, period=period, out=out, engine=engine, require_synced=True, groups=groups)
+        recipients = list(getattr(cfg.recipients, name))
+        key = builders.period_key(report)
+        summary = {"report": name, "period": report.period.label, "partial": report.period.partial,
+                   "recipients": recipients}
+        with engine.begin() as conn:
+            before = None if resend else dispatch.last_sent(conn, name, key)
+            if before is not None:
+                sent_at = before["recorded_at"].isoformat(timespec="minutes")
+                mid = before["detail"].get("message_id")
+                dispatch.record_outcome(conn, "report_skipped", report, at=at, context=context, message_id=mid,
+                                        recipients=recipients, sent_at=before["recorded_at"].isoformat(),
+                                        sent_by={k: before[k] for k in ("dag_id", "run_id", "task_id", "try_number")})
+                log.info("%s report %s already sent at %s by %s (Message-ID %s): not sent again "
+                         "(trigger with resend=true to send it again)", name, key, sent_at, before["run_id"], mid)
+                return {**summary, "message_id": mid, "result": f"skipped: already sent at {sent_at}"}
+        with smtp_session(conn_id) as (hook, client):
+            sender = hook.from_email or DEFAULT_FROM
+            msg = builders.email_message(report, sender, recipients, at)
+            client.sendmail(sender, recipients, msg.as_bytes())
+        # Recorded right after the server accepted it: a crash in between means one duplicate on retry,
+        # never a lost report.
+        with engine.begin() as conn:
+            dispatch.record_outcome(conn, "report_sent", report, at=at, context=context,
+                                    message_id=msg["Message-ID"], recipients=recipients, resend=resend)
+        log.info("%s report %s e-mailed to %d recipients (Message-ID %s)", name, key, len(recipients), msg["Message-ID"])
+        return {**summary, "message_id": msg["Message-ID"], "result": "resent" if resend else "sent"}
+    finally:
+        if own:
+            engine.dispose()

@@ -373,5 +373,7 @@ AUDIT_EVENTS = frozenset(
         "policy_loaded",
         "health_finding",
         "war_room_visit",
+        "report_sent",
+        "report_skipped",
     }
 )
