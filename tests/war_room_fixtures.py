@@ -3,6 +3,7 @@ secret, the revoked-token table in the test's Airflow database) and a small hand
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 from tests.reports_data import Builder, t
@@ -67,6 +68,7 @@ def org() -> Builder:
     b.lead("L9", owner="R3", source="Chat", name="<script>alert(1)</script>", stages={"MQL": t("2026-11-20 10:00")})
     start = t("2026-11-20 10:00")
     b.clock("L9", start, target_h=4, elapsed_h=1.5, owner="R3", team="B", now=NOW)
+    b.clocks[-1].update(next_checkpoint="half", next_checkpoint_at=start + dt.timedelta(hours=2))  # breached ones: none
     run = "scheduled__2026-11-20T10:00:00+00:00"
     ctx = {"dag_id": "sla_monitor", "task_id": "evaluate", "try_number": 1}
     b.event("clock_start", start, "L9", clock_start=start, actor="sales_touch.start.mql", run_id=run, **ctx)

@@ -148,9 +148,10 @@ class DemoOrg:
         self.vps = dict(zip(("sales", "marketing", "revops"), vps, strict=True))
         self.reps: list[Rep] = []
         self.managers: dict[str, str] = {}
+        taken: set[str] = {f"{r['FirstName']} {r['LastName']}" for r in vp_rows}
         for t_index, (team, tz, _countries, locale) in enumerate(TEAMS):
             fake = self.fake[locale]
-            first, last = fake.first_name(), fake.last_name()
+            first, last = _new_person(fake, taken)
             manager = self.store.bulk_insert("User", [{
                 "FirstName": first, "LastName": last, "Title": "SDR Manager", "Department": team, "Team__c": team,
                 "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
@@ -164,7 +165,7 @@ class DemoOrg:
                     speed = "slow"
                 if t_index == 1 and r_index == 2:
                     out = True
-                first, last = fake.first_name(), fake.last_name()
+                first, last = _new_person(fake, taken)
                 rid = self.store.bulk_insert("User", [{
                     "FirstName": first, "LastName": last, "Title": "SDR", "Department": team, "Team__c": team,
                     "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
@@ -465,6 +466,16 @@ class DemoOrg:
         if ticks:
             self._save()
         return ticks
+
+
+def _new_person(fake: Faker, taken: set[str]) -> tuple[str, str]:
+    """A first and last name nobody in the org has yet (names double as e-mail addresses, and
+    locales seeded alike draw the same names), drawn from the seeded Faker: deterministic."""
+    while True:
+        first, last = fake.first_name(), fake.last_name()
+        if f"{first} {last}" not in taken:
+            taken.add(f"{first} {last}")
+            return first, last
 
 
 def _business_time(at: datetime, tz: str) -> datetime:

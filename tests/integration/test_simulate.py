@@ -38,6 +38,10 @@ def test_teams_managers_and_vps(demo):
     reps = [u for u in users if u.get("Title") == "SDR"]
     assert all(r["ManagerId"] in managers for r in reps)
     assert sum(1 for r in reps if r.get("Out_Of_Office__c")) == 1
+    # Every person is someone else: names are shown side by side and e-mail addresses reach one person.
+    people = [u for u in users if u.get("Email")]
+    assert len({(u["FirstName"], u["LastName"]) for u in people}) == len(people)
+    assert len({u["Email"] for u in people}) == len(people)
     queues = [g for g in demo.scan("Group") if g.get("Type") == "Queue"]
     assert {q["DeveloperName"] for q in queues} == {"Breached_SLA", "SDR_Unassigned"}
 

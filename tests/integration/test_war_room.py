@@ -71,6 +71,7 @@ def test_live_panel_colours_at_risk_breaches_and_systemic_banner(client):
     order = re.findall(r'href="/lead/(L\d)"', at_risk)
     assert order[-2:] == ["L6", "L9"]  # most time left last: L6 0.8 h, L9 2.5 h
     assert sorted(order) == ["L3", "L5", "L6", "L7", "L8", "L9"]
+    assert ">nan<" not in at_risk and ">None<" not in at_risk  # a breached clock has no next checkpoint: blank
     red = client.get("/drill", params={"figure": "open:red"}).text
     assert _drilled(red) == ["L3", "L5", "L7", "L8"]
     assert _drilled(client.get("/drill", params={"figure": "systemic:A"}).text) == ["L5", "L7", "L8"]

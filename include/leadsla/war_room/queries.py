@@ -158,7 +158,7 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
         if len(g) >= SYSTEMIC_MIN_BREACHES and reps >= max(2, SYSTEMIC_REP_SHARE * team_reps.get(team, 0)):
             figures[f"systemic:{team}"] = m.ids(g["record_id"])
             banners.append({"team": team, "breaches": len(g), "reps": int(reps), "team_reps": team_reps.get(team, 0)})
-    return {"colours": colours, "at_risk": risk.to_dict("records"), "breaches_today": len(figures["breaches_today"]),
+    return {"colours": colours, "at_risk": _records(risk), "breaches_today": len(figures["breaches_today"]),
             "systemic": banners, "figures": figures, "today": today}
 
 
