@@ -254,11 +254,18 @@ def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = dt.datetime(20
     return b
 
 
-def synced(engine: sa.Engine, started: dt.datetime, groups: tuple[str, ...] = ("leads", "org")) -> None:
+def synced(engine: sa.Engine, started: dt.datetime, groups: tuple[str, ...] = ("leads", "org"), *,
+           evaluated: bool = True) -> None:
     """Record a successful CRM sync of every object group (crm_fields.yaml) that started at `started`,
-    as `leadsla.crm.sync.sync_group` does: reports are built only on a mirror synced past their period."""
+    as `leadsla.crm.sync.sync_group` does, and (unless `evaluated` is False) the monitor evaluation
+    that follows it, as `leadsla.monitor.run_monitor` does: reports are built only on a mirror synced
+    past their period and clocks evaluated since."""
     from leadsla.store import schema as s
 
+    finished = started + dt.timedelta(seconds=20)
     with engine.begin() as conn:
-        conn.execute(s.sync_runs.insert(), [{"started_at": started, "finished_at": started + dt.timedelta(seconds=20),
+        conn.execute(s.sync_runs.insert(), [{"started_at": started, "finished_at": finished,
                                              "status": "success", "group_name": g} for g in groups])
+        if evaluated:
+            conn.execute(s.evaluations.insert().values(evaluated_at=finished, read_at=finished + dt.timedelta(seconds=1),
+                                                       clocks=0, run_id="test"))

@@ -158,6 +158,8 @@ def run_monitor(engine: sa.Engine, now: dt.datetime, context: AuditContext, *, p
     """
     policy = policy or load_policy(os.environ.get("LEADSLA_POLICY_PATH") or None)
     with engine.begin() as conn:
+        # Bookkeeping only (which sync the clocks reflect, for the reports): decisions use `now`.
+        read_at = dt.datetime.now(dt.UTC)
         frames = load_frames(conn)
         ev = evaluate(records=frames["records"], field_history=frames["field_history"],
                       activities=frames["activities"], users=frames["users"], policy=policy, now=now)
@@ -181,6 +183,8 @@ def run_monitor(engine: sa.Engine, now: dt.datetime, context: AuditContext, *, p
         digests = roll_up(conn, now, max_alerts=policy.rate_limit.max_alerts,
                           window_minutes=policy.rate_limit.window_minutes, context=context)
         breach_keys = escalation.enqueue_breaches(conn, decided.breaches, directory, now, context)
+        conn.execute(schema.evaluations.insert().values(evaluated_at=now, read_at=read_at, clocks=len(ev.clocks),
+                                                        run_id=context.run_id))
     summary = {**counts, "clocks": len(ev.clocks), "due": len(decided.due), "superseded": len(decided.superseded),
                "queued": len(queued), "digests": len(digests),
                "capacity_alerts": systemic["alerts"], "rolled_up": systemic["rolled_up"], "breaches": len(breach_keys), "unresolved": len(decided.unresolved)}

@@ -85,3 +85,16 @@ def test_only_new_or_changed_clocks_are_written_and_an_old_replay_keeps_the_newe
     assert clocks(store)[LEADS[1]] == ("running", 70 * 60, t3)
     assert clocks(store)[LEADS[0]] == ("met", 45 * 60, t2)
     assert events(store) == [("clock_start", LEADS[0]), ("clock_start", LEADS[1]), ("clock_stop", LEADS[0])]
+
+
+def test_every_evaluation_is_recorded_with_when_it_read_the_store(store) -> None:
+    # The reports wait for an evaluation that read the store after the sync completing their period.
+    seed(store)
+    before = dt.datetime.now(dt.UTC)
+    run_monitor(store, SAL_AT + dt.timedelta(minutes=30), CTX, policy=POLICY, url=URL)
+    run_monitor(store, SAL_AT + dt.timedelta(minutes=31), CTX, policy=POLICY, url=URL)
+    with store.connect() as conn:
+        rows = conn.execute(sa.select(schema.evaluations).order_by(schema.evaluations.c.evaluation_id)).all()
+    assert [(r.evaluated_at, r.clocks, r.run_id) for r in rows] == [
+        (SAL_AT + dt.timedelta(minutes=30), 2, "manual__1"), (SAL_AT + dt.timedelta(minutes=31), 2, "manual__1")]
+    assert before <= rows[0].read_at <= rows[1].read_at <= dt.datetime.now(dt.UTC)

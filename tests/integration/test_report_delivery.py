@@ -122,3 +122,24 @@ def test_cli_builds_offline_and_warns_when_the_mirror_is_incomplete(store_url, t
     assert (tmp_path / "weekly_2026-W46.html").exists()
     assert out.err.startswith("warning: CRM mirror not synced past 2026-11-16T05:00+00:00")
     assert "figures may be incomplete" in out.err
+
+
+def test_waits_for_the_clocks_to_be_evaluated_after_the_completing_sync(store, smtp_sink):  # noqa: F811
+    from leadsla.store import schema as s
+
+    generate(60).write(store)
+    synced(store, W46_END + dt.timedelta(minutes=1), evaluated=False)  # finished at W46_END + 1 min 20 s
+    with pytest.raises(MirrorNotSynced, match=r"SLA clocks not evaluated since the CRM sync that completed "
+                                              r"2026-W46 \(finished 2026-11-16T05:01:20\+00:00; last evaluation "
+                                              r"read the store: never\); the report waits for sla_monitor"):
+        send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled"))
+    with store.begin() as conn:  # an evaluation that read the store while that sync was still running
+        conn.execute(s.evaluations.insert().values(evaluated_at=W46_END + dt.timedelta(minutes=1),
+                                                   read_at=W46_END + dt.timedelta(minutes=1, seconds=10)))
+    with pytest.raises(MirrorNotSynced, match=r"last evaluation read the store: 2026-11-16T05:01:10"):
+        send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled", 2))
+    assert _mails(smtp_sink) == []
+    with store.begin() as conn:
+        conn.execute(s.evaluations.insert().values(evaluated_at=W46_END + dt.timedelta(minutes=2),
+                                                   read_at=W46_END + dt.timedelta(minutes=2)))
+    assert send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled", 3))["result"] == "sent"

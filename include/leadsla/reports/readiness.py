@@ -1,4 +1,5 @@
-"""Whether the CRM mirror is complete for a report's period, judged from the store's `sync_runs`.
+"""Whether the store is complete for a report's period: the CRM mirror (the store's `sync_runs`)
+and the SLA clocks evaluated from it (`evaluations`, one row per monitor run).
 
 A period's figures are final only once every CRM object group (crm_fields.yaml `groups`) has had a
 successful sync that *started* after the period ended: a sync sees every change committed before
@@ -54,15 +55,39 @@ def synced_until(conn: sa.Connection, groups: Iterable[str]) -> dt.datetime | No
     return min(latest) if latest else None
 
 
+def completing_sync_finished(conn: sa.Connection, need: dt.datetime, groups: Iterable[str]) -> dt.datetime | None:
+    """When the syncs that completed the mirror up to `need` had all finished: per group, the first
+    successful sync started at or after `need`; the latest of their ends. None if a group has none."""
+    runs = schema.sync_runs
+    ends = []
+    for group in sorted(set(groups)):
+        finished = conn.execute(sa.select(sa.func.min(runs.c.finished_at))
+                                .where(runs.c.group_name == group, runs.c.status == "success",
+                                       runs.c.started_at >= need)).scalar()
+        if finished is None:
+            return None
+        ends.append(finished)
+    return max(ends) if ends else None
+
+
 def gap(conn: sa.Connection, period: Period, groups: Iterable[str]) -> str | None:
-    """A sentence saying why the mirror is not complete for `period`, or None when it is."""
+    """A sentence saying why the store is not complete for `period`, or None when it is: the CRM
+    mirror synced past the period's end, and the SLA clocks evaluated since (a report built between
+    the sync and the monitor's next run would show the period's leads without their clocks)."""
     need = needed_until(period)
     last = synced_until(conn, groups)
-    if last is not None and last >= need:
-        return None
-    seen = "never" if last is None else last.isoformat(timespec="minutes")
-    return (f"CRM mirror not synced past {need.isoformat(timespec='minutes')} (end of {period.title}) yet "
-            f"(last successful sync of every object group started: {seen}); the report waits")
+    if last is None or last < need:
+        seen = "never" if last is None else last.isoformat(timespec="minutes")
+        return (f"CRM mirror not synced past {need.isoformat(timespec='minutes')} (end of {period.title}) yet "
+                f"(last successful sync of every object group started: {seen}); the report waits")
+    synced_at = completing_sync_finished(conn, need, groups)
+    read = conn.execute(sa.select(sa.func.max(schema.evaluations.c.read_at))).scalar()
+    if synced_at is not None and (read is None or read < synced_at):
+        seen = "never" if read is None else read.isoformat(timespec="seconds")
+        return (f"SLA clocks not evaluated since the CRM sync that completed {period.title} "
+                f"(finished {synced_at.isoformat(timespec='seconds')}; last evaluation read the store: {seen}); "
+                "the report waits for sla_monitor")
+    return None
 
 
 def crm_groups() -> list[str]:

@@ -190,6 +190,20 @@ sync_runs = sa.Table(
     sa.Index(None, "group_name", "started_at"),
 )
 
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    # One row per monitor evaluation: what the clocks table reflects. `read_at` is the wall-clock
+    # instant it read the store (so everything synced before then is in the clocks); reports wait
+    # for an evaluation that read the store after the sync that completed their period.
+    sa.Column("evaluation_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("evaluated_at", UtcDateTime(), nullable=False),  # the run's `now` (run_after)
+    sa.Column("read_at", UtcDateTime(), nullable=False),
+    sa.Column("clocks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("run_id", sa.String(250)),
+    sa.Index(None, "read_at"),
+)
+
 crm_mapping_checks = sa.Table(
     "crm_mapping_checks",
     metadata,
