@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from leadsla import alerts
+from leadsla.notify.outbox import idempotency_key
 from leadsla.policy import load_policy
 
 POLICY = load_policy()
@@ -89,3 +90,29 @@ def test_quiet_hours_hold_warnings_until_the_recipients_next_opening_but_not_cri
                        instance_url="https://acme.my.salesforce.com")
     vp = next(a for a in calm.actions if a.recipient == "vp.sales@example.com")
     assert vp.not_before == dt.datetime(2026, 11, 18, 13, 0, tzinfo=dt.UTC)  # quiet hours end 08:00 New York
+
+
+def test_one_message_per_person_and_channel_when_roles_name_the_same_person():
+    # The rep is also the team manager: the breach's owner and team_manager roles are one person.
+    policy = POLICY.model_copy(update={"teams": {
+        **POLICY.teams, "cs": POLICY.teams["cs"].model_copy(update={"manager": "005000000000001AAA"})}})
+    cs_clock = _clock(sla_id="cs_onboarding", team="cs")
+    cs_sla = policy.sla("cs_onboarding")
+    breach = next(cp for cp in cs_sla.all_checkpoints() if cp.id == "breach")
+    assert {"owner", "team_manager"} <= set(breach.notify)
+    checkpoints = _checkpoints(("breach", 14460)).assign(sla_id="cs_onboarding")
+    d = alerts.Directory(policy, USERS)
+    plan = alerts.plan(cs_clock, checkpoints, RECORDS, d, now=(START + pd.Timedelta(hours=5)).to_pydatetime(),
+                       handled=[], instance_url="https://acme.my.salesforce.com")
+    rita = [a for a in plan.actions if a.recipient == "rita@example.com"]
+    assert sorted(a.channel for a in rita) == sorted(breach.channels)  # one per channel, not one per role
+    assert all(a.payload["roles"] == ["owner", "team_manager"] for a in rita)
+    keys = {a.key for a in plan.actions}
+    assert len(keys) == len(plan.actions)  # every outbox row is a distinct (destination, channel)
+    # The key is the destination's, whichever role named it first: stable across runs and policies.
+    assert {a.key for a in rita} == {
+        idempotency_key("cs_onboarding", "00Q000000000001AAA", START.to_pydatetime(), "breach",
+                        "rita@example.com", c) for c in breach.channels}
+    again = alerts.plan(cs_clock, checkpoints, RECORDS, d, now=(START + pd.Timedelta(hours=6)).to_pydatetime(),
+                        handled=[], instance_url="https://acme.my.salesforce.com")
+    assert {a.key for a in again.actions} == keys

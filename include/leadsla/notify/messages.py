@@ -16,6 +16,7 @@ Payload schema (JSON in ``outbox.payload``)::
       "owner": {"id": "005...", "name": "Rep Name", "email": "rep@example.com"},
       "recipient": {"name": "...", "email": "...", "timezone": "America/New_York",
                     "slack_fallback_channel": "C0123456789"},   # channel ID, optional
+      "roles": ["owner", "team_manager"],       # the roles this one message covers
       "team": {"name": "SDR East", "timezone": "America/New_York"},   # optional
       "target_seconds": 14400, "elapsed_seconds": 7200,
       "remaining_seconds": 7200,                # negative when overdue
@@ -154,6 +155,8 @@ class AlertPayload(_Payload):
     lead: LeadInfo
     owner: Person
     recipient: Recipient
+    #: The policy roles this one message covers (owner, owner_manager, ...): one person, one message.
+    roles: list[str] = Field(default_factory=list)
     team: Team | None = None
     target_seconds: int = Field(ge=0)
     elapsed_seconds: int = Field(ge=0)
