@@ -177,7 +177,8 @@ def plan(
     """Decide the messages for every reached, not yet handled checkpoint of every open clock.
 
     Args:
-        clocks, checkpoints: `leadsla.engine.Evaluation` frames at `now`.
+        clocks, checkpoints: `leadsla.engine.Evaluation` frames at `now` (the payload's elapsed and
+            remaining business time are the clock's `elapsed_seconds` at `now`).
         records: the store's records (record_id, name, company, lead_source).
         handled: checkpoints already queued or recorded as superseded (from the outbox/audit).
         now: the run's time; a message not held by quiet hours has `not_before = now`.
@@ -236,6 +237,9 @@ def _actions(policy: Policy, directory: Directory, clock: Mapping[str, Any], cp:
     reached_at = _ts(cp["reached_at"])
     deadline = _ts(clock["deadline"]) if _str(clock["deadline"]) else reached_at
     team_tz = directory.team_timezone(team)
+    # The clock's business time at `now` (never less than the checkpoint's own offset: a reached
+    # checkpoint's elapsed time cannot have run backwards).
+    elapsed = max(int(clock["elapsed_seconds"]), int(cp["offset_seconds"]))
     # One message per (channel, destination), however many roles name that destination: a rep who
     # is also the team manager gets one DM and one e-mail, and the payload and audit say which
     # roles it covers. The key is derived from the destination (not the role), so it is stable.
@@ -270,9 +274,12 @@ def _actions(policy: Policy, directory: Directory, clock: Mapping[str, Any], cp:
                           "slack_fallback_channel": person.fallback_channel},
             "roles": roles,
             "team": {"name": team or "unassigned", "timezone": team_tz},
+            # The situation as of this evaluation (`now`, the run's time), not as of the checkpoint:
+            # a breach caught up four days late says "overdue by 4 days", not "by 1 min".
             "target_seconds": int(clock["target_seconds"]),
-            "elapsed_seconds": int(cp["offset_seconds"]),
-            "remaining_seconds": int(clock["target_seconds"]) - int(cp["offset_seconds"]),
+            "elapsed_seconds": elapsed,
+            "remaining_seconds": int(clock["target_seconds"]) - elapsed,
+            "evaluated_at": now.isoformat(),
             "deadline": deadline.isoformat(),
             "due_at": reached_at.isoformat(),
             "breached_at": deadline.isoformat() if kind == "breach" else None,
