@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadsla.notify.outbox import Action
+from leadsla.notify.outbox import Action, normalise_recipient
 from leadsla.policy import Policy
 
 #: The identity of a checkpoint of a clock: (sla_id, record_id, clock_start, checkpoint).
@@ -177,7 +177,8 @@ def plan(
     """Decide the messages for every reached, not yet handled checkpoint of every open clock.
 
     Args:
-        clocks, checkpoints: `leadsla.engine.Evaluation` frames at `now`.
+        clocks, checkpoints: `leadsla.engine.Evaluation` frames at `now` (the payload's elapsed and
+            remaining business time are the clock's `elapsed_seconds` at `now`).
         records: the store's records (record_id, name, company, lead_source).
         handled: checkpoints already queued or recorded as superseded (from the outbox/audit).
         now: the run's time; a message not held by quiet hours has `not_before = now`.
@@ -236,44 +237,57 @@ def _actions(policy: Policy, directory: Directory, clock: Mapping[str, Any], cp:
     reached_at = _ts(cp["reached_at"])
     deadline = _ts(clock["deadline"]) if _str(clock["deadline"]) else reached_at
     team_tz = directory.team_timezone(team)
-    seen: set[tuple[str, str]] = set()
-    actions: list[Action] = []
+    # The clock's business time at `now` (never less than the checkpoint's own offset: a reached
+    # checkpoint's elapsed time cannot have run backwards).
+    elapsed = max(int(clock["elapsed_seconds"]), int(cp["offset_seconds"]))
+    # One message per (channel, destination), however many roles name that destination: a rep who
+    # is also the team manager gets one DM and one e-mail, and the payload and audit say which
+    # roles it covers. The key is derived from the destination (not the role), so it is stable.
+    by_destination: dict[tuple[str, str], tuple[Person, list[str]]] = {}
     for role in cp_def.notify:
         people = directory.resolve(role, owner_id, team)
         if not people:
             out.unresolved.append(f"{clock['sla_id']}/{clock['record_id']}/{cp['checkpoint']}: {role}")
         for person in people:
-            urgent = kind == "breach" and bool(clock["critical"])
-            not_before = now if urgent else max(now, next_opening(policy, person, now))
             for channel in cp_def.channels:
                 address = person.address(channel)
-                if not address or (address.casefold(), channel) in seen:
+                if not address:
                     continue
-                seen.add((address.casefold(), channel))
-                payload = {
-                    "kind": kind,
-                    "sla_name": sla.name,
-                    "checkpoint_label": None if kind == "breach" else f"{cp['checkpoint']} checkpoint",
-                    "lead": {"id": str(clock["record_id"]), "object_type": clock["object_type"],
-                             "name": _str(record.get("name")) or str(clock["record_id"]),
-                             "company": _str(record.get("company")), "source": _str(record.get("lead_source")),
-                             "tier": str(clock["tier"])},
-                    "owner": {"id": owner_id, "name": owner.name if owner else (owner_id or "unassigned"),
-                              "email": owner.email if owner else None},
-                    "recipient": {"name": person.name, "email": person.email, "timezone": person.timezone,
-                                  "slack_fallback_channel": person.fallback_channel},
-                    "team": {"name": team or "unassigned", "timezone": team_tz},
-                    "target_seconds": int(clock["target_seconds"]),
-                    "elapsed_seconds": int(cp["offset_seconds"]),
-                    "remaining_seconds": int(clock["target_seconds"]) - int(cp["offset_seconds"]),
-                    "deadline": deadline.isoformat(),
-                    "due_at": reached_at.isoformat(),
-                    "breached_at": deadline.isoformat() if kind == "breach" else None,
-                    "open_clocks": open_clocks,
-                    "instance_url": instance_url,
-                }
-                actions.append(Action(
-                    sla_id=str(clock["sla_id"]), record_id=str(clock["record_id"]),
-                    clock_start=_ts(clock["clock_start"]), checkpoint=str(cp["checkpoint"]),
-                    recipient=address, channel=channel, payload=payload, not_before=not_before))
+                _, roles = by_destination.setdefault((channel, normalise_recipient(address)), (person, []))
+                if role not in roles:
+                    roles.append(role)
+    actions: list[Action] = []
+    for (channel, address), (person, roles) in by_destination.items():
+        urgent = kind == "breach" and bool(clock["critical"])
+        not_before = now if urgent else max(now, next_opening(policy, person, now))
+        payload = {
+            "kind": kind,
+            "sla_name": sla.name,
+            "checkpoint_label": None if kind == "breach" else f"{cp['checkpoint']} checkpoint",
+            "lead": {"id": str(clock["record_id"]), "object_type": clock["object_type"],
+                     "name": _str(record.get("name")) or str(clock["record_id"]),
+                     "company": _str(record.get("company")), "source": _str(record.get("lead_source")),
+                     "tier": str(clock["tier"])},
+            "owner": {"id": owner_id, "name": owner.name if owner else (owner_id or "unassigned"),
+                      "email": owner.email if owner else None},
+            "recipient": {"name": person.name, "email": person.email, "timezone": person.timezone,
+                          "slack_fallback_channel": person.fallback_channel},
+            "roles": roles,
+            "team": {"name": team or "unassigned", "timezone": team_tz},
+            # The situation as of this evaluation (`now`, the run's time), not as of the checkpoint:
+            # a breach caught up four days late says "overdue by 4 days", not "by 1 min".
+            "target_seconds": int(clock["target_seconds"]),
+            "elapsed_seconds": elapsed,
+            "remaining_seconds": int(clock["target_seconds"]) - elapsed,
+            "evaluated_at": now.isoformat(),
+            "deadline": deadline.isoformat(),
+            "due_at": reached_at.isoformat(),
+            "breached_at": deadline.isoformat() if kind == "breach" else None,
+            "open_clocks": open_clocks,
+            "instance_url": instance_url,
+        }
+        actions.append(Action(
+            sla_id=str(clock["sla_id"]), record_id=str(clock["record_id"]),
+            clock_start=_ts(clock["clock_start"]), checkpoint=str(cp["checkpoint"]),
+            recipient=address, channel=channel, payload=payload, not_before=not_before))
     return actions

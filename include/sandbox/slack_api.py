@@ -73,7 +73,11 @@ class SlackState:
     def add_users(self, users: list[dict]) -> None:
         with self.lock:
             for user in users:
-                uid = user.get("id") or f"U{len(self.users) + 1:08d}"
+                # One Slack user per e-mail (as in Slack): adding an address again keeps its id, and a
+                # new address never takes an id in use (numbering by len() gave every repeated
+                # address, then the next new one, the same id: several people, one DM).
+                known = self.users.get(user["email"].casefold())
+                uid = user.get("id") or (known["id"] if known else self._free_user_id())
                 self.users[user["email"].casefold()] = {
                     "id": uid,
                     "name": user.get("name", user["email"].split("@")[0]),
@@ -81,6 +85,13 @@ class SlackState:
                     "tz": user.get("tz", "America/New_York"),
                     "profile": {"email": user["email"]},
                 }
+
+    def _free_user_id(self) -> str:
+        taken = {u["id"] for u in self.users.values()}
+        n = len(taken) + 1
+        while f"U{n:08d}" in taken:
+            n += 1
+        return f"U{n:08d}"
 
     def add_channel(self, channel_id: str, name: str) -> None:
         with self.lock:

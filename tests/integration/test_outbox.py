@@ -69,6 +69,15 @@ def test_enqueue_is_idempotent_and_audited(store: sa.Engine) -> None:
     assert {e[5]["idempotency_key"] for e in events} == set(keys) | set(again)
 
 
+def test_the_audit_says_which_roles_one_message_covers(store: sa.Engine) -> None:
+    payload = {**alert_payload(), "roles": ["owner", "team_manager"]}
+    with store.begin() as conn:
+        enqueue(conn, [action(payload=payload), action(channel="email")], T, CTX)
+    details = [e[5] for e in audit_events(store)]
+    assert details[0]["roles"] == ["owner", "team_manager"]
+    assert "roles" not in details[1]  # a payload that names no roles claims none
+
+
 def test_enqueue_refuses_a_bad_payload_and_writes_nothing(store: sa.Engine) -> None:
     bad = alert_payload(recipient={"name": "X", "timezone": "Mars/Olympus"})
     with pytest.raises(PayloadError, match=r"recipient\.timezone.*Mars/Olympus"):

@@ -85,3 +85,64 @@ def test_every_planted_failure_is_reported_once_per_run(store):
             schema.outbox.c.sla_id == "sla_health")).all()
     assert sorted(c for c, _ in notices) == ["email", "slack"]  # one digest per run, both channels
     assert all(p["kind"] == "notice" and len(p["lines"]) >= len(ALL) for _, p in notices)
+
+
+def _stale(store, now, settings):
+    from leadsla.health import freshness
+
+    with store.connect() as conn:
+        return freshness.check(conn, now, load_policy(), settings)
+
+
+def _created(store):
+    with store.connect() as conn:
+        return conn.execute(sa.select(sa.func.min(schema.schema_meta.c.upgraded_at))).scalar()
+
+
+def test_a_fresh_deployment_whose_first_sync_is_still_running_is_not_stale(store):
+    settings = load().health
+    created = _created(store)
+    assert _stale(store, created + dt.timedelta(minutes=5), settings) == []  # nothing synced yet, just deployed
+    with store.begin() as conn:  # the first sync started and is still running
+        conn.execute(schema.sync_runs.insert().values(started_at=created + dt.timedelta(minutes=1), status="running"))
+    assert _stale(store, created + dt.timedelta(minutes=29), settings) == []
+    # A run scheduled before the store existed (the demo's first morning run) finds nothing either.
+    assert _stale(store, created - dt.timedelta(hours=8), settings) == []
+
+
+def test_never_synced_for_31_minutes_is_critical_and_worded_for_a_person(store):
+    settings = load().health
+    start = NOW - dt.timedelta(minutes=31)
+    with store.begin() as conn:
+        conn.execute(schema.sync_runs.insert().values(started_at=start, status="failed"))
+        conn.execute(schema.sync_runs.insert().values(started_at=NOW - dt.timedelta(minutes=2), status="running"))
+    (finding,) = _stale(store, NOW, settings)
+    assert finding.severity == "critical"
+    assert finding.summary.startswith("no CRM sync has succeeded yet, 31 min after syncing began (2026-11-10 14:29 UTC")
+    run_health(store, NOW, load_policy(), settings, run_id="t")
+    with store.connect() as conn:
+        payloads = conn.execute(sa.select(schema.outbox.c.channel, schema.outbox.c.payload).where(
+            schema.outbox.c.sla_id == "sla_health")).all()
+    assert sorted(c for c, _ in payloads) == ["email", "slack"]
+    notice = payloads[0][1]
+    assert notice["title"] == f"SLA health: {finding.summary}"  # one finding: the title says what it is
+    assert "1 problem;" in notice["intro"] and "digest" not in notice["intro"]
+    assert notice["lines"] == [f"[critical] {finding.summary}. Fix: {finding.how_to_fix}"]  # no "(0 affected)"
+    from leadsla.notify.notice import NoticePayload, notice_email_message, notice_slack_message
+
+    parsed = NoticePayload.parse(notice)
+    mail = notice_email_message(parsed)
+    assert mail.subject.startswith("[CRITICAL] SLA health: no CRM sync has succeeded yet")
+    assert "about digest" not in mail.text and "1 problem;" in mail.text
+    assert "about" not in notice_slack_message(parsed, "k")["blocks"][1]["text"]["text"]
+
+
+def test_digest_lines_and_title_count_in_words():
+    from leadsla.health.finding import Finding
+    from leadsla.health.run import digest_line, digest_title
+
+    many = [Finding("a", "critical", "x", ["00Q1"]), Finding("b", "warning", "y", ["00Q1", "00Q2"]),
+            Finding("c", "warning", "z")]
+    assert digest_title(many) == "SLA health: 3 problems (1 critical, 2 warnings)"
+    assert [digest_line(f) for f in many] == ["[critical] x (1 record affected).",
+                                              "[warning] y (2 records affected).", "[warning] z."]

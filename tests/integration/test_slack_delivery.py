@@ -66,6 +66,24 @@ def test_dm_to_rep_and_fallback_channel_for_someone_without_slack(engine, slack_
     assert sorted(d["via"] for d, _ in sent) == ["dm", "fallback"] and {t for _, t in sent} == {"deliver_alerts"}
 
 
+def test_two_people_without_slack_falling_back_to_one_channel_post_the_alert_there_once(engine, slack_api) -> None:
+    ghosts = [{"name": n, "email": f"{n.lower()}@example.com", "timezone": "America/Chicago",
+               "slack_fallback_channel": FALLBACK_CHANNEL} for n in ("Gus", "Gwen")]
+    queue(engine, *[(g["email"], alert_payload(recipient=g)) for g in ghosts])
+    assert deliver_due(engine, T, CTX)["delivered"] == 2
+    assert [m["channel"] for m in slack_api.messages()] == [FALLBACK_CHANNEL]  # one post, not one per person
+    assert [r[1] for r in statuses(engine)] == ["delivered", "delivered"]
+    with engine.connect() as conn:
+        sent = [d for (d,) in conn.execute(sa.select(audit.c.detail).where(audit.c.event == "message_sent")
+                                          .order_by(audit.c.audit_id))]
+    assert [d.get("same_destination", False) for d in sent] == [False, True]
+    assert sent[0]["external_id"] == sent[1]["external_id"]  # the second row points at the one post
+    # Another checkpoint of the same clock is a different alert: it is posted.
+    queue(engine, (ghosts[0]["email"], alert_payload(recipient=ghosts[0])), checkpoint="warn_80")
+    assert deliver_due(engine, T + dt.timedelta(seconds=2), CTX, budget=dt.timedelta(seconds=10))["delivered"] == 1
+    assert len(slack_api.messages()) == 2
+
+
 def test_no_slack_account_and_no_fallback_fails_permanently_with_a_reason(engine, slack_api) -> None:
     nobody = {"name": "No Body", "email": "nobody@example.com", "timezone": "UTC"}
     queue(engine, ("nobody@example.com", alert_payload(recipient=nobody)))
@@ -89,7 +107,10 @@ def test_block_kit_content_metadata_and_recipient_timezone(engine, slack_api) ->
     # The 18:00 UTC deadline in each recipient's own zone, never bare UTC.
     assert "Mon 9 Mar 2026, 14:00 EDT" in text and "UTC" not in text
     assert "Mon 9 Mar 2026, 18:00 GMT" in json.dumps(mgr_msg["blocks"])
-    assert rep_msg["metadata"] == {"event_type": "leadsla_alert", "event_payload": {"idempotency_key": keys[0]}}
+    assert rep_msg["metadata"]["event_type"] == "leadsla_alert"
+    assert rep_msg["metadata"]["event_payload"]["idempotency_key"] == keys[0]
+    # The topic names the clock checkpoint, whoever the message is for: the same for rep and manager.
+    assert rep_msg["metadata"]["event_payload"]["topic"] == mgr_msg["metadata"]["event_payload"]["topic"]
 
 
 @pytest.mark.parametrize("name", ["<!channel>", "<https://evil.example|click>", "<@U00000001> & co"])

@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from leadsla import alerts
+from leadsla.notify.outbox import idempotency_key
 from leadsla.policy import load_policy
 
 POLICY = load_policy()
@@ -24,7 +25,8 @@ RECORDS = pd.DataFrame([{"record_id": "00Q000000000001AAA", "name": "Ada <!chann
 def _clock(**over) -> pd.DataFrame:
     row = {"sla_id": "sales_touch", "record_id": "00Q000000000001AAA", "clock_start": START, "object_type": "Lead",
            "tier": "standard", "target_seconds": 14400, "owner_id": "005000000000001AAA", "team": "sdr_east",
-           "state": "breached", "deadline": START + pd.Timedelta(hours=4), "critical": False}
+           "state": "breached", "deadline": START + pd.Timedelta(hours=4), "critical": False,
+           "elapsed_seconds": 14700}
     row.update(over)
     return pd.DataFrame([row])
 
@@ -89,3 +91,73 @@ def test_quiet_hours_hold_warnings_until_the_recipients_next_opening_but_not_cri
                        instance_url="https://acme.my.salesforce.com")
     vp = next(a for a in calm.actions if a.recipient == "vp.sales@example.com")
     assert vp.not_before == dt.datetime(2026, 11, 18, 13, 0, tzinfo=dt.UTC)  # quiet hours end 08:00 New York
+
+
+def test_one_message_per_person_and_channel_when_roles_name_the_same_person():
+    # The rep is also the team manager: the breach's owner and team_manager roles are one person.
+    policy = POLICY.model_copy(update={"teams": {
+        **POLICY.teams, "cs": POLICY.teams["cs"].model_copy(update={"manager": "005000000000001AAA"})}})
+    cs_clock = _clock(sla_id="cs_onboarding", team="cs")
+    cs_sla = policy.sla("cs_onboarding")
+    breach = next(cp for cp in cs_sla.all_checkpoints() if cp.id == "breach")
+    assert {"owner", "team_manager"} <= set(breach.notify)
+    checkpoints = _checkpoints(("breach", 14460)).assign(sla_id="cs_onboarding")
+    d = alerts.Directory(policy, USERS)
+    plan = alerts.plan(cs_clock, checkpoints, RECORDS, d, now=(START + pd.Timedelta(hours=5)).to_pydatetime(),
+                       handled=[], instance_url="https://acme.my.salesforce.com")
+    rita = [a for a in plan.actions if a.recipient == "rita@example.com"]
+    assert sorted(a.channel for a in rita) == sorted(breach.channels)  # one per channel, not one per role
+    assert all(a.payload["roles"] == ["owner", "team_manager"] for a in rita)
+    keys = {a.key for a in plan.actions}
+    assert len(keys) == len(plan.actions)  # every outbox row is a distinct (destination, channel)
+    # The key is the destination's, whichever role named it first: stable across runs and policies.
+    assert {a.key for a in rita} == {
+        idempotency_key("cs_onboarding", "00Q000000000001AAA", START.to_pydatetime(), "breach",
+                        "rita@example.com", c) for c in breach.channels}
+    again = alerts.plan(cs_clock, checkpoints, RECORDS, d, now=(START + pd.Timedelta(hours=6)).to_pydatetime(),
+                        handled=[], instance_url="https://acme.my.salesforce.com")
+    assert {a.key for a in again.actions} == keys
+
+
+def test_a_caught_up_breach_states_the_overdue_time_at_the_run_not_at_the_checkpoint():
+    # Breached Thu 19 Nov 15:01 New York (24 business hours); first run Mon 23 Nov 09:40 New York.
+    start = pd.Timestamp("2026-11-16T15:01:00Z")  # Mon 16 Nov 10:01 New York
+    breached = pd.Timestamp("2026-11-19T20:01:00Z")
+    now = dt.datetime(2026, 11, 23, 14, 40, tzinfo=dt.UTC)
+    elapsed_now = 24 * 3600 + (8 * 3600 - 60) + 40 * 60  # + rest of Thu and Fri 8 h, + Mon 09:00-09:40
+    clock = _clock(sla_id="sales_touch", clock_start=start, target_seconds=24 * 3600, deadline=breached,
+                   elapsed_seconds=elapsed_now)
+    cps = _checkpoints(("breach", 24 * 3600 + 60)).assign(
+        clock_start=start, reached_at=breached + pd.Timedelta(minutes=1))
+    plan = alerts.plan(clock, cps, RECORDS, alerts.Directory(POLICY, USERS), now=now, handled=[],
+                       instance_url="https://acme.my.salesforce.com")
+    slack = next(a for a in plan.actions if a.recipient == "rita@example.com" and a.channel == "slack")
+    assert slack.payload["elapsed_seconds"] == elapsed_now
+    assert slack.payload["remaining_seconds"] == -(elapsed_now - 24 * 3600)
+    assert slack.payload["evaluated_at"] == now.isoformat()
+    from leadsla.notify.messages import AlertPayload, email_message, slack_message
+
+    p = AlertPayload.parse(slack.payload)
+    message = slack_message(p, slack.key)
+    fields = " ".join(f["text"] for b in message["blocks"] if b["type"] == "section" for f in b.get("fields", []))
+    assert "Overdue by 8 h 39 min" in message["text"] and "1 min" not in message["text"]
+    assert "32 h 39 min of 24 h 00 min (as of Mon 23 Nov 2026, 09:40 EST)" in fields
+    context = message["blocks"][-1]["elements"][0]["text"]
+    assert "Breached at Thu 19 Nov 2026, 15:01 EST" in context
+    mail = email_message(p)
+    assert "Overdue by:        8 hours 39 minutes (as of Mon 23 Nov 2026, 09:40 EST)" in mail.text
+    assert "8 hours 39 minutes (as of Mon 23 Nov 2026, 09:40 EST)" in mail.html
+
+
+def test_a_late_warning_states_the_time_left_at_the_run():
+    now = (START + pd.Timedelta(hours=3, minutes=40)).to_pydatetime()  # warning reached at 3 h 12 min
+    plan = alerts.plan(_clock(state="running", elapsed_seconds=3 * 3600 + 40 * 60), _checkpoints(("warning", 11520)),
+                       RECORDS, alerts.Directory(POLICY, USERS), now=now, handled=[],
+                       instance_url="https://acme.my.salesforce.com")
+    mail = next(a for a in plan.actions if a.recipient == "rita@example.com" and a.channel == "email")
+    assert (mail.payload["elapsed_seconds"], mail.payload["remaining_seconds"]) == (13200, 1200)
+    from leadsla.notify.messages import AlertPayload, email_message
+
+    text = email_message(AlertPayload.parse(mail.payload)).text
+    assert "assigned 3 hours 40 minutes ago. 20 minutes remain" in text
+    assert "Checkpoint reached:    Tue 17 Nov 2026, 13:12 EST" in text

@@ -18,6 +18,30 @@ from leadsla.store import schema
 CHECKS = (timers, delivery, calendars, freshness, rejection, round_robin, leakage, escalation)
 
 
+SEVERITIES = ["info", "warning", "critical"]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def digest_line(finding: Finding) -> str:
+    """``[critical] what is wrong (3 records affected). Fix: ...``; a system-wide finding (no
+    records, e.g. stale data) names no count."""
+    affected = f" ({_count(len(finding.record_ids), 'record')} affected)" if finding.record_ids else ""
+    fix = f" Fix: {finding.how_to_fix}" if finding.how_to_fix else ""
+    return f"[{finding.severity}] {finding.summary}{affected}.{fix}"
+
+
+def digest_title(findings: list[Finding]) -> str:
+    """The digest's title: the finding itself when there is one, else the count by severity."""
+    if len(findings) == 1:
+        return f"SLA health: {findings[0].summary}"
+    by_severity = [_count(sum(f.severity == s for f in findings), s) for s in reversed(SEVERITIES)
+                   if any(f.severity == s for f in findings)]
+    return f"SLA health: {_count(len(findings), 'problem')} ({', '.join(by_severity)})"
+
+
 def run_checks(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
     """Every check's findings (a check that raises becomes a critical finding, the others still run)."""
     findings: list[Finding] = []
@@ -43,12 +67,13 @@ def run_health(engine: sa.Engine, now: dt.datetime, policy: Any, settings: dict[
             conn.execute(schema.health_findings.insert(), [
                 {"run_at": now, "check_name": f.check, "severity": f.severity, "summary": f.summary,
                  "record_ids": f.record_ids, "how_to_fix": f.how_to_fix, "run_id": run_id} for f in findings])
-            lines = [f"[{f.severity}] {f.summary} ({len(f.record_ids)} affected). Fix: {f.how_to_fix}" for f in findings]
             recipients = [("slack", settings.get("revops_slack_channel", "C0REVOPS001")),
                           ("email", settings.get("revops_email", "revops@example.com"))]
             enqueue_notice(conn, source="sla_health", subject="digest", opened_at=now, checkpoint="health_digest",
-                           recipients=recipients, title=f"SLA health: {len(findings)} findings",
-                           severity=max((f.severity for f in findings), key=["info", "warning", "critical"].index),
-                           lines=lines, at=now)
+                           recipients=recipients, title=digest_title(findings),
+                           severity=max((f.severity for f in findings), key=SEVERITIES.index),
+                           lines=[digest_line(f) for f in findings], at=now,
+                           intro=f"The SLA health check of {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC found "
+                                 f"{_count(len(findings), 'problem')}; each line says how to fix it.")
     return {"findings": len(findings), "checks": sorted({f.check for f in findings}),
             "critical": sum(f.severity == "critical" for f in findings)}

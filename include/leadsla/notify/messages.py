@@ -16,9 +16,11 @@ Payload schema (JSON in ``outbox.payload``)::
       "owner": {"id": "005...", "name": "Rep Name", "email": "rep@example.com"},
       "recipient": {"name": "...", "email": "...", "timezone": "America/New_York",
                     "slack_fallback_channel": "C0123456789"},   # channel ID, optional
+      "roles": ["owner", "team_manager"],       # the roles this one message covers
       "team": {"name": "SDR East", "timezone": "America/New_York"},   # optional
-      "target_seconds": 14400, "elapsed_seconds": 7200,
+      "target_seconds": 14400, "elapsed_seconds": 7200,   # business time as of evaluated_at
       "remaining_seconds": 7200,                # negative when overdue
+      "evaluated_at": "2026-03-09T16:00:10Z",   # the run that decided it (optional)
       "deadline": "2026-03-09T18:00:00Z", "due_at": "2026-03-09T16:00:00Z",
       "breached_at": null,                      # set for breaches
       "open_clocks": 3,                         # the owner's open clocks when evaluated
@@ -154,12 +156,16 @@ class AlertPayload(_Payload):
     lead: LeadInfo
     owner: Person
     recipient: Recipient
+    #: The policy roles this one message covers (owner, owner_manager, ...): one person, one message.
+    roles: list[str] = Field(default_factory=list)
     team: Team | None = None
     target_seconds: int = Field(ge=0)
     elapsed_seconds: int = Field(ge=0)
     remaining_seconds: int
     deadline: AwareDatetime
     due_at: AwareDatetime
+    #: When elapsed/remaining were measured (the monitor run's time); None: at `due_at`.
+    evaluated_at: AwareDatetime | None = None
     breached_at: AwareDatetime | None = None
     open_clocks: int = Field(ge=0)
     instance_url: str
@@ -179,6 +185,20 @@ class AlertPayload(_Payload):
     @property
     def overdue(self) -> bool:
         return self.remaining_seconds < 0
+
+    @property
+    def as_of(self) -> dt.datetime:
+        """The instant `elapsed_seconds` and `remaining_seconds` describe."""
+        return self.evaluated_at or self.due_at
+
+    @property
+    def roles_text(self) -> str:
+        """``owner and team manager``: the roles this message covers, for a person to read."""
+        names = [r.split(":", 1)[-1] if r.startswith("queue:") else r.replace("_", " ") for r in self.roles]
+        names = [n.replace("vp ", "VP ") for n in names]
+        if len(names) <= 1:
+            return "".join(names)
+        return ", ".join(names[:-1]) + f" and {names[-1]}"
 
     @property
     def fallback_channel(self) -> str | None:
@@ -282,6 +302,10 @@ def utc_time(instant: dt.datetime) -> str:
     return f"{instant.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
 
 
+#: A message decided this long after its checkpoint says so (catch-up after downtime).
+LATE_AFTER = dt.timedelta(minutes=5)
+
+
 def _title(p: AlertPayload) -> str:
     if p.kind == "breach":
         return f"SLA breached: {p.sla_name}"
@@ -311,7 +335,8 @@ def slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
         f"*Company*\n{e(p.lead.company) or '-'}",
         f"*Source*\n{e(p.lead.source) or '-'}",
         f"*Tier*\n{e(p.lead.tier) or '-'}",
-        f"*Business time elapsed*\n{short_duration(p.elapsed_seconds)} of {short_duration(p.target_seconds)}",
+        f"*Business time elapsed*\n{short_duration(p.elapsed_seconds)} of {short_duration(p.target_seconds)}"
+        f" (as of {e(local_time(p.as_of, tz))})",
         f"*{'Overdue' if p.overdue else 'Remaining'}*\n{remaining}",
         f"*Owner*\n{e(p.owner.name)}",
         f"*Owner's open clocks*\n{p.open_clocks}",
@@ -338,8 +363,8 @@ def slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
                 {
                     "type": "mrkdwn",
                     "text": f"<{p.record_url}|Record {p.lead.id}> · "
-                    f"{'Breached' if p.kind == 'breach' else 'Checkpoint'} at {e(local_time(when, tz))} · "
-                    f"times in {e(tz)}",
+                    f"{'Breached' if p.kind == 'breach' else 'Checkpoint reached'} at {e(local_time(when, tz))} · "
+                    f"times in {e(tz)}" + (f" · to you as {e(p.roles_text)}" if p.roles else ""),
                 }
             ],
         },
@@ -391,6 +416,10 @@ def email_message(payload: AlertPayload) -> EmailContent:
         "lead_name": one_line(p.lead.name),
         "elapsed_words": words_duration(p.elapsed_seconds),
         "remaining_words": words_duration(p.remaining_seconds),
+        "as_of_local": local_time(p.as_of, tz),
+        "checkpoint_local": local_time(p.due_at, tz),
+        "late": p.evaluated_at is not None and p.evaluated_at - p.due_at >= LATE_AFTER,
+        "roles_text": p.roles_text,
         "overdue": p.overdue,
         "deadline_local": local_time(p.deadline, tz),
         "timezone": tz,
@@ -403,7 +432,8 @@ def email_message(payload: AlertPayload) -> EmailContent:
     if p.kind == "breach":
         subject = f"[HIGH PRIORITY] SLA breached: {tier} lead {values['lead_name']} ({one_line(p.owner.name)})"
     else:
-        subject = f"SLA warning: {tier} lead {values['lead_name']} - {values['remaining_words']} remain"
+        left = f"overdue by {values['remaining_words']}" if p.overdue else f"{values['remaining_words']} remain"
+        subject = f"SLA warning: {tier} lead {values['lead_name']} - {left}"
     env = _jinja()
     return EmailContent(
         subject=one_line(subject)[:250],

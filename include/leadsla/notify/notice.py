@@ -40,6 +40,8 @@ class NoticePayload(_Payload):
     lines: list[str] = Field(default_factory=list)
     source: str = Field(min_length=1)
     subject: str = ""
+    #: The sentence under the title saying what this notice is; default "Notice from <source> about <subject>".
+    intro: str | None = None
 
     @field_validator("lines")
     @classmethod
@@ -79,8 +81,9 @@ def notice_slack_message(payload: NoticePayload, key: str) -> dict[str, Any]:
     p = payload
     e = slack_escape
     title = f"{_SEVERITY_MARK[p.severity]}: {p.title}"
-    about = f"*{e(_SEVERITY_MARK[p.severity])}* notice from `{e(p.source)}`" + (
-        f" about `{e(p.subject)}`" if p.subject else "")
+    about = f"*{e(_SEVERITY_MARK[p.severity])}*: {e(one_line(p.intro))}" if p.intro else (
+        f"*{e(_SEVERITY_MARK[p.severity])}* notice from `{e(p.source)}`"
+        + (f" about `{e(p.subject)}`" if p.subject else ""))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": e(one_line(title))[:150], "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": about}},

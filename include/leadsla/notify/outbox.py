@@ -204,6 +204,8 @@ def enqueue(
                         "recipient": row["recipient"],
                         "kind": payload.kind,
                         "not_before": _utc_iso(row["not_before"]),
+                        # One message per person: the roles it stands for (owner, team_manager, ...).
+                        **({"roles": list(payload.roles)} if getattr(payload, "roles", None) else {}),
                     },
                 }
             )

@@ -27,6 +27,8 @@ for the next try.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import urllib.error
 from http.client import HTTPException
@@ -148,8 +150,8 @@ class SlackSender:
 
     # --- reconcile --------------------------------------------------------------------------
 
-    def find_posted(self, channel: str, key: str, oldest: float) -> str | None:
-        """The ts of a message in `channel` carrying `key` in its metadata, or None."""
+    def find_posted(self, channel: str, key: str, oldest: float, field: str = "idempotency_key") -> str | None:
+        """The ts of a message in `channel` carrying `key` as metadata `field`, or None."""
         cursor = None
         while True:
             resp = self._reads.client.conversations_history(
@@ -159,16 +161,20 @@ class SlackSender:
             for message in resp.get("messages", []):
                 meta = message.get("metadata") or {}
                 if (meta.get("event_type") == METADATA_EVENT_TYPE
-                        and (meta.get("event_payload") or {}).get("idempotency_key") == key):
+                        and (meta.get("event_payload") or {}).get(field) == key):
                     return message["ts"]
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
                 return None
 
-    def _reconcile(self, channel: str, row: Claimed, *, sent_nothing: bool = True) -> str | None:
+    def _reconcile(self, channel: str, row: Claimed, *, sent_nothing: bool = True, topic: str | None = None) -> str | None:
+        """Look in `channel`'s history for this row's message (or, with `topic`, any message about
+        the same clock checkpoint)."""
         from slack_sdk.errors import SlackApiError
 
         try:
+            if topic is not None:
+                return self.find_posted(channel, topic, row.created_at.timestamp() - HISTORY_SKEW_S, "topic")
             return self.find_posted(channel, row.idempotency_key, row.created_at.timestamp() - HISTORY_SKEW_S)
         except SlackApiError as exc:
             raise _failure("reading the conversation history", exc, sent_nothing=sent_nothing) from None
@@ -204,6 +210,15 @@ class SlackSender:
             log.info("outbox %s: already in Slack (ts %s), not posting again", row.outbox_id, ts)
             return Delivered(ts, {**detail, "reconciled": True})
         message = render_slack(payload, row.idempotency_key)
+        topic = message_topic(row)
+        if topic is not None:
+            message["metadata"]["event_payload"]["topic"] = topic
+            # Several people without a Slack account fall back to the same team channel: it gets
+            # the alert once (the first row to arrive posts, the others find it and say so).
+            if via == "fallback" and (ts := self._reconcile(channel, row, topic=topic)):
+                log.info("outbox %s: %s already has this alert (ts %s), not posting it again", row.outbox_id,
+                         channel, ts)
+                return Delivered(ts, {**detail, "reconciled": False, "same_destination": True})
         last = ""
         for attempt in range(1, self.post_attempts + 1):
             if not self.post_allowed():
@@ -240,6 +255,16 @@ class _ShortWaits:
 
     def calculate_sleep_duration(self, current_attempt: int) -> float:
         return self.waits[min(current_attempt, len(self.waits) - 1)]
+
+
+def message_topic(row: Claimed) -> str | None:
+    """What an alert is about, whoever it is for: SHA-256 over (sla_id, record_id, clock_start,
+    checkpoint); None for rows that name no clock (notices, digests)."""
+    if not (row.sla_id and row.record_id and row.clock_start) or row.payload.get("kind") not in ("warning", "breach"):
+        return None
+    canonical = json.dumps([row.sla_id, row.record_id, row.clock_start.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+                            row.checkpoint], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _retry_after_s(response: Any) -> float:

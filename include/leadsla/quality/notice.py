@@ -24,7 +24,7 @@ from leadsla.store.upsert import insert_new
 def enqueue_notice(
     conn: sa.Connection, *, source: str, subject: str, opened_at: dt.datetime, checkpoint: str,
     recipients: Iterable[tuple[str, str]], title: str, severity: str, lines: list[str], at: dt.datetime,
-    context: AuditContext | None = None,
+    context: AuditContext | None = None, intro: str | None = None,
 ) -> list[str]:
     """Queue one notice per (channel, recipient), in the caller's transaction; a known key is a no-op.
 
@@ -32,7 +32,7 @@ def enqueue_notice(
         The idempotency keys that were new.
     """
     payload: dict[str, Any] = {"kind": "notice", "title": title, "severity": severity, "lines": lines,
-                               "source": source, "subject": subject}
+                               "source": source, "subject": subject, **({"intro": intro} if intro else {})}
     new, audits = [], []
     for channel, recipient in recipients:
         key = idempotency_key(source, subject, opened_at, checkpoint, recipient, channel)
