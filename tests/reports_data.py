@@ -74,7 +74,10 @@ class Builder:
     def clock(self, lead: str, start: dt.datetime, *, target_h: float, elapsed_h: float, owner: str | None,
               team: str | None, tier: str = "standard", stopped_at: dt.datetime | None = None,
               breached_at: dt.datetime | None = None, now: dt.datetime | None = None,
-              policy_version: str = "2026.11-tiered") -> Builder:
+              policy_version: str = "2026.11-tiered", accountable: str | None = None,
+              accountable_team: str | None = None) -> Builder:
+        """A clock row; `accountable`/`accountable_team` (who answers for it: the owner when it
+        breached, as the engine writes it) default to `owner`/`team`."""
         target, elapsed = int(target_h * 3600), int(elapsed_h * 3600)
         if stopped_at is not None:
             state = "met_late" if breached_at is not None else "met"
@@ -85,6 +88,8 @@ class Builder:
         self.clocks.append({"sla_id": "sales_touch", "record_id": lead, "clock_start": start,
                             "object_type": "Lead", "policy_version": policy_version, "tier": tier,
                             "calendar": "us_east", "target_seconds": target, "owner_id": owner, "team": team,
+                            "accountable_owner_id": owner if accountable is None else accountable,
+                            "accountable_team": team if accountable is None else accountable_team,
                             "state": state, "elapsed_seconds": elapsed, "remaining_seconds": target - elapsed,
                             "percent_elapsed": pct, "colour": colour,
                             "deadline": breached_at or start + dt.timedelta(seconds=target - elapsed) + dt.timedelta(hours=elapsed_h),

@@ -23,7 +23,11 @@ Output (`Evaluation`):
 
 * ``clocks``: one row per clock, exactly the store's ``clocks`` columns (see `CLOCK_COLUMNS`):
   sla_id, record_id, clock_start, object_type, policy_version, tier, calendar, target_seconds,
-  owner_id, team, state (running | paused | met | met_late | breached), elapsed_seconds,
+  owner_id, team (the owner at `now`/the stop and the team of that user), accountable_owner_id,
+  accountable_team (who answers for the clock: for a breached or met-late clock the owner of the
+  span in which the target ran out, i.e. the owner at the breach instant, so an escalation that
+  reassigns the lead to a manager afterwards leaves the breach on the rep who let it happen;
+  otherwise = owner_id, team), state (running | paused | met | met_late | breached), elapsed_seconds,
   remaining_seconds (target - elapsed; negative when overdue), percent_elapsed, colour (green
   < 75 %, yellow >= 75 %, red when breached or met late), deadline (when the target is or was
   used up, projected through past pauses and owner changes on the current owner's calendar, as if
@@ -92,6 +96,8 @@ CLOCK_COLUMNS = [
     "target_seconds",
     "owner_id",
     "team",
+    "accountable_owner_id",
+    "accountable_team",
     "state",
     "elapsed_seconds",
     "remaining_seconds",
@@ -293,6 +299,7 @@ def _evaluate_sla(
             clock[column] = table[clock[codes]]
         for column, (table, codes) in _object_columns(ctx, cp).items():
             cp[column] = table[cp[codes]]
+        _add_accountable(ctx, clock)
         return _assemble(ctx, clock, cp)
     # One clock tells the columns' dtypes.
     probe_clock, probe_cp = _evaluate_clocks(ctx, Clocks(clocks.record[:1], clocks.start[:1], clocks.stop[:1]))
@@ -336,6 +343,7 @@ def _evaluate_sla(
     cp_out = {key: column[:total] for key, column in cp_region.items()}
     for column, (table, codes) in _object_columns(ctx, cp_out).items():
         cp_out[column] = table[cp_out[codes]]
+    _add_accountable(ctx, clock_out)
     return _assemble(ctx, clock_out, cp_out)
 
 
@@ -350,6 +358,22 @@ def _object_columns(ctx: _Context, part: dict) -> dict[str, tuple[np.ndarray, st
         "owner_id": (ctx.tl.owners().vocab, "owner"),
         "team": (ctx.owner_team, "owner"),
     }
+
+
+def _add_accountable(ctx: _Context, clock: dict) -> None:
+    """accountable_owner_id / accountable_team from the owner columns: the same arrays when every
+    clock's accountable owner is its current owner (the usual case, and no copy of two
+    million-entry object columns), else copies with the differing rows looked up."""
+    differ = np.flatnonzero(clock["accountable_owner"] != clock["owner"])
+    if not len(differ):
+        clock["accountable_owner_id"], clock["accountable_team"] = clock["owner_id"], clock["team"]
+        return
+    codes = clock["accountable_owner"][differ]
+    for column, source, table in (("accountable_owner_id", "owner_id", ctx.tl.owners().vocab),
+                                  ("accountable_team", "team", ctx.owner_team)):
+        out = clock[source].copy()
+        out[differ] = table[codes]
+        clock[column] = out
 
 
 def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
@@ -368,6 +392,8 @@ def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
         "target_seconds": clock["target_seconds"],
         "owner_id": clock["owner_id"],
         "team": clock["team"],
+        "accountable_owner_id": clock["accountable_owner_id"],
+        "accountable_team": clock["accountable_team"],
         "state": pd.Categorical.from_codes(clock["state"], STATES),
         "elapsed_seconds": clock["elapsed_seconds"],
         "remaining_seconds": clock["remaining_seconds"],
@@ -535,6 +561,8 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
             at = table.inverse(goal_cal, f_goal)
             if j == 0:
                 deadline = np.maximum(at, start_at, out=at)
+                if not single:
+                    target_seg = k  # where the target ran out (for clocks that reached it)
             else:
                 reached[:, j - 1] = inside
                 np.maximum(at, start_at, out=reached_at[:, j - 1])
@@ -545,6 +573,14 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
         extra_years = extra_years * 2 + 1
 
     over = elapsed > target
+    # Who answers for the clock: for a breached/met-late clock the owner of the segment in which
+    # the target ran out (the owner at the breach instant: a breach escalation reassigns the lead
+    # afterwards, and the breach must stay with the rep who let it happen), else the current owner.
+    # With one segment per clock (no owner change inside any clock) that is the current owner.
+    if single:
+        accountable = seg_last_owner
+    else:
+        accountable = np.where(over, seg.owner[target_seg], seg_last_owner)
     paused_now = paused_last & ~stopped
     state = np.select(
         [stopped & ~over, stopped & over, over, paused_now],
@@ -583,6 +619,7 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
         "calendar": cur_cal.astype(np.int8),
         "target_seconds": target,
         "owner": seg_last_owner.astype(np.int32),
+        "accountable_owner": accountable.astype(np.int32),
         "state": state,
         "elapsed_seconds": elapsed,
         "remaining_seconds": target - elapsed,

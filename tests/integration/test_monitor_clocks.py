@@ -98,3 +98,39 @@ def test_every_evaluation_is_recorded_with_when_it_read_the_store(store) -> None
     assert [(r.evaluated_at, r.clocks, r.run_id) for r in rows] == [
         (SAL_AT + dt.timedelta(minutes=30), 2, "manual__1"), (SAL_AT + dt.timedelta(minutes=31), 2, "manual__1")]
     assert before <= rows[0].read_at <= rows[1].read_at <= dt.datetime.now(dt.UTC)
+
+
+def test_a_breach_escalated_to_the_manager_stays_accountable_to_the_rep(store) -> None:
+    seed(store)
+    manager = "005000000000009AAA"
+    with store.begin() as conn:
+        conn.execute(schema.users.insert(), [
+            {"user_id": manager, "name": "Brandon Wells", "email": "brandon@example.com", "manager_id": None,
+             "team": "sdr_managers", "timezone": "America/New_York", "fields": {}, "synced_at": SAL_AT}])
+    breached = SAL_AT + dt.timedelta(hours=4, minutes=30)  # 4 business hours: due 14:00 New York
+    run_monitor(store, breached, CTX, policy=POLICY, url=URL)
+    moved = breached + dt.timedelta(minutes=1)  # the breach escalation reassigns lead 1 to the manager
+    with store.begin() as conn:
+        conn.execute(schema.field_history.insert().values(
+            history_id="017000000000000099", object_type="Lead", record_id=LEADS[0], field="OwnerId",
+            old_value=REP, new_value=manager, changed_by=manager, changed_at=moved))
+        conn.execute(schema.records.update().where(schema.records.c.record_id == LEADS[0]).values(owner_id=manager))
+    run_monitor(store, moved + dt.timedelta(minutes=5), CTX, policy=POLICY, url=URL)
+    c = schema.clocks
+    with store.connect() as conn:
+        rows = {r.record_id: r for r in conn.execute(sa.select(c.c.record_id, c.c.state, c.c.owner_id, c.c.team,
+                                                               c.c.accountable_owner_id, c.c.accountable_team))}
+    assert rows[LEADS[0]].state == "breached"
+    assert (rows[LEADS[0]].owner_id, rows[LEADS[0]].team) == (manager, "sdr_managers")
+    assert (rows[LEADS[0]].accountable_owner_id, rows[LEADS[0]].accountable_team) == (REP, "sdr_east")
+    assert (rows[LEADS[1]].owner_id, rows[LEADS[1]].accountable_owner_id) == (REP, REP)
+
+
+def test_a_change_of_the_accountable_owner_alone_rewrites_the_row() -> None:
+    from leadsla.engine import CLOCK_COLUMNS
+    from leadsla.monitor import _changed
+
+    row = dict.fromkeys(CLOCK_COLUMNS, None) | {"accountable_owner_id": REP, "accountable_team": "sdr_east"}
+    assert not _changed(row, dict(row))
+    assert _changed(row, row | {"accountable_owner_id": "005000000000009AAA"})
+    assert _changed(row, row | {"accountable_team": "sdr_managers"})

@@ -25,8 +25,8 @@ from tests.reports_data import Builder, generate, t
 
 _STATUSES_OF_STAGE = {stage: [st for st, sg in STAGE_OF_STATUS.items() if sg == stage]
                       for stage in dict.fromkeys(STAGE_OF_STATUS.values())}
-CLOCK_COLUMNS = ("record_id", "clock_start", "owner_id", "team", "elapsed_seconds", "target_seconds", "stopped_at",
-                 "breached_at")
+CLOCK_COLUMNS = ("record_id", "clock_start", "owner_id", "team", "accountable_owner_id", "accountable_team",
+                 "elapsed_seconds", "target_seconds", "stopped_at", "breached_at")
 
 
 def _previous_range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c") -> ReportData:
@@ -53,7 +53,7 @@ def _previous_range_data(engine: sa.Engine, f: Filters, sla_id: str, campaign_fi
         became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*q._lead_filters(f))))
         created = created.where(*q._lead_filters(f))
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
-    in_range = sa.and_(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *q._clock_filters(f))
+    in_range = sa.and_(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *q._clock_filters(f, accountable=True))
     first_h = h.alias("first_change")
     first_old = (sa.select(first_h.c.old_value)
                  .where(first_h.c.object_type == "Lead", first_h.c.record_id == r.c.record_id,
@@ -207,6 +207,17 @@ def varied_org() -> Builder:
             stopped_at=t("2026-11-06 13:00"))
     b.clock("00QE03", t("2026-11-06 18:00"), target_h=4, elapsed_h=6, owner=rep, team="sdr_east",  # 2nd clock
             breached_at=t("2026-11-16 22:00"))
+    # Breaches the escalation handed to a manager: the rep who let them breach stays accountable
+    # (rep and team by accountable_owner_id / accountable_team, the latter empty once: that rep's team).
+    manager = "005M00000000000000"
+    _lead(b, "00QE09", status="SAL", created=t("2026-11-17 10:00"), owner=manager,
+          changes=[(None, "MQL", t("2026-11-17 10:00"))])
+    _lead(b, "00QE10", status="SAL", created=t("2026-11-18 10:00"), owner=manager,
+          changes=[(None, "MQL", t("2026-11-18 10:00"))])
+    b.clock("00QE09", t("2026-11-17 13:00"), target_h=4, elapsed_h=9, owner=manager, team="sdr_managers",
+            accountable=rep, accountable_team="sdr_east", breached_at=t("2026-11-17 17:00"))
+    b.clock("00QE10", t("2026-11-18 13:00"), target_h=4, elapsed_h=7, owner=manager, team="sdr_managers",
+            accountable=rep, accountable_team=None, stopped_at=t("2026-11-19 13:00"), breached_at=t("2026-11-18 17:00"))
     return b
 
 
@@ -247,6 +258,29 @@ def test_range_figures_equal_the_previous_pandas_computation(store, filters):
     for key in ("reps", "teams", "trend", "funnel", "reasons"):
         _assert_rows_equal(new[key], old[key], key)
     assert {k: v for k, v in new["overall"].items()} == pytest.approx(old["overall"], nan_ok=True)
+
+
+def test_the_rep_table_charges_the_rep_who_let_a_lead_breach_not_the_manager_it_went_to(store):
+    # Rita's L1 breached and the escalation reassigned it to the manager Mo (the clock's owner_id
+    # is Mo now); Mo's own L2 was met. The scorecard: Rita 1 decided 1 violated, Mo 1 decided 0
+    # violated; filtering by owner Rita or team A finds Rita's breach.
+    b = Builder().user("R1", "Rita", "A").user("M1", "Mo", "M", role="SDR Manager")
+    b.lead("L1", owner="M1", stages={"MQL": t("2026-11-02 09:00")})
+    b.lead("L2", owner="M1", stages={"MQL": t("2026-11-03 09:00")})
+    b.clock("L1", t("2026-11-02 15:00"), target_h=4, elapsed_h=5, owner="M1", team="M", accountable="R1",
+            accountable_team="A", breached_at=t("2026-11-02 19:00"))
+    b.clock("L2", t("2026-11-03 15:00"), target_h=4, elapsed_h=1, owner="M1", team="M", stopped_at=t("2026-11-03 16:00"))
+    b.write(store)
+    now = t("2026-11-10 15:00")
+    rng = q.range_panel(store, parse_filters(now, "America/New_York", start="2026-11-01", end="2026-11-09"),
+                        "sales_touch")
+    reps = {r["rep"]: (r["team"], r["decided"], r["violated"]) for r in rng["reps"]}
+    assert reps == {"Rita": ("A", 1, 1), "Mo": ("M", 1, 0)}
+    assert rng["figures"]["rep_violated:Rita"] == ("L1",) and rng["figures"]["rep_violated:Mo"] == ()
+    assert {r["team"]: r["violated"] for r in rng["teams"]} == {"A": 1, "M": 0}
+    for narrowed in ({"owner": "R1"}, {"team": "A"}):
+        f = parse_filters(now, "America/New_York", start="2026-11-01", end="2026-11-09", **narrowed)
+        assert [(r["rep"], r["violated"]) for r in q.range_panel(store, f, "sales_touch")["reps"]] == [("Rita", 1)]
 
 
 def test_war_room_reads_do_not_hold_the_write_lock(tmp_path):

@@ -45,6 +45,7 @@ USERS = pd.DataFrame(
             "is_active": True,
         },
         {"user_id": "U_AE", "manager_id": "M_AE", "team": "ae", "timezone": NY, "is_active": True},
+        {"user_id": "M_EAST", "manager_id": None, "team": "sdr_managers", "timezone": NY, "is_active": True},
     ]
 )
 
@@ -222,6 +223,78 @@ def test_ownership_move_rebases_onto_the_new_owners_calendar(policy):
     assert (c.elapsed_seconds, c.owner_id, c.team, c.calendar) == (4 * 3600, "U_APAC", "sdr_apac", "apac")
     assert c.deadline == at("2026-11-22 19:00")
     assert c.state == "running"  # elapsed == target is not yet over it
+
+
+def test_a_breach_stays_with_the_rep_who_owned_the_lead_when_it_breached(policy):
+    # L1 breaches Mon 10:00 under U_EAST; the breach escalation reassigns it to the manager at
+    # 10:01. L2 does the same and the manager then touches it (met late). L3 moves from U_EAST to
+    # U_APAC before its target runs out: U_APAC let it breach. L4 is reassigned but not breached:
+    # whoever has it now answers for it.
+    history = [
+        *SAL_FRIDAY,
+        change("L1", "2026-11-23 10:01", "OwnerId", "U_EAST", "M_EAST"),
+        change("L2", "2026-11-20 14:00", "Status", "MQL", "SAL"),
+        change("L2", "2026-11-23 10:01", "OwnerId", "U_EAST", "M_EAST"),
+        change("L3", "2026-11-20 14:00", "Status", "MQL", "SAL"),
+        change("L3", "2026-11-20 15:00", "OwnerId", "U_EAST", "U_APAC"),
+        change("L4", "2026-11-23 10:00", "Status", "MQL", "SAL"),
+        change("L4", "2026-11-23 10:15", "OwnerId", "U_EAST", "U_EAST2"),
+    ]
+    records = [lead("L1", owner="M_EAST"), lead("L2", owner="M_EAST"), lead("L3", owner="U_APAC"),
+               lead("L4", owner="U_EAST2")]
+    ev = run(policy, records, history, [activity("L2", "2026-11-23 10:20", "M_EAST")], now="2026-11-23 10:30")
+    c = one(ev, "L1")
+    assert c.state == "breached" and c.breached_at == at("2026-11-23 10:00")
+    assert (c.owner_id, c.team) == ("M_EAST", "sdr_managers")
+    assert (c.accountable_owner_id, c.accountable_team) == ("U_EAST", "sdr_east")
+    c = one(ev, "L2")
+    assert (c.state, c.owner_id, c.accountable_owner_id, c.accountable_team) == (
+        "met_late", "M_EAST", "U_EAST", "sdr_east")
+    c = one(ev, "L3")
+    assert c.state == "breached" and c.breached_at < at("2026-11-23 10:30")
+    assert (c.owner_id, c.accountable_owner_id, c.accountable_team) == ("U_APAC", "U_APAC", "sdr_apac")
+    c = one(ev, "L4")
+    assert c.state == "running"
+    assert (c.owner_id, c.team, c.accountable_owner_id, c.accountable_team) == (
+        "U_EAST2", "sdr_east", "U_EAST2", "sdr_east")
+
+
+def test_accountable_owner_agrees_with_the_owner_at_the_breach_instant(policy):
+    # Random owner moves around random breaches: the accountable owner of a breached clock is the
+    # owner as of its breach instant (none of these moves falls exactly on one), else the current.
+    rng = np.random.default_rng(7)
+    records, history = [], []
+    owners = ["U_EAST", "U_EAST2", "U_APAC", "M_EAST"]
+    for i in range(150):
+        start = pd.Timestamp("2026-11-16 09:00", tz=NY) + pd.Timedelta(minutes=int(rng.integers(0, 6 * 24 * 60)))
+        history.append(change(f"R{i}", start.strftime("%Y-%m-%d %H:%M"), "Status", "MQL", "SAL"))
+        owner = owners[0]
+        t = start
+        for _ in range(int(rng.integers(0, 3))):
+            t = t + pd.Timedelta(minutes=int(rng.integers(1, 3 * 24 * 60)) + 0.5)
+            new = owners[int(rng.integers(0, len(owners)))]
+            if new != owner:
+                history.append(change(f"R{i}", t.strftime("%Y-%m-%d %H:%M:%S"), "OwnerId", owner, new))
+                owner = new
+        records.append(lead(f"R{i}", owner=owner))
+    history = [h for h in history if h["changed_at"] <= at("2026-11-23 10:30")]
+    ev = run(policy, records, history, now="2026-11-23 10:30")
+    clocks = ev.clocks.set_index("record_id")
+    moves = pd.DataFrame([h for h in history if h["field"] == "OwnerId"])
+    checked = 0
+    for rid, c in clocks.iterrows():
+        expected = c.owner_id
+        if c.state in ("breached", "met_late"):
+            mine = moves[(moves["record_id"] == rid) & (moves["changed_at"] <= c.breached_at)]
+            later = moves[(moves["record_id"] == rid) & (moves["changed_at"] > c.breached_at)]
+            if len(mine):
+                expected = mine.sort_values("changed_at").iloc[-1]["new_value"]
+            elif len(later):
+                expected = later.sort_values("changed_at").iloc[0]["old_value"]
+            checked += expected != c.owner_id
+        assert c.accountable_owner_id == expected, rid
+        assert c.accountable_team == USERS.set_index("user_id").at[expected, "team"], rid
+    assert checked >= 5  # the case this is about (owner moved after the breach) did occur
 
 
 def test_owner_at_activity_time_decides_the_stop(policy):
@@ -564,6 +637,7 @@ def test_block_parallel_evaluation_equals_one_block(policy, monkeypatch):
     records, history, acts = _mixed_case()
     whole = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
     assert len(whole.clocks) == 60 and set(whole.clocks["state"]) >= {"breached", "paused", "met"}
+    assert (whole.clocks["accountable_owner_id"] != whole.clocks["owner_id"]).any()  # moved after a breach
     monkeypatch.setattr(engine_module, "_BLOCK_CLOCKS", 7)  # nine blocks, the last one short
     sequential = run(policy, records, history, acts, now="2026-11-24 12:00", since="2026-11-24 09:00")
     monkeypatch.setattr(engine_module, "_THREADS", 3)

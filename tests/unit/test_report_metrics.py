@@ -130,3 +130,25 @@ def test_weekly_trend_changes(data):
     assert w.loc[1, "week"] == "2026-W45" and w.loc[1, "decided"] == 4 and w.loc[1, "compliance"] == 0.5
     assert w.loc[0, "week"] == "2026-W44" and w.loc[0, "compliance"] == 0.0  # L6 only (Oct 30)
     assert w.loc[1, "change_points"] == pytest.approx(50.0)
+
+
+def test_a_breach_escalated_to_the_manager_counts_against_the_rep_who_let_it_breach(through_store):  # noqa: F811
+    # L1 breached under Rita (team A) at 14:00 and the breach escalation handed it to the manager
+    # Mo (team M), who touched it later: met late, violated - Rita's violation, not Mo's. L2: Mo's own
+    # lead, met. L3: Rita's, met.
+    b = Builder().user("R1", "Rita", "A").user("M1", "Mo", "M", role="SDR Manager")
+    b.clock("L1", t("2026-11-02 10:00"), target_h=4, elapsed_h=6, owner="M1", team="M", accountable="R1",
+            accountable_team="A", stopped_at=t("2026-11-02 18:00"), breached_at=t("2026-11-02 14:00"))
+    b.clock("L2", t("2026-11-03 10:00"), target_h=4, elapsed_h=1, owner="M1", team="M", stopped_at=t("2026-11-03 11:00"))
+    b.clock("L3", t("2026-11-04 10:00"), target_h=4, elapsed_h=2, owner="R1", team="A", stopped_at=t("2026-11-04 12:00"))
+    for lead in ("L1", "L2", "L3"):
+        b.lead(lead, owner="M1" if lead != "L3" else "R1", stages={"MQL": t("2026-11-01 00:00")})
+    c = m.judged_clocks(through_store(b), NOV)
+    reps = m.compliance(c, ["team", "rep"]).set_index("rep")
+    assert (reps.loc["Rita", "team"], reps.loc["Rita", "decided"], reps.loc["Rita", "violated"]) == ("A", 2, 1)
+    assert reps.loc["Rita", "violated_ids"] == ("L1",)
+    assert (reps.loc["Mo", "team"], reps.loc["Mo", "decided"], reps.loc["Mo", "violated"]) == ("M", 1, 0)
+    teams = m.compliance(c, "team").set_index("team")
+    assert (teams.loc["A", "violated"], teams.loc["M", "violated"]) == (1, 0)
+    # Who has the lead now is still the manager.
+    assert c.set_index("record_id").loc["L1", "owner_id"] == "M1"

@@ -54,13 +54,17 @@ def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
 
     Columns added: rep, lead_source, lead_type, outcome (met | violated | open), touched (bool:
     stopped before the end), hours (business hours elapsed, for touched clocks), target_hours.
+    `rep` and `team` are the clock's accountable owner and team (the engine's: the owner when it
+    breached, else the current owner), so a breach escalated to a manager stays on the rep who let
+    it happen; `owner_id` (who has the lead now) is left as it is.
     """
     c = data.clocks
     c = c[(c["clock_start"] >= period.start) & (c["clock_start"] < period.end)].copy()
     names = data.users.set_index("user_id")["name"] if len(data.users) else pd.Series(dtype=object)
     teams = data.users.set_index("user_id")["team"] if len(data.users) else pd.Series(dtype=object)
-    c["rep"] = c["owner_id"].map(names).fillna(c["owner_id"]).fillna("(no owner)")
-    c["team"] = c["team"].fillna(c["owner_id"].map(teams)).fillna("(no team)")
+    owner = c["accountable_owner_id"]
+    c["rep"] = owner.map(names).fillna(owner).fillna("(no owner)")
+    c["team"] = c["accountable_team"].fillna(owner.map(teams)).fillna("(no team)")
     leads = data.leads.set_index("record_id")
     for col in ("lead_source", "lead_type"):
         c[col] = c["record_id"].map(leads[col]).fillna("(none)") if len(leads) else "(none)"

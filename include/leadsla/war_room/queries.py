@@ -87,13 +87,15 @@ def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     return df
 
 
-def _clock_filters(f: Filters) -> list:
+def _clock_filters(f: Filters, *, accountable: bool = False) -> list:
+    """Owner/team/source filters on clocks: by who has the lead now, or (`accountable`, for
+    compliance) by who answers for the clock - the owner when it breached."""
     c, r = s.clocks, s.records
     out = []
     if f.owner:
-        out.append(c.c.owner_id == f.owner)
+        out.append((c.c.accountable_owner_id if accountable else c.c.owner_id) == f.owner)
     if f.team:
-        out.append(c.c.team == f.team)
+        out.append((c.c.accountable_team if accountable else c.c.team) == f.team)
     if f.lead_source:
         out.append(c.c.record_id.in_(sa.select(r.c.record_id).where(r.c.lead_source == f.lead_source)))
     return out
@@ -141,7 +143,9 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
                                    .outerjoin(u, u.c.user_id == c.c.owner_id))
                       .where(c.c.state.in_(OPEN_STATES), *where)
                       .order_by(c.c.remaining_seconds, c.c.record_id).limit(AT_RISK_ROWS))
-        breaches = _frame(conn, sa.select(c.c.record_id, c.c.owner_id, c.c.team)
+        # Who breached (the accountable owner), not the manager a breach escalation handed it to.
+        breaches = _frame(conn, sa.select(c.c.record_id, c.c.accountable_owner_id.label("owner_id"),
+                                          c.c.accountable_team.label("team"))
                           .where(c.c.breached_at >= today, c.c.breached_at <= now, *where))
         team_reps = dict(conn.execute(sa.select(u.c.team, sa.func.count()).where(
             u.c.is_active.is_(True), u.c.team.is_not(None)).group_by(u.c.team)).all())
@@ -185,8 +189,9 @@ def week_starts(f: Filters) -> list[tuple[dt.datetime, str]]:
 
 def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
     """Clocks started in the range, judged by the store as of the range's end (as
-    `reports.metrics.judged_clocks`): record_id, rep (owner's name, else owner id, else
-    "(no owner)"), team (the clock's, else the owner's, else "(no team)"), outcome (0 open,
+    `reports.metrics.judged_clocks`): record_id, rep (the accountable owner's name - the owner
+    when the clock breached, else the current one -, else their id, else "(no owner)"), team (the
+    clock's accountable team, else that owner's, else "(no team)"), outcome (0 open,
     1 met, 2 violated: breached before the end), touched_seconds (the engine's elapsed time when
     stopped before the end) and week (index into `week_starts`)."""
     p = f.period
@@ -195,14 +200,15 @@ def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
     # The week's index in `weeks` (small ints cost nothing to fetch; labels are put back after).
     week = sa.case(*[(c.c.clock_start < nxt, i) for i, (_, (nxt, _)) in enumerate(pairwise(weeks))],
                    else_=len(weeks) - 1) if len(weeks) > 1 else sa.literal(0)
-    return (sa.select(c.c.record_id, sa.func.coalesce(u.c.name, c.c.owner_id, "(no owner)").label("rep"),
-                      sa.func.coalesce(c.c.team, u.c.team, "(no team)").label("team"),
+    return (sa.select(c.c.record_id, sa.func.coalesce(u.c.name, c.c.accountable_owner_id, "(no owner)").label("rep"),
+                      sa.func.coalesce(c.c.accountable_team, u.c.team, "(no team)").label("team"),
                       sa.case((c.c.breached_at < p.end, rf.VIOLATED), (c.c.stopped_at < p.end, rf.MET),
                               else_=rf.OPEN).label("outcome"),
                       sa.case((c.c.stopped_at < p.end, c.c.elapsed_seconds)).label("touched_seconds"),
                       week.label("week"))
-            .select_from(c.outerjoin(u, u.c.user_id == c.c.owner_id))
-            .where(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end, *_clock_filters(f)))
+            .select_from(c.outerjoin(u, u.c.user_id == c.c.accountable_owner_id))
+            .where(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end,
+                   *_clock_filters(f, accountable=True)))
 
 
 def _cohort_changes(f: Filters) -> sa.Select:
