@@ -81,3 +81,43 @@ def test_trigger_reports_waits_for_clocks_then_triggers_each_dag_once(tmp_path, 
     # A restarted `make run` does not send them again.
     assert devstack.trigger_reports(timeout_s=5, poll_s=0.05) == 0
     assert len(calls.read_text().splitlines()) == 4
+
+
+def test_a_report_that_could_not_be_triggered_is_tried_again_after_a_restart(tmp_path, monkeypatch):
+    import json
+    import os
+    import sys
+
+    from leadsla.store import open_store
+    from sandbox import devstack
+    from tests.reports_data import Builder, t
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = open_store(url)
+    start = t("2026-11-10 14:00")
+    b = Builder().user("R1", "Rita", "A").lead("L1", owner="R1", stages={"MQL": start})
+    b.clock("L1", start, target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=start + dt.timedelta(hours=1))
+    b.write(engine)
+    engine.dispose()
+    bin_dir, calls, broken = tmp_path / "bin", tmp_path / "calls.jsonl", tmp_path / "monthly_broken"
+    bin_dir.mkdir()
+    broken.touch()
+    # A stand-in `airflow` that cannot trigger the monthly DAG while `broken` exists.
+    (bin_dir / "airflow").write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"if sys.argv[3] == 'sla_reports_monthly' and os.path.exists({str(broken)!r}): sys.exit(1)\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    (bin_dir / "airflow").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("LEADSLA_STORE_URL", url)
+    monkeypatch.setenv("LEADSLA_SANDBOX_DIR", str(tmp_path / "sandbox"))
+    (tmp_path / "sandbox").mkdir()
+
+    assert devstack.trigger_reports(timeout_s=5, poll_s=0.01) == 1
+    first = [json.loads(line)[2] for line in calls.read_text().splitlines()]
+    assert sorted(first) == sorted(f"sla_reports_{n}" for n in devstack.REPORTS if n != "monthly")
+    broken.unlink()
+    assert devstack.trigger_reports(timeout_s=5, poll_s=0.01) == 0  # the restart: only the missing one
+    assert [json.loads(line)[2] for line in calls.read_text().splitlines()][len(first):] == ["sla_reports_monthly"]
+    assert devstack.trigger_reports(timeout_s=5, poll_s=0.01) == 0  # all four done: nothing more
+    assert len(calls.read_text().splitlines()) == 4
