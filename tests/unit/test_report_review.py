@@ -107,6 +107,19 @@ def test_refinement_triggers(cfg, through_store):  # noqa: F811 - fixture
     assert flags["Compliance below target two months running"].value == "2026-10 100%, 2026-11 30%"
 
 
+def test_a_month_to_date_does_not_judge_conversion_against_the_baseline(cfg, through_store):  # noqa: F811
+    cfg = cfg.model_copy(update={"baseline_month": "2026-09"})
+    b = Builder().user("R1", "Rita", "A")
+    _month(b, "S", t("2026-09-02 08:00"), mqls=10, sql=8, rejected=1, met=10, touched=10)  # baseline: 80% SQL
+    _month(b, "N", t("2026-11-02 08:00"), mqls=10, sql=1, rejected=1, met=10, touched=10)  # young leads: 10%
+    data = through_store(b)
+    over = {f.check: f for f in review.refinement_triggers(data, NOV, cfg)}
+    assert over["MQL-to-SQL conversion down from baseline"].raised  # a whole month: judged
+    to_date = {f.check: f for f in review.refinement_triggers(data, NOV.to_date(t("2026-11-20 12:00")), cfg)}
+    flag = to_date["MQL-to-SQL conversion down from baseline"]
+    assert not flag.raised and "not judged until the month is over" in flag.value
+
+
 def test_root_causes_separate_systemic_from_individual(through_store):  # noqa: F811 - fixture
     b = Builder()
     for uid, name, team in (("W1", "Wes", "W"), ("W2", "Wyn", "W"), ("E1", "Eve", "E"), ("E2", "Eli", "E"),

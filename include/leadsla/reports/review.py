@@ -119,10 +119,15 @@ def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> 
                                                             and prev["compliance"] < th.compliance_two_months))]
     if base:
         drop = (base["mql_to_sql"] - now["mql_to_sql"]) * 100
-        out.append(Flag("MQL-to-SQL conversion down from baseline",
-                        f"{base['label']} {_pct(base['mql_to_sql'])} -> {now['label']} {_pct(now['mql_to_sql'])} "
-                        f"({-drop:+.1f} points)", f"down > {th.mql_to_sql_drop_points:g} points",
-                        bool(drop > th.mql_to_sql_drop_points)))
+        value = (f"{base['label']} {_pct(base['mql_to_sql'])} -> {now['label']} {_pct(now['mql_to_sql'])} "
+                 f"({-drop:+.1f} points)")
+        # A month to date has young leads that have not had a whole month to convert: its rate
+        # is low by construction, so the trigger is judged only on a month that is over.
+        if period.partial:
+            value += "; not judged until the month is over (its newest leads have had less time to convert)"
+        out.append(Flag("MQL-to-SQL conversion down from baseline", value,
+                        f"down > {th.mql_to_sql_drop_points:g} points",
+                        bool(drop > th.mql_to_sql_drop_points and not period.partial)))
     out.append(Flag("Lead leakage", f"{_pct(now['leakage'])}", f"> {th.leakage_share:.0%}",
                     bool(now["leakage"] > th.leakage_share)))
     out.append(Flag("Rejection rate high two months running",
