@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,23 @@ def alert_payload(kind: str = "warning", *, name: str = "Ada Lovelace", recipien
 
 
 CLOCK_START = dt.datetime(2026, 3, 9, 14, 0, tzinfo=dt.UTC)  # 10:00 New York (EDT)
+
+
+class SimClock:
+    """Real monotonic time plus the waits skipped by `sleep`, for `deliver_due(monotonic=, sleep=)`:
+    a delivery budget's waiting is simulated, so those tests take seconds. `on_sleep(total slept)`
+    runs after each wait (e.g. to end an outage some simulated seconds in)."""
+
+    def __init__(self, on_sleep: Callable[[float], None] | None = None) -> None:
+        self.skipped = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.skipped += seconds
+        if self.on_sleep:
+            self.on_sleep(sum(self.sleeps))

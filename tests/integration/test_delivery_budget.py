@@ -24,28 +24,13 @@ from leadsla.notify.slack import SlackSender
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import audit, outbox
-from tests.notify_fixtures import CLOCK_START, REP, alert_payload
+from tests.notify_fixtures import CLOCK_START, REP, SimClock, alert_payload
 
 pytest_plugins = ["tests.notify_fixtures"]
 
 T = dt.datetime(2026, 3, 9, 16, 0, tzinfo=dt.UTC)
 CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="deliver", try_number=1)
 BUDGET = dt.timedelta(seconds=40)
-
-
-class SimClock:
-    """Real monotonic time plus the waits skipped by `sleep`."""
-
-    def __init__(self) -> None:
-        self.skipped = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.skipped
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.skipped += seconds
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ Waiting is simulated (a clock whose `sleep` jumps ahead), so these tests take se
 from __future__ import annotations
 
 import datetime as dt
-import time
 import urllib.error
 
 import sqlalchemy as sa
@@ -20,31 +19,13 @@ from leadsla.notify.outcome import Deferred
 from leadsla.notify.slack import _unreachable
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import audit, outbox
-from tests.notify_fixtures import CLOCK_START, MANAGER, REP, alert_payload
+from tests.notify_fixtures import CLOCK_START, MANAGER, REP, SimClock, alert_payload
 
 pytest_plugins = ["tests.notify_fixtures"]
 
 T = dt.datetime(2026, 3, 9, 16, 0, tzinfo=dt.UTC)
 CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="deliver", try_number=1)
 BUDGET = dt.timedelta(seconds=40)
-
-
-class SimClock:
-    """Real monotonic time plus the waits skipped by `sleep`; `on_sleep` runs after each wait."""
-
-    def __init__(self, on_sleep=None) -> None:
-        self.skipped = 0.0
-        self.sleeps: list[float] = []
-        self.on_sleep = on_sleep
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.skipped
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.skipped += seconds
-        if self.on_sleep:
-            self.on_sleep(sum(self.sleeps))
 
 
 def engine_at(tmp_path):

@@ -41,37 +41,52 @@ def test_two_weeks_of_history_always_hold_the_last_full_week():
         assert week.start >= now - dt.timedelta(hours=DEMO_BACKLOG_HOURS), now
 
 
-def test_trigger_reports_waits_for_clocks_then_triggers_each_dag_once(tmp_path, monkeypatch, capsys):
-    """The wiring `make run` relies on, with a stand-in `airflow` executable that records its
-    arguments (the real CLI against a real Airflow is exercised by tests/integration/test_report_dags.py)."""
-    import json
+def _stand_in_airflow(tmp_path, monkeypatch, *, refuse_monthly_while=None):
+    """A stand-in `airflow` executable on PATH that records its arguments in the returned file
+    (refusing `sla_reports_monthly` while `refuse_monthly_while` exists), a store and a sandbox
+    folder for `devstack.trigger_reports`."""
     import os
     import sys
 
-    from leadsla.store import open_store
-    from sandbox import devstack
-    from tests.reports_data import Builder, t
-
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = open_store(url)
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir()
-    (bin_dir / "airflow").write_text(f"#!{sys.executable}\nimport json, sys\n"
+    refuse = (f"if sys.argv[3] == 'sla_reports_monthly' and os.path.exists({str(refuse_monthly_while)!r}): "
+              "sys.exit(1)\n") if refuse_monthly_while else ""
+    (bin_dir / "airflow").write_text(f"#!{sys.executable}\nimport json, os, sys\n{refuse}"
                                      f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
     (bin_dir / "airflow").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("LEADSLA_STORE_URL", url)
+    monkeypatch.setenv("LEADSLA_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
     monkeypatch.setenv("LEADSLA_SANDBOX_DIR", str(tmp_path / "sandbox"))
     (tmp_path / "sandbox").mkdir()
+    return calls
 
-    # No clocks yet: it waits, then gives up without triggering anything.
-    assert devstack.trigger_reports(timeout_s=0.2, poll_s=0.05) == 1
-    assert not calls.exists()
+
+def _first_clock_lands() -> None:
+    """What the first sync and evaluation leave in the store: a lead with a clock."""
+    from leadsla.store import open_store
+    from tests.reports_data import Builder, t
+
+    engine = open_store()
     start = t("2026-11-10 14:00")
     b = Builder().user("R1", "Rita", "A").lead("L1", owner="R1", stages={"MQL": start})
     b.clock("L1", start, target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=start + dt.timedelta(hours=1))
     b.write(engine)
     engine.dispose()
+
+
+def test_trigger_reports_waits_for_clocks_then_triggers_each_dag_once(tmp_path, monkeypatch, capsys):
+    """The wiring `make run` relies on, with a stand-in `airflow` executable that records its
+    arguments (the real CLI against a real Airflow is exercised by tests/integration/test_report_dags.py)."""
+    import json
+
+    from sandbox import devstack
+
+    calls = _stand_in_airflow(tmp_path, monkeypatch)
+    # No clocks yet: it waits, then gives up without triggering anything.
+    assert devstack.trigger_reports(timeout_s=0.2, poll_s=0.05) == 1
+    assert not calls.exists()
+    _first_clock_lands()
     assert devstack.trigger_reports(timeout_s=5, poll_s=0.05) == 0
     argv = [json.loads(line) for line in calls.read_text().splitlines()]
     assert [a[:3] for a in argv] == [["dags", "trigger", f"sla_reports_{n}"] for n in devstack.REPORTS]
@@ -85,33 +100,13 @@ def test_trigger_reports_waits_for_clocks_then_triggers_each_dag_once(tmp_path, 
 
 def test_a_report_that_could_not_be_triggered_is_tried_again_after_a_restart(tmp_path, monkeypatch):
     import json
-    import os
-    import sys
 
-    from leadsla.store import open_store
     from sandbox import devstack
-    from tests.reports_data import Builder, t
 
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = open_store(url)
-    start = t("2026-11-10 14:00")
-    b = Builder().user("R1", "Rita", "A").lead("L1", owner="R1", stages={"MQL": start})
-    b.clock("L1", start, target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=start + dt.timedelta(hours=1))
-    b.write(engine)
-    engine.dispose()
-    bin_dir, calls, broken = tmp_path / "bin", tmp_path / "calls.jsonl", tmp_path / "monthly_broken"
-    bin_dir.mkdir()
+    broken = tmp_path / "monthly_broken"
     broken.touch()
-    # A stand-in `airflow` that cannot trigger the monthly DAG while `broken` exists.
-    (bin_dir / "airflow").write_text(
-        f"#!{sys.executable}\nimport json, os, sys\n"
-        f"if sys.argv[3] == 'sla_reports_monthly' and os.path.exists({str(broken)!r}): sys.exit(1)\n"
-        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
-    (bin_dir / "airflow").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("LEADSLA_STORE_URL", url)
-    monkeypatch.setenv("LEADSLA_SANDBOX_DIR", str(tmp_path / "sandbox"))
-    (tmp_path / "sandbox").mkdir()
+    calls = _stand_in_airflow(tmp_path, monkeypatch, refuse_monthly_while=broken)
+    _first_clock_lands()
 
     assert devstack.trigger_reports(timeout_s=5, poll_s=0.01) == 1
     first = [json.loads(line)[2] for line in calls.read_text().splitlines()]
