@@ -92,6 +92,7 @@ class RoundClock:
                 with self.cond:
                     self.active -= 1
                     self.cond.notify_all()
+
         thread = threading.Thread(target=body)
         thread.start()
         return thread
@@ -119,17 +120,26 @@ class RoundClock:
 
 def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
     return {
-        "kind": kind, "sla_name": "MQL to SAL",
-        "lead": {"id": f"00Q{i:015d}", "name": f"Lead {i} <!channel>", "company": f"Co {i}",
-                 "source": "Web", "tier": "High-Intent"},
+        "kind": kind,
+        "sla_name": "MQL to SAL",
+        "lead": {
+            "id": f"00Q{i:015d}",
+            "name": f"Lead {i} <!channel>",
+            "company": f"Co {i}",
+            "source": "Web",
+            "tier": "High-Intent",
+        },
         "owner": {"name": f"Rep {i % 40}"},
         "recipient": {"name": email, "email": email, "timezone": tz, "slack_fallback_channel": FALLBACK},
         "team": {"name": "SDR East", "timezone": "America/New_York"},
-        "target_seconds": 14400, "elapsed_seconds": 7200 if kind == "warning" else 14460,
+        "target_seconds": 14400,
+        "elapsed_seconds": 7200 if kind == "warning" else 14460,
         "remaining_seconds": 7200 if kind == "warning" else -60,
-        "deadline": (due + dt.timedelta(hours=2)).isoformat(), "due_at": due.isoformat(),
+        "deadline": (due + dt.timedelta(hours=2)).isoformat(),
+        "due_at": due.isoformat(),
         "breached_at": due.isoformat() if kind == "breach" else None,
-        "open_clocks": i % 7, "instance_url": "https://acme.my.salesforce.com",
+        "open_clocks": i % 7,
+        "instance_url": "https://acme.my.salesforce.com",
     }
 
 
@@ -144,23 +154,40 @@ def main() -> None:
     slack = SlackSandbox(data_dir=tmp / "slack", per_channel_interval=0.0).start()
     sink = SmtpSink(tmp / "mail").start()
     os.environ["AIRFLOW_CONN_SLACK_API_DEFAULT"] = json.dumps(
-        {"conn_type": "slack", "password": "xoxb-bench", "extra": {"base_url": slack.base_url, "timeout": 10}})
+        {"conn_type": "slack", "password": "xoxb-bench", "extra": {"base_url": slack.base_url, "timeout": 10}}
+    )
     os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
-        {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
-         "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 5, "retry_limit": 0,
-                   "from_email": "sla-monitor@leadsla.example"}})
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": sink.port,
+            "extra": {
+                "disable_ssl": True,
+                "disable_tls": True,
+                "timeout": 5,
+                "retry_limit": 0,
+                "from_email": "sla-monitor@leadsla.example",
+            },
+        }
+    )
     slack.add_channel(FALLBACK, "sla-alerts")
     people = [f"rep{n}@example.com" for n in range(60)]
     slack.add_users([{"email": p} for p in people[:50]])  # ten people have no Slack account: fallback
     engine = open_store(f"sqlite:///{tmp / 'store.db'}")
 
     faults = Counter()
-    slack.inject("429", count=200, retry_after=0); faults["slack_429"] = 200  # noqa: E702
-    slack.inject("500", count=200); faults["slack_500"] = 200  # noqa: E702
-    slack.inject("503", count=100); faults["slack_503"] = 100  # noqa: E702
-    slack.inject("500_after_post", count=50); faults["slack_500_after_post"] = 50  # noqa: E702
-    slack.inject("drop", count=50); faults["slack_drop"] = 50  # noqa: E702
-    slack.inject("500", method="users.lookupByEmail", count=30); faults["slack_lookup_500"] = 30  # noqa: E702
+    slack.inject("429", count=200, retry_after=0)
+    faults["slack_429"] = 200  # noqa: E702
+    slack.inject("500", count=200)
+    faults["slack_500"] = 200  # noqa: E702
+    slack.inject("503", count=100)
+    faults["slack_503"] = 100  # noqa: E702
+    slack.inject("500_after_post", count=50)
+    faults["slack_500_after_post"] = 50  # noqa: E702
+    slack.inject("drop", count=50)
+    faults["slack_drop"] = 50  # noqa: E702
+    slack.inject("500", method="users.lookupByEmail", count=30)
+    faults["slack_lookup_500"] = 30  # noqa: E702
 
     zones = ["America/New_York", "America/Los_Angeles", "Europe/London", "Asia/Kolkata"]
     plan: dict[int, list[Action]] = {}
@@ -170,9 +197,17 @@ def main() -> None:
         channel = "slack" if i % 2 == 0 else "email"
         kind = "breach" if i % 3 == 0 else "warning"
         person = people[i % len(people)]
-        plan.setdefault(rnd, []).append(Action(
-            "mql_to_sal", f"00Q{i:015d}", T0 - dt.timedelta(hours=2), kind, person, channel,
-            payload(i, kind, person, due, zones[i % len(zones)])))
+        plan.setdefault(rnd, []).append(
+            Action(
+                "mql_to_sal",
+                f"00Q{i:015d}",
+                T0 - dt.timedelta(hours=2),
+                kind,
+                person,
+                channel,
+                payload(i, kind, person, due, zones[i % len(zones)]),
+            )
+        )
 
     killed_target = {"slack": 50, "email": 50}
     killed = Counter()
@@ -189,15 +224,18 @@ def main() -> None:
                 enqueue(conn, plan[rnd], now, CTX)
         # SMTP faults spread over the first rounds: disconnects before accept, and lost 250s.
         if rnd < 8:
-            sink.disconnect(40); smtp_faults_left["disconnect"] -= 40  # noqa: E702
+            sink.disconnect(40)
+            smtp_faults_left["disconnect"] -= 40  # noqa: E702
             faults["smtp_disconnect"] += 40
             if rnd < 5:
-                sink.disconnect_after_accept(10); faults["smtp_lost_250"] += 10  # noqa: E702
+                sink.disconnect_after_accept(10)
+                faults["smtp_lost_250"] += 10  # noqa: E702
         # SMTP down for one simulated minute (round 3's whole delivery). Rounds run back to back in
         # real time, so an outage timed in real seconds would span a varying number of simulated
         # minutes: it is switched by the simulated clock instead.
         if rnd == 3:
-            sink.down(); faults["smtp_down_1min"] += 1  # noqa: E702
+            sink.down()
+            faults["smtp_down_1min"] += 1  # noqa: E702
         elif rnd == 4:
             sink.up()
         # Killed deliverers: claim, send, then die before marking (the lease runs out DEFAULT_LEASE
@@ -222,28 +260,46 @@ def main() -> None:
                         pass  # the fault storm may fail the send too; the lease still lapses
             senders["email"].close()
         # The deliverers start now (after the killer's real seconds), on the round's clock.
-        threads = [round_clock.run(deliver_due, engine, round_clock.now(), CTX, batch=10, budget=DEFAULT_BUDGET,
-                                   monotonic=round_clock.monotonic, sleep=round_clock.sleep)
-                   for _ in range(3)]
+        threads = [
+            round_clock.run(
+                deliver_due,
+                engine,
+                round_clock.now(),
+                CTX,
+                batch=10,
+                budget=DEFAULT_BUDGET,
+                monotonic=round_clock.monotonic,
+                sleep=round_clock.sleep,
+            )
+            for _ in range(3)
+        ]
         for t in threads:
             t.join()
         with engine.connect() as conn:
-            open_rows = conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                                     .where(outbox.c.status != "delivered")).scalar()
+            open_rows = conn.execute(
+                sa.select(sa.func.count()).select_from(outbox).where(outbox.c.status != "delivered")
+            ).scalar()
         if rnd >= DUE_ROUNDS and open_rows == 0:
             break
-        print(f"round {rnd}: {open_rows} open, clock +{round_clock.monotonic() - round_clock.base:.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"round {rnd}: {open_rows} open, clock +{round_clock.monotonic() - round_clock.base:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         rnd += 1  # the one-minute schedule, to the end (idle rounds are cheap)
 
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(outbox.c.idempotency_key, outbox.c.channel, outbox.c.status,
-                                      outbox.c.payload)).all()
-        sent = conn.execute(sa.select(audit.c.at, audit.c.detail).where(audit.c.event == "message_sent")).all()
+        rows = conn.execute(
+            sa.select(outbox.c.idempotency_key, outbox.c.channel, outbox.c.status, outbox.c.payload)
+        ).all()
+        sent = conn.execute(
+            sa.select(audit.c.at, audit.c.detail).where(audit.c.event == "message_sent")
+        ).all()
     expected = {r.idempotency_key for r in rows}
     due_at = {r.idempotency_key: dt.datetime.fromisoformat(r.payload["due_at"]) for r in rows}
-    slack_keys = Counter(m["metadata"]["event_payload"]["idempotency_key"] for m in slack.messages()
-                         if m.get("metadata"))
+    slack_keys = Counter(
+        m["metadata"]["event_payload"]["idempotency_key"] for m in slack.messages() if m.get("metadata")
+    )
     mails = sink.messages()
     mail_ids: dict[str, set[str]] = {}
     mail_copies = Counter()
@@ -253,8 +309,11 @@ def main() -> None:
     arrived = set(slack_keys) | set(mail_ids)
     missing = sorted(expected - arrived)
     if missing:
-        print(f"missing e.g. {missing[:2]}; slack keys e.g. {list(slack_keys)[:2]}; mail e.g. {list(mail_ids)[:2]}",
-              file=sys.stderr)
+        print(
+            f"missing e.g. {missing[:2]}; slack keys e.g. {list(slack_keys)[:2]}; mail e.g. {list(mail_ids)[:2]}",
+            file=sys.stderr,
+        )
+
     # Latency as the issue defines it: checkpoint due -> accepted by the stand-in (the first copy).
     # The stand-ins stamp acceptance with the wall clock; a round's simulated time runs on from
     # its start with real elapsed time (as `deliver_due`'s own clock does), so wall -> simulated
@@ -286,22 +345,35 @@ def main() -> None:
         key = detail["idempotency_key"]
         first_sent[key] = min(at, first_sent.get(key, at))
     p95 = p95_of([(accepted[k] - due_at[k]).total_seconds() for k in accepted if k in due_at])
-    p95_calm = p95_of([(accepted[k] - due_at[k]).total_seconds() for k in accepted
-                       if k in due_at and k not in killed_keys])
+    p95_calm = p95_of(
+        [(accepted[k] - due_at[k]).total_seconds() for k in accepted if k in due_at and k not in killed_keys]
+    )
     p95_marked = p95_of([(first_sent[k] - due_at[k]).total_seconds() for k in first_sent])
     with engine.connect() as conn:
-        failed_runs = Counter(d["idempotency_key"] for (d,) in conn.execute(
-            sa.select(audit.c.detail).where(audit.c.event == "message_failed")))
-    slow = Counter((f"killed={k in killed_keys}", f"failed_runs={failed_runs[k]}") for k in accepted
-                   if k in due_at and (accepted[k] - due_at[k]).total_seconds() > 75)
+        failed_runs = Counter(
+            d["idempotency_key"]
+            for (d,) in conn.execute(sa.select(audit.c.detail).where(audit.c.event == "message_failed"))
+        )
+    slow = Counter(
+        (f"killed={k in killed_keys}", f"failed_runs={failed_runs[k]}")
+        for k in accepted
+        if k in due_at and (accepted[k] - due_at[k]).total_seconds() > 75
+    )
     print(f"over 75 s by cause: {sorted(slow.items())}", file=sys.stderr)
     stats = slack.stats()
-    injected = (stats.get("faults", 0) + sink.stats["disconnects"] + sink.stats["disconnects_after_accept"]
-                + sink.stats["downs"] + killed["slack"] + killed["email"])
+    injected = (
+        stats.get("faults", 0)
+        + sink.stats["disconnects"]
+        + sink.stats["disconnects_after_accept"]
+        + sink.stats["downs"]
+        + killed["slack"]
+        + killed["email"]
+    )
     result = {
         "alerts_expected": len(expected),
         "alerts_delivered": sum(r.status == "delivered" for r in rows),
-        "duplicates": sum(c - 1 for c in slack_keys.values()) + sum(len(ids) - 1 for ids in mail_ids.values()),
+        "duplicates": sum(c - 1 for c in slack_keys.values())
+        + sum(len(ids) - 1 for ids in mail_ids.values()),
         # Lost = a key no person ever received (whatever the outbox says); a row that arrived but
         # is not marked delivered is a bookkeeping gap, reported on its own (not counted twice).
         "lost": len(expected - arrived),
@@ -312,11 +384,14 @@ def main() -> None:
         "p95_due_to_marked_delivered_s": p95_marked,
         "email_resends_same_message_id": sum(c - 1 for c in mail_copies.values()),
         "slack_reconciled_from_history": sum(bool(d.get("reconciled")) for _, d in sent),
-        "faults_by_kind": {**{k: v for k, v in stats.items() if k.startswith("fault_")},
-                           "smtp_disconnect": sink.stats["disconnects"],
-                           "smtp_lost_250": sink.stats["disconnects_after_accept"],
-                           "smtp_down": sink.stats["downs"], "killed_slack": killed["slack"],
-                           "killed_email": killed["email"]},
+        "faults_by_kind": {
+            **{k: v for k, v in stats.items() if k.startswith("fault_")},
+            "smtp_disconnect": sink.stats["disconnects"],
+            "smtp_lost_250": sink.stats["disconnects_after_accept"],
+            "smtp_down": sink.stats["downs"],
+            "killed_slack": killed["slack"],
+            "killed_email": killed["email"],
+        },
         "simulated_minutes": rnd,
         "delivery_budget_s": DEFAULT_BUDGET.total_seconds(),
         "lease_s": DEFAULT_LEASE.total_seconds(),

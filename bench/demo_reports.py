@@ -29,13 +29,23 @@ def figures(report) -> dict:
     """A few headline numbers of a report, to show it is not empty."""
     c = report.context
     if report.name == "weekly":
-        return {"handoffs": c["handoffs"], "violations": c["violations"], "revenue_affected": c["revenue"]["amount"]}
+        return {
+            "handoffs": c["handoffs"],
+            "violations": c["violations"],
+            "revenue_affected": c["revenue"]["amount"],
+        }
     if report.name == "feedback":
-        return {"mqls": c["mqls"], "rejects": int(sum(r["rejects"] for r in c["reasons"])), "campaigns": len(c["campaigns"])}
+        return {
+            "mqls": c["mqls"],
+            "rejects": int(sum(r["rejects"] for r in c["reasons"])),
+            "campaigns": len(c["campaigns"]),
+        }
     if report.name == "monthly":
         return {"mqls": c["funnel"][0]["leads"], "red_flags_raised": sum(f.raised for f in c["flags"])}
-    return {"clocks": int(c["targets"][0]["clocks"]) if c["targets"] else 0,
-            "recommendation": c["what_if"]["recommendation"].split(":")[0]}
+    return {
+        "clocks": int(c["targets"][0]["clocks"]) if c["targets"] else 0,
+        "recommendation": c["what_if"]["recommendation"].split(":")[0],
+    }
 
 
 def main() -> int:
@@ -75,8 +85,9 @@ def main() -> int:
             api.stop()
         engine = open_store()
         t0 = time.perf_counter()
-        summary = run_monitor(engine, now, AuditContext(dag_id="sla_monitor", run_id="bench", task_id="evaluate",
-                                                        try_number=1))
+        summary = run_monitor(
+            engine, now, AuditContext(dag_id="sla_monitor", run_id="bench", task_id="evaluate", try_number=1)
+        )
         out["first_evaluation_s"] = round(time.perf_counter() - t0, 1)
         out["clocks"], out["messages_queued"] = summary["clocks"], summary["queued"]
         out["first_start_s"] = round(out["seed_s"] + out["first_sync_s"] + out["first_evaluation_s"], 1)
@@ -87,14 +98,20 @@ def main() -> int:
             report, _ = build_for(name, at=now, period=label, engine=engine)
             seconds = round(time.perf_counter() - t0, 1)
             again, _ = build_for(name, at=now, period=label, engine=engine)
-            identical &= (report.html("data"), report.csvs, report.images) == (again.html("data"), again.csvs,
-                                                                               again.images)
+            identical &= (report.html("data"), report.csvs, report.images) == (
+                again.html("data"),
+                again.csvs,
+                again.images,
+            )
             reports[name] = {"period": report.period.title, "build_s": seconds, **figures(report)}
         engine.dispose()
     out["reports"] = reports
     out["rebuild_identical"] = identical
-    out["ok"] = bool(out["first_start_s"] < 180 and identical and all(
-        v for r in reports.values() for k, v in r.items() if k in ("handoffs", "mqls", "clocks")))
+    out["ok"] = bool(
+        out["first_start_s"] < 180
+        and identical
+        and all(v for r in reports.values() for k, v in r.items() if k in ("handoffs", "mqls", "clocks"))
+    )
     print(json.dumps(out))
     return 0
 

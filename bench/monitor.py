@@ -70,8 +70,12 @@ def main() -> int:
         def timed(at: dt.datetime, run_id: str) -> tuple[float, dict]:
             # Each Airflow task loads the policy afresh, so the timing includes it.
             t0 = time.perf_counter()
-            summary = run_monitor(engine, at, AuditContext(dag_id="sla_monitor", run_id=run_id,
-                                                           task_id="evaluate", try_number=1), policy=load_policy())
+            summary = run_monitor(
+                engine,
+                at,
+                AuditContext(dag_id="sla_monitor", run_id=run_id, task_id="evaluate", try_number=1),
+                policy=load_policy(),
+            )
             return time.perf_counter() - t0, summary
 
         first_s, first = timed(now, "bench_first")

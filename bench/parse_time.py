@@ -43,18 +43,38 @@ def measure(path: Path | None, env: dict[str, str]) -> float:
 def main() -> int:
     home = tempfile.mkdtemp(prefix="leadsla-parse-bench-")
     # PYTHONPATH: the DAG files of this checkout import this checkout's leadsla (as Airflow does).
-    env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")])),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"}
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": home,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")])),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+    }
     files = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
     worst = 0.0
     for path in files:
         seconds = measure(path, env)
         worst = max(worst, seconds)
-        print(json.dumps({"dag_file": path.name, "parse_s_over_sdk_baseline": round(seconds, 4),
-                          "goal_s": GOAL_S, "ok": seconds < GOAL_S}))
-    print(json.dumps({"dag_files": len(files), "worst_parse_s": round(worst, 4), "goal_s": GOAL_S,
-                      "ok": worst < GOAL_S}))
+        print(
+            json.dumps(
+                {
+                    "dag_file": path.name,
+                    "parse_s_over_sdk_baseline": round(seconds, 4),
+                    "goal_s": GOAL_S,
+                    "ok": seconds < GOAL_S,
+                }
+            )
+        )
+    print(
+        json.dumps(
+            {
+                "dag_files": len(files),
+                "worst_parse_s": round(worst, 4),
+                "goal_s": GOAL_S,
+                "ok": worst < GOAL_S,
+            }
+        )
+    )
     return 0
 
 

@@ -42,8 +42,13 @@ def _child(group: str, store_url: str, force: bool) -> None:
 
 
 def _cycle(env: dict[str, str], group: str, store_url: str, force: bool = True) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", group, "--store", store_url]
-                          + (["--force"] if force else []), env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", group, "--store", store_url] + (["--force"] if force else []),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"sync cycle {group} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -55,17 +60,50 @@ def _seed(store, leads: int, t0: dt.datetime) -> list[str]:
     for start in range(0, leads, batch):
         n = min(batch, leads - start)
         stamps = [t0 + dt.timedelta(seconds=start + i) for i in range(n)]
-        new = store.bulk_insert("Lead", [
-            {"LastName": f"Lead {start + i}", "Company": f"Company {start + i}", "Status": "SAL",
-             "Email": f"lead{start + i}@example.com", "LeadSource": "Web", "MQL_Date__c": stamps[i],
-             "CreatedDate": stamps[i], "SystemModstamp": stamps[i]} for i in range(n)])
-        store.bulk_insert("LeadHistory", [
-            {"LeadId": lid, "Field": "Status", "OldValue": "MQL", "NewValue": "SAL",
-             "CreatedDate": stamps[i] + dt.timedelta(minutes=5)} for i, lid in enumerate(new)])
-        store.bulk_insert("Task", [
-            {"WhoId": lid, "Subject": "Call", "Type": "Call", "TaskSubtype": "Call", "Status": "Completed",
-             "CreatedDate": stamps[i] + dt.timedelta(minutes=10),
-             "SystemModstamp": stamps[i] + dt.timedelta(minutes=10)} for i, lid in enumerate(new)])
+        new = store.bulk_insert(
+            "Lead",
+            [
+                {
+                    "LastName": f"Lead {start + i}",
+                    "Company": f"Company {start + i}",
+                    "Status": "SAL",
+                    "Email": f"lead{start + i}@example.com",
+                    "LeadSource": "Web",
+                    "MQL_Date__c": stamps[i],
+                    "CreatedDate": stamps[i],
+                    "SystemModstamp": stamps[i],
+                }
+                for i in range(n)
+            ],
+        )
+        store.bulk_insert(
+            "LeadHistory",
+            [
+                {
+                    "LeadId": lid,
+                    "Field": "Status",
+                    "OldValue": "MQL",
+                    "NewValue": "SAL",
+                    "CreatedDate": stamps[i] + dt.timedelta(minutes=5),
+                }
+                for i, lid in enumerate(new)
+            ],
+        )
+        store.bulk_insert(
+            "Task",
+            [
+                {
+                    "WhoId": lid,
+                    "Subject": "Call",
+                    "Type": "Call",
+                    "TaskSubtype": "Call",
+                    "Status": "Completed",
+                    "CreatedDate": stamps[i] + dt.timedelta(minutes=10),
+                    "SystemModstamp": stamps[i] + dt.timedelta(minutes=10),
+                }
+                for i, lid in enumerate(new)
+            ],
+        )
         ids += new
     return ids
 
@@ -76,14 +114,27 @@ def _lost(store, engine) -> int:
     from leadsla.store import schema
 
     with engine.connect() as conn:
-        leads = set(conn.execute(sa.select(schema.records.c.record_id).where(
-            schema.records.c.object_type == "Lead", schema.records.c.is_deleted.is_(False))).scalars())
+        leads = set(
+            conn.execute(
+                sa.select(schema.records.c.record_id).where(
+                    schema.records.c.object_type == "Lead", schema.records.c.is_deleted.is_(False)
+                )
+            ).scalars()
+        )
         history = set(conn.execute(sa.select(schema.field_history.c.history_id)).scalars())
-        tasks = set(conn.execute(sa.select(schema.activities.c.activity_id).where(
-            schema.activities.c.kind == "Task", schema.activities.c.is_deleted.is_(False))).scalars())
+        tasks = set(
+            conn.execute(
+                sa.select(schema.activities.c.activity_id).where(
+                    schema.activities.c.kind == "Task", schema.activities.c.is_deleted.is_(False)
+                )
+            ).scalars()
+        )
     lost = sum(1 for r in store.scan("Lead") if r["Id"] not in leads)
-    lost += sum(1 for r in store.scan("LeadHistory") if r["Id"] not in history and r["Field"] in
-                ("created", "Status", "OwnerId", "Owner"))
+    lost += sum(
+        1
+        for r in store.scan("LeadHistory")
+        if r["Id"] not in history and r["Field"] in ("created", "Status", "OwnerId", "Owner")
+    )
     lost += sum(1 for r in store.scan("Task") if r["Id"] not in tasks)
     return lost
 
@@ -109,9 +160,13 @@ def main() -> int:
         t0 = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
         ids = _seed(running.store, args.leads, t0)
         store_url = f"sqlite:///{work / 'store.db'}"
-        env = dict(os.environ, REQUESTS_CA_BUNDLE=str(running.ca_path),
-                   AIRFLOW_CONN_SALESFORCE_DEFAULT=running.connection_json(),
-                   PYTHONPATH=str(ROOT / "include"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+        env = dict(
+            os.environ,
+            REQUESTS_CA_BUNDLE=str(running.ca_path),
+            AIRFLOW_CONN_SALESFORCE_DEFAULT=running.connection_json(),
+            PYTHONPATH=str(ROOT / "include"),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        )
 
         backfill = _cycle(env, "leads", store_url)
         peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -127,16 +182,20 @@ def main() -> int:
         engine = open_store(store_url)
         lost = _lost(running.store, engine)
         engine.dispose()
-        print(json.dumps({
-            "backfill_leads": backfill["objects"]["Lead"],
-            "backfill_rows": sum(backfill["objects"].values()),
-            "backfill_s": round(backfill["seconds"], 1),
-            "backfill_peak_rss_mb": round(peak_rss, 1),
-            "idle_cycle_api_calls": max(c["api_calls"] for c in idle) + org_idle["api_calls"],
-            "changed_cycle_api_calls": changed["api_calls"],
-            "changed_cycle_records": changed["records_changed"],
-            "lost_records": lost,
-        }))
+        print(
+            json.dumps(
+                {
+                    "backfill_leads": backfill["objects"]["Lead"],
+                    "backfill_rows": sum(backfill["objects"].values()),
+                    "backfill_s": round(backfill["seconds"], 1),
+                    "backfill_peak_rss_mb": round(peak_rss, 1),
+                    "idle_cycle_api_calls": max(c["api_calls"] for c in idle) + org_idle["api_calls"],
+                    "changed_cycle_api_calls": changed["api_calls"],
+                    "changed_cycle_records": changed["records_changed"],
+                    "lost_records": lost,
+                }
+            )
+        )
     finally:
         running.stop()
     return 0

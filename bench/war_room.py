@@ -46,9 +46,12 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     home = Path(tempfile.mkdtemp(prefix="leadsla-bench-airflow-"))
-    os.environ.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-                      AIRFLOW__API_AUTH__JWT_SECRET="bench-" + "x" * 64,
-                      AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}")
+    os.environ.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__API_AUTH__JWT_SECRET="bench-" + "x" * 64,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+    )
     import logging
 
     logging.disable(logging.WARNING)
@@ -75,7 +78,9 @@ def main() -> None:
         engine = open_store(f"sqlite:///{db}")
     now = dt.datetime(2027, 1, 29, 15, tzinfo=dt.UTC)  # generate()'s default "now": start + 120 days
     client = TestClient(create_app(engine=engine, clock=lambda: now))
-    client.cookies.set("_token", _auth_manager().generate_jwt(SimpleAuthManagerUser(username="bench", role="ADMIN")))
+    client.cookies.set(
+        "_token", _auth_manager().generate_jwt(SimpleAuthManagerUser(username="bench", role="ADMIN"))
+    )
 
     cpu: dict[str, list[float]] = {}
 
@@ -92,21 +97,42 @@ def main() -> None:
     cold = [timed("/", end=(now.date() - dt.timedelta(days=d)).isoformat()) for d in range(1, 11)]
     cold_cpu = cpu.pop("/")
     warm = [timed("/") for _ in range(10)]
-    figures = ["team_violated:sdr_west", "rep_violated:Dee East", "funnel:SQL", "reason:No budget", "open:green",
-               "overall_violated", "breaches_today", "funnel:MQL"]
+    figures = [
+        "team_violated:sdr_west",
+        "rep_violated:Dee East",
+        "funnel:SQL",
+        "reason:No budget",
+        "open:green",
+        "overall_violated",
+        "breaches_today",
+        "funnel:MQL",
+    ]
     drill = [timed("/drill", figure=fig) for fig in figures * 2]
     leads = [f"00Q{i:015d}" for i in range(0, args.leads, max(1, args.leads // 20))]
     timeline = [timed(f"/lead/{lead}") for lead in leads]
-    print(json.dumps({
-        "leads": args.leads, "seed_s": seed_s,
-        "page_cold_p50_s": _p(cold, 0.5), "page_cold_p95_s": _p(cold, 0.95),
-        "page_warm_p50_s": _p(warm, 0.5), "page_warm_p95_s": _p(warm, 0.95),
-        "drilldown_p50_s": _p(drill, 0.5), "drilldown_p95_s": _p(drill, 0.95),
-        "timeline_p50_s": _p(timeline, 0.5), "timeline_p95_s": _p(timeline, 0.95),
-        "page_cold_mean_s": round(statistics.mean(cold), 4),
-        # CPU seconds of this process (all its threads) per cold page: what the page costs, apart
-        # from waiting for a core on a shared machine.
-        "page_cold_cpu_p50_s": _p(cold_cpu, 0.5), "goal_s": 1.0}), file=out, flush=True)
+    print(
+        json.dumps(
+            {
+                "leads": args.leads,
+                "seed_s": seed_s,
+                "page_cold_p50_s": _p(cold, 0.5),
+                "page_cold_p95_s": _p(cold, 0.95),
+                "page_warm_p50_s": _p(warm, 0.5),
+                "page_warm_p95_s": _p(warm, 0.95),
+                "drilldown_p50_s": _p(drill, 0.5),
+                "drilldown_p95_s": _p(drill, 0.95),
+                "timeline_p50_s": _p(timeline, 0.5),
+                "timeline_p95_s": _p(timeline, 0.95),
+                "page_cold_mean_s": round(statistics.mean(cold), 4),
+                # CPU seconds of this process (all its threads) per cold page: what the page costs, apart
+                # from waiting for a core on a shared machine.
+                "page_cold_cpu_p50_s": _p(cold_cpu, 0.5),
+                "goal_s": 1.0,
+            }
+        ),
+        file=out,
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -86,8 +86,10 @@ def crm_sync():
         from leadsla.store.audit import AuditContext
 
         ti = context["ti"]
-        return run_report([ti.xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")],
-                          context=AuditContext.from_task_context(context))
+        return run_report(
+            [ti.xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")],
+            context=AuditContext.from_task_context(context),
+        )
 
     @task(outlets=[CRM_ASSET])
     def publish(summary: dict) -> int:

@@ -40,8 +40,9 @@ def sla_health():
 
         engine = open_store()
         try:
-            return run_health(engine, context["dag_run"].run_after, load_policy(), load().health,
-                              run_id=context["run_id"])
+            return run_health(
+                engine, context["dag_run"].run_after, load_policy(), load().health, run_id=context["run_id"]
+            )
         finally:
             engine.dispose()
 

@@ -43,10 +43,19 @@ def _schedule() -> CronTriggerTimetable:
     max_active_runs=1,
     # A report waits for the CRM mirror to be synced past its period: retried every 5 min for an hour.
     default_args={"owner": "revops", "retries": 12, "retry_delay": dt.timedelta(minutes=5)},
-    params={"period": Param("", type="string", pattern=r"^$|^\d{4}-W\d{2}$",
-                            description="e.g. 2026-W47; empty: the last full period before the run"),
-            "resend": Param(False, type="boolean",
-                            description="e-mail it again even if this report and period was sent before")},
+    params={
+        "period": Param(
+            "",
+            type="string",
+            pattern=r"^$|^\d{4}-W\d{2}$",
+            description="e.g. 2026-W47; empty: the last full period before the run",
+        ),
+        "resend": Param(
+            False,
+            type="boolean",
+            description="e-mail it again even if this report and period was sent before",
+        ),
+    },
     tags=["leadsla", "reports"],
     doc_md=__doc__,
 )
@@ -59,8 +68,13 @@ def sla_reports_feedback():
         from leadsla.store.audit import AuditContext
 
         params = context["params"]
-        return send_report(REPORT, at=context["dag_run"].run_after, period=params["period"] or None,
-                           resend=bool(params["resend"]), context=AuditContext.from_task_context(context))
+        return send_report(
+            REPORT,
+            at=context["dag_run"].run_after,
+            period=params["period"] or None,
+            resend=bool(params["resend"]),
+            context=AuditContext.from_task_context(context),
+        )
 
     send()
 

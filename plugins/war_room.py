@@ -18,5 +18,6 @@ URL_PREFIX = "/war-room"
 class WarRoomPlugin(AirflowPlugin):
     name = "war_room"
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "War Room"}]
-    external_views = [{"name": "War Room", "href": f"{URL_PREFIX}/", "url_route": "war-room",
-                       "destination": "nav"}]
+    external_views = [
+        {"name": "War Room", "href": f"{URL_PREFIX}/", "url_route": "war-room", "destination": "nav"}
+    ]

@@ -21,20 +21,41 @@ from sandbox.smtp_sink import SmtpSink
 
 FALLBACK_CHANNEL = "C0SLAALERTS"
 REP = {"email": "rita.rep@example.com", "name": "rita", "real_name": "Rita Rep", "tz": "America/New_York"}
-MANAGER = {"email": "max.manager@example.com", "name": "max", "real_name": "Max Manager", "tz": "Europe/London"}
+MANAGER = {
+    "email": "max.manager@example.com",
+    "name": "max",
+    "real_name": "Max Manager",
+    "tz": "Europe/London",
+}
 
 
 def slack_connection(base_url: str) -> str:
     """`AIRFLOW_CONN_SLACK_API_DEFAULT` JSON for a stand-in at `base_url` (a dummy bot token)."""
-    return json.dumps({"conn_type": "slack", "password": "xoxb-sandbox-token",
-                       "extra": {"base_url": base_url, "timeout": 10}})
+    return json.dumps(
+        {
+            "conn_type": "slack",
+            "password": "xoxb-sandbox-token",
+            "extra": {"base_url": base_url, "timeout": 10},
+        }
+    )
 
 
 def smtp_connection(port: int, *, timeout: int = 5) -> str:
     """`AIRFLOW_CONN_SMTP_DEFAULT` JSON for a plain local sink (no SSL, no STARTTLS)."""
-    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                       "extra": {"disable_ssl": True, "disable_tls": True, "timeout": timeout,
-                                 "retry_limit": 0, "from_email": "sla-monitor@leadsla.example"}})
+    return json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "extra": {
+                "disable_ssl": True,
+                "disable_tls": True,
+                "timeout": timeout,
+                "retry_limit": 0,
+                "from_email": "sla-monitor@leadsla.example",
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -56,18 +77,30 @@ def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpS
         yield sink
 
 
-def alert_payload(kind: str = "warning", *, name: str = "Ada Lovelace", recipient: dict | None = None,
-                  **over: Any) -> dict[str, Any]:
+def alert_payload(
+    kind: str = "warning", *, name: str = "Ada Lovelace", recipient: dict | None = None, **over: Any
+) -> dict[str, Any]:
     """A valid `AlertPayload` dict: a 4 h SLA, 2 h elapsed (warning) or 4 h 05 (breach)."""
     breach = kind == "breach"
     payload = {
         "kind": kind,
         "sla_name": "MQL to SAL",
-        "lead": {"id": "00Q000000000001AAA", "object_type": "Lead", "name": name,
-                 "company": "Analytical Engines Ltd", "source": "Webinar", "tier": "High-Intent"},
+        "lead": {
+            "id": "00Q000000000001AAA",
+            "object_type": "Lead",
+            "name": name,
+            "company": "Analytical Engines Ltd",
+            "source": "Webinar",
+            "tier": "High-Intent",
+        },
         "owner": {"id": "005000000000001AAA", "name": "Rita Rep", "email": REP["email"]},
-        "recipient": recipient or {"name": "Rita Rep", "email": REP["email"], "timezone": "America/New_York",
-                                   "slack_fallback_channel": FALLBACK_CHANNEL},
+        "recipient": recipient
+        or {
+            "name": "Rita Rep",
+            "email": REP["email"],
+            "timezone": "America/New_York",
+            "slack_fallback_channel": FALLBACK_CHANNEL,
+        },
         "team": {"name": "SDR East", "timezone": "America/New_York"},
         "target_seconds": 4 * 3600,
         "elapsed_seconds": (4 * 3600 + 300) if breach else 2 * 3600,

@@ -21,8 +21,14 @@ import pytest
 import sqlalchemy as sa
 
 UTC = dt.UTC
-STATUS_OF_STAGE = {"MQL": "MQL", "SAL": "SAL", "SQL": "SQL", "Opportunity": "Converted",
-                   "Recycled": "Recycled", "Disqualified": "Disqualified"}
+STATUS_OF_STAGE = {
+    "MQL": "MQL",
+    "SAL": "SAL",
+    "SQL": "SQL",
+    "Opportunity": "Converted",
+    "Recycled": "Recycled",
+    "Disqualified": "Disqualified",
+}
 
 
 def t(text: str) -> dt.datetime:
@@ -39,43 +45,113 @@ class Builder:
     clocks: list[dict] = field(default_factory=list)
     audit: list[dict] = field(default_factory=list)
 
-    def user(self, user_id: str, name: str, team: str, role: str = "SDR", manager_id: str | None = None) -> Builder:
-        self.users.append({"user_id": user_id, "name": name, "email": f"{user_id.lower()}@example.com",
-                           "manager_id": manager_id, "is_active": True, "timezone": "America/New_York",
-                           "team": team, "role": role, "out_of_office": False, "fields": {}})
+    def user(
+        self, user_id: str, name: str, team: str, role: str = "SDR", manager_id: str | None = None
+    ) -> Builder:
+        self.users.append(
+            {
+                "user_id": user_id,
+                "name": name,
+                "email": f"{user_id.lower()}@example.com",
+                "manager_id": manager_id,
+                "is_active": True,
+                "timezone": "America/New_York",
+                "team": team,
+                "role": role,
+                "out_of_office": False,
+                "fields": {},
+            }
+        )
         return self
 
-    def lead(self, record_id: str, *, owner: str | None = None, source: str = "Web", lead_type: str = "Inbound",
-             tier: str = "SMB", campaign: str | None = None, reason: str | None = None,
-             stages: dict[str, dt.datetime] | None = None, name: str | None = None) -> Builder:
+    def lead(
+        self,
+        record_id: str,
+        *,
+        owner: str | None = None,
+        source: str = "Web",
+        lead_type: str = "Inbound",
+        tier: str = "SMB",
+        campaign: str | None = None,
+        reason: str | None = None,
+        stages: dict[str, dt.datetime] | None = None,
+        name: str | None = None,
+    ) -> Builder:
         stages = stages or {}
         last = max(stages, key=stages.get) if stages else "MQL"
         created = min(stages.values()) if stages else t("2026-01-01 00:00")
-        self.leads.append({"object_type": "Lead", "record_id": record_id, "name": name or f"Lead {record_id}",
-                           "company": f"Company {record_id}", "status": STATUS_OF_STAGE[last], "owner_id": owner,
-                           "lead_source": source, "lead_type": lead_type, "account_tier": tier,
-                           "is_converted": "Opportunity" in stages, "rejection_reason": reason,
-                           "created_at": created, "modified_at": created, "is_deleted": False,
-                           "fields": {"Campaign__c": campaign} if campaign else {}, "synced_at": created})
+        self.leads.append(
+            {
+                "object_type": "Lead",
+                "record_id": record_id,
+                "name": name or f"Lead {record_id}",
+                "company": f"Company {record_id}",
+                "status": STATUS_OF_STAGE[last],
+                "owner_id": owner,
+                "lead_source": source,
+                "lead_type": lead_type,
+                "account_tier": tier,
+                "is_converted": "Opportunity" in stages,
+                "rejection_reason": reason,
+                "created_at": created,
+                "modified_at": created,
+                "is_deleted": False,
+                "fields": {"Campaign__c": campaign} if campaign else {},
+                "synced_at": created,
+            }
+        )
         prev = None
         for stage, at in sorted(stages.items(), key=lambda kv: kv[1]):
-            self.history.append({"history_id": f"H{len(self.history):08d}", "object_type": "Lead",
-                                 "record_id": record_id, "field": "Status", "old_value": prev,
-                                 "new_value": STATUS_OF_STAGE[stage], "changed_by": owner, "changed_at": at})
+            self.history.append(
+                {
+                    "history_id": f"H{len(self.history):08d}",
+                    "object_type": "Lead",
+                    "record_id": record_id,
+                    "field": "Status",
+                    "old_value": prev,
+                    "new_value": STATUS_OF_STAGE[stage],
+                    "changed_by": owner,
+                    "changed_at": at,
+                }
+            )
             prev = STATUS_OF_STAGE[stage]
         return self
 
     def activity(self, lead: str, at: dt.datetime, owner: str | None = None) -> Builder:
-        self.activities.append({"activity_id": f"00T{len(self.activities):07d}", "kind": "Task", "who_id": lead,
-                                "what_id": None, "owner_id": owner, "type": "Call", "subtype": "Task",
-                                "subject": "Call", "created_at": at, "is_deleted": False, "synced_at": at})
+        self.activities.append(
+            {
+                "activity_id": f"00T{len(self.activities):07d}",
+                "kind": "Task",
+                "who_id": lead,
+                "what_id": None,
+                "owner_id": owner,
+                "type": "Call",
+                "subtype": "Task",
+                "subject": "Call",
+                "created_at": at,
+                "is_deleted": False,
+                "synced_at": at,
+            }
+        )
         return self
 
-    def clock(self, lead: str, start: dt.datetime, *, target_h: float, elapsed_h: float, owner: str | None,
-              team: str | None, tier: str = "standard", stopped_at: dt.datetime | None = None,
-              breached_at: dt.datetime | None = None, now: dt.datetime | None = None,
-              policy_version: str = "2026.11-tiered", accountable: str | None = None,
-              accountable_team: str | None = None) -> Builder:
+    def clock(
+        self,
+        lead: str,
+        start: dt.datetime,
+        *,
+        target_h: float,
+        elapsed_h: float,
+        owner: str | None,
+        team: str | None,
+        tier: str = "standard",
+        stopped_at: dt.datetime | None = None,
+        breached_at: dt.datetime | None = None,
+        now: dt.datetime | None = None,
+        policy_version: str = "2026.11-tiered",
+        accountable: str | None = None,
+        accountable_team: str | None = None,
+    ) -> Builder:
         """A clock row; `accountable`/`accountable_team` (who answers for it: the owner when it
         breached, as the engine writes it) default to `owner`/`team`."""
         target, elapsed = int(target_h * 3600), int(elapsed_h * 3600)
@@ -85,26 +161,55 @@ class Builder:
             state = "breached" if breached_at is not None else "running"
         pct = elapsed / target * 100
         colour = "red" if breached_at is not None else ("yellow" if pct >= 75 else "green")
-        self.clocks.append({"sla_id": "sales_touch", "record_id": lead, "clock_start": start,
-                            "object_type": "Lead", "policy_version": policy_version, "tier": tier,
-                            "calendar": "us_east", "target_seconds": target, "owner_id": owner, "team": team,
-                            "accountable_owner_id": owner if accountable is None else accountable,
-                            "accountable_team": team if accountable is None else accountable_team,
-                            "state": state, "elapsed_seconds": elapsed, "remaining_seconds": target - elapsed,
-                            "percent_elapsed": pct, "colour": colour,
-                            "deadline": breached_at or start + dt.timedelta(seconds=target - elapsed) + dt.timedelta(hours=elapsed_h),
-                            "stopped_at": stopped_at, "breached_at": breached_at, "critical": False,
-                            "next_checkpoint": None, "next_checkpoint_at": None,
-                            "evaluated_at": now or stopped_at or start})
+        self.clocks.append(
+            {
+                "sla_id": "sales_touch",
+                "record_id": lead,
+                "clock_start": start,
+                "object_type": "Lead",
+                "policy_version": policy_version,
+                "tier": tier,
+                "calendar": "us_east",
+                "target_seconds": target,
+                "owner_id": owner,
+                "team": team,
+                "accountable_owner_id": owner if accountable is None else accountable,
+                "accountable_team": team if accountable is None else accountable_team,
+                "state": state,
+                "elapsed_seconds": elapsed,
+                "remaining_seconds": target - elapsed,
+                "percent_elapsed": pct,
+                "colour": colour,
+                "deadline": breached_at
+                or start + dt.timedelta(seconds=target - elapsed) + dt.timedelta(hours=elapsed_h),
+                "stopped_at": stopped_at,
+                "breached_at": breached_at,
+                "critical": False,
+                "next_checkpoint": None,
+                "next_checkpoint_at": None,
+                "evaluated_at": now or stopped_at or start,
+            }
+        )
         return self
 
     def event(self, event: str, at: dt.datetime, record_id: str | None = None, **kw: Any) -> Builder:
-        row = {"event": event, "at": at, "recorded_at": at, "object_type": "Lead" if record_id else None,
-               "record_id": record_id, "sla_id": kw.pop("sla_id", "sales_touch" if record_id else None),
-               "clock_start": kw.pop("clock_start", None), "checkpoint": kw.pop("checkpoint", None),
-               "actor": kw.pop("actor", None), "policy_version": kw.pop("policy_version", "2026.11-tiered"),
-               "detail": kw.pop("detail", {}), "dag_id": kw.pop("dag_id", None), "run_id": kw.pop("run_id", None),
-               "task_id": kw.pop("task_id", None), "try_number": kw.pop("try_number", None)}
+        row = {
+            "event": event,
+            "at": at,
+            "recorded_at": at,
+            "object_type": "Lead" if record_id else None,
+            "record_id": record_id,
+            "sla_id": kw.pop("sla_id", "sales_touch" if record_id else None),
+            "clock_start": kw.pop("clock_start", None),
+            "checkpoint": kw.pop("checkpoint", None),
+            "actor": kw.pop("actor", None),
+            "policy_version": kw.pop("policy_version", "2026.11-tiered"),
+            "detail": kw.pop("detail", {}),
+            "dag_id": kw.pop("dag_id", None),
+            "run_id": kw.pop("run_id", None),
+            "task_id": kw.pop("task_id", None),
+            "try_number": kw.pop("try_number", None),
+        }
         assert not kw, f"unknown audit fields {kw}"
         self.audit.append(row)
         return self
@@ -113,15 +218,31 @@ class Builder:
         """The rows as `ReportData`, exactly as `leadsla.reports.data.load` would read them."""
         from leadsla.reports.data import STAGE_OF_STATUS, ReportData
 
-        leads = pd.DataFrame(self.leads or None, columns=["record_id", "name", "owner_id", "lead_source", "lead_type",
-                                                          "account_tier", "status", "rejection_reason",
-                                                          "created_at", "fields"])
+        leads = pd.DataFrame(
+            self.leads or None,
+            columns=[
+                "record_id",
+                "name",
+                "owner_id",
+                "lead_source",
+                "lead_type",
+                "account_tier",
+                "status",
+                "rejection_reason",
+                "created_at",
+                "fields",
+            ],
+        )
         leads["campaign"] = [f.get("Campaign__c") for f in leads["fields"]]
         leads = leads.drop(columns="fields")
         hist = pd.DataFrame(self.history, columns=["record_id", "new_value", "changed_at"])
         hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
-        stages = (hist.sort_values("changed_at").drop_duplicates(["record_id", "stage"])
-                  .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
+        stages = (
+            hist.sort_values("changed_at")
+            .drop_duplicates(["record_id", "stage"])
+            .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]]
+            .reset_index(drop=True)
+        )
         for df, cols in ((leads, ["created_at"]), (stages, ["at"])):
             for col in cols:
                 df[col] = pd.to_datetime(df[col], utc=True)
@@ -129,9 +250,22 @@ class Builder:
         acts["created_at"] = pd.to_datetime(acts["created_at"], utc=True)
         users = pd.DataFrame(self.users, columns=["user_id", "name", "team", "role", "is_active"])
         clocks = pd.DataFrame(self.clocks)
-        for col in ("clock_start", "deadline", "stopped_at", "breached_at", "evaluated_at", "next_checkpoint_at"):
-            clocks[col] = pd.to_datetime(clocks[col], utc=True) if len(clocks) else pd.Series([], dtype="datetime64[us, UTC]")
-        visits = pd.DataFrame([a for a in self.audit if a["event"] == "war_room_visit"], columns=["actor", "at"])
+        for col in (
+            "clock_start",
+            "deadline",
+            "stopped_at",
+            "breached_at",
+            "evaluated_at",
+            "next_checkpoint_at",
+        ):
+            clocks[col] = (
+                pd.to_datetime(clocks[col], utc=True)
+                if len(clocks)
+                else pd.Series([], dtype="datetime64[us, UTC]")
+            )
+        visits = pd.DataFrame(
+            [a for a in self.audit if a["event"] == "war_room_visit"], columns=["actor", "at"]
+        )
         visits["at"] = pd.to_datetime(visits["at"], utc=True)
         return ReportData(leads, stages, acts, users, clocks, visits)
 
@@ -141,11 +275,16 @@ class Builder:
 
         now = t("2026-01-01 00:00")
         with engine.begin() as conn:
-            for table, rows in ((s.users, [dict(u, synced_at=now) for u in self.users]), (s.records, self.leads),
-                                (s.field_history, self.history), (s.activities, self.activities),
-                                (s.clocks, self.clocks), (s.audit, self.audit)):
+            for table, rows in (
+                (s.users, [dict(u, synced_at=now) for u in self.users]),
+                (s.records, self.leads),
+                (s.field_history, self.history),
+                (s.activities, self.activities),
+                (s.clocks, self.clocks),
+                (s.audit, self.audit),
+            ):
                 for i in range(0, len(rows), 5000):
-                    conn.execute(table.insert(), rows[i:i + 5000])
+                    conn.execute(table.insert(), rows[i : i + 5000])
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -172,17 +311,32 @@ def through_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         engine.dispose()
 
 
-TEAMS = {"sdr_east": ["Ava East", "Ben East", "Cy East", "Dee East"],
-         "sdr_west": ["Eli West", "Fay West", "Gus West", "Hal West"],
-         "sdr_emea": ["Ida Emea", "Jo Emea", "Kai Emea", "Lu Emea"]}
-SOURCES = [("Web", "Inbound", 0.30), ("Webinar", "Webinar", 0.20), ("Content", "Content Download", 0.20),
-           ("Event", "Event", 0.10), ("Chat", "Demo Request", 0.10), ("Partner", "Standard", 0.10)]
+TEAMS = {
+    "sdr_east": ["Ava East", "Ben East", "Cy East", "Dee East"],
+    "sdr_west": ["Eli West", "Fay West", "Gus West", "Hal West"],
+    "sdr_emea": ["Ida Emea", "Jo Emea", "Kai Emea", "Lu Emea"],
+}
+SOURCES = [
+    ("Web", "Inbound", 0.30),
+    ("Webinar", "Webinar", 0.20),
+    ("Content", "Content Download", 0.20),
+    ("Event", "Event", 0.10),
+    ("Chat", "Demo Request", 0.10),
+    ("Partner", "Standard", 0.10),
+]
 CAMPAIGNS = ["Q4 Webinar Series", "Pricing Guide", "Spring Launch", "Partner Summit", "Brand Search"]
 REASONS = ["No budget", "Wrong contact", "Not a fit", "Duplicate", "Student / personal"]
 
 
-def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = dt.datetime(2026, 10, 1, tzinfo=UTC), days: int = 120,
-             slow_rep: str = "Dee East", now: dt.datetime | None = None) -> Builder:
+def generate(
+    n_leads: int,
+    *,
+    seed: int = 7,
+    start: dt.datetime = dt.datetime(2026, 10, 1, tzinfo=UTC),
+    days: int = 120,
+    slow_rep: str = "Dee East",
+    now: dt.datetime | None = None,
+) -> Builder:
     """A realistic org: 12 reps in three teams (+ managers), `n_leads` MQLs spread over `days` days.
 
     sdr_west misses its SLA on Monday mornings (a capacity problem: the whole team at the same
@@ -233,8 +387,17 @@ def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = dt.datetime(20
         campaign = rnd.choice(CAMPAIGNS) if rnd.random() < 0.8 else None
         if not stages:  # not an MQL yet at `now`: the lead does not exist (same random draws either way)
             continue
-        b.lead(lid, owner=uid, source=source, lead_type=lead_type, tier=tier, campaign=campaign, reason=reason,
-               stages=stages, name=f"Lead {i} <{source}>")
+        b.lead(
+            lid,
+            owner=uid,
+            source=source,
+            lead_type=lead_type,
+            tier=tier,
+            campaign=campaign,
+            reason=reason,
+            stages=stages,
+            name=f"Lead {i} <{source}>",
+        )
         if "SAL" in stages:
             done = touched if not never_touched and touched < now else None
             breached = sal + dt.timedelta(hours=target_h * 2) if elapsed_h > target_h else None
@@ -242,25 +405,67 @@ def generate(n_leads: int, *, seed: int = 7, start: dt.datetime = dt.datetime(20
                 breached = sal + dt.timedelta(hours=target_h * 2)
             if breached is not None and breached >= now:
                 breached = None
-            b.clock(lid, sal, target_h=target_h, elapsed_h=min(elapsed_h, 99.0) if done else min(elapsed_h, target_h * 0.9),
-                    owner=uid, team=team, stopped_at=done, breached_at=breached, now=now)
-            b.event("clock_start", sal, lid, clock_start=sal, actor="sales_touch.start",
-                    dag_id="sla_monitor", run_id=f"scheduled__{sal:%Y-%m-%dT%H:%M}", task_id="evaluate", try_number=1)
+            b.clock(
+                lid,
+                sal,
+                target_h=target_h,
+                elapsed_h=min(elapsed_h, 99.0) if done else min(elapsed_h, target_h * 0.9),
+                owner=uid,
+                team=team,
+                stopped_at=done,
+                breached_at=breached,
+                now=now,
+            )
+            b.event(
+                "clock_start",
+                sal,
+                lid,
+                clock_start=sal,
+                actor="sales_touch.start",
+                dag_id="sla_monitor",
+                run_id=f"scheduled__{sal:%Y-%m-%dT%H:%M}",
+                task_id="evaluate",
+                try_number=1,
+            )
             if done:
                 b.activity(lid, done, uid)
-                b.event("clock_stop", done, lid, clock_start=sal, actor="sales_touch.stop.activity_by_owner",
-                        dag_id="sla_monitor", run_id=f"scheduled__{done:%Y-%m-%dT%H:%M}", task_id="evaluate", try_number=1)
+                b.event(
+                    "clock_stop",
+                    done,
+                    lid,
+                    clock_start=sal,
+                    actor="sales_touch.stop.activity_by_owner",
+                    dag_id="sla_monitor",
+                    run_id=f"scheduled__{done:%Y-%m-%dT%H:%M}",
+                    task_id="evaluate",
+                    try_number=1,
+                )
             if breached:
-                b.event("escalation", breached, lid, clock_start=sal, checkpoint="breach", actor="sales_touch.breach",
-                        detail={"reassign_to": "Breached SLA"}, dag_id="sla_monitor",
-                        run_id=f"scheduled__{breached:%Y-%m-%dT%H:%M}", task_id="escalate", try_number=1)
+                b.event(
+                    "escalation",
+                    breached,
+                    lid,
+                    clock_start=sal,
+                    checkpoint="breach",
+                    actor="sales_touch.breach",
+                    detail={"reassign_to": "Breached SLA"},
+                    dag_id="sla_monitor",
+                    run_id=f"scheduled__{breached:%Y-%m-%dT%H:%M}",
+                    task_id="escalate",
+                    try_number=1,
+                )
     for k in range(3):
         b.event("war_room_visit", start + dt.timedelta(days=3 + k), actor=f"005M{k:014d}")
     return b
 
 
-def synced(engine: sa.Engine, started: dt.datetime, groups: tuple[str, ...] = ("leads", "org"), *,
-           evaluated: bool = True) -> None:
+def synced(
+    engine: sa.Engine,
+    started: dt.datetime,
+    groups: tuple[str, ...] = ("leads", "org"),
+    *,
+    evaluated: bool = True,
+) -> None:
     """Record a successful CRM sync of every object group (crm_fields.yaml) that started at `started`,
     as `leadsla.crm.sync.sync_group` does, and (unless `evaluated` is False) the monitor evaluation
     that follows it, as `leadsla.monitor.run_monitor` does: reports are built only on a mirror synced
@@ -269,8 +474,16 @@ def synced(engine: sa.Engine, started: dt.datetime, groups: tuple[str, ...] = ("
 
     finished = started + dt.timedelta(seconds=20)
     with engine.begin() as conn:
-        conn.execute(s.sync_runs.insert(), [{"started_at": started, "finished_at": finished,
-                                             "status": "success", "group_name": g} for g in groups])
+        conn.execute(
+            s.sync_runs.insert(),
+            [
+                {"started_at": started, "finished_at": finished, "status": "success", "group_name": g}
+                for g in groups
+            ],
+        )
         if evaluated:
-            conn.execute(s.evaluations.insert().values(evaluated_at=finished, read_at=finished + dt.timedelta(seconds=1),
-                                                       clocks=0, run_id="test"))
+            conn.execute(
+                s.evaluations.insert().values(
+                    evaluated_at=finished, read_at=finished + dt.timedelta(seconds=1), clocks=0, run_id="test"
+                )
+            )

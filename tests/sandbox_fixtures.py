@@ -84,10 +84,27 @@ class SalesforceSandbox:
         return self.store.get(object_name, record_id)
 
     # behaviour -------------------------------------------------------------
-    def inject_fault(self, fault: str, endpoint: str = "*", times: int | None = 1, after: int = 0,
-                     method: str | None = None, delay_s: float = 0.0) -> FaultRule:
-        return self.running.state.add_faults([{"fault": fault, "endpoint": endpoint, "times": times,
-                                              "after": after, "method": method, "delay_s": delay_s}])[0]
+    def inject_fault(
+        self,
+        fault: str,
+        endpoint: str = "*",
+        times: int | None = 1,
+        after: int = 0,
+        method: str | None = None,
+        delay_s: float = 0.0,
+    ) -> FaultRule:
+        return self.running.state.add_faults(
+            [
+                {
+                    "fault": fault,
+                    "endpoint": endpoint,
+                    "times": times,
+                    "after": after,
+                    "method": method,
+                    "delay_s": delay_s,
+                }
+            ]
+        )[0]
 
     def clear_faults(self) -> None:
         with self.running.state.lock:

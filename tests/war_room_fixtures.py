@@ -44,45 +44,173 @@ def org() -> Builder:
     b = Builder().user("R1", "Rita", "A").user("R2", "Rob", "A").user("R3", "Sam", "B")
     b.user("M1", "Vera VP", "leadership", role="VP Sales")
     day = {"L1": "2026-11-02", "L2": "2026-11-03", "L3": "2026-11-04", "L4": "2026-11-05"}
-    b.lead("L1", owner="R1", source="Web", stages={"MQL": t("2026-11-02 09:00"), "SAL": t("2026-11-02 10:00"),
-                                                   "SQL": t("2026-11-06 10:00")})
-    b.lead("L2", owner="R1", source="Web", reason="No budget",
-           stages={"MQL": t("2026-11-03 09:00"), "Recycled": t("2026-11-05 10:00")})
-    b.lead("L3", owner="R2", source="Web", stages={"MQL": t("2026-11-04 09:00"), "SAL": t("2026-11-04 10:00")})
-    b.lead("L4", owner="R3", source="Webinar", stages={"MQL": t("2026-11-05 09:00"), "SAL": t("2026-11-05 10:00")})
-    b.clock("L1", t(day["L1"] + " 15:00"), target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=t(day["L1"] + " 16:00"))
-    b.clock("L2", t(day["L2"] + " 15:00"), target_h=4, elapsed_h=6, owner="R1", team="A",
-            stopped_at=t(day["L2"] + " 23:00"), breached_at=t(day["L2"] + " 19:00"))
-    b.clock("L3", t(day["L3"] + " 15:00"), target_h=4, elapsed_h=3.9, owner="R2", team="A",
-            breached_at=t(day["L3"] + " 19:00"))
-    b.clock("L4", t(day["L4"] + " 15:00"), target_h=4, elapsed_h=2, owner="R3", team="B", stopped_at=t(day["L4"] + " 17:00"))
-    for lid, owner, source in (("L5", "R1", "Web"), ("L6", "R2", "Web"), ("L7", "R2", "Chat"), ("L8", "R1", "Web")):
+    b.lead(
+        "L1",
+        owner="R1",
+        source="Web",
+        stages={"MQL": t("2026-11-02 09:00"), "SAL": t("2026-11-02 10:00"), "SQL": t("2026-11-06 10:00")},
+    )
+    b.lead(
+        "L2",
+        owner="R1",
+        source="Web",
+        reason="No budget",
+        stages={"MQL": t("2026-11-03 09:00"), "Recycled": t("2026-11-05 10:00")},
+    )
+    b.lead(
+        "L3", owner="R2", source="Web", stages={"MQL": t("2026-11-04 09:00"), "SAL": t("2026-11-04 10:00")}
+    )
+    b.lead(
+        "L4",
+        owner="R3",
+        source="Webinar",
+        stages={"MQL": t("2026-11-05 09:00"), "SAL": t("2026-11-05 10:00")},
+    )
+    b.clock(
+        "L1",
+        t(day["L1"] + " 15:00"),
+        target_h=4,
+        elapsed_h=1,
+        owner="R1",
+        team="A",
+        stopped_at=t(day["L1"] + " 16:00"),
+    )
+    b.clock(
+        "L2",
+        t(day["L2"] + " 15:00"),
+        target_h=4,
+        elapsed_h=6,
+        owner="R1",
+        team="A",
+        stopped_at=t(day["L2"] + " 23:00"),
+        breached_at=t(day["L2"] + " 19:00"),
+    )
+    b.clock(
+        "L3",
+        t(day["L3"] + " 15:00"),
+        target_h=4,
+        elapsed_h=3.9,
+        owner="R2",
+        team="A",
+        breached_at=t(day["L3"] + " 19:00"),
+    )
+    b.clock(
+        "L4",
+        t(day["L4"] + " 15:00"),
+        target_h=4,
+        elapsed_h=2,
+        owner="R3",
+        team="B",
+        stopped_at=t(day["L4"] + " 17:00"),
+    )
+    for lid, owner, source in (
+        ("L5", "R1", "Web"),
+        ("L6", "R2", "Web"),
+        ("L7", "R2", "Chat"),
+        ("L8", "R1", "Web"),
+    ):
         b.lead(lid, owner=owner, source=source, stages={"MQL": t("2026-11-20 08:00")})
-    b.clock("L5", t("2026-11-20 09:00"), target_h=4, elapsed_h=3.9, owner="R1", team="A", breached_at=t("2026-11-20 13:00"),
-            now=NOW)
+    b.clock(
+        "L5",
+        t("2026-11-20 09:00"),
+        target_h=4,
+        elapsed_h=3.9,
+        owner="R1",
+        team="A",
+        breached_at=t("2026-11-20 13:00"),
+        now=NOW,
+    )
     b.clock("L6", t("2026-11-20 12:00"), target_h=4, elapsed_h=3.2, owner="R2", team="A", now=NOW)
-    b.clock("L7", t("2026-11-20 09:30"), target_h=4, elapsed_h=3.9, owner="R2", team="A", breached_at=t("2026-11-20 13:30"),
-            now=NOW)
-    b.clock("L8", t("2026-11-20 10:00"), target_h=4, elapsed_h=3.9, owner="R1", team="A", breached_at=t("2026-11-20 14:00"),
-            now=NOW)
-    b.lead("L9", owner="R3", source="Chat", name="<script>alert(1)</script>", stages={"MQL": t("2026-11-20 10:00")})
+    b.clock(
+        "L7",
+        t("2026-11-20 09:30"),
+        target_h=4,
+        elapsed_h=3.9,
+        owner="R2",
+        team="A",
+        breached_at=t("2026-11-20 13:30"),
+        now=NOW,
+    )
+    b.clock(
+        "L8",
+        t("2026-11-20 10:00"),
+        target_h=4,
+        elapsed_h=3.9,
+        owner="R1",
+        team="A",
+        breached_at=t("2026-11-20 14:00"),
+        now=NOW,
+    )
+    b.lead(
+        "L9",
+        owner="R3",
+        source="Chat",
+        name="<script>alert(1)</script>",
+        stages={"MQL": t("2026-11-20 10:00")},
+    )
     start = t("2026-11-20 10:00")
     b.clock("L9", start, target_h=4, elapsed_h=1.5, owner="R3", team="B", now=NOW)
-    b.clocks[-1].update(next_checkpoint="half", next_checkpoint_at=start + dt.timedelta(hours=2))  # breached ones: none
+    b.clocks[-1].update(
+        next_checkpoint="half", next_checkpoint_at=start + dt.timedelta(hours=2)
+    )  # breached ones: none
     run = "scheduled__2026-11-20T10:00:00+00:00"
     ctx = {"dag_id": "sla_monitor", "task_id": "evaluate", "try_number": 1}
     b.event("clock_start", start, "L9", clock_start=start, actor="sales_touch.start.mql", run_id=run, **ctx)
-    b.event("clock_pause", t("2026-11-20 11:00"), "L9", clock_start=start, actor="sales_touch.pause.out_of_hours",
-            run_id="scheduled__2026-11-20T11:00:00+00:00", **ctx)
-    b.event("checkpoint_due", t("2026-11-20 12:00"), "L9", clock_start=start, checkpoint="warn_50",
-            actor="sales_touch.checkpoint.warn_50", run_id="scheduled__2026-11-20T12:00:00+00:00", **ctx)
-    b.event("message_sent", t("2026-11-20 12:01"), "L9", clock_start=start, checkpoint="warn_50",
-            actor="sales_touch.checkpoint.warn_50", detail={"channel": "slack"}, dag_id="sla_monitor",
-            run_id="scheduled__2026-11-20T12:00:00+00:00", task_id="deliver", try_number=2)
-    b.event("escalation", t("2026-11-20 14:00"), "L9", clock_start=start, checkpoint="breach",
-            actor="sales_touch.breach", detail={"reassign_to": "Breached SLA"}, dag_id="sla_monitor",
-            run_id="scheduled__2026-11-20T14:00:00+00:00", task_id="escalate", try_number=1)
-    b.event("reassignment", t("2026-11-20 14:00"), "L9", clock_start=start, actor="sales_touch.breach.reassign",
-            detail={"from": "R3", "to": "M1"}, dag_id="sla_monitor", run_id="scheduled__2026-11-20T14:00:00+00:00",
-            task_id="escalate", try_number=1)
+    b.event(
+        "clock_pause",
+        t("2026-11-20 11:00"),
+        "L9",
+        clock_start=start,
+        actor="sales_touch.pause.out_of_hours",
+        run_id="scheduled__2026-11-20T11:00:00+00:00",
+        **ctx,
+    )
+    b.event(
+        "checkpoint_due",
+        t("2026-11-20 12:00"),
+        "L9",
+        clock_start=start,
+        checkpoint="warn_50",
+        actor="sales_touch.checkpoint.warn_50",
+        run_id="scheduled__2026-11-20T12:00:00+00:00",
+        **ctx,
+    )
+    b.event(
+        "message_sent",
+        t("2026-11-20 12:01"),
+        "L9",
+        clock_start=start,
+        checkpoint="warn_50",
+        actor="sales_touch.checkpoint.warn_50",
+        detail={"channel": "slack"},
+        dag_id="sla_monitor",
+        run_id="scheduled__2026-11-20T12:00:00+00:00",
+        task_id="deliver",
+        try_number=2,
+    )
+    b.event(
+        "escalation",
+        t("2026-11-20 14:00"),
+        "L9",
+        clock_start=start,
+        checkpoint="breach",
+        actor="sales_touch.breach",
+        detail={"reassign_to": "Breached SLA"},
+        dag_id="sla_monitor",
+        run_id="scheduled__2026-11-20T14:00:00+00:00",
+        task_id="escalate",
+        try_number=1,
+    )
+    b.event(
+        "reassignment",
+        t("2026-11-20 14:00"),
+        "L9",
+        clock_start=start,
+        actor="sales_touch.breach.reassign",
+        detail={"from": "R3", "to": "M1"},
+        dag_id="sla_monitor",
+        run_id="scheduled__2026-11-20T14:00:00+00:00",
+        task_id="escalate",
+        try_number=1,
+    )
     return b

@@ -72,7 +72,9 @@ class Directory:
     def __init__(self, policy: Policy, users: pd.DataFrame, queues: pd.DataFrame | None = None) -> None:
         self.policy = policy
         self.users = {str(r["user_id"]): r for r in users.to_dict("records")}
-        self.queues = {} if queues is None else {str(r["name"]): str(r["queue_id"]) for r in queues.to_dict("records")}
+        self.queues = (
+            {} if queues is None else {str(r["name"]): str(r["queue_id"]) for r in queues.to_dict("records")}
+        )
 
     def team_timezone(self, team: str | None) -> str:
         return self.policy.calendar(self.policy.team_calendar(team)).timezone
@@ -114,17 +116,30 @@ class Directory:
         elif role.startswith("queue:"):
             name = role.split(":", 1)[1]
             channel = next((t.slack_channel for t in self.policy.teams.values() if t.queue == name), None)
-            found = None if channel is None else Person(
-                role=role, name=name, email=None, slack=channel, timezone=self.team_timezone(team),
-                calendar=self.policy.team_calendar(team))
+            found = (
+                None
+                if channel is None
+                else Person(
+                    role=role,
+                    name=name,
+                    email=None,
+                    slack=channel,
+                    timezone=self.team_timezone(team),
+                    calendar=self.policy.team_calendar(team),
+                )
+            )
         elif role in self.policy.contacts:
             contact = self.policy.contacts[role]
             qh = self.policy.quiet_hours
             found = Person(
-                role=role, name=contact.name if getattr(contact, "name", None) else role.replace("_", " ").title(),
-                email=contact.email, slack=contact.slack,
-                timezone=qh.default_timezone if qh else self.team_timezone(None), calendar=None,
-                user_id=contact.user_id)
+                role=role,
+                name=contact.name if getattr(contact, "name", None) else role.replace("_", " ").title(),
+                email=contact.email,
+                slack=contact.slack,
+                timezone=qh.default_timezone if qh else self.team_timezone(None),
+                calendar=None,
+                user_id=contact.user_id,
+            )
         else:
             found = None
         return [found] if found is not None else []
@@ -195,24 +210,35 @@ def plan(
     # Only the clocks and records of reached checkpoints become dicts: the whole records frame
     # (raw CRM fields included) is tens of thousands of rows, a handful of which are reached.
     ids = set(reached["record_id"])
-    clock_by_id = {(r["sla_id"], r["record_id"], _ts(r["clock_start"])): r
-                   for r in clocks[clocks["record_id"].isin(ids)].to_dict("records")}
-    record_by_id = {str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")}
+    clock_by_id = {
+        (r["sla_id"], r["record_id"], _ts(r["clock_start"])): r
+        for r in clocks[clocks["record_id"].isin(ids)].to_dict("records")
+    }
+    record_by_id = {
+        str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")
+    }
     handled_by_clock: dict[tuple, set[str]] = {}
     for s, r, c, k in handled_set:
         handled_by_clock.setdefault((s, r, c), set()).add(k)
     open_clocks = clocks[clocks["state"].isin(["running", "paused", "breached"])].groupby("owner_id").size()
-    for (sla_id, record_id, clock_start), group in reached.groupby(["sla_id", "record_id", "clock_start"], sort=True):
+    for (sla_id, record_id, clock_start), group in reached.groupby(
+        ["sla_id", "record_id", "clock_start"], sort=True
+    ):
         start = _ts(clock_start)
-        fresh = [r for r in group.sort_values("offset_seconds").to_dict("records")
-                 if (sla_id, record_id, start, r["checkpoint"]) not in handled_set]
+        fresh = [
+            r
+            for r in group.sort_values("offset_seconds").to_dict("records")
+            if (sla_id, record_id, start, r["checkpoint"]) not in handled_set
+        ]
         if not fresh:
             continue
         latest = fresh[-1]
         names = set(group["checkpoint"])
         done = handled_by_clock.get((sla_id, record_id, start), set())
-        later_handled = any(r["checkpoint"] in done and r["offset_seconds"] > latest["offset_seconds"]
-                            for r in group.to_dict("records")) or bool(done - names)  # not reached here: newer
+        later_handled = any(
+            r["checkpoint"] in done and r["offset_seconds"] > latest["offset_seconds"]
+            for r in group.to_dict("records")
+        ) or bool(done - names)  # not reached here: newer
         if later_handled:  # an old run replayed after a newer one: the newer decision stands
             out.superseded.extend(fresh)
             continue
@@ -221,14 +247,33 @@ def plan(
         clock = clock_by_id[(sla_id, record_id, start)]
         if latest["checkpoint"] == "breach":
             out.breaches.append(clock)
-        out.actions.extend(_actions(policy, directory, clock, latest, record_by_id.get(str(record_id), {}),
-                                    int(open_clocks.get(clock["owner_id"], 0)), now, instance_url, out))
+        out.actions.extend(
+            _actions(
+                policy,
+                directory,
+                clock,
+                latest,
+                record_by_id.get(str(record_id), {}),
+                int(open_clocks.get(clock["owner_id"], 0)),
+                now,
+                instance_url,
+                out,
+            )
+        )
     return out
 
 
-def _actions(policy: Policy, directory: Directory, clock: Mapping[str, Any], cp: Mapping[str, Any],
-             record: Mapping[str, Any], open_clocks: int, now: dt.datetime, instance_url: str,
-             out: Plan) -> list[Action]:
+def _actions(
+    policy: Policy,
+    directory: Directory,
+    clock: Mapping[str, Any],
+    cp: Mapping[str, Any],
+    record: Mapping[str, Any],
+    open_clocks: int,
+    now: dt.datetime,
+    instance_url: str,
+    out: Plan,
+) -> list[Action]:
     sla, cp_def = _checkpoint_def(policy, clock["sla_id"], cp["checkpoint"])
     owner_id = _str(clock["owner_id"])
     team = _str(clock["team"])
@@ -264,14 +309,25 @@ def _actions(policy: Policy, directory: Directory, clock: Mapping[str, Any], cp:
             "kind": kind,
             "sla_name": sla.name,
             "checkpoint_label": None if kind == "breach" else f"{cp['checkpoint']} checkpoint",
-            "lead": {"id": str(clock["record_id"]), "object_type": clock["object_type"],
-                     "name": _str(record.get("name")) or str(clock["record_id"]),
-                     "company": _str(record.get("company")), "source": _str(record.get("lead_source")),
-                     "tier": str(clock["tier"])},
-            "owner": {"id": owner_id, "name": owner.name if owner else (owner_id or "unassigned"),
-                      "email": owner.email if owner else None},
-            "recipient": {"name": person.name, "email": person.email, "timezone": person.timezone,
-                          "slack_fallback_channel": person.fallback_channel},
+            "lead": {
+                "id": str(clock["record_id"]),
+                "object_type": clock["object_type"],
+                "name": _str(record.get("name")) or str(clock["record_id"]),
+                "company": _str(record.get("company")),
+                "source": _str(record.get("lead_source")),
+                "tier": str(clock["tier"]),
+            },
+            "owner": {
+                "id": owner_id,
+                "name": owner.name if owner else (owner_id or "unassigned"),
+                "email": owner.email if owner else None,
+            },
+            "recipient": {
+                "name": person.name,
+                "email": person.email,
+                "timezone": person.timezone,
+                "slack_fallback_channel": person.fallback_channel,
+            },
             "roles": roles,
             "team": {"name": team or "unassigned", "timezone": team_tz},
             # The situation as of this evaluation (`now`, the run's time), not as of the checkpoint:
@@ -286,8 +342,16 @@ def _actions(policy: Policy, directory: Directory, clock: Mapping[str, Any], cp:
             "open_clocks": open_clocks,
             "instance_url": instance_url,
         }
-        actions.append(Action(
-            sla_id=str(clock["sla_id"]), record_id=str(clock["record_id"]),
-            clock_start=_ts(clock["clock_start"]), checkpoint=str(cp["checkpoint"]),
-            recipient=address, channel=channel, payload=payload, not_before=not_before))
+        actions.append(
+            Action(
+                sla_id=str(clock["sla_id"]),
+                record_id=str(clock["record_id"]),
+                clock_start=_ts(clock["clock_start"]),
+                checkpoint=str(cp["checkpoint"]),
+                recipient=address,
+                channel=channel,
+                payload=payload,
+                not_before=not_before,
+            )
+        )
     return actions

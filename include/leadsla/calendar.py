@@ -743,7 +743,9 @@ class FusedTable:
             return codes
         return CalendarCodes(self, codes.codes if isinstance(codes, CalendarCodes) else codes)
 
-    def interval(self, codes: np.ndarray | CalendarCodes, t: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
+    def interval(
+        self, codes: np.ndarray | CalendarCodes, t: np.ndarray, q: np.ndarray | None = None
+    ) -> np.ndarray:
         """Index of the last fused interval starting at or before each instant on its calendar
         (`np.searchsorted(starts, t + code * SHIFT, "right") - 1`); codes and t are 1-D, same
         length; `q` is `t + code * SHIFT` if the caller has it."""

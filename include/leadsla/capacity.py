@@ -72,12 +72,20 @@ def systemic_teams(clocks: pd.DataFrame, policy: Policy, now: dt.datetime) -> li
             continue
         b = pd.to_datetime(breached["breached_at"], utc=True)
         s = pd.to_datetime(mine["clock_start"], utc=True)
-        found.append(TeamDay(
-            team=str(team), timezone=tz, day=today,
-            day_start=dt.datetime.combine(today, dt.time(0), tzinfo=zone),
-            started=len(mine), breached=len(breached),
-            first_start=s.min().to_pydatetime(), last_start=s.max().to_pydatetime(),
-            first_breach=b.min().to_pydatetime(), last_breach=b.max().to_pydatetime()))
+        found.append(
+            TeamDay(
+                team=str(team),
+                timezone=tz,
+                day=today,
+                day_start=dt.datetime.combine(today, dt.time(0), tzinfo=zone),
+                started=len(mine),
+                breached=len(breached),
+                first_start=s.min().to_pydatetime(),
+                last_start=s.max().to_pydatetime(),
+                first_breach=b.min().to_pydatetime(),
+                last_breach=b.max().to_pydatetime(),
+            )
+        )
     return found
 
 
@@ -97,8 +105,9 @@ def _lines(day: TeamDay, threshold: float) -> list[str]:
     ]
 
 
-def roll_up_capacity(conn: sa.Connection, clocks: pd.DataFrame, policy: Policy, now: dt.datetime,
-                     context: AuditContext) -> dict[str, int]:
+def roll_up_capacity(
+    conn: sa.Connection, clocks: pd.DataFrame, policy: Policy, now: dt.datetime, context: AuditContext
+) -> dict[str, int]:
     """Queue each systemic team's capacity alert (once per team and day) and roll up the VP breach rows.
 
     Returns:
@@ -123,26 +132,70 @@ def roll_up_capacity(conn: sa.Connection, clocks: pd.DataFrame, policy: Policy, 
         for channel, address in leaders:
             key = idempotency_key(SOURCE, day.team, day.day_start, "capacity", address, channel)
             keys[(channel, normalise_recipient(address))] = key
-            payload = {"kind": "notice", "severity": "critical", "source": SOURCE, "subject": day.team,
-                       "title": f"Capacity alert: {day.team} breached {day.breached} of {day.started} clocks today",
-                       "lines": _lines(day, rule.share)}
-            row = {"idempotency_key": key, "sla_id": SOURCE, "record_id": None, "clock_start": day.day_start,
-                   "checkpoint": "capacity", "recipient": normalise_recipient(address), "channel": channel,
-                   "payload": payload, "status": "pending", "attempts": 0, "created_at": now, "not_before": now}
+            payload = {
+                "kind": "notice",
+                "severity": "critical",
+                "source": SOURCE,
+                "subject": day.team,
+                "title": f"Capacity alert: {day.team} breached {day.breached} of {day.started} clocks today",
+                "lines": _lines(day, rule.share),
+            }
+            row = {
+                "idempotency_key": key,
+                "sla_id": SOURCE,
+                "record_id": None,
+                "clock_start": day.day_start,
+                "checkpoint": "capacity",
+                "recipient": normalise_recipient(address),
+                "channel": channel,
+                "payload": payload,
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "not_before": now,
+            }
             if insert_new(conn, o, [row], key=["idempotency_key"]):
                 counts["alerts"] += 1
-                audits.append({"event": "capacity_alert", "at": now, "sla_id": SOURCE, "checkpoint": "capacity",
-                               "actor": "sla_monitor",
-                               "detail": {"idempotency_key": key, "team": day.team, "day": day.day.isoformat(),
-                                          "started": day.started, "breached": day.breached,
-                                          "share": round(day.share, 4), "threshold": rule.share,
-                                          "channel": channel, "recipient": row["recipient"]}})
+                audits.append(
+                    {
+                        "event": "capacity_alert",
+                        "at": now,
+                        "sla_id": SOURCE,
+                        "checkpoint": "capacity",
+                        "actor": "sla_monitor",
+                        "detail": {
+                            "idempotency_key": key,
+                            "team": day.team,
+                            "day": day.day.isoformat(),
+                            "started": day.started,
+                            "breached": day.breached,
+                            "share": round(day.share, 4),
+                            "threshold": rule.share,
+                            "channel": channel,
+                            "recipient": row["recipient"],
+                        },
+                    }
+                )
         # The team's VP breach rows nobody has tried to send yet roll up into the alert.
-        candidates = conn.execute(sa.select(o.c.outbox_id, o.c.idempotency_key, o.c.recipient, o.c.channel,
-                                            o.c.payload, o.c.sla_id, o.c.record_id, o.c.clock_start)
-                                  .where(o.c.checkpoint == "breach", o.c.status == "pending", o.c.attempts == 0,
-                                         o.c.claimed_until.is_(None), o.c.channel.in_(["email", "slack"]),
-                                         o.c.recipient.in_(sorted(addresses)))).all()
+        candidates = conn.execute(
+            sa.select(
+                o.c.outbox_id,
+                o.c.idempotency_key,
+                o.c.recipient,
+                o.c.channel,
+                o.c.payload,
+                o.c.sla_id,
+                o.c.record_id,
+                o.c.clock_start,
+            ).where(
+                o.c.checkpoint == "breach",
+                o.c.status == "pending",
+                o.c.attempts == 0,
+                o.c.claimed_until.is_(None),
+                o.c.channel.in_(["email", "slack"]),
+                o.c.recipient.in_(sorted(addresses)),
+            )
+        ).all()
         for row in candidates:
             payload = row.payload or {}
             if (payload.get("team") or {}).get("name") != day.team:
@@ -150,16 +203,32 @@ def roll_up_capacity(conn: sa.Connection, clocks: pd.DataFrame, policy: Policy, 
             start = pd.Timestamp(row.clock_start).tz_convert(day.timezone) if row.clock_start else None
             if start is None or start.date() != day.day:
                 continue  # a clock of another day: its breach is not part of today's capacity problem
-            done = conn.execute(o.update().where(o.c.outbox_id == row.outbox_id, o.c.status == "pending",
-                                                 o.c.attempts == 0).values(status="rolled_up"))
+            done = conn.execute(
+                o.update()
+                .where(o.c.outbox_id == row.outbox_id, o.c.status == "pending", o.c.attempts == 0)
+                .values(status="rolled_up")
+            )
             if done.rowcount != 1:
                 continue
             counts["rolled_up"] += 1
-            audits.append({"event": "message_rolled_up", "at": now, "sla_id": row.sla_id, "record_id": row.record_id,
-                           "clock_start": row.clock_start, "checkpoint": "breach", "actor": "sla_monitor",
-                           "object_type": (payload.get("lead") or {}).get("object_type"),
-                           "detail": {"idempotency_key": row.idempotency_key, "team": day.team,
-                                      "capacity_key": keys.get((row.channel, row.recipient)),
-                                      "channel": row.channel, "recipient": row.recipient}})
+            audits.append(
+                {
+                    "event": "message_rolled_up",
+                    "at": now,
+                    "sla_id": row.sla_id,
+                    "record_id": row.record_id,
+                    "clock_start": row.clock_start,
+                    "checkpoint": "breach",
+                    "actor": "sla_monitor",
+                    "object_type": (payload.get("lead") or {}).get("object_type"),
+                    "detail": {
+                        "idempotency_key": row.idempotency_key,
+                        "team": day.team,
+                        "capacity_key": keys.get((row.channel, row.recipient)),
+                        "channel": row.channel,
+                        "recipient": row.recipient,
+                    },
+                }
+            )
         record_many(conn, audits, context=context)
     return counts

@@ -68,7 +68,9 @@ class Events:
     def build(cls, record: np.ndarray, seconds: np.ndarray, old=None, new=None) -> Events:
         key = pack(record, seconds)
         if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):  # store queries often come sorted
-            return cls(key, None if old is None else np.asarray(old), None if new is None else np.asarray(new))
+            return cls(
+                key, None if old is None else np.asarray(old), None if new is None else np.asarray(new)
+            )
         order = np.argsort(key, kind="stable")
         return cls(
             key[order],
@@ -287,7 +289,11 @@ class Timeline:
         if len(fh):
             # This object type's rows first, so an absent type costs one pass, not one per field.
             rows = fh.equals("object_type", object_type)
-            rows = np.flatnonzero(rows & (fh.seconds("changed_at") <= now_s)) if rows.any() else np.flatnonzero(rows)
+            rows = (
+                np.flatnonzero(rows & (fh.seconds("changed_at") <= now_s))
+                if rows.any()
+                else np.flatnonzero(rows)
+            )
             names = _take(fh.get("field"), rows)
             fields = list(dict.fromkeys(fields))
             field_code = np.full(len(rows), -1, np.int8)
@@ -501,9 +507,12 @@ def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> S
     # pause state "as of the end" (which projections and the paused state use) are right.
     end_key = pack(clocks.record, end)
     # Usually no clock has a change inside it: the first change after each start is past its end.
-    if not len(breaks.key) or not (
-        np.take(breaks.key, np.minimum(lo, len(breaks.key) - 1)) <= end_key
-    )[lo < len(breaks.key)].any():
+    if (
+        not len(breaks.key)
+        or not (np.take(breaks.key, np.minimum(lo, len(breaks.key) - 1)) <= end_key)[
+            lo < len(breaks.key)
+        ].any()
+    ):
         # No change inside any clock (the common case): one segment per clock, no index juggling.
         record, seg_start = clocks.record, clocks.start
         clock, seg_end, single = np.arange(n), end, True

@@ -302,7 +302,9 @@ def _evaluate_sla(
         _add_accountable(ctx, clock)
         return _assemble(ctx, clock, cp)
     # One clock tells the columns' dtypes.
-    probe_clock, probe_cp = _evaluate_clocks(ctx, Clocks(clocks.record[:1], clocks.start[:1], clocks.stop[:1]))
+    probe_clock, probe_cp = _evaluate_clocks(
+        ctx, Clocks(clocks.record[:1], clocks.start[:1], clocks.stop[:1])
+    )
     n_cp = len(sla.all_checkpoints())
     clock_out = {key: np.empty(n, value.dtype) for key, value in probe_clock.items()}
     clock_out |= {column: np.empty(n, object) for column in _object_columns(ctx, probe_clock)}
@@ -369,8 +371,10 @@ def _add_accountable(ctx: _Context, clock: dict) -> None:
         clock["accountable_owner_id"], clock["accountable_team"] = clock["owner_id"], clock["team"]
         return
     codes = clock["accountable_owner"][differ]
-    for column, source, table in (("accountable_owner_id", "owner_id", ctx.tl.owners().vocab),
-                                  ("accountable_team", "team", ctx.owner_team)):
+    for column, source, table in (
+        ("accountable_owner_id", "owner_id", ctx.tl.owners().vocab),
+        ("accountable_team", "team", ctx.owner_team),
+    ):
         out = clock[source].copy()
         out[differ] = table[codes]
         clock[column] = out

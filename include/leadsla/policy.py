@@ -338,8 +338,14 @@ class Policy(_Model):
         if team in self.teams:
             return team
         wanted = team.strip().casefold()
-        return next((key for key, t in self.teams.items()
-                     if key.casefold() == wanted or any(n.strip().casefold() == wanted for n in t.crm_names)), None)
+        return next(
+            (
+                key
+                for key, t in self.teams.items()
+                if key.casefold() == wanted or any(n.strip().casefold() == wanted for n in t.crm_names)
+            ),
+            None,
+        )
 
     def team(self, team: str | None) -> Team | None:
         """The policy's team for a CRM or policy team name, or None when the policy has no such team."""

@@ -38,7 +38,13 @@ DEFAULT_PASSWORD = "sandbox-password"  # noqa: S105 - a loopback sandbox credent
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105
 ORG_ID = "00D8d0000000001EAA"
 VERSIONS = ["55.0", "56.0", "57.0", "58.0", "59.0", "60.0", "61.0", "62.0"]
-FAULT_KINDS = {"INVALID_SESSION_ID", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "UNABLE_TO_LOCK_ROW", "SLOW"}
+FAULT_KINDS = {
+    "INVALID_SESSION_ID",
+    "REQUEST_LIMIT_EXCEEDED",
+    "SERVER_UNAVAILABLE",
+    "UNABLE_TO_LOCK_ROW",
+    "SLOW",
+}
 ENDPOINTS = {"*", "login", "query", "sobject", "describe", "composite", "limits", "versions"}
 
 
@@ -85,8 +91,15 @@ class FaultRule:
         return True
 
     def to_json(self) -> dict:
-        return {"fault": self.fault, "endpoint": self.endpoint, "method": self.method, "times": self.times,
-                "after": self.after, "delay_s": self.delay_s, "fired": self.fired}
+        return {
+            "fault": self.fault,
+            "endpoint": self.endpoint,
+            "method": self.method,
+            "times": self.times,
+            "after": self.after,
+            "delay_s": self.delay_s,
+            "fired": self.fired,
+        }
 
 
 @dataclass
@@ -208,8 +221,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise self._login(raw, url.path)
             if url.path.rstrip("/") == "/services/data":
                 self._maybe_fault("versions", method)
-                raise _Reply(200, [{"label": f"v{v}", "url": f"/services/data/v{v}", "version": v}
-                                   for v in VERSIONS])
+                raise _Reply(
+                    200, [{"label": f"v{v}", "url": f"/services/data/v{v}", "version": v} for v in VERSIONS]
+                )
             m = _DATA_RE.match(url.path)
             if not m:
                 raise _error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -222,8 +236,9 @@ class Handler(BaseHTTPRequestHandler):
             if over:
                 raise _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             if fault is not None and fault.fault == "UNABLE_TO_LOCK_ROW" and endpoint == "sobject":
-                raise _error(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record "
-                             "or 1 records")
+                raise _error(
+                    400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records"
+                )
             lock_all = fault is not None and fault.fault == "UNABLE_TO_LOCK_ROW"
             raise self._api(method, version, rest, parse_qs(url.query), raw, lock_all)
         except _Reply as reply:
@@ -271,7 +286,9 @@ class Handler(BaseHTTPRequestHandler):
         if rule.fault == "REQUEST_LIMIT_EXCEEDED":
             raise _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         if rule.fault == "SERVER_UNAVAILABLE":
-            raise _Reply(503, [{"message": "Server temporarily unavailable", "errorCode": "SERVER_UNAVAILABLE"}])
+            raise _Reply(
+                503, [{"message": "Server temporarily unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
+            )
         return rule  # UNABLE_TO_LOCK_ROW: answered after authentication, per record
 
     def _authenticate(self) -> None:
@@ -291,15 +308,23 @@ class Handler(BaseHTTPRequestHandler):
         password = _xml_value(text, "password")
         version = path.split("/")[4] if len(path.split("/")) > 4 else "59.0"
         if username != escape(state.username) or password != escape(state.password + state.security_token):
-            body = _SOAP_FAULT.format(code="INVALID_LOGIN",
-                                      message="Invalid username, password, security token; or user locked out.")
+            body = _SOAP_FAULT.format(
+                code="INVALID_LOGIN",
+                message="Invalid username, password, security token; or user locked out.",
+            )
             raise _Reply(500, body, "text/xml")
         sid = f"{ORG_ID[:15]}!{secrets.token_urlsafe(48)}"
         with state.lock:
             state.sessions.add(sid)
             state.logins += 1
-        body = _SOAP_OK.format(base=self.server.base_url, version=version, org=ORG_ID, sid=sid,
-                               user=state.store.integration_user_id, username=escape(state.username))
+        body = _SOAP_OK.format(
+            base=self.server.base_url,
+            version=version,
+            org=ORG_ID,
+            sid=sid,
+            user=state.store.integration_user_id,
+            username=escape(state.username),
+        )
         return _Reply(200, body, "text/xml")
 
     # admin -----------------------------------------------------------------
@@ -308,10 +333,17 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         body = json.loads(raw or b"{}")
         if path == "/_sandbox/status" and method == "GET":
-            return _Reply(200, {"api_used": state.api_used, "daily_limit": state.daily_limit,
-                                "page_size": state.page_size, "logins": state.logins,
-                                "sessions": len(state.sessions),
-                                "faults": [f.to_json() for f in state.faults]})
+            return _Reply(
+                200,
+                {
+                    "api_used": state.api_used,
+                    "daily_limit": state.daily_limit,
+                    "page_size": state.page_size,
+                    "logins": state.logins,
+                    "sessions": len(state.sessions),
+                    "faults": [f.to_json() for f in state.faults],
+                },
+            )
         if path == "/_sandbox/faults" and method == "POST":
             try:
                 rules = state.add_faults(body.get("faults", []))
@@ -336,8 +368,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # REST ------------------------------------------------------------------
 
-    def _api(self, method: str, version: str, rest: str, params: dict[str, list[str]], raw: bytes,
-             lock_all: bool) -> _Reply:
+    def _api(
+        self, method: str, version: str, rest: str, params: dict[str, list[str]], raw: bytes, lock_all: bool
+    ) -> _Reply:
         state = self.server.state
         parts = [p for p in rest.split("/") if p]
         body = None
@@ -347,24 +380,37 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 raise _error(400, "JSON_PARSER_ERROR", f"Unexpected character in the body: {exc}") from exc
         if not parts:
-            return _Reply(200, {k: f"/services/data/v{version}/{k}" for k in
-                                ("sobjects", "query", "queryAll", "limits", "composite")})
+            return _Reply(
+                200,
+                {
+                    k: f"/services/data/v{version}/{k}"
+                    for k in ("sobjects", "query", "queryAll", "limits", "composite")
+                },
+            )
         head = parts[0]
         if head in ("query", "queryAll") and method == "GET":
             return _Reply(200, self._query(version, parts, params, include_deleted=head == "queryAll"))
         if head == "limits" and method == "GET":
-            return _Reply(200, {
-                "DailyApiRequests": {"Max": state.daily_limit, "Remaining": state.daily_limit - state.api_used},
-                "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
-                "DataStorageMB": {"Max": 1024, "Remaining": 1000},
-            })
+            return _Reply(
+                200,
+                {
+                    "DailyApiRequests": {
+                        "Max": state.daily_limit,
+                        "Remaining": state.daily_limit - state.api_used,
+                    },
+                    "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+                    "DataStorageMB": {"Max": 1024, "Remaining": 1000},
+                },
+            )
         if head == "sobjects":
             return self._sobjects(method, version, parts[1:], params, body)
         if head == "composite" and len(parts) >= 2 and parts[1] == "sobjects":
             return self._composite(method, version, parts[2:], params, body, lock_all)
         raise _error(404, "NOT_FOUND", "The requested resource does not exist")
 
-    def _query(self, version: str, parts: list[str], params: dict[str, list[str]], include_deleted: bool) -> dict:
+    def _query(
+        self, version: str, parts: list[str], params: dict[str, list[str]], include_deleted: bool
+    ) -> dict:
         state = self.server.state
         batch = state.page_size
         options = self.headers.get("Sforce-Query-Options") or ""
@@ -384,14 +430,23 @@ class Handler(BaseHTTPRequestHandler):
             rows = bound.matching(state.store, include_deleted)
             item = bound.query.fields[0]
             n = sum(1 for r in rows if bound.get(r, item.path) is not None)
-            return {"totalSize": 1, "done": True,
-                    "records": [{"attributes": {"type": "AggregateResult"}, item.alias or "expr0": n}]}
-        ids, first = bound.matching_ids(state.store, include_deleted, keep=0 if bound.query.is_count else batch)
+            return {
+                "totalSize": 1,
+                "done": True,
+                "records": [{"attributes": {"type": "AggregateResult"}, item.alias or "expr0": n}],
+            }
+        ids, first = bound.matching_ids(
+            state.store, include_deleted, keep=0 if bound.query.is_count else batch
+        )
         if bound.query.is_count:
             return {"totalSize": len(ids), "done": True, "records": []}
         if len(ids) <= batch:
             bound.prefetch(first)
-            return {"totalSize": len(ids), "done": True, "records": [bound.project(r, version) for r in first]}
+            return {
+                "totalSize": len(ids),
+                "done": True,
+                "records": [bound.project(r, version) for r in first],
+            }
         locator = "01g" + secrets.token_hex(6).upper()[:12]
         cursor = Cursor(bound, ids, version)
         with state.lock:
@@ -400,16 +455,21 @@ class Handler(BaseHTTPRequestHandler):
                 state.cursors.pop(next(iter(state.cursors)))
         return self._page(locator, cursor, 0, batch, first)
 
-    def _page(self, locator: str, cursor: Cursor, offset: int, batch: int, rows: list[dict] | None = None) -> dict:
-        ids = cursor.ids[offset:offset + batch]
+    def _page(
+        self, locator: str, cursor: Cursor, offset: int, batch: int, rows: list[dict] | None = None
+    ) -> dict:
+        ids = cursor.ids[offset : offset + batch]
         if rows is None:
             found = self.server.state.store.get_many(ids)
             rows = [found[i] for i in ids if i in found]
         cursor.bound.store = self.server.state.store
         cursor.bound.prefetch(rows)
         end = offset + len(ids)
-        page: dict[str, Any] = {"totalSize": len(cursor.ids), "done": end >= len(cursor.ids),
-                                "records": [cursor.bound.project(r, cursor.version) for r in rows]}
+        page: dict[str, Any] = {
+            "totalSize": len(cursor.ids),
+            "done": end >= len(cursor.ids),
+            "records": [cursor.bound.project(r, cursor.version) for r in rows],
+        }
         if not page["done"]:
             page["nextRecordsUrl"] = f"/services/data/v{cursor.version}/query/{locator}-{end}"
         else:
@@ -417,12 +477,19 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.state.cursors.pop(locator, None)
         return page
 
-    def _sobjects(self, method: str, version: str, parts: list[str], params: dict[str, list[str]],
-                  body: Any) -> _Reply:
+    def _sobjects(
+        self, method: str, version: str, parts: list[str], params: dict[str, list[str]], body: Any
+    ) -> _Reply:
         store = self.server.state.store
         if not parts and method == "GET":
-            return _Reply(200, {"encoding": "UTF-8", "maxBatchSize": 200,
-                                "sobjects": [_describe_brief(o, version) for o in sf_schema.OBJECTS.values()]})
+            return _Reply(
+                200,
+                {
+                    "encoding": "UTF-8",
+                    "maxBatchSize": 200,
+                    "sobjects": [_describe_brief(o, version) for o in sf_schema.OBJECTS.values()],
+                },
+            )
         obj = sf_schema.sobject(parts[0]) if parts else None
         if obj is None:
             raise _error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -441,23 +508,41 @@ class Handler(BaseHTTPRequestHandler):
                 if row.get("IsDeleted"):
                     raise _error(404, "NOT_FOUND", "The requested resource does not exist")
                 wanted = (params.get("fields") or [""])[0]
-                names = [f.name for f in obj.fields] if not wanted else [
-                    _field_or_error(obj, n.strip()).name for n in wanted.split(",") if n.strip()]
-                out = {"attributes": {"type": obj.name,
-                                      "url": f"/services/data/v{version}/sobjects/{obj.name}/{rid}"}}
+                names = (
+                    [f.name for f in obj.fields]
+                    if not wanted
+                    else [_field_or_error(obj, n.strip()).name for n in wanted.split(",") if n.strip()]
+                )
+                out = {
+                    "attributes": {
+                        "type": obj.name,
+                        "url": f"/services/data/v{version}/sobjects/{obj.name}/{rid}",
+                    }
+                }
                 out.update({n: row.get(n) for n in names})
                 return _Reply(200, out)
             if method == "PATCH":
-                store.update(obj.name, rid, _record_body(body),
-                             if_unmodified_since=self.headers.get("If-Unmodified-Since"))
+                store.update(
+                    obj.name,
+                    rid,
+                    _record_body(body),
+                    if_unmodified_since=self.headers.get("If-Unmodified-Since"),
+                )
                 return _Reply(204)
             if method == "DELETE":
                 store.delete(obj.name, rid)
                 return _Reply(204)
         raise _error(404, "NOT_FOUND", "The requested resource does not exist")
 
-    def _composite(self, method: str, version: str, parts: list[str], params: dict[str, list[str]], body: Any,
-                   lock_all: bool) -> _Reply:
+    def _composite(
+        self,
+        method: str,
+        version: str,
+        parts: list[str],
+        params: dict[str, list[str]],
+        body: Any,
+        lock_all: bool,
+    ) -> _Reply:
         store = self.server.state.store
         if method == "GET" and len(parts) == 1:
             obj = sf_schema.sobject(parts[0])
@@ -472,8 +557,12 @@ class Handler(BaseHTTPRequestHandler):
                 if row is None or row.get("IsDeleted") or row.get("__type") != obj.name:
                     out.append(None)
                     continue
-                rec = {"attributes": {"type": obj.name,
-                                      "url": f"/services/data/v{version}/sobjects/{obj.name}/{rid}"}}
+                rec = {
+                    "attributes": {
+                        "type": obj.name,
+                        "url": f"/services/data/v{version}/sobjects/{obj.name}/{rid}",
+                    }
+                }
                 rec.update({n: row.get(n) for n in names})
                 out.append(rec)
             return _Reply(200, out)
@@ -483,7 +572,9 @@ class Handler(BaseHTTPRequestHandler):
             ops = [("delete", None, rid, {}) for rid in ids]
         elif method in ("POST", "PATCH"):
             if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-                raise _error(400, "JSON_PARSER_ERROR", "the body must be {\"allOrNone\": ..., \"records\": [...]}")
+                raise _error(
+                    400, "JSON_PARSER_ERROR", 'the body must be {"allOrNone": ..., "records": [...]}'
+                )
             all_or_none = bool(body.get("allOrNone", False))
             ops = []
             for rec in body["records"]:
@@ -494,14 +585,21 @@ class Handler(BaseHTTPRequestHandler):
         else:
             raise _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
         if len(ops) > 200:
-            raise _error(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records "
-                         "into this call")
+            raise _error(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
         if lock_all:
-            err = {"statusCode": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this "
-                   "record or 1 records", "fields": []}
+            err = {
+                "statusCode": "UNABLE_TO_LOCK_ROW",
+                "message": "unable to obtain exclusive access to this record or 1 records",
+                "fields": [],
+            }
             return _Reply(200, [{"id": rid, "success": False, "errors": [err]} for _, _, rid, _ in ops])
-        results = store.apply_batch(ops, all_or_none=all_or_none,
-                                    if_unmodified_since=self.headers.get("If-Unmodified-Since"))
+        results = store.apply_batch(
+            ops, all_or_none=all_or_none, if_unmodified_since=self.headers.get("If-Unmodified-Since")
+        )
         return _Reply(200, results)
 
 
@@ -540,10 +638,17 @@ def _field_or_error(obj: sf_schema.SObject, name: str) -> sf_schema.Field:
 
 def _describe_brief(obj: sf_schema.SObject, version: str) -> dict:
     base = f"/services/data/v{version}/sobjects/{obj.name}"
-    return {"name": obj.name, "label": obj.label or obj.name, "keyPrefix": obj.key_prefix,
-            "queryable": obj.queryable, "createable": obj.writable, "updateable": obj.writable,
-            "deletable": obj.writable, "custom": False,
-            "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"}}
+    return {
+        "name": obj.name,
+        "label": obj.label or obj.name,
+        "keyPrefix": obj.key_prefix,
+        "queryable": obj.queryable,
+        "createable": obj.writable,
+        "updateable": obj.writable,
+        "deletable": obj.writable,
+        "custom": False,
+        "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
+    }
 
 
 def _describe_full(obj: sf_schema.SObject, version: str) -> dict:
@@ -559,8 +664,9 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: SandboxState, context: ssl.SSLContext,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self, address: tuple[str, int], state: SandboxState, context: ssl.SSLContext, verbose: bool = False
+    ) -> None:
         super().__init__(address, Handler)
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.state = state
@@ -632,8 +738,16 @@ class RunningSandbox:
         self.store.close()
 
 
-def start(data_dir: str | Path, port: int = 0, *, page_size: int = 2000, daily_limit: int = 100_000,
-          faults: list[dict] | None = None, verbose: bool = False, background: bool = True) -> RunningSandbox:
+def start(
+    data_dir: str | Path,
+    port: int = 0,
+    *,
+    page_size: int = 2000,
+    daily_limit: int = 100_000,
+    faults: list[dict] | None = None,
+    verbose: bool = False,
+    background: bool = True,
+) -> RunningSandbox:
     """Start the sandbox API on 127.0.0.1 (`port` 0 picks a free one).
 
     Args:
@@ -668,7 +782,9 @@ def load_faults(path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.salesforce_api", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.salesforce_api", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--data", required=True, help="directory for the org's SQLite file and certificates")
     parser.add_argument("--faults", type=Path, help="JSON/YAML file with fault rules (see FaultRule)")
@@ -677,12 +793,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     config = load_faults(args.faults) if args.faults else {}
-    sandbox = start(args.data, args.port, page_size=int(config.get("page_size", args.page_size)),
-                    daily_limit=int(config.get("daily_limit", args.daily_limit)),
-                    faults=config.get("faults"), verbose=args.verbose, background=False)
-    print(f"Salesforce sandbox listening on {sandbox.base_url} (data {Path(args.data).resolve()})", flush=True)
-    print(f"CA bundle: {sandbox.ca_path.resolve()}  (export REQUESTS_CA_BUNDLE={sandbox.ca_path.resolve()})",
-          flush=True)
+    sandbox = start(
+        args.data,
+        args.port,
+        page_size=int(config.get("page_size", args.page_size)),
+        daily_limit=int(config.get("daily_limit", args.daily_limit)),
+        faults=config.get("faults"),
+        verbose=args.verbose,
+        background=False,
+    )
+    print(
+        f"Salesforce sandbox listening on {sandbox.base_url} (data {Path(args.data).resolve()})", flush=True
+    )
+    print(
+        f"CA bundle: {sandbox.ca_path.resolve()}  (export REQUESTS_CA_BUNDLE={sandbox.ca_path.resolve()})",
+        flush=True,
+    )
     print(f"AIRFLOW_CONN_SALESFORCE_DEFAULT='{sandbox.connection_json()}'", flush=True)
     try:
         sandbox.server.serve_forever()

@@ -22,9 +22,11 @@ class BoundQuery:
         self.query = soql.parse(text, now)
         obj = sf_schema.sobject(self.query.sobject)
         if obj is None or not obj.queryable:
-            raise SoqlError(f"sObject type '{self.query.sobject}' is not supported. If you are attempting "
-                            "to use a custom object, be sure to append the '__c' after the entity name.",
-                            "INVALID_TYPE")
+            raise SoqlError(
+                f"sObject type '{self.query.sobject}' is not supported. If you are attempting "
+                "to use a custom object, be sure to append the '__c' after the entity name.",
+                "INVALID_TYPE",
+            )
         self.obj = obj
         self._fields: dict[str, sf_schema.Field] = {}
         # canonical link names per path: Owner.Email -> [("OwnerId", "Owner"), ("Email", None)]
@@ -94,10 +96,14 @@ class BoundQuery:
         # The store indexes SystemModstamp, or CreatedDate for objects without one (history rows).
         indexed = "SystemModstamp" if self.obj.field("SystemModstamp") else "CreatedDate"
         low, high = soql.modstamp_bounds(self.query.where, indexed)
-        rows = list(store.scan(
-            self.obj.name, include_deleted=include_deleted,
-            low=soql.format_datetime(low - timedelta(milliseconds=1)) if low else None,
-            high=soql.format_datetime(high + timedelta(milliseconds=1)) if high else None))
+        rows = list(
+            store.scan(
+                self.obj.name,
+                include_deleted=include_deleted,
+                low=soql.format_datetime(low - timedelta(milliseconds=1)) if low else None,
+                high=soql.format_datetime(high + timedelta(milliseconds=1)) if high else None,
+            )
+        )
         self._prefetch(rows)
         rows = [r for r in rows if self.predicate(r)]
         if self.query.order_by:
@@ -111,8 +117,12 @@ class BoundQuery:
         order = self.query.order_by
         if not order:
             return True
-        return (len(order) == 1 and not order[0].descending
-                and self.resolve(order[0].path).name == self._indexed() and "." not in order[0].path)
+        return (
+            len(order) == 1
+            and not order[0].descending
+            and self.resolve(order[0].path).name == self._indexed()
+            and "." not in order[0].path
+        )
 
     def _indexed(self) -> str:
         return "SystemModstamp" if self.obj.field("SystemModstamp") else "CreatedDate"
@@ -133,9 +143,11 @@ class BoundQuery:
         ids: list[str] = []
         first: list[dict] = []
         for chunk in store.scan_chunks(
-                self.obj.name, include_deleted=include_deleted,
-                low=soql.format_datetime(low - timedelta(milliseconds=1)) if low else None,
-                high=soql.format_datetime(high + timedelta(milliseconds=1)) if high else None):
+            self.obj.name,
+            include_deleted=include_deleted,
+            low=soql.format_datetime(low - timedelta(milliseconds=1)) if low else None,
+            high=soql.format_datetime(high + timedelta(milliseconds=1)) if high else None,
+        ):
             if len(self._related) > 50_000:
                 self._related.clear()  # keep the relationship cache bounded on huge scans
             self._prefetch(chunk)

@@ -11,22 +11,42 @@ from dataclasses import dataclass, field
 
 # Field types use the names Salesforce's describe returns.
 ID, STRING, EMAIL, PICKLIST, BOOLEAN, DATETIME, DATE, DOUBLE, CURRENCY, REFERENCE, TEXTAREA = (
-    "id", "string", "email", "picklist", "boolean", "datetime", "date", "double", "currency",
-    "reference", "textarea",
+    "id",
+    "string",
+    "email",
+    "picklist",
+    "boolean",
+    "datetime",
+    "date",
+    "double",
+    "currency",
+    "reference",
+    "textarea",
 )
 
 LEAD_STATUSES = ["Open", "MQL", "SAL", "SQL", "Working", "Recycled", "Disqualified", "Converted"]
 REJECTION_REASONS = [
-    "No Budget", "Not Decision Maker", "Bad Contact Data", "Competitor", "Student or Personal",
-    "Duplicate", "No Response",
+    "No Budget",
+    "Not Decision Maker",
+    "Bad Contact Data",
+    "Competitor",
+    "Student or Personal",
+    "Duplicate",
+    "No Response",
 ]
 LEAD_SOURCES = ["Demo Request", "Content Download", "Webinar", "Event", "Inbound Call", "Partner", "Web"]
 LEAD_TYPES = ["Inbound", "Enterprise", "Mid-Market", "SMB", "Partner"]
 SLA_STATUSES = ["On Track", "Warning", "Breached", "Met", "Paused"]
 ACCOUNT_TIERS = ["Tier 1", "Tier 2", "Tier 3"]
 OPPORTUNITY_STAGES = [
-    "Prospecting", "Qualification", "Needs Analysis", "Demo Completed", "Proposal/Price Quote",
-    "Negotiation/Review", "Closed Won", "Closed Lost",
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Demo Completed",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
 ]
 TASK_SUBTYPES = ["Call", "Email", "Task", "LinkedIn"]
 TASK_TYPES = ["Call", "Email", "Meeting", "Other"]
@@ -67,8 +87,13 @@ class Field:
 
 
 _SOAP_TYPES = {
-    ID: "tns:ID", REFERENCE: "tns:ID", BOOLEAN: "xsd:boolean", DATETIME: "xsd:dateTime",
-    DATE: "xsd:date", DOUBLE: "xsd:double", CURRENCY: "xsd:double",
+    ID: "tns:ID",
+    REFERENCE: "tns:ID",
+    BOOLEAN: "xsd:boolean",
+    DATETIME: "xsd:dateTime",
+    DATE: "xsd:date",
+    DOUBLE: "xsd:double",
+    CURRENCY: "xsd:double",
 }
 
 
@@ -145,72 +170,181 @@ def _add(obj: SObject) -> None:
     OBJECTS[obj.name.lower()] = obj
 
 
-_add(SObject("Lead", "00Q", _system_fields() + (
-    _ro("Name", STRING),
-    Field("FirstName", STRING), Field("LastName", STRING, nillable=False), Field("Company", STRING),
-    Field("Email", EMAIL), Field("Title", STRING), Field("Phone", STRING),
-    Field("Status", PICKLIST, picklist=tuple(LEAD_STATUSES)), _OWNER,
-    Field("LeadSource", PICKLIST, picklist=tuple(LEAD_SOURCES)), Field("Country", STRING),
-    Field("IsConverted", BOOLEAN), _ref("ConvertedOpportunityId", ("Opportunity",), "ConvertedOpportunity"),
-    _ref("ConvertedAccountId", ("Account",), "ConvertedAccount"), Field("ConvertedDate", DATE),
-    Field("MQL_Date__c", DATETIME), Field("SAL_Date__c", DATETIME), Field("SQL_Date__c", DATETIME),
-    Field("First_Response_Date__c", DATETIME), Field("Time_to_First_Touch__c", DOUBLE),
-    Field("SLA_Status__c", PICKLIST, picklist=tuple(SLA_STATUSES)), Field("SLA_Due__c", DATETIME),
-    Field("SLA_Breach__c", BOOLEAN), Field("SLA_Lock_Until__c", DATETIME),
-    Field("Rejection_Reason__c", PICKLIST, picklist=tuple(REJECTION_REASONS)),
-    Field("Lead_Type__c", PICKLIST, picklist=tuple(LEAD_TYPES)),
-    Field("Account_Tier__c", PICKLIST, picklist=tuple(ACCOUNT_TIERS)), Field("Campaign__c", STRING),
-), tracked=("Status", "OwnerId", "Rejection_Reason__c", "IsConverted"), history_object="LeadHistory",
-    history_parent_field="LeadId"))
-_add(SObject("LeadHistory", "017", _history_fields("LeadId", "Lead"), writable=False))
-_add(SObject("Opportunity", "006", _system_fields() + (
-    Field("Name", STRING, nillable=False), _ref("AccountId", ("Account",), "Account"), _OWNER,
-    Field("StageName", PICKLIST, picklist=tuple(OPPORTUNITY_STAGES)), _ro("IsWon", BOOLEAN),
-    _ro("IsClosed", BOOLEAN), Field("CloseDate", DATE), Field("Amount", CURRENCY),
-    Field("LeadSource", PICKLIST, picklist=tuple(LEAD_SOURCES)),
-    Field("CS_Kickoff_Date__c", DATE), Field("Onboarding_Complete__c", BOOLEAN),
-), tracked=("StageName", "OwnerId", "IsWon", "IsClosed", "CloseDate", "Amount", "CS_Kickoff_Date__c",
-            "Onboarding_Complete__c"),
-    history_object="OpportunityFieldHistory", history_parent_field="OpportunityId"))
-_add(SObject("OpportunityFieldHistory", "017", _history_fields("OpportunityId", "Opportunity"),
-             writable=False))
-_add(SObject("Account", "001", _system_fields() + (
-    Field("Name", STRING, nillable=False), _OWNER, Field("Industry", STRING),
-    Field("Tier__c", PICKLIST, picklist=tuple(ACCOUNT_TIERS)), _ref("CS_Owner__c", ("User",), "CS_Owner__r"),
-)))
-_ACTIVITY = (
-    _ref("WhoId", ("Lead",), "Who"), _ref("WhatId", ("Opportunity", "Account"), "What"), _OWNER,
-    Field("Subject", STRING), Field("Type", PICKLIST, picklist=tuple(TASK_TYPES)),
-    Field("Description", TEXTAREA), Field("ActivityDate", DATE),
+_add(
+    SObject(
+        "Lead",
+        "00Q",
+        _system_fields()
+        + (
+            _ro("Name", STRING),
+            Field("FirstName", STRING),
+            Field("LastName", STRING, nillable=False),
+            Field("Company", STRING),
+            Field("Email", EMAIL),
+            Field("Title", STRING),
+            Field("Phone", STRING),
+            Field("Status", PICKLIST, picklist=tuple(LEAD_STATUSES)),
+            _OWNER,
+            Field("LeadSource", PICKLIST, picklist=tuple(LEAD_SOURCES)),
+            Field("Country", STRING),
+            Field("IsConverted", BOOLEAN),
+            _ref("ConvertedOpportunityId", ("Opportunity",), "ConvertedOpportunity"),
+            _ref("ConvertedAccountId", ("Account",), "ConvertedAccount"),
+            Field("ConvertedDate", DATE),
+            Field("MQL_Date__c", DATETIME),
+            Field("SAL_Date__c", DATETIME),
+            Field("SQL_Date__c", DATETIME),
+            Field("First_Response_Date__c", DATETIME),
+            Field("Time_to_First_Touch__c", DOUBLE),
+            Field("SLA_Status__c", PICKLIST, picklist=tuple(SLA_STATUSES)),
+            Field("SLA_Due__c", DATETIME),
+            Field("SLA_Breach__c", BOOLEAN),
+            Field("SLA_Lock_Until__c", DATETIME),
+            Field("Rejection_Reason__c", PICKLIST, picklist=tuple(REJECTION_REASONS)),
+            Field("Lead_Type__c", PICKLIST, picklist=tuple(LEAD_TYPES)),
+            Field("Account_Tier__c", PICKLIST, picklist=tuple(ACCOUNT_TIERS)),
+            Field("Campaign__c", STRING),
+        ),
+        tracked=("Status", "OwnerId", "Rejection_Reason__c", "IsConverted"),
+        history_object="LeadHistory",
+        history_parent_field="LeadId",
+    )
 )
-_add(SObject("Task", "00T", _system_fields() + _ACTIVITY + (
-    Field("TaskSubtype", PICKLIST, picklist=tuple(TASK_SUBTYPES)),
-    Field("Status", PICKLIST, picklist=("Not Started", "In Progress", "Completed")),
-    Field("CallDurationInSeconds", DOUBLE),
-)))
-_add(SObject("Event", "00U", _system_fields() + _ACTIVITY + (
-    Field("EventSubtype", PICKLIST, picklist=("Event",)), Field("StartDateTime", DATETIME),
-    Field("EndDateTime", DATETIME), Field("DurationInMinutes", DOUBLE),
-)))
-_add(SObject("UserRole", "00E", (
-    _ro("Id", ID, nillable=False), Field("Name", STRING), Field("DeveloperName", STRING),
-    _ro("SystemModstamp", DATETIME),
-)))
-_add(SObject("User", "005", _system_fields() + (
-    Field("Username", STRING), Field("Name", STRING), Field("FirstName", STRING), Field("LastName", STRING),
-    Field("Email", EMAIL), _ref("ManagerId", ("User",), "Manager"), Field("IsActive", BOOLEAN),
-    Field("TimeZoneSidKey", PICKLIST, picklist=tuple(TIME_ZONES)), Field("Department", STRING),
-    Field("Title", STRING), _ref("UserRoleId", ("UserRole",), "UserRole"), Field("Team__c", STRING),
-    Field("Out_Of_Office__c", BOOLEAN),
-)))
-_add(SObject("Group", "00G", _system_fields() + (
-    Field("Name", STRING), Field("DeveloperName", STRING),
-    Field("Type", PICKLIST, picklist=("Queue", "Regular", "Role")), Field("Email", EMAIL),
-)))
+_add(SObject("LeadHistory", "017", _history_fields("LeadId", "Lead"), writable=False))
+_add(
+    SObject(
+        "Opportunity",
+        "006",
+        _system_fields()
+        + (
+            Field("Name", STRING, nillable=False),
+            _ref("AccountId", ("Account",), "Account"),
+            _OWNER,
+            Field("StageName", PICKLIST, picklist=tuple(OPPORTUNITY_STAGES)),
+            _ro("IsWon", BOOLEAN),
+            _ro("IsClosed", BOOLEAN),
+            Field("CloseDate", DATE),
+            Field("Amount", CURRENCY),
+            Field("LeadSource", PICKLIST, picklist=tuple(LEAD_SOURCES)),
+            Field("CS_Kickoff_Date__c", DATE),
+            Field("Onboarding_Complete__c", BOOLEAN),
+        ),
+        tracked=(
+            "StageName",
+            "OwnerId",
+            "IsWon",
+            "IsClosed",
+            "CloseDate",
+            "Amount",
+            "CS_Kickoff_Date__c",
+            "Onboarding_Complete__c",
+        ),
+        history_object="OpportunityFieldHistory",
+        history_parent_field="OpportunityId",
+    )
+)
+_add(
+    SObject("OpportunityFieldHistory", "017", _history_fields("OpportunityId", "Opportunity"), writable=False)
+)
+_add(
+    SObject(
+        "Account",
+        "001",
+        _system_fields()
+        + (
+            Field("Name", STRING, nillable=False),
+            _OWNER,
+            Field("Industry", STRING),
+            Field("Tier__c", PICKLIST, picklist=tuple(ACCOUNT_TIERS)),
+            _ref("CS_Owner__c", ("User",), "CS_Owner__r"),
+        ),
+    )
+)
+_ACTIVITY = (
+    _ref("WhoId", ("Lead",), "Who"),
+    _ref("WhatId", ("Opportunity", "Account"), "What"),
+    _OWNER,
+    Field("Subject", STRING),
+    Field("Type", PICKLIST, picklist=tuple(TASK_TYPES)),
+    Field("Description", TEXTAREA),
+    Field("ActivityDate", DATE),
+)
+_add(
+    SObject(
+        "Task",
+        "00T",
+        _system_fields()
+        + _ACTIVITY
+        + (
+            Field("TaskSubtype", PICKLIST, picklist=tuple(TASK_SUBTYPES)),
+            Field("Status", PICKLIST, picklist=("Not Started", "In Progress", "Completed")),
+            Field("CallDurationInSeconds", DOUBLE),
+        ),
+    )
+)
+_add(
+    SObject(
+        "Event",
+        "00U",
+        _system_fields()
+        + _ACTIVITY
+        + (
+            Field("EventSubtype", PICKLIST, picklist=("Event",)),
+            Field("StartDateTime", DATETIME),
+            Field("EndDateTime", DATETIME),
+            Field("DurationInMinutes", DOUBLE),
+        ),
+    )
+)
+_add(
+    SObject(
+        "UserRole",
+        "00E",
+        (
+            _ro("Id", ID, nillable=False),
+            Field("Name", STRING),
+            Field("DeveloperName", STRING),
+            _ro("SystemModstamp", DATETIME),
+        ),
+    )
+)
+_add(
+    SObject(
+        "User",
+        "005",
+        _system_fields()
+        + (
+            Field("Username", STRING),
+            Field("Name", STRING),
+            Field("FirstName", STRING),
+            Field("LastName", STRING),
+            Field("Email", EMAIL),
+            _ref("ManagerId", ("User",), "Manager"),
+            Field("IsActive", BOOLEAN),
+            Field("TimeZoneSidKey", PICKLIST, picklist=tuple(TIME_ZONES)),
+            Field("Department", STRING),
+            Field("Title", STRING),
+            _ref("UserRoleId", ("UserRole",), "UserRole"),
+            Field("Team__c", STRING),
+            Field("Out_Of_Office__c", BOOLEAN),
+        ),
+    )
+)
+_add(
+    SObject(
+        "Group",
+        "00G",
+        _system_fields()
+        + (
+            Field("Name", STRING),
+            Field("DeveloperName", STRING),
+            Field("Type", PICKLIST, picklist=("Queue", "Regular", "Role")),
+            Field("Email", EMAIL),
+        ),
+    )
+)
 
-BY_PREFIX: dict[str, SObject] = {
-    o.key_prefix: o for o in OBJECTS.values() if o.key_prefix != "017"
-}
+BY_PREFIX: dict[str, SObject] = {o.key_prefix: o for o in OBJECTS.values() if o.key_prefix != "017"}
 
 
 def sobject(name: str) -> SObject | None:

@@ -104,8 +104,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 # Which field links a child row to the record it belongs to (history and activities), so "all
 # history of these leads" is an indexed lookup.
-_PARENT_FIELD = {"leadhistory": "LeadId", "opportunityfieldhistory": "OpportunityId", "task": "WhoId",
-                 "event": "WhoId"}
+_PARENT_FIELD = {
+    "leadhistory": "LeadId",
+    "opportunityfieldhistory": "OpportunityId",
+    "task": "WhoId",
+    "event": "WhoId",
+}
 
 
 class OrgStore:
@@ -119,8 +123,7 @@ class OrgStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
@@ -142,8 +145,11 @@ class OrgStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-                             "SET value = excluded.value", (key, value))
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value",
+                (key, value),
+            )
 
     def new_ids(self, prefix: str, count: int) -> list[str]:
         """Reserve `count` fresh ids with this key prefix."""
@@ -152,8 +158,11 @@ class OrgStore:
             try:
                 row = self._db.execute("SELECT n FROM counters WHERE prefix = ?", (prefix,)).fetchone()
                 start = row[0] if row else 0
-                self._db.execute("INSERT INTO counters (prefix, n) VALUES (?, ?) ON CONFLICT(prefix) "
-                                 "DO UPDATE SET n = excluded.n", (prefix, start + count))
+                self._db.execute(
+                    "INSERT INTO counters (prefix, n) VALUES (?, ?) ON CONFLICT(prefix) "
+                    "DO UPDATE SET n = excluded.n",
+                    (prefix, start + count),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -168,11 +177,22 @@ class OrgStore:
         # A fixed id, so the API server and the simulator opening a new org at once agree on it.
         user_id = make_id("005", 0)
         try:
-            self.bulk_insert("User", [{
-                "Id": user_id, "Username": "integration@leadsla.sandbox", "FirstName": "Integration",
-                "LastName": "User", "Email": "integration@leadsla.sandbox", "IsActive": True,
-                "TimeZoneSidKey": "UTC", "Department": "RevOps", "Title": "API Integration",
-            }])
+            self.bulk_insert(
+                "User",
+                [
+                    {
+                        "Id": user_id,
+                        "Username": "integration@leadsla.sandbox",
+                        "FirstName": "Integration",
+                        "LastName": "User",
+                        "Email": "integration@leadsla.sandbox",
+                        "IsActive": True,
+                        "TimeZoneSidKey": "UTC",
+                        "Department": "RevOps",
+                        "Title": "API Integration",
+                    }
+                ],
+            )
         except sqlite3.IntegrityError:
             pass  # the other process won the race
         self.set_meta("integration_user_id", user_id)
@@ -183,8 +203,7 @@ class OrgStore:
         with self._lock:
             if text <= self._last_stamp and now is None:
                 last = parse_datetime(self._last_stamp)
-                text = format_datetime(last.replace(microsecond=last.microsecond // 1000 * 1000)
-                                       + _ONE_MS)
+                text = format_datetime(last.replace(microsecond=last.microsecond // 1000 * 1000) + _ONE_MS)
             self._last_stamp = max(self._last_stamp, text)
         return text
 
@@ -205,13 +224,18 @@ class OrgStore:
                 continue
             f = obj.field(name)
             if f is None:
-                raise SfError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj.name}",
-                              [name])
+                raise SfError(
+                    400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj.name}", [name]
+                )
             if not f.updateable and not system:
-                raise SfError(400, "INVALID_FIELD_FOR_INSERT_UPDATE",
-                              f"Unable to create/update fields: {f.name}. Please check the security "
-                              "settings of this field and verify that it is read/write for your "
-                              "profile or permission set.", [f.name])
+                raise SfError(
+                    400,
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {f.name}. Please check the security "
+                    "settings of this field and verify that it is read/write for your "
+                    "profile or permission set.",
+                    [f.name],
+                )
             out[f.name] = self._coerce(f, value)
         return out
 
@@ -236,8 +260,12 @@ class OrgStore:
                 raise ValueError(value)
             return value
         except (ValueError, TypeError) as exc:
-            raise SfError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of {f.type} from value "
-                          f"{value!r} for field {f.name}", [f.name]) from exc
+            raise SfError(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Cannot deserialize instance of {f.type} from value {value!r} for field {f.name}",
+                [f.name],
+            ) from exc
 
     @staticmethod
     def _derive(obj: sf_schema.SObject, row: dict[str, Any]) -> None:
@@ -251,7 +279,9 @@ class OrgStore:
 
     # ------------------------------------------------------------ writes
 
-    def bulk_insert(self, object_name: str, rows: Iterable[dict[str, Any]], now: datetime | None = None) -> list[str]:
+    def bulk_insert(
+        self, object_name: str, rows: Iterable[dict[str, Any]], now: datetime | None = None
+    ) -> list[str]:
         """Insert many records fast, without history or API accounting (seeding only).
 
         Rows may set system fields (Id, CreatedDate, SystemModstamp, IsDeleted...); missing ones
@@ -285,14 +315,25 @@ class OrgStore:
             self._derive(obj, row)
             modstamp = row.get("SystemModstamp") or row.get("CreatedDate") or stamp
             parent = row.get(_PARENT_FIELD.get(obj.name.lower(), ""), None)
-            batch.append((rid, obj.name, modstamp, int(bool(row["IsDeleted"])), parent,
-                          json.dumps(row, separators=(",", ":"))))
+            batch.append(
+                (
+                    rid,
+                    obj.name,
+                    modstamp,
+                    int(bool(row["IsDeleted"])),
+                    parent,
+                    json.dumps(row, separators=(",", ":")),
+                )
+            )
             out.append(rid)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO records (id, object, modstamp, is_deleted, parent, data) "
-                                     "VALUES (?, ?, ?, ?, ?, ?)", batch)
+                self._db.executemany(
+                    "INSERT INTO records (id, object, modstamp, is_deleted, parent, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    batch,
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -310,8 +351,14 @@ class OrgStore:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def create(self, object_name: str, fields: dict[str, Any], now: datetime | None = None,
-               user_id: str | None = None, system: bool = False) -> dict[str, Any]:
+    def create(
+        self,
+        object_name: str,
+        fields: dict[str, Any],
+        now: datetime | None = None,
+        user_id: str | None = None,
+        system: bool = False,
+    ) -> dict[str, Any]:
         """Create one record as the API does (read-only fields refused unless `system`).
 
         Lead and Opportunity creation writes a 'created' history row, like Salesforce's field history.
@@ -319,9 +366,17 @@ class OrgStore:
         with self._tx():
             return self._create(object_name, fields, now, user_id, system)
 
-    def update(self, object_name: str, record_id: str, changes: dict[str, Any], *, now: datetime | None = None,
-               user_id: str | None = None, if_unmodified_since: str | None = None,
-               system: bool = False) -> dict[str, Any]:
+    def update(
+        self,
+        object_name: str,
+        record_id: str,
+        changes: dict[str, Any],
+        *,
+        now: datetime | None = None,
+        user_id: str | None = None,
+        if_unmodified_since: str | None = None,
+        system: bool = False,
+    ) -> dict[str, Any]:
         """Update one record; tracked fields that really change write history rows.
 
         Args:
@@ -334,14 +389,20 @@ class OrgStore:
         with self._tx():
             return self._update(object_name, record_id, changes, now, user_id, if_unmodified_since, system)
 
-    def delete(self, object_name: str, record_id: str, now: datetime | None = None,
-               user_id: str | None = None) -> None:
+    def delete(
+        self, object_name: str, record_id: str, now: datetime | None = None, user_id: str | None = None
+    ) -> None:
         """Soft-delete (the recycle bin): queryAll still sees it with IsDeleted = true."""
         with self._tx():
             self._delete(object_name, record_id, now, user_id)
 
-    def apply_batch(self, ops: list[tuple[str, str | None, str | None, dict[str, Any]]], *, all_or_none: bool,
-                    if_unmodified_since: str | None = None) -> list[dict[str, Any]]:
+    def apply_batch(
+        self,
+        ops: list[tuple[str, str | None, str | None, dict[str, Any]]],
+        *,
+        all_or_none: bool,
+        if_unmodified_since: str | None = None,
+    ) -> list[dict[str, Any]]:
         """The composite sobjects collection: create/update/delete up to 200 records.
 
         Args:
@@ -376,18 +437,31 @@ class OrgStore:
                         self._db.execute(f"ROLLBACK TO r{i}")
                         self._db.execute(f"RELEASE r{i}")
                         failed = True
-                        results.append({"id": rid if kind != "create" else None, "success": False,
-                                        "errors": [{"statusCode": exc.code, "message": exc.message,
-                                                    "fields": exc.fields}]})
+                        results.append(
+                            {
+                                "id": rid if kind != "create" else None,
+                                "success": False,
+                                "errors": [
+                                    {"statusCode": exc.code, "message": exc.message, "fields": exc.fields}
+                                ],
+                            }
+                        )
                 if failed and all_or_none:
                     raise _RollBack()
         except _RollBack:
             for r in results:
                 if r["success"]:
-                    r.update(success=False, errors=[{
-                        "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                        "message": "Record rolled back because not all records were valid and the "
-                                   "request was using AllOrNone header", "fields": []}])
+                    r.update(
+                        success=False,
+                        errors=[
+                            {
+                                "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                                "message": "Record rolled back because not all records were valid and the "
+                                "request was using AllOrNone header",
+                                "fields": [],
+                            }
+                        ],
+                    )
         return results
 
     def _type_of(self, record_id: str | None) -> str:
@@ -395,11 +469,20 @@ class OrgStore:
             row = self._db.execute("SELECT object FROM records WHERE id = ?", (record_id,)).fetchone()
             if row:
                 return row[0]
-        raise SfError(404, "INVALID_CROSS_REFERENCE_KEY" if record_id else "MISSING_ARGUMENT",
-                      f"invalid cross reference id {record_id}" if record_id else "Id not specified in an update call")
+        raise SfError(
+            404,
+            "INVALID_CROSS_REFERENCE_KEY" if record_id else "MISSING_ARGUMENT",
+            f"invalid cross reference id {record_id}" if record_id else "Id not specified in an update call",
+        )
 
-    def _create(self, object_name: str, fields: dict[str, Any], now: datetime | None, user_id: str | None,
-                system: bool) -> dict[str, Any]:
+    def _create(
+        self,
+        object_name: str,
+        fields: dict[str, Any],
+        now: datetime | None,
+        user_id: str | None,
+        system: bool,
+    ) -> dict[str, Any]:
         obj = self._writable(object_name)
         row = self._normalise(obj, fields, system=system)
         stamp = self._stamp(now)
@@ -407,7 +490,9 @@ class OrgStore:
         rid = self._new_ids_locked(obj.key_prefix, 1)[0]
         row.setdefault("CreatedDate", stamp)
         row.setdefault("CreatedById", user)
-        row.update(Id=rid, IsDeleted=False, LastModifiedDate=stamp, LastModifiedById=user, SystemModstamp=stamp)
+        row.update(
+            Id=rid, IsDeleted=False, LastModifiedDate=stamp, LastModifiedById=user, SystemModstamp=stamp
+        )
         if obj.field("OwnerId") and not row.get("OwnerId"):
             row["OwnerId"] = user
         self._derive(obj, row)
@@ -416,8 +501,16 @@ class OrgStore:
             self._put_history(obj, [self._history_row(obj, rid, "created", None, None, stamp, user)])
         return row
 
-    def _update(self, object_name: str, record_id: str, changes: dict[str, Any], now: datetime | None,
-                user_id: str | None, if_unmodified_since: str | None, system: bool) -> dict[str, Any]:
+    def _update(
+        self,
+        object_name: str,
+        record_id: str,
+        changes: dict[str, Any],
+        now: datetime | None,
+        user_id: str | None,
+        if_unmodified_since: str | None,
+        system: bool,
+    ) -> dict[str, Any]:
         obj = self._writable(object_name)
         fields = self._normalise(obj, changes, system=system)
         user = user_id or self.integration_user_id
@@ -428,9 +521,13 @@ class OrgStore:
             limit = _parse_if_unmodified_since(if_unmodified_since)
             modified = parse_datetime(row["LastModifiedDate"]).replace(microsecond=0)
             if modified > limit:
-                raise SfError(412, "PRECONDITION_FAILED",
-                              f"The record was modified at {row['LastModifiedDate']}, after the "
-                              f"If-Unmodified-Since date {if_unmodified_since}.", [])
+                raise SfError(
+                    412,
+                    "PRECONDITION_FAILED",
+                    f"The record was modified at {row['LastModifiedDate']}, after the "
+                    f"If-Unmodified-Since date {if_unmodified_since}.",
+                    [],
+                )
         stamp = self._stamp(now)
         before = dict(row)
         row.update(fields)
@@ -438,7 +535,8 @@ class OrgStore:
         row.update(LastModifiedDate=stamp, LastModifiedById=user, SystemModstamp=stamp)
         history = [
             self._history_row(obj, record_id, name, before.get(name), row.get(name), stamp, user)
-            for name in obj.tracked if before.get(name) != row.get(name)
+            for name in obj.tracked
+            if before.get(name) != row.get(name)
         ]
         self._put(obj, row)
         self._put_history(obj, history)
@@ -450,21 +548,44 @@ class OrgStore:
         if row.get("IsDeleted"):
             raise SfError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
         stamp = self._stamp(now)
-        row.update(IsDeleted=True, LastModifiedDate=stamp, SystemModstamp=stamp,
-                   LastModifiedById=user_id or self.integration_user_id)
+        row.update(
+            IsDeleted=True,
+            LastModifiedDate=stamp,
+            SystemModstamp=stamp,
+            LastModifiedById=user_id or self.integration_user_id,
+        )
         self._put(obj, row)
 
-    def _history_row(self, obj: sf_schema.SObject, parent_id: str, field_name: str, old: Any, new: Any,
-                     stamp: str, user: str) -> dict[str, Any]:
+    def _history_row(
+        self,
+        obj: sf_schema.SObject,
+        parent_id: str,
+        field_name: str,
+        old: Any,
+        new: Any,
+        stamp: str,
+        user: str,
+    ) -> dict[str, Any]:
         ftype = obj.field(field_name).type if obj.field(field_name) else None
         # Salesforce names a lookup's history rows after the relationship (OwnerId -> "Owner").
         f = obj.field(field_name)
         history_name = f.relationship_name if f is not None and f.relationship_name else field_name
         return {
-            "IsDeleted": False, obj.history_parent_field: parent_id, "Field": history_name,
-            "DataType": {"reference": "EntityId", "boolean": "Boolean", "datetime": "DateTime",
-                         "date": "Date", "currency": "Currency", "picklist": "Text"}.get(ftype or "", "Text"),
-            "OldValue": old, "NewValue": new, "CreatedDate": stamp, "CreatedById": user,
+            "IsDeleted": False,
+            obj.history_parent_field: parent_id,
+            "Field": history_name,
+            "DataType": {
+                "reference": "EntityId",
+                "boolean": "Boolean",
+                "datetime": "DateTime",
+                "date": "Date",
+                "currency": "Currency",
+                "picklist": "Text",
+            }.get(ftype or "", "Text"),
+            "OldValue": old,
+            "NewValue": new,
+            "CreatedDate": stamp,
+            "CreatedById": user,
         }
 
     def _put(self, obj: sf_schema.SObject, row: dict[str, Any]) -> None:
@@ -473,8 +594,15 @@ class OrgStore:
             "INSERT INTO records (id, object, modstamp, is_deleted, parent, data) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET modstamp = excluded.modstamp, is_deleted = excluded.is_deleted, "
             "parent = excluded.parent, data = excluded.data",
-            (row["Id"], obj.name, row.get("SystemModstamp") or row.get("CreatedDate"),
-             int(bool(row.get("IsDeleted"))), parent, json.dumps(row, separators=(",", ":"))))
+            (
+                row["Id"],
+                obj.name,
+                row.get("SystemModstamp") or row.get("CreatedDate"),
+                int(bool(row.get("IsDeleted"))),
+                parent,
+                json.dumps(row, separators=(",", ":")),
+            ),
+        )
 
     def _put_history(self, obj: sf_schema.SObject, history: list[dict[str, Any]]) -> None:
         if not history:
@@ -489,8 +617,10 @@ class OrgStore:
         # Inside an open transaction: the same counter update without BEGIN/COMMIT.
         row = self._db.execute("SELECT n FROM counters WHERE prefix = ?", (prefix,)).fetchone()
         start = row[0] if row else 0
-        self._db.execute("INSERT INTO counters (prefix, n) VALUES (?, ?) ON CONFLICT(prefix) "
-                         "DO UPDATE SET n = excluded.n", (prefix, start + count))
+        self._db.execute(
+            "INSERT INTO counters (prefix, n) VALUES (?, ?) ON CONFLICT(prefix) DO UPDATE SET n = excluded.n",
+            (prefix, start + count),
+        )
         return [make_id(prefix, start + i + 1) for i in range(count)]
 
     # ------------------------------------------------------------ reads
@@ -498,20 +628,25 @@ class OrgStore:
     def _object(self, name: str) -> sf_schema.SObject:
         obj = sf_schema.sobject(name)
         if obj is None:
-            raise SfError(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{name}' "
-                          "is not supported.")
+            raise SfError(
+                404,
+                "NOT_FOUND",
+                f"The requested resource does not exist: sObject type '{name}' is not supported.",
+            )
         return obj
 
     def _writable(self, name: str) -> sf_schema.SObject:
         obj = self._object(name)
         if not obj.writable:
-            raise SfError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support "
-                          "this operation")
+            raise SfError(
+                400, "INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support this operation"
+            )
         return obj
 
     def _load(self, obj: sf_schema.SObject, record_id: str) -> dict[str, Any]:
-        found = self._db.execute("SELECT data FROM records WHERE id = ? AND object = ?",
-                                 (record_id, obj.name)).fetchone()
+        found = self._db.execute(
+            "SELECT data FROM records WHERE id = ? AND object = ?", (record_id, obj.name)
+        ).fetchone()
         if not found:
             raise SfError(404, "NOT_FOUND", "The requested resource does not exist")
         return json.loads(found[0])
@@ -528,17 +663,25 @@ class OrgStore:
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
             for start in range(0, len(wanted), 500):
-                chunk = wanted[start:start + 500]
+                chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for rid, obj, data in self._db.execute(
-                        f"SELECT id, object, data FROM records WHERE id IN ({marks})", chunk):
+                    f"SELECT id, object, data FROM records WHERE id IN ({marks})", chunk
+                ):
                     row = json.loads(data)
                     row["__type"] = obj
                     out[rid] = row
         return out
 
-    def scan(self, object_name: str, *, include_deleted: bool = False, low: str | None = None,
-             high: str | None = None, ids: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    def scan(
+        self,
+        object_name: str,
+        *,
+        include_deleted: bool = False,
+        low: str | None = None,
+        high: str | None = None,
+        ids: list[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Records of one type, optionally only those whose SystemModstamp is in [low, high]
         (inclusive, wire format) or whose Id is in `ids`: the index does the narrowing."""
         obj = self._object(object_name)
@@ -560,8 +703,15 @@ class OrgStore:
         for (data,) in rows:
             yield json.loads(data)
 
-    def scan_chunks(self, object_name: str, *, include_deleted: bool = False, low: str | None = None,
-                    high: str | None = None, size: int = 2000) -> Iterator[list[dict[str, Any]]]:
+    def scan_chunks(
+        self,
+        object_name: str,
+        *,
+        include_deleted: bool = False,
+        low: str | None = None,
+        high: str | None = None,
+        size: int = 2000,
+    ) -> Iterator[list[dict[str, Any]]]:
         """Like `scan`, in (SystemModstamp, Id) order and `size` rows at a time (keyset paging), so
         a 100k-row read never holds more than one chunk and never holds the lock for long."""
         obj = self._object(object_name)
@@ -593,7 +743,8 @@ class OrgStore:
 
     def count(self, object_name: str, include_deleted: bool = False) -> int:
         obj = self._object(object_name)
-        sql = "SELECT count(*) FROM records WHERE object = ?" + ("" if include_deleted else " AND is_deleted = 0")
+        sql = "SELECT count(*) FROM records WHERE object = ?" + (
+            "" if include_deleted else " AND is_deleted = 0"
+        )
         with self._lock:
             return self._db.execute(sql, (obj.name,)).fetchone()[0]
-

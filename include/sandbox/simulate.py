@@ -49,8 +49,12 @@ REPS_PER_TEAM = 4
 # Median minutes to first touch per rep speed.
 SPEEDS = {"fast": 12, "normal": 35, "slow": 240}
 SOURCES = [  # (LeadSource, Lead_Type__c, weight)
-    ("Demo Request", "Inbound", 0.30), ("Content Download", "Inbound", 0.22), ("Webinar", "Mid-Market", 0.15),
-    ("Event", "Enterprise", 0.10), ("Inbound Call", "SMB", 0.08), ("Partner", "Partner", 0.07),
+    ("Demo Request", "Inbound", 0.30),
+    ("Content Download", "Inbound", 0.22),
+    ("Webinar", "Mid-Market", 0.15),
+    ("Event", "Enterprise", 0.10),
+    ("Inbound Call", "SMB", 0.08),
+    ("Partner", "Partner", 0.07),
     ("Web", "Enterprise", 0.08),
 ]
 # Arrivals per hour for one team during its business hours; a trickle outside them.
@@ -64,15 +68,32 @@ STALE_AFTER = timedelta(hours=5)
 REBALANCE_MAX = 2
 # Share of MQLs Sales rejects instead of accepting (SAL), by LeadSource: hand-raisers are nearly
 # always accepted, content and event leads often are not. About one MQL in six overall.
-MQL_REJECTION_RATE = {"Demo Request": 0.04, "Inbound Call": 0.08, "Web": 0.14, "Partner": 0.12, "Webinar": 0.24,
-                      "Event": 0.20, "Content Download": 0.32}
+MQL_REJECTION_RATE = {
+    "Demo Request": 0.04,
+    "Inbound Call": 0.08,
+    "Web": 0.14,
+    "Partner": 0.12,
+    "Webinar": 0.24,
+    "Event": 0.20,
+    "Content Download": 0.32,
+}
 MQL_REJECTION_REASONS = [  # (Rejection_Reason__c, weight): a lead-quality mix, not a uniform one
-    ("Bad Contact Data", 0.24), ("Student or Personal", 0.18), ("Not Decision Maker", 0.20), ("No Budget", 0.14),
-    ("Duplicate", 0.12), ("Competitor", 0.07), ("No Response", 0.05),
+    ("Bad Contact Data", 0.24),
+    ("Student or Personal", 0.18),
+    ("Not Decision Maker", 0.20),
+    ("No Budget", 0.14),
+    ("Duplicate", 0.12),
+    ("Competitor", 0.07),
+    ("No Response", 0.05),
 ]
 # The Opportunity path after conversion; any stage may close early (see `_next_stage`).
-OPPORTUNITY_PATH = ["Qualification", "Needs Analysis", "Demo Completed", "Proposal/Price Quote",
-                    "Negotiation/Review"]
+OPPORTUNITY_PATH = [
+    "Qualification",
+    "Needs Analysis",
+    "Demo Completed",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+]
 # Customer Success works New York hours (the policy's us_east calendar for its SLAs).
 CS_TZ, CS_HOURS = "America/New_York", (9, 17)
 
@@ -131,19 +152,31 @@ class DemoOrg:
         now = self.clock
         vp_rows = [
             {"FirstName": "Valerie", "LastName": "Sales", "Title": "VP Sales", "Department": "Sales"},
-            {"FirstName": "Marcus", "LastName": "Marketing", "Title": "VP Marketing", "Department": "Marketing"},
+            {
+                "FirstName": "Marcus",
+                "LastName": "Marketing",
+                "Title": "VP Marketing",
+                "Department": "Marketing",
+            },
             {"FirstName": "Rita", "LastName": "Ops", "Title": "VP RevOps", "Department": "RevOps"},
         ]
         role_names = ["VP Sales", "VP Marketing", "VP RevOps"]
         for team, *_ in TEAMS:
             role_names += [f"{team} Manager", f"{team} SDR"]
-        role_ids = self.store.bulk_insert("UserRole", [
-            {"Name": n, "DeveloperName": n.replace(" ", "_"), "SystemModstamp": now} for n in role_names])
+        role_ids = self.store.bulk_insert(
+            "UserRole",
+            [{"Name": n, "DeveloperName": n.replace(" ", "_"), "SystemModstamp": now} for n in role_names],
+        )
         roles = dict(zip(role_names, role_ids, strict=True))
         for r in vp_rows:
             r["UserRoleId"] = roles[r["Title"]]
-            r.update(Email=f"{r['FirstName'].lower()}.{r['LastName'].lower()}@leadsla.example", IsActive=True,
-                     TimeZoneSidKey="America/New_York", Out_Of_Office__c=False, CreatedDate=now)
+            r.update(
+                Email=f"{r['FirstName'].lower()}.{r['LastName'].lower()}@leadsla.example",
+                IsActive=True,
+                TimeZoneSidKey="America/New_York",
+                Out_Of_Office__c=False,
+                CreatedDate=now,
+            )
         vps = self.store.bulk_insert("User", vp_rows)
         self.vps = dict(zip(("sales", "marketing", "revops"), vps, strict=True))
         self.reps: list[Rep] = []
@@ -152,11 +185,25 @@ class DemoOrg:
         for t_index, (team, tz, _countries, locale) in enumerate(TEAMS):
             fake = self.fake[locale]
             first, last = _new_person(fake, taken)
-            manager = self.store.bulk_insert("User", [{
-                "FirstName": first, "LastName": last, "Title": "SDR Manager", "Department": team, "Team__c": team,
-                "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
-                "ManagerId": self.vps["sales"], "Out_Of_Office__c": False, "CreatedDate": now,
-                "UserRoleId": roles[f"{team} Manager"]}])[0]
+            manager = self.store.bulk_insert(
+                "User",
+                [
+                    {
+                        "FirstName": first,
+                        "LastName": last,
+                        "Title": "SDR Manager",
+                        "Department": team,
+                        "Team__c": team,
+                        "Email": f"{first}.{last}@leadsla.example".lower(),
+                        "IsActive": True,
+                        "TimeZoneSidKey": tz,
+                        "ManagerId": self.vps["sales"],
+                        "Out_Of_Office__c": False,
+                        "CreatedDate": now,
+                        "UserRoleId": roles[f"{team} Manager"],
+                    }
+                ],
+            )[0]
             self.managers[team] = manager
             for r_index in range(REPS_PER_TEAM):
                 speed = "normal" if r_index else "fast"
@@ -166,31 +213,76 @@ class DemoOrg:
                 if t_index == 1 and r_index == 2:
                     out = True
                 first, last = _new_person(fake, taken)
-                rid = self.store.bulk_insert("User", [{
-                    "FirstName": first, "LastName": last, "Title": "SDR", "Department": team, "Team__c": team,
-                    "Email": f"{first}.{last}@leadsla.example".lower(), "IsActive": True, "TimeZoneSidKey": tz,
-                    "ManagerId": manager, "Out_Of_Office__c": out, "CreatedDate": now,
-                    "UserRoleId": roles[f"{team} SDR"]}])[0]
+                rid = self.store.bulk_insert(
+                    "User",
+                    [
+                        {
+                            "FirstName": first,
+                            "LastName": last,
+                            "Title": "SDR",
+                            "Department": team,
+                            "Team__c": team,
+                            "Email": f"{first}.{last}@leadsla.example".lower(),
+                            "IsActive": True,
+                            "TimeZoneSidKey": tz,
+                            "ManagerId": manager,
+                            "Out_Of_Office__c": out,
+                            "CreatedDate": now,
+                            "UserRoleId": roles[f"{team} SDR"],
+                        }
+                    ],
+                )[0]
                 self.reps.append(Rep(rid, team, tz, speed, out, manager))
-        self.queues = self.store.bulk_insert("Group", [
-            {"Name": "Breached SLA", "DeveloperName": "Breached_SLA", "Type": "Queue", "CreatedDate": now},
-            {"Name": "SDR Unassigned", "DeveloperName": "SDR_Unassigned", "Type": "Queue", "CreatedDate": now},
-        ])
+        self.queues = self.store.bulk_insert(
+            "Group",
+            [
+                {
+                    "Name": "Breached SLA",
+                    "DeveloperName": "Breached_SLA",
+                    "Type": "Queue",
+                    "CreatedDate": now,
+                },
+                {
+                    "Name": "SDR Unassigned",
+                    "DeveloperName": "SDR_Unassigned",
+                    "Type": "Queue",
+                    "CreatedDate": now,
+                },
+            ],
+        )
         accounts = []
         for _ in range(30):
-            accounts.append({"Name": self.fake.company(), "Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS),
-                             "Industry": self.rng.choice(["Software", "Retail", "Finance", "Health", "Media"]),
-                             "OwnerId": self.vps["sales"], "CS_Owner__c": self.vps["revops"], "CreatedDate": now})
+            accounts.append(
+                {
+                    "Name": self.fake.company(),
+                    "Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS),
+                    "Industry": self.rng.choice(["Software", "Retail", "Finance", "Health", "Media"]),
+                    "OwnerId": self.vps["sales"],
+                    "CS_Owner__c": self.vps["revops"],
+                    "CreatedDate": now,
+                }
+            )
         self.accounts = self.store.bulk_insert("Account", accounts)
         self._save()
 
     def _save(self) -> None:
-        self.store.set_meta("demo_state", json.dumps({
-            "clock": format_datetime(self.clock), "seed": self.seed, "vps": self.vps, "managers": self.managers,
-            "queues": self.queues, "accounts": self.accounts, "reps": [r.__dict__ for r in self.reps],
-            "rng": _rng_state(self.rng), "rebalanced": sorted(self.rebalanced),
-            "rebalance_turns": self.rebalance_turns,
-        }))
+        self.store.set_meta(
+            "demo_state",
+            json.dumps(
+                {
+                    "clock": format_datetime(self.clock),
+                    "seed": self.seed,
+                    "vps": self.vps,
+                    "managers": self.managers,
+                    "queues": self.queues,
+                    "accounts": self.accounts,
+                    "reps": [r.__dict__ for r in self.reps],
+                    "rng": _rng_state(self.rng),
+                    "rebalanced": sorted(self.rebalanced),
+                    "rebalance_turns": self.rebalance_turns,
+                }
+            ),
+        )
 
     def _load(self, state: dict) -> None:
         self.clock = parse_datetime(state["clock"])
@@ -214,8 +306,9 @@ class DemoOrg:
             if row.get("IsDeleted"):
                 continue
             if not row.get("IsClosed"):
-                self._schedule(self._stage_due(row.get("OwnerId"), row.get("StageName"), self.clock), "stage",
-                               row["Id"])
+                self._schedule(
+                    self._stage_due(row.get("OwnerId"), row.get("StageName"), self.clock), "stage", row["Id"]
+                )
             elif row.get("StageName") == "Closed Won":
                 self._plan_customer_success(row, self.clock)
 
@@ -242,13 +335,27 @@ class DemoOrg:
         rep = reps[self.counts.get(team, 0) % len(reps)]
         self.counts[team] = self.counts.get(team, 0) + 1
         first, last, company = fake.first_name(), fake.last_name(), fake.company()
-        row = self.store.create("Lead", {
-            "FirstName": first, "LastName": last, "Company": company,
-            "Email": f"{first}.{last}@{company.split()[0].strip(',').lower()}.example".lower(),
-            "Title": fake.job()[:80], "Status": "MQL", "OwnerId": rep.id, "LeadSource": source,
-            "Lead_Type__c": lead_type, "Country": self.rng.choice(countries), "MQL_Date__c": at,
-            "Account_Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS), "Campaign__c": f"{source} {at:%Y-%m}",
-        }, now=at, user_id=self.vps["marketing"], system=True)
+        row = self.store.create(
+            "Lead",
+            {
+                "FirstName": first,
+                "LastName": last,
+                "Company": company,
+                "Email": f"{first}.{last}@{company.split()[0].strip(',').lower()}.example".lower(),
+                "Title": fake.job()[:80],
+                "Status": "MQL",
+                "OwnerId": rep.id,
+                "LeadSource": source,
+                "Lead_Type__c": lead_type,
+                "Country": self.rng.choice(countries),
+                "MQL_Date__c": at,
+                "Account_Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS),
+                "Campaign__c": f"{source} {at:%Y-%m}",
+            },
+            now=at,
+            user_id=self.vps["marketing"],
+            system=True,
+        )
         self._plan(row, at)
 
     def _plan(self, lead: dict, at: datetime) -> None:
@@ -277,17 +384,37 @@ class DemoOrg:
     def _activity(self, lead: dict, at: datetime, owner: str, kind: str) -> None:
         if kind == "Meeting":
             start = at + timedelta(days=1)
-            self.store.create("Event", {
-                "WhoId": lead["Id"], "OwnerId": owner, "Subject": f"Discovery meeting with {lead.get('Company')}",
-                "Type": "Meeting", "EventSubtype": "Event", "StartDateTime": start,
-                "EndDateTime": start + timedelta(minutes=30), "DurationInMinutes": 30.0,
-            }, now=at, user_id=owner)
+            self.store.create(
+                "Event",
+                {
+                    "WhoId": lead["Id"],
+                    "OwnerId": owner,
+                    "Subject": f"Discovery meeting with {lead.get('Company')}",
+                    "Type": "Meeting",
+                    "EventSubtype": "Event",
+                    "StartDateTime": start,
+                    "EndDateTime": start + timedelta(minutes=30),
+                    "DurationInMinutes": 30.0,
+                },
+                now=at,
+                user_id=owner,
+            )
             return
-        self.store.create("Task", {
-            "WhoId": lead["Id"], "OwnerId": owner, "Subject": f"{kind}: {lead.get('Name')}", "Type": kind,
-            "TaskSubtype": kind, "Status": "Completed", "ActivityDate": at.date().isoformat(),
-            "CallDurationInSeconds": float(self.rng.randint(30, 900)) if kind == "Call" else None,
-        }, now=at, user_id=owner)
+        self.store.create(
+            "Task",
+            {
+                "WhoId": lead["Id"],
+                "OwnerId": owner,
+                "Subject": f"{kind}: {lead.get('Name')}",
+                "Type": kind,
+                "TaskSubtype": kind,
+                "Status": "Completed",
+                "ActivityDate": at.date().isoformat(),
+                "CallDurationInSeconds": float(self.rng.randint(30, 900)) if kind == "Call" else None,
+            },
+            now=at,
+            user_id=owner,
+        )
 
     def _handle(self, ev: _Event) -> None:
         lead = self.store.get("Lead", ev.record_id)
@@ -306,53 +433,106 @@ class DemoOrg:
             team = rep.team if rep else TEAMS[0][0]
             others = [r for r in self.reps if r.team == team and not r.out_of_office]
             new_owner = self.rng.choice(others)
-            lead = self.store.update("Lead", lead["Id"], {"OwnerId": new_owner.id}, now=at,
-                                     user_id=self.managers[team])
+            lead = self.store.update(
+                "Lead", lead["Id"], {"OwnerId": new_owner.id}, now=at, user_id=self.managers[team]
+            )
             self._plan(lead, at)
         elif ev.kind == "touch" and untouched:
             self._activity(lead, at, owner, self.rng.choice(["Call", "Email", "Email"]))
-            lead = self.store.update("Lead", lead["Id"], {"First_Response_Date__c": at}, now=at, user_id=owner)
+            lead = self.store.update(
+                "Lead", lead["Id"], {"First_Response_Date__c": at}, now=at, user_id=owner
+            )
             self._plan(lead, at)
         elif ev.kind == "qualify" and lead.get("Status") == "SAL":
             self._activity(lead, at, owner, self.rng.choice(["Call", "Email"]))
             roll = self.rng.random()
             if roll < 0.40:
-                lead = self.store.update("Lead", lead["Id"], {"Status": "SQL", "SQL_Date__c": at}, now=at,
-                                         user_id=owner)
+                lead = self.store.update(
+                    "Lead", lead["Id"], {"Status": "SQL", "SQL_Date__c": at}, now=at, user_id=owner
+                )
                 self._activity(lead, at, owner, "Meeting")
                 self._plan(lead, at)
             elif roll < 0.65:
-                self.store.update("Lead", lead["Id"], {"Status": "Recycled", "Rejection_Reason__c":
-                                  self.rng.choice(["No Response", "No Budget", "Not Decision Maker"])},
-                                  now=at, user_id=owner)
+                self.store.update(
+                    "Lead",
+                    lead["Id"],
+                    {
+                        "Status": "Recycled",
+                        "Rejection_Reason__c": self.rng.choice(
+                            ["No Response", "No Budget", "Not Decision Maker"]
+                        ),
+                    },
+                    now=at,
+                    user_id=owner,
+                )
             else:
-                self.store.update("Lead", lead["Id"], {"Status": "Disqualified",
-                                  "Rejection_Reason__c": self.rng.choice(sf_schema.REJECTION_REASONS)},
-                                  now=at, user_id=owner)
+                self.store.update(
+                    "Lead",
+                    lead["Id"],
+                    {
+                        "Status": "Disqualified",
+                        "Rejection_Reason__c": self.rng.choice(sf_schema.REJECTION_REASONS),
+                    },
+                    now=at,
+                    user_id=owner,
+                )
         elif ev.kind == "convert" and lead.get("Status") == "SQL":
             if self.rng.random() < 0.6:
-                opp = self.store.create("Opportunity", {
-                    "Name": f"{lead.get('Company')} - New Business", "AccountId": self.rng.choice(self.accounts),
-                    "OwnerId": owner, "StageName": "Qualification", "CloseDate": (at + timedelta(days=45)).date(),
-                    "Amount": float(self.rng.randrange(5_000, 150_000, 500)), "LeadSource": lead.get("LeadSource"),
-                }, now=at, user_id=owner)
-                self.store.update("Lead", lead["Id"], {"Status": "Converted", "IsConverted": True,
-                                  "ConvertedOpportunityId": opp["Id"], "ConvertedDate": at.date()},
-                                  now=at, user_id=owner, system=True)
+                opp = self.store.create(
+                    "Opportunity",
+                    {
+                        "Name": f"{lead.get('Company')} - New Business",
+                        "AccountId": self.rng.choice(self.accounts),
+                        "OwnerId": owner,
+                        "StageName": "Qualification",
+                        "CloseDate": (at + timedelta(days=45)).date(),
+                        "Amount": float(self.rng.randrange(5_000, 150_000, 500)),
+                        "LeadSource": lead.get("LeadSource"),
+                    },
+                    now=at,
+                    user_id=owner,
+                )
+                self.store.update(
+                    "Lead",
+                    lead["Id"],
+                    {
+                        "Status": "Converted",
+                        "IsConverted": True,
+                        "ConvertedOpportunityId": opp["Id"],
+                        "ConvertedDate": at.date(),
+                    },
+                    now=at,
+                    user_id=owner,
+                    system=True,
+                )
                 self._schedule(at + timedelta(days=2 + self.rng.random() * 10), "stage", opp["Id"])
             else:
-                self.store.update("Lead", lead["Id"], {"Status": "Recycled", "Rejection_Reason__c": "No Budget"},
-                                  now=at, user_id=owner)
+                self.store.update(
+                    "Lead",
+                    lead["Id"],
+                    {"Status": "Recycled", "Rejection_Reason__c": "No Budget"},
+                    now=at,
+                    user_id=owner,
+                )
 
     def _rejected_at_mql(self, lead: dict, at: datetime) -> bool:
         """Sales reviews the MQL: most are accepted (SAL), a share by source is rejected with a reason
         (Disqualified, or Recycled back to Marketing for nurture). Returns whether it was rejected."""
         if self.rng.random() >= MQL_REJECTION_RATE.get(lead.get("LeadSource") or "", 0.15):
             return False
-        reason = self.rng.choices([r for r, _ in MQL_REJECTION_REASONS], [w for _, w in MQL_REJECTION_REASONS])[0]
-        status = "Recycled" if reason in ("No Budget", "No Response", "Not Decision Maker") else "Disqualified"
-        self.store.update("Lead", lead["Id"], {"Status": status, "Rejection_Reason__c": reason}, now=at,
-                          user_id=lead.get("OwnerId") or None)
+        reason = self.rng.choices(
+            [r for r, _ in MQL_REJECTION_REASONS], [w for _, w in MQL_REJECTION_REASONS]
+        )[0]
+        status = (
+            "Recycled" if reason in ("No Budget", "No Response", "Not Decision Maker") else "Disqualified"
+        )
+        self.store.update(
+            "Lead",
+            lead["Id"],
+            {"Status": status, "Rejection_Reason__c": reason},
+            now=at,
+            user_id=lead.get("OwnerId") or None,
+        )
         return True
 
     def _next_stage(self, stage: str | None) -> str:
@@ -397,19 +577,31 @@ class DemoOrg:
             return
         if ev.kind == "kickoff":
             if opp.get("StageName") == "Closed Won" and not opp.get("CS_Kickoff_Date__c"):
-                opp = self.store.update("Opportunity", opp["Id"], {"CS_Kickoff_Date__c": ev.at.date()}, now=ev.at,
-                                        user_id=self._cs_user(opp))
+                opp = self.store.update(
+                    "Opportunity",
+                    opp["Id"],
+                    {"CS_Kickoff_Date__c": ev.at.date()},
+                    now=ev.at,
+                    user_id=self._cs_user(opp),
+                )
                 self._plan_customer_success(opp, ev.at)
             return
         if ev.kind == "onboarded":
             if opp.get("CS_Kickoff_Date__c") and not opp.get("Onboarding_Complete__c"):
-                self.store.update("Opportunity", opp["Id"], {"Onboarding_Complete__c": True}, now=ev.at,
-                                  user_id=self._cs_user(opp))
+                self.store.update(
+                    "Opportunity",
+                    opp["Id"],
+                    {"Onboarding_Complete__c": True},
+                    now=ev.at,
+                    user_id=self._cs_user(opp),
+                )
             return
         if opp.get("IsClosed"):
             return
         stage = self._next_stage(opp.get("StageName"))
-        opp = self.store.update("Opportunity", opp["Id"], {"StageName": stage}, now=ev.at, user_id=opp.get("OwnerId"))
+        opp = self.store.update(
+            "Opportunity", opp["Id"], {"StageName": stage}, now=ev.at, user_id=opp.get("OwnerId")
+        )
         if stage == "Closed Won":
             self._plan_customer_success(opp, ev.at)
         elif not stage.startswith("Closed"):
@@ -423,22 +615,32 @@ class DemoOrg:
         leads moved."""
         team_of = {r.id: r.team for r in self.reps} | {m: t for t, m in self.managers.items()}
         stale = sorted(
-            (lead for lead in self.store.scan("Lead")
-             if lead.get("Status") == "SAL" and not lead.get("First_Response_Date__c")
-             and lead["Id"] not in self.rebalanced and lead.get("OwnerId") in team_of
-             and lead.get("SAL_Date__c") and parse_datetime(lead["SAL_Date__c"]) <= at - STALE_AFTER),
-            key=lambda lead: (parse_datetime(lead["SAL_Date__c"]), lead["Id"]))
+            (
+                lead
+                for lead in self.store.scan("Lead")
+                if lead.get("Status") == "SAL"
+                and not lead.get("First_Response_Date__c")
+                and lead["Id"] not in self.rebalanced
+                and lead.get("OwnerId") in team_of
+                and lead.get("SAL_Date__c")
+                and parse_datetime(lead["SAL_Date__c"]) <= at - STALE_AFTER
+            ),
+            key=lambda lead: (parse_datetime(lead["SAL_Date__c"]), lead["Id"]),
+        )
         moved: dict[str, int] = {}
         for lead in stale:
             team = team_of[lead["OwnerId"]]
-            reps = [r for r in self.reps if r.team == team and not r.out_of_office and r.id != lead["OwnerId"]]
+            reps = [
+                r for r in self.reps if r.team == team and not r.out_of_office and r.id != lead["OwnerId"]
+            ]
             if moved.get(team, 0) >= REBALANCE_MAX or not reps:
                 continue
             turn = self.rebalance_turns.get(team, 0)
             self.rebalance_turns[team] = turn + 1
             new_owner = reps[turn % len(reps)]
-            lead = self.store.update("Lead", lead["Id"], {"OwnerId": new_owner.id}, now=at,
-                                     user_id=self.store.integration_user_id)
+            lead = self.store.update(
+                "Lead", lead["Id"], {"OwnerId": new_owner.id}, now=at, user_id=self.store.integration_user_id
+            )
             self.rebalanced.add(lead["Id"])
             moved[team] = moved.get(team, 0) + 1
             self._plan(lead, at)
@@ -499,7 +701,7 @@ def _add_business_hours(at: datetime, hours: float, tz: str, day: tuple[int, int
         opens = local.replace(hour=day[0], minute=0, second=0, microsecond=0)
         closes = local.replace(hour=day[1], minute=0, second=0, microsecond=0)
         if local.weekday() >= 5 or local >= closes:
-            local = (opens + timedelta(days=1))
+            local = opens + timedelta(days=1)
             continue
         local = max(local, opens)
         if local + left <= closes:
@@ -517,8 +719,15 @@ def _rng_from(state: list) -> tuple:
     return (state[0], tuple(state[1]), state[2])
 
 
-def run(data_dir: Path, speed: float = 1.0, seed: int = 7, backlog_hours: float = 48.0,
-        for_hours: float | None = None, start: datetime | None = None, poll_s: float = 1.0) -> DemoOrg:
+def run(
+    data_dir: Path,
+    speed: float = 1.0,
+    seed: int = 7,
+    backlog_hours: float = 48.0,
+    for_hours: float | None = None,
+    start: datetime | None = None,
+    poll_s: float = 1.0,
+) -> DemoOrg:
     """Seed the org if new (with `backlog_hours` of history before now), then keep it moving.
 
     Args:
@@ -565,10 +774,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.speed <= 0:
         parser.error("--speed must be positive")
-    print(f"demo org in {args.data.resolve()} (speed x{args.speed}, seed {args.seed}); Ctrl-C stops", flush=True)
+    print(
+        f"demo org in {args.data.resolve()} (speed x{args.speed}, seed {args.seed}); Ctrl-C stops", flush=True
+    )
     try:
-        org = run(args.data, speed=args.speed, seed=args.seed, backlog_hours=args.backlog_hours,
-                  for_hours=args.for_hours, start=args.start)
+        org = run(
+            args.data,
+            speed=args.speed,
+            seed=args.seed,
+            backlog_hours=args.backlog_hours,
+            for_hours=args.for_hours,
+            start=args.start,
+        )
         print(f"simulated up to {format_datetime(org.clock)}", flush=True)
     except KeyboardInterrupt:
         pass

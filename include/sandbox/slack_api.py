@@ -201,10 +201,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._send(200, {"ok": False, "error": "invalid_json"})
         if path.startswith("/_sandbox/"):
-            return self._control(path[len("/_sandbox/"):], body)
+            return self._control(path[len("/_sandbox/") :], body)
         if not path.startswith("/api/"):
             return self._send(404, {"ok": False, "error": "unknown_method"})
-        method = path[len("/api/"):]
+        method = path[len("/api/") :]
         with state.lock:
             state.stats[f"call_{method}"] += 1
         if not self.headers.get("Authorization", "").startswith("Bearer xox"):
@@ -216,8 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif fault.kind in ("500", "503"):
                 return self._send(int(fault.kind), {"ok": False, "error": "internal_error"})
             elif fault.kind == "429":
-                return self._send(429, {"ok": False, "error": "ratelimited"},
-                                  {"Retry-After": str(fault.retry_after)})
+                return self._send(
+                    429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(fault.retry_after)}
+                )
             elif fault.kind == "drop":
                 return self._drop()
         handler = getattr(self, "api_" + method.replace(".", "_"), None)
@@ -244,8 +245,17 @@ class _Handler(BaseHTTPRequestHandler):
     # --- Slack methods ----------------------------------------------------------------------
 
     def api_auth_test(self, body: dict, after: str | None) -> None:
-        self._send(200, {"ok": True, "url": "https://sandbox.slack.local/", "team": "Sandbox",
-                         "user": "leadsla", "team_id": "T00000001", "user_id": "U00000000"})
+        self._send(
+            200,
+            {
+                "ok": True,
+                "url": "https://sandbox.slack.local/",
+                "team": "Sandbox",
+                "user": "leadsla",
+                "team_id": "T00000001",
+                "user_id": "U00000000",
+            },
+        )
 
     def api_users_lookupByEmail(self, body: dict, after: str | None) -> None:  # noqa: N802 - Slack's name
         user = self.server.state.users.get(str(body.get("email", "")).casefold())
@@ -298,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             # Newest first, as Slack returns them.
             msgs = [m for m in reversed(state.messages.get(channel, [])) if float(m["ts"]) > oldest]
-        page = msgs[offset: offset + limit]
+        page = msgs[offset : offset + limit]
         out = []
         for m in page:
             item = {k: v for k, v in m.items() if k not in ("channel", "received_at", "metadata")}
@@ -306,8 +316,15 @@ class _Handler(BaseHTTPRequestHandler):
                 item["metadata"] = m["metadata"]
             out.append(item)
         more = offset + limit < len(msgs)
-        self._send(200, {"ok": True, "messages": out, "has_more": more,
-                         "response_metadata": {"next_cursor": str(offset + limit) if more else ""}})
+        self._send(
+            200,
+            {
+                "ok": True,
+                "messages": out,
+                "has_more": more,
+                "response_metadata": {"next_cursor": str(offset + limit) if more else ""},
+            },
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -322,8 +339,13 @@ class _Server(ThreadingHTTPServer):
 class SlackSandbox:
     """The stand-in, run in a background thread: ``with SlackSandbox(port=0) as slack: ...``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None,
-                 per_channel_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_dir: str | Path | None = None,
+        per_channel_interval: float = 1.0,
+    ) -> None:
         data = Path(data_dir) if data_dir else None
         if data is not None:
             data.mkdir(parents=True, exist_ok=True)
@@ -388,9 +410,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox.slack_api", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
-    parser.add_argument("--data", default=None, help="folder for messages.jsonl; users.json and channels.json there seed users and channels")
-    parser.add_argument("--channel", action="append", default=[], metavar="ID=NAME",
-                        help="a public channel, e.g. C0SLAALERTS=sla-alerts (repeatable)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="folder for messages.jsonl; users.json and channels.json there seed users and channels",
+    )
+    parser.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="ID=NAME",
+        help="a public channel, e.g. C0SLAALERTS=sla-alerts (repeatable)",
+    )
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between posts per channel")
     args = parser.parse_args(argv)
     sandbox = SlackSandbox(args.host, args.port, args.data, args.interval)

@@ -30,9 +30,14 @@ def _org_users(store: Any) -> list[dict[str, Any]]:
         if not email or not row.get("IsActive", True):
             continue
         first, last = row.get("FirstName") or "", row.get("LastName") or ""
-        people.append({"email": email, "name": email.split("@")[0],
-                       "real_name": f"{first} {last}".strip() or email,
-                       "tz": row.get("TimeZoneSidKey") or "America/New_York"})
+        people.append(
+            {
+                "email": email,
+                "name": email.split("@")[0],
+                "real_name": f"{first} {last}".strip() or email,
+                "tz": row.get("TimeZoneSidKey") or "America/New_York",
+            }
+        )
     return people
 
 
@@ -63,8 +68,10 @@ def policy_channels(policy: Any, quality: dict[str, Any] | None = None) -> dict[
     targets = [t.slack_channel for t in policy.teams.values()]
     targets += [c.slack for c in policy.contacts.values()]
     quality = quality or {}
-    targets += [(quality.get("incident") or {}).get("slack_channel"),
-                (quality.get("health") or {}).get("revops_slack_channel")]
+    targets += [
+        (quality.get("incident") or {}).get("slack_channel"),
+        (quality.get("health") or {}).get("revops_slack_channel"),
+    ]
     for target in targets:
         if target and "@" not in target:
             channels[target] = target.lstrip("#")

@@ -74,8 +74,9 @@ class SmtpSink:
     def start(self) -> SmtpSink:
         with self._lock:
             if self._controller is None:
-                self._controller = Controller(_Handler(self), hostname=self.host, port=self.port,
-                                              server_hostname="smtp-sink.local")
+                self._controller = Controller(
+                    _Handler(self), hostname=self.host, port=self.port, server_hostname="smtp-sink.local"
+                )
                 self._controller.start()
         return self
 

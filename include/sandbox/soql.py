@@ -47,8 +47,18 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\",
-            "%": "\\%", "_": "\\_"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "b": "\b",
+    "f": "\f",
+    "'": "'",
+    '"': '"',
+    "\\": "\\",
+    "%": "\\%",
+    "_": "\\_",
+}
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ def tokenize(soql: str) -> list[Token]:
     while pos < len(soql):
         m = _TOKEN_RE.match(soql, pos)
         if not m:
-            raise SoqlError(f"unexpected token: '{soql[pos:pos + 20]}' at position {pos}")
+            raise SoqlError(f"unexpected token: '{soql[pos : pos + 20]}' at position {pos}")
         kind = m.lastgroup or ""
         if kind != "ws":
             tokens.append(Token(kind, m.group(), pos))
@@ -97,6 +107,7 @@ def _unquote(text: str) -> str:
 
 
 # ---------------------------------------------------------------- AST
+
 
 @dataclass(frozen=True)
 class DateRange:
@@ -158,9 +169,36 @@ class Query:
 # ---------------------------------------------------------------- parser
 
 _RESERVED = {
-    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC",
-    "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "NULL", "TRUE", "FALSE", "GROUP", "HAVING",
-    "INCLUDES", "EXCLUDES", "WITH", "FOR", "USING", "TYPEOF", "ROLLUP", "CUBE",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "ORDER",
+    "BY",
+    "ASC",
+    "DESC",
+    "NULLS",
+    "FIRST",
+    "LAST",
+    "LIMIT",
+    "OFFSET",
+    "NULL",
+    "TRUE",
+    "FALSE",
+    "GROUP",
+    "HAVING",
+    "INCLUDES",
+    "EXCLUDES",
+    "WITH",
+    "FOR",
+    "USING",
+    "TYPEOF",
+    "ROLLUP",
+    "CUBE",
 }
 _DATE_KEYWORDS = {"TODAY", "YESTERDAY", "TOMORROW"}
 _DATE_N_KEYWORDS = {"LAST_N_DAYS", "NEXT_N_DAYS", "N_DAYS_AGO"}
@@ -410,6 +448,7 @@ def parse(soql: str, now: datetime | None = None) -> Query:
 
 # ---------------------------------------------------------------- typing and evaluation
 
+
 def format_datetime(value: datetime) -> str:
     """Salesforce's wire format: 2024-05-01T10:00:00.000+0000 (always UTC here)."""
     value = value.astimezone(UTC)
@@ -451,9 +490,11 @@ def resolve_path(sobject: sf_schema.SObject, path: str) -> sf_schema.Field:
                     targets += [sf_schema.sobject(t) for t in ref.reference_to if sf_schema.sobject(t)]
         if found is None:
             where = current[0].name
-            raise SoqlError(f"No such column '{part}' on entity '{where}'. If you are attempting to "
-                            "use a custom field, be sure to append the '__c' after the custom field name.",
-                            "INVALID_FIELD")
+            raise SoqlError(
+                f"No such column '{part}' on entity '{where}'. If you are attempting to "
+                "use a custom field, be sure to append the '__c' after the custom field name.",
+                "INVALID_FIELD",
+            )
         if last:
             return found
         current = targets
@@ -483,12 +524,20 @@ def check_types(node: Any, resolve: FieldResolver) -> None:
     for lit in values:
         if lit.kind not in allowed:
             quoted = " and should not be enclosed in quotes" if lit.kind == "string" else ""
-            raise SoqlError(f"value of filter criterion for field '{node.field}' must be of type "
-                            f"{f.type}{quoted}", "INVALID_FIELD")
+            raise SoqlError(
+                f"value of filter criterion for field '{node.field}' must be of type {f.type}{quoted}",
+                "INVALID_FIELD",
+            )
         if lit.kind == "null" and node.op not in ("=", "!=", "in", "notin"):
             raise SoqlError(f"NULL can only be compared with = or != (field '{node.field}')")
-    if node.op == "like" and f.type not in (sf_schema.STRING, sf_schema.EMAIL, sf_schema.PICKLIST,
-                                             sf_schema.TEXTAREA, sf_schema.ID, sf_schema.REFERENCE):
+    if node.op == "like" and f.type not in (
+        sf_schema.STRING,
+        sf_schema.EMAIL,
+        sf_schema.PICKLIST,
+        sf_schema.TEXTAREA,
+        sf_schema.ID,
+        sf_schema.REFERENCE,
+    ):
         raise SoqlError(f"invalid operator on field '{node.field}' of type {f.type}", "INVALID_FIELD")
 
 
@@ -587,11 +636,16 @@ def compile_where(node: Any, resolve: FieldResolver, get: Getter) -> Callable[[d
         def in_range(row: dict) -> bool:
             v = _coerce(get(row, path), ftype)
             return v is not None and _compare_range(op, v, rng, ftype)
+
         return in_range
     target = _lit_value(lit, ftype)
     cmp = {
-        "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-        ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
+        "=": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        "<": lambda a, b: a < b,
+        ">": lambda a, b: a > b,
+        "<=": lambda a, b: a <= b,
+        ">=": lambda a, b: a >= b,
     }[op]
 
     def test(row: dict) -> bool:
@@ -599,6 +653,7 @@ def compile_where(node: Any, resolve: FieldResolver, get: Getter) -> Callable[[d
         if v is None:
             return op == "!="  # Salesforce: a null field is != any value
         return cmp(v, target)
+
     return test
 
 

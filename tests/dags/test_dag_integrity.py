@@ -14,8 +14,19 @@ import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 #: Modules a DAG file must not import at module level: they cost seconds on every parse.
-HEAVY = ("pandas", "numpy", "great_expectations", "simple_salesforce", "sqlalchemy", "matplotlib",
-         "leadsla.store", "leadsla.reports", "leadsla.quality", "leadsla.crm", "leadsla.engine")
+HEAVY = (
+    "pandas",
+    "numpy",
+    "great_expectations",
+    "simple_salesforce",
+    "sqlalchemy",
+    "matplotlib",
+    "leadsla.store",
+    "leadsla.reports",
+    "leadsla.quality",
+    "leadsla.crm",
+    "leadsla.engine",
+)
 
 
 def load_dagbag(folder: Path):
@@ -52,8 +63,11 @@ def heavy_top_level_imports(path: Path) -> list[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module]
-        found += [f"{path.name}:{node.lineno} imports {n}" for n in names
-                  if any(n == h or n.startswith(h + ".") for h in HEAVY)]
+        found += [
+            f"{path.name}:{node.lineno} imports {n}"
+            for n in names
+            if any(n == h or n.startswith(h + ".") for h in HEAVY)
+        ]
     return found
 
 
@@ -73,7 +87,9 @@ def start_date_problems(path: Path) -> list[str]:
             name = getattr(func, "attr", None) or getattr(func, "id", None)
             if name in {"now", "today", "utcnow", "days_ago"}:
                 found.append(f"{where} start_date calls {name}()")
-        words = {getattr(n, "attr", None) or getattr(n, "id", None) or getattr(n, "value", None) for n in parts}
+        words = {
+            getattr(n, "attr", None) or getattr(n, "id", None) or getattr(n, "value", None) for n in parts
+        }
         if not words & {"UTC", "utc"}:
             found.append(f"{where} start_date is not in UTC")
     return found
@@ -114,7 +130,7 @@ def test_no_heavy_imports_at_module_top_level() -> None:
 
 # --- the checks above can fail ----------------------------------------------------------------
 
-BAD_DAG = '''
+BAD_DAG = """
 from __future__ import annotations
 import datetime as dt
 import pandas
@@ -134,7 +150,7 @@ def sloppy():
     work()
 
 sloppy()
-'''
+"""
 
 MOVING = "from airflow.sdk import dag\nimport pendulum\n@dag(start_date=pendulum.now('UTC'))\ndef m():\n    pass\nm()\n"
 
@@ -149,7 +165,10 @@ def test_the_checks_catch_a_dag_that_breaks_the_rules(tmp_path: Path) -> None:
     assert "task work has no owner" in problems
     assert "task work has retries=0, needs >= 2" in problems
     assert heavy_top_level_imports(path) == ["sloppy.py:4 imports pandas"]
-    assert start_date_problems(path) == ["sloppy.py:7 start_date is not in UTC", "sloppy.py:13 start_date is not in UTC"]
+    assert start_date_problems(path) == [
+        "sloppy.py:7 start_date is not in UTC",
+        "sloppy.py:13 start_date is not in UTC",
+    ]
     (tmp_path / "m.py").write_text(MOVING)
     assert start_date_problems(tmp_path / "m.py") == ["m.py:3 start_date calls now()"]
 

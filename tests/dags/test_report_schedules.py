@@ -48,15 +48,21 @@ def run_times(dag, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     timetable = decode_timetable(encode_timetable(dag.timetable))
     restriction = TimeRestriction(earliest=start, latest=end, catchup=True)
     times, last = [], None
-    while (info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)) is not None:
+    while (
+        info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+    ) is not None:
         times.append(info.run_after)
         last = info.data_interval
     return times
 
 
-@pytest.mark.parametrize("zone,winter_utc,summer_utc", [("America/New_York", 13, 12), ("Europe/Berlin", 7, 6),
-                                                         ("Australia/Sydney", 21, 22)])
-def test_weekly_summary_fires_monday_0800_in_the_configured_zone(tmp_path, monkeypatch, zone, winter_utc, summer_utc):
+@pytest.mark.parametrize(
+    "zone,winter_utc,summer_utc",
+    [("America/New_York", 13, 12), ("Europe/Berlin", 7, 6), ("Australia/Sydney", 21, 22)],
+)
+def test_weekly_summary_fires_monday_0800_in_the_configured_zone(
+    tmp_path, monkeypatch, zone, winter_utc, summer_utc
+):
     dag = load_dag("weekly", with_settings(tmp_path, leadership_timezone=zone), monkeypatch)
     # October 2026 to April 2027 crosses the autumn and spring DST changes of all three zones.
     times = run_times(dag, dt.datetime(2026, 10, 1, tzinfo=dt.UTC), dt.datetime(2027, 5, 1, tzinfo=dt.UTC))
@@ -76,23 +82,39 @@ def test_project_settings_schedule_every_report_in_leadership_time(monkeypatch):
         dag = load_dag(name, None, monkeypatch)
         assert dag.timetable.expression == getattr(cfg.schedules, name)
         assert str(dag.timetable.timezone) == cfg.leadership_timezone
-    monthly = run_times(load_dag("monthly", None, monkeypatch), dt.datetime(2027, 1, 15, tzinfo=dt.UTC),
-                        dt.datetime(2027, 4, 15, tzinfo=dt.UTC))
+    monthly = run_times(
+        load_dag("monthly", None, monkeypatch),
+        dt.datetime(2027, 1, 15, tzinfo=dt.UTC),
+        dt.datetime(2027, 4, 15, tzinfo=dt.UTC),
+    )
     assert [t.astimezone(ZoneInfo(cfg.leadership_timezone)).strftime("%m-%d %H:%M") for t in monthly] == [
-        "02-01 07:00", "03-01 07:00", "04-01 07:00"]
-    quarterly = run_times(load_dag("quarterly", None, monkeypatch), dt.datetime(2027, 1, 15, tzinfo=dt.UTC),
-                          dt.datetime(2028, 1, 15, tzinfo=dt.UTC))
-    assert [t.astimezone(ZoneInfo(cfg.leadership_timezone)).strftime("%Y-%m-%d %H:%M") for t in quarterly] == [
-        "2027-04-01 07:00", "2027-07-01 07:00", "2027-10-01 07:00", "2028-01-01 07:00"]
+        "02-01 07:00",
+        "03-01 07:00",
+        "04-01 07:00",
+    ]
+    quarterly = run_times(
+        load_dag("quarterly", None, monkeypatch),
+        dt.datetime(2027, 1, 15, tzinfo=dt.UTC),
+        dt.datetime(2028, 1, 15, tzinfo=dt.UTC),
+    )
+    assert [
+        t.astimezone(ZoneInfo(cfg.leadership_timezone)).strftime("%Y-%m-%d %H:%M") for t in quarterly
+    ] == ["2027-04-01 07:00", "2027-07-01 07:00", "2027-10-01 07:00", "2028-01-01 07:00"]
 
 
 def test_a_moved_schedule_moves_the_dag(tmp_path, monkeypatch):
     home = with_settings(tmp_path, leadership_timezone="Asia/Kolkata")
     path = home / "include" / "config" / "reports.yaml"
     path.write_text(path.read_text().replace('feedback: "0 8 * * 1"', 'feedback: "30 9 * * 2"'))
-    times = run_times(load_dag("feedback", home, monkeypatch), dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
-                      dt.datetime(2026, 11, 15, tzinfo=dt.UTC))
-    assert [t.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%a %H:%M") for t in times] == ["Tue 09:30", "Tue 09:30"]
+    times = run_times(
+        load_dag("feedback", home, monkeypatch),
+        dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 15, tzinfo=dt.UTC),
+    )
+    assert [t.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%a %H:%M") for t in times] == [
+        "Tue 09:30",
+        "Tue 09:30",
+    ]
 
 
 def test_a_bad_timezone_is_an_import_error_naming_the_key(tmp_path, monkeypatch):

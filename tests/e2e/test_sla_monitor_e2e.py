@@ -92,11 +92,16 @@ print("RESULT " + json.dumps(out))
 
 
 def _runs(env: dict[str, str], times: list[dt.datetime], mode: str = "run") -> list[dict]:
-    done = subprocess.run([PYTHON, "-c", _RUN, str(ROOT / "dags"), json.dumps([t.isoformat() for t in times]), mode],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [PYTHON, "-c", _RUN, str(ROOT / "dags"), json.dumps([t.isoformat() for t in times]), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"dag.test() failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    runs = json.loads(lines[-1][len("RESULT "):])
+    runs = json.loads(lines[-1][len("RESULT ") :])
     for run in runs:
         assert run["state"].endswith("success"), run
     return runs
@@ -104,41 +109,122 @@ def _runs(env: dict[str, str], times: list[dt.datetime], mode: str = "run") -> l
 
 def _seed(sb, store_url: str) -> dict[str, str]:
     seeded_at = dt.datetime(2026, 11, 17, 14, 0, tzinfo=dt.UTC)
-    manager_id, rep_id = sb.seed("User", [
-        {"FirstName": "Max", "LastName": "Manager", "Email": MANAGER["email"], "Username": "max@example.com",
-         "IsActive": True, "TimeZoneSidKey": "America/New_York"},
-        {"FirstName": "Rita", "LastName": "Rep", "Email": REP["email"], "Username": "rita@example.com",
-         "IsActive": True, "TimeZoneSidKey": "America/New_York"},
-    ])
-    (lead_id,) = sb.seed("Lead", [{"FirstName": "Ada", "LastName": "Lovelace", "Company": "Analytical Engines",
-                                   "Status": "SAL", "LeadSource": "Web", "OwnerId": rep_id,
-                                   "CreatedDate": seeded_at, "SystemModstamp": seeded_at,
-                                   "LastModifiedDate": seeded_at}])
+    manager_id, rep_id = sb.seed(
+        "User",
+        [
+            {
+                "FirstName": "Max",
+                "LastName": "Manager",
+                "Email": MANAGER["email"],
+                "Username": "max@example.com",
+                "IsActive": True,
+                "TimeZoneSidKey": "America/New_York",
+            },
+            {
+                "FirstName": "Rita",
+                "LastName": "Rep",
+                "Email": REP["email"],
+                "Username": "rita@example.com",
+                "IsActive": True,
+                "TimeZoneSidKey": "America/New_York",
+            },
+        ],
+    )
+    (lead_id,) = sb.seed(
+        "Lead",
+        [
+            {
+                "FirstName": "Ada",
+                "LastName": "Lovelace",
+                "Company": "Analytical Engines",
+                "Status": "SAL",
+                "LeadSource": "Web",
+                "OwnerId": rep_id,
+                "CreatedDate": seeded_at,
+                "SystemModstamp": seeded_at,
+                "LastModifiedDate": seeded_at,
+            }
+        ],
+    )
     engine = open_store(store_url)
     with engine.begin() as conn:
-        conn.execute(schema.users.insert(), [
-            {"user_id": manager_id, "name": "Max Manager", "email": MANAGER["email"], "manager_id": None,
-             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded_at},
-            {"user_id": rep_id, "name": "Rita Rep", "email": REP["email"], "manager_id": manager_id,
-             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded_at},
-        ])
-        conn.execute(schema.records.insert(), [{
-            "object_type": "Lead", "record_id": lead_id, "name": "Ada Lovelace", "company": "Analytical Engines",
-            "status": "SAL", "owner_id": rep_id, "lead_source": "Web", "created_at": seeded_at,
-            "modified_at": seeded_at, "fields": {"Status": "SAL", "OwnerId": rep_id}, "synced_at": seeded_at}])
-        conn.execute(schema.field_history.insert(), [{
-            "history_id": "017000000000001AAA", "object_type": "Lead", "record_id": lead_id, "field": "Status",
-            "old_value": "MQL", "new_value": "SAL", "changed_by": rep_id, "changed_at": SAL_AT}])
+        conn.execute(
+            schema.users.insert(),
+            [
+                {
+                    "user_id": manager_id,
+                    "name": "Max Manager",
+                    "email": MANAGER["email"],
+                    "manager_id": None,
+                    "team": "sdr_east",
+                    "timezone": "America/New_York",
+                    "fields": {},
+                    "synced_at": seeded_at,
+                },
+                {
+                    "user_id": rep_id,
+                    "name": "Rita Rep",
+                    "email": REP["email"],
+                    "manager_id": manager_id,
+                    "team": "sdr_east",
+                    "timezone": "America/New_York",
+                    "fields": {},
+                    "synced_at": seeded_at,
+                },
+            ],
+        )
+        conn.execute(
+            schema.records.insert(),
+            [
+                {
+                    "object_type": "Lead",
+                    "record_id": lead_id,
+                    "name": "Ada Lovelace",
+                    "company": "Analytical Engines",
+                    "status": "SAL",
+                    "owner_id": rep_id,
+                    "lead_source": "Web",
+                    "created_at": seeded_at,
+                    "modified_at": seeded_at,
+                    "fields": {"Status": "SAL", "OwnerId": rep_id},
+                    "synced_at": seeded_at,
+                }
+            ],
+        )
+        conn.execute(
+            schema.field_history.insert(),
+            [
+                {
+                    "history_id": "017000000000001AAA",
+                    "object_type": "Lead",
+                    "record_id": lead_id,
+                    "field": "Status",
+                    "old_value": "MQL",
+                    "new_value": "SAL",
+                    "changed_by": rep_id,
+                    "changed_at": SAL_AT,
+                }
+            ],
+        )
     engine.dispose()
     return {"lead": lead_id, "rep": rep_id, "manager": manager_id}
 
 
 def _snapshot(engine: sa.Engine, slack, sink) -> dict:
     with engine.connect() as conn:
-        outbox = sorted(tuple(r) for r in conn.execute(sa.select(
-            schema.outbox.c.idempotency_key, schema.outbox.c.status, schema.outbox.c.external_id)))
-        audit = conn.execute(sa.select(sa.func.count()).select_from(schema.audit)
-                             .where(schema.audit.c.event != "crm_write_conflict")).scalar()
+        outbox = sorted(
+            tuple(r)
+            for r in conn.execute(
+                sa.select(
+                    schema.outbox.c.idempotency_key, schema.outbox.c.status, schema.outbox.c.external_id
+                )
+            )
+        )
+        audit = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(schema.audit)
+            .where(schema.audit.c.event != "crm_write_conflict")
+        ).scalar()
     return {"outbox": outbox, "audit": audit, "slack": len(slack.messages()), "mail": len(sink.messages())}
 
 
@@ -156,12 +242,16 @@ def test_five_hours_of_a_lead_nobody_touches(salesforce_sandbox, airflow_env, tm
     for channel in ("#sales-leadership", "#marketing-leadership", "#revops", "#sdr-east"):
         slack.add_channel(channel, channel[1:])
     with slack, SmtpSink(tmp_path / "mail") as sink:
-        env = dict(airflow_env, LEADSLA_STORE_URL=store_url, REQUESTS_CA_BUNDLE=str(sb.ca_path),
-                   AIRFLOW_CONN_SALESFORCE_DEFAULT=sb.connection_json(),
-                   AIRFLOW_CONN_SLACK_API_DEFAULT=slack_connection(slack.base_url),
-                   AIRFLOW_CONN_SMTP_DEFAULT=smtp_connection(sink.port),
-                   LEADSLA_POLICY_PATH=str(ROOT / "include/config/sla_policy.flat.yaml"),
-                   LEADSLA_INSTANCE_URL="https://acme.my.salesforce.com")
+        env = dict(
+            airflow_env,
+            LEADSLA_STORE_URL=store_url,
+            REQUESTS_CA_BUNDLE=str(sb.ca_path),
+            AIRFLOW_CONN_SALESFORCE_DEFAULT=sb.connection_json(),
+            AIRFLOW_CONN_SLACK_API_DEFAULT=slack_connection(slack.base_url),
+            AIRFLOW_CONN_SMTP_DEFAULT=smtp_connection(sink.port),
+            LEADSLA_POLICY_PATH=str(ROOT / "include/config/sla_policy.flat.yaml"),
+            LEADSLA_INSTANCE_URL="https://acme.my.salesforce.com",
+        )
 
         _runs(env, RUN_TIMES[:3])  # 10:00, 11:00, 12:00: the 2 h warning is due at 12:00
         mail_to = [m["To"] for m in sink.messages()]
@@ -180,16 +270,35 @@ def test_five_hours_of_a_lead_nobody_touches(salesforce_sandbox, airflow_env, tm
         assert all(m["X-Priority"].startswith("1") for m in vp_mail)
         engine = open_store(store_url)
         with engine.connect() as conn:
-            events = [r.event for r in conn.execute(sa.select(schema.audit.c.event)
-                                                    .where(schema.audit.c.record_id == ids["lead"]))]
-            stored = conn.execute(sa.select(schema.records.c.owner_id, schema.records.c.lock_until)
-                                  .where(schema.records.c.record_id == ids["lead"])).one()
-            contexts = conn.execute(sa.select(schema.audit.c.dag_id, schema.audit.c.task_id,
-                                              schema.audit.c.try_number)
-                                    .where(schema.audit.c.event == "reassignment")).all()
-        assert stored.owner_id == ids["manager"] and stored.lock_until == SAL_AT + dt.timedelta(hours=4 + 24)  # breach instant + 24 h
-        assert {"clock_start", "checkpoint_due", "message_queued", "message_sent", "escalation", "reassignment",
-                "lock_set", "crm_write"} <= set(events)
+            events = [
+                r.event
+                for r in conn.execute(
+                    sa.select(schema.audit.c.event).where(schema.audit.c.record_id == ids["lead"])
+                )
+            ]
+            stored = conn.execute(
+                sa.select(schema.records.c.owner_id, schema.records.c.lock_until).where(
+                    schema.records.c.record_id == ids["lead"]
+                )
+            ).one()
+            contexts = conn.execute(
+                sa.select(schema.audit.c.dag_id, schema.audit.c.task_id, schema.audit.c.try_number).where(
+                    schema.audit.c.event == "reassignment"
+                )
+            ).all()
+        assert stored.owner_id == ids["manager"] and stored.lock_until == SAL_AT + dt.timedelta(
+            hours=4 + 24
+        )  # breach instant + 24 h
+        assert {
+            "clock_start",
+            "checkpoint_due",
+            "message_queued",
+            "message_sent",
+            "escalation",
+            "reassignment",
+            "lock_set",
+            "crm_write",
+        } <= set(events)
         assert contexts == [("sla_monitor", "escalate", 1)]
 
         before = _snapshot(engine, slack, sink)
@@ -198,8 +307,10 @@ def test_five_hours_of_a_lead_nobody_touches(salesforce_sandbox, airflow_env, tm
         assert all(try_number == 2 for r in cleared for _, try_number in r["tasks"].values()), cleared
         assert _snapshot(engine, slack, sink) == before  # nothing new reached Slack or the SMTP sink
         with engine.connect() as conn:
-            second = [r.event for r in conn.execute(sa.select(schema.audit.c.event)
-                                                    .where(schema.audit.c.try_number == 2))]
+            second = [
+                r.event
+                for r in conn.execute(sa.select(schema.audit.c.event).where(schema.audit.c.try_number == 2))
+            ]
         # Each cleared run evaluated again at its own time: the same clocks, every due checkpoint
         # found already handled, so it queued nothing and wrote nothing to the audit trail.
         assert all(r["evaluate"]["clocks"] == 1 and r["evaluate"]["queued"] == 0 for r in cleared), cleared

@@ -23,8 +23,14 @@ from tests.war_room_fixtures import JWT_SECRET, org
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PASSWORD = "war-room-s3cret"
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow")]
@@ -33,13 +39,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow")]
 def _airflow_env(home: Path, store_url: str) -> dict[str, str]:
     (home / "passwords.json").write_text(json.dumps({"vera": PASSWORD}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-               AIRFLOW__API_AUTH__JWT_SECRET=JWT_SECRET,
-               AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="vera:admin",
-               AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
-               LEADSLA_STORE_URL=store_url, PYTHONPATH=f"{ROOT / 'include'}{os.pathsep}{ROOT}")
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRFLOW__API_AUTH__JWT_SECRET=JWT_SECRET,
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="vera:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
+        LEADSLA_STORE_URL=store_url,
+        PYTHONPATH=f"{ROOT / 'include'}{os.pathsep}{ROOT}",
+    )
     return env
 
 
@@ -66,8 +76,13 @@ def api_server(tmp_path_factory):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = (home / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)], env=_airflow_env(home, store_url),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(port)],
+        env=_airflow_env(home, store_url),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -100,14 +115,21 @@ views, _ = plugins_manager._get_ui_plugins()
 print("RESULT " + json.dumps({"errors": errors, "plugins": [p.name for p in plugins],
       "apps": [[a["name"], a["url_prefix"], type(a["app"]).__name__] for a in apps], "views": views}))
 """
-    out = subprocess.run([sys.executable, "-c", code], env=_airflow_env(tmp_path, f"sqlite:///{tmp_path / 's.db'}"),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_airflow_env(tmp_path, f"sqlite:///{tmp_path / 's.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, out.stdout[-2000:] + out.stderr[-2000:]
     got = json.loads(line[7:])
     assert got["errors"] == {} and got["plugins"] == ["war_room"]
     assert got["apps"] == [["War Room", "/war-room", "FastAPI"]]
-    assert got["views"] == [{"name": "War Room", "href": "/war-room/", "url_route": "war-room", "destination": "nav"}]
+    assert got["views"] == [
+        {"name": "War Room", "href": "/war-room/", "url_route": "war-room", "destination": "nav"}
+    ]
 
 
 def test_log_in_filter_and_open_a_timeline(api_server):
@@ -145,13 +167,20 @@ def test_log_in_filter_and_open_a_timeline(api_server):
             page.wait_for_selector("#timeline")
             assert page.inner_text("#lead-name") == "<script>alert(1)</script>"
             events = page.locator("#timeline tr.event td:nth-child(2)").all_inner_texts()
-            assert events == ["clock_start", "clock_pause", "checkpoint_due", "message_sent", "escalation",
-                              "reassignment"]
+            assert events == [
+                "clock_start",
+                "clock_pause",
+                "checkpoint_due",
+                "message_sent",
+                "escalation",
+                "reassignment",
+            ]
             rules = page.locator("#timeline tr.event td.rule").all_inner_texts()
             assert rules[1] == "sales_touch.pause.out_of_hours" and rules[4] == "sales_touch.breach"
             link = page.locator("#timeline tr.message_sent a.task-run")
             assert link.get_attribute("href") == (
-                "/dags/sla_monitor/runs/scheduled__2026-11-20T12%3A00%3A00%2B00%3A00/tasks/deliver")
+                "/dags/sla_monitor/runs/scheduled__2026-11-20T12%3A00%3A00%2B00%3A00/tasks/deliver"
+            )
             assert dialogs == []  # the lead's name never ran as script
         finally:
             browser.close()

@@ -26,9 +26,16 @@ def clocks(team: str, started: int, breached: int, *, day: dt.datetime = DAY) ->
     rows = []
     for i in range(started):
         start = day + dt.timedelta(minutes=20 * i)
-        rows.append({"sla_id": "sales_touch", "record_id": f"00Q{team[4].upper()}{i:014d}", "clock_start": start,
-                     "team": team, "state": "breached" if i < breached else "running",
-                     "breached_at": start + dt.timedelta(hours=4) if i < breached else None})
+        rows.append(
+            {
+                "sla_id": "sales_touch",
+                "record_id": f"00Q{team[4].upper()}{i:014d}",
+                "clock_start": start,
+                "team": team,
+                "state": "breached" if i < breached else "running",
+                "breached_at": start + dt.timedelta(hours=4) if i < breached else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -36,11 +43,24 @@ def breach_actions(frame: pd.DataFrame, recipients) -> list[Action]:
     out = []
     for r in frame[frame["breached_at"].notna()].to_dict("records"):
         for rcpt in recipients:
-            payload = alert_payload("breach", lead={"id": r["record_id"], "name": "Ada <b>"},
-                                    team={"name": r["team"], "timezone": "America/New_York"})
-            out.append(Action("sales_touch", r["record_id"], r["clock_start"].to_pydatetime()
-                              if hasattr(r["clock_start"], "to_pydatetime") else r["clock_start"], "breach",
-                              rcpt, "email", payload))
+            payload = alert_payload(
+                "breach",
+                lead={"id": r["record_id"], "name": "Ada <b>"},
+                team={"name": r["team"], "timezone": "America/New_York"},
+            )
+            out.append(
+                Action(
+                    "sales_touch",
+                    r["record_id"],
+                    r["clock_start"].to_pydatetime()
+                    if hasattr(r["clock_start"], "to_pydatetime")
+                    else r["clock_start"],
+                    "breach",
+                    rcpt,
+                    "email",
+                    payload,
+                )
+            )
     return out
 
 
@@ -60,27 +80,47 @@ def test_one_capacity_alert_and_the_vp_breach_mails_roll_up_once(store) -> None:
     east, west = clocks("sdr_east", 10, 8), clocks("sdr_west", 10, 2)
     frame = pd.concat([east, west], ignore_index=True)
     with store.begin() as conn:
-        enqueue(conn, breach_actions(east, [*sorted(VPS), "rita.rep@example.com"]) + breach_actions(west, VPS), NOW,
-                CTX)
+        enqueue(
+            conn,
+            breach_actions(east, [*sorted(VPS), "rita.rep@example.com"]) + breach_actions(west, VPS),
+            NOW,
+            CTX,
+        )
         counts = roll_up_capacity(conn, frame, POLICY, NOW, CTX)
     assert counts == {"teams": 1, "alerts": 6, "rolled_up": 8 * 3}  # 3 VPs x (email + Slack channel)
     with store.connect() as conn:
-        rows = conn.execute(sa.select(outbox.c.checkpoint, outbox.c.recipient, outbox.c.status, outbox.c.payload,
-                                      outbox.c.channel)).all()
-        events = conn.execute(sa.select(audit.c.event, audit.c.detail).where(
-            audit.c.event.in_(["capacity_alert", "message_rolled_up"]))).all()
+        rows = conn.execute(
+            sa.select(
+                outbox.c.checkpoint, outbox.c.recipient, outbox.c.status, outbox.c.payload, outbox.c.channel
+            )
+        ).all()
+        events = conn.execute(
+            sa.select(audit.c.event, audit.c.detail).where(
+                audit.c.event.in_(["capacity_alert", "message_rolled_up"])
+            )
+        ).all()
     alerts = [r for r in rows if r.checkpoint == "capacity"]
     assert {(r.channel, r.recipient) for r in alerts} == {("email", v) for v in VPS} | {
-        ("slack", "#sales-leadership"), ("slack", "#marketing-leadership"), ("slack", "#revops")}
+        ("slack", "#sales-leadership"),
+        ("slack", "#marketing-leadership"),
+        ("slack", "#revops"),
+    }
     lines = " ".join(alerts[0].payload["lines"])
     assert alerts[0].payload["subject"] == "sdr_east" and "8 of 10" in lines and "80%" in lines
     assert "between 09:00 and 12:00" in lines and "America/New_York" in lines  # the hours, in the team's zone
     rolled = [r for r in rows if r.status == "rolled_up"]
     assert len(rolled) == 24 and {r.recipient for r in rolled} == VPS
     assert all(r.payload["team"]["name"] == "sdr_east" for r in rolled)
-    assert sum(r.status == "pending" and r.recipient == "rita.rep@example.com" for r in rows) == 8  # reps still told
-    assert sum(r.status == "pending" and r.payload.get("team", {}).get("name") == "sdr_west" for r in rows) == 6
-    assert sum(e == "message_rolled_up" for e, _ in events) == 24 and sum(e == "capacity_alert" for e, _ in events) == 6
+    assert (
+        sum(r.status == "pending" and r.recipient == "rita.rep@example.com" for r in rows) == 8
+    )  # reps still told
+    assert (
+        sum(r.status == "pending" and r.payload.get("team", {}).get("name") == "sdr_west" for r in rows) == 6
+    )
+    assert (
+        sum(e == "message_rolled_up" for e, _ in events) == 24
+        and sum(e == "capacity_alert" for e, _ in events) == 6
+    )
     assert all(d["capacity_key"] for e, d in events if e == "message_rolled_up" and d["channel"] == "email")
     # A later breach of the same team the same day: no second alert, its VP mails roll up too.
     more = clocks("sdr_east", 11, 9)

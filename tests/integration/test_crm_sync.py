@@ -47,17 +47,27 @@ def client() -> SalesforceClient:
 
 
 def seed_leads(sf, n: int, start: dt.datetime) -> list[str]:
-    return sf.seed("Lead", [
-        {"LastName": f"Lead {i}", "Company": "O'Brien \\ Sons", "Status": "MQL",
-         "CreatedDate": start, "SystemModstamp": start + dt.timedelta(seconds=i)}
-        for i in range(n)
-    ])
+    return sf.seed(
+        "Lead",
+        [
+            {
+                "LastName": f"Lead {i}",
+                "Company": "O'Brien \\ Sons",
+                "Status": "MQL",
+                "CreatedDate": start,
+                "SystemModstamp": start + dt.timedelta(seconds=i),
+            }
+            for i in range(n)
+        ],
+    )
 
 
 def store_leads(engine) -> dict[str, sa.Row]:
     with engine.connect() as conn:
-        return {r.record_id: r for r in conn.execute(
-            sa.select(schema.records).where(schema.records.c.object_type == "Lead"))}
+        return {
+            r.record_id: r
+            for r in conn.execute(sa.select(schema.records).where(schema.records.c.object_type == "Lead"))
+        }
 
 
 def test_backfill_incremental_deletes_history_and_idempotent_rerun(sf, store, crm_mapping):
@@ -78,9 +88,12 @@ def test_backfill_incremental_deletes_history_and_idempotent_rerun(sf, store, cr
     assert leads[ids[4]].is_deleted is True
     assert second.objects[0].changed == 2 and second.objects[0].deleted == 1
     with store.connect() as conn:
-        history = conn.execute(sa.select(schema.field_history).where(
-            schema.field_history.c.record_id == ids[3])).all()
-    assert [(h.field, h.old_value, h.new_value) for h in history if h.field == "Status"] == [("Status", "MQL", "SAL")]
+        history = conn.execute(
+            sa.select(schema.field_history).where(schema.field_history.c.record_id == ids[3])
+        ).all()
+    assert [(h.field, h.old_value, h.new_value) for h in history if h.field == "Status"] == [
+        ("Status", "MQL", "SAL")
+    ]
 
     before = {k: (v.status, v.is_deleted, v.modified_at) for k, v in store_leads(store).items()}
     third = sync.sync_group(client(), store, crm_mapping, "leads", force=True)
@@ -163,13 +176,25 @@ def test_writeback_only_when_changed(sf, engine, crm_mapping):
     ids, as_of = _synced(sf, engine, crm_mapping)
     due = dt.datetime(2030, 1, 2, 15, 0, tzinfo=dt.UTC)
     c = client()
-    result = writeback.stamp(c, engine, crm_mapping, {i: {"sla_status": "Warning", "sla_due": due} for i in ids},
-                             as_of=as_of, context=CTX)
+    result = writeback.stamp(
+        c,
+        engine,
+        crm_mapping,
+        {i: {"sla_status": "Warning", "sla_due": due} for i in ids},
+        as_of=as_of,
+        context=CTX,
+    )
     assert sorted(result.written) == sorted(ids)
     assert c.usage().calls == 2  # one LastModifiedDate pre-check query + one composite call for all three
     assert sf.get("Lead", ids[0])["SLA_Status__c"] == "Warning"
-    again = writeback.stamp(c, engine, crm_mapping, {i: {"sla_status": "Warning", "sla_due": due} for i in ids},
-                            as_of=as_of, context=CTX)
+    again = writeback.stamp(
+        c,
+        engine,
+        crm_mapping,
+        {i: {"sla_status": "Warning", "sla_due": due} for i in ids},
+        as_of=as_of,
+        context=CTX,
+    )
     assert again.written == [] and sorted(again.unchanged) == sorted(ids)
     assert c.usage().calls == 2  # nothing differed: no call at all
     assert len(_audit(engine, "crm_write")) == 3
@@ -178,8 +203,9 @@ def test_writeback_only_when_changed(sf, engine, crm_mapping):
 def test_writeback_retries_unable_to_lock_row(sf, engine, crm_mapping):
     ids, as_of = _synced(sf, engine, crm_mapping)
     sf.inject_fault("UNABLE_TO_LOCK_ROW", endpoint="composite", times=1)
-    result = writeback.stamp(client(), engine, crm_mapping, {ids[0]: {"sla_breach": True}}, as_of=as_of,
-                             context=CTX, retry=FAST)
+    result = writeback.stamp(
+        client(), engine, crm_mapping, {ids[0]: {"sla_breach": True}}, as_of=as_of, context=CTX, retry=FAST
+    )
     assert result.written == [ids[0]] and not result.failed
     assert sf.get("Lead", ids[0])["SLA_Breach__c"] is True
 
@@ -196,8 +222,9 @@ def test_writeback_conflict_rereads_and_redecides(sf, engine, crm_mapping, prech
         return None if current.get("Status") == "SAL" else wanted
 
     wanted = {i: {"sla_status": "Breached"} for i in ids}
-    result = writeback.stamp(client(), engine, crm_mapping, wanted, as_of=as_of, context=CTX, precheck=precheck,
-                             decide=decide)
+    result = writeback.stamp(
+        client(), engine, crm_mapping, wanted, as_of=as_of, context=CTX, precheck=precheck, decide=decide
+    )
     assert result.conflicts == [ids[0]] and result.left == [ids[0]]
     assert sorted(result.written) == sorted(ids[1:])
     assert sf.get("Lead", ids[0]).get("SLA_Status__c") is None  # not overwritten
@@ -207,19 +234,45 @@ def test_writeback_conflict_rereads_and_redecides(sf, engine, crm_mapping, prech
 
     # a decide that still wants the write gets it, conditional on the re-read
     sf.update("Lead", ids[0], {"Status": "SQL"}, now=as_of + dt.timedelta(seconds=6))
-    again = writeback.stamp(client(), engine, crm_mapping, {ids[0]: {"sla_status": "Met"}}, as_of=as_of,
-                            context=CTX, decide=lambda rid, w, cur: w, precheck=precheck)
+    again = writeback.stamp(
+        client(),
+        engine,
+        crm_mapping,
+        {ids[0]: {"sla_status": "Met"}},
+        as_of=as_of,
+        context=CTX,
+        decide=lambda rid, w, cur: w,
+        precheck=precheck,
+    )
     assert again.written == [ids[0]] and again.conflicts == [ids[0]]
     assert sf.get("Lead", ids[0])["SLA_Status__c"] == "Met"
 
 
 def test_org_group_lands_users_queues_opportunities(sf, engine, crm_mapping):
-    user = sf.create("User", {"Username": "a@x", "Name": "Ann Rep", "LastName": "Rep", "Email": "a@x.io",
-                              "IsActive": True, "TimeZoneSidKey": "Europe/London", "Team__c": "EMEA"})
+    user = sf.create(
+        "User",
+        {
+            "Username": "a@x",
+            "Name": "Ann Rep",
+            "LastName": "Rep",
+            "Email": "a@x.io",
+            "IsActive": True,
+            "TimeZoneSidKey": "Europe/London",
+            "Team__c": "EMEA",
+        },
+    )
     queue = sf.create("Group", {"Name": "Breached SLA", "DeveloperName": "Breached_SLA", "Type": "Queue"})
     acct = sf.create("Account", {"Name": "Acme", "Tier__c": "Tier 1", "CS_Owner__c": user})
-    opp = sf.create("Opportunity", {"Name": "Acme deal", "AccountId": acct, "StageName": "Prospecting",
-                                    "CloseDate": "2030-01-31", "OwnerId": user})
+    opp = sf.create(
+        "Opportunity",
+        {
+            "Name": "Acme deal",
+            "AccountId": acct,
+            "StageName": "Prospecting",
+            "CloseDate": "2030-01-31",
+            "OwnerId": user,
+        },
+    )
     sf.update("Opportunity", opp, {"StageName": "Proposal"})
     summary = sync.sync_group(client(), engine, crm_mapping, "org", force=True)
     assert summary.status == "success", summary.message
@@ -228,7 +281,9 @@ def test_org_group_lands_users_queues_opportunities(sf, engine, crm_mapping):
         users = {r.user_id: r for r in conn.execute(sa.select(schema.users))}
         queues = {r.queue_id: r for r in conn.execute(sa.select(schema.queues))}
         recs = {r.record_id: r for r in conn.execute(sa.select(schema.records))}
-        hist = conn.execute(sa.select(schema.field_history).where(schema.field_history.c.record_id == opp)).all()
+        hist = conn.execute(
+            sa.select(schema.field_history).where(schema.field_history.c.record_id == opp)
+        ).all()
     assert users[user].timezone == "Europe/London" and users[user].team == "EMEA"
     assert queues[queue].name == "Breached SLA"
     assert recs[acct].account_tier == "Tier 1" and recs[acct].fields["CS_Owner__c"] == user

@@ -37,11 +37,12 @@ print("RESULT " + json.dumps({"state": str(run.state), "events": events,
 
 
 def _dag_test(env: dict[str, str]) -> dict:
-    done = subprocess.run([PYTHON, "-c", _RUN, str(ROOT / "dags")], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [PYTHON, "-c", _RUN, str(ROOT / "dags")], env=env, capture_output=True, text=True, timeout=300
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"dag.test() failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 @pytest.mark.slow
@@ -49,11 +50,20 @@ def _dag_test(env: dict[str, str]) -> dict:
 def test_crm_sync_dag_runs_and_emits_the_asset_only_on_change(salesforce_sandbox, airflow_env, tmp_path):  # noqa: F811
     sb = salesforce_sandbox
     t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    ids = sb.seed("Lead", [{"LastName": f"L{i}", "Company": "Acme", "Status": "MQL", "CreatedDate": t0,
-                            "SystemModstamp": t0} for i in range(12)])
+    ids = sb.seed(
+        "Lead",
+        [
+            {"LastName": f"L{i}", "Company": "Acme", "Status": "MQL", "CreatedDate": t0, "SystemModstamp": t0}
+            for i in range(12)
+        ],
+    )
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
-    env = dict(airflow_env, LEADSLA_STORE_URL=store_url, REQUESTS_CA_BUNDLE=str(sb.ca_path),
-               AIRFLOW_CONN_SALESFORCE_DEFAULT=sb.connection_json())
+    env = dict(
+        airflow_env,
+        LEADSLA_STORE_URL=store_url,
+        REQUESTS_CA_BUNDLE=str(sb.ca_path),
+        AIRFLOW_CONN_SALESFORCE_DEFAULT=sb.connection_json(),
+    )
 
     first = _dag_test(env)
     assert first["state"].endswith("success"), first
@@ -71,8 +81,11 @@ def test_crm_sync_dag_runs_and_emits_the_asset_only_on_change(salesforce_sandbox
     assert second["tasks"]["sync_org"].endswith("success"), second
     assert second["events"] == 1
     with engine.connect() as conn:
-        last = conn.execute(sa.select(schema.sync_runs).where(schema.sync_runs.c.group_name == "leads")
-                            .order_by(schema.sync_runs.c.sync_id.desc())).first()
+        last = conn.execute(
+            sa.select(schema.sync_runs)
+            .where(schema.sync_runs.c.group_name == "leads")
+            .order_by(schema.sync_runs.c.sync_id.desc())
+        ).first()
     assert last.records_changed == 0 and last.api_calls == 4
 
     # the org's allowance is spent: the sync ends skipped (not failed), the watermark stays
@@ -83,7 +96,13 @@ def test_crm_sync_dag_runs_and_emits_the_asset_only_on_change(salesforce_sandbox
     assert third["tasks"]["report"].endswith("success"), third
     assert third["tasks"]["publish"].endswith("skipped"), third
     with engine.connect() as conn:
-        statuses = [r.status for r in conn.execute(sa.select(schema.sync_runs.c.status).where(
-            schema.sync_runs.c.group_name == "leads").order_by(schema.sync_runs.c.sync_id))]
+        statuses = [
+            r.status
+            for r in conn.execute(
+                sa.select(schema.sync_runs.c.status)
+                .where(schema.sync_runs.c.group_name == "leads")
+                .order_by(schema.sync_runs.c.sync_id)
+            )
+        ]
     assert statuses[-1] == "limited"
     engine.dispose()

@@ -41,22 +41,37 @@ def engine(tmp_path):
 
 
 def queue(engine, n: int = 1, channel: str = "slack") -> None:
-    actions = [Action("mql_to_sal", f"00Q00000000000{i}AAA", CLOCK_START, "warn_50", REP["email"], channel,
-                      alert_payload()) for i in range(n)]
+    actions = [
+        Action(
+            "mql_to_sal",
+            f"00Q00000000000{i}AAA",
+            CLOCK_START,
+            "warn_50",
+            REP["email"],
+            channel,
+            alert_payload(),
+        )
+        for i in range(n)
+    ]
     with engine.begin() as conn:
         enqueue(conn, actions, T, CTX)
 
 
 def rows(engine):
     with engine.connect() as conn:
-        return conn.execute(sa.select(outbox.c.status, outbox.c.attempts, outbox.c.claimed_until)
-                            .order_by(outbox.c.outbox_id)).all()
+        return conn.execute(
+            sa.select(outbox.c.status, outbox.c.attempts, outbox.c.claimed_until).order_by(outbox.c.outbox_id)
+        ).all()
 
 
 def events(engine, name: str) -> list[dict]:
     with engine.connect() as conn:
-        return [d for (d,) in conn.execute(sa.select(audit.c.detail).where(audit.c.event == name)
-                                            .order_by(audit.c.audit_id))]
+        return [
+            d
+            for (d,) in conn.execute(
+                sa.select(audit.c.detail).where(audit.c.event == name).order_by(audit.c.audit_id)
+            )
+        ]
 
 
 def test_a_failed_send_is_retried_within_the_same_try(engine, slack_api) -> None:
@@ -96,7 +111,9 @@ def test_nothing_due_within_the_budget_ends_the_try(engine, slack_api) -> None:
     with engine.begin() as conn:
         claim(conn, T, dt.timedelta(minutes=5), 10)  # held well past the budget
     sim = SimClock()
-    assert deliver_due(engine, T, CTX, budget=BUDGET, monotonic=sim.monotonic, sleep=sim.sleep)["claimed"] == 0
+    assert (
+        deliver_due(engine, T, CTX, budget=BUDGET, monotonic=sim.monotonic, sleep=sim.sleep)["claimed"] == 0
+    )
     assert sim.sleeps == []
 
 
@@ -119,7 +136,9 @@ def test_rows_claimed_but_not_sent_when_the_budget_ends_are_handed_back_untried(
     queue(engine, 3)
     sim = SimClock()
     sender = SlowSender(sim, 21)
-    summary = deliver_due(engine, T, CTX, budget=BUDGET, slack=sender, monotonic=sim.monotonic, sleep=sim.sleep)
+    summary = deliver_due(
+        engine, T, CTX, budget=BUDGET, slack=sender, monotonic=sim.monotonic, sleep=sim.sleep
+    )
     assert summary["delivered"] == 2 and summary["released"] == 1 and summary["claimed"] == 2
     assert [(r.status, r.attempts, r.claimed_until) for r in rows(engine)][2] == ("pending", 0, None)
     # every send was given its lease minus the margin, from the renewal just before it
@@ -129,8 +148,14 @@ def test_rows_claimed_but_not_sent_when_the_budget_ends_are_handed_back_untried(
 def test_a_send_that_outlives_its_lease_is_reported_not_hidden(engine) -> None:
     queue(engine)
     sim = SimClock()
-    summary = deliver_due(engine, T, CTX, slack=SlowSender(sim, DEFAULT_LEASE.total_seconds() + 1),
-                          monotonic=sim.monotonic, sleep=sim.sleep)
+    summary = deliver_due(
+        engine,
+        T,
+        CTX,
+        slack=SlowSender(sim, DEFAULT_LEASE.total_seconds() + 1),
+        monotonic=sim.monotonic,
+        sleep=sim.sleep,
+    )
     assert summary["delivered"] == 1 and summary["lease_overrun"] == 1
     assert events(engine, "message_sent")[0]["lease_overrun"] is True
 

@@ -35,8 +35,15 @@ def engine_at(tmp_path):
 
 
 def action(i: int, channel: str, recipient: dict = REP) -> Action:
-    return Action("mql_to_sal", f"00Q00000000000{i}AAA", CLOCK_START, "warn_50", recipient["email"], channel,
-                  alert_payload())
+    return Action(
+        "mql_to_sal",
+        f"00Q00000000000{i}AAA",
+        CLOCK_START,
+        "warn_50",
+        recipient["email"],
+        channel,
+        alert_payload(),
+    )
 
 
 def rows(engine):
@@ -46,11 +53,17 @@ def rows(engine):
 
 def events(engine, name: str) -> list[tuple[dt.datetime, dict]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.select(audit.c.at, audit.c.detail)
-                                               .where(audit.c.event == name).order_by(audit.c.audit_id))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.select(audit.c.at, audit.c.detail).where(audit.c.event == name).order_by(audit.c.audit_id)
+            )
+        ]
 
 
-def test_a_429_puts_the_row_back_for_exactly_retry_after_uncounted_while_others_go_on(tmp_path, slack_api) -> None:
+def test_a_429_puts_the_row_back_for_exactly_retry_after_uncounted_while_others_go_on(
+    tmp_path, slack_api
+) -> None:
     engine = engine_at(tmp_path)
     with engine.begin() as conn:
         enqueue(conn, [action(1, "slack", REP), action(2, "slack", MANAGER)], T, CTX)
@@ -71,8 +84,9 @@ def test_a_429_puts_the_row_back_for_exactly_retry_after_uncounted_while_others_
     assert (first.status, first.attempts, second.attempts) == ("delivered", 1, 1)
 
 
-def test_smtp_down_trips_the_breaker_rows_wait_uncounted_and_go_once_when_it_is_back(tmp_path, smtp_sink,
-                                                                                    slack_api) -> None:
+def test_smtp_down_trips_the_breaker_rows_wait_uncounted_and_go_once_when_it_is_back(
+    tmp_path, smtp_sink, slack_api
+) -> None:
     engine = engine_at(tmp_path)
     with engine.begin() as conn:
         enqueue(conn, [action(i, "email") for i in range(5)] + [action(9, "slack")], T, CTX)
@@ -143,8 +157,19 @@ def test_a_deferral_after_the_lease_was_lost_changes_and_audits_nothing(tmp_path
         [mine] = claim(conn, T, DEFAULT_LEASE, 10)
         # The lease lapsed and another worker claimed the row.
         conn.execute(outbox.update().values(claimed_until=T + 2 * DEFAULT_LEASE))
-        assert defer(conn, mine, T + dt.timedelta(seconds=1), T, CTX, reason="rate_limited", error="429",
-                     uncount=True) is False
+        assert (
+            defer(
+                conn,
+                mine,
+                T + dt.timedelta(seconds=1),
+                T,
+                CTX,
+                reason="rate_limited",
+                error="429",
+                uncount=True,
+            )
+            is False
+        )
     assert events(engine, "message_deferred") == []
     [row] = rows(engine)
     assert row.claimed_until == T + 2 * DEFAULT_LEASE and row.attempts == 1

@@ -21,11 +21,27 @@ CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="evaluate",
 
 
 def warnings_for(n: int, channel: str = "email", *, start: int = 0, kind: str = "warning") -> list[Action]:
-    return [Action("mql_to_sal", f"00Q{i:015d}", CLOCK_START, "warn_50" if kind == "warning" else "breach",
-                   REP["email"], channel,
-                   alert_payload(kind, name=f"Lead {i} <!here>", lead={"id": f"00Q{i:015d}", "name": f"Lead {i} <!here>",
-                                                                      "company": "Co & Sons", "tier": "High-Intent"}))
-            for i in range(start, start + n)]
+    return [
+        Action(
+            "mql_to_sal",
+            f"00Q{i:015d}",
+            CLOCK_START,
+            "warn_50" if kind == "warning" else "breach",
+            REP["email"],
+            channel,
+            alert_payload(
+                kind,
+                name=f"Lead {i} <!here>",
+                lead={
+                    "id": f"00Q{i:015d}",
+                    "name": f"Lead {i} <!here>",
+                    "company": "Co & Sons",
+                    "tier": "High-Intent",
+                },
+            ),
+        )
+        for i in range(start, start + n)
+    ]
 
 
 def statuses(engine) -> dict[str, int]:
@@ -41,14 +57,28 @@ def test_beyond_the_limit_one_digest_replaces_the_rest_and_a_rerun_adds_nothing(
     # 2 breaches count against the 5 but are never held: 3 warnings go alone, 5 into one digest.
     assert statuses(store) == {"pending": 2 + 3 + 1, "digested": 5}
     with store.connect() as conn:
-        digested = conn.execute(sa.select(outbox.c.idempotency_key).where(outbox.c.status == "digested")
-                                .order_by(outbox.c.outbox_id)).scalars().all()
+        digested = (
+            conn.execute(
+                sa.select(outbox.c.idempotency_key)
+                .where(outbox.c.status == "digested")
+                .order_by(outbox.c.outbox_id)
+            )
+            .scalars()
+            .all()
+        )
         row = conn.execute(sa.select(outbox).where(outbox.c.idempotency_key == key)).one()
-        events = conn.execute(sa.select(audit.c.event, audit.c.detail).where(
-            audit.c.event.in_(["message_digested", "message_queued"]), audit.c.checkpoint.in_(["digest", "warn_50"]))
+        events = conn.execute(
+            sa.select(audit.c.event, audit.c.detail).where(
+                audit.c.event.in_(["message_digested", "message_queued"]),
+                audit.c.checkpoint.in_(["digest", "warn_50"]),
+            )
         ).all()
     assert key == digest_key(REP["email"], "email", digested)
-    assert row.payload["kind"] == "digest" and row.payload["replaces"] == digested and len(row.payload["items"]) == 5
+    assert (
+        row.payload["kind"] == "digest"
+        and row.payload["replaces"] == digested
+        and len(row.payload["items"]) == 5
+    )
     assert {d["digest_key"] for e, d in events if e == "message_digested"} == {key}
     assert sum(e == "message_digested" for e, _ in events) == 5
     with store.begin() as conn:  # the next run (or a retry) of the monitor
@@ -58,8 +88,19 @@ def test_beyond_the_limit_one_digest_replaces_the_rest_and_a_rerun_adds_nothing(
 
 def test_breaches_claimed_rows_and_quiet_hours_are_never_digested(store) -> None:
     later = T + dt.timedelta(hours=10)
-    quiet = [Action(a.sla_id, a.record_id, a.clock_start, a.checkpoint, a.recipient, a.channel, a.payload,
-                    not_before=later) for a in warnings_for(3, start=50)]
+    quiet = [
+        Action(
+            a.sla_id,
+            a.record_id,
+            a.clock_start,
+            a.checkpoint,
+            a.recipient,
+            a.channel,
+            a.payload,
+            not_before=later,
+        )
+        for a in warnings_for(3, start=50)
+    ]
     with store.begin() as conn:
         enqueue(conn, warnings_for(6, kind="breach", start=10) + warnings_for(3) + quiet, T, CTX)
         claimed = claim(conn, T, dt.timedelta(seconds=60), 1)  # one warning is being sent right now
@@ -84,8 +125,11 @@ def test_delivered_messages_in_the_window_count_and_older_ones_do_not(store) -> 
     with store.begin() as conn:
         enqueue(conn, warnings_for(5), T, CTX)
         rows = claim(conn, T, dt.timedelta(seconds=60), 10)
-        conn.execute(outbox.update().where(outbox.c.outbox_id.in_([r.outbox_id for r in rows]))
-                     .values(status="delivered", delivered_at=T, claimed_until=None))
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.outbox_id.in_([r.outbox_id for r in rows]))
+            .values(status="delivered", delivered_at=T, claimed_until=None)
+        )
     soon, late = T + dt.timedelta(minutes=5), T + dt.timedelta(minutes=30)
     with store.begin() as conn:
         enqueue(conn, warnings_for(2, start=20), soon, CTX)

@@ -33,8 +33,10 @@ def engine(tmp_path):
 
 
 def queue(engine, items, checkpoint="warn_50"):
-    actions = [Action("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "email", payload)
-               for rcpt, payload in items]
+    actions = [
+        Action("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "email", payload)
+        for rcpt, payload in items
+    ]
     with engine.begin() as conn:
         return enqueue(conn, actions, T, CTX)
 
@@ -50,7 +52,9 @@ def test_warning_uses_the_seed_wording_in_text_and_html(engine, smtp_sink) -> No
     text, html = parts(msg)
     seed = "Alert: High-Intent Lead Ada Lovelace assigned 2 hours ago. 2 hours remain to meet the SLA."
     assert text.startswith(seed) and seed in html
-    assert msg["To"] == "rita.rep@example.com" and msg["Message-ID"] == message_id(key, "sla-monitor@leadsla.example")
+    assert msg["To"] == "rita.rep@example.com" and msg["Message-ID"] == message_id(
+        key, "sla-monitor@leadsla.example"
+    )
     assert "Mon 9 Mar 2026, 14:00 EDT" in text and "America/New_York" in text
     assert "https://acme.my.salesforce.com/lightning/r/Lead/00Q000000000001AAA/view" in html
     assert msg["X-Priority"] is None and msg["Importance"] is None
@@ -59,8 +63,14 @@ def test_warning_uses_the_seed_wording_in_text_and_html(engine, smtp_sink) -> No
 
 
 def test_breach_to_the_vps_is_high_priority_with_team_and_utc_times(engine, smtp_sink) -> None:
-    queue(engine, [(vp, alert_payload("breach", recipient={"name": vp, "email": vp, "timezone": "Europe/Berlin"}))
-                   for vp in VPS], checkpoint="breach")
+    queue(
+        engine,
+        [
+            (vp, alert_payload("breach", recipient={"name": vp, "email": vp, "timezone": "Europe/Berlin"}))
+            for vp in VPS
+        ],
+        checkpoint="breach",
+    )
     assert deliver_due(engine, T, CTX)["delivered"] == 3
     msgs = smtp_sink.messages()
     assert sorted(m["To"] for m in msgs) == sorted(VPS)
@@ -70,14 +80,25 @@ def test_breach_to_the_vps_is_high_priority_with_team_and_utc_times(engine, smtp
         text, html = parts(msg)
         assert "Ada Lovelace" in msg["Subject"] and "Rita Rep" in msg["Subject"]
         # 18:00 UTC breach, shown in the team's zone (New York) and UTC.
-        assert "Breached at:       Mon 9 Mar 2026, 14:00 EDT (America/New_York) / 2026-03-09 18:00 UTC" in text
+        assert (
+            "Breached at:       Mon 9 Mar 2026, 14:00 EDT (America/New_York) / 2026-03-09 18:00 UTC" in text
+        )
         assert "14:00 EDT" in html and "2026-03-09 18:00 UTC" in html and "Rita Rep" in html
 
 
 def test_html_autoescapes_a_lead_named_script(engine, smtp_sink) -> None:
     evil = '<script>alert("x")</script>'
-    queue(engine, [("rita.rep@example.com", alert_payload(name=evil, lead={
-        "id": "00Q000000000001AAA", "name": evil, "company": "<b>Bold</b> & Co"}))])
+    queue(
+        engine,
+        [
+            (
+                "rita.rep@example.com",
+                alert_payload(
+                    name=evil, lead={"id": "00Q000000000001AAA", "name": evil, "company": "<b>Bold</b> & Co"}
+                ),
+            )
+        ],
+    )
     deliver_due(engine, T, CTX)
     [msg] = smtp_sink.messages()
     text, html = parts(msg)
@@ -95,7 +116,8 @@ def test_smtp_down_keeps_the_mail_queued_and_delivers_later(engine, smtp_sink) -
     assert summary["channel_down"] == 1 and summary["retry"] == 0 and summary["delivered"] == 0
     with engine.connect() as conn:
         status, error, not_before, attempts = conn.execute(
-            sa.select(outbox.c.status, outbox.c.last_error, outbox.c.not_before, outbox.c.attempts)).one()
+            sa.select(outbox.c.status, outbox.c.last_error, outbox.c.not_before, outbox.c.attempts)
+        ).one()
     assert status == "pending" and "SMTP unreachable" in error and not_before == T and attempts == 0
     smtp_sink.up()
     assert deliver_due(engine, T + dt.timedelta(seconds=1), CTX)["delivered"] == 1  # due at once
@@ -104,12 +126,20 @@ def test_smtp_down_keeps_the_mail_queued_and_delivers_later(engine, smtp_sink) -
 
 def test_dropped_session_is_reopened_within_the_run(engine, smtp_sink) -> None:
     manager = {"name": "Max Manager", "email": "max.manager@example.com", "timezone": "Europe/London"}
-    queue(engine, [("rita.rep@example.com", alert_payload()),
-                   ("max.manager@example.com", alert_payload(recipient=manager))])
+    queue(
+        engine,
+        [
+            ("rita.rep@example.com", alert_payload()),
+            ("max.manager@example.com", alert_payload(recipient=manager)),
+        ],
+    )
     smtp_sink.disconnect(2)  # two drops: the first row's first two sends
     summary = deliver_due(engine, T, CTX)
     assert summary["delivered"] == 2 and summary["retry"] == 0  # reopened and sent again, no minute lost
-    assert sorted(m["To"] for m in smtp_sink.messages()) == ["max.manager@example.com", "rita.rep@example.com"]
+    assert sorted(m["To"] for m in smtp_sink.messages()) == [
+        "max.manager@example.com",
+        "rita.rep@example.com",
+    ]
 
 
 def test_a_session_dropped_every_time_leaves_the_row_for_the_next_run(engine, smtp_sink) -> None:
@@ -143,19 +173,25 @@ def test_lost_250_reply_is_the_same_window(engine, smtp_sink) -> None:
     assert len(msgs) == 2 and len({m["Message-ID"] for m in msgs}) == 1
 
 
-def test_a_server_that_refuses_our_login_is_a_failed_attempt_not_an_outage(engine, smtp_sink, monkeypatch) -> None:
+def test_a_server_that_refuses_our_login_is_a_failed_attempt_not_an_outage(
+    engine, smtp_sink, monkeypatch
+) -> None:
     # Reached but refused (here: credentials configured, the server offers no AUTH): a fault of the
     # configuration that must show up as failed attempts, never hide behind the breaker forever.
     conn = json.loads(smtp_connection(smtp_sink.port))
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({**conn, "login": "alerts", "password": "s3cret"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({**conn, "login": "alerts", "password": "s3cret"})
+    )
     queue(engine, [("rita.rep@example.com", alert_payload())])
     summary = deliver_due(engine, T, CTX)
     assert summary["retry"] == 1 and summary.get("channel_down", 0) == 0 and summary["delivered"] == 0
     with engine.connect() as conn_:
-        status, error, attempts = conn_.execute(sa.select(outbox.c.status, outbox.c.last_error,
-                                                          outbox.c.attempts)).one()
-        failed = conn_.execute(sa.select(sa.func.count()).select_from(audit)
-                               .where(audit.c.event == "message_failed")).scalar()
+        status, error, attempts = conn_.execute(
+            sa.select(outbox.c.status, outbox.c.last_error, outbox.c.attempts)
+        ).one()
+        failed = conn_.execute(
+            sa.select(sa.func.count()).select_from(audit).where(audit.c.event == "message_failed")
+        ).scalar()
     assert status == "pending" and attempts == 1 and failed == 1
     assert "could not be opened" in error and "s3cret" not in error
     assert smtp_sink.messages() == []
@@ -168,7 +204,9 @@ def test_only_an_unreachable_server_is_an_outage() -> None:
     from leadsla.notify.email import _permanent_refusal, _unreachable
 
     assert _unreachable(ConnectionRefusedError(111, "refused")) and _unreachable(TimeoutError())
-    assert _unreachable(smtplib.SMTPServerDisconnected("gone")) and _unreachable(smtplib.SMTPConnectError(421, b"busy"))
+    assert _unreachable(smtplib.SMTPServerDisconnected("gone")) and _unreachable(
+        smtplib.SMTPConnectError(421, b"busy")
+    )
     assert not _unreachable(ssl.SSLCertVerificationError("self-signed certificate"))
     bad_login = smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials")
     assert not _unreachable(bad_login) and _permanent_refusal(bad_login)

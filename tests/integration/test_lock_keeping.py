@@ -31,16 +31,56 @@ def org(salesforce_sandbox, tmp_path):  # noqa: F811
     """A manager, a rep, an assignment-rule user and a lead owned by the rep, synced to a store."""
     sb = salesforce_sandbox
     t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=6)
-    manager, rule_user = sb.seed("User", [
-        {"FirstName": "Max", "LastName": "Manager", "Email": "max.manager@example.com", "Username": "max@x.com",
-         "IsActive": True, "TimeZoneSidKey": "America/New_York"},
-        {"FirstName": "Rule", "LastName": "Bot", "Email": "rules@example.com", "Username": "rules@x.com",
-         "IsActive": True, "TimeZoneSidKey": "America/New_York"}])
-    (rep,) = sb.seed("User", [{"FirstName": "Rita", "LastName": "Rep", "Email": "rita.rep@example.com",
-                               "Username": "rita@x.com", "IsActive": True, "ManagerId": manager,
-                               "TimeZoneSidKey": "America/New_York"}])
-    (lead,) = sb.seed("Lead", [{"FirstName": "Ada", "LastName": "Lovelace", "Company": "AE", "Status": "SAL",
-                                "OwnerId": rep, "CreatedDate": t0, "SystemModstamp": t0, "LastModifiedDate": t0}])
+    manager, rule_user = sb.seed(
+        "User",
+        [
+            {
+                "FirstName": "Max",
+                "LastName": "Manager",
+                "Email": "max.manager@example.com",
+                "Username": "max@x.com",
+                "IsActive": True,
+                "TimeZoneSidKey": "America/New_York",
+            },
+            {
+                "FirstName": "Rule",
+                "LastName": "Bot",
+                "Email": "rules@example.com",
+                "Username": "rules@x.com",
+                "IsActive": True,
+                "TimeZoneSidKey": "America/New_York",
+            },
+        ],
+    )
+    (rep,) = sb.seed(
+        "User",
+        [
+            {
+                "FirstName": "Rita",
+                "LastName": "Rep",
+                "Email": "rita.rep@example.com",
+                "Username": "rita@x.com",
+                "IsActive": True,
+                "ManagerId": manager,
+                "TimeZoneSidKey": "America/New_York",
+            }
+        ],
+    )
+    (lead,) = sb.seed(
+        "Lead",
+        [
+            {
+                "FirstName": "Ada",
+                "LastName": "Lovelace",
+                "Company": "AE",
+                "Status": "SAL",
+                "OwnerId": rep,
+                "CreatedDate": t0,
+                "SystemModstamp": t0,
+                "LastModifiedDate": t0,
+            }
+        ],
+    )
     engine = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     mapping = mapping_mod.load()
     client = SalesforceClient(retry=FAST, timeout=10)
@@ -61,17 +101,29 @@ def queue_breach(engine, ids, now: dt.datetime) -> list[str]:
         frames["users"]["team"] = "sdr_east"
         directory = alerts.Directory(POLICY, frames["users"], frames["queues"])
         start = now - dt.timedelta(hours=5)
-        clock = {"sla_id": "sales_touch", "record_id": ids["lead"], "object_type": "Lead", "owner_id": ids["rep"],
-                 "team": "sdr_east", "clock_start": pd.Timestamp(start), "tier": "standard",
-                 "breached_at": pd.Timestamp(now - dt.timedelta(minutes=1))}
+        clock = {
+            "sla_id": "sales_touch",
+            "record_id": ids["lead"],
+            "object_type": "Lead",
+            "owner_id": ids["rep"],
+            "team": "sdr_east",
+            "clock_start": pd.Timestamp(start),
+            "tier": "standard",
+            "breached_at": pd.Timestamp(now - dt.timedelta(minutes=1)),
+        }
         return escalation.enqueue_breaches(conn, [clock], directory, now, CTX)
 
 
 def events(engine, *names) -> list[tuple[str, dict]]:
     with engine.connect() as conn:
-        return [(r.event, r.detail) for r in conn.execute(
-            sa.select(schema.audit.c.event, schema.audit.c.detail).where(schema.audit.c.event.in_(names))
-            .order_by(schema.audit.c.audit_id))]
+        return [
+            (r.event, r.detail)
+            for r in conn.execute(
+                sa.select(schema.audit.c.event, schema.audit.c.detail)
+                .where(schema.audit.c.event.in_(names))
+                .order_by(schema.audit.c.audit_id)
+            )
+        ]
 
 
 def escalate(org) -> dt.datetime:
@@ -93,20 +145,32 @@ def test_automated_reassignment_during_the_lock_is_reverted_and_the_manager_aler
     policy = POLICY.model_copy(update={"automation_user_ids": [ids["rule_user"]]})
     later = dt.datetime.now(dt.UTC)
     assert escalation.keep_locks(engine, later, CTX, client=client, mapping=mapping, policy=policy) == {
-        "restored": 1, "released": 0, "conflict": 0}
+        "restored": 1,
+        "released": 0,
+        "conflict": 0,
+    }
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]
     [(_, detail)] = events(engine, "lock_restored")
     assert detail["from"] == ids["rule_user"] and detail["to"] == ids["manager"]
     with engine.connect() as conn:
-        notices = conn.execute(sa.select(schema.outbox.c.channel, schema.outbox.c.recipient, schema.outbox.c.payload)
-                               .where(schema.outbox.c.checkpoint.like("lock_restored:%"))).all()
-    assert {(n.channel, n.recipient) for n in notices} == {("email", "max.manager@example.com"),
-                                                           ("slack", "max.manager@example.com")}
+        notices = conn.execute(
+            sa.select(schema.outbox.c.channel, schema.outbox.c.recipient, schema.outbox.c.payload).where(
+                schema.outbox.c.checkpoint.like("lock_restored:%")
+            )
+        ).all()
+    assert {(n.channel, n.recipient) for n in notices} == {
+        ("email", "max.manager@example.com"),
+        ("slack", "max.manager@example.com"),
+    }
     assert notices[0].payload["kind"] == "notice" and "Ada Lovelace" in notices[0].payload["title"]
     # The next run after the sync: our own put-back is not an automated change to undo.
     resync(engine, mapping, client)
-    assert escalation.keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping,
-                                 policy=policy)["restored"] == 0
+    assert (
+        escalation.keep_locks(
+            engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
+        )["restored"]
+        == 0
+    )
     assert len(events(engine, "lock_restored")) == 1
 
 
@@ -116,8 +180,9 @@ def test_a_change_by_someone_else_is_left_alone(org) -> None:
     sb.update("Lead", ids["lead"], {"OwnerId": ids["rep"]}, user_id=ids["rep"])  # a person, not automation
     resync(engine, mapping, client)
     policy = POLICY.model_copy(update={"automation_user_ids": [ids["rule_user"]]})
-    assert escalation.keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping,
-                                 policy=policy) == {"restored": 0, "released": 0, "conflict": 0}
+    assert escalation.keep_locks(
+        engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
+    ) == {"restored": 0, "released": 0, "conflict": 0}
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["rep"]
 
 
@@ -126,12 +191,20 @@ def test_the_managers_own_disposition_releases_the_lock(org) -> None:
     escalate(org)
     sb.update("Lead", ids["lead"], {"Status": "Working"}, user_id=ids["manager"])
     resync(engine, mapping, client)
-    assert escalation.keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping,
-                                 policy=POLICY)["released"] == 1
+    assert (
+        escalation.keep_locks(
+            engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=POLICY
+        )["released"]
+        == 1
+    )
     assert not sb.get("Lead", ids["lead"])["SLA_Lock_Until__c"]
     with engine.connect() as conn:
-        assert conn.execute(sa.select(schema.records.c.lock_until)
-                            .where(schema.records.c.record_id == ids["lead"])).scalar() is None
+        assert (
+            conn.execute(
+                sa.select(schema.records.c.lock_until).where(schema.records.c.record_id == ids["lead"])
+            ).scalar()
+            is None
+        )
     [(_, detail)] = events(engine, "lock_released")
     assert detail["by"] == ids["manager"] and detail["change"] == "Status"
 
@@ -142,7 +215,9 @@ def test_escalation_of_a_lead_touched_meanwhile_is_not_reassigned(org) -> None:
     now = dt.datetime.now(dt.UTC)
     queue_breach(engine, ids, now)
     sb.update("Lead", ids["lead"], {"Status": "Working"}, user_id=ids["rep"])  # after our last sync: 412
-    assert escalation.run_escalations(engine, now, CTX, client=client, mapping=mapping) == {"changed_meanwhile": 1}
+    assert escalation.run_escalations(engine, now, CTX, client=client, mapping=mapping) == {
+        "changed_meanwhile": 1
+    }
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["rep"]
     assert events(engine, "crm_write_conflict") and not events(engine, "reassignment")
     [(_, detail)] = [e for e in events(engine, "escalation") if "outcome" in e[1]]
@@ -174,12 +249,17 @@ def test_the_demo_policy_recognises_the_demo_orgs_automated_reassignment(org, tm
     escalate(org)
     sb.update("Lead", ids["lead"], {"OwnerId": ids["rep"]})  # no user: the org's integration user
     resync(engine, mapping, client)
-    assert escalation.keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping,
-                                 policy=policy) == {"restored": 1, "released": 0, "conflict": 0}
+    assert escalation.keep_locks(
+        engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
+    ) == {"restored": 1, "released": 0, "conflict": 0}
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]
     [(_, detail)] = events(engine, "lock_restored")
     assert detail["changed_by"] == sb.store.integration_user_id
     resync(engine, mapping, client)
-    assert escalation.keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping,
-                                 policy=policy)["restored"] == 0
+    assert (
+        escalation.keep_locks(
+            engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
+        )["restored"]
+        == 0
+    )
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]

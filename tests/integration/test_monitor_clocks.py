@@ -25,24 +25,73 @@ URL = "https://acme.my.salesforce.com"
 def seed(engine) -> None:
     seeded = SAL_AT - dt.timedelta(hours=1)
     with engine.begin() as conn:
-        conn.execute(schema.users.insert(), [
-            {"user_id": REP, "name": "Rita Rep", "email": "rita@example.com", "manager_id": None,
-             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded}])
-        conn.execute(schema.records.insert(), [
-            {"object_type": "Lead", "record_id": rid, "name": f"Lead {rid[-1]}", "company": "Co", "status": "SAL",
-             "owner_id": REP, "lead_source": "Web", "created_at": seeded, "modified_at": seeded,
-             "fields": {"Status": "SAL", "OwnerId": REP}, "synced_at": seeded} for rid in LEADS])
-        conn.execute(schema.field_history.insert(), [
-            {"history_id": f"017{i:015d}", "object_type": "Lead", "record_id": rid, "field": "Status",
-             "old_value": "MQL", "new_value": "SAL", "changed_by": REP, "changed_at": SAL_AT}
-            for i, rid in enumerate(LEADS)])
+        conn.execute(
+            schema.users.insert(),
+            [
+                {
+                    "user_id": REP,
+                    "name": "Rita Rep",
+                    "email": "rita@example.com",
+                    "manager_id": None,
+                    "team": "sdr_east",
+                    "timezone": "America/New_York",
+                    "fields": {},
+                    "synced_at": seeded,
+                }
+            ],
+        )
+        conn.execute(
+            schema.records.insert(),
+            [
+                {
+                    "object_type": "Lead",
+                    "record_id": rid,
+                    "name": f"Lead {rid[-1]}",
+                    "company": "Co",
+                    "status": "SAL",
+                    "owner_id": REP,
+                    "lead_source": "Web",
+                    "created_at": seeded,
+                    "modified_at": seeded,
+                    "fields": {"Status": "SAL", "OwnerId": REP},
+                    "synced_at": seeded,
+                }
+                for rid in LEADS
+            ],
+        )
+        conn.execute(
+            schema.field_history.insert(),
+            [
+                {
+                    "history_id": f"017{i:015d}",
+                    "object_type": "Lead",
+                    "record_id": rid,
+                    "field": "Status",
+                    "old_value": "MQL",
+                    "new_value": "SAL",
+                    "changed_by": REP,
+                    "changed_at": SAL_AT,
+                }
+                for i, rid in enumerate(LEADS)
+            ],
+        )
 
 
 def touch(engine, record_id: str, at: dt.datetime) -> None:
     with engine.begin() as conn:
-        conn.execute(schema.activities.insert().values(
-            activity_id="00T000000000000001", kind="Task", who_id=record_id, owner_id=REP, type="Call",
-            subtype="Call", created_at=at, is_deleted=False, synced_at=at))
+        conn.execute(
+            schema.activities.insert().values(
+                activity_id="00T000000000000001",
+                kind="Task",
+                who_id=record_id,
+                owner_id=REP,
+                type="Call",
+                subtype="Call",
+                created_at=at,
+                is_deleted=False,
+                synced_at=at,
+            )
+        )
 
 
 def clocks(engine) -> dict[str, tuple]:
@@ -55,8 +104,9 @@ def clocks(engine) -> dict[str, tuple]:
 def events(engine) -> list[tuple[str, str]]:
     a = schema.audit
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(a.c.event, a.c.record_id)
-                            .where(a.c.event.in_(["clock_start", "clock_stop"]))).all()
+        rows = conn.execute(
+            sa.select(a.c.event, a.c.record_id).where(a.c.event.in_(["clock_start", "clock_stop"]))
+        ).all()
     return sorted((r.event, r.record_id) for r in rows)
 
 
@@ -65,7 +115,9 @@ def test_only_new_or_changed_clocks_are_written_and_an_old_replay_keeps_the_newe
     t1 = SAL_AT + dt.timedelta(minutes=30)
     assert run_monitor(store, t1, CTX, policy=POLICY, url=URL)["clocks_written"] == 2
     assert events(store) == [("clock_start", LEADS[0]), ("clock_start", LEADS[1])]
-    assert run_monitor(store, t1, CTX, policy=POLICY, url=URL)["clocks_written"] == 0  # a rerun: nothing changed
+    assert (
+        run_monitor(store, t1, CTX, policy=POLICY, url=URL)["clocks_written"] == 0
+    )  # a rerun: nothing changed
 
     touch(store, LEADS[0], SAL_AT + dt.timedelta(minutes=45))  # lead 1 worked: its clock stops
     t2 = SAL_AT + dt.timedelta(hours=1)
@@ -96,7 +148,9 @@ def test_every_evaluation_is_recorded_with_when_it_read_the_store(store) -> None
     with store.connect() as conn:
         rows = conn.execute(sa.select(schema.evaluations).order_by(schema.evaluations.c.evaluation_id)).all()
     assert [(r.evaluated_at, r.clocks, r.run_id) for r in rows] == [
-        (SAL_AT + dt.timedelta(minutes=30), 2, "manual__1"), (SAL_AT + dt.timedelta(minutes=31), 2, "manual__1")]
+        (SAL_AT + dt.timedelta(minutes=30), 2, "manual__1"),
+        (SAL_AT + dt.timedelta(minutes=31), 2, "manual__1"),
+    ]
     assert before <= rows[0].read_at <= rows[1].read_at <= dt.datetime.now(dt.UTC)
 
 
@@ -104,22 +158,56 @@ def test_a_breach_escalated_to_the_manager_stays_accountable_to_the_rep(store) -
     seed(store)
     manager = "005000000000009AAA"
     with store.begin() as conn:
-        conn.execute(schema.users.insert(), [
-            {"user_id": manager, "name": "Brandon Wells", "email": "brandon@example.com", "manager_id": None,
-             "team": "sdr_managers", "timezone": "America/New_York", "fields": {}, "synced_at": SAL_AT}])
+        conn.execute(
+            schema.users.insert(),
+            [
+                {
+                    "user_id": manager,
+                    "name": "Brandon Wells",
+                    "email": "brandon@example.com",
+                    "manager_id": None,
+                    "team": "sdr_managers",
+                    "timezone": "America/New_York",
+                    "fields": {},
+                    "synced_at": SAL_AT,
+                }
+            ],
+        )
     breached = SAL_AT + dt.timedelta(hours=4, minutes=30)  # 4 business hours: due 14:00 New York
     run_monitor(store, breached, CTX, policy=POLICY, url=URL)
     moved = breached + dt.timedelta(minutes=1)  # the breach escalation reassigns lead 1 to the manager
     with store.begin() as conn:
-        conn.execute(schema.field_history.insert().values(
-            history_id="017000000000000099", object_type="Lead", record_id=LEADS[0], field="OwnerId",
-            old_value=REP, new_value=manager, changed_by=manager, changed_at=moved))
-        conn.execute(schema.records.update().where(schema.records.c.record_id == LEADS[0]).values(owner_id=manager))
+        conn.execute(
+            schema.field_history.insert().values(
+                history_id="017000000000000099",
+                object_type="Lead",
+                record_id=LEADS[0],
+                field="OwnerId",
+                old_value=REP,
+                new_value=manager,
+                changed_by=manager,
+                changed_at=moved,
+            )
+        )
+        conn.execute(
+            schema.records.update().where(schema.records.c.record_id == LEADS[0]).values(owner_id=manager)
+        )
     run_monitor(store, moved + dt.timedelta(minutes=5), CTX, policy=POLICY, url=URL)
     c = schema.clocks
     with store.connect() as conn:
-        rows = {r.record_id: r for r in conn.execute(sa.select(c.c.record_id, c.c.state, c.c.owner_id, c.c.team,
-                                                               c.c.accountable_owner_id, c.c.accountable_team))}
+        rows = {
+            r.record_id: r
+            for r in conn.execute(
+                sa.select(
+                    c.c.record_id,
+                    c.c.state,
+                    c.c.owner_id,
+                    c.c.team,
+                    c.c.accountable_owner_id,
+                    c.c.accountable_team,
+                )
+            )
+        }
     assert rows[LEADS[0]].state == "breached"
     assert (rows[LEADS[0]].owner_id, rows[LEADS[0]].team) == (manager, "sdr_managers")
     assert (rows[LEADS[0]].accountable_owner_id, rows[LEADS[0]].accountable_team) == (REP, "sdr_east")

@@ -25,28 +25,77 @@ URL = "https://acme.my.salesforce.com"
 def seed(engine, leads: int = 8) -> None:
     seeded = SAL_AT - dt.timedelta(hours=1)
     with engine.begin() as conn:
-        conn.execute(schema.users.insert(), [
-            {"user_id": MANAGER, "name": "Max Manager", "email": "max@example.com", "manager_id": None,
-             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded},
-            {"user_id": REP, "name": "Rita Rep", "email": "rita@example.com", "manager_id": MANAGER,
-             "team": "sdr_east", "timezone": "America/New_York", "fields": {}, "synced_at": seeded}])
+        conn.execute(
+            schema.users.insert(),
+            [
+                {
+                    "user_id": MANAGER,
+                    "name": "Max Manager",
+                    "email": "max@example.com",
+                    "manager_id": None,
+                    "team": "sdr_east",
+                    "timezone": "America/New_York",
+                    "fields": {},
+                    "synced_at": seeded,
+                },
+                {
+                    "user_id": REP,
+                    "name": "Rita Rep",
+                    "email": "rita@example.com",
+                    "manager_id": MANAGER,
+                    "team": "sdr_east",
+                    "timezone": "America/New_York",
+                    "fields": {},
+                    "synced_at": seeded,
+                },
+            ],
+        )
         ids = [f"00Q{i:015d}" for i in range(leads)]
-        conn.execute(schema.records.insert(), [
-            {"object_type": "Lead", "record_id": rid, "name": f"Lead {rid[-2:]}", "company": "Co", "status": "SAL",
-             "owner_id": REP, "lead_source": "Web", "created_at": seeded, "modified_at": seeded,
-             "fields": {"Status": "SAL", "OwnerId": REP}, "synced_at": seeded} for rid in ids])
-        conn.execute(schema.field_history.insert(), [
-            {"history_id": f"017{i:015d}", "object_type": "Lead", "record_id": rid, "field": "Status",
-             "old_value": "MQL", "new_value": "SAL", "changed_by": REP, "changed_at": SAL_AT}
-            for i, rid in enumerate(ids)])
+        conn.execute(
+            schema.records.insert(),
+            [
+                {
+                    "object_type": "Lead",
+                    "record_id": rid,
+                    "name": f"Lead {rid[-2:]}",
+                    "company": "Co",
+                    "status": "SAL",
+                    "owner_id": REP,
+                    "lead_source": "Web",
+                    "created_at": seeded,
+                    "modified_at": seeded,
+                    "fields": {"Status": "SAL", "OwnerId": REP},
+                    "synced_at": seeded,
+                }
+                for rid in ids
+            ],
+        )
+        conn.execute(
+            schema.field_history.insert(),
+            [
+                {
+                    "history_id": f"017{i:015d}",
+                    "object_type": "Lead",
+                    "record_id": rid,
+                    "field": "Status",
+                    "old_value": "MQL",
+                    "new_value": "SAL",
+                    "changed_by": REP,
+                    "changed_at": SAL_AT,
+                }
+                for i, rid in enumerate(ids)
+            ],
+        )
 
 
 def by_status(engine, checkpoint: str) -> dict[tuple[str, str, str], int]:
     o = schema.outbox
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(o.c.recipient, o.c.channel, o.c.status, sa.func.count())
-                            .where(o.c.checkpoint == checkpoint)
-                            .group_by(o.c.recipient, o.c.channel, o.c.status)).all()
+        rows = conn.execute(
+            sa.select(o.c.recipient, o.c.channel, o.c.status, sa.func.count())
+            .where(o.c.checkpoint == checkpoint)
+            .group_by(o.c.recipient, o.c.channel, o.c.status)
+        ).all()
     return {(r[0], r[1], r[2]): r[3] for r in rows}
 
 
@@ -58,7 +107,9 @@ def test_digest_and_capacity_roll_up_through_the_monitor(store) -> None:
     warnings = by_status(store, "warning")
     for person in ("rita@example.com", "max@example.com"):
         for channel in ("email", "slack"):
-            assert warnings[(person, channel, "pending")] == 5 and warnings[(person, channel, "digested")] == 3
+            assert (
+                warnings[(person, channel, "pending")] == 5 and warnings[(person, channel, "digested")] == 3
+            )
     assert sum(by_status(store, "digest").values()) == 4
     assert run_monitor(store, warn_at, CTX, policy=POLICY, url=URL)["digests"] == 0  # a rerun: nothing new
 

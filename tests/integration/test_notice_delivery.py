@@ -33,17 +33,28 @@ def engine(tmp_path):
 
 def queue_notice(engine, recipients, severity="critical", at=T):
     with engine.begin() as conn:
-        return enqueue_notice(conn, source="data_quality", subject="leads", opened_at=T, checkpoint="incident",
-                              recipients=recipients, title="Data-quality incident: leads", severity=severity,
-                              lines=["12 of 40 leads rows quarantined (30%); threshold 5%.", HOSTILE], at=at,
-                              context=CTX)
+        return enqueue_notice(
+            conn,
+            source="data_quality",
+            subject="leads",
+            opened_at=T,
+            checkpoint="incident",
+            recipients=recipients,
+            title="Data-quality incident: leads",
+            severity=severity,
+            lines=["12 of 40 leads rows quarantined (30%); threshold 5%.", HOSTILE],
+            at=at,
+            context=CTX,
+        )
 
 
 def test_notice_goes_to_a_slack_channel_once_with_escaped_blocks(engine, slack_api) -> None:
     slack_api.add_channel(DATA_CHANNEL, "data-eng")
     assert len(queue_notice(engine, [("slack", DATA_CHANNEL)])) == 1
     assert deliver_due(engine, T, CTX)["delivered"] == 1
-    assert queue_notice(engine, [("slack", DATA_CHANNEL)], at=T + dt.timedelta(minutes=1)) == []  # rerun: no-op
+    assert (
+        queue_notice(engine, [("slack", DATA_CHANNEL)], at=T + dt.timedelta(minutes=1)) == []
+    )  # rerun: no-op
     assert deliver_due(engine, T + dt.timedelta(minutes=1), CTX)["claimed"] == 0
     [msg] = slack_api.messages(DATA_CHANNEL)
     blocks = str(msg["blocks"])
@@ -70,18 +81,35 @@ def test_notice_email_has_escaped_html_a_text_part_and_priority(engine, smtp_sin
 
 
 def test_info_notice_is_not_high_priority_and_a_bad_notice_names_its_fields() -> None:
-    p = parse_payload({"kind": "notice", "title": "SLA health: 1 findings", "severity": "info",
-                       "lines": ["ok"], "source": "sla_health", "subject": "digest"})
+    p = parse_payload(
+        {
+            "kind": "notice",
+            "title": "SLA health: 1 findings",
+            "severity": "info",
+            "lines": ["ok"],
+            "source": "sla_health",
+            "subject": "digest",
+        }
+    )
     assert not render_email(p).high_priority and render_email(p).subject == "SLA health: 1 findings"
     assert render_slack(p, "k")["metadata"]["event_payload"] == {"idempotency_key": "k"}
     with pytest.raises(PayloadError) as info:
-        parse_payload({"kind": "notice", "title": "", "severity": "loud", "source": "x"}, where="outbox row 9")
+        parse_payload(
+            {"kind": "notice", "title": "", "severity": "loud", "source": "x"}, where="outbox row 9"
+        )
     assert "outbox row 9" in str(info.value) and "severity" in str(info.value) and "title" in str(info.value)
 
 
 def test_many_long_lines_fit_slack_limits() -> None:
-    p = parse_payload({"kind": "notice", "title": "t", "severity": "warning", "source": "sla_health",
-                       "lines": [f"finding {i} " + "x" * 400 for i in range(300)]})
+    p = parse_payload(
+        {
+            "kind": "notice",
+            "title": "t",
+            "severity": "warning",
+            "source": "sla_health",
+            "lines": [f"finding {i} " + "x" * 400 for i in range(300)],
+        }
+    )
     message = render_slack(p, "k")
     assert len(message["blocks"]) <= 50
     assert all(len(b["text"]["text"]) <= 3000 for b in message["blocks"] if b["type"] == "section")

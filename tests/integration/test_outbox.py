@@ -24,20 +24,38 @@ from leadsla.store.schema import audit, outbox
 from tests.notify_fixtures import CLOCK_START, alert_payload
 
 T = dt.datetime(2026, 3, 9, 16, 0, tzinfo=dt.UTC)
-CTX = AuditContext(dag_id="sla_monitor", run_id="scheduled__2026-03-09T16:00:00+00:00", task_id="deliver",
-                   try_number=1)
+CTX = AuditContext(
+    dag_id="sla_monitor", run_id="scheduled__2026-03-09T16:00:00+00:00", task_id="deliver", try_number=1
+)
 
 
-def action(recipient: str = "rita.rep@example.com", channel: str = "slack", checkpoint: str = "warn_50",
-           **kw) -> Action:
-    return Action("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, recipient, channel,
-                  kw.pop("payload", alert_payload()), **kw)
+def action(
+    recipient: str = "rita.rep@example.com", channel: str = "slack", checkpoint: str = "warn_50", **kw
+) -> Action:
+    return Action(
+        "mql_to_sal",
+        "00Q000000000001AAA",
+        CLOCK_START,
+        checkpoint,
+        recipient,
+        channel,
+        kw.pop("payload", alert_payload()),
+        **kw,
+    )
 
 
 def audit_events(engine: sa.Engine) -> list[tuple]:
     with engine.connect() as conn:
-        return conn.execute(sa.select(audit.c.event, audit.c.dag_id, audit.c.run_id, audit.c.task_id,
-                                      audit.c.try_number, audit.c.detail).order_by(audit.c.audit_id)).all()
+        return conn.execute(
+            sa.select(
+                audit.c.event,
+                audit.c.dag_id,
+                audit.c.run_id,
+                audit.c.task_id,
+                audit.c.try_number,
+                audit.c.detail,
+            ).order_by(audit.c.audit_id)
+        ).all()
 
 
 def test_key_is_stable_across_timezones_and_recipient_case() -> None:
@@ -47,8 +65,14 @@ def test_key_is_stable_across_timezones_and_recipient_case() -> None:
     assert a == b and len(a) == 64
     assert a != idempotency_key("mql_to_sal", "00Q1", CLOCK_START, "warn_50", "rita.rep@example.com", "email")
     assert a != idempotency_key("mql_to_sal", "00Q1", CLOCK_START, "warn_80", "rita.rep@example.com", "slack")
-    assert a != idempotency_key("mql_to_sal", "00Q1", CLOCK_START + dt.timedelta(microseconds=1), "warn_50",
-                                "rita.rep@example.com", "slack")
+    assert a != idempotency_key(
+        "mql_to_sal",
+        "00Q1",
+        CLOCK_START + dt.timedelta(microseconds=1),
+        "warn_50",
+        "rita.rep@example.com",
+        "slack",
+    )
     with pytest.raises(ValueError, match="naive"):
         idempotency_key("s", "r", dt.datetime(2026, 1, 1), "c", "x", "slack")
     with pytest.raises(ValueError, match="channel"):
@@ -109,7 +133,9 @@ def test_mark_delivered_and_failed_with_backoff(store: sa.Engine) -> None:
     with store.begin() as conn:
         enqueue(conn, [action(), action(channel="email")], T, CTX)
     with store.begin() as conn:
-        slack_row, email_row = sorted(claim(conn, T, dt.timedelta(minutes=5), 10), key=lambda r: r.channel)[::-1]
+        slack_row, email_row = sorted(claim(conn, T, dt.timedelta(minutes=5), 10), key=lambda r: r.channel)[
+            ::-1
+        ]
     retry_at = T + backoff(email_row.attempts, email_row.idempotency_key)
     with store.begin() as conn:
         assert mark_delivered(conn, slack_row, "1700000000.000100", T, CTX)
@@ -125,11 +151,17 @@ def test_mark_delivered_and_failed_with_backoff(store: sa.Engine) -> None:
         rows = dict(conn.execute(sa.select(outbox.c.channel, outbox.c.status)).all())
     assert rows == {"slack": "delivered", "email": "failed"}
     events = [(e[0], e[5].get("permanent"), e[5].get("already_marked")) for e in audit_events(store)]
-    assert events[2:] == [("message_sent", None, None), ("message_failed", False, None),
-                          ("message_sent", None, True), ("message_failed", True, None)]
+    assert events[2:] == [
+        ("message_sent", None, None),
+        ("message_failed", False, None),
+        ("message_sent", None, True),
+        ("message_failed", True, None),
+    ]
 
 
-def test_backoff_retries_within_the_try_then_next_run_then_doubles_up_to_the_cap_and_is_deterministic() -> None:
+def test_backoff_retries_within_the_try_then_next_run_then_doubles_up_to_the_cap_and_is_deterministic() -> (
+    None
+):
     waits = [backoff(n, "ffff").total_seconds() for n in range(1, 14)]
     # 5 s and 15 s (inside the same delivery try), 30 s (the next run) three times, then doubling
     assert waits[:8] == [5.5, 16.5, 33.0, 33.0, 33.0, 66.0, 132.0, 264.0]

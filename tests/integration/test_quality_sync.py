@@ -38,7 +38,9 @@ def test_every_row_lands_or_is_quarantined_and_a_mapping_fix_releases(store, lea
     with store.connect() as conn:
         names = dict(conn.execute(sa.select(schema.records.c.record_id, schema.records.c.name)).all())
         reasons = dict(conn.execute(sa.select(q.c.record_id, q.c.reasons)).all())
-        flags = dict(conn.execute(sa.select(schema.quality_flags.c.record_id, schema.quality_flags.c.reasons)).all())
+        flags = dict(
+            conn.execute(sa.select(schema.quality_flags.c.record_id, schema.quality_flags.c.reasons)).all()
+        )
     assert names[lead(0, T1)["Id"]] == "<b>0</b> <!channel> ' OR 1=1 -- Ünï"  # data, as is
     assert any("picklist" in r for r in reasons[lead(7, T1)["Id"]])
     assert any("Salesforce Id" in r for r in reasons["bad-id"])
@@ -54,8 +56,9 @@ def test_every_row_lands_or_is_quarantined_and_a_mapping_fix_releases(store, lea
     out = replay(store, leads_only, fixed, T1 + dt.timedelta(minutes=2))
     assert out == {"open": 2, "released": 1, "still_held": 1}
     with store.connect() as conn:
-        status = conn.execute(sa.select(schema.records.c.status).where(
-            schema.records.c.record_id == lead(7, T1)["Id"])).scalar()
+        status = conn.execute(
+            sa.select(schema.records.c.status).where(schema.records.c.record_id == lead(7, T1)["Id"])
+        ).scalar()
         released = conn.execute(sa.select(q.c.released_at).where(q.c.record_id == lead(7, T1)["Id"])).scalar()
     assert status == "Recycled" and released is not None
 

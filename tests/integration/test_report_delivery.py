@@ -30,14 +30,19 @@ W46_END = dt.datetime(2026, 11, 16, 5, tzinfo=UTC)  # Monday 00:00 in New York
 
 
 def _mails(sink) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-            for p in sorted(Path(sink.directory).glob("*.eml"))]
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted(Path(sink.directory).glob("*.eml"))
+    ]
 
 
 def _audit(engine, event: str) -> list[dict]:
     a = schema.audit
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.select(a).where(a.c.event == event).order_by(a.c.audit_id)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(sa.select(a).where(a.c.event == event).order_by(a.c.audit_id)).mappings()
+        ]
 
 
 def _ctx(run_id: str, try_number: int = 1) -> AuditContext:
@@ -49,14 +54,18 @@ def test_waits_for_a_sync_past_the_period_then_sends_once(store, smtp_sink):  # 
 
     with pytest.raises(MirrorNotSynced) as never:
         send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled"))
-    assert str(never.value) == ("weekly report 2026-W46: CRM mirror not synced past 2026-11-16T05:00+00:00 "
-                                "(end of 2026-W46) yet (last successful sync of every object group started: never); "
-                                "the report waits")
+    assert str(never.value) == (
+        "weekly report 2026-W46: CRM mirror not synced past 2026-11-16T05:00+00:00 "
+        "(end of 2026-W46) yet (last successful sync of every object group started: never); "
+        "the report waits"
+    )
 
     # One group synced after the week, the other only before it: still incomplete, and it says since when.
     synced(store, W46_END + dt.timedelta(minutes=1), groups=("leads",))
     synced(store, W46_END - dt.timedelta(minutes=10), groups=("org",))
-    with pytest.raises(MirrorNotSynced, match=r"last successful sync of every object group started: 2026-11-16T04:50"):
+    with pytest.raises(
+        MirrorNotSynced, match=r"last successful sync of every object group started: 2026-11-16T04:50"
+    ):
         send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled", 2))
     assert _mails(smtp_sink) == [] and _audit(store, "report_sent") == []
 
@@ -67,14 +76,25 @@ def test_waits_for_a_sync_past_the_period_then_sends_once(store, smtp_sink):  # 
     assert mail["Subject"] == "Weekly SLA summary 2026-W46" and mail["Message-ID"] == first["message_id"]
     (sent,) = _audit(store, "report_sent")
     assert (sent["dag_id"], sent["run_id"], sent["task_id"], sent["try_number"]) == (
-        "sla_reports_weekly", "scheduled", "send", 3)
+        "sla_reports_weekly",
+        "scheduled",
+        "send",
+        3,
+    )
     assert sent["detail"]["report"] == "weekly" and sent["detail"]["period"] == "2026-W46"
     assert sent["detail"]["message_id"] == first["message_id"] and sent["at"] == MONDAY
 
     # A manual run for the same week, later: nothing sent, the skip audited with who sent it before.
-    again = send_report("weekly", at=MONDAY + dt.timedelta(hours=2), period="2026-W46", engine=store,
-                        context=_ctx("manual__1"))
-    assert again["result"].startswith("skipped: already sent at ") and again["message_id"] == first["message_id"]
+    again = send_report(
+        "weekly",
+        at=MONDAY + dt.timedelta(hours=2),
+        period="2026-W46",
+        engine=store,
+        context=_ctx("manual__1"),
+    )
+    assert (
+        again["result"].startswith("skipped: already sent at ") and again["message_id"] == first["message_id"]
+    )
     assert len(_mails(smtp_sink)) == 1
     (skipped,) = _audit(store, "report_skipped")
     assert skipped["run_id"] == "manual__1" and skipped["detail"]["period"] == "2026-W46"
@@ -91,7 +111,10 @@ def test_resend_sends_again_with_the_same_message_id(store, smtp_sink):  # noqa:
     assert second["result"] == "resent"
     mails = _mails(smtp_sink)
     assert len(mails) == 2 and {m["Message-ID"] for m in mails} == {first["message_id"]}
-    assert [(e["run_id"], e["detail"]["resend"]) for e in _audit(store, "report_sent")] == [("a", False), ("b", True)]
+    assert [(e["run_id"], e["detail"]["resend"]) for e in _audit(store, "report_sent")] == [
+        ("a", False),
+        ("b", True),
+    ]
     assert _audit(store, "report_skipped") == []
 
 
@@ -107,8 +130,10 @@ def test_a_period_to_date_is_its_own_period_and_tolerates_a_short_lag(store, smt
     same = send_report("weekly", at=at + dt.timedelta(minutes=1), period="2026-W48", engine=store)
     assert to_date["result"] == later["result"] == "sent" and same["result"].startswith("skipped")
     assert to_date["message_id"] != later["message_id"] == same["message_id"]
-    assert [m["Subject"] for m in _mails(smtp_sink)] == ["Weekly SLA summary 2026-W48 to 23 Nov 09:40",
-                                                         "Weekly SLA summary 2026-W48 to 23 Nov 09:41"]
+    assert [m["Subject"] for m in _mails(smtp_sink)] == [
+        "Weekly SLA summary 2026-W48 to 23 Nov 09:40",
+        "Weekly SLA summary 2026-W48 to 23 Nov 09:41",
+    ]
 
 
 def test_cli_builds_offline_and_warns_when_the_mirror_is_incomplete(store_url, tmp_path, capsys):
@@ -117,7 +142,9 @@ def test_cli_builds_offline_and_warns_when_the_mirror_is_incomplete(store_url, t
     engine = open_store(store_url)
     generate(60).write(engine)
     engine.dispose()
-    assert main(["report", "weekly", "--period", "2026-W46", "--store", store_url, "--out", str(tmp_path)]) == 0
+    assert (
+        main(["report", "weekly", "--period", "2026-W46", "--store", store_url, "--out", str(tmp_path)]) == 0
+    )
     out = capsys.readouterr()
     assert (tmp_path / "weekly_2026-W46.html").exists()
     assert out.err.startswith("warning: CRM mirror not synced past 2026-11-16T05:00+00:00")
@@ -129,17 +156,27 @@ def test_waits_for_the_clocks_to_be_evaluated_after_the_completing_sync(store, s
 
     generate(60).write(store)
     synced(store, W46_END + dt.timedelta(minutes=1), evaluated=False)  # finished at W46_END + 1 min 20 s
-    with pytest.raises(MirrorNotSynced, match=r"SLA clocks not evaluated since the CRM sync that completed "
-                                              r"2026-W46 \(finished 2026-11-16T05:01:20\+00:00; last evaluation "
-                                              r"read the store: never\); the report waits for sla_monitor"):
+    with pytest.raises(
+        MirrorNotSynced,
+        match=r"SLA clocks not evaluated since the CRM sync that completed "
+        r"2026-W46 \(finished 2026-11-16T05:01:20\+00:00; last evaluation "
+        r"read the store: never\); the report waits for sla_monitor",
+    ):
         send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled"))
     with store.begin() as conn:  # an evaluation that read the store while that sync was still running
-        conn.execute(s.evaluations.insert().values(evaluated_at=W46_END + dt.timedelta(minutes=1),
-                                                   read_at=W46_END + dt.timedelta(minutes=1, seconds=10)))
+        conn.execute(
+            s.evaluations.insert().values(
+                evaluated_at=W46_END + dt.timedelta(minutes=1),
+                read_at=W46_END + dt.timedelta(minutes=1, seconds=10),
+            )
+        )
     with pytest.raises(MirrorNotSynced, match=r"last evaluation read the store: 2026-11-16T05:01:10"):
         send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled", 2))
     assert _mails(smtp_sink) == []
     with store.begin() as conn:
-        conn.execute(s.evaluations.insert().values(evaluated_at=W46_END + dt.timedelta(minutes=2),
-                                                   read_at=W46_END + dt.timedelta(minutes=2)))
+        conn.execute(
+            s.evaluations.insert().values(
+                evaluated_at=W46_END + dt.timedelta(minutes=2), read_at=W46_END + dt.timedelta(minutes=2)
+            )
+        )
     assert send_report("weekly", at=MONDAY, engine=store, context=_ctx("scheduled", 3))["result"] == "sent"

@@ -29,15 +29,25 @@ from tests.reports_data import generate, synced
 
 REPORTS = ("weekly", "feedback", "monthly", "quarterly")
 #: The scheduled run's time for each report and the period it therefore covers (the last full one).
-AT = {"weekly": dt.datetime(2026, 11, 16, 13, tzinfo=dt.UTC), "feedback": dt.datetime(2026, 11, 16, 13, tzinfo=dt.UTC),
-      "monthly": dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC), "quarterly": dt.datetime(2027, 1, 1, 12, tzinfo=dt.UTC)}
+AT = {
+    "weekly": dt.datetime(2026, 11, 16, 13, tzinfo=dt.UTC),
+    "feedback": dt.datetime(2026, 11, 16, 13, tzinfo=dt.UTC),
+    "monthly": dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC),
+    "quarterly": dt.datetime(2027, 1, 1, 12, tzinfo=dt.UTC),
+}
 PERIOD = {"weekly": "2026-W46", "feedback": "2026-W46", "monthly": "2026-11", "quarterly": "2026-Q4"}
-CHARTS = {"weekly": {"trend", "teams"}, "feedback": {"reasons", "sources"}, "monthly": {"funnel", "hours"},
-          "quarterly": {"what_if"}}
-CSVS = {"weekly": {"compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
-        "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv"},
-        "monthly": {"red_flags.csv", "reps.csv", "funnel.csv"},
-        "quarterly": {"what_if.csv", "conversion_by_response.csv", "sources.csv"}}
+CHARTS = {
+    "weekly": {"trend", "teams"},
+    "feedback": {"reasons", "sources"},
+    "monthly": {"funnel", "hours"},
+    "quarterly": {"what_if"},
+}
+CSVS = {
+    "weekly": {"compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
+    "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv"},
+    "monthly": {"red_flags.csv", "reps.csv", "funnel.csv"},
+    "quarterly": {"what_if.csv", "conversion_by_response.csv", "sources.csv"},
+}
 CHROMIUM = shutil.which("chromium")
 
 
@@ -46,7 +56,9 @@ def seeded(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('reports') / 'store.db'}"
     engine = open_store(url)
     generate(1500).write(engine)
-    synced(engine, dt.datetime(2027, 2, 1, tzinfo=dt.UTC))  # after the data, so every period's figures are final
+    synced(
+        engine, dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
+    )  # after the data, so every period's figures are final
     engine.dispose()
     return url
 
@@ -68,9 +80,17 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-            "--disable-component-update", "--disable-sync"])
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield chromium
         chromium.close()
 
@@ -84,18 +104,39 @@ def files_of(folder: Path) -> dict[str, bytes]:
 def test_past_period_regenerates_identically_on_both_backends(seeded, seeded_pg, tmp_path, name):
     for run, url in (("a", seeded), ("b", seeded), ("pg", seeded_pg)):
         # --at: the test data runs into 2027, so "now" may still be inside the period
-        assert main(["report", name, "--period", PERIOD[name], "--at", "2027-02-01T00:00:00+00:00", "--store", url,
-                     "--out", str(tmp_path / run)]) == 0
+        assert (
+            main(
+                [
+                    "report",
+                    name,
+                    "--period",
+                    PERIOD[name],
+                    "--at",
+                    "2027-02-01T00:00:00+00:00",
+                    "--store",
+                    url,
+                    "--out",
+                    str(tmp_path / run),
+                ]
+            )
+            == 0
+        )
     first = files_of(tmp_path / "a")
     assert files_of(tmp_path / "b") == first  # the same period regenerated later: byte for byte
     assert files_of(tmp_path / "pg") == first  # the same rows in PostgreSQL: the same report
     stem = f"{name}_{PERIOD[name]}"
-    assert set(first) == {f"{stem}.html"} | {f"{stem}_{c}.png" for c in CHARTS[name]} | {f"{stem}_{c}" for c in CSVS[name]}
-    assert all(len(first[f"{stem}_{c}"].decode().splitlines()) > 1 for c in CSVS[name])  # a header and figures
+    assert set(first) == {f"{stem}.html"} | {f"{stem}_{c}.png" for c in CHARTS[name]} | {
+        f"{stem}_{c}" for c in CSVS[name]
+    }
+    assert all(
+        len(first[f"{stem}_{c}"].decode().splitlines()) > 1 for c in CSVS[name]
+    )  # a header and figures
 
 
-@pytest.mark.parametrize("name,period", [("weekly", "2026-W35"), ("feedback", "2026-W35"), ("monthly", "2026-08"),
-                                         ("quarterly", "2026-Q2")])
+@pytest.mark.parametrize(
+    "name,period",
+    [("weekly", "2026-W35"), ("feedback", "2026-W35"), ("monthly", "2026-08"), ("quarterly", "2026-Q2")],
+)
 def test_a_period_before_any_data_still_builds(seeded, tmp_path, name, period):
     # A quiet week (or a new org's first scheduled run) must send a report saying so, not fail the task.
     assert main(["report", name, "--period", period, "--store", seeded, "--out", str(tmp_path)]) == 0
@@ -106,8 +147,21 @@ def test_a_period_before_any_data_still_builds(seeded, tmp_path, name, period):
 
 
 def test_default_period_is_the_last_full_one(seeded, tmp_path):
-    assert main(["report", "monthly", "--at", "2026-12-03T12:00:00+00:00", "--store", seeded,
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "monthly",
+                "--at",
+                "2026-12-03T12:00:00+00:00",
+                "--store",
+                seeded,
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "monthly_2026-11.html").exists()
 
 
@@ -132,8 +186,10 @@ def html_as_a_mail_client_shows_it(msg: email.message.EmailMessage) -> str:
 
 def cells(page, selector: str) -> list[list[str]]:
     """The text of each data row's cells of a table (the header row left out)."""
-    return page.eval_on_selector_all(f"{selector} tr", "rows => rows.slice(1).map(r => "
-                                     "Array.from(r.children).map(c => c.innerText.trim()))")
+    return page.eval_on_selector_all(
+        f"{selector} tr",
+        "rows => rows.slice(1).map(r => Array.from(r.children).map(c => c.innerText.trim()))",
+    )
 
 
 def check_weekly(page, csvs: dict[str, list[dict]]) -> None:
@@ -157,7 +213,8 @@ def check_feedback(page, csvs: dict[str, list[dict]]) -> None:
     """Rejection reasons by volume, as in the CSV; sources and campaigns present."""
     reasons = csvs["rejection_reasons.csv"]
     assert reasons and [r[:2] for r in cells(page, "#rejection-reasons")] == [
-        [r["rejection_reason"], r["rejects"]] for r in reasons]
+        [r["rejection_reason"], r["rejects"]] for r in reasons
+    ]
     assert len(cells(page, "#sources")) == len(csvs["sources.csv"]) > 0
     assert len(cells(page, "#campaigns")) == len(csvs["campaigns.csv"]) > 0
 
@@ -166,7 +223,9 @@ def check_monthly(page, csvs: dict[str, list[dict]]) -> None:
     """The red-flag table with its five checks, the triggers and the root-cause sentences."""
     flags = cells(page, "#red-flags")
     assert len(flags) == 5 and "War Room" in page.locator("#red-flags").inner_text()
-    assert [f[0] for f in flags] + [t[0] for t in cells(page, "#triggers")] == [r["check"] for r in csvs["red_flags.csv"]]
+    assert [f[0] for f in flags] + [t[0] for t in cells(page, "#triggers")] == [
+        r["check"] for r in csvs["red_flags.csv"]
+    ]
     assert page.locator("#root-causes li").count() >= 1
 
 
@@ -175,10 +234,17 @@ def check_quarterly(page, csvs: dict[str, list[dict]]) -> None:
     what_if = cells(page, "#what-if")
     assert [row[1] for row in what_if] == [r["violations"] for r in csvs["what_if.csv"]]
     assert len(what_if) == 6 and sum(int(r[1]) for r in what_if) > 0
-    assert re.fullmatch(r"Recommendation: (tighten|loosen|keep): .+", page.locator("#recommendation").inner_text())
+    assert re.fullmatch(
+        r"Recommendation: (tighten|loosen|keep): .+", page.locator("#recommendation").inner_text()
+    )
 
 
-CHECKS = {"weekly": check_weekly, "feedback": check_feedback, "monthly": check_monthly, "quarterly": check_quarterly}
+CHECKS = {
+    "weekly": check_weekly,
+    "feedback": check_feedback,
+    "monthly": check_monthly,
+    "quarterly": check_quarterly,
+}
 
 
 @pytest.mark.parametrize("name", REPORTS)
@@ -207,7 +273,9 @@ def test_report_mail_arrives_and_renders_in_chromium(name, seeded, smtp_sink, br
                 page.set_content(html_as_a_mail_client_shows_it(msg))
             else:
                 page.goto(saved.as_uri())
-            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            widths = page.eval_on_selector_all(
+                "img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
+            )
             assert len(widths) == len(CHARTS[name]) and all(w > 0 for w in widths), (shown_as, widths)
             CHECKS[name](page, csvs)
         finally:
@@ -220,8 +288,23 @@ def test_audit_timeline_and_export(seeded, tmp_path, capsys):
     assert out and "clock_start" in out[0] and "rule=sales_touch.start" in out[0]
     assert "task=/dags/sla_monitor/runs/scheduled__" in out[0] and "/tasks/evaluate try=1" in out[0]
     target = tmp_path / "audit.csv"
-    assert main(["audit", "export", "--from", "2026-11-01", "--to", "2026-11-08", "--out", str(target),
-                 "--store", seeded]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "export",
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-11-08",
+                "--out",
+                str(target),
+                "--store",
+                seeded,
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(target.open()))
     assert rows and all("2026-11-01" <= r["at"] < "2026-11-08" for r in rows)
     assert {"policy_version", "dag_id", "run_id", "task_id", "try_number"} <= set(rows[0])
@@ -243,8 +326,10 @@ def early_and_late(tmp_path_factory) -> tuple[str, str]:
     return urls[0], urls[1]
 
 
-@pytest.mark.parametrize("name,period", [("weekly", "2026-W38"), ("feedback", "2026-W38"), ("monthly", "2026-09"),
-                                         ("quarterly", "2026-Q3")])
+@pytest.mark.parametrize(
+    "name,period",
+    [("weekly", "2026-W38"), ("feedback", "2026-W38"), ("monthly", "2026-09"), ("quarterly", "2026-Q3")],
+)
 def test_a_past_period_is_the_same_after_the_store_moved_on(early_and_late, tmp_path, name, period):
     early, late = early_and_late
     for run, url in (("early", early), ("late", late)):

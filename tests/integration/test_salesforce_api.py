@@ -60,13 +60,16 @@ def test_query_pages_through_next_records_url(salesforce_sandbox):
 
 
 def test_query_filters_on_system_modstamp_and_relationships(salesforce_sandbox):
-    owner = salesforce_sandbox.seed("User", [{"FirstName": "Ada", "LastName": "Rep", "Email": "ada@x.test",
-                                              "IsActive": True}])[0]
+    owner = salesforce_sandbox.seed(
+        "User", [{"FirstName": "Ada", "LastName": "Rep", "Email": "ada@x.test", "IsActive": True}]
+    )[0]
     old = datetime(2024, 1, 1, tzinfo=UTC)
     salesforce_sandbox.seed("Lead", _leads(3, OwnerId=owner, CreatedDate=old, SystemModstamp=old))
     new_id = salesforce_sandbox.create("Lead", {"LastName": "Fresh", "Company": "New", "OwnerId": owner})
     sf = salesforce_sandbox.hook().get_conn()
-    res = sf.query_all("SELECT Id, Owner.Email, Owner.Name FROM Lead WHERE SystemModstamp > 2024-06-01T00:00:00Z")
+    res = sf.query_all(
+        "SELECT Id, Owner.Email, Owner.Name FROM Lead WHERE SystemModstamp > 2024-06-01T00:00:00Z"
+    )
     assert [r["Id"] for r in res["records"]] == [new_id]
     assert res["records"][0]["Owner"]["Email"] == "ada@x.test"
     assert res["records"][0]["Owner"]["attributes"]["type"] == "User"
@@ -112,8 +115,14 @@ def test_patch_moves_modstamp_and_writes_history(salesforce_sandbox):
     sf = salesforce_sandbox.hook().get_conn()
     assert sf.Lead.update(lead, {"Status": "SAL", "Company": "Renamed"}) == 204
     rec = sf.Lead.get(lead)
-    assert rec["Status"] == "SAL" and rec["SystemModstamp"] > "2025" and rec["LastModifiedDate"] == rec["SystemModstamp"]
-    hist = sf.query(f"SELECT LeadId, Field, OldValue, NewValue, CreatedDate FROM LeadHistory WHERE LeadId = '{lead}'")
+    assert (
+        rec["Status"] == "SAL"
+        and rec["SystemModstamp"] > "2025"
+        and rec["LastModifiedDate"] == rec["SystemModstamp"]
+    )
+    hist = sf.query(
+        f"SELECT LeadId, Field, OldValue, NewValue, CreatedDate FROM LeadHistory WHERE LeadId = '{lead}'"
+    )
     assert [(h["Field"], h["OldValue"], h["NewValue"]) for h in hist["records"]] == [("Status", "MQL", "SAL")]
 
 
@@ -132,10 +141,18 @@ def test_if_unmodified_since_refuses_a_stale_write_with_412(salesforce_sandbox):
 def test_composite_sobjects_update_per_record_results_and_all_or_none(salesforce_sandbox):
     ids = salesforce_sandbox.seed("Lead", _leads(3))
     sf = salesforce_sandbox.hook().get_conn()
-    body = {"allOrNone": False, "records": [
-        {"attributes": {"type": "Lead"}, "Id": ids[0], "SLA_Status__c": "Breached", "SLA_Breach__c": True},
-        {"attributes": {"type": "Lead"}, "Id": ids[1], "Bogus__c": 1},
-    ]}
+    body = {
+        "allOrNone": False,
+        "records": [
+            {
+                "attributes": {"type": "Lead"},
+                "Id": ids[0],
+                "SLA_Status__c": "Breached",
+                "SLA_Breach__c": True,
+            },
+            {"attributes": {"type": "Lead"}, "Id": ids[1], "Bogus__c": 1},
+        ],
+    }
     res = sf.restful("composite/sobjects", method="PATCH", data=json.dumps(body))
     assert res[0] == {"id": ids[0], "success": True, "errors": []}
     assert res[1]["success"] is False and res[1]["errors"][0]["statusCode"] == "INVALID_FIELD"
@@ -165,8 +182,11 @@ def test_fault_invalid_session_forces_a_real_relogin(salesforce_sandbox):
     salesforce_sandbox.inject_fault("INVALID_SESSION_ID", endpoint="query")
     assert sf.query("SELECT Id FROM Lead")["totalSize"] == 2
     assert salesforce_sandbox.logins == 2 and sf.session_id != old_session
-    bad = requests.get(f"{salesforce_sandbox.base_url}/services/data/v59.0/limits/",
-                       headers={"Authorization": f"Bearer {old_session}"}, timeout=10)
+    bad = requests.get(
+        f"{salesforce_sandbox.base_url}/services/data/v59.0/limits/",
+        headers={"Authorization": f"Bearer {old_session}"},
+        timeout=10,
+    )
     assert bad.status_code == 401 and bad.json()[0]["errorCode"] == "INVALID_SESSION_ID"
 
 
@@ -204,7 +224,10 @@ def test_fault_unable_to_lock_row_on_writes(salesforce_sandbox):
         sf.Lead.update(ids[0], {"Status": "SAL"})
     assert err.value.content[0]["errorCode"] == "UNABLE_TO_LOCK_ROW"
     salesforce_sandbox.inject_fault("UNABLE_TO_LOCK_ROW", endpoint="composite")
-    body = {"allOrNone": False, "records": [{"attributes": {"type": "Lead"}, "Id": i, "Status": "SAL"} for i in ids]}
+    body = {
+        "allOrNone": False,
+        "records": [{"attributes": {"type": "Lead"}, "Id": i, "Status": "SAL"} for i in ids],
+    }
     res = sf.restful("composite/sobjects", method="PATCH", data=json.dumps(body))
     assert [r["errors"][0]["statusCode"] for r in res] == ["UNABLE_TO_LOCK_ROW"] * 2
     assert sf.restful("composite/sobjects", method="PATCH", data=json.dumps(body))[0]["success"] is True
@@ -218,19 +241,26 @@ def test_fault_slow_response(salesforce_sandbox):
     assert time.monotonic() - started >= 0.4
     with pytest.raises(requests.exceptions.ReadTimeout):
         salesforce_sandbox.inject_fault("SLOW", endpoint="limits", delay_s=1.0)
-        requests.get(f"{salesforce_sandbox.base_url}/services/data/v59.0/limits/",
-                     headers={"Authorization": f"Bearer {sf.session_id}"}, timeout=0.3)
+        requests.get(
+            f"{salesforce_sandbox.base_url}/services/data/v59.0/limits/",
+            headers={"Authorization": f"Bearer {sf.session_id}"},
+            timeout=0.3,
+        )
 
 
 def test_admin_endpoint_adds_faults(salesforce_sandbox):
     sf = salesforce_sandbox.hook().get_conn()
-    resp = requests.post(f"{salesforce_sandbox.base_url}/_sandbox/faults",
-                         json={"faults": [{"fault": "SERVER_UNAVAILABLE", "endpoint": "describe"}]}, timeout=10)
+    resp = requests.post(
+        f"{salesforce_sandbox.base_url}/_sandbox/faults",
+        json={"faults": [{"fault": "SERVER_UNAVAILABLE", "endpoint": "describe"}]},
+        timeout=10,
+    )
     assert resp.status_code == 200
     with pytest.raises(SalesforceGeneralError):
         sf.Lead.describe()
-    bad = requests.post(f"{salesforce_sandbox.base_url}/_sandbox/faults", json={"faults": [{"fault": "NOPE"}]},
-                        timeout=10)
+    bad = requests.post(
+        f"{salesforce_sandbox.base_url}/_sandbox/faults", json={"faults": [{"fault": "NOPE"}]}, timeout=10
+    )
     assert bad.status_code == 400 and "NOPE" in bad.json()["error"]
 
 
@@ -239,24 +269,45 @@ def test_owner_change_history_is_named_after_the_relationship(salesforce_sandbox
     lead = salesforce_sandbox.create("Lead", {"LastName": "L", "Company": "C", "Status": "MQL"})
     sf = salesforce_sandbox.hook().get_conn()
     sf.Lead.update(lead, {"OwnerId": rep})
-    rows = sf.query(f"SELECT Field, NewValue, DataType FROM LeadHistory WHERE LeadId = '{lead}' ORDER BY CreatedDate")
+    rows = sf.query(
+        f"SELECT Field, NewValue, DataType FROM LeadHistory WHERE LeadId = '{lead}' ORDER BY CreatedDate"
+    )
     assert [(r["Field"], r["NewValue"], r["DataType"]) for r in rows["records"]] == [
-        ("created", None, "Text"), ("Owner", rep, "EntityId")]
+        ("created", None, "Text"),
+        ("Owner", rep, "EntityId"),
+    ]
 
 
 def test_composite_create_delete_and_per_record_precondition(salesforce_sandbox):
     sf = salesforce_sandbox.hook().get_conn()
-    created = sf.restful("composite/sobjects", method="POST", data=json.dumps({"allOrNone": True, "records": [
-        {"attributes": {"type": "Lead"}, "LastName": "One", "Company": "A", "Status": "MQL"},
-        {"attributes": {"type": "Task"}, "Subject": "Call", "TaskSubtype": "Call"},
-    ]}))
+    created = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        data=json.dumps(
+            {
+                "allOrNone": True,
+                "records": [
+                    {"attributes": {"type": "Lead"}, "LastName": "One", "Company": "A", "Status": "MQL"},
+                    {"attributes": {"type": "Task"}, "Subject": "Call", "TaskSubtype": "Call"},
+                ],
+            }
+        ),
+    )
     assert [r["success"] for r in created] == [True, True]
     lead_id, task_id = created[0]["id"], created[1]["id"]
     assert lead_id.startswith("00Q") and task_id.startswith("00T") and len(lead_id) == 18
     stale = http_date(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
-    res = sf.restful("composite/sobjects", method="PATCH", headers={"If-Unmodified-Since": stale},
-                     data=json.dumps({"allOrNone": False, "records": [
-                         {"attributes": {"type": "Lead"}, "Id": lead_id, "Status": "SAL"}]}))
+    res = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        headers={"If-Unmodified-Since": stale},
+        data=json.dumps(
+            {
+                "allOrNone": False,
+                "records": [{"attributes": {"type": "Lead"}, "Id": lead_id, "Status": "SAL"}],
+            }
+        ),
+    )
     assert res[0]["success"] is False and res[0]["errors"][0]["statusCode"] == "PRECONDITION_FAILED"
     got = sf.restful("composite/sobjects/Lead", params={"ids": lead_id, "fields": "Id,Status"})
     assert got[0]["Status"] == "MQL"
@@ -278,7 +329,9 @@ def test_read_only_and_unknown_fields_are_refused_on_write(salesforce_sandbox):
     with pytest.raises(SalesforceMalformedRequest) as err:
         sf.Lead.update(lead, {"SLA_Due__c": "not a date"})
     assert err.value.content[0]["errorCode"] == "JSON_PARSER_ERROR"
-    assert sf.Lead.create({"LastName": "New", "Company": "C", "SLA_Due__c": "2026-01-01T10:00:00+02:00"})["success"]
+    assert sf.Lead.create({"LastName": "New", "Company": "C", "SLA_Due__c": "2026-01-01T10:00:00+02:00"})[
+        "success"
+    ]
     rec = sf.query("SELECT SLA_Due__c FROM Lead WHERE LastName = 'New'")["records"][0]
     assert rec["SLA_Due__c"] == "2026-01-01T08:00:00.000+0000"
 
@@ -313,19 +366,35 @@ def test_command_line_server_with_a_fault_file(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     faults = tmp_path / "faults.json"
-    faults.write_text(json.dumps({"page_size": 5, "faults": [{"fault": "SERVER_UNAVAILABLE", "endpoint": "limits"}]}))
+    faults.write_text(
+        json.dumps({"page_size": 5, "faults": [{"fault": "SERVER_UNAVAILABLE", "endpoint": "limits"}]})
+    )
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.salesforce_api", "--port", str(port), "--data", str(tmp_path / "d"),
-         "--faults", str(faults)],
-        cwd=root, env={**os.environ, "PYTHONPATH": str(root / "include")},
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sandbox.salesforce_api",
+            "--port",
+            str(port),
+            "--data",
+            str(tmp_path / "d"),
+            "--faults",
+            str(faults),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root / "include")},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         listening = proc.stdout.readline()
         ca_line = proc.stdout.readline()
         assert f"https://127.0.0.1:{port}" in listening
         ca = ca_line.split("CA bundle: ")[1].split()[0]
-        assert requests.get(f"https://127.0.0.1:{port}/services/data/", verify=ca, timeout=10).status_code == 200
+        assert (
+            requests.get(f"https://127.0.0.1:{port}/services/data/", verify=ca, timeout=10).status_code == 200
+        )
         status = requests.get(f"https://127.0.0.1:{port}/_sandbox/status", verify=ca, timeout=10).json()
         assert status["page_size"] == 5 and status["faults"][0]["fault"] == "SERVER_UNAVAILABLE"
     finally:
@@ -344,13 +413,27 @@ def test_api_allowance_starts_again_on_a_new_day(salesforce_sandbox):
 def test_opportunity_stage_changes_write_field_history(salesforce_sandbox):
     account = salesforce_sandbox.seed("Account", [{"Name": "Acme", "Tier__c": "Tier 1"}])[0]
     sf = salesforce_sandbox.hook().get_conn()
-    opp = sf.Opportunity.create({"Name": "Acme - New", "AccountId": account, "StageName": "Qualification",
-                                 "CloseDate": "2026-06-30", "Amount": 1000})["id"]
+    opp = sf.Opportunity.create(
+        {
+            "Name": "Acme - New",
+            "AccountId": account,
+            "StageName": "Qualification",
+            "CloseDate": "2026-06-30",
+            "Amount": 1000,
+        }
+    )["id"]
     assert opp.startswith("006")
     sf.Opportunity.update(opp, {"StageName": "Closed Won"})
-    rec = sf.query(f"SELECT IsWon, IsClosed, Account.Tier__c FROM Opportunity WHERE Id = '{opp}'")["records"][0]
+    rec = sf.query(f"SELECT IsWon, IsClosed, Account.Tier__c FROM Opportunity WHERE Id = '{opp}'")["records"][
+        0
+    ]
     assert rec["IsWon"] is True and rec["IsClosed"] is True and rec["Account"]["Tier__c"] == "Tier 1"
-    rows = sf.query(f"SELECT Field, OldValue, NewValue FROM OpportunityFieldHistory WHERE OpportunityId = '{opp}' "
-                    "AND Field != 'created' ORDER BY Field")["records"]
+    rows = sf.query(
+        f"SELECT Field, OldValue, NewValue FROM OpportunityFieldHistory WHERE OpportunityId = '{opp}' "
+        "AND Field != 'created' ORDER BY Field"
+    )["records"]
     assert [(r["Field"], r["OldValue"], r["NewValue"]) for r in rows] == [
-        ("IsClosed", False, True), ("IsWon", False, True), ("StageName", "Qualification", "Closed Won")]
+        ("IsClosed", False, True),
+        ("IsWon", False, True),
+        ("StageName", "Qualification", "Closed Won"),
+    ]

@@ -20,8 +20,25 @@ MONDAY_2PM = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
 def demo(tmp_path_factory):
     """Six simulated hours on a Monday after a day of backlog, through the CLI at high speed."""
     data = tmp_path_factory.mktemp("demo")
-    assert simulate.main(["--data", str(data), "--speed", "200000", "--seed", "3", "--backlog-hours", "24",
-                          "--for-hours", "6", "--start", MONDAY_2PM.isoformat()]) == 0
+    assert (
+        simulate.main(
+            [
+                "--data",
+                str(data),
+                "--speed",
+                "200000",
+                "--seed",
+                "3",
+                "--backlog-hours",
+                "24",
+                "--for-hours",
+                "6",
+                "--start",
+                MONDAY_2PM.isoformat(),
+            ]
+        )
+        == 0
+    )
     store = OrgStore(data / "org.sqlite3")
     yield store
     store.close()
@@ -52,8 +69,9 @@ def test_statuses_move_with_history_and_activities(demo):
     statuses = collections.Counter(lead["Status"] for lead in leads)
     assert statuses["MQL"] and statuses["SAL"]
     assert statuses["SQL"] + statuses["Recycled"] + statuses["Disqualified"] + statuses["Converted"] > 0
-    moves = collections.Counter((h["OldValue"], h["NewValue"]) for h in demo.scan("LeadHistory")
-                                if h["Field"] == "Status")
+    moves = collections.Counter(
+        (h["OldValue"], h["NewValue"]) for h in demo.scan("LeadHistory") if h["Field"] == "Status"
+    )
     assert moves[("MQL", "SAL")] > 10
     reasons = {lead.get("Rejection_Reason__c") for lead in leads if lead["Status"] == "Disqualified"}
     assert reasons and reasons <= set(sf_schema.REJECTION_REASONS)
@@ -116,7 +134,9 @@ def test_the_api_serves_the_demo_and_counts_change(salesforce_sandbox):
     assert before > 0
     org.advance(org.clock + timedelta(hours=2))
     assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] > before
-    res = sf.query("SELECT Id, Status, Owner.Name, Owner.TimeZoneSidKey FROM Lead WHERE Status = 'SAL' LIMIT 5")
+    res = sf.query(
+        "SELECT Id, Status, Owner.Name, Owner.TimeZoneSidKey FROM Lead WHERE Status = 'SAL' LIMIT 5"
+    )
     assert res["records"] and all(r["Owner"]["TimeZoneSidKey"] for r in res["records"])
     users = sf.query("SELECT Id, Name, Team__c, UserRole.Name FROM User WHERE Title = 'SDR' ORDER BY Name")
     assert len(users["records"]) == 12
@@ -125,8 +145,11 @@ def test_the_api_serves_the_demo_and_counts_change(salesforce_sandbox):
 
 def _automated_owner_changes(store: OrgStore) -> list[tuple[str, str, str, str]]:
     automated = store.integration_user_id
-    return sorted((h["CreatedDate"], h["LeadId"], h["OldValue"], h["NewValue"]) for h in store.scan("LeadHistory")
-                  if h["Field"] == "Owner" and h["CreatedById"] == automated)
+    return sorted(
+        (h["CreatedDate"], h["LeadId"], h["OldValue"], h["NewValue"])
+        for h in store.scan("LeadHistory")
+        if h["Field"] == "Owner" and h["CreatedById"] == automated
+    )
 
 
 def test_the_assignment_rule_moves_stale_untouched_leads_round_robin_as_the_integration_user(tmp_path):
@@ -140,7 +163,9 @@ def test_the_assignment_rule_moves_stale_untouched_leads_round_robin_as_the_inte
 
     store, org, moves = sweep(tmp_path / "a.sqlite3")
     assert moves, "no automated reassignment in 30 simulated hours"
-    assert store.integration_user_id in demo_org_automation_user_ids()  # what the demo policy treats as automation
+    assert (
+        store.integration_user_id in demo_org_automation_user_ids()
+    )  # what the demo policy treats as automation
     reps = {r.id: r for r in org.reps}
     team_of = {r.id: r.team for r in org.reps} | {m: t for t, m in org.managers.items()}
     for at, lead_id, old, new in moves:
@@ -165,11 +190,23 @@ def test_a_lead_the_monitor_escalated_to_the_manager_is_reassigned_by_the_rule(t
     org = simulate.DemoOrg(store, seed=4, start=MONDAY_2PM)
     org.advance(MONDAY_2PM + timedelta(hours=1))
     rep = next(r for r in org.reps if not r.out_of_office)
-    lead = store.create("Lead", {"FirstName": "Ada", "LastName": "Lovelace", "Company": "Engines", "Status": "SAL",
-                                 "OwnerId": rep.id, "SAL_Date__c": org.clock - timedelta(hours=6)},
-                        now=org.clock, user_id=rep.id)
+    lead = store.create(
+        "Lead",
+        {
+            "FirstName": "Ada",
+            "LastName": "Lovelace",
+            "Company": "Engines",
+            "Status": "SAL",
+            "OwnerId": rep.id,
+            "SAL_Date__c": org.clock - timedelta(hours=6),
+        },
+        now=org.clock,
+        user_id=rep.id,
+    )
     manager = org.managers[rep.team]
-    store.update("Lead", lead["Id"], {"OwnerId": manager}, now=org.clock, user_id=manager)  # the breach action
+    store.update(
+        "Lead", lead["Id"], {"OwnerId": manager}, now=org.clock, user_id=manager
+    )  # the breach action
     org.advance(org.clock + simulate.REBALANCE_EVERY)
     [(_, _, old, new)] = [m for m in _automated_owner_changes(store) if m[1] == lead["Id"]]
     assert old == manager and new in {r.id for r in org.reps if r.team == rep.team and not r.out_of_office}
@@ -221,9 +258,18 @@ def test_deals_get_their_proposal_kickoff_and_onboarding_mostly_on_time(tmp_path
     rep = org.reps[0].id
     for i in range(120):
         stage = "Demo Completed" if i % 2 else "Negotiation/Review"
-        opp = store.create("Opportunity", {"Name": f"Deal {i}", "AccountId": org.accounts[i % 30], "OwnerId": rep,
-                                           "StageName": stage, "CloseDate": MONDAY_2PM.date()},
-                           now=MONDAY_2PM, user_id=rep)
+        opp = store.create(
+            "Opportunity",
+            {
+                "Name": f"Deal {i}",
+                "AccountId": org.accounts[i % 30],
+                "OwnerId": rep,
+                "StageName": stage,
+                "CloseDate": MONDAY_2PM.date(),
+            },
+            now=MONDAY_2PM,
+            user_id=rep,
+        )
         due = org._stage_due(rep, stage, MONDAY_2PM) if i % 2 else MONDAY_2PM + timedelta(minutes=i)
         org._schedule(due, "stage", opp["Id"])
     org.advance(MONDAY_2PM + timedelta(days=60))
@@ -234,8 +280,14 @@ def test_deals_get_their_proposal_kickoff_and_onboarding_mostly_on_time(tmp_path
     proposals = on_time = 0
     for hs in history.values():
         demo_at = next((_at(h["CreatedDate"]) for h in hs if h["NewValue"] == "Demo Completed"), MONDAY_2PM)
-        moved = next((_at(h["CreatedDate"]) for h in hs if h["Field"] == "StageName"
-                      and h["OldValue"] == "Demo Completed"), None)
+        moved = next(
+            (
+                _at(h["CreatedDate"])
+                for h in hs
+                if h["Field"] == "StageName" and h["OldValue"] == "Demo Completed"
+            ),
+            None,
+        )
         if moved is not None:
             proposals += 1
             on_time += moved <= simulate._add_business_hours(demo_at, 24, "America/New_York", (9, 17))
@@ -251,7 +303,8 @@ def test_deals_get_their_proposal_kickoff_and_onboarding_mostly_on_time(tmp_path
         done = next(h for h in hs if h["Field"] == "Onboarding_Complete__c")
         assert done["NewValue"] is True and kickoff["CreatedById"] != o["OwnerId"]  # Customer Success acts
         kickoff_on_time += _at(kickoff["CreatedDate"]) <= simulate._add_business_hours(
-            won_at, 16, "America/New_York", (9, 17))
+            won_at, 16, "America/New_York", (9, 17)
+        )
         onboarded_on_time += _at(done["CreatedDate"]) - _at(kickoff["CreatedDate"]) <= timedelta(days=14)
     assert 0.7 < kickoff_on_time / len(won) < 1 and 0.6 < onboarded_on_time / len(won) < 1
     store.close()
@@ -260,7 +313,9 @@ def test_deals_get_their_proposal_kickoff_and_onboarding_mostly_on_time(tmp_path
 def test_business_hours_skip_nights_and_weekends():
     friday_4pm_ny = datetime(2026, 3, 13, 20, 0, tzinfo=UTC)
     assert simulate._add_business_hours(friday_4pm_ny, 2, "America/New_York", (9, 17)) == datetime(
-        2026, 3, 16, 14, 0, tzinfo=UTC)  # Monday 10:00 New York (EDT from 8 March)
+        2026, 3, 16, 14, 0, tzinfo=UTC
+    )  # Monday 10:00 New York (EDT from 8 March)
     saturday = datetime(2026, 3, 14, 15, 0, tzinfo=UTC)
     assert simulate._add_business_hours(saturday, 8, "America/New_York", (9, 17)) == datetime(
-        2026, 3, 16, 21, 0, tzinfo=UTC)
+        2026, 3, 16, 21, 0, tzinfo=UTC
+    )

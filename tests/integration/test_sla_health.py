@@ -12,35 +12,85 @@ from leadsla.quality.rules import load
 from leadsla.store import schema
 
 NOW = dt.datetime(2026, 11, 10, 15, 0, tzinfo=dt.UTC)
-ALL = {"timer_not_starting", "notifications_failing", "notifications_queued", "reps_unreachable",
-       "calendar_without_hours", "holidays_running_out", "stale_data", "rejection_reason_not_required",
-       "round_robin_unavailable_reps", "round_robin_uneven", "mql_leakage", "breach_not_escalating"}
+ALL = {
+    "timer_not_starting",
+    "notifications_failing",
+    "notifications_queued",
+    "reps_unreachable",
+    "calendar_without_hours",
+    "holidays_running_out",
+    "stale_data",
+    "rejection_reason_not_required",
+    "round_robin_unavailable_reps",
+    "round_robin_uneven",
+    "mql_leakage",
+    "breach_not_escalating",
+}
 
 
 def _user(uid, **kw):
-    return {"user_id": uid, "name": uid, "email": f"{uid}@example.com", "manager_id": "005MGR000000001AAA",
-            "is_active": True, "team": "sdr_east", "out_of_office": False, "fields": {}, "synced_at": NOW, **kw}
+    return {
+        "user_id": uid,
+        "name": uid,
+        "email": f"{uid}@example.com",
+        "manager_id": "005MGR000000001AAA",
+        "is_active": True,
+        "team": "sdr_east",
+        "out_of_office": False,
+        "fields": {},
+        "synced_at": NOW,
+        **kw,
+    }
 
 
 def _lead(n, status, **kw):
-    return {"object_type": "Lead", "record_id": f"00Q{n:015d}", "status": status, "owner_id": "005000000000001AAA",
-            "created_at": NOW - dt.timedelta(days=1), "modified_at": NOW - dt.timedelta(hours=1),
-            "is_deleted": False, "fields": {}, "synced_at": NOW, **kw}
+    return {
+        "object_type": "Lead",
+        "record_id": f"00Q{n:015d}",
+        "status": status,
+        "owner_id": "005000000000001AAA",
+        "created_at": NOW - dt.timedelta(days=1),
+        "modified_at": NOW - dt.timedelta(hours=1),
+        "is_deleted": False,
+        "fields": {},
+        "synced_at": NOW,
+        **kw,
+    }
 
 
 def _clock(n, state):
-    return {"sla_id": "mql_to_sal", "record_id": f"00Q{n:015d}", "clock_start": NOW - dt.timedelta(days=1),
-            "object_type": "Lead", "policy_version": "v", "tier": "t", "calendar": "us_east", "target_seconds": 3600,
-            "state": state, "elapsed_seconds": 0, "remaining_seconds": 0, "percent_elapsed": 0, "colour": "green",
-            "evaluated_at": NOW}
+    return {
+        "sla_id": "mql_to_sal",
+        "record_id": f"00Q{n:015d}",
+        "clock_start": NOW - dt.timedelta(days=1),
+        "object_type": "Lead",
+        "policy_version": "v",
+        "tier": "t",
+        "calendar": "us_east",
+        "target_seconds": 3600,
+        "state": state,
+        "elapsed_seconds": 0,
+        "remaining_seconds": 0,
+        "percent_elapsed": 0,
+        "colour": "green",
+        "evaluated_at": NOW,
+    }
 
 
 def _healthy(conn, policy):
-    watched = {s.start.becomes for s in policy.slas
-               if s.enabled and s.object == "Lead" and s.start.field == "Status" and s.start.becomes}
+    watched = {
+        s.start.becomes
+        for s in policy.slas
+        if s.enabled and s.object == "Lead" and s.start.field == "Status" and s.start.becomes
+    }
     conn.execute(schema.users.insert(), [_user("005000000000001AAA"), _user("005000000000002AAA")])
-    conn.execute(schema.sync_runs.insert().values(started_at=NOW - dt.timedelta(minutes=2),
-                                                  finished_at=NOW - dt.timedelta(minutes=1), status="success"))
+    conn.execute(
+        schema.sync_runs.insert().values(
+            started_at=NOW - dt.timedelta(minutes=2),
+            finished_at=NOW - dt.timedelta(minutes=1),
+            status="success",
+        )
+    )
     return watched
 
 
@@ -54,7 +104,9 @@ def test_clean_store_reports_nothing(store):
     policy, settings = load_policy(), load().health
     with store.begin() as conn:
         _healthy(conn, policy)
-        conn.execute(schema.records.insert(), [_lead(1, "Working"), _lead(2, "Working", owner_id="005000000000002AAA")])
+        conn.execute(
+            schema.records.insert(), [_lead(1, "Working"), _lead(2, "Working", owner_id="005000000000002AAA")]
+        )
     assert _findings(store, policy, settings) == set()
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.outbox)).scalar() == 0
@@ -62,27 +114,55 @@ def test_clean_store_reports_nothing(store):
 
 def test_every_planted_failure_is_reported_once_per_run(store):
     policy, settings = load_policy(), load().health
-    policy.calendars["us_east"] = {"timezone": "America/New_York", "hours": {}, "holidays": {"dates": ["2026-12-01"]}}
+    policy.calendars["us_east"] = {
+        "timezone": "America/New_York",
+        "hours": {},
+        "holidays": {"dates": ["2026-12-01"]},
+    }
     with store.begin() as conn:
         watched = _healthy(conn, policy)
         conn.execute(schema.sync_runs.update().values(finished_at=NOW - dt.timedelta(hours=2)))
-        conn.execute(schema.users.insert(), [_user("005000000000003AAA", is_active=False),
-                                             _user("005000000000004AAA", email=None)])
+        conn.execute(
+            schema.users.insert(),
+            [_user("005000000000003AAA", is_active=False), _user("005000000000004AAA", email=None)],
+        )
         start = sorted(watched)[0]
         old = NOW - dt.timedelta(days=10)
-        conn.execute(schema.records.insert(), [
-            _lead(1, start), _lead(2, "Recycled"), _lead(3, "Disqualified"),
-            _lead(4, "MQL", created_at=old, modified_at=old),
-            *[_lead(10 + i, "Working") for i in range(8)]])  # all to one rep: uneven
+        conn.execute(
+            schema.records.insert(),
+            [
+                _lead(1, start),
+                _lead(2, "Recycled"),
+                _lead(3, "Disqualified"),
+                _lead(4, "MQL", created_at=old, modified_at=old),
+                *[_lead(10 + i, "Working") for i in range(8)],
+            ],
+        )  # all to one rep: uneven
         conn.execute(schema.clocks.insert(), [_clock(5, "breached")])
-        conn.execute(schema.outbox.insert(), [
-            {"idempotency_key": k, "checkpoint": "c", "recipient": "r", "channel": "slack", "payload": {},
-             "status": s, "created_at": old, "not_before": old} for k, s in (("a", "failed"), ("b", "pending"))])
+        conn.execute(
+            schema.outbox.insert(),
+            [
+                {
+                    "idempotency_key": k,
+                    "checkpoint": "c",
+                    "recipient": "r",
+                    "channel": "slack",
+                    "payload": {},
+                    "status": s,
+                    "created_at": old,
+                    "not_before": old,
+                }
+                for k, s in (("a", "failed"), ("b", "pending"))
+            ],
+        )
     found = _findings(store, policy, settings)
     assert ALL <= found, ALL - found
     with store.connect() as conn:
-        notices = conn.execute(sa.select(schema.outbox.c.channel, schema.outbox.c.payload).where(
-            schema.outbox.c.sla_id == "sla_health")).all()
+        notices = conn.execute(
+            sa.select(schema.outbox.c.channel, schema.outbox.c.payload).where(
+                schema.outbox.c.sla_id == "sla_health"
+            )
+        ).all()
     assert sorted(c for c, _ in notices) == ["email", "slack"]  # one digest per run, both channels
     assert all(p["kind"] == "notice" and len(p["lines"]) >= len(ALL) for _, p in notices)
 
@@ -102,9 +182,13 @@ def _created(store):
 def test_a_fresh_deployment_whose_first_sync_is_still_running_is_not_stale(store):
     settings = load().health
     created = _created(store)
-    assert _stale(store, created + dt.timedelta(minutes=5), settings) == []  # nothing synced yet, just deployed
+    assert (
+        _stale(store, created + dt.timedelta(minutes=5), settings) == []
+    )  # nothing synced yet, just deployed
     with store.begin() as conn:  # the first sync started and is still running
-        conn.execute(schema.sync_runs.insert().values(started_at=created + dt.timedelta(minutes=1), status="running"))
+        conn.execute(
+            schema.sync_runs.insert().values(started_at=created + dt.timedelta(minutes=1), status="running")
+        )
     assert _stale(store, created + dt.timedelta(minutes=29), settings) == []
     # A run scheduled before the store existed (the demo's first morning run) finds nothing either.
     assert _stale(store, created - dt.timedelta(hours=8), settings) == []
@@ -115,19 +199,28 @@ def test_never_synced_for_31_minutes_is_critical_and_worded_for_a_person(store):
     start = NOW - dt.timedelta(minutes=31)
     with store.begin() as conn:
         conn.execute(schema.sync_runs.insert().values(started_at=start, status="failed"))
-        conn.execute(schema.sync_runs.insert().values(started_at=NOW - dt.timedelta(minutes=2), status="running"))
+        conn.execute(
+            schema.sync_runs.insert().values(started_at=NOW - dt.timedelta(minutes=2), status="running")
+        )
     (finding,) = _stale(store, NOW, settings)
     assert finding.severity == "critical"
-    assert finding.summary.startswith("no CRM sync has succeeded yet, 31 min after syncing began (2026-11-10 14:29 UTC")
+    assert finding.summary.startswith(
+        "no CRM sync has succeeded yet, 31 min after syncing began (2026-11-10 14:29 UTC"
+    )
     run_health(store, NOW, load_policy(), settings, run_id="t")
     with store.connect() as conn:
-        payloads = conn.execute(sa.select(schema.outbox.c.channel, schema.outbox.c.payload).where(
-            schema.outbox.c.sla_id == "sla_health")).all()
+        payloads = conn.execute(
+            sa.select(schema.outbox.c.channel, schema.outbox.c.payload).where(
+                schema.outbox.c.sla_id == "sla_health"
+            )
+        ).all()
     assert sorted(c for c, _ in payloads) == ["email", "slack"]
     notice = payloads[0][1]
     assert notice["title"] == f"SLA health: {finding.summary}"  # one finding: the title says what it is
     assert "1 problem;" in notice["intro"] and "digest" not in notice["intro"]
-    assert notice["lines"] == [f"[critical] {finding.summary}. Fix: {finding.how_to_fix}"]  # no "(0 affected)"
+    assert notice["lines"] == [
+        f"[critical] {finding.summary}. Fix: {finding.how_to_fix}"
+    ]  # no "(0 affected)"
     from leadsla.notify.notice import NoticePayload, notice_email_message, notice_slack_message
 
     parsed = NoticePayload.parse(notice)
@@ -141,8 +234,14 @@ def test_digest_lines_and_title_count_in_words():
     from leadsla.health.finding import Finding
     from leadsla.health.run import digest_line, digest_title
 
-    many = [Finding("a", "critical", "x", ["00Q1"]), Finding("b", "warning", "y", ["00Q1", "00Q2"]),
-            Finding("c", "warning", "z")]
+    many = [
+        Finding("a", "critical", "x", ["00Q1"]),
+        Finding("b", "warning", "y", ["00Q1", "00Q2"]),
+        Finding("c", "warning", "z"),
+    ]
     assert digest_title(many) == "SLA health: 3 problems (1 critical, 2 warnings)"
-    assert [digest_line(f) for f in many] == ["[critical] x (1 record affected).",
-                                              "[warning] y (2 records affected).", "[warning] z."]
+    assert [digest_line(f) for f in many] == [
+        "[critical] x (1 record affected).",
+        "[warning] y (2 records affected).",
+        "[warning] z.",
+    ]

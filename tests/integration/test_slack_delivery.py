@@ -33,16 +33,19 @@ def engine(tmp_path):
 
 
 def queue(engine, *payloads_and_recipients, checkpoint="warn_50"):
-    actions = [Action("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "slack", payload)
-               for rcpt, payload in payloads_and_recipients]
+    actions = [
+        Action("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "slack", payload)
+        for rcpt, payload in payloads_and_recipients
+    ]
     with engine.begin() as conn:
         return enqueue(conn, actions, T, CTX)
 
 
 def statuses(engine):
     with engine.connect() as conn:
-        return conn.execute(sa.select(outbox.c.recipient, outbox.c.status, outbox.c.external_id)
-                            .order_by(outbox.c.outbox_id)).all()
+        return conn.execute(
+            sa.select(outbox.c.recipient, outbox.c.status, outbox.c.external_id).order_by(outbox.c.outbox_id)
+        ).all()
 
 
 def dm_channel(user: dict, slack) -> str:
@@ -51,36 +54,67 @@ def dm_channel(user: dict, slack) -> str:
 
 
 def test_dm_to_rep_and_fallback_channel_for_someone_without_slack(engine, slack_api) -> None:
-    ghost = {"name": "Gus Ghost", "email": "gus@example.com", "timezone": "America/Chicago",
-             "slack_fallback_channel": FALLBACK_CHANNEL}
+    ghost = {
+        "name": "Gus Ghost",
+        "email": "gus@example.com",
+        "timezone": "America/Chicago",
+        "slack_fallback_channel": FALLBACK_CHANNEL,
+    }
     queue(engine, (REP["email"], alert_payload()), ("gus@example.com", alert_payload(recipient=ghost)))
     summary = deliver_due(engine, T, CTX)
-    assert summary == {"claimed": 2, "delivered": 2, "reconciled": 0, "retry": 0, "failed": 0, "double_marked": 0}
+    assert summary == {
+        "claimed": 2,
+        "delivered": 2,
+        "reconciled": 0,
+        "retry": 0,
+        "failed": 0,
+        "double_marked": 0,
+    }
     by_channel = {m["channel"]: m for m in slack_api.messages()}
     assert set(by_channel) == {dm_channel(REP, slack_api), FALLBACK_CHANNEL}
     rows = statuses(engine)
     assert [r[1] for r in rows] == ["delivered", "delivered"]
     assert {r[2] for r in rows} == {m["ts"] for m in by_channel.values()}
     with engine.connect() as conn:
-        sent = conn.execute(sa.select(audit.c.detail, audit.c.task_id).where(audit.c.event == "message_sent")).all()
-    assert sorted(d["via"] for d, _ in sent) == ["dm", "fallback"] and {t for _, t in sent} == {"deliver_alerts"}
+        sent = conn.execute(
+            sa.select(audit.c.detail, audit.c.task_id).where(audit.c.event == "message_sent")
+        ).all()
+    assert sorted(d["via"] for d, _ in sent) == ["dm", "fallback"] and {t for _, t in sent} == {
+        "deliver_alerts"
+    }
 
 
-def test_two_people_without_slack_falling_back_to_one_channel_post_the_alert_there_once(engine, slack_api) -> None:
-    ghosts = [{"name": n, "email": f"{n.lower()}@example.com", "timezone": "America/Chicago",
-               "slack_fallback_channel": FALLBACK_CHANNEL} for n in ("Gus", "Gwen")]
+def test_two_people_without_slack_falling_back_to_one_channel_post_the_alert_there_once(
+    engine, slack_api
+) -> None:
+    ghosts = [
+        {
+            "name": n,
+            "email": f"{n.lower()}@example.com",
+            "timezone": "America/Chicago",
+            "slack_fallback_channel": FALLBACK_CHANNEL,
+        }
+        for n in ("Gus", "Gwen")
+    ]
     queue(engine, *[(g["email"], alert_payload(recipient=g)) for g in ghosts])
     assert deliver_due(engine, T, CTX)["delivered"] == 2
     assert [m["channel"] for m in slack_api.messages()] == [FALLBACK_CHANNEL]  # one post, not one per person
     assert [r[1] for r in statuses(engine)] == ["delivered", "delivered"]
     with engine.connect() as conn:
-        sent = [d for (d,) in conn.execute(sa.select(audit.c.detail).where(audit.c.event == "message_sent")
-                                          .order_by(audit.c.audit_id))]
+        sent = [
+            d
+            for (d,) in conn.execute(
+                sa.select(audit.c.detail).where(audit.c.event == "message_sent").order_by(audit.c.audit_id)
+            )
+        ]
     assert [d.get("same_destination", False) for d in sent] == [False, True]
     assert sent[0]["external_id"] == sent[1]["external_id"]  # the second row points at the one post
     # Another checkpoint of the same clock is a different alert: it is posted.
     queue(engine, (ghosts[0]["email"], alert_payload(recipient=ghosts[0])), checkpoint="warn_80")
-    assert deliver_due(engine, T + dt.timedelta(seconds=2), CTX, budget=dt.timedelta(seconds=10))["delivered"] == 1
+    assert (
+        deliver_due(engine, T + dt.timedelta(seconds=2), CTX, budget=dt.timedelta(seconds=10))["delivered"]
+        == 1
+    )
     assert len(slack_api.messages()) == 2
 
 
@@ -95,14 +129,23 @@ def test_no_slack_account_and_no_fallback_fails_permanently_with_a_reason(engine
 
 def test_block_kit_content_metadata_and_recipient_timezone(engine, slack_api) -> None:
     manager = {"name": "Max Manager", "email": MANAGER["email"], "timezone": "Europe/London"}
-    keys = queue(engine, (REP["email"], alert_payload()), (MANAGER["email"], alert_payload(recipient=manager)))
+    keys = queue(
+        engine, (REP["email"], alert_payload()), (MANAGER["email"], alert_payload(recipient=manager))
+    )
     deliver_due(engine, T, CTX)
     rep_msg = slack_api.messages(dm_channel(REP, slack_api))[0]
     mgr_msg = slack_api.messages(dm_channel(MANAGER, slack_api))[0]
     text = json.dumps(rep_msg["blocks"])
-    for expected in ("Ada Lovelace", "Analytical Engines Ltd", "Webinar", "High-Intent", "Rita Rep",
-                     "2 h 00 min of 4 h 00 min", "https://acme.my.salesforce.com/lightning/r/Lead/00Q000000000001AAA/view",
-                     "*Owner's open clocks*\\n3"):
+    for expected in (
+        "Ada Lovelace",
+        "Analytical Engines Ltd",
+        "Webinar",
+        "High-Intent",
+        "Rita Rep",
+        "2 h 00 min of 4 h 00 min",
+        "https://acme.my.salesforce.com/lightning/r/Lead/00Q000000000001AAA/view",
+        "*Owner's open clocks*\\n3",
+    ):
         assert expected in text, expected
     # The 18:00 UTC deadline in each recipient's own zone, never bare UTC.
     assert "Mon 9 Mar 2026, 14:00 EDT" in text and "UTC" not in text
@@ -115,8 +158,22 @@ def test_block_kit_content_metadata_and_recipient_timezone(engine, slack_api) ->
 
 @pytest.mark.parametrize("name", ["<!channel>", "<https://evil.example|click>", "<@U00000001> & co"])
 def test_lead_text_is_escaped_so_it_pings_nobody_and_links_nowhere(engine, slack_api, name) -> None:
-    queue(engine, (REP["email"], alert_payload(name=name, lead={
-        "id": "00Q000000000001AAA", "name": name, "company": "<!here> Corp", "source": "<#C123>", "tier": "A"})))
+    queue(
+        engine,
+        (
+            REP["email"],
+            alert_payload(
+                name=name,
+                lead={
+                    "id": "00Q000000000001AAA",
+                    "name": name,
+                    "company": "<!here> Corp",
+                    "source": "<#C123>",
+                    "tier": "A",
+                },
+            ),
+        ),
+    )
     deliver_due(engine, T, CTX)
     msg = slack_api.messages()[0]
     everything = json.dumps([msg["text"], msg["blocks"]])
@@ -126,7 +183,9 @@ def test_lead_text_is_escaped_so_it_pings_nobody_and_links_nowhere(engine, slack
     assert escaped in everything and "&lt;!here&gt; Corp" in everything
     # The only links are ours: the record's deep link.
     links = [seg.split("|")[0] for seg in everything.split("<")[1:]]
-    assert links and all(link.startswith("https://acme.my.salesforce.com/lightning/r/Lead/") for link in links)
+    assert links and all(
+        link.startswith("https://acme.my.salesforce.com/lightning/r/Lead/") for link in links
+    )
 
 
 def test_429_storm_is_ridden_out_by_retry_after(engine, slack_api) -> None:
@@ -176,8 +235,18 @@ def test_worker_killed_between_send_and_mark_is_reconciled_not_resent(engine, sl
 def test_overlapping_deliverers_send_each_row_exactly_once(engine, slack_api) -> None:
     people = [{"email": f"rep{i}@example.com", "name": f"rep{i}"} for i in range(12)]
     slack_api.add_users(people)
-    queue(engine, *[(p["email"], alert_payload(recipient={"name": p["name"], "email": p["email"],
-                                                           "timezone": "America/New_York"})) for p in people])
+    queue(
+        engine,
+        *[
+            (
+                p["email"],
+                alert_payload(
+                    recipient={"name": p["name"], "email": p["email"], "timezone": "America/New_York"}
+                ),
+            )
+            for p in people
+        ],
+    )
     results = []
 
     def run():

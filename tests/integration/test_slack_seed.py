@@ -35,7 +35,9 @@ def test_the_people_are_the_demo_orgs_whether_read_from_its_store_or_reseeded(tm
     store.close()
     from_store = demo_users(tmp_path / "org.sqlite3")
     assert {u["email"] for u in from_store} == {u["email"] for u in demo_users(None, seed=7)}
-    assert sum(u["email"].endswith("@leadsla.example") for u in from_store) == 3 + 3 + 3 * 4  # VPs, managers, reps
+    assert (
+        sum(u["email"].endswith("@leadsla.example") for u in from_store) == 3 + 3 + 3 * 4
+    )  # VPs, managers, reps
 
 
 def test_every_address_is_its_own_slack_user_even_when_the_org_lists_a_person_twice() -> None:
@@ -46,8 +48,14 @@ def test_every_address_is_its_own_slack_user_even_when_the_org_lists_a_person_tw
     state = SlackState(data_dir=None, per_channel_interval=0.0)
     state.add_users([{"email": "a@x.example"}, {"email": "b@x.example"}])
     first = {e: u["id"] for e, u in state.users.items()}
-    state.add_users([{"email": "A@x.example"}, {"email": "b@x.example"}, {"email": "c@x.example"},
-                     {"email": "d@x.example"}])
+    state.add_users(
+        [
+            {"email": "A@x.example"},
+            {"email": "b@x.example"},
+            {"email": "c@x.example"},
+            {"email": "d@x.example"},
+        ]
+    )
     ids = {e: u["id"] for e, u in state.users.items()}
     assert {e: ids[e] for e in first} == first  # a repeated address keeps its id
     assert len(set(ids.values())) == len(ids) == 4  # and no two addresses share one

@@ -54,8 +54,9 @@ def test_upsert_inserts_then_updates_on_the_key(store: sa.Engine) -> None:
     with store.begin() as conn:
         upsert(conn, records, [lead("00Q000000000001AAA", status="SAL", name="Ada L.")])
     with store.connect() as conn:
-        rows = conn.execute(sa.select(records.c.record_id, records.c.status, records.c.name)
-                            .order_by(records.c.record_id)).all()
+        rows = conn.execute(
+            sa.select(records.c.record_id, records.c.status, records.c.name).order_by(records.c.record_id)
+        ).all()
     assert rows == [("00Q000000000001AAA", "SAL", "Ada L."), ("00Q000000000002AAA", "MQL", "Ada Lovelace")]
 
 
@@ -65,22 +66,32 @@ def test_upsert_handles_more_rows_than_one_batch(store: sa.Engine) -> None:
         upsert(conn, records, rows)
         upsert(conn, records, [dict(r, status="SAL") for r in rows])
     with store.connect() as conn:
-        counts = dict(conn.execute(sa.select(records.c.status, sa.func.count()).group_by(records.c.status)).all())
+        counts = dict(
+            conn.execute(sa.select(records.c.status, sa.func.count()).group_by(records.c.status)).all()
+        )
     assert counts == {"SAL": 1234}
 
 
 def test_insert_new_never_changes_an_existing_row(store: sa.Engine) -> None:
     with store.begin() as conn:
         assert insert_new(conn, records, [lead("00Q000000000001AAA")], key=["object_type", "record_id"]) == 1
-        assert insert_new(conn, records, [lead("00Q000000000001AAA", status="SAL")],
-                          key=["object_type", "record_id"]) == 0
+        assert (
+            insert_new(
+                conn, records, [lead("00Q000000000001AAA", status="SAL")], key=["object_type", "record_id"]
+            )
+            == 0
+        )
         assert conn.execute(sa.select(records.c.status)).scalar() == "MQL"
 
 
 def test_instants_come_back_aware_utc_and_naive_is_refused(store: sa.Engine) -> None:
     new_york = dt.timezone(dt.timedelta(hours=-5))
     with store.begin() as conn:
-        upsert(conn, records, [lead("00Q000000000001AAA", modified_at=dt.datetime(2026, 1, 2, 9, 0, tzinfo=new_york))])
+        upsert(
+            conn,
+            records,
+            [lead("00Q000000000001AAA", modified_at=dt.datetime(2026, 1, 2, 9, 0, tzinfo=new_york))],
+        )
     with store.connect() as conn:
         got = conn.execute(sa.select(records.c.modified_at)).scalar()
     assert got == dt.datetime(2026, 1, 2, 14, 0, tzinfo=dt.UTC)
@@ -110,12 +121,23 @@ def test_watermark_is_not_committed_with_a_failed_batch(store: sa.Engine) -> Non
 def test_audit_records_the_task_run_and_is_append_only(store: sa.Engine) -> None:
     ctx = AuditContext(dag_id="sla_monitor", run_id="scheduled__2026-03-08", task_id="escalate", try_number=2)
     with store.begin() as conn:
-        record(conn, "escalation", at=T0, context=ctx, record_id="00Q000000000001AAA",
-               sla_id="sales_touched_lead", detail={"action": "reassign", "to": "005000000000001AAA"})
+        record(
+            conn,
+            "escalation",
+            at=T0,
+            context=ctx,
+            record_id="00Q000000000001AAA",
+            sla_id="sales_touched_lead",
+            detail={"action": "reassign", "to": "005000000000001AAA"},
+        )
     with store.connect() as conn:
         row = conn.execute(sa.select(audit)).mappings().one()
     assert (row["dag_id"], row["run_id"], row["task_id"], row["try_number"]) == (
-        "sla_monitor", "scheduled__2026-03-08", "escalate", 2)
+        "sla_monitor",
+        "scheduled__2026-03-08",
+        "escalate",
+        2,
+    )
     assert row["detail"] == {"action": "reassign", "to": "005000000000001AAA"}
     assert row["at"] == T0
     with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.begin() as conn:
@@ -164,6 +186,7 @@ def test_parallel_writers_do_not_fail(store: sa.Engine) -> None:
 
 
 # --- configuration errors: one clear sentence -------------------------------------------------
+
 
 def test_default_url_is_a_sqlite_file_under_airflow_home(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
@@ -214,12 +237,18 @@ def test_unwritable_airflow_home_is_one_line_from_the_cli(tmp_path) -> None:
     home.mkdir()
     home.chmod(0o500)
     env = {"AIRFLOW_HOME": str(home / "sub"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "leadsla.cli", "store"], capture_output=True, text=True,
-                          env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "leadsla.cli", "store"], capture_output=True, text=True, env=env, check=False
+    )
     if proc.returncode == 0:  # root ignores directory permissions; use a path that can't exist
         env["AIRFLOW_HOME"] = "/proc/leadsla-home"
-        proc = subprocess.run([sys.executable, "-m", "leadsla.cli", "store"], capture_output=True,
-                              text=True, env=env, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "leadsla.cli", "store"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("leadsla: error: cannot create the store folder")

@@ -19,8 +19,11 @@ from tests.notify_fixtures import alert_payload
 
 
 def test_payload_errors_name_every_bad_field_and_where() -> None:
-    bad = alert_payload(deadline="2026-03-09T18:00:00", instance_url="javascript:alert(1)",
-                        lead={"id": "00Q<script>", "name": "x"})
+    bad = alert_payload(
+        deadline="2026-03-09T18:00:00",
+        instance_url="javascript:alert(1)",
+        lead={"id": "00Q<script>", "name": "x"},
+    )
     with pytest.raises(PayloadError) as info:
         AlertPayload.parse(bad, where="outbox row 7")
     message = str(info.value)
@@ -32,7 +35,12 @@ def test_payload_errors_name_every_bad_field_and_where() -> None:
 def test_escape_and_durations_and_local_time() -> None:
     assert slack_escape("<!channel> & <https://x|y>") == "&lt;!channel&gt; &amp; &lt;https://x|y&gt;"
     assert [words_duration(s) for s in (7200, 5400, 2700, 60, 0)] == [
-        "2 hours", "1 hour 30 minutes", "45 minutes", "1 minute", "0 minutes"]
+        "2 hours",
+        "1 hour 30 minutes",
+        "45 minutes",
+        "1 minute",
+        "0 minutes",
+    ]
     instant = dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC)  # the day New York springs forward
     assert local_time(instant, "America/New_York") == "Sun 8 Mar 2026, 03:30 EDT"
     assert local_time(instant, "Asia/Kolkata") == "Sun 8 Mar 2026, 13:00 IST"
@@ -41,7 +49,8 @@ def test_escape_and_durations_and_local_time() -> None:
 def test_overdue_warning_says_overdue_and_generalises_the_seed_sentence() -> None:
     p = AlertPayload.parse(alert_payload(elapsed_seconds=3 * 3600 + 1800, remaining_seconds=1800))
     assert email_message(p).text.startswith(
-        "Alert: High-Intent Lead Ada Lovelace assigned 3 hours 30 minutes ago. 30 minutes remain to meet the SLA.")
+        "Alert: High-Intent Lead Ada Lovelace assigned 3 hours 30 minutes ago. 30 minutes remain to meet the SLA."
+    )
     late = AlertPayload.parse(alert_payload("breach"))
     fields = str(slack_message(late, "k")["blocks"])
     assert "*Overdue*" in fields and "Overdue by 5 min" in fields

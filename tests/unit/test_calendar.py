@@ -349,11 +349,20 @@ def test_fused_table_lookups_equal_binary_search_and_the_scalar_api():
 
     cals = [
         BusinessCalendar.from_dict(
-            {"timezone": "America/New_York", "hours": {"mon": "09:00-17:00", "fri": ["09:00-09:01", "09:02-15:30"]},
-             "holidays": {"country": "US"}}, "ny"),
+            {
+                "timezone": "America/New_York",
+                "hours": {"mon": "09:00-17:00", "fri": ["09:00-09:01", "09:02-15:30"]},
+                "holidays": {"country": "US"},
+            },
+            "ny",
+        ),
         BusinessCalendar.from_dict(
-            {"timezone": "Europe/London", "hours": {d: ["09:00-12:30", "13:30-17:30"] for d in ("mon", "tue", "wed")}},
-            "uk"),
+            {
+                "timezone": "Europe/London",
+                "hours": {d: ["09:00-12:30", "13:30-17:30"] for d in ("mon", "tue", "wed")},
+            },
+            "uk",
+        ),
         BusinessCalendar.always_open(),
     ]
     fused = CalendarSet(cals)
@@ -369,7 +378,9 @@ def test_fused_table_lookups_equal_binary_search_and_the_scalar_api():
     codes[:2000] = table.starts[edges] >> 36
     shift = codes * CalendarSet._SHIFT
     i = np.searchsorted(table.starts, t + shift, side="right") - 1
-    expected_f = table.cum[i] + np.clip(t + shift - table.starts[i], 0, table.ends[i] - table.starts[i]) - shift
+    expected_f = (
+        table.cum[i] + np.clip(t + shift - table.starts[i], 0, table.ends[i] - table.starts[i]) - shift
+    )
     f = table.open_before(codes, t)
     assert (f == expected_f).all()
     assert (table.is_open(codes, t) == (t + shift < table.ends[i])).all()

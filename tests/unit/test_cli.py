@@ -28,12 +28,16 @@ def test_store_command_creates_and_summarises_the_store(tmp_path, capsys) -> Non
 def test_store_command_bad_url_is_one_line(capsys) -> None:
     assert main(["store", "--url", "mysql://x@y/z"]) == 2
     err = capsys.readouterr().err
-    assert err == "leadsla: error: store URL 'mysql://x@y/z' uses backend 'mysql': the store supports sqlite and postgresql only\n"
+    assert (
+        err
+        == "leadsla: error: store URL 'mysql://x@y/z' uses backend 'mysql': the store supports sqlite and postgresql only\n"
+    )
 
 
 def test_devstack_connections_are_importable_json(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "sandbox.devstack", "connections"], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox.devstack", "connections"], capture_output=True, text=True, check=True
+    )
     conns = json.loads(proc.stdout)
     assert json.loads(conns["leadsla_store"]["extra"]) == {"url": f"sqlite:///{tmp_path}/leadsla_store.db"}

@@ -19,11 +19,14 @@ def test_projection_and_warning():
     early = dt.datetime(2024, 5, 6, 0, 10, tzinfo=dt.UTC)
     assert budget.projected_calls(100, early) == 2400  # pace taken over at least an hour
     assert budget.budget_warning(used_today=3000, projected_today=6000, daily_budget=10000) is None
-    text = budget.budget_warning(used_today=3000, projected_today=12000, daily_budget=10000,
-                                 org_remaining=50_000, org_max=100_000)
+    text = budget.budget_warning(
+        used_today=3000, projected_today=12000, daily_budget=10000, org_remaining=50_000, org_max=100_000
+    )
     assert text.startswith("CRM sync is on pace for 12,000 Salesforce API calls today (3,000 so far)")
     assert "50,000 of 100,000" in text and "daily_api_budget" in text
-    assert "has used 11,000" in budget.budget_warning(used_today=11000, projected_today=11000, daily_budget=10000)
+    assert "has used 11,000" in budget.budget_warning(
+        used_today=11000, projected_today=11000, daily_budget=10000
+    )
 
 
 class Scripted(BaseAdapter):
@@ -88,4 +91,7 @@ def test_login_is_not_counted_as_an_api_call():
 
 
 def test_http_date_rounds_down_to_the_second():
-    assert http_date(dt.datetime(2024, 5, 6, 9, 30, 15, 900000, tzinfo=dt.UTC)) == "Mon, 06 May 2024 09:30:15 GMT"
+    assert (
+        http_date(dt.datetime(2024, 5, 6, 9, 30, 15, 900000, tzinfo=dt.UTC))
+        == "Mon, 06 May 2024 09:30:15 GMT"
+    )

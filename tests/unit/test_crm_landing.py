@@ -12,8 +12,15 @@ SYNCED = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 
 
 def history(field: str, old, new) -> dict:
-    return {"Id": "017000000000001AAA", "LeadId": "00Q000000000001AAA", "Field": field, "OldValue": old,
-            "NewValue": new, "CreatedById": "005000000000009AAA", "CreatedDate": "2026-03-02T14:00:00.000+0000"}
+    return {
+        "Id": "017000000000001AAA",
+        "LeadId": "00Q000000000001AAA",
+        "Field": field,
+        "OldValue": old,
+        "NewValue": new,
+        "CreatedById": "005000000000009AAA",
+        "CreatedDate": "2026-03-02T14:00:00.000+0000",
+    }
 
 
 def land(raw: dict, status_map: dict | None = None) -> dict:
@@ -24,7 +31,11 @@ def land(raw: dict, status_map: dict | None = None) -> dict:
 
 def test_owner_change_with_ids_becomes_ownerid() -> None:
     row = land(history("Owner", "005000000000001AAA", "00G000000000002AAA"))
-    assert (row["field"], row["old_value"], row["new_value"]) == ("OwnerId", "005000000000001AAA", "00G000000000002AAA")
+    assert (row["field"], row["old_value"], row["new_value"]) == (
+        "OwnerId",
+        "005000000000001AAA",
+        "00G000000000002AAA",
+    )
     assert row["object_type"] == "Lead"
 
 
@@ -36,8 +47,10 @@ def test_owner_change_with_names_stays_owner() -> None:
 def test_history_statuses_use_the_parent_objects_picklist_mapping() -> None:
     crm = mapping_mod.load()
     assert crm.status_map_for(crm.objects["LeadHistory"]) == crm.status_map["Lead"]
-    row = land(history("Status", "Marketing Qualified", "Sales Accepted"),
-               status_map={"Marketing Qualified": "MQL", "Sales Accepted": "SAL"})
+    row = land(
+        history("Status", "Marketing Qualified", "Sales Accepted"),
+        status_map={"Marketing Qualified": "MQL", "Sales Accepted": "SAL"},
+    )
     assert (row["field"], row["old_value"], row["new_value"]) == ("Status", "MQL", "SAL")
 
 

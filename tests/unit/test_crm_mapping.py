@@ -19,9 +19,20 @@ def raw() -> dict:
 def test_shipped_mapping_loads_with_default_sla_fields():
     m = mapping.load()
     lead = m.objects["Lead"]
-    for api in ["MQL_Date__c", "SAL_Date__c", "SQL_Date__c", "First_Response_Date__c", "Time_to_First_Touch__c",
-                "SLA_Status__c", "SLA_Due__c", "SLA_Breach__c", "SLA_Lock_Until__c", "Rejection_Reason__c",
-                "Lead_Type__c", "Account_Tier__c"]:
+    for api in [
+        "MQL_Date__c",
+        "SAL_Date__c",
+        "SQL_Date__c",
+        "First_Response_Date__c",
+        "Time_to_First_Touch__c",
+        "SLA_Status__c",
+        "SLA_Due__c",
+        "SLA_Breach__c",
+        "SLA_Lock_Until__c",
+        "Rejection_Reason__c",
+        "Lead_Type__c",
+        "Account_Tier__c",
+    ]:
         assert api in lead.fields
         assert api in m.sla_fields.values()
     assert m.group_of("Lead").every_minutes == 1
@@ -31,11 +42,26 @@ def test_shipped_mapping_loads_with_default_sla_fields():
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
-        (lambda r: r["objects"]["Lead"].__setitem__("table", "leads"), "objects.Lead.table: got 'leads', expected one of"),
-        (lambda r: r["objects"]["Lead"]["fields"].__setitem__("Email", "e_mail"), "objects.Lead.fields.Email: got 'e_mail'"),
-        (lambda r: r["sync"].__setitem__("overlap_minutes", "5"), "sync.overlap_minutes: got '5', expected a whole number"),
-        (lambda r: r["groups"]["org"]["objects"].append("Lead"), "groups.org.objects: got 'Lead', expected each object in one group"),
-        (lambda r: r["objects"]["Lead"]["fields"].__setitem__("Name; DROP", "name"), "expected a field API name"),
+        (
+            lambda r: r["objects"]["Lead"].__setitem__("table", "leads"),
+            "objects.Lead.table: got 'leads', expected one of",
+        ),
+        (
+            lambda r: r["objects"]["Lead"]["fields"].__setitem__("Email", "e_mail"),
+            "objects.Lead.fields.Email: got 'e_mail'",
+        ),
+        (
+            lambda r: r["sync"].__setitem__("overlap_minutes", "5"),
+            "sync.overlap_minutes: got '5', expected a whole number",
+        ),
+        (
+            lambda r: r["groups"]["org"]["objects"].append("Lead"),
+            "groups.org.objects: got 'Lead', expected each object in one group",
+        ),
+        (
+            lambda r: r["objects"]["Lead"]["fields"].__setitem__("Name; DROP", "name"),
+            "expected a field API name",
+        ),
         (lambda r: r["sla_fields"].__setitem__("x", "Nope__c"), "sla_fields.x: got 'Nope__c'"),
         (lambda r: r["objects"]["Lead"].__setitem__("modstamp", "LastModifiedDate"), "objects.Lead.modstamp"),
         (lambda r: r["objects"]["Lead"]["fields"].pop("Id"), "a field mapped to records.record_id"),

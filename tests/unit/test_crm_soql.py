@@ -18,7 +18,10 @@ def test_quote_escapes_backslash_and_quote():
 
 def test_datetime_literal_is_utc_with_millis_and_refuses_naive():
     cet = dt.timezone(dt.timedelta(hours=1))
-    assert soql.datetime_literal(dt.datetime(2024, 5, 1, 10, 30, 0, 123456, tzinfo=cet)) == "2024-05-01T09:30:00.123Z"
+    assert (
+        soql.datetime_literal(dt.datetime(2024, 5, 1, 10, 30, 0, 123456, tzinfo=cet))
+        == "2024-05-01T09:30:00.123Z"
+    )
     with pytest.raises(ValueError, match="naive"):
         soql.datetime_literal(dt.datetime(2024, 5, 1))
 

@@ -47,13 +47,17 @@ class FakeCrm:
         rows = [r for r in self.rows.get(obj, []) if include_deleted or not r.get("IsDeleted")]
         if since:
             bound = dt.datetime.fromisoformat(since.group(2).replace("Z", "+00:00"))
-            rows = [r for r in rows if dt.datetime.fromisoformat(r[since.group(1)].replace("+0000", "+00:00")) > bound]
+            rows = [
+                r
+                for r in rows
+                if dt.datetime.fromisoformat(r[since.group(1)].replace("+0000", "+00:00")) > bound
+            ]
         rows.sort(key=lambda r: r.get("SystemModstamp") or r.get("CreatedDate"))
         for start in range(0, max(len(rows), 1), self.page_size):
             self.calls += 1
             if self.limit_after is not None and self.calls > self.limit_after:
                 raise ApiLimitExceeded("REQUEST_LIMIT_EXCEEDED")
-            yield [dict(r) for r in rows[start:start + self.page_size]]
+            yield [dict(r) for r in rows[start : start + self.page_size]]
 
     def describe_fields(self, name: str) -> set[str]:
         self.calls += 1
@@ -64,15 +68,24 @@ class FakeCrm:
 
 
 def lead(n: int, at: dt.datetime, **kw) -> dict:
-    return {"Id": f"00Q{n:015d}", "Name": f"Lead {n}", "Status": "MQL", "IsDeleted": False,
-            "CreatedDate": sf_time(T0), "SystemModstamp": sf_time(at), **kw}
+    return {
+        "Id": f"00Q{n:015d}",
+        "Name": f"Lead {n}",
+        "Status": "MQL",
+        "IsDeleted": False,
+        "CreatedDate": sf_time(T0),
+        "SystemModstamp": sf_time(at),
+        **kw,
+    }
 
 
 @pytest.fixture
 def leads_only(tmp_path):
     raw = __import__("yaml").safe_load(mapping_mod.DEFAULT_PATH.read_text())
-    raw["groups"] = {"leads": {"every_minutes": 1, "objects": ["Lead"]},
-                     "org": {"every_minutes": 15, "objects": [o for o in raw["objects"] if o != "Lead"]}}
+    raw["groups"] = {
+        "leads": {"every_minutes": 1, "objects": ["Lead"]},
+        "org": {"every_minutes": 15, "objects": [o for o in raw["objects"] if o != "Lead"]},
+    }
     return mapping_mod.parse(raw, "test")
 
 
@@ -144,8 +157,12 @@ def test_limit_stops_the_cycle_and_keeps_the_watermark(store, leads_only):
 def test_group_cadence_and_describe_cache(store, leads_only):
     crm = FakeCrm()
     assert sync.sync_group(crm, store, leads_only, "org", now=T0).status == "success"
-    assert sync.sync_group(crm, store, leads_only, "org", now=T0 + dt.timedelta(minutes=5)).status == "not_due"
-    assert sync.sync_group(crm, store, leads_only, "org", now=T0 + dt.timedelta(minutes=15)).status == "success"
+    assert (
+        sync.sync_group(crm, store, leads_only, "org", now=T0 + dt.timedelta(minutes=5)).status == "not_due"
+    )
+    assert (
+        sync.sync_group(crm, store, leads_only, "org", now=T0 + dt.timedelta(minutes=15)).status == "success"
+    )
 
     org = {n: set(o.fields) | set(o.filter) | {"UserRoleId"} for n, o in leads_only.objects.items()}
     crm.describe = lambda name: org[name]
@@ -170,10 +187,16 @@ def test_cycle_report_warns_over_budget(store, leads_only):
 def test_over_budget_notice_goes_to_data_engineering_once_a_day(store):
     warning = "CRM sync used 20,000 API calls today, over its daily budget of 15,000"
     assert sync.warn_over_budget(store, warning, now=T0, channel="C0DATAENG01") is True
-    assert sync.warn_over_budget(store, warning, now=T0 + dt.timedelta(minutes=1), channel="C0DATAENG01") is False
+    assert (
+        sync.warn_over_budget(store, warning, now=T0 + dt.timedelta(minutes=1), channel="C0DATAENG01")
+        is False
+    )
     assert sync.warn_over_budget(store, warning, now=T0 + dt.timedelta(days=1), channel="C0DATAENG01") is True
     with store.connect() as conn:
-        rows = conn.execute(sa.select(schema.outbox.c.recipient, schema.outbox.c.channel, schema.outbox.c.payload)
-                            .order_by(schema.outbox.c.outbox_id)).all()
+        rows = conn.execute(
+            sa.select(schema.outbox.c.recipient, schema.outbox.c.channel, schema.outbox.c.payload).order_by(
+                schema.outbox.c.outbox_id
+            )
+        ).all()
     assert [(r.recipient, r.channel) for r in rows] == [("C0DATAENG01", "slack")] * 2
     assert rows[0].payload["kind"] == "notice" and rows[0].payload["lines"] == [warning]

@@ -12,21 +12,32 @@ from sandbox.devstack import DEMO_BACKLOG_HOURS, demo_report_periods
 UTC = dt.UTC
 
 
-@pytest.mark.parametrize("now,expected", [
-    # Monday 08:00 in New York: last full week W47 (all of it in the history) beats W48's 8 hours;
-    # November holds all two weeks, October none.
-    (dt.datetime(2026, 11, 23, 13, tzinfo=UTC), {"weekly": "2026-W47", "feedback": "2026-W47",
-                                                "monthly": "2026-11", "quarterly": "2026-Q4"}),
-    # Wednesday 2 December: November holds 12 days of the history, December 1.5.
-    (dt.datetime(2026, 12, 2, 12, tzinfo=UTC), {"weekly": "2026-W48", "feedback": "2026-W48",
-                                               "monthly": "2026-11", "quarterly": "2026-Q4"}),
-    # Sunday 3 January: the last full quarter and month hold most of it.
-    (dt.datetime(2027, 1, 3, 12, tzinfo=UTC), {"weekly": "2026-W52", "feedback": "2026-W52",
-                                              "monthly": "2026-12", "quarterly": "2026-Q4"}),
-    # 20 January: this quarter and month hold all of it.
-    (dt.datetime(2027, 1, 20, 12, tzinfo=UTC), {"weekly": "2027-W02", "feedback": "2027-W02",
-                                               "monthly": "2027-01", "quarterly": "2027-Q1"}),
-])
+@pytest.mark.parametrize(
+    "now,expected",
+    [
+        # Monday 08:00 in New York: last full week W47 (all of it in the history) beats W48's 8 hours;
+        # November holds all two weeks, October none.
+        (
+            dt.datetime(2026, 11, 23, 13, tzinfo=UTC),
+            {"weekly": "2026-W47", "feedback": "2026-W47", "monthly": "2026-11", "quarterly": "2026-Q4"},
+        ),
+        # Wednesday 2 December: November holds 12 days of the history, December 1.5.
+        (
+            dt.datetime(2026, 12, 2, 12, tzinfo=UTC),
+            {"weekly": "2026-W48", "feedback": "2026-W48", "monthly": "2026-11", "quarterly": "2026-Q4"},
+        ),
+        # Sunday 3 January: the last full quarter and month hold most of it.
+        (
+            dt.datetime(2027, 1, 3, 12, tzinfo=UTC),
+            {"weekly": "2026-W52", "feedback": "2026-W52", "monthly": "2026-12", "quarterly": "2026-Q4"},
+        ),
+        # 20 January: this quarter and month hold all of it.
+        (
+            dt.datetime(2027, 1, 20, 12, tzinfo=UTC),
+            {"weekly": "2027-W02", "feedback": "2027-W02", "monthly": "2027-01", "quarterly": "2027-Q1"},
+        ),
+    ],
+)
 def test_periods_hold_most_of_the_demo_history(now, expected):
     start = now - dt.timedelta(hours=DEMO_BACKLOG_HOURS)
     assert demo_report_periods(start, now, "America/New_York") == expected
@@ -50,10 +61,18 @@ def _stand_in_airflow(tmp_path, monkeypatch, *, refuse_monthly_while=None):
 
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir()
-    refuse = (f"if sys.argv[3] == 'sla_reports_monthly' and os.path.exists({str(refuse_monthly_while)!r}): "
-              "sys.exit(1)\n") if refuse_monthly_while else ""
-    (bin_dir / "airflow").write_text(f"#!{sys.executable}\nimport json, os, sys\n{refuse}"
-                                     f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    refuse = (
+        (
+            f"if sys.argv[3] == 'sla_reports_monthly' and os.path.exists({str(refuse_monthly_while)!r}): "
+            "sys.exit(1)\n"
+        )
+        if refuse_monthly_while
+        else ""
+    )
+    (bin_dir / "airflow").write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n{refuse}"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
     (bin_dir / "airflow").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("LEADSLA_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
@@ -70,7 +89,9 @@ def _first_clock_lands() -> None:
     engine = open_store()
     start = t("2026-11-10 14:00")
     b = Builder().user("R1", "Rita", "A").lead("L1", owner="R1", stages={"MQL": start})
-    b.clock("L1", start, target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=start + dt.timedelta(hours=1))
+    b.clock(
+        "L1", start, target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=start + dt.timedelta(hours=1)
+    )
     b.write(engine)
     engine.dispose()
 
@@ -113,6 +134,8 @@ def test_a_report_that_could_not_be_triggered_is_tried_again_after_a_restart(tmp
     assert sorted(first) == sorted(f"sla_reports_{n}" for n in devstack.REPORTS if n != "monthly")
     broken.unlink()
     assert devstack.trigger_reports(timeout_s=5, poll_s=0.01) == 0  # the restart: only the missing one
-    assert [json.loads(line)[2] for line in calls.read_text().splitlines()][len(first):] == ["sla_reports_monthly"]
+    assert [json.loads(line)[2] for line in calls.read_text().splitlines()][len(first) :] == [
+        "sla_reports_monthly"
+    ]
     assert devstack.trigger_reports(timeout_s=5, poll_s=0.01) == 0  # all four done: nothing more
     assert len(calls.read_text().splitlines()) == 4

@@ -240,8 +240,12 @@ def test_a_breach_stays_with_the_rep_who_owned_the_lead_when_it_breached(policy)
         change("L4", "2026-11-23 10:00", "Status", "MQL", "SAL"),
         change("L4", "2026-11-23 10:15", "OwnerId", "U_EAST", "U_EAST2"),
     ]
-    records = [lead("L1", owner="M_EAST"), lead("L2", owner="M_EAST"), lead("L3", owner="U_APAC"),
-               lead("L4", owner="U_EAST2")]
+    records = [
+        lead("L1", owner="M_EAST"),
+        lead("L2", owner="M_EAST"),
+        lead("L3", owner="U_APAC"),
+        lead("L4", owner="U_EAST2"),
+    ]
     ev = run(policy, records, history, [activity("L2", "2026-11-23 10:20", "M_EAST")], now="2026-11-23 10:30")
     c = one(ev, "L1")
     assert c.state == "breached" and c.breached_at == at("2026-11-23 10:00")
@@ -249,14 +253,22 @@ def test_a_breach_stays_with_the_rep_who_owned_the_lead_when_it_breached(policy)
     assert (c.accountable_owner_id, c.accountable_team) == ("U_EAST", "sdr_east")
     c = one(ev, "L2")
     assert (c.state, c.owner_id, c.accountable_owner_id, c.accountable_team) == (
-        "met_late", "M_EAST", "U_EAST", "sdr_east")
+        "met_late",
+        "M_EAST",
+        "U_EAST",
+        "sdr_east",
+    )
     c = one(ev, "L3")
     assert c.state == "breached" and c.breached_at < at("2026-11-23 10:30")
     assert (c.owner_id, c.accountable_owner_id, c.accountable_team) == ("U_APAC", "U_APAC", "sdr_apac")
     c = one(ev, "L4")
     assert c.state == "running"
     assert (c.owner_id, c.team, c.accountable_owner_id, c.accountable_team) == (
-        "U_EAST2", "sdr_east", "U_EAST2", "sdr_east")
+        "U_EAST2",
+        "sdr_east",
+        "U_EAST2",
+        "sdr_east",
+    )
 
 
 def test_accountable_owner_agrees_with_the_owner_at_the_breach_instant(policy):
@@ -266,7 +278,9 @@ def test_accountable_owner_agrees_with_the_owner_at_the_breach_instant(policy):
     records, history = [], []
     owners = ["U_EAST", "U_EAST2", "U_APAC", "M_EAST"]
     for i in range(150):
-        start = pd.Timestamp("2026-11-16 09:00", tz=NY) + pd.Timedelta(minutes=int(rng.integers(0, 6 * 24 * 60)))
+        start = pd.Timestamp("2026-11-16 09:00", tz=NY) + pd.Timedelta(
+            minutes=int(rng.integers(0, 6 * 24 * 60))
+        )
         history.append(change(f"R{i}", start.strftime("%Y-%m-%d %H:%M"), "Status", "MQL", "SAL"))
         owner = owners[0]
         t = start
@@ -628,7 +642,9 @@ def _mixed_case():
                 status = new
             else:
                 who = owner if rng.integers(0, 2) else "U_OTHER"
-                acts.append({**activity(rid, "2026-01-01", who), "activity_id": f"A{i}{t.value}", "created_at": t})
+                acts.append(
+                    {**activity(rid, "2026-01-01", who), "activity_id": f"A{i}{t.value}", "created_at": t}
+                )
         records.append(lead(rid, owner=owner, status=status))
     return records, history, acts
 
@@ -663,11 +679,14 @@ def test_tier_matcher_agrees_with_a_per_record_loop_on_a_random_frame():
     raw = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
     tiers = raw["slas"][0]["tiers"]
     # More than three accepted values on one column (the factorised path) and two columns in one tier.
-    tiers.insert(1, {
-        "id": "big_partner",
-        "when": {"lead_source": ["Partner", "Reseller", "Referral", "Alliance"], "country": ["DE", "FR"]},
-        "target": {"duration": "3h", "time": "business", "calendar": "owner"},
-    })
+    tiers.insert(
+        1,
+        {
+            "id": "big_partner",
+            "when": {"lead_source": ["Partner", "Reseller", "Referral", "Alliance"], "country": ["DE", "FR"]},
+            "target": {"duration": "3h", "time": "business", "calendar": "owner"},
+        },
+    )
     custom = policy_from_dict(raw)
     sla = custom.sla("sales_touch")
     rng = np.random.default_rng(5)
@@ -678,12 +697,14 @@ def test_tier_matcher_agrees_with_a_per_record_loop_on_a_random_frame():
         "country": ["DE", "FR", "US", None],
     }
     n = 3000
-    records = pd.DataFrame({
-        "object_type": "Lead",
-        "record_id": [f"R{i}" for i in range(n)],
-        "owner_id": "U_EAST",
-        **{c: [pool[i] for i in rng.integers(0, len(pool), n)] for c, pool in pools.items()},
-    })
+    records = pd.DataFrame(
+        {
+            "object_type": "Lead",
+            "record_id": [f"R{i}" for i in range(n)],
+            "owner_id": "U_EAST",
+            **{c: [pool[i] for i in rng.integers(0, len(pool), n)] for c, pool in pools.items()},
+        }
+    )
     records.loc[::7, "lead_type"] = np.nan  # both kinds of missing value
     index = clock_module.RecordIndex.build(clock_module.Columns(records, "records"), "Lead")
     got = engine_module._match_tiers(sla, index)

@@ -155,5 +155,7 @@ def test_crm_team_names_find_the_policy_team_and_its_calendar():
 
 def test_a_crm_team_name_may_name_only_one_team(raw):
     data = _broken(raw, lambda d: d["teams"]["sdr_west"].update(crm_names=["SDR EMEA"]))
-    with pytest.raises(PolicyError, match=r"teams.sdr_emea.crm_names: 'SDR EMEA': already names team 'sdr_west'"):
+    with pytest.raises(
+        PolicyError, match=r"teams.sdr_emea.crm_names: 'SDR EMEA': already names team 'sdr_west'"
+    ):
         policy_from_dict(data, "p.yaml")

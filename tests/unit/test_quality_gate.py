@@ -22,8 +22,13 @@ pytestmark = pytest.mark.xdist_group("gx")
 
 NOW = dt.datetime(2026, 11, 10, 12, 0, tzinfo=dt.UTC)
 RULES = quality_rules.load(status_map={"Open": "Open", "Working": "Working"})
-GOOD = {"Id": "00Q000000000001AAA", "Status": "MQL", "Email": "a@example.com",
-        "CreatedDate": "2026-11-10T10:00:00.000+0000", "SystemModstamp": "2026-11-10T10:00:00Z"}
+GOOD = {
+    "Id": "00Q000000000001AAA",
+    "Status": "MQL",
+    "Email": "a@example.com",
+    "CreatedDate": "2026-11-10T10:00:00.000+0000",
+    "SystemModstamp": "2026-11-10T10:00:00Z",
+}
 
 
 def verdict(**changes):
@@ -45,10 +50,18 @@ def test_clean_row_passes_and_each_error_is_named():
 def test_warnings_flag_without_quarantining():
     v = verdict(Status="Recycled")
     assert not v.quarantined and any("rejection reason" in w for w in v.warnings)
-    assert any("configured values" in w for w in verdict(Status="Disqualified", Rejection_Reason__c="Meh").warnings)
+    assert any(
+        "configured values" in w for w in verdict(Status="Disqualified", Rejection_Reason__c="Meh").warnings
+    )
     assert verdict(Status="Disqualified", Rejection_Reason__c="No budget").warnings == []
-    assert any("MQL date is after SAL" in w for w in verdict(MQL_Date__c="2026-11-05", SAL_Date__c="2026-11-04").warnings)
-    assert any("SAL date is after SQL" in w for w in verdict(SAL_Date__c="2026-11-05", SQL_Date__c="2026-11-04").warnings)
+    assert any(
+        "MQL date is after SAL" in w
+        for w in verdict(MQL_Date__c="2026-11-05", SAL_Date__c="2026-11-04").warnings
+    )
+    assert any(
+        "SAL date is after SQL" in w
+        for w in verdict(SAL_Date__c="2026-11-05", SQL_Date__c="2026-11-04").warnings
+    )
     assert any("email" in w for w in verdict(Email="a@@b").warnings)
     owners = Lookups(owners={"005000000000001AAA": (None, False)})
     v = validate("leads", [{**GOOD, "OwnerId": "005000000000001AAA"}], NOW, RULES, owners).verdicts[0]
@@ -56,19 +69,35 @@ def test_warnings_flag_without_quarantining():
 
 
 def test_activity_pointing_at_no_known_record_is_an_error():
-    rows = [{"Id": "00T000000000001AAA", "WhoId": "00Q000000000001AAA", "CreatedDate": "2026-11-10T10:00:00Z"},
-            {"Id": "00T000000000002AAA", "WhoId": "00Q00000000000XAAA", "CreatedDate": "2026-11-10T10:00:00Z"}]
+    rows = [
+        {"Id": "00T000000000001AAA", "WhoId": "00Q000000000001AAA", "CreatedDate": "2026-11-10T10:00:00Z"},
+        {"Id": "00T000000000002AAA", "WhoId": "00Q00000000000XAAA", "CreatedDate": "2026-11-10T10:00:00Z"},
+    ]
     out = validate("activities", rows, NOW, RULES, Lookups(known_records={"00Q000000000001AAA"})).verdicts
     assert not out[0].quarantined and any("no known record" in e for e in out[1].errors)
 
 
-TEXT = st.one_of(st.none(), st.text(max_size=25), st.sampled_from(["<b>x</b>", "<!channel>", "O'Brien", "' OR 1=1 --",
-                                                                   "2026-11-10T10:00:00Z", "Ünïcødé 🚀"]))
-ROW = st.fixed_dictionaries({}, optional={
-    "Id": st.one_of(TEXT, st.from_regex(r"\A[A-Za-z0-9]{15}([A-Za-z0-9]{3})?\Z"), st.integers()),
-    "Status": st.one_of(TEXT, st.sampled_from(["MQL", "SAL", "Recycled", "Bogus"])),
-    "CreatedDate": TEXT, "MQL_Date__c": TEXT, "SAL_Date__c": TEXT, "Email": TEXT,
-    "Rejection_Reason__c": TEXT, "Name": TEXT, "Unknown__c": TEXT})
+TEXT = st.one_of(
+    st.none(),
+    st.text(max_size=25),
+    st.sampled_from(
+        ["<b>x</b>", "<!channel>", "O'Brien", "' OR 1=1 --", "2026-11-10T10:00:00Z", "Ünïcødé 🚀"]
+    ),
+)
+ROW = st.fixed_dictionaries(
+    {},
+    optional={
+        "Id": st.one_of(TEXT, st.from_regex(r"\A[A-Za-z0-9]{15}([A-Za-z0-9]{3})?\Z"), st.integers()),
+        "Status": st.one_of(TEXT, st.sampled_from(["MQL", "SAL", "Recycled", "Bogus"])),
+        "CreatedDate": TEXT,
+        "MQL_Date__c": TEXT,
+        "SAL_Date__c": TEXT,
+        "Email": TEXT,
+        "Rejection_Reason__c": TEXT,
+        "Name": TEXT,
+        "Unknown__c": TEXT,
+    },
+)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -78,11 +107,15 @@ def test_generated_malformed_rows_are_all_accounted_for(rows):
     assert [v.row for v in result.verdicts] == list(range(len(rows)))
     for raw, v in zip(rows, result.verdicts, strict=True):
         ident = raw.get("Id")
-        bad_id = not (isinstance(ident, str) and len(ident) in (15, 18) and ident.isascii() and ident.isalnum())
+        bad_id = not (
+            isinstance(ident, str) and len(ident) in (15, 18) and ident.isascii() and ident.isalnum()
+        )
         assert v.quarantined == bool(v.errors)
         if bad_id or raw.get("Status") not in set(RULES.allowed_statuses):
             assert v.quarantined, (raw, v)
-    assert result.errors + result.warnings + sum(not v.errors and not v.warnings for v in result.verdicts) == len(rows)
+    assert result.errors + result.warnings + sum(
+        not v.errors and not v.warnings for v in result.verdicts
+    ) == len(rows)
 
 
 def _export(tmp_path, rows, header=None):
@@ -101,10 +134,17 @@ def test_cli_json_shape_and_agreement_with_the_sync_gate(tmp_path, capsys):
     from leadsla.crm.mapping import load
     from leadsla.quality.quarantine import SyncGate
 
-    rows = [{"Id": "00Q000000000001AAA", "Status": "MQL", "CreatedDate": "2026-11-10T10:00:00Z", "Extra__c": "x"},
-            {"Id": "short", "Status": "MQL", "CreatedDate": "2026-11-10T10:00:00Z"},
-            {"Id": "00Q000000000003AAA", "Status": "Recycled", "Email": "<b>bad", "CreatedDate": "2026-11-10T10:00:00Z"},
-            {"Id": "00Q000000000004AAA", "Status": "Nurture", "CreatedDate": "tomorrow"}]
+    rows = [
+        {"Id": "00Q000000000001AAA", "Status": "MQL", "CreatedDate": "2026-11-10T10:00:00Z", "Extra__c": "x"},
+        {"Id": "short", "Status": "MQL", "CreatedDate": "2026-11-10T10:00:00Z"},
+        {
+            "Id": "00Q000000000003AAA",
+            "Status": "Recycled",
+            "Email": "<b>bad",
+            "CreatedDate": "2026-11-10T10:00:00Z",
+        },
+        {"Id": "00Q000000000004AAA", "Status": "Nurture", "CreatedDate": "tomorrow"},
+    ]
     path = _export(tmp_path, rows)
     assert main(["validate-leads", str(path), "--json", "--at", NOW.isoformat()]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -17,30 +17,117 @@ NOV = parse("month", "2026-11", "UTC")
 
 @pytest.fixture
 def data(through_store):  # noqa: F811 - fixture
-    b = (Builder().user("R1", "Rita", "A").user("R2", "Rob", "A").user("R3", "Sam", "B"))
+    b = Builder().user("R1", "Rita", "A").user("R2", "Rob", "A").user("R3", "Sam", "B")
     # Clocks, target 4 h. L1 met (1 h), L2 met late (6 h), L3 breached untouched, L4 met (2 h),
     # L5 stops after the month (open as of Nov 30), L6 started in October (out of scope).
-    b.clock("L1", t("2026-11-02 10:00"), target_h=4, elapsed_h=1, owner="R1", team="A", stopped_at=t("2026-11-02 11:00"))
-    b.clock("L2", t("2026-11-03 10:00"), target_h=4, elapsed_h=6, owner="R1", team="A",
-            stopped_at=t("2026-11-03 18:00"), breached_at=t("2026-11-03 14:00"))
-    b.clock("L3", t("2026-11-04 10:00"), target_h=4, elapsed_h=3.6, owner="R2", team="A", breached_at=t("2026-11-04 14:00"))
-    b.clock("L4", t("2026-11-05 10:00"), target_h=4, elapsed_h=2, owner="R3", team="B", stopped_at=t("2026-11-05 12:00"))
-    b.clock("L5", t("2026-11-30 20:00"), target_h=4, elapsed_h=3, owner="R3", team="B", stopped_at=t("2026-12-01 10:00"))
-    b.clock("L6", t("2026-10-30 10:00"), target_h=4, elapsed_h=9, owner="R3", team="B",
-            stopped_at=t("2026-10-31 10:00"), breached_at=t("2026-10-30 14:00"))
+    b.clock(
+        "L1",
+        t("2026-11-02 10:00"),
+        target_h=4,
+        elapsed_h=1,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-02 11:00"),
+    )
+    b.clock(
+        "L2",
+        t("2026-11-03 10:00"),
+        target_h=4,
+        elapsed_h=6,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-03 18:00"),
+        breached_at=t("2026-11-03 14:00"),
+    )
+    b.clock(
+        "L3",
+        t("2026-11-04 10:00"),
+        target_h=4,
+        elapsed_h=3.6,
+        owner="R2",
+        team="A",
+        breached_at=t("2026-11-04 14:00"),
+    )
+    b.clock(
+        "L4",
+        t("2026-11-05 10:00"),
+        target_h=4,
+        elapsed_h=2,
+        owner="R3",
+        team="B",
+        stopped_at=t("2026-11-05 12:00"),
+    )
+    b.clock(
+        "L5",
+        t("2026-11-30 20:00"),
+        target_h=4,
+        elapsed_h=3,
+        owner="R3",
+        team="B",
+        stopped_at=t("2026-12-01 10:00"),
+    )
+    b.clock(
+        "L6",
+        t("2026-10-30 10:00"),
+        target_h=4,
+        elapsed_h=9,
+        owner="R3",
+        team="B",
+        stopped_at=t("2026-10-31 10:00"),
+        breached_at=t("2026-10-30 14:00"),
+    )
     # Funnel cohort: MQL in November = L1, L2, L3, L4, L5, L7 (L6 became MQL in October).
-    b.lead("L1", owner="R1", source="Web", campaign="C1", stages={"MQL": t("2026-11-01 00:00"), "SAL": t("2026-11-02 00:00"),
-                                                                   "SQL": t("2026-11-04 00:00"), "Opportunity": t("2026-11-08 00:00")})
-    b.lead("L2", owner="R1", source="Web", campaign="C1", stages={"MQL": t("2026-11-01 00:00"), "SAL": t("2026-11-03 00:00"),
-                                                                   "SQL": t("2026-11-10 00:00")})
-    b.lead("L3", owner="R2", source="Webinar", campaign="C2", stages={"MQL": t("2026-11-02 00:00"), "SAL": t("2026-11-04 00:00")})
-    b.lead("L4", owner="R3", source="Webinar", campaign="C2", reason="No budget",
-           stages={"MQL": t("2026-11-03 00:00"), "Recycled": t("2026-11-05 00:00")})
-    b.lead("L5", owner="R3", source="Web", reason="Wrong contact",
-           stages={"MQL": t("2026-11-28 00:00"), "Disqualified": t("2026-11-30 00:00")})
-    b.lead("L6", owner="R3", source="Web", stages={"MQL": t("2026-10-29 00:00"), "SAL": t("2026-10-30 10:00")})
-    b.lead("L7", owner="R3", source="Webinar", reason="No budget",
-           stages={"MQL": t("2026-11-10 00:00"), "Recycled": t("2026-11-12 00:00")})
+    b.lead(
+        "L1",
+        owner="R1",
+        source="Web",
+        campaign="C1",
+        stages={
+            "MQL": t("2026-11-01 00:00"),
+            "SAL": t("2026-11-02 00:00"),
+            "SQL": t("2026-11-04 00:00"),
+            "Opportunity": t("2026-11-08 00:00"),
+        },
+    )
+    b.lead(
+        "L2",
+        owner="R1",
+        source="Web",
+        campaign="C1",
+        stages={"MQL": t("2026-11-01 00:00"), "SAL": t("2026-11-03 00:00"), "SQL": t("2026-11-10 00:00")},
+    )
+    b.lead(
+        "L3",
+        owner="R2",
+        source="Webinar",
+        campaign="C2",
+        stages={"MQL": t("2026-11-02 00:00"), "SAL": t("2026-11-04 00:00")},
+    )
+    b.lead(
+        "L4",
+        owner="R3",
+        source="Webinar",
+        campaign="C2",
+        reason="No budget",
+        stages={"MQL": t("2026-11-03 00:00"), "Recycled": t("2026-11-05 00:00")},
+    )
+    b.lead(
+        "L5",
+        owner="R3",
+        source="Web",
+        reason="Wrong contact",
+        stages={"MQL": t("2026-11-28 00:00"), "Disqualified": t("2026-11-30 00:00")},
+    )
+    b.lead(
+        "L6", owner="R3", source="Web", stages={"MQL": t("2026-10-29 00:00"), "SAL": t("2026-10-30 10:00")}
+    )
+    b.lead(
+        "L7",
+        owner="R3",
+        source="Webinar",
+        reason="No budget",
+        stages={"MQL": t("2026-11-10 00:00"), "Recycled": t("2026-11-12 00:00")},
+    )
     b.activity("L1", t("2026-11-02 11:00")).activity("L2", t("2026-11-03 18:00"))
     b.activity("L4", t("2026-11-05 12:00")).activity("L7", t("2026-11-20 00:00"))
     return through_store(b)
@@ -49,8 +136,13 @@ def data(through_store):  # noqa: F811 - fixture
 def test_compliance_overall_and_by_team(data):
     c = m.judged_clocks(data, NOV)
     assert sorted(c["record_id"]) == ["L1", "L2", "L3", "L4", "L5"]
-    assert dict(zip(c["record_id"], c["outcome"], strict=False)) == {"L1": "met", "L2": "violated", "L3": "violated",
-                                                       "L4": "met", "L5": "open"}
+    assert dict(zip(c["record_id"], c["outcome"], strict=False)) == {
+        "L1": "met",
+        "L2": "violated",
+        "L3": "violated",
+        "L4": "met",
+        "L5": "open",
+    }
     overall = m.compliance(c).iloc[0]
     assert (overall["decided"], overall["met"], overall["violated"]) == (4, 2, 2)  # L5 still open on Nov 30
     assert overall["compliance"] == 0.5
@@ -91,7 +183,9 @@ def test_funnel_conversion_and_cycle_times(data):
     assert f.loc["SAL", "avg_days_from_previous"] == pytest.approx(5 / 3)  # 1, 2, 2 days
     assert f.loc["SQL", "from_previous"] == pytest.approx(2 / 3)
     assert f.loc["SQL", "avg_days_from_previous"] == 4.5  # 2 and 7 days
-    assert f.loc["Opportunity", "from_previous"] == 0.5 and f.loc["Opportunity", "avg_days_from_previous"] == 4.0
+    assert (
+        f.loc["Opportunity", "from_previous"] == 0.5 and f.loc["Opportunity", "avg_days_from_previous"] == 4.0
+    )
     assert f.loc["SQL", "from_mql"] == pytest.approx(1 / 3)
     assert f.loc["Opportunity", "record_ids"] == ("L1",)
     assert math.isnan(f.loc["MQL", "from_previous"])
@@ -108,7 +202,9 @@ def test_rejections_acceptance_and_campaigns(data):
     assert src.loc["Web", "sal_acceptance"] == pytest.approx(2 / 3)  # L1, L2 of L1, L2, L5
     assert src.loc["Webinar", "sal_acceptance"] == pytest.approx(1 / 3)  # L3 of L3, L4, L7
     camp = fn.by_campaign(c)
-    assert camp.loc[0, "campaign"] == "C1" and camp.loc[0, "sql"] == 2 and camp.loc[0, "sql_ids"] == ("L1", "L2")
+    assert (
+        camp.loc[0, "campaign"] == "C1" and camp.loc[0, "sql"] == 2 and camp.loc[0, "sql_ids"] == ("L1", "L2")
+    )
 
 
 def test_no_activity_and_leakage(data):
@@ -137,15 +233,45 @@ def test_a_breach_escalated_to_the_manager_counts_against_the_rep_who_let_it_bre
     # Mo (team M), who touched it later: met late, violated - Rita's violation, not Mo's. L2: Mo's own
     # lead, met. L3: Rita's, met.
     b = Builder().user("R1", "Rita", "A").user("M1", "Mo", "M", role="SDR Manager")
-    b.clock("L1", t("2026-11-02 10:00"), target_h=4, elapsed_h=6, owner="M1", team="M", accountable="R1",
-            accountable_team="A", stopped_at=t("2026-11-02 18:00"), breached_at=t("2026-11-02 14:00"))
-    b.clock("L2", t("2026-11-03 10:00"), target_h=4, elapsed_h=1, owner="M1", team="M", stopped_at=t("2026-11-03 11:00"))
-    b.clock("L3", t("2026-11-04 10:00"), target_h=4, elapsed_h=2, owner="R1", team="A", stopped_at=t("2026-11-04 12:00"))
+    b.clock(
+        "L1",
+        t("2026-11-02 10:00"),
+        target_h=4,
+        elapsed_h=6,
+        owner="M1",
+        team="M",
+        accountable="R1",
+        accountable_team="A",
+        stopped_at=t("2026-11-02 18:00"),
+        breached_at=t("2026-11-02 14:00"),
+    )
+    b.clock(
+        "L2",
+        t("2026-11-03 10:00"),
+        target_h=4,
+        elapsed_h=1,
+        owner="M1",
+        team="M",
+        stopped_at=t("2026-11-03 11:00"),
+    )
+    b.clock(
+        "L3",
+        t("2026-11-04 10:00"),
+        target_h=4,
+        elapsed_h=2,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-04 12:00"),
+    )
     for lead in ("L1", "L2", "L3"):
         b.lead(lead, owner="M1" if lead != "L3" else "R1", stages={"MQL": t("2026-11-01 00:00")})
     c = m.judged_clocks(through_store(b), NOV)
     reps = m.compliance(c, ["team", "rep"]).set_index("rep")
-    assert (reps.loc["Rita", "team"], reps.loc["Rita", "decided"], reps.loc["Rita", "violated"]) == ("A", 2, 1)
+    assert (reps.loc["Rita", "team"], reps.loc["Rita", "decided"], reps.loc["Rita", "violated"]) == (
+        "A",
+        2,
+        1,
+    )
     assert reps.loc["Rita", "violated_ids"] == ("L1",)
     assert (reps.loc["Mo", "team"], reps.loc["Mo", "decided"], reps.loc["Mo", "violated"]) == ("M", 1, 0)
     teams = m.compliance(c, "team").set_index("team")

@@ -18,19 +18,53 @@ NOW = datetime(2026, 3, 11, 15, 30, tzinfo=UTC)  # a Wednesday
 def org(tmp_path):
     store = OrgStore(tmp_path / "org.sqlite3")
     owner = store.bulk_insert("User", [{"FirstName": "Ada", "LastName": "Rep", "Email": "ada@x.test"}])[0]
-    queue = store.bulk_insert("Group", [{"Name": "Breached SLA", "DeveloperName": "Breached_SLA", "Type": "Queue"}])[0]
+    queue = store.bulk_insert(
+        "Group", [{"Name": "Breached SLA", "DeveloperName": "Breached_SLA", "Type": "Queue"}]
+    )[0]
     rows = [
-        {"LastName": "Alpha", "Company": "O'Brien Ltd", "Status": "MQL", "OwnerId": owner,
-         "MQL_Date__c": "2026-03-11T09:00:00Z", "Time_to_First_Touch__c": 12.0, "SLA_Breach__c": False,
-         "SystemModstamp": "2026-03-11T09:00:00Z", "CreatedDate": "2026-03-11T09:00:00Z", "Country": "US"},
-        {"LastName": "Bravo", "Company": "Acme", "Status": "SAL", "OwnerId": owner,
-         "MQL_Date__c": "2026-03-10T09:00:00Z", "Time_to_First_Touch__c": 240.0, "SLA_Breach__c": True,
-         "SystemModstamp": "2026-03-10T09:00:00Z", "CreatedDate": "2026-03-10T09:00:00Z", "Country": "GB"},
-        {"LastName": "charlie", "Company": "50% Off_Co", "Status": "Disqualified", "OwnerId": queue,
-         "Rejection_Reason__c": "No Budget", "SystemModstamp": "2026-02-01T09:00:00Z",
-         "CreatedDate": "2026-02-01T09:00:00Z", "Country": None},
-        {"LastName": "Delta", "Company": "Gone", "Status": "MQL", "OwnerId": owner, "IsDeleted": True,
-         "SystemModstamp": "2026-03-11T10:00:00Z", "CreatedDate": "2026-03-01T09:00:00Z"},
+        {
+            "LastName": "Alpha",
+            "Company": "O'Brien Ltd",
+            "Status": "MQL",
+            "OwnerId": owner,
+            "MQL_Date__c": "2026-03-11T09:00:00Z",
+            "Time_to_First_Touch__c": 12.0,
+            "SLA_Breach__c": False,
+            "SystemModstamp": "2026-03-11T09:00:00Z",
+            "CreatedDate": "2026-03-11T09:00:00Z",
+            "Country": "US",
+        },
+        {
+            "LastName": "Bravo",
+            "Company": "Acme",
+            "Status": "SAL",
+            "OwnerId": owner,
+            "MQL_Date__c": "2026-03-10T09:00:00Z",
+            "Time_to_First_Touch__c": 240.0,
+            "SLA_Breach__c": True,
+            "SystemModstamp": "2026-03-10T09:00:00Z",
+            "CreatedDate": "2026-03-10T09:00:00Z",
+            "Country": "GB",
+        },
+        {
+            "LastName": "charlie",
+            "Company": "50% Off_Co",
+            "Status": "Disqualified",
+            "OwnerId": queue,
+            "Rejection_Reason__c": "No Budget",
+            "SystemModstamp": "2026-02-01T09:00:00Z",
+            "CreatedDate": "2026-02-01T09:00:00Z",
+            "Country": None,
+        },
+        {
+            "LastName": "Delta",
+            "Company": "Gone",
+            "Status": "MQL",
+            "OwnerId": owner,
+            "IsDeleted": True,
+            "SystemModstamp": "2026-03-11T10:00:00Z",
+            "CreatedDate": "2026-03-01T09:00:00Z",
+        },
     ]
     store.bulk_insert("Lead", rows)
     yield store
@@ -42,41 +76,44 @@ def names(org, text, include_deleted=False):
     return [r["LastName"] for r in q.matching(org, include_deleted)]
 
 
-@pytest.mark.parametrize(("where", "expected"), [
-    ("Status = 'MQL'", ["Alpha"]),
-    ("Status = 'mql'", ["Alpha"]),  # string equality is case-insensitive in SOQL
-    ("Status != 'MQL'", ["Bravo", "charlie"]),
-    ("Status <> 'MQL'", ["Bravo", "charlie"]),
-    ("Time_to_First_Touch__c > 12", ["Bravo"]),
-    ("Time_to_First_Touch__c >= 12", ["Alpha", "Bravo"]),
-    ("Time_to_First_Touch__c < 240.5", ["Alpha", "Bravo"]),
-    ("Time_to_First_Touch__c <= 12", ["Alpha"]),
-    ("Status IN ('MQL', 'SAL')", ["Alpha", "Bravo"]),
-    ("Status NOT IN ('MQL', 'SAL')", ["charlie"]),
-    ("Company LIKE 'o\\'brien%'", ["Alpha"]),
-    ("Company LIKE '50\\% Off\\_%'", ["charlie"]),
-    ("Company LIKE '_cme'", ["Bravo"]),
-    ("Country = NULL", ["charlie"]),
-    ("Country != NULL", ["Alpha", "Bravo"]),
-    ("SLA_Breach__c = true", ["Bravo"]),
-    ("SLA_Breach__c = FALSE", ["Alpha"]),
-    ("MQL_Date__c > 2026-03-10T12:00:00Z", ["Alpha"]),
-    ("MQL_Date__c > 2026-03-10T12:00:00+05:00", ["Alpha", "Bravo"]),  # 07:00 UTC
-    ("MQL_Date__c >= 2026-03-10T09:00:00.000+0000", ["Alpha", "Bravo"]),
-    ("MQL_Date__c = TODAY", ["Alpha"]),
-    ("MQL_Date__c = YESTERDAY", ["Bravo"]),
-    ("MQL_Date__c < TODAY", ["Bravo"]),
-    ("CreatedDate = LAST_N_DAYS:7", ["Alpha", "Bravo"]),
-    ("CreatedDate < LAST_N_DAYS:30", ["charlie"]),
-    ("CreatedDate = N_DAYS_AGO:1", ["Bravo"]),
-    ("CreatedDate > TOMORROW", []),
-    ("NOT Status = 'MQL'", ["Bravo", "charlie"]),
-    ("Status = 'MQL' OR Status = 'SAL' AND Country = 'GB'", ["Alpha", "Bravo"]),
-    ("(Status = 'MQL' OR Status = 'SAL') AND Country = 'GB'", ["Bravo"]),
-    ("NOT (Status = 'MQL' OR Country = NULL)", ["Bravo"]),
-    ("Owner.Email = 'ADA@x.test'", ["Alpha", "Bravo"]),
-    ("Owner.Name = 'Breached SLA'", ["charlie"]),
-])
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("Status = 'MQL'", ["Alpha"]),
+        ("Status = 'mql'", ["Alpha"]),  # string equality is case-insensitive in SOQL
+        ("Status != 'MQL'", ["Bravo", "charlie"]),
+        ("Status <> 'MQL'", ["Bravo", "charlie"]),
+        ("Time_to_First_Touch__c > 12", ["Bravo"]),
+        ("Time_to_First_Touch__c >= 12", ["Alpha", "Bravo"]),
+        ("Time_to_First_Touch__c < 240.5", ["Alpha", "Bravo"]),
+        ("Time_to_First_Touch__c <= 12", ["Alpha"]),
+        ("Status IN ('MQL', 'SAL')", ["Alpha", "Bravo"]),
+        ("Status NOT IN ('MQL', 'SAL')", ["charlie"]),
+        ("Company LIKE 'o\\'brien%'", ["Alpha"]),
+        ("Company LIKE '50\\% Off\\_%'", ["charlie"]),
+        ("Company LIKE '_cme'", ["Bravo"]),
+        ("Country = NULL", ["charlie"]),
+        ("Country != NULL", ["Alpha", "Bravo"]),
+        ("SLA_Breach__c = true", ["Bravo"]),
+        ("SLA_Breach__c = FALSE", ["Alpha"]),
+        ("MQL_Date__c > 2026-03-10T12:00:00Z", ["Alpha"]),
+        ("MQL_Date__c > 2026-03-10T12:00:00+05:00", ["Alpha", "Bravo"]),  # 07:00 UTC
+        ("MQL_Date__c >= 2026-03-10T09:00:00.000+0000", ["Alpha", "Bravo"]),
+        ("MQL_Date__c = TODAY", ["Alpha"]),
+        ("MQL_Date__c = YESTERDAY", ["Bravo"]),
+        ("MQL_Date__c < TODAY", ["Bravo"]),
+        ("CreatedDate = LAST_N_DAYS:7", ["Alpha", "Bravo"]),
+        ("CreatedDate < LAST_N_DAYS:30", ["charlie"]),
+        ("CreatedDate = N_DAYS_AGO:1", ["Bravo"]),
+        ("CreatedDate > TOMORROW", []),
+        ("NOT Status = 'MQL'", ["Bravo", "charlie"]),
+        ("Status = 'MQL' OR Status = 'SAL' AND Country = 'GB'", ["Alpha", "Bravo"]),
+        ("(Status = 'MQL' OR Status = 'SAL') AND Country = 'GB'", ["Bravo"]),
+        ("NOT (Status = 'MQL' OR Country = NULL)", ["Bravo"]),
+        ("Owner.Email = 'ADA@x.test'", ["Alpha", "Bravo"]),
+        ("Owner.Name = 'Breached SLA'", ["charlie"]),
+    ],
+)
 def test_where_operators(org, where, expected):
     assert names(org, f"SELECT Id, LastName FROM Lead WHERE {where} ORDER BY LastName") == expected
 
@@ -89,10 +126,22 @@ def test_query_excludes_deleted_and_query_all_includes_them(org):
 def test_order_by_directions_and_nulls(org):
     assert names(org, "SELECT LastName FROM Lead ORDER BY LastName DESC") == ["charlie", "Bravo", "Alpha"]
     assert names(org, "SELECT LastName FROM Lead ORDER BY Country") == ["charlie", "Bravo", "Alpha"]
-    assert names(org, "SELECT LastName FROM Lead ORDER BY Country ASC NULLS LAST") == ["Bravo", "Alpha", "charlie"]
+    assert names(org, "SELECT LastName FROM Lead ORDER BY Country ASC NULLS LAST") == [
+        "Bravo",
+        "Alpha",
+        "charlie",
+    ]
     assert names(org, "SELECT LastName FROM Lead ORDER BY Country DESC") == ["Alpha", "Bravo", "charlie"]
-    assert names(org, "SELECT LastName FROM Lead ORDER BY Country DESC NULLS FIRST") == ["charlie", "Alpha", "Bravo"]
-    assert names(org, "SELECT LastName FROM Lead ORDER BY Status, LastName DESC") == ["charlie", "Alpha", "Bravo"]
+    assert names(org, "SELECT LastName FROM Lead ORDER BY Country DESC NULLS FIRST") == [
+        "charlie",
+        "Alpha",
+        "Bravo",
+    ]
+    assert names(org, "SELECT LastName FROM Lead ORDER BY Status, LastName DESC") == [
+        "charlie",
+        "Alpha",
+        "Bravo",
+    ]
 
 
 def test_limit_and_offset(org):
@@ -102,8 +151,10 @@ def test_limit_and_offset(org):
 
 
 def test_group_is_an_object_name_after_from(org):
-    q = BoundQuery("SELECT Id, Name, DeveloperName FROM Group WHERE Type IN ('Queue') ORDER BY SystemModstamp ASC",
-                   now=NOW)
+    q = BoundQuery(
+        "SELECT Id, Name, DeveloperName FROM Group WHERE Type IN ('Queue') ORDER BY SystemModstamp ASC",
+        now=NOW,
+    )
     assert [r["DeveloperName"] for r in q.matching(org, False)] == ["Breached_SLA"]
 
 
@@ -123,8 +174,10 @@ def test_projection_nests_relationships(org):
 
 
 def test_modstamp_bounds_narrow_only_top_level_conjuncts():
-    q = soql.parse("SELECT Id FROM Lead WHERE SystemModstamp > 2026-01-01T00:00:00Z AND SystemModstamp <= "
-                   "2026-02-01T00:00:00Z AND Status = 'MQL'")
+    q = soql.parse(
+        "SELECT Id FROM Lead WHERE SystemModstamp > 2026-01-01T00:00:00Z AND SystemModstamp <= "
+        "2026-02-01T00:00:00Z AND Status = 'MQL'"
+    )
     low, high = soql.modstamp_bounds(q.where)
     assert low == datetime(2026, 1, 1, tzinfo=UTC) and high == datetime(2026, 2, 1, tzinfo=UTC)
     q = soql.parse("SELECT Id FROM Lead WHERE SystemModstamp > 2026-01-01T00:00:00Z OR Status = 'MQL'")
@@ -143,48 +196,54 @@ def test_string_escapes():
     assert q.where.value.value == "a'b\\c\nd"
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "SELECT FROM Lead",
-    "SELECT Id Lead",
-    "SELECT Id FROM Lead WHERE",
-    "SELECT Id FROM Lead WHERE Status = ",
-    "SELECT Id FROM Lead WHERE Status = 'unterminated",
-    "SELECT Id FROM Lead WHERE (Status = 'MQL'",
-    "SELECT Id FROM Lead GROUP BY Status",
-    "SELECT Id FROM Lead WHERE Status INCLUDES ('a')",
-    "SELECT Id, (SELECT Id FROM Tasks) FROM Lead",
-    "SELECT Id FROM Lead WHERE Id IN (SELECT WhoId FROM Task)",
-    "SELECT Id FROM Lead LIMIT -1",
-    "SELECT Id FROM Lead LIMIT 10 extra",
-    "SELECT COUNT(), Id FROM Lead",
-    "SELECT MAX(CreatedDate) FROM Lead",
-    "SELECT Id FROM Lead WHERE CreatedDate = LAST_N_DAYS",
-    "SELECT Id FROM Lead WHERE CreatedDate = THIS_FISCAL_QUARTER",
-    "SELECT Id FROM Lead WHERE Company = 'bad \\q escape'",
-    "SELECT Id FROM Lead WHERE Status = 'MQL' AND",
-    "SELECT Id FROM Lead ORDER BY Name NULLS",
-    "SELECT Id FROM Lead WHERE Status LIKE 5",
-    "SELECT Id FROM Lead WHERE Status ~ 'x'",
-    "SELECT Id FROM Lead OFFSET 5000",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "SELECT FROM Lead",
+        "SELECT Id Lead",
+        "SELECT Id FROM Lead WHERE",
+        "SELECT Id FROM Lead WHERE Status = ",
+        "SELECT Id FROM Lead WHERE Status = 'unterminated",
+        "SELECT Id FROM Lead WHERE (Status = 'MQL'",
+        "SELECT Id FROM Lead GROUP BY Status",
+        "SELECT Id FROM Lead WHERE Status INCLUDES ('a')",
+        "SELECT Id, (SELECT Id FROM Tasks) FROM Lead",
+        "SELECT Id FROM Lead WHERE Id IN (SELECT WhoId FROM Task)",
+        "SELECT Id FROM Lead LIMIT -1",
+        "SELECT Id FROM Lead LIMIT 10 extra",
+        "SELECT COUNT(), Id FROM Lead",
+        "SELECT MAX(CreatedDate) FROM Lead",
+        "SELECT Id FROM Lead WHERE CreatedDate = LAST_N_DAYS",
+        "SELECT Id FROM Lead WHERE CreatedDate = THIS_FISCAL_QUARTER",
+        "SELECT Id FROM Lead WHERE Company = 'bad \\q escape'",
+        "SELECT Id FROM Lead WHERE Status = 'MQL' AND",
+        "SELECT Id FROM Lead ORDER BY Name NULLS",
+        "SELECT Id FROM Lead WHERE Status LIKE 5",
+        "SELECT Id FROM Lead WHERE Status ~ 'x'",
+        "SELECT Id FROM Lead OFFSET 5000",
+    ],
+)
 def test_unsupported_or_broken_syntax_is_malformed(text):
     with pytest.raises(SoqlError) as err:
         BoundQuery(text, now=NOW)
     assert err.value.code in ("MALFORMED_QUERY", "NUMBER_OUTSIDE_VALID_RANGE")
 
 
-@pytest.mark.parametrize(("text", "code"), [
-    ("SELECT Nope FROM Lead", "INVALID_FIELD"),
-    ("SELECT Id FROM Lead WHERE Owner.Nope = 'x'", "INVALID_FIELD"),
-    ("SELECT Id FROM Lead WHERE SystemModstamp > '2026-01-01T00:00:00Z'", "INVALID_FIELD"),
-    ("SELECT Id FROM Lead WHERE SLA_Breach__c = 'true'", "INVALID_FIELD"),
-    ("SELECT Id FROM Lead WHERE CreatedDate >= 2026-03-10", "INVALID_FIELD"),  # a date for a dateTime
-    ("SELECT Id FROM Lead WHERE ConvertedDate = 2026-03-10T00:00:00Z", "INVALID_FIELD"),
-    ("SELECT Id FROM Lead WHERE Time_to_First_Touch__c LIKE '1%'", "INVALID_FIELD"),
-    ("SELECT Id FROM Lead ORDER BY Nope", "INVALID_FIELD"),
-    ("SELECT Id FROM Nothing__c", "INVALID_TYPE"),
-])
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("SELECT Nope FROM Lead", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE Owner.Nope = 'x'", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE SystemModstamp > '2026-01-01T00:00:00Z'", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE SLA_Breach__c = 'true'", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE CreatedDate >= 2026-03-10", "INVALID_FIELD"),  # a date for a dateTime
+        ("SELECT Id FROM Lead WHERE ConvertedDate = 2026-03-10T00:00:00Z", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE Time_to_First_Touch__c LIKE '1%'", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead ORDER BY Nope", "INVALID_FIELD"),
+        ("SELECT Id FROM Nothing__c", "INVALID_TYPE"),
+    ],
+)
 def test_unknown_names_and_type_mismatches(text, code):
     with pytest.raises(SoqlError) as err:
         BoundQuery(text, now=NOW)
@@ -197,18 +256,26 @@ def test_ids_are_18_chars_with_key_prefix_and_checksum():
     assert id18("001A0000006Vm9r") == "001A0000006Vm9rIAC"  # Salesforce's documented example
 
 
-@pytest.mark.parametrize("text", [
-    "SELECT Id FROM Lead",
-    "SELECT Id FROM Lead ORDER BY SystemModstamp",
-    "SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-01T00:00:00Z ORDER BY SystemModstamp ASC",
-    "SELECT Id FROM Lead WHERE Status != 'SAL' ORDER BY SystemModstamp LIMIT 1 OFFSET 1",
-    "SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-10T09:00:00Z AND SystemModstamp <= 2026-03-11T09:00:00Z",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT Id FROM Lead",
+        "SELECT Id FROM Lead ORDER BY SystemModstamp",
+        "SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-01T00:00:00Z ORDER BY SystemModstamp ASC",
+        "SELECT Id FROM Lead WHERE Status != 'SAL' ORDER BY SystemModstamp LIMIT 1 OFFSET 1",
+        "SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-10T09:00:00Z AND SystemModstamp <= 2026-03-11T09:00:00Z",
+    ],
+)
 @pytest.mark.parametrize("include_deleted", [False, True])
 def test_streamed_results_equal_the_sorted_full_scan(org, text, include_deleted):
     streamed, first = BoundQuery(text, now=NOW).matching_ids(org, include_deleted, keep=1)
-    full = BoundQuery(text, now=NOW).matching(org, include_deleted) if "OFFSET" in text else sorted(
-        BoundQuery(text, now=NOW).matching(org, include_deleted), key=lambda r: r["SystemModstamp"])
+    full = (
+        BoundQuery(text, now=NOW).matching(org, include_deleted)
+        if "OFFSET" in text
+        else sorted(
+            BoundQuery(text, now=NOW).matching(org, include_deleted), key=lambda r: r["SystemModstamp"]
+        )
+    )
     assert streamed == [r["Id"] for r in full]
     assert [r["Id"] for r in first] == streamed[:1]
 

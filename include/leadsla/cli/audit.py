@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("audit", help="a record's audit timeline, or export the audit trail to CSV")
     p.add_argument("action", nargs="?", choices=["export"], help="export: write a period's entries to CSV")
     p.add_argument("--record", help="CRM record id whose timeline to print")
-    p.add_argument("--from", dest="start", help="export from this date/time (inclusive, ISO; a date is 00:00 UTC)")
+    p.add_argument(
+        "--from", dest="start", help="export from this date/time (inclusive, ISO; a date is 00:00 UTC)"
+    )
     p.add_argument("--to", dest="end", help="export up to this date/time (exclusive)")
     p.add_argument("--out", type=Path, help="CSV file to write")
     p.add_argument("--store", help="store URL (default: the configured store)")
@@ -41,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from leadsla.store import open_store
 
     if args.action != "export" and not args.record:
-        raise LeadSlaError("give --record ID for a timeline, or `audit export --from DATE --to DATE --out FILE.csv`")
+        raise LeadSlaError(
+            "give --record ID for a timeline, or `audit export --from DATE --to DATE --out FILE.csv`"
+        )
     if args.action == "export" and not args.out:
         raise LeadSlaError("audit export needs --out FILE.csv")
     engine = open_store(args.store)
@@ -55,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
                 w = csv.writer(fh)
                 w.writerow(EXPORT_COLUMNS)
                 for row in entries_between(engine, start, end):
-                    w.writerow([json.dumps(row[c], sort_keys=True) if c == "detail"
-                                else (row[c].isoformat() if isinstance(row[c], dt.datetime) else row[c])
-                                for c in EXPORT_COLUMNS])
+                    w.writerow(
+                        [
+                            json.dumps(row[c], sort_keys=True)
+                            if c == "detail"
+                            else (row[c].isoformat() if isinstance(row[c], dt.datetime) else row[c])
+                            for c in EXPORT_COLUMNS
+                        ]
+                    )
                     n += 1
             print(f"{n} audit entries written to {args.out}")
             return 0
@@ -68,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
             rule = f" rule={r['actor']}" if r["actor"] else ""
             cp = f" checkpoint={r['checkpoint']}" if r["checkpoint"] else ""
             link = f" task={r['link']} try={r['try_number']}" if r["link"] else ""
-            sys.stdout.write(f"{r['at'].isoformat()} {r['event']}{cp}{rule} policy={r['policy_version']}{link}"
-                             f" {json.dumps(r['detail'], sort_keys=True)}\n")
+            sys.stdout.write(
+                f"{r['at'].isoformat()} {r['event']}{cp}{rule} policy={r['policy_version']}{link}"
+                f" {json.dumps(r['detail'], sort_keys=True)}\n"
+            )
         return 0
     finally:
         engine.dispose()

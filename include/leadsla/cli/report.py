@@ -17,9 +17,12 @@ from leadsla.errors import LeadSlaError
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("report", help="build a report for a period into a folder")
     p.add_argument("name", choices=["weekly", "feedback", "monthly", "quarterly"])
-    p.add_argument("--period", help="2026-W46 (weekly, feedback), 2026-11 (monthly), 2026-Q4 (quarterly); "
-                                    "default: the last full period before --at; a period not over at --at "
-                                    "is reported up to --at and titled so")
+    p.add_argument(
+        "--period",
+        help="2026-W46 (weekly, feedback), 2026-11 (monthly), 2026-Q4 (quarterly); "
+        "default: the last full period before --at; a period not over at --at "
+        "is reported up to --at and titled so",
+    )
     p.add_argument("--at", help="the run's time (ISO, with timezone); default: now")
     p.add_argument("--out", required=True, type=Path, help="folder to write into")
     p.add_argument("--store", help="store URL (default: the configured store)")
@@ -36,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
             at = dt.datetime.fromisoformat(args.at)
         except ValueError:
             raise LeadSlaError(f"--at {args.at!r} is not an ISO time (e.g. 2026-11-16T13:00:00Z)") from None
-    report, paths = build_for(args.name, period=args.period, at=at, store_url=args.store,
-                              config_path=args.config, out=args.out)
+    report, paths = build_for(
+        args.name, period=args.period, at=at, store_url=args.store, config_path=args.config, out=args.out
+    )
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for path in paths:

@@ -22,11 +22,16 @@ from leadsla.errors import LeadSlaError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "validate-leads", help="validate a Salesforce Lead export (CSV) with the data-quality suites")
-    parser.add_argument("file", metavar="FILE.csv", help="Data Loader style export: API field names as headers")
+        "validate-leads", help="validate a Salesforce Lead export (CSV) with the data-quality suites"
+    )
+    parser.add_argument(
+        "file", metavar="FILE.csv", help="Data Loader style export: API field names as headers"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     parser.add_argument("--store", metavar="URL", help="read owners (manager, active) from this store")
-    parser.add_argument("--at", metavar="ISO", help="the check's time (default now, UTC); future dates are relative to it")
+    parser.add_argument(
+        "--at", metavar="ISO", help="the check's time (default now, UTC); future dates are relative to it"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -41,17 +46,23 @@ def read_export(path: Path) -> list[dict[str, Any]]:
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
             if "Id" not in [h.strip() for h in header]:
-                raise LeadSlaError(f"{path}: no Id column in the header (expected Salesforce API field names, "
-                                   f"e.g. Id,Status,CreatedDate)")
-            return [{(k or "").strip(): (v if v != "" else None) for k, v in row.items() if k is not None}
-                    for row in reader]
+                raise LeadSlaError(
+                    f"{path}: no Id column in the header (expected Salesforce API field names, "
+                    f"e.g. Id,Status,CreatedDate)"
+                )
+            return [
+                {(k or "").strip(): (v if v != "" else None) for k, v in row.items() if k is not None}
+                for row in reader
+            ]
     except FileNotFoundError:
         raise LeadSlaError(f"{path}: no such file") from None
     except (UnicodeDecodeError, csv.Error, IsADirectoryError, PermissionError) as exc:
         raise LeadSlaError(f"{path}: cannot be read as a UTF-8 CSV export ({exc})") from None
 
 
-def validate_export(rows: list[dict[str, Any]], now: dt.datetime, store_url: str | None = None) -> dict[str, Any]:
+def validate_export(
+    rows: list[dict[str, Any]], now: dt.datetime, store_url: str | None = None
+) -> dict[str, Any]:
     """The verdicts as the --json object: total, valid, quarantined, flagged (rows numbered from 1)."""
     from leadsla.crm.mapping import load as load_mapping
     from leadsla.quality import rules as quality_rules
@@ -77,8 +88,12 @@ def validate_export(rows: list[dict[str, Any]], now: dt.datetime, store_url: str
             quarantined.append({**entry, "reasons": v.errors + v.warnings})
         elif v.warnings:
             flagged.append({**entry, "reasons": v.warnings})
-    return {"total": len(rows), "valid": len(rows) - len(quarantined) - len(flagged),
-            "quarantined": quarantined, "flagged": flagged}
+    return {
+        "total": len(rows),
+        "valid": len(rows) - len(quarantined) - len(flagged),
+        "quarantined": quarantined,
+        "flagged": flagged,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     for kind, items in (("QUARANTINED", report["quarantined"]), ("FLAGGED", report["flagged"])):
         for item in items:
             print(f"row {item['row']} {kind} {item['Id'] or '(no Id)'}: {'; '.join(item['reasons'])}")
-    print(f"{report['total']} rows: {report['valid']} valid, {len(report['flagged'])} flagged, "
-          f"{len(report['quarantined'])} quarantined")
+    print(
+        f"{report['total']} rows: {report['valid']} valid, {len(report['flagged'])} flagged, "
+        f"{len(report['quarantined'])} quarantined"
+    )
     return 0

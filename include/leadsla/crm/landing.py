@@ -18,8 +18,20 @@ from leadsla.crm.mapping import TABLES, ObjectMapping
 from leadsla.store import schema
 
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-_ID_COLUMNS = {"record_id", "history_id", "activity_id", "user_id", "queue_id", "owner_id", "who_id",
-               "what_id", "manager_id", "account_id", "converted_opportunity_id", "changed_by"}
+_ID_COLUMNS = {
+    "record_id",
+    "history_id",
+    "activity_id",
+    "user_id",
+    "queue_id",
+    "owner_id",
+    "who_id",
+    "what_id",
+    "manager_id",
+    "account_id",
+    "converted_opportunity_id",
+    "changed_by",
+}
 
 
 class MalformedRecord(ValueError):
@@ -83,7 +95,13 @@ def _convert(column: sa.Column, name: str, value: Any) -> Any:
             raise ValueError(f"{name} = {value!r} is not text")
         # A checkbox's history value arrives as a JSON boolean; Salesforce's text for it is
         # "true"/"false" (what the policy's rules match), not Python's "True".
-        text = value if isinstance(value, str) else ("true" if value else "false") if isinstance(value, bool) else str(value)
+        text = (
+            value
+            if isinstance(value, str)
+            else ("true" if value else "false")
+            if isinstance(value, bool)
+            else str(value)
+        )
         length = getattr(column.type, "length", None)
         if length and len(text) > length:
             raise ValueError(f"{name} is {len(text)} characters, longer than the store's {length}")
@@ -154,8 +172,10 @@ def store_row(
         if row.get(required) is None and required not in failed:
             reasons.append(f"{required} is empty")
     if reasons:
-        raise MalformedRecord(record_id if row.get(key) or record_id else None,
-                              f"{obj.name} {record_id or '(no Id)'}: " + "; ".join(reasons))
+        raise MalformedRecord(
+            record_id if row.get(key) or record_id else None,
+            f"{obj.name} {record_id or '(no Id)'}: " + "; ".join(reasons),
+        )
     name_column = TABLES[obj.table]["name_column"]
     if name_column:
         row[name_column] = obj.name

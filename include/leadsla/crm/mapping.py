@@ -135,8 +135,12 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
     top = _mapping(path, "(top level)", raw)
     unknown = set(top) - {"version", "sync", "groups", "objects", "status_map", "sla_fields"}
     if unknown:
-        raise _fail(path, sorted(unknown)[0], top[sorted(unknown)[0]], "no such key (known: version, sync, "
-                    "groups, objects, status_map, sla_fields)")
+        raise _fail(
+            path,
+            sorted(unknown)[0],
+            top[sorted(unknown)[0]],
+            "no such key (known: version, sync, groups, objects, status_map, sla_fields)",
+        )
     if top.get("version") != 1:
         raise _fail(path, "version", top.get("version"), "1")
     sync = _mapping(path, "sync", top.get("sync"))
@@ -158,9 +162,19 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
             raise _fail(path, f"groups.{gname}.objects", members, "a non-empty list of object names")
         for obj in members:
             if obj not in objects:
-                raise _fail(path, f"groups.{gname}.objects", obj, f"an object defined under objects ({', '.join(objects)})")
+                raise _fail(
+                    path,
+                    f"groups.{gname}.objects",
+                    obj,
+                    f"an object defined under objects ({', '.join(objects)})",
+                )
             if obj in seen:
-                raise _fail(path, f"groups.{gname}.objects", obj, f"each object in one group only (already in {seen[obj]})")
+                raise _fail(
+                    path,
+                    f"groups.{gname}.objects",
+                    obj,
+                    f"each object in one group only (already in {seen[obj]})",
+                )
             seen[obj] = gname
         groups[gname] = Group(gname, every, list(members))
     ungrouped = [o for o in objects if o not in seen]
@@ -205,7 +219,9 @@ def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping
     unknown = set(spec) - {"table", "modstamp", "fields", "filter", "parent"}
     if unknown:
         key = sorted(unknown)[0]
-        raise _fail(path, f"{where}.{key}", spec[key], "no such key (known: table, modstamp, fields, filter, parent)")
+        raise _fail(
+            path, f"{where}.{key}", spec[key], "no such key (known: table, modstamp, fields, filter, parent)"
+        )
     table = spec.get("table")
     if table not in TABLES:
         raise _fail(path, f"{where}.table", table, f"one of {', '.join(TABLES)}")
@@ -215,7 +231,12 @@ def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping
         if not isinstance(soql, str) or not _FIELD_RE.match(soql):
             raise _fail(path, f"{where}.fields", soql, "a field API name such as Status or Owner.Email")
         if column is not None and column not in columns:
-            raise _fail(path, f"{where}.fields.{soql}", column, f"null or a column of {table}: {', '.join(sorted(columns))}")
+            raise _fail(
+                path,
+                f"{where}.fields.{soql}",
+                column,
+                f"null or a column of {table}: {', '.join(sorted(columns))}",
+            )
     targets = [c for c in fields.values() if c]
     dupes = {c for c in targets if targets.count(c) > 1}
     if dupes:
@@ -225,7 +246,12 @@ def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping
         raise _fail(path, f"{where}.fields", None, f"a field mapped to {table}.{missing[0]}")
     modstamp = spec.get("modstamp")
     if modstamp not in fields:
-        raise _fail(path, f"{where}.modstamp", modstamp, "a datetime field listed under fields (SystemModstamp or CreatedDate)")
+        raise _fail(
+            path,
+            f"{where}.modstamp",
+            modstamp,
+            "a datetime field listed under fields (SystemModstamp or CreatedDate)",
+        )
     filt = spec.get("filter") or {}
     if not isinstance(filt, Mapping):
         raise _fail(path, f"{where}.filter", filt, "a mapping of field -> list of values")
@@ -236,10 +262,16 @@ def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping
             raise _fail(path, f"{where}.filter.{fname}", values, "a non-empty list of text values")
     parent = spec.get("parent")
     if table == "field_history" and not isinstance(parent, str):
-        raise _fail(path, f"{where}.parent", parent, "the parent object's name (e.g. Lead) for a history object")
+        raise _fail(
+            path, f"{where}.parent", parent, "the parent object's name (e.g. Lead) for a history object"
+        )
     return ObjectMapping(
-        name=name, table=table, modstamp=modstamp, fields=dict(fields),
-        filter={k: list(v) for k, v in filt.items()}, parent=parent,
+        name=name,
+        table=table,
+        modstamp=modstamp,
+        fields=dict(fields),
+        filter={k: list(v) for k, v in filt.items()},
+        parent=parent,
     )
 
 

@@ -93,7 +93,9 @@ class ApiSession(requests.Session):
                 reason = "UNABLE_TO_LOCK_ROW" if _is_lock_error(resp) else f"HTTP {resp.status_code}"
             wait = self.policy.delay(attempt)
             self.retries += 1
-            log.warning("Salesforce %s %s: %s, retry %d in %.2fs", method, _path(url), reason, attempt + 1, wait)
+            log.warning(
+                "Salesforce %s %s: %s, retry %d in %.2fs", method, _path(url), reason, attempt + 1, wait
+            )
             self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -181,7 +183,9 @@ class SalesforceClient:
             return CrmError(f"Salesforce {what}: the session expired again after a fresh login (401)")
         detail = ", ".join(sorted(codes - {"None"})) or (f"HTTP {status}" if status else str(exc))
         content = getattr(exc, "content", None)
-        first = content[0] if isinstance(content, list) and content and isinstance(content[0], Mapping) else {}
+        first = (
+            content[0] if isinstance(content, list) and content and isinstance(content[0], Mapping) else {}
+        )
         message = str(first.get("message") or "").splitlines()[0][:300] if first.get("message") else ""
         return CrmError(f"Salesforce {what} failed: {detail}" + (f" ({message})" if message else ""))
 
@@ -195,7 +199,9 @@ class SalesforceClient:
 
     def query_pages(self, soql: str, *, include_deleted: bool = False) -> Iterator[list[dict[str, Any]]]:
         headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"} if self.page_size else {}
-        result = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers), "query")
+        result = self._call(
+            lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers), "query"
+        )
         while True:
             yield list(result.get("records") or [])
             if result.get("done", True) or not result.get("nextRecordsUrl"):
@@ -206,7 +212,9 @@ class SalesforceClient:
             )
 
     def describe_fields(self, object_name: str) -> set[str]:
-        result = self._call(lambda sf: sf.restful(f"sobjects/{object_name}/describe"), f"describe {object_name}")
+        result = self._call(
+            lambda sf: sf.restful(f"sobjects/{object_name}/describe"), f"describe {object_name}"
+        )
         return {f["name"] for f in (result or {}).get("fields", [])}
 
     def update_records(
@@ -220,8 +228,9 @@ class SalesforceClient:
         }
         headers = {"If-Unmodified-Since": http_date(if_unmodified_since)}
         result = self._call(
-            lambda sf: sf.restful("composite/sobjects", method="PATCH", data=json.dumps(body, default=str),
-                                  headers=headers),
+            lambda sf: sf.restful(
+                "composite/sobjects", method="PATCH", data=json.dumps(body, default=str), headers=headers
+            ),
             f"update of {len(records)} {object_name} records",
         )
         return list(result or [])

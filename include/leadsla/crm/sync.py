@@ -103,7 +103,9 @@ def is_due(engine: sa.Engine, mapping: CrmMapping, group: str, now: dt.datetime)
     return now - last >= dt.timedelta(minutes=mapping.groups[group].every_minutes) - _DUE_SLACK
 
 
-def ensure_mapping_checked(client: CrmClient, engine: sa.Engine, mapping: CrmMapping, now: dt.datetime) -> bool:
+def ensure_mapping_checked(
+    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, now: dt.datetime
+) -> bool:
     """Check the mapping against describe() unless this version passed within describe_check_hours.
 
     Returns:
@@ -121,13 +123,26 @@ def ensure_mapping_checked(client: CrmClient, engine: sa.Engine, mapping: CrmMap
         return False
     check_against_org(mapping, client.describe_fields)
     with engine.begin() as conn:
-        upsert(conn, checks, [{"mapping_digest": mapping.digest, "checked_at": now, "objects": sorted(mapping.objects)}])
-    log.info("CRM field mapping %s checked against the org: all %d objects match", mapping.path, len(mapping.objects))
+        upsert(
+            conn,
+            checks,
+            [{"mapping_digest": mapping.digest, "checked_at": now, "objects": sorted(mapping.objects)}],
+        )
+    log.info(
+        "CRM field mapping %s checked against the org: all %d objects match",
+        mapping.path,
+        len(mapping.objects),
+    )
     return True
 
 
-def _quarantine(conn: sa.Connection, obj: ObjectMapping, bad: list[tuple[Mapping, landing.MalformedRecord]],
-                now: dt.datetime, run_id: str | None) -> None:
+def _quarantine(
+    conn: sa.Connection,
+    obj: ObjectMapping,
+    bad: list[tuple[Mapping, landing.MalformedRecord]],
+    now: dt.datetime,
+    run_id: str | None,
+) -> None:
     q = schema.quarantine
     for raw, exc in bad:
         payload = {k: v for k, v in raw.items() if k != "attributes"}
@@ -135,22 +150,40 @@ def _quarantine(conn: sa.Connection, obj: ObjectMapping, bad: list[tuple[Mapping
         if exc.record_id:
             existing = conn.execute(
                 sa.select(q.c.quarantine_id).where(
-                    q.c.object_type == obj.name, q.c.record_id == exc.record_id[:40], q.c.released_at.is_(None)
+                    q.c.object_type == obj.name,
+                    q.c.record_id == exc.record_id[:40],
+                    q.c.released_at.is_(None),
                 )
             ).scalar()
         # The quality gate's rejections carry every reason as a list (leadsla.quality.quarantine).
-        values = {"payload": payload, "reasons": list(getattr(exc, "reasons", None) or [exc.reason]),
-                  "last_seen_at": now, "run_id": run_id}
+        values = {
+            "payload": payload,
+            "reasons": list(getattr(exc, "reasons", None) or [exc.reason]),
+            "last_seen_at": now,
+            "run_id": run_id,
+        }
         if existing:
             conn.execute(q.update().where(q.c.quarantine_id == existing).values(**values))
         else:
-            conn.execute(q.insert().values(object_type=obj.name, record_id=(exc.record_id or None) and exc.record_id[:40],
-                                           first_seen_at=now, **values))
+            conn.execute(
+                q.insert().values(
+                    object_type=obj.name,
+                    record_id=(exc.record_id or None) and exc.record_id[:40],
+                    first_seen_at=now,
+                    **values,
+                )
+            )
 
 
 def sync_object(
-    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, obj: ObjectMapping, *,
-    now: dt.datetime | None = None, run_id: str | None = None, gate: Any = None,
+    client: CrmClient,
+    engine: sa.Engine,
+    mapping: CrmMapping,
+    obj: ObjectMapping,
+    *,
+    now: dt.datetime | None = None,
+    run_id: str | None = None,
+    gate: Any = None,
 ) -> ObjectResult:
     """Bring one object up to date, one committed page at a time (see the module docstring).
 
@@ -184,7 +217,9 @@ def sync_object(
             try:
                 row = landing.store_row(obj, raw, synced_at=synced_at, status_map=status_map)
             except landing.MalformedRecord as exc:
-                log.warning("skipped malformed %s record %s: %s", obj.name, exc.record_id or "(no Id)", exc.reason)
+                log.warning(
+                    "skipped malformed %s record %s: %s", obj.name, exc.record_id or "(no Id)", exc.reason
+                )
                 bad.append((raw, exc))
                 continue
             rows.append(row)
@@ -209,8 +244,15 @@ def sync_object(
 
 
 def sync_group(
-    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, group: str, *,
-    now: dt.datetime | None = None, run_id: str | None = None, force: bool = False, gate: Any = None,
+    client: CrmClient,
+    engine: sa.Engine,
+    mapping: CrmMapping,
+    group: str,
+    *,
+    now: dt.datetime | None = None,
+    run_id: str | None = None,
+    force: bool = False,
+    gate: Any = None,
 ) -> SyncSummary:
     """Sync every object of a group (if due), record the run in sync_runs, and summarise it.
 
@@ -223,12 +265,15 @@ def sync_group(
     """
     started = now or _now()
     if not force and not is_due(engine, mapping, group, started):
-        return SyncSummary(group, "not_due", message=f"{group}: not due (every {mapping.groups[group].every_minutes} min)")
+        return SyncSummary(
+            group, "not_due", message=f"{group}: not due (every {mapping.groups[group].every_minutes} min)"
+        )
     summary = SyncSummary(group, "failed")
     try:
         for name in mapping.groups[group].objects:
-            summary.objects.append(sync_object(client, engine, mapping, mapping.objects[name], now=now, run_id=run_id,
-                                               gate=gate))
+            summary.objects.append(
+                sync_object(client, engine, mapping, mapping.objects[name], now=now, run_id=run_id, gate=gate)
+            )
         summary.status = "success"
     except ApiLimitExceeded as exc:
         summary.status = "limited"
@@ -245,21 +290,33 @@ def sync_group(
         if not summary.message:
             summary.message = (
                 f"{group}: {summary.records_changed} records changed, {summary.api_calls} API calls"
-                + (f", org has {summary.org_remaining:,}/{summary.org_max:,} calls left" if summary.org_max else "")
+                + (
+                    f", org has {summary.org_remaining:,}/{summary.org_max:,} calls left"
+                    if summary.org_max
+                    else ""
+                )
             )
         with engine.begin() as conn:
-            conn.execute(schema.sync_runs.insert().values(
-                started_at=started, finished_at=_now(), status=summary.status, api_calls=summary.api_calls,
-                records_changed=summary.records_changed, api_remaining=summary.org_remaining,
-                api_max=summary.org_max, detail={"objects": [asdict(o) for o in summary.objects],
-                                                 "message": summary.message},
-                run_id=run_id, group_name=group,
-            ))
+            conn.execute(
+                schema.sync_runs.insert().values(
+                    started_at=started,
+                    finished_at=_now(),
+                    status=summary.status,
+                    api_calls=summary.api_calls,
+                    records_changed=summary.records_changed,
+                    api_remaining=summary.org_remaining,
+                    api_max=summary.org_max,
+                    detail={"objects": [asdict(o) for o in summary.objects], "message": summary.message},
+                    run_id=run_id,
+                    group_name=group,
+                )
+            )
     return summary
 
 
-def cycle_report(engine: sa.Engine, mapping: CrmMapping, summaries: list[Mapping[str, Any]],
-                 now: dt.datetime | None = None) -> dict[str, Any]:
+def cycle_report(
+    engine: sa.Engine, mapping: CrmMapping, summaries: list[Mapping[str, Any]], now: dt.datetime | None = None
+) -> dict[str, Any]:
     """The cycle's totals for the log and XCom, with the budget warning text when over budget."""
     now = now or _now()
     done = [s for s in summaries if s]
@@ -269,8 +326,11 @@ def cycle_report(engine: sa.Engine, mapping: CrmMapping, summaries: list[Mapping
     maxes = [s["org_max"] for s in done if s.get("org_max") is not None]
     org_remaining = min(remaining) if remaining else None
     warning = budget.budget_warning(
-        used_today=used, projected_today=budget.projected_calls(used, now),
-        daily_budget=mapping.daily_api_budget, org_remaining=org_remaining, org_max=max(maxes) if maxes else None,
+        used_today=used,
+        projected_today=budget.projected_calls(used, now),
+        daily_budget=mapping.daily_api_budget,
+        org_remaining=org_remaining,
+        org_max=max(maxes) if maxes else None,
     )
     return {
         "api_calls": sum(s["api_calls"] for s in done),
@@ -285,8 +345,9 @@ def cycle_report(engine: sa.Engine, mapping: CrmMapping, summaries: list[Mapping
 # --- Task bodies: what the crm_sync DAG calls (they open the store and the client themselves) ---
 
 
-def run_mapping_check(*, mapping_path: str | None = None, conn_id: str | None = None,
-                      run_id: str | None = None) -> dict[str, Any]:
+def run_mapping_check(
+    *, mapping_path: str | None = None, conn_id: str | None = None, run_id: str | None = None
+) -> dict[str, Any]:
     """Check crm_fields.yaml against the org, unless this version passed recently (no API call then)."""
     from leadsla.crm.mapping import load
     from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
@@ -301,17 +362,36 @@ def run_mapping_check(*, mapping_path: str | None = None, conn_id: str | None = 
         calls = client.usage().calls
         if calls:
             with engine.begin() as conn:
-                conn.execute(schema.sync_runs.insert().values(
-                    started_at=now, finished_at=_now(), status="success", api_calls=calls, records_changed=0,
-                    detail={"message": "mapping checked against describe()"}, run_id=run_id,
-                    group_name="mapping_check"))
-        return {"mapping": mapping.path, "digest": mapping.digest[:12], "checked_now": checked, "api_calls": calls}
+                conn.execute(
+                    schema.sync_runs.insert().values(
+                        started_at=now,
+                        finished_at=_now(),
+                        status="success",
+                        api_calls=calls,
+                        records_changed=0,
+                        detail={"message": "mapping checked against describe()"},
+                        run_id=run_id,
+                        group_name="mapping_check",
+                    )
+                )
+        return {
+            "mapping": mapping.path,
+            "digest": mapping.digest[:12],
+            "checked_now": checked,
+            "api_calls": calls,
+        }
     finally:
         engine.dispose()
 
 
-def run_group(group: str, *, mapping_path: str | None = None, conn_id: str | None = None,
-              run_id: str | None = None, page_size: int | None = None) -> dict[str, Any]:
+def run_group(
+    group: str,
+    *,
+    mapping_path: str | None = None,
+    conn_id: str | None = None,
+    run_id: str | None = None,
+    page_size: int | None = None,
+) -> dict[str, Any]:
     """Sync one object group if due; returns its summary as small JSON (status `limited` on the limit)."""
     from leadsla.crm.mapping import load
     from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
@@ -349,13 +429,16 @@ def run_replay(*, mapping_path: str | None = None, run_id: str | None = None) ->
     mapping = load(mapping_path)
     engine = open_store()
     try:
-        return replay(engine, mapping, rules.load(status_map=mapping.status_map.get("Lead")), _now(), run_id=run_id)
+        return replay(
+            engine, mapping, rules.load(status_map=mapping.status_map.get("Lead")), _now(), run_id=run_id
+        )
     finally:
         engine.dispose()
 
 
-def warn_over_budget(engine: sa.Engine, warning: str, *, now: dt.datetime, channel: str,
-                     context: Any = None) -> bool:
+def warn_over_budget(
+    engine: sa.Engine, warning: str, *, now: dt.datetime, channel: str, context: Any = None
+) -> bool:
     """Tell the data-engineering channel that the sync is over its daily API budget, once per UTC day.
 
     The notice is an outbox row keyed on the day, so every cycle of an over-budget day finds it
@@ -369,15 +452,24 @@ def warn_over_budget(engine: sa.Engine, warning: str, *, now: dt.datetime, chann
     day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     with engine.begin() as conn:
         new = enqueue_notice(
-            conn, source="crm_sync", subject="daily API budget", opened_at=day, checkpoint="over_budget",
-            recipients=[("slack", channel)], title="CRM sync is over its daily Salesforce API budget",
-            severity="warning", lines=[warning], at=now, context=context,
+            conn,
+            source="crm_sync",
+            subject="daily API budget",
+            opened_at=day,
+            checkpoint="over_budget",
+            recipients=[("slack", channel)],
+            title="CRM sync is over its daily Salesforce API budget",
+            severity="warning",
+            lines=[warning],
+            at=now,
+            context=context,
         )
     return bool(new)
 
 
-def run_report(summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None,
-               context: Any = None) -> dict[str, Any]:
+def run_report(
+    summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None, context: Any = None
+) -> dict[str, Any]:
     """The cycle's totals (log + XCom); over budget, logs the warning and tells data engineering once a day."""
     from leadsla.crm.mapping import load
     from leadsla.quality.rules import load as load_quality_rules
@@ -391,12 +483,17 @@ def run_report(summaries: list[Mapping[str, Any] | None], *, mapping_path: str |
         if report["budget_warning"]:
             channel = load_quality_rules().incident_channel
             report["budget_notice_queued"] = warn_over_budget(
-                engine, report["budget_warning"], now=now, channel=channel, context=context)
+                engine, report["budget_warning"], now=now, channel=channel, context=context
+            )
     finally:
         engine.dispose()
-    log.info("CRM sync cycle: %d API calls, %d records changed, org has %s calls left, %d calls today",
-             report["api_calls"], report["records_changed"],
-             "unknown" if report["org_remaining"] is None else f"{report['org_remaining']:,}", report["api_calls_today"])
+    log.info(
+        "CRM sync cycle: %d API calls, %d records changed, org has %s calls left, %d calls today",
+        report["api_calls"],
+        report["records_changed"],
+        "unknown" if report["org_remaining"] is None else f"{report['org_remaining']:,}",
+        report["api_calls_today"],
+    )
     if report["budget_warning"]:
         log.warning("%s", report["budget_warning"])
     return report

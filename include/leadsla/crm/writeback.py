@@ -60,15 +60,22 @@ class WriteResult:
     failed: dict[str, str] = field(default_factory=dict)  # record id -> error
 
     def to_json(self) -> dict[str, Any]:
-        return {"written": len(self.written), "unchanged": len(self.unchanged), "conflicts": len(self.conflicts),
-                "left": len(self.left), "failed": self.failed}
+        return {
+            "written": len(self.written),
+            "unchanged": len(self.unchanged),
+            "conflicts": len(self.conflicts),
+            "left": len(self.left),
+            "failed": self.failed,
+        }
 
 
 def _wire(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value.isoformat()} cannot be written: give it a timezone")
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+        return (
+            value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+        )
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
@@ -102,8 +109,11 @@ def _store_fields(engine: sa.Engine, ids: Sequence[str]) -> dict[str, dict[str, 
     out: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
         for start in range(0, len(ids), 500):
-            rows = conn.execute(sa.select(r.c.record_id, r.c.fields).where(
-                r.c.object_type == OBJECT, r.c.record_id.in_(ids[start:start + 500])))
+            rows = conn.execute(
+                sa.select(r.c.record_id, r.c.fields).where(
+                    r.c.object_type == OBJECT, r.c.record_id.in_(ids[start : start + 500])
+                )
+            )
             out.update({row.record_id: dict(row.fields or {}) for row in rows})
     return out
 
@@ -144,7 +154,9 @@ def stamp(
     for rid, values in changes.items():
         unknown = set(values) - set(mapping.sla_fields)
         if unknown:
-            raise ValueError(f"record {rid}: {sorted(unknown)} are not SLA fields (known: {sorted(mapping.sla_fields)})")
+            raise ValueError(
+                f"record {rid}: {sorted(unknown)} are not SLA fields (known: {sorted(mapping.sla_fields)})"
+            )
         wanted[rid] = {mapping.sla_fields[k]: _wire(v) for k, v in values.items()}
     result = WriteResult()
     known = _store_fields(engine, list(wanted))
@@ -180,13 +192,16 @@ def stamp(
     return result
 
 
-def _changed_since(client: CrmClient, pending: Mapping[str, dict[str, Any]], as_of: dt.datetime,
-                   ) -> dict[str, dict[str, Any]]:
+def _changed_since(
+    client: CrmClient,
+    pending: Mapping[str, dict[str, Any]],
+    as_of: dt.datetime,
+) -> dict[str, dict[str, Any]]:
     """The pending records whose LastModifiedDate is after `as_of` (one query per 200 ids)."""
     changed: dict[str, dict[str, Any]] = {}
     ids = list(pending)
     for start in range(0, len(ids), COMPOSITE_BATCH):
-        query = soql.by_ids_query(OBJECT, ["LastModifiedDate"], ids[start:start + COMPOSITE_BATCH])
+        query = soql.by_ids_query(OBJECT, ["LastModifiedDate"], ids[start : start + COMPOSITE_BATCH])
         for page in client.query_pages(query):
             for row in page:
                 modified = parse_datetime(row.get("LastModifiedDate"))
@@ -195,18 +210,25 @@ def _changed_since(client: CrmClient, pending: Mapping[str, dict[str, Any]], as_
     return changed
 
 
-def _send(client: CrmClient, engine: sa.Engine, pending: Mapping[str, dict[str, Any]], condition: dt.datetime,
-          context: audit.AuditContext, actor: str, result: WriteResult,
-          ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+def _send(
+    client: CrmClient,
+    engine: sa.Engine,
+    pending: Mapping[str, dict[str, Any]],
+    condition: dt.datetime,
+    context: audit.AuditContext,
+    actor: str,
+    result: WriteResult,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """One pass over `pending` in composite batches; returns (conflicts, locked) still to handle."""
     conflicts: dict[str, dict[str, Any]] = {}
     locked: dict[str, dict[str, Any]] = {}
     ids = list(pending)
     for start in range(0, len(ids), COMPOSITE_BATCH):
-        batch = ids[start:start + COMPOSITE_BATCH]
+        batch = ids[start : start + COMPOSITE_BATCH]
         try:
-            results = client.update_records(OBJECT, [{"Id": rid, **pending[rid]} for rid in batch],
-                                            if_unmodified_since=condition)
+            results = client.update_records(
+                OBJECT, [{"Id": rid, **pending[rid]} for rid in batch], if_unmodified_since=condition
+            )
         except PreconditionFailed:
             conflicts.update({rid: pending[rid] for rid in batch})
             continue
@@ -220,7 +242,9 @@ def _send(client: CrmClient, engine: sa.Engine, pending: Mapping[str, dict[str, 
             elif "UNABLE_TO_LOCK_ROW" in codes:
                 locked[rid] = pending[rid]
             else:
-                result.failed[rid] = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in res.get("errors") or [])
+                result.failed[rid] = "; ".join(
+                    f"{e.get('statusCode')}: {e.get('message')}" for e in res.get("errors") or []
+                )
                 log.warning("Salesforce refused the write to Lead %s: %s", rid, result.failed[rid])
         if written:
             _record_writes(engine, {rid: pending[rid] for rid in written}, context, actor)
@@ -228,33 +252,59 @@ def _send(client: CrmClient, engine: sa.Engine, pending: Mapping[str, dict[str, 
     return conflicts, locked
 
 
-def _record_writes(engine: sa.Engine, writes: Mapping[str, Mapping[str, Any]], context: audit.AuditContext,
-                   actor: str) -> None:
+def _record_writes(
+    engine: sa.Engine, writes: Mapping[str, Mapping[str, Any]], context: audit.AuditContext, actor: str
+) -> None:
     now = dt.datetime.now(dt.UTC)
     r = schema.records
     with engine.begin() as conn:
-        known = {row.record_id: dict(row.fields or {}) for row in conn.execute(
-            sa.select(r.c.record_id, r.c.fields).where(r.c.object_type == OBJECT, r.c.record_id.in_(list(writes))))}
+        known = {
+            row.record_id: dict(row.fields or {})
+            for row in conn.execute(
+                sa.select(r.c.record_id, r.c.fields).where(
+                    r.c.object_type == OBJECT, r.c.record_id.in_(list(writes))
+                )
+            )
+        }
         for rid, fields in writes.items():
             if rid in known:  # keep the store's copy current so the next decision sees the stamp
-                conn.execute(r.update().where(r.c.object_type == OBJECT, r.c.record_id == rid)
-                             .values(fields={**known[rid], **fields}))
-        audit.record_many(conn, [
-            {"event": "crm_write", "at": now, "object_type": OBJECT, "record_id": rid, "actor": actor,
-             "detail": {"fields": dict(fields)}}
-            for rid, fields in writes.items()
-        ], context=context)
+                conn.execute(
+                    r.update()
+                    .where(r.c.object_type == OBJECT, r.c.record_id == rid)
+                    .values(fields={**known[rid], **fields})
+                )
+        audit.record_many(
+            conn,
+            [
+                {
+                    "event": "crm_write",
+                    "at": now,
+                    "object_type": OBJECT,
+                    "record_id": rid,
+                    "actor": actor,
+                    "detail": {"fields": dict(fields)},
+                }
+                for rid, fields in writes.items()
+            ],
+            context=context,
+        )
 
 
-def _redecide(client: CrmClient, engine: sa.Engine, conflicts: Mapping[str, dict[str, Any]],
-              context: audit.AuditContext, actor: str, decide: Decide, result: WriteResult,
-              ) -> tuple[dict[str, dict[str, Any]], dt.datetime]:
+def _redecide(
+    client: CrmClient,
+    engine: sa.Engine,
+    conflicts: Mapping[str, dict[str, Any]],
+    context: audit.AuditContext,
+    actor: str,
+    decide: Decide,
+    result: WriteResult,
+) -> tuple[dict[str, dict[str, Any]], dt.datetime]:
     """Re-read the conflicting records, audit each conflict, and ask `decide` what to write now."""
     fields = sorted({f for wanted in conflicts.values() for f in wanted} | _REREAD)
     current: dict[str, dict[str, Any]] = {}
     ids = list(conflicts)
     for start in range(0, len(ids), COMPOSITE_BATCH):
-        query = soql.by_ids_query(OBJECT, fields, ids[start:start + COMPOSITE_BATCH])
+        query = soql.by_ids_query(OBJECT, fields, ids[start : start + COMPOSITE_BATCH])
         for page in client.query_pages(query):
             current.update({row["Id"]: {k: v for k, v in row.items() if k != "attributes"} for row in page})
     now = dt.datetime.now(dt.UTC)
@@ -266,10 +316,20 @@ def _redecide(client: CrmClient, engine: sa.Engine, conflicts: Mapping[str, dict
             continue
         if rid not in result.conflicts:
             result.conflicts.append(rid)
-        entries.append({"event": "crm_write_conflict", "at": now, "object_type": OBJECT, "record_id": rid,
-                        "actor": actor, "detail": {"wanted": dict(wanted),
-                                                   "current": {k: current[rid].get(k) for k in wanted},
-                                                   "modified_at": current[rid].get("LastModifiedDate")}})
+        entries.append(
+            {
+                "event": "crm_write_conflict",
+                "at": now,
+                "object_type": OBJECT,
+                "record_id": rid,
+                "actor": actor,
+                "detail": {
+                    "wanted": dict(wanted),
+                    "current": {k: current[rid].get(k) for k in wanted},
+                    "modified_at": current[rid].get("LastModifiedDate"),
+                },
+            }
+        )
         decided = decide(rid, wanted, current[rid])
         diff = _diff({k: _wire(v) for k, v in (decided or {}).items()}, current[rid])
         if diff:
@@ -297,7 +357,14 @@ def reassign_owner(
     **kwargs: Any,
 ) -> WriteResult:
     """Move Leads to new owners (user or queue ids), with the same only-when-changed and conflict rules."""
-    return stamp(client, engine, mapping, {rid: {"owner": owner} for rid, owner in owners.items()},
-                 as_of=as_of, context=context, decide=decide, actor=kwargs.pop("actor", "escalation"), **kwargs)
-
-
+    return stamp(
+        client,
+        engine,
+        mapping,
+        {rid: {"owner": owner} for rid, owner in owners.items()},
+        as_of=as_of,
+        context=context,
+        decide=decide,
+        actor=kwargs.pop("actor", "escalation"),
+        **kwargs,
+    )

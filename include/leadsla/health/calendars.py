@@ -26,16 +26,27 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str
         spec = policy.calendars.get(name) or {}
         hours = spec.get("hours") or {}
         if not any(hours.values()) if isinstance(hours, dict) else not hours:
-            findings.append(Finding("calendar_without_hours", "critical",
-                                    f"calendar {name} has no working hours but business-time SLAs use it",
-                                    sorted(set(slas)), f"Add hours to calendars.{name} in sla_policy.yaml."))
+            findings.append(
+                Finding(
+                    "calendar_without_hours",
+                    "critical",
+                    f"calendar {name} has no working hours but business-time SLAs use it",
+                    sorted(set(slas)),
+                    f"Add hours to calendars.{name} in sla_policy.yaml.",
+                )
+            )
         holidays = spec.get("holidays") or {}
         dates = sorted(str(d) for d in holidays.get("dates") or [])
         if not holidays.get("country") and (not dates or dt.date.fromisoformat(dates[-1]) < horizon):
             last = dates[-1] if dates else "none"
-            findings.append(Finding("holidays_running_out", "warning",
-                                    f"calendar {name} lists holidays only up to {last} (within "
-                                    f"{settings.get('holiday_horizon_days', 60)} days) and has no country calendar",
-                                    sorted(set(slas)),
-                                    f"Add next year's dates or a country/subdivision to calendars.{name}.holidays."))
+            findings.append(
+                Finding(
+                    "holidays_running_out",
+                    "warning",
+                    f"calendar {name} lists holidays only up to {last} (within "
+                    f"{settings.get('holiday_horizon_days', 60)} days) and has no country calendar",
+                    sorted(set(slas)),
+                    f"Add next year's dates or a country/subdivision to calendars.{name}.holidays.",
+                )
+            )
     return findings

@@ -16,22 +16,50 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str
     findings = []
     failed = conn.execute(sa.select(o.c.outbox_id).where(o.c.status == "failed")).scalars().all()
     if failed:
-        findings.append(Finding("notifications_failing", "critical", f"{len(failed)} alerts failed permanently",
-                                [str(i) for i in failed],
-                                "Read outbox.last_error: a rep with no Slack account needs a fallback channel "
-                                "in the policy; a bad channel id must be fixed in the policy; then re-queue."))
+        findings.append(
+            Finding(
+                "notifications_failing",
+                "critical",
+                f"{len(failed)} alerts failed permanently",
+                [str(i) for i in failed],
+                "Read outbox.last_error: a rep with no Slack account needs a fallback channel "
+                "in the policy; a bad channel id must be fixed in the policy; then re-queue.",
+            )
+        )
     limit = now - dt.timedelta(minutes=int(settings.get("outbox_queued_minutes", 30)))
-    queued = conn.execute(sa.select(o.c.outbox_id).where(o.c.status == "pending", o.c.not_before < limit)).scalars().all()
+    queued = (
+        conn.execute(sa.select(o.c.outbox_id).where(o.c.status == "pending", o.c.not_before < limit))
+        .scalars()
+        .all()
+    )
     if queued:
-        findings.append(Finding("notifications_queued", "warning",
-                                f"{len(queued)} alerts have waited over {settings.get('outbox_queued_minutes', 30)} min",
-                                [str(i) for i in queued],
-                                "Check the sla_monitor deliver task and the slack_api_default / smtp_default "
-                                "connections (Slack or SMTP unreachable leaves rows pending)."))
-    unreachable = conn.execute(sa.select(u.c.user_id).where(
-        u.c.is_active.is_(True), u.c.team.is_not(None), sa.or_(u.c.email.is_(None), u.c.email == ""))).scalars().all()
+        findings.append(
+            Finding(
+                "notifications_queued",
+                "warning",
+                f"{len(queued)} alerts have waited over {settings.get('outbox_queued_minutes', 30)} min",
+                [str(i) for i in queued],
+                "Check the sla_monitor deliver task and the slack_api_default / smtp_default "
+                "connections (Slack or SMTP unreachable leaves rows pending).",
+            )
+        )
+    unreachable = (
+        conn.execute(
+            sa.select(u.c.user_id).where(
+                u.c.is_active.is_(True), u.c.team.is_not(None), sa.or_(u.c.email.is_(None), u.c.email == "")
+            )
+        )
+        .scalars()
+        .all()
+    )
     if unreachable:
-        findings.append(Finding("reps_unreachable", "warning",
-                                f"{len(unreachable)} active reps have no e-mail (no Slack lookup either)",
-                                list(unreachable), "Set the users' Email in Salesforce and their Slack account e-mail."))
+        findings.append(
+            Finding(
+                "reps_unreachable",
+                "warning",
+                f"{len(unreachable)} active reps have no e-mail (no Slack lookup either)",
+                list(unreachable),
+                "Set the users' Email in Salesforce and their Slack account e-mail.",
+            )
+        )
     return findings

@@ -17,8 +17,10 @@ from leadsla.health.finding import Finding
 from leadsla.notify.messages import short_duration
 from leadsla.store import schema
 
-HOW_TO_FIX = ("Open crm_sync in Airflow: check salesforce_default, the API allowance (report task) and "
-              "failed runs; SLA clocks are computed on stale data until it recovers.")
+HOW_TO_FIX = (
+    "Open crm_sync in Airflow: check salesforce_default, the API allowance (report task) and "
+    "failed runs; SLA clocks are computed on stale data until it recovers."
+)
 
 
 def _waiting_since(conn: sa.Connection) -> dt.datetime | None:
@@ -31,20 +33,28 @@ def _waiting_since(conn: sa.Connection) -> dt.datetime | None:
 
 def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
     runs = schema.sync_runs
-    last = conn.execute(sa.select(runs.c.finished_at).where(runs.c.status == "success")
-                        .order_by(runs.c.finished_at.desc()).limit(1)).scalar()
+    last = conn.execute(
+        sa.select(runs.c.finished_at)
+        .where(runs.c.status == "success")
+        .order_by(runs.c.finished_at.desc())
+        .limit(1)
+    ).scalar()
     limit = dt.timedelta(minutes=int(settings.get("stale_sync_minutes", 30)))
     if last is not None:
         if now - last <= limit:
             return []
-        summary = (f"no successful CRM sync for {short_duration(int((now - last).total_seconds()))} "
-                   f"(last success {last.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC; the limit is "
-                   f"{short_duration(int(limit.total_seconds()))})")
+        summary = (
+            f"no successful CRM sync for {short_duration(int((now - last).total_seconds()))} "
+            f"(last success {last.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC; the limit is "
+            f"{short_duration(int(limit.total_seconds()))})"
+        )
     else:
         since = _waiting_since(conn)
         if since is None or now - since <= limit:  # just deployed: the first sync has time to finish
             return []
-        summary = (f"no CRM sync has succeeded yet, {short_duration(int((now - since).total_seconds()))} "
-                   f"after syncing began ({since.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC; the limit is "
-                   f"{short_duration(int(limit.total_seconds()))})")
+        summary = (
+            f"no CRM sync has succeeded yet, {short_duration(int((now - since).total_seconds()))} "
+            f"after syncing began ({since.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC; the limit is "
+            f"{short_duration(int(limit.total_seconds()))})"
+        )
     return [Finding("stale_data", "critical", summary, [], HOW_TO_FIX)]

@@ -37,8 +37,11 @@ def digest_title(findings: list[Finding]) -> str:
     """The digest's title: the finding itself when there is one, else the count by severity."""
     if len(findings) == 1:
         return f"SLA health: {findings[0].summary}"
-    by_severity = [_count(sum(f.severity == s for f in findings), s) for s in reversed(SEVERITIES)
-                   if any(f.severity == s for f in findings)]
+    by_severity = [
+        _count(sum(f.severity == s for f in findings), s)
+        for s in reversed(SEVERITIES)
+        if any(f.severity == s for f in findings)
+    ]
     return f"SLA health: {_count(len(findings), 'problem')} ({', '.join(by_severity)})"
 
 
@@ -49,14 +52,21 @@ def run_checks(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dic
         try:
             findings.extend(module.check(conn, now, policy, settings))
         except Exception as exc:  # a broken check must not hide the others' findings
-            findings.append(Finding(module.__name__.rsplit(".", 1)[-1], "critical",
-                                    f"the check itself failed: {type(exc).__name__}: {exc}", [],
-                                    "Read the sla_health task log; fix the check or the data it tripped on."))
+            findings.append(
+                Finding(
+                    module.__name__.rsplit(".", 1)[-1],
+                    "critical",
+                    f"the check itself failed: {type(exc).__name__}: {exc}",
+                    [],
+                    "Read the sla_health task log; fix the check or the data it tripped on.",
+                )
+            )
     return findings
 
 
-def run_health(engine: sa.Engine, now: dt.datetime, policy: Any, settings: dict[str, Any],
-               run_id: str | None = None) -> dict[str, Any]:
+def run_health(
+    engine: sa.Engine, now: dt.datetime, policy: Any, settings: dict[str, Any], run_id: str | None = None
+) -> dict[str, Any]:
     """Check, store, notify. Returns small JSON: counts by check and severity."""
     from leadsla.quality.notice import enqueue_notice
 
@@ -64,16 +74,41 @@ def run_health(engine: sa.Engine, now: dt.datetime, policy: Any, settings: dict[
         findings = run_checks(conn, now, policy, settings)
     with engine.begin() as conn:
         if findings:
-            conn.execute(schema.health_findings.insert(), [
-                {"run_at": now, "check_name": f.check, "severity": f.severity, "summary": f.summary,
-                 "record_ids": f.record_ids, "how_to_fix": f.how_to_fix, "run_id": run_id} for f in findings])
-            recipients = [("slack", settings.get("revops_slack_channel", "C0REVOPS001")),
-                          ("email", settings.get("revops_email", "revops@example.com"))]
-            enqueue_notice(conn, source="sla_health", subject="digest", opened_at=now, checkpoint="health_digest",
-                           recipients=recipients, title=digest_title(findings),
-                           severity=max((f.severity for f in findings), key=SEVERITIES.index),
-                           lines=[digest_line(f) for f in findings], at=now,
-                           intro=f"The SLA health check of {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC found "
-                                 f"{_count(len(findings), 'problem')}; each line says how to fix it.")
-    return {"findings": len(findings), "checks": sorted({f.check for f in findings}),
-            "critical": sum(f.severity == "critical" for f in findings)}
+            conn.execute(
+                schema.health_findings.insert(),
+                [
+                    {
+                        "run_at": now,
+                        "check_name": f.check,
+                        "severity": f.severity,
+                        "summary": f.summary,
+                        "record_ids": f.record_ids,
+                        "how_to_fix": f.how_to_fix,
+                        "run_id": run_id,
+                    }
+                    for f in findings
+                ],
+            )
+            recipients = [
+                ("slack", settings.get("revops_slack_channel", "C0REVOPS001")),
+                ("email", settings.get("revops_email", "revops@example.com")),
+            ]
+            enqueue_notice(
+                conn,
+                source="sla_health",
+                subject="digest",
+                opened_at=now,
+                checkpoint="health_digest",
+                recipients=recipients,
+                title=digest_title(findings),
+                severity=max((f.severity for f in findings), key=SEVERITIES.index),
+                lines=[digest_line(f) for f in findings],
+                at=now,
+                intro=f"The SLA health check of {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC found "
+                f"{_count(len(findings), 'problem')}; each line says how to fix it.",
+            )
+    return {
+        "findings": len(findings),
+        "checks": sorted({f.check for f in findings}),
+        "critical": sum(f.severity == "critical" for f in findings),
+    }

@@ -71,8 +71,10 @@ def budget_from_env() -> dt.timedelta:
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds <= 55:
-        raise LeadSlaError(f"LEADSLA_DELIVERY_BUDGET_S={raw!r}: expected seconds from 0 to 55 (below the "
-                           "one-minute schedule)")
+        raise LeadSlaError(
+            f"LEADSLA_DELIVERY_BUDGET_S={raw!r}: expected seconds from 0 to 55 (below the "
+            "one-minute schedule)"
+        )
     return dt.timedelta(seconds=seconds)
 
 
@@ -153,8 +155,11 @@ def deliver_due(
                 break
             channels = up_channels()
             with engine.begin() as conn:
-                rows = claim(conn, clock(), lease, min(batch, limit - counts["claimed"]), channels=channels) \
-                    if channels else []
+                rows = (
+                    claim(conn, clock(), lease, min(batch, limit - counts["claimed"]), channels=channels)
+                    if channels
+                    else []
+                )
                 wake = None if rows else next_due(conn, clock(), channels=channels)
             if not rows:
                 probes = [t for c, t in down.items() if t > clock()]
@@ -181,11 +186,17 @@ def deliver_due(
                 if mine is None:
                     counts["lease_lost"] += 1
                     continue
-                outcome = _deliver_one(engine, mine, sender_for(row.channel), clock, deadline, context, counts)
+                outcome = _deliver_one(
+                    engine, mine, sender_for(row.channel), clock, deadline, context, counts
+                )
                 if isinstance(outcome, Deferred) and outcome.reason == CHANNEL_DOWN:
                     if row.channel not in down:
-                        log.warning("%s is down (%s): its rows wait, probing every %s s", row.channel, outcome,
-                                    PROBE_INTERVAL.total_seconds())
+                        log.warning(
+                            "%s is down (%s): its rows wait, probing every %s s",
+                            row.channel,
+                            outcome,
+                            PROBE_INTERVAL.total_seconds(),
+                        )
                     down[row.channel] = clock() + PROBE_INTERVAL
                 elif down.pop(row.channel, None) is not None:  # it answered (even with an error): up
                     log.info("%s is back: its rows are due at once", row.channel)
@@ -195,27 +206,49 @@ def deliver_due(
     finally:
         for sender in owned:
             sender.close()
-    summary = {k: counts[k] for k in ("claimed", "delivered", "reconciled", "retry", "failed", "double_marked")}
-    for rare in ("lease_lost", "released", "lease_overrun", "rate_limited", "channel_down"):  # only when it happened
+    summary = {
+        k: counts[k] for k in ("claimed", "delivered", "reconciled", "retry", "failed", "double_marked")
+    }
+    for rare in (
+        "lease_lost",
+        "released",
+        "lease_overrun",
+        "rate_limited",
+        "channel_down",
+    ):  # only when it happened
         if counts[rare]:
             summary[rare] = counts[rare]
     log.info("delivery: %s", summary)
     return summary
 
 
-def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, deadline: SendDeadline,
-                 context: AuditContext, counts: Counter[str]) -> DeliveryFailed | None:
+def _deliver_one(
+    engine: sa.Engine,
+    row: Claimed,
+    sender: Any,
+    clock,
+    deadline: SendDeadline,
+    context: AuditContext,
+    counts: Counter[str],
+) -> DeliveryFailed | None:
     """Send one row and record the outcome; returns the failure (None when delivered)."""
     try:
         result: Delivered = sender.deliver(row, clock(), deadline)
     except Deferred as exc:
         at = clock()
         retry_at = None if exc.reason == CHANNEL_DOWN else at + dt.timedelta(seconds=exc.retry_after_s)
-        log.info("outbox %s (%s to %s): %s, back in the queue%s (not counted as a failed attempt)",
-                 row.outbox_id, row.channel, row.recipient, exc.reason,
-                 f" until {retry_at.isoformat()}" if retry_at else "")
+        log.info(
+            "outbox %s (%s to %s): %s, back in the queue%s (not counted as a failed attempt)",
+            row.outbox_id,
+            row.channel,
+            row.recipient,
+            exc.reason,
+            f" until {retry_at.isoformat()}" if retry_at else "",
+        )
         with engine.begin() as conn:
-            defer(conn, row, retry_at, at, context, reason=exc.reason, error=str(exc), uncount=exc.sent_nothing)
+            defer(
+                conn, row, retry_at, at, context, reason=exc.reason, error=str(exc), uncount=exc.sent_nothing
+            )
         counts[exc.reason] += 1
         return exc
     except DeliveryFailed as exc:
@@ -234,8 +267,11 @@ def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, deadline: 
         if at > row.claimed_until:  # the bound in leadsla.notify.deadline failed: say so, never hide it
             counts["lease_overrun"] += 1
             detail["lease_overrun"] = True
-            log.error("outbox %s: the send ended %s after its lease; another worker may have sent it too",
-                      row.outbox_id, at - row.claimed_until)
+            log.error(
+                "outbox %s: the send ended %s after its lease; another worker may have sent it too",
+                row.outbox_id,
+                at - row.claimed_until,
+            )
         with engine.begin() as conn:
             first = mark_delivered(conn, row, result.external_id, at, context, detail=detail)
         counts["delivered"] += 1
@@ -244,14 +280,30 @@ def _deliver_one(engine: sa.Engine, row: Claimed, sender: Any, clock, deadline: 
         return None
 
 
-def _failed(engine: sa.Engine, row: Claimed, error: str, permanent: bool, at: dt.datetime,
-            context: AuditContext, counts: Counter[str]) -> None:
+def _failed(
+    engine: sa.Engine,
+    row: Claimed,
+    error: str,
+    permanent: bool,
+    at: dt.datetime,
+    context: AuditContext,
+    counts: Counter[str],
+) -> None:
     retry_at = None if permanent else at + backoff(row.attempts, row.idempotency_key)
     if permanent:
-        log.error("outbox %s (%s to %s): failed for good: %s", row.outbox_id, row.channel, row.recipient, error)
+        log.error(
+            "outbox %s (%s to %s): failed for good: %s", row.outbox_id, row.channel, row.recipient, error
+        )
     else:
-        log.warning("outbox %s (%s to %s): attempt %s failed, stays queued until %s: %s", row.outbox_id,
-                    row.channel, row.recipient, row.attempts, retry_at.isoformat(), error)
+        log.warning(
+            "outbox %s (%s to %s): attempt %s failed, stays queued until %s: %s",
+            row.outbox_id,
+            row.channel,
+            row.recipient,
+            row.attempts,
+            retry_at.isoformat(),
+            error,
+        )
     with engine.begin() as conn:
         mark_failed(conn, row, error, retry_at, at, context)
     counts["failed" if permanent else "retry"] += 1

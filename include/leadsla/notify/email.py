@@ -108,7 +108,9 @@ def open_smtp(conn_id: str = SMTP_CONN_ID):
     hook.get_conn()
     client = getattr(hook, "_smtp_client", None)
     if client is None:
-        raise DeliveryFailed("SmtpHook exposes no SMTP client after get_conn(): provider changed?", permanent=True)
+        raise DeliveryFailed(
+            "SmtpHook exposes no SMTP client after get_conn(): provider changed?", permanent=True
+        )
     return hook, client
 
 
@@ -167,13 +169,18 @@ class EmailSender:
                     # Reached, but it refused us (credentials, TLS certificate, a missing
                     # connection): a configuration fault that must surface as failed attempts,
                     # not hide behind the breaker as an outage.
-                    raise DeliveryFailed(f"SMTP session could not be opened: {type(exc).__name__}: {exc}",
-                                         permanent=_permanent_refusal(exc)) from None
+                    raise DeliveryFailed(
+                        f"SMTP session could not be opened: {type(exc).__name__}: {exc}",
+                        permanent=_permanent_refusal(exc),
+                    ) from None
                 # The server cannot be reached at all: not this row's fault (the deliverer's breaker
                 # stops trying e-mail rows until a probe gets through). Uncounted only when no
                 # earlier attempt of this call may have been accepted (a dropped 250).
-                raise Deferred(f"SMTP unreachable: {type(exc).__name__}: {exc}", reason=CHANNEL_DOWN,
-                               sent_nothing=last is None) from None
+                raise Deferred(
+                    f"SMTP unreachable: {type(exc).__name__}: {exc}",
+                    reason=CHANNEL_DOWN,
+                    sent_nothing=last is None,
+                ) from None
             sender = hook.from_email or DEFAULT_FROM
             msg = build_message(row, payload, sender, at)
             watchdog = _cut_at(deadline, client)
@@ -187,12 +194,15 @@ class EmailSender:
             except smtplib.SMTPRecipientsRefused as exc:
                 self.close()
                 codes = {code for code, _ in exc.recipients.values()}
-                last = DeliveryFailed(f"SMTP refused the recipient {row.recipient}: {codes}",
-                                      permanent=all(c >= 500 for c in codes))
+                last = DeliveryFailed(
+                    f"SMTP refused the recipient {row.recipient}: {codes}",
+                    permanent=all(c >= 500 for c in codes),
+                )
             except smtplib.SMTPResponseException as exc:
                 self.close()
-                last = DeliveryFailed(f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
-                                      permanent=500 <= exc.smtp_code < 600)
+                last = DeliveryFailed(
+                    f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
+                )
             except Exception as exc:  # OSError, SMTPServerDisconnected mid-session
                 self.close()
                 last = DeliveryFailed(f"SMTP session dropped: {type(exc).__name__}: {exc}")

@@ -430,9 +430,13 @@ def email_message(payload: AlertPayload) -> EmailContent:
         "team_name": p.team.name if p.team else None,
     }
     if p.kind == "breach":
-        subject = f"[HIGH PRIORITY] SLA breached: {tier} lead {values['lead_name']} ({one_line(p.owner.name)})"
+        subject = (
+            f"[HIGH PRIORITY] SLA breached: {tier} lead {values['lead_name']} ({one_line(p.owner.name)})"
+        )
     else:
-        left = f"overdue by {values['remaining_words']}" if p.overdue else f"{values['remaining_words']} remain"
+        left = (
+            f"overdue by {values['remaining_words']}" if p.overdue else f"{values['remaining_words']} remain"
+        )
         subject = f"SLA warning: {tier} lead {values['lead_name']} - {left}"
     env = _jinja()
     return EmailContent(

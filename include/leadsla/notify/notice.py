@@ -72,7 +72,11 @@ def _line_sections(lines: list[str]) -> list[dict[str, Any]]:
     if len(sections) > _MAX_LINE_BLOCKS:
         dropped = sum(s["text"]["text"].count("\n") + 1 for s in sections[_MAX_LINE_BLOCKS:])
         sections = sections[:_MAX_LINE_BLOCKS] + [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"…and {dropped} more lines (see the task log)."}}]
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"…and {dropped} more lines (see the task log)."},
+            }
+        ]
     return sections
 
 
@@ -81,9 +85,14 @@ def notice_slack_message(payload: NoticePayload, key: str) -> dict[str, Any]:
     p = payload
     e = slack_escape
     title = f"{_SEVERITY_MARK[p.severity]}: {p.title}"
-    about = f"*{e(_SEVERITY_MARK[p.severity])}*: {e(one_line(p.intro))}" if p.intro else (
-        f"*{e(_SEVERITY_MARK[p.severity])}* notice from `{e(p.source)}`"
-        + (f" about `{e(p.subject)}`" if p.subject else ""))
+    about = (
+        f"*{e(_SEVERITY_MARK[p.severity])}*: {e(one_line(p.intro))}"
+        if p.intro
+        else (
+            f"*{e(_SEVERITY_MARK[p.severity])}* notice from `{e(p.source)}`"
+            + (f" about `{e(p.subject)}`" if p.subject else "")
+        )
+    )
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": e(one_line(title))[:150], "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": about}},

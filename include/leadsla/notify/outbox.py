@@ -133,8 +133,12 @@ class Claimed:
 
 def _message_detail(row: Any) -> dict[str, Any]:
     """What every delivery audit entry says about the message: its key, channel, recipient, attempt."""
-    return {"idempotency_key": row.idempotency_key, "channel": row.channel, "recipient": row.recipient,
-            "attempt": row.attempts}
+    return {
+        "idempotency_key": row.idempotency_key,
+        "channel": row.channel,
+        "recipient": row.recipient,
+        "attempt": row.attempts,
+    }
 
 
 def _audit_fields(row: Any) -> dict[str, Any]:
@@ -250,9 +254,9 @@ def claim(
     # Oldest first (enqueued earliest = fell due earliest): a backlog drains in the order it built
     # up, so a row that was retried or held back by a lease is not overtaken by every newer row
     # (ordering by `not_before` did that: each retry moved a row to the back of the queue).
-    candidates = conn.execute(
-        query.order_by(outbox.c.created_at, outbox.c.outbox_id).limit(limit)
-    ).scalars().all()
+    candidates = (
+        conn.execute(query.order_by(outbox.c.created_at, outbox.c.outbox_id).limit(limit)).scalars().all()
+    )
     taken: list[Claimed] = []
     for outbox_id in candidates:
         result = conn.execute(
@@ -282,7 +286,9 @@ def claim(
     return taken
 
 
-def renew(conn: sa.Connection, row: Claimed, now: dt.datetime, lease: dt.timedelta = DEFAULT_LEASE) -> Claimed | None:
+def renew(
+    conn: sa.Connection, row: Claimed, now: dt.datetime, lease: dt.timedelta = DEFAULT_LEASE
+) -> Claimed | None:
     """Extend this worker's lease on `row` just before sending it.
 
     Conditional on the lease still being ours (same `claimed_until`, still pending): if it lapsed
@@ -291,8 +297,11 @@ def renew(conn: sa.Connection, row: Claimed, now: dt.datetime, lease: dt.timedel
     until = now + lease
     result = conn.execute(
         outbox.update()
-        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending",
-               outbox.c.claimed_until == row.claimed_until)
+        .where(
+            outbox.c.outbox_id == row.outbox_id,
+            outbox.c.status == "pending",
+            outbox.c.claimed_until == row.claimed_until,
+        )
         .values(claimed_until=until)
     )
     return replace(row, claimed_until=until) if result.rowcount == 1 else None
@@ -326,8 +335,11 @@ def release(conn: sa.Connection, row: Claimed) -> bool:
     """
     result = conn.execute(
         outbox.update()
-        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending",
-               outbox.c.claimed_until == row.claimed_until)
+        .where(
+            outbox.c.outbox_id == row.outbox_id,
+            outbox.c.status == "pending",
+            outbox.c.claimed_until == row.claimed_until,
+        )
         .values(claimed_until=None, attempts=outbox.c.attempts - 1)
     )
     return result.rowcount == 1
@@ -364,8 +376,11 @@ def defer(
         values["attempts"] = outbox.c.attempts - 1
     result = conn.execute(
         outbox.update()
-        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending",
-               outbox.c.claimed_until == row.claimed_until)
+        .where(
+            outbox.c.outbox_id == row.outbox_id,
+            outbox.c.status == "pending",
+            outbox.c.claimed_until == row.claimed_until,
+        )
         .values(values)
     )
     if result.rowcount != 1:  # another worker holds the row now: nothing was deferred by us
@@ -388,7 +403,9 @@ def defer(
     return True
 
 
-def next_due(conn: sa.Connection, now: dt.datetime, *, channels: Iterable[str] | None = None) -> dt.datetime | None:
+def next_due(
+    conn: sa.Connection, now: dt.datetime, *, channels: Iterable[str] | None = None
+) -> dt.datetime | None:
     """When the next pending row becomes claimable after `now` (its `not_before`, or the end of
     another worker's lease), or None when no pending row is waiting.
 
@@ -404,7 +421,8 @@ def next_due(conn: sa.Connection, now: dt.datetime, *, channels: Iterable[str] |
     ).scalar()
     leased = conn.execute(
         sa.select(sa.func.min(outbox.c.claimed_until)).where(
-            *pending, outbox.c.claimed_until >= now, outbox.c.claimed_until >= outbox.c.not_before)
+            *pending, outbox.c.claimed_until >= now, outbox.c.claimed_until >= outbox.c.not_before
+        )
     ).scalar()
     found = [t for t in (waiting, leased) if t is not None]
     return min(found) if found else None
@@ -428,8 +446,9 @@ def mark_delivered(
     result = conn.execute(
         outbox.update()
         .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending")
-        .values(status="delivered", delivered_at=at, external_id=external_id, claimed_until=None,
-                last_error=None)
+        .values(
+            status="delivered", delivered_at=at, external_id=external_id, claimed_until=None, last_error=None
+        )
     )
     first = result.rowcount == 1
     record(
@@ -470,7 +489,9 @@ def mark_failed(
     else:
         values["not_before"] = retry_at
     conn.execute(
-        outbox.update().where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending").values(values)
+        outbox.update()
+        .where(outbox.c.outbox_id == row.outbox_id, outbox.c.status == "pending")
+        .values(values)
     )
     record(
         conn,

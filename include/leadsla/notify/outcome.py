@@ -44,7 +44,9 @@ class Deferred(DeliveryFailed):
     the next try does not need to look for an earlier send that never was.
     """
 
-    def __init__(self, message: str, *, reason: str, retry_after_s: float = 0.0, sent_nothing: bool = True) -> None:
+    def __init__(
+        self, message: str, *, reason: str, retry_after_s: float = 0.0, sent_nothing: bool = True
+    ) -> None:
         super().__init__(message)
         if reason not in (RATE_LIMITED, CHANNEL_DOWN):
             raise ValueError(f"unknown deferral reason {reason!r}")

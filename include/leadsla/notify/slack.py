@@ -44,8 +44,18 @@ log = logging.getLogger(__name__)
 SLACK_CONN_ID = "slack_api_default"
 #: Slack errors that no retry can fix: the row fails permanently and the audit says why.
 PERMANENT_ERRORS = frozenset(
-    {"channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "no_text", "invalid_metadata_format",
-     "invalid_metadata_schema", "restricted_action", "cannot_dm_bot", "user_disabled"}
+    {
+        "channel_not_found",
+        "is_archived",
+        "invalid_blocks",
+        "msg_too_long",
+        "no_text",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "restricted_action",
+        "cannot_dm_bot",
+        "user_disabled",
+    }
 )
 #: Longest a single Slack API request may take (client timeout); bounds a send within its lease.
 REQUEST_TIMEOUT_CAP_S = 5
@@ -150,24 +160,33 @@ class SlackSender:
 
     # --- reconcile --------------------------------------------------------------------------
 
-    def find_posted(self, channel: str, key: str, oldest: float, field: str = "idempotency_key") -> str | None:
+    def find_posted(
+        self, channel: str, key: str, oldest: float, field: str = "idempotency_key"
+    ) -> str | None:
         """The ts of a message in `channel` carrying `key` as metadata `field`, or None."""
         cursor = None
         while True:
             resp = self._reads.client.conversations_history(
-                channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True, limit=200,
+                channel=channel,
+                oldest=f"{oldest:.6f}",
+                include_all_metadata=True,
+                limit=200,
                 cursor=cursor,
             )
             for message in resp.get("messages", []):
                 meta = message.get("metadata") or {}
-                if (meta.get("event_type") == METADATA_EVENT_TYPE
-                        and (meta.get("event_payload") or {}).get(field) == key):
+                if (
+                    meta.get("event_type") == METADATA_EVENT_TYPE
+                    and (meta.get("event_payload") or {}).get(field) == key
+                ):
                     return message["ts"]
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
                 return None
 
-    def _reconcile(self, channel: str, row: Claimed, *, sent_nothing: bool = True, topic: str | None = None) -> str | None:
+    def _reconcile(
+        self, channel: str, row: Claimed, *, sent_nothing: bool = True, topic: str | None = None
+    ) -> str | None:
         """Look in `channel`'s history for this row's message (or, with `topic`, any message about
         the same clock checkpoint)."""
         from slack_sdk.errors import SlackApiError
@@ -183,7 +202,9 @@ class SlackSender:
 
     # --- send -------------------------------------------------------------------------------
 
-    def deliver(self, row: Claimed, at: dt.datetime | None = None, deadline: SendDeadline | None = None) -> Delivered:
+    def deliver(
+        self, row: Claimed, at: dt.datetime | None = None, deadline: SendDeadline | None = None
+    ) -> Delivered:
         """Post one claimed row (or find it already posted); `at` is unused (same shape as e-mail).
 
         Args:
@@ -216,14 +237,20 @@ class SlackSender:
             # Several people without a Slack account fall back to the same team channel: it gets
             # the alert once (the first row to arrive posts, the others find it and say so).
             if via == "fallback" and (ts := self._reconcile(channel, row, topic=topic)):
-                log.info("outbox %s: %s already has this alert (ts %s), not posting it again", row.outbox_id,
-                         channel, ts)
+                log.info(
+                    "outbox %s: %s already has this alert (ts %s), not posting it again",
+                    row.outbox_id,
+                    channel,
+                    ts,
+                )
                 return Delivered(ts, {**detail, "reconciled": False, "same_destination": True})
         last = ""
         for attempt in range(1, self.post_attempts + 1):
             if not self.post_allowed():
-                raise DeliveryFailed(f"lease nearly over, post attempt {attempt} not started"
-                                     + (f" (last: {last})" if last else ""))
+                raise DeliveryFailed(
+                    f"lease nearly over, post attempt {attempt} not started"
+                    + (f" (last: {last})" if last else "")
+                )
             try:
                 resp = self._posts.client.chat_postMessage(channel=channel, **message)
                 return Delivered(resp["ts"], {**detail, "reconciled": False, "post_attempts": attempt})
@@ -240,7 +267,9 @@ class SlackSender:
             if ts := self._reconcile(channel, row, sent_nothing=False):
                 log.info("outbox %s: posted despite %s (ts %s)", row.outbox_id, last, ts)
                 return Delivered(ts, {**detail, "reconciled": True, "post_attempts": attempt})
-            log.warning("outbox %s: Slack post attempt %s failed (%s), retrying", row.outbox_id, attempt, last)
+            log.warning(
+                "outbox %s: Slack post attempt %s failed (%s), retrying", row.outbox_id, attempt, last
+            )
         raise DeliveryFailed(f"Slack kept failing after {self.post_attempts} attempts: {last}")
 
     def close(self) -> None:
@@ -260,10 +289,20 @@ class _ShortWaits:
 def message_topic(row: Claimed) -> str | None:
     """What an alert is about, whoever it is for: SHA-256 over (sla_id, record_id, clock_start,
     checkpoint); None for rows that name no clock (notices, digests)."""
-    if not (row.sla_id and row.record_id and row.clock_start) or row.payload.get("kind") not in ("warning", "breach"):
+    if not (row.sla_id and row.record_id and row.clock_start) or row.payload.get("kind") not in (
+        "warning",
+        "breach",
+    ):
         return None
-    canonical = json.dumps([row.sla_id, row.record_id, row.clock_start.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-                            row.checkpoint], separators=(",", ":"))
+    canonical = json.dumps(
+        [
+            row.sla_id,
+            row.record_id,
+            row.clock_start.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+            row.checkpoint,
+        ],
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -276,7 +315,9 @@ def _retry_after_s(response: Any) -> float:
     for name, values in (getattr(response, "headers", None) or {}).items():
         if name.lower() == "retry-after":
             try:
-                return max(float(values[0] if isinstance(values, list | tuple) else values), MIN_RETRY_AFTER_S)
+                return max(
+                    float(values[0] if isinstance(values, list | tuple) else values), MIN_RETRY_AFTER_S
+                )
             except (TypeError, ValueError, IndexError):
                 return DEFAULT_RETRY_AFTER_S
     return DEFAULT_RETRY_AFTER_S
@@ -292,8 +333,9 @@ def _unreachable(doing: str, exc: BaseException, *, sent_nothing: bool = True) -
     """A refused connection is the channel being down (`Deferred`); other network trouble is a
     transient failure of this row."""
     if _refused(exc):
-        return Deferred(f"Slack refused the connection {doing}: {exc}", reason=CHANNEL_DOWN,
-                        sent_nothing=sent_nothing)
+        return Deferred(
+            f"Slack refused the connection {doing}: {exc}", reason=CHANNEL_DOWN, sent_nothing=sent_nothing
+        )
     return DeliveryFailed(f"Slack unreachable {doing}: {exc}")
 
 
@@ -315,8 +357,12 @@ def _failure(doing: str, exc: Any, *, sent_nothing: bool = True) -> DeliveryFail
     status = getattr(exc.response, "status_code", None)
     if status == 429:
         wait = _retry_after_s(exc.response)
-        return Deferred(f"Slack rate-limited {doing} (Retry-After {wait:g} s)", reason=RATE_LIMITED,
-                        retry_after_s=wait, sent_nothing=sent_nothing)
+        return Deferred(
+            f"Slack rate-limited {doing} (Retry-After {wait:g} s)",
+            reason=RATE_LIMITED,
+            retry_after_s=wait,
+            sent_nothing=sent_nothing,
+        )
     return DeliveryFailed(
         f"Slack refused {doing}: HTTP {status} {error}".strip(), permanent=error in PERMANENT_ERRORS
     )

@@ -19,8 +19,13 @@ import pandas as pd
 
 #: Which suite checks which CRM object; objects not listed pass through the gate unchecked
 #: (landing still refuses what it cannot store).
-SUITE_OF = {"Lead": "leads", "LeadHistory": "history", "Task": "activities", "Event": "activities",
-            "User": "users"}
+SUITE_OF = {
+    "Lead": "leads",
+    "LeadHistory": "history",
+    "Task": "activities",
+    "Event": "activities",
+    "User": "users",
+}
 #: The timestamp fields each suite parses (text as the CRM or a Data Loader export sends it).
 TIMESTAMPS = {
     "leads": ("CreatedDate", "SystemModstamp", "MQL_Date__c", "SAL_Date__c", "SQL_Date__c"),
@@ -99,7 +104,8 @@ def facts(suite: str, rows: Sequence[Mapping[str, Any]], lookups: Lookups | None
         data[f"{name}__error"] = [p[1] for p in parsed]
     if suite == "leads":
         data["Rejection_Reason__missing"] = [
-            (s in _REJECTED and not reason) for s, reason in zip(data["Status"], data["Rejection_Reason__c"], strict=True)
+            (s in _REJECTED and not reason)
+            for s, reason in zip(data["Status"], data["Rejection_Reason__c"], strict=True)
         ]
         owners = lookups.owners
         has_manager, active = [], []
@@ -111,7 +117,9 @@ def facts(suite: str, rows: Sequence[Mapping[str, Any]], lookups: Lookups | None
         data["Owner__is_active"] = active
     elif suite == "history":
         # LeadHistory names its parent LeadId; OpportunityFieldHistory OpportunityId.
-        data["ParentId"] = [lead or opp for lead, opp in zip(data["LeadId"], data["OpportunityId"], strict=True)]
+        data["ParentId"] = [
+            lead or opp for lead, opp in zip(data["LeadId"], data["OpportunityId"], strict=True)
+        ]
         data["Status__new"] = [
             lookups.status_map.get(new, new) if fld == "Status" and new is not None else None
             for fld, new, lead in zip(data["Field"], data["NewValue"], data["LeadId"], strict=True)
@@ -119,7 +127,9 @@ def facts(suite: str, rows: Sequence[Mapping[str, Any]], lookups: Lookups | None
     elif suite == "activities":
         known = lookups.known_records
         data["Target__known"] = [
-            None if known is None or not (who or what) else bool((who and who in known) or (what and what in known))
+            None
+            if known is None or not (who or what)
+            else bool((who and who in known) or (what and what in known))
             for who, what in zip(data["WhoId"], data["WhatId"], strict=True)
         ]
     frame = pd.DataFrame(data, index=pd.RangeIndex(len(rows)), dtype=object)

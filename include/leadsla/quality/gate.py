@@ -53,17 +53,25 @@ class Validation:
         return sum(bool(v.warnings) and not v.quarantined for v in self.verdicts)
 
     def summary(self) -> dict[str, Any]:
-        return {"suite": self.suite, "rows": len(self.verdicts), "quarantined": self.errors,
-                "flagged": self.warnings, "wholesale_failure": self.wholesale_failure,
-                "expectations": [e for e in self.expectations if e["unexpected"] or not e["success"]]}
+        return {
+            "suite": self.suite,
+            "rows": len(self.verdicts),
+            "quarantined": self.errors,
+            "flagged": self.warnings,
+            "wholesale_failure": self.wholesale_failure,
+            "expectations": [e for e in self.expectations if e["unexpected"] or not e["success"]],
+        }
 
 
 def parameters(rules: QualityRules, now: dt.datetime) -> dict[str, Any]:
     """Suite parameters for a run at `now` (aware): picklist, reasons, latest acceptable instant."""
     if now.tzinfo is None:
         raise ValueError("the run's time must be timezone-aware")
-    return {"statuses": rules.allowed_statuses, "rejection_reasons": list(rules.rejection_reasons),
-            "latest_epoch": (now + rules.future_tolerance).timestamp()}
+    return {
+        "statuses": rules.allowed_statuses,
+        "rejection_reasons": list(rules.rejection_reasons),
+        "latest_epoch": (now + rules.future_tolerance).timestamp(),
+    }
 
 
 def _column_of(kwargs: Mapping[str, Any]) -> str:
@@ -113,21 +121,35 @@ def validate(
     name = f"batch_{next(_SOURCE_IDS)}"
     source = context.data_sources.add_pandas(name)
     try:
-        batch = source.add_dataframe_asset("rows").add_batch_definition_whole_dataframe("all").get_batch(
-            batch_parameters={"dataframe": frame})
-        result = batch.validate(suite(suite_name), result_format={"result_format": "COMPLETE"},
-                                expectation_parameters=parameters(rules, now))
+        batch = (
+            source.add_dataframe_asset("rows")
+            .add_batch_definition_whole_dataframe("all")
+            .get_batch(batch_parameters={"dataframe": frame})
+        )
+        result = batch.validate(
+            suite(suite_name),
+            result_format={"result_format": "COMPLETE"},
+            expectation_parameters=parameters(rules, now),
+        )
     finally:
         context.data_sources.delete(name)
     for item in result.results:
         config = item.expectation_config
-        severity = "error" if str(getattr(config.severity, "value", config.severity)) == "critical" else "warning"
+        severity = (
+            "error" if str(getattr(config.severity, "value", config.severity)) == "critical" else "warning"
+        )
         reason = (config.meta or {}).get("reason") or config.type
         column = _column_of(config.kwargs)
         raised = (item.exception_info or {}).get("raised_exception")
         indexes = list((item.result or {}).get("unexpected_index_list") or [])
-        entry = {"expectation": config.type, "column": column, "severity": severity, "reason": reason,
-                 "unexpected": len(indexes), "success": bool(item.success)}
+        entry = {
+            "expectation": config.type,
+            "column": column,
+            "severity": severity,
+            "reason": reason,
+            "unexpected": len(indexes),
+            "success": bool(item.success),
+        }
         validation.expectations.append(entry)
         if raised:
             message = (item.exception_info or {}).get("exception_message") or "raised"
@@ -142,7 +164,9 @@ def validate(
             detail = reason
             if "/" in column:
                 names = [c.removesuffix("__epoch") for c in column.split("/")]
-                detail = f"{reason}: " + ", ".join(f"{n}={_shown(rows[int(index)].get(n))}" for n in reversed(names))
+                detail = f"{reason}: " + ", ".join(
+                    f"{n}={_shown(rows[int(index)].get(n))}" for n in reversed(names)
+                )
             elif column.endswith("__error"):
                 detail = f"{reason}: {frame.at[int(index), column]}"
             elif source_column and source_column in rows[int(index)]:

@@ -26,28 +26,55 @@ def crossed(rules: QualityRules, summary: dict[str, Any]) -> bool:
     return rows >= rules.incident_min_rows and summary["quarantined"] / rows >= rules.incident_error_rate
 
 
-def incident_for(conn: sa.Connection, rules: QualityRules, suite: str, summary: dict[str, Any],
-                 now: dt.datetime) -> str | None:
+def incident_for(
+    conn: sa.Connection, rules: QualityRules, suite: str, summary: dict[str, Any], now: dt.datetime
+) -> str | None:
     """The open incident this run belongs to (continued or new), or None when the run is fine."""
     if not crossed(rules, summary):
         return None
     runs = schema.quality_runs
-    previous = conn.execute(sa.select(runs.c.incident).where(runs.c.suite == suite)
-                            .order_by(runs.c.at.desc(), runs.c.quality_run_id.desc()).limit(1)).scalar()
+    previous = conn.execute(
+        sa.select(runs.c.incident)
+        .where(runs.c.suite == suite)
+        .order_by(runs.c.at.desc(), runs.c.quality_run_id.desc())
+        .limit(1)
+    ).scalar()
     return previous or f"{suite}@{now.astimezone(dt.UTC).isoformat(timespec='seconds')}"
 
 
-def notify_incident(conn: sa.Connection, rules: QualityRules, suite: str, incident: str,
-                    summary: dict[str, Any], now: dt.datetime, failing: list[dict[str, Any]]) -> list[str]:
+def notify_incident(
+    conn: sa.Connection,
+    rules: QualityRules,
+    suite: str,
+    incident: str,
+    summary: dict[str, Any],
+    now: dt.datetime,
+    failing: list[dict[str, Any]],
+) -> list[str]:
     """Queue the incident's data-engineering Slack notice (a no-op after the first run of an incident)."""
     opened = dt.datetime.fromisoformat(incident.split("@", 1)[1])
     rate = summary["quarantined"] / summary["rows"] if summary["rows"] else 0.0
-    lines = [f"{summary['quarantined']} of {summary['rows']} {suite} rows quarantined ({rate:.0%}); "
-             f"threshold {rules.incident_error_rate:.0%}."]
+    lines = [
+        f"{summary['quarantined']} of {summary['rows']} {suite} rows quarantined ({rate:.0%}); "
+        f"threshold {rules.incident_error_rate:.0%}."
+    ]
     if summary.get("wholesale_failure"):
         lines.append(f"Suite failed wholesale: {summary['wholesale_failure']}")
-    lines += [f"{e['reason']} ({e['column']}): {e['unexpected']} rows" for e in failing if e["severity"] == "error"][:8]
-    lines.append("Held rows are in the quarantine table with their reasons and are re-validated on every sync.")
-    return enqueue_notice(conn, source="data_quality", subject=suite, opened_at=opened, checkpoint="incident",
-                          recipients=[("slack", rules.incident_channel)], title=f"Data-quality incident: {suite}",
-                          severity="critical", lines=lines, at=now)
+    lines += [
+        f"{e['reason']} ({e['column']}): {e['unexpected']} rows" for e in failing if e["severity"] == "error"
+    ][:8]
+    lines.append(
+        "Held rows are in the quarantine table with their reasons and are re-validated on every sync."
+    )
+    return enqueue_notice(
+        conn,
+        source="data_quality",
+        subject=suite,
+        opened_at=opened,
+        checkpoint="incident",
+        recipients=[("slack", rules.incident_channel)],
+        title=f"Data-quality incident: {suite}",
+        severity="critical",
+        lines=lines,
+        at=now,
+    )

@@ -22,29 +22,69 @@ from leadsla.store.upsert import insert_new
 
 
 def enqueue_notice(
-    conn: sa.Connection, *, source: str, subject: str, opened_at: dt.datetime, checkpoint: str,
-    recipients: Iterable[tuple[str, str]], title: str, severity: str, lines: list[str], at: dt.datetime,
-    context: AuditContext | None = None, intro: str | None = None,
+    conn: sa.Connection,
+    *,
+    source: str,
+    subject: str,
+    opened_at: dt.datetime,
+    checkpoint: str,
+    recipients: Iterable[tuple[str, str]],
+    title: str,
+    severity: str,
+    lines: list[str],
+    at: dt.datetime,
+    context: AuditContext | None = None,
+    intro: str | None = None,
 ) -> list[str]:
     """Queue one notice per (channel, recipient), in the caller's transaction; a known key is a no-op.
 
     Returns:
         The idempotency keys that were new.
     """
-    payload: dict[str, Any] = {"kind": "notice", "title": title, "severity": severity, "lines": lines,
-                               "source": source, "subject": subject, **({"intro": intro} if intro else {})}
+    payload: dict[str, Any] = {
+        "kind": "notice",
+        "title": title,
+        "severity": severity,
+        "lines": lines,
+        "source": source,
+        "subject": subject,
+        **({"intro": intro} if intro else {}),
+    }
     new, audits = [], []
     for channel, recipient in recipients:
         key = idempotency_key(source, subject, opened_at, checkpoint, recipient, channel)
-        row = {"idempotency_key": key, "sla_id": source, "record_id": None, "clock_start": opened_at,
-               "checkpoint": checkpoint, "recipient": normalise_recipient(recipient), "channel": channel,
-               "payload": payload, "status": "pending", "attempts": 0, "created_at": at, "not_before": at}
+        row = {
+            "idempotency_key": key,
+            "sla_id": source,
+            "record_id": None,
+            "clock_start": opened_at,
+            "checkpoint": checkpoint,
+            "recipient": normalise_recipient(recipient),
+            "channel": channel,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": at,
+            "not_before": at,
+        }
         if insert_new(conn, outbox, [row], key=["idempotency_key"]):
             new.append(key)
-            audits.append({"event": "message_queued", "at": at, "sla_id": source, "checkpoint": checkpoint,
-                           "actor": f"{source}.{channel}",
-                           "detail": {"idempotency_key": key, "channel": channel, "recipient": row["recipient"],
-                                      "kind": "notice", "subject": subject}})
+            audits.append(
+                {
+                    "event": "message_queued",
+                    "at": at,
+                    "sla_id": source,
+                    "checkpoint": checkpoint,
+                    "actor": f"{source}.{channel}",
+                    "detail": {
+                        "idempotency_key": key,
+                        "channel": channel,
+                        "recipient": row["recipient"],
+                        "kind": "notice",
+                        "subject": subject,
+                    },
+                }
+            )
     if audits:
         record_many(conn, audits, context=context or AuditContext())
     return new

@@ -51,24 +51,32 @@ def _ids(rows: Sequence[Mapping[str, Any]], *names: str) -> set[str]:
     return {v for r in rows for n in names if isinstance(v := r.get(n), str) and v}
 
 
-def lookups_for(conn: sa.Connection, suite: str, rows: Sequence[Mapping[str, Any]],
-                rules: QualityRules) -> Lookups:
+def lookups_for(
+    conn: sa.Connection, suite: str, rows: Sequence[Mapping[str, Any]], rules: QualityRules
+) -> Lookups:
     """What the store knows about the owners / targets these rows name (one query each, chunked)."""
     lookups = Lookups(status_map=rules.status_map)
     if suite == "leads":
         owners = sorted(_ids(rows, "OwnerId"))
         lookups.owners = {}
         for start in range(0, len(owners), 500):
-            for uid, manager, active in conn.execute(sa.select(
-                    schema.users.c.user_id, schema.users.c.manager_id, schema.users.c.is_active).where(
-                    schema.users.c.user_id.in_(owners[start:start + 500]))):
+            for uid, manager, active in conn.execute(
+                sa.select(schema.users.c.user_id, schema.users.c.manager_id, schema.users.c.is_active).where(
+                    schema.users.c.user_id.in_(owners[start : start + 500])
+                )
+            ):
                 lookups.owners[uid] = (manager, active)
     elif suite == "activities":
         targets = sorted(_ids(rows, "WhoId", "WhatId"))
         known: set[str] = set()
         for start in range(0, len(targets), 500):
-            known.update(conn.execute(sa.select(schema.records.c.record_id).where(
-                schema.records.c.record_id.in_(targets[start:start + 500]))).scalars())
+            known.update(
+                conn.execute(
+                    sa.select(schema.records.c.record_id).where(
+                        schema.records.c.record_id.in_(targets[start : start + 500])
+                    )
+                ).scalars()
+            )
         lookups.known_records = known
     return lookups
 
@@ -82,8 +90,9 @@ class SyncGate:
         self.tallies: dict[str, _SuiteTally] = {}
         self._warnings: dict[str, dict[str, list[str]]] = {}
 
-    def screen(self, engine: sa.Engine, obj: ObjectMapping, page: Sequence[Mapping[str, Any]],
-               now: dt.datetime) -> tuple[list[Mapping[str, Any]], list[tuple[Mapping[str, Any], QualityRejected]]]:
+    def screen(
+        self, engine: sa.Engine, obj: ObjectMapping, page: Sequence[Mapping[str, Any]], now: dt.datetime
+    ) -> tuple[list[Mapping[str, Any]], list[tuple[Mapping[str, Any], QualityRejected]]]:
         """Split a page into (rows to land, rows to quarantine with reasons), order kept.
 
         An object with no suite passes whole (landing still refuses what it cannot store).
@@ -110,16 +119,23 @@ class SyncGate:
         warnings = self._warnings.setdefault(obj.name, {})
         for raw, verdict in zip(page, result.verdicts, strict=True):
             if verdict.quarantined:
-                rejected.append((raw, QualityRejected(verdict.record_id if isinstance(verdict.record_id, str) else None,
-                                                      verdict.errors)))
+                rejected.append(
+                    (
+                        raw,
+                        QualityRejected(
+                            verdict.record_id if isinstance(verdict.record_id, str) else None, verdict.errors
+                        ),
+                    )
+                )
             else:
                 keep.append(raw)
                 if verdict.record_id:
                     warnings[verdict.record_id] = verdict.warnings
         return keep, rejected
 
-    def commit(self, conn: sa.Connection, obj: ObjectMapping, landed: Sequence[Mapping[str, Any]],
-               now: dt.datetime) -> int:
+    def commit(
+        self, conn: sa.Connection, obj: ObjectMapping, landed: Sequence[Mapping[str, Any]], now: dt.datetime
+    ) -> int:
         """In the page's transaction: release quarantine entries of landed rows; store or clear flags.
 
         Returns:
@@ -130,18 +146,39 @@ class SyncGate:
         released = 0
         q = schema.quarantine
         for start in range(0, len(ids), 500):
-            released += conn.execute(q.update().where(
-                q.c.object_type == obj.name, q.c.record_id.in_(ids[start:start + 500]),
-                q.c.released_at.is_(None)).values(released_at=now)).rowcount or 0
+            released += (
+                conn.execute(
+                    q.update()
+                    .where(
+                        q.c.object_type == obj.name,
+                        q.c.record_id.in_(ids[start : start + 500]),
+                        q.c.released_at.is_(None),
+                    )
+                    .values(released_at=now)
+                ).rowcount
+                or 0
+            )
         warnings = self._warnings.pop(obj.name, {})
         if SUITE_OF.get(obj.name) and ids:
             flags = schema.quality_flags
-            flagged = [{"object_type": obj.name, "record_id": i, "reasons": warnings[i], "flagged_at": now,
-                        "run_id": self.run_id} for i in ids if warnings.get(i)]
+            flagged = [
+                {
+                    "object_type": obj.name,
+                    "record_id": i,
+                    "reasons": warnings[i],
+                    "flagged_at": now,
+                    "run_id": self.run_id,
+                }
+                for i in ids
+                if warnings.get(i)
+            ]
             clean = [i for i in ids if not warnings.get(i)]
             for start in range(0, len(clean), 500):
-                conn.execute(flags.delete().where(flags.c.object_type == obj.name,
-                                                  flags.c.record_id.in_(clean[start:start + 500])))
+                conn.execute(
+                    flags.delete().where(
+                        flags.c.object_type == obj.name, flags.c.record_id.in_(clean[start : start + 500])
+                    )
+                )
             upsert(conn, flags, flagged)
         if released:
             log.info("released %d quarantined %s rows that now pass", released, obj.name)
@@ -160,16 +197,36 @@ class SyncGate:
         for suite, tally in self.tallies.items():
             failing = [e for e in tally.expectations.values() if e["unexpected"] or not e["success"]]
             for e in tally.expectations.values():
-                log.info("quality %s: %-45s %-28s %-7s unexpected=%d", suite, e["expectation"], e["column"],
-                         e["severity"], e["unexpected"])
-            summary = {"rows": tally.rows, "quarantined": tally.quarantined, "flagged": tally.flagged,
-                       "wholesale_failure": tally.wholesale_failure,
-                       "expectations": {f"{e['column']}:{e['expectation']}": e["unexpected"] for e in failing}}
+                log.info(
+                    "quality %s: %-45s %-28s %-7s unexpected=%d",
+                    suite,
+                    e["expectation"],
+                    e["column"],
+                    e["severity"],
+                    e["unexpected"],
+                )
+            summary = {
+                "rows": tally.rows,
+                "quarantined": tally.quarantined,
+                "flagged": tally.flagged,
+                "wholesale_failure": tally.wholesale_failure,
+                "expectations": {f"{e['column']}:{e['expectation']}": e["unexpected"] for e in failing},
+            }
             with engine.begin() as conn:
                 incident = incident_for(conn, self.rules, suite, summary, now)
-                conn.execute(schema.quality_runs.insert().values(
-                    at=now, object_type=suite, suite=suite, rows=tally.rows, quarantined=tally.quarantined,
-                    flagged=tally.flagged, summary=summary, incident=incident, run_id=self.run_id))
+                conn.execute(
+                    schema.quality_runs.insert().values(
+                        at=now,
+                        object_type=suite,
+                        suite=suite,
+                        rows=tally.rows,
+                        quarantined=tally.quarantined,
+                        flagged=tally.flagged,
+                        summary=summary,
+                        incident=incident,
+                        run_id=self.run_id,
+                    )
+                )
                 if incident:
                     notify_incident(conn, self.rules, suite, incident, summary, now, failing)
             summary["incident"] = incident
@@ -177,8 +234,9 @@ class SyncGate:
         return out
 
 
-def replay(engine: sa.Engine, mapping: CrmMapping, rules: QualityRules, now: dt.datetime,
-           run_id: str | None = None) -> dict[str, Any]:
+def replay(
+    engine: sa.Engine, mapping: CrmMapping, rules: QualityRules, now: dt.datetime, run_id: str | None = None
+) -> dict[str, Any]:
     """Re-validate every open quarantine entry; land and release those that now pass.
 
     A held row older than the store's copy of the record is released without overwriting it.
@@ -190,8 +248,11 @@ def replay(engine: sa.Engine, mapping: CrmMapping, rules: QualityRules, now: dt.
     gate = SyncGate(rules, run_id=run_id)
     totals = {"open": 0, "released": 0, "still_held": 0}
     with engine.connect() as conn:
-        held = conn.execute(sa.select(q.c.quarantine_id, q.c.object_type, q.c.payload).where(
-            q.c.released_at.is_(None)).order_by(q.c.quarantine_id)).all()
+        held = conn.execute(
+            sa.select(q.c.quarantine_id, q.c.object_type, q.c.payload)
+            .where(q.c.released_at.is_(None))
+            .order_by(q.c.quarantine_id)
+        ).all()
     totals["open"] = len(held)
     # Leads before their history and activities, as the sync orders them.
     order = {name: i for i, name in enumerate(mapping.objects)}
@@ -216,16 +277,23 @@ def replay(engine: sa.Engine, mapping: CrmMapping, rules: QualityRules, now: dt.
                 still.append((row.quarantine_id, reasons[id(payload)]))
                 continue
             try:
-                landed.append((row.quarantine_id, landing.store_row(obj, payload, synced_at=now,
-                                                                    status_map=mapping.status_map_for(obj))))
+                landed.append(
+                    (
+                        row.quarantine_id,
+                        landing.store_row(
+                            obj, payload, synced_at=now, status_map=mapping.status_map_for(obj)
+                        ),
+                    )
+                )
             except landing.MalformedRecord as exc:
                 still.append((row.quarantine_id, [exc.reason]))
         with engine.begin() as conn:
             fresh = []
             for qid, store_row in landed:
                 if "modified_at" in table.c and store_row.get("modified_at") is not None:
-                    current = conn.execute(sa.select(table.c.modified_at).where(
-                        table.c[key] == store_row[key])).scalar()
+                    current = conn.execute(
+                        sa.select(table.c.modified_at).where(table.c[key] == store_row[key])
+                    ).scalar()
                     if current is not None and current >= store_row["modified_at"]:
                         release_ids.append(qid)
                         continue

@@ -39,9 +39,16 @@ class QualityRules:
         return sorted(set(self.statuses) | set(self.status_map) | set(self.status_map.values()))
 
     def with_status_map(self, status_map: dict[str, str] | None) -> QualityRules:
-        return QualityRules(self.statuses, self.rejection_reasons, self.future_tolerance,
-                            self.incident_error_rate, self.incident_min_rows, self.incident_channel,
-                            self.health, dict(status_map or {}))
+        return QualityRules(
+            self.statuses,
+            self.rejection_reasons,
+            self.future_tolerance,
+            self.incident_error_rate,
+            self.incident_min_rows,
+            self.incident_channel,
+            self.health,
+            dict(status_map or {}),
+        )
 
 
 def _fail(path: Path, key: str, value: Any, expected: str) -> QualityConfigError:
@@ -63,7 +70,11 @@ def load(path: str | Path | None = None, status_map: dict[str, str] | None = Non
     if not isinstance(statuses, list) or not statuses or not all(isinstance(s, str) for s in statuses):
         raise _fail(file, "statuses", statuses, "a list of status names")
     reasons = raw.get("rejection_reasons")
-    if not isinstance(reasons, list) or not 5 <= len(reasons) <= 7 or not all(isinstance(r, str) for r in reasons):
+    if (
+        not isinstance(reasons, list)
+        or not 5 <= len(reasons) <= 7
+        or not all(isinstance(r, str) for r in reasons)
+    ):
         raise _fail(file, "rejection_reasons", reasons, "a list of 5 to 7 reasons")
     minutes = raw.get("future_tolerance_minutes", 5)
     if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
@@ -81,5 +92,13 @@ def load(path: str | Path | None = None, status_map: dict[str, str] | None = Non
     health = raw.get("health") or {}
     if not isinstance(health, dict):
         raise _fail(file, "health", health, "a mapping")
-    return QualityRules(tuple(statuses), tuple(reasons), dt.timedelta(minutes=minutes), float(rate), min_rows,
-                        channel.strip(), health, dict(status_map or {}))
+    return QualityRules(
+        tuple(statuses),
+        tuple(reasons),
+        dt.timedelta(minutes=minutes),
+        float(rate),
+        min_rows,
+        channel.strip(),
+        health,
+        dict(status_map or {}),
+    )

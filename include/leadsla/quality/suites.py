@@ -53,7 +53,9 @@ def suite(name: str) -> Any:
     try:
         return file_context().suites.get(name)
     except Exception as exc:  # GX raises its own DataContextError subclasses
-        raise LeadSlaError(f"the GX suite {name!r} cannot be read from great_expectations/gx/expectations: {exc}") from None
+        raise LeadSlaError(
+            f"the GX suite {name!r} cannot be read from great_expectations/gx/expectations: {exc}"
+        ) from None
 
 
 def build_data_docs() -> str:

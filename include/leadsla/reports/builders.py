@@ -43,12 +43,14 @@ class Report:
     def html(self, inline: str = "data") -> str:
         """inline='data' embeds charts as data URIs (saved file); 'cid' references Content-IDs (e-mail);
         'file' references the PNG files saved beside the HTML."""
+
         def src(cid: str) -> str:
             if inline == "cid":
                 return f"cid:{cid}"
             if inline == "file":
                 return f"{cid}.png"
             return "data:image/png;base64," + base64.b64encode(self.images[cid]).decode()
+
         return _env().get_template(f"reports/{self.name}.html").render(src=src, **self.context)
 
     def text(self) -> str:
@@ -56,8 +58,12 @@ class Report:
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     env.filters["pct"] = lambda x: "n/a" if x is None or pd.isna(x) else f"{x:.0%}"
     env.filters["num"] = lambda x, d=1: "n/a" if x is None or pd.isna(x) else f"{x:,.{d}f}"
     return env
@@ -83,29 +89,86 @@ def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     trend = m.weekly_trend(data, period)
     rev = m.revenue_affected(clocks, cfg.revenue)
     teams = m.compliance(clocks, "team")
-    ctx = {"title": f"Weekly SLA summary {period.title}", "period": period,
-           "handoffs": int(len(clocks)), "overall": _rows(overall)[0] if len(overall) else None,
-           "first_touch": _rows(ft)[0] if len(ft) else None, "trend": _rows(trend), "revenue": rev,
-           "teams": _rows(teams), "violations": int(overall["violated"].sum()) if len(overall) else 0}
-    images = {"trend": charts.trend(list(trend["week"]), list(trend["compliance"]), "SLA compliance by week", 0.8),
-              "teams": charts.bar(list(teams["team"]), list(teams["compliance"]), "Compliance by team", "% met", True, 0.8)}
-    return Report("weekly", period, ctx["title"], ctx, images,
-                  {"compliance_by_team.csv": _csv(teams), "weekly_trend.csv": _csv(trend),
-                   "violations.csv": _csv(clocks[clocks["outcome"] == "violated"][
-                       ["record_id", "clock_start", "rep", "team", "lead_source", "tier", "elapsed_seconds", "target_seconds"]])})
+    ctx = {
+        "title": f"Weekly SLA summary {period.title}",
+        "period": period,
+        "handoffs": int(len(clocks)),
+        "overall": _rows(overall)[0] if len(overall) else None,
+        "first_touch": _rows(ft)[0] if len(ft) else None,
+        "trend": _rows(trend),
+        "revenue": rev,
+        "teams": _rows(teams),
+        "violations": int(overall["violated"].sum()) if len(overall) else 0,
+    }
+    images = {
+        "trend": charts.trend(list(trend["week"]), list(trend["compliance"]), "SLA compliance by week", 0.8),
+        "teams": charts.bar(
+            list(teams["team"]), list(teams["compliance"]), "Compliance by team", "% met", True, 0.8
+        ),
+    }
+    return Report(
+        "weekly",
+        period,
+        ctx["title"],
+        ctx,
+        images,
+        {
+            "compliance_by_team.csv": _csv(teams),
+            "weekly_trend.csv": _csv(trend),
+            "violations.csv": _csv(
+                clocks[clocks["outcome"] == "violated"][
+                    [
+                        "record_id",
+                        "clock_start",
+                        "rep",
+                        "team",
+                        "lead_source",
+                        "tier",
+                        "elapsed_seconds",
+                        "target_seconds",
+                    ]
+                ]
+            ),
+        },
+    )
 
 
 def feedback(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     c = fn.cohort(data, period)
     reasons, sources, campaigns = fn.rejection_reasons(c), fn.by_source(c), fn.by_campaign(c)
-    ctx = {"title": f"Lead feedback digest {period.title}", "period": period, "mqls": len(c),
-           "reasons": _rows(reasons), "sources": _rows(sources), "campaigns": _rows(campaigns),
-           "rejection": fn.rejection_rate(c)}
-    images = {"reasons": charts.bar(list(reasons["rejection_reason"]), list(reasons["rejects"]), "Rejection reasons", "leads"),
-              "sources": charts.bar(list(sources["lead_source"]), list(sources["sal_acceptance"]), "SAL acceptance by source",
-                                    "% accepted", True)}
-    return Report("feedback", period, ctx["title"], ctx, images,
-                  {"rejection_reasons.csv": _csv(reasons), "sources.csv": _csv(sources), "campaigns.csv": _csv(campaigns)})
+    ctx = {
+        "title": f"Lead feedback digest {period.title}",
+        "period": period,
+        "mqls": len(c),
+        "reasons": _rows(reasons),
+        "sources": _rows(sources),
+        "campaigns": _rows(campaigns),
+        "rejection": fn.rejection_rate(c),
+    }
+    images = {
+        "reasons": charts.bar(
+            list(reasons["rejection_reason"]), list(reasons["rejects"]), "Rejection reasons", "leads"
+        ),
+        "sources": charts.bar(
+            list(sources["lead_source"]),
+            list(sources["sal_acceptance"]),
+            "SAL acceptance by source",
+            "% accepted",
+            True,
+        ),
+    }
+    return Report(
+        "feedback",
+        period,
+        ctx["title"],
+        ctx,
+        images,
+        {
+            "rejection_reasons.csv": _csv(reasons),
+            "sources.csv": _csv(sources),
+            "campaigns.csv": _csv(campaigns),
+        },
+    )
 
 
 def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
@@ -117,15 +180,35 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     c = fn.cohort(data, period)
     fun = fn.funnel(c)
     how = causes["by_hour_of_week"]
-    ctx = {"title": f"Monthly SLA maintenance review {period.title}", "period": period,
-           "flags": flags, "triggers": triggers, "causes": causes, "reps": _rows(reps), "funnel": _rows(fun),
-           "leakage": fn.leakage(c, period, cfg.thresholds.leakage_days), "load": _rows(causes["by_load"])}
-    images = {"funnel": charts.bar(list(fun["stage"]), list(fun["leads"]), "Handoff funnel", "leads"),
-              "hours": charts.bar([f"{h // 24}:{h % 24:02d}" for h in how["hour_of_week"]], list(how["violations"]),
-                                  "Violations by hour of week (day:hour, 0 = Monday)", "violations")}
+    ctx = {
+        "title": f"Monthly SLA maintenance review {period.title}",
+        "period": period,
+        "flags": flags,
+        "triggers": triggers,
+        "causes": causes,
+        "reps": _rows(reps),
+        "funnel": _rows(fun),
+        "leakage": fn.leakage(c, period, cfg.thresholds.leakage_days),
+        "load": _rows(causes["by_load"]),
+    }
+    images = {
+        "funnel": charts.bar(list(fun["stage"]), list(fun["leads"]), "Handoff funnel", "leads"),
+        "hours": charts.bar(
+            [f"{h // 24}:{h % 24:02d}" for h in how["hour_of_week"]],
+            list(how["violations"]),
+            "Violations by hour of week (day:hour, 0 = Monday)",
+            "violations",
+        ),
+    }
     flag_df = pd.DataFrame([f.__dict__ for f in flags + triggers])
-    return Report("monthly", period, ctx["title"], ctx, images,
-                  {"red_flags.csv": _csv(flag_df), "reps.csv": _csv(reps), "funnel.csv": _csv(fun)})
+    return Report(
+        "monthly",
+        period,
+        ctx["title"],
+        ctx,
+        images,
+        {"red_flags.csv": _csv(flag_df), "reps.csv": _csv(reps), "funnel.csv": _csv(fun)},
+    )
 
 
 def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
@@ -134,17 +217,41 @@ def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     fun = fn.funnel(c)
     base_p = review.baseline_month(data, cfg, period.timezone)
     base = fn.funnel(fn.cohort(data, base_p)) if base_p else None
-    ctx = {"title": f"Quarterly SLA review {period.title}", "period": period, "sources": _rows(fn.by_source(c)),
-           "types": _rows(fn.by_lead_type(c)), "what_if": what_if, "targets": _rows(what_if["targets"]),
-           "conversion": _rows(what_if["conversion_by_response"]), "months": _rows(what_if["months"]),
-           "funnel": _rows(fun), "baseline": _rows(base) if base is not None else [],
-           "baseline_label": base_p.label if base_p else None}
-    images = {"what_if": charts.bar([f"{h:g} h" for h in what_if["targets"]["target_hours"]],
-                                    list(what_if["targets"]["breach_rate"]), "Breach rate under alternative targets",
-                                    "% breached", True, cfg.thresholds.loosen_breach_rate)}
-    return Report("quarterly", period, ctx["title"], ctx, images,
-                  {"what_if.csv": _csv(what_if["targets"]), "conversion_by_response.csv": _csv(what_if["conversion_by_response"]),
-                   "sources.csv": _csv(fn.by_source(c))})
+    ctx = {
+        "title": f"Quarterly SLA review {period.title}",
+        "period": period,
+        "sources": _rows(fn.by_source(c)),
+        "types": _rows(fn.by_lead_type(c)),
+        "what_if": what_if,
+        "targets": _rows(what_if["targets"]),
+        "conversion": _rows(what_if["conversion_by_response"]),
+        "months": _rows(what_if["months"]),
+        "funnel": _rows(fun),
+        "baseline": _rows(base) if base is not None else [],
+        "baseline_label": base_p.label if base_p else None,
+    }
+    images = {
+        "what_if": charts.bar(
+            [f"{h:g} h" for h in what_if["targets"]["target_hours"]],
+            list(what_if["targets"]["breach_rate"]),
+            "Breach rate under alternative targets",
+            "% breached",
+            True,
+            cfg.thresholds.loosen_breach_rate,
+        )
+    }
+    return Report(
+        "quarterly",
+        period,
+        ctx["title"],
+        ctx,
+        images,
+        {
+            "what_if.csv": _csv(what_if["targets"]),
+            "conversion_by_response.csv": _csv(what_if["conversion_by_response"]),
+            "sources.csv": _csv(fn.by_source(c)),
+        },
+    )
 
 
 BUILDERS = {"weekly": weekly, "feedback": feedback, "monthly": monthly, "quarterly": quarterly}

@@ -27,8 +27,14 @@ def _png(plt, fig) -> bytes:
     return buf.getvalue()
 
 
-def bar(labels: list[str], values: list[float], title: str, ylabel: str, percent: bool = False,
-        line: float | None = None) -> bytes:
+def bar(
+    labels: list[str],
+    values: list[float],
+    title: str,
+    ylabel: str,
+    percent: bool = False,
+    line: float | None = None,
+) -> bytes:
     plt, (fig, ax) = _figure()
     vals = [0 if pd.isna(v) else v * (100 if percent else 1) for v in values]
     ax.bar([str(x) for x in labels], vals, color="#3b6ea8")
@@ -42,7 +48,12 @@ def bar(labels: list[str], values: list[float], title: str, ylabel: str, percent
 
 def trend(labels: list[str], values: list[float], title: str, target: float | None = None) -> bytes:
     plt, (fig, ax) = _figure()
-    ax.plot([str(x) for x in labels], [None if pd.isna(v) else v * 100 for v in values], marker="o", color="#3b6ea8")
+    ax.plot(
+        [str(x) for x in labels],
+        [None if pd.isna(v) else v * 100 for v in values],
+        marker="o",
+        color="#3b6ea8",
+    )
     if target is not None:
         ax.axhline(target * 100, color="#c0392b", linestyle="--", linewidth=1)
     ax.set_ylim(0, 100)

@@ -30,7 +30,9 @@ class Revenue(_Model):
     deal_value: float = Field(25000.0, gt=0)
     base_conversion: float = Field(0.10, gt=0, le=1)  # MQL -> closed-won when touched immediately
     # Share of `base_conversion` kept when the first touch took at most N business hours.
-    decay: dict[float, float] = Field(default_factory=lambda: {0.0833: 1.0, 1: 0.8, 4: 0.6, 24: 0.4, 1e9: 0.25})
+    decay: dict[float, float] = Field(
+        default_factory=lambda: {0.0833: 1.0, 1: 0.8, 4: 0.6, 24: 0.4, 1e9: 0.25}
+    )
 
 
 class Thresholds(_Model):

@@ -73,29 +73,48 @@ def first_status_arrivals(leads: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFra
     """
     first_change = hist.sort_values("changed_at", kind="stable").drop_duplicates("record_id")
     initial = leads[["record_id", "status", "created_at"]].merge(
-        first_change[["record_id", "old_value"]], on="record_id", how="left", indicator=True)
+        first_change[["record_id", "old_value"]], on="record_id", how="left", indicator=True
+    )
     changed = initial.pop("_merge") == "both"
-    out = pd.DataFrame({"record_id": initial["record_id"],
-                        "new_value": initial["old_value"].where(changed, initial["status"]),
-                        "changed_at": initial["created_at"]})
+    out = pd.DataFrame(
+        {
+            "record_id": initial["record_id"],
+            "new_value": initial["old_value"].where(changed, initial["status"]),
+            "changed_at": initial["created_at"],
+        }
+    )
     return out[out["new_value"].notna()]
 
 
-def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | None = None,
-         campaign_field: str = "Campaign__c") -> ReportData:
+def load(
+    engine: sa.Engine,
+    sla_id: str = "sales_touch",
+    until: dt.datetime | None = None,
+    campaign_field: str = "Campaign__c",
+) -> ReportData:
     """Read everything reports need; rows after `until` (when given) are left out so a past
     period regenerates the same figures later.
     """
     r, h, a, u, c, au = s.records, s.field_history, s.activities, s.users, s.clocks, s.audit
     with engine.connect() as conn:
-        lead_q = sa.select(r.c.record_id, r.c.name, r.c.owner_id, r.c.lead_source, r.c.lead_type,
-                           r.c.account_tier, r.c.status, r.c.rejection_reason, r.c.created_at,
-                           r.c.fields[campaign_field].as_string().label("campaign")).where(
-            r.c.object_type == "Lead", r.c.is_deleted.is_(False))
+        lead_q = sa.select(
+            r.c.record_id,
+            r.c.name,
+            r.c.owner_id,
+            r.c.lead_source,
+            r.c.lead_type,
+            r.c.account_tier,
+            r.c.status,
+            r.c.rejection_reason,
+            r.c.created_at,
+            r.c.fields[campaign_field].as_string().label("campaign"),
+        ).where(r.c.object_type == "Lead", r.c.is_deleted.is_(False))
         hist_q = sa.select(h.c.record_id, h.c.old_value, h.c.new_value, h.c.changed_at).where(
-            h.c.object_type == "Lead", h.c.field == "Status", h.c.new_value.in_(list(STAGE_OF_STATUS)))
+            h.c.object_type == "Lead", h.c.field == "Status", h.c.new_value.in_(list(STAGE_OF_STATUS))
+        )
         act_q = sa.select(a.c.activity_id, a.c.who_id, a.c.owner_id, a.c.created_at).where(
-            a.c.is_deleted.is_(False), a.c.who_id.is_not(None))
+            a.c.is_deleted.is_(False), a.c.who_id.is_not(None)
+        )
         clock_q = sa.select(c).where(c.c.sla_id == sla_id)
         visit_q = sa.select(au.c.actor, au.c.at).where(au.c.event == "war_room_visit")
         if until is not None:
@@ -108,13 +127,26 @@ def load(engine: sa.Engine, sla_id: str = "sales_touch", until: dt.datetime | No
         hist = _times(_frame(conn, hist_q), "changed_at")
         activities = _times(_frame(conn, act_q), "created_at")
         users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
-        clocks = _times(_frame(conn, clock_q), "clock_start", "deadline", "stopped_at", "breached_at",
-                        "evaluated_at", "next_checkpoint_at")
+        clocks = _times(
+            _frame(conn, clock_q),
+            "clock_start",
+            "deadline",
+            "stopped_at",
+            "breached_at",
+            "evaluated_at",
+            "next_checkpoint_at",
+        )
         visits = _times(_frame(conn, visit_q), "at")
-    arrivals = pd.concat([first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
-                         ignore_index=True)
+    arrivals = pd.concat(
+        [first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
+        ignore_index=True,
+    )
     arrivals["stage"] = arrivals["new_value"].map(STAGE_OF_STATUS)
-    stages = (arrivals.dropna(subset=["stage"]).sort_values("changed_at", kind="stable")
-              .drop_duplicates(["record_id", "stage"])
-              .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]].reset_index(drop=True))
+    stages = (
+        arrivals.dropna(subset=["stage"])
+        .sort_values("changed_at", kind="stable")
+        .drop_duplicates(["record_id", "stage"])
+        .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]]
+        .reset_index(drop=True)
+    )
     return ReportData(leads, stages, activities, users, clocks, visits)

@@ -29,9 +29,11 @@ def last_sent(conn: sa.Connection, name: str, key: str) -> dict[str, Any] | None
     A handful of entries a week, so the JSON detail is matched here rather than in SQL (portable).
     """
     a = schema.audit
-    rows = conn.execute(sa.select(a.c.at, a.c.recorded_at, a.c.dag_id, a.c.run_id, a.c.task_id, a.c.try_number, a.c.detail)
-                        .where(a.c.event == "report_sent", a.c.actor == ACTOR)
-                        .order_by(a.c.audit_id.desc())).mappings()
+    rows = conn.execute(
+        sa.select(a.c.at, a.c.recorded_at, a.c.dag_id, a.c.run_id, a.c.task_id, a.c.try_number, a.c.detail)
+        .where(a.c.event == "report_sent", a.c.actor == ACTOR)
+        .order_by(a.c.audit_id.desc())
+    ).mappings()
     for row in rows:
         detail = row["detail"] or {}
         if detail.get("report") == name and detail.get("period") == key:
@@ -39,9 +41,30 @@ def last_sent(conn: sa.Connection, name: str, key: str) -> dict[str, Any] | None
     return None
 
 
-def record_outcome(conn: sa.Connection, event: str, report: Report, *, at: dt.datetime, context: AuditContext,
-                   message_id: str, recipients: list[str], **extra: Any) -> None:
+def record_outcome(
+    conn: sa.Connection,
+    event: str,
+    report: Report,
+    *,
+    at: dt.datetime,
+    context: AuditContext,
+    message_id: str,
+    recipients: list[str],
+    **extra: Any,
+) -> None:
     """Audit `report_sent` or `report_skipped` for this report and period."""
-    record(conn, event, at=at, context=context, actor=ACTOR,
-           detail={"report": report.name, "period": period_key(report), "title": report.period.title,
-                   "message_id": message_id, "recipients": recipients, **extra})
+    record(
+        conn,
+        event,
+        at=at,
+        context=context,
+        actor=ACTOR,
+        detail={
+            "report": report.name,
+            "period": period_key(report),
+            "title": report.period.title,
+            "message_id": message_id,
+            "recipients": recipients,
+            **extra,
+        },
+    )

@@ -37,8 +37,11 @@ def cohort(data: ReportData, period: Period) -> pd.DataFrame:
     joined = acts.merge(out[["record_id", "MQL_at"]], left_on="who_id", right_on="record_id")
     first = joined[joined["created_at"] >= joined["MQL_at"]].groupby("record_id")["created_at"].min()
     # An empty `first` has no datetime dtype and pandas refuses to map it onto datetimes.
-    out["first_activity_at"] = (out["record_id"].map(first) if len(first)
-                                else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]"))
+    out["first_activity_at"] = (
+        out["record_id"].map(first)
+        if len(first)
+        else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+    )
     return out
 
 
@@ -66,8 +69,13 @@ def funnel(c: pd.DataFrame) -> pd.DataFrame:
 def _rates(c: pd.DataFrame, by: str) -> pd.DataFrame:
     c = c.assign(_sal=c["SAL_at"].notna(), _sql=c["SQL_at"].notna(), _opp=c["Opportunity_at"].notna())
     g = c.groupby(by, sort=True)
-    out = g.agg(mqls=("record_id", "size"), sal=("_sal", "sum"), sql=("_sql", "sum"),
-                opportunities=("_opp", "sum"), rejected=("rejected", "sum")).reset_index()
+    out = g.agg(
+        mqls=("record_id", "size"),
+        sal=("_sal", "sum"),
+        sql=("_sql", "sum"),
+        opportunities=("_opp", "sum"),
+        rejected=("rejected", "sum"),
+    ).reset_index()
     out["sal_acceptance"] = out["sal"] / out["mqls"]
     out["mql_to_sql"] = out["sql"] / out["mqls"]
     out["rejection_rate"] = out["rejected"] / out["mqls"]
@@ -83,7 +91,9 @@ def by_source(c: pd.DataFrame) -> pd.DataFrame:
 
 def by_campaign(c: pd.DataFrame) -> pd.DataFrame:
     """Campaign performance (which campaigns produce SQLs), most SQLs first."""
-    return _rates(c, "campaign").sort_values(["sql", "campaign"], ascending=[False, True]).reset_index(drop=True)
+    return (
+        _rates(c, "campaign").sort_values(["sql", "campaign"], ascending=[False, True]).reset_index(drop=True)
+    )
 
 
 def by_lead_type(c: pd.DataFrame) -> pd.DataFrame:
@@ -103,15 +113,23 @@ def rejection_reasons(c: pd.DataFrame) -> pd.DataFrame:
 def rejection_rate(c: pd.DataFrame) -> dict:
     """Rejected / MQLs in the cohort."""
     r = c[c["rejected"]]
-    return {"rejected": len(r), "mqls": len(c), "rate": len(r) / len(c) if len(c) else float("nan"),
-            "record_ids": ids(r["record_id"])}
+    return {
+        "rejected": len(r),
+        "mqls": len(c),
+        "rate": len(r) / len(c) if len(c) else float("nan"),
+        "record_ids": ids(r["record_id"]),
+    }
 
 
 def no_activity(c: pd.DataFrame) -> dict:
     """MQLs of the cohort with no sales activity at all by the period's end."""
     n = c[c["first_activity_at"].isna()]
-    return {"leads": len(n), "mqls": len(c), "share": len(n) / len(c) if len(c) else float("nan"),
-            "record_ids": ids(n["record_id"])}
+    return {
+        "leads": len(n),
+        "mqls": len(c),
+        "share": len(n) / len(c) if len(c) else float("nan"),
+        "record_ids": ids(n["record_id"]),
+    }
 
 
 def leakage(c: pd.DataFrame, period: Period, days: int = 7) -> dict:
@@ -121,11 +139,17 @@ def leakage(c: pd.DataFrame, period: Period, days: int = 7) -> dict:
     """
     limit = pd.Timedelta(days=days)
     eligible = c[c["MQL_at"] <= pd.Timestamp(period.end) - limit]
-    untouched = eligible["first_activity_at"].isna() | (eligible["first_activity_at"] - eligible["MQL_at"] > limit)
+    untouched = eligible["first_activity_at"].isna() | (
+        eligible["first_activity_at"] - eligible["MQL_at"] > limit
+    )
     leaked = eligible[untouched]
-    return {"leaked": len(leaked), "eligible": len(eligible),
-            "share": len(leaked) / len(eligible) if len(eligible) else float("nan"),
-            "record_ids": ids(leaked["record_id"]), "days": days}
+    return {
+        "leaked": len(leaked),
+        "eligible": len(eligible),
+        "share": len(leaked) / len(eligible) if len(eligible) else float("nan"),
+        "record_ids": ids(leaked["record_id"]),
+        "days": days,
+    }
 
 
 def rejection_trend(data: ReportData, period: Period, weeks: int = 8) -> pd.DataFrame:
@@ -133,9 +157,19 @@ def rejection_trend(data: ReportData, period: Period, weeks: int = 8) -> pd.Data
     st = data.stages[data.stages["stage"].isin(REJECTED) & (data.stages["at"] < period.end)]
     st = st.sort_values("at").drop_duplicates("record_id")
     start = pd.Timestamp(period.end) - pd.Timedelta(weeks=weeks)
-    st = st[st["at"] >= start].merge(data.leads[["record_id", "rejection_reason"]], on="record_id", how="left")
+    st = st[st["at"] >= start].merge(
+        data.leads[["record_id", "rejection_reason"]], on="record_id", how="left"
+    )
     st["rejection_reason"] = st["rejection_reason"].fillna("(none)")
     local = st["at"].dt.tz_convert(period.timezone)
-    st["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
-    return (st.groupby(["week", "rejection_reason"]).size().rename("rejects").reset_index()
-            .sort_values(["week", "rejection_reason"]).reset_index(drop=True))
+    st["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime(
+        "%Y-%m-%d"
+    )
+    return (
+        st.groupby(["week", "rejection_reason"])
+        .size()
+        .rename("rejects")
+        .reset_index()
+        .sort_values(["week", "rejection_reason"])
+        .reset_index(drop=True)
+    )

@@ -20,7 +20,13 @@ from leadsla.reports.data import ReportData
 from leadsla.reports.period import Period, _containing
 
 #: Report dimensions -> column of the enriched clock frame.
-DIMENSIONS = {"rep": "rep", "team": "team", "lead_source": "lead_source", "lead_type": "lead_type", "tier": "tier"}
+DIMENSIONS = {
+    "rep": "rep",
+    "team": "team",
+    "lead_source": "lead_source",
+    "lead_type": "lead_type",
+    "tier": "tier",
+}
 
 
 def ids(series: pd.Series) -> tuple[str, ...]:
@@ -46,7 +52,7 @@ def ids_by(groups, column: str) -> list[tuple[str, ...]]:
     first[1:] = (codes[1:] != codes[:-1]) | (values[1:] != values[:-1])
     codes, values = codes[first], values[first].tolist()
     bounds = np.searchsorted(codes, np.arange(groups.ngroups + 1))
-    return [tuple(values[bounds[i]:bounds[i + 1]]) for i in range(groups.ngroups)]
+    return [tuple(values[bounds[i] : bounds[i + 1]]) for i in range(groups.ngroups)]
 
 
 def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
@@ -110,9 +116,13 @@ def first_touch(clocks: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
         t = t.assign(_all="all")
         keys = ["_all"]
     g = t.groupby(keys, sort=True)
-    out = g.agg(touched=("hours", "size"), median_hours=("hours", "median"),
-                p90_hours=("hours", lambda s: float(np.quantile(s, 0.9))), mean_hours=("hours", "mean"),
-                target_hours=("target_hours", "median")).reset_index()
+    out = g.agg(
+        touched=("hours", "size"),
+        median_hours=("hours", "median"),
+        p90_hours=("hours", lambda s: float(np.quantile(s, 0.9))),
+        mean_hours=("hours", "mean"),
+        target_hours=("target_hours", "median"),
+    ).reset_index()
     out["vs_target"] = out["mean_hours"] / out["target_hours"]
     out["record_ids"] = ids_by(g, "record_id")
     return out.drop(columns="_all") if keys == ["_all"] else out
@@ -127,10 +137,16 @@ def weekly_trend(data: ReportData, period: Period, weeks: int = 8) -> pd.DataFra
     spans = [last]
     for _ in range(weeks - 1):
         spans.insert(0, spans[0].previous())
-    window = Period("week", f"{spans[0].label}..{last.label}", spans[0].start, min(last.end, period.end), period.timezone)
+    window = Period(
+        "week", f"{spans[0].label}..{last.label}", spans[0].start, min(last.end, period.end), period.timezone
+    )
     c = judged_clocks(data, window)
     starts = pd.DatetimeIndex([pd.Timestamp(p.start) for p in spans])
-    c["week"] = [spans[i].label for i in np.searchsorted(starts, c["clock_start"], side="right") - 1] if len(c) else []
+    c["week"] = (
+        [spans[i].label for i in np.searchsorted(starts, c["clock_start"], side="right") - 1]
+        if len(c)
+        else []
+    )
     out = compliance(c, "week").set_index("week").reindex([p.label for p in spans])
     out["decided"] = out["decided"].fillna(0).astype(int)
     out["met"] = out["met"].fillna(0).astype(int)
@@ -162,9 +178,16 @@ def revenue_affected(clocks: pd.DataFrame, revenue: Revenue) -> dict:
     lost = decay_multiplier(v["target_hours"].to_numpy(), revenue) - decay_multiplier(actual, revenue)
     amount = float(np.clip(lost, 0, None).sum() * revenue.deal_value * revenue.base_conversion)
     buckets = ", ".join(
-        f"{'any' if b >= 1e6 else (f'<= {b:g} h')}: {revenue.decay[b]:.0%}" for b in sorted(revenue.decay))
-    assumption = (f"Estimate: deal value ${revenue.deal_value:,.0f}, base MQL-to-won conversion "
-                  f"{revenue.base_conversion:.0%}, conversion kept by first-touch time ({buckets}); "
-                  "untouched breaches count at the worst bucket.")
-    return {"amount": round(amount, 2), "clocks": int(len(v)), "record_ids": ids(v["record_id"]),
-            "assumption": assumption}
+        f"{'any' if b >= 1e6 else (f'<= {b:g} h')}: {revenue.decay[b]:.0%}" for b in sorted(revenue.decay)
+    )
+    assumption = (
+        f"Estimate: deal value ${revenue.deal_value:,.0f}, base MQL-to-won conversion "
+        f"{revenue.base_conversion:.0%}, conversion kept by first-touch time ({buckets}); "
+        "untouched breaches count at the worst bucket."
+    )
+    return {
+        "amount": round(amount, 2),
+        "clocks": int(len(v)),
+        "record_ids": ids(v["record_id"]),
+        "assumption": assumption,
+    }

@@ -54,7 +54,9 @@ class Period:
         if at >= self.end:
             return self
         if at <= self.start:
-            raise PeriodError(f"period {self.label} has not started at {at.isoformat()}: pick a past or current one")
+            raise PeriodError(
+                f"period {self.label} has not started at {at.isoformat()}: pick a past or current one"
+            )
         # To the minute: a readable title, and the same report for two requests in the same minute.
         cut = max(at.astimezone(dt.UTC).replace(second=0, microsecond=0), self.start)
         return Period(self.kind, self.label, self.start, cut, self.timezone, partial=True)

@@ -46,24 +46,31 @@ def synced_until(conn: sa.Connection, groups: Iterable[str]) -> dt.datetime | No
     runs = schema.sync_runs
     latest = []
     for group in sorted(set(groups)):
-        started = conn.execute(sa.select(runs.c.started_at)
-                               .where(runs.c.group_name == group, runs.c.status == "success")
-                               .order_by(runs.c.started_at.desc()).limit(1)).scalar()
+        started = conn.execute(
+            sa.select(runs.c.started_at)
+            .where(runs.c.group_name == group, runs.c.status == "success")
+            .order_by(runs.c.started_at.desc())
+            .limit(1)
+        ).scalar()
         if started is None:
             return None
         latest.append(started)
     return min(latest) if latest else None
 
 
-def completing_sync_finished(conn: sa.Connection, need: dt.datetime, groups: Iterable[str]) -> dt.datetime | None:
+def completing_sync_finished(
+    conn: sa.Connection, need: dt.datetime, groups: Iterable[str]
+) -> dt.datetime | None:
     """When the syncs that completed the mirror up to `need` had all finished: per group, the first
     successful sync started at or after `need`; the latest of their ends. None if a group has none."""
     runs = schema.sync_runs
     ends = []
     for group in sorted(set(groups)):
-        finished = conn.execute(sa.select(sa.func.min(runs.c.finished_at))
-                                .where(runs.c.group_name == group, runs.c.status == "success",
-                                       runs.c.started_at >= need)).scalar()
+        finished = conn.execute(
+            sa.select(sa.func.min(runs.c.finished_at)).where(
+                runs.c.group_name == group, runs.c.status == "success", runs.c.started_at >= need
+            )
+        ).scalar()
         if finished is None:
             return None
         ends.append(finished)
@@ -78,15 +85,19 @@ def gap(conn: sa.Connection, period: Period, groups: Iterable[str]) -> str | Non
     last = synced_until(conn, groups)
     if last is None or last < need:
         seen = "never" if last is None else last.isoformat(timespec="minutes")
-        return (f"CRM mirror not synced past {need.isoformat(timespec='minutes')} (end of {period.title}) yet "
-                f"(last successful sync of every object group started: {seen}); the report waits")
+        return (
+            f"CRM mirror not synced past {need.isoformat(timespec='minutes')} (end of {period.title}) yet "
+            f"(last successful sync of every object group started: {seen}); the report waits"
+        )
     synced_at = completing_sync_finished(conn, need, groups)
     read = conn.execute(sa.select(sa.func.max(schema.evaluations.c.read_at))).scalar()
     if synced_at is not None and (read is None or read < synced_at):
         seen = "never" if read is None else read.isoformat(timespec="seconds")
-        return (f"SLA clocks not evaluated since the CRM sync that completed {period.title} "
-                f"(finished {synced_at.isoformat(timespec='seconds')}; last evaluation read the store: {seen}); "
-                "the report waits for sla_monitor")
+        return (
+            f"SLA clocks not evaluated since the CRM sync that completed {period.title} "
+            f"(finished {synced_at.isoformat(timespec='seconds')}; last evaluation read the store: {seen}); "
+            "the report waits for sla_monitor"
+        )
     return None
 
 

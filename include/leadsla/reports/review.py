@@ -34,31 +34,63 @@ def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]
     flags = []
     teams = m.compliance(clocks, "team")
     low = teams[teams["compliance"] < th.team_compliance]
-    flags.append(Flag("Team below compliance target",
-                      "; ".join(f"{r.team} {r.compliance:.0%}" for r in teams.itertuples()) or "no decided clocks",
-                      f"any team < {th.team_compliance:.0%}", bool(len(low)),
-                      tuple(sorted(set().union(*low["violated_ids"])) if len(low) else ())))
+    flags.append(
+        Flag(
+            "Team below compliance target",
+            "; ".join(f"{r.team} {r.compliance:.0%}" for r in teams.itertuples()) or "no decided clocks",
+            f"any team < {th.team_compliance:.0%}",
+            bool(len(low)),
+            tuple(sorted(set().union(*low["violated_ids"])) if len(low) else ()),
+        )
+    )
     ft = m.first_touch(clocks, "lead_type")
     slow = ft[ft["vs_target"] > th.response_vs_target]
-    flags.append(Flag("Average response above target for a lead type",
-                      "; ".join(f"{r.lead_type} {r.mean_hours:.1f} h vs {r.target_hours:.1f} h" for r in ft.itertuples())
-                      or "no touched leads", f"> {th.response_vs_target:g}x target", bool(len(slow)),
-                      tuple(sorted(set().union(*slow["record_ids"])) if len(slow) else ())))
+    flags.append(
+        Flag(
+            "Average response above target for a lead type",
+            "; ".join(
+                f"{r.lead_type} {r.mean_hours:.1f} h vs {r.target_hours:.1f} h" for r in ft.itertuples()
+            )
+            or "no touched leads",
+            f"> {th.response_vs_target:g}x target",
+            bool(len(slow)),
+            tuple(sorted(set().union(*slow["record_ids"])) if len(slow) else ()),
+        )
+    )
     c = fn.cohort(data, period)
     reasons = fn.rejection_reasons(c)
     top = reasons.iloc[0] if len(reasons) else None
-    flags.append(Flag("Single rejection reason dominates",
-                      f"{top['rejection_reason']} {top['share']:.0%} of {int(reasons['rejects'].sum())} rejects"
-                      if top is not None else "no rejects",
-                      f"> {th.rejection_reason_share:.0%} of rejects",
-                      bool(top is not None and top["share"] > th.rejection_reason_share),
-                      top["record_ids"] if top is not None else ()))
+    flags.append(
+        Flag(
+            "Single rejection reason dominates",
+            f"{top['rejection_reason']} {top['share']:.0%} of {int(reasons['rejects'].sum())} rejects"
+            if top is not None
+            else "no rejects",
+            f"> {th.rejection_reason_share:.0%} of rejects",
+            bool(top is not None and top["share"] > th.rejection_reason_share),
+            top["record_ids"] if top is not None else (),
+        )
+    )
     na = fn.no_activity(c)
-    flags.append(Flag("MQLs with no sales activity", f"{na['leads']} of {na['mqls']} ({_pct(na['share'])})",
-                      f"> {th.no_activity_share:.0%}", bool(na["share"] > th.no_activity_share), na["record_ids"]))
+    flags.append(
+        Flag(
+            "MQLs with no sales activity",
+            f"{na['leads']} of {na['mqls']} ({_pct(na['share'])})",
+            f"> {th.no_activity_share:.0%}",
+            bool(na["share"] > th.no_activity_share),
+            na["record_ids"],
+        )
+    )
     usage = war_room_usage(data, period, cfg)
-    flags.append(Flag("Leaders opening the War Room", f"{usage['visited']} of {usage['leaders']} ({_pct(usage['share'])})",
-                      f"< {th.war_room_leaders:.0%}", bool(usage["share"] < th.war_room_leaders), ()))
+    flags.append(
+        Flag(
+            "Leaders opening the War Room",
+            f"{usage['visited']} of {usage['leaders']} ({_pct(usage['share'])})",
+            f"< {th.war_room_leaders:.0%}",
+            bool(usage["share"] < th.war_room_leaders),
+            (),
+        )
+    )
     return flags
 
 
@@ -76,8 +108,12 @@ def war_room_usage(data: ReportData, period: Period, cfg: ReportConfig) -> dict:
     visited = leaders[leaders["user_id"].isin(v["actor"]) | leaders["name"].isin(v["actor"])]
     del keys
     n = len(leaders)
-    return {"leaders": n, "visited": len(visited), "share": len(visited) / n if n else 0.0,
-            "who": sorted(visited["name"].fillna(visited["user_id"]))}
+    return {
+        "leaders": n,
+        "visited": len(visited),
+        "share": len(visited) / n if n else 0.0,
+        "who": sorted(visited["name"].fillna(visited["user_id"])),
+    }
 
 
 def monthly_figures(data: ReportData, period: Period, cfg: ReportConfig) -> dict:
@@ -86,11 +122,13 @@ def monthly_figures(data: ReportData, period: Period, cfg: ReportConfig) -> dict
     comp = m.compliance(clocks)
     c = fn.cohort(data, period)
     f = fn.funnel(c).set_index("stage")
-    return {"label": period.label,
-            "compliance": float(comp["compliance"].iloc[0]) if len(comp) else float("nan"),
-            "mql_to_sql": float(f.loc["SQL", "from_mql"]),
-            "leakage": fn.leakage(c, period, cfg.thresholds.leakage_days)["share"],
-            "rejection_rate": fn.rejection_rate(c)["rate"]}
+    return {
+        "label": period.label,
+        "compliance": float(comp["compliance"].iloc[0]) if len(comp) else float("nan"),
+        "mql_to_sql": float(f.loc["SQL", "from_mql"]),
+        "leakage": fn.leakage(c, period, cfg.thresholds.leakage_days)["share"],
+        "rejection_rate": fn.rejection_rate(c)["rate"],
+    }
 
 
 def baseline_month(data: ReportData, cfg: ReportConfig, tz: str) -> Period | None:
@@ -103,8 +141,11 @@ def baseline_month(data: ReportData, cfg: ReportConfig, tz: str) -> Period | Non
     # The first *full* month after launch: a partial launch month would understate the baseline.
     first = mqls.min().tz_convert(tz)
     month = parse("month", f"{first.year}-{first.month:02d}", tz)
-    return month if pd.Timestamp(month.start) >= mqls.min() else parse(
-        "month", f"{pd.Timestamp(month.end).tz_convert(tz):%Y-%m}", tz)
+    return (
+        month
+        if pd.Timestamp(month.start) >= mqls.min()
+        else parse("month", f"{pd.Timestamp(month.end).tz_convert(tz):%Y-%m}", tz)
+    )
 
 
 def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]:
@@ -113,28 +154,53 @@ def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> 
     now, prev = monthly_figures(data, period, cfg), monthly_figures(data, period.previous(), cfg)
     base_p = baseline_month(data, cfg, period.timezone)
     base = monthly_figures(data, base_p, cfg) if base_p else None
-    out = [Flag("Compliance below target two months running",
-                f"{prev['label']} {_pct(prev['compliance'])}, {now['label']} {_pct(now['compliance'])}",
-                f"< {th.compliance_two_months:.0%} both", bool(now["compliance"] < th.compliance_two_months
-                                                            and prev["compliance"] < th.compliance_two_months))]
+    out = [
+        Flag(
+            "Compliance below target two months running",
+            f"{prev['label']} {_pct(prev['compliance'])}, {now['label']} {_pct(now['compliance'])}",
+            f"< {th.compliance_two_months:.0%} both",
+            bool(
+                now["compliance"] < th.compliance_two_months and prev["compliance"] < th.compliance_two_months
+            ),
+        )
+    ]
     if base:
         drop = (base["mql_to_sql"] - now["mql_to_sql"]) * 100
-        value = (f"{base['label']} {_pct(base['mql_to_sql'])} -> {now['label']} {_pct(now['mql_to_sql'])} "
-                 f"({-drop:+.1f} points)")
+        value = (
+            f"{base['label']} {_pct(base['mql_to_sql'])} -> {now['label']} {_pct(now['mql_to_sql'])} "
+            f"({-drop:+.1f} points)"
+        )
         # A month to date has young leads that have not had a whole month to convert: its rate
         # is low by construction, so the trigger is judged only on a month that is over.
         if period.partial:
             value += "; not judged until the month is over (its newest leads have had less time to convert)"
-        out.append(Flag("MQL-to-SQL conversion down from baseline", value,
-                        f"down > {th.mql_to_sql_drop_points:g} points",
-                        bool(drop > th.mql_to_sql_drop_points and not period.partial)))
-    out.append(Flag("Lead leakage", f"{_pct(now['leakage'])}", f"> {th.leakage_share:.0%}",
-                    bool(now["leakage"] > th.leakage_share)))
-    out.append(Flag("Rejection rate high two months running",
-                    f"{prev['label']} {_pct(prev['rejection_rate'])}, {now['label']} {_pct(now['rejection_rate'])}",
-                    f"> {th.rejection_rate_two_months:.0%} both",
-                    bool(now["rejection_rate"] > th.rejection_rate_two_months
-                         and prev["rejection_rate"] > th.rejection_rate_two_months)))
+        out.append(
+            Flag(
+                "MQL-to-SQL conversion down from baseline",
+                value,
+                f"down > {th.mql_to_sql_drop_points:g} points",
+                bool(drop > th.mql_to_sql_drop_points and not period.partial),
+            )
+        )
+    out.append(
+        Flag(
+            "Lead leakage",
+            f"{_pct(now['leakage'])}",
+            f"> {th.leakage_share:.0%}",
+            bool(now["leakage"] > th.leakage_share),
+        )
+    )
+    out.append(
+        Flag(
+            "Rejection rate high two months running",
+            f"{prev['label']} {_pct(prev['rejection_rate'])}, {now['label']} {_pct(now['rejection_rate'])}",
+            f"> {th.rejection_rate_two_months:.0%} both",
+            bool(
+                now["rejection_rate"] > th.rejection_rate_two_months
+                and prev["rejection_rate"] > th.rejection_rate_two_months
+            ),
+        )
+    )
     return out
 
 
@@ -170,42 +236,90 @@ def root_causes(data: ReportData, period: Period, tz: str | None = None) -> dict
     c["block"] = (local.dt.hour // 4 * 4).map(lambda h: f"{h:02d}:00-{h + 4:02d}:00")
     c["hour_of_week"] = local.dt.day_of_week * 24 + local.dt.hour
     c["load"] = open_load(data, c)
-    how = c.groupby("hour_of_week")["violated"].agg(["size", "sum"]).rename(columns={"size": "decided", "sum": "violations"})
+    how = (
+        c.groupby("hour_of_week")["violated"]
+        .agg(["size", "sum"])
+        .rename(columns={"size": "decided", "sum": "violations"})
+    )
     src = m.compliance(c, "lead_source")
     c["load_band"] = pd.cut(c["load"], [-1, 2, 5, 10, 10**6], labels=["0-2", "3-5", "6-10", "11+"])
-    load = c.groupby("load_band", observed=False)["violated"].agg(["size", "sum"]).rename(
-        columns={"size": "decided", "sum": "violations"}).reset_index()
+    load = (
+        c.groupby("load_band", observed=False)["violated"]
+        .agg(["size", "sum"])
+        .rename(columns={"size": "decided", "sum": "violations"})
+        .reset_index()
+    )
     sentences, systemic, individual = [], [], []
-    per = (c.groupby(["team", "weekday", "block", "rep"])["violated"].agg(["size", "mean"]).reset_index())
-    cell = c.groupby(["team", "weekday", "block"]).agg(decided=("violated", "size"), rate=("violated", "mean"),
-                                                       record_ids=("record_id", m.ids)).reset_index()
+    per = c.groupby(["team", "weekday", "block", "rep"])["violated"].agg(["size", "mean"]).reset_index()
+    cell = (
+        c.groupby(["team", "weekday", "block"])
+        .agg(decided=("violated", "size"), rate=("violated", "mean"), record_ids=("record_id", m.ids))
+        .reset_index()
+    )
     for row in cell[(cell["decided"] >= 5) & (cell["rate"] >= 0.5)].itertuples():
         reps = per[(per["team"] == row.team) & (per["weekday"] == row.weekday) & (per["block"] == row.block)]
         if len(reps) >= 2 and (reps["mean"] >= 0.5).all():
-            systemic.append({"team": row.team, "weekday": row.weekday, "block": row.block, "decided": row.decided,
-                             "rate": row.rate, "reps": len(reps), "record_ids": row.record_ids})
-            sentences.append(f"Systemic (capacity): every {row.team} rep ({len(reps)}) missed the SLA on "
-                             f"{row.weekday}s {row.block} ({tz}) - {row.rate:.0%} of {row.decided} leads violated.")
+            systemic.append(
+                {
+                    "team": row.team,
+                    "weekday": row.weekday,
+                    "block": row.block,
+                    "decided": row.decided,
+                    "rate": row.rate,
+                    "reps": len(reps),
+                    "record_ids": row.record_ids,
+                }
+            )
+            sentences.append(
+                f"Systemic (capacity): every {row.team} rep ({len(reps)}) missed the SLA on "
+                f"{row.weekday}s {row.block} ({tz}) - {row.rate:.0%} of {row.decided} leads violated."
+            )
     team_comp = m.compliance(c, "team").set_index("team")["compliance"]
     team_load = c.groupby("team")["load"].median()
-    rep_stats = c.groupby(["team", "rep"]).agg(decided=("violated", "size"), compliance=("violated", lambda v: 1 - v.mean()),
-                                               load=("load", "median"), record_ids=("record_id", m.ids)).reset_index()
+    rep_stats = (
+        c.groupby(["team", "rep"])
+        .agg(
+            decided=("violated", "size"),
+            compliance=("violated", lambda v: 1 - v.mean()),
+            load=("load", "median"),
+            record_ids=("record_id", m.ids),
+        )
+        .reset_index()
+    )
     for row in rep_stats.itertuples():
         gap = (team_comp[row.team] - row.compliance) * 100
         if row.decided >= 5 and gap >= 20 and row.load <= 1.5 * team_load[row.team] + 1:
-            individual.append({"team": row.team, "rep": row.rep, "compliance": row.compliance,
-                               "team_compliance": team_comp[row.team], "load": row.load, "record_ids": row.record_ids})
-            sentences.append(f"Individual: {row.rep} met {row.compliance:.0%} of {row.decided} leads against "
-                             f"{team_comp[row.team]:.0%} for {row.team}, at a normal open load "
-                             f"(median {row.load:g} vs team {team_load[row.team]:g}).")
+            individual.append(
+                {
+                    "team": row.team,
+                    "rep": row.rep,
+                    "compliance": row.compliance,
+                    "team_compliance": team_comp[row.team],
+                    "load": row.load,
+                    "record_ids": row.record_ids,
+                }
+            )
+            sentences.append(
+                f"Individual: {row.rep} met {row.compliance:.0%} of {row.decided} leads against "
+                f"{team_comp[row.team]:.0%} for {row.team}, at a normal open load "
+                f"(median {row.load:g} vs team {team_load[row.team]:g})."
+            )
     if len(src):
         worst = src.sort_values(["compliance", "lead_source"]).iloc[0]
-        sentences.append(f"Lowest-compliance lead source: {worst['lead_source']} at {worst['compliance']:.0%} "
-                         f"({worst['violated']} of {worst['decided']} violated).")
+        sentences.append(
+            f"Lowest-compliance lead source: {worst['lead_source']} at {worst['compliance']:.0%} "
+            f"({worst['violated']} of {worst['decided']} violated)."
+        )
     if not systemic and not individual:
         sentences.append("No systemic or individual pattern met the thresholds this period.")
-    return {"by_hour_of_week": how.reset_index(), "by_source": src, "by_load": load, "systemic": systemic,
-            "individual": individual, "sentences": sentences}
+    return {
+        "by_hour_of_week": how.reset_index(),
+        "by_source": src,
+        "by_load": load,
+        "systemic": systemic,
+        "individual": individual,
+        "sentences": sentences,
+    }
 
 
 def threshold_what_if(data: ReportData, period: Period, cfg: ReportConfig) -> dict:
@@ -219,24 +333,47 @@ def threshold_what_if(data: ReportData, period: Period, cfg: ReportConfig) -> di
     th = cfg.thresholds
     c = m.judged_clocks(data, period)
     c = c[c["outcome"] != "open"].copy()
-    untouched_hours = np.where(c["outcome"] == "violated", np.maximum(c["elapsed_seconds"], c["target_seconds"] + 1) / 3600, 0)
+    untouched_hours = np.where(
+        c["outcome"] == "violated", np.maximum(c["elapsed_seconds"], c["target_seconds"] + 1) / 3600, 0
+    )
     c["response_hours"] = np.where(c["touched"], c["hours"], untouched_hours)
-    rows = [{"target_hours": h, "violations": int((c["response_hours"] > h).sum()), "clocks": len(c),
-             "breach_rate": float((c["response_hours"] > h).mean()) if len(c) else float("nan")}
-            for h in sorted(set(cfg.what_if_targets_hours))]
-    sql = set(data.stages.loc[(data.stages["stage"] == "SQL") & (data.stages["at"] < period.end), "record_id"])
+    rows = [
+        {
+            "target_hours": h,
+            "violations": int((c["response_hours"] > h).sum()),
+            "clocks": len(c),
+            "breach_rate": float((c["response_hours"] > h).mean()) if len(c) else float("nan"),
+        }
+        for h in sorted(set(cfg.what_if_targets_hours))
+    ]
+    sql = set(
+        data.stages.loc[(data.stages["stage"] == "SQL") & (data.stages["at"] < period.end), "record_id"]
+    )
     c["converted"] = c["record_id"].isin(sql)
-    c["band"] = pd.cut(c["response_hours"], [0, 1, 4, 8, 24, np.inf], labels=["<1 h", "1-4 h", "4-8 h", "8-24 h", "24 h+"],
-                       include_lowest=True)
-    conv = c.groupby("band", observed=False)["converted"].agg(["size", "mean"]).rename(
-        columns={"size": "clocks", "mean": "sql_rate"}).reset_index()
+    c["band"] = pd.cut(
+        c["response_hours"],
+        [0, 1, 4, 8, 24, np.inf],
+        labels=["<1 h", "1-4 h", "4-8 h", "8-24 h", "24 h+"],
+        include_lowest=True,
+    )
+    conv = (
+        c.groupby("band", observed=False)["converted"]
+        .agg(["size", "mean"])
+        .rename(columns={"size": "clocks", "mean": "sql_rate"})
+        .reset_index()
+    )
     months, p = [], period
     start = period.start
     mp = parse("month", f"{pd.Timestamp(start).tz_convert(period.timezone):%Y-%m}", period.timezone)
     while mp.start < p.end:
         mc = c[(c["clock_start"] >= mp.start) & (c["clock_start"] < mp.end)]
-        months.append({"month": mp.label, "clocks": len(mc),
-                       "breach_rate": float((mc["outcome"] == "violated").mean()) if len(mc) else float("nan")})
+        months.append(
+            {
+                "month": mp.label,
+                "clocks": len(mc),
+                "breach_rate": float((mc["outcome"] == "violated").mean()) if len(mc) else float("nan"),
+            }
+        )
         mp = parse("month", f"{pd.Timestamp(mp.end).tz_convert(period.timezone):%Y-%m}", period.timezone)
     rates = [mo["breach_rate"] for mo in months if not np.isnan(mo["breach_rate"])]
     overall = float((c["outcome"] == "violated").mean()) if len(c) else float("nan")
@@ -246,5 +383,10 @@ def threshold_what_if(data: ReportData, period: Period, cfg: ReportConfig) -> di
         rec = f"tighten: met consistently (every month at or below {th.tighten_breach_rate:.0%} breached)"
     else:
         rec = f"keep: {_pct(overall)} breached this quarter"
-    return {"targets": pd.DataFrame(rows), "conversion_by_response": conv, "months": pd.DataFrame(months),
-            "breach_rate": overall, "recommendation": rec}
+    return {
+        "targets": pd.DataFrame(rows),
+        "conversion_by_response": conv,
+        "months": pd.DataFrame(months),
+        "breach_rate": overall,
+        "recommendation": rec,
+    }

@@ -19,9 +19,18 @@ from leadsla.reports.period import last_full, parse
 log = logging.getLogger(__name__)
 
 
-def build_for(name: str, *, at: dt.datetime, period: str | None = None, store_url: str | None = None,
-              config_path: str | None = None, out: Path | None = None, engine=None,
-              require_synced: bool = False, groups: list[str] | None = None):
+def build_for(
+    name: str,
+    *,
+    at: dt.datetime,
+    period: str | None = None,
+    store_url: str | None = None,
+    config_path: str | None = None,
+    out: Path | None = None,
+    engine=None,
+    require_synced: bool = False,
+    groups: list[str] | None = None,
+):
     """Build report `name` for `period` (label) or the last full period before `at`.
 
     Args:
@@ -40,7 +49,11 @@ def build_for(name: str, *, at: dt.datetime, period: str | None = None, store_ur
     cfg = load_report_config(config_path)
     kind = builders.KIND_OF_REPORT[name]
     # A named period that is not over yet (the current week, say) is reported up to `at`, marked as such.
-    p = parse(kind, period, cfg.leadership_timezone).to_date(at) if period else last_full(kind, at, cfg.leadership_timezone)
+    p = (
+        parse(kind, period, cfg.leadership_timezone).to_date(at)
+        if period
+        else last_full(kind, at, cfg.leadership_timezone)
+    )
     own = engine is None
     engine = engine or open_store(store_url)
     try:
@@ -59,9 +72,19 @@ def build_for(name: str, *, at: dt.datetime, period: str | None = None, store_ur
     return report, paths
 
 
-def send_report(name: str, *, at: dt.datetime, period: str | None = None, out: Path | None = None,
-                conn_id: str = "smtp_default", engine=None, store_url: str | None = None,
-                resend: bool = False, context=None, groups: list[str] | None = None) -> dict:
+def send_report(
+    name: str,
+    *,
+    at: dt.datetime,
+    period: str | None = None,
+    out: Path | None = None,
+    conn_id: str = "smtp_default",
+    engine=None,
+    store_url: str | None = None,
+    resend: bool = False,
+    context=None,
+    groups: list[str] | None = None,
+) -> dict:
     """Build the report for `period` (label; default: the last full period before `at`) and e-mail
     it to its configured recipients through SmtpHook, once per report and period.
 
@@ -87,21 +110,42 @@ def send_report(name: str, *, at: dt.datetime, period: str | None = None, out: P
     own = engine is None
     engine = engine or open_store(store_url)
     try:
-        report, _ = build_for(name, at=at, period=period, out=out, engine=engine, require_synced=True, groups=groups)
+        report, _ = build_for(
+            name, at=at, period=period, out=out, engine=engine, require_synced=True, groups=groups
+        )
         recipients = list(getattr(cfg.recipients, name))
         key = builders.period_key(report)
-        summary = {"report": name, "period": report.period.label, "partial": report.period.partial,
-                   "recipients": recipients}
+        summary = {
+            "report": name,
+            "period": report.period.label,
+            "partial": report.period.partial,
+            "recipients": recipients,
+        }
         with engine.begin() as conn:
             before = None if resend else dispatch.last_sent(conn, name, key)
             if before is not None:
                 sent_at = before["recorded_at"].isoformat(timespec="minutes")
                 mid = before["detail"].get("message_id")
-                dispatch.record_outcome(conn, "report_skipped", report, at=at, context=context, message_id=mid,
-                                        recipients=recipients, sent_at=before["recorded_at"].isoformat(),
-                                        sent_by={k: before[k] for k in ("dag_id", "run_id", "task_id", "try_number")})
-                log.info("%s report %s already sent at %s by %s (Message-ID %s): not sent again "
-                         "(trigger with resend=true to send it again)", name, key, sent_at, before["run_id"], mid)
+                dispatch.record_outcome(
+                    conn,
+                    "report_skipped",
+                    report,
+                    at=at,
+                    context=context,
+                    message_id=mid,
+                    recipients=recipients,
+                    sent_at=before["recorded_at"].isoformat(),
+                    sent_by={k: before[k] for k in ("dag_id", "run_id", "task_id", "try_number")},
+                )
+                log.info(
+                    "%s report %s already sent at %s by %s (Message-ID %s): not sent again "
+                    "(trigger with resend=true to send it again)",
+                    name,
+                    key,
+                    sent_at,
+                    before["run_id"],
+                    mid,
+                )
                 return {**summary, "message_id": mid, "result": f"skipped: already sent at {sent_at}"}
         with smtp_session(conn_id) as (hook, client):
             sender = hook.from_email or DEFAULT_FROM
@@ -110,9 +154,23 @@ def send_report(name: str, *, at: dt.datetime, period: str | None = None, out: P
         # Recorded right after the server accepted it: a crash in between means one duplicate on retry,
         # never a lost report.
         with engine.begin() as conn:
-            dispatch.record_outcome(conn, "report_sent", report, at=at, context=context,
-                                    message_id=msg["Message-ID"], recipients=recipients, resend=resend)
-        log.info("%s report %s e-mailed to %d recipients (Message-ID %s)", name, key, len(recipients), msg["Message-ID"])
+            dispatch.record_outcome(
+                conn,
+                "report_sent",
+                report,
+                at=at,
+                context=context,
+                message_id=msg["Message-ID"],
+                recipients=recipients,
+                resend=resend,
+            )
+        log.info(
+            "%s report %s e-mailed to %d recipients (Message-ID %s)",
+            name,
+            key,
+            len(recipients),
+            msg["Message-ID"],
+        )
         return {**summary, "message_id": msg["Message-ID"], "result": "resent" if resend else "sent"}
     finally:
         if own:

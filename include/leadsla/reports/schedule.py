@@ -20,8 +20,12 @@ from leadsla.paths import config_dir
 
 #: Defaults when reports.yaml names no schedule: the weekly digests on Monday 08:00, the monthly
 #: and quarterly reviews at 07:00 on the first day of the period after the one they review.
-DEFAULT_SCHEDULES = {"weekly": "0 8 * * 1", "feedback": "0 8 * * 1", "monthly": "0 7 1 * *",
-                     "quarterly": "0 7 1 1,4,7,10 *"}
+DEFAULT_SCHEDULES = {
+    "weekly": "0 8 * * 1",
+    "feedback": "0 8 * * 1",
+    "monthly": "0 7 1 * *",
+    "quarterly": "0 7 1 1,4,7,10 *",
+}
 DEFAULT_TIMEZONE = "America/New_York"
 
 
@@ -58,12 +62,14 @@ def report_schedule(name: str, path: str | Path | None = None) -> tuple[str, str
         ZoneInfo(str(tz))
     except (ZoneInfoNotFoundError, ValueError):
         raise ReportScheduleError(
-            f"{path}: leadership_timezone: {tz!r} is not an IANA timezone name (e.g. America/New_York)") from None
+            f"{path}: leadership_timezone: {tz!r} is not an IANA timezone name (e.g. America/New_York)"
+        ) from None
     schedules = data.get("schedules") or {}
     if not isinstance(schedules, dict):
         raise ReportScheduleError(f"{path}: schedules: expected a mapping of report name to cron expression")
     cron = schedules.get(name, DEFAULT_SCHEDULES[name])
     if not isinstance(cron, str) or len(cron.split()) != 5:
         raise ReportScheduleError(
-            f"{path}: schedules.{name}: {cron!r} is not a five-field cron expression (e.g. '0 8 * * 1')")
+            f"{path}: schedules.{name}: {cron!r} is not a five-field cron expression (e.g. '0 8 * * 1')"
+        )
     return cron, str(tz)

@@ -12,8 +12,24 @@ import sqlalchemy as sa
 
 from leadsla.store.schema import audit
 
-EXPORT_COLUMNS = ["audit_id", "at", "recorded_at", "event", "object_type", "record_id", "sla_id", "clock_start",
-                  "checkpoint", "actor", "policy_version", "dag_id", "run_id", "task_id", "try_number", "detail"]
+EXPORT_COLUMNS = [
+    "audit_id",
+    "at",
+    "recorded_at",
+    "event",
+    "object_type",
+    "record_id",
+    "sla_id",
+    "clock_start",
+    "checkpoint",
+    "actor",
+    "policy_version",
+    "dag_id",
+    "run_id",
+    "task_id",
+    "try_number",
+    "detail",
+]
 
 
 def task_link(dag_id: str | None, run_id: str | None, task_id: str | None) -> str | None:
@@ -26,8 +42,13 @@ def task_link(dag_id: str | None, run_id: str | None, task_id: str | None) -> st
 def record_timeline(engine: sa.Engine, record_id: str) -> list[dict]:
     """Audit entries of one record, oldest first, each with `link` to its task run."""
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(audit).where(audit.c.record_id == record_id)
-                            .order_by(audit.c.at, audit.c.audit_id)).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(audit).where(audit.c.record_id == record_id).order_by(audit.c.at, audit.c.audit_id)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r, link=task_link(r["dag_id"], r["run_id"], r["task_id"])) for r in rows]
 
 
@@ -35,5 +56,8 @@ def entries_between(engine: sa.Engine, start: dt.datetime, end: dt.datetime):
     """Audit rows with start <= at < end, in order (an iterator of mappings, streamed)."""
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True).execute(
-            sa.select(audit).where(audit.c.at >= start, audit.c.at < end).order_by(audit.c.at, audit.c.audit_id))
+            sa.select(audit)
+            .where(audit.c.at >= start, audit.c.at < end)
+            .order_by(audit.c.at, audit.c.audit_id)
+        )
         yield from result.mappings()

@@ -48,8 +48,8 @@ def url_from_airflow_connection(conn_id: str = STORE_CONN_ID) -> str | None:
         if env_value:
             raise StoreConfigError(
                 f"the Airflow connection {conn_id!r} in AIRFLOW_CONN_{conn_id.upper()} could not be "
-                "read: give it as JSON, e.g. '{\"conn_type\": \"generic\", \"extra\": {\"url\": "
-                "\"postgresql+psycopg://user:pw@host/db\"}}'"
+                'read: give it as JSON, e.g. \'{"conn_type": "generic", "extra": {"url": '
+                '"postgresql+psycopg://user:pw@host/db"}}\''
             ) from None
         return None
     extra = conn.extra_dejson or {}
@@ -70,7 +70,7 @@ def url_from_airflow_connection(conn_id: str = STORE_CONN_ID) -> str | None:
         return f"sqlite:///{conn.host}"
     raise StoreConfigError(
         f"the Airflow connection {conn_id!r} has type {conn_type!r} and no extra 'url': use a "
-        "postgres connection, or put a SQLAlchemy URL in its extra as {\"url\": \"...\"}"
+        'postgres connection, or put a SQLAlchemy URL in its extra as {"url": "..."}'
     )
 
 
@@ -187,7 +187,5 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> sa.Engine:
         except sa.exc.OperationalError as exc:
             engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreConfigError(
-                f"cannot open the store at {_redact(resolved)!r}: {reason}"
-            ) from None
+            raise StoreConfigError(f"cannot open the store at {_redact(resolved)!r}: {reason}") from None
     return engine

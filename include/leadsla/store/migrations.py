@@ -65,7 +65,5 @@ def upgrade(engine: sa.Engine) -> int:
         metadata.create_all(conn, checkfirst=True)
         for statement in _SQLITE_GUARDS if conn.dialect.name == "sqlite" else _PG_GUARDS:
             conn.exec_driver_sql(statement)
-        conn.execute(
-            schema_meta.insert().values(version=SCHEMA_VERSION, upgraded_at=dt.datetime.now(dt.UTC))
-        )
+        conn.execute(schema_meta.insert().values(version=SCHEMA_VERSION, upgraded_at=dt.datetime.now(dt.UTC)))
     return SCHEMA_VERSION

@@ -117,10 +117,17 @@ field_history = sa.Table(
 # War Room: a cohort's Status changes (first arrival at each funnel stage, status at creation) read
 # from the index alone; partial, so only short Status values are indexed. Queries must spell
 # `field = 'Status'` as a literal for SQLite to use it.
-sa.Index("ix_field_history_status", field_history.c.object_type, field_history.c.record_id,
-         field_history.c.changed_at, field_history.c.field, field_history.c.new_value, field_history.c.old_value,
-         sqlite_where=field_history.c.field == sa.literal_column("'Status'"),
-         postgresql_where=field_history.c.field == sa.literal_column("'Status'"))
+sa.Index(
+    "ix_field_history_status",
+    field_history.c.object_type,
+    field_history.c.record_id,
+    field_history.c.changed_at,
+    field_history.c.field,
+    field_history.c.new_value,
+    field_history.c.old_value,
+    sqlite_where=field_history.c.field == sa.literal_column("'Status'"),
+    postgresql_where=field_history.c.field == sa.literal_column("'Status'"),
+)
 
 activities = sa.Table(
     "activities",
@@ -299,7 +306,9 @@ clocks = sa.Table(
     sa.Column("deadline", UtcDateTime()),
     sa.Column("stopped_at", UtcDateTime()),
     sa.Column("breached_at", UtcDateTime()),
-    sa.Column("critical", sa.Boolean, nullable=False, server_default=sa.false()),  # breach ignores quiet hours
+    sa.Column(
+        "critical", sa.Boolean, nullable=False, server_default=sa.false()
+    ),  # breach ignores quiet hours
     sa.Column("next_checkpoint", sa.String(80)),
     sa.Column("next_checkpoint_at", UtcDateTime()),  # projected, as if the clock keeps running
     _now_column("evaluated_at"),
@@ -307,8 +316,17 @@ clocks = sa.Table(
     sa.Index(None, "owner_id", "state"),
     # War Room / reports: clocks started in a range; covering for the War Room's judged clocks (the
     # table rows are wide: reading them cost more than the rest of the query).
-    sa.Index(None, "sla_id", "clock_start", "record_id", "accountable_owner_id", "accountable_team", "stopped_at",
-             "breached_at", "elapsed_seconds"),
+    sa.Index(
+        None,
+        "sla_id",
+        "clock_start",
+        "record_id",
+        "accountable_owner_id",
+        "accountable_team",
+        "stopped_at",
+        "breached_at",
+        "elapsed_seconds",
+    ),
     sa.Index(None, "breached_at"),  # War Room: breaches today
     sa.Index(None, "record_id"),  # War Room: a lead's clocks (the key leads with sla_id)
 )
@@ -326,7 +344,9 @@ outbox = sa.Table(
     sa.Column("recipient", sa.Text, nullable=False),  # user id, email, channel or queue
     sa.Column("channel", sa.String(20), nullable=False),  # slack, email, crm
     sa.Column("payload", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # pending, delivered, failed, superseded, held, digested, rolled_up
+    sa.Column(
+        "status", sa.String(20), nullable=False
+    ),  # pending, delivered, failed, superseded, held, digested, rolled_up
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     _now_column("created_at"),
     _now_column("not_before"),  # quiet hours and retry back-off

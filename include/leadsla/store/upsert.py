@@ -52,9 +52,7 @@ def upsert(
         stmt = _insert_for(conn, table)
         cols = update if update is not None else [c for c in batch[0] if c not in key]
         if cols:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=key, set_={c: stmt.excluded[c] for c in cols}
-            )
+            stmt = stmt.on_conflict_do_update(index_elements=key, set_={c: stmt.excluded[c] for c in cols})
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=key)
         conn.execute(stmt, [dict(row) for row in batch])

@@ -67,19 +67,28 @@ User = Annotated[Any, Depends(current_user)]
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True, undefined=jinja2.StrictUndefined
+    )
     env.filters["pct"] = lambda x: "n/a" if x is None or pd.isna(x) else f"{x:.0%}"
     env.filters["hours"] = lambda x: "n/a" if x is None or pd.isna(x) else f"{x:.1f} h"
-    env.filters["when"] = lambda x: "" if x is None or pd.isna(x) else pd.Timestamp(x).strftime("%Y-%m-%d %H:%M UTC")
-    env.filters["remaining"] = lambda sec: ("overdue " if sec < 0 else "") + f"{abs(sec) // 3600}h {abs(sec) % 3600 // 60:02d}m"
+    env.filters["when"] = lambda x: (
+        "" if x is None or pd.isna(x) else pd.Timestamp(x).strftime("%Y-%m-%d %H:%M UTC")
+    )
+    env.filters["remaining"] = lambda sec: (
+        ("overdue " if sec < 0 else "") + f"{abs(sec) // 3600}h {abs(sec) % 3600 // 60:02d}m"
+    )
     return env
 
 
-def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
-               config: ReportConfig | None = None,
-               clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-               range_ttl_seconds: float = 60.0) -> FastAPI:
+def create_app(
+    *,
+    engine: sa.Engine | None = None,
+    store_url: str | None = None,
+    config: ReportConfig | None = None,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    range_ttl_seconds: float = 60.0,
+) -> FastAPI:
     """The War Room app.
 
     Args:
@@ -128,8 +137,15 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
 
     def filters(request: Request):
         p = request.query_params
-        return parse_filters(clock(), settings().leadership_timezone, start=p.get("start"), end=p.get("end"),
-                             lead_source=p.get("lead_source"), owner=p.get("owner"), team=p.get("team"))
+        return parse_filters(
+            clock(),
+            settings().leadership_timezone,
+            start=p.get("start"),
+            end=p.get("end"),
+            lead_source=p.get("lead_source"),
+            owner=p.get("owner"),
+            team=p.get("team"),
+        )
 
     @app.exception_handler(NotLoggedIn)
     async def _login(request: Request, exc: NotLoggedIn) -> Response:
@@ -148,11 +164,25 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
         now = clock()
         live = q.now_panel(store(), f, now, cfg.sla_id)
         rng = range_panel(f)
-        q.record_visit(store(), user_id=str(user.get_id()), user_name=str(user.get_name()), at=now,
-                       detail={"filters": f.query()})
-        return render(request, "page.html", f=f, live=live, rng=rng, opts=q.options(store()), user=user.get_name(),
-                      findings=q.health_findings(store(), limit=20), quarantine=q.quarantine_summary(store()),
-                      now=now)
+        q.record_visit(
+            store(),
+            user_id=str(user.get_id()),
+            user_name=str(user.get_name()),
+            at=now,
+            detail={"filters": f.query()},
+        )
+        return render(
+            request,
+            "page.html",
+            f=f,
+            live=live,
+            rng=rng,
+            opts=q.options(store()),
+            user=user.get_name(),
+            findings=q.health_findings(store(), limit=20),
+            quarantine=q.quarantine_summary(store()),
+            now=now,
+        )
 
     @app.get("/drill", response_class=HTMLResponse)
     def drill(request: Request, user: User, figure: str) -> HTMLResponse:
@@ -163,10 +193,21 @@ def create_app(*, engine: sa.Engine | None = None, store_url: str | None = None,
         try:
             ids = q.figure_ids(live, rng, figure)
         except q.UnknownFigure:
-            return render(request, "error.html", status=404,
-                          message=f"No figure {figure!r} on the page for these filters.")
-        return render(request, "drill.html", f=f, figure=figure, total=len(ids),
-                      rows=q.records_for(store(), ids, cfg.sla_id), limit=q.DRILL_ROWS)
+            return render(
+                request,
+                "error.html",
+                status=404,
+                message=f"No figure {figure!r} on the page for these filters.",
+            )
+        return render(
+            request,
+            "drill.html",
+            f=f,
+            figure=figure,
+            total=len(ids),
+            rows=q.records_for(store(), ids, cfg.sla_id),
+            limit=q.DRILL_ROWS,
+        )
 
     @app.get("/lead/{record_id}", response_class=HTMLResponse)
     def lead(request: Request, user: User, record_id: str) -> HTMLResponse:

@@ -52,7 +52,7 @@ def _ids_per_group(codes: np.ndarray, record_ids: np.ndarray, groups: int) -> li
     first[1:] = (codes[1:] != codes[:-1]) | (values[1:] != values[:-1])
     codes, values = codes[first], values[first].tolist()
     bounds = np.searchsorted(codes, np.arange(groups + 1))
-    return [tuple(values[bounds[i]:bounds[i + 1]]) for i in range(groups)]
+    return [tuple(values[bounds[i] : bounds[i + 1]]) for i in range(groups)]
 
 
 def _group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -167,8 +167,9 @@ def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
     hit = has_change & (stage_of_row >= 0)
     np.minimum.at(arrived, (codes[hit], stage_of_row[hit]), changed[hit])
     end = pd.Timestamp(period.end).as_unit("us").value
-    out = pd.DataFrame({"record_id": rids[starts],
-                        "rejection_reason": per_lead["rejection_reason"].to_numpy()})
+    out = pd.DataFrame(
+        {"record_id": rids[starts], "rejection_reason": per_lead["rejection_reason"].to_numpy()}
+    )
     has_created = created != _NONE
     for i, stage in enumerate(STAGES):
         hist = arrived[:, i]

@@ -42,8 +42,14 @@ class Filters:
 
     def query(self, **extra: str) -> str:
         """The filters (plus `extra`) as a query string, for links that keep them."""
-        params = {"start": self.start.isoformat(), "end": self.end.isoformat(), "lead_source": self.lead_source,
-                  "owner": self.owner, "team": self.team, **extra}
+        params = {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "lead_source": self.lead_source,
+            "owner": self.owner,
+            "team": self.team,
+            **extra,
+        }
         return urlencode({k: v for k, v in params.items() if v})
 
 
@@ -56,8 +62,16 @@ def _date(name: str, value: str | None) -> dt.date | None:
         raise FilterError(f"filter {name}={value!r} is not a date: expected YYYY-MM-DD") from None
 
 
-def parse_filters(now: dt.datetime, timezone: str, *, start: str | None = None, end: str | None = None,
-                  lead_source: str | None = None, owner: str | None = None, team: str | None = None) -> Filters:
+def parse_filters(
+    now: dt.datetime,
+    timezone: str,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    lead_source: str | None = None,
+    owner: str | None = None,
+    team: str | None = None,
+) -> Filters:
     """Filters from query values; the range defaults to the 30 days ending today (in `timezone`).
 
     Raises:
@@ -68,4 +82,6 @@ def parse_filters(now: dt.datetime, timezone: str, *, start: str | None = None, 
     start_d = _date("start", start) or end_d - dt.timedelta(days=DEFAULT_DAYS - 1)
     if end_d < start_d:
         raise FilterError(f"date range {start_d} to {end_d} ends before it starts")
-    return Filters(start_d, end_d, timezone, (lead_source or "").strip(), (owner or "").strip(), (team or "").strip())
+    return Filters(
+        start_d, end_d, timezone, (lead_source or "").strip(), (owner or "").strip(), (team or "").strip()
+    )

@@ -75,15 +75,20 @@ def _raw(table: sa.Table, *names: str) -> list:
     for col in table.c:
         if names and col.name not in names:
             continue
-        cols.append(sa.type_coerce(col, sa.String).label(col.name) if isinstance(col.type, s.UtcDateTime) else col)
+        cols.append(
+            sa.type_coerce(col, sa.String).label(col.name) if isinstance(col.type, s.UtcDateTime) else col
+        )
     return cols
 
 
 def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     for col in cols:
         if col in df:
-            df[col] = (pd.to_datetime(df[col], utc=True, format="ISO8601") if len(df)
-                       else pd.Series([], dtype="datetime64[us, UTC]"))
+            df[col] = (
+                pd.to_datetime(df[col], utc=True, format="ISO8601")
+                if len(df)
+                else pd.Series([], dtype="datetime64[us, UTC]")
+            )
     return df
 
 
@@ -117,38 +122,75 @@ def options(engine: sa.Engine) -> dict:
     """Values for the filter drop-downs: lead sources, owners (id, name), teams."""
     r, u = s.records, s.users
     with _reading(engine) as conn:
-        sources = [v for (v,) in conn.execute(sa.select(r.c.lead_source).where(r.c.object_type == "Lead")
-                                              .distinct().order_by(r.c.lead_source)) if v]
+        sources = [
+            v
+            for (v,) in conn.execute(
+                sa.select(r.c.lead_source)
+                .where(r.c.object_type == "Lead")
+                .distinct()
+                .order_by(r.c.lead_source)
+            )
+            if v
+        ]
         users = conn.execute(sa.select(u.c.user_id, u.c.name, u.c.team).order_by(u.c.name)).all()
-    return {"sources": sources, "owners": [(x.user_id, x.name or x.user_id) for x in users],
-            "teams": sorted({x.team for x in users if x.team})}
+    return {
+        "sources": sources,
+        "owners": [(x.user_id, x.name or x.user_id) for x in users],
+        "teams": sorted({x.team for x in users if x.team}),
+    }
 
 
 # --- now ---------------------------------------------------------------------------------------
+
 
 def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> dict:
     """Live state, independent of the date range: open clocks by colour, the at-risk list (least
     time remaining first), breaches since local midnight and the systemic-breach banner."""
     c, r, u = s.clocks, s.records, s.users
-    today = dt.datetime.combine(now.astimezone(ZoneInfo(f.timezone)).date(), dt.time(),
-                                ZoneInfo(f.timezone)).astimezone(dt.UTC)
+    today = dt.datetime.combine(
+        now.astimezone(ZoneInfo(f.timezone)).date(), dt.time(), ZoneInfo(f.timezone)
+    ).astimezone(dt.UTC)
     # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
     # clock of the SLA; the state and breached_at indexes find the few live rows directly.
     where = [c.c.sla_id.concat("") == sla_id, *_clock_filters(f)]
     with _reading(engine) as conn:
         open_ = _frame(conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where))
-        risk = _frame(conn, sa.select(c.c.record_id, r.c.name, u.c.name.label("owner"), c.c.team, c.c.state,
-                                      c.c.colour, c.c.remaining_seconds, c.c.deadline, c.c.next_checkpoint)
-                      .select_from(c.outerjoin(r, sa.and_(r.c.record_id == c.c.record_id, r.c.object_type == "Lead"))
-                                   .outerjoin(u, u.c.user_id == c.c.owner_id))
-                      .where(c.c.state.in_(OPEN_STATES), *where)
-                      .order_by(c.c.remaining_seconds, c.c.record_id).limit(AT_RISK_ROWS))
+        risk = _frame(
+            conn,
+            sa.select(
+                c.c.record_id,
+                r.c.name,
+                u.c.name.label("owner"),
+                c.c.team,
+                c.c.state,
+                c.c.colour,
+                c.c.remaining_seconds,
+                c.c.deadline,
+                c.c.next_checkpoint,
+            )
+            .select_from(
+                c.outerjoin(r, sa.and_(r.c.record_id == c.c.record_id, r.c.object_type == "Lead")).outerjoin(
+                    u, u.c.user_id == c.c.owner_id
+                )
+            )
+            .where(c.c.state.in_(OPEN_STATES), *where)
+            .order_by(c.c.remaining_seconds, c.c.record_id)
+            .limit(AT_RISK_ROWS),
+        )
         # Who breached (the accountable owner), not the manager a breach escalation handed it to.
-        breaches = _frame(conn, sa.select(c.c.record_id, c.c.accountable_owner_id.label("owner_id"),
-                                          c.c.accountable_team.label("team"))
-                          .where(c.c.breached_at >= today, c.c.breached_at <= now, *where))
-        team_reps = dict(conn.execute(sa.select(u.c.team, sa.func.count()).where(
-            u.c.is_active.is_(True), u.c.team.is_not(None)).group_by(u.c.team)).all())
+        breaches = _frame(
+            conn,
+            sa.select(
+                c.c.record_id, c.c.accountable_owner_id.label("owner_id"), c.c.accountable_team.label("team")
+            ).where(c.c.breached_at >= today, c.c.breached_at <= now, *where),
+        )
+        team_reps = dict(
+            conn.execute(
+                sa.select(u.c.team, sa.func.count())
+                .where(u.c.is_active.is_(True), u.c.team.is_not(None))
+                .group_by(u.c.team)
+            ).all()
+        )
     figures: dict[str, tuple[str, ...]] = {}
     colours = {}
     for colour in ("green", "yellow", "red"):
@@ -157,16 +199,25 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
         figures[f"open:{colour}"] = ids
     figures["breaches_today"] = m.ids(breaches["record_id"]) if len(breaches) else ()
     banners = []
-    for team, g in (breaches.groupby("team") if len(breaches) else ()):
+    for team, g in breaches.groupby("team") if len(breaches) else ():
         reps = g["owner_id"].nunique()
         if len(g) >= SYSTEMIC_MIN_BREACHES and reps >= max(2, SYSTEMIC_REP_SHARE * team_reps.get(team, 0)):
             figures[f"systemic:{team}"] = m.ids(g["record_id"])
-            banners.append({"team": team, "breaches": len(g), "reps": int(reps), "team_reps": team_reps.get(team, 0)})
-    return {"colours": colours, "at_risk": _records(risk), "breaches_today": len(figures["breaches_today"]),
-            "systemic": banners, "figures": figures, "today": today}
+            banners.append(
+                {"team": team, "breaches": len(g), "reps": int(reps), "team_reps": team_reps.get(team, 0)}
+            )
+    return {
+        "colours": colours,
+        "at_risk": _records(risk),
+        "breaches_today": len(figures["breaches_today"]),
+        "systemic": banners,
+        "figures": figures,
+        "today": today,
+    }
 
 
 # --- range -------------------------------------------------------------------------------------
+
 
 def week_starts(f: Filters) -> list[tuple[dt.datetime, str]]:
     """The range's weeks (leadership's, Monday start): (first UTC instant in the range, label
@@ -198,17 +249,33 @@ def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
     c, u = s.clocks, s.users
     weeks = week_starts(f)
     # The week's index in `weeks` (small ints cost nothing to fetch; labels are put back after).
-    week = sa.case(*[(c.c.clock_start < nxt, i) for i, (_, (nxt, _)) in enumerate(pairwise(weeks))],
-                   else_=len(weeks) - 1) if len(weeks) > 1 else sa.literal(0)
-    return (sa.select(c.c.record_id, sa.func.coalesce(u.c.name, c.c.accountable_owner_id, "(no owner)").label("rep"),
-                      sa.func.coalesce(c.c.accountable_team, u.c.team, "(no team)").label("team"),
-                      sa.case((c.c.breached_at < p.end, rf.VIOLATED), (c.c.stopped_at < p.end, rf.MET),
-                              else_=rf.OPEN).label("outcome"),
-                      sa.case((c.c.stopped_at < p.end, c.c.elapsed_seconds)).label("touched_seconds"),
-                      week.label("week"))
-            .select_from(c.outerjoin(u, u.c.user_id == c.c.accountable_owner_id))
-            .where(c.c.sla_id == sla_id, c.c.clock_start >= p.start, c.c.clock_start < p.end,
-                   *_clock_filters(f, accountable=True)))
+    week = (
+        sa.case(
+            *[(c.c.clock_start < nxt, i) for i, (_, (nxt, _)) in enumerate(pairwise(weeks))],
+            else_=len(weeks) - 1,
+        )
+        if len(weeks) > 1
+        else sa.literal(0)
+    )
+    return (
+        sa.select(
+            c.c.record_id,
+            sa.func.coalesce(u.c.name, c.c.accountable_owner_id, "(no owner)").label("rep"),
+            sa.func.coalesce(c.c.accountable_team, u.c.team, "(no team)").label("team"),
+            sa.case(
+                (c.c.breached_at < p.end, rf.VIOLATED), (c.c.stopped_at < p.end, rf.MET), else_=rf.OPEN
+            ).label("outcome"),
+            sa.case((c.c.stopped_at < p.end, c.c.elapsed_seconds)).label("touched_seconds"),
+            week.label("week"),
+        )
+        .select_from(c.outerjoin(u, u.c.user_id == c.c.accountable_owner_id))
+        .where(
+            c.c.sla_id == sla_id,
+            c.c.clock_start >= p.start,
+            c.c.clock_start < p.end,
+            *_clock_filters(f, accountable=True),
+        )
+    )
 
 
 def _cohort_changes(f: Filters) -> sa.Select:
@@ -219,26 +286,51 @@ def _cohort_changes(f: Filters) -> sa.Select:
     changed_at. `figures.cohort` keeps the leads whose MQL arrival falls in the range."""
     p = f.period
     r, h = s.records, s.field_history
-    became_mql = sa.select(h.c.record_id).where(h.c.object_type == "Lead", h.c.field == "Status",
-                                                h.c.new_value == "MQL", h.c.changed_at >= p.start,
-                                                h.c.changed_at < p.end)
-    created = sa.select(r.c.record_id).where(r.c.object_type == "Lead", r.c.created_at >= p.start,
-                                             r.c.created_at < p.end)
+    became_mql = sa.select(h.c.record_id).where(
+        h.c.object_type == "Lead",
+        h.c.field == "Status",
+        h.c.new_value == "MQL",
+        h.c.changed_at >= p.start,
+        h.c.changed_at < p.end,
+    )
+    created = sa.select(r.c.record_id).where(
+        r.c.object_type == "Lead", r.c.created_at >= p.start, r.c.created_at < p.end
+    )
     if f.owner or f.team or f.lead_source:
         became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
         created = created.where(*_lead_filters(f))
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
-    return (sa.select(r.c.record_id, r.c.status, *_raw(r, "created_at"), r.c.rejection_reason, h.c.new_value,
-                      h.c.old_value, *_raw(h, "changed_at"))
-            .select_from(cohort.join(r, sa.and_(r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id,
-                                                r.c.is_deleted.is_(False)))  # as the reports: deleted leads never count
-                         .outerjoin(h, sa.and_(h.c.object_type == "Lead", h.c.record_id == r.c.record_id,
-                                               h.c.field == _STATUS, h.c.changed_at < p.end))))
+    return sa.select(
+        r.c.record_id,
+        r.c.status,
+        *_raw(r, "created_at"),
+        r.c.rejection_reason,
+        h.c.new_value,
+        h.c.old_value,
+        *_raw(h, "changed_at"),
+    ).select_from(
+        cohort.join(
+            r,
+            sa.and_(
+                r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id, r.c.is_deleted.is_(False)
+            ),
+        ).outerjoin(  # as the reports: deleted leads never count
+            h,
+            sa.and_(
+                h.c.object_type == "Lead",
+                h.c.record_id == r.c.record_id,
+                h.c.field == _STATUS,
+                h.c.changed_at < p.end,
+            ),
+        )
+    )
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: (None if not isinstance(v, tuple | list) and pd.isna(v) else v) for k, v in row.items()}
-            for row in df.to_dict("records")]
+    return [
+        {k: (None if not isinstance(v, tuple | list) and pd.isna(v) else v) for k, v in row.items()}
+        for row in df.to_dict("records")
+    ]
 
 
 def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
@@ -253,8 +345,13 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
 
     with _reading(engine) as conn:
         c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
-        c["week"] = np.array([label for _, label in week_starts(f)], dtype=object)[
-            c["week"].to_numpy().astype(np.int64)] if len(c) else c["week"]
+        c["week"] = (
+            np.array([label for _, label in week_starts(f)], dtype=object)[
+                c["week"].to_numpy().astype(np.int64)
+            ]
+            if len(c)
+            else c["week"]
+        )
         changes = _frame(conn, _cohort_changes(f), objects=True)
     coh = rf.cohort(changes, p)
     figures: dict[str, tuple[str, ...]] = {}
@@ -271,16 +368,32 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     for row in reps.itertuples():
         figures[f"rep:{row.rep}"] = row.record_ids
         figures[f"rep_violated:{row.rep}"] = row.violated_ids
-        rep_rows.append({"team": row.team, "rep": row.rep, "decided": row.decided, "met": row.met,
-                         "violated": row.violated, "compliance": row.compliance,
-                         "team_compliance": team_comp.get(row.team), "median_hours": touch_rep.get(row.rep)})
+        rep_rows.append(
+            {
+                "team": row.team,
+                "rep": row.rep,
+                "decided": row.decided,
+                "met": row.met,
+                "violated": row.violated,
+                "compliance": row.compliance,
+                "team_compliance": team_comp.get(row.team),
+                "median_hours": touch_rep.get(row.rep),
+            }
+        )
     team_rows = []
     for row in teams.itertuples():
         figures[f"team:{row.team}"] = row.record_ids
         figures[f"team_violated:{row.team}"] = row.violated_ids
-        team_rows.append({"team": row.team, "decided": row.decided, "violated": row.violated,
-                          "compliance": row.compliance, "overall": ov["compliance"] if ov is not None else None,
-                          "median_hours": touch_team.get(row.team)})
+        team_rows.append(
+            {
+                "team": row.team,
+                "decided": row.decided,
+                "violated": row.violated,
+                "compliance": row.compliance,
+                "overall": ov["compliance"] if ov is not None else None,
+                "median_hours": touch_team.get(row.team),
+            }
+        )
     trend = rf.compliance(c, ["week"])
     for row in trend.itertuples():
         figures[f"week:{row.week}"] = row.record_ids
@@ -291,43 +404,81 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     reasons = rf.rejection_reasons(coh)
     for row in reasons.itertuples():
         figures[f"reason:{row.rejection_reason}"] = row.record_ids
-    return {"overall": {"decided": int(ov["decided"]) if ov is not None else 0,
-                        "violated": int(ov["violated"]) if ov is not None else 0,
-                        "compliance": ov["compliance"] if ov is not None else None},
-            "reps": rep_rows, "teams": team_rows,
-            "trend": _records(trend[["week", "decided", "violated", "compliance"]]),
-            "funnel": _records(fun.drop(columns="record_ids")),
-            "reasons": _records(reasons.drop(columns="record_ids")),
-            "figures": figures, "period": p}
+    return {
+        "overall": {
+            "decided": int(ov["decided"]) if ov is not None else 0,
+            "violated": int(ov["violated"]) if ov is not None else 0,
+            "compliance": ov["compliance"] if ov is not None else None,
+        },
+        "reps": rep_rows,
+        "teams": team_rows,
+        "trend": _records(trend[["week", "decided", "violated", "compliance"]]),
+        "funnel": _records(fun.drop(columns="record_ids")),
+        "reasons": _records(reasons.drop(columns="record_ids")),
+        "figures": figures,
+        "period": p,
+    }
 
 
 # --- drill-down, timeline, findings -----------------------------------------------------------
 
-def records_for(engine: sa.Engine, record_ids: tuple[str, ...], sla_id: str, limit: int = DRILL_ROWS) -> list[dict]:
+
+def records_for(
+    engine: sa.Engine, record_ids: tuple[str, ...], sla_id: str, limit: int = DRILL_ROWS
+) -> list[dict]:
     """The first `limit` records (by id) behind a figure, with owner and their clock's state."""
     shown = list(record_ids[:limit])
     if not shown:
         return []
     r, u, c = s.records, s.users, s.clocks
     with _reading(engine) as conn:
-        leads = _frame(conn, sa.select(r.c.record_id, r.c.name, r.c.company, r.c.status, r.c.lead_source,
-                                       u.c.name.label("owner"), u.c.team)
-                       .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
-                       .where(r.c.object_type == "Lead", r.c.record_id.in_(shown)))
-        clocks = _frame(conn, sa.select(c.c.record_id, c.c.state, c.c.colour, c.c.clock_start, c.c.elapsed_seconds,
-                                        c.c.target_seconds).where(c.c.sla_id == sla_id, c.c.record_id.in_(shown))
-                        .order_by(c.c.record_id, c.c.clock_start))
+        leads = _frame(
+            conn,
+            sa.select(
+                r.c.record_id,
+                r.c.name,
+                r.c.company,
+                r.c.status,
+                r.c.lead_source,
+                u.c.name.label("owner"),
+                u.c.team,
+            )
+            .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
+            .where(r.c.object_type == "Lead", r.c.record_id.in_(shown)),
+        )
+        clocks = _frame(
+            conn,
+            sa.select(
+                c.c.record_id, c.c.state, c.c.colour, c.c.clock_start, c.c.elapsed_seconds, c.c.target_seconds
+            )
+            .where(c.c.sla_id == sla_id, c.c.record_id.in_(shown))
+            .order_by(c.c.record_id, c.c.clock_start),
+        )
     latest = clocks.drop_duplicates("record_id", keep="last").set_index("record_id") if len(clocks) else None
     by_id = {row["record_id"]: row for row in _records(leads)}
     out = []
     for rid in shown:
-        row = {"record_id": rid, "name": None, "company": None, "status": None, "lead_source": None, "owner": None,
-               "team": None, "state": None, "colour": None, "elapsed_hours": None, "target_hours": None}
+        row = {
+            "record_id": rid,
+            "name": None,
+            "company": None,
+            "status": None,
+            "lead_source": None,
+            "owner": None,
+            "team": None,
+            "state": None,
+            "colour": None,
+            "elapsed_hours": None,
+            "target_hours": None,
+        }
         row.update(by_id.get(rid, {}))
         if latest is not None and rid in latest.index:
-            row.update(state=latest.at[rid, "state"], colour=latest.at[rid, "colour"],
-                       elapsed_hours=latest.at[rid, "elapsed_seconds"] / 3600,
-                       target_hours=latest.at[rid, "target_seconds"] / 3600)
+            row.update(
+                state=latest.at[rid, "state"],
+                colour=latest.at[rid, "colour"],
+                elapsed_hours=latest.at[rid, "elapsed_seconds"] / 3600,
+                target_hours=latest.at[rid, "target_seconds"] / 3600,
+            )
         out.append(row)
     return out
 
@@ -349,20 +500,51 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
     link), Status/owner history, and the quarantine and health findings naming it. None if unknown."""
     r, c, h, u, q = s.records, s.clocks, s.field_history, s.users, s.quarantine
     with _reading(engine) as conn:
-        lead = conn.execute(sa.select(r, u.c.name.label("owner_name")).select_from(
-            r.outerjoin(u, u.c.user_id == r.c.owner_id)).where(r.c.record_id == record_id)).mappings().first()
+        lead = (
+            conn.execute(
+                sa.select(r, u.c.name.label("owner_name"))
+                .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
+                .where(r.c.record_id == record_id)
+            )
+            .mappings()
+            .first()
+        )
         if lead is None:
             return None
         kind = lead["object_type"]
-        clocks = conn.execute(sa.select(c).where(c.c.record_id == record_id).order_by(c.c.clock_start)).mappings().all()
-        history = conn.execute(sa.select(h).where(h.c.object_type == kind, h.c.record_id == record_id,
-                                                  h.c.field.in_(["Status", "OwnerId"]))
-                               .order_by(h.c.changed_at)).mappings().all()
-        quarantined = conn.execute(sa.select(q).where(q.c.object_type == kind, q.c.record_id == record_id)
-                                   .order_by(q.c.first_seen_at)).mappings().all()
-    return {"lead": dict(lead), "clocks": [dict(x) for x in clocks], "events": record_timeline(engine, record_id),
-            "history": [dict(x) for x in history], "quarantine": [dict(x) for x in quarantined],
-            "findings": [f for f in health_findings(engine) if record_id in (f.get("record_ids") or [])]}
+        clocks = (
+            conn.execute(sa.select(c).where(c.c.record_id == record_id).order_by(c.c.clock_start))
+            .mappings()
+            .all()
+        )
+        history = (
+            conn.execute(
+                sa.select(h)
+                .where(
+                    h.c.object_type == kind, h.c.record_id == record_id, h.c.field.in_(["Status", "OwnerId"])
+                )
+                .order_by(h.c.changed_at)
+            )
+            .mappings()
+            .all()
+        )
+        quarantined = (
+            conn.execute(
+                sa.select(q)
+                .where(q.c.object_type == kind, q.c.record_id == record_id)
+                .order_by(q.c.first_seen_at)
+            )
+            .mappings()
+            .all()
+        )
+    return {
+        "lead": dict(lead),
+        "clocks": [dict(x) for x in clocks],
+        "events": record_timeline(engine, record_id),
+        "history": [dict(x) for x in history],
+        "quarantine": [dict(x) for x in quarantined],
+        "findings": [f for f in health_findings(engine) if record_id in (f.get("record_ids") or [])],
+    }
 
 
 def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
@@ -380,22 +562,47 @@ def quarantine_summary(engine: sa.Engine) -> list[dict]:
     """Rows still held in quarantine, by object type: count and the latest one's reasons."""
     q = s.quarantine
     with _reading(engine) as conn:
-        rows = conn.execute(sa.select(q.c.object_type, sa.func.count().label("held"),
-                                      sa.func.max(q.c.last_seen_at).label("last_seen_at"))
-                            .where(q.c.released_at.is_(None)).group_by(q.c.object_type)
-                            .order_by(q.c.object_type)).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(
+                    q.c.object_type,
+                    sa.func.count().label("held"),
+                    sa.func.max(q.c.last_seen_at).label("last_seen_at"),
+                )
+                .where(q.c.released_at.is_(None))
+                .group_by(q.c.object_type)
+                .order_by(q.c.object_type)
+            )
+            .mappings()
+            .all()
+        )
         out = []
         for row in rows:
-            latest = conn.execute(sa.select(q.c.record_id, q.c.reasons).where(
-                q.c.released_at.is_(None), q.c.object_type == row["object_type"])
-                .order_by(q.c.last_seen_at.desc()).limit(1)).mappings().first()
+            latest = (
+                conn.execute(
+                    sa.select(q.c.record_id, q.c.reasons)
+                    .where(q.c.released_at.is_(None), q.c.object_type == row["object_type"])
+                    .order_by(q.c.last_seen_at.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
             out.append(dict(row, example=dict(latest) if latest else None))
     return out
 
 
-def record_visit(engine: sa.Engine, *, user_id: str, user_name: str, at: dt.datetime, detail: dict[str, Any]) -> None:
+def record_visit(
+    engine: sa.Engine, *, user_id: str, user_name: str, at: dt.datetime, detail: dict[str, Any]
+) -> None:
     """Audit one War Room visit; actor is the user's name (the monthly review's leader check
     matches the actor against CRM user ids and names)."""
     with engine.begin() as conn:
-        record(conn, "war_room_visit", at=at, context=AuditContext(), actor=user_name or user_id,
-               detail={"user_id": user_id, **detail})
+        record(
+            conn,
+            "war_room_visit",
+            at=at,
+            context=AuditContext(),
+            actor=user_name or user_id,
+            detail={"user_id": user_id, **detail},
+        )
