@@ -15,7 +15,7 @@ help:
 	@echo "make run       start Airflow (standalone) with the project's DAGs at http://localhost:8080"
 	@echo "make test      run the whole test suite"
 	@echo "make bench     run every benchmark in bench/ (JSON lines)"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff check and ruff format --check (make test runs them too)"
 
 install: $(STAMP)
 
@@ -39,6 +39,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check include dags plugins tests bench
+	$(BIN)/ruff format --check include dags plugins tests bench
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache

@@ -8,11 +8,11 @@ round, time runs on in real time, and the three deliverers each run `deliver_due
 budget (DEFAULT_BUDGET), as the `deliver` task does. When all three are waiting for a row to
 fall due (a quick retry, a lapsed lease), the round's clock jumps to the earliest wake-up instead
 of sleeping it out (`RoundClock`; never while any of them is working), and each jump is an anchor
-of the wall -> simulated mapping, so the latency measured is what real waiting would give. Latency (the issue's definition) = checkpoint due ->
-the stand-in accepting the first copy (Slack `received_at`, the .eml file's time, mapped to
-simulated time). A killed deliverer's message reached the person when it was sent, although the
-row is only marked a lease later: that later mark is reported as `p95_due_to_marked_delivered_s`
-(an earlier version reported it as the latency).
+of the wall -> simulated mapping, so the latency measured is what real waiting would give.
+Latency = checkpoint due -> the stand-in accepting the first copy (Slack `received_at`, the .eml
+file's time, mapped to simulated time). A killed deliverer's message reached the person when it
+was sent, although the row is only marked a lease later: that later mark is reported as
+`p95_due_to_marked_delivered_s` (an earlier version reported it as the latency).
 
 ``duplicates`` counts copies a person could not tell apart: a second Slack post of one key, or
 two e-mails of one key with different Message-IDs. E-mail resends with the SAME Message-ID (the
@@ -310,7 +310,8 @@ def main() -> None:
     missing = sorted(expected - arrived)
     if missing:
         print(
-            f"missing e.g. {missing[:2]}; slack keys e.g. {list(slack_keys)[:2]}; mail e.g. {list(mail_ids)[:2]}",
+            f"missing e.g. {missing[:2]}; slack keys e.g. {list(slack_keys)[:2]}; mail e.g. "
+            f"{list(mail_ids)[:2]}",
             file=sys.stderr,
         )
 

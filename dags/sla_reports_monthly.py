@@ -1,6 +1,7 @@
 """## sla_reports_monthly
 
-Monthly SLA maintenance review (red flags, refinement triggers, root causes), e-mailed through SmtpHook (`smtp_default`) to the recipients in
+Monthly SLA maintenance review (red flags, refinement triggers, root causes), e-mailed through
+SmtpHook (`smtp_default`) to the recipients in
 include/config/reports.yaml, for the last full month before the run.
 HTML with inline charts (Content-ID) and CSV attachments.
 

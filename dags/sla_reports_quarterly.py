@@ -1,6 +1,7 @@
 """## sla_reports_quarterly
 
-Quarterly SLA review (MQL criteria, threshold what-if, funnel vs baseline), e-mailed through SmtpHook (`smtp_default`) to the recipients in
+Quarterly SLA review (MQL criteria, threshold what-if, funnel vs baseline), e-mailed through
+SmtpHook (`smtp_default`) to the recipients in
 include/config/reports.yaml, for the last full quarter before the run.
 HTML with inline charts (Content-ID) and CSV attachments.
 

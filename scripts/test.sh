@@ -14,4 +14,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } \
     || echo "error: could not install chromium (apt-get install chromium, as root); the browser tests will fail" >&2
 fi
+# House style is checked by tools, not by review: lint and formatting drift fail the suite.
+.venv/bin/ruff check include dags plugins tests bench
+.venv/bin/ruff format --check --quiet include dags plugins tests bench \
+  || { echo "error: ruff format would change the files above: run .venv/bin/ruff format include dags plugins tests bench" >&2; exit 1; }
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

@@ -190,7 +190,8 @@ class BusinessCalendar:
             self._tz = ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
             raise CalendarError(
-                f"calendar {self.name!r}: timezone {self.timezone!r} is not an IANA timezone name (e.g. America/New_York)"
+                f"calendar {self.name!r}: timezone {self.timezone!r} is not an IANA timezone name (e.g. "
+                "America/New_York)"
             ) from None
         if not any(self.hours):
             raise CalendarError(f"calendar {self.name!r}: no opening hours on any weekday")
@@ -221,7 +222,8 @@ class BusinessCalendar:
         bad_days = set(raw_hours) - set(WEEKDAYS)
         if bad_days:
             raise CalendarError(
-                f"calendar {name!r}: hours.{sorted(bad_days)[0]} is not a weekday: expected one of {', '.join(WEEKDAYS)}"
+                f"calendar {name!r}: hours.{sorted(bad_days)[0]} is not a weekday: expected one of "
+                f"{', '.join(WEEKDAYS)}"
             )
         hours = []
         for day in WEEKDAYS:
@@ -241,7 +243,8 @@ class BusinessCalendar:
         unknown = set(hol) - {"country", "subdivision", "dates"}
         if unknown:
             raise CalendarError(
-                f"calendar {name!r}: holidays has unknown key(s) {sorted(unknown)}: expected country, subdivision, dates"
+                f"calendar {name!r}: holidays has unknown key(s) {sorted(unknown)}: expected country, "
+                "subdivision, dates"
             )
         dates = set()
         for i, item in enumerate(hol.get("dates") or []):
@@ -266,11 +269,13 @@ class BusinessCalendar:
                 holidays_lib.country_holidays(cal.country, subdiv=cal.subdivision, years=2026)
             except NotImplementedError:
                 raise CalendarError(
-                    f"calendar {name!r}: holidays.country {cal.country!r} is not a country the holidays package knows (ISO code, e.g. US)"
+                    f"calendar {name!r}: holidays.country {cal.country!r} is not a country the holidays "
+                    "package knows (ISO code, e.g. US)"
                 ) from None
             except Exception as exc:  # the package raises NotImplementedError or ValueError for subdivisions
                 raise CalendarError(
-                    f"calendar {name!r}: holidays.subdivision {cal.subdivision!r} is not valid for {cal.country}: {exc}"
+                    f"calendar {name!r}: holidays.subdivision {cal.subdivision!r} is not valid for "
+                    f"{cal.country}: {exc}"
                 ) from None
         return cal
 

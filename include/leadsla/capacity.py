@@ -98,10 +98,10 @@ def _lines(day: TeamDay, threshold: float) -> list[str]:
     return [
         f"{day.breached} of {day.started} clocks started today ({day.day.isoformat()}, {tz}) in team "
         f"{day.team} have breached: {day.share:.0%}, above the {threshold:.0%} capacity threshold.",
-        f"Clocks started between {_hhmm(day.first_start, tz)} and {_hhmm(day.last_start, tz)}; breaches between "
-        f"{_hhmm(day.first_breach, tz)} and {_hhmm(day.last_breach, tz)} ({tz}).",
-        "This looks like a capacity problem, not one rep: the individual breach e-mails to leadership for this "
-        "team are rolled up into this alert today; reps and managers still get theirs.",
+        f"Clocks started between {_hhmm(day.first_start, tz)} and {_hhmm(day.last_start, tz)}; "
+        f"breaches between {_hhmm(day.first_breach, tz)} and {_hhmm(day.last_breach, tz)} ({tz}).",
+        "This looks like a capacity problem, not one rep: the individual breach e-mails to leadership "
+        "for this team are rolled up into this alert today; reps and managers still get theirs.",
     ]
 
 

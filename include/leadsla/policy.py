@@ -46,7 +46,8 @@ REAL_TIME_CALENDAR = "24x7"
 
 _SLUG = r"^[a-z][a-z0-9_]*$"
 _CHECKPOINT_RE = re.compile(
-    r"^\s*(?:(?P<pct>\d+(?:\.\d+)?)\s*%|(?P<elapsed>[\dhmsd ]+?)\s+elapsed|target(?:\s*(?P<sign>[+-])\s*(?P<delta>[\dhmsd ]+))?)\s*$"
+    r"^\s*(?:(?P<pct>\d+(?:\.\d+)?)\s*%|(?P<elapsed>[\dhmsd "
+    r"]+?)\s+elapsed|target(?:\s*(?P<sign>[+-])\s*(?P<delta>[\dhmsd ]+))?)\s*$"
 )
 
 
@@ -208,7 +209,8 @@ class Checkpoint(_Model):
         m = _CHECKPOINT_RE.match(value)
         if not m:
             raise ValueError(
-                'expected "N%", "<duration> elapsed", "target", "target + <duration>" or "target - <duration>"'
+                'expected "N%", "<duration> elapsed", "target", "target + <duration>" or "target - '
+                '<duration>"'
             )
         for part in (m.group("elapsed"), m.group("delta")):
             if part is not None:
@@ -404,7 +406,8 @@ def _cross_check(policy: Policy) -> list[str]:
     cal_names = set(policy._calendars)
     if policy.default_calendar not in cal_names:
         problems.append(
-            f"default_calendar: {policy.default_calendar!r}: expected one of the calendars ({', '.join(sorted(cal_names))})"
+            f"default_calendar: {policy.default_calendar!r}: expected one of the calendars "
+            f"({', '.join(sorted(cal_names))})"
         )
     crm_names: dict[str, str] = {}
     for name, team in policy.teams.items():
@@ -414,7 +417,8 @@ def _cross_check(policy: Policy) -> list[str]:
                 problems.append(f"teams.{name}.crm_names: {crm_name!r}: already names team {other!r}")
         if team.calendar not in cal_names:
             problems.append(
-                f"teams.{name}.calendar: {team.calendar!r}: expected one of the calendars ({', '.join(sorted(cal_names))})"
+                f"teams.{name}.calendar: {team.calendar!r}: expected one of the calendars "
+                f"({', '.join(sorted(cal_names))})"
             )
     roles = DATA_ROLES | set(policy.contacts)
     seen_sla: set[str] = set()
@@ -429,19 +433,22 @@ def _cross_check(policy: Policy) -> list[str]:
             )
         if (sla.start.becomes is None) == (sla.start.set is None):
             problems.append(
-                f"{where}.start: {sla.start.model_dump(exclude_none=True)!r}: expected exactly one of becomes or set: true"
+                f"{where}.start: {sla.start.model_dump(exclude_none=True)!r}: expected exactly one of "
+                "becomes or set: true"
             )
         for j, stop in enumerate(sla.stop):
             kinds = [stop.activity_by is not None, stop.in_ is not None, bool(stop.set)]
             if sum(kinds) != 1 or ((stop.in_ is not None or stop.set) and not stop.field):
                 problems.append(
-                    f"{where}.stop[{j}]: {stop.model_dump(exclude_none=True, by_alias=True)!r}: expected one of "
+                    f"{where}.stop[{j}]: {stop.model_dump(exclude_none=True, by_alias=True)!r}: expected "
+                    "one of "
                     "{activity_by: owner}, {field: F, in: [...]} or {field: F, set: true}"
                 )
         defaults = [k for k, tier in enumerate(sla.tiers) if tier.default]
         if len(defaults) != 1 or defaults[0] != len(sla.tiers) - 1:
             problems.append(
-                f"{where}.tiers: {[t.id for t in sla.tiers]!r}: expected exactly one tier with default: true, listed last (tiers match in order)"
+                f"{where}.tiers: {[t.id for t in sla.tiers]!r}: expected exactly one tier with default: "
+                "true, listed last (tiers match in order)"
             )
         seen_tier: set[str] = set()
         for k, tier in enumerate(sla.tiers):
@@ -453,23 +460,27 @@ def _cross_check(policy: Policy) -> list[str]:
             cal = tier.target.calendar
             if cal != OWNER_CALENDAR and cal not in cal_names:
                 problems.append(
-                    f"{where}.tiers[{k}].target.calendar: {cal!r}: expected owner or one of the calendars ({', '.join(sorted(cal_names))})"
+                    f"{where}.tiers[{k}].target.calendar: {cal!r}: expected owner or one of the calendars "
+                    f"({', '.join(sorted(cal_names))})"
                 )
             if tier.target.seconds <= 0:
                 problems.append(
-                    f"{where}.tiers[{k}].target.duration: {tier.target.duration!r}: expected a positive duration"
+                    f"{where}.tiers[{k}].target.duration: {tier.target.duration!r}: expected a positive "
+                    "duration"
                 )
         ids = [c.id for c in sla.checkpoints]
         if len(set(ids)) != len(ids) or "breach" in ids:
             problems.append(
-                f"{where}.checkpoints: {ids!r}: checkpoint ids must be unique and not 'breach' (the breach is its own section)"
+                f"{where}.checkpoints: {ids!r}: checkpoint ids must be unique and not 'breach' (the "
+                "breach is its own section)"
             )
         for k, cp in enumerate(sla.all_checkpoints()):
             path = f"{where}.checkpoints[{k}]" if k < len(sla.checkpoints) else f"{where}.breach"
             for r, who in enumerate(cp.notify):
                 if not (who in roles or who.startswith("queue:") or who.startswith("channel:")):
                     problems.append(
-                        f"{path}.notify[{r}]: {who!r}: expected a role ({', '.join(sorted(roles))}), queue:<name> or channel:<name>"
+                        f"{path}.notify[{r}]: {who!r}: expected a role ({', '.join(sorted(roles))}), "
+                        "queue:<name> or channel:<name>"
                     )
     return problems
 

@@ -153,8 +153,29 @@ class SandboxState:
             return self.api_used, False
 
 
-_SOAP_OK = """<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><loginResponse><result><metadataServerUrl>{base}/services/Soap/m/{version}/{org}</metadataServerUrl><passwordExpired>false</passwordExpired><sandbox>true</sandbox><serverUrl>{base}/services/Soap/u/{version}/{org}</serverUrl><sessionId>{sid}</sessionId><userId>{user}</userId><userInfo><organizationId>{org}</organizationId><organizationName>Lead SLA Sandbox</organizationName><userEmail>{username}</userEmail><userFullName>Integration User</userFullName><userId>{user}</userId><userName>{username}</userName><userTimeZone>UTC</userTimeZone></userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"""
-_SOAP_FAULT = """<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>sf:{code}</faultcode><faultstring>{code}: {message}</faultstring><detail><sf:LoginFault xsi:type="sf:LoginFault"><sf:exceptionCode>{code}</sf:exceptionCode><sf:exceptionMessage>{message}</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"""
+_SOAP_OK = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
+    ' xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+    "<soapenv:Body><loginResponse><result>"
+    "<metadataServerUrl>{base}/services/Soap/m/{version}/{org}</metadataServerUrl>"
+    "<passwordExpired>false</passwordExpired><sandbox>true</sandbox>"
+    "<serverUrl>{base}/services/Soap/u/{version}/{org}</serverUrl><sessionId>{sid}</sessionId>"
+    "<userId>{user}</userId><userInfo><organizationId>{org}</organizationId>"
+    "<organizationName>Lead SLA Sandbox</organizationName><userEmail>{username}</userEmail>"
+    "<userFullName>Integration User</userFullName><userId>{user}</userId><userName>{username}</userName>"
+    "<userTimeZone>UTC</userTimeZone></userInfo></result></loginResponse></soapenv:Body>"
+    "</soapenv:Envelope>"
+)
+_SOAP_FAULT = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
+    ' xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+    "<soapenv:Body><soapenv:Fault><faultcode>sf:{code}</faultcode>"
+    '<faultstring>{code}: {message}</faultstring><detail><sf:LoginFault xsi:type="sf:LoginFault">'
+    "<sf:exceptionCode>{code}</sf:exceptionCode><sf:exceptionMessage>{message}</sf:exceptionMessage>"
+    "</sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+)
 
 _DATA_RE = re.compile(r"^/services/data/v(\d+\.\d+)(/.*)?$")
 _ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")

@@ -136,7 +136,8 @@ import datetime as dt
 import pandas
 from airflow.sdk import dag, task
 
-@dag(schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))), catchup=True)
+@dag(schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+     catchup=True)
 def moving():
     pass
 
@@ -152,7 +153,10 @@ def sloppy():
 sloppy()
 """
 
-MOVING = "from airflow.sdk import dag\nimport pendulum\n@dag(start_date=pendulum.now('UTC'))\ndef m():\n    pass\nm()\n"
+MOVING = (
+    "from airflow.sdk import dag\nimport pendulum\n@dag(start_date=pendulum.now('UTC'))\n"
+    "def m():\n    pass\nm()\n"
+)
 
 
 def test_the_checks_catch_a_dag_that_breaks_the_rules(tmp_path: Path) -> None:

@@ -43,8 +43,8 @@ if sys.argv[3] == "run":
         at = dt.datetime.fromisoformat(stamp)
         with time_machine.travel(at, tick=True):
             run = dag.test(run_after=at)
-            out.append({"at": stamp, "state": str(run.state),
-                        "tasks": {ti.task_id: [str(ti.state), ti.try_number] for ti in run.get_task_instances()}})
+            tasks = {ti.task_id: [str(ti.state), ti.try_number] for ti in run.get_task_instances()}
+            out.append({"at": stamp, "state": str(run.state), "tasks": tasks})
 else:  # "clear": a real Airflow clear of every run, each run then driven again as dag.test() does
     from airflow import settings
     from airflow.models.taskinstance import clear_task_instances
@@ -60,7 +60,8 @@ else:  # "clear": a real Airflow clear of every run, each run then driven again 
     for run_id, run_after in runs:
         dr = session.query(DagRun).filter(DagRun.dag_id == "sla_monitor", DagRun.run_id == run_id).one()
         with time_machine.travel(run_after, tick=True):
-            clear_task_instances(dr.get_task_instances(session=session), session, dag_run_state=DagRunState.QUEUED)
+            clear_task_instances(dr.get_task_instances(session=session), session,
+                                 dag_run_state=DagRunState.QUEUED)
             session.commit()
             dr.dag = scheduler_dag
             dr.set_state(DagRunState.RUNNING)
@@ -81,8 +82,8 @@ else:  # "clear": a real Airflow clear of every run, each run then driven again 
                 for ti in scheduled:
                     _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
             summary = session.query(XComModel.value).filter(
-                XComModel.dag_id == "sla_monitor", XComModel.run_id == run_id, XComModel.task_id == "evaluate",
-                XComModel.key == "return_value").scalar()
+                XComModel.dag_id == "sla_monitor", XComModel.run_id == run_id,
+                XComModel.task_id == "evaluate", XComModel.key == "return_value").scalar()
             out.append({"at": run_after.isoformat(), "state": str(dr.state),
                         "evaluate": json.loads(summary) if isinstance(summary, str) else summary,
                         "tasks": {ti.task_id: [str(ti.state), ti.try_number]

@@ -179,7 +179,8 @@ def html_as_a_mail_client_shows_it(msg: email.message.EmailMessage) -> str:
         part = parts.get(m[1])
         if part is None:
             return m[0]
-        return f'src="data:{part.get_content_type()};base64,{base64.b64encode(part.get_payload(decode=True)).decode()}"'
+        data = base64.b64encode(part.get_payload(decode=True)).decode()
+        return f'src="data:{part.get_content_type()};base64,{data}"'
 
     return re.sub(r'src="cid:([^"]+)"', inline, msg.get_body(("html",)).get_content())
 

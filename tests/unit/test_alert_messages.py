@@ -49,7 +49,8 @@ def test_escape_and_durations_and_local_time() -> None:
 def test_overdue_warning_says_overdue_and_generalises_the_seed_sentence() -> None:
     p = AlertPayload.parse(alert_payload(elapsed_seconds=3 * 3600 + 1800, remaining_seconds=1800))
     assert email_message(p).text.startswith(
-        "Alert: High-Intent Lead Ada Lovelace assigned 3 hours 30 minutes ago. 30 minutes remain to meet the SLA."
+        "Alert: High-Intent Lead Ada Lovelace assigned 3 hours 30 minutes ago. 30 minutes remain to meet "
+        "the SLA."
     )
     late = AlertPayload.parse(alert_payload("breach"))
     fields = str(slack_message(late, "k")["blocks"])

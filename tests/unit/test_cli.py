@@ -29,8 +29,8 @@ def test_store_command_bad_url_is_one_line(capsys) -> None:
     assert main(["store", "--url", "mysql://x@y/z"]) == 2
     err = capsys.readouterr().err
     assert (
-        err
-        == "leadsla: error: store URL 'mysql://x@y/z' uses backend 'mysql': the store supports sqlite and postgresql only\n"
+        err == "leadsla: error: store URL 'mysql://x@y/z' uses backend 'mysql': "
+        "the store supports sqlite and postgresql only\n"
     )
 
 

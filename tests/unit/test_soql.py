@@ -263,7 +263,8 @@ def test_ids_are_18_chars_with_key_prefix_and_checksum():
         "SELECT Id FROM Lead ORDER BY SystemModstamp",
         "SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-01T00:00:00Z ORDER BY SystemModstamp ASC",
         "SELECT Id FROM Lead WHERE Status != 'SAL' ORDER BY SystemModstamp LIMIT 1 OFFSET 1",
-        "SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-10T09:00:00Z AND SystemModstamp <= 2026-03-11T09:00:00Z",
+        "SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-10T09:00:00Z AND SystemModstamp <= "
+        "2026-03-11T09:00:00Z",
     ],
 )
 @pytest.mark.parametrize("include_deleted", [False, True])

@@ -60,7 +60,10 @@ def budget_warning(
         else ""
     )
     if used_today > daily_budget:
-        head = f"CRM sync has used {used_today:,} Salesforce API calls today, over its daily budget of {daily_budget:,}"
+        head = (
+            f"CRM sync has used {used_today:,} Salesforce API calls today, "
+            f"over its daily budget of {daily_budget:,}"
+        )
     else:
         head = (
             f"CRM sync is on pace for {projected_today:,} Salesforce API calls today "

@@ -112,7 +112,7 @@ def _mapping(path: str, key: str, value: Any) -> Mapping:
 
 
 def load(path: str | Path | None = None) -> CrmMapping:
-    """Read and validate the mapping file (default: $LEADSLA_CRM_MAPPING, else include/config/crm_fields.yaml).
+    """Read and validate the mapping file ($LEADSLA_CRM_MAPPING, else include/config/crm_fields.yaml).
 
     Raises:
         MappingError: the file is missing, not YAML, or a key holds a value it must not.

@@ -470,7 +470,7 @@ def warn_over_budget(
 def run_report(
     summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None, context: Any = None
 ) -> dict[str, Any]:
-    """The cycle's totals (log + XCom); over budget, logs the warning and tells data engineering once a day."""
+    """The cycle's totals (log + XCom); over budget, log the warning and tell data engineering once a day."""
     from leadsla.crm.mapping import load
     from leadsla.quality.rules import load as load_quality_rules
     from leadsla.store import open_store

@@ -26,7 +26,8 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str
         Finding(
             "rejection_reason_not_required",
             "warning",
-            f"{share:.0%} of Recycled/Disqualified leads ({len(missing)} of {len(rows)}) have no rejection reason",
+            f"{share:.0%} of Recycled/Disqualified leads ({len(missing)} of {len(rows)}) have no "
+            "rejection reason",
             missing,
             "Make Rejection_Reason__c required for Recycled/Disqualified with a Salesforce "
             "validation rule, and backfill the listed leads.",

@@ -37,9 +37,11 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str
                 Finding(
                     "timer_not_starting",
                     "critical",
-                    f"{len(missing)} {sla.object} records are in {sla.start.becomes} ({sla.name}) with no SLA clock",
+                    f"{len(missing)} {sla.object} records are in {sla.start.becomes} ({sla.name}) with no "
+                    "SLA clock",
                     list(missing),
-                    f"Check that sla_monitor runs after crm_sync and that {sla.start.field} history is synced "
+                    f"Check that sla_monitor runs after crm_sync and that {sla.start.field} history is "
+                    "synced "
                     f"(LeadHistory field tracking on {sla.start.field}); then clear the sla_monitor run.",
                 )
             )

@@ -55,6 +55,7 @@ class SendDeadline:
         """
         if not self.allows(seconds):
             raise DeliveryFailed(
-                f"lease nearly over ({max(self.remaining(), 0):.1f} s left, {doing} may take {seconds:.0f} s):"
+                f"lease nearly over ({max(self.remaining(), 0):.1f} s left, {doing} may take "
+                f"{seconds:.0f} s):"
                 " not started, the row stays queued"
             )

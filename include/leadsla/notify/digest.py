@@ -84,7 +84,8 @@ def digest_key(recipient: str, channel: str, replaced: list[str]) -> str:
 
 def _item(payload: Mapping[str, Any]) -> dict[str, Any]:
     lead = payload["lead"]
-    url = f"{payload['instance_url'].rstrip('/')}/lightning/r/{lead.get('object_type', 'Lead')}/{lead['id']}/view"
+    base = payload["instance_url"].rstrip("/")
+    url = f"{base}/lightning/r/{lead.get('object_type', 'Lead')}/{lead['id']}/view"
     return {
         "lead": lead,
         "sla_name": payload["sla_name"],
@@ -263,8 +264,8 @@ def digest_slack_message(payload: DigestPayload, key: str) -> dict[str, Any]:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": f"You have had {p.max_alerts} alerts in {p.window_minutes} minutes; these are gathered here "
-                "instead of one message each.",
+                "text": f"You have had {p.max_alerts} alerts in {p.window_minutes} minutes; "
+                "these are gathered here instead of one message each.",
             },
         },
     ]

@@ -146,7 +146,8 @@ class EmailSender:
         A session the server dropped (or a 4xx reply) is reopened and the message sent again, up
         to `send_attempts` times in this call: a dropped session is usually one bad connection,
         and waiting for the next run would cost the alert a minute. A server that cannot be
-        reached at all fails at once with `Deferred` (channel_down). A resend carries the same Message-ID (module docstring).
+        reached at all fails at once with `Deferred` (channel_down). A resend carries the same Message-ID
+        (module docstring).
         With a `deadline`, no send starts within MIN_SEND_S of it and the socket is shut at it.
 
         Raises:

@@ -363,7 +363,8 @@ def slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
                 {
                     "type": "mrkdwn",
                     "text": f"<{p.record_url}|Record {p.lead.id}> · "
-                    f"{'Breached' if p.kind == 'breach' else 'Checkpoint reached'} at {e(local_time(when, tz))} · "
+                    f"{'Breached' if p.kind == 'breach' else 'Checkpoint reached'} at "
+                    f"{e(local_time(when, tz))} · "
                     f"times in {e(tz)}" + (f" · to you as {e(p.roles_text)}" if p.roles else ""),
                 }
             ],

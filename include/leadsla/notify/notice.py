@@ -40,7 +40,8 @@ class NoticePayload(_Payload):
     lines: list[str] = Field(default_factory=list)
     source: str = Field(min_length=1)
     subject: str = ""
-    #: The sentence under the title saying what this notice is; default "Notice from <source> about <subject>".
+    #: The sentence under the title saying what this notice is (default "Notice from <source> about
+    #: <subject>").
     intro: str | None = None
 
     @field_validator("lines")

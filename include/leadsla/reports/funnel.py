@@ -153,7 +153,8 @@ def leakage(c: pd.DataFrame, period: Period, days: int = 7) -> dict:
 
 
 def rejection_trend(data: ReportData, period: Period, weeks: int = 8) -> pd.DataFrame:
-    """Rejects per reason per week (by the week the lead was rejected), the `weeks` weeks ending with the period."""
+    """Rejects per reason per week (the week the lead was rejected), for the `weeks` weeks ending with
+    the period."""
     st = data.stages[data.stages["stage"].isin(REJECTED) & (data.stages["at"] < period.end)]
     st = st.sort_values("at").drop_duplicates("record_id")
     start = pd.Timestamp(period.end) - pd.Timedelta(weeks=weeks)
