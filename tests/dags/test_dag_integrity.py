@@ -171,7 +171,7 @@ def test_the_checks_catch_a_dag_that_breaks_the_rules(tmp_path: Path) -> None:
     assert heavy_top_level_imports(path) == ["sloppy.py:4 imports pandas"]
     assert start_date_problems(path) == [
         "sloppy.py:7 start_date is not in UTC",
-        "sloppy.py:13 start_date is not in UTC",
+        "sloppy.py:14 start_date is not in UTC",
     ]
     (tmp_path / "m.py").write_text(MOVING)
     assert start_date_problems(tmp_path / "m.py") == ["m.py:3 start_date calls now()"]
