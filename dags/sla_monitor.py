@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-CRM_ASSET = Asset("leadsla://store/crm")
+from leadsla.tasks.assets import CRM_ASSET
+
 OWNER = "data-engineering"
 
 
