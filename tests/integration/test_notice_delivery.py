@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from leadsla.notify.delivery import deliver_due
-from leadsla.notify.messages import PayloadError, parse_payload, render_email, render_slack
+from leadsla.notify.payloads import PayloadError, parse_payload
+from leadsla.notify.render import render_email, render_slack
 from leadsla.quality.notice import enqueue_notice
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext

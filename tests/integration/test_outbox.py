@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from leadsla.notify.messages import PayloadError
 from leadsla.notify.outbox import (
     Action,
     backoff,
@@ -19,6 +18,7 @@ from leadsla.notify.outbox import (
     mark_delivered,
     mark_failed,
 )
+from leadsla.notify.payloads import PayloadError
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import audit, outbox
 from tests.notify_fixtures import CLOCK_START, alert_payload

@@ -221,7 +221,8 @@ def test_never_synced_for_31_minutes_is_critical_and_worded_for_a_person(store):
     assert notice["lines"] == [
         f"[critical] {finding.summary}. Fix: {finding.how_to_fix}"
     ]  # no "(0 affected)"
-    from leadsla.notify.notice import NoticePayload, notice_email_message, notice_slack_message
+    from leadsla.notify.notice import notice_email_message, notice_slack_message
+    from leadsla.notify.payloads import NoticePayload
 
     parsed = NoticePayload.parse(notice)
     mail = notice_email_message(parsed)

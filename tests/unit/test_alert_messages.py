@@ -6,15 +6,10 @@ import datetime as dt
 
 import pytest
 
-from leadsla.notify.messages import (
-    AlertPayload,
-    PayloadError,
-    email_message,
-    local_time,
-    slack_escape,
-    slack_message,
-    words_duration,
-)
+from leadsla.notify.alert import alert_email_message as email_message
+from leadsla.notify.alert import alert_slack_message as slack_message
+from leadsla.notify.formatting import local_time, slack_escape, words_duration
+from leadsla.notify.payloads import AlertPayload, PayloadError
 from tests.notify_fixtures import alert_payload
 
 

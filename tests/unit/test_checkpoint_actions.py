@@ -260,7 +260,9 @@ def test_a_caught_up_breach_states_the_overdue_time_at_the_run_not_at_the_checkp
     assert slack.payload["elapsed_seconds"] == elapsed_now
     assert slack.payload["remaining_seconds"] == -(elapsed_now - 24 * 3600)
     assert slack.payload["evaluated_at"] == now.isoformat()
-    from leadsla.notify.messages import AlertPayload, email_message, slack_message
+    from leadsla.notify.alert import alert_email_message as email_message
+    from leadsla.notify.alert import alert_slack_message as slack_message
+    from leadsla.notify.payloads import AlertPayload
 
     p = AlertPayload.parse(slack.payload)
     message = slack_message(p, slack.key)
@@ -289,7 +291,8 @@ def test_a_late_warning_states_the_time_left_at_the_run():
     )
     mail = next(a for a in plan.actions if a.recipient == "rita@example.com" and a.channel == "email")
     assert (mail.payload["elapsed_seconds"], mail.payload["remaining_seconds"]) == (13200, 1200)
-    from leadsla.notify.messages import AlertPayload, email_message
+    from leadsla.notify.alert import alert_email_message as email_message
+    from leadsla.notify.payloads import AlertPayload
 
     text = email_message(AlertPayload.parse(mail.payload)).text
     assert "assigned 3 hours 40 minutes ago. 20 minutes remain" in text

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.health.finding import Finding
-from leadsla.notify.messages import short_duration
+from leadsla.notify.formatting import short_duration
 from leadsla.store import schema
 
 HOW_TO_FIX = (

@@ -23,7 +23,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.notify.deadline import SendDeadline
-from leadsla.notify.messages import PayloadError
 from leadsla.notify.outbox import (
     CHANNELS,
     DEFAULT_LEASE,
@@ -39,6 +38,7 @@ from leadsla.notify.outbox import (
     renew,
 )
 from leadsla.notify.outcome import CHANNEL_DOWN, Deferred, Delivered, DeliveryFailed
+from leadsla.notify.payloads import PayloadError
 from leadsla.store.audit import AuditContext
 
 log = logging.getLogger(__name__)

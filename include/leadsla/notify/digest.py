@@ -1,16 +1,7 @@
-"""Per-recipient rate limit: beyond N messages to one person in M minutes, one digest instead.
+"""A digest (one person's warnings beyond the rate limit, gathered) rendered for Slack and e-mail.
 
-`roll_up` runs in the monitor's transaction, after the new messages are queued and before any is
-delivered. Per (recipient, channel) it counts what that person already got or will surely get in
-the window (delivered rows, plus pending rows that cannot be digested: breaches, notices,
-digests, rows already attempted); the remaining allowance goes to the oldest due warnings; the
-rest become ONE digest row. Its idempotency key is derived from the keys of the rows it
-replaces, which are marked ``digested`` (audited ``message_digested``, naming the digest), so a
-rerun finds nothing left to roll up and queues nothing new.
-
-Never digests a breach (breaches are never held back), a row a worker may have sent (attempts > 0
-or a live lease), or a row held by quiet hours (it is not due yet). A single extra warning goes
-as itself: a digest of one is no saving. Never sends; every time comes from the caller.
+Which warnings a digest replaces is decided in `leadsla.decisions.digest`; this module renders
+the payload. Lead text is escaped (Slack) or autoescaped (HTML). Renders only.
 """
 
 from __future__ import annotations
@@ -20,60 +11,94 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, Field
 
-from leadsla.notify.messages import (
+from leadsla.notify.formatting import (
     METADATA_EVENT_TYPE,
     EmailContent,
-    LeadInfo,
-    Recipient,
-    _jinja,
-    _Model,
-    _Payload,
     local_time,
     one_line,
     short_duration,
     slack_escape,
+    templates,
 )
 from leadsla.notify.outbox import CHANNELS
+from leadsla.notify.payloads import DigestPayload
 from leadsla.store.audit import AuditContext, record_many
 from leadsla.store.schema import outbox
 
-#: The outbox `sla_id`/`checkpoint` of digest rows (they belong to no single clock).
+
+def digest_slack_message(payload: DigestPayload, key: str) -> dict[str, Any]:
+    """`chat.postMessage` arguments: one line per lead (escaped), each with our record link."""
+    p = payload
+    e = slack_escape
+    tz = p.recipient.timezone
+    lines = [
+        f"• <{i.record_url}|{e(one_line(i.lead.name))}>"
+        + (f" at {e(one_line(i.lead.company))}" if i.lead.company else "")
+        + f" ({e(one_line(i.lead.tier)) or '-'}, {e(i.sla_name)}): "
+        + f"{short_duration(i.remaining_seconds)} left, deadline {e(local_time(i.deadline, tz))}"
+        for i in p.items
+    ]
+    title = f"SLA digest: {len(p.items)} more warnings"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"You have had {p.max_alerts} alerts in {p.window_minutes} minutes; "
+                "these are gathered here instead of one message each.",
+            },
+        },
+    ]
+    chunk = ""
+    for line in lines:
+        if chunk and len(chunk) + len(line) + 1 > 2900:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line[:2900]
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"times in {e(tz)}"}]})
+    return {
+        "text": title,
+        "blocks": blocks[:50],
+        "metadata": {"event_type": METADATA_EVENT_TYPE, "event_payload": {"idempotency_key": key}},
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def digest_email_message(payload: DigestPayload) -> EmailContent:
+    """Subject, HTML (autoescaped) and text from include/templates/email/digest.*."""
+    p = payload
+    tz = p.recipient.timezone
+    items = [
+        {
+            "name": one_line(i.lead.name),
+            "company": one_line(i.lead.company),
+            "tier": one_line(i.lead.tier),
+            "sla_name": i.sla_name,
+            "remaining": short_duration(i.remaining_seconds),
+            "deadline": local_time(i.deadline, tz),
+            "owner": one_line(i.owner),
+            "url": i.record_url,
+        }
+        for i in p.items
+    ]
+    values = {"p": p, "items": items, "timezone": tz}
+    env = templates()
+    return EmailContent(
+        subject=f"SLA digest: {len(items)} more warnings",
+        html=env.get_template("email/digest.html").render(values),
+        text=env.get_template("email/digest.txt").render(values),
+        high_priority=False,
+    )
+
+
 DIGEST = "digest"
-
-
-class DigestItem(_Model):
-    lead: LeadInfo
-    sla_name: str
-    remaining_seconds: int
-    deadline: AwareDatetime
-    owner: str
-    record_url: str
-
-
-class DigestPayload(_Payload):
-    """The schema of a digest's ``outbox.payload``: the warnings it replaces, summarised."""
-
-    label: ClassVar[str] = "digest"
-
-    kind: Literal["digest"]
-    recipient: Recipient
-    window_minutes: int = Field(ge=1)
-    max_alerts: int = Field(ge=1)
-    items: list[DigestItem] = Field(min_length=2)
-    replaces: list[str] = Field(min_length=2)
-
-    @property
-    def fallback_channel(self) -> str | None:
-        return self.recipient.slack_fallback_channel
-
-    @property
-    def high_priority(self) -> bool:
-        return False  # warnings only; breaches are never digested
 
 
 def digest_key(recipient: str, channel: str, replaced: list[str]) -> str:
@@ -240,74 +265,3 @@ def _mark_digested(conn: sa.Connection, row: Any, now: dt.datetime) -> bool:
         .values(status="digested", last_error=None)
     )
     return result.rowcount == 1
-
-
-# --- rendering --------------------------------------------------------------------------------
-
-
-def digest_slack_message(payload: DigestPayload, key: str) -> dict[str, Any]:
-    """`chat.postMessage` arguments: one line per lead (escaped), each with our record link."""
-    p = payload
-    e = slack_escape
-    tz = p.recipient.timezone
-    lines = [
-        f"• <{i.record_url}|{e(one_line(i.lead.name))}>"
-        + (f" at {e(one_line(i.lead.company))}" if i.lead.company else "")
-        + f" ({e(one_line(i.lead.tier)) or '-'}, {e(i.sla_name)}): "
-        + f"{short_duration(i.remaining_seconds)} left, deadline {e(local_time(i.deadline, tz))}"
-        for i in p.items
-    ]
-    title = f"SLA digest: {len(p.items)} more warnings"
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}},
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": f"You have had {p.max_alerts} alerts in {p.window_minutes} minutes; "
-                "these are gathered here instead of one message each.",
-            },
-        },
-    ]
-    chunk = ""
-    for line in lines:
-        if chunk and len(chunk) + len(line) + 1 > 2900:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
-            chunk = ""
-        chunk = f"{chunk}\n{line}" if chunk else line[:2900]
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"times in {e(tz)}"}]})
-    return {
-        "text": title,
-        "blocks": blocks[:50],
-        "metadata": {"event_type": METADATA_EVENT_TYPE, "event_payload": {"idempotency_key": key}},
-        "unfurl_links": False,
-        "unfurl_media": False,
-    }
-
-
-def digest_email_message(payload: DigestPayload) -> EmailContent:
-    """Subject, HTML (autoescaped) and text from include/templates/email/digest.*."""
-    p = payload
-    tz = p.recipient.timezone
-    items = [
-        {
-            "name": one_line(i.lead.name),
-            "company": one_line(i.lead.company),
-            "tier": one_line(i.lead.tier),
-            "sla_name": i.sla_name,
-            "remaining": short_duration(i.remaining_seconds),
-            "deadline": local_time(i.deadline, tz),
-            "owner": one_line(i.owner),
-            "url": i.record_url,
-        }
-        for i in p.items
-    ]
-    values = {"p": p, "items": items, "timezone": tz}
-    env = _jinja()
-    return EmailContent(
-        subject=f"SLA digest: {len(items)} more warnings",
-        html=env.get_template("email/digest.html").render(values),
-        text=env.get_template("email/digest.txt").render(values),
-        high_priority=False,
-    )

@@ -30,9 +30,10 @@ from email.utils import format_datetime
 from typing import Any
 
 from leadsla.notify.deadline import SendDeadline
-from leadsla.notify.messages import parse_payload, render_email
 from leadsla.notify.outbox import Claimed
 from leadsla.notify.outcome import CHANNEL_DOWN, Deferred, Delivered, DeliveryFailed
+from leadsla.notify.payloads import parse_payload
+from leadsla.notify.render import render_email
 
 log = logging.getLogger(__name__)
 

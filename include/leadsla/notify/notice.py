@@ -1,61 +1,21 @@
-"""Operational notices (a data-quality incident, a health digest): their payload and renderings.
+"""A notice (about the system itself, not a lead's clock) rendered for Slack and e-mail.
 
-A notice is about the system itself, not about a lead's clock; `leadsla.quality.notice` queues
-it with payload ``{"kind": "notice", "title", "severity", "lines", "source", "subject"}``. This
-module validates that payload and renders it for Slack (Block Kit plus an escaped text
-fallback) and e-mail (``include/templates/email/notice.{html,txt}``, HTML autoescaped). Every
-line may quote lead or CRM text, so all of it is escaped like lead text. Renders only: never
-sends, never reads the clock or the store.
+Every line may quote lead or CRM text, so all of it is escaped like lead text (Slack) or
+autoescaped (HTML, include/templates/email/notice.*). Renders only: never sends, reads the clock
+or the store.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
-
-from leadsla.notify.messages import (
-    METADATA_EVENT_TYPE,
-    EmailContent,
-    _jinja,
-    _Payload,
-    one_line,
-    slack_escape,
-)
+from leadsla.notify.formatting import METADATA_EVENT_TYPE, EmailContent, one_line, slack_escape, templates
+from leadsla.notify.payloads import NoticePayload
 
 #: Slack allows 3,000 characters per section text and 50 blocks per message.
 _SECTION_CHARS = 2900
 _MAX_LINE_BLOCKS = 20
 _SEVERITY_MARK = {"info": "Info", "warning": "Warning", "critical": "CRITICAL"}
-
-
-class NoticePayload(_Payload):
-    """The schema of a notice's ``outbox.payload``."""
-
-    label: ClassVar[str] = "notice"
-
-    kind: Literal["notice"]
-    title: str = Field(min_length=1)
-    severity: Literal["info", "warning", "critical"]
-    lines: list[str] = Field(default_factory=list)
-    source: str = Field(min_length=1)
-    subject: str = ""
-    #: The sentence under the title saying what this notice is (default "Notice from <source> about
-    #: <subject>").
-    intro: str | None = None
-
-    @field_validator("lines")
-    @classmethod
-    def _lines(cls, v: list[str]) -> list[str]:
-        return [str(line) for line in v]
-
-    @property
-    def fallback_channel(self) -> str | None:
-        return None  # a notice names its channel or mailbox as the recipient itself
-
-    @property
-    def high_priority(self) -> bool:
-        return self.severity == "critical"
 
 
 def _line_sections(lines: list[str]) -> list[dict[str, Any]]:
@@ -115,7 +75,7 @@ def notice_email_message(payload: NoticePayload) -> EmailContent:
     p = payload
     values = {"p": p, "severity": _SEVERITY_MARK[p.severity], "lines": [one_line(line) for line in p.lines]}
     prefix = "[CRITICAL] " if p.high_priority else ""
-    env = _jinja()
+    env = templates()
     return EmailContent(
         subject=one_line(f"{prefix}{p.title}")[:250],
         html=env.get_template("email/notice.html").render(values),

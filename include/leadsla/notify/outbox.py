@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.notify.payloads import parse_payload
 from leadsla.store.audit import AuditContext, record, record_many
 from leadsla.store.schema import outbox
 from leadsla.store.upsert import insert_new
@@ -87,7 +88,7 @@ def idempotency_key(
 class Action:
     """One message to send: who, how, about which clock checkpoint, and what to say.
 
-    `payload` follows `leadsla.notify.messages.AlertPayload` or another kind `parse_payload`
+    `payload` follows `leadsla.notify.payloads.AlertPayload` or another kind `parse_payload`
     knows (validated on enqueue).
     `not_before` defaults to the enqueue time (quiet hours set it later).
     """
@@ -165,11 +166,9 @@ def enqueue(
         The idempotency keys that were new.
 
     Raises:
-        leadsla.notify.messages.PayloadError: an action's payload does not follow the schema.
+        leadsla.notify.payloads.PayloadError: an action's payload does not follow the schema.
         ValueError: naive times or an unknown channel.
     """
-    from leadsla.notify.messages import parse_payload  # validation only; keeps import light
-
     new_keys: list[str] = []
     audits: list[dict[str, Any]] = []
     for action in actions:

@@ -35,9 +35,11 @@ from http.client import HTTPException
 from typing import Any
 
 from leadsla.notify.deadline import SendDeadline
-from leadsla.notify.messages import METADATA_EVENT_TYPE, parse_payload, render_slack
+from leadsla.notify.formatting import METADATA_EVENT_TYPE
 from leadsla.notify.outbox import Claimed
 from leadsla.notify.outcome import CHANNEL_DOWN, RATE_LIMITED, Deferred, Delivered, DeliveryFailed
+from leadsla.notify.payloads import parse_payload
+from leadsla.notify.render import render_slack
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,137 @@
+"""An alert (a clock's warning or breach) rendered for Slack (Block Kit) and e-mail.
+
+Every piece of lead or person text is escaped (Slack) or autoescaped (HTML); times are shown in
+the recipient's IANA timezone. Renders only: never sends, reads the clock or the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leadsla.notify.formatting import (
+    LATE_AFTER,
+    METADATA_EVENT_TYPE,
+    EmailContent,
+    local_time,
+    one_line,
+    short_duration,
+    slack_escape,
+    templates,
+    utc_time,
+    words_duration,
+)
+from leadsla.notify.payloads import AlertPayload
+
+
+def _title(p: AlertPayload) -> str:
+    if p.kind == "breach":
+        return f"SLA breached: {p.sla_name}"
+    label = p.checkpoint_label or f"{short_duration(p.remaining_seconds)} left"
+    return f"SLA warning: {p.sla_name} ({label})"
+
+
+def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
+    """The `chat.postMessage` arguments (text, blocks, metadata) for one alert.
+
+    Every piece of lead or person text goes through `slack_escape`; the only link is ours,
+    built from a validated instance URL and record id.
+    """
+    p = payload
+    tz = p.recipient.timezone
+    e = slack_escape
+    if p.overdue:
+        remaining = f"*Overdue by {short_duration(p.remaining_seconds)}*"
+    else:
+        remaining = f"{short_duration(p.remaining_seconds)} (deadline {e(local_time(p.deadline, tz))})"
+    lead_line = f"*{e(p.lead.name)}*" + (f" at {e(p.lead.company)}" if p.lead.company else "")
+    fields = [
+        f"*Lead*\n{e(p.lead.name)}",
+        f"*Company*\n{e(p.lead.company) or '-'}",
+        f"*Source*\n{e(p.lead.source) or '-'}",
+        f"*Tier*\n{e(p.lead.tier) or '-'}",
+        f"*Business time elapsed*\n{short_duration(p.elapsed_seconds)} of {short_duration(p.target_seconds)}"
+        f" (as of {e(local_time(p.as_of, tz))})",
+        f"*{'Overdue' if p.overdue else 'Remaining'}*\n{remaining}",
+        f"*Owner*\n{e(p.owner.name)}",
+        f"*Owner's open clocks*\n{p.open_clocks}",
+    ]
+    when = p.breached_at if (p.kind == "breach" and p.breached_at) else p.due_at
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": e(_title(p))[:150], "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{lead_line} needs attention."}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Open in Salesforce"},
+                    "url": p.record_url,
+                    "action_id": "open_record",
+                }
+            ],
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"<{p.record_url}|Record {p.lead.id}> · "
+                    f"{'Breached' if p.kind == 'breach' else 'Checkpoint reached'} at "
+                    f"{e(local_time(when, tz))} · "
+                    f"times in {e(tz)}" + (f" · to you as {e(p.roles_text)}" if p.roles else ""),
+                }
+            ],
+        },
+    ]
+    text = f"{e(_title(p))}: {e(p.lead.name)} ({remaining.replace('*', '')})"
+    return {
+        "text": text,
+        "blocks": blocks,
+        "metadata": {"event_type": METADATA_EVENT_TYPE, "event_payload": {"idempotency_key": key}},
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def alert_email_message(payload: AlertPayload) -> EmailContent:
+    """Subject, HTML and plain-text bodies for one alert, from include/templates/email/."""
+    p = payload
+    tz = p.recipient.timezone
+    team_tz = p.team.timezone if p.team else tz
+    tier = one_line(p.lead.tier) or "Qualified"
+    values = {
+        "p": p,
+        "tier": tier,
+        "lead_name": one_line(p.lead.name),
+        "elapsed_words": words_duration(p.elapsed_seconds),
+        "remaining_words": words_duration(p.remaining_seconds),
+        "as_of_local": local_time(p.as_of, tz),
+        "checkpoint_local": local_time(p.due_at, tz),
+        "late": p.evaluated_at is not None and p.evaluated_at - p.due_at >= LATE_AFTER,
+        "roles_text": p.roles_text,
+        "overdue": p.overdue,
+        "deadline_local": local_time(p.deadline, tz),
+        "timezone": tz,
+        "record_url": p.record_url,
+        "breached_local": local_time(p.breached_at or p.deadline, team_tz),
+        "breached_utc": utc_time(p.breached_at or p.deadline),
+        "team_timezone": team_tz,
+        "team_name": p.team.name if p.team else None,
+    }
+    if p.kind == "breach":
+        subject = (
+            f"[HIGH PRIORITY] SLA breached: {tier} lead {values['lead_name']} ({one_line(p.owner.name)})"
+        )
+    else:
+        left = (
+            f"overdue by {values['remaining_words']}" if p.overdue else f"{values['remaining_words']} remain"
+        )
+        subject = f"SLA warning: {tier} lead {values['lead_name']} - {left}"
+    env = templates()
+    return EmailContent(
+        subject=one_line(subject)[:250],
+        html=env.get_template(f"email/{p.kind}.html").render(values),
+        text=env.get_template(f"email/{p.kind}.txt").render(values),
+        high_priority=p.kind == "breach",
+    )
