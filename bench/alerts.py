@@ -41,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 
 import sqlalchemy as sa  # noqa: E402
 
+from leadsla.decisions.plan import Message  # noqa: E402
 from leadsla.notify.delivery import DEFAULT_BUDGET, deliver_due  # noqa: E402
 from leadsla.notify.email import EmailSender  # noqa: E402
-from leadsla.notify.outbox import DEFAULT_LEASE, Action, claim, enqueue  # noqa: E402
+from leadsla.notify.outbox import DEFAULT_LEASE, claim, enqueue  # noqa: E402
 from leadsla.notify.slack import SlackSender  # noqa: E402
 from leadsla.store import open_store  # noqa: E402
 from leadsla.store.audit import AuditContext  # noqa: E402
@@ -190,7 +191,7 @@ def main() -> None:
     faults["slack_lookup_500"] = 30  # noqa: E702
 
     zones = ["America/New_York", "America/Los_Angeles", "Europe/London", "Asia/Kolkata"]
-    plan: dict[int, list[Action]] = {}
+    plan: dict[int, list[Message]] = {}
     for i in range(2 * ALERTS_PER_CHANNEL):
         rnd = i % DUE_ROUNDS
         due = T0 + dt.timedelta(minutes=rnd)
@@ -198,7 +199,7 @@ def main() -> None:
         kind = "breach" if i % 3 == 0 else "warning"
         person = people[i % len(people)]
         plan.setdefault(rnd, []).append(
-            Action(
+            Message(
                 "mql_to_sal",
                 f"00Q{i:015d}",
                 T0 - dt.timedelta(hours=2),

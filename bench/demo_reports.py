@@ -60,12 +60,12 @@ def main() -> int:
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     out: dict = {"backlog_hours": args.backlog_hours}
     with contextlib.redirect_stdout(sys.stderr):
-        from leadsla.crm import sync
-        from leadsla.monitor import run_monitor
         from leadsla.reports.run import build_for
         from leadsla.reports.schedule import report_schedule
         from leadsla.store import open_store
         from leadsla.store.audit import AuditContext
+        from leadsla.tasks import sync
+        from leadsla.tasks.monitor import run_monitor
         from sandbox import salesforce_api
         from sandbox.devstack import _store_ready, demo_report_periods
         from sandbox.simulate import run

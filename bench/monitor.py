@@ -1,4 +1,4 @@
-"""The monitor's evaluate-and-enqueue step (`leadsla.monitor.run_monitor`) on the demo org's
+"""The monitor's evaluate-and-enqueue step (`leadsla.tasks.monitor.run_monitor`) on the demo org's
 first start: seed a new demo org with its backlog (two weeks by default), back-fill the store
 through the Salesforce stand-in (crm_sync's tasks), then time the first evaluation (every clock
 new, the backlog's due checkpoints queued) and steady-state runs one minute apart with nothing new
@@ -46,11 +46,11 @@ def main() -> int:
     with contextlib.redirect_stdout(sys.stderr):
         import sqlalchemy as sa
 
-        from leadsla.crm import sync
-        from leadsla.monitor import run_monitor
         from leadsla.policy import load_policy
         from leadsla.store import open_store, schema
         from leadsla.store.audit import AuditContext
+        from leadsla.tasks import sync
+        from leadsla.tasks.monitor import run_monitor
         from sandbox import salesforce_api
         from sandbox.simulate import run
 

@@ -48,14 +48,14 @@ def crm_sync():
     @task
     def check_mapping(**context) -> dict:
         """Check the field mapping against the org's describe() (cached per mapping, daily)."""
-        from leadsla.crm.sync import run_mapping_check
+        from leadsla.tasks.sync import run_mapping_check
 
         return run_mapping_check(run_id=context["run_id"])
 
     def _sync(group: str, context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from leadsla.crm.sync import run_group
+        from leadsla.tasks.sync import run_group
 
         summary = run_group(group, run_id=context["run_id"])
         if summary["status"] == "limited":
@@ -76,21 +76,18 @@ def crm_sync():
     @task(trigger_rule="none_failed")
     def replay_quarantine(**context) -> dict:
         """Re-validate held (quarantined) rows; those that now pass are landed and released."""
-        from leadsla.crm.sync import run_replay
+        from leadsla.tasks.sync import run_replay
 
         return run_replay(run_id=context["run_id"])
 
     @task(trigger_rule="none_failed")
     def report(**context) -> dict:
         """Calls used, records changed, the org's remaining allowance, the budget warning."""
-        from leadsla.crm.sync import run_report
-        from leadsla.store.audit import AuditContext
+        from leadsla.tasks.context import audit_context
+        from leadsla.tasks.sync import run_report
 
-        ti = context["ti"]
-        return run_report(
-            [ti.xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")],
-            context=AuditContext.from_task_context(context),
-        )
+        summaries = [context["ti"].xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")]
+        return run_report(summaries, context=audit_context(context))
 
     @task(outlets=[CRM_ASSET])
     def publish(summary: dict) -> int:

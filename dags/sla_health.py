@@ -32,19 +32,10 @@ OWNER = "revops"
 def sla_health():
     @task
     def check(**context) -> dict:
-        """Run every check; store findings; queue one RevOps digest."""
-        from leadsla.health.run import run_health
-        from leadsla.policy import load_policy
-        from leadsla.quality.rules import load
-        from leadsla.store import open_store
+        """Run every check against the active policy; store findings; queue one RevOps digest."""
+        from leadsla.tasks import health
 
-        engine = open_store()
-        try:
-            return run_health(
-                engine, context["dag_run"].run_after, load_policy(), load().health, run_id=context["run_id"]
-            )
-        finally:
-            engine.dispose()
+        return health.check(context)
 
     check()
 

@@ -8,14 +8,14 @@ run decides the same; every side effect is keyed (outbox idempotency keys), so i
 Tasks
 - **evaluate**: load the store's CRM mirror, evaluate the clocks, and in one transaction persist
   them, audit clock starts/stops and due/superseded checkpoints, queue Slack/e-mail messages and
-  breach actions (`leadsla.monitor.run_monitor`).
+  breach actions (`leadsla.tasks.monitor`).
 - **deliver**: send due messages from the outbox under short leases, and keep at it for up to
   45 s of the minute (`LEADSLA_DELIVERY_BUDGET_S`): a failed send is retried 5 s and 15 s later,
   rows of a killed deliverer are taken once their 25 s lease lapses (`leadsla.notify.delivery`).
 - **escalate**: reassign breached leads to the manager or the "Breached SLA" queue and lock them
-  for 24 h through the CRM write-back (`leadsla.escalation`); first, keep existing locks: an
+  for 24 h through the CRM write-back (`leadsla.escalation.breach`); first, keep existing locks: an
   automated reassignment of a locked lead is put back and its holder told; the holder's own
-  owner or status change releases the lock (`keep_locks`).
+  owner or status change releases the lock (`leadsla.escalation.locks`).
 
 Connections: `leadsla_store`, `salesforce_default`, `slack_api_default`, `smtp_default`.
 """
@@ -29,10 +29,6 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from leadsla.tasks.assets import CRM_ASSET
 
 OWNER = "data-engineering"
-
-
-def _run_time(context) -> dt.datetime:
-    return context["dag_run"].run_after
 
 
 @dag(
@@ -50,35 +46,25 @@ def sla_monitor():
     @task
     def evaluate(**context) -> dict:
         """Clocks at the run's time -> clocks table, audit, outbox (one transaction)."""
-        from leadsla.monitor import run_monitor
-        from leadsla.store import open_store
-        from leadsla.store.audit import AuditContext
+        from leadsla.tasks import monitor
 
-        return run_monitor(open_store(), _run_time(context), AuditContext.from_task_context(context))
+        return monitor.evaluate(context)
 
     @task
     def escalate(summary: dict, **context) -> dict:
         """Lock keeping first (what the sync just landed), then new breach actions, via the CRM write-back."""
-        from leadsla.escalation import keep_locks, run_escalations
-        from leadsla.store import open_store
-        from leadsla.store.audit import AuditContext
+        from leadsla.tasks import monitor
 
-        engine, at, ctx = open_store(), _run_time(context), AuditContext.from_task_context(context)
-        return {"locks": keep_locks(engine, at, ctx), "escalations": run_escalations(engine, at, ctx)}
+        return monitor.escalate(context)
 
     # The budget keeps a try inside its minute; the timeout only catches a hung one (budget plus
     # one lease-bounded send fit well inside it), and its retry takes the rows up again.
     @task(execution_timeout=dt.timedelta(seconds=110))
     def deliver(summary: dict, **context) -> dict:
         """Due Slack and e-mail messages for up to the delivery budget; leases run on the wall clock."""
-        from leadsla.notify.delivery import budget_from_env, deliver_due
-        from leadsla.store import open_store
-        from leadsla.store.audit import AuditContext
+        from leadsla.tasks import monitor
 
-        # Leases are about real concurrency: read the clock right before delivering (the try's
-        # start_date is seconds earlier: parsing, imports), so no lease ends before its holder thinks.
-        engine, ctx = open_store(), AuditContext.from_task_context(context)
-        return deliver_due(engine, dt.datetime.now(dt.UTC), ctx, budget=budget_from_env())
+        return monitor.deliver(context)
 
     summary = evaluate()
     escalate(summary)

@@ -468,7 +468,7 @@ def synced(
 ) -> None:
     """Record a successful CRM sync of every object group (crm_fields.yaml) that started at `started`,
     as `leadsla.crm.sync.sync_group` does, and (unless `evaluated` is False) the monitor evaluation
-    that follows it, as `leadsla.monitor.run_monitor` does: reports are built only on a mirror synced
+    that follows it, as `leadsla.tasks.monitor.run_monitor` does: reports are built only on a mirror synced
     past their period and clocks evaluated since."""
     from leadsla.store import schema as s
 

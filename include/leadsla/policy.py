@@ -14,6 +14,7 @@ network; the engine decides what a policy means for a clock.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -514,15 +515,24 @@ def policy_from_dict(data: Any, source: str = "<policy>") -> Policy:
     return policy
 
 
+def active_policy_path() -> Path:
+    """The policy this deployment enforces: $LEADSLA_POLICY_PATH, else the shipped file.
+
+    Every pipeline (monitor, escalation, health, reports) and the CLI read the policy through
+    this one rule, so no part judges by a different policy than the monitor enforces.
+    """
+    return Path(os.environ.get("LEADSLA_POLICY_PATH") or DEFAULT_POLICY_PATH)
+
+
 def load_policy(path: str | Path | None = None) -> Policy:
-    """Load and validate a policy YAML file (default: the shipped include/config/sla_policy.yaml).
+    """Load and validate a policy YAML file (default: the active policy, `active_policy_path()`).
 
     Raises:
         PolicyError: the file is missing, not YAML, or invalid; the message names the file.
     """
     import yaml
 
-    path = Path(path) if path is not None else DEFAULT_POLICY_PATH
+    path = Path(path) if path is not None else active_policy_path()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

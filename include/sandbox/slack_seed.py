@@ -15,7 +15,6 @@ same seed gives the same people. Sandbox only: never used by production code pat
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -85,7 +84,7 @@ def write_seed(slack_dir: Path, *, org_db: Path | None = None, seed: int = DEMO_
     from leadsla.paths import config_dir
     from leadsla.policy import load_policy
 
-    policy = load_policy(os.environ.get("LEADSLA_POLICY_PATH") or None)
+    policy = load_policy()
     quality_path = config_dir() / "quality.yaml"
     quality = yaml.safe_load(quality_path.read_text(encoding="utf-8")) if quality_path.exists() else {}
     users = demo_users(org_db, seed)

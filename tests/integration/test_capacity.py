@@ -1,5 +1,6 @@
-"""Systemic breach (leadsla.capacity): one capacity alert per team and day to leadership, the
-team's VP breach messages rolled up into it; on both store backends."""
+"""Systemic breach: one capacity alert per team and day to leadership, the team's VP breach messages
+rolled up into it. Decided by `leadsla.decisions.capacity` from the outbox's state, applied by
+`leadsla.notify.outbox.apply` on both store backends."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import datetime as dt
 import pandas as pd
 import sqlalchemy as sa
 
-from leadsla.capacity import roll_up_capacity, systemic_teams
-from leadsla.notify.outbox import Action, enqueue
+from leadsla.decisions.capacity import decide_capacity, systemic_teams
+from leadsla.decisions.plan import Message, Plan
+from leadsla.notify import outbox as outbox_module
+from leadsla.notify.outbox import enqueue
 from leadsla.policy import load_policy
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import audit, outbox
@@ -20,6 +23,15 @@ CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="evaluate",
 DAY = dt.datetime(2026, 11, 17, 14, 0, tzinfo=dt.UTC)  # Tuesday 09:00 New York
 NOW = DAY + dt.timedelta(hours=8)  # 17:00 New York
 VPS = {"vp.sales@example.com", "vp.marketing@example.com", "vp.revops@example.com"}
+
+
+def roll_up_capacity(conn, frame: pd.DataFrame, policy, now: dt.datetime, context) -> dict[str, int]:
+    """The monitor's capacity step: decide from the outbox's state, then apply."""
+    state = outbox_module.queue_state(conn, now, window_minutes=10)
+    notices, roll_ups = decide_capacity(frame, policy, now, state.rows, state.handled)
+    applied = outbox_module.apply(conn, Plan(notices=notices, roll_ups=roll_ups), now, context)
+    teams = len(systemic_teams(frame, policy, now))
+    return {"teams": teams, "alerts": applied["notices"], "rolled_up": applied["rolled_up"]}
 
 
 def clocks(team: str, started: int, breached: int, *, day: dt.datetime = DAY) -> pd.DataFrame:
@@ -39,7 +51,7 @@ def clocks(team: str, started: int, breached: int, *, day: dt.datetime = DAY) ->
     return pd.DataFrame(rows)
 
 
-def breach_actions(frame: pd.DataFrame, recipients) -> list[Action]:
+def breach_actions(frame: pd.DataFrame, recipients) -> list[Message]:
     out = []
     for r in frame[frame["breached_at"].notna()].to_dict("records"):
         for rcpt in recipients:
@@ -49,7 +61,7 @@ def breach_actions(frame: pd.DataFrame, recipients) -> list[Action]:
                 team={"name": r["team"], "timezone": "America/New_York"},
             )
             out.append(
-                Action(
+                Message(
                     "sales_touch",
                     r["record_id"],
                     r["clock_start"].to_pydatetime()

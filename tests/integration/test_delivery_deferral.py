@@ -13,8 +13,9 @@ import urllib.error
 
 import sqlalchemy as sa
 
+from leadsla.decisions.plan import Message
 from leadsla.notify.delivery import PROBE_INTERVAL, deliver_due
-from leadsla.notify.outbox import DEFAULT_LEASE, Action, claim, enqueue, mark_failed
+from leadsla.notify.outbox import DEFAULT_LEASE, claim, enqueue, mark_failed
 from leadsla.notify.outcome import Deferred
 from leadsla.notify.slack import _unreachable
 from leadsla.store.audit import AuditContext
@@ -34,8 +35,8 @@ def engine_at(tmp_path):
     return open_store(f"sqlite:///{tmp_path / 'store.db'}")
 
 
-def action(i: int, channel: str, recipient: dict = REP) -> Action:
-    return Action(
+def action(i: int, channel: str, recipient: dict = REP) -> Message:
+    return Message(
         "mql_to_sal",
         f"00Q00000000000{i}AAA",
         CLOCK_START,

@@ -1,5 +1,6 @@
-"""Per-recipient rate limit with digest (leadsla.notify.digest): on both store backends, then
-delivered through the Slack stand-in and the SMTP sink."""
+"""Per-recipient rate limit with digest: decided by `leadsla.decisions.digest` from the outbox's
+state, applied by `leadsla.notify.outbox.apply` on both store backends, then delivered through the
+Slack stand-in and the SMTP sink. The pure decision is tested without a store at the end."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from leadsla.decisions.digest import decide_digests
+from leadsla.decisions.keys import digest_key
+from leadsla.decisions.plan import Message, Plan, Queued
+from leadsla.notify import outbox as outbox_module
 from leadsla.notify.delivery import deliver_due
-from leadsla.notify.digest import digest_key, roll_up
-from leadsla.notify.outbox import Action, claim, enqueue
+from leadsla.notify.outbox import claim, enqueue
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import audit, outbox
 from tests.notify_fixtures import CLOCK_START, REP, alert_payload
@@ -20,9 +24,9 @@ T = dt.datetime(2026, 3, 9, 16, 0, tzinfo=dt.UTC)
 CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="evaluate", try_number=1)
 
 
-def warnings_for(n: int, channel: str = "email", *, start: int = 0, kind: str = "warning") -> list[Action]:
+def warnings_for(n: int, channel: str = "email", *, start: int = 0, kind: str = "warning") -> list[Message]:
     return [
-        Action(
+        Message(
             "mql_to_sal",
             f"00Q{i:015d}",
             CLOCK_START,
@@ -42,6 +46,15 @@ def warnings_for(n: int, channel: str = "email", *, start: int = 0, kind: str = 
         )
         for i in range(start, start + n)
     ]
+
+
+def roll_up(conn, now: dt.datetime, *, max_alerts: int, window_minutes: int, context) -> list[str]:
+    """The monitor's digest step: decide from the outbox's state, then apply; the new digest keys."""
+    state = outbox_module.queue_state(conn, now, window_minutes=window_minutes)
+    digests = decide_digests(state.rows, now, max_alerts=max_alerts, window_minutes=window_minutes)
+    before = {d.key for d in digests}
+    assert outbox_module.apply(conn, Plan(digests=digests), now, context)["digests"] == len(before)
+    return [d.key for d in digests]
 
 
 def statuses(engine) -> dict[str, int]:
@@ -89,7 +102,7 @@ def test_beyond_the_limit_one_digest_replaces_the_rest_and_a_rerun_adds_nothing(
 def test_breaches_claimed_rows_and_quiet_hours_are_never_digested(store) -> None:
     later = T + dt.timedelta(hours=10)
     quiet = [
-        Action(
+        Message(
             a.sla_id,
             a.record_id,
             a.clock_start,
@@ -163,3 +176,61 @@ def test_digest_is_delivered_once_by_slack_and_email_escaped(tmp_path, slack_api
     assert "Lead 3 &lt;!here&gt;" in html and "Co &amp; Sons" in html and mail["X-Priority"] is None
     assert "Lead 6 <!here> at Co & Sons" in mail.get_body(preferencelist=("plain",)).get_content()
     engine.dispose()
+
+
+# --- the decision alone: no store ------------------------------------------------------------
+
+
+def queued(
+    i: int,
+    *,
+    kind: str = "warning",
+    status: str = "pending",
+    attempts: int = 0,
+    leased: bool = False,
+    not_before: dt.datetime = T,
+    recipient: str = "rita.rep@example.com",
+) -> Queued:
+    payload = alert_payload(kind, lead={"id": f"00Q{i:015d}", "name": f"Lead {i}"})
+    return Queued(
+        key=f"k{i:03d}",
+        recipient=recipient,
+        channel="email",
+        status=status,
+        attempts=attempts,
+        leased=leased,
+        not_before=not_before,
+        created_at=T,
+        payload=payload,
+        sla_id="mql_to_sal",
+        record_id=f"00Q{i:015d}",
+        clock_start=CLOCK_START,
+        checkpoint="warn_50",
+        seq=i,
+    )
+
+
+def test_the_decision_keeps_the_oldest_within_the_allowance_and_digests_the_rest() -> None:
+    rows = [queued(i) for i in range(8)] + [queued(100 + i, kind="breach") for i in range(2)]
+    [digest] = decide_digests(rows, T, max_alerts=5, window_minutes=10)
+    assert [r.key for r in digest.replaces] == [f"k{i:03d}" for i in range(3, 8)]  # 2 breaches + 3 oldest go
+    assert digest.key == digest_key("rita.rep@example.com", "email", [f"k{i:03d}" for i in range(3, 8)])
+    assert (
+        digest.payload["replaces"] == [r.key for r in digest.replaces] and len(digest.payload["items"]) == 5
+    )
+
+
+def test_the_decision_never_digests_what_may_be_on_its_way_or_not_due() -> None:
+    later = T + dt.timedelta(hours=1)
+    rows = (
+        [queued(i, kind="breach") for i in range(6)]
+        + [queued(10, attempts=1), queued(11, leased=True), queued(12, not_before=later)]
+        + [queued(20 + i) for i in range(2)]
+    )
+    [digest] = decide_digests(rows, T, max_alerts=5, window_minutes=10)
+    assert [r.key for r in digest.replaces] == ["k020", "k021"]
+    assert decide_digests(rows[:-1], T, max_alerts=5, window_minutes=10) == []  # one extra goes alone
+    delivered = [queued(30 + i, status="delivered") for i in range(5)]
+    assert len(decide_digests(delivered + [queued(40), queued(41)], T, max_alerts=5, window_minutes=10)) == 1
+    other = [queued(50 + i, recipient="max@example.com") for i in range(2)]
+    assert decide_digests(delivered + other, T, max_alerts=5, window_minutes=10) == []  # per person

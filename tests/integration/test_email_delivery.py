@@ -10,9 +10,10 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from leadsla.decisions.plan import Message
 from leadsla.notify.delivery import deliver_due
 from leadsla.notify.email import EmailSender, message_id
-from leadsla.notify.outbox import Action, claim, enqueue
+from leadsla.notify.outbox import claim, enqueue
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import audit, outbox
@@ -34,7 +35,7 @@ def engine(tmp_path):
 
 def queue(engine, items, checkpoint="warn_50"):
     actions = [
-        Action("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "email", payload)
+        Message("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "email", payload)
         for rcpt, payload in items
     ]
     with engine.begin() as conn:

@@ -1,5 +1,5 @@
 """Breach escalation and lock keeping against the local Salesforce API (real SalesforceHook over
-HTTPS): the CRM sync lands what happened, `keep_locks` reverts an automated reassignment during
+HTTPS): the CRM sync lands what happened, the escalate task reverts an automated reassignment during
 the lock and alerts the manager, the manager's own change releases the lock; escalation under
 412 (lead touched meanwhile) and UNABLE_TO_LOCK_ROW (retried)."""
 
@@ -11,14 +11,19 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from leadsla import alerts, escalation
 from leadsla.crm import mapping as mapping_mod
 from leadsla.crm import sync
 from leadsla.crm.salesforce import RetryPolicy, SalesforceClient
-from leadsla.monitor import load_frames
+from leadsla.decisions.breach import decide_breach_actions
+from leadsla.decisions.plan import Plan
+from leadsla.decisions.recipients import Directory
+from leadsla.escalation.breach import perform_due
+from leadsla.notify import outbox
 from leadsla.policy import load_policy
 from leadsla.store import open_store, schema
 from leadsla.store.audit import AuditContext
+from leadsla.store.mirror import load_frames
+from leadsla.tasks.monitor import run_escalation
 from tests.sandbox_fixtures import salesforce_sandbox  # noqa: F401  (the fixture)
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.005)
@@ -94,12 +99,13 @@ def resync(engine, mapping, client) -> None:
         assert sync.sync_group(client, engine, mapping, group, force=True).status == "success"
 
 
-def queue_breach(engine, ids, now: dt.datetime) -> list[str]:
+def queue_breach(engine, ids, now: dt.datetime) -> int:
+    """Queue the lead's breach action as the monitor would; returns how many were new."""
     with engine.begin() as conn:
         frames = load_frames(conn)
         conn.execute(schema.users.update().values(team="sdr_east"))
         frames["users"]["team"] = "sdr_east"
-        directory = alerts.Directory(POLICY, frames["users"], frames["queues"])
+        directory = Directory(POLICY, frames["users"], frames["queues"])
         start = now - dt.timedelta(hours=5)
         clock = {
             "sla_id": "sales_touch",
@@ -111,7 +117,13 @@ def queue_breach(engine, ids, now: dt.datetime) -> list[str]:
             "tier": "standard",
             "breached_at": pd.Timestamp(now - dt.timedelta(minutes=1)),
         }
-        return escalation.enqueue_breaches(conn, [clock], directory, now, CTX)
+        plan = Plan(breach_actions=decide_breach_actions([clock], directory))
+        return outbox.apply(conn, plan, now, CTX)["breaches"]
+
+
+def keep_locks(engine, now: dt.datetime, context: AuditContext, **crm) -> dict[str, int]:
+    """The escalate task's lock keeping (its breach actions are done by then)."""
+    return run_escalation(engine, now, context, **crm)["locks"]
 
 
 def events(engine, *names) -> list[tuple[str, dict]]:
@@ -130,8 +142,8 @@ def escalate(org) -> dt.datetime:
     sb, engine, mapping, client, ids = org
     resync(engine, mapping, client)
     now = dt.datetime.now(dt.UTC)
-    assert len(queue_breach(engine, ids, now)) == 1
-    assert escalation.run_escalations(engine, now, CTX, client=client, mapping=mapping) == {"reassigned": 1}
+    assert queue_breach(engine, ids, now) == 1
+    assert perform_due(engine, now, CTX, client=client, mapping=mapping) == {"reassigned": 1}
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]
     return now
 
@@ -144,7 +156,7 @@ def test_automated_reassignment_during_the_lock_is_reverted_and_the_manager_aler
     resync(engine, mapping, client)
     policy = POLICY.model_copy(update={"automation_user_ids": [ids["rule_user"]]})
     later = dt.datetime.now(dt.UTC)
-    assert escalation.keep_locks(engine, later, CTX, client=client, mapping=mapping, policy=policy) == {
+    assert keep_locks(engine, later, CTX, client=client, mapping=mapping, policy=policy) == {
         "restored": 1,
         "released": 0,
         "conflict": 0,
@@ -166,9 +178,9 @@ def test_automated_reassignment_during_the_lock_is_reverted_and_the_manager_aler
     # The next run after the sync: our own put-back is not an automated change to undo.
     resync(engine, mapping, client)
     assert (
-        escalation.keep_locks(
-            engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
-        )["restored"]
+        keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy)[
+            "restored"
+        ]
         == 0
     )
     assert len(events(engine, "lock_restored")) == 1
@@ -180,7 +192,7 @@ def test_a_change_by_someone_else_is_left_alone(org) -> None:
     sb.update("Lead", ids["lead"], {"OwnerId": ids["rep"]}, user_id=ids["rep"])  # a person, not automation
     resync(engine, mapping, client)
     policy = POLICY.model_copy(update={"automation_user_ids": [ids["rule_user"]]})
-    assert escalation.keep_locks(
+    assert keep_locks(
         engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
     ) == {"restored": 0, "released": 0, "conflict": 0}
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["rep"]
@@ -192,9 +204,9 @@ def test_the_managers_own_disposition_releases_the_lock(org) -> None:
     sb.update("Lead", ids["lead"], {"Status": "Working"}, user_id=ids["manager"])
     resync(engine, mapping, client)
     assert (
-        escalation.keep_locks(
-            engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=POLICY
-        )["released"]
+        keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=POLICY)[
+            "released"
+        ]
         == 1
     )
     assert not sb.get("Lead", ids["lead"])["SLA_Lock_Until__c"]
@@ -215,9 +227,7 @@ def test_escalation_of_a_lead_touched_meanwhile_is_not_reassigned(org) -> None:
     now = dt.datetime.now(dt.UTC)
     queue_breach(engine, ids, now)
     sb.update("Lead", ids["lead"], {"Status": "Working"}, user_id=ids["rep"])  # after our last sync: 412
-    assert escalation.run_escalations(engine, now, CTX, client=client, mapping=mapping) == {
-        "changed_meanwhile": 1
-    }
+    assert perform_due(engine, now, CTX, client=client, mapping=mapping) == {"changed_meanwhile": 1}
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["rep"]
     assert events(engine, "crm_write_conflict") and not events(engine, "reassignment")
     [(_, detail)] = [e for e in events(engine, "escalation") if "outcome" in e[1]]
@@ -230,7 +240,7 @@ def test_escalation_under_unable_to_lock_row_is_retried_then_succeeds(org) -> No
     now = dt.datetime.now(dt.UTC)
     queue_breach(engine, ids, now)
     fault = sb.inject_fault("UNABLE_TO_LOCK_ROW", times=2, method="PATCH")
-    assert escalation.run_escalations(engine, now, CTX, client=client, mapping=mapping) == {"reassigned": 1}
+    assert perform_due(engine, now, CTX, client=client, mapping=mapping) == {"reassigned": 1}
     assert fault.fired == 2  # the write really met the locked row twice
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]
     assert [d["to"] for _, d in events(engine, "reassignment")] == [ids["manager"]]
@@ -249,7 +259,7 @@ def test_the_demo_policy_recognises_the_demo_orgs_automated_reassignment(org, tm
     escalate(org)
     sb.update("Lead", ids["lead"], {"OwnerId": ids["rep"]})  # no user: the org's integration user
     resync(engine, mapping, client)
-    assert escalation.keep_locks(
+    assert keep_locks(
         engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
     ) == {"restored": 1, "released": 0, "conflict": 0}
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]
@@ -257,9 +267,9 @@ def test_the_demo_policy_recognises_the_demo_orgs_automated_reassignment(org, tm
     assert detail["changed_by"] == sb.store.integration_user_id
     resync(engine, mapping, client)
     assert (
-        escalation.keep_locks(
-            engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy
-        )["restored"]
+        keep_locks(engine, dt.datetime.now(dt.UTC), CTX, client=client, mapping=mapping, policy=policy)[
+            "restored"
+        ]
         == 0
     )
     assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["manager"]

@@ -8,11 +8,11 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from leadsla.monitor import run_monitor
 from leadsla.paths import config_dir
 from leadsla.policy import load_policy
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext
+from leadsla.tasks.monitor import run_monitor
 
 POLICY = load_policy(str(config_dir() / "sla_policy.flat.yaml"))
 CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="evaluate", try_number=1)
@@ -216,7 +216,7 @@ def test_a_breach_escalated_to_the_manager_stays_accountable_to_the_rep(store) -
 
 def test_a_change_of_the_accountable_owner_alone_rewrites_the_row() -> None:
     from leadsla.engine import CLOCK_COLUMNS
-    from leadsla.monitor import _changed
+    from leadsla.store.clocks import changed as _changed
 
     row = dict.fromkeys(CLOCK_COLUMNS, None) | {"accountable_owner_id": REP, "accountable_team": "sdr_east"}
     assert not _changed(row, dict(row))

@@ -9,11 +9,11 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from leadsla.monitor import run_monitor
 from leadsla.paths import config_dir
 from leadsla.policy import load_policy
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext
+from leadsla.tasks.monitor import run_monitor
 
 POLICY = load_policy(str(config_dir() / "sla_policy.flat.yaml"))
 CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="evaluate", try_number=1)

@@ -9,10 +9,11 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from leadsla.decisions.plan import Notice
 from leadsla.notify.delivery import deliver_due
+from leadsla.notify.outbox import queue_notices
 from leadsla.notify.payloads import PayloadError, parse_payload
 from leadsla.notify.render import render_email, render_slack
-from leadsla.quality.notice import enqueue_notice
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import outbox
@@ -33,20 +34,18 @@ def engine(tmp_path):
 
 
 def queue_notice(engine, recipients, severity="critical", at=T):
+    notice = Notice(
+        source="data_quality",
+        subject="leads",
+        opened_at=T,
+        checkpoint="incident",
+        recipients=tuple(recipients),
+        title="Data-quality incident: leads",
+        severity=severity,
+        lines=("12 of 40 leads rows quarantined (30%); threshold 5%.", HOSTILE),
+    )
     with engine.begin() as conn:
-        return enqueue_notice(
-            conn,
-            source="data_quality",
-            subject="leads",
-            opened_at=T,
-            checkpoint="incident",
-            recipients=recipients,
-            title="Data-quality incident: leads",
-            severity=severity,
-            lines=["12 of 40 leads rows quarantined (30%); threshold 5%.", HOSTILE],
-            at=at,
-            context=CTX,
-        )
+        return queue_notices(conn, [notice], at, CTX)
 
 
 def test_notice_goes_to_a_slack_channel_once_with_escaped_blocks(engine, slack_api) -> None:

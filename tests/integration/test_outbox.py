@@ -9,15 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from leadsla.notify.outbox import (
-    Action,
-    backoff,
-    claim,
-    enqueue,
-    idempotency_key,
-    mark_delivered,
-    mark_failed,
-)
+from leadsla.decisions.keys import idempotency_key
+from leadsla.decisions.plan import Message
+from leadsla.notify.outbox import backoff, claim, enqueue, mark_delivered, mark_failed
 from leadsla.notify.payloads import PayloadError
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import audit, outbox
@@ -31,8 +25,8 @@ CTX = AuditContext(
 
 def action(
     recipient: str = "rita.rep@example.com", channel: str = "slack", checkpoint: str = "warn_50", **kw
-) -> Action:
-    return Action(
+) -> Message:
+    return Message(
         "mql_to_sal",
         "00Q000000000001AAA",
         CLOCK_START,

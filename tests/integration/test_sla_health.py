@@ -6,10 +6,11 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from leadsla.health.run import run_health
 from leadsla.policy import load_policy
 from leadsla.quality.rules import load
 from leadsla.store import schema
+from leadsla.store.audit import AuditContext
+from leadsla.tasks.health import run_health
 
 NOW = dt.datetime(2026, 11, 10, 15, 0, tzinfo=dt.UTC)
 ALL = {
@@ -95,7 +96,7 @@ def _healthy(conn, policy):
 
 
 def _findings(store, policy, settings):
-    run_health(store, NOW, policy, settings, run_id="t")
+    run_health(store, NOW, policy, settings, AuditContext(run_id="t"))
     with store.connect() as conn:
         return set(conn.execute(sa.select(schema.health_findings.c.check_name)).scalars())
 
@@ -207,7 +208,7 @@ def test_never_synced_for_31_minutes_is_critical_and_worded_for_a_person(store):
     assert finding.summary.startswith(
         "no CRM sync has succeeded yet, 31 min after syncing began (2026-11-10 14:29 UTC"
     )
-    run_health(store, NOW, load_policy(), settings, run_id="t")
+    run_health(store, NOW, load_policy(), settings, AuditContext(run_id="t"))
     with store.connect() as conn:
         payloads = conn.execute(
             sa.select(schema.outbox.c.channel, schema.outbox.c.payload).where(

@@ -11,8 +11,9 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from leadsla.decisions.plan import Message
 from leadsla.notify.delivery import deliver_due
-from leadsla.notify.outbox import Action, claim, enqueue
+from leadsla.notify.outbox import claim, enqueue
 from leadsla.notify.slack import SlackSender
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
@@ -34,7 +35,7 @@ def engine(tmp_path):
 
 def queue(engine, *payloads_and_recipients, checkpoint="warn_50"):
     actions = [
-        Action("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "slack", payload)
+        Message("mql_to_sal", "00Q000000000001AAA", CLOCK_START, checkpoint, rcpt, "slack", payload)
         for rcpt, payload in payloads_and_recipients
     ]
     with engine.begin() as conn:

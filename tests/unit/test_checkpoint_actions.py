@@ -1,4 +1,5 @@
-"""Checkpoint actions (leadsla.alerts): roles -> people, quiet hours, catch-up supersession."""
+"""Checkpoint messages (leadsla.decisions.checkpoints, .recipients): roles -> people, quiet hours,
+catch-up supersession. Pure: no store."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import datetime as dt
 
 import pandas as pd
 
-from leadsla import alerts
-from leadsla.notify.outbox import idempotency_key
+from leadsla.decisions.checkpoints import decide_checkpoints
+from leadsla.decisions.keys import idempotency_key
+from leadsla.decisions.recipients import Directory
 from leadsla.policy import load_policy
 
 POLICY = load_policy()
@@ -77,9 +79,7 @@ def _checkpoints(*names_offsets) -> pd.DataFrame:
 
 
 def test_roles_resolve_to_owner_manager_vps_and_queue_channels():
-    d = alerts.Directory(
-        POLICY, USERS, pd.DataFrame([{"queue_id": "00G000000000001AAA", "name": "Breached SLA"}])
-    )
+    d = Directory(POLICY, USERS, pd.DataFrame([{"queue_id": "00G000000000001AAA", "name": "Breached SLA"}]))
     owner = d.resolve("owner", "005000000000001AAA", "sdr_east")[0]
     assert (owner.email, owner.slack, owner.calendar) == ("rita@example.com", "rita@example.com", "us_east")
     manager = d.resolve("owner_manager", "005000000000001AAA", "sdr_east")[0]
@@ -94,9 +94,9 @@ def test_roles_resolve_to_owner_manager_vps_and_queue_channels():
 
 
 def test_catch_up_sends_the_breach_once_and_supersedes_the_warnings():
-    d = alerts.Directory(POLICY, USERS)
+    d = Directory(POLICY, USERS)
     now = (START + pd.Timedelta(hours=4, minutes=5)).to_pydatetime()
-    plan = alerts.plan(
+    plan = decide_checkpoints(
         _clock(),
         _checkpoints(("half", 7200), ("warning", 11520), ("breach", 14460)),
         RECORDS,
@@ -105,9 +105,9 @@ def test_catch_up_sends_the_breach_once_and_supersedes_the_warnings():
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    assert [c["checkpoint"] for c in plan.superseded] == ["half", "warning"]
-    assert {a.checkpoint for a in plan.actions} == {"breach"}
-    assert {a.recipient for a in plan.actions if a.channel == "email"} == {
+    assert [c.checkpoint for c in plan.superseded] == ["half", "warning"]
+    assert {a.checkpoint for a in plan.messages} == {"breach"}
+    assert {a.recipient for a in plan.messages if a.channel == "email"} == {
         "rita@example.com",
         "max@example.com",
         "vp.sales@example.com",
@@ -115,7 +115,7 @@ def test_catch_up_sends_the_breach_once_and_supersedes_the_warnings():
         "vp.revops@example.com",
     }
     assert len(plan.breaches) == 1
-    again = alerts.plan(
+    again = decide_checkpoints(
         _clock(),
         _checkpoints(("half", 7200), ("warning", 11520), ("breach", 14460)),
         RECORDS,
@@ -124,14 +124,14 @@ def test_catch_up_sends_the_breach_once_and_supersedes_the_warnings():
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    assert [a.key for a in again.actions] == [a.key for a in plan.actions]  # same inputs, same keys
+    assert [a.key for a in again.messages] == [a.key for a in plan.messages]  # same inputs, same keys
 
 
 def test_handled_checkpoints_are_not_sent_again_and_an_old_replay_sends_nothing():
-    d = alerts.Directory(POLICY, USERS)
+    d = Directory(POLICY, USERS)
     now = (START + pd.Timedelta(hours=2)).to_pydatetime()
     handled = [("sales_touch", "00Q000000000001AAA", START.to_pydatetime(), "breach")]
-    plan = alerts.plan(
+    plan = decide_checkpoints(
         _clock(state="running"),
         _checkpoints(("half", 7200)),
         RECORDS,
@@ -140,13 +140,13 @@ def test_handled_checkpoints_are_not_sent_again_and_an_old_replay_sends_nothing(
         handled=handled,
         instance_url="https://acme.my.salesforce.com",
     )
-    assert plan.actions == [] and [c["checkpoint"] for c in plan.superseded] == ["half"]
+    assert plan.messages == [] and [c.checkpoint for c in plan.superseded] == ["half"]
 
 
 def test_quiet_hours_hold_warnings_until_the_recipients_next_opening_but_not_critical_breaches():
-    d = alerts.Directory(POLICY, USERS)
+    d = Directory(POLICY, USERS)
     evening = dt.datetime(2026, 11, 17, 23, 30, tzinfo=dt.UTC)  # 18:30 New York, 23:30 London: both closed
-    plan = alerts.plan(
+    plan = decide_checkpoints(
         _clock(state="running"),
         _checkpoints(("warning", 11520)),
         RECORDS,
@@ -155,10 +155,10 @@ def test_quiet_hours_hold_warnings_until_the_recipients_next_opening_but_not_cri
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    by_person = {a.recipient: a.not_before for a in plan.actions if a.channel == "email"}
+    by_person = {a.recipient: a.not_before for a in plan.messages if a.channel == "email"}
     assert by_person["rita@example.com"] == dt.datetime(2026, 11, 18, 14, 0, tzinfo=dt.UTC)  # 09:00 New York
     assert by_person["max@example.com"] == dt.datetime(2026, 11, 18, 9, 0, tzinfo=dt.UTC)  # 09:00 London
-    critical = alerts.plan(
+    critical = decide_checkpoints(
         _clock(critical=True),
         _checkpoints(("breach", 14460)),
         RECORDS,
@@ -167,9 +167,9 @@ def test_quiet_hours_hold_warnings_until_the_recipients_next_opening_but_not_cri
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    assert critical.actions and all(a.not_before == evening for a in critical.actions)
+    assert critical.messages and all(a.not_before == evening for a in critical.messages)
     night = dt.datetime(2026, 11, 18, 1, 30, tzinfo=dt.UTC)  # 20:30 New York: inside quiet hours
-    calm = alerts.plan(
+    calm = decide_checkpoints(
         _clock(),
         _checkpoints(("breach", 14460)),
         RECORDS,
@@ -178,7 +178,7 @@ def test_quiet_hours_hold_warnings_until_the_recipients_next_opening_but_not_cri
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    vp = next(a for a in calm.actions if a.recipient == "vp.sales@example.com")
+    vp = next(a for a in calm.messages if a.recipient == "vp.sales@example.com")
     assert vp.not_before == dt.datetime(2026, 11, 18, 13, 0, tzinfo=dt.UTC)  # quiet hours end 08:00 New York
 
 
@@ -197,8 +197,8 @@ def test_one_message_per_person_and_channel_when_roles_name_the_same_person():
     breach = next(cp for cp in cs_sla.all_checkpoints() if cp.id == "breach")
     assert {"owner", "team_manager"} <= set(breach.notify)
     checkpoints = _checkpoints(("breach", 14460)).assign(sla_id="cs_onboarding")
-    d = alerts.Directory(policy, USERS)
-    plan = alerts.plan(
+    d = Directory(policy, USERS)
+    plan = decide_checkpoints(
         cs_clock,
         checkpoints,
         RECORDS,
@@ -207,11 +207,11 @@ def test_one_message_per_person_and_channel_when_roles_name_the_same_person():
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    rita = [a for a in plan.actions if a.recipient == "rita@example.com"]
+    rita = [a for a in plan.messages if a.recipient == "rita@example.com"]
     assert sorted(a.channel for a in rita) == sorted(breach.channels)  # one per channel, not one per role
     assert all(a.payload["roles"] == ["owner", "team_manager"] for a in rita)
-    keys = {a.key for a in plan.actions}
-    assert len(keys) == len(plan.actions)  # every outbox row is a distinct (destination, channel)
+    keys = {a.key for a in plan.messages}
+    assert len(keys) == len(plan.messages)  # every outbox row is a distinct (destination, channel)
     # The key is the destination's, whichever role named it first: stable across runs and policies.
     assert {a.key for a in rita} == {
         idempotency_key(
@@ -219,7 +219,7 @@ def test_one_message_per_person_and_channel_when_roles_name_the_same_person():
         )
         for c in breach.channels
     }
-    again = alerts.plan(
+    again = decide_checkpoints(
         cs_clock,
         checkpoints,
         RECORDS,
@@ -228,7 +228,7 @@ def test_one_message_per_person_and_channel_when_roles_name_the_same_person():
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    assert {a.key for a in again.actions} == keys
+    assert {a.key for a in again.messages} == keys
 
 
 def test_a_caught_up_breach_states_the_overdue_time_at_the_run_not_at_the_checkpoint():
@@ -247,16 +247,16 @@ def test_a_caught_up_breach_states_the_overdue_time_at_the_run_not_at_the_checkp
     cps = _checkpoints(("breach", 24 * 3600 + 60)).assign(
         clock_start=start, reached_at=breached + pd.Timedelta(minutes=1)
     )
-    plan = alerts.plan(
+    plan = decide_checkpoints(
         clock,
         cps,
         RECORDS,
-        alerts.Directory(POLICY, USERS),
+        Directory(POLICY, USERS),
         now=now,
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    slack = next(a for a in plan.actions if a.recipient == "rita@example.com" and a.channel == "slack")
+    slack = next(a for a in plan.messages if a.recipient == "rita@example.com" and a.channel == "slack")
     assert slack.payload["elapsed_seconds"] == elapsed_now
     assert slack.payload["remaining_seconds"] == -(elapsed_now - 24 * 3600)
     assert slack.payload["evaluated_at"] == now.isoformat()
@@ -280,16 +280,16 @@ def test_a_caught_up_breach_states_the_overdue_time_at_the_run_not_at_the_checkp
 
 def test_a_late_warning_states_the_time_left_at_the_run():
     now = (START + pd.Timedelta(hours=3, minutes=40)).to_pydatetime()  # warning reached at 3 h 12 min
-    plan = alerts.plan(
+    plan = decide_checkpoints(
         _clock(state="running", elapsed_seconds=3 * 3600 + 40 * 60),
         _checkpoints(("warning", 11520)),
         RECORDS,
-        alerts.Directory(POLICY, USERS),
+        Directory(POLICY, USERS),
         now=now,
         handled=[],
         instance_url="https://acme.my.salesforce.com",
     )
-    mail = next(a for a in plan.actions if a.recipient == "rita@example.com" and a.channel == "email")
+    mail = next(a for a in plan.messages if a.recipient == "rita@example.com" and a.channel == "email")
     assert (mail.payload["elapsed_seconds"], mail.payload["remaining_seconds"]) == (13200, 1200)
     from leadsla.notify.alert import alert_email_message as email_message
     from leadsla.notify.payloads import AlertPayload

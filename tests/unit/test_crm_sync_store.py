@@ -13,9 +13,10 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from leadsla.crm import budget, sync
 from leadsla.crm import mapping as mapping_mod
-from leadsla.crm import sync
 from leadsla.crm.protocol import ApiLimitExceeded, ApiUsage, MappingError
+from leadsla.notify.outbox import queue_notices
 from leadsla.store import schema, watermarks
 
 T0 = dt.datetime(2024, 5, 6, 9, 0, tzinfo=dt.UTC)
@@ -186,12 +187,15 @@ def test_cycle_report_warns_over_budget(store, leads_only):
 
 def test_over_budget_notice_goes_to_data_engineering_once_a_day(store):
     warning = "CRM sync used 20,000 API calls today, over its daily budget of 15,000"
-    assert sync.warn_over_budget(store, warning, now=T0, channel="C0DATAENG01") is True
-    assert (
-        sync.warn_over_budget(store, warning, now=T0 + dt.timedelta(minutes=1), channel="C0DATAENG01")
-        is False
-    )
-    assert sync.warn_over_budget(store, warning, now=T0 + dt.timedelta(days=1), channel="C0DATAENG01") is True
+
+    def warn(now: dt.datetime) -> bool:
+        with store.begin() as conn:
+            notice = budget.over_budget_notice(warning, now=now, channel="C0DATAENG01")
+            return bool(queue_notices(conn, [notice], now))
+
+    assert warn(T0) is True
+    assert warn(T0 + dt.timedelta(minutes=1)) is False
+    assert warn(T0 + dt.timedelta(days=1)) is True
     with store.connect() as conn:
         rows = conn.execute(
             sa.select(schema.outbox.c.recipient, schema.outbox.c.channel, schema.outbox.c.payload).order_by(

@@ -2,8 +2,8 @@
 
 Every sync cycle records its API calls in `sync_runs`; `calls_today` sums them since UTC midnight
 and `projected_calls` extrapolates the day from the pace so far. `budget_warning` returns the text
-of the warning for the data-engineering channel (or None); delivering it is the notifier's job, so
-this module never sends anything.
+of the warning for the data-engineering channel (or None), and `over_budget_notice` the notice
+that carries it; the outbox queues it, so this module never sends anything.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from leadsla.decisions.plan import Notice
 from leadsla.store.schema import sync_runs
 
 #: Below this share of the day, projections are too noisy: the pace is taken over at least an hour.
@@ -70,3 +71,22 @@ def budget_warning(
             f"({used_today:,} so far), over its daily budget of {daily_budget:,}"
         )
     return head + org + ": raise sync.daily_api_budget in crm_fields.yaml or slow the crm_sync schedule."
+
+
+def over_budget_notice(warning: str, *, now: dt.datetime, channel: str) -> Notice:
+    """The data-engineering channel's notice that the sync is over its daily API budget.
+
+    Keyed on the UTC day, so every cycle of an over-budget day plans the same notice and the
+    outbox queues it once.
+    """
+    day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Notice(
+        source="crm_sync",
+        subject="daily API budget",
+        opened_at=day,
+        checkpoint="over_budget",
+        recipients=(("slack", channel),),
+        title="CRM sync is over its daily Salesforce API budget",
+        severity="warning",
+        lines=(warning,),
+    )

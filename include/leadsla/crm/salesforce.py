@@ -18,6 +18,7 @@ import datetime as dt
 import email.utils
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,7 +31,10 @@ from leadsla.crm.protocol import ApiLimitExceeded, ApiUsage, CrmError, Precondit
 
 log = logging.getLogger(__name__)
 
+#: The Airflow connection holding the org's login (`LEADSLA_SALESFORCE_CONN_ID` names another).
 DEFAULT_CONN_ID = "salesforce_default"
+#: Where record links point when neither $LEADSLA_INSTANCE_URL nor the connection names the org.
+DEFAULT_INSTANCE_URL = "https://login.salesforce.com"
 #: Composite sObject collections take at most this many records per call.
 COMPOSITE_BATCH = 200
 _RETRY_STATUSES = {500, 502, 503, 504}
@@ -237,3 +241,34 @@ class SalesforceClient:
 
     def usage(self) -> ApiUsage:
         return ApiUsage(calls=self.session.calls, org_used=self._org_used, org_max=self._org_max)
+
+
+def conn_id_from_env() -> str:
+    """The Salesforce connection id: $LEADSLA_SALESFORCE_CONN_ID, else `DEFAULT_CONN_ID`."""
+    return os.environ.get("LEADSLA_SALESFORCE_CONN_ID") or DEFAULT_CONN_ID
+
+
+def instance_url(conn_id: str | None = None) -> str:
+    """The org's base URL for record links: $LEADSLA_INSTANCE_URL, else the connection's
+    `instance_url` extra or host, else the login host.
+
+    Only a missing connection falls back (logged); any other error from the connection lookup
+    (a broken secrets backend, say) propagates, so it is seen rather than hidden behind links
+    to the wrong host.
+    """
+    url = os.environ.get("LEADSLA_INSTANCE_URL")
+    if url:
+        return url.rstrip("/")
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    conn_id = conn_id or conn_id_from_env()
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        log.warning("connection %s is not defined: record links point at %s", conn_id, DEFAULT_INSTANCE_URL)
+        return DEFAULT_INSTANCE_URL
+    host = (conn.extra_dejson or {}).get("instance_url") or conn.host
+    if not host:
+        return DEFAULT_INSTANCE_URL
+    return host if host.startswith("http") else f"https://{host}"

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -28,6 +28,23 @@ from leadsla.store import schema, watermarks
 from leadsla.store.upsert import upsert
 
 log = logging.getLogger(__name__)
+
+
+class PageGate(Protocol):
+    """The data-quality hook between extract and load (`leadsla.quality.quarantine.SyncGate`)."""
+
+    def screen(
+        self, engine: sa.Engine, obj: ObjectMapping, page: Sequence[Mapping[str, Any]], now: dt.datetime
+    ) -> tuple[list[Mapping[str, Any]], list[tuple[Mapping[str, Any], landing.MalformedRecord]]]:
+        """Split a page into (rows to land, rows to quarantine with their reasons)."""
+        ...
+
+    def commit(
+        self, conn: sa.Connection, obj: ObjectMapping, rows: list[dict[str, Any]], now: dt.datetime
+    ) -> int:
+        """In the page's transaction: release earlier quarantine entries of rows that landed."""
+        ...
+
 
 #: A group is due when its last run started at least `every_minutes` minus this slack ago, so a
 #: one-minute schedule that fires a little early does not skip a cycle.
@@ -183,11 +200,11 @@ def sync_object(
     *,
     now: dt.datetime | None = None,
     run_id: str | None = None,
-    gate: Any = None,
+    gate: PageGate | None = None,
 ) -> ObjectResult:
     """Bring one object up to date, one committed page at a time (see the module docstring).
 
-    `gate` (a `leadsla.quality.quarantine.SyncGate`, optional) is the data-quality hook between
+    `gate` (a `PageGate`, e.g. `leadsla.quality.quarantine.SyncGate`) is the data-quality hook between
     extract and load: it screens each page (its rejections are quarantined with their reasons)
     and, in the page's transaction, releases earlier quarantine entries of rows that landed.
     """
@@ -204,7 +221,7 @@ def sync_object(
         bad: list[tuple[Mapping, landing.MalformedRecord]] = []
         newest: dt.datetime | None = None
         held: set[int] = set()
-        if gate is not None:  # quality gate hook (issue 6)
+        if gate is not None:
             _, rejected = gate.screen(engine, obj, page, synced_at)
             bad.extend(rejected)
             held = {id(raw) for raw, _ in rejected}
@@ -252,7 +269,7 @@ def sync_group(
     now: dt.datetime | None = None,
     run_id: str | None = None,
     force: bool = False,
-    gate: Any = None,
+    gate: PageGate | None = None,
 ) -> SyncSummary:
     """Sync every object of a group (if due), record the run in sync_runs, and summarise it.
 
@@ -342,158 +359,44 @@ def cycle_report(
     }
 
 
-# --- Task bodies: what the crm_sync DAG calls (they open the store and the client themselves) ---
-
-
-def run_mapping_check(
-    *, mapping_path: str | None = None, conn_id: str | None = None, run_id: str | None = None
+def check_mapping(
+    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, now: dt.datetime, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Check crm_fields.yaml against the org, unless this version passed recently (no API call then)."""
-    from leadsla.crm.mapping import load
-    from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
-    from leadsla.store import open_store
-
-    mapping = load(mapping_path)
-    engine = open_store()
-    try:
-        client = SalesforceClient(conn_id or DEFAULT_CONN_ID)
-        now = _now()
-        checked = ensure_mapping_checked(client, engine, mapping, now)
-        calls = client.usage().calls
-        if calls:
-            with engine.begin() as conn:
-                conn.execute(
-                    schema.sync_runs.insert().values(
-                        started_at=now,
-                        finished_at=_now(),
-                        status="success",
-                        api_calls=calls,
-                        records_changed=0,
-                        detail={"message": "mapping checked against describe()"},
-                        run_id=run_id,
-                        group_name="mapping_check",
-                    )
+    """`ensure_mapping_checked`, with the describe() calls it made recorded in sync_runs (they
+    count against the daily API budget). Returns small JSON for XCom."""
+    checked = ensure_mapping_checked(client, engine, mapping, now)
+    calls = client.usage().calls
+    if calls:
+        with engine.begin() as conn:
+            conn.execute(
+                schema.sync_runs.insert().values(
+                    started_at=now,
+                    finished_at=_now(),
+                    status="success",
+                    api_calls=calls,
+                    records_changed=0,
+                    detail={"message": "mapping checked against describe()"},
+                    run_id=run_id,
+                    group_name="mapping_check",
                 )
-        return {
-            "mapping": mapping.path,
-            "digest": mapping.digest[:12],
-            "checked_now": checked,
-            "api_calls": calls,
-        }
-    finally:
-        engine.dispose()
-
-
-def run_group(
-    group: str,
-    *,
-    mapping_path: str | None = None,
-    conn_id: str | None = None,
-    run_id: str | None = None,
-    page_size: int | None = None,
-) -> dict[str, Any]:
-    """Sync one object group if due; returns its summary as small JSON (status `limited` on the limit)."""
-    from leadsla.crm.mapping import load
-    from leadsla.crm.salesforce import DEFAULT_CONN_ID, SalesforceClient
-    from leadsla.store import open_store
-
-    mapping = load(mapping_path)
-    engine = open_store()
-    try:
-        client = SalesforceClient(conn_id or DEFAULT_CONN_ID, page_size=page_size)
-        gate = _quality_gate(mapping, run_id)
-        summary = sync_group(client, engine, mapping, group, run_id=run_id, gate=gate)
-        log.info("%s", summary.message)
-        xcom = summary.to_xcom()
-        xcom["quality"] = gate.finish(engine, _now())
-        return xcom
-    finally:
-        engine.dispose()
-
-
-def _quality_gate(mapping: CrmMapping, run_id: str | None) -> Any:
-    """The data-quality gate (issue 6) with quality.yaml and this mapping's Lead status map."""
-    from leadsla.quality import rules
-    from leadsla.quality.quarantine import SyncGate
-
-    return SyncGate(rules.load(status_map=mapping.status_map.get("Lead")), run_id=run_id)
-
-
-def run_replay(*, mapping_path: str | None = None, run_id: str | None = None) -> dict[str, Any]:
-    """Re-validate held quarantine rows with the current suites and mapping (issue 6's replay)."""
-    from leadsla.crm.mapping import load
-    from leadsla.quality import rules
-    from leadsla.quality.quarantine import replay
-    from leadsla.store import open_store
-
-    mapping = load(mapping_path)
-    engine = open_store()
-    try:
-        return replay(
-            engine, mapping, rules.load(status_map=mapping.status_map.get("Lead")), _now(), run_id=run_id
-        )
-    finally:
-        engine.dispose()
-
-
-def warn_over_budget(
-    engine: sa.Engine, warning: str, *, now: dt.datetime, channel: str, context: Any = None
-) -> bool:
-    """Tell the data-engineering channel that the sync is over its daily API budget, once per UTC day.
-
-    The notice is an outbox row keyed on the day, so every cycle of an over-budget day finds it
-    already queued; delivery goes through the same exactly-once path as every other message.
-
-    Returns:
-        True when this call queued the day's notice.
-    """
-    from leadsla.quality.notice import enqueue_notice
-
-    day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    with engine.begin() as conn:
-        new = enqueue_notice(
-            conn,
-            source="crm_sync",
-            subject="daily API budget",
-            opened_at=day,
-            checkpoint="over_budget",
-            recipients=[("slack", channel)],
-            title="CRM sync is over its daily Salesforce API budget",
-            severity="warning",
-            lines=[warning],
-            at=now,
-            context=context,
-        )
-    return bool(new)
-
-
-def run_report(
-    summaries: list[Mapping[str, Any] | None], *, mapping_path: str | None = None, context: Any = None
-) -> dict[str, Any]:
-    """The cycle's totals (log + XCom); over budget, log the warning and tell data engineering once a day."""
-    from leadsla.crm.mapping import load
-    from leadsla.quality.rules import load as load_quality_rules
-    from leadsla.store import open_store
-
-    mapping = load(mapping_path)
-    engine = open_store()
-    try:
-        now = _now()
-        report = cycle_report(engine, mapping, [s for s in summaries if s], now=now)
-        if report["budget_warning"]:
-            channel = load_quality_rules().incident_channel
-            report["budget_notice_queued"] = warn_over_budget(
-                engine, report["budget_warning"], now=now, channel=channel, context=context
             )
-    finally:
-        engine.dispose()
+    return {
+        "mapping": mapping.path,
+        "digest": mapping.digest[:12],
+        "checked_now": checked,
+        "api_calls": calls,
+    }
+
+
+def log_cycle(report: Mapping[str, Any]) -> None:
+    """The cycle's totals in the task log; the budget warning as a WARNING."""
+    remaining = "unknown" if report["org_remaining"] is None else f"{report['org_remaining']:,}"
     log.info(
         "CRM sync cycle: %d API calls, %d records changed, org has %s calls left, %d calls today",
         report["api_calls"],
         report["records_changed"],
-        "unknown" if report["org_remaining"] is None else f"{report['org_remaining']:,}",
+        remaining,
         report["api_calls_today"],
     )
     if report["budget_warning"]:
         log.warning("%s", report["budget_warning"])
-    return report

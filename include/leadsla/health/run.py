@@ -1,7 +1,8 @@
-"""Run every health check, store the findings, queue one RevOps digest (Slack + e-mail) per run.
+"""Every health check run, its findings stored, and the ONE RevOps digest (Slack + e-mail) it calls for.
 
-The digest is a notice keyed on the run's time, so a retried task queues it once. Findings go to
-`health_findings` for the reports and the War Room. Never changes CRM data, clocks or the policy.
+The digest is a notice keyed on the run's time, so a retried task queues it once (the entry point,
+`leadsla.tasks.health`, has the outbox write it). Findings go to `health_findings` for the
+reports and the War Room. Never changes CRM data, clocks or the policy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.decisions.plan import Notice
 from leadsla.health import calendars, delivery, escalation, freshness, leakage, rejection, round_robin, timers
 from leadsla.health.finding import Finding
 from leadsla.store import schema
@@ -64,49 +66,53 @@ def run_checks(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dic
     return findings
 
 
-def run_health(
-    engine: sa.Engine, now: dt.datetime, policy: Any, settings: dict[str, Any], run_id: str | None = None
-) -> dict[str, Any]:
-    """Check, store, notify. Returns small JSON: counts by check and severity."""
-    from leadsla.quality.notice import enqueue_notice
+def store_findings(
+    conn: sa.Connection, findings: list[Finding], now: dt.datetime, run_id: str | None
+) -> None:
+    """The run's findings into `health_findings` (the reports and the War Room read them)."""
+    if not findings:
+        return
+    conn.execute(
+        schema.health_findings.insert(),
+        [
+            {
+                "run_at": now,
+                "check_name": f.check,
+                "severity": f.severity,
+                "summary": f.summary,
+                "record_ids": f.record_ids,
+                "how_to_fix": f.how_to_fix,
+                "run_id": run_id,
+            }
+            for f in findings
+        ],
+    )
 
-    with engine.connect() as conn:
-        findings = run_checks(conn, now, policy, settings)
-    with engine.begin() as conn:
-        if findings:
-            conn.execute(
-                schema.health_findings.insert(),
-                [
-                    {
-                        "run_at": now,
-                        "check_name": f.check,
-                        "severity": f.severity,
-                        "summary": f.summary,
-                        "record_ids": f.record_ids,
-                        "how_to_fix": f.how_to_fix,
-                        "run_id": run_id,
-                    }
-                    for f in findings
-                ],
-            )
-            recipients = [
-                ("slack", settings.get("revops_slack_channel", "C0REVOPS001")),
-                ("email", settings.get("revops_email", "revops@example.com")),
-            ]
-            enqueue_notice(
-                conn,
-                source="sla_health",
-                subject="digest",
-                opened_at=now,
-                checkpoint="health_digest",
-                recipients=recipients,
-                title=digest_title(findings),
-                severity=max((f.severity for f in findings), key=SEVERITIES.index),
-                lines=[digest_line(f) for f in findings],
-                at=now,
-                intro=f"The SLA health check of {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC found "
-                f"{_count(len(findings), 'problem')}; each line says how to fix it.",
-            )
+
+def digest_notice(findings: list[Finding], now: dt.datetime, settings: dict[str, Any]) -> Notice | None:
+    """The run's ONE RevOps digest (Slack + e-mail), keyed on the run's time; None when all is well."""
+    if not findings:
+        return None
+    recipients = (
+        ("slack", settings.get("revops_slack_channel", "C0REVOPS001")),
+        ("email", settings.get("revops_email", "revops@example.com")),
+    )
+    return Notice(
+        source="sla_health",
+        subject="digest",
+        opened_at=now,
+        checkpoint="health_digest",
+        recipients=recipients,
+        title=digest_title(findings),
+        severity=max((f.severity for f in findings), key=SEVERITIES.index),
+        lines=tuple(digest_line(f) for f in findings),
+        intro=f"The SLA health check of {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC found "
+        f"{_count(len(findings), 'problem')}; each line says how to fix it.",
+    )
+
+
+def summary(findings: list[Finding]) -> dict[str, Any]:
+    """Small JSON for XCom: how many findings, from which checks, how many critical."""
     return {
         "findings": len(findings),
         "checks": sorted({f.check for f in findings}),

@@ -22,9 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.decisions.keys import MESSAGE_CHANNELS
 from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.outbox import (
-    CHANNELS,
     DEFAULT_LEASE,
     LEASE_MARGIN,
     Claimed,
@@ -142,7 +142,7 @@ def deliver_due(
     down: dict[str, dt.datetime] = {}  # channel -> when to probe it again (open breaker)
 
     def up_channels() -> set[str]:
-        return {c for c in CHANNELS if down.get(c) is None or down[c] <= clock()}
+        return {c for c in MESSAGE_CHANNELS if down.get(c) is None or down[c] <= clock()}
 
     def hand_back(rest: list[Claimed]) -> None:  # claimed, never tried: the attempt is taken back
         with engine.begin() as conn:

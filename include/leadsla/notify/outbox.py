@@ -1,34 +1,52 @@
-"""The outbox: due alerts written before delivery, claimed under a lease, marked after.
+"""The outbox: every message and breach action is written here before it happens, and only here.
 
-Every operation takes its time from the caller (the run's time, or for leases the delivering
-attempt's start) and writes the audit trail with the Airflow task run that did it. This module
-never sends anything and never reads the wall clock for a decision.
+This module is the only code that inserts or changes outbox rows (a test over the source and a
+runtime check hold it to that). Decisions arrive as data (`leadsla.decisions.plan`): `apply`
+writes a whole `Plan` in the caller's transaction (checkpoints acted on, messages, notices,
+capacity roll-ups, digests, breach actions, each with its audit entries), `queue_notices` writes
+notices from the other pipelines, and `queue_state` / `handled_checkpoints` are the snapshot the
+decisions read. Delivery (`leadsla.notify.delivery`) and escalation (`leadsla.escalation`) then
+`claim` rows under a lease and mark them. Every operation takes its time from the caller (the
+run's time, or for leases the delivering attempt's start) and audits with the Airflow task run
+that did it. Never sends anything and never reads the wall clock for a decision.
 
 Row life: ``pending`` --claim--> (lease in ``claimed_until``) --> ``delivered``, or back to
 ``pending`` with a later ``not_before`` (transient failure, exponential back-off), or
-``failed`` (a permanent failure a person must look at).
+``failed`` (a permanent failure a person must look at); a warning may instead end ``digested``
+and a leadership breach message ``rolled_up`` (never sent: a digest or capacity alert says it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.decisions.digest import digest_of
+from leadsla.decisions.keys import DIGEST, MESSAGE_CHANNELS, normalise_recipient, utc_iso
+from leadsla.decisions.plan import (
+    BreachAction,
+    CheckpointId,
+    CheckpointReached,
+    Digest,
+    Message,
+    Notice,
+    Plan,
+    Queued,
+    QueueState,
+    RollUp,
+)
 from leadsla.notify.payloads import parse_payload
 from leadsla.store.audit import AuditContext, record, record_many
-from leadsla.store.schema import outbox
+from leadsla.store.schema import audit, outbox
 from leadsla.store.upsert import insert_new
 
-CHANNELS = frozenset({"slack", "email"})
-#: Channels an idempotency key may name: the delivered ones plus ``crm`` (breach actions, which
-#: leadsla.escalation claims and performs; deliver_due never claims them).
-KEY_CHANNELS = CHANNELS | {"crm"}
+#: Breach actions' channel: claimed and performed by `leadsla.escalation.breach`, never by delivery.
+CRM_CHANNEL = "crm"
+
 #: After a transient failure the first retries come within the same delivery try, seconds later
 #: (`deliver_due` keeps working until its time budget runs out): most faults (a 429 storm, a
 #: dropped connection, a 5xx burst) last seconds, and waiting for the next one-minute run would
@@ -48,65 +66,6 @@ DEFAULT_LEASE = dt.timedelta(seconds=25)
 #: Kept free at the end of every lease: the server's processing of the last bytes sent, plus clock
 #: skew between the hosts of two deliverers (their `now` comes from each worker's clock).
 LEASE_MARGIN = dt.timedelta(seconds=3)
-
-
-def _utc_iso(value: dt.datetime) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} has no timezone: clock_start must be aware")
-    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
-
-
-def normalise_recipient(recipient: str) -> str:
-    """The recipient as keyed: trimmed; e-mail addresses case-folded (they are case-blind in practice)."""
-    recipient = recipient.strip()
-    return recipient.casefold() if "@" in recipient else recipient
-
-
-def idempotency_key(
-    sla_id: str, record_id: str, clock_start: dt.datetime, checkpoint: str, recipient: str, channel: str
-) -> str:
-    """The action's identity (DESIGN.md): clock identity + checkpoint + recipient + channel.
-
-    A SHA-256 over a canonical JSON array, so the same action always hashes the same whatever
-    timezone `clock_start` was given in.
-
-    Raises:
-        ValueError: `clock_start` is naive, or the channel is unknown.
-    """
-    channel = channel.strip().lower()
-    if channel not in KEY_CHANNELS:
-        raise ValueError(f"unknown channel {channel!r}: expected one of {sorted(KEY_CHANNELS)}")
-    canonical = json.dumps(
-        [sla_id, record_id, _utc_iso(clock_start), checkpoint, normalise_recipient(recipient), channel],
-        ensure_ascii=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Action:
-    """One message to send: who, how, about which clock checkpoint, and what to say.
-
-    `payload` follows `leadsla.notify.payloads.AlertPayload` or another kind `parse_payload`
-    knows (validated on enqueue).
-    `not_before` defaults to the enqueue time (quiet hours set it later).
-    """
-
-    sla_id: str
-    record_id: str
-    clock_start: dt.datetime
-    checkpoint: str
-    recipient: str
-    channel: str
-    payload: Mapping[str, Any]
-    not_before: dt.datetime | None = None
-
-    @property
-    def key(self) -> str:
-        return idempotency_key(
-            self.sla_id, self.record_id, self.clock_start, self.checkpoint, self.recipient, self.channel
-        )
 
 
 @dataclass(frozen=True)
@@ -153,67 +112,440 @@ def _audit_fields(row: Any) -> dict[str, Any]:
     }
 
 
+def _row(
+    key: str,
+    *,
+    sla_id: str | None,
+    record_id: str | None,
+    clock_start: dt.datetime | None,
+    checkpoint: str,
+    recipient: str,
+    channel: str,
+    payload: Mapping[str, Any],
+    at: dt.datetime,
+    not_before: dt.datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "idempotency_key": key,
+        "sla_id": sla_id,
+        "record_id": record_id,
+        "clock_start": clock_start,
+        "checkpoint": checkpoint,
+        "recipient": normalise_recipient(recipient),
+        "channel": channel.strip().lower(),
+        "payload": dict(payload),
+        "status": "pending",
+        "attempts": 0,
+        "created_at": at,
+        "not_before": not_before or at,
+    }
+
+
+def _insert(conn: sa.Connection, row: dict[str, Any]) -> bool:
+    """Insert a row unless its key is already there (then it is left exactly as it is)."""
+    return bool(insert_new(conn, outbox, [row], key=["idempotency_key"]))
+
+
 def enqueue(
-    conn: sa.Connection, actions: Iterable[Action], at: dt.datetime, context: AuditContext
+    conn: sa.Connection, messages: Iterable[Message], at: dt.datetime, context: AuditContext
 ) -> list[str]:
-    """Write actions to the outbox with a `message_queued` audit entry each, in the caller's transaction.
+    """Write messages with a `message_queued` audit entry each, in the caller's transaction.
 
     Call inside ``engine.begin()`` (with the clock updates that produced them, ideally), so the
-    actions and their audit entries commit together or not at all. An action whose key is
+    messages and their audit entries commit together or not at all. A message whose key is
     already in the outbox is left exactly as it is: enqueueing twice is a no-op.
 
     Returns:
         The idempotency keys that were new.
 
     Raises:
-        leadsla.notify.payloads.PayloadError: an action's payload does not follow the schema.
+        leadsla.notify.payloads.PayloadError: a message's payload does not follow its schema.
         ValueError: naive times or an unknown channel.
     """
     new_keys: list[str] = []
     audits: list[dict[str, Any]] = []
-    for action in actions:
-        payload = parse_payload(action.payload, where=f"{action.channel} action for {action.record_id}")
-        key = action.key
-        row = {
-            "idempotency_key": key,
-            "sla_id": action.sla_id,
-            "record_id": action.record_id,
-            "clock_start": action.clock_start,
-            "checkpoint": action.checkpoint,
-            "recipient": normalise_recipient(action.recipient),
-            "channel": action.channel.strip().lower(),
-            "payload": payload.to_json(),
-            "status": "pending",
-            "attempts": 0,
-            "created_at": at,
-            "not_before": action.not_before or at,
-        }
-        # One row at a time so we know exactly which keys were new and audit only those.
-        if insert_new(conn, outbox, [row], key=["idempotency_key"]):
-            new_keys.append(key)
+    for message in messages:
+        payload = parse_payload(message.payload, where=f"{message.channel} message for {message.record_id}")
+        key = message.key
+        row = _row(
+            key,
+            sla_id=message.sla_id,
+            record_id=message.record_id,
+            clock_start=message.clock_start,
+            checkpoint=message.checkpoint,
+            recipient=message.recipient,
+            channel=message.channel,
+            payload=payload.to_json(),
+            at=at,
+            not_before=message.not_before,
+        )
+        if not _insert(conn, row):
+            continue
+        new_keys.append(key)
+        audits.append(
+            {
+                "event": "message_queued",
+                "at": at,
+                "object_type": payload.lead.object_type if hasattr(payload, "lead") else None,
+                "record_id": message.record_id,
+                "sla_id": message.sla_id,
+                "clock_start": message.clock_start,
+                "checkpoint": message.checkpoint,
+                "actor": f"notify.{row['channel']}",
+                "detail": {
+                    "idempotency_key": key,
+                    "channel": row["channel"],
+                    "recipient": row["recipient"],
+                    "kind": payload.kind,
+                    "not_before": utc_iso(row["not_before"]),
+                    # One message per person: the roles it stands for (owner, team_manager, ...).
+                    **({"roles": list(payload.roles)} if getattr(payload, "roles", None) else {}),
+                },
+            }
+        )
+    record_many(conn, audits, context=context)
+    return new_keys
+
+
+def queue_notices(
+    conn: sa.Connection, notices: Iterable[Notice], at: dt.datetime, context: AuditContext | None = None
+) -> list[str]:
+    """Queue each notice once per (channel, recipient), in the caller's transaction; a known key is
+    a no-op. Each new row is audited as the notice says (`Notice.audit_event`).
+
+    Returns:
+        The idempotency keys that were new.
+    """
+    new: list[str] = []
+    audits: list[dict[str, Any]] = []
+    for notice in notices:
+        payload = parse_payload(notice.payload(), where=f"notice {notice.source}/{notice.subject}").to_json()
+        for channel, recipient in notice.recipients:
+            key = notice.key(channel, recipient)
+            row = _row(
+                key,
+                sla_id=notice.source,
+                record_id=None,
+                clock_start=notice.opened_at,
+                checkpoint=notice.checkpoint,
+                recipient=recipient,
+                channel=channel,
+                payload=payload,
+                at=at,
+            )
+            if not _insert(conn, row):
+                continue
+            new.append(key)
+            detail = dict(notice.audit_detail) or {"kind": "notice", "subject": notice.subject}
             audits.append(
                 {
-                    "event": "message_queued",
+                    "event": notice.audit_event,
                     "at": at,
-                    "object_type": payload.lead.object_type if hasattr(payload, "lead") else None,
-                    "record_id": action.record_id,
-                    "sla_id": action.sla_id,
-                    "clock_start": action.clock_start,
-                    "checkpoint": action.checkpoint,
-                    "actor": f"notify.{row['channel']}",
+                    "sla_id": notice.source,
+                    "checkpoint": notice.checkpoint,
+                    "actor": notice.actor or f"{notice.source}.{channel}",
                     "detail": {
                         "idempotency_key": key,
                         "channel": row["channel"],
                         "recipient": row["recipient"],
-                        "kind": payload.kind,
-                        "not_before": _utc_iso(row["not_before"]),
-                        # One message per person: the roles it stands for (owner, team_manager, ...).
-                        **({"roles": list(payload.roles)} if getattr(payload, "roles", None) else {}),
+                        **detail,
                     },
                 }
             )
+    if audits:
+        record_many(conn, audits, context=context or AuditContext())
+    return new
+
+
+def handled_checkpoints(conn: sa.Connection) -> frozenset[CheckpointId]:
+    """Checkpoints already acted on: queued in any status (outbox), superseded or due (audit)."""
+    rows = conn.execute(
+        sa.select(outbox.c.sla_id, outbox.c.record_id, outbox.c.clock_start, outbox.c.checkpoint)
+        .distinct()
+        .where(outbox.c.sla_id.is_not(None), outbox.c.clock_start.is_not(None))
+    ).all()
+    rows += conn.execute(
+        sa.select(audit.c.sla_id, audit.c.record_id, audit.c.clock_start, audit.c.checkpoint)
+        .distinct()
+        .where(audit.c.event.in_(["checkpoint_superseded", "checkpoint_due"]))
+    ).all()
+    return frozenset(tuple(r) for r in rows)
+
+
+def queue_state(conn: sa.Connection, now: dt.datetime, *, window_minutes: int) -> QueueState:
+    """The recipients' state a decision reads (`leadsla.decisions.plan.QueueState`): pending
+    messages and those delivered within the rate-limit window, in outbox order, and the
+    checkpoints already handled."""
+    since = now - dt.timedelta(minutes=window_minutes)
+    rows = conn.execute(
+        sa.select(
+            outbox.c.outbox_id,
+            outbox.c.idempotency_key,
+            outbox.c.recipient,
+            outbox.c.channel,
+            outbox.c.status,
+            outbox.c.attempts,
+            outbox.c.not_before,
+            outbox.c.claimed_until,
+            outbox.c.created_at,
+            outbox.c.payload,
+            outbox.c.sla_id,
+            outbox.c.record_id,
+            outbox.c.clock_start,
+            outbox.c.checkpoint,
+        )
+        .where(
+            outbox.c.channel.in_(sorted(MESSAGE_CHANNELS)),
+            sa.or_(
+                outbox.c.status == "pending",
+                sa.and_(outbox.c.status == "delivered", outbox.c.delivered_at > since),
+            ),
+        )
+        .order_by(outbox.c.created_at, outbox.c.outbox_id)
+    ).all()
+    last = conn.execute(sa.select(sa.func.max(outbox.c.outbox_id))).scalar() or 0
+    queued = tuple(
+        Queued(
+            key=r.idempotency_key,
+            recipient=r.recipient,
+            channel=r.channel,
+            status=r.status,
+            attempts=r.attempts,
+            leased=r.claimed_until is not None,
+            not_before=r.not_before,
+            created_at=r.created_at,
+            payload=r.payload or {},
+            sla_id=r.sla_id,
+            record_id=r.record_id,
+            clock_start=r.clock_start,
+            checkpoint=r.checkpoint,
+            seq=r.outbox_id,
+        )
+        for r in rows
+    )
+    return QueueState(rows=queued, handled=handled_checkpoints(conn), next_seq=last + 1)
+
+
+def apply(conn: sa.Connection, plan: Plan, at: dt.datetime, context: AuditContext) -> dict[str, int]:
+    """Write a decision step's plan in the caller's transaction, in order: the checkpoints acted
+    on and passed over (audit), messages, notices, capacity roll-ups, digests, breach actions.
+
+    Every insert is idempotent (a known key is left as it is) and every change of a row's status
+    is conditional on the row still being untouched, so a rerun, or a worker claiming a row
+    between the decision and this write, never sends twice or withdraws what is on its way.
+
+    Returns:
+        Counts: queued (new messages), notices (new notice rows), rolled_up, digests, breaches
+        (new breach actions).
+    """
+    _record_checkpoints(conn, plan.due, plan.superseded, at, context)
+    queued = enqueue(conn, plan.messages, at, context)
+    notices = queue_notices(conn, plan.notices, at, context)
+    rolled = _roll_up(conn, plan.roll_ups, at, context)
+    digests = _queue_digests(conn, plan.digests, at, context)
+    breaches = _queue_breach_actions(conn, plan.breach_actions, at, context)
+    return {
+        "queued": len(queued),
+        "notices": len(notices),
+        "rolled_up": rolled,
+        "digests": len(digests),
+        "breaches": len(breaches),
+    }
+
+
+def _record_checkpoints(
+    conn: sa.Connection,
+    due: Sequence[CheckpointReached],
+    superseded: Sequence[CheckpointReached],
+    at: dt.datetime,
+    context: AuditContext,
+) -> None:
+    entries = []
+    for event, reached in (("checkpoint_due", due), ("checkpoint_superseded", superseded)):
+        for cp in reached:
+            entries.append(
+                {
+                    "event": event,
+                    "at": at,
+                    "object_type": None,
+                    "record_id": cp.record_id,
+                    "sla_id": cp.sla_id,
+                    "clock_start": cp.clock_start,
+                    "checkpoint": cp.checkpoint,
+                    "policy_version": cp.policy_version,
+                    "actor": "sla_monitor",
+                    "detail": {
+                        "reached_at": cp.reached_at.isoformat(),
+                        "offset_seconds": cp.offset_seconds,
+                        **({"sent": False} if event == "checkpoint_superseded" else {}),
+                    },
+                }
+            )
+    record_many(conn, entries, context=context)
+
+
+def _untouched(key: str):
+    return sa.and_(
+        outbox.c.idempotency_key == key,
+        outbox.c.status == "pending",
+        outbox.c.attempts == 0,
+        outbox.c.claimed_until.is_(None),
+    )
+
+
+def _roll_up(conn: sa.Connection, roll_ups: Sequence[RollUp], at: dt.datetime, context: AuditContext) -> int:
+    """Mark leadership breach messages ``rolled_up`` into their capacity alert (if still untouched)."""
+    audits = []
+    for roll_up in roll_ups:
+        row = roll_up.row
+        if conn.execute(outbox.update().where(_untouched(row.key)).values(status="rolled_up")).rowcount != 1:
+            continue  # a worker took it meanwhile: it goes out as itself
+        audits.append(
+            {
+                "event": "message_rolled_up",
+                "at": at,
+                "sla_id": row.sla_id,
+                "record_id": row.record_id,
+                "clock_start": row.clock_start,
+                "checkpoint": "breach",
+                "actor": "sla_monitor",
+                "object_type": (row.payload.get("lead") or {}).get("object_type"),
+                "detail": {
+                    "idempotency_key": row.key,
+                    "team": roll_up.team,
+                    "capacity_key": roll_up.capacity_key,
+                    "channel": row.channel,
+                    "recipient": row.recipient,
+                },
+            }
+        )
     record_many(conn, audits, context=context)
-    return new_keys
+    return len(audits)
+
+
+def _queue_digests(
+    conn: sa.Connection, digests: Sequence[Digest], at: dt.datetime, context: AuditContext
+) -> list[str]:
+    """Mark each digest's warnings ``digested`` and queue the digest in their place.
+
+    A warning a worker took between the decision and now goes as itself; the digest then covers
+    the rest (re-derived by the same decision function), or none when fewer than two are left.
+    """
+    new: list[str] = []
+    for digest in digests:
+        taken = [
+            r
+            for r in digest.replaces
+            if conn.execute(
+                outbox.update().where(_untouched(r.key)).values(status="digested", last_error=None)
+            ).rowcount
+            == 1
+        ]
+        if len(taken) < 2:  # a lone warning goes as itself
+            for r in taken:
+                conn.execute(
+                    outbox.update().where(outbox.c.idempotency_key == r.key).values(status="pending")
+                )
+            continue
+        if len(taken) != len(digest.replaces):
+            digest = digest_of(
+                digest.recipient,
+                digest.channel,
+                taken,
+                max_alerts=digest.max_alerts,
+                window_minutes=digest.window_minutes,
+            )
+        key = digest.key
+        payload = parse_payload(digest.payload, where=f"digest for {digest.recipient}").to_json()
+        row = _row(
+            key,
+            sla_id=DIGEST,
+            record_id=None,
+            clock_start=None,
+            checkpoint=DIGEST,
+            recipient=digest.recipient,
+            channel=digest.channel,
+            payload=payload,
+            at=at,
+        )
+        if not _insert(conn, row):
+            continue
+        new.append(key)
+        audits = [
+            {
+                "event": "message_queued",
+                "at": at,
+                "actor": f"notify.{digest.channel}",
+                "checkpoint": DIGEST,
+                "detail": {
+                    "idempotency_key": key,
+                    "channel": digest.channel,
+                    "recipient": digest.recipient,
+                    "kind": DIGEST,
+                    "replaces": len(taken),
+                    "max_alerts": digest.max_alerts,
+                    "window_minutes": digest.window_minutes,
+                },
+            }
+        ]
+        audits += [
+            {
+                "event": "message_digested",
+                "at": at,
+                "actor": f"notify.{digest.channel}",
+                "sla_id": r.sla_id,
+                "record_id": r.record_id,
+                "clock_start": r.clock_start,
+                "checkpoint": r.checkpoint,
+                "object_type": (r.payload.get("lead") or {}).get("object_type"),
+                "detail": {
+                    "idempotency_key": r.key,
+                    "digest_key": key,
+                    "channel": digest.channel,
+                    "recipient": digest.recipient,
+                },
+            }
+            for r in taken
+        ]
+        record_many(conn, audits, context=context)
+    return new
+
+
+def _queue_breach_actions(
+    conn: sa.Connection, actions: Sequence[BreachAction], at: dt.datetime, context: AuditContext
+) -> list[str]:
+    """Queue breach actions on channel ``crm`` (idempotent), each audited ``escalation`` (queued)."""
+    new: list[str] = []
+    for action in actions:
+        payload = action.payload()
+        row = _row(
+            action.key,
+            sla_id=action.sla_id,
+            record_id=action.record_id,
+            clock_start=action.clock_start,
+            checkpoint="breach",
+            recipient=action.recipient,
+            channel=CRM_CHANNEL,
+            payload=payload,
+            at=at,
+        )
+        if not _insert(conn, row):
+            continue
+        new.append(action.key)
+        record(
+            conn,
+            "escalation",
+            at=at,
+            context=context,
+            object_type=action.object_type,
+            record_id=action.record_id,
+            sla_id=action.sla_id,
+            clock_start=action.clock_start,
+            checkpoint="breach",
+            actor="sla_monitor",
+            detail={"idempotency_key": action.key, "queued": True, **payload},
+        )
+    return new
 
 
 def _claimable(now: dt.datetime):
@@ -394,7 +726,7 @@ def defer(
             **_message_detail(row),
             "reason": reason,
             "error": error[:500],
-            "retry_at": _utc_iso(retry_at) if retry_at else None,
+            "retry_at": utc_iso(retry_at) if retry_at else None,
             "attempt_counted": not uncount,
         },
         **_audit_fields(row),
@@ -501,7 +833,7 @@ def mark_failed(
         detail={
             **_message_detail(row),
             "error": error[:500],
-            "retry_at": _utc_iso(retry_at) if retry_at else None,
+            "retry_at": utc_iso(retry_at) if retry_at else None,
             "permanent": retry_at is None,
         },
         **_audit_fields(row),

@@ -3,7 +3,7 @@
 An incident opens at the first run of a suite over the threshold (or failing wholesale) and stays
 open while consecutive runs of that suite stay over it; its id is `<suite>@<opening instant>`,
 so the Slack notice keyed on it is queued once per incident however many runs it lasts. This
-module never sends: it writes an outbox notice in the caller's transaction.
+module never sends and never writes the outbox: it says what the notice is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from leadsla.quality.notice import enqueue_notice
+from leadsla.decisions.plan import Notice
 from leadsla.quality.rules import QualityRules
 from leadsla.store import schema
 
@@ -42,16 +42,11 @@ def incident_for(
     return previous or f"{suite}@{now.astimezone(dt.UTC).isoformat(timespec='seconds')}"
 
 
-def notify_incident(
-    conn: sa.Connection,
-    rules: QualityRules,
-    suite: str,
-    incident: str,
-    summary: dict[str, Any],
-    now: dt.datetime,
-    failing: list[dict[str, Any]],
-) -> list[str]:
-    """Queue the incident's data-engineering Slack notice (a no-op after the first run of an incident)."""
+def incident_notice(
+    rules: QualityRules, suite: str, incident: str, summary: dict[str, Any], failing: list[dict[str, Any]]
+) -> Notice:
+    """The incident's data-engineering Slack notice (keyed on the incident: queued once however
+    many runs it lasts)."""
     opened = dt.datetime.fromisoformat(incident.split("@", 1)[1])
     rate = summary["quarantined"] / summary["rows"] if summary["rows"] else 0.0
     lines = [
@@ -66,15 +61,13 @@ def notify_incident(
     lines.append(
         "Held rows are in the quarantine table with their reasons and are re-validated on every sync."
     )
-    return enqueue_notice(
-        conn,
+    return Notice(
         source="data_quality",
         subject=suite,
         opened_at=opened,
         checkpoint="incident",
-        recipients=[("slack", rules.incident_channel)],
+        recipients=(("slack", rules.incident_channel),),
         title=f"Data-quality incident: {suite}",
         severity="critical",
-        lines=lines,
-        at=now,
+        lines=tuple(lines),
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +22,16 @@ import sqlalchemy as sa
 
 from leadsla.crm import landing
 from leadsla.crm.mapping import TABLES, CrmMapping, ObjectMapping
+from leadsla.decisions.plan import Notice
 from leadsla.quality.frame import SUITE_OF, Lookups
 from leadsla.quality.rules import QualityRules
 from leadsla.store import schema
 from leadsla.store.upsert import upsert
 
 log = logging.getLogger(__name__)
+
+#: Queues notices in the caller's transaction: (connection, notices, at) -> the new keys.
+NoticeWriter = Callable[[sa.Connection, Sequence[Notice], dt.datetime], list[str]]
 
 
 class QualityRejected(landing.MalformedRecord):
@@ -84,9 +88,14 @@ def lookups_for(
 class SyncGate:
     """The quality gate of one sync task run (see the module docstring)."""
 
-    def __init__(self, rules: QualityRules, *, run_id: str | None = None) -> None:
+    def __init__(
+        self, rules: QualityRules, *, run_id: str | None = None, queue_notices: NoticeWriter | None = None
+    ) -> None:
         self.rules = rules
         self.run_id = run_id
+        #: Writes an incident's notice in the run's transaction (`leadsla.notify.outbox.queue_notices`);
+        #: without one, an incident is only logged.
+        self.queue_notices = queue_notices
         self.tallies: dict[str, _SuiteTally] = {}
         self._warnings: dict[str, dict[str, list[str]]] = {}
 
@@ -191,7 +200,7 @@ class SyncGate:
             Small JSON for XCom: per suite rows/quarantined/flagged/incident, and the failing
             expectations with their counts.
         """
-        from leadsla.quality.incident import incident_for, notify_incident
+        from leadsla.quality.incident import incident_for, incident_notice
 
         out: dict[str, Any] = {}
         for suite, tally in self.tallies.items():
@@ -227,8 +236,12 @@ class SyncGate:
                         run_id=self.run_id,
                     )
                 )
-                if incident:
-                    notify_incident(conn, self.rules, suite, incident, summary, now, failing)
+                if incident and self.queue_notices is not None:
+                    self.queue_notices(
+                        conn, [incident_notice(self.rules, suite, incident, summary, failing)], now
+                    )
+                elif incident:
+                    log.error("data-quality incident %s (no notice writer given: not queued)", incident)
             summary["incident"] = incident
             out[suite] = summary
         return out

@@ -1,0 +1,231 @@
+"""Checkpoint messages: an evaluation's reached checkpoints -> the messages to queue.
+
+Of a clock's reached checkpoints not yet handled, only the latest is sent; the earlier ones are
+`superseded` (audited, not sent): a catch-up after downtime sends the breach, not stale
+warnings. One message per person and channel, whichever roles name that person, with the roles
+it covers. A message due while its recipient is off work waits for the next opening
+(`not_before`), except breaches of critical tiers. Pure: no store, no Airflow, no wall clock;
+every time comes from the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from leadsla.decisions.cells import cell_instant, cell_text
+from leadsla.decisions.keys import normalise_recipient
+from leadsla.decisions.plan import CheckpointId, CheckpointReached, Message
+from leadsla.decisions.recipients import Directory, Person, next_opening
+from leadsla.policy import Policy
+
+
+@dataclass
+class CheckpointDecisions:
+    """What the reached checkpoints call for: messages, checkpoints acted on or passed over, and
+    the clocks whose breach is due now (for the breach actions)."""
+
+    messages: list[Message] = field(default_factory=list)
+    due: list[CheckpointReached] = field(default_factory=list)
+    superseded: list[CheckpointReached] = field(default_factory=list)
+    breaches: list[dict[str, Any]] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+
+
+def _reached(row: Mapping[str, Any]) -> CheckpointReached:
+    return CheckpointReached(
+        sla_id=str(row["sla_id"]),
+        record_id=str(row["record_id"]),
+        clock_start=cell_instant(row["clock_start"]),
+        checkpoint=str(row["checkpoint"]),
+        policy_version=str(row["policy_version"]),
+        reached_at=cell_instant(row["reached_at"]),
+        offset_seconds=int(row["offset_seconds"]),
+    )
+
+
+def _checkpoint_def(policy: Policy, sla_id: str, checkpoint: str):
+    sla = policy.sla(sla_id)
+    return sla, next(cp for cp in sla.all_checkpoints() if cp.id == checkpoint)
+
+
+def decide_checkpoints(
+    clocks: pd.DataFrame,
+    checkpoints: pd.DataFrame,
+    records: pd.DataFrame,
+    directory: Directory,
+    *,
+    now: dt.datetime,
+    handled: Iterable[CheckpointId],
+    instance_url: str,
+) -> CheckpointDecisions:
+    """Decide the messages for every reached, not yet handled checkpoint of every open clock.
+
+    Args:
+        clocks, checkpoints: `leadsla.engine.Evaluation` frames at `now` (the payload's elapsed and
+            remaining business time are the clock's `elapsed_seconds` at `now`).
+        records: the store's records (record_id, name, company, lead_source).
+        handled: checkpoints already queued or recorded as superseded (from the outbox/audit).
+        now: the run's time; a message not held by quiet hours has `not_before = now`.
+
+    Returns:
+        The decisions. Running the same inputs again gives the same actions (keys included).
+    """
+    policy = directory.policy
+    out = CheckpointDecisions()
+    handled_set = {(s, r, pd.Timestamp(c).to_pydatetime(), k) for s, r, c, k in handled}
+    reached = checkpoints[checkpoints["status"].isin(["due", "superseded"])]
+    if reached.empty:
+        return out
+    # Only the clocks and records of reached checkpoints become dicts: the whole records frame
+    # (raw CRM fields included) is tens of thousands of rows, a handful of which are reached.
+    ids = set(reached["record_id"])
+    clock_by_id = {
+        (r["sla_id"], r["record_id"], cell_instant(r["clock_start"])): r
+        for r in clocks[clocks["record_id"].isin(ids)].to_dict("records")
+    }
+    record_by_id = {
+        str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")
+    }
+    handled_by_clock: dict[tuple, set[str]] = {}
+    for s, r, c, k in handled_set:
+        handled_by_clock.setdefault((s, r, c), set()).add(k)
+    open_clocks = clocks[clocks["state"].isin(["running", "paused", "breached"])].groupby("owner_id").size()
+    for (sla_id, record_id, clock_start), group in reached.groupby(
+        ["sla_id", "record_id", "clock_start"], sort=True
+    ):
+        start = cell_instant(clock_start)
+        fresh = [
+            r
+            for r in group.sort_values("offset_seconds").to_dict("records")
+            if (sla_id, record_id, start, r["checkpoint"]) not in handled_set
+        ]
+        if not fresh:
+            continue
+        latest = fresh[-1]
+        names = set(group["checkpoint"])
+        done = handled_by_clock.get((sla_id, record_id, start), set())
+        later_handled = any(
+            r["checkpoint"] in done and r["offset_seconds"] > latest["offset_seconds"]
+            for r in group.to_dict("records")
+        ) or bool(done - names)  # not reached here: newer
+        if later_handled:  # an old run replayed after a newer one: the newer decision stands
+            out.superseded.extend(_reached(r) for r in fresh)
+            continue
+        out.superseded.extend(_reached(r) for r in fresh[:-1])
+        out.due.append(_reached(latest))
+        clock = clock_by_id[(sla_id, record_id, start)]
+        if latest["checkpoint"] == "breach":
+            out.breaches.append(clock)
+        out.messages.extend(
+            _messages(
+                policy,
+                directory,
+                clock,
+                latest,
+                record_by_id.get(str(record_id), {}),
+                int(open_clocks.get(clock["owner_id"], 0)),
+                now,
+                instance_url,
+                out,
+            )
+        )
+    return out
+
+
+def _messages(
+    policy: Policy,
+    directory: Directory,
+    clock: Mapping[str, Any],
+    cp: Mapping[str, Any],
+    record: Mapping[str, Any],
+    open_clocks: int,
+    now: dt.datetime,
+    instance_url: str,
+    out: CheckpointDecisions,
+) -> list[Message]:
+    sla, cp_def = _checkpoint_def(policy, clock["sla_id"], cp["checkpoint"])
+    owner_id = cell_text(clock["owner_id"])
+    team = cell_text(clock["team"])
+    owner = directory.user(owner_id, "owner")
+    kind = "breach" if cp["checkpoint"] == "breach" else "warning"
+    reached_at = cell_instant(cp["reached_at"])
+    deadline = cell_instant(clock["deadline"]) if cell_text(clock["deadline"]) else reached_at
+    team_tz = directory.team_timezone(team)
+    # The clock's business time at `now` (never less than the checkpoint's own offset: a reached
+    # checkpoint's elapsed time cannot have run backwards).
+    elapsed = max(int(clock["elapsed_seconds"]), int(cp["offset_seconds"]))
+    # One message per (channel, destination), however many roles name that destination: a rep who
+    # is also the team manager gets one DM and one e-mail, and the payload and audit say which
+    # roles it covers. The key is derived from the destination (not the role), so it is stable.
+    by_destination: dict[tuple[str, str], tuple[Person, list[str]]] = {}
+    for role in cp_def.notify:
+        people = directory.resolve(role, owner_id, team)
+        if not people:
+            out.unresolved.append(f"{clock['sla_id']}/{clock['record_id']}/{cp['checkpoint']}: {role}")
+        for person in people:
+            for channel in cp_def.channels:
+                address = person.address(channel)
+                if not address:
+                    continue
+                _, roles = by_destination.setdefault((channel, normalise_recipient(address)), (person, []))
+                if role not in roles:
+                    roles.append(role)
+    messages: list[Message] = []
+    for (channel, address), (person, roles) in by_destination.items():
+        urgent = kind == "breach" and bool(clock["critical"])
+        not_before = now if urgent else max(now, next_opening(policy, person, now))
+        payload = {
+            "kind": kind,
+            "sla_name": sla.name,
+            "checkpoint_label": None if kind == "breach" else f"{cp['checkpoint']} checkpoint",
+            "lead": {
+                "id": str(clock["record_id"]),
+                "object_type": clock["object_type"],
+                "name": cell_text(record.get("name")) or str(clock["record_id"]),
+                "company": cell_text(record.get("company")),
+                "source": cell_text(record.get("lead_source")),
+                "tier": str(clock["tier"]),
+            },
+            "owner": {
+                "id": owner_id,
+                "name": owner.name if owner else (owner_id or "unassigned"),
+                "email": owner.email if owner else None,
+            },
+            "recipient": {
+                "name": person.name,
+                "email": person.email,
+                "timezone": person.timezone,
+                "slack_fallback_channel": person.fallback_channel,
+            },
+            "roles": roles,
+            "team": {"name": team or "unassigned", "timezone": team_tz},
+            # The situation as of this evaluation (`now`, the run's time), not as of the checkpoint:
+            # a breach caught up four days late says "overdue by 4 days", not "by 1 min".
+            "target_seconds": int(clock["target_seconds"]),
+            "elapsed_seconds": elapsed,
+            "remaining_seconds": int(clock["target_seconds"]) - elapsed,
+            "evaluated_at": now.isoformat(),
+            "deadline": deadline.isoformat(),
+            "due_at": reached_at.isoformat(),
+            "breached_at": deadline.isoformat() if kind == "breach" else None,
+            "open_clocks": open_clocks,
+            "instance_url": instance_url,
+        }
+        messages.append(
+            Message(
+                sla_id=str(clock["sla_id"]),
+                record_id=str(clock["record_id"]),
+                clock_start=cell_instant(clock["clock_start"]),
+                checkpoint=str(cp["checkpoint"]),
+                recipient=address,
+                channel=channel,
+                payload=payload,
+                not_before=not_before,
+            )
+        )
+    return messages

@@ -1,0 +1,145 @@
+"""Who a checkpoint tells, and when they can be told: roles resolved to people, working hours.
+
+Roles (policy `notify` lists): ``owner`` (the clock's owner), ``owner_manager`` (the owner's
+User.ManagerId), ``team_manager`` (the policy team's `manager`), ``vp_*`` and any other name in
+the policy's `contacts`, and ``queue:<name>`` (the Slack channel of the team whose queue it is).
+A role that resolves to nobody resolves to an empty list, never to a guess. Quiet hours: a
+person is told when their team calendar is open (or, for contacts without a team, outside the
+policy's quiet hours). Pure: no store, no wall clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadsla.decisions.cells import cell_text
+from leadsla.policy import Policy
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone (or a shared channel) to tell, with where and when they can be reached."""
+
+    role: str
+    name: str
+    email: str | None
+    slack: str | None  # an e-mail (DM via users.lookupByEmail) or a channel id
+    timezone: str
+    calendar: str | None  # the team calendar whose hours are this person's working hours
+    user_id: str | None = None
+    fallback_channel: str | None = None
+
+    def address(self, channel: str) -> str | None:
+        return self.email if channel == "email" else self.slack
+
+
+class Directory:
+    """Users, queues and policy contacts, to resolve roles to people."""
+
+    def __init__(self, policy: Policy, users: pd.DataFrame, queues: pd.DataFrame | None = None) -> None:
+        self.policy = policy
+        self.users = {str(r["user_id"]): r for r in users.to_dict("records")}
+        self.queues = (
+            {} if queues is None else {str(r["name"]): str(r["queue_id"]) for r in queues.to_dict("records")}
+        )
+
+    def team_timezone(self, team: str | None) -> str:
+        return self.policy.calendar(self.policy.team_calendar(team)).timezone
+
+    def team_channel(self, team: str | None) -> str | None:
+        found = self.policy.team(team)
+        return found.slack_channel if found is not None else None
+
+    def user(self, user_id: str | None, role: str) -> Person | None:
+        row = self.users.get(str(user_id)) if user_id else None
+        if row is None or not cell_text(row.get("email")):
+            return None
+        team = cell_text(row.get("team"))
+        email = str(row["email"])
+        return Person(
+            role=role,
+            name=cell_text(row.get("name")) or email,
+            email=email,
+            slack=email,
+            timezone=cell_text(row.get("timezone")) or self.team_timezone(team),
+            calendar=self.policy.team_calendar(team),
+            user_id=str(user_id),
+            fallback_channel=self.team_channel(team),
+        )
+
+    def manager_of(self, user_id: str | None) -> str | None:
+        row = self.users.get(str(user_id)) if user_id else None
+        return cell_text(row.get("manager_id")) if row is not None else None
+
+    def resolve(self, role: str, owner_id: str | None, team: str | None) -> list[Person]:
+        """The people a role names for a clock owned by `owner_id` in `team` (empty: nobody)."""
+        if role == "owner":
+            found = self.user(owner_id, role)
+        elif role == "owner_manager":
+            found = self.user(self.manager_of(owner_id), role)
+        elif role == "team_manager":
+            manager = getattr(self.policy.team(team), "manager", None)
+            found = self.user(manager, role)
+        elif role.startswith("queue:"):
+            name = role.split(":", 1)[1]
+            channel = next((t.slack_channel for t in self.policy.teams.values() if t.queue == name), None)
+            found = (
+                None
+                if channel is None
+                else Person(
+                    role=role,
+                    name=name,
+                    email=None,
+                    slack=channel,
+                    timezone=self.team_timezone(team),
+                    calendar=self.policy.team_calendar(team),
+                )
+            )
+        elif role in self.policy.contacts:
+            contact = self.policy.contacts[role]
+            qh = self.policy.quiet_hours
+            found = Person(
+                role=role,
+                name=contact.name if getattr(contact, "name", None) else role.replace("_", " ").title(),
+                email=contact.email,
+                slack=contact.slack,
+                timezone=qh.default_timezone if qh else self.team_timezone(None),
+                calendar=None,
+                user_id=contact.user_id,
+            )
+        else:
+            found = None
+        return [found] if found is not None else []
+
+
+def _quiet_hours_open(policy: Policy, at: dt.datetime, timezone: str) -> dt.datetime:
+    """The first instant at or after `at` outside the policy's quiet hours, in `timezone`."""
+    qh = policy.quiet_hours
+    if qh is None:
+        return at
+    from zoneinfo import ZoneInfo
+
+    local = at.astimezone(ZoneInfo(timezone))
+    start = dt.time.fromisoformat(qh.start)
+    end = dt.time.fromisoformat(qh.end)
+    t = local.time()
+    quiet = (t >= start or t < end) if start > end else (start <= t < end)
+    if not quiet:
+        return at
+    day = local.date() if t < end else local.date() + dt.timedelta(days=1)
+    return dt.datetime.combine(day, end, tzinfo=ZoneInfo(timezone)).astimezone(dt.UTC)
+
+
+def next_opening(policy: Policy, person: Person, at: dt.datetime) -> dt.datetime:
+    """When `person` is next at work at or after `at`: their team calendar, else the quiet-hours window."""
+    if person.calendar is None:
+        return _quiet_hours_open(policy, at, person.timezone)
+    cal = policy.calendar(person.calendar)
+    if cal.is_open(np.array([int(at.timestamp())]))[0]:
+        return at
+    # One open second after `at` has passed at opening + 1 s: the opening is one second before.
+    return cal.deadline(at, 1) - dt.timedelta(seconds=1)

@@ -1,0 +1,153 @@
+"""sla_monitor's entry points: evaluate and decide, escalate, deliver.
+
+`run_monitor` is the whole evaluate step in one transaction: read the CRM mirror
+(`store.mirror`), evaluate the clocks (`engine`), persist new and changed clocks
+(`store.clocks`), decide (`decisions.monitor`) from the outbox's state (`notify.outbox`),
+apply the plan (`notify.outbox.apply`) and record the evaluation. Never sends anything and never
+reads the wall clock for a decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from leadsla.crm.mapping import CrmMapping
+from leadsla.crm.mapping import load as load_mapping
+from leadsla.crm.protocol import CrmClient
+from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
+from leadsla.decisions.monitor import decide
+from leadsla.decisions.recipients import Directory
+from leadsla.engine import evaluate as evaluate_clocks
+from leadsla.escalation.breach import perform_due
+from leadsla.escalation.locks import any_locked, restore_locked_owners
+from leadsla.notify import outbox
+from leadsla.notify.delivery import budget_from_env, deliver_due
+from leadsla.policy import Policy, load_policy
+from leadsla.store import open_store
+from leadsla.store.audit import AuditContext
+from leadsla.store.clocks import persist_clocks, record_evaluation
+from leadsla.store.mirror import load_frames
+from leadsla.tasks.context import audit_context, run_time
+
+log = logging.getLogger(__name__)
+
+
+def run_monitor(
+    engine: sa.Engine,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    policy: Policy | None = None,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate at `now`, decide, and write the clocks and the plan in one transaction.
+
+    Args:
+        policy: the policy to enforce (default: the active one, `load_policy()`).
+        url: the CRM's base URL for record links (default: `crm.salesforce.instance_url()`).
+
+    Returns:
+        Small counts for XCom: clocks, due, superseded, queued, digests, capacity alerts,
+        rolled up, breaches, unresolved roles.
+    """
+    policy = policy or load_policy()
+    url = url or instance_url()
+    with engine.begin() as conn:
+        # Bookkeeping only (which sync the clocks reflect, for the reports): decisions use `now`.
+        read_at = dt.datetime.now(dt.UTC)
+        frames = load_frames(conn)
+        evaluation = evaluate_clocks(
+            records=frames["records"],
+            field_history=frames["field_history"],
+            activities=frames["activities"],
+            users=frames["users"],
+            policy=policy,
+            now=now,
+        )
+        counts = persist_clocks(conn, evaluation.clock_rows(), now, context)
+        state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
+        directory = Directory(policy, frames["users"], frames["queues"])
+        plan = decide(evaluation, frames["records"], directory, state, now=now, instance_url=url)
+        applied = outbox.apply(conn, plan, now, context)
+        record_evaluation(
+            conn, now=now, read_at=read_at, clocks=len(evaluation.clocks), run_id=context.run_id
+        )
+    summary = {
+        **counts,
+        "clocks": len(evaluation.clocks),
+        "due": len(plan.due),
+        "superseded": len(plan.superseded),
+        "queued": applied["queued"],
+        "digests": applied["digests"],
+        "capacity_alerts": applied["notices"],
+        "rolled_up": applied["rolled_up"],
+        "breaches": applied["breaches"],
+        "unresolved": len(plan.unresolved),
+    }
+    if plan.unresolved:
+        log.warning("roles that resolve to nobody: %s", "; ".join(plan.unresolved[:20]))
+    log.info("monitor at %s: %s", now.isoformat(), summary)
+    return summary
+
+
+def evaluate(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The `evaluate` task: clocks at the run's time -> clocks table, audit, outbox."""
+    engine = open_store()
+    try:
+        return run_monitor(engine, run_time(context), audit_context(context))
+    finally:
+        engine.dispose()
+
+
+def deliver(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The `deliver` task: due Slack and e-mail messages for up to the delivery budget.
+
+    Leases are about real concurrency, so they run on the wall clock read right before
+    delivering (the try's start is seconds earlier: parsing, imports), never the run's time.
+    """
+    engine = open_store()
+    try:
+        return deliver_due(engine, dt.datetime.now(dt.UTC), audit_context(context), budget=budget_from_env())
+    finally:
+        engine.dispose()
+
+
+def run_escalation(
+    engine: sa.Engine,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    client: CrmClient | None = None,
+    mapping: CrmMapping | None = None,
+    policy: Policy | None = None,
+) -> dict[str, Any]:
+    """Keep the locks first (what the sync just landed), then perform the queued breach actions.
+
+    Args:
+        client, mapping, policy: defaults are the Salesforce connection, crm_fields.yaml and the
+            active policy (whose `automation_user_ids` are the automated reassigners).
+    """
+    client = client or SalesforceClient(conn_id_from_env())
+    mapping = mapping or load_mapping()
+    locks = {"restored": 0, "released": 0, "conflict": 0}
+    if any_locked(engine, now):  # no lock: no policy read, no CRM call
+        automation = (policy or load_policy()).automation_user_ids
+        locks = restore_locked_owners(
+            engine, now, context, client=client, mapping=mapping, automation_users=automation
+        )
+    escalations = perform_due(engine, now, context, client=client, mapping=mapping)
+    return {"locks": locks, "escalations": escalations}
+
+
+def escalate(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The `escalate` task: lock keeping, then new breach actions, through the CRM write-back."""
+    engine = open_store()
+    try:
+        return run_escalation(engine, run_time(context), audit_context(context))
+    finally:
+        engine.dispose()

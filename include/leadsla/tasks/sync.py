@@ -1,0 +1,107 @@
+"""crm_sync's entry points: the mapping check, one object group's sync, the quarantine replay,
+and the cycle's report.
+
+Each opens the store and the Salesforce client (connection `salesforce_default`, or
+$LEADSLA_SALESFORCE_CONN_ID), wires the data-quality gate into the sync (`leadsla.quality`
+screens what `leadsla.crm.sync` lands), and returns small JSON for XCom.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from leadsla.crm import sync
+from leadsla.crm.budget import over_budget_notice
+from leadsla.crm.mapping import CrmMapping
+from leadsla.crm.mapping import load as load_mapping
+from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env
+from leadsla.notify.outbox import queue_notices
+from leadsla.quality import rules as quality_rules
+from leadsla.quality.quarantine import SyncGate, replay
+from leadsla.store import open_store
+from leadsla.store.audit import AuditContext
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> dt.datetime:
+    # Sync bookkeeping (synced_at, sync_runs) is about when the CRM was read: the wall clock.
+    return dt.datetime.now(dt.UTC)
+
+
+def quality_gate(mapping: CrmMapping, run_id: str | None) -> SyncGate:
+    """The data-quality gate: quality.yaml with this mapping's Lead status map; incidents are
+    queued as outbox notices."""
+    rules = quality_rules.load(status_map=mapping.status_map.get("Lead"))
+    return SyncGate(rules, run_id=run_id, queue_notices=queue_notices)
+
+
+def run_mapping_check(
+    *, mapping_path: str | None = None, conn_id: str | None = None, run_id: str | None = None
+) -> dict[str, Any]:
+    """Check crm_fields.yaml against the org, unless this version passed recently (no API call then)."""
+    mapping = load_mapping(mapping_path)
+    engine = open_store()
+    try:
+        client = SalesforceClient(conn_id or conn_id_from_env())
+        return sync.check_mapping(client, engine, mapping, _now(), run_id=run_id)
+    finally:
+        engine.dispose()
+
+
+def run_group(
+    group: str,
+    *,
+    mapping_path: str | None = None,
+    conn_id: str | None = None,
+    run_id: str | None = None,
+    page_size: int | None = None,
+) -> dict[str, Any]:
+    """Sync one object group if due; returns its summary as small JSON (status `limited` on the limit)."""
+    mapping = load_mapping(mapping_path)
+    engine = open_store()
+    try:
+        client = SalesforceClient(conn_id or conn_id_from_env(), page_size=page_size)
+        gate = quality_gate(mapping, run_id)
+        summary = sync.sync_group(client, engine, mapping, group, run_id=run_id, gate=gate)
+        log.info("%s", summary.message)
+        return {**summary.to_xcom(), "quality": gate.finish(engine, _now())}
+    finally:
+        engine.dispose()
+
+
+def run_replay(*, mapping_path: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """Re-validate held quarantine rows with the current suites and mapping."""
+    mapping = load_mapping(mapping_path)
+    engine = open_store()
+    try:
+        rules = quality_rules.load(status_map=mapping.status_map.get("Lead"))
+        return replay(engine, mapping, rules, _now(), run_id=run_id)
+    finally:
+        engine.dispose()
+
+
+def run_report(
+    summaries: list[Mapping[str, Any] | None],
+    *,
+    mapping_path: str | None = None,
+    context: AuditContext | None = None,
+) -> dict[str, Any]:
+    """The cycle's totals (log + XCom); over budget, tell data engineering once a UTC day."""
+    mapping = load_mapping(mapping_path)
+    engine = open_store()
+    try:
+        now = _now()
+        report = sync.cycle_report(engine, mapping, [s for s in summaries if s], now=now)
+        if report["budget_warning"]:
+            channel = quality_rules.load().incident_channel
+            notice = over_budget_notice(report["budget_warning"], now=now, channel=channel)
+            with engine.begin() as conn:
+                report["budget_notice_queued"] = bool(queue_notices(conn, [notice], now, context))
+    finally:
+        engine.dispose()
+    sync.log_cycle(report)
+    return report
