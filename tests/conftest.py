@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.outbox_writers import WRITER, OutboxWriters
+
 # Never let a test read the developer's Airflow or store by accident: every test process gets its
 # own AIRFLOW_HOME (set before anything imports airflow) with examples off and an absolute SQLite URL.
 os.environ.pop("LEADSLA_STORE_URL", None)
@@ -25,6 +27,19 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME /
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 
 _db_counter = itertools.count()
+
+#: Every production module seen writing the outbox during this test session (tests/outbox_writers.py).
+OUTBOX_WRITERS = OutboxWriters()
+OUTBOX_WRITERS.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any module but leadsla.notify.outbox wrote the outbox in any test."""
+    intruders = OUTBOX_WRITERS.intruders
+    if intruders:
+        listing = "; ".join(f"{module}: {statement}" for module, statement in sorted(intruders.items()))
+        print(f"\nerror: modules other than {WRITER} wrote the outbox: {listing}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

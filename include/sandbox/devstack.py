@@ -43,7 +43,7 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
 
 
-# --- alerts (issue 5): Slack API and SMTP sink stand-ins ------------------------------------
+# --- alerts: Slack API and SMTP sink stand-ins ------------------------------------
 SLACK_PORT = int(os.environ.get("LEADSLA_SLACK_PORT", "8765"))
 SMTP_PORT = int(os.environ.get("LEADSLA_SMTP_PORT", "8026"))
 
@@ -145,7 +145,7 @@ def _alert_services() -> list[Service]:
 # --- end alerts -------------------------------------------------------------------------------
 
 
-# --- CRM (issue 4): Salesforce REST API stand-in over HTTPS, and the demo org ---------------
+# --- CRM: Salesforce REST API stand-in over HTTPS, and the demo org ---------------
 SALESFORCE_PORT = int(os.environ.get("LEADSLA_SALESFORCE_PORT", "8443"))
 #: History a new demo org starts with: two weeks always hold the last full week (the weekly
 #: reports' default period) and are synced and evaluated within the first minutes. Longer costs
@@ -223,7 +223,7 @@ def _crm_services() -> list[Service]:
 # --- end CRM ----------------------------------------------------------------------------------
 
 
-# --- reports (issue 7): the four report e-mails once, from the demo's own history ------------
+# --- reports: the four report e-mails once, from the demo's own history ------------
 REPORTS = ("weekly", "feedback", "monthly", "quarterly")
 
 

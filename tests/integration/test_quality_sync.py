@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadsla.crm import sync
+from leadsla.notify.outbox import queue_notices
 from leadsla.quality import rules as quality_rules
 from leadsla.quality.quarantine import SyncGate, replay
 from leadsla.store import schema
@@ -69,7 +70,7 @@ def test_incident_notice_is_queued_once_per_incident(store, leads_only):  # noqa
     for n in range(25):
         crm.add("Lead", **lead(n, T1, Status="Bogus" if n % 2 else "MQL"))
     for run in range(2):  # two consecutive bad runs: one incident, one notice
-        gate = SyncGate(rules, run_id=f"r{run}")
+        gate = SyncGate(rules, run_id=f"r{run}", queue_notices=queue_notices)
         sync.sync_object(crm, store, leads_only, leads_only.objects["Lead"], now=T1, gate=gate)
         summary = gate.finish(store, T1 + dt.timedelta(minutes=run))
         assert summary["leads"]["incident"] == "leads@2024-05-06T10:00:00+00:00"
@@ -79,10 +80,10 @@ def test_incident_notice_is_queued_once_per_incident(store, leads_only):  # noqa
     assert len(rows) == 1 and rows[0].recipient == rules.incident_channel and rows[0].channel == "slack"
     assert rows[0].payload["kind"] == "notice" and "leads" in rows[0].payload["title"]
     # A clean run closes it; the next bad run is a new incident with its own notice.
-    good = SyncGate(rules)
+    good = SyncGate(rules, queue_notices=queue_notices)
     good.tallies["leads"] = type(gate.tallies["leads"])(rows=30)
     assert good.finish(store, T1 + dt.timedelta(minutes=5))["leads"]["incident"] is None
-    gate = SyncGate(rules)
+    gate = SyncGate(rules, queue_notices=queue_notices)
     sync.sync_object(crm, store, leads_only, leads_only.objects["Lead"], now=T1, gate=gate)
     assert gate.finish(store, T1 + dt.timedelta(minutes=6))["leads"]["incident"].endswith("10:06:00+00:00")
     assert _count(store, o) == 2

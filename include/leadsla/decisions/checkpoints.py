@@ -73,14 +73,15 @@ def decide_checkpoints(
         now: the run's time; a message not held by quiet hours has `not_before = now`.
 
     Returns:
-        The decisions. Running the same inputs again gives the same actions (keys included).
+        The decisions. Running the same inputs again gives the same messages (keys included).
     """
-    policy = directory.policy
     out = CheckpointDecisions()
-    handled_set = {(s, r, pd.Timestamp(c).to_pydatetime(), k) for s, r, c, k in handled}
     reached = checkpoints[checkpoints["status"].isin(["due", "superseded"])]
     if reached.empty:
         return out
+    handled_by_clock: dict[tuple, set[str]] = {}
+    for sla_id, record_id, clock_start, checkpoint in handled:
+        handled_by_clock.setdefault((sla_id, record_id, cell_instant(clock_start)), set()).add(checkpoint)
     # Only the clocks and records of reached checkpoints become dicts: the whole records frame
     # (raw CRM fields included) is tens of thousands of rows, a handful of which are reached.
     ids = set(reached["record_id"])
@@ -91,54 +92,77 @@ def decide_checkpoints(
     record_by_id = {
         str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")
     }
-    handled_by_clock: dict[tuple, set[str]] = {}
-    for s, r, c, k in handled_set:
-        handled_by_clock.setdefault((s, r, c), set()).add(k)
     open_clocks = clocks[clocks["state"].isin(["running", "paused", "breached"])].groupby("owner_id").size()
     for (sla_id, record_id, clock_start), group in reached.groupby(
         ["sla_id", "record_id", "clock_start"], sort=True
     ):
-        start = cell_instant(clock_start)
-        fresh = [
-            r
-            for r in group.sort_values("offset_seconds").to_dict("records")
-            if (sla_id, record_id, start, r["checkpoint"]) not in handled_set
-        ]
-        if not fresh:
+        identity = (sla_id, record_id, cell_instant(clock_start))
+        due, superseded = _catch_up(group, handled_by_clock.get(identity, set()))
+        out.superseded.extend(_reached(r) for r in superseded)
+        if due is None:
             continue
-        latest = fresh[-1]
-        names = set(group["checkpoint"])
-        done = handled_by_clock.get((sla_id, record_id, start), set())
-        later_handled = any(
-            r["checkpoint"] in done and r["offset_seconds"] > latest["offset_seconds"]
-            for r in group.to_dict("records")
-        ) or bool(done - names)  # not reached here: newer
-        if later_handled:  # an old run replayed after a newer one: the newer decision stands
-            out.superseded.extend(_reached(r) for r in fresh)
-            continue
-        out.superseded.extend(_reached(r) for r in fresh[:-1])
-        out.due.append(_reached(latest))
-        clock = clock_by_id[(sla_id, record_id, start)]
-        if latest["checkpoint"] == "breach":
+        out.due.append(_reached(due))
+        clock = clock_by_id[identity]
+        if due["checkpoint"] == "breach":
             out.breaches.append(clock)
-        out.messages.extend(
-            _messages(
-                policy,
-                directory,
-                clock,
-                latest,
-                record_by_id.get(str(record_id), {}),
-                int(open_clocks.get(clock["owner_id"], 0)),
-                now,
-                instance_url,
-                out,
-            )
-        )
+        record = record_by_id.get(str(record_id), {})
+        owner_load = int(open_clocks.get(clock["owner_id"], 0))
+        out.messages.extend(_messages(directory, clock, due, record, owner_load, now, instance_url, out))
     return out
 
 
+def _catch_up(group: pd.DataFrame, done: set[str]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Of one clock's reached checkpoints, the one to act on now and the ones passed over.
+
+    Only the latest not yet handled is due; earlier ones are superseded. If a later checkpoint
+    was already handled (an old run replayed after a newer one), the newer decision stands and
+    nothing is due.
+    """
+    rows = group.sort_values("offset_seconds").to_dict("records")
+    fresh = [r for r in rows if r["checkpoint"] not in done]
+    if not fresh:
+        return None, []
+    latest = fresh[-1]
+    later_handled = any(
+        r["checkpoint"] in done and r["offset_seconds"] > latest["offset_seconds"] for r in rows
+    ) or bool(done - {r["checkpoint"] for r in rows})  # handled but not reached here: newer
+    if later_handled:
+        return None, fresh
+    return latest, fresh[:-1]
+
+
+def _destinations(
+    directory: Directory,
+    cp_def: Any,
+    owner_id: str | None,
+    team: str | None,
+    where: str,
+    out: CheckpointDecisions,
+) -> dict[tuple[str, str], tuple[Person, list[str]]]:
+    """(channel, address) -> (person, the roles naming them) for a checkpoint's `notify` roles.
+
+    One message per destination, however many roles name it: a rep who is also the team manager
+    gets one DM and one e-mail, and the payload and audit say which roles it covers. The key is
+    derived from the destination (not the role), so it is stable. A role resolving to nobody is
+    noted in `out.unresolved`.
+    """
+    found: dict[tuple[str, str], tuple[Person, list[str]]] = {}
+    for role in cp_def.notify:
+        people = directory.resolve(role, owner_id, team)
+        if not people:
+            out.unresolved.append(f"{where}: {role}")
+        for person in people:
+            for channel in cp_def.channels:
+                address = person.address(channel)
+                if not address:
+                    continue
+                _, roles = found.setdefault((channel, normalise_recipient(address)), (person, []))
+                if role not in roles:
+                    roles.append(role)
+    return found
+
+
 def _messages(
-    policy: Policy,
     directory: Directory,
     clock: Mapping[str, Any],
     cp: Mapping[str, Any],
@@ -148,74 +172,21 @@ def _messages(
     instance_url: str,
     out: CheckpointDecisions,
 ) -> list[Message]:
+    """The messages of one clock's due checkpoint, one per destination, held for working hours."""
+    policy = directory.policy
     sla, cp_def = _checkpoint_def(policy, clock["sla_id"], cp["checkpoint"])
-    owner_id = cell_text(clock["owner_id"])
-    team = cell_text(clock["team"])
-    owner = directory.user(owner_id, "owner")
-    kind = "breach" if cp["checkpoint"] == "breach" else "warning"
-    reached_at = cell_instant(cp["reached_at"])
-    deadline = cell_instant(clock["deadline"]) if cell_text(clock["deadline"]) else reached_at
-    team_tz = directory.team_timezone(team)
-    # The clock's business time at `now` (never less than the checkpoint's own offset: a reached
-    # checkpoint's elapsed time cannot have run backwards).
-    elapsed = max(int(clock["elapsed_seconds"]), int(cp["offset_seconds"]))
-    # One message per (channel, destination), however many roles name that destination: a rep who
-    # is also the team manager gets one DM and one e-mail, and the payload and audit say which
-    # roles it covers. The key is derived from the destination (not the role), so it is stable.
-    by_destination: dict[tuple[str, str], tuple[Person, list[str]]] = {}
-    for role in cp_def.notify:
-        people = directory.resolve(role, owner_id, team)
-        if not people:
-            out.unresolved.append(f"{clock['sla_id']}/{clock['record_id']}/{cp['checkpoint']}: {role}")
-        for person in people:
-            for channel in cp_def.channels:
-                address = person.address(channel)
-                if not address:
-                    continue
-                _, roles = by_destination.setdefault((channel, normalise_recipient(address)), (person, []))
-                if role not in roles:
-                    roles.append(role)
+    where = f"{clock['sla_id']}/{clock['record_id']}/{cp['checkpoint']}"
+    owner_id, team = cell_text(clock["owner_id"]), cell_text(clock["team"])
+    breach = cp["checkpoint"] == "breach"
     messages: list[Message] = []
-    for (channel, address), (person, roles) in by_destination.items():
-        urgent = kind == "breach" and bool(clock["critical"])
+    for (channel, address), (person, roles) in _destinations(
+        directory, cp_def, owner_id, team, where, out
+    ).items():
+        urgent = breach and bool(clock["critical"])
         not_before = now if urgent else max(now, next_opening(policy, person, now))
-        payload = {
-            "kind": kind,
-            "sla_name": sla.name,
-            "checkpoint_label": None if kind == "breach" else f"{cp['checkpoint']} checkpoint",
-            "lead": {
-                "id": str(clock["record_id"]),
-                "object_type": clock["object_type"],
-                "name": cell_text(record.get("name")) or str(clock["record_id"]),
-                "company": cell_text(record.get("company")),
-                "source": cell_text(record.get("lead_source")),
-                "tier": str(clock["tier"]),
-            },
-            "owner": {
-                "id": owner_id,
-                "name": owner.name if owner else (owner_id or "unassigned"),
-                "email": owner.email if owner else None,
-            },
-            "recipient": {
-                "name": person.name,
-                "email": person.email,
-                "timezone": person.timezone,
-                "slack_fallback_channel": person.fallback_channel,
-            },
-            "roles": roles,
-            "team": {"name": team or "unassigned", "timezone": team_tz},
-            # The situation as of this evaluation (`now`, the run's time), not as of the checkpoint:
-            # a breach caught up four days late says "overdue by 4 days", not "by 1 min".
-            "target_seconds": int(clock["target_seconds"]),
-            "elapsed_seconds": elapsed,
-            "remaining_seconds": int(clock["target_seconds"]) - elapsed,
-            "evaluated_at": now.isoformat(),
-            "deadline": deadline.isoformat(),
-            "due_at": reached_at.isoformat(),
-            "breached_at": deadline.isoformat() if kind == "breach" else None,
-            "open_clocks": open_clocks,
-            "instance_url": instance_url,
-        }
+        payload = _alert_payload(
+            directory, sla.name, clock, cp, record, person, roles, open_clocks, now, instance_url
+        )
         messages.append(
             Message(
                 sla_id=str(clock["sla_id"]),
@@ -229,3 +200,63 @@ def _messages(
             )
         )
     return messages
+
+
+def _alert_payload(
+    directory: Directory,
+    sla_name: str,
+    clock: Mapping[str, Any],
+    cp: Mapping[str, Any],
+    record: Mapping[str, Any],
+    person: Person,
+    roles: list[str],
+    open_clocks: int,
+    now: dt.datetime,
+    instance_url: str,
+) -> dict[str, Any]:
+    """What the alert says (`leadsla.notify.payloads.AlertPayload`), as of this evaluation."""
+    owner_id, team = cell_text(clock["owner_id"]), cell_text(clock["team"])
+    owner = directory.user(owner_id, "owner")
+    kind = "breach" if cp["checkpoint"] == "breach" else "warning"
+    reached_at = cell_instant(cp["reached_at"])
+    deadline = cell_instant(clock["deadline"]) if cell_text(clock["deadline"]) else reached_at
+    # The clock's business time at `now` (never less than the checkpoint's own offset: a reached
+    # checkpoint's elapsed time cannot have run backwards).
+    elapsed = max(int(clock["elapsed_seconds"]), int(cp["offset_seconds"]))
+    return {
+        "kind": kind,
+        "sla_name": sla_name,
+        "checkpoint_label": None if kind == "breach" else f"{cp['checkpoint']} checkpoint",
+        "lead": {
+            "id": str(clock["record_id"]),
+            "object_type": clock["object_type"],
+            "name": cell_text(record.get("name")) or str(clock["record_id"]),
+            "company": cell_text(record.get("company")),
+            "source": cell_text(record.get("lead_source")),
+            "tier": str(clock["tier"]),
+        },
+        "owner": {
+            "id": owner_id,
+            "name": owner.name if owner else (owner_id or "unassigned"),
+            "email": owner.email if owner else None,
+        },
+        "recipient": {
+            "name": person.name,
+            "email": person.email,
+            "timezone": person.timezone,
+            "slack_fallback_channel": person.fallback_channel,
+        },
+        "roles": roles,
+        "team": {"name": team or "unassigned", "timezone": directory.team_timezone(team)},
+        # The situation as of this evaluation (`now`, the run's time), not as of the checkpoint:
+        # a breach caught up four days late says "overdue by 4 days", not "by 1 min".
+        "target_seconds": int(clock["target_seconds"]),
+        "elapsed_seconds": elapsed,
+        "remaining_seconds": int(clock["target_seconds"]) - elapsed,
+        "evaluated_at": now.isoformat(),
+        "deadline": deadline.isoformat(),
+        "due_at": reached_at.isoformat(),
+        "breached_at": deadline.isoformat() if kind == "breach" else None,
+        "open_clocks": open_clocks,
+        "instance_url": instance_url,
+    }

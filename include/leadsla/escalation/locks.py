@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
-from leadsla.crm.writeback import stamp
+from leadsla.crm.writeback import WriteResult, stamp
 from leadsla.decisions.plan import Notice
 from leadsla.notify.outbox import queue_notices
 from leadsla.store import schema
-from leadsla.store.audit import AuditContext, record
+from leadsla.store.audit import AuditContext, record_many
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,105 @@ def _holder_notices(conn: sa.Connection, lead: Any, lock: Any, holder: str, chan
     return [notice]
 
 
+@dataclass(frozen=True)
+class _Lock:
+    """A running lock: the lead, the `lock_set` audit entry that set it, and the changes since."""
+
+    lead: Any  # records row: record_id, name, owner_id, modified_at, synced_at
+    entry: Any  # audit row: detail (holder), at, sla_id, clock_start
+    changes: list[Any]  # field_history rows (Owner/OwnerId/Status) after the lock was set
+
+    @property
+    def holder(self) -> str:
+        return self.entry.detail["holder"]
+
+    def audit(self, event: str, detail: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+        return {
+            "event": event,
+            "object_type": "Lead",
+            "record_id": self.lead.record_id,
+            "sla_id": self.entry.sla_id,
+            "clock_start": self.entry.clock_start,
+            "actor": "escalation",
+            "at": now,
+            "detail": detail,
+        }
+
+
+def _running_locks(engine: sa.Engine, now: dt.datetime) -> list[_Lock]:
+    """Every lead whose lock runs at `now`, with what happened to it since the lock was set."""
+    records, history, audit = schema.records, schema.field_history, schema.audit
+    locks: list[_Lock] = []
+    with engine.connect() as conn:
+        leads = conn.execute(
+            sa.select(
+                records.c.record_id,
+                records.c.name,
+                records.c.owner_id,
+                records.c.modified_at,
+                records.c.synced_at,
+            ).where(records.c.object_type == "Lead", records.c.lock_until > now)
+        ).all()
+        for lead in leads:
+            entry = conn.execute(
+                sa.select(audit.c.detail, audit.c.at, audit.c.sla_id, audit.c.clock_start)
+                .where(audit.c.event == "lock_set", audit.c.record_id == lead.record_id)
+                .order_by(audit.c.audit_id.desc())
+            ).first()
+            if entry is None:
+                continue
+            changes = conn.execute(
+                sa.select(
+                    history.c.history_id,
+                    history.c.field,
+                    history.c.changed_by,
+                    history.c.new_value,
+                    history.c.changed_at,
+                )
+                .where(
+                    history.c.object_type == "Lead",
+                    history.c.record_id == lead.record_id,
+                    history.c.field.in_(["Owner", "OwnerId", "Status"]),
+                    history.c.changed_at > entry.at,
+                )
+                .order_by(history.c.changed_at)
+            ).all()
+            locks.append(_Lock(lead, entry, list(changes)))
+    return locks
+
+
+def _stamp(
+    engine: sa.Engine,
+    lock: _Lock,
+    changes: dict[str, Any],
+    context: AuditContext,
+    client: CrmClient,
+    mapping: CrmMapping,
+    **options: Any,
+) -> WriteResult:
+    """Write `changes` to the locked lead, If-Unmodified-Since the store's view of it."""
+    lead = lock.lead
+    as_of = lead.modified_at or lead.synced_at
+    records = {lead.record_id: changes}
+    return stamp(
+        client, engine, mapping, records, as_of=as_of, context=context, actor="escalation", **options
+    )
+
+
+def _clear_anyway(record_id: str, wanted: Mapping[str, Any], current: Mapping[str, Any]) -> Mapping[str, Any]:
+    return wanted
+
+
+def _update_lead(conn: sa.Connection, record_id: str, **values: Any) -> None:
+    """Patch the store's copy of a lead after our own CRM write (the next sync confirms it)."""
+    records = schema.records
+    conn.execute(
+        records.update()
+        .where(records.c.object_type == "Lead", records.c.record_id == record_id)
+        .values(values)
+    )
+
+
 def restore_locked_owners(
     engine: sa.Engine,
     now: dt.datetime,
@@ -89,111 +189,76 @@ def restore_locked_owners(
         Counts: restored, released, conflict (the lead changed again before we wrote).
     """
     automated = set(automation_users)
-    r, h, a = schema.records, schema.field_history, schema.audit
     counts = {"restored": 0, "released": 0, "conflict": 0}
-    with engine.connect() as conn:
-        locked = conn.execute(
-            sa.select(
-                r.c.record_id, r.c.name, r.c.owner_id, r.c.lock_until, r.c.modified_at, r.c.synced_at
-            ).where(r.c.object_type == "Lead", r.c.lock_until > now)
-        ).all()
-    for lead in locked:
-        with engine.connect() as conn:
-            lock = conn.execute(
-                sa.select(a.c.detail, a.c.at, a.c.sla_id, a.c.clock_start)
-                .where(a.c.event == "lock_set", a.c.record_id == lead.record_id)
-                .order_by(a.c.audit_id.desc())
-            ).first()
-            if lock is None:
-                continue
-            holder = lock.detail["holder"]
-            changes = conn.execute(
-                sa.select(h.c.history_id, h.c.field, h.c.changed_by, h.c.new_value, h.c.changed_at)
-                .where(
-                    h.c.object_type == "Lead",
-                    h.c.record_id == lead.record_id,
-                    h.c.field.in_(["Owner", "OwnerId", "Status"]),
-                    h.c.changed_at > lock.at,
-                )
-                .order_by(h.c.changed_at)
-            ).all()
-        owner_changes = [c for c in changes if c.field in ("Owner", "OwnerId")]
-        by_holder = [c for c in changes if c.changed_by == holder]
-        base = {
-            "object_type": "Lead",
-            "record_id": lead.record_id,
-            "sla_id": lock.sla_id,
-            "clock_start": lock.clock_start,
-            "actor": "escalation",
-            "at": now,
-        }
-        as_of = lead.modified_at or lead.synced_at
+    for lock in _running_locks(engine, now):
+        owner_changes = [c for c in lock.changes if c.field in ("Owner", "OwnerId")]
+        by_holder = [c for c in lock.changes if c.changed_by == lock.holder]
         if by_holder:  # the manager dispositioned it: the lock has done its job
-            result = stamp(
-                client,
-                engine,
-                mapping,
-                {lead.record_id: {"sla_lock_until": None}},
-                as_of=as_of,
-                context=context,
-                actor="escalation",
-                decide=lambda rid, wanted, current: wanted,
-            )
-            if lead.record_id in result.failed:
-                log.warning(
-                    "Lead %s: clearing the SLA lock failed: %s", lead.record_id, result.failed[lead.record_id]
-                )
-                continue
-            with engine.begin() as conn:
-                conn.execute(
-                    r.update()
-                    .where(r.c.object_type == "Lead", r.c.record_id == lead.record_id)
-                    .values(lock_until=None)
-                )
-                record(
-                    conn,
-                    "lock_released",
-                    context=context,
-                    detail={
-                        "by": holder,
-                        "change": by_holder[0].field,
-                        "history_id": by_holder[0].history_id,
-                    },
-                    **base,
-                )
-            counts["released"] += 1
-        elif lead.owner_id != holder and owner_changes and owner_changes[-1].changed_by in automated:
-            last = owner_changes[-1]
-            result = stamp(
-                client,
-                engine,
-                mapping,
-                {lead.record_id: {"owner": holder}},
-                as_of=as_of,
-                context=context,
-                actor="escalation",
-            )
-            if lead.record_id in result.written or lead.record_id in result.unchanged:
-                with engine.begin() as conn:
-                    conn.execute(
-                        r.update()
-                        .where(r.c.object_type == "Lead", r.c.record_id == lead.record_id)
-                        .values(owner_id=holder)
-                    )
-                    record(
-                        conn,
-                        "lock_restored",
-                        context=context,
-                        detail={
-                            "from": lead.owner_id,
-                            "to": holder,
-                            "changed_by": last.changed_by,
-                            "history_id": last.history_id,
-                        },
-                        **base,
-                    )
-                    queue_notices(conn, _holder_notices(conn, lead, lock, holder, last), now, context)
-                counts["restored"] += 1
-            else:  # touched again since our view (412): the next sync shows who did what
-                counts["conflict"] += 1
+            if _release(engine, lock, by_holder[0], now, context, client=client, mapping=mapping):
+                counts["released"] += 1
+        elif (
+            lock.lead.owner_id != lock.holder and owner_changes and owner_changes[-1].changed_by in automated
+        ):
+            outcome = _restore(engine, lock, owner_changes[-1], now, context, client=client, mapping=mapping)
+            counts[outcome] += 1
     return counts
+
+
+def _release(
+    engine: sa.Engine,
+    lock: _Lock,
+    change: Any,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    client: CrmClient,
+    mapping: CrmMapping,
+) -> bool:
+    """Clear SLA_Lock_Until__c in the CRM and the store; audit ``lock_released``."""
+    lead = lock.lead
+    # The holder changed the lead after our view (that is why we release): clearing the lock is
+    # still what they want, whatever else changed.
+    result = _stamp(engine, lock, {"sla_lock_until": None}, context, client, mapping, decide=_clear_anyway)
+    if lead.record_id in result.failed:
+        log.warning(
+            "Lead %s: clearing the SLA lock failed: %s", lead.record_id, result.failed[lead.record_id]
+        )
+        return False
+    with engine.begin() as conn:
+        _update_lead(conn, lead.record_id, lock_until=None)
+        detail = {"by": lock.holder, "change": change.field, "history_id": change.history_id}
+        record_many(conn, [lock.audit("lock_released", detail, now)], context=context)
+    return True
+
+
+def _restore(
+    engine: sa.Engine,
+    lock: _Lock,
+    change: Any,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    client: CrmClient,
+    mapping: CrmMapping,
+) -> str:
+    """Put the lock holder back as owner; audit ``lock_restored`` and tell the holder.
+
+    Returns:
+        ``restored``, or ``conflict`` when the lead changed again since our view (412): the next
+        sync shows who did what.
+    """
+    lead = lock.lead
+    result = _stamp(engine, lock, {"owner": lock.holder}, context, client, mapping)
+    if lead.record_id not in result.written and lead.record_id not in result.unchanged:
+        return "conflict"
+    with engine.begin() as conn:
+        _update_lead(conn, lead.record_id, owner_id=lock.holder)
+        detail = {
+            "from": lead.owner_id,
+            "to": lock.holder,
+            "changed_by": change.changed_by,
+            "history_id": change.history_id,
+        }
+        record_many(conn, [lock.audit("lock_restored", detail, now)], context=context)
+        queue_notices(conn, _holder_notices(conn, lead, lock.entry, lock.holder, change), now, context)
+    return "restored"

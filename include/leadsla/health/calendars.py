@@ -8,9 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.health.finding import Finding
+from leadsla.policy import Policy
 
 
-def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
+def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[str, Any]) -> list[Finding]:
     findings = []
     used: dict[str, list[str]] = {}
     owner_calendars = {t.calendar for t in policy.teams.values()} | {policy.default_calendar}

@@ -8,13 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.health.finding import Finding
+from leadsla.policy import Policy
 from leadsla.store import schema
 
 
-def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
-    o, u = schema.outbox, schema.users
+def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[str, Any]) -> list[Finding]:
+    outbox, users = schema.outbox, schema.users  # read only: leadsla.notify.outbox writes it
     findings = []
-    failed = conn.execute(sa.select(o.c.outbox_id).where(o.c.status == "failed")).scalars().all()
+    failed = conn.execute(sa.select(outbox.c.outbox_id).where(outbox.c.status == "failed")).scalars().all()
     if failed:
         findings.append(
             Finding(
@@ -28,7 +29,9 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str
         )
     limit = now - dt.timedelta(minutes=int(settings.get("outbox_queued_minutes", 30)))
     queued = (
-        conn.execute(sa.select(o.c.outbox_id).where(o.c.status == "pending", o.c.not_before < limit))
+        conn.execute(
+            sa.select(outbox.c.outbox_id).where(outbox.c.status == "pending", outbox.c.not_before < limit)
+        )
         .scalars()
         .all()
     )
@@ -45,8 +48,10 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str
         )
     unreachable = (
         conn.execute(
-            sa.select(u.c.user_id).where(
-                u.c.is_active.is_(True), u.c.team.is_not(None), sa.or_(u.c.email.is_(None), u.c.email == "")
+            sa.select(users.c.user_id).where(
+                users.c.is_active.is_(True),
+                users.c.team.is_not(None),
+                sa.or_(users.c.email.is_(None), users.c.email == ""),
             )
         )
         .scalars()

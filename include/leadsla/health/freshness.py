@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from leadsla.health.finding import Finding
 from leadsla.notify.formatting import short_duration
+from leadsla.policy import Policy
 from leadsla.store import schema
 
 HOW_TO_FIX = (
@@ -31,7 +32,7 @@ def _waiting_since(conn: sa.Connection) -> dt.datetime | None:
     return min(found) if found else None
 
 
-def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
+def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[str, Any]) -> list[Finding]:
     runs = schema.sync_runs
     last = conn.execute(
         sa.select(runs.c.finished_at)

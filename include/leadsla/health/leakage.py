@@ -8,10 +8,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.health.finding import Finding
+from leadsla.policy import Policy
 from leadsla.store import schema
 
 
-def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
+def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[str, Any]) -> list[Finding]:
     r, a = schema.records, schema.activities
     since = now - dt.timedelta(days=int(settings.get("mql_idle_days", 7)))
     mql = conn.execute(

@@ -11,10 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.health.finding import Finding
+from leadsla.policy import Policy
 from leadsla.store import schema
 
 
-def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
+def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[str, Any]) -> list[Finding]:
     u, r = schema.users, schema.records
     findings = []
     reps = conn.execute(

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from leadsla.decisions.plan import Notice
 from leadsla.health import calendars, delivery, escalation, freshness, leakage, rejection, round_robin, timers
 from leadsla.health.finding import Finding
+from leadsla.policy import Policy
 from leadsla.store import schema
 
 CHECKS = (timers, delivery, calendars, freshness, rejection, round_robin, leakage, escalation)
@@ -47,7 +48,9 @@ def digest_title(findings: list[Finding]) -> str:
     return f"SLA health: {_count(len(findings), 'problem')} ({', '.join(by_severity)})"
 
 
-def run_checks(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
+def run_checks(
+    conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[str, Any]
+) -> list[Finding]:
     """Every check's findings (a check that raises becomes a critical finding, the others still run)."""
     findings: list[Finding] = []
     for module in CHECKS:

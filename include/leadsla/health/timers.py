@@ -8,10 +8,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.health.finding import Finding
+from leadsla.policy import Policy
 from leadsla.store import schema
 
 
-def check(conn: sa.Connection, now: dt.datetime, policy: Any, settings: dict[str, Any]) -> list[Finding]:
+def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[str, Any]) -> list[Finding]:
     r, c = schema.records, schema.clocks
     findings = []
     for sla in policy.slas:

@@ -10,12 +10,12 @@ from typing import Any
 
 from leadsla.notify.formatting import (
     LATE_AFTER,
-    METADATA_EVENT_TYPE,
     EmailContent,
     local_time,
     one_line,
     short_duration,
     slack_escape,
+    slack_post,
     templates,
     utc_time,
     words_duration,
@@ -85,13 +85,7 @@ def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
         },
     ]
     text = f"{e(_title(p))}: {e(p.lead.name)} ({remaining.replace('*', '')})"
-    return {
-        "text": text,
-        "blocks": blocks,
-        "metadata": {"event_type": METADATA_EVENT_TYPE, "event_payload": {"idempotency_key": key}},
-        "unfurl_links": False,
-        "unfurl_media": False,
-    }
+    return slack_post(text, blocks, key)
 
 
 def alert_email_message(payload: AlertPayload) -> EmailContent:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from leadsla.notify.formatting import (
-    METADATA_EVENT_TYPE,
     EmailContent,
     local_time,
     one_line,
     short_duration,
     slack_escape,
+    slack_post,
     templates,
 )
 from leadsla.notify.payloads import DigestPayload
@@ -52,13 +52,7 @@ def digest_slack_message(payload: DigestPayload, key: str) -> dict[str, Any]:
         chunk = f"{chunk}\n{line}" if chunk else line[:2900]
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"times in {e(tz)}"}]})
-    return {
-        "text": title,
-        "blocks": blocks[:50],
-        "metadata": {"event_type": METADATA_EVENT_TYPE, "event_payload": {"idempotency_key": key}},
-        "unfurl_links": False,
-        "unfurl_media": False,
-    }
+    return slack_post(title, blocks[:50], key)
 
 
 def digest_email_message(payload: DigestPayload) -> EmailContent:

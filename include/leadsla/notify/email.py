@@ -236,7 +236,7 @@ class EmailSender:
 class _Watchdog:
     """Shuts an SMTP client's socket at a deadline, so a send cannot transmit past it."""
 
-    def __init__(self, seconds: float, client: Any) -> None:
+    def __init__(self, seconds: float, client: smtplib.SMTP) -> None:
         self.fired = threading.Event()
         self._client = client
         self._timer = threading.Timer(max(seconds, 0.0), self._cut)
@@ -256,5 +256,5 @@ class _Watchdog:
         self._timer.cancel()
 
 
-def _cut_at(deadline: SendDeadline | None, client: Any) -> _Watchdog | None:
+def _cut_at(deadline: SendDeadline | None, client: smtplib.SMTP) -> _Watchdog | None:
     return None if deadline is None else _Watchdog(deadline.remaining(), client)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from leadsla.paths import templates_dir
@@ -18,6 +19,18 @@ TEMPLATES_DIR = templates_dir()
 METADATA_EVENT_TYPE = "leadsla_alert"
 #: A message decided this long after its checkpoint says so (catch-up after downtime).
 LATE_AFTER = dt.timedelta(minutes=5)
+
+
+def slack_post(text: str, blocks: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """`chat.postMessage` arguments: the fallback text, the blocks, and the idempotency key in the
+    message metadata (delivery looks for it in the channel's history before posting again)."""
+    return {
+        "text": text,
+        "blocks": blocks,
+        "metadata": {"event_type": METADATA_EVENT_TYPE, "event_payload": {"idempotency_key": key}},
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
 
 
 @dataclass(frozen=True)

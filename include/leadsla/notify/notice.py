@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadsla.notify.formatting import METADATA_EVENT_TYPE, EmailContent, one_line, slack_escape, templates
+from leadsla.notify.formatting import EmailContent, one_line, slack_escape, slack_post, templates
 from leadsla.notify.payloads import NoticePayload
 
 #: Slack allows 3,000 characters per section text and 50 blocks per message.
@@ -61,13 +61,7 @@ def notice_slack_message(payload: NoticePayload, key: str) -> dict[str, Any]:
         {"type": "context", "elements": [{"type": "mrkdwn", "text": "Sent by Lead SLA Monitor."}]},
     ]
     first = f" - {e(one_line(p.lines[0]))}" if p.lines else ""
-    return {
-        "text": f"{e(one_line(title))}{first}"[:3000],
-        "blocks": blocks,
-        "metadata": {"event_type": METADATA_EVENT_TYPE, "event_payload": {"idempotency_key": key}},
-        "unfurl_links": False,
-        "unfurl_media": False,
-    }
+    return slack_post(f"{e(one_line(title))}{first}"[:3000], blocks, key)
 
 
 def notice_email_message(payload: NoticePayload) -> EmailContent:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -84,6 +84,12 @@ class Claimed:
     attempts: int
     created_at: dt.datetime
     claimed_until: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Claimed:
+        """From an outbox row (a SQLAlchemy Row with at least these columns)."""
+        values = {f.name: getattr(row, f.name) for f in fields(cls)}
+        return cls(**{**values, "payload": dict(values["payload"])})
 
     @property
     def attempted_before(self) -> bool:
@@ -433,18 +439,11 @@ def _queue_digests(
     """
     new: list[str] = []
     for digest in digests:
-        taken = [
-            r
-            for r in digest.replaces
-            if conn.execute(
-                outbox.update().where(_untouched(r.key)).values(status="digested", last_error=None)
-            ).rowcount
-            == 1
-        ]
+        taken = _take_for_digest(conn, digest.replaces)
         if len(taken) < 2:  # a lone warning goes as itself
-            for r in taken:
+            for row in taken:
                 conn.execute(
-                    outbox.update().where(outbox.c.idempotency_key == r.key).values(status="pending")
+                    outbox.update().where(outbox.c.idempotency_key == row.key).values(status="pending")
                 )
             continue
         if len(taken) != len(digest.replaces):
@@ -455,10 +454,9 @@ def _queue_digests(
                 max_alerts=digest.max_alerts,
                 window_minutes=digest.window_minutes,
             )
-        key = digest.key
         payload = parse_payload(digest.payload, where=f"digest for {digest.recipient}").to_json()
         row = _row(
-            key,
+            digest.key,
             sla_id=DIGEST,
             record_id=None,
             clock_start=None,
@@ -468,47 +466,61 @@ def _queue_digests(
             payload=payload,
             at=at,
         )
-        if not _insert(conn, row):
-            continue
-        new.append(key)
-        audits = [
-            {
-                "event": "message_queued",
-                "at": at,
-                "actor": f"notify.{digest.channel}",
-                "checkpoint": DIGEST,
-                "detail": {
-                    "idempotency_key": key,
-                    "channel": digest.channel,
-                    "recipient": digest.recipient,
-                    "kind": DIGEST,
-                    "replaces": len(taken),
-                    "max_alerts": digest.max_alerts,
-                    "window_minutes": digest.window_minutes,
-                },
-            }
-        ]
-        audits += [
-            {
-                "event": "message_digested",
-                "at": at,
-                "actor": f"notify.{digest.channel}",
-                "sla_id": r.sla_id,
-                "record_id": r.record_id,
-                "clock_start": r.clock_start,
-                "checkpoint": r.checkpoint,
-                "object_type": (r.payload.get("lead") or {}).get("object_type"),
-                "detail": {
-                    "idempotency_key": r.key,
-                    "digest_key": key,
-                    "channel": digest.channel,
-                    "recipient": digest.recipient,
-                },
-            }
-            for r in taken
-        ]
-        record_many(conn, audits, context=context)
+        if _insert(conn, row):
+            new.append(digest.key)
+            record_many(conn, _digest_audits(digest, at), context=context)
     return new
+
+
+def _take_for_digest(conn: sa.Connection, rows: Sequence[Queued]) -> list[Queued]:
+    """Mark the rows still untouched ``digested``; the ones taken."""
+    taken = []
+    for row in rows:
+        marked = conn.execute(
+            outbox.update().where(_untouched(row.key)).values(status="digested", last_error=None)
+        )
+        if marked.rowcount == 1:
+            taken.append(row)
+    return taken
+
+
+def _digest_audits(digest: Digest, at: dt.datetime) -> list[dict[str, Any]]:
+    """`message_queued` for the digest, `message_digested` for each warning it replaces."""
+    queued = {
+        "event": "message_queued",
+        "at": at,
+        "actor": f"notify.{digest.channel}",
+        "checkpoint": DIGEST,
+        "detail": {
+            "idempotency_key": digest.key,
+            "channel": digest.channel,
+            "recipient": digest.recipient,
+            "kind": DIGEST,
+            "replaces": len(digest.replaces),
+            "max_alerts": digest.max_alerts,
+            "window_minutes": digest.window_minutes,
+        },
+    }
+    digested = [
+        {
+            "event": "message_digested",
+            "at": at,
+            "actor": f"notify.{digest.channel}",
+            "sla_id": r.sla_id,
+            "record_id": r.record_id,
+            "clock_start": r.clock_start,
+            "checkpoint": r.checkpoint,
+            "object_type": (r.payload.get("lead") or {}).get("object_type"),
+            "detail": {
+                "idempotency_key": r.key,
+                "digest_key": digest.key,
+                "channel": digest.channel,
+                "recipient": digest.recipient,
+            },
+        }
+        for r in digest.replaces
+    ]
+    return [queued, *digested]
 
 
 def _queue_breach_actions(
@@ -598,23 +610,17 @@ def claim(
         if result.rowcount != 1:
             continue  # another worker leased it between our SELECT and UPDATE
         row = conn.execute(sa.select(outbox).where(outbox.c.outbox_id == outbox_id)).one()
-        taken.append(
-            Claimed(
-                outbox_id=row.outbox_id,
-                idempotency_key=row.idempotency_key,
-                sla_id=row.sla_id,
-                record_id=row.record_id,
-                clock_start=row.clock_start,
-                checkpoint=row.checkpoint,
-                recipient=row.recipient,
-                channel=row.channel,
-                payload=dict(row.payload),
-                attempts=row.attempts,
-                created_at=row.created_at,
-                claimed_until=row.claimed_until,
-            )
-        )
+        taken.append(Claimed.from_row(row))
     return taken
+
+
+def _lease_still_ours(row: Claimed):
+    """The row is still pending under the very lease this worker took (same `claimed_until`)."""
+    return sa.and_(
+        outbox.c.outbox_id == row.outbox_id,
+        outbox.c.status == "pending",
+        outbox.c.claimed_until == row.claimed_until,
+    )
 
 
 def renew(
@@ -626,15 +632,7 @@ def renew(
     and another worker took the row, this returns None and the caller must not send.
     """
     until = now + lease
-    result = conn.execute(
-        outbox.update()
-        .where(
-            outbox.c.outbox_id == row.outbox_id,
-            outbox.c.status == "pending",
-            outbox.c.claimed_until == row.claimed_until,
-        )
-        .values(claimed_until=until)
-    )
+    result = conn.execute(outbox.update().where(_lease_still_ours(row)).values(claimed_until=until))
     return replace(row, claimed_until=until) if result.rowcount == 1 else None
 
 
@@ -666,11 +664,7 @@ def release(conn: sa.Connection, row: Claimed) -> bool:
     """
     result = conn.execute(
         outbox.update()
-        .where(
-            outbox.c.outbox_id == row.outbox_id,
-            outbox.c.status == "pending",
-            outbox.c.claimed_until == row.claimed_until,
-        )
+        .where(_lease_still_ours(row))
         .values(claimed_until=None, attempts=outbox.c.attempts - 1)
     )
     return result.rowcount == 1
@@ -705,15 +699,7 @@ def defer(
         values["not_before"] = retry_at
     if uncount:
         values["attempts"] = outbox.c.attempts - 1
-    result = conn.execute(
-        outbox.update()
-        .where(
-            outbox.c.outbox_id == row.outbox_id,
-            outbox.c.status == "pending",
-            outbox.c.claimed_until == row.claimed_until,
-        )
-        .values(values)
-    )
+    result = conn.execute(outbox.update().where(_lease_still_ours(row)).values(values))
     if result.rowcount != 1:  # another worker holds the row now: nothing was deferred by us
         return False
     record(

@@ -17,7 +17,7 @@ import pandas as pd
 
 from leadsla.reports.config import Revenue
 from leadsla.reports.data import ReportData
-from leadsla.reports.period import Period, _containing
+from leadsla.reports.period import Period, period_containing
 
 #: Report dimensions -> column of the enriched clock frame.
 DIMENSIONS = {
@@ -133,7 +133,9 @@ def weekly_trend(data: ReportData, period: Period, weeks: int = 8) -> pd.DataFra
     period, each judged as of the period end; plus `change_points` against the week before.
     """
     tz = ZoneInfo(period.timezone)
-    last = _containing("week", (period.end.astimezone(tz) - dt.timedelta(seconds=1)).date(), period.timezone)
+    last = period_containing(
+        "week", (period.end.astimezone(tz) - dt.timedelta(seconds=1)).date(), period.timezone
+    )
     spans = [last]
     for _ in range(weeks - 1):
         spans.insert(0, spans[0].previous())

@@ -64,7 +64,7 @@ class Period:
     def previous(self) -> Period:
         """The period of the same kind just before this one."""
         local = self.start.astimezone(ZoneInfo(self.timezone)) - dt.timedelta(days=1)
-        return _containing(self.kind, local.date(), self.timezone)
+        return period_containing(self.kind, local.date(), self.timezone)
 
     def contains(self, when: dt.datetime) -> bool:
         return self.start <= when < self.end
@@ -74,7 +74,7 @@ def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.UTC)
 
 
-def _containing(kind: str, day: dt.date, tz: str) -> Period:
+def period_containing(kind: str, day: dt.date, tz: str) -> Period:
     if kind == "week":
         first = day - dt.timedelta(days=day.weekday())
         after = first + dt.timedelta(days=7)
@@ -98,7 +98,7 @@ def containing(kind: str, at: dt.datetime, tz: str) -> Period:
     """The period of `kind` that `at` falls in (the current one, for the run's time)."""
     if at.tzinfo is None:
         raise PeriodError(f"run time {at.isoformat()} is naive: give it a timezone")
-    return _containing(kind, at.astimezone(ZoneInfo(tz)).date(), tz)
+    return period_containing(kind, at.astimezone(ZoneInfo(tz)).date(), tz)
 
 
 def last_full(kind: str, at: dt.datetime, tz: str) -> Period:
@@ -106,7 +106,7 @@ def last_full(kind: str, at: dt.datetime, tz: str) -> Period:
     if at.tzinfo is None:
         raise PeriodError(f"run time {at.isoformat()} is naive: give it a timezone")
     today = at.astimezone(ZoneInfo(tz)).date()
-    current = _containing(kind, today, tz)
+    current = period_containing(kind, today, tz)
     return current.previous()
 
 
@@ -137,4 +137,4 @@ def parse(kind: str, text: str, tz: str) -> Period:
             day = dt.date(year, 3 * (n - 1) + 1, 1)
     except ValueError as exc:
         raise PeriodError(f"period {text!r} does not exist: {exc}") from None
-    return _containing(kind, day, tz)
+    return period_containing(kind, day, tz)

@@ -36,10 +36,10 @@ def persist_clocks(
     the row. All writes are one executemany upsert whose WHERE keeps a row a later evaluation
     wrote; RETURNING says which rows this run did write, and only those are audited.
     """
-    c = schema.clocks
+    clocks = schema.clocks
     stored = {
         tuple(r[k] for k in _KEY_COLUMNS): r
-        for r in conn.execute(sa.select(*[c.c[k] for k in CLOCK_COLUMNS])).mappings()
+        for r in conn.execute(sa.select(*[clocks.c[k] for k in CLOCK_COLUMNS])).mappings()
     }
     todo = []
     for row in rows:
@@ -48,53 +48,13 @@ def persist_clocks(
             todo.append(row)
     if not todo:
         return {"clocks_written": 0, "clock_events": 0}
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(c)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[c.c[k] for k in _KEY_COLUMNS],
-        set_={k: stmt.excluded[k] for k in CLOCK_COLUMNS if k not in _KEY_COLUMNS},
-        where=c.c.evaluated_at <= stmt.excluded.evaluated_at,
-    ).returning(*[c.c[k] for k in _KEY_COLUMNS])
-    written = {tuple(r) for r in conn.execute(stmt, todo)}  # a later evaluation's rows come back absent
-    audits = []
-    for row in todo:
-        ident = tuple(row[k] for k in _KEY_COLUMNS)
-        if ident not in written:
-            continue
-        old = stored.get(ident)
-        base = {
-            "object_type": row["object_type"],
-            "record_id": row["record_id"],
-            "sla_id": row["sla_id"],
-            "clock_start": row["clock_start"],
-            "policy_version": row["policy_version"],
-            "actor": "sla_monitor",
-        }
-        if old is None:
-            audits.append(
-                {
-                    **base,
-                    "event": "clock_start",
-                    "at": row["clock_start"],
-                    "detail": {
-                        "tier": row["tier"],
-                        "target_seconds": row["target_seconds"],
-                        "owner_id": row["owner_id"],
-                    },
-                }
-            )
-        if row["state"] in ("met", "met_late") and (old is None or old["state"] not in ("met", "met_late")):
-            audits.append(
-                {
-                    **base,
-                    "event": "clock_stop",
-                    "at": row["stopped_at"] or now,
-                    "detail": {"state": row["state"], "elapsed_seconds": row["elapsed_seconds"]},
-                }
-            )
+    written = _upsert_unless_newer(conn, todo)
+    audits = [
+        entry
+        for row in todo
+        if tuple(row[k] for k in _KEY_COLUMNS) in written
+        for entry in _clock_events(row, stored.get(tuple(row[k] for k in _KEY_COLUMNS)), now)
+    ]
     record_many(conn, audits, context=context)
     return {"clocks_written": len(written), "clock_events": len(audits)}
 
@@ -106,3 +66,39 @@ def record_evaluation(
     conn.execute(
         schema.evaluations.insert().values(evaluated_at=now, read_at=read_at, clocks=clocks, run_id=run_id)
     )
+
+
+def _upsert_unless_newer(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple]:
+    """One executemany upsert that keeps a row a later evaluation wrote; the identities written."""
+    clocks = schema.clocks
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(clocks)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[clocks.c[k] for k in _KEY_COLUMNS],
+        set_={k: stmt.excluded[k] for k in CLOCK_COLUMNS if k not in _KEY_COLUMNS},
+        where=clocks.c.evaluated_at <= stmt.excluded.evaluated_at,
+    ).returning(*[clocks.c[k] for k in _KEY_COLUMNS])
+    return {tuple(r) for r in conn.execute(stmt, rows)}  # a later evaluation's rows come back absent
+
+
+def _clock_events(row: dict[str, Any], old: Any, now: dt.datetime) -> list[dict[str, Any]]:
+    """The audit entries a written clock row calls for: its start (new), its stop (newly met)."""
+    base = {
+        "object_type": row["object_type"],
+        "record_id": row["record_id"],
+        "sla_id": row["sla_id"],
+        "clock_start": row["clock_start"],
+        "policy_version": row["policy_version"],
+        "actor": "sla_monitor",
+    }
+    events = []
+    if old is None:
+        detail = {"tier": row["tier"], "target_seconds": row["target_seconds"], "owner_id": row["owner_id"]}
+        events.append({**base, "event": "clock_start", "at": row["clock_start"], "detail": detail})
+    if row["state"] in ("met", "met_late") and (old is None or old["state"] not in ("met", "met_late")):
+        detail = {"state": row["state"], "elapsed_seconds": row["elapsed_seconds"]}
+        events.append({**base, "event": "clock_stop", "at": row["stopped_at"] or now, "detail": detail})
+    return events
