@@ -19,13 +19,14 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml include/sandbox/pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv, or pyenv install 3.11) or run make PYTHON=/path/to/python3.11"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { echo "error: $(PYTHON) is $$($(PYTHON) --version 2>&1), this project needs Python 3.11: run make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+# Both editable: leadsla (what the image ships) and leadsla-sandbox (the demo and tests only).
+	$(BIN)/python -m pip install --quiet --no-deps -e . -e include/sandbox
 	@touch $(STAMP)
 
 run: install
