@@ -33,7 +33,7 @@ OPEN_STATES = ("running", "paused", "breached")
 AT_RISK_ROWS = 25
 #: `field = 'Status'` as a literal: SQLite uses the partial Status index of field_history only when
 #: the query's condition matches the index's own (a bound parameter does not).
-_STATUS = sa.literal_column("'Status'")
+STATUS_FIELD = sa.literal_column("'Status'")
 DRILL_ROWS = 500
 #: Systemic breach: a team where at least this many leads breached today ...
 SYSTEMIC_MIN_BREACHES = 3
@@ -45,13 +45,13 @@ class UnknownFigure(LookupError):
     """A drill-down asked for a figure the page does not show."""
 
 
-def _reading(engine: sa.Engine) -> sa.Connection:
+def read_only_connection(engine: sa.Engine) -> sa.Connection:
     """A connection for reads only: on SQLite it takes no write lock, so the page neither waits
     for the CRM sync nor holds it up."""
     return engine.execution_options(**{READ_ONLY: True}).connect()
 
 
-def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd.DataFrame:
+def fetch_frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd.DataFrame:
     """The statement's rows as a frame; `objects` keeps every column as plain Python objects
     (pandas' string inference and string-dtype factorising cost more than the range figures'
     arithmetic at 100,000 leads)."""
@@ -59,7 +59,7 @@ def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd
     keys = list(result.keys())
     # The DBAPI rows straight from the cursor: SQLAlchemy's per-row Row objects and result
     # processing cost more than the query itself at War Room sizes. Columns needing conversion
-    # are read raw on purpose (see `_raw`); JSON paths come back as plain strings.
+    # are read raw on purpose (see `raw_columns`); JSON paths come back as plain strings.
     rows = result.cursor.fetchall() if result.cursor is not None else []
     result.close()
     if objects:
@@ -68,9 +68,9 @@ def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd
     return pd.DataFrame.from_records(rows, columns=keys) if rows else pd.DataFrame(columns=keys)
 
 
-def _raw(table: sa.Table, *names: str) -> list:
+def raw_columns(table: sa.Table, *names: str) -> list:
     """The table's columns, with UTC timestamps read raw (no per-row TypeDecorator call) and
-    converted vectorised by `_utc` - the stored values are UTC on both backends."""
+    converted vectorised by `parse_utc` - the stored values are UTC on both backends."""
     cols = []
     for col in table.c:
         if names and col.name not in names:
@@ -81,7 +81,9 @@ def _raw(table: sa.Table, *names: str) -> list:
     return cols
 
 
-def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+def parse_utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """`df` with each of `cols` it has (read by `raw_columns`) parsed into aware UTC
+    timestamps, in place; an empty frame gets empty UTC columns."""
     for col in cols:
         if col in df:
             df[col] = (
@@ -92,7 +94,7 @@ def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     return df
 
 
-def _clock_filters(f: Filters, *, accountable: bool = False) -> list:
+def clock_filters(f: Filters, *, accountable: bool = False) -> list:
     """Owner/team/source filters on clocks: by who has the lead now, or (`accountable`, for
     compliance) by who answers for the clock - the owner when it breached."""
     c, r = s.clocks, s.records
@@ -106,7 +108,9 @@ def _clock_filters(f: Filters, *, accountable: bool = False) -> list:
     return out
 
 
-def _lead_filters(f: Filters) -> list:
+def lead_filters(f: Filters) -> list:
+    """Conditions on `records` for the filters' leads: live (not deleted) leads, of the owner, of an
+    owner in the team (by the users table), from the lead source."""
     r, u = s.records, s.users
     out = [r.c.object_type == "Lead", r.c.is_deleted.is_(False)]
     if f.owner:
@@ -121,7 +125,7 @@ def _lead_filters(f: Filters) -> list:
 def options(engine: sa.Engine) -> dict:
     """Values for the filter drop-downs: lead sources, owners (id, name), teams."""
     r, u = s.records, s.users
-    with _reading(engine) as conn:
+    with read_only_connection(engine) as conn:
         sources = [
             v
             for (v,) in conn.execute(
@@ -152,10 +156,12 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
     ).astimezone(dt.UTC)
     # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
     # clock of the SLA; the state and breached_at indexes find the few live rows directly.
-    where = [c.c.sla_id.concat("") == sla_id, *_clock_filters(f)]
-    with _reading(engine) as conn:
-        open_ = _frame(conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where))
-        risk = _frame(
+    where = [c.c.sla_id.concat("") == sla_id, *clock_filters(f)]
+    with read_only_connection(engine) as conn:
+        open_ = fetch_frame(
+            conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where)
+        )
+        risk = fetch_frame(
             conn,
             sa.select(
                 c.c.record_id,
@@ -178,7 +184,7 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
             .limit(AT_RISK_ROWS),
         )
         # Who breached (the accountable owner), not the manager a breach escalation handed it to.
-        breaches = _frame(
+        breaches = fetch_frame(
             conn,
             sa.select(
                 c.c.record_id, c.c.accountable_owner_id.label("owner_id"), c.c.accountable_team.label("team")
@@ -208,7 +214,7 @@ def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> d
             )
     return {
         "colours": colours,
-        "at_risk": _records(risk),
+        "at_risk": plain_rows(risk),
         "breaches_today": len(figures["breaches_today"]),
         "systemic": banners,
         "figures": figures,
@@ -273,7 +279,7 @@ def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
             c.c.sla_id == sla_id,
             c.c.clock_start >= p.start,
             c.c.clock_start < p.end,
-            *_clock_filters(f, accountable=True),
+            *clock_filters(f, accountable=True),
         )
     )
 
@@ -297,17 +303,17 @@ def _cohort_changes(f: Filters) -> sa.Select:
         r.c.object_type == "Lead", r.c.created_at >= p.start, r.c.created_at < p.end
     )
     if f.owner or f.team or f.lead_source:
-        became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
-        created = created.where(*_lead_filters(f))
+        became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*lead_filters(f))))
+        created = created.where(*lead_filters(f))
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
     return sa.select(
         r.c.record_id,
         r.c.status,
-        *_raw(r, "created_at"),
+        *raw_columns(r, "created_at"),
         r.c.rejection_reason,
         h.c.new_value,
         h.c.old_value,
-        *_raw(h, "changed_at"),
+        *raw_columns(h, "changed_at"),
     ).select_from(
         cohort.join(
             r,
@@ -319,14 +325,15 @@ def _cohort_changes(f: Filters) -> sa.Select:
             sa.and_(
                 h.c.object_type == "Lead",
                 h.c.record_id == r.c.record_id,
-                h.c.field == _STATUS,
+                h.c.field == STATUS_FIELD,
                 h.c.changed_at < p.end,
             ),
         )
     )
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
+def plain_rows(df: pd.DataFrame) -> list[dict]:
+    """The frame's rows as dicts for the templates, with missing values (NaN, NaT, None) as None."""
     return [
         {k: (None if not isinstance(v, tuple | list) and pd.isna(v) else v) for k, v in row.items()}
         for row in df.to_dict("records")
@@ -343,8 +350,8 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     """
     p = f.period
 
-    with _reading(engine) as conn:
-        c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
+    with read_only_connection(engine) as conn:
+        c = rf.sorted_by_record(fetch_frame(conn, _judged_clocks(f, sla_id), objects=True))
         c["week"] = (
             np.array([label for _, label in week_starts(f)], dtype=object)[
                 c["week"].to_numpy().astype(np.int64)
@@ -352,7 +359,7 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
             if len(c)
             else c["week"]
         )
-        changes = _frame(conn, _cohort_changes(f), objects=True)
+        changes = fetch_frame(conn, _cohort_changes(f), objects=True)
     coh = rf.cohort(changes, p)
     figures: dict[str, tuple[str, ...]] = {}
     overall = rf.compliance(c, [])
@@ -412,9 +419,9 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
         },
         "reps": rep_rows,
         "teams": team_rows,
-        "trend": _records(trend[["week", "decided", "violated", "compliance"]]),
-        "funnel": _records(fun.drop(columns="record_ids")),
-        "reasons": _records(reasons.drop(columns="record_ids")),
+        "trend": plain_rows(trend[["week", "decided", "violated", "compliance"]]),
+        "funnel": plain_rows(fun.drop(columns="record_ids")),
+        "reasons": plain_rows(reasons.drop(columns="record_ids")),
         "figures": figures,
         "period": p,
     }
@@ -431,8 +438,8 @@ def records_for(
     if not shown:
         return []
     r, u, c = s.records, s.users, s.clocks
-    with _reading(engine) as conn:
-        leads = _frame(
+    with read_only_connection(engine) as conn:
+        leads = fetch_frame(
             conn,
             sa.select(
                 r.c.record_id,
@@ -446,7 +453,7 @@ def records_for(
             .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
             .where(r.c.object_type == "Lead", r.c.record_id.in_(shown)),
         )
-        clocks = _frame(
+        clocks = fetch_frame(
             conn,
             sa.select(
                 c.c.record_id, c.c.state, c.c.colour, c.c.clock_start, c.c.elapsed_seconds, c.c.target_seconds
@@ -455,7 +462,7 @@ def records_for(
             .order_by(c.c.record_id, c.c.clock_start),
         )
     latest = clocks.drop_duplicates("record_id", keep="last").set_index("record_id") if len(clocks) else None
-    by_id = {row["record_id"]: row for row in _records(leads)}
+    by_id = {row["record_id"]: row for row in plain_rows(leads)}
     out = []
     for rid in shown:
         row = {
@@ -499,7 +506,7 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
     """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
     link), Status/owner history, and the quarantine and health findings naming it. None if unknown."""
     r, c, h, u, q = s.records, s.clocks, s.field_history, s.users, s.quarantine
-    with _reading(engine) as conn:
+    with read_only_connection(engine) as conn:
         lead = (
             conn.execute(
                 sa.select(r, u.c.name.label("owner_name"))
@@ -550,7 +557,7 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
 def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
     """Latest rows of the `health_findings` table (the data-quality gate's), or [] when the store
     has no such table yet."""
-    with _reading(engine) as conn:
+    with read_only_connection(engine) as conn:
         if not sa.inspect(conn).has_table("health_findings"):
             return []
         table = sa.Table("health_findings", sa.MetaData(), autoload_with=conn)
@@ -561,7 +568,7 @@ def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
 def quarantine_summary(engine: sa.Engine) -> list[dict]:
     """Rows still held in quarantine, by object type: count and the latest one's reasons."""
     q = s.quarantine
-    with _reading(engine) as conn:
+    with read_only_connection(engine) as conn:
         rows = (
             conn.execute(
                 sa.select(
