@@ -34,9 +34,11 @@ class NotLoggedIn(Exception):
     """The request carries no valid Airflow token."""
 
 
-def _auth_manager():
-    """The API server's auth manager (already initialised there); initialised here when the app runs
-    on its own (tests, a bare uvicorn)."""
+def auth_manager():
+    """The auth manager that validates the War Room's tokens and sends a browser to its login page:
+    the API server's (already initialised there), or initialised here when the app runs on its own
+    (tests, the bench, a bare uvicorn) - which is also how tests and the bench mint a token for it
+    (`auth_manager().generate_jwt(user)`)."""
     from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
 
     try:
@@ -58,7 +60,7 @@ async def current_user(request: Request) -> Any:
     if not token:
         raise NotLoggedIn("no token")
     try:
-        return await _auth_manager().get_user_from_token(token)
+        return await auth_manager().get_user_from_token(token)
     except InvalidTokenError as exc:  # ExpiredSignatureError is one
         raise NotLoggedIn(str(exc)) from None
 
@@ -150,7 +152,7 @@ def create_app(
     @app.exception_handler(NotLoggedIn)
     async def _login(request: Request, exc: NotLoggedIn) -> Response:
         if "text/html" in request.headers.get("accept", "") and request.method == "GET":
-            return RedirectResponse(_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
+            return RedirectResponse(auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
         return JSONResponse({"detail": "Not authenticated: log in to Airflow first"}, status_code=401)
 
     @app.exception_handler(FilterError)
