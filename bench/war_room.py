@@ -62,7 +62,7 @@ def main() -> None:
     from tests.reports_data import generate
 
     from leadsla.store import open_store
-    from leadsla.war_room.app import _auth_manager, create_app
+    from leadsla.war_room.app import auth_manager, create_app
 
     RevokedToken.__table__.create(settings.engine, checkfirst=True)
     db = Path(tempfile.gettempdir()) / f"leadsla-bench-war-room-{args.leads}.db"
@@ -79,7 +79,7 @@ def main() -> None:
     now = dt.datetime(2027, 1, 29, 15, tzinfo=dt.UTC)  # generate()'s default "now": start + 120 days
     client = TestClient(create_app(engine=engine, clock=lambda: now))
     client.cookies.set(
-        "_token", _auth_manager().generate_jwt(SimpleAuthManagerUser(username="bench", role="ADMIN"))
+        "_token", auth_manager().generate_jwt(SimpleAuthManagerUser(username="bench", role="ADMIN"))
     )
 
     cpu: dict[str, list[float]] = {}

@@ -27,9 +27,9 @@ def mint_token(username: str = "vera") -> str:
     """A UI token for `username`, signed by the configured auth manager."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
-    from leadsla.war_room.app import _auth_manager
+    from leadsla.war_room.app import auth_manager
 
-    return _auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role="ADMIN"))
+    return auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role="ADMIN"))
 
 
 def org() -> Builder:

@@ -19,7 +19,7 @@ from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
 from leadsla.reports.data import STAGE_OF_STATUS, ReportData
 from leadsla.store import schema as s
-from leadsla.war_room import queries as q
+from leadsla.war_room import queries
 from leadsla.war_room.filters import Filters, parse_filters
 from tests.reports_data import Builder, generate, t
 
@@ -69,14 +69,16 @@ def _previous_range_data(
         r.c.object_type == "Lead", r.c.created_at >= p.start, r.c.created_at < p.end
     )
     if f.owner or f.team or f.lead_source:
-        became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*q._lead_filters(f))))
-        created = created.where(*q._lead_filters(f))
+        became_mql = became_mql.where(
+            h.c.record_id.in_(sa.select(r.c.record_id).where(*queries.lead_filters(f)))
+        )
+        created = created.where(*queries.lead_filters(f))
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
     in_range = sa.and_(
         c.c.sla_id == sla_id,
         c.c.clock_start >= p.start,
         c.c.clock_start < p.end,
-        *q._clock_filters(f, accountable=True),
+        *queries.clock_filters(f, accountable=True),
     )
     first_h = h.alias("first_change")
     first_old = (
@@ -84,7 +86,7 @@ def _previous_range_data(
         .where(
             first_h.c.object_type == "Lead",
             first_h.c.record_id == r.c.record_id,
-            first_h.c.field == q._STATUS,
+            first_h.c.field == queries.STATUS_FIELD,
             first_h.c.changed_at < p.end,
         )
         .order_by(first_h.c.changed_at)
@@ -96,7 +98,7 @@ def _previous_range_data(
         .where(
             first_h.c.object_type == "Lead",
             first_h.c.record_id == r.c.record_id,
-            first_h.c.field == q._STATUS,
+            first_h.c.field == queries.STATUS_FIELD,
             first_h.c.changed_at < p.end,
         )
         .scalar_subquery()
@@ -110,19 +112,19 @@ def _previous_range_data(
         r.c.account_tier,
         r.c.status,
         r.c.rejection_reason,
-        *q._raw(r, "created_at"),
+        *queries.raw_columns(r, "created_at"),
         r.c.fields[campaign_field].as_string().label("campaign"),
     ]
     with engine.connect() as conn:
-        clocks = q._utc(
-            q._frame(conn, sa.select(*q._raw(c, *CLOCK_COLUMNS)).where(in_range)),
+        clocks = queries.parse_utc(
+            queries.fetch_frame(conn, sa.select(*queries.raw_columns(c, *CLOCK_COLUMNS)).where(in_range)),
             "clock_start",
             "stopped_at",
             "breached_at",
         )
-        # Per lead, one look-up in the partial Status index per stage (`_STATUS`): no sort of the
+        # Per lead, one look-up in the partial Status index per stage (`STATUS_FIELD`): no sort of the
         # joined rows, and the history table itself is never read.
-        rows = q._frame(
+        rows = queries.fetch_frame(
             conn,
             sa.select(
                 *lead_cols,
@@ -134,7 +136,7 @@ def _previous_range_data(
                         .where(
                             first_h.c.object_type == "Lead",
                             first_h.c.record_id == r.c.record_id,
-                            first_h.c.field == q._STATUS,
+                            first_h.c.field == queries.STATUS_FIELD,
                             first_h.c.changed_at < p.end,
                             first_h.c.new_value.in_(statuses),
                         )
@@ -154,17 +156,17 @@ def _previous_range_data(
                 )
             ),
         )  # fixed in both: see the test below
-        users = q._frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
-        acts = q._utc(
-            q._frame(
+        users = queries.fetch_frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
+        acts = queries.parse_utc(
+            queries.fetch_frame(
                 conn,
-                sa.select(*q._raw(a, "who_id", "created_at"))
+                sa.select(*queries.raw_columns(a, "who_id", "created_at"))
                 .select_from(cohort.join(a, a.c.who_id == cohort.c.record_id))
                 .where(a.c.is_deleted.is_(False), a.c.created_at < p.end),
             ),
             "created_at",
         )
-    rows = q._utc(rows, "created_at", *_STATUSES_OF_STAGE)
+    rows = queries.parse_utc(rows, "created_at", *_STATUSES_OF_STAGE)
     leads = rows[
         [
             "record_id",
@@ -195,7 +197,7 @@ def _previous_range_data(
             pd.DataFrame({"record_id": rows["record_id"][reached], "stage": stage, "at": at[reached]})
         )
     stages = pd.concat(parts, ignore_index=True)
-    visits = q._utc(pd.DataFrame(columns=["actor", "at"]), "at")
+    visits = queries.parse_utc(pd.DataFrame(columns=["actor", "at"]), "at")
     acts = acts.assign(activity_id=None, owner_id=None)
     return ReportData(leads, stages, acts, users, clocks, visits)
 
@@ -279,9 +281,9 @@ def _previous_range_panel(
         },
         "reps": rep_rows,
         "teams": team_rows,
-        "trend": q._records(trend[["week", "decided", "violated", "compliance"]]),
-        "funnel": q._records(fun.drop(columns="record_ids")),
-        "reasons": q._records(reasons.drop(columns="record_ids")),
+        "trend": queries.plain_rows(trend[["week", "decided", "violated", "compliance"]]),
+        "funnel": queries.plain_rows(fun.drop(columns="record_ids")),
+        "reasons": queries.plain_rows(reasons.drop(columns="record_ids")),
         "figures": figures,
         "period": p,
     }
@@ -521,7 +523,7 @@ def test_range_figures_equal_the_previous_pandas_computation(store, filters):
     varied_org().write(store)
     now = t("2026-12-05 15:00")
     f = parse_filters(now, "America/New_York", **filters)
-    new = q.range_panel(store, f, "sales_touch")
+    new = queries.range_panel(store, f, "sales_touch")
     old = _previous_range_panel(store, f, "sales_touch")
     assert new["figures"] == old["figures"]
     assert new["figures"] or filters.get("start") == "2026-08-01"
@@ -559,7 +561,7 @@ def test_the_rep_table_charges_the_rep_who_let_a_lead_breach_not_the_manager_it_
     )
     b.write(store)
     now = t("2026-11-10 15:00")
-    rng = q.range_panel(
+    rng = queries.range_panel(
         store, parse_filters(now, "America/New_York", start="2026-11-01", end="2026-11-09"), "sales_touch"
     )
     reps = {r["rep"]: (r["team"], r["decided"], r["violated"]) for r in rng["reps"]}
@@ -568,7 +570,7 @@ def test_the_rep_table_charges_the_rep_who_let_a_lead_breach_not_the_manager_it_
     assert {r["team"]: r["violated"] for r in rng["teams"]} == {"A": 1, "M": 0}
     for narrowed in ({"owner": "R1"}, {"team": "A"}):
         f = parse_filters(now, "America/New_York", start="2026-11-01", end="2026-11-09", **narrowed)
-        assert [(r["rep"], r["violated"]) for r in q.range_panel(store, f, "sales_touch")["reps"]] == [
+        assert [(r["rep"], r["violated"]) for r in queries.range_panel(store, f, "sales_touch")["reps"]] == [
             ("Rita", 1)
         ]
 
@@ -580,7 +582,7 @@ def test_war_room_reads_do_not_hold_the_write_lock(tmp_path):
     from leadsla.store import open_store
 
     engine = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    with q._reading(engine) as conn:
+    with queries.read_only_connection(engine) as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(s.records)).scalar() == 0
         writer = sqlite3.connect(tmp_path / "store.db", timeout=0.1)
         writer.execute("BEGIN IMMEDIATE")  # "database is locked" if the read had taken the write lock
@@ -599,6 +601,6 @@ def test_a_deleted_lead_counts_nowhere_filtered_or_not(store):
         {"start": "2026-10-01", "end": "2026-12-31"},
         {"start": "2026-10-01", "end": "2026-12-31", "owner": "005R00000000000000"},
     ):
-        panel = q.range_panel(store, parse_filters(now, "America/New_York", **filters), "sales_touch")
+        panel = queries.range_panel(store, parse_filters(now, "America/New_York", **filters), "sales_touch")
         ids = {rid for fig in panel["figures"].values() for rid in fig}
         assert ids and "00QE05" not in ids, filters  # funnel:* and reason:* figures hold the cohort's ids

@@ -23,8 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from leadsla.paths import templates_dir
 from leadsla.reports.config import ReportConfig, load_report_config
-from leadsla.war_room import queries as q
-from leadsla.war_room.filters import FilterError, parse_filters
+from leadsla.war_room import queries
+from leadsla.war_room.filters import FilterError, Filters, parse_filters
 
 log = logging.getLogger(__name__)
 TOKEN_COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
@@ -34,9 +34,11 @@ class NotLoggedIn(Exception):
     """The request carries no valid Airflow token."""
 
 
-def _auth_manager():
-    """The API server's auth manager (already initialised there); initialised here when the app runs
-    on its own (tests, a bare uvicorn)."""
+def auth_manager():
+    """The auth manager that validates the War Room's tokens and sends a browser to its login page:
+    the API server's (already initialised there), or initialised here when the app runs on its own
+    (tests, the bench, a bare uvicorn) - which is also how tests and the bench mint a token for it
+    (`auth_manager().generate_jwt(user)`)."""
     from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
 
     try:
@@ -58,7 +60,7 @@ async def current_user(request: Request) -> Any:
     if not token:
         raise NotLoggedIn("no token")
     try:
-        return await _auth_manager().get_user_from_token(token)
+        return await auth_manager().get_user_from_token(token)
     except InvalidTokenError as exc:  # ExpiredSignatureError is one
         raise NotLoggedIn(str(exc)) from None
 
@@ -66,19 +68,105 @@ async def current_user(request: Request) -> Any:
 User = Annotated[Any, Depends(current_user)]
 
 
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
+#: A template renderer: `render(request, "page.html", status=200, **context)`.
+Render = Callable[..., HTMLResponse]
+#: Filter sets whose range figures are kept; past this many the cache starts again.
+RANGE_CACHE_ENTRIES = 64
+
+
+def _templates() -> jinja2.Environment:
+    """The War Room's templates (autoescaped: lead text is data) with the page's number formats."""
+    templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    env.filters["pct"] = lambda x: "n/a" if x is None or pd.isna(x) else f"{x:.0%}"
-    env.filters["hours"] = lambda x: "n/a" if x is None or pd.isna(x) else f"{x:.1f} h"
-    env.filters["when"] = lambda x: (
-        "" if x is None or pd.isna(x) else pd.Timestamp(x).strftime("%Y-%m-%d %H:%M UTC")
+    templates.filters["pct"] = lambda value: "n/a" if value is None or pd.isna(value) else f"{value:.0%}"
+    templates.filters["hours"] = lambda value: "n/a" if value is None or pd.isna(value) else f"{value:.1f} h"
+    templates.filters["when"] = lambda value: (
+        "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
     )
-    env.filters["remaining"] = lambda sec: (
-        ("overdue " if sec < 0 else "") + f"{abs(sec) // 3600}h {abs(sec) % 3600 // 60:02d}m"
+    templates.filters["remaining"] = lambda seconds: (
+        ("overdue " if seconds < 0 else "") + f"{abs(seconds) // 3600}h {abs(seconds) % 3600 // 60:02d}m"
     )
-    return env
+    return templates
+
+
+def _renderer(templates: jinja2.Environment) -> Render:
+    """Renders a War Room template as the response, its links under the app's mount point."""
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = templates.get_template(f"war_room/{name}").render(
+            root=request.scope.get("root_path", ""), **context
+        )
+        return HTMLResponse(html, status_code=status)
+
+    return render
+
+
+class _WarRoomState:
+    """What the routes read: the store and the report settings (each opened on first use), "now",
+    and the range figures of recent filter sets."""
+
+    def __init__(
+        self,
+        *,
+        engine: sa.Engine | None,
+        store_url: str | None,
+        config: ReportConfig | None,
+        clock: Callable[[], dt.datetime],
+        range_ttl_seconds: float,
+    ) -> None:
+        self._engine = engine
+        self._store_url = store_url
+        self._config = config
+        self.clock = clock
+        self._range_ttl_seconds = range_ttl_seconds
+        self._range_cache: dict[tuple, tuple[float, dict]] = {}
+
+    def store(self) -> sa.Engine:
+        """The store: the engine given, else opened now from the URL or the `leadsla_store` connection."""
+        if self._engine is None:
+            from leadsla.store import open_store
+
+            self._engine = open_store(self._store_url)
+        return self._engine
+
+    def settings(self) -> ReportConfig:
+        """The report settings given, else include/config/reports.yaml's."""
+        if self._config is None:
+            self._config = load_report_config()
+        return self._config
+
+    def filters(self, request: Request) -> Filters:
+        """The request's filters; the range defaults to the days ending today in leadership's timezone.
+
+        Raises:
+            FilterError: a filter value cannot be used.
+        """
+        params = request.query_params
+        return parse_filters(
+            self.clock(),
+            self.settings().leadership_timezone,
+            start=params.get("start"),
+            end=params.get("end"),
+            lead_source=params.get("lead_source"),
+            owner=params.get("owner"),
+            team=params.get("team"),
+        )
+
+    def range_panel(self, filters: Filters) -> dict:
+        """`queries.range_panel` of the filters, reused for `range_ttl_seconds` (so the drill-down
+        lists exactly the rows the page counted)."""
+        sla_id = self.settings().sla_id
+        key = (filters, sla_id)
+        cached = self._range_cache.get(key)
+        moment = time.monotonic()
+        if cached and cached[0] > moment:
+            return cached[1]
+        panel = queries.range_panel(self.store(), filters, sla_id)
+        if len(self._range_cache) >= RANGE_CACHE_ENTRIES:
+            self._range_cache.clear()
+        self._range_cache[key] = (moment + self._range_ttl_seconds, panel)
+        return panel
 
 
 def create_app(
@@ -101,98 +189,75 @@ def create_app(
             exactly the rows the page counted. The live panel is never reused.
     """
     app = FastAPI(title="War Room", docs_url=None, redoc_url=None, openapi_url=None)
-    env = _env()
-    state: dict[str, Any] = {"engine": engine, "config": config}
+    state = _WarRoomState(
+        engine=engine, store_url=store_url, config=config, clock=clock, range_ttl_seconds=range_ttl_seconds
+    )
+    render = _renderer(_templates())
+    _handle_login_and_bad_filters(app, render)
+    _add_page(app, state, render)
+    _add_drill_down(app, state, render)
+    _add_lead_timeline(app, state, render)
+    return app
 
-    def store() -> sa.Engine:
-        if state["engine"] is None:
-            from leadsla.store import open_store
 
-            state["engine"] = open_store(store_url)
-        return state["engine"]
-
-    def settings() -> ReportConfig:
-        if state["config"] is None:
-            state["config"] = load_report_config()
-        return state["config"]
-
-    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = env.get_template(f"war_room/{name}").render(root=request.scope.get("root_path", ""), **ctx)
-        return HTMLResponse(html, status_code=status)
-
-    cache: dict[tuple, tuple[float, dict]] = {}
-
-    def range_panel(f) -> dict:
-        cfg = settings()
-        key = (f, cfg.sla_id)
-        hit = cache.get(key)
-        now = time.monotonic()
-        if hit and hit[0] > now:
-            return hit[1]
-        value = q.range_panel(store(), f, cfg.sla_id)
-        if len(cache) >= 64:
-            cache.clear()
-        cache[key] = (now + range_ttl_seconds, value)
-        return value
-
-    def filters(request: Request):
-        p = request.query_params
-        return parse_filters(
-            clock(),
-            settings().leadership_timezone,
-            start=p.get("start"),
-            end=p.get("end"),
-            lead_source=p.get("lead_source"),
-            owner=p.get("owner"),
-            team=p.get("team"),
-        )
+def _handle_login_and_bad_filters(app: FastAPI, render: Render) -> None:
+    """No valid token: a browser goes to Airflow's login page, an API client gets 401. A bad filter
+    value: a 400 page naming it."""
 
     @app.exception_handler(NotLoggedIn)
     async def _login(request: Request, exc: NotLoggedIn) -> Response:
         if "text/html" in request.headers.get("accept", "") and request.method == "GET":
-            return RedirectResponse(_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
+            return RedirectResponse(auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
         return JSONResponse({"detail": "Not authenticated: log in to Airflow first"}, status_code=401)
 
     @app.exception_handler(FilterError)
     async def _bad_filter(request: Request, exc: FilterError) -> Response:
         return render(request, "error.html", status=400, message=str(exc))
 
+
+def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
+    """`/`: the live and range panels, filter options, findings and quarantine; audits the visit."""
+
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, user: User) -> HTMLResponse:
-        f = filters(request)
-        cfg = settings()
-        now = clock()
-        live = q.now_panel(store(), f, now, cfg.sla_id)
-        rng = range_panel(f)
-        q.record_visit(
-            store(),
+        filters = state.filters(request)
+        sla_id = state.settings().sla_id
+        now = state.clock()
+        live = queries.now_panel(state.store(), filters, now, sla_id)
+        in_range = state.range_panel(filters)
+        queries.record_visit(
+            state.store(),
             user_id=str(user.get_id()),
             user_name=str(user.get_name()),
             at=now,
-            detail={"filters": f.query()},
+            detail={"filters": filters.query()},
         )
         return render(
             request,
             "page.html",
-            f=f,
+            f=filters,
             live=live,
-            rng=rng,
-            opts=q.options(store()),
+            rng=in_range,
+            opts=queries.options(state.store()),
             user=user.get_name(),
-            findings=q.health_findings(store(), limit=20),
-            quarantine=q.quarantine_summary(store()),
+            findings=queries.health_findings(state.store(), limit=20),
+            quarantine=queries.quarantine_summary(state.store()),
             now=now,
         )
 
+
+def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
+    """`/drill?figure=KEY&<filters>`: the records behind one figure of the page."""
+
     @app.get("/drill", response_class=HTMLResponse)
     def drill(request: Request, user: User, figure: str) -> HTMLResponse:
-        f = filters(request)
-        cfg = settings()
-        live = q.now_panel(store(), f, clock(), cfg.sla_id)
-        rng = range_panel(f)
+        filters = state.filters(request)
+        sla_id = state.settings().sla_id
+        live = queries.now_panel(state.store(), filters, state.clock(), sla_id)
+        in_range = state.range_panel(filters)
         try:
-            ids = q.figure_ids(live, rng, figure)
-        except q.UnknownFigure:
+            ids = queries.figure_ids(live, in_range, figure)
+        except queries.UnknownFigure:
             return render(
                 request,
                 "error.html",
@@ -202,18 +267,20 @@ def create_app(
         return render(
             request,
             "drill.html",
-            f=f,
+            f=filters,
             figure=figure,
             total=len(ids),
-            rows=q.records_for(store(), ids, cfg.sla_id),
-            limit=q.DRILL_ROWS,
+            rows=queries.records_for(state.store(), ids, sla_id),
+            limit=queries.DRILL_ROWS,
         )
+
+
+def _add_lead_timeline(app: FastAPI, state: _WarRoomState, render: Render) -> None:
+    """`/lead/{record_id}`: a lead's "why" timeline."""
 
     @app.get("/lead/{record_id}", response_class=HTMLResponse)
     def lead(request: Request, user: User, record_id: str) -> HTMLResponse:
-        t = q.lead_timeline(store(), record_id)
-        if t is None:
+        timeline = queries.lead_timeline(state.store(), record_id)
+        if timeline is None:
             return render(request, "error.html", status=404, message=f"No record {record_id!r} in the store.")
-        return render(request, "lead.html", t=t, back=request.query_params.get("back", ""))
-
-    return app
+        return render(request, "lead.html", t=timeline, back=request.query_params.get("back", ""))

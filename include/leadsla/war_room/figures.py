@@ -23,22 +23,24 @@ OPEN, MET, VIOLATED = 0, 1, 2
 STAGES = FUNNEL + REJECTED
 _STATUSES = pd.Index(list(STAGE_OF_STATUS), dtype=object)
 #: `STAGES` index of each of `_STATUSES`, then -1 for "no stage" (get_indexer's -1 picks it).
-_STAGE_OF_CODE = np.array([STAGES.index(STAGE_OF_STATUS[st]) for st in _STATUSES] + [-1], dtype=np.int64)
+_STAGE_OF_CODE = np.array(
+    [STAGES.index(STAGE_OF_STATUS[status]) for status in _STATUSES] + [-1], dtype=np.int64
+)
 _NONE = np.iinfo(np.int64).max  # "never reached" in the int64 microsecond arrays below
 
 
-def sorted_by_record(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` ordered by record id as `metrics.ids` orders ids (code points), ties kept in order.
+def sorted_by_record(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` ordered by record id as `metrics.ids` orders ids (code points), ties kept in order.
 
     Sorted here rather than by the store: SQLite sorts the rows slower than numpy sorts the ids,
     and PostgreSQL's collation may order ids differently; rows that already come in order (SQLite
     returns a UNION's rows sorted) cost one pass.
     """
-    rids = df["record_id"].to_numpy()
-    if len(rids) < 2 or bool(np.all(rids[1:] >= rids[:-1])):
-        return df.reset_index(drop=True)
-    order = np.argsort(rids.astype(str), kind="stable")
-    return df.iloc[order].reset_index(drop=True)
+    record_ids = frame["record_id"].to_numpy()
+    if len(record_ids) < 2 or bool(np.all(record_ids[1:] >= record_ids[:-1])):
+        return frame.reset_index(drop=True)
+    order = np.argsort(record_ids.astype(str), kind="stable")
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def _ids_per_group(codes: np.ndarray, record_ids: np.ndarray, groups: int) -> list[tuple[str, ...]]:
@@ -85,17 +87,19 @@ def compliance(clocks: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """
     outcome = clocks["outcome"].to_numpy().astype(np.int64)
     decided = outcome != OPEN
-    gcodes, table = _group_codes(clocks[decided], by)
-    n = len(table)
-    codes = np.full(len(clocks), -1, dtype=np.int64)
-    codes[decided] = gcodes
-    rids = clocks["record_id"].to_numpy()
-    table["decided"] = np.bincount(gcodes, minlength=n).astype(np.int64)
-    table["met"] = np.bincount(codes[outcome == MET], minlength=n).astype(np.int64)
+    group_of_decided, table = _group_codes(clocks[decided], by)
+    groups = len(table)
+    group_of_clock = np.full(len(clocks), -1, dtype=np.int64)
+    group_of_clock[decided] = group_of_decided
+    record_ids = clocks["record_id"].to_numpy()
+    table["decided"] = np.bincount(group_of_decided, minlength=groups).astype(np.int64)
+    table["met"] = np.bincount(group_of_clock[outcome == MET], minlength=groups).astype(np.int64)
     table["violated"] = table["decided"] - table["met"]
     table["compliance"] = table["met"] / table["decided"].where(table["decided"] > 0)
-    table["record_ids"] = _ids_per_group(codes, rids, n)
-    table["violated_ids"] = _ids_per_group(np.where(outcome == VIOLATED, codes, -1), rids, n)
+    table["record_ids"] = _ids_per_group(group_of_clock, record_ids, groups)
+    table["violated_ids"] = _ids_per_group(
+        np.where(outcome == VIOLATED, group_of_clock, -1), record_ids, groups
+    )
     return table
 
 
@@ -107,7 +111,7 @@ def median_first_touch(clocks: pd.DataFrame, by: str) -> pd.Series:
     return pd.Series(seconds[touched] / 3600.0).groupby(clocks[by].to_numpy()[touched], sort=True).median()
 
 
-def _us(values: pd.Series) -> np.ndarray:
+def _microseconds(values: pd.Series) -> np.ndarray:
     """UTC instants as int64 microseconds, missing = `_NONE`. SQLite's raw text (naive UTC,
     'YYYY-MM-DD HH:MM:SS.ffffff') is parsed by numpy in one call; anything else (PostgreSQL's
     aware datetimes, parsed frames) through pandas."""
@@ -117,9 +121,11 @@ def _us(values: pd.Series) -> np.ndarray:
         out = raw.astype("M8[us]").view(np.int64).copy()
         out[out == np.iinfo(np.int64).min] = _NONE
         return out
-    idx = pd.DatetimeIndex(pd.to_datetime(raw, utc=True)).as_unit("us") if len(raw) else pd.DatetimeIndex([])
-    out = idx.asi8.copy()
-    out[idx.isna()] = _NONE
+    instants = (
+        pd.DatetimeIndex(pd.to_datetime(raw, utc=True)).as_unit("us") if len(raw) else pd.DatetimeIndex([])
+    )
+    out = instants.asi8.copy()
+    out[instants.isna()] = _NONE
     return out
 
 
@@ -142,47 +148,71 @@ def stage_arrivals(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
             changed_at (UTC: datetimes, or SQLite's raw text).
     """
     rows = sorted_by_record(rows)
-    rids = rows["record_id"].to_numpy()
-    head = np.ones(len(rids), dtype=bool)
-    head[1:] = rids[1:] != rids[:-1]
-    starts = np.flatnonzero(head)  # each lead's first row: its columns repeat on each of its rows
-    codes = np.cumsum(head) - 1
-    n = len(starts)
-    per_lead = rows.iloc[starts]
-    created = _us(per_lead["created_at"])
-    changed = _us(rows["changed_at"])
+    record_ids = rows["record_id"].to_numpy()
+    first_row = np.ones(len(record_ids), dtype=bool)
+    first_row[1:] = record_ids[1:] != record_ids[:-1]
+    lead_starts = np.flatnonzero(first_row)  # each lead's first row: its columns repeat on each of its rows
+    lead_of_row = np.cumsum(first_row) - 1
+    per_lead = rows.iloc[lead_starts]
+    created = _microseconds(per_lead["created_at"])
+    changed = _microseconds(rows["changed_at"])
     has_change = changed != _NONE
-    # The status the lead was created with: the old value of its earliest change (an empty one
-    # means the change recorded the first status), else its current status.
-    earliest = np.minimum.reduceat(changed, starts) if n else np.zeros(0, dtype=np.int64)
-    changed_lead = earliest != _NONE
-    is_first = has_change & (changed == earliest[codes])
-    firsts = np.flatnonzero(is_first)
-    _, at = np.unique(codes[firsts], return_index=True)  # the first such row of each lead
-    first_old = np.full(n, None, dtype=object)
-    first_old[codes[firsts[at]]] = rows["old_value"].to_numpy()[firsts[at]]
-    initial = _stage_index(np.where(changed_lead, first_old, per_lead["status"].to_numpy()))
-    stage_of_row = _stage_index(rows["new_value"].to_numpy())
-    arrived = np.full((n, len(STAGES)), _NONE, dtype=np.int64)
-    hit = has_change & (stage_of_row >= 0)
-    np.minimum.at(arrived, (codes[hit], stage_of_row[hit]), changed[hit])
+    initial = _initial_stage(rows, per_lead, changed, has_change, lead_starts, lead_of_row)
+    by_change = _first_changes_into_stages(rows, changed, has_change, lead_of_row, len(lead_starts))
     end = pd.Timestamp(period.end).as_unit("us").value
-    out = pd.DataFrame(
-        {"record_id": rids[starts], "rejection_reason": per_lead["rejection_reason"].to_numpy()}
+    arrivals = pd.DataFrame(
+        {"record_id": record_ids[lead_starts], "rejection_reason": per_lead["rejection_reason"].to_numpy()}
     )
     has_created = created != _NONE
-    for i, stage in enumerate(STAGES):
-        hist = arrived[:, i]
+    for stage_index, stage in enumerate(STAGES):
+        changed_into = by_change[:, stage_index]
         # As `reports.data.load` has it: the earlier of the two, and the first change into the stage
         # wins a tie; an arrival at or after the end does not count.
-        keep_hist = (initial != i) | ((hist != _NONE) & has_created & (hist <= created)) | ~has_created
-        at = np.where(keep_hist, hist, created)
-        at = np.where(at < end, at, _NONE)
-        nat = at == _NONE
-        at = at.copy()
-        at[nat] = np.iinfo(np.int64).min  # NaT
-        out[f"{stage}_at"] = pd.DatetimeIndex(at.view("M8[us]")).tz_localize("UTC")
-    return out
+        keep_change = (
+            (initial != stage_index)
+            | ((changed_into != _NONE) & has_created & (changed_into <= created))
+            | ~has_created
+        )
+        arrived = np.where(keep_change, changed_into, created)
+        arrived = np.where(arrived < end, arrived, _NONE)
+        never = arrived == _NONE
+        arrived = arrived.copy()
+        arrived[never] = np.iinfo(np.int64).min  # NaT
+        arrivals[f"{stage}_at"] = pd.DatetimeIndex(arrived.view("M8[us]")).tz_localize("UTC")
+    return arrivals
+
+
+def _initial_stage(
+    rows: pd.DataFrame,
+    per_lead: pd.DataFrame,
+    changed: np.ndarray,
+    has_change: np.ndarray,
+    lead_starts: np.ndarray,
+    lead_of_row: np.ndarray,
+) -> np.ndarray:
+    """Per lead, the `STAGES` index (-1: none) of the status it was created with: the old value of
+    its earliest change (an empty one means the change recorded the first status), else its
+    current status."""
+    leads = len(lead_starts)
+    earliest = np.minimum.reduceat(changed, lead_starts) if leads else np.zeros(0, dtype=np.int64)
+    earliest_rows = np.flatnonzero(has_change & (changed == earliest[lead_of_row]))
+    _, first_of_lead = np.unique(lead_of_row[earliest_rows], return_index=True)  # a tie: the first row
+    chosen = earliest_rows[first_of_lead]
+    first_old = np.full(leads, None, dtype=object)
+    first_old[lead_of_row[chosen]] = rows["old_value"].to_numpy()[chosen]
+    return _stage_index(np.where(earliest != _NONE, first_old, per_lead["status"].to_numpy()))
+
+
+def _first_changes_into_stages(
+    rows: pd.DataFrame, changed: np.ndarray, has_change: np.ndarray, lead_of_row: np.ndarray, leads: int
+) -> np.ndarray:
+    """Per lead (rows) and stage (columns, as `STAGES`), the int64 microsecond of its first Status
+    change into the stage, `_NONE` for none."""
+    stage_of_row = _stage_index(rows["new_value"].to_numpy())
+    first = np.full((leads, len(STAGES)), _NONE, dtype=np.int64)
+    into_stage = has_change & (stage_of_row >= 0)
+    np.minimum.at(first, (lead_of_row[into_stage], stage_of_row[into_stage]), changed[into_stage])
+    return first
 
 
 def cohort(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -190,42 +220,43 @@ def cohort(rows: pd.DataFrame, period: Period) -> pd.DataFrame:
     with `rejected` (reached Recycled or Disqualified) and the reason filled with "(none)"."""
     arrivals = stage_arrivals(rows, period)
     mql = arrivals["MQL_at"]
-    c = arrivals[(mql >= period.start) & (mql < period.end)].reset_index(drop=True)
-    c["rejected"] = c["Recycled_at"].notna() | c["Disqualified_at"].notna()
-    c["rejection_reason"] = c["rejection_reason"].fillna("(none)")
-    return c
+    cohort_leads = arrivals[(mql >= period.start) & (mql < period.end)].reset_index(drop=True)
+    cohort_leads["rejected"] = cohort_leads["Recycled_at"].notna() | cohort_leads["Disqualified_at"].notna()
+    cohort_leads["rejection_reason"] = cohort_leads["rejection_reason"].fillna("(none)")
+    return cohort_leads
 
 
-def funnel(c: pd.DataFrame) -> pd.DataFrame:
+def funnel(cohort_leads: pd.DataFrame) -> pd.DataFrame:
     """As `reports.funnel.funnel`: per stage, leads reached, record_ids, conversion from the
-    previous stage and from MQL, average days from the previous stage. `c` sorted by record id."""
+    previous stage and from MQL, average days from the previous stage. `cohort_leads` (`cohort`)
+    sorted by record id."""
     rows = []
-    rids = c["record_id"].to_numpy()
+    record_ids = cohort_leads["record_id"].to_numpy()
     for i, stage in enumerate(FUNNEL):
-        at = c[f"{stage}_at"]
-        reached = at.notna().to_numpy()
-        row = {"stage": stage, "leads": int(reached.sum()), "record_ids": tuple(rids[reached].tolist())}
+        arrived = cohort_leads[f"{stage}_at"]
+        reached = arrived.notna().to_numpy()
+        row = {"stage": stage, "leads": int(reached.sum()), "record_ids": tuple(record_ids[reached].tolist())}
         if i:
-            prev = c[f"{FUNNEL[i - 1]}_at"]
-            n_prev = int(prev.notna().sum())
-            row["from_previous"] = row["leads"] / n_prev if n_prev else float("nan")
-            gap = (at[reached] - prev[reached]).dt.total_seconds() / 86400
+            previous = cohort_leads[f"{FUNNEL[i - 1]}_at"]
+            reached_previous = int(previous.notna().sum())
+            row["from_previous"] = row["leads"] / reached_previous if reached_previous else float("nan")
+            gap = (arrived[reached] - previous[reached]).dt.total_seconds() / 86400
             row["avg_days_from_previous"] = float(gap.mean()) if gap.notna().any() else float("nan")
         else:
             row["from_previous"] = float("nan")
             row["avg_days_from_previous"] = float("nan")
-        row["from_mql"] = row["leads"] / len(c) if len(c) else float("nan")
+        row["from_mql"] = row["leads"] / len(cohort_leads) if len(cohort_leads) else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def rejection_reasons(c: pd.DataFrame) -> pd.DataFrame:
+def rejection_reasons(cohort_leads: pd.DataFrame) -> pd.DataFrame:
     """As `reports.funnel.rejection_reasons`: rejected cohort leads by reason (rejects, share,
-    record_ids), most first. `c` sorted by record id."""
-    r = c[c["rejected"]]
-    codes, reasons = pd.factorize(r["rejection_reason"], sort=True)
-    out = pd.DataFrame({"rejection_reason": list(reasons)})
-    out["rejects"] = np.bincount(codes, minlength=len(reasons)).astype(np.int64)
-    out["share"] = out["rejects"] / len(r) if len(r) else 0.0
-    out["record_ids"] = _ids_per_group(codes, r["record_id"].to_numpy(), len(reasons))
-    return out.sort_values(["rejects", "rejection_reason"], ascending=[False, True]).reset_index(drop=True)
+    record_ids), most first. `cohort_leads` (`cohort`) sorted by record id."""
+    rejected = cohort_leads[cohort_leads["rejected"]]
+    reason_of_lead, reasons = pd.factorize(rejected["rejection_reason"], sort=True)
+    table = pd.DataFrame({"rejection_reason": list(reasons)})
+    table["rejects"] = np.bincount(reason_of_lead, minlength=len(reasons)).astype(np.int64)
+    table["share"] = table["rejects"] / len(rejected) if len(rejected) else 0.0
+    table["record_ids"] = _ids_per_group(reason_of_lead, rejected["record_id"].to_numpy(), len(reasons))
+    return table.sort_values(["rejects", "rejection_reason"], ascending=[False, True]).reset_index(drop=True)

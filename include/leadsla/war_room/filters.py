@@ -35,9 +35,9 @@ class Filters:
     @property
     def period(self) -> Period:
         """The range as a half-open UTC `Period` (local midnight of start to the day after end)."""
-        tz = ZoneInfo(self.timezone)
-        start = dt.datetime.combine(self.start, dt.time(), tz).astimezone(dt.UTC)
-        end = dt.datetime.combine(self.end + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
+        zone = ZoneInfo(self.timezone)
+        start = dt.datetime.combine(self.start, dt.time(), zone).astimezone(dt.UTC)
+        end = dt.datetime.combine(self.end + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
         return Period("range", f"{self.start.isoformat()}..{self.end.isoformat()}", start, end, self.timezone)
 
     def query(self, **extra: str) -> str:
@@ -50,10 +50,11 @@ class Filters:
             "team": self.team,
             **extra,
         }
-        return urlencode({k: v for k, v in params.items() if v})
+        return urlencode({name: value for name, value in params.items() if value})
 
 
 def _date(name: str, value: str | None) -> dt.date | None:
+    """The date in `value` (YYYY-MM-DD), None when empty; `name` is the filter's, for the error."""
     if not value:
         return None
     try:
@@ -78,10 +79,15 @@ def parse_filters(
         FilterError: a date is malformed, or the range ends before it starts.
     """
     today = now.astimezone(ZoneInfo(timezone)).date()
-    end_d = _date("end", end) or today
-    start_d = _date("start", start) or end_d - dt.timedelta(days=DEFAULT_DAYS - 1)
-    if end_d < start_d:
-        raise FilterError(f"date range {start_d} to {end_d} ends before it starts")
+    last_day = _date("end", end) or today
+    first_day = _date("start", start) or last_day - dt.timedelta(days=DEFAULT_DAYS - 1)
+    if last_day < first_day:
+        raise FilterError(f"date range {first_day} to {last_day} ends before it starts")
     return Filters(
-        start_d, end_d, timezone, (lead_source or "").strip(), (owner or "").strip(), (team or "").strip()
+        first_day,
+        last_day,
+        timezone,
+        (lead_source or "").strip(),
+        (owner or "").strip(),
+        (team or "").strip(),
     )

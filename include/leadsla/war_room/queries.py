@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from leadsla.reports import metrics as m
+from leadsla.reports import metrics
 from leadsla.reports.timeline import record_timeline
-from leadsla.store import schema as s
+from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record
 from leadsla.store.connection import READ_ONLY
-from leadsla.war_room import figures as rf
+from leadsla.war_room import figures as range_figures
 from leadsla.war_room.filters import Filters
 
 #: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
@@ -33,25 +33,28 @@ OPEN_STATES = ("running", "paused", "breached")
 AT_RISK_ROWS = 25
 #: `field = 'Status'` as a literal: SQLite uses the partial Status index of field_history only when
 #: the query's condition matches the index's own (a bound parameter does not).
-_STATUS = sa.literal_column("'Status'")
+STATUS_FIELD = sa.literal_column("'Status'")
 DRILL_ROWS = 500
 #: Systemic breach: a team where at least this many leads breached today ...
 SYSTEMIC_MIN_BREACHES = 3
 #: ... spread over at least this share of its reps (a team-wide capacity problem, not one rep).
 SYSTEMIC_REP_SHARE = 0.5
 
+#: The record ids behind each figure of a panel, by figure key (`open:red`, `rep:<name>`, ...).
+FigureIds = dict[str, tuple[str, ...]]
+
 
 class UnknownFigure(LookupError):
     """A drill-down asked for a figure the page does not show."""
 
 
-def _reading(engine: sa.Engine) -> sa.Connection:
+def read_only_connection(engine: sa.Engine) -> sa.Connection:
     """A connection for reads only: on SQLite it takes no write lock, so the page neither waits
     for the CRM sync nor holds it up."""
     return engine.execution_options(**{READ_ONLY: True}).connect()
 
 
-def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd.DataFrame:
+def fetch_frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd.DataFrame:
     """The statement's rows as a frame; `objects` keeps every column as plain Python objects
     (pandas' string inference and string-dtype factorising cost more than the range figures'
     arithmetic at 100,000 leads)."""
@@ -59,7 +62,7 @@ def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd
     keys = list(result.keys())
     # The DBAPI rows straight from the cursor: SQLAlchemy's per-row Row objects and result
     # processing cost more than the query itself at War Room sizes. Columns needing conversion
-    # are read raw on purpose (see `_raw`); JSON paths come back as plain strings.
+    # are read raw on purpose (see `raw_columns`); JSON paths come back as plain strings.
     rows = result.cursor.fetchall() if result.cursor is not None else []
     result.close()
     if objects:
@@ -68,190 +71,273 @@ def _frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd
     return pd.DataFrame.from_records(rows, columns=keys) if rows else pd.DataFrame(columns=keys)
 
 
-def _raw(table: sa.Table, *names: str) -> list:
-    """The table's columns, with UTC timestamps read raw (no per-row TypeDecorator call) and
-    converted vectorised by `_utc` - the stored values are UTC on both backends."""
-    cols = []
-    for col in table.c:
-        if names and col.name not in names:
+def raw_columns(table: sa.Table, *names: str) -> list:
+    """The table's columns (all, or those named), with UTC timestamps read raw (no per-row
+    TypeDecorator call) for `parse_utc` or `war_room.figures` to convert vectorised - the stored
+    values are UTC on both backends."""
+    columns = []
+    for column in table.c:
+        if names and column.name not in names:
             continue
-        cols.append(
-            sa.type_coerce(col, sa.String).label(col.name) if isinstance(col.type, s.UtcDateTime) else col
+        columns.append(
+            sa.type_coerce(column, sa.String).label(column.name)
+            if isinstance(column.type, schema.UtcDateTime)
+            else column
         )
-    return cols
+    return columns
 
 
-def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
-    for col in cols:
-        if col in df:
-            df[col] = (
-                pd.to_datetime(df[col], utc=True, format="ISO8601")
-                if len(df)
+def parse_utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """`frame` with each of `columns` it has (read by `raw_columns`) parsed into aware UTC
+    timestamps, in place; an empty frame gets empty UTC columns."""
+    for column in columns:
+        if column in frame:
+            frame[column] = (
+                pd.to_datetime(frame[column], utc=True, format="ISO8601")
+                if len(frame)
                 else pd.Series([], dtype="datetime64[us, UTC]")
             )
-    return df
+    return frame
 
 
-def _clock_filters(f: Filters, *, accountable: bool = False) -> list:
+def plain_rows(frame: pd.DataFrame) -> list[dict]:
+    """The frame's rows as dicts for the templates, with missing values (NaN, NaT, None) as None."""
+    return [
+        {
+            column: (None if not isinstance(value, tuple | list) and pd.isna(value) else value)
+            for column, value in row.items()
+        }
+        for row in frame.to_dict("records")
+    ]
+
+
+def clock_filters(filters: Filters, *, accountable: bool = False) -> list:
     """Owner/team/source filters on clocks: by who has the lead now, or (`accountable`, for
     compliance) by who answers for the clock - the owner when it breached."""
-    c, r = s.clocks, s.records
-    out = []
-    if f.owner:
-        out.append((c.c.accountable_owner_id if accountable else c.c.owner_id) == f.owner)
-    if f.team:
-        out.append((c.c.accountable_team if accountable else c.c.team) == f.team)
-    if f.lead_source:
-        out.append(c.c.record_id.in_(sa.select(r.c.record_id).where(r.c.lead_source == f.lead_source)))
-    return out
+    clocks, records = schema.clocks, schema.records
+    conditions = []
+    if filters.owner:
+        conditions.append(
+            (clocks.c.accountable_owner_id if accountable else clocks.c.owner_id) == filters.owner
+        )
+    if filters.team:
+        conditions.append((clocks.c.accountable_team if accountable else clocks.c.team) == filters.team)
+    if filters.lead_source:
+        conditions.append(
+            clocks.c.record_id.in_(
+                sa.select(records.c.record_id).where(records.c.lead_source == filters.lead_source)
+            )
+        )
+    return conditions
 
 
-def _lead_filters(f: Filters) -> list:
-    r, u = s.records, s.users
-    out = [r.c.object_type == "Lead", r.c.is_deleted.is_(False)]
-    if f.owner:
-        out.append(r.c.owner_id == f.owner)
-    if f.team:
-        out.append(r.c.owner_id.in_(sa.select(u.c.user_id).where(u.c.team == f.team)))
-    if f.lead_source:
-        out.append(r.c.lead_source == f.lead_source)
-    return out
+def lead_filters(filters: Filters) -> list:
+    """Conditions on `records` for the filters' leads: live (not deleted) leads, of the owner, of an
+    owner in the team (by the users table), from the lead source."""
+    records, users = schema.records, schema.users
+    conditions = [records.c.object_type == "Lead", records.c.is_deleted.is_(False)]
+    if filters.owner:
+        conditions.append(records.c.owner_id == filters.owner)
+    if filters.team:
+        conditions.append(
+            records.c.owner_id.in_(sa.select(users.c.user_id).where(users.c.team == filters.team))
+        )
+    if filters.lead_source:
+        conditions.append(records.c.lead_source == filters.lead_source)
+    return conditions
 
 
 def options(engine: sa.Engine) -> dict:
     """Values for the filter drop-downs: lead sources, owners (id, name), teams."""
-    r, u = s.records, s.users
-    with _reading(engine) as conn:
+    records, users = schema.records, schema.users
+    with read_only_connection(engine) as conn:
         sources = [
-            v
-            for (v,) in conn.execute(
-                sa.select(r.c.lead_source)
-                .where(r.c.object_type == "Lead")
+            source
+            for (source,) in conn.execute(
+                sa.select(records.c.lead_source)
+                .where(records.c.object_type == "Lead")
                 .distinct()
-                .order_by(r.c.lead_source)
+                .order_by(records.c.lead_source)
             )
-            if v
+            if source
         ]
-        users = conn.execute(sa.select(u.c.user_id, u.c.name, u.c.team).order_by(u.c.name)).all()
+        people = conn.execute(
+            sa.select(users.c.user_id, users.c.name, users.c.team).order_by(users.c.name)
+        ).all()
     return {
         "sources": sources,
-        "owners": [(x.user_id, x.name or x.user_id) for x in users],
-        "teams": sorted({x.team for x in users if x.team}),
+        "owners": [(user.user_id, user.name or user.user_id) for user in people],
+        "teams": sorted({user.team for user in people if user.team}),
     }
 
 
 # --- now ---------------------------------------------------------------------------------------
 
 
-def now_panel(engine: sa.Engine, f: Filters, now: dt.datetime, sla_id: str) -> dict:
+def now_panel(engine: sa.Engine, filters: Filters, now: dt.datetime, sla_id: str) -> dict:
     """Live state, independent of the date range: open clocks by colour, the at-risk list (least
     time remaining first), breaches since local midnight and the systemic-breach banner."""
-    c, r, u = s.clocks, s.records, s.users
-    today = dt.datetime.combine(
-        now.astimezone(ZoneInfo(f.timezone)).date(), dt.time(), ZoneInfo(f.timezone)
-    ).astimezone(dt.UTC)
+    today = _local_midnight(now, filters.timezone)
     # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
     # clock of the SLA; the state and breached_at indexes find the few live rows directly.
-    where = [c.c.sla_id.concat("") == sla_id, *_clock_filters(f)]
-    with _reading(engine) as conn:
-        open_ = _frame(conn, sa.select(c.c.record_id, c.c.colour).where(c.c.state.in_(OPEN_STATES), *where))
-        risk = _frame(
-            conn,
-            sa.select(
-                c.c.record_id,
-                r.c.name,
-                u.c.name.label("owner"),
-                c.c.team,
-                c.c.state,
-                c.c.colour,
-                c.c.remaining_seconds,
-                c.c.deadline,
-                c.c.next_checkpoint,
-            )
-            .select_from(
-                c.outerjoin(r, sa.and_(r.c.record_id == c.c.record_id, r.c.object_type == "Lead")).outerjoin(
-                    u, u.c.user_id == c.c.owner_id
-                )
-            )
-            .where(c.c.state.in_(OPEN_STATES), *where)
-            .order_by(c.c.remaining_seconds, c.c.record_id)
-            .limit(AT_RISK_ROWS),
-        )
-        # Who breached (the accountable owner), not the manager a breach escalation handed it to.
-        breaches = _frame(
-            conn,
-            sa.select(
-                c.c.record_id, c.c.accountable_owner_id.label("owner_id"), c.c.accountable_team.label("team")
-            ).where(c.c.breached_at >= today, c.c.breached_at <= now, *where),
-        )
-        team_reps = dict(
-            conn.execute(
-                sa.select(u.c.team, sa.func.count())
-                .where(u.c.is_active.is_(True), u.c.team.is_not(None))
-                .group_by(u.c.team)
-            ).all()
-        )
-    figures: dict[str, tuple[str, ...]] = {}
-    colours = {}
-    for colour in ("green", "yellow", "red"):
-        ids = m.ids(open_.loc[open_["colour"] == colour, "record_id"]) if len(open_) else ()
-        colours[colour] = len(ids)
-        figures[f"open:{colour}"] = ids
-    figures["breaches_today"] = m.ids(breaches["record_id"]) if len(breaches) else ()
-    banners = []
-    for team, g in breaches.groupby("team") if len(breaches) else ():
-        reps = g["owner_id"].nunique()
-        if len(g) >= SYSTEMIC_MIN_BREACHES and reps >= max(2, SYSTEMIC_REP_SHARE * team_reps.get(team, 0)):
-            figures[f"systemic:{team}"] = m.ids(g["record_id"])
-            banners.append(
-                {"team": team, "breaches": len(g), "reps": int(reps), "team_reps": team_reps.get(team, 0)}
-            )
+    live_clocks = [schema.clocks.c.sla_id.concat("") == sla_id, *clock_filters(filters)]
+    with read_only_connection(engine) as conn:
+        open_clocks = fetch_frame(conn, _open_clocks(live_clocks))
+        at_risk = fetch_frame(conn, _at_risk(live_clocks))
+        breaches = fetch_frame(conn, _breaches_between(today, now, live_clocks))
+        reps_per_team = _active_reps_per_team(conn)
+    colours, figure_ids = _open_clocks_by_colour(open_clocks)
+    figure_ids["breaches_today"] = metrics.ids(breaches["record_id"]) if len(breaches) else ()
+    banners, systemic_ids = _systemic_breaches(breaches, reps_per_team)
+    figure_ids.update(systemic_ids)
     return {
         "colours": colours,
-        "at_risk": _records(risk),
-        "breaches_today": len(figures["breaches_today"]),
+        "at_risk": plain_rows(at_risk),
+        "breaches_today": len(figure_ids["breaches_today"]),
         "systemic": banners,
-        "figures": figures,
+        "figures": figure_ids,
         "today": today,
     }
+
+
+def _local_midnight(now: dt.datetime, timezone: str) -> dt.datetime:
+    """The UTC instant of the local midnight that began `now`'s day in `timezone`."""
+    zone = ZoneInfo(timezone)
+    return dt.datetime.combine(now.astimezone(zone).date(), dt.time(), zone).astimezone(dt.UTC)
+
+
+def _open_clocks(live_clocks: list) -> sa.Select:
+    """record_id and colour of every open clock (running, paused, breached untouched)."""
+    clocks = schema.clocks
+    return sa.select(clocks.c.record_id, clocks.c.colour).where(clocks.c.state.in_(OPEN_STATES), *live_clocks)
+
+
+def _at_risk(live_clocks: list) -> sa.Select:
+    """The open clocks with the least time remaining, with the lead's name and current owner."""
+    clocks, records, users = schema.clocks, schema.records, schema.users
+    return (
+        sa.select(
+            clocks.c.record_id,
+            records.c.name,
+            users.c.name.label("owner"),
+            clocks.c.team,
+            clocks.c.state,
+            clocks.c.colour,
+            clocks.c.remaining_seconds,
+            clocks.c.deadline,
+            clocks.c.next_checkpoint,
+        )
+        .select_from(
+            clocks.outerjoin(
+                records, sa.and_(records.c.record_id == clocks.c.record_id, records.c.object_type == "Lead")
+            ).outerjoin(users, users.c.user_id == clocks.c.owner_id)
+        )
+        .where(clocks.c.state.in_(OPEN_STATES), *live_clocks)
+        .order_by(clocks.c.remaining_seconds, clocks.c.record_id)
+        .limit(AT_RISK_ROWS)
+    )
+
+
+def _breaches_between(since: dt.datetime, now: dt.datetime, live_clocks: list) -> sa.Select:
+    """Clocks that breached in [since, now]: record_id and who breached (the accountable owner and
+    team), not the manager a breach escalation handed the lead to."""
+    clocks = schema.clocks
+    return sa.select(
+        clocks.c.record_id,
+        clocks.c.accountable_owner_id.label("owner_id"),
+        clocks.c.accountable_team.label("team"),
+    ).where(clocks.c.breached_at >= since, clocks.c.breached_at <= now, *live_clocks)
+
+
+def _active_reps_per_team(conn: sa.Connection) -> dict[str, int]:
+    """How many active users each team has."""
+    users = schema.users
+    return dict(
+        conn.execute(
+            sa.select(users.c.team, sa.func.count())
+            .where(users.c.is_active.is_(True), users.c.team.is_not(None))
+            .group_by(users.c.team)
+        ).all()
+    )
+
+
+def _open_clocks_by_colour(open_clocks: pd.DataFrame) -> tuple[dict[str, int], FigureIds]:
+    """How many leads have an open clock of each colour, and their ids (`open:<colour>`)."""
+    colours: dict[str, int] = {}
+    figure_ids: FigureIds = {}
+    for colour in ("green", "yellow", "red"):
+        ids = (
+            metrics.ids(open_clocks.loc[open_clocks["colour"] == colour, "record_id"])
+            if len(open_clocks)
+            else ()
+        )
+        colours[colour] = len(ids)
+        figure_ids[f"open:{colour}"] = ids
+    return colours, figure_ids
+
+
+def _systemic_breaches(breaches: pd.DataFrame, reps_per_team: dict[str, int]) -> tuple[list[dict], FigureIds]:
+    """A banner per team with a systemic breach today (at least `SYSTEMIC_MIN_BREACHES`, by at least
+    two reps and `SYSTEMIC_REP_SHARE` of the team's active reps), and its leads (`systemic:<team>`)."""
+    banners = []
+    figure_ids: FigureIds = {}
+    for team, team_breaches in breaches.groupby("team") if len(breaches) else ():
+        breaching_reps = team_breaches["owner_id"].nunique()
+        team_reps = reps_per_team.get(team, 0)
+        enough_breaches = len(team_breaches) >= SYSTEMIC_MIN_BREACHES
+        spread_over_reps = breaching_reps >= max(2, SYSTEMIC_REP_SHARE * team_reps)
+        if enough_breaches and spread_over_reps:
+            figure_ids[f"systemic:{team}"] = metrics.ids(team_breaches["record_id"])
+            banners.append(
+                {
+                    "team": team,
+                    "breaches": len(team_breaches),
+                    "reps": int(breaching_reps),
+                    "team_reps": team_reps,
+                }
+            )
+    return banners, figure_ids
 
 
 # --- range -------------------------------------------------------------------------------------
 
 
-def week_starts(f: Filters) -> list[tuple[dt.datetime, str]]:
+def week_starts(filters: Filters) -> list[tuple[dt.datetime, str]]:
     """The range's weeks (leadership's, Monday start): (first UTC instant in the range, label
     YYYY-MM-DD of its Monday), in order.
 
     Labelled exactly as the reports label a clock's week (local midnight minus its weekday),
     one local day at a time, so the store can bucket clocks by their start without fetching it.
     """
-    tz = ZoneInfo(f.timezone)
-    days = [f.start + dt.timedelta(days=i) for i in range((f.end - f.start).days + 1)]
-    noon = pd.Series(pd.DatetimeIndex([dt.datetime.combine(d, dt.time(12), tz) for d in days]))
-    local = noon.dt.tz_convert(f.timezone)
+    zone = ZoneInfo(filters.timezone)
+    days = [filters.start + dt.timedelta(days=i) for i in range((filters.end - filters.start).days + 1)]
+    noon = pd.Series(pd.DatetimeIndex([dt.datetime.combine(day, dt.time(12), zone) for day in days]))
+    local = noon.dt.tz_convert(filters.timezone)
     labels = (local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
-    out: list[tuple[dt.datetime, str]] = []
+    weeks: list[tuple[dt.datetime, str]] = []
     for day, label in zip(days, labels, strict=True):
-        if not out or out[-1][1] != label:
-            out.append((dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC), label))
-    return out
+        if not weeks or weeks[-1][1] != label:
+            weeks.append((dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC), label))
+    return weeks
 
 
-def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
+def _judged_clocks(filters: Filters, sla_id: str) -> sa.Select:
     """Clocks started in the range, judged by the store as of the range's end (as
     `reports.metrics.judged_clocks`): record_id, rep (the accountable owner's name - the owner
     when the clock breached, else the current one -, else their id, else "(no owner)"), team (the
     clock's accountable team, else that owner's, else "(no team)"), outcome (0 open,
     1 met, 2 violated: breached before the end), touched_seconds (the engine's elapsed time when
     stopped before the end) and week (index into `week_starts`)."""
-    p = f.period
-    c, u = s.clocks, s.users
-    weeks = week_starts(f)
+    period = filters.period
+    clocks, users = schema.clocks, schema.users
+    weeks = week_starts(filters)
     # The week's index in `weeks` (small ints cost nothing to fetch; labels are put back after).
     week = (
         sa.case(
-            *[(c.c.clock_start < nxt, i) for i, (_, (nxt, _)) in enumerate(pairwise(weeks))],
+            *[
+                (clocks.c.clock_start < next_week_start, week_index)
+                for week_index, (_, (next_week_start, _)) in enumerate(pairwise(weeks))
+            ],
             else_=len(weeks) - 1,
         )
         if len(weeks) > 1
@@ -259,81 +345,82 @@ def _judged_clocks(f: Filters, sla_id: str) -> sa.Select:
     )
     return (
         sa.select(
-            c.c.record_id,
-            sa.func.coalesce(u.c.name, c.c.accountable_owner_id, "(no owner)").label("rep"),
-            sa.func.coalesce(c.c.accountable_team, u.c.team, "(no team)").label("team"),
+            clocks.c.record_id,
+            sa.func.coalesce(users.c.name, clocks.c.accountable_owner_id, "(no owner)").label("rep"),
+            sa.func.coalesce(clocks.c.accountable_team, users.c.team, "(no team)").label("team"),
             sa.case(
-                (c.c.breached_at < p.end, rf.VIOLATED), (c.c.stopped_at < p.end, rf.MET), else_=rf.OPEN
+                (clocks.c.breached_at < period.end, range_figures.VIOLATED),
+                (clocks.c.stopped_at < period.end, range_figures.MET),
+                else_=range_figures.OPEN,
             ).label("outcome"),
-            sa.case((c.c.stopped_at < p.end, c.c.elapsed_seconds)).label("touched_seconds"),
+            sa.case((clocks.c.stopped_at < period.end, clocks.c.elapsed_seconds)).label("touched_seconds"),
             week.label("week"),
         )
-        .select_from(c.outerjoin(u, u.c.user_id == c.c.accountable_owner_id))
+        .select_from(clocks.outerjoin(users, users.c.user_id == clocks.c.accountable_owner_id))
         .where(
-            c.c.sla_id == sla_id,
-            c.c.clock_start >= p.start,
-            c.c.clock_start < p.end,
-            *_clock_filters(f, accountable=True),
+            clocks.c.sla_id == sla_id,
+            clocks.c.clock_start >= period.start,
+            clocks.c.clock_start < period.end,
+            *clock_filters(filters, accountable=True),
         )
     )
 
 
-def _cohort_changes(f: Filters) -> sa.Select:
+def _cohort_changes(filters: Filters) -> sa.Select:
     """The MQL cohort's candidates (leads with an MQL change in the range, and leads created in it:
     one created as MQL has no history row for it) with every Status change of theirs before the
     range's end, one row per change (a lead without any: one row, no change), read from the
     partial Status index: record_id, status, created_at, rejection_reason, new_value, old_value,
     changed_at. `figures.cohort` keeps the leads whose MQL arrival falls in the range."""
-    p = f.period
-    r, h = s.records, s.field_history
-    became_mql = sa.select(h.c.record_id).where(
-        h.c.object_type == "Lead",
-        h.c.field == "Status",
-        h.c.new_value == "MQL",
-        h.c.changed_at >= p.start,
-        h.c.changed_at < p.end,
+    period = filters.period
+    records, history = schema.records, schema.field_history
+    became_mql = sa.select(history.c.record_id).where(
+        history.c.object_type == "Lead",
+        history.c.field == "Status",
+        history.c.new_value == "MQL",
+        history.c.changed_at >= period.start,
+        history.c.changed_at < period.end,
     )
-    created = sa.select(r.c.record_id).where(
-        r.c.object_type == "Lead", r.c.created_at >= p.start, r.c.created_at < p.end
+    created = sa.select(records.c.record_id).where(
+        records.c.object_type == "Lead",
+        records.c.created_at >= period.start,
+        records.c.created_at < period.end,
     )
-    if f.owner or f.team or f.lead_source:
-        became_mql = became_mql.where(h.c.record_id.in_(sa.select(r.c.record_id).where(*_lead_filters(f))))
-        created = created.where(*_lead_filters(f))
+    if filters.owner or filters.team or filters.lead_source:
+        became_mql = became_mql.where(
+            history.c.record_id.in_(sa.select(records.c.record_id).where(*lead_filters(filters)))
+        )
+        created = created.where(*lead_filters(filters))
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
     return sa.select(
-        r.c.record_id,
-        r.c.status,
-        *_raw(r, "created_at"),
-        r.c.rejection_reason,
-        h.c.new_value,
-        h.c.old_value,
-        *_raw(h, "changed_at"),
+        records.c.record_id,
+        records.c.status,
+        *raw_columns(records, "created_at"),
+        records.c.rejection_reason,
+        history.c.new_value,
+        history.c.old_value,
+        *raw_columns(history, "changed_at"),
     ).select_from(
         cohort.join(
-            r,
+            records,
             sa.and_(
-                r.c.object_type == "Lead", r.c.record_id == cohort.c.record_id, r.c.is_deleted.is_(False)
+                records.c.object_type == "Lead",
+                records.c.record_id == cohort.c.record_id,
+                records.c.is_deleted.is_(False),
             ),
         ).outerjoin(  # as the reports: deleted leads never count
-            h,
+            history,
             sa.and_(
-                h.c.object_type == "Lead",
-                h.c.record_id == r.c.record_id,
-                h.c.field == _STATUS,
-                h.c.changed_at < p.end,
+                history.c.object_type == "Lead",
+                history.c.record_id == records.c.record_id,
+                history.c.field == STATUS_FIELD,
+                history.c.changed_at < period.end,
             ),
         )
     )
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
-    return [
-        {k: (None if not isinstance(v, tuple | list) and pd.isna(v) else v) for k, v in row.items()}
-        for row in df.to_dict("records")
-    ]
-
-
-def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
+def range_panel(engine: sa.Engine, filters: Filters, sla_id: str) -> dict:
     """Scorecards per rep and team beside the team / overall average, the weekly trend, the funnel
     and rejection reasons, for the filtered range (clocks judged as of the range's end).
 
@@ -341,83 +428,128 @@ def range_panel(engine: sa.Engine, f: Filters, sla_id: str) -> dict:
     Status changes (`_cohort_changes`); `figures` does the rest with one sort by record id per
     frame. The page shows no per-source compliance, so leads of clocks are not loaded.
     """
-    p = f.period
-
-    with _reading(engine) as conn:
-        c = rf.sorted_by_record(_frame(conn, _judged_clocks(f, sla_id), objects=True))
-        c["week"] = (
-            np.array([label for _, label in week_starts(f)], dtype=object)[
-                c["week"].to_numpy().astype(np.int64)
-            ]
-            if len(c)
-            else c["week"]
-        )
-        changes = _frame(conn, _cohort_changes(f), objects=True)
-    coh = rf.cohort(changes, p)
-    figures: dict[str, tuple[str, ...]] = {}
-    overall = rf.compliance(c, [])
-    ov = overall.iloc[0] if len(overall) else None
-    figures["overall"] = ov["record_ids"] if ov is not None else ()
-    figures["overall_violated"] = ov["violated_ids"] if ov is not None else ()
-    reps = rf.compliance(c, ["team", "rep"])
-    teams = rf.compliance(c, ["team"])
-    touch_rep = rf.median_first_touch(c, "rep")
-    touch_team = rf.median_first_touch(c, "team")
-    team_comp = teams.set_index("team")["compliance"]
-    rep_rows = []
-    for row in reps.itertuples():
-        figures[f"rep:{row.rep}"] = row.record_ids
-        figures[f"rep_violated:{row.rep}"] = row.violated_ids
-        rep_rows.append(
-            {
-                "team": row.team,
-                "rep": row.rep,
-                "decided": row.decided,
-                "met": row.met,
-                "violated": row.violated,
-                "compliance": row.compliance,
-                "team_compliance": team_comp.get(row.team),
-                "median_hours": touch_rep.get(row.rep),
-            }
-        )
-    team_rows = []
-    for row in teams.itertuples():
-        figures[f"team:{row.team}"] = row.record_ids
-        figures[f"team_violated:{row.team}"] = row.violated_ids
-        team_rows.append(
-            {
-                "team": row.team,
-                "decided": row.decided,
-                "violated": row.violated,
-                "compliance": row.compliance,
-                "overall": ov["compliance"] if ov is not None else None,
-                "median_hours": touch_team.get(row.team),
-            }
-        )
-    trend = rf.compliance(c, ["week"])
-    for row in trend.itertuples():
-        figures[f"week:{row.week}"] = row.record_ids
-        figures[f"week_violated:{row.week}"] = row.violated_ids
-    fun = rf.funnel(coh)
-    for row in fun.itertuples():
-        figures[f"funnel:{row.stage}"] = row.record_ids
-    reasons = rf.rejection_reasons(coh)
-    for row in reasons.itertuples():
-        figures[f"reason:{row.rejection_reason}"] = row.record_ids
+    period = filters.period
+    with read_only_connection(engine) as conn:
+        judged = _read_judged_clocks(conn, filters, sla_id)
+        changes = fetch_frame(conn, _cohort_changes(filters), objects=True)
+    cohort = range_figures.cohort(changes, period)
+    overall, overall_ids = _overall_compliance(judged)
+    teams = range_figures.compliance(judged, ["team"])
+    reps, rep_ids = _rep_scorecards(judged, teams.set_index("team")["compliance"])
+    team_rows, team_ids = _team_scorecards(judged, teams, overall["compliance"])
+    trend, trend_ids = _weekly_trend(judged)
+    funnel, funnel_ids = _funnel(cohort)
+    reasons, reason_ids = _rejection_reasons(cohort)
     return {
-        "overall": {
-            "decided": int(ov["decided"]) if ov is not None else 0,
-            "violated": int(ov["violated"]) if ov is not None else 0,
-            "compliance": ov["compliance"] if ov is not None else None,
-        },
-        "reps": rep_rows,
+        "overall": overall,
+        "reps": reps,
         "teams": team_rows,
-        "trend": _records(trend[["week", "decided", "violated", "compliance"]]),
-        "funnel": _records(fun.drop(columns="record_ids")),
-        "reasons": _records(reasons.drop(columns="record_ids")),
-        "figures": figures,
-        "period": p,
+        "trend": trend,
+        "funnel": funnel,
+        "reasons": reasons,
+        "figures": {**overall_ids, **rep_ids, **team_ids, **trend_ids, **funnel_ids, **reason_ids},
+        "period": period,
     }
+
+
+def _read_judged_clocks(conn: sa.Connection, filters: Filters, sla_id: str) -> pd.DataFrame:
+    """`_judged_clocks`'s rows sorted by record id, each week's index replaced by its label."""
+    judged = range_figures.sorted_by_record(fetch_frame(conn, _judged_clocks(filters, sla_id), objects=True))
+    judged["week"] = (
+        np.array([label for _, label in week_starts(filters)], dtype=object)[
+            judged["week"].to_numpy().astype(np.int64)
+        ]
+        if len(judged)
+        else judged["week"]
+    )
+    return judged
+
+
+def _overall_compliance(judged: pd.DataFrame) -> tuple[dict, FigureIds]:
+    """Decided and violated clocks and compliance over the whole range, and their ids."""
+    overall = range_figures.compliance(judged, [])
+    row = overall.iloc[0] if len(overall) else None
+    summary = {
+        "decided": int(row["decided"]) if row is not None else 0,
+        "violated": int(row["violated"]) if row is not None else 0,
+        "compliance": row["compliance"] if row is not None else None,
+    }
+    figure_ids = {
+        "overall": row["record_ids"] if row is not None else (),
+        "overall_violated": row["violated_ids"] if row is not None else (),
+    }
+    return summary, figure_ids
+
+
+def _rep_scorecards(judged: pd.DataFrame, team_compliance: pd.Series) -> tuple[list[dict], FigureIds]:
+    """Per rep (by team): decided, met, violated, compliance beside their team's, median first touch;
+    and the ids behind each rep's figures (`rep:<rep>`, `rep_violated:<rep>`)."""
+    reps = range_figures.compliance(judged, ["team", "rep"])
+    median_hours = range_figures.median_first_touch(judged, "rep")
+    rows, figure_ids = [], {}
+    for rep in reps.itertuples():
+        figure_ids[f"rep:{rep.rep}"] = rep.record_ids
+        figure_ids[f"rep_violated:{rep.rep}"] = rep.violated_ids
+        rows.append(
+            {
+                "team": rep.team,
+                "rep": rep.rep,
+                "decided": rep.decided,
+                "met": rep.met,
+                "violated": rep.violated,
+                "compliance": rep.compliance,
+                "team_compliance": team_compliance.get(rep.team),
+                "median_hours": median_hours.get(rep.rep),
+            }
+        )
+    return rows, figure_ids
+
+
+def _team_scorecards(
+    judged: pd.DataFrame, teams: pd.DataFrame, overall_compliance: float | None
+) -> tuple[list[dict], FigureIds]:
+    """Per team (`teams`: its compliance rows): decided, violated, compliance beside the overall
+    one, median first touch; and the ids behind each team's figures (`team:`, `team_violated:`)."""
+    median_hours = range_figures.median_first_touch(judged, "team")
+    rows, figure_ids = [], {}
+    for team in teams.itertuples():
+        figure_ids[f"team:{team.team}"] = team.record_ids
+        figure_ids[f"team_violated:{team.team}"] = team.violated_ids
+        rows.append(
+            {
+                "team": team.team,
+                "decided": team.decided,
+                "violated": team.violated,
+                "compliance": team.compliance,
+                "overall": overall_compliance,
+                "median_hours": median_hours.get(team.team),
+            }
+        )
+    return rows, figure_ids
+
+
+def _weekly_trend(judged: pd.DataFrame) -> tuple[list[dict], FigureIds]:
+    """Compliance per week, and the ids behind each week's figures (`week:`, `week_violated:`)."""
+    trend = range_figures.compliance(judged, ["week"])
+    figure_ids = {}
+    for week in trend.itertuples():
+        figure_ids[f"week:{week.week}"] = week.record_ids
+        figure_ids[f"week_violated:{week.week}"] = week.violated_ids
+    return plain_rows(trend[["week", "decided", "violated", "compliance"]]), figure_ids
+
+
+def _funnel(cohort: pd.DataFrame) -> tuple[list[dict], FigureIds]:
+    """The cohort's funnel by stage, and the leads that reached each stage (`funnel:<stage>`)."""
+    funnel = range_figures.funnel(cohort)
+    figure_ids = {f"funnel:{stage.stage}": stage.record_ids for stage in funnel.itertuples()}
+    return plain_rows(funnel.drop(columns="record_ids")), figure_ids
+
+
+def _rejection_reasons(cohort: pd.DataFrame) -> tuple[list[dict], FigureIds]:
+    """The cohort's rejections by reason, and the leads behind each (`reason:<reason>`)."""
+    reasons = range_figures.rejection_reasons(cohort)
+    figure_ids = {f"reason:{reason.rejection_reason}": reason.record_ids for reason in reasons.itertuples()}
+    return plain_rows(reasons.drop(columns="record_ids")), figure_ids
 
 
 # --- drill-down, timeline, findings -----------------------------------------------------------
@@ -430,66 +562,88 @@ def records_for(
     shown = list(record_ids[:limit])
     if not shown:
         return []
-    r, u, c = s.records, s.users, s.clocks
-    with _reading(engine) as conn:
-        leads = _frame(
-            conn,
-            sa.select(
-                r.c.record_id,
-                r.c.name,
-                r.c.company,
-                r.c.status,
-                r.c.lead_source,
-                u.c.name.label("owner"),
-                u.c.team,
-            )
-            .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
-            .where(r.c.object_type == "Lead", r.c.record_id.in_(shown)),
-        )
-        clocks = _frame(
-            conn,
-            sa.select(
-                c.c.record_id, c.c.state, c.c.colour, c.c.clock_start, c.c.elapsed_seconds, c.c.target_seconds
-            )
-            .where(c.c.sla_id == sla_id, c.c.record_id.in_(shown))
-            .order_by(c.c.record_id, c.c.clock_start),
-        )
-    latest = clocks.drop_duplicates("record_id", keep="last").set_index("record_id") if len(clocks) else None
-    by_id = {row["record_id"]: row for row in _records(leads)}
-    out = []
-    for rid in shown:
-        row = {
-            "record_id": rid,
-            "name": None,
-            "company": None,
-            "status": None,
-            "lead_source": None,
-            "owner": None,
-            "team": None,
-            "state": None,
-            "colour": None,
-            "elapsed_hours": None,
-            "target_hours": None,
-        }
-        row.update(by_id.get(rid, {}))
-        if latest is not None and rid in latest.index:
-            row.update(
-                state=latest.at[rid, "state"],
-                colour=latest.at[rid, "colour"],
-                elapsed_hours=latest.at[rid, "elapsed_seconds"] / 3600,
-                target_hours=latest.at[rid, "target_seconds"] / 3600,
-            )
-        out.append(row)
-    return out
+    with read_only_connection(engine) as conn:
+        leads = fetch_frame(conn, _leads_with_owner(shown))
+        lead_clocks = fetch_frame(conn, _clocks_of(shown, sla_id))
+    latest = (
+        lead_clocks.drop_duplicates("record_id", keep="last").set_index("record_id")
+        if len(lead_clocks)
+        else None
+    )
+    by_id = {lead["record_id"]: lead for lead in plain_rows(leads)}
+    return [_drill_row(record_id, by_id.get(record_id, {}), latest) for record_id in shown]
 
 
-def figure_ids(now: dict, rng: dict, figure: str) -> tuple[str, ...]:
-    """The record ids behind one figure of the page.
+def _leads_with_owner(record_ids: list[str]) -> sa.Select:
+    """The leads' name, company, status and source, with their owner's name and team."""
+    records, users = schema.records, schema.users
+    return (
+        sa.select(
+            records.c.record_id,
+            records.c.name,
+            records.c.company,
+            records.c.status,
+            records.c.lead_source,
+            users.c.name.label("owner"),
+            users.c.team,
+        )
+        .select_from(records.outerjoin(users, users.c.user_id == records.c.owner_id))
+        .where(records.c.object_type == "Lead", records.c.record_id.in_(record_ids))
+    )
+
+
+def _clocks_of(record_ids: list[str], sla_id: str) -> sa.Select:
+    """The records' clocks of the SLA, each record's in start order (its latest last)."""
+    clocks = schema.clocks
+    return (
+        sa.select(
+            clocks.c.record_id,
+            clocks.c.state,
+            clocks.c.colour,
+            clocks.c.clock_start,
+            clocks.c.elapsed_seconds,
+            clocks.c.target_seconds,
+        )
+        .where(clocks.c.sla_id == sla_id, clocks.c.record_id.in_(record_ids))
+        .order_by(clocks.c.record_id, clocks.c.clock_start)
+    )
+
+
+def _drill_row(record_id: str, lead: dict, latest_clocks: pd.DataFrame | None) -> dict:
+    """One drill-down row: the lead's columns (None where the store has no such lead) and the state
+    of its latest clock (None without one)."""
+    row = {
+        "record_id": record_id,
+        "name": None,
+        "company": None,
+        "status": None,
+        "lead_source": None,
+        "owner": None,
+        "team": None,
+        "state": None,
+        "colour": None,
+        "elapsed_hours": None,
+        "target_hours": None,
+    }
+    row.update(lead)
+    if latest_clocks is not None and record_id in latest_clocks.index:
+        row.update(
+            state=latest_clocks.at[record_id, "state"],
+            colour=latest_clocks.at[record_id, "colour"],
+            elapsed_hours=latest_clocks.at[record_id, "elapsed_seconds"] / 3600,
+            target_hours=latest_clocks.at[record_id, "target_seconds"] / 3600,
+        )
+    return row
+
+
+def figure_ids(live: dict, in_range: dict, figure: str) -> tuple[str, ...]:
+    """The record ids behind one figure of the page (`live`: the `now_panel`, `in_range`: the
+    `range_panel`).
 
     Raises:
         UnknownFigure: the page shows no such figure for these filters.
     """
-    for panel in (now, rng):
+    for panel in (live, in_range):
         if figure in panel["figures"]:
             return panel["figures"][figure]
     raise UnknownFigure(figure)
@@ -498,98 +652,114 @@ def figure_ids(now: dict, rng: dict, figure: str) -> tuple[str, ...]:
 def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
     """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
     link), Status/owner history, and the quarantine and health findings naming it. None if unknown."""
-    r, c, h, u, q = s.records, s.clocks, s.field_history, s.users, s.quarantine
-    with _reading(engine) as conn:
-        lead = (
-            conn.execute(
-                sa.select(r, u.c.name.label("owner_name"))
-                .select_from(r.outerjoin(u, u.c.user_id == r.c.owner_id))
-                .where(r.c.record_id == record_id)
-            )
-            .mappings()
-            .first()
-        )
+    with read_only_connection(engine) as conn:
+        lead = conn.execute(_record_with_owner_name(record_id)).mappings().first()
         if lead is None:
             return None
-        kind = lead["object_type"]
-        clocks = (
-            conn.execute(sa.select(c).where(c.c.record_id == record_id).order_by(c.c.clock_start))
-            .mappings()
-            .all()
-        )
-        history = (
-            conn.execute(
-                sa.select(h)
-                .where(
-                    h.c.object_type == kind, h.c.record_id == record_id, h.c.field.in_(["Status", "OwnerId"])
-                )
-                .order_by(h.c.changed_at)
-            )
-            .mappings()
-            .all()
-        )
-        quarantined = (
-            conn.execute(
-                sa.select(q)
-                .where(q.c.object_type == kind, q.c.record_id == record_id)
-                .order_by(q.c.first_seen_at)
-            )
-            .mappings()
-            .all()
-        )
+        object_type = lead["object_type"]
+        lead_clocks = conn.execute(_clocks_by_start(record_id)).mappings().all()
+        changes = conn.execute(_status_and_owner_changes(object_type, record_id)).mappings().all()
+        quarantined = conn.execute(_quarantined(object_type, record_id)).mappings().all()
     return {
         "lead": dict(lead),
-        "clocks": [dict(x) for x in clocks],
+        "clocks": [dict(clock) for clock in lead_clocks],
         "events": record_timeline(engine, record_id),
-        "history": [dict(x) for x in history],
-        "quarantine": [dict(x) for x in quarantined],
-        "findings": [f for f in health_findings(engine) if record_id in (f.get("record_ids") or [])],
+        "history": [dict(change) for change in changes],
+        "quarantine": [dict(held) for held in quarantined],
+        "findings": [
+            finding for finding in health_findings(engine) if record_id in (finding.get("record_ids") or [])
+        ],
     }
+
+
+def _record_with_owner_name(record_id: str) -> sa.Select:
+    """The record's row (any object type) with its owner's name as `owner_name`."""
+    records, users = schema.records, schema.users
+    return (
+        sa.select(records, users.c.name.label("owner_name"))
+        .select_from(records.outerjoin(users, users.c.user_id == records.c.owner_id))
+        .where(records.c.record_id == record_id)
+    )
+
+
+def _clocks_by_start(record_id: str) -> sa.Select:
+    """Every clock of the record, of every SLA, in start order."""
+    clocks = schema.clocks
+    return sa.select(clocks).where(clocks.c.record_id == record_id).order_by(clocks.c.clock_start)
+
+
+def _status_and_owner_changes(object_type: str, record_id: str) -> sa.Select:
+    """The record's Status and OwnerId changes, oldest first."""
+    history = schema.field_history
+    return (
+        sa.select(history)
+        .where(
+            history.c.object_type == object_type,
+            history.c.record_id == record_id,
+            history.c.field.in_(["Status", "OwnerId"]),
+        )
+        .order_by(history.c.changed_at)
+    )
+
+
+def _quarantined(object_type: str, record_id: str) -> sa.Select:
+    """The record's quarantine rows (held or released), first seen first."""
+    quarantine = schema.quarantine
+    return (
+        sa.select(quarantine)
+        .where(quarantine.c.object_type == object_type, quarantine.c.record_id == record_id)
+        .order_by(quarantine.c.first_seen_at)
+    )
 
 
 def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
     """Latest rows of the `health_findings` table (the data-quality gate's), or [] when the store
     has no such table yet."""
-    with _reading(engine) as conn:
+    with read_only_connection(engine) as conn:
         if not sa.inspect(conn).has_table("health_findings"):
             return []
         table = sa.Table("health_findings", sa.MetaData(), autoload_with=conn)
         order = table.c.run_at.desc() if "run_at" in table.c else sa.text("1")
-        return [dict(x) for x in conn.execute(sa.select(table).order_by(order).limit(limit)).mappings()]
+        return [
+            dict(finding)
+            for finding in conn.execute(sa.select(table).order_by(order).limit(limit)).mappings()
+        ]
 
 
 def quarantine_summary(engine: sa.Engine) -> list[dict]:
     """Rows still held in quarantine, by object type: count and the latest one's reasons."""
-    q = s.quarantine
-    with _reading(engine) as conn:
-        rows = (
+    quarantine = schema.quarantine
+    with read_only_connection(engine) as conn:
+        held_by_object = (
             conn.execute(
                 sa.select(
-                    q.c.object_type,
+                    quarantine.c.object_type,
                     sa.func.count().label("held"),
-                    sa.func.max(q.c.last_seen_at).label("last_seen_at"),
+                    sa.func.max(quarantine.c.last_seen_at).label("last_seen_at"),
                 )
-                .where(q.c.released_at.is_(None))
-                .group_by(q.c.object_type)
-                .order_by(q.c.object_type)
+                .where(quarantine.c.released_at.is_(None))
+                .group_by(quarantine.c.object_type)
+                .order_by(quarantine.c.object_type)
             )
             .mappings()
             .all()
         )
-        out = []
-        for row in rows:
+        summary = []
+        for held in held_by_object:
             latest = (
                 conn.execute(
-                    sa.select(q.c.record_id, q.c.reasons)
-                    .where(q.c.released_at.is_(None), q.c.object_type == row["object_type"])
-                    .order_by(q.c.last_seen_at.desc())
+                    sa.select(quarantine.c.record_id, quarantine.c.reasons)
+                    .where(
+                        quarantine.c.released_at.is_(None), quarantine.c.object_type == held["object_type"]
+                    )
+                    .order_by(quarantine.c.last_seen_at.desc())
                     .limit(1)
                 )
                 .mappings()
                 .first()
             )
-            out.append(dict(row, example=dict(latest) if latest else None))
-    return out
+            summary.append(dict(held, example=dict(latest) if latest else None))
+    return summary
 
 
 def record_visit(
