@@ -1,82 +1,26 @@
-"""## sla_reports_feedback
+"""
+### sla_reports_feedback: what Sales did with Marketing's leads last week
 
-Weekly feedback-loop digest to Marketing Ops, e-mailed through SmtpHook (`smtp_default`) to the recipients in
-include/config/reports.yaml, for the last full week before the run.
-HTML with inline charts (Content-ID) and CSV attachments.
+The feedback loop to Marketing Ops (`recipients.feedback`): the week's MQLs and how many Sales
+rejected, the rejection reasons, acceptance by lead source and the campaigns producing SQLs, so
+lead scoring and campaigns can be tuned.
 
-Schedule: `schedules.feedback` in include/config/reports.yaml, read in its `leadership_timezone`
-(DST included) when Airflow parses this file; edit the YAML, not this file, to move it.
-Param `period` (e.g. `2026-W47`; empty = the last full one) e-mails that period instead; one not over
-yet is reported up to the run's time and titled so.
-
-Complete data only: until every CRM object group has a successful sync that started after the
-period's end (for a period to date: within 5 min of the run's time), the task fails with "CRM mirror
-not synced past ... yet; the report waits" and Airflow retries it every 5 min for an hour.
-Exactly once: each report+period sent is audited (`report_sent`, with this task run and the
-Message-ID); a later run for the same report and period sends nothing, audits `report_skipped` and
-returns "skipped: already sent at ...". Param `resend=true` sends it again (same Message-ID).
-Regenerate any past period into files with
-`leadsla report feedback --period ... --out DIR`.
+Weekly digest, sent at `schedules.feedback` of include/config/reports.yaml (Monday 08:00 as
+shipped) in `leadership_timezone`; the YAML is read at parse time, so a change there moves it.
+**wait_for_data** >> **send**: the run waits for complete data, then the digest is mailed once.
+A `period` such as `2026-W47` reports that week; `leadsla report feedback` writes it to files.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from airflow.sdk import chain
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, task
-
-REPORT = "feedback"
+from leadsla.tasks.reports import report_dag, send, wait_for_data
 
 
-def _schedule() -> CronTriggerTimetable:
-    """The cron and timezone from reports.yaml (a small file read, no heavy import at parse time)."""
-    from leadsla.reports.schedule import report_schedule
-
-    cron, timezone = report_schedule(REPORT)
-    return CronTriggerTimetable(cron, timezone=timezone)
-
-
-@dag(
-    schedule=_schedule(),
-    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    # A report waits for the CRM mirror to be synced past its period: retried every 5 min for an hour.
-    default_args={"owner": "revops", "retries": 12, "retry_delay": dt.timedelta(minutes=5)},
-    params={
-        "period": Param(
-            "",
-            type="string",
-            pattern=r"^$|^\d{4}-W\d{2}$",
-            description="e.g. 2026-W47; empty: the last full period before the run",
-        ),
-        "resend": Param(
-            False,
-            type="boolean",
-            description="e-mail it again even if this report and period was sent before",
-        ),
-    },
-    tags=["leadsla", "reports"],
-    doc_md=__doc__,
-)
+@report_dag(period="week", doc_md=__doc__)
 def sla_reports_feedback():
-    @task
-    def send(**context) -> dict:
-        """Build the report for the `period` param (default: the last full one before the run) and e-mail
-        it, once the CRM mirror is synced past the period and unless it was sent before."""
-        from leadsla.reports.run import send_report
-        from leadsla.store.audit import AuditContext
-
-        params = context["params"]
-        return send_report(
-            REPORT,
-            at=context["dag_run"].run_after,
-            period=params["period"] or None,
-            resend=bool(params["resend"]),
-            context=AuditContext.from_task_context(context),
-        )
-
-    send()
+    chain(wait_for_data(), send())
 
 
 sla_reports_feedback()

@@ -124,3 +124,15 @@ def test_a_bad_timezone_is_an_import_error_naming_the_key(tmp_path, monkeypatch)
     bag = DagBag(dag_folder=str(DAGS / "sla_reports_weekly.py"))
     (error,) = bag.import_errors.values()
     assert "leadership_timezone: 'Mars/Olympus' is not an IANA timezone" in error
+
+
+def test_a_bad_cron_is_an_import_error_naming_the_key(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    home = with_settings(tmp_path)
+    path = home / "include" / "config" / "reports.yaml"
+    path.write_text(path.read_text().replace('monthly: "0 7 1 * *"', 'monthly: "0 25 1 * *"'))
+    monkeypatch.setenv("LEADSLA_HOME", str(home))
+    bag = DagBag(dag_folder=str(DAGS / "sla_reports_monthly.py"))
+    (error,) = bag.import_errors.values()
+    assert "schedules.monthly: '0 25 1 * *' is not a valid five-field cron expression" in error

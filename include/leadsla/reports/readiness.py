@@ -7,8 +7,9 @@ it starts, so nothing of the period can still be on its way. A period reported t
 time cut to the minute) needs syncs started no earlier than `TO_DATE_TOLERANCE` before that cut,
 since the mirror always lags the CRM by a sync cycle.
 
-The DAGs refuse to e-mail an incomplete report (`MirrorNotSynced`, retried by Airflow); the CLI
-builds it anyway and prints the gap as a warning. Reads only; never reads the wall clock.
+The report DAGs wait for a complete store in a sensor (`wait_for_data`, which logs the gap) and
+refuse to e-mail an incomplete report (`MirrorNotSynced`); the CLI builds it anyway and prints the
+gap as a warning. Reads only; never reads the wall clock.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ TO_DATE_TOLERANCE = dt.timedelta(minutes=5)
 
 
 class MirrorNotSynced(LeadSlaError):
-    """The CRM mirror has no successful sync past the period's end yet: the report must wait.
+    """The store is not complete for the report's period yet: the report must wait.
 
-    Retryable: the report DAGs let Airflow retry the task until the sync lands.
+    The report DAGs' sensor waits until `gap` is None; `send` raising this means the store changed
+    in between (a resync), and its ordinary retries check again.
     """
 
 

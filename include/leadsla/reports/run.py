@@ -1,8 +1,10 @@
-"""Entry points the CLI and DAGs call: pick the period, load the store, build, save and/or mail.
+"""Entry points the CLI and the report tasks call: pick the period, check the store is complete for
+it, load the store, build, save and/or mail.
 
-The run's time is always passed in (the DAG's logical date or data interval end), never read here.
-E-mail goes out only on a complete CRM mirror (`readiness`) and once per report and period
-(`dispatch`); the CLI builds files from whatever the store holds and warns when it is incomplete.
+The run's time is always passed in (the DAG run's `run_after`), never read here. E-mail goes out
+only on a complete store (`readiness`; the DAGs wait for it with `data_gap` and `send_report` checks
+again) and once per report and period (`dispatch`); the CLI builds files from whatever the store
+holds and warns when it is incomplete.
 """
 
 from __future__ import annotations
@@ -12,11 +14,44 @@ import logging
 from pathlib import Path
 
 from leadsla.reports import builders, readiness
-from leadsla.reports.config import load_report_config
+from leadsla.reports.config import ReportConfig, load_report_config
 from leadsla.reports.data import load
-from leadsla.reports.period import last_full, parse
+from leadsla.reports.period import Period, last_full, parse
 
 log = logging.getLogger(__name__)
+
+
+def data_gap(
+    name: str,
+    *,
+    at: dt.datetime,
+    period: str | None = None,
+    engine,
+    groups: list[str] | None = None,
+    cfg: ReportConfig | None = None,
+) -> tuple[Period, str | None]:
+    """The period a run of report `name` at `at` covers (the `period` label, else the last full
+    period before `at`), and why the store is not complete for it.
+
+    Args:
+        groups: the CRM object groups that must have synced (default: crm_fields.yaml's groups).
+        cfg: the report settings (default: reports.yaml).
+
+    Returns:
+        (period, None) when the report can be built on complete data, else (period, the sentence
+        from `readiness.gap`: "CRM mirror not synced past ...; the report waits", or the SLA clocks'
+        evaluation still missing).
+
+    Raises:
+        PeriodError: `period` is not a label of the report's kind.
+    """
+    cfg, kind = cfg or load_report_config(), builders.KIND_OF_REPORT[name]
+    # A named period that is not over yet (the current week, say) is reported up to `at`, marked as such.
+    tz = cfg.leadership_timezone
+    p = parse(kind, period, tz).to_date(at) if period else last_full(kind, at, tz)
+    with engine.connect() as conn:
+        missing = readiness.gap(conn, p, groups if groups is not None else readiness.crm_groups())
+    return p, missing
 
 
 def build_for(
@@ -41,24 +76,16 @@ def build_for(
     Returns (Report, saved paths).
 
     Raises:
-        MirrorNotSynced: `require_synced` and the mirror is not complete for the period (retryable).
+        MirrorNotSynced: `require_synced` and the store is not complete for the period.
         LeadSlaError subclasses for a bad period or config.
     """
     from leadsla.store import open_store
 
     cfg = load_report_config(config_path)
-    kind = builders.KIND_OF_REPORT[name]
-    # A named period that is not over yet (the current week, say) is reported up to `at`, marked as such.
-    p = (
-        parse(kind, period, cfg.leadership_timezone).to_date(at)
-        if period
-        else last_full(kind, at, cfg.leadership_timezone)
-    )
     own = engine is None
     engine = engine or open_store(store_url)
     try:
-        with engine.connect() as conn:
-            missing = readiness.gap(conn, p, groups if groups is not None else readiness.crm_groups())
+        p, missing = data_gap(name, at=at, period=period, engine=engine, groups=groups, cfg=cfg)
         if missing and require_synced:
             raise readiness.MirrorNotSynced(f"{name} report {p.title}: {missing}")
         data = load(engine, cfg.sla_id, until=p.end, campaign_field=cfg.campaign_field)
@@ -98,7 +125,8 @@ def send_report(
         at ...`) for XCom.
 
     Raises:
-        MirrorNotSynced: no successful CRM sync past the period's end yet; retry later.
+        MirrorNotSynced: the store is not complete for the period (checked again right before
+            building, even after the DAG's sensor saw it complete: a resync may have intervened).
     """
     from leadsla.notify.email import DEFAULT_FROM, smtp_session
     from leadsla.reports import dispatch
