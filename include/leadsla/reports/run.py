@@ -105,7 +105,7 @@ def send_report(
     at: dt.datetime,
     period: str | None = None,
     out: Path | None = None,
-    conn_id: str = "smtp_default",
+    conn_id: str | None = None,
     engine=None,
     store_url: str | None = None,
     resend: bool = False,
@@ -116,6 +116,7 @@ def send_report(
     it to its configured recipients through SmtpHook, once per report and period.
 
     Args:
+        conn_id: the SMTP connection (default `notify.email.SMTP_CONN_ID`, smtp_default).
         resend: e-mail it even when this report and period was sent before (same Message-ID).
         context: the Airflow task run (`AuditContext`) written into the audit trail.
         groups: the CRM object groups that must have synced past the period (default: all of them).
@@ -128,7 +129,7 @@ def send_report(
         MirrorNotSynced: the store is not complete for the period (checked again right before
             building, even after the DAG's sensor saw it complete: a resync may have intervened).
     """
-    from leadsla.notify.email import DEFAULT_FROM, smtp_session
+    from leadsla.notify.email import DEFAULT_FROM, SMTP_CONN_ID, smtp_session
     from leadsla.reports import dispatch
     from leadsla.store import open_store
     from leadsla.store.audit import AuditContext
@@ -175,7 +176,7 @@ def send_report(
                     mid,
                 )
                 return {**summary, "message_id": mid, "result": f"skipped: already sent at {sent_at}"}
-        with smtp_session(conn_id) as (hook, client):
+        with smtp_session(conn_id or SMTP_CONN_ID) as (hook, client):
             sender = hook.from_email or DEFAULT_FROM
             msg = builders.email_message(report, sender, recipients, at)
             client.sendmail(sender, recipients, msg.as_bytes())
