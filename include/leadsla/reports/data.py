@@ -123,12 +123,18 @@ def load(
             act_q = act_q.where(a.c.created_at < until)
             clock_q = clock_q.where(c.c.clock_start < until)
             visit_q = visit_q.where(au.c.at < until)
-        leads = _times(_frame(conn, lead_q), "created_at")
-        hist = _times(_frame(conn, hist_q), "changed_at")
-        activities = _times(_frame(conn, act_q), "created_at")
-        users = _frame(conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active))
+        # Every read in a set order: SQL gives none otherwise (PostgreSQL's heap order moves after
+        # updates), and a report must regenerate byte for byte on either backend.
+        leads = _times(_frame(conn, lead_q.order_by(r.c.record_id)), "created_at")
+        hist = _times(
+            _frame(conn, hist_q.order_by(h.c.record_id, h.c.changed_at, h.c.history_id)), "changed_at"
+        )
+        activities = _times(_frame(conn, act_q.order_by(a.c.activity_id)), "created_at")
+        users = _frame(
+            conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active).order_by(u.c.user_id)
+        )
         clocks = _times(
-            _frame(conn, clock_q),
+            _frame(conn, clock_q.order_by(c.c.clock_start, c.c.record_id)),
             "clock_start",
             "deadline",
             "stopped_at",
@@ -136,7 +142,7 @@ def load(
             "evaluated_at",
             "next_checkpoint_at",
         )
-        visits = _times(_frame(conn, visit_q), "at")
+        visits = _times(_frame(conn, visit_q.order_by(au.c.at, au.c.actor)), "at")
     arrivals = pd.concat(
         [first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
         ignore_index=True,
