@@ -2,8 +2,9 @@
 
 `stamp` compares the wanted values with the store's copy of each record and writes only the
 fields that differ, 200 records per composite call, each call conditional on If-Unmodified-Since
-`as_of`. `as_of` is the instant the caller's view is complete up to (the Lead sync watermark the
-decision was made from): a record modified after it has a change the caller has not seen. Such a
+`as_of`. `as_of` is the instant the caller's view is complete up to (the store's copy of the
+record: its `modified_at`, else when it was synced): a record modified after it has a change the
+caller has not seen. Such a
 record (412 / PRECONDITION_FAILED) is re-read and handed to `decide`, which returns what to write
 now (or None to leave it); the retry is conditional on the re-read. UNABLE_TO_LOCK_ROW is retried
 with back-off. Every write and every conflict is audited (`crm_write`, `crm_write_conflict`).
