@@ -242,6 +242,43 @@ class History:
     _rows: dict[str, np.ndarray] = field(default_factory=dict)
     _values: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
 
+    @classmethod
+    def build(
+        cls, index: RecordIndex, object_type: str, fh: Columns, now_s: int, fields: list[str]
+    ) -> History:
+        """Keep only this object type's rows for `fields` up to `now`, so the record-id join (the
+        costly string hashing) touches only rows that matter; rows of unknown records are dropped."""
+        if len(fh):
+            # This object type's rows first, so an absent type costs one pass, not one per field.
+            rows = fh.equals("object_type", object_type)
+            rows = (
+                np.flatnonzero(rows & (fh.seconds("changed_at") <= now_s))
+                if rows.any()
+                else np.flatnonzero(rows)
+            )
+            names = _take(fh.get("field"), rows)
+            fields = list(dict.fromkeys(fields))
+            field_code = np.full(len(rows), -1, np.int8)
+            for k, name in enumerate(fields):  # few fields; == on interned strings is fast
+                field_code[names == name] = k
+            wanted = field_code >= 0
+            if not wanted.all():
+                rows, field_code = rows[wanted], field_code[wanted]
+        else:
+            rows, field_code = np.empty(0, np.int64), np.empty(0, np.int8)
+        code = index.codes(_take(fh.get("record_id"), rows))
+        found = code >= 0
+        if not found.all():
+            rows, code, field_code = rows[found], code[found], field_code[found]
+        return cls(
+            code,
+            field_code,
+            list(fields),
+            _take(fh.get("old_value"), rows),
+            _take(fh.get("new_value"), rows),
+            _take(fh.seconds("changed_at"), rows),
+        )
+
     def rows(self, names: str | list[str]) -> np.ndarray:
         """Positions of the rows for one field or several fields (sorted)."""
         names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
@@ -267,6 +304,23 @@ class History:
         return self._values[name]
 
 
+def _live_activities(
+    index: RecordIndex, object_type: str, act: Columns, now_s: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(record code, owner id, second) of this object type's activities up to `now`, deleted ones
+    left out (a Lead's activities link by who_id, an Opportunity's by what_id)."""
+    if not len(act):
+        empty = np.empty(0, np.int64)
+        return empty, np.empty(0, object), empty
+    link = "who_id" if object_type == "Lead" else "what_id"
+    at = act.seconds("created_at")
+    acode = index.codes(act.get(link))
+    live = (acode >= 0) & (at <= now_s)
+    if act.has("is_deleted"):
+        live &= ~pd.Series(act.get("is_deleted"), dtype=object).fillna(False).astype(bool).to_numpy()
+    return acode[live], act.get("owner_id")[live], at[live]
+
+
 @dataclass
 class Timeline:
     """One object type's field history and activities, restricted to instants <= now, as codes."""
@@ -284,48 +338,10 @@ class Timeline:
     def build(
         cls, index: RecordIndex, object_type: str, fh: Columns, act: Columns, now_s: int, fields: list[str]
     ) -> Timeline:
-        """Keep only this object type's rows for `fields` (the ones some rule reads) up to `now`,
-        so the record-id join (the costly string hashing) touches only rows that matter."""
-        if len(fh):
-            # This object type's rows first, so an absent type costs one pass, not one per field.
-            rows = fh.equals("object_type", object_type)
-            rows = (
-                np.flatnonzero(rows & (fh.seconds("changed_at") <= now_s))
-                if rows.any()
-                else np.flatnonzero(rows)
-            )
-            names = _take(fh.get("field"), rows)
-            fields = list(dict.fromkeys(fields))
-            field_code = np.full(len(rows), -1, np.int8)
-            for k, name in enumerate(fields):  # few fields; == on interned strings is fast
-                field_code[names == name] = k
-            wanted = field_code >= 0
-            if not wanted.all():
-                rows, field_code = rows[wanted], field_code[wanted]
-        else:
-            rows, field_code = np.empty(0, np.int64), np.empty(0, np.int8)
-        code = index.codes(_take(fh.get("record_id"), rows))
-        found = code >= 0
-        if not found.all():
-            rows, code, field_code = rows[found], code[found], field_code[found]
-        history = History(
-            code,
-            field_code,
-            list(fields),
-            _take(fh.get("old_value"), rows),
-            _take(fh.get("new_value"), rows),
-            _take(fh.seconds("changed_at"), rows),
-        )
-        if not len(act):
-            empty = np.empty(0, np.int64)
-            return cls(index, history, empty, np.empty(0, object), empty)
-        link = "who_id" if object_type == "Lead" else "what_id"
-        at = act.seconds("created_at")
-        acode = index.codes(act.get(link))
-        live = (acode >= 0) & (at <= now_s)
-        if act.has("is_deleted"):
-            live &= ~pd.Series(act.get("is_deleted"), dtype=object).fillna(False).astype(bool).to_numpy()
-        return cls(index, history, acode[live], act.get("owner_id")[live], at[live])
+        """This object type's field history for `fields` (the ones some rule reads) and its
+        activities, up to `now`."""
+        history = History.build(index, object_type, fh, now_s, fields)
+        return cls(index, history, *_live_activities(index, object_type, act, now_s))
 
     def field_events(self, name: str) -> Events:
         if name not in self._events:
@@ -499,42 +515,43 @@ def segment_fields(sla: Sla) -> list[str]:
 
 def split_segments(sla: Sla, tl: Timeline, clocks: Clocks, end: np.ndarray) -> Segments:
     """Split [clock start, end) at every owner change and pause-field change of the record (the last
-    segment may be empty: a change exactly at the end)."""
-    breaks = tl.breaks(segment_fields(sla))
-    n = len(clocks.record)
-    lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
-    # Changes exactly at the end still apply: they open a zero-length last segment, so the owner and
-    # pause state "as of the end" (which projections and the paused state use) are right.
-    end_key = pack(clocks.record, end)
-    # Usually no clock has a change inside it: the first change after each start is past its end.
-    if (
-        not len(breaks.key)
-        or not (np.take(breaks.key, np.minimum(lo, len(breaks.key) - 1)) <= end_key)[
-            lo < len(breaks.key)
-        ].any()
-    ):
-        # No change inside any clock (the common case): one segment per clock, no index juggling.
-        record, seg_start = clocks.record, clocks.start
-        clock, seg_end, single = np.arange(n), end, True
-    else:
-        hi = np.searchsorted(breaks.key, end_key, side="right")
-        count = np.maximum(hi - lo, 0) + 1
-        clock = np.repeat(np.arange(n), count)
-        first = np.cumsum(count) - count
-        pos = np.arange(len(clock)) - first[clock]
-        if len(breaks.key):
-            inner = breaks.seconds[np.clip(lo[clock] + pos - 1, 0, len(breaks.key) - 1)]
-            seg_start = np.where(pos == 0, clocks.start[clock], inner)
-        else:
-            seg_start = clocks.start[clock]
-        seg_end = np.empty_like(seg_start)
-        seg_end[:-1] = seg_start[1:]
-        last = first + count - 1
-        seg_end[last] = end
-        record, single = clocks.record[clock], False
+    segment may be empty: a change exactly at the end), each segment with its owner and whether it
+    is paused as of its start."""
+    clock, record, seg_start, seg_end, single = _segment_bounds(tl.breaks(segment_fields(sla)), clocks, end)
     owner = tl.owner_asof(record, seg_start)
     paused = np.zeros(len(clock), dtype=bool)
     for rule in sla.pause:
         events, record_flag = tl.flag_events(rule.field, rule.in_)
         paused |= value_asof(events, record, seg_start, record_flag[record])
     return Segments(clock, seg_start, seg_end, owner, paused, single)
+
+
+def _segment_bounds(
+    breaks: Events, clocks: Clocks, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(clock index, record code, start, end) of every segment, sorted by (clock, start), and
+    whether segment i is clock i (no change inside any clock: then the clocks' own arrays are
+    returned, no index juggling)."""
+    n = len(clocks.record)
+    lo = np.searchsorted(breaks.key, pack(clocks.record, clocks.start), side="right")
+    # Changes exactly at the end still apply: they open a zero-length last segment, so the owner and
+    # pause state "as of the end" (which projections and the paused state use) are right.
+    end_key = pack(clocks.record, end)
+    # Usually no clock has a change inside it (the first change after each start, if any, is past
+    # its end): one segment per clock, and the clocks' own arrays serve.
+    if not len(breaks.key):
+        return np.arange(n), clocks.record, clocks.start, end, True
+    next_change = np.take(breaks.key, np.minimum(lo, len(breaks.key) - 1))
+    if not (next_change <= end_key)[lo < len(breaks.key)].any():
+        return np.arange(n), clocks.record, clocks.start, end, True
+    hi = np.searchsorted(breaks.key, end_key, side="right")
+    count = np.maximum(hi - lo, 0) + 1
+    clock = np.repeat(np.arange(n), count)
+    first = np.cumsum(count) - count
+    pos = np.arange(len(clock)) - first[clock]
+    inner = breaks.seconds[np.clip(lo[clock] + pos - 1, 0, len(breaks.key) - 1)]
+    seg_start = np.where(pos == 0, clocks.start[clock], inner)
+    seg_end = np.empty_like(seg_start)
+    seg_end[:-1] = seg_start[1:]
+    seg_end[first + count - 1] = end
+    return clock, clocks.record[clock], seg_start, seg_end, False
