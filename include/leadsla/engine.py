@@ -203,14 +203,13 @@ def _match_tiers(sla: Sla, index: RecordIndex) -> np.ndarray:
     """
     tiers = sla.tiers
     n = len(index.ids)
-    default = len(tiers) - 1
     tests: dict[str, list[tuple[int, list[str]]]] = {}
     for k, t in enumerate(tiers):
         if not t.default:
             for name, accepted in (t.when or {}).items():
                 tests.setdefault(name, []).append((k, accepted))
     if not tests:
-        return np.full(n, default, np.int8)
+        return np.full(n, len(tiers) - 1, np.int8)
     ok = None  # per record: bit k set while tier k's conditions hold
     everything = (1 << len(tiers)) - 1
     for name, items in tests.items():
@@ -219,30 +218,66 @@ def _match_tiers(sla: Sla, index: RecordIndex) -> np.ndarray:
         for k, accepted in items:
             for value in accepted:
                 wanted[value] = wanted.get(value, 0) | (1 << k)
-        column = index.column(name)
-        if len(wanted) <= 3:  # a few == passes cost less than factorising the column
-            bits = np.full(n, free, np.int64)
-            for value, mask in wanted.items():
-                bits[column == value] |= mask
-        else:
-            codes, uniques = pd.factorize(column)  # missing values: code -1, the last entry
-            table = np.full(len(uniques) + 1, free, np.int64)
-            pos = pd.Index(uniques, dtype=object).get_indexer(list(wanted))
-            for p, mask in zip(pos, wanted.values(), strict=True):
-                if p >= 0:
-                    table[p] |= mask
-            bits = table[codes]
+        bits = _tier_bits(index.column(name), wanted, free)
         ok = bits if ok is None else np.bitwise_and(ok, bits, out=ok)
-    # The lowest set bit among the non-default tiers, else the default tier.
-    if len(tiers) <= 16:
-        lowest = np.full(1 << len(tiers), default, np.int8)
+    return _first_tier(ok, len(tiers))
+
+
+def _tier_bits(column: np.ndarray, wanted: dict[str, int], free: int) -> np.ndarray:
+    """Per record, the tiers one column lets through: `free` (the tiers that ignore the column)
+    plus `wanted[value]` for the record's value (missing values and others add nothing)."""
+    if len(wanted) <= 3:  # a few == passes cost less than factorising the column
+        bits = np.full(len(column), free, np.int64)
+        for value, mask in wanted.items():
+            bits[column == value] |= mask
+        return bits
+    codes, uniques = pd.factorize(column)  # missing values: code -1, the last entry
+    table = np.full(len(uniques) + 1, free, np.int64)
+    pos = pd.Index(uniques, dtype=object).get_indexer(list(wanted))
+    for p, mask in zip(pos, wanted.values(), strict=True):
+        if p >= 0:
+            table[p] |= mask
+    return table[codes]
+
+
+def _first_tier(ok: np.ndarray, n_tiers: int) -> np.ndarray:
+    """The lowest set bit of each tier mask among the non-default tiers, else the default (last)
+    tier, as int8 tier indexes."""
+    default = n_tiers - 1
+    if n_tiers <= 16:  # a lookup table over every mask is small: one gather for all records
+        lowest = np.full(1 << n_tiers, default, np.int8)
         for k in range(default - 1, -1, -1):
             lowest[(np.arange(len(lowest)) >> k) & 1 == 1] = k
         return lowest[ok]
-    tier = np.full(n, default, np.int8)
+    tier = np.full(len(ok), default, np.int8)
     for k in range(default - 1, -1, -1):
         tier[(ok >> k) & 1 == 1] = k
     return tier
+
+
+@dataclass(frozen=True)
+class _TierTerms:
+    """One SLA's tier terms as small arrays indexed by tier code, so a clock's terms are gathers."""
+
+    target: np.ndarray  # seconds
+    critical: np.ndarray  # bool
+    calendar: np.ndarray  # fixed calendar code; -1: the segment owner's team calendar
+    outside_hours: np.ndarray  # target seconds when a clock starts outside hours; -1: no such rule
+
+    @classmethod
+    def of(cls, sla: Sla, cals: _Calendars) -> _TierTerms:
+        def calendar(target) -> int:
+            if target.time == "calendar":
+                return cals.code[REAL_TIME_CALENDAR]
+            return -1 if target.calendar == OWNER_CALENDAR else cals.code[target.calendar]
+
+        targets = [t.target for t in sla.tiers]
+        return cls(
+            np.array([t.seconds for t in targets], np.int64),
+            np.array([t.critical for t in sla.tiers], bool),
+            np.array([calendar(t) for t in targets], np.int64),
+            np.array([t.outside_hours_seconds or -1 for t in targets], np.int64),
+        )
 
 
 @dataclass
@@ -256,6 +291,7 @@ class _Context:
     owner_team: np.ndarray  # per owner code
     owner_cal: np.ndarray  # per owner code
     record_tier: np.ndarray  # per record code
+    tiers: _TierTerms
     now_s: int
     since_s: int | None
 
@@ -274,79 +310,111 @@ def _evaluate_sla(
     since_s: int | None,
     window: tuple[int, int],
 ) -> tuple[dict, dict] | None:
-    clocks = derive_clocks(sla, tl)
+    """One SLA's clocks that started inside `window` (the epoch seconds its policy version
+    governs) as (clock columns, checkpoint columns) for `_frame`, or None if there are none."""
+    clocks = _clocks_in_window(derive_clocks(sla, tl), window)
+    if clocks is None:
+        return None
+    owner_team, owner_cal = _owner_calendars(policy, cals, users, tl.owners().vocab)
+    record_tier = _match_tiers(sla, tl.index)
+    ctx = _Context(
+        policy, sla, tl, cals, owner_team, owner_cal, record_tier, _TierTerms.of(sla, cals), now_s, since_s
+    )
+    if len(clocks.record) <= _BLOCK_CLOCKS:
+        clock, cp = _evaluate_clocks(ctx, clocks)
+        _look_up_ids(ctx, clock)
+        _look_up_ids(ctx, cp)
+    else:
+        clock, cp = _evaluate_blocks(ctx, clocks)
+    _add_accountable(ctx, clock)
+    return _assemble(ctx, clock, cp)
+
+
+def _clocks_in_window(clocks: Clocks, window: tuple[int, int]) -> Clocks | None:
+    """The clocks that started in [window), or None if none did."""
     keep = (clocks.start >= window[0]) & (clocks.start < window[1])
     if not keep.any():
         return None
-    if not keep.all():
-        clocks = Clocks(clocks.record[keep], clocks.start[keep], clocks.stop[keep])
-    owner_team, owner_cal = _owner_calendars(policy, cals, users, tl.owners().vocab)
-    ctx = _Context(policy, sla, tl, cals, owner_team, owner_cal, _match_tiers(sla, tl.index), now_s, since_s)
+    if keep.all():
+        return clocks
+    return Clocks(clocks.record[keep], clocks.start[keep], clocks.stop[keep])
+
+
+def _block(clocks: Clocks, a: int, b: int) -> Clocks:
+    return Clocks(clocks.record[a:b], clocks.start[a:b], clocks.stop[a:b])
+
+
+def _evaluate_blocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
+    """Evaluate many clocks in blocks of `_BLOCK_CLOCKS`, on up to `_THREADS` threads, and join
+    the blocks' columns in order: the result is the same as in one go."""
     n = len(clocks.record)
     bounds = [*range(0, n, _BLOCK_CLOCKS), n]
-    blocks = [
-        Clocks(clocks.record[a:b], clocks.start[a:b], clocks.stop[a:b])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    threads = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS, len(blocks)))
-    # The first block gives the columns' dtypes; every block writes its rows straight into the
-    # whole columns (so a worker thread, not the joining one, faults that memory in). A block's
-    # checkpoint rows go to its own region of an array sized for every checkpoint of every clock
-    # (untouched pages cost nothing), and the regions are closed up afterwards.
-    if len(blocks) == 1:
-        clock, cp = _evaluate_clocks(ctx, blocks[0])
-        for column, (table, codes) in _object_columns(ctx, clock).items():
-            clock[column] = table[clock[codes]]
-        for column, (table, codes) in _object_columns(ctx, cp).items():
-            cp[column] = table[cp[codes]]
-        _add_accountable(ctx, clock)
-        return _assemble(ctx, clock, cp)
-    # One clock tells the columns' dtypes.
-    probe_clock, probe_cp = _evaluate_clocks(
-        ctx, Clocks(clocks.record[:1], clocks.start[:1], clocks.stop[:1])
-    )
-    n_cp = len(sla.all_checkpoints())
-    clock_out = {key: np.empty(n, value.dtype) for key, value in probe_clock.items()}
-    clock_out |= {column: np.empty(n, object) for column in _object_columns(ctx, probe_clock)}
-    cp_region = {key: np.empty(n * n_cp, value.dtype) for key, value in probe_cp.items()}
-    counts = [0] * len(blocks)
+    out = _BlockOutput(ctx, clocks, bounds)
 
     def run(i: int) -> None:
-        clock, cp = _evaluate_clocks(ctx, blocks[i])
-        a, b = bounds[i], bounds[i + 1]
-        for key, value in clock.items():
-            clock_out[key][a:b] = value
-        # The id columns are filled here, a block at a time, so this Python-object work (it
-        # holds the GIL) overlaps the other thread's numeric work instead of following it.
-        for column, (table, codes) in _object_columns(ctx, clock).items():
-            np.take(table, clock[codes], out=clock_out[column][a:b])
-        at = bounds[i] * n_cp
-        for key, value in cp.items():
-            cp_region[key][at : at + len(value)] = value
-        counts[i] = len(cp["record"])
+        out.write(i, *_evaluate_clocks(ctx, _block(clocks, bounds[i], bounds[i + 1])))
 
+    n_blocks = len(bounds) - 1
+    threads = max(1, min(_THREADS, n // _PARALLEL_MIN_CLOCKS, n_blocks))
     if threads == 1:
-        for i in range(len(blocks)):
+        for i in range(n_blocks):
             run(i)
     else:
         # Blocks are independent, so they run on the machine's cores (numpy releases the GIL in
-        # its integer kernels) and are joined in order: the result is the same as in one go. The
-        # timelines' lazy caches are filled first so the threads only read shared state.
-        tl.prepare(sla)
+        # its integer kernels). The timelines' lazy caches are filled first so the threads only
+        # read shared state.
+        ctx.tl.prepare(ctx.sla)
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(run, range(len(blocks))))
-    total = 0
-    for i, m in enumerate(counts):
-        at = bounds[i] * n_cp
-        if at != total:
-            for column in cp_region.values():
-                column[total : total + m] = column[at : at + m]  # overlapping moves are safe
-        total += m
-    cp_out = {key: column[:total] for key, column in cp_region.items()}
-    for column, (table, codes) in _object_columns(ctx, cp_out).items():
-        cp_out[column] = table[cp_out[codes]]
-    _add_accountable(ctx, clock_out)
-    return _assemble(ctx, clock_out, cp_out)
+            list(pool.map(run, range(n_blocks)))
+    return out.clock, out.checkpoints()
+
+
+class _BlockOutput:
+    """One SLA's whole output columns, written block by block.
+
+    Every block writes its rows straight into the whole columns (so a worker thread, not the
+    joining one, faults that memory in). A block's checkpoint rows go to its own region of an
+    array sized for every checkpoint of every clock (untouched pages cost nothing), and the
+    regions are closed up once every block is in.
+    """
+
+    def __init__(self, ctx: _Context, clocks: Clocks, bounds: list[int]) -> None:
+        # One clock tells the columns' dtypes.
+        probe_clock, probe_cp = _evaluate_clocks(ctx, _block(clocks, 0, 1))
+        n = len(clocks.record)
+        self.ctx, self.bounds = ctx, bounds
+        self.n_cp = len(ctx.sla.all_checkpoints())
+        self.clock = {key: np.empty(n, value.dtype) for key, value in probe_clock.items()}
+        self.clock |= {column: np.empty(n, object) for column in _object_columns(ctx, probe_clock)}
+        self._cp_region = {key: np.empty(n * self.n_cp, value.dtype) for key, value in probe_cp.items()}
+        self._cp_counts = [0] * (len(bounds) - 1)
+
+    def write(self, i: int, clock: dict, cp: dict) -> None:
+        """Block `i`'s clock and checkpoint columns (codes for ids) into the whole columns."""
+        a, b = self.bounds[i], self.bounds[i + 1]
+        for key, value in clock.items():
+            self.clock[key][a:b] = value
+        # The id columns are filled here, a block at a time, so this Python-object work (it
+        # holds the GIL) overlaps the other thread's numeric work instead of following it.
+        for column, (table, codes) in _object_columns(self.ctx, clock).items():
+            np.take(table, clock[codes], out=self.clock[column][a:b])
+        at = a * self.n_cp
+        for key, value in cp.items():
+            self._cp_region[key][at : at + len(value)] = value
+        self._cp_counts[i] = len(cp["record"])
+
+    def checkpoints(self) -> dict:
+        """Every block's checkpoint rows, closed up in block order, with their ids looked up."""
+        total = 0
+        for i, m in enumerate(self._cp_counts):
+            at = self.bounds[i] * self.n_cp
+            if at != total:
+                for column in self._cp_region.values():
+                    column[total : total + m] = column[at : at + m]  # overlapping moves are safe
+            total += m
+        cp = {key: column[:total] for key, column in self._cp_region.items()}
+        _look_up_ids(self.ctx, cp)
+        return cp
 
 
 def _object_columns(ctx: _Context, part: dict) -> dict[str, tuple[np.ndarray, str]]:
@@ -360,6 +428,12 @@ def _object_columns(ctx: _Context, part: dict) -> dict[str, tuple[np.ndarray, st
         "owner_id": (ctx.tl.owners().vocab, "owner"),
         "team": (ctx.owner_team, "owner"),
     }
+
+
+def _look_up_ids(ctx: _Context, part: dict) -> None:
+    """Add the Python-object columns (record id, owner id, team) to a part's code columns."""
+    for column, (table, codes) in _object_columns(ctx, part).items():
+        part[column] = table[part[codes]]
 
 
 def _add_accountable(ctx: _Context, clock: dict) -> None:
@@ -423,6 +497,227 @@ def _assemble(ctx: _Context, clock: dict, cp: dict) -> tuple[dict, dict]:
     return clock_cols, cp_cols
 
 
+# --- one block of clocks: tier -> spans -> elapsed -> deadline and checkpoints -> state ------------
+
+
+def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
+    """Evaluate a block of one SLA's clocks (every clock independently of the others).
+
+    Returns:
+        (clock columns, checkpoint columns): integer arrays only - codes for record, owner, tier,
+        calendar, state, colour and checkpoint, and epoch seconds with `_NAT` for missing instants.
+
+    Works column by column (the deadline, then each checkpoint) on 1-D arrays: (clocks x goals)
+    temporaries are fresh memory the kernel must fault in and zero, which cost more than the
+    arithmetic on them.
+    """
+    stopped = clocks.stop >= 0
+    end = np.where(stopped, clocks.stop, ctx.now_s)
+    tier = ctx.record_tier[clocks.record]  # int8
+    spans = _spans(ctx, clocks, end, tier)
+    target = _targets(ctx, clocks, tier, spans)
+    offsets = _checkpoint_offsets(ctx.sla, target)
+    reach = _elapsed_and_reach(ctx, spans, end, target, offsets)
+    elapsed, deadline = reach.elapsed, reach.deadline
+    over = elapsed > target
+    percent = np.round(elapsed / target * 100.0, 2)
+    running = ~stopped
+    status, nxt = _checkpoint_statuses(reach.reached, reach.reached_at, running, ctx.since_s)
+    next_cp, next_at = _next_checkpoints(nxt, offsets, reach.reached_at)
+    clock_cols = {
+        "record": clocks.record.astype(np.int32),
+        "clock_start": clocks.start,
+        "tier": tier,
+        "calendar": spans.current_cal.astype(np.int8),
+        "target_seconds": target,
+        "owner": spans.current_owner.astype(np.int32),
+        "accountable_owner": _accountable_owner(spans, over, reach.target_seg).astype(np.int32),
+        "state": _states(over, stopped, spans.current_paused & running),
+        "elapsed_seconds": elapsed,
+        "remaining_seconds": target - elapsed,
+        "percent_elapsed": percent,
+        "colour": _colours(over, percent),
+        "deadline": deadline,
+        "stopped_at": np.where(stopped, clocks.stop, _NAT),
+        "breached_at": np.where(over, deadline, _NAT),
+        "critical": ctx.tiers.critical[tier],
+        "next_checkpoint": next_cp,
+        "next_checkpoint_at": next_at,
+    }
+    return clock_cols, _checkpoint_rows(clocks, offsets, reach, status)
+
+
+@dataclass
+class _Spans:
+    """A block's segments (`Segments`: each clock split at owner and pause changes) with each
+    segment's calendar, and per clock where its segments are and how its last one stands. With
+    one segment per clock (`seg.single`) segment i is clock i and `first`/`last` are None."""
+
+    seg: Segments
+    cal: np.ndarray  # calendar code per segment
+    first: np.ndarray | None  # per clock: index of its first segment
+    last: np.ndarray | None  # per clock: index of its last segment
+    current_cal: np.ndarray  # per clock: the last segment's calendar (the current owner's)
+    current_owner: np.ndarray  # per clock: owner code at now/the stop
+    current_paused: np.ndarray  # per clock: paused at now/the stop
+
+    @property
+    def single(self) -> bool:
+        return self.seg.single
+
+
+def _spans(ctx: _Context, clocks: Clocks, end: np.ndarray, tier: np.ndarray) -> _Spans:
+    """Split each clock's [start, end) into segments and give each its calendar: the tier's fixed
+    calendar (real time or a named one) if it has one, else the segment owner's team calendar."""
+    seg = split_segments(ctx.sla, ctx.tl, clocks, end)
+    cal = ctx.owner_cal[seg.owner]
+    fixed = ctx.tiers.calendar
+    if (fixed >= 0).any():
+        seg_fixed = fixed[tier] if seg.single else fixed[tier][seg.clock]
+        cal = np.where(seg_fixed >= 0, seg_fixed, cal)
+    if seg.single:
+        return _Spans(seg, cal, None, None, cal, seg.owner, seg.paused)
+    clock_ix = np.arange(len(clocks.record))
+    first = np.searchsorted(seg.clock, clock_ix, side="left")
+    last = np.searchsorted(seg.clock, clock_ix, side="right") - 1
+    return _Spans(seg, cal, first, last, cal[last], seg.owner[last], seg.paused[last])
+
+
+def _targets(ctx: _Context, clocks: Clocks, tier: np.ndarray, spans: _Spans) -> np.ndarray:
+    """Each clock's target seconds: its tier's, or the tier's outside-hours target ("2 h in hours,
+    4 h outside") when the clock started outside its first segment's calendar hours."""
+    target = ctx.tiers.target[tier]
+    outside = ctx.tiers.outside_hours
+    if (outside >= 0).any():
+        outside = outside[tier]
+        which = np.flatnonzero(outside >= 0)
+        if len(which):
+            first_cal = spans.cal[which] if spans.single else spans.cal[spans.first[which]]
+            opened = ctx.cals.fused.is_open(first_cal, clocks.start[which])
+            target[which] = np.where(opened, target[which], outside[which])
+    return target
+
+
+@dataclass
+class _Offsets:
+    """Each clock's checkpoint offsets in catch-up order: by offset, then declaration."""
+
+    seconds: np.ndarray  # (clocks, checkpoints) offsets from the clock start, in elapsed seconds
+    order0: np.ndarray  # the first clock's order: column j holds checkpoint order0[j]
+    order: np.ndarray | None  # (clocks, checkpoints) per-clock order; None: order0 is every clock's
+
+
+def _checkpoint_offsets(sla: Sla, target: np.ndarray) -> _Offsets:
+    """Every checkpoint's offset per clock (percent of the clock's target, fixed elapsed, or
+    relative to the target), sorted into catch-up order."""
+    columns = [_offsets(cp, target) for cp in sla.all_checkpoints()]
+    order0 = np.argsort(np.array([c[0] for c in columns]), kind="stable")
+    # The order is usually the same for every clock, so the first clock's is tried before sorting
+    # all. order0 is every clock's order if it sorts every row, ties broken by declaration (so the
+    # answer never depends on which clock came first, e.g. in a block of a parallel run).
+    same_order = all(
+        np.all(columns[a] < columns[b] if a > b else columns[a] <= columns[b])
+        for a, b in zip(order0, order0[1:], strict=False)
+    )
+    seconds = np.empty((len(target), len(columns)), np.int64)
+    if same_order:
+        for j, o in enumerate(order0):
+            seconds[:, j] = columns[o]
+        return _Offsets(seconds, order0, None)
+    stacked = np.stack(columns, axis=1)
+    order = np.argsort(stacked, axis=1, kind="stable")
+    seconds[:] = np.take_along_axis(stacked, order, axis=1)
+    return _Offsets(seconds, order0, order)
+
+
+def _offsets(cp, target: np.ndarray) -> np.ndarray:
+    """One checkpoint's offset per clock, in elapsed seconds (never before the clock start)."""
+    kind, value = cp.offset()
+    if kind == "percent":
+        return np.rint(target * value / 100.0).astype(np.int64)
+    if kind == "elapsed":
+        return np.full(len(target), int(value), np.int64)
+    return np.maximum(target + int(value), 0)
+
+
+@dataclass
+class _Reach:
+    """Per clock: elapsed seconds, and when the target and each checkpoint offset are reached."""
+
+    elapsed: np.ndarray
+    deadline: np.ndarray  # epoch seconds
+    target_seg: np.ndarray | None  # the segment in which the target runs out (None: single)
+    reached: np.ndarray  # (clocks, checkpoints) bool: reached within the clock's segments
+    reached_at: np.ndarray  # (clocks, checkpoints) epoch seconds, projected if not reached
+
+
+def _elapsed_and_reach(
+    ctx: _Context, spans: _Spans, end: np.ndarray, target: np.ndarray, offsets: _Offsets
+) -> _Reach:
+    """Elapsed, deadline and checkpoint instants of a block of clocks.
+
+    Everything works in "open seconds" space F of the fused calendar table: elapsed is
+    F(end) - F(start) per segment, and the instant an offset is reached is F's inverse. F values
+    are relative to one table snapshot, so the table is grown (and everything recomputed) until
+    every instant falls inside it.
+
+    Raises:
+        CalendarError: a deadline or checkpoint falls after `MAX_YEAR`.
+    """
+    n, n_cp = offsets.seconds.shape
+    reached = np.empty((n, n_cp), dtype=bool)
+    reached_at = np.empty((n, n_cp), np.int64)
+    # The table must reach past every projected instant: guess generously from the largest goal
+    # (a business hour is rarely more than five real ones), then grow it if a goal falls outside.
+    horizon = (
+        int(spans.seg.end.max()) + 5 * int(max(target.max(), offsets.seconds.max(initial=0))) + 21 * 86_400
+    )
+    extra_years = 0
+    while True:
+        table = ctx.cals.fused.prepare(int(spans.seg.start.min()), horizon, extra_years)
+        elapsed = _elapsed(table, spans, ctx.now_s)
+        deadline = _reach(elapsed, spans, end, target)
+        if deadline is not None and _reach_checkpoints(elapsed, spans, end, offsets, reached, reached_at):
+            at, _, target_seg = deadline
+            return _Reach(elapsed.elapsed, at, target_seg, reached, reached_at)
+        if ctx.cals.fused.max_year >= MAX_YEAR:
+            raise CalendarError(f"an SLA {ctx.sla.id!r} deadline falls after {MAX_YEAR}")
+        extra_years = extra_years * 2 + 1
+
+
+@dataclass
+class _Elapsed:
+    """A block's elapsed open seconds on one `FusedTable` snapshot (F values are relative to it)."""
+
+    table: FusedTable
+    seg_codes: CalendarCodes  # the segments' calendars, prepared for `table`
+    f_start: np.ndarray  # per segment: F(start)
+    elapsed: np.ndarray  # per clock: open seconds over its unpaused segments
+    projected_base: np.ndarray  # per clock: F(end) - elapsed, where goals past the end count from
+    cum_after: np.ndarray | None  # per segment: the block's running elapsed up to its end
+    cum_before: np.ndarray | None  # per segment: ... up to its start
+    base: np.ndarray | None  # per clock: cum_before of its first segment
+
+
+def _elapsed(table: FusedTable, spans: _Spans, now_s: int) -> _Elapsed:
+    """Elapsed per segment on its own calendar (paused segments count nothing), summed per clock:
+    an ownership change re-bases the clock onto the new owner's calendar."""
+    seg = spans.seg
+    seg_codes = table.prepare(spans.cal)
+    f_start = table.open_before(seg_codes, seg.start)
+    f_end = _open_at(table, seg_codes, seg.end, now_s)
+    seg_elapsed = f_end - f_start
+    seg_elapsed[seg.paused] = 0
+    if spans.single:
+        return _Elapsed(table, seg_codes, f_start, seg_elapsed, f_end - seg_elapsed, None, None, None)
+    cum_after = np.cumsum(seg_elapsed)
+    cum_before = cum_after - seg_elapsed
+    base = cum_before[spans.first]
+    elapsed = cum_after[spans.last] - base
+    projected_base = f_end[spans.last] - elapsed
+    return _Elapsed(table, seg_codes, f_start, elapsed, projected_base, cum_after, cum_before, base)
+
+
 def _open_at(table: FusedTable, cal: CalendarCodes, t: np.ndarray, now_s: int) -> np.ndarray:
     """F(t) per instant on its calendar; instants equal to `now` (every open clock's end) are read
     from a per-calendar F(now), so only stops need a lookup."""
@@ -438,165 +733,104 @@ def _open_at(table: FusedTable, cal: CalendarCodes, t: np.ndarray, now_s: int) -
     return out
 
 
-def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
-    """Evaluate a block of one SLA's clocks (every clock independently of the others).
+def _reach(
+    elapsed: _Elapsed, spans: _Spans, end: np.ndarray, goal: np.ndarray, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """When each clock's elapsed reaches `goal` seconds.
 
-    Works column by column (the deadline, then each checkpoint) on 1-D arrays: (clocks x goals)
-    temporaries are fresh memory the kernel must fault in and zero, which cost more than the
-    arithmetic on them.
+    Inside the clock's own segments, on the calendar of the segment where it happens; otherwise
+    projected: the clock keeps running from its end (now, or the stop) on the current owner's
+    calendar.
+
+    Returns:
+        (instant (written into `out` if given), reached inside the segments, that segment's
+        index or None with one segment per clock), or None when some instant lies past the table.
     """
-    sla, tl, cals, now_s, since_s = ctx.sla, ctx.tl, ctx.cals, ctx.now_s, ctx.since_s
-    n = len(clocks.record)
-    stopped = clocks.stop >= 0
-    end = np.where(stopped, clocks.stop, now_s)
-    seg: Segments = split_segments(sla, tl, clocks, end)
-    single = seg.single  # segment i is clock i
-
-    # Tier -> target, time kind, calendar per clock.
-    tier_ix = ctx.record_tier[clocks.record]  # int8
-    tiers = sla.tiers
-    target = np.array([t.target.seconds for t in tiers], np.int64)[tier_ix]
-    critical = np.array([t.critical for t in tiers], bool)[tier_ix]
-    fixed = np.array(
-        [
-            cals.code[REAL_TIME_CALENDAR]
-            if t.target.time == "calendar"
-            else (-1 if t.target.calendar == OWNER_CALENDAR else cals.code[t.target.calendar])
-            for t in tiers
-        ],
-        np.int64,
-    )
-    seg_cal = ctx.owner_cal[seg.owner]
-    if (fixed >= 0).any():
-        seg_fixed = fixed[tier_ix] if single else fixed[tier_ix][seg.clock]
-        seg_cal = np.where(seg_fixed >= 0, seg_fixed, seg_cal)
-    if single:
-        first = last = None
-        cur_cal, seg_last_owner, paused_last = seg_cal, seg.owner, seg.paused
+    inside = goal <= elapsed.elapsed
+    if spans.single:
+        # Inside the one segment: F(start) + goal; projected: F(end) - elapsed + goal (the same
+        # unless the clock is paused).
+        f_goal = np.where(inside, elapsed.f_start, elapsed.projected_base)
+        f_goal += goal
+        goal_cal = elapsed.seg_codes
+        start_at = np.where(inside, spans.seg.start, end)
+        k = None
     else:
-        clock_ix = np.arange(n)
-        first = np.searchsorted(seg.clock, clock_ix, side="left")
-        last = np.searchsorted(seg.clock, clock_ix, side="right") - 1
-        cur_cal, seg_last_owner, paused_last = seg_cal[last], seg.owner[last], seg.paused[last]
+        # The first segment whose running elapsed reaches the goal (zero-length spans of earlier
+        # clocks share the same running value, hence the clip), from that segment's start.
+        wanted = elapsed.base + goal
+        k = np.clip(np.searchsorted(elapsed.cum_after, wanted, side="left"), spans.first, spans.last)
+        wanted -= elapsed.cum_before[k]
+        wanted += elapsed.f_start[k]
+        f_goal = np.where(inside, wanted, elapsed.projected_base + goal)
+        goal_cal = elapsed.table.prepare(np.where(inside, spans.cal[k], spans.current_cal))
+        start_at = np.where(inside, spans.seg.start[k], end)
+    if not np.all(f_goal <= goal_cal.total):
+        return None
+    at = elapsed.table.inverse(goal_cal, f_goal)
+    # F's inverse is the earliest instant with that many open seconds: for a goal met exactly at
+    # a segment's start in closed hours that is the previous closing, before the segment began.
+    return np.maximum(at, start_at, out=at if out is None else out), inside, k
 
-    # "2 h in hours, 4 h outside": decided by whether the clock started inside its first calendar's hours.
-    outside = np.array([t.target.outside_hours_seconds or -1 for t in tiers], np.int64)
-    if (outside >= 0).any():
-        outside = outside[tier_ix]
-        which = np.flatnonzero(outside >= 0)
-        if len(which):
-            first_cal = seg_cal[which] if single else seg_cal[first[which]]
-            opened = cals.fused.is_open(first_cal, clocks.start[which])
-            target[which] = np.where(opened, target[which], outside[which])
 
-    # Checkpoint offsets per clock (n, K), in catch-up order: by offset, then declaration. The
-    # order is usually the same for every clock, so try the first clock's order before sorting all.
-    cps = sla.all_checkpoints()
-    columns = [_offsets(cp, target) for cp in cps]
-    n_cp = len(cps)
-    order0 = np.argsort(np.array([c[0] for c in columns]), kind="stable")
-    # order0 is every clock's order if it sorts every row, ties broken by declaration (so the
-    # answer never depends on which clock came first, e.g. in a block of a parallel run).
-    same_order = all(
-        np.all(columns[a] < columns[b] if a > b else columns[a] <= columns[b])
-        for a, b in zip(order0, order0[1:], strict=False)
-    )
-    cp_offsets = np.empty((n, n_cp), np.int64)
-    if same_order:
-        order = None
-        for j, o in enumerate(order0):
-            cp_offsets[:, j] = columns[o]
-    else:
-        stacked = np.stack(columns, axis=1)
-        order = np.argsort(stacked, axis=1, kind="stable")
-        cp_offsets[:] = np.take_along_axis(stacked, order, axis=1)
-    del columns
+def _reach_checkpoints(
+    elapsed: _Elapsed,
+    spans: _Spans,
+    end: np.ndarray,
+    offsets: _Offsets,
+    reached: np.ndarray,
+    reached_at: np.ndarray,
+) -> bool:
+    """Fill `reached`/`reached_at` column by column (one checkpoint at a time keeps every
+    temporary one block long); False when some instant lies past the table."""
+    for j in range(offsets.seconds.shape[1]):
+        got = _reach(elapsed, spans, end, offsets.seconds[:, j], out=reached_at[:, j])
+        if got is None:
+            return False
+        reached[:, j] = got[1]
+    return True
 
-    # Everything below works in "open seconds" space F of the fused calendar table: elapsed is
-    # F(end) - F(start) per segment, and the instant an offset is reached is F's inverse. The
-    # table is grown until every projected instant falls inside it, then F is final.
-    reached = np.empty((n, n_cp), dtype=bool)
-    reached_at = np.empty((n, n_cp), np.int64)
-    # The table must reach past every projected instant: guess generously from the largest goal
-    # (a business hour is rarely more than five real ones), then grow it if a goal falls outside.
-    horizon = int(seg.end.max()) + 5 * int(max(target.max(), cp_offsets.max(initial=0))) + 21 * 86_400
-    extra_years = 0
-    while True:
-        table = cals.fused.prepare(int(seg.start.min()), horizon, extra_years)
-        seg_codes = table.prepare(seg_cal)
-        f_start = table.open_before(seg_codes, seg.start)
-        f_end = _open_at(table, seg_codes, seg.end, now_s)
-        seg_elapsed = f_end - f_start
-        seg_elapsed[seg.paused] = 0
-        if single:
-            elapsed = seg_elapsed
-            # A goal reached inside the clock's one segment is F(start) + goal; otherwise it is
-            # projected from the end: F(end) - elapsed + goal (the same unless the clock is paused).
-            projected_base = f_end - elapsed
-        else:
-            cum_after = np.cumsum(seg_elapsed)
-            cum_before = cum_after - seg_elapsed
-            base = cum_before[first]
-            elapsed = cum_after[last] - base
-            projected_base = f_end[last] - elapsed
-        deadline = None
-        for j in range(n_cp + 1):
-            goal = target if j == 0 else cp_offsets[:, j - 1]
-            inside = goal <= elapsed  # reached within the clock's own segments
-            if single:
-                f_goal = np.where(inside, f_start, projected_base)
-                f_goal += goal
-                goal_cal = seg_codes
-                start_at = np.where(inside, seg.start, end)
-            else:
-                # The first segment whose cumulative elapsed reaches the goal (zero-length spans of
-                # earlier clocks share the same cumulative value, hence the clip). Inside: from that
-                # segment's start on its calendar. Otherwise projected: the clock keeps running from
-                # the evaluation end (now, or the stop) on the current owner's calendar.
-                wanted = base + goal
-                k = np.clip(np.searchsorted(cum_after, wanted, side="left"), first, last)
-                wanted -= cum_before[k]
-                wanted += f_start[k]
-                f_goal = np.where(inside, wanted, projected_base + goal)
-                goal_cal = table.prepare(np.where(inside, seg_cal[k], cur_cal))
-                start_at = np.where(inside, seg.start[k], end)
-            if not np.all(f_goal <= goal_cal.total):
-                break
-            at = table.inverse(goal_cal, f_goal)
-            if j == 0:
-                deadline = np.maximum(at, start_at, out=at)
-                if not single:
-                    target_seg = k  # where the target ran out (for clocks that reached it)
-            else:
-                reached[:, j - 1] = inside
-                np.maximum(at, start_at, out=reached_at[:, j - 1])
-        else:
-            break
-        if cals.fused.max_year >= MAX_YEAR:
-            raise CalendarError(f"an SLA {sla.id!r} deadline falls after {MAX_YEAR}")
-        extra_years = extra_years * 2 + 1
 
-    over = elapsed > target
-    # Who answers for the clock: for a breached/met-late clock the owner of the segment in which
-    # the target ran out (the owner at the breach instant: a breach escalation reassigns the lead
-    # afterwards, and the breach must stay with the rep who let it happen), else the current owner.
-    # With one segment per clock (no owner change inside any clock) that is the current owner.
-    if single:
-        accountable = seg_last_owner
-    else:
-        accountable = np.where(over, seg.owner[target_seg], seg_last_owner)
-    paused_now = paused_last & ~stopped
-    state = np.select(
+def _accountable_owner(spans: _Spans, over: np.ndarray, target_seg: np.ndarray | None) -> np.ndarray:
+    """Who answers for each clock: for a breached/met-late clock the owner of the segment in which
+    the target ran out (the owner at the breach instant: a breach escalation reassigns the lead
+    afterwards, and the breach must stay with the rep who let it happen), else the current owner.
+    With one segment per clock (no owner change inside any clock) that is the current owner."""
+    if spans.single:
+        return spans.current_owner
+    return np.where(over, spans.seg.owner[target_seg], spans.current_owner)
+
+
+def _states(over: np.ndarray, stopped: np.ndarray, paused_now: np.ndarray) -> np.ndarray:
+    """`STATES` codes (int8): a stopped clock is met or met late, an open one breached once over
+    its target, else paused or running."""
+    return np.select(
         [stopped & ~over, stopped & over, over, paused_now],
         [STATES.index("met"), STATES.index("met_late"), STATES.index("breached"), STATES.index("paused")],
         default=STATES.index("running"),
     ).astype(np.int8)
-    percent = np.round(elapsed / target * 100.0, 2)
-    colour = np.where(over, 2, np.where(percent >= 75, 1, 0)).astype(np.int8)
 
-    # Column by column (a few checkpoints, a million clocks): the last fresh checkpoint (highest
-    # offset) is due, earlier fresh ones are superseded; the first one not reached is next.
-    running = ~stopped
+
+def _colours(over: np.ndarray, percent: np.ndarray) -> np.ndarray:
+    """`COLOURS` codes (int8): red when over the target, yellow from 75 %, else green."""
+    return np.where(over, 2, np.where(percent >= 75, 1, 0)).astype(np.int8)
+
+
+def _checkpoint_statuses(
+    reached: np.ndarray, reached_at: np.ndarray, running: np.ndarray, since_s: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each checkpoint's status and each clock's next checkpoint, columns in catch-up order.
+
+    A checkpoint of an open clock reached after `since` is fresh: the last fresh one (highest
+    offset) is due, earlier fresh ones are superseded (catch-up sends the breach, not stale
+    warnings); every other reached one is past.
+
+    Returns:
+        (status codes (clocks, checkpoints) int8 into `CHECKPOINT_STATUSES`, meaningful where
+        reached; per clock the column of the first checkpoint not reached, -1 when the clock has
+        stopped or reached them all).
+    """
+    n, n_cp = reached.shape
     fresh = np.empty((n, n_cp), dtype=bool)
     last_fresh = np.full(n, -1, np.int64)
     nxt = np.full(n, -1, np.int64)
@@ -612,54 +846,45 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
     for j in range(n_cp):
         status[:, j][fresh[:, j]] = 1
         status[:, j][last_fresh == j] = 0
-    nxt_c = np.clip(nxt, 0, None)
-    rows = np.arange(n)
-    next_cp = order0[nxt_c] if order is None else order[rows, nxt_c]
+    return status, nxt
 
-    clock_cols = {
-        "record": clocks.record.astype(np.int32),
-        "clock_start": clocks.start,
-        "tier": tier_ix,
-        "calendar": cur_cal.astype(np.int8),
-        "target_seconds": target,
-        "owner": seg_last_owner.astype(np.int32),
-        "accountable_owner": accountable.astype(np.int32),
-        "state": state,
-        "elapsed_seconds": elapsed,
-        "remaining_seconds": target - elapsed,
-        "percent_elapsed": percent,
-        "colour": colour,
-        "deadline": deadline,
-        "stopped_at": np.where(stopped, clocks.stop, _NAT),
-        "breached_at": np.where(over, deadline, _NAT),
-        "critical": critical,
-        "next_checkpoint": np.where(nxt >= 0, next_cp, -1).astype(np.int8),
-        "next_checkpoint_at": np.where(nxt >= 0, reached_at[rows, nxt_c], _NAT),
-    }
-    flat = np.flatnonzero(reached)  # row-major: by clock, then catch-up order
-    ci = np.repeat(rows, np.count_nonzero(reached, axis=1))
-    cp_cols = {
+
+def _next_checkpoints(
+    nxt: np.ndarray, offsets: _Offsets, reached_at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(checkpoint code (int8, -1: none), projected instant (`_NAT`: none)) of each clock's next
+    checkpoint, from its catch-up column `nxt` (-1: none)."""
+    nxt_c = np.clip(nxt, 0, None)
+    rows = np.arange(len(nxt))
+    next_cp = offsets.order0[nxt_c] if offsets.order is None else offsets.order[rows, nxt_c]
+    has_next = nxt >= 0
+    return np.where(has_next, next_cp, -1).astype(np.int8), np.where(has_next, reached_at[rows, nxt_c], _NAT)
+
+
+def _checkpoint_rows(clocks: Clocks, offsets: _Offsets, reach: _Reach, status: np.ndarray) -> dict:
+    """One row per reached checkpoint, by clock then catch-up order, as code columns."""
+    n = len(clocks.record)
+    flat = np.flatnonzero(reach.reached)  # row-major: by clock, then catch-up order
+    ci = np.repeat(np.arange(n), np.count_nonzero(reach.reached, axis=1))
+    if offsets.order is None:
+        checkpoint = np.tile(offsets.order0.astype(np.int8), n)[flat]
+    else:
+        checkpoint = offsets.order.ravel()[flat]
+    return {
         "record": clocks.record.astype(np.int32)[ci],
         "clock_start": clocks.start[ci],
-        "checkpoint": np.tile(order0.astype(np.int8), n)[flat] if order is None else order.ravel()[flat],
-        "offset_seconds": cp_offsets.ravel()[flat],
-        "reached_at": reached_at.ravel()[flat],
+        "checkpoint": checkpoint,
+        "offset_seconds": offsets.seconds.ravel()[flat],
+        "reached_at": reach.reached_at.ravel()[flat],
         "status": status.ravel()[flat],
     }
-    return clock_cols, cp_cols
 
 
 def _constant(value: str, n: int) -> pd.Categorical:
     return pd.Categorical.from_codes(np.zeros(n, np.int8), [value])
 
 
-def _offsets(cp, target: np.ndarray) -> np.ndarray:
-    kind, value = cp.offset()
-    if kind == "percent":
-        return np.rint(target * value / 100.0).astype(np.int64)
-    if kind == "elapsed":
-        return np.full(len(target), int(value), np.int64)
-    return np.maximum(target + int(value), 0)
+# --- every policy version and SLA ------------------------------------------------------------------
 
 
 def evaluate(
@@ -694,22 +919,18 @@ def evaluate(
     now_s = to_epoch_seconds(now, "now")
     since_s = None if since is None else to_epoch_seconds(since, "since")
     versions = sorted({p.version: p for p in [*history, policy]}.values(), key=lambda p: p.effective_from)
-    bounds = [to_epoch_seconds(p.effective_from, "effective_from") for p in versions]
+    windows = _version_windows(versions)
     clock_parts, cp_parts = [], []
     timelines: dict[str, Timeline] = {}
     record_cols = Columns(records, "records")
     history_cols = Columns(field_history, "field_history")
     activity_cols = Columns(activities, "activities")
-    for v, pol in enumerate(versions):
-        window = (
-            np.iinfo(np.int64).min if v == 0 else bounds[v],
-            bounds[v + 1] if v + 1 < len(versions) else np.iinfo(np.int64).max,
-        )
+    for pol, window in zip(versions, windows, strict=True):
         cals = _Calendars(pol)
         for sla in pol.slas:
             if not sla.enabled:
                 continue
-            if sla.object not in timelines:
+            if sla.object not in timelines:  # one timeline per object type, shared by its SLAs
                 index = RecordIndex.build(record_cols, sla.object)
                 timelines[sla.object] = Timeline.build(
                     index, sla.object, history_cols, activity_cols, now_s, _fields_read(versions, sla.object)
@@ -726,6 +947,18 @@ def evaluate(
     clocks["evaluated_at"] = pd.Timestamp(now_s, unit="s", tz="UTC")
     checkpoints = _frame(cp_parts, CHECKPOINT_COLUMNS, ("clock_start", "reached_at"))
     return Evaluation(clocks, checkpoints)
+
+
+def _version_windows(versions: list[Policy]) -> list[tuple[int, int]]:
+    """The clock starts each policy version governs, [from, to) in epoch seconds: from its
+    `effective_from` to the next version's. `versions` are sorted by `effective_from`; the
+    earliest also governs clocks that started before it, the latest every later start."""
+    bounds = [to_epoch_seconds(p.effective_from, "effective_from") for p in versions]
+    lo, hi = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+    return [
+        (lo if v == 0 else bounds[v], bounds[v + 1] if v + 1 < len(versions) else hi)
+        for v in range(len(versions))
+    ]
 
 
 def _fields_read(policies: list[Policy], object_type: str) -> list[str]:
