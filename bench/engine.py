@@ -5,6 +5,11 @@ with five calendars, no activities so every clock is open) under the shipped pol
 Touched Lead: three checkpoints - 50 %, 80 %, breach), times `leadsla.engine.evaluate`, and
 times the obvious per-clock loop over the scalar calendar API on a sample, scaled. Prints one
 JSON line: clocks, wall_s, cpu_s, clocks_per_s, naive_clocks_per_s, speedup_vs_naive, peak_rss_mb.
+
+To compare two versions of the engine, measure them side by side: the script puts its own tree's
+include/ first on sys.path, so run each tree's copy of this file (e.g. a copy of main's bench/ and
+include/ against a worktree's), alternating runs, at least three each, and compare the medians.
+On the shared 2-core machine cpu_s is the steadier figure; note `uptime`'s load with the result.
 """
 
 from __future__ import annotations
