@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from leadsla.calendar import epoch_seconds_array
-from leadsla.policy import Sla
+from leadsla.policy import Sla, TouchRule
 
 _SHIFT = np.int64(34)  # 2**34 seconds reach the year 2514
+#: `epoch_seconds_array`'s value for a missing instant.
+_NAT_SECONDS = np.iinfo(np.int64).min
 _MASK = np.int64((1 << 34) - 1)
 #: The field_history field that records ownership (Salesforce LeadHistory/OpportunityFieldHistory).
 OWNER_FIELD = "OwnerId"
@@ -195,8 +197,11 @@ class RecordIndex:
                 self._columns[name] = _take(self.source.get(name), self.rows)
             elif self.source.has("fields"):
                 raw = _take(self.source.get("fields"), self.rows)
+                # A checkbox's value reads as its history does ("true"/"false"), so a rule on it
+                # matches the current value the same way as its changes.
                 self._columns[name] = np.array(
-                    [f.get(name) if isinstance(f, dict) else None for f in raw], dtype=object
+                    [_as_history_value(f.get(name)) if isinstance(f, dict) else None for f in raw],
+                    dtype=object,
                 )
             else:
                 self._columns[name] = np.full(len(self.rows), None, dtype=object)
@@ -215,6 +220,11 @@ class RecordIndex:
     def field_value(self, field: str) -> np.ndarray:
         """The record's current value of a CRM field (mapped column if there is one)."""
         return self.column(FIELD_COLUMNS.get(field, field))
+
+
+def _as_history_value(value: object) -> object:
+    """A raw CRM value as field history holds it: booleans as "true"/"false"."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 def _objects(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -304,21 +314,33 @@ class History:
         return self._values[name]
 
 
+def _optional_seconds(values: pd.Series) -> np.ndarray:
+    """Instants as epoch seconds, `_NAT_SECONDS` where missing (naive ones are taken as UTC)."""
+    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    seconds = np.floor_divide(idx.as_unit("ns").asi8, 10**9)
+    return np.where(idx.isna(), _NAT_SECONDS, seconds)
+
+
 def _live_activities(
     index: RecordIndex, object_type: str, act: Columns, now_s: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(record code, owner id, second) of this object type's activities up to `now`, deleted ones
-    left out (a Lead's activities link by who_id, an Opportunity's by what_id)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Columns | None]:
+    """(record code, owner id, second, row in `act`, `act`) of this object type's activities up to
+    `now`, deleted ones left out (a Lead's activities link by who_id, an Opportunity's by what_id).
+    The second is when the activity happened: a completed Task's completion, else its creation."""
     if not len(act):
         empty = np.empty(0, np.int64)
-        return empty, np.empty(0, object), empty
+        return empty, np.empty(0, object), empty, empty, None
     link = "who_id" if object_type == "Lead" else "what_id"
     at = act.seconds("created_at")
+    if act.has("completed_at"):
+        done = _optional_seconds(act.frame["completed_at"])
+        at = np.where(done != _NAT_SECONDS, done, at)
     acode = index.codes(act.get(link))
     live = (acode >= 0) & (at <= now_s)
     if act.has("is_deleted"):
         live &= ~pd.Series(act.get("is_deleted"), dtype=object).fillna(False).astype(bool).to_numpy()
-    return acode[live], act.get("owner_id")[live], at[live]
+    rows = np.flatnonzero(live)
+    return acode[rows], act.get("owner_id")[rows], at[rows], rows, act
 
 
 @dataclass
@@ -330,6 +352,8 @@ class Timeline:
     act_code: np.ndarray
     act_owner: np.ndarray
     act_t: np.ndarray
+    act_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # rows in `act_columns`
+    act_columns: Columns | None = None  # kind, type, subtype, created_by, status of each activity
     _events: dict[str, Events] = field(default_factory=dict)
     _record_flags: dict[str, np.ndarray] = field(default_factory=dict)
     _owners: Owners | None = None
@@ -441,21 +465,80 @@ def start_events(sla: Sla, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
     return code[hit], t[hit]
 
 
-def stop_events(sla: Sla, tl: Timeline) -> Events:
-    """Every instant at which a stop rule fires, per record (sorted packed keys)."""
+@dataclass(frozen=True)
+class Actors:
+    """Who the activities' authors are, for touch rules: the policy's automation users (their
+    activities never count) and each user's team (for `by: owner_team`)."""
+
+    automation: frozenset[str] = frozenset()
+    team_of: dict[str, str | None] = field(default_factory=dict)
+
+
+def stop_events(sla: Sla, tl: Timeline, actors: Actors | None = None) -> Events:
+    """Every instant at which a stop rule fires (the clock is met), per record (sorted packed keys)."""
     parts = []
     for rule in sla.stop:
-        if rule.activity_by is not None:
-            code, t = tl.act_code, tl.act_t
-            if rule.activity_by == "owner" and len(code):
-                keep = tl.act_owner == tl.owners().vocab[tl.owner_asof(code, t)]
-                code, t = code[keep], t[keep]
-            parts.append(Events.build(code, t))
+        touch = rule.touch_rule
+        if touch is not None:
+            parts.append(touch_events(touch, tl, actors or Actors()))
             continue
         code, t, _, new = tl.history.values(rule.field)
         hit = _isin(new, rule.in_) if rule.in_ is not None else _is_set(new)
         parts.append(Events.build(code[hit], t[hit]))
     return Events.concat(parts)
+
+
+def touch_events(touch: TouchRule, tl: Timeline, actors: Actors) -> Events:
+    """The activities that count as a touch under `touch` (policy `TouchRule`): of the kinds,
+    types and subtypes it names, never an automated subtype or an automation user's, a Task only
+    once completed, and by the clock's owner at that instant (or their team, or anyone)."""
+    code, t = tl.act_code, tl.act_t
+    keep = np.ones(len(code), dtype=bool)
+    act = tl.act_columns
+    if act is not None and len(code):
+
+        def column(name: str) -> np.ndarray:
+            return act.get(name)[tl.act_rows] if act.has(name) else np.full(len(code), None, dtype=object)
+
+        kind, subtype = column("kind"), column("subtype")
+        keep &= _isin(kind, list(touch.kinds)) | pd.isna(kind)
+        if touch.types:
+            keep &= _isin(column("type"), touch.types)
+        if touch.subtypes:
+            keep &= _isin(subtype, touch.subtypes)
+        if touch.exclude_subtypes:
+            keep &= ~_isin(subtype, touch.exclude_subtypes)
+        if touch.exclude_automation and actors.automation:
+            keep &= ~_isin(column("created_by"), sorted(actors.automation))
+        if touch.completed_only:
+            # An open to-do is not a touch; a Task whose status the store lacks (synced before it was
+            # read) counts as before.
+            status = column("status")
+            keep &= (kind != "Task") | pd.isna(status) | (status == "Completed")
+    if touch.by != "anyone" and len(code):
+        owner = tl.owners().vocab[tl.owner_asof(code, t)]
+        if touch.by == "owner":
+            keep &= tl.act_owner == owner
+        else:
+            team = np.array(
+                [actors.team_of.get(o) if isinstance(o, str) else None for o in owner], dtype=object
+            )
+            mine = np.array(
+                [actors.team_of.get(a) if isinstance(a, str) else None for a in tl.act_owner], dtype=object
+            )
+            keep &= (tl.act_owner == owner) | (pd.notna(team) & (team == mine))
+    return Events.build(code[keep], t[keep])
+
+
+def exit_events(sla: Sla, tl: Timeline) -> Events:
+    """Every instant a record's start field leaves the watched value for one that is not a pause
+    (SAL -> SQL, Recycled, ...): a clock open then ends there, handed on (policy `Sla.stop`). Only
+    a clock started by a field becoming a value can leave it."""
+    if sla.start.becomes is None:
+        return Events(np.empty(0, np.int64))
+    code, t, _, new = tl.history.values(sla.start.field)
+    hit = ~_isin(new, [sla.start.becomes, *sla.pause_values(sla.start.field)])
+    return Events.build(code[hit], t[hit])
 
 
 @dataclass
@@ -465,14 +548,26 @@ class Clocks:
     record: np.ndarray  # record code
     start: np.ndarray  # epoch seconds
     stop: np.ndarray  # epoch seconds, -1 when still open
+    left: np.ndarray | None = None  # bool: it ended by leaving the watched state (None: none did)
+
+    def take(self, rows: np.ndarray | slice) -> Clocks:
+        """The clocks at `rows` (an index array, a mask or a slice)."""
+        left = None if self.left is None else self.left[rows]
+        return Clocks(self.record[rows], self.start[rows], self.stop[rows], left)
+
+    def ended_by_leaving(self) -> np.ndarray:
+        return np.zeros(len(self.record), dtype=bool) if self.left is None else self.left
 
 
-def derive_clocks(sla: Sla, tl: Timeline) -> Clocks:
+def derive_clocks(sla: Sla, tl: Timeline, actors: Actors | None = None) -> Clocks:
     """Every clock of `sla`: a start event opens one unless a clock of the same record is still open
     (a re-entry such as Nurture -> SAL resumes it instead); the first stop event at or after the
-    start closes it."""
+    start closes it: a stop rule (met), or the record leaving the watched state (handed on). A
+    record that left and comes back (Recycled -> MQL -> SAL) gets a new clock."""
     code, t = start_events(sla, tl)
-    stops = stop_events(sla, tl)
+    met = stop_events(sla, tl, actors)
+    exits = exit_events(sla, tl)
+    stops = Events.concat([met, exits]) if len(exits.key) else met
     if len(code) == 0:
         empty = np.empty(0, np.int64)
         return Clocks(empty, empty, empty)
@@ -486,13 +581,18 @@ def derive_clocks(sla: Sla, tl: Timeline) -> Clocks:
         key, code, t = key[new], code[new], t[new]
     j = np.searchsorted(stops.key, key, side="left")
     jc = np.clip(j, 0, max(len(stops.key) - 1, 0))
-    if len(stops.key):
-        found = stops.key[jc]
-        has = (j < len(stops.key)) & ((found >> _SHIFT) == code)
-        stop = np.where(has, found & _MASK, -1)
-    else:
-        stop = np.full(len(key), -1, np.int64)
-    return Clocks(code, t, stop)
+    if not len(stops.key):
+        return Clocks(code, t, np.full(len(key), -1, np.int64))
+    found = stops.key[jc]
+    has = (j < len(stops.key)) & ((found >> _SHIFT) == code)
+    stop = np.where(has, found & _MASK, -1)
+    if not len(exits.key):
+        return Clocks(code, t, stop)
+    # Ended by leaving unless a stop rule fired at the very same instant (then it was met).
+    if not len(met.key):
+        return Clocks(code, t, stop, has.copy())
+    at = np.minimum(np.searchsorted(met.key, found), len(met.key) - 1)
+    return Clocks(code, t, stop, has & (met.key[at] != found))
 
 
 @dataclass

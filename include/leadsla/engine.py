@@ -27,12 +27,14 @@ Output (`Evaluation`):
   accountable_team (who answers for the clock: for a breached or met-late clock the owner of the
   span in which the target ran out, i.e. the owner at the breach instant, so an escalation that
   reassigns the lead to a manager afterwards leaves the breach on the rep who let it happen;
-  otherwise = owner_id, team), state (running | paused | met | met_late | breached), elapsed_seconds,
+  otherwise = owner_id, team), state (running | paused | met | met_late | breached | handed_on |
+  handed_on_late: met by a stop rule, or ended by the record leaving the watched state, such as
+  SAL -> SQL or Recycled, before or after the target ran out), elapsed_seconds,
   remaining_seconds (target - elapsed; negative when overdue), percent_elapsed, colour (green
-  < 75 %, yellow >= 75 %, red when breached or met late), deadline (when the target is or was
+  < 75 %, yellow >= 75 %, red when over the target), deadline (when the target is or was
   used up, projected through past pauses and owner changes on the current owner's calendar, as if
-  the clock kept running from `now`/the stop), stopped_at, breached_at (= deadline for breached
-  and met-late clocks), critical, next_checkpoint, next_checkpoint_at, evaluated_at.
+  the clock kept running from `now`/the stop), stopped_at, breached_at (= deadline for breached,
+  met-late and handed-on-late clocks), critical, next_checkpoint, next_checkpoint_at, evaluated_at.
 * ``checkpoints``: one row per reached checkpoint: sla_id, record_id, clock_start,
   policy_version, checkpoint, offset_seconds, reached_at, status. Status is ``due`` (reached
   after `since`, the latest such of its clock), ``superseded`` (reached after `since` but a later
@@ -74,6 +76,7 @@ from leadsla.calendar import (
 )
 from leadsla.clock import (
     OWNER_FIELD,
+    Actors,
     Clocks,
     Columns,
     RecordIndex,
@@ -129,7 +132,7 @@ _PARALLEL_MIN_CLOCKS = 100_000
 #: allocator and stay in cache, where million-row temporaries would be fresh memory every time
 #: (page faults and zeroing cost more than the arithmetic on them).
 _BLOCK_CLOCKS = 1 << 16
-STATES = ("running", "paused", "met", "met_late", "breached")
+STATES = ("running", "paused", "met", "met_late", "breached", "handed_on", "handed_on_late")
 COLOURS = ("green", "yellow", "red")
 CHECKPOINT_STATUSES = ("due", "superseded", "past")
 
@@ -312,7 +315,7 @@ def _evaluate_sla(
 ) -> tuple[dict, dict] | None:
     """One SLA's clocks that started inside `window` (the epoch seconds its policy version
     governs) as (clock columns, checkpoint columns) for `_frame`, or None if there are none."""
-    clocks = _clocks_in_window(derive_clocks(sla, tl), window)
+    clocks = _clocks_in_window(derive_clocks(sla, tl, _actors(policy, users)), window)
     if clocks is None:
         return None
     owner_team, owner_cal = _owner_calendars(policy, cals, users, tl.owners().vocab)
@@ -330,6 +333,16 @@ def _evaluate_sla(
     return _assemble(ctx, clock, cp)
 
 
+def _actors(policy: Policy, users: pd.DataFrame) -> Actors:
+    """The policy's automation users and each user's team, for the SLA's touch rules."""
+    teams = users.drop_duplicates("user_id", keep="last")
+    team_of = {
+        str(u): policy.team_key(t if isinstance(t, str) else None)
+        for u, t in zip(teams["user_id"], teams["team"], strict=True)
+    }
+    return Actors(frozenset(policy.automation_user_ids), team_of)
+
+
 def _clocks_in_window(clocks: Clocks, window: tuple[int, int]) -> Clocks | None:
     """The clocks that started in [window), or None if none did."""
     keep = (clocks.start >= window[0]) & (clocks.start < window[1])
@@ -337,11 +350,11 @@ def _clocks_in_window(clocks: Clocks, window: tuple[int, int]) -> Clocks | None:
         return None
     if keep.all():
         return clocks
-    return Clocks(clocks.record[keep], clocks.start[keep], clocks.stop[keep])
+    return clocks.take(keep)
 
 
 def _block(clocks: Clocks, a: int, b: int) -> Clocks:
-    return Clocks(clocks.record[a:b], clocks.start[a:b], clocks.stop[a:b])
+    return clocks.take(slice(a, b))
 
 
 def _evaluate_blocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
@@ -532,7 +545,7 @@ def _evaluate_clocks(ctx: _Context, clocks: Clocks) -> tuple[dict, dict]:
         "target_seconds": target,
         "owner": spans.current_owner.astype(np.int32),
         "accountable_owner": _accountable_owner(spans, over, reach.target_seg).astype(np.int32),
-        "state": _states(over, stopped, spans.current_paused & running),
+        "state": _states(over, stopped, clocks.ended_by_leaving(), spans.current_paused & running),
         "elapsed_seconds": elapsed,
         "remaining_seconds": target - elapsed,
         "percent_elapsed": percent,
@@ -801,12 +814,21 @@ def _accountable_owner(spans: _Spans, over: np.ndarray, target_seg: np.ndarray |
     return np.where(over, spans.seg.owner[target_seg], spans.current_owner)
 
 
-def _states(over: np.ndarray, stopped: np.ndarray, paused_now: np.ndarray) -> np.ndarray:
-    """`STATES` codes (int8): a stopped clock is met or met late, an open one breached once over
-    its target, else paused or running."""
+def _states(over: np.ndarray, stopped: np.ndarray, left: np.ndarray, paused_now: np.ndarray) -> np.ndarray:
+    """`STATES` codes (int8): a clock a stop rule ended is met (or met late, over its target); one
+    that ended by the record leaving the watched state is handed on (or handed on late); an open
+    one is breached once over its target, else paused or running."""
+    met = stopped & ~left
     return np.select(
-        [stopped & ~over, stopped & over, over, paused_now],
-        [STATES.index("met"), STATES.index("met_late"), STATES.index("breached"), STATES.index("paused")],
+        [met & ~over, met & over, stopped & ~over, stopped, over, paused_now],
+        [
+            STATES.index("met"),
+            STATES.index("met_late"),
+            STATES.index("handed_on"),
+            STATES.index("handed_on_late"),
+            STATES.index("breached"),
+            STATES.index("paused"),
+        ],
         default=STATES.index("running"),
     ).astype(np.int8)
 

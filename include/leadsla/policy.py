@@ -32,6 +32,7 @@ from pydantic import (
 
 from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, parse_duration
 from leadsla.errors import LeadSlaError
+from leadsla.lifecycle import Lifecycle, LifecycleError, active_lifecycle_path, load_lifecycle
 from leadsla.paths import config_dir
 
 #: The shipped policy.
@@ -75,11 +76,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: A team's `manager` may be this instead of a CRM user id: the manager most of the team's active
+#: members report to (User.ManagerId), as the CRM says at the time of the message.
+CRM_MANAGER = "crm"
+
+
 class Team(_Model):
     calendar: str
     #: The team's name(s) as the CRM spells it (User.Department / role), e.g. "SDR EMEA".
     crm_names: list[str] = []
-    manager: str | None = None  # CRM user id of the team manager
+    #: The team manager (role ``team_manager``): a CRM user id, or ``crm`` (see `CRM_MANAGER`).
+    manager: str | None = None
     queue: str | None = None  # the team's CRM queue name
     slack_channel: str | None = None
 
@@ -128,17 +135,59 @@ class StartRule(_Model):
         return f"{self.field} becomes {self.becomes}" if self.becomes is not None else f"{self.field} is set"
 
 
-class StopRule(_Model):
-    """One way a clock stops: the owner logs an activity, a field enters a set, or a field is set."""
+#: Task subtypes that are never a touch: mass e-mails and sales-engagement sequence steps are sent
+#: by automation, whoever owns them ("compliance theatre" if they stopped the clock).
+AUTOMATED_SUBTYPES = ("ListEmail", "Cadence")
 
+
+class TouchRule(_Model):
+    """What counts as working the record (a touch): an activity on it, by whom, of which kind.
+
+    The default is the seeds' "a real first touch by the owner": any completed Task or Event by
+    the clock's owner, except mass and sequence e-mails and anything an automation user created.
+    """
+
+    #: owner: the clock's owner at the activity's time; owner_team: anyone in that owner's team.
+    by: Literal["owner", "owner_team", "anyone"] = "owner"
+    kinds: list[Literal["Task", "Event"]] = Field(default_factory=lambda: ["Task", "Event"], min_length=1)
+    #: Activity Type values that count (Call, Email, Meeting...); none listed: any type.
+    types: list[str] | None = None
+    #: TaskSubtype / EventSubtype values that count; none listed: any subtype.
+    subtypes: list[str] | None = None
+    #: Subtypes that never count, whoever logged them.
+    exclude_subtypes: list[str] = Field(default_factory=lambda: list(AUTOMATED_SUBTYPES))
+    #: Activities created by the policy's `automation_user_ids` never count.
+    exclude_automation: bool = True
+    #: A Task counts once it is Completed (at its completion time); an open to-do is not a touch.
+    completed_only: bool = True
+
+    def describe(self) -> str:
+        what = "/".join(self.types) if self.types else "activity"
+        return f"{what} by {self.by.replace('_', ' ')}"
+
+
+class StopRule(_Model):
+    """One way a clock stops (is met): a touch, a field entering a set, or a field being set.
+
+    `activity_by: owner|anyone` is the short form of `touch: {by: owner|anyone}` (the default touch).
+    """
+
+    touch: TouchRule | None = None
     activity_by: Literal["owner", "anyone"] | None = None
     field: str | None = None
     in_: list[str] | None = Field(default=None, alias="in")
     set: bool | None = None
 
+    @property
+    def touch_rule(self) -> TouchRule | None:
+        """The touch this rule stops on (the short form expanded), or None for a field rule."""
+        if self.touch is not None:
+            return self.touch
+        return TouchRule(by=self.activity_by) if self.activity_by is not None else None
+
     def describe(self) -> str:
-        if self.activity_by:
-            return f"activity by {self.activity_by}"
+        if self.touch_rule is not None:
+            return self.touch_rule.describe()
         if self.in_ is not None:
             return f"{self.field} in {', '.join(self.in_)}"
         return f"{self.field} is set"
@@ -245,7 +294,10 @@ class Breach(_Model):
 
     at: str = "target + 1m"
     reassign: list[str] = Field(default_factory=list)  # tried in order: owner_manager, queue:<name>
+    #: The lead is locked from round-robin for this long from the moment it is reassigned (so the
+    #: manager has the whole time to decide), in real hours or the new owner's business hours.
     lock_hours: float = 0
+    lock_time: Literal["calendar", "business"] = "calendar"
     notify: list[str] = Field(default_factory=list)
     channels: list[Channel] = Field(default_factory=lambda: ["email"])
     priority: Literal["normal", "high"] = "high"
@@ -276,11 +328,21 @@ class Sla(_Model):
     enabled: bool = True
     team: str | None = None  # the team accountable (for the matrix); owners' teams drive calendars
     start: StartRule
-    stop: list[StopRule] = Field(min_length=1)
+    #: Ways the clock is met. Besides these, a clock started by a field becoming a value ends when
+    #: the record leaves that value for one that is not a pause (SAL -> SQL, Recycled...): it is
+    #: `handed_on`, never left running.
+    stop: list[StopRule] = Field(default_factory=list)
     pause: list[PauseRule] = Field(default_factory=list)
+    #: How a clock that ended by leaving the watched state counts in compliance: as met (the seeds:
+    #: a lead worked out of SAL was worked), or apart from met and violated (excluded).
+    left_counts_as: Literal["met", "excluded"] = "met"
     tiers: list[Tier] = Field(min_length=1)
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     breach: Breach
+
+    def pause_values(self, field: str) -> list[str]:
+        """The values of `field` that pause this SLA's clocks."""
+        return [v for rule in self.pause if rule.field == field for v in rule.in_]
 
     def all_checkpoints(self) -> list[Checkpoint]:
         """The checkpoints then the breach, in the order they are declared (engine sorts by offset)."""
@@ -289,6 +351,9 @@ class Sla(_Model):
 
 class Policy(_Model):
     version: str = Field(min_length=1)
+    #: The lifecycle file the rules are checked against (relative to this file; default: the
+    #: active lifecycle, include/config/lifecycle.yaml or $LEADSLA_LIFECYCLE_PATH).
+    lifecycle: str | None = None
     effective_from: dt.datetime
     description: str | None = None
     default_calendar: str
@@ -303,6 +368,7 @@ class Policy(_Model):
     automation_user_ids: list[str] = Field(default_factory=list)
     slas: list[Sla] = Field(min_length=1)
     _calendars: dict[str, BusinessCalendar] = PrivateAttr(default_factory=dict)
+    _lifecycle: Lifecycle | None = PrivateAttr(default=None)
     source: str | None = Field(default=None, exclude=True)
 
     @field_validator("effective_from")
@@ -323,6 +389,13 @@ class Policy(_Model):
         except KeyError:
             known = ", ".join(self.calendar_names)
             raise PolicyError(f"unknown calendar {name!r}: the policy defines {known}") from None
+
+    @property
+    def lifecycle_model(self) -> Lifecycle:
+        """The lifecycle the policy's rules were checked against."""
+        if self._lifecycle is None:
+            raise PolicyError(f"{self.source or 'policy'}: no lifecycle loaded")
+        return self._lifecycle
 
     @property
     def calendar_names(self) -> list[str]:
@@ -438,13 +511,23 @@ def _cross_check(policy: Policy) -> list[str]:
                 "becomes or set: true"
             )
         for j, stop in enumerate(sla.stop):
-            kinds = [stop.activity_by is not None, stop.in_ is not None, bool(stop.set)]
+            kinds = [
+                stop.touch is not None,
+                stop.activity_by is not None,
+                stop.in_ is not None,
+                bool(stop.set),
+            ]
             if sum(kinds) != 1 or ((stop.in_ is not None or stop.set) and not stop.field):
                 problems.append(
                     f"{where}.stop[{j}]: {stop.model_dump(exclude_none=True, by_alias=True)!r}: expected "
-                    "one of "
-                    "{activity_by: owner}, {field: F, in: [...]} or {field: F, set: true}"
+                    "one of {touch: {...}}, {activity_by: owner}, {field: F, in: [...]} or "
+                    "{field: F, set: true}"
                 )
+        if not sla.stop and sla.start.becomes is None:
+            problems.append(
+                f"{where}.stop: []: a clock started by a field being set needs a stop rule (only a clock "
+                "started by a field becoming a value ends by leaving it)"
+            )
         defaults = [k for k, tier in enumerate(sla.tiers) if tier.default]
         if len(defaults) != 1 or defaults[0] != len(sla.tiers) - 1:
             problems.append(
@@ -483,11 +566,84 @@ def _cross_check(policy: Policy) -> list[str]:
                         f"{path}.notify[{r}]: {who!r}: expected a role ({', '.join(sorted(roles))}), "
                         "queue:<name> or channel:<name>"
                     )
+                elif who.startswith("queue:") and not any(t.queue == who[6:] for t in policy.teams.values()):
+                    problems.append(
+                        f"{path}.notify[{r}]: {who!r}: no team's queue is named {who[6:]!r}: name it in "
+                        "teams.<team>.queue (its Slack channel is told)"
+                    )
+                elif who == "team_manager":
+                    problems += _team_manager_problems(policy, sla, f"{path}.notify[{r}]")
+        for r, who in enumerate(sla.breach.reassign):
+            if who == "team_manager":
+                problems += _team_manager_problems(policy, sla, f"{where}.breach.reassign[{r}]")
     return problems
 
 
-def policy_from_dict(data: Any, source: str = "<policy>") -> Policy:
-    """Validate a parsed policy document.
+def _team_manager_problems(policy: Policy, sla: Sla, path: str) -> list[str]:
+    """`team_manager` resolves to the manager of the clock owner's team, else of the SLA's team:
+    so the SLA's team must name one (a user id or `crm`)."""
+    team = policy.teams.get(sla.team) if sla.team else None
+    if team is not None and team.manager:
+        return []
+    return [
+        f"{path}: 'team_manager': SLA {sla.id!r} cannot resolve this role: "
+        + (f"teams.{sla.team}.manager is not set" if team is not None else f"slas[{sla.id}].team is not set")
+        + " (set it to the manager's CRM user id, or to crm: whom most of the team reports to)"
+    ]
+
+
+def _lifecycle_problems(policy: Policy, lifecycle: Lifecycle) -> list[str]:
+    """Every status a rule names must be one the lifecycle declares for the SLA's object, and a
+    status that pauses a clock must be a paused one there."""
+    problems: list[str] = []
+    where_lc = lifecycle.source
+    for i, sla in enumerate(policy.slas):
+        lc = lifecycle.of(sla.object)
+        if lc is None:
+            continue
+        where = f"slas[{i}]"
+
+        def unknown(path: str, value: str, lc=lc) -> str:
+            return (
+                f"{path}: {value!r}: not a {lc.object} {lc.field} in {where_lc} "
+                f"(expected one of {', '.join(lc.names)})"
+            )
+
+        if (
+            sla.start.field == lc.field
+            and sla.start.becomes is not None
+            and sla.start.becomes not in lc.names
+        ):
+            problems.append(unknown(f"{where}.start.becomes", sla.start.becomes))
+        for j, stop in enumerate(sla.stop):
+            if stop.field == lc.field:
+                problems += [unknown(f"{where}.stop[{j}].in", v) for v in stop.in_ or [] if v not in lc.names]
+        for j, rule in enumerate(sla.pause):
+            if rule.field != lc.field:
+                continue
+            for value in rule.in_:
+                if value not in lc.names:
+                    problems.append(unknown(f"{where}.pause[{j}].in", value))
+                elif value not in lc.paused:
+                    problems.append(
+                        f"{where}.pause[{j}].in: {value!r}: a pause status must have stage: paused in "
+                        f"{where_lc} (it is {lc.status(value).stage})"
+                    )
+        for k, tier in enumerate(sla.tiers):
+            for value in (tier.when or {}).get("status", []):
+                if value not in lc.names:
+                    problems.append(unknown(f"{where}.tiers[{k}].when.status", value))
+    return problems
+
+
+def policy_from_dict(
+    data: Any, source: str = "<policy>", *, lifecycle: Lifecycle | None = None, base_dir: Path | None = None
+) -> Policy:
+    """Validate a parsed policy document, against its lifecycle.
+
+    Args:
+        lifecycle: the lifecycle to check against (default: the file the policy's `lifecycle` key
+            names, relative to `base_dir`, else the active lifecycle).
 
     Raises:
         PolicyError: every problem, each with key path, bad value and expectation.
@@ -508,11 +664,24 @@ def policy_from_dict(data: Any, source: str = "<policy>") -> Policy:
             problems.append(f"calendars.{name}: {exc}")
     if REAL_TIME_CALENDAR in policy.calendars:
         problems.append(f"calendars.{REAL_TIME_CALENDAR}: the name is reserved for real (calendar) time")
+    if lifecycle is None:
+        try:
+            lifecycle = load_lifecycle(_lifecycle_path(policy.lifecycle, base_dir))
+        except LifecycleError as exc:
+            problems.append(f"lifecycle: {policy.lifecycle!r}: {exc}")
+    policy._lifecycle = lifecycle
     if not problems:
-        problems = _cross_check(policy)
+        problems = _cross_check(policy) + _lifecycle_problems(policy, lifecycle)
     if problems:
         raise PolicyError(f"{source}: invalid SLA policy: " + "; ".join(problems))
     return policy
+
+
+def _lifecycle_path(name: str | None, base_dir: Path | None) -> Path:
+    if name is None:
+        return active_lifecycle_path()
+    path = Path(name)
+    return path if path.is_absolute() or base_dir is None else base_dir / path
 
 
 def active_policy_path() -> Path:
@@ -543,7 +712,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise PolicyError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return policy_from_dict(data, str(path))
+    return policy_from_dict(data, str(path), base_dir=path.parent)
 
 
 def policy_for(policies: Iterable[Policy], at: dt.datetime) -> Policy:

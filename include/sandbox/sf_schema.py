@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from leadsla.lifecycle import load_lifecycle
+
 # Field types use the names Salesforce's describe returns.
 ID, STRING, EMAIL, PICKLIST, BOOLEAN, DATETIME, DATE, DOUBLE, CURRENCY, REFERENCE, TEXTAREA = (
     "id",
@@ -24,31 +26,18 @@ ID, STRING, EMAIL, PICKLIST, BOOLEAN, DATETIME, DATE, DOUBLE, CURRENCY, REFERENC
     "textarea",
 )
 
-LEAD_STATUSES = ["Open", "MQL", "SAL", "SQL", "Working", "Recycled", "Disqualified", "Converted"]
-REJECTION_REASONS = [
-    "No Budget",
-    "Not Decision Maker",
-    "Bad Contact Data",
-    "Competitor",
-    "Student or Personal",
-    "Duplicate",
-    "No Response",
-]
+# The demo org's Status and Rejection_Reason__c picklists are the lifecycle's own (include/config/
+# lifecycle.yaml), so its crm_fields.yaml status_map is empty; a real org maps its values there.
+_LIFECYCLE = load_lifecycle()
+LEAD_STATUSES = _LIFECYCLE.lead().names
+REJECTION_REASONS = list(_LIFECYCLE.lead().rejection_reasons)
 LEAD_SOURCES = ["Demo Request", "Content Download", "Webinar", "Event", "Inbound Call", "Partner", "Web"]
 LEAD_TYPES = ["Inbound", "Enterprise", "Mid-Market", "SMB", "Partner"]
 SLA_STATUSES = ["On Track", "Warning", "Breached", "Met", "Paused"]
 ACCOUNT_TIERS = ["Tier 1", "Tier 2", "Tier 3"]
-OPPORTUNITY_STAGES = [
-    "Prospecting",
-    "Qualification",
-    "Needs Analysis",
-    "Demo Completed",
-    "Proposal/Price Quote",
-    "Negotiation/Review",
-    "Closed Won",
-    "Closed Lost",
-]
-TASK_SUBTYPES = ["Call", "Email", "Task", "LinkedIn"]
+OPPORTUNITY_STAGES = _LIFECYCLE.of("Opportunity").names
+# ListEmail (a mass e-mail) and Cadence (a sales-engagement sequence step) are sent by automation.
+TASK_SUBTYPES = ["Call", "Email", "Task", "LinkedIn", "ListEmail", "Cadence"]
 TASK_TYPES = ["Call", "Email", "Meeting", "Other"]
 TIME_ZONES = ["America/New_York", "America/Denver", "Europe/London", "Australia/Sydney", "UTC"]
 
@@ -204,8 +193,9 @@ _add(
             Field("Lead_Type__c", PICKLIST, picklist=tuple(LEAD_TYPES)),
             Field("Account_Tier__c", PICKLIST, picklist=tuple(ACCOUNT_TIERS)),
             Field("Campaign__c", STRING),
+            Field("Lead_Replied__c", BOOLEAN),
         ),
-        tracked=("Status", "OwnerId", "Rejection_Reason__c", "IsConverted"),
+        tracked=("Status", "OwnerId", "Rejection_Reason__c", "IsConverted", "Lead_Replied__c"),
         history_object="LeadHistory",
         history_parent_field="LeadId",
     )
@@ -278,6 +268,7 @@ _add(
         + (
             Field("TaskSubtype", PICKLIST, picklist=tuple(TASK_SUBTYPES)),
             Field("Status", PICKLIST, picklist=("Not Started", "In Progress", "Completed")),
+            Field("CompletedDateTime", DATETIME),
             Field("CallDurationInSeconds", DOUBLE),
         ),
     )

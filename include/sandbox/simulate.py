@@ -77,15 +77,19 @@ MQL_REJECTION_RATE = {
     "Event": 0.20,
     "Content Download": 0.32,
 }
-MQL_REJECTION_REASONS = [  # (Rejection_Reason__c, weight): a lead-quality mix, not a uniform one
-    ("Bad Contact Data", 0.24),
-    ("Student or Personal", 0.18),
-    ("Not Decision Maker", 0.20),
-    ("No Budget", 0.14),
+# (Rejection_Reason__c, weight): a lead-quality mix, not a uniform one. The reasons are the
+# lifecycle's signed-off ones (sf_schema.REJECTION_REASONS); a test holds the two together.
+MQL_REJECTION_REASONS = [
+    ("Invalid contact", 0.24),
+    ("No need", 0.18),
+    ("No authority", 0.20),
+    ("No budget", 0.14),
     ("Duplicate", 0.12),
-    ("Competitor", 0.07),
-    ("No Response", 0.05),
+    ("Competitor chosen", 0.07),
+    ("Bad timing", 0.05),
 ]
+#: Rejections that send the lead back to Marketing (Recycled) rather than out (Disqualified).
+RECYCLE_REASONS = ("No budget", "Bad timing", "No authority")
 # The Opportunity path after conversion; any stage may close early (see `_next_stage`).
 OPPORTUNITY_PATH = [
     "Qualification",
@@ -409,6 +413,7 @@ class DemoOrg:
                 "Type": kind,
                 "TaskSubtype": kind,
                 "Status": "Completed",
+                "CompletedDateTime": at,
                 "ActivityDate": at.date().isoformat(),
                 "CallDurationInSeconds": float(self.rng.randint(30, 900)) if kind == "Call" else None,
             },
@@ -458,9 +463,7 @@ class DemoOrg:
                     lead["Id"],
                     {
                         "Status": "Recycled",
-                        "Rejection_Reason__c": self.rng.choice(
-                            ["No Response", "No Budget", "Not Decision Maker"]
-                        ),
+                        "Rejection_Reason__c": self.rng.choice(RECYCLE_REASONS),
                     },
                     now=at,
                     user_id=owner,
@@ -510,7 +513,7 @@ class DemoOrg:
                 self.store.update(
                     "Lead",
                     lead["Id"],
-                    {"Status": "Recycled", "Rejection_Reason__c": "No Budget"},
+                    {"Status": "Recycled", "Rejection_Reason__c": "No budget"},
                     now=at,
                     user_id=owner,
                 )
@@ -523,9 +526,7 @@ class DemoOrg:
         reason = self.rng.choices(
             [r for r, _ in MQL_REJECTION_REASONS], [w for _, w in MQL_REJECTION_REASONS]
         )[0]
-        status = (
-            "Recycled" if reason in ("No Budget", "No Response", "Not Decision Maker") else "Disqualified"
-        )
+        status = "Recycled" if reason in RECYCLE_REASONS else "Disqualified"
         self.store.update(
             "Lead",
             lead["Id"],

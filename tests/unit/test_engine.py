@@ -173,8 +173,13 @@ def test_owner_activity_stops_the_clock_but_someone_elses_does_not(policy):
 
 
 def test_stopped_late_is_met_late_and_its_checkpoints_are_past(policy):
-    history = [*SAL_FRIDAY, change("L1", "2026-11-23 11:00", "Status", "SAL", "Working")]
-    ev = run(policy, [lead("L1", status="Working")], history, now="2026-11-23 12:00")
+    ev = run(
+        policy,
+        [lead("L1")],
+        SAL_FRIDAY,
+        [activity("L1", "2026-11-23 11:00", "U_EAST")],
+        now="2026-11-23 12:00",
+    )
     c = one(ev, "L1")
     assert (c.state, c.elapsed_seconds, c.colour, c.breached_at) == (
         "met_late",
@@ -183,6 +188,31 @@ def test_stopped_late_is_met_late_and_its_checkpoints_are_past(policy):
         at("2026-11-23 10:00"),
     )
     assert set(statuses(ev, "L1").values()) == {"past"}
+
+
+def test_leaving_sal_without_a_touch_hands_the_clock_on_and_never_breaches(policy):
+    # SAL 09:50, qualified (SQL) at 11:00 on a call nobody logged: the clock ends there, handed on.
+    history = [
+        change("L1", "2026-11-17 09:50", "Status", "MQL", "SAL"),
+        change("L1", "2026-11-17 11:00", "Status", "SAL", "SQL"),
+    ]
+    ev = run(policy, [lead("L1", status="SQL")], history, now="2026-11-18 12:00")
+    c = one(ev, "L1")
+    assert (c.state, c.stopped_at, c.elapsed_seconds) == ("handed_on", at("2026-11-17 11:00"), 70 * 60)
+    assert pd.isna(c.breached_at) and set(statuses(ev, "L1").values()) <= {"past"}
+    # Leaving after the target ran out: handed on late (the breach stands), never running on.
+    late = [history[0], change("L1", "2026-11-18 11:00", "Status", "SAL", "Recycled")]
+    c = one(run(policy, [lead("L1", status="Recycled")], late, now="2026-11-18 12:00"), "L1")
+    assert (c.state, c.breached_at) == ("handed_on_late", at("2026-11-17 13:50"))
+
+
+def test_a_touch_and_leaving_at_the_same_instant_is_met(policy):
+    history = [*SAL_FRIDAY, change("L1", "2026-11-20 15:00", "Status", "SAL", "SQL")]
+    acts = [activity("L1", "2026-11-20 15:00", "U_EAST")]
+    assert (
+        one(run(policy, [lead("L1", status="SQL")], history, acts, now="2026-11-23 12:00"), "L1").state
+        == "met"
+    )
 
 
 def test_nurture_pauses_and_the_return_to_sal_resumes_the_same_clock(policy):
@@ -203,14 +233,28 @@ def test_nurture_pauses_and_the_return_to_sal_resumes_the_same_clock(policy):
 
 
 def test_a_new_sal_after_a_stop_starts_a_second_clock(policy):
+    acts = [activity("L1", "2026-11-20 15:00", "U_EAST")]
     history = [
         *SAL_FRIDAY,
-        change("L1", "2026-11-20 15:00", "Status", "SAL", "Working"),
-        change("L1", "2026-11-24 09:00", "Status", "Working", "SAL"),
+        change("L1", "2026-11-23 09:00", "Status", "SAL", "SQL"),
+        change("L1", "2026-11-24 09:00", "Status", "SQL", "SAL"),
     ]
-    ev = run(policy, [lead("L1")], history, now="2026-11-24 10:00")
+    ev = run(policy, [lead("L1")], history, acts, now="2026-11-24 10:00")
     assert list(ev.clocks["state"]) == ["met", "running"]
     assert list(ev.clocks["elapsed_seconds"]) == [3600, 3600]
+
+
+def test_recycled_and_back_to_sal_a_week_later_gets_a_new_clock(policy):
+    history = [
+        *SAL_FRIDAY,
+        change("L1", "2026-11-20 15:00", "Status", "SAL", "Recycled"),
+        change("L1", "2026-11-27 09:00", "Status", "Recycled", "MQL"),
+        change("L1", "2026-11-27 10:00", "Status", "MQL", "SAL"),
+    ]
+    ev = run(policy, [lead("L1")], history, now="2026-11-27 11:00")
+    sales = ev.clocks[ev.clocks["sla_id"] == "sales_touch"]
+    assert list(sales["state"]) == ["handed_on", "running"]
+    assert list(sales["clock_start"]) == [at("2026-11-20 14:00"), at("2026-11-27 10:00")]
 
 
 def test_ownership_move_rebases_onto_the_new_owners_calendar(policy):

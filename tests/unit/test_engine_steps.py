@@ -186,11 +186,21 @@ def test_next_checkpoints_map_catch_up_columns_to_checkpoint_codes():
 
 
 def test_states_a_stop_decides_met_or_late_then_breach_then_pause():
-    over = np.array([False, True, True, True, False, False])
-    stopped = np.array([True, True, False, False, False, False])
-    paused = np.array([True, True, True, False, True, False])
-    got = [STATES[c] for c in engine_module._states(over, stopped, paused)]
-    assert got == ["met", "met_late", "breached", "breached", "paused", "running"]
+    over = np.array([False, True, True, True, False, False, False, True])
+    stopped = np.array([True, True, False, False, False, False, True, True])
+    left = np.array([False, False, False, False, False, False, True, True])
+    paused = np.array([True, True, True, False, True, False, False, False])
+    got = [STATES[c] for c in engine_module._states(over, stopped, left, paused)]
+    assert got == [
+        "met",
+        "met_late",
+        "breached",
+        "breached",
+        "paused",
+        "running",
+        "handed_on",
+        "handed_on_late",
+    ]
 
 
 def test_colours_turn_yellow_at_75_percent_and_red_when_over():
@@ -211,15 +221,26 @@ def test_live_activities_leave_out_deleted_future_and_unknown_record_rows():
             "is_deleted": [False, None, True, False, False],
         }
     )
-    code, owner, t = clock_module._live_activities(
+    code, owner, t, rows, _ = clock_module._live_activities(
         index, "Lead", clock_module.Columns(acts, "activities"), 50
     )
-    assert (code.tolist(), owner.tolist(), t.tolist()) == ([0, 1], ["U1", "U2"], [10, 20])
+    assert (code.tolist(), owner.tolist(), t.tolist(), rows.tolist()) == (
+        [0, 1],
+        ["U1", "U2"],
+        [10, 20],
+        [0, 1],
+    )
     # An Opportunity's activities link by what_id.
-    code, _, _ = clock_module._live_activities(
+    code, *_ = clock_module._live_activities(
         index, "Opportunity", clock_module.Columns(acts, "activities"), 50
     )
     assert len(code) == 0
+    # A completed Task counts when it was completed: after `now` it is not live yet.
+    done = acts.assign(completed_at=pd.to_datetime([60, None, None, None, None], unit="s", utc=True))
+    code, _, t, *_ = clock_module._live_activities(
+        index, "Lead", clock_module.Columns(done, "activities"), 50
+    )
+    assert (code.tolist(), t.tolist()) == ([1], [20])
 
 
 def test_tier_terms_resolve_fixed_owner_and_real_time_calendars():

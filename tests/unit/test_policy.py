@@ -102,7 +102,7 @@ def _broken(raw: dict, edit) -> dict:
         ),
         (
             lambda d: d["slas"][0]["stop"].append({"field": "Status"}),
-            r"slas\[0\]\.stop\[2\]: .*expected one of",
+            r"slas\[0\]\.stop\[1\]: .*expected one of",
         ),
     ],
 )

@@ -51,7 +51,7 @@ def org(tmp_path):
             "Company": "50% Off_Co",
             "Status": "Disqualified",
             "OwnerId": queue,
-            "Rejection_Reason__c": "No Budget",
+            "Rejection_Reason__c": "No budget",
             "SystemModstamp": "2026-02-01T09:00:00Z",
             "CreatedDate": "2026-02-01T09:00:00Z",
             "Country": None,

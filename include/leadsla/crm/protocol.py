@@ -59,6 +59,10 @@ class CrmClient(Protocol):
         """The API names of the object's fields (one describe call)."""
         ...
 
+    def describe_picklists(self, object_name: str) -> dict[str, list[str]]:
+        """The object's picklist fields and their active values (the same describe call)."""
+        ...
+
     def update_records(
         self, object_name: str, records: Sequence[Mapping[str, Any]], *, if_unmodified_since: dt.datetime
     ) -> list[dict[str, Any]]:

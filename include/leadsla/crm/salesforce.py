@@ -147,6 +147,7 @@ class SalesforceClient:
         self.page_size = page_size
         self.relogins = 0
         self._sf: Any = None
+        self._described: dict[str, dict[str, Any]] = {}
         self._org_used: int | None = None
         self._org_max: int | None = None
 
@@ -215,11 +216,24 @@ class SalesforceClient:
                 lambda sf, u=next_url: sf.query_more(u, identifier_is_url=True, headers=headers), "query_more"
             )
 
+    def _describe(self, object_name: str) -> dict[str, Any]:
+        # One describe per object per client (a task run): fields and picklists share it.
+        if object_name not in self._described:
+            result = self._call(
+                lambda sf: sf.restful(f"sobjects/{object_name}/describe"), f"describe {object_name}"
+            )
+            self._described[object_name] = result or {}
+        return self._described[object_name]
+
     def describe_fields(self, object_name: str) -> set[str]:
-        result = self._call(
-            lambda sf: sf.restful(f"sobjects/{object_name}/describe"), f"describe {object_name}"
-        )
-        return {f["name"] for f in (result or {}).get("fields", [])}
+        return {f["name"] for f in self._describe(object_name).get("fields", [])}
+
+    def describe_picklists(self, object_name: str) -> dict[str, list[str]]:
+        return {
+            f["name"]: [v["value"] for v in f.get("picklistValues") or [] if v.get("active", True)]
+            for f in self._describe(object_name).get("fields", [])
+            if f.get("type") in ("picklist", "multipicklist")
+        }
 
     def update_records(
         self, object_name: str, records: Sequence[Mapping[str, Any]], *, if_unmodified_since: dt.datetime

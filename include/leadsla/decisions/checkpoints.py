@@ -136,6 +136,7 @@ def _destinations(
     cp_def: Any,
     owner_id: str | None,
     team: str | None,
+    sla_team: str | None,
     where: str,
     out: CheckpointDecisions,
 ) -> dict[tuple[str, str], tuple[Person, list[str]]]:
@@ -148,7 +149,7 @@ def _destinations(
     """
     found: dict[tuple[str, str], tuple[Person, list[str]]] = {}
     for role in cp_def.notify:
-        people = directory.resolve(role, owner_id, team)
+        people = directory.resolve(role, owner_id, team, sla_team)
         if not people:
             out.unresolved.append(f"{where}: {role}")
         for person in people:
@@ -180,7 +181,7 @@ def _messages(
     breach = cp["checkpoint"] == "breach"
     messages: list[Message] = []
     for (channel, address), (person, roles) in _destinations(
-        directory, cp_def, owner_id, team, where, out
+        directory, cp_def, owner_id, team, sla.team, where, out
     ).items():
         urgent = breach and bool(clock["critical"])
         not_before = now if urgent else max(now, next_opening(policy, person, now))

@@ -164,7 +164,11 @@ class BreachAction:
     from_owner: str | None
     to_owner: str | None
     rule: str | None
-    lock_until: dt.datetime | None
+    #: The lock runs this long from the moment the lead is reassigned (computed then, by the
+    #: escalation), in real hours or the business hours of `lock_calendar` (the new owner's).
+    lock_hours: float
+    lock_time: str
+    lock_calendar: str | None
     breached_at: dt.datetime
     tier: str
 
@@ -181,7 +185,9 @@ class BreachAction:
             "from_owner": self.from_owner,
             "to_owner": self.to_owner,
             "rule": self.rule,
-            "lock_until": self.lock_until.isoformat() if self.lock_until else None,
+            "lock_hours": self.lock_hours,
+            "lock_time": self.lock_time,
+            "lock_calendar": self.lock_calendar,
             "breached_at": self.breached_at.isoformat(),
             "tier": self.tier,
         }

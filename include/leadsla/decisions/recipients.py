@@ -1,7 +1,8 @@
 """Who a checkpoint tells, and when they can be told: roles resolved to people, working hours.
 
 Roles (policy `notify` lists): ``owner`` (the clock's owner), ``owner_manager`` (the owner's
-User.ManagerId), ``team_manager`` (the policy team's `manager`), ``vp_*`` and any other name in
+User.ManagerId), ``team_manager`` (the policy's `manager` of the owner's team, else of the SLA's
+team; ``crm``: whom most of that team reports to), ``vp_*`` and any other name in
 the policy's `contacts`, and ``queue:<name>`` (the Slack channel of the team whose queue it is).
 A role that resolves to nobody resolves to an empty list, never to a guess. Quiet hours: a
 person is told when their team calendar is open (or, for contacts without a team, outside the
@@ -11,13 +12,14 @@ policy's quiet hours). Pure: no store, no wall clock.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from leadsla.decisions.cells import cell_text
-from leadsla.policy import Policy
+from leadsla.policy import CRM_MANAGER, Policy
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,43 @@ class Directory:
         row = self.users.get(str(user_id)) if user_id else None
         return cell_text(row.get("manager_id")) if row is not None else None
 
-    def resolve(self, role: str, owner_id: str | None, team: str | None) -> list[Person]:
-        """The people a role names for a clock owned by `owner_id` in `team` (empty: nobody)."""
+    def team_manager(self, team: str | None, sla_team: str | None = None) -> str | None:
+        """The CRM user id of the manager accountable for a clock of `team`: that team's manager,
+        else (the owner's team names none) the SLA's own team's. A manager of ``crm`` is whom most
+        of the team's active members report to (User.ManagerId; ties: the lowest id)."""
+        for key in (self.policy.team_key(team), sla_team):
+            found = self.policy.teams.get(key) if key else None
+            if found is None or not found.manager:
+                continue
+            if found.manager != CRM_MANAGER:
+                return found.manager
+            return self._reported_to(key)
+        return None
+
+    def _reported_to(self, team_key: str) -> str | None:
+        managers = Counter(
+            manager
+            for row in self.users.values()
+            if self.policy.team_key(cell_text(row.get("team"))) == team_key
+            and bool(row.get("is_active", True))
+            and (manager := cell_text(row.get("manager_id")))
+        )
+        if not managers:
+            return None
+        most = max(managers.values())
+        return min(m for m, n in managers.items() if n == most)
+
+    def resolve(
+        self, role: str, owner_id: str | None, team: str | None, sla_team: str | None = None
+    ) -> list[Person]:
+        """The people a role names for a clock owned by `owner_id` in `team` of an SLA accountable
+        to `sla_team` (empty: nobody)."""
         if role == "owner":
             found = self.user(owner_id, role)
         elif role == "owner_manager":
             found = self.user(self.manager_of(owner_id), role)
         elif role == "team_manager":
-            manager = getattr(self.policy.team(team), "manager", None)
-            found = self.user(manager, role)
+            found = self.user(self.team_manager(team, sla_team), role)
         elif role.startswith("queue:"):
             name = role.split(":", 1)[1]
             channel = next((t.slack_channel for t in self.policy.teams.values() if t.queue == name), None)

@@ -2,10 +2,12 @@
 
 The monitor decided each action (`leadsla.decisions.breach`) and queued it in the outbox on
 channel ``crm``, keyed like every action (clock identity + ``breach`` + new owner + ``crm``),
-with the decision in its payload: from which owner, to whom, the lock's end (so every retry
-stamps the same value). `perform_due` claims those rows under a lease and performs them through
-the CRM write-back (`leadsla.crm.writeback.stamp`: only-when-changed, If-Unmodified-Since the
-store's view of the record; on a 412 the record is re-read and re-decided: if its owner or status
+with the decision in its payload: from which owner, to whom, how long the lock runs. The lock's
+end is set when the lead is actually reassigned (`lock_end`: from that moment, however late a
+catch-up escalation comes, so the manager has the whole lock to decide). `perform_due` claims
+those rows under a lease and performs them through the CRM write-back
+(`leadsla.crm.writeback.stamp`: only-when-changed, If-Unmodified-Since the store's view of the
+record; on a 412 the record is re-read and re-decided: if its owner or status
 changed meanwhile, a person acted and nothing is reassigned). A retry after a crash finds the CRM
 already showing the new owner and lock and writes nothing: exactly once in effect. Every outcome
 is audited.
@@ -25,6 +27,7 @@ from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.writeback import stamp
 from leadsla.notify.outbox import CRM_CHANNEL, Claimed, backoff, claim, mark_delivered, mark_failed
+from leadsla.policy import Policy
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record_many
 
@@ -44,10 +47,37 @@ def _store_view(engine: sa.Engine, record_id: str) -> Any:
         ).first()
 
 
+def lock_end(payload: Mapping[str, Any], now: dt.datetime, policy: Policy | None) -> dt.datetime | None:
+    """When the lock set now ends: `lock_hours` from `now` (the reassignment), in real hours or in
+    the business hours of the new owner's calendar (`lock_calendar`), as the policy said.
+
+    A row queued before locks ran from the reassignment carries its `lock_until`; it stands.
+    """
+    if payload.get("lock_until"):
+        return dt.datetime.fromisoformat(payload["lock_until"])
+    hours = float(payload.get("lock_hours") or 0)
+    if hours <= 0:
+        return None
+    if payload.get("lock_time") == "business" and policy is not None:
+        calendar = policy.calendar(payload.get("lock_calendar") or policy.default_calendar)
+        return calendar.deadline(now, int(round(hours * 3600)))
+    return now + dt.timedelta(hours=hours)
+
+
 def perform(
-    row: Claimed, *, client: CrmClient, engine: sa.Engine, mapping: CrmMapping, context: AuditContext
+    row: Claimed,
+    *,
+    client: CrmClient,
+    engine: sa.Engine,
+    mapping: CrmMapping,
+    context: AuditContext,
+    now: dt.datetime,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
     """Reassign and lock one breached lead, conditional on the store's view of it (module docstring).
+
+    The lock runs from `now`, the moment of this reassignment, not from the breach: a catch-up
+    escalation days late still gives the manager the whole lock to decide.
 
     Returns:
         {"outcome": "reassigned" | "already_done" | "changed_meanwhile" | "no_target" | "gone", ...}
@@ -64,18 +94,23 @@ def perform(
     changes: dict[str, Any] = {}
     if p.get("rule"):
         changes["owner"] = p["to_owner"]
-    lock_until = dt.datetime.fromisoformat(p["lock_until"]) if p.get("lock_until") else None
+    lock_until = lock_end(p, now, policy)
     if lock_until:
         changes["sla_lock_until"] = lock_until
     if not changes:
         return {"outcome": "no_target"}
     seen_status = view.status
+    done_before: list[bool] = []
 
     def decide(
         record_id: str, wanted: Mapping[str, Any], current: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        # Someone wrote the lead after our view: only go on if it is still the breached rep's
-        # (or already ours, from an earlier try) and still in the same stage.
+        # Someone wrote the lead after our view. Our own earlier try (its audit lost in a crash)
+        # shows as the new owner with a lock already set: done, and its lock stands. Otherwise go
+        # on only if it is still the breached rep's and still in the same stage.
+        if p.get("rule") and current.get("OwnerId") == p["to_owner"] and current.get("SLA_Lock_Until__c"):
+            done_before.append(True)
+            return None
         if (
             current.get("OwnerId") in (p["from_owner"], p["to_owner"])
             and current.get("Status") == seen_status
@@ -96,18 +131,31 @@ def perform(
     )
     if row.record_id in result.failed:
         raise RuntimeError(f"Lead {row.record_id}: {result.failed[row.record_id]}")
+    if done_before:
+        return {"outcome": "already_done", "to_owner": p["to_owner"], "lock_until": None}
     if row.record_id in result.left:
         return {"outcome": "changed_meanwhile"}
     outcome = "reassigned" if row.record_id in result.written else "already_done"
-    r = schema.records
+    records = schema.records
     with engine.begin() as conn:
         values: dict[str, Any] = {"lock_until": lock_until}
         if "owner" in changes:
             values["owner_id"] = p["to_owner"]
         conn.execute(
-            r.update().where(r.c.object_type == "Lead", r.c.record_id == row.record_id).values(values)
+            records.update()
+            .where(records.c.object_type == "Lead", records.c.record_id == row.record_id)
+            .values(values)
         )
-    return {"outcome": outcome, "to_owner": p["to_owner"], "lock_until": p.get("lock_until")}
+    late = (
+        (now - dt.datetime.fromisoformat(p["breached_at"])).total_seconds() if p.get("breached_at") else None
+    )
+    return {
+        "outcome": outcome,
+        "to_owner": p["to_owner"],
+        "lock_until": lock_until.isoformat() if lock_until else None,
+        # How long after the breach this escalation happened (a catch-up after downtime says so).
+        **({"late_by_seconds": int(late)} if late is not None else {}),
+    }
 
 
 def perform_due(
@@ -117,15 +165,22 @@ def perform_due(
     *,
     client: CrmClient,
     mapping: CrmMapping,
+    policy: Policy | None = None,
     limit: int = 100,
 ) -> dict[str, int]:
-    """Claim due breach actions and perform them; returns counts by outcome (+ retry)."""
+    """Claim due breach actions and perform them; returns counts by outcome (+ retry).
+
+    Args:
+        policy: for locks in business hours (the new owner's calendar); real-hour locks need none.
+    """
     counts: Counter[str] = Counter()
     with engine.begin() as conn:
         rows = claim(conn, now, LEASE, limit, channels=[CRM_CHANNEL])
     for row in rows:
         try:
-            done = perform(row, client=client, engine=engine, mapping=mapping, context=context)
+            done = perform(
+                row, client=client, engine=engine, mapping=mapping, context=context, now=now, policy=policy
+            )
         except Exception as exc:  # the CRM said no for now: keep the action, try again later
             log.warning("breach action for Lead %s stays queued: %s", row.record_id, exc)
             with engine.begin() as conn:
@@ -159,7 +214,7 @@ def _outcome_entries(row: Claimed, done: Mapping[str, Any], now: dt.datetime) ->
             "rule": row.payload["rule"],
         }
         entries.append({**base, "event": "reassignment", "detail": detail})
-    if done["outcome"] == "reassigned" and row.payload.get("lock_until"):
-        detail = {"until": row.payload["lock_until"], "holder": row.payload["to_owner"]}
+    if done["outcome"] == "reassigned" and done.get("lock_until"):
+        detail = {"until": done["lock_until"], "holder": row.payload["to_owner"]}
         entries.append({**base, "event": "lock_set", "detail": detail})
     return entries

@@ -40,7 +40,6 @@ FIELDS = {
     "activities": ("Id", "WhoId", "WhatId"),
     "users": ("Id", "Email"),
 }
-_REJECTED = {"Recycled", "Disqualified"}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -50,12 +49,14 @@ class Lookups:
 
     `owners`: user id -> (manager_id, is_active); None = unknown, owner checks are not made.
     `known_records`: CRM ids of records the store holds (plus this batch's leads); None = unknown.
-    `status_map`: the CRM Lead status mapping, applied before history NewValue is checked.
+    `status_map`: the CRM Lead status mapping, applied before a status is checked.
+    `reason_required`: the lifecycle statuses that require a rejection reason.
     """
 
     owners: dict[str, tuple[str | None, bool]] | None = None
     known_records: set[str] | None = None
     status_map: dict[str, str] = field(default_factory=dict)
+    reason_required: frozenset[str] = frozenset()
 
 
 def parse_timestamp(value: Any) -> tuple[float | None, str | None]:
@@ -104,7 +105,7 @@ def facts(suite: str, rows: Sequence[Mapping[str, Any]], lookups: Lookups | None
         data[f"{name}__error"] = [p[1] for p in parsed]
     if suite == "leads":
         data["Rejection_Reason__missing"] = [
-            (s in _REJECTED and not reason)
+            (lookups.status_map.get(s, s) in lookups.reason_required and not reason)
             for s, reason in zip(data["Status"], data["Rejection_Reason__c"], strict=True)
         ]
         owners = lookups.owners

@@ -108,9 +108,13 @@ def validate(
     """
     from leadsla.quality.suites import suite, validation_context
 
-    lookups = lookups or Lookups(status_map=rules.status_map)
+    lookups = lookups or Lookups(
+        status_map=rules.status_map, reason_required=frozenset(rules.reason_required)
+    )
     if not lookups.status_map:
         lookups.status_map = rules.status_map
+    if not lookups.reason_required:
+        lookups.reason_required = frozenset(rules.reason_required)
     frame = facts(suite_name, rows, lookups)
     ids = frame["Id"].tolist()
     verdicts = [RowVerdict(i, ids[i]) for i in range(len(rows))]

@@ -59,7 +59,7 @@ def lookups_for(
     conn: sa.Connection, suite: str, rows: Sequence[Mapping[str, Any]], rules: QualityRules
 ) -> Lookups:
     """What the store knows about the owners / targets these rows name (one query each, chunked)."""
-    lookups = Lookups(status_map=rules.status_map)
+    lookups = Lookups(status_map=rules.status_map, reason_required=frozenset(rules.reason_required))
     if suite == "leads":
         owners = sorted(_ids(rows, "OwnerId"))
         lookups.owners = {}

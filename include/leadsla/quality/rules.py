@@ -1,20 +1,22 @@
-"""The gate's tunables from include/config/quality.yaml, validated whole.
+"""The gate's tunables from include/config/quality.yaml, validated whole, with the lifecycle's values.
 
-What is checked is in the GX suites; this module only holds the values the checks compare to
-(statuses, rejection reasons, tolerance, incident threshold and channel). It never reads the
-store or the CRM.
+What is checked is in the GX suites; this module only holds the values the checks compare to:
+the Lead statuses, which of them require a rejection reason and the signed-off reasons (all from
+the lifecycle, include/config/lifecycle.yaml: never repeated here), the timestamp tolerance and
+the incident threshold and channel. It never reads the store or the CRM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from leadsla.errors import LeadSlaError
+from leadsla.lifecycle import Lifecycle, load_lifecycle
 from leadsla.paths import config_dir
 
 
@@ -24,14 +26,15 @@ class QualityConfigError(LeadSlaError):
 
 @dataclass(frozen=True)
 class QualityRules:
-    statuses: tuple[str, ...]
-    rejection_reasons: tuple[str, ...]
+    statuses: tuple[str, ...]  # the Lead lifecycle's statuses
+    rejection_reasons: tuple[str, ...]  # the lifecycle's signed-off reasons
     future_tolerance: dt.timedelta
     incident_error_rate: float
     incident_min_rows: int
     incident_channel: str
     health: dict[str, Any] = field(default_factory=dict)
-    status_map: dict[str, str] = field(default_factory=dict)  # CRM Lead status -> engine stage
+    status_map: dict[str, str] = field(default_factory=dict)  # CRM Lead status -> lifecycle status
+    reason_required: tuple[str, ...] = ()  # lifecycle statuses that require a rejection reason
 
     @property
     def allowed_statuses(self) -> list[str]:
@@ -39,43 +42,36 @@ class QualityRules:
         return sorted(set(self.statuses) | set(self.status_map) | set(self.status_map.values()))
 
     def with_status_map(self, status_map: dict[str, str] | None) -> QualityRules:
-        return QualityRules(
-            self.statuses,
-            self.rejection_reasons,
-            self.future_tolerance,
-            self.incident_error_rate,
-            self.incident_min_rows,
-            self.incident_channel,
-            self.health,
-            dict(status_map or {}),
-        )
+        return replace(self, status_map=dict(status_map or {}))
 
 
 def _fail(path: Path, key: str, value: Any, expected: str) -> QualityConfigError:
     return QualityConfigError(f"{path}: {key}: got {value!r}, expected {expected}")
 
 
-def load(path: str | Path | None = None, status_map: dict[str, str] | None = None) -> QualityRules:
-    """Read quality.yaml (default include/config/quality.yaml) and, optionally, the CRM status map.
+def load(
+    path: str | Path | None = None,
+    status_map: dict[str, str] | None = None,
+    lifecycle: Lifecycle | None = None,
+) -> QualityRules:
+    """Read quality.yaml (default include/config/quality.yaml), the lifecycle (default: the active
+    one) and, optionally, the CRM status map.
 
     Raises:
         QualityConfigError: the file is missing or a key is wrong (named with its value).
+        LifecycleError: the lifecycle file is invalid.
     """
     file = Path(path) if path else config_dir() / "quality.yaml"
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise QualityConfigError(f"{file}: the data-quality configuration file does not exist") from None
-    statuses = raw.get("statuses")
-    if not isinstance(statuses, list) or not statuses or not all(isinstance(s, str) for s in statuses):
-        raise _fail(file, "statuses", statuses, "a list of status names")
-    reasons = raw.get("rejection_reasons")
-    if (
-        not isinstance(reasons, list)
-        or not 5 <= len(reasons) <= 7
-        or not all(isinstance(r, str) for r in reasons)
-    ):
-        raise _fail(file, "rejection_reasons", reasons, "a list of 5 to 7 reasons")
+    for moved in ("statuses", "rejection_reasons"):
+        if moved in raw:
+            raise _fail(
+                file, moved, raw[moved], "nothing: statuses and reasons are declared once, in lifecycle.yaml"
+            )
+    lead = (lifecycle or load_lifecycle()).lead()
     minutes = raw.get("future_tolerance_minutes", 5)
     if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
         raise _fail(file, "future_tolerance_minutes", minutes, "a whole number of minutes >= 0")
@@ -93,12 +89,13 @@ def load(path: str | Path | None = None, status_map: dict[str, str] | None = Non
     if not isinstance(health, dict):
         raise _fail(file, "health", health, "a mapping")
     return QualityRules(
-        tuple(statuses),
-        tuple(reasons),
-        dt.timedelta(minutes=minutes),
-        float(rate),
-        min_rows,
-        channel.strip(),
-        health,
-        dict(status_map or {}),
+        statuses=tuple(lead.names),
+        rejection_reasons=lead.rejection_reasons,
+        future_tolerance=dt.timedelta(minutes=minutes),
+        incident_error_rate=float(rate),
+        incident_min_rows=min_rows,
+        incident_channel=channel.strip(),
+        health=health,
+        status_map=dict(status_map or {}),
+        reason_required=tuple(lead.requiring_reason),
     )

@@ -15,6 +15,9 @@ from leadsla.engine import CLOCK_COLUMNS
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record_many
 
+#: The states of a clock that has ended (`leadsla.engine.STATES`).
+ENDED = ("met", "met_late", "handed_on", "handed_on_late")
+
 _VALUE_COLUMNS = [k for k in CLOCK_COLUMNS if k != "evaluated_at"]
 _KEY_COLUMNS = ("sla_id", "record_id", "clock_start")
 
@@ -98,7 +101,9 @@ def _clock_events(row: dict[str, Any], old: Any, now: dt.datetime) -> list[dict[
     if old is None:
         detail = {"tier": row["tier"], "target_seconds": row["target_seconds"], "owner_id": row["owner_id"]}
         events.append({**base, "event": "clock_start", "at": row["clock_start"], "detail": detail})
-    if row["state"] in ("met", "met_late") and (old is None or old["state"] not in ("met", "met_late")):
-        detail = {"state": row["state"], "elapsed_seconds": row["elapsed_seconds"]}
+    if row["state"] in ENDED and (old is None or old["state"] not in ENDED):
+        # How it ended: met by a stop rule, or handed on (the record left the watched state).
+        outcome = "handed_on" if row["state"].startswith("handed_on") else "met"
+        detail = {"state": row["state"], "outcome": outcome, "elapsed_seconds": row["elapsed_seconds"]}
         events.append({**base, "event": "clock_stop", "at": row["stopped_at"] or now, "detail": detail})
     return events

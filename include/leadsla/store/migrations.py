@@ -13,13 +13,31 @@ import datetime as dt
 import sqlalchemy as sa
 
 from leadsla.errors import StoreConfigError
-from leadsla.store.schema import SCHEMA_VERSION, metadata, schema_meta
+from leadsla.store.schema import SCHEMA_VERSION, activities, metadata, schema_meta
 
 _PG_LOCK_KEY = 0x1EAD51A  # arbitrary, constant: "lead sla"
 
+
+def _add_missing_columns(conn: sa.Connection, table: sa.Table, names: list[str]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of `names` the stored table lacks (its type from schema)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in have:
+            continue
+        column = table.c[name]
+        type_sql = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {type_sql}')
+
+
+def _v2_activity_touch_facts(conn: sa.Connection) -> None:
+    """Version 2: activities record who created them, a Task's status and completion time."""
+    if sa.inspect(conn).has_table(activities.name):
+        _add_missing_columns(conn, activities, ["created_by", "status", "completed_at"])
+
+
 #: Steps from version N to N+1, applied in order to stores older than SCHEMA_VERSION.
 #: Each is a function of a connection; version 1 is the initial create_all.
-_STEPS: dict[int, object] = {}
+_STEPS: dict[int, object] = {2: _v2_activity_touch_facts}
 
 _SQLITE_GUARDS = [
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 #: Bump when a table or column changes; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData(
     naming_convention={
@@ -141,6 +141,11 @@ activities = sa.Table(
     sa.Column("subtype", sa.String(80)),
     sa.Column("subject", sa.Text),
     _now_column("created_at"),
+    # Who created it (an automation user's activity is never a touch), a Task's status and when it
+    # was completed (a to-do is not a touch until it is done).
+    sa.Column("created_by", sa.String(18)),
+    sa.Column("status", sa.String(40)),
+    sa.Column("completed_at", UtcDateTime()),
     sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     _now_column("synced_at"),
     sa.Index(None, "who_id", "created_at"),
@@ -298,7 +303,8 @@ clocks = sa.Table(
     # Who answers for the clock (engine): the owner when it breached, else the current owner.
     sa.Column("accountable_owner_id", sa.String(18)),
     sa.Column("accountable_team", sa.String(80)),
-    sa.Column("state", sa.String(20), nullable=False),  # running, paused, met, met_late, breached
+    # running, paused, breached; met, met_late (a stop rule); handed_on, handed_on_late (left the state)
+    sa.Column("state", sa.String(20), nullable=False),
     sa.Column("elapsed_seconds", sa.Integer, nullable=False),
     sa.Column("remaining_seconds", sa.Integer, nullable=False),
     sa.Column("percent_elapsed", sa.Float, nullable=False),

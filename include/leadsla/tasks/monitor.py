@@ -134,13 +134,13 @@ def run_escalation(
     """
     client = client or SalesforceClient(conn_id_from_env())
     mapping = mapping or load_mapping()
+    policy = policy or load_policy()
     locks = {"restored": 0, "released": 0, "conflict": 0}
-    if any_locked(engine, now):  # no lock: no policy read, no CRM call
-        automation = (policy or load_policy()).automation_user_ids
+    if any_locked(engine, now):  # no lock: no CRM call
         locks = restore_locked_owners(
-            engine, now, context, client=client, mapping=mapping, automation_users=automation
+            engine, now, context, client=client, mapping=mapping, automation_users=policy.automation_user_ids
         )
-    escalations = perform_due(engine, now, context, client=client, mapping=mapping)
+    escalations = perform_due(engine, now, context, client=client, mapping=mapping, policy=policy)
     return {"locks": locks, "escalations": escalations}
 
 
