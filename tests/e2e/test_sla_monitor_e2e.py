@@ -287,9 +287,14 @@ def test_five_hours_of_a_lead_nobody_touches(salesforce_sandbox, airflow_env, tm
                     schema.audit.c.event == "reassignment"
                 )
             ).all()
-        assert stored.owner_id == ids["manager"] and stored.lock_until == SAL_AT + dt.timedelta(
-            hours=4 + 24
-        )  # breach instant + 24 h
+            [reassigned_at] = conn.execute(
+                sa.select(schema.audit.c.at).where(schema.audit.c.event == "reassignment")
+            ).scalars()
+        # The lock runs 24 h from the reassignment (the run after the breach), not from the breach.
+        assert reassigned_at > SAL_AT + dt.timedelta(hours=4)
+        assert stored.owner_id == ids["manager"] and stored.lock_until == reassigned_at + dt.timedelta(
+            hours=24
+        )
         assert {
             "clock_start",
             "checkpoint_due",

@@ -30,7 +30,7 @@ def test_every_row_lands_or_is_quarantined_and_a_mapping_fix_releases(store, lea
     crm.add("Lead", **lead(7, T1, Status="Nurture"))
     crm.add("Lead", **lead(8, T1, Id="bad-id"))
     crm.add("Lead", **lead(9, T1, Status="Recycled"))
-    gate = SyncGate(quality_rules.load(status_map=leads_only.status_map["Lead"]), run_id="r1")
+    gate = SyncGate(quality_rules.load(status_map=leads_only.status_map.setdefault("Lead", {})), run_id="r1")
     result = sync.sync_object(crm, store, leads_only, leads_only.objects["Lead"], now=T1, gate=gate)
     q = schema.quarantine
     loaded = _count(store, schema.records)
@@ -50,10 +50,10 @@ def test_every_row_lands_or_is_quarantined_and_a_mapping_fix_releases(store, lea
     assert summary["leads"]["rows"] == 9 and summary["leads"]["quarantined"] == 2
 
     # Still held on replay with the same mapping; released (and landed) once the mapping knows Nurture.
-    rules = quality_rules.load(status_map=leads_only.status_map["Lead"])
+    rules = quality_rules.load(status_map=leads_only.status_map.setdefault("Lead", {}))
     assert replay(store, leads_only, rules, T1 + dt.timedelta(minutes=1))["released"] == 0
-    leads_only.status_map["Lead"]["Nurture"] = "Recycled"
-    fixed = quality_rules.load(status_map=leads_only.status_map["Lead"])
+    leads_only.status_map.setdefault("Lead", {})["Nurture"] = "Recycled"
+    fixed = quality_rules.load(status_map=leads_only.status_map.setdefault("Lead", {}))
     out = replay(store, leads_only, fixed, T1 + dt.timedelta(minutes=2))
     assert out == {"open": 2, "released": 1, "still_held": 1}
     with store.connect() as conn:
@@ -65,7 +65,7 @@ def test_every_row_lands_or_is_quarantined_and_a_mapping_fix_releases(store, lea
 
 
 def test_incident_notice_is_queued_once_per_incident(store, leads_only):  # noqa: F811
-    rules = quality_rules.load(status_map=leads_only.status_map["Lead"])
+    rules = quality_rules.load(status_map=leads_only.status_map.setdefault("Lead", {}))
     crm = FakeCrm(page_size=50)
     for n in range(25):
         crm.add("Lead", **lead(n, T1, Status="Bogus" if n % 2 else "MQL"))
