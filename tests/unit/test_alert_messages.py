@@ -50,3 +50,15 @@ def test_overdue_warning_says_overdue_and_generalises_the_seed_sentence() -> Non
     late = AlertPayload.parse(alert_payload("breach"))
     fields = str(slack_message(late, "k")["blocks"])
     assert "*Overdue*" in fields and "Overdue by 5 min" in fields
+
+
+def test_a_catch_up_breach_says_how_late_it_comes_and_an_on_time_one_does_not() -> None:
+    # Breach due Mon 18:05 UTC; the monitor was down and decides it Wednesday 10:05 UTC.
+    caught_up = AlertPayload.parse(alert_payload("breach", evaluated_at="2026-03-11T10:05:00Z"))
+    mail = email_message(caught_up)
+    assert "This escalation comes 40 hours after the breach" in mail.text
+    assert "This escalation comes 40 hours after the breach" in mail.html
+    assert "sent 40 hours late (catching up)" in str(slack_message(caught_up, "k")["blocks"])
+    on_time = AlertPayload.parse(alert_payload("breach", evaluated_at="2026-03-09T18:05:30Z"))
+    assert "after the breach" not in email_message(on_time).text
+    assert "catching up" not in str(slack_message(on_time, "k")["blocks"])

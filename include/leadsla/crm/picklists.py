@@ -58,16 +58,18 @@ def picklist_drift(
                     f"the org's {name}.{lc.reason_field} is not a picklist of {where_lc}'s reasons"
                 )
                 continue
-            for reason in org_reasons:
-                if reason not in lc.rejection_reasons:
-                    problems.append(
-                        f"the org's {name}.{lc.reason_field} value {reason!r} is not a signed-off reason "
-                        f"in {where_lc}"
-                    )
-            for reason in lc.rejection_reasons:
-                if reason not in org_reasons:
-                    problems.append(
-                        f"{where_lc}: rejection reason {reason!r} is not a value of the org's "
-                        f"{name}.{lc.reason_field}"
-                    )
+            org_only, ours_only = _one_side_only(org_reasons, lc.rejection_reasons)
+            problems += [
+                f"the org's {name}.{lc.reason_field} value {r!r} is not a signed-off reason in {where_lc}"
+                for r in org_only
+            ]
+            problems += [
+                f"{where_lc}: rejection reason {r!r} is not a value of the org's {name}.{lc.reason_field}"
+                for r in ours_only
+            ]
     return problems
+
+
+def _one_side_only(org: list[str], ours: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(the org's values we do not declare, our values the org lacks), each in its own order."""
+    return [v for v in org if v not in ours], [v for v in ours if v not in org]

@@ -130,24 +130,6 @@ def _running_locks(engine: sa.Engine, now: dt.datetime) -> list[_Lock]:
     return locks
 
 
-def _stamp(
-    engine: sa.Engine,
-    lock: _Lock,
-    changes: dict[str, Any],
-    context: AuditContext,
-    client: CrmClient,
-    mapping: CrmMapping,
-    **options: Any,
-) -> WriteResult:
-    """Write `changes` to the locked lead, If-Unmodified-Since the store's view of it."""
-    lead = lock.lead
-    as_of = lead.modified_at or lead.synced_at
-    records = {lead.record_id: changes}
-    return stamp(
-        client, engine, mapping, records, as_of=as_of, context=context, actor="escalation", **options
-    )
-
-
 def _clear_anyway(record_id: str, wanted: Mapping[str, Any], current: Mapping[str, Any]) -> Mapping[str, Any]:
     return wanted
 
@@ -189,76 +171,82 @@ def restore_locked_owners(
         Counts: restored, released, conflict (the lead changed again before we wrote).
     """
     automated = set(automation_users)
+    keeper = _LockKeeper(engine, now, context, client, mapping)
     counts = {"restored": 0, "released": 0, "conflict": 0}
     for lock in _running_locks(engine, now):
         owner_changes = [c for c in lock.changes if c.field in ("Owner", "OwnerId")]
         by_holder = [c for c in lock.changes if c.changed_by == lock.holder]
         if by_holder:  # the manager dispositioned it: the lock has done its job
-            if _release(engine, lock, by_holder[0], now, context, client=client, mapping=mapping):
+            if keeper.release(lock, by_holder[0]):
                 counts["released"] += 1
         elif (
             lock.lead.owner_id != lock.holder and owner_changes and owner_changes[-1].changed_by in automated
         ):
-            outcome = _restore(engine, lock, owner_changes[-1], now, context, client=client, mapping=mapping)
-            counts[outcome] += 1
+            counts[keeper.restore(lock, owner_changes[-1])] += 1
     return counts
 
 
-def _release(
-    engine: sa.Engine,
-    lock: _Lock,
-    change: Any,
-    now: dt.datetime,
-    context: AuditContext,
-    *,
-    client: CrmClient,
-    mapping: CrmMapping,
-) -> bool:
-    """Clear SLA_Lock_Until__c in the CRM and the store; audit ``lock_released``."""
-    lead = lock.lead
-    # The holder changed the lead after our view (that is why we release): clearing the lock is
-    # still what they want, whatever else changed.
-    result = _stamp(engine, lock, {"sla_lock_until": None}, context, client, mapping, decide=_clear_anyway)
-    if lead.record_id in result.failed:
-        log.warning(
-            "Lead %s: clearing the SLA lock failed: %s", lead.record_id, result.failed[lead.record_id]
+@dataclass(frozen=True)
+class _LockKeeper:
+    """One escalate run's lock keeping: its store, time, task run and CRM session."""
+
+    engine: sa.Engine
+    now: dt.datetime
+    context: AuditContext
+    client: CrmClient
+    mapping: CrmMapping
+
+    def stamp(self, lock: _Lock, changes: dict[str, Any], **options: Any) -> WriteResult:
+        """Write `changes` to the locked lead, If-Unmodified-Since the store's view of it."""
+        lead = lock.lead
+        return stamp(
+            self.client,
+            self.engine,
+            self.mapping,
+            {lead.record_id: changes},
+            as_of=lead.modified_at or lead.synced_at,
+            context=self.context,
+            actor="escalation",
+            **options,
         )
-        return False
-    with engine.begin() as conn:
-        _update_lead(conn, lead.record_id, lock_until=None)
-        detail = {"by": lock.holder, "change": change.field, "history_id": change.history_id}
-        record_many(conn, [lock.audit("lock_released", detail, now)], context=context)
-    return True
 
+    def release(self, lock: _Lock, change: Any) -> bool:
+        """Clear SLA_Lock_Until__c in the CRM and the store; audit ``lock_released``."""
+        lead = lock.lead
+        # The holder changed the lead after our view (that is why we release): clearing the lock
+        # is still what they want, whatever else changed.
+        result = self.stamp(lock, {"sla_lock_until": None}, decide=_clear_anyway)
+        if lead.record_id in result.failed:
+            log.warning(
+                "Lead %s: clearing the SLA lock failed: %s", lead.record_id, result.failed[lead.record_id]
+            )
+            return False
+        with self.engine.begin() as conn:
+            _update_lead(conn, lead.record_id, lock_until=None)
+            detail = {"by": lock.holder, "change": change.field, "history_id": change.history_id}
+            record_many(conn, [lock.audit("lock_released", detail, self.now)], context=self.context)
+        return True
 
-def _restore(
-    engine: sa.Engine,
-    lock: _Lock,
-    change: Any,
-    now: dt.datetime,
-    context: AuditContext,
-    *,
-    client: CrmClient,
-    mapping: CrmMapping,
-) -> str:
-    """Put the lock holder back as owner; audit ``lock_restored`` and tell the holder.
+    def restore(self, lock: _Lock, change: Any) -> str:
+        """Put the lock holder back as owner; audit ``lock_restored`` and tell the holder.
 
-    Returns:
-        ``restored``, or ``conflict`` when the lead changed again since our view (412): the next
-        sync shows who did what.
-    """
-    lead = lock.lead
-    result = _stamp(engine, lock, {"owner": lock.holder}, context, client, mapping)
-    if lead.record_id not in result.written and lead.record_id not in result.unchanged:
-        return "conflict"
-    with engine.begin() as conn:
-        _update_lead(conn, lead.record_id, owner_id=lock.holder)
-        detail = {
-            "from": lead.owner_id,
-            "to": lock.holder,
-            "changed_by": change.changed_by,
-            "history_id": change.history_id,
-        }
-        record_many(conn, [lock.audit("lock_restored", detail, now)], context=context)
-        queue_notices(conn, _holder_notices(conn, lead, lock.entry, lock.holder, change), now, context)
-    return "restored"
+        Returns:
+            ``restored``, or ``conflict`` when the lead changed again since our view (412): the
+            next sync shows who did what.
+        """
+        lead = lock.lead
+        result = self.stamp(lock, {"owner": lock.holder})
+        if lead.record_id not in result.written and lead.record_id not in result.unchanged:
+            return "conflict"
+        with self.engine.begin() as conn:
+            _update_lead(conn, lead.record_id, owner_id=lock.holder)
+            detail = {
+                "from": lead.owner_id,
+                "to": lock.holder,
+                "changed_by": change.changed_by,
+                "history_id": change.history_id,
+            }
+            record_many(conn, [lock.audit("lock_restored", detail, self.now)], context=self.context)
+            notices = _holder_notices(conn, lead, lock.entry, lock.holder, change)
+            queue_notices(conn, notices, self.now, self.context)
+        return "restored"

@@ -56,6 +56,8 @@ def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
         f"*Owner's open clocks*\n{p.open_clocks}",
     ]
     when = p.breached_at if (p.kind == "breach" and p.breached_at) else p.due_at
+    late = p.evaluated_at is not None and p.evaluated_at - p.due_at >= LATE_AFTER
+    late_words = words_duration(int((p.as_of - p.due_at).total_seconds()))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": e(_title(p))[:150], "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{lead_line} needs attention."}},
@@ -79,7 +81,9 @@ def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
                     "text": f"<{p.record_url}|Record {p.lead.id}> · "
                     f"{'Breached' if p.kind == 'breach' else 'Checkpoint reached'} at "
                     f"{e(local_time(when, tz))} · "
-                    f"times in {e(tz)}" + (f" · to you as {e(p.roles_text)}" if p.roles else ""),
+                    f"times in {e(tz)}"
+                    + (f" · to you as {e(p.roles_text)}" if p.roles else "")
+                    + (f" · sent {late_words} late (catching up)" if late else ""),
                 }
             ],
         },
@@ -103,6 +107,8 @@ def alert_email_message(payload: AlertPayload) -> EmailContent:
         "as_of_local": local_time(p.as_of, tz),
         "checkpoint_local": local_time(p.due_at, tz),
         "late": p.evaluated_at is not None and p.evaluated_at - p.due_at >= LATE_AFTER,
+        # A catch-up (after downtime, or a backlog at first start) says how late it comes.
+        "late_words": words_duration(int((p.as_of - p.due_at).total_seconds())),
         "roles_text": p.roles_text,
         "overdue": p.overdue,
         "deadline_local": local_time(p.deadline, tz),
