@@ -453,16 +453,45 @@ def _isin(values: np.ndarray, accepted: list[str]) -> np.ndarray:
 
 
 def start_events(sla: Sla, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
-    """(record code, second) of every start-rule event: the field entering a value, or being set."""
+    """(record code, second) of every start-rule event: the field entering a value, or being set.
+
+    A record created already holding the value (a lead created as an MQL: Salesforce writes no
+    Status change for it, only the creation) starts a clock at its creation.
+    """
     code, t, old, new = tl.history.values(sla.start.field)
     if sla.start.becomes is not None:
         hit = new == sla.start.becomes
         hit &= old != sla.start.becomes
     else:
         hit = _is_set(new) & ~_is_set(old)
-    if hit.all():
+    if not hit.all():
+        code, t = code[hit], t[hit]
+    if sla.start.becomes is None:
         return code, t
-    return code[hit], t[hit]
+    born, at = created_in(tl, sla.start.field, sla.start.becomes)
+    if not len(born):
+        return code, t
+    return np.concatenate([code, born]), np.concatenate([t, at])
+
+
+#: The field_history row Salesforce writes when a record is created (history tracking on).
+CREATED_FIELD = "created"
+
+
+def created_in(tl: Timeline, field: str, value: str) -> tuple[np.ndarray, np.ndarray]:
+    """(record code, creation second) of the records created with `field` == `value`.
+
+    Only records whose creation the CRM recorded in their history (Salesforce's "created" row,
+    written while field history tracking is on) count: a record created before tracking began has
+    no known start, and must not get a clock from its creation date. The value at creation is the
+    first change's old value, or the current value when the field never changed.
+    """
+    code, t, _, _ = tl.history.values(CREATED_FIELD)
+    if not len(code):
+        return code, t
+    initial = value_asof(tl.field_events(field), code, t, tl.index.field_value(field)[code])
+    born = initial == value
+    return code[born], t[born]
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ from leadsla.calendar import (
     to_epoch_seconds,
 )
 from leadsla.clock import (
+    CREATED_FIELD,
     OWNER_FIELD,
     Actors,
     Clocks,
@@ -990,6 +991,8 @@ def _fields_read(policies: list[Policy], object_type: str) -> list[str]:
         for sla in pol.slas:
             if sla.object == object_type:
                 fields.append(sla.start.field)
+                if sla.start.becomes is not None:  # a record created holding the value starts one
+                    fields.append(CREATED_FIELD)
                 fields.extend(rule.field for rule in [*sla.stop, *sla.pause] if rule.field)
     return list(dict.fromkeys(fields))
 

@@ -764,3 +764,22 @@ def test_tier_matcher_agrees_with_a_per_record_loop_on_a_random_frame():
     expected = [first_tier(row) for row in records.to_dict("records")]
     assert got.tolist() == expected
     assert len(set(expected)) == len(sla.tiers)  # every tier, the default included, was exercised
+
+
+def test_a_lead_created_as_an_mql_starts_the_mql_clock_at_its_creation(policy):
+    # Salesforce writes no Status change for a lead created as MQL, only its "created" history row.
+    created = change("L1", "2026-11-17 09:00", "created", None, None)
+    accepted = change("L1", "2026-11-17 11:00", "Status", "MQL", "SAL")
+    ev = run(policy, [lead("L1", status="SAL")], [created, accepted], now="2026-11-17 12:00")
+    mql = ev.clocks[ev.clocks["sla_id"] == "mql_acceptance"]
+    assert list(mql["clock_start"]) == [at("2026-11-17 09:00")] and list(mql["state"]) == ["met"]
+    # Still an MQL: running. Without the "created" row (created before history tracking began)
+    # there is no known start, so no clock from its creation date.
+    still = run(policy, [lead("L2", status="MQL")], [change("L2", "2026-11-17 09:00", "created", None, None)])
+    assert list(zip(still.clocks["sla_id"], still.clocks["state"], strict=True)) == [
+        ("mql_acceptance", "breached")
+    ]
+    assert run(policy, [lead("L3", status="MQL")], []).clocks.empty
+    # Created as SAL: the sales-touch clock starts at creation too.
+    sal = run(policy, [lead("L4")], [change("L4", "2026-11-23 09:30", "created", None, None)])
+    assert list(sal.clocks["clock_start"]) == [at("2026-11-23 09:30")]
