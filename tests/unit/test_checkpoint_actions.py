@@ -297,3 +297,10 @@ def test_a_late_warning_states_the_time_left_at_the_run():
     text = email_message(AlertPayload.parse(mail.payload)).text
     assert "assigned 3 hours 40 minutes ago. 20 minutes remain" in text
     assert "Checkpoint reached:    Tue 17 Nov 2026, 13:12 EST" in text
+
+
+def test_a_channel_role_resolves_to_that_slack_channel_only():
+    d = Directory(POLICY, USERS)
+    [channel] = d.resolve("channel:C0SDRLEADS", "005000000000001AAA", "sdr_east")
+    assert (channel.slack, channel.email, channel.role) == ("C0SDRLEADS", None, "channel:C0SDRLEADS")
+    assert channel.address("email") is None and channel.address("slack") == "C0SDRLEADS"

@@ -3,7 +3,8 @@
 Roles (policy `notify` lists): ``owner`` (the clock's owner), ``owner_manager`` (the owner's
 User.ManagerId), ``team_manager`` (the policy's `manager` of the owner's team, else of the SLA's
 team; ``crm``: whom most of that team reports to), ``vp_*`` and any other name in
-the policy's `contacts`, and ``queue:<name>`` (the Slack channel of the team whose queue it is).
+the policy's `contacts`, ``queue:<name>`` (the Slack channel of the team whose queue it is) and
+``channel:<name>`` (that Slack channel).
 A role that resolves to nobody resolves to an empty list, never to a guess. Quiet hours: a
 person is told when their team calendar is open (or, for contacts without a team, outside the
 policy's quiet hours). Pure: no store, no wall clock.
@@ -114,6 +115,21 @@ class Directory:
             found = self.user(self.manager_of(owner_id), role)
         elif role == "team_manager":
             found = self.user(self.team_manager(team, sla_team), role)
+        elif role.startswith("channel:"):
+            # A Slack channel named in the policy (an id such as C0123, or #name): Slack only.
+            channel = role.split(":", 1)[1].strip()
+            found = (
+                Person(
+                    role=role,
+                    name=channel,
+                    email=None,
+                    slack=channel,
+                    timezone=self.team_timezone(team),
+                    calendar=self.policy.team_calendar(team),
+                )
+                if channel
+                else None
+            )
         elif role.startswith("queue:"):
             name = role.split(":", 1)[1]
             channel = next((t.slack_channel for t in self.policy.teams.values() if t.queue == name), None)
