@@ -10,6 +10,7 @@ import pytest
 
 from leadsla import clock as clock_module
 from leadsla import engine as engine_module
+from leadsla.decisions import checkpoints as checkpoint_decisions
 from leadsla.decisions.recipients import Directory
 from leadsla.policy import REAL_TIME_CALENDAR, Sla
 from leadsla.scenarios.run import SCENARIOS, run_scenarios
@@ -193,6 +194,21 @@ def test_the_scenario_fails_on_its_planted_bug(name, monkeypatch) -> None:
     outcome = result(policy, name)
     assert outcome.status == "fail", outcome.detail
     assert reads in outcome.detail, outcome.detail
+
+
+def test_a_critical_breach_held_for_working_hours_fails_the_demo_line(monkeypatch) -> None:
+    # Planted in the decisions: every breach waits for the recipient's working hours.
+    original = checkpoint_decisions._messages
+    monkeypatch.setattr(
+        checkpoint_decisions,
+        "_messages",
+        lambda directory, clock, *args, **kw: original(directory, {**clock, "critical": False}, *args, **kw),
+    )
+    outcome = result(shipped("tiered"), "demo_request_tier")
+    assert outcome.status == "fail"
+    assert outcome.detail.startswith(
+        "a critical breach is not held for working hours: got held for ['#marketing-leadership', "
+    )
 
 
 def test_a_scenario_that_cannot_run_fails_with_the_error(monkeypatch) -> None:
