@@ -69,7 +69,10 @@ def owner_changed_across_timezones(policy) -> Case:
         c = the_clock(run, check, lead, s.sla)
         if c is None:
             return
-        on_far = lambda at: shown(t)(at) + f" ({far_cal.local(int(at.timestamp())):%a %H:%M %Z})"  # noqa: E731
+
+        def on_far(at) -> str:  # both owners' local times
+            return shown(t)(at) + f" ({far_cal.local(int(at.timestamp())):%a %H:%M %Z})"
+
         check.equal("owner", c.owner_id, far.user_id)
         check.equal("team", c.team, far.team)
         check.equal("calendar", c.calendar, far_cal.name)
