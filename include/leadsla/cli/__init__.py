@@ -15,7 +15,7 @@ from leadsla import __version__
 from leadsla.errors import LeadSlaError
 
 #: Sub-command modules under leadsla.cli, each with `register(subparsers)`.
-COMMANDS = ["store", "policy", "config", "deadline", "validate_leads", "report", "audit"]
+COMMANDS = ["store", "policy", "config", "deadline", "qa", "validate_leads", "report", "audit"]
 
 
 def build_parser() -> argparse.ArgumentParser:
