@@ -87,7 +87,7 @@ class ConfigCheck:
 
 
 def problems_message(problems: list[str]) -> str:
-    """ "the configuration has N problem(s):" then one line per problem."""
+    """The problems as one message: how many, then one line per problem."""
     return f"the configuration has {len(problems)} problem(s):\n" + "\n".join(f"- {p}" for p in problems)
 
 
