@@ -151,12 +151,15 @@ class Builder:
         policy_version: str = "2026.11-tiered",
         accountable: str | None = None,
         accountable_team: str | None = None,
+        handed_on: bool = False,
     ) -> Builder:
         """A clock row; `accountable`/`accountable_team` (who answers for it: the owner when it
-        breached, as the engine writes it) default to `owner`/`team`."""
+        breached, as the engine writes it) default to `owner`/`team`. A stopped clock is met by a
+        touch, or `handed_on` (the lead left the watched state, e.g. SAL -> SQL)."""
         target, elapsed = int(target_h * 3600), int(elapsed_h * 3600)
         if stopped_at is not None:
-            state = "met_late" if breached_at is not None else "met"
+            ended = "handed_on" if handed_on else "met"
+            state = f"{ended}_late" if breached_at is not None else ended
         else:
             state = "breached" if breached_at is not None else "running"
         pct = elapsed / target * 100

@@ -2,28 +2,53 @@
 
 Each file validates itself on load; this module checks what only the files together can say: a
 status, rejection reason, field or SLA named in one file and missing from another is one problem
-naming both places. `check_files` loads the files and returns every problem at once (nothing
-half-applies); `org_problems` compares them with the org's describe() (fields and picklists).
-`leadsla config check` runs both, crm_sync's daily mapping check runs the org part, and the
-entry points refuse to start on a configuration with problems. Never writes anything.
+naming both places. `check_files` loads the files and returns every problem at once, one line per
+disagreement (nothing half-applies); `org_problems` compares them with the org's describe()
+(fields and picklists). `leadsla config check` runs both, crm_sync's daily mapping check runs the
+picklist part, and the entry points (`leadsla.tasks.configuration`) refuse to start on a
+configuration with problems, or keep running on the last one accepted.
+
+A configuration that passed is remembered in the store as a snapshot of the files' texts
+(`config_snapshots`, written only here by `remember`), so a running deployment can go on with it
+(`load_snapshot`) while a later edit is refused. Nothing else here writes anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from leadsla.crm.mapping import CrmMapping, ObjectMapping, check_against_org
+from leadsla.crm.mapping import active_path as active_mapping_path
 from leadsla.crm.mapping import load as load_mapping
 from leadsla.crm.picklists import Picklists, picklist_drift
+from leadsla.decisions.plan import Notice
 from leadsla.errors import LeadSlaError
-from leadsla.lifecycle import Lifecycle, load_lifecycle
-from leadsla.policy import Policy, Sla, TouchRule, load_policy
+from leadsla.lifecycle import Lifecycle, active_lifecycle_path, load_lifecycle
+from leadsla.paths import config_dir
+from leadsla.policy import Policy, Sla, TouchRule, active_policy_path, load_policy
 from leadsla.quality.rules import QualityRules
 from leadsla.quality.rules import load as load_quality_rules
 from leadsla.reports.config import ReportConfig, load_report_config
+from leadsla.store import schema
+from leadsla.store.audit import AuditContext
+
+#: The configuration's files, in the order they load: role -> the file's name in a snapshot folder.
+FILES = {
+    "lifecycle": "lifecycle.yaml",
+    "policy": "sla_policy.yaml",
+    "mapping": "crm_fields.yaml",
+    "quality": "quality.yaml",
+    "reports": "reports.yaml",
+}
 
 
 class ConfigurationError(LeadSlaError):
@@ -54,13 +79,58 @@ class ConfigCheck:
         return self.configuration is not None and not self.problems
 
     def raise_for_problems(self) -> Configuration:
-        """The configuration, or ConfigurationError listing every problem."""
+        """The configuration, or ConfigurationError listing every problem (one line each)."""
         if not self.ok:
-            raise ConfigurationError(
-                f"the configuration has {len(self.problems)} problem(s): " + "; ".join(self.problems)
-            )
+            raise ConfigurationError(problems_message(self.problems))
         assert self.configuration is not None
         return self.configuration
+
+
+def problems_message(problems: list[str]) -> str:
+    """The problems as one message: how many, then one line per problem."""
+    return f"the configuration has {len(problems)} problem(s):\n" + "\n".join(f"- {p}" for p in problems)
+
+
+@dataclass(frozen=True)
+class ConfigFiles:
+    """The configuration's files as read now: each role's path and text (None: unreadable)."""
+
+    paths: dict[str, str]
+    texts: dict[str, str | None]
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the texts: the configuration's identity (a snapshot's, a refused version's)."""
+        canonical = json.dumps([[role, self.texts.get(role)] for role in FILES], ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def active_paths(**given: str | Path | None) -> dict[str, Path]:
+    """Each file's path: the one given, else the active one (the same rule every loader applies:
+    $LEADSLA_LIFECYCLE_PATH, $LEADSLA_POLICY_PATH, $LEADSLA_CRM_MAPPING, include/config/)."""
+    defaults = {
+        "lifecycle": active_lifecycle_path,
+        "policy": active_policy_path,
+        "mapping": active_mapping_path,
+        "quality": lambda: config_dir() / "quality.yaml",
+        "reports": lambda: config_dir() / "reports.yaml",
+    }
+    unknown = set(given) - set(FILES)
+    if unknown:
+        raise TypeError(f"unknown configuration file role(s): {sorted(unknown)}")
+    return {role: Path(given[role]) if given.get(role) else defaults[role]() for role in FILES}
+
+
+def read_files(**given: str | Path | None) -> ConfigFiles:
+    """The texts of the files `check_files` would check (see `active_paths`)."""
+    paths = active_paths(**given)
+    texts: dict[str, str | None] = {}
+    for role, path in paths.items():
+        try:
+            texts[role] = path.read_text(encoding="utf-8")
+        except OSError:
+            texts[role] = None  # the loader names the problem
+    return ConfigFiles({role: str(path) for role, path in paths.items()}, texts)
 
 
 def check_files(
@@ -72,45 +142,79 @@ def check_files(
     reports: str | Path | None = None,
 ) -> ConfigCheck:
     """Load every file (defaults: the active ones) and check them against each other."""
+    paths = active_paths(
+        policy=policy, lifecycle=lifecycle, mapping=mapping, quality=quality, reports=reports
+    )
+    return _check(paths, policy_names_lifecycle=True)
+
+
+def _check(paths: Mapping[str, Path], *, policy_names_lifecycle: bool) -> ConfigCheck:
     problems: list[str] = []
 
     def attempt(loader: Callable[[], Any]) -> Any:
         try:
             return loader()
         except LeadSlaError as exc:
-            problems.append(str(exc))
+            problems.extend(each_problem(exc))
             return None
 
-    lc = attempt(lambda: load_lifecycle(lifecycle))
-    pol = attempt(lambda: load_policy(policy)) if lc is not None else None
-    crm = attempt(lambda: load_mapping(mapping))
-    rules = attempt(lambda: load_quality_rules(quality, lifecycle=lc)) if lc is not None else None
-    rep = attempt(lambda: load_report_config(reports))
-    files = [
-        str(x.source) if hasattr(x, "source") else str(getattr(x, "path", ""))
-        for x in (lc, pol, crm)
-        if x is not None
-    ]
+    lc = attempt(lambda: load_lifecycle(paths["lifecycle"]))
+    # The policy is checked against this lifecycle, the one every other file is checked against.
+    pol = attempt(lambda: load_policy(paths["policy"], lifecycle=lc)) if lc is not None else None
+    crm = attempt(lambda: load_mapping(paths["mapping"]))
+    rules = attempt(lambda: load_quality_rules(paths["quality"], lifecycle=lc)) if lc is not None else None
+    rep = attempt(lambda: load_report_config(paths["reports"]))
+    files = [str(paths[role]) for role in FILES]
+    if policy_names_lifecycle and pol is not None and pol.lifecycle is not None:
+        named = Path(pol.lifecycle)
+        named = named if named.is_absolute() else paths["policy"].parent / named
+        if named.resolve() != paths["lifecycle"].resolve():
+            problems.append(
+                f"{pol.source}: lifecycle: names {named}, but the active lifecycle is {lc.source}: point "
+                "both at one file"
+            )
+    # What the files that did load say about each other: every disagreement at once, even when
+    # another file is invalid.
+    problems += _cross_problems(lc, pol, crm, rep)
     if None in (lc, pol, crm, rules, rep):
         return ConfigCheck(None, problems, files)
-    configuration = Configuration(lc, pol, crm, rules, rep)
-    if pol.lifecycle_model.source != lc.source:
-        problems.append(
-            f"{pol.source}: names the lifecycle {pol.lifecycle_model.source}, but the active lifecycle is "
-            f"{lc.source}: point both at one file"
-        )
-    problems += cross_problems(configuration)
-    return ConfigCheck(configuration, problems, files)
+    return ConfigCheck(Configuration(lc, pol, crm, rules, rep), problems, files)
+
+
+def each_problem(exc: LeadSlaError) -> list[str]:
+    """One line per problem of a loader's error, each naming the file.
+
+    The policy and lifecycle loaders join every problem of a file into one message
+    (``FILE: invalid SLA policy: a; b``); a configuration check reports one line per disagreement.
+    """
+    message = str(exc)
+    for marker in (": invalid SLA policy: ", ": invalid lifecycle: "):
+        head, found, tail = message.partition(marker)
+        if found:
+            return [f"{head}: {part}" for part in tail.split("; ") if part]
+    return [message]
 
 
 def cross_problems(cfg: Configuration) -> list[str]:
     """What the files say about each other (each file already validated itself)."""
-    return (
-        _status_map_problems(cfg.lifecycle, cfg.mapping)
-        + _lifecycle_field_problems(cfg.lifecycle, cfg.mapping)
-        + _policy_field_problems(cfg.policy, cfg.mapping)
-        + _report_problems(cfg.reports, cfg.policy, cfg.mapping)
-    )
+    return _cross_problems(cfg.lifecycle, cfg.policy, cfg.mapping, cfg.reports)
+
+
+def _cross_problems(
+    lifecycle: Lifecycle | None,
+    policy: Policy | None,
+    mapping: CrmMapping | None,
+    reports: ReportConfig | None,
+) -> list[str]:
+    """Every cross-file rule whose files loaded."""
+    problems: list[str] = []
+    if lifecycle is not None and mapping is not None:
+        problems += _status_map_problems(lifecycle, mapping) + _lifecycle_field_problems(lifecycle, mapping)
+    if policy is not None and mapping is not None:
+        problems += _policy_field_problems(policy, mapping)
+    if reports is not None:
+        problems += _report_problems(reports, policy, mapping)
+    return problems
 
 
 def org_problems(
@@ -125,6 +229,109 @@ def org_problems(
     except LeadSlaError as exc:
         problems.append(str(exc))
     return problems + picklist_drift(cfg.lifecycle, cfg.mapping, describe_picklists)
+
+
+# --- the last good configuration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A configuration that passed the check when an entry point started, as stored."""
+
+    snapshot_id: int
+    digest: str
+    files: ConfigFiles
+    accepted_at: dt.datetime
+    run_id: str | None = None
+
+
+def latest_digest(conn: sa.Connection) -> str | None:
+    """The digest of the configuration accepted last (None: none ever was)."""
+    snaps = schema.config_snapshots
+    return conn.execute(
+        sa.select(snaps.c.digest).order_by(snaps.c.snapshot_id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def latest_snapshot(conn: sa.Connection) -> Snapshot | None:
+    """The configuration accepted last, with its files' texts (None: none ever was)."""
+    snaps = schema.config_snapshots
+    row = conn.execute(sa.select(snaps).order_by(snaps.c.snapshot_id.desc()).limit(1)).mappings().first()
+    if row is None:
+        return None
+    stored = row["files"]
+    files = ConfigFiles(
+        {role: stored[role]["path"] for role in FILES}, {role: stored[role]["text"] for role in FILES}
+    )
+    return Snapshot(row["snapshot_id"], row["digest"], files, row["accepted_at"], row["run_id"])
+
+
+def remember(conn: sa.Connection, files: ConfigFiles, *, at: dt.datetime, context: AuditContext) -> bool:
+    """Store `files` as the last good configuration unless it already is; True when stored now.
+
+    Call only with files that passed `check_files`. The same version accepted again after another
+    one is stored again (the latest row is the one in force).
+    """
+    digest = files.digest
+    if latest_digest(conn) == digest:
+        return False
+    conn.execute(
+        schema.config_snapshots.insert().values(
+            digest=digest,
+            files={role: {"path": files.paths[role], "text": files.texts[role]} for role in FILES},
+            accepted_at=at,
+            dag_id=context.dag_id,
+            run_id=context.run_id,
+            task_id=context.task_id,
+            try_number=context.try_number,
+        )
+    )
+    return True
+
+
+def load_snapshot(snapshot: Snapshot) -> Configuration:
+    """The snapshot's configuration, loaded from its texts (written to a temporary folder under the
+    files' usual names and loaded with explicit paths: the policy against the snapshot's lifecycle).
+
+    Raises:
+        ConfigurationError: the snapshot no longer loads (this code's validation changed since).
+    """
+    with tempfile.TemporaryDirectory(prefix=f"leadsla-config-{snapshot.digest[:12]}-") as folder:
+        paths = {role: Path(folder) / name for role, name in FILES.items()}
+        for role, path in paths.items():
+            path.write_text(snapshot.files.texts[role] or "", encoding="utf-8")
+        check = _check(paths, policy_names_lifecycle=False)
+    if not check.ok:
+        raise ConfigurationError(
+            f"the last good configuration ({snapshot.digest[:12]}, accepted "
+            f"{snapshot.accepted_at:%Y-%m-%d %H:%M} UTC) no longer loads: " + problems_message(check.problems)
+        )
+    assert check.configuration is not None
+    return check.configuration
+
+
+def refused_notice(files: ConfigFiles, problems: list[str], kept: Snapshot, channel: str) -> Notice:
+    """Data engineering's notice that an edit of the configuration was refused, naming every problem.
+
+    Keyed on the refused version's digest and the snapshot kept in force, so every task run that
+    meets the same bad version plans the same notice and the outbox queues it once.
+    """
+    return Notice(
+        source="configuration",
+        subject=files.digest[:16],
+        opened_at=kept.accepted_at,
+        checkpoint="refused",
+        recipients=(("slack", channel),),
+        title=f"Configuration edit refused: {len(problems)} problem(s); running on the last good one",
+        severity="critical",
+        lines=tuple(problems),
+        intro=(
+            f"The configuration files were edited ({files.digest[:12]}) and no longer agree, so the edit "
+            "was not applied: every pipeline keeps running on the last good configuration, accepted "
+            f"{kept.accepted_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC ({kept.digest[:12]}), until they "
+            "agree again. Fix each line below; `leadsla config check` lists what is left."
+        ),
+    )
 
 
 # --- the cross-file rules -----------------------------------------------------------------------
@@ -237,14 +444,14 @@ def _touch_problems(touch: TouchRule, where: str, mapping: CrmMapping) -> list[s
     return problems
 
 
-def _report_problems(reports: ReportConfig, policy: Policy, mapping: CrmMapping) -> list[str]:
+def _report_problems(reports: ReportConfig, policy: Policy | None, mapping: CrmMapping | None) -> list[str]:
     problems = []
-    if reports.sla_id not in [s.id for s in policy.slas]:
+    if policy is not None and reports.sla_id not in [s.id for s in policy.slas]:
         problems.append(
             f"reports.yaml: sla_id: {reports.sla_id!r} is not an SLA of {policy.source} "
             f"({', '.join(s.id for s in policy.slas)})"
         )
-    if reports.campaign_field not in _fields_of(mapping, "Lead"):
+    if mapping is not None and reports.campaign_field not in _fields_of(mapping, "Lead"):
         problems.append(
             f"reports.yaml: campaign_field: {reports.campaign_field!r} is not read by {mapping.path} "
             "(objects.Lead.fields)"

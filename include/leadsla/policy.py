@@ -693,8 +693,14 @@ def active_policy_path() -> Path:
     return Path(os.environ.get("LEADSLA_POLICY_PATH") or DEFAULT_POLICY_PATH)
 
 
-def load_policy(path: str | Path | None = None) -> Policy:
+def load_policy(path: str | Path | None = None, *, lifecycle: Lifecycle | None = None) -> Policy:
     """Load and validate a policy YAML file (default: the active policy, `active_policy_path()`).
+
+    Args:
+        lifecycle: the lifecycle to check the rules against (default: the file the policy's
+            `lifecycle` key names, else the active one). `leadsla.configuration` passes the one it
+            loaded, so a policy and its lifecycle are always checked as one set (a stored snapshot's
+            policy against the snapshot's lifecycle).
 
     Raises:
         PolicyError: the file is missing, not YAML, or invalid; the message names the file.
@@ -712,7 +718,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise PolicyError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return policy_from_dict(data, str(path), base_dir=path.parent)
+    return policy_from_dict(data, str(path), lifecycle=lifecycle, base_dir=path.parent)
 
 
 def policy_for(policies: Iterable[Policy], at: dt.datetime) -> Policy:

@@ -26,6 +26,8 @@ ALL = {
     "round_robin_uneven",
     "mql_leakage",
     "breach_not_escalating",
+    "config_drift",
+    "config_rejected",
 }
 
 
@@ -140,6 +142,11 @@ def test_every_planted_failure_is_reported_once_per_run(store):
             ],
         )  # all to one rep: uneven
         conn.execute(schema.clocks.insert(), [_clock(5, "breached")])
+        _drift(conn, ["the org's Lead.Status value 'Working' is neither a status in lifecycle.yaml nor ..."])
+        settings = {
+            **settings,
+            "config_problems": ["sla_policy.yaml: slas[0].start.becomes: 'Accepted': ..."],
+        }
         conn.execute(
             schema.outbox.insert(),
             [
@@ -166,6 +173,42 @@ def test_every_planted_failure_is_reported_once_per_run(store):
         ).all()
     assert sorted(c for c, _ in notices) == ["email", "slack"]  # one digest per run, both channels
     assert all(p["kind"] == "notice" and len(p["lines"]) >= len(ALL) for _, p in notices)
+
+
+def _drift(conn, problems, at=NOW - dt.timedelta(hours=3), digest="m1"):
+    conn.execute(
+        schema.crm_mapping_checks.insert().values(
+            mapping_digest=digest, checked_at=at, objects=["Lead"], lifecycle_digest="l1", drift=problems
+        )
+    )
+
+
+def test_config_drift_reports_the_latest_picklist_check_and_the_refused_files(store):
+    from leadsla.health import config_drift
+
+    with store.begin() as conn:
+        _drift(conn, ["old drift"], at=NOW - dt.timedelta(days=2), digest="old")
+        _drift(conn, ["org value 'Working' is neither ...", "status 'SQL' is not a value ..."])
+        conn.execute(  # a check that did not compare picklists says nothing about drift
+            schema.crm_mapping_checks.insert().values(
+                mapping_digest="fields-only", checked_at=NOW, objects=["Lead"], drift=None
+            )
+        )
+    with store.connect() as conn:
+        findings = config_drift.check(conn, NOW, load_policy(), {"config_problems": ["a.yaml: x: y"]})
+    assert [(f.check, f.severity) for f in findings] == [
+        ("config_rejected", "critical"),
+        ("config_drift", "warning"),
+        ("config_drift", "warning"),
+    ]
+    assert findings[0].summary == "configuration refused: a.yaml: x: y"
+    assert "last good configuration" in findings[0].how_to_fix
+    assert findings[1].summary == (
+        "picklist drift (crm_sync's check of 2026-11-10 12:00 UTC): org value 'Working' is neither ..."
+    )
+    assert "leadsla config check --org" in findings[1].how_to_fix
+    with store.connect() as conn:
+        assert config_drift.check(conn, NOW, load_policy(), {}) == findings[1:]
 
 
 def _stale(store, now, settings):

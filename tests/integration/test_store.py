@@ -48,6 +48,47 @@ def test_upgrade_is_idempotent(store: sa.Engine) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM schema_meta")).scalar() == 1
 
 
+def test_a_version_1_store_gains_what_version_2_adds(store: sa.Engine) -> None:
+    v1_covering = [
+        "sla_id",
+        "clock_start",
+        "record_id",
+        "accountable_owner_id",
+        "accountable_team",
+        "stopped_at",
+        "breached_at",
+        "elapsed_seconds",
+    ]
+    with store.begin() as conn:  # the store as version 1 left it
+        conn.exec_driver_sql("DROP TABLE config_snapshots")
+        for table, column in [
+            ("activities", "created_by"),
+            ("activities", "status"),
+            ("activities", "completed_at"),
+            ("crm_mapping_checks", "lifecycle_digest"),
+            ("crm_mapping_checks", "drift"),
+        ]:
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.exec_driver_sql("DROP INDEX ix_clocks_judged")
+        conn.exec_driver_sql(f"CREATE INDEX ix_clocks_v1_covering ON clocks ({', '.join(v1_covering)})")
+        conn.exec_driver_sql("DELETE FROM schema_meta")
+        conn.execute(
+            sa.insert(sa.table("schema_meta", sa.column("version"), sa.column("upgraded_at"))).values(
+                version=1, upgraded_at=T0
+            )
+        )
+    assert upgrade(store) == SCHEMA_VERSION == 2
+    inspector = sa.inspect(store)
+    assert {"created_by", "status", "completed_at"} <= {
+        c["name"] for c in inspector.get_columns("activities")
+    }
+    assert {"lifecycle_digest", "drift"} <= {c["name"] for c in inspector.get_columns("crm_mapping_checks")}
+    assert "config_snapshots" in inspector.get_table_names()
+    indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("clocks")}
+    assert "ix_clocks_v1_covering" not in indexes
+    assert indexes["ix_clocks_judged"] == [*v1_covering, "state"]
+
+
 def test_upsert_inserts_then_updates_on_the_key(store: sa.Engine) -> None:
     with store.begin() as conn:
         assert upsert(conn, records, [lead("00Q000000000001AAA"), lead("00Q000000000002AAA")]) == 2

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from leadsla.reports.config import load_report_config
 from leadsla.store import schema as s
+from tests.reports_data import Builder, t
 from tests.war_room_fixtures import NOW, mint_token, org, prepare_airflow_auth
 
 RANGE = {"start": "2026-11-01", "end": "2026-11-10"}
@@ -158,6 +159,47 @@ def test_timeline_shows_every_decision_with_rule_and_task_run_link(client):
     assert "(try 2)" in by["message_sent"]
     assert "to=M1" in by["reassignment"] and 'target="_top"' in by["escalation"]
     assert client.get("/lead/NOPE").status_code == 404
+
+
+def test_the_timeline_says_how_each_clock_ended_in_plain_words(client, store):
+    # L9's first clock is running (the fixture); earlier ones ended every other way.
+    b = Builder()
+    ends = [
+        ("2026-11-10 10:00", {"stopped_at": t("2026-11-10 11:00")}, "met"),
+        (
+            "2026-11-11 10:00",
+            {"stopped_at": t("2026-11-11 16:00"), "breached_at": t("2026-11-11 14:00")},
+            "met late",
+        ),
+        ("2026-11-12 10:00", {"stopped_at": t("2026-11-12 11:00"), "handed_on": True}, "handed on"),
+        (
+            "2026-11-13 10:00",
+            {"stopped_at": t("2026-11-13 16:00"), "breached_at": t("2026-11-13 14:00"), "handed_on": True},
+            "handed on late",
+        ),
+        ("2026-11-14 10:00", {"breached_at": t("2026-11-14 14:00")}, "breached"),
+    ]
+    for start, end, _ in ends:
+        b.clock("L9", t(start), target_h=4, elapsed_h=2, owner="R3", team="B", **end)
+    b.clocks[-1]["elapsed_seconds"] = 6 * 3600
+    paused = t("2026-11-15 10:00")
+    b.clock("L9", paused, target_h=4, elapsed_h=1, owner="R3", team="B")
+    b.clocks[-1]["state"] = "paused"
+    b.event(
+        "clock_stop",
+        t("2026-11-12 11:00"),
+        "L9",
+        clock_start=t("2026-11-12 10:00"),
+        actor="sla_monitor",
+        detail={"state": "handed_on", "outcome": "handed_on", "elapsed_seconds": 3600},
+    )
+    b.write(store)
+    html = client.get("/lead/L9").text
+    body = re.search(r'<table id="clocks">(.*?)</table>', html, re.S).group(1)
+    states = re.findall(r'<td class="state">([^<]*)</td>', body)
+    assert states == [label for _, _, label in ends] + ["paused", "running"]
+    stops = re.findall(r'<tr class="event clock_stop">(.*?)</tr>', html, re.S)
+    assert len(stops) == 1 and "outcome=handed_on" in stops[0]
 
 
 def test_lead_text_is_escaped(client):

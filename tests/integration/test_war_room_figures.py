@@ -38,11 +38,16 @@ CLOCK_COLUMNS = (
     "target_seconds",
     "stopped_at",
     "breached_at",
+    "state",
 )
 
 
 def _previous_range_data(
-    engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c"
+    engine: sa.Engine,
+    f: Filters,
+    sla_id: str,
+    campaign_field: str = "Campaign__c",
+    left_counts_as: str = "met",
 ) -> ReportData:
     """`ReportData` restricted to the range and filters: clocks started in it, and the leads that
     became MQL in it (the funnel cohort) with their rows, first arrival at each stage and
@@ -199,16 +204,20 @@ def _previous_range_data(
     stages = pd.concat(parts, ignore_index=True)
     visits = queries.parse_utc(pd.DataFrame(columns=["actor", "at"]), "at")
     acts = acts.assign(activity_id=None, owner_id=None)
-    return ReportData(leads, stages, acts, users, clocks, visits)
+    return ReportData(leads, stages, acts, users, clocks, visits, left_counts_as)
 
 
 def _previous_range_panel(
-    engine: sa.Engine, f: Filters, sla_id: str, campaign_field: str = "Campaign__c"
+    engine: sa.Engine,
+    f: Filters,
+    sla_id: str,
+    campaign_field: str = "Campaign__c",
+    left_counts_as: str = "met",
 ) -> dict:
     """Scorecards per rep and team beside the team / overall average, the weekly trend, the funnel
     and rejection reasons, for the filtered range (clocks judged as of the range's end)."""
     p = f.period
-    data = _previous_range_data(engine, f, sla_id, campaign_field)
+    data = _previous_range_data(engine, f, sla_id, campaign_field, left_counts_as)
     c = m.judged_clocks(data, p)
     figures: dict[str, tuple[str, ...]] = {}
     overall = m.compliance(c)
@@ -445,6 +454,38 @@ def varied_org() -> Builder:
         team="sdr_east",  # 2nd clock
         breached_at=t("2026-11-16 22:00"),
     )
+    # Clocks ended by the lead leaving SAL (handed on): in time, late, and after some ranges end.
+    b.clock(
+        "00QE07",
+        t("2026-11-12 13:00"),
+        target_h=4,
+        elapsed_h=1,
+        owner=rep,
+        team="sdr_east",
+        stopped_at=t("2026-11-13 10:00"),
+        handed_on=True,
+    )
+    b.clock(
+        "00QE04",
+        t("2026-11-07 13:00"),
+        target_h=4,
+        elapsed_h=6,
+        owner=rep,
+        team="sdr_east",
+        stopped_at=t("2026-11-08 10:00"),
+        breached_at=t("2026-11-07 17:00"),
+        handed_on=True,
+    )
+    b.clock(
+        "00QE06",
+        t("2026-11-14 13:00"),
+        target_h=8,
+        elapsed_h=2,
+        owner=rep,
+        team="sdr_east",
+        stopped_at=t("2026-11-18 10:00"),
+        handed_on=True,
+    )
     # Breaches the escalation handed to a manager: the rep who let them breach stays accountable
     # (rep and team by accountable_owner_id / accountable_team, the latter empty once: that rep's team).
     manager = "005M00000000000000"
@@ -523,13 +564,74 @@ def test_range_figures_equal_the_previous_pandas_computation(store, filters):
     varied_org().write(store)
     now = t("2026-12-05 15:00")
     f = parse_filters(now, "America/New_York", **filters)
-    new = queries.range_panel(store, f, "sales_touch")
-    old = _previous_range_panel(store, f, "sales_touch")
-    assert new["figures"] == old["figures"]
-    assert new["figures"] or filters.get("start") == "2026-08-01"
-    for key in ("reps", "teams", "trend", "funnel", "reasons"):
-        _assert_rows_equal(new[key], old[key], key)
-    assert {k: v for k, v in new["overall"].items()} == pytest.approx(old["overall"], nan_ok=True)
+    for left_counts_as in ("met", "excluded"):
+        new = queries.range_panel(store, f, "sales_touch", left_counts_as)
+        old = _previous_range_panel(store, f, "sales_touch", left_counts_as=left_counts_as)
+        assert new["figures"] == old["figures"]
+        assert new["figures"] or filters.get("start") == "2026-08-01"
+        for key in ("reps", "teams", "trend", "funnel", "reasons"):
+            _assert_rows_equal(new[key], old[key], key)
+        assert {k: v for k, v in new["overall"].items()} == pytest.approx(old["overall"], nan_ok=True)
+
+
+def test_a_handed_on_clock_is_met_or_excluded_as_the_sla_says_and_never_a_first_touch(store):
+    # Rita touched L1 after 1 h (met); L2 left SAL for SQL untouched after 2 h (handed on in time);
+    # L3 left SAL after its target (handed on late: a breach either way).
+    b = Builder().user("R1", "Rita", "A")
+    for lead in ("L1", "L2", "L3"):
+        b.lead(lead, owner="R1", stages={"MQL": t("2026-11-02 09:00")})
+    b.clock(
+        "L1",
+        t("2026-11-02 15:00"),
+        target_h=4,
+        elapsed_h=1,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-02 16:00"),
+    )
+    b.clock(
+        "L2",
+        t("2026-11-03 15:00"),
+        target_h=4,
+        elapsed_h=2,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-03 17:00"),
+        handed_on=True,
+    )
+    b.clock(
+        "L3",
+        t("2026-11-04 15:00"),
+        target_h=4,
+        elapsed_h=6,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-05 12:00"),
+        breached_at=t("2026-11-04 19:00"),
+        handed_on=True,
+    )
+    b.write(store)
+    f = parse_filters(t("2026-11-10 15:00"), "America/New_York", start="2026-11-01", end="2026-11-09")
+    counted = queries.range_panel(store, f, "sales_touch", "met")
+    assert counted["overall"] == {"decided": 3, "violated": 1, "compliance": pytest.approx(2 / 3)}
+    assert counted["figures"]["overall"] == ("L1", "L2", "L3")
+    excluded = queries.range_panel(store, f, "sales_touch", "excluded")
+    assert excluded["overall"] == {"decided": 2, "violated": 1, "compliance": 0.5}
+    assert excluded["figures"]["overall"] == ("L1", "L3")
+    for panel in (counted, excluded):  # the first touch is L1's hour, not L2's two hours to SQL
+        assert [(r["rep"], r["median_hours"]) for r in panel["reps"]] == [("Rita", 1.0)]
+    # The reports judge them the same way.
+    from leadsla.reports.data import load
+
+    judged = m.judged_clocks(load(store, "sales_touch", left_counts_as="excluded"), f.period)
+    assert dict(zip(judged["record_id"], judged["outcome"], strict=True)) == {
+        "L1": "met",
+        "L2": "excluded",
+        "L3": "violated",
+    }
+    assert judged["touched"].tolist() == [True, False, False]
+    assert m.compliance(judged)[["decided", "met", "violated"]].iloc[0].tolist() == [2, 1, 1]
+    assert m.first_touch(judged)[["touched", "median_hours"]].iloc[0].tolist() == [1, 1.0]
 
 
 def test_the_rep_table_charges_the_rep_who_let_a_lead_breach_not_the_manager_it_went_to(store):

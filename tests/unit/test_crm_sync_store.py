@@ -36,6 +36,7 @@ class FakeCrm:
         self.queries: list[str] = []
         self.limit_after: int | None = None
         self.describe = None
+        self.picklists = None
 
     def add(self, obj: str, **fields) -> dict:
         self.rows.setdefault(obj, []).append(fields)
@@ -63,6 +64,9 @@ class FakeCrm:
     def describe_fields(self, name: str) -> set[str]:
         self.calls += 1
         return self.describe(name)
+
+    def describe_picklists(self, name: str) -> dict[str, list[str]]:
+        return self.picklists(name)  # the same describe call as describe_fields (the client caches it)
 
     def usage(self) -> ApiUsage:
         return ApiUsage(self.calls, 100, 5000)
@@ -174,6 +178,62 @@ def test_group_cadence_and_describe_cache(store, leads_only):
     org["Lead"].discard("SLA_Due__c")
     with pytest.raises(MappingError, match="Lead.SLA_Due__c"):
         sync.ensure_mapping_checked(crm, store, leads_only, T0 + dt.timedelta(hours=25))
+
+
+def test_mapping_check_stores_picklist_drift_as_a_warning_and_rechecks_when_the_lifecycle_changes(
+    store, leads_only, caplog
+):
+    from leadsla.lifecycle import lifecycle_from_dict, load_lifecycle
+
+    lifecycle = load_lifecycle()
+    lead_lc = lifecycle.lead()
+    org = {n: set(o.fields) | set(o.filter) | {"UserRoleId"} for n, o in leads_only.objects.items()}
+    picklists = {
+        "Lead": {
+            "Status": [*lead_lc.names, "Working"],
+            "Rejection_Reason__c": list(lead_lc.rejection_reasons),
+        },
+        "Opportunity": {"StageName": lifecycle.of("Opportunity").names},
+    }
+    crm = FakeCrm()
+    crm.describe, crm.picklists = (lambda name: org[name]), (lambda name: picklists.get(name, {}))
+
+    def stored_drift():
+        with store.connect() as conn:
+            return conn.execute(sa.select(schema.crm_mapping_checks.c.drift)).scalar_one()
+
+    result = sync.check_mapping(crm, store, leads_only, T0, lifecycle=lifecycle)
+    assert result["checked_now"] is True and result["drift"] == 1  # a warning: the check passed
+    (drift,) = stored_drift()
+    assert drift.startswith("the org's Lead.Status value 'Working' is neither a status in ")
+    assert f"picklist drift: {drift}" in caplog.text
+    calls = crm.calls
+    assert (
+        sync.ensure_mapping_checked(crm, store, leads_only, T0 + dt.timedelta(hours=1), lifecycle=lifecycle)
+        is False
+    )
+    assert crm.calls == calls  # this mapping and lifecycle were checked an hour ago: no describe
+
+    # The lifecycle gains the status: the same mapping is checked again, and the drift is gone.
+    raw = __import__("yaml").safe_load(open(lifecycle.source).read())
+    raw["objects"]["Lead"]["statuses"].insert(2, {"name": "Working", "stage": "open"})
+    widened = lifecycle_from_dict(raw, "widened")
+    later = T0 + dt.timedelta(hours=2)
+    assert sync.ensure_mapping_checked(crm, store, leads_only, later, lifecycle=widened) is True
+    assert stored_drift() == []
+
+    # Drift never fails the check; a missing mapped field still does.
+    picklists["Lead"]["Status"].remove("SAL")
+    assert sync.ensure_mapping_checked(
+        crm, store, leads_only, later + dt.timedelta(days=1), lifecycle=widened
+    )
+    assert stored_drift() == [
+        "widened: Lead status 'SAL' is not a value of the org's Lead.Status (nor mapped from one in test "
+        "status_map.Lead)"
+    ]
+    org["Lead"].discard("Lead_Type__c")
+    with pytest.raises(MappingError, match="Lead.Lead_Type__c"):
+        sync.ensure_mapping_checked(crm, store, leads_only, later + dt.timedelta(days=2), lifecycle=widened)
 
 
 def test_cycle_report_warns_over_budget(store, leads_only):

@@ -278,3 +278,69 @@ def test_a_breach_escalated_to_the_manager_counts_against_the_rep_who_let_it_bre
     assert (teams.loc["A", "violated"], teams.loc["M", "violated"]) == (1, 0)
     # Who has the lead now is still the manager.
     assert c.set_index("record_id").loc["L1", "owner_id"] == "M1"
+
+
+def test_a_handed_on_clock_is_no_first_touch_and_counts_as_the_sla_says(through_store):  # noqa: F811
+    import dataclasses
+
+    # Target 4 h. L1 touched after 1 h (met); L2 left SAL for SQL untouched after 3 h (handed on);
+    # L3 left SAL after 6 h, past its target (handed on late: violated either way).
+    b = Builder().user("R1", "Rita", "A")
+    b.clock(
+        "L1",
+        t("2026-11-02 10:00"),
+        target_h=4,
+        elapsed_h=1,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-02 11:00"),
+    )
+    b.clock(
+        "L2",
+        t("2026-11-03 10:00"),
+        target_h=4,
+        elapsed_h=3,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-03 13:00"),
+        handed_on=True,
+    )
+    b.clock(
+        "L3",
+        t("2026-11-04 10:00"),
+        target_h=4,
+        elapsed_h=6,
+        owner="R1",
+        team="A",
+        stopped_at=t("2026-11-04 16:00"),
+        breached_at=t("2026-11-04 14:00"),
+        handed_on=True,
+    )
+    data = through_store(b)
+    assert (
+        data.left_counts_as == "met"
+    )  # the loader's default: the seeds' "a lead worked out of SAL was worked"
+    met = m.judged_clocks(data, NOV)
+    assert met["outcome"].tolist() == ["met", "met", "violated"]
+    assert met["touched"].tolist() == [True, False, False]
+    assert m.compliance(met)[["decided", "met", "violated"]].iloc[0].tolist() == [3, 2, 1]
+    # First touch: only L1's hour (a hand-on is not a touch; before, L2's 3 h and L3's 6 h counted).
+    assert m.first_touch(met)[["touched", "median_hours"]].iloc[0].tolist() == [1, 1.0]
+
+    excluded = m.judged_clocks(dataclasses.replace(data, left_counts_as="excluded"), NOV)
+    assert excluded["outcome"].tolist() == ["met", "excluded", "violated"]
+    row = m.compliance(excluded).iloc[0]
+    assert (row["decided"], row["met"], row["violated"], row["record_ids"]) == (2, 1, 1, ("L1", "L3"))
+
+
+def test_the_reports_take_left_counts_as_from_the_policy() -> None:
+    import yaml
+
+    from leadsla.paths import config_dir
+    from leadsla.policy import policy_from_dict
+    from leadsla.reports.run import left_counts_as
+
+    assert left_counts_as("sales_touch") == "met"  # the active (shipped) policy
+    raw = yaml.safe_load((config_dir() / "sla_policy.yaml").read_text())
+    next(s for s in raw["slas"] if s["id"] == "sales_touch")["left_counts_as"] = "excluded"
+    assert left_counts_as("sales_touch", policy_from_dict(raw)) == "excluded"

@@ -111,13 +111,18 @@ def _mapping(path: str, key: str, value: Any) -> Mapping:
     return value
 
 
+def active_path() -> Path:
+    """The mapping this deployment syncs with: $LEADSLA_CRM_MAPPING, else include/config/crm_fields.yaml."""
+    return Path(os.environ.get("LEADSLA_CRM_MAPPING") or DEFAULT_PATH)
+
+
 def load(path: str | Path | None = None) -> CrmMapping:
-    """Read and validate the mapping file ($LEADSLA_CRM_MAPPING, else include/config/crm_fields.yaml).
+    """Read and validate the mapping file (default: `active_path()`).
 
     Raises:
         MappingError: the file is missing, not YAML, or a key holds a value it must not.
     """
-    file = Path(path or os.environ.get("LEADSLA_CRM_MAPPING") or DEFAULT_PATH)
+    file = Path(path) if path else active_path()
     shown = str(file)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))

@@ -9,6 +9,9 @@ picklists are passed in (`CrmClient.describe_picklists`); it never calls the CRM
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 
 from leadsla.crm.mapping import CrmMapping
@@ -16,6 +19,13 @@ from leadsla.lifecycle import Lifecycle
 
 #: object name -> {field name -> its active picklist values}
 Picklists = Mapping[str, list[str]]
+
+
+def lifecycle_digest(lifecycle: Lifecycle) -> str:
+    """SHA-256 of what the lifecycle declares (not where it was read from): a picklist comparison
+    stands while neither the mapping nor this changes."""
+    declared = {name: dataclasses.asdict(lc) for name, lc in sorted(lifecycle.objects.items())}
+    return hashlib.sha256(json.dumps(declared, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def picklist_drift(

@@ -23,7 +23,9 @@ import sqlalchemy as sa
 
 from leadsla.crm import budget, landing, soql
 from leadsla.crm.mapping import CrmMapping, ObjectMapping, check_against_org
+from leadsla.crm.picklists import lifecycle_digest, picklist_drift
 from leadsla.crm.protocol import ApiLimitExceeded, CrmClient
+from leadsla.lifecycle import Lifecycle
 from leadsla.store import schema, watermarks
 from leadsla.store.upsert import upsert
 
@@ -121,9 +123,20 @@ def is_due(engine: sa.Engine, mapping: CrmMapping, group: str, now: dt.datetime)
 
 
 def ensure_mapping_checked(
-    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, now: dt.datetime
+    client: CrmClient,
+    engine: sa.Engine,
+    mapping: CrmMapping,
+    now: dt.datetime,
+    *,
+    lifecycle: Lifecycle | None = None,
 ) -> bool:
-    """Check the mapping against describe() unless this version passed within describe_check_hours.
+    """Check the mapping against describe() unless this version passed within describe_check_hours;
+    with a `lifecycle`, also compare the org's picklists with it (from the same describe calls).
+
+    Picklist drift (an org status neither a lifecycle status nor mapped to one, a lifecycle status
+    or rejection reason the org lacks, ...) is logged as a warning and stored with the check
+    (`crm_mapping_checks.drift`, which sla_health reports); it never fails the sync. A check stands
+    for this mapping and lifecycle together: changing either checks again.
 
     Returns:
         True when describe() was called now, False when a recent check of this mapping stands.
@@ -132,23 +145,39 @@ def ensure_mapping_checked(
         MappingError: a mapped field is missing in the org (one error naming every one).
     """
     checks = schema.crm_mapping_checks
+    declared = lifecycle_digest(lifecycle) if lifecycle is not None else None
     with engine.connect() as conn:
-        checked_at = conn.execute(
-            sa.select(checks.c.checked_at).where(checks.c.mapping_digest == mapping.digest)
-        ).scalar()
-    if checked_at and now - checked_at < dt.timedelta(hours=mapping.describe_check_hours):
+        last = conn.execute(
+            sa.select(checks.c.checked_at, checks.c.lifecycle_digest).where(
+                checks.c.mapping_digest == mapping.digest
+            )
+        ).first()
+    fresh = last is not None and now - last.checked_at < dt.timedelta(hours=mapping.describe_check_hours)
+    if fresh and (declared is None or last.lifecycle_digest == declared):
         return False
     check_against_org(mapping, client.describe_fields)
+    drift = picklist_drift(lifecycle, mapping, client.describe_picklists) if lifecycle is not None else None
     with engine.begin() as conn:
         upsert(
             conn,
             checks,
-            [{"mapping_digest": mapping.digest, "checked_at": now, "objects": sorted(mapping.objects)}],
+            [
+                {
+                    "mapping_digest": mapping.digest,
+                    "checked_at": now,
+                    "objects": sorted(mapping.objects),
+                    "lifecycle_digest": declared,
+                    "drift": drift,
+                }
+            ],
         )
+    for problem in drift or []:
+        log.warning("picklist drift: %s", problem)
     log.info(
-        "CRM field mapping %s checked against the org: all %d objects match",
+        "CRM field mapping %s checked against the org: all %d objects match%s",
         mapping.path,
         len(mapping.objects),
+        "" if drift is None else f"; {len(drift)} picklist disagreement(s) with the lifecycle",
     )
     return True
 
@@ -360,11 +389,24 @@ def cycle_report(
 
 
 def check_mapping(
-    client: CrmClient, engine: sa.Engine, mapping: CrmMapping, now: dt.datetime, run_id: str | None = None
+    client: CrmClient,
+    engine: sa.Engine,
+    mapping: CrmMapping,
+    now: dt.datetime,
+    run_id: str | None = None,
+    *,
+    lifecycle: Lifecycle | None = None,
 ) -> dict[str, Any]:
     """`ensure_mapping_checked`, with the describe() calls it made recorded in sync_runs (they
-    count against the daily API budget). Returns small JSON for XCom."""
-    checked = ensure_mapping_checked(client, engine, mapping, now)
+    count against the daily API budget). Returns small JSON for XCom (`drift`: how many picklist
+    disagreements the latest check of this mapping found, None when not compared)."""
+    checked = ensure_mapping_checked(client, engine, mapping, now, lifecycle=lifecycle)
+    with engine.connect() as conn:
+        drift = conn.execute(
+            sa.select(schema.crm_mapping_checks.c.drift).where(
+                schema.crm_mapping_checks.c.mapping_digest == mapping.digest
+            )
+        ).scalar()
     calls = client.usage().calls
     if calls:
         with engine.begin() as conn:
@@ -385,6 +427,7 @@ def check_mapping(
         "digest": mapping.digest[:12],
         "checked_now": checked,
         "api_calls": calls,
+        "drift": None if drift is None else len(drift),
     }
 
 

@@ -13,12 +13,22 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.decisions.plan import Notice
-from leadsla.health import calendars, delivery, escalation, freshness, leakage, rejection, round_robin, timers
+from leadsla.health import (
+    calendars,
+    config_drift,
+    delivery,
+    escalation,
+    freshness,
+    leakage,
+    rejection,
+    round_robin,
+    timers,
+)
 from leadsla.health.finding import Finding
 from leadsla.policy import Policy
 from leadsla.store import schema
 
-CHECKS = (timers, delivery, calendars, freshness, rejection, round_robin, leakage, escalation)
+CHECKS = (timers, delivery, calendars, freshness, rejection, round_robin, leakage, escalation, config_drift)
 
 
 SEVERITIES = ["info", "warning", "critical"]

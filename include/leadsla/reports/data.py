@@ -42,6 +42,8 @@ class ReportData:
     users: user_id, name, team, role, is_active.
     clocks: the store's clocks rows for the measured SLA.
     visits: audit war_room_visit rows: actor, at.
+    left_counts_as: how the measured SLA counts a clock ended by its record leaving the watched
+        state (state handed_on): `met`, or `excluded` from met and violated (policy `left_counts_as`).
     """
 
     leads: pd.DataFrame
@@ -50,6 +52,7 @@ class ReportData:
     users: pd.DataFrame
     clocks: pd.DataFrame
     visits: pd.DataFrame
+    left_counts_as: str = "met"
 
 
 def _frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
@@ -91,9 +94,11 @@ def load(
     sla_id: str = "sales_touch",
     until: dt.datetime | None = None,
     campaign_field: str = "Campaign__c",
+    left_counts_as: str = "met",
 ) -> ReportData:
     """Read everything reports need; rows after `until` (when given) are left out so a past
-    period regenerates the same figures later.
+    period regenerates the same figures later. `left_counts_as` is the measured SLA's (the
+    policy's), carried along for the figures.
     """
     r, h, a, u, c, au = s.records, s.field_history, s.activities, s.users, s.clocks, s.audit
     with engine.connect() as conn:
@@ -155,4 +160,4 @@ def load(
         .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]]
         .reset_index(drop=True)
     )
-    return ReportData(leads, stages, activities, users, clocks, visits)
+    return ReportData(leads, stages, activities, users, clocks, visits, left_counts_as)

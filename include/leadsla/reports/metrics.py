@@ -55,11 +55,22 @@ def ids_by(groups, column: str) -> list[tuple[str, ...]]:
     return [tuple(values[bounds[i] : bounds[i + 1]]) for i in range(groups.ngroups)]
 
 
+#: Clock states (`leadsla.engine.STATES`) of a clock a touch or stop rule met, and of one that
+#: ended by its record leaving the watched state (SAL -> SQL, Recycled) before or after its target.
+MET_STATES = ("met", "met_late")
+HANDED_ON_STATES = ("handed_on", "handed_on_late")
+#: Outcomes compliance counts; `open` (not decided by the end) and `excluded` are left out.
+DECIDED = ("met", "violated")
+
+
 def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
     """Clocks that started in the period, with lead/rep attributes and their outcome at period end.
 
-    Columns added: rep, lead_source, lead_type, outcome (met | violated | open), touched (bool:
-    stopped before the end), hours (business hours elapsed, for touched clocks), target_hours.
+    Columns added: rep, lead_source, lead_type, outcome (met | violated | excluded | open),
+    touched (bool: met by a touch or stop rule before the end; a clock handed on is not a touch),
+    hours (business hours elapsed, for touched clocks), target_hours. A clock that breached before
+    the end is violated; one stopped before it is met, except a clock handed on in time when the
+    SLA's `left_counts_as` is `excluded` (`data.left_counts_as`): it is excluded.
     `rep` and `team` are the clock's accountable owner and team (the engine's: the owner when it
     breached, else the current owner), so a breach escalated to a manager stays on the rep who let
     it happen; `owner_id` (who has the lead now) is left as it is.
@@ -75,8 +86,12 @@ def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
     for col in ("lead_source", "lead_type"):
         c[col] = c["record_id"].map(leads[col]).fillna("(none)") if len(leads) else "(none)"
     violated = c["breached_at"].notna() & (c["breached_at"] < period.end)
-    touched = c["stopped_at"].notna() & (c["stopped_at"] < period.end)
-    c["outcome"] = np.where(violated, "violated", np.where(touched, "met", "open"))
+    stopped = c["stopped_at"].notna() & (c["stopped_at"] < period.end)
+    touched = stopped & c["state"].isin(MET_STATES)
+    excluded = stopped & c["state"].isin(HANDED_ON_STATES) & (data.left_counts_as == "excluded")
+    c["outcome"] = np.where(
+        violated, "violated", np.where(excluded, "excluded", np.where(stopped, "met", "open"))
+    )
     c["touched"] = touched
     c["hours"] = np.where(touched, c["elapsed_seconds"] / 3600.0, np.nan)
     c["target_hours"] = c["target_seconds"] / 3600.0
@@ -84,12 +99,13 @@ def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
 
 
 def compliance(clocks: pd.DataFrame, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Compliance = met / (met + violated) among decided clocks; open clocks are not counted.
+    """Compliance = met / (met + violated) among decided clocks; open and excluded clocks are not
+    counted.
 
     Returns one row per group (or one row overall): decided, met, violated, compliance (0-1, NaN
     when nothing was decided), record_ids, violated_ids.
     """
-    d = clocks[clocks["outcome"] != "open"].assign(_met=lambda f: f["outcome"] == "met")
+    d = clocks[clocks["outcome"].isin(DECIDED)].assign(_met=lambda f: f["outcome"] == "met")
     d = d.assign(_vid=d["record_id"].where(~d["_met"]))
     keys = [by] if isinstance(by, str) else list(by or [])
     if not keys:
@@ -107,8 +123,9 @@ def compliance(clocks: pd.DataFrame, by: str | Sequence[str] | None = None) -> p
 
 
 def first_touch(clocks: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """First-touch time in business hours (the engine's elapsed) for touched clocks: median, p90,
-    mean, and the median target; `vs_target` = mean / median target.
+    """First-touch time in business hours (the engine's elapsed) for touched clocks (met by a touch
+    or stop rule, not handed on): median, p90, mean, and the median target; `vs_target` = mean /
+    median target.
     """
     t = clocks[clocks["touched"]]
     keys = [by] if by else []

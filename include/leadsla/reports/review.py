@@ -229,7 +229,7 @@ def root_causes(data: ReportData, period: Period, tz: str | None = None) -> dict
     """
     tz = tz or period.timezone
     c = m.judged_clocks(data, period)
-    c = c[c["outcome"] != "open"].copy()
+    c = c[c["outcome"].isin(m.DECIDED)].copy()
     c["violated"] = c["outcome"] == "violated"
     local = c["clock_start"].dt.tz_convert(tz)
     c["weekday"] = local.dt.day_name()
@@ -332,9 +332,13 @@ def threshold_what_if(data: ReportData, period: Period, cfg: ReportConfig) -> di
     """
     th = cfg.thresholds
     c = m.judged_clocks(data, period)
-    c = c[c["outcome"] != "open"].copy()
+    c = c[c["outcome"].isin(m.DECIDED)].copy()
+    # A clock handed on in time (met, not touched) would have breached any target shorter than
+    # the time it ran before the record left the watched state.
     untouched_hours = np.where(
-        c["outcome"] == "violated", np.maximum(c["elapsed_seconds"], c["target_seconds"] + 1) / 3600, 0
+        c["outcome"] == "violated",
+        np.maximum(c["elapsed_seconds"], c["target_seconds"] + 1) / 3600,
+        c["elapsed_seconds"] / 3600,
     )
     c["response_hours"] = np.where(c["touched"], c["hours"], untouched_hours)
     rows = [

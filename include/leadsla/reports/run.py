@@ -13,12 +13,23 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+from leadsla.policy import Policy, load_policy
 from leadsla.reports import builders, readiness
 from leadsla.reports.config import ReportConfig, load_report_config
 from leadsla.reports.data import load
 from leadsla.reports.period import Period, last_full, parse
 
 log = logging.getLogger(__name__)
+
+
+def left_counts_as(sla_id: str, policy: Policy | None = None) -> str:
+    """How the measured SLA counts a clock ended by its record leaving the watched state (SAL ->
+    SQL, Recycled): `met` or `excluded` (the policy's `left_counts_as`; default: the active policy).
+
+    Raises:
+        PolicyError: the policy has no SLA `sla_id` (reports.yaml names an unknown SLA).
+    """
+    return (policy or load_policy()).sla(sla_id).left_counts_as
 
 
 def data_gap(
@@ -65,6 +76,8 @@ def build_for(
     engine=None,
     require_synced: bool = False,
     groups: list[str] | None = None,
+    cfg: ReportConfig | None = None,
+    policy: Policy | None = None,
 ):
     """Build report `name` for `period` (label) or the last full period before `at`.
 
@@ -72,6 +85,8 @@ def build_for(
         require_synced: refuse (MirrorNotSynced) when the CRM mirror has no successful sync past the
             period's end; otherwise the gap is put in `Report.warnings` and the report built anyway.
         groups: the CRM object groups that must have synced (default: crm_fields.yaml's groups).
+        cfg, policy: the report settings and the SLA policy (`left_counts_as` of the measured SLA);
+            default: reports.yaml (or `config_path`) and the active policy.
 
     Returns (Report, saved paths).
 
@@ -81,14 +96,20 @@ def build_for(
     """
     from leadsla.store import open_store
 
-    cfg = load_report_config(config_path)
+    cfg = cfg or load_report_config(config_path)
     own = engine is None
     engine = engine or open_store(store_url)
     try:
         p, missing = data_gap(name, at=at, period=period, engine=engine, groups=groups, cfg=cfg)
         if missing and require_synced:
             raise readiness.MirrorNotSynced(f"{name} report {p.title}: {missing}")
-        data = load(engine, cfg.sla_id, until=p.end, campaign_field=cfg.campaign_field)
+        data = load(
+            engine,
+            cfg.sla_id,
+            until=p.end,
+            campaign_field=cfg.campaign_field,
+            left_counts_as=left_counts_as(cfg.sla_id, policy),
+        )
     finally:
         if own:
             engine.dispose()
@@ -111,6 +132,8 @@ def send_report(
     resend: bool = False,
     context=None,
     groups: list[str] | None = None,
+    cfg: ReportConfig | None = None,
+    policy: Policy | None = None,
 ) -> dict:
     """Build the report for `period` (label; default: the last full period before `at`) and e-mail
     it to its configured recipients through SmtpHook, once per report and period.
@@ -120,6 +143,8 @@ def send_report(
         resend: e-mail it even when this report and period was sent before (same Message-ID).
         context: the Airflow task run (`AuditContext`) written into the audit trail.
         groups: the CRM object groups that must have synced past the period (default: all of them).
+        cfg, policy: the report settings and the SLA policy (default: reports.yaml and the active
+            policy; the report task passes the configuration in force).
 
     Returns:
         A small JSON-able summary (period, recipients, Message-ID, `sent` or `skipped: already sent
@@ -135,12 +160,20 @@ def send_report(
     from leadsla.store.audit import AuditContext
 
     context = context or AuditContext()
-    cfg = load_report_config()
+    cfg = cfg or load_report_config()
     own = engine is None
     engine = engine or open_store(store_url)
     try:
         report, _ = build_for(
-            name, at=at, period=period, out=out, engine=engine, require_synced=True, groups=groups
+            name,
+            at=at,
+            period=period,
+            out=out,
+            engine=engine,
+            require_synced=True,
+            groups=groups,
+            cfg=cfg,
+            policy=policy,
         )
         recipients = list(getattr(cfg.recipients, name))
         key = builders.period_key(report)

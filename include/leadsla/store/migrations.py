@@ -13,7 +13,15 @@ import datetime as dt
 import sqlalchemy as sa
 
 from leadsla.errors import StoreConfigError
-from leadsla.store.schema import SCHEMA_VERSION, activities, metadata, schema_meta
+from leadsla.store.schema import (
+    JUDGED_CLOCKS_INDEX,
+    SCHEMA_VERSION,
+    activities,
+    clocks,
+    crm_mapping_checks,
+    metadata,
+    schema_meta,
+)
 
 _PG_LOCK_KEY = 0x1EAD51A  # arbitrary, constant: "lead sla"
 
@@ -29,15 +37,34 @@ def _add_missing_columns(conn: sa.Connection, table: sa.Table, names: list[str])
         conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {type_sql}')
 
 
-def _v2_activity_touch_facts(conn: sa.Connection) -> None:
-    """Version 2: activities record who created them, a Task's status and completion time."""
-    if sa.inspect(conn).has_table(activities.name):
+def _replace_judged_clocks_index(conn: sa.Connection) -> None:
+    """The clocks index covering the judged clocks gains `state`: drop the unnamed version-1 index
+    (same leading columns, a generated name) and create the named one."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(clocks.name):
+        return
+    for index in inspector.get_indexes(clocks.name):
+        columns = index["column_names"]
+        if columns[:3] == ["sla_id", "clock_start", "record_id"] and index["name"] != JUDGED_CLOCKS_INDEX:
+            conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
+    next(ix for ix in clocks.indexes if ix.name == JUDGED_CLOCKS_INDEX).create(conn, checkfirst=True)
+
+
+def _v2(conn: sa.Connection) -> None:
+    """Version 2: activities record who created them, a Task's status and completion time; the
+    mapping check keeps the org's picklist drift; the judged-clocks index covers `state`."""
+    inspector = sa.inspect(conn)
+    if inspector.has_table(activities.name):
         _add_missing_columns(conn, activities, ["created_by", "status", "completed_at"])
+    if inspector.has_table(crm_mapping_checks.name):
+        _add_missing_columns(conn, crm_mapping_checks, ["lifecycle_digest", "drift"])
+    _replace_judged_clocks_index(conn)
+    # config_snapshots is a new table: create_all makes it after the steps.
 
 
 #: Steps from version N to N+1, applied in order to stores older than SCHEMA_VERSION.
 #: Each is a function of a connection; version 1 is the initial create_all.
-_STEPS: dict[int, object] = {2: _v2_activity_touch_facts}
+_STEPS: dict[int, object] = {2: _v2}
 
 _SQLITE_GUARDS = [
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "

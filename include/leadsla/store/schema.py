@@ -223,6 +223,26 @@ crm_mapping_checks = sa.Table(
     sa.Column("mapping_digest", sa.String(64), primary_key=True),
     _now_column("checked_at"),
     sa.Column("objects", sa.JSON, nullable=False),  # the objects checked
+    # The lifecycle the org's picklists were compared with, and what disagreed (a list of
+    # sentences, [] when they agree; NULL: picklists not compared). Drift warns, never fails the sync.
+    sa.Column("lifecycle_digest", sa.String(64)),
+    sa.Column("drift", sa.JSON(none_as_null=True)),
+)
+
+config_snapshots = sa.Table(
+    "config_snapshots",
+    metadata,
+    # A configuration (every file's text) that passed `leadsla config check` when an entry point
+    # started; the latest row is the one in force while a later edit of the files is refused.
+    sa.Column("snapshot_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False),  # SHA-256 of the texts
+    sa.Column("files", sa.JSON, nullable=False),  # role -> {path, text}
+    _now_column("accepted_at"),
+    sa.Column("dag_id", sa.String(250)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("task_id", sa.String(250)),
+    sa.Column("try_number", sa.Integer),
+    sa.Index(None, "digest"),
 )
 
 quarantine = sa.Table(
@@ -286,6 +306,9 @@ health_findings = sa.Table(
 
 # --- SLA clocks and their consequences --------------------------------------------------------
 
+#: The clocks index covering the War Room's judged clocks (`war_room.queries`).
+JUDGED_CLOCKS_INDEX = "ix_clocks_judged"
+
 clocks = sa.Table(
     "clocks",
     metadata,
@@ -321,9 +344,10 @@ clocks = sa.Table(
     sa.Index(None, "state"),
     sa.Index(None, "owner_id", "state"),
     # War Room / reports: clocks started in a range; covering for the War Room's judged clocks (the
-    # table rows are wide: reading them cost more than the rest of the query).
+    # table rows are wide: reading them cost more than the rest of the query). `state` says how a
+    # stopped clock ended (met, or handed on); named, so the v2 migration can replace it.
     sa.Index(
-        None,
+        JUDGED_CLOCKS_INDEX,
         "sla_id",
         "clock_start",
         "record_id",
@@ -332,6 +356,7 @@ clocks = sa.Table(
         "stopped_at",
         "breached_at",
         "elapsed_seconds",
+        "state",
     ),
     sa.Index(None, "breached_at"),  # War Room: breaches today
     sa.Index(None, "record_id"),  # War Room: a lead's clocks (the key leads with sla_id)

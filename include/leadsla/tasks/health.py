@@ -10,10 +10,10 @@ import sqlalchemy as sa
 
 from leadsla.health.run import digest_notice, run_checks, store_findings, summary
 from leadsla.notify.outbox import queue_notices
-from leadsla.policy import Policy, load_policy
-from leadsla.quality.rules import load as load_quality_rules
+from leadsla.policy import Policy
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
+from leadsla.tasks.configuration import in_force
 from leadsla.tasks.context import audit_context, run_time
 
 
@@ -32,11 +32,14 @@ def run_health(
 
 
 def check(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The `check` task: the active policy (the one the monitor enforces) and quality.yaml's `health`."""
+    """The `check` task: the configuration in force (the policy the monitor enforces, quality.yaml's
+    `health`); the files' own problems, when they were refused, go to the `config_drift` check as
+    `config_problems`."""
     engine = open_store()
     try:
-        return run_health(
-            engine, run_time(context), load_policy(), load_quality_rules().health, audit_context(context)
-        )
+        now, audit = run_time(context), audit_context(context)
+        configured = in_force(engine, audit, now=now)
+        settings = {**configured.configuration.quality.health, "config_problems": configured.problems}
+        return run_health(engine, now, configured.configuration.policy, settings, audit)
     finally:
         engine.dispose()

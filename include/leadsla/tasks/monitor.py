@@ -4,7 +4,8 @@
 (`store.mirror`), evaluate the clocks (`engine`), persist new and changed clocks
 (`store.clocks`), decide (`decisions.monitor`) from the outbox's state (`notify.outbox`),
 apply the plan (`notify.outbox.apply`) and record the evaluation. Never sends anything and never
-reads the wall clock for a decision.
+reads the wall clock for a decision. The policy and mapping are the configuration in force
+(`tasks.configuration.in_force`: the files when they agree, else the last good ones).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.crm.mapping import CrmMapping
-from leadsla.crm.mapping import load as load_mapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
 from leadsla.decisions.monitor import decide
@@ -27,11 +27,12 @@ from leadsla.escalation.breach import perform_due
 from leadsla.escalation.locks import any_locked, restore_locked_owners
 from leadsla.notify import outbox
 from leadsla.notify.delivery import budget_from_env, deliver_due
-from leadsla.policy import Policy, load_policy
+from leadsla.policy import Policy
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
 from leadsla.store.clocks import persist_clocks, record_evaluation
 from leadsla.store.mirror import load_frames
+from leadsla.tasks.configuration import in_force
 from leadsla.tasks.context import audit_context, run_time
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,14 @@ def run_monitor(
     """Evaluate at `now`, decide, and write the clocks and the plan in one transaction.
 
     Args:
-        policy: the policy to enforce (default: the active one, `load_policy()`).
+        policy: the policy to enforce (default: the configuration in force, checked now).
         url: the CRM's base URL for record links (default: `crm.salesforce.instance_url()`).
 
     Returns:
         Small counts for XCom: clocks, due, superseded, queued, digests, capacity alerts,
         rolled up, breaches, unresolved roles.
     """
-    policy = policy or load_policy()
+    policy = policy or in_force(engine, context, now=now).configuration.policy
     url = url or instance_url()
     with engine.begin() as conn:
         # Bookkeeping only (which sync the clocks reflect, for the reports): decisions use `now`.
@@ -129,12 +130,13 @@ def run_escalation(
     """Keep the locks first (what the sync just landed), then perform the queued breach actions.
 
     Args:
-        client, mapping, policy: defaults are the Salesforce connection, crm_fields.yaml and the
-            active policy (whose `automation_user_ids` are the automated reassigners).
+        client, mapping, policy: defaults are the Salesforce connection and the configuration in
+            force's mapping and policy (whose `automation_user_ids` are the automated reassigners).
     """
     client = client or SalesforceClient(conn_id_from_env())
-    mapping = mapping or load_mapping()
-    policy = policy or load_policy()
+    if mapping is None or policy is None:
+        configuration = in_force(engine, context, now=now).configuration
+        mapping, policy = mapping or configuration.mapping, policy or configuration.policy
     locks = {"restored": 0, "released": 0, "conflict": 0}
     if any_locked(engine, now):  # no lock: no CRM call
         locks = restore_locked_owners(

@@ -88,8 +88,10 @@ def _schedule(report: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(cron, timezone=timezone)
 
 
-def data_status(name: str, *, at: dt.datetime, period: str | None = None) -> dict:
-    """Whether the store is complete for the period a run of report `name` at `at` covers.
+def data_status(name: str, *, at: dt.datetime, period: str | None = None, context=None) -> dict:
+    """Whether the store is complete for the period a run of report `name` at `at` covers, under
+    the configuration in force (`tasks.configuration.in_force`; `context`: the task run's
+    `AuditContext`).
 
     Returns:
         {"report", "period" (its title), "missing"}: `missing` is None when the report can be
@@ -97,10 +99,20 @@ def data_status(name: str, *, at: dt.datetime, period: str | None = None) -> dic
     """
     from leadsla.reports.run import data_gap
     from leadsla.store import open_store
+    from leadsla.store.audit import AuditContext
+    from leadsla.tasks.configuration import in_force
 
     engine = open_store()
     try:
-        p, missing = data_gap(name, at=at, period=period, engine=engine)
+        configuration = in_force(engine, context or AuditContext(), now=at).configuration
+        p, missing = data_gap(
+            name,
+            at=at,
+            period=period,
+            engine=engine,
+            groups=sorted(configuration.mapping.groups),
+            cfg=configuration.reports,
+        )
     finally:
         engine.dispose()
     if missing:
@@ -130,7 +142,9 @@ def wait_for_data(**context) -> PokeReturnValue:
     reschedule*, holding no worker slot, for the next poke 5 minutes later. After an hour without
     complete data it fails (sensor timeout) and nothing is sent.
     """
-    status = data_status(**_run(context))
+    from leadsla.store.audit import AuditContext
+
+    status = data_status(**_run(context), context=AuditContext.from_task_context(context))
     if status["missing"]:
         log.info("%s", status["missing"])
     return PokeReturnValue(is_done=status["missing"] is None, xcom_value=status)
@@ -147,13 +161,26 @@ def send(**context) -> dict:
     charts and CSV attachments. Each report and period is sent once: audited `report_sent` (this
     task run, the Message-ID); a later run for the same report and period sends nothing, audits
     `report_skipped` and returns "skipped: already sent at ...". The `resend` param sends it again
-    (same Message-ID).
+    (same Message-ID). The recipients, the measured SLA and how it counts are the configuration in
+    force: the files when they agree, else the last good ones (`leadsla config check`).
     """
     from leadsla.reports.run import send_report
+    from leadsla.store import open_store
     from leadsla.store.audit import AuditContext
+    from leadsla.tasks.configuration import in_force
 
-    return send_report(
-        **_run(context),
-        resend=bool(context["params"]["resend"]),
-        context=AuditContext.from_task_context(context),
-    )
+    run, audit = _run(context), AuditContext.from_task_context(context)
+    engine = open_store()
+    try:
+        configuration = in_force(engine, audit, now=run["at"]).configuration
+        return send_report(
+            **run,
+            resend=bool(context["params"]["resend"]),
+            context=audit,
+            engine=engine,
+            groups=sorted(configuration.mapping.groups),
+            cfg=configuration.reports,
+            policy=configuration.policy,
+        )
+    finally:
+        engine.dispose()

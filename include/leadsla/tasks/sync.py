@@ -1,9 +1,10 @@
 """crm_sync's entry points: the mapping check, one object group's sync, the quarantine replay,
 and the cycle's report.
 
-Each opens the store and the Salesforce client (connection `salesforce_default`, or
-$LEADSLA_SALESFORCE_CONN_ID), wires the data-quality gate into the sync (`leadsla.quality`
-screens what `leadsla.crm.sync` lands), and returns small JSON for XCom.
+Each opens the store, takes the configuration in force (`tasks.configuration.in_force`: the files
+when they agree, else the last good ones; never a mix) and the Salesforce client (connection
+`salesforce_default`, or $LEADSLA_SALESFORCE_CONN_ID), wires the data-quality gate into the sync
+(`leadsla.quality` screens what `leadsla.crm.sync` lands), and returns small JSON for XCom.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from leadsla.configuration import Configuration
 from leadsla.crm import sync
 from leadsla.crm.budget import over_budget_notice
-from leadsla.crm.mapping import CrmMapping
-from leadsla.crm.mapping import load as load_mapping
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env
 from leadsla.notify.outbox import queue_notices
-from leadsla.quality import rules as quality_rules
 from leadsla.quality.quarantine import SyncGate, replay
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
+from leadsla.tasks.configuration import in_force
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +32,31 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def quality_gate(mapping: CrmMapping, run_id: str | None) -> SyncGate:
-    """The data-quality gate: quality.yaml with this mapping's Lead status map; incidents are
-    queued as outbox notices."""
-    rules = quality_rules.load(status_map=mapping.status_map.get("Lead"))
+def _configuration(engine, mapping_path: str | None, context: AuditContext) -> Configuration:
+    """The configuration in force (`tasks.configuration`), with `mapping_path` as its mapping."""
+    return in_force(engine, context, paths={"mapping": mapping_path}).configuration
+
+
+def quality_gate(configuration: Configuration, run_id: str | None) -> SyncGate:
+    """The data-quality gate: quality.yaml's rules with the mapping's Lead status map; incidents
+    are queued as outbox notices."""
+    rules = configuration.quality.with_status_map(configuration.mapping.status_map.get("Lead"))
     return SyncGate(rules, run_id=run_id, queue_notices=queue_notices)
 
 
 def run_mapping_check(
     *, mapping_path: str | None = None, conn_id: str | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Check crm_fields.yaml against the org, unless this version passed recently (no API call then)."""
-    mapping = load_mapping(mapping_path)
+    """Check crm_fields.yaml against the org (fields, and the picklists against the lifecycle),
+    unless this version passed recently (no API call then). Picklist drift is a warning, stored
+    for sla_health; a missing mapped field fails the task."""
     engine = open_store()
     try:
+        configuration = _configuration(engine, mapping_path, AuditContext(run_id=run_id))
         client = SalesforceClient(conn_id or conn_id_from_env())
-        return sync.check_mapping(client, engine, mapping, _now(), run_id=run_id)
+        return sync.check_mapping(
+            client, engine, configuration.mapping, _now(), run_id=run_id, lifecycle=configuration.lifecycle
+        )
     finally:
         engine.dispose()
 
@@ -61,12 +70,12 @@ def run_group(
     page_size: int | None = None,
 ) -> dict[str, Any]:
     """Sync one object group if due; returns its summary as small JSON (status `limited` on the limit)."""
-    mapping = load_mapping(mapping_path)
     engine = open_store()
     try:
+        configuration = _configuration(engine, mapping_path, AuditContext(run_id=run_id))
         client = SalesforceClient(conn_id or conn_id_from_env(), page_size=page_size)
-        gate = quality_gate(mapping, run_id)
-        summary = sync.sync_group(client, engine, mapping, group, run_id=run_id, gate=gate)
+        gate = quality_gate(configuration, run_id)
+        summary = sync.sync_group(client, engine, configuration.mapping, group, run_id=run_id, gate=gate)
         log.info("%s", summary.message)
         return {**summary.to_xcom(), "quality": gate.finish(engine, _now())}
     finally:
@@ -75,10 +84,11 @@ def run_group(
 
 def run_replay(*, mapping_path: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     """Re-validate held quarantine rows with the current suites and mapping."""
-    mapping = load_mapping(mapping_path)
     engine = open_store()
     try:
-        rules = quality_rules.load(status_map=mapping.status_map.get("Lead"))
+        configuration = _configuration(engine, mapping_path, AuditContext(run_id=run_id))
+        mapping = configuration.mapping
+        rules = configuration.quality.with_status_map(mapping.status_map.get("Lead"))
         return replay(engine, mapping, rules, _now(), run_id=run_id)
     finally:
         engine.dispose()
@@ -91,13 +101,13 @@ def run_report(
     context: AuditContext | None = None,
 ) -> dict[str, Any]:
     """The cycle's totals (log + XCom); over budget, tell data engineering once a UTC day."""
-    mapping = load_mapping(mapping_path)
     engine = open_store()
     try:
+        configuration = _configuration(engine, mapping_path, context or AuditContext())
         now = _now()
-        report = sync.cycle_report(engine, mapping, [s for s in summaries if s], now=now)
+        report = sync.cycle_report(engine, configuration.mapping, [s for s in summaries if s], now=now)
         if report["budget_warning"]:
-            channel = quality_rules.load().incident_channel
+            channel = configuration.quality.incident_channel
             notice = over_budget_notice(report["budget_warning"], now=now, channel=channel)
             with engine.begin() as conn:
                 report["budget_notice_queued"] = bool(queue_notices(conn, [notice], now, context))

@@ -84,6 +84,7 @@ def _templates() -> jinja2.Environment:
     templates.filters["when"] = lambda value: (
         "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
     )
+    templates.filters["clock_state"] = lambda state: queries.STATE_LABELS.get(state, state or "")
     templates.filters["remaining"] = lambda seconds: (
         ("overdue " if seconds < 0 else "") + f"{abs(seconds) // 3600}h {abs(seconds) % 3600 // 60:02d}m"
     )
@@ -103,8 +104,8 @@ def _renderer(templates: jinja2.Environment) -> Render:
 
 
 class _WarRoomState:
-    """What the routes read: the store and the report settings (each opened on first use), "now",
-    and the range figures of recent filter sets."""
+    """What the routes read: the store, the report settings and how the measured SLA counts a
+    handed-on clock (each read on first use), "now", and the range figures of recent filter sets."""
 
     def __init__(
         self,
@@ -112,12 +113,14 @@ class _WarRoomState:
         engine: sa.Engine | None,
         store_url: str | None,
         config: ReportConfig | None,
+        left_counts_as: str | None,
         clock: Callable[[], dt.datetime],
         range_ttl_seconds: float,
     ) -> None:
         self._engine = engine
         self._store_url = store_url
         self._config = config
+        self._left_counts_as = left_counts_as
         self.clock = clock
         self._range_ttl_seconds = range_ttl_seconds
         self._range_cache: dict[tuple, tuple[float, dict]] = {}
@@ -135,6 +138,21 @@ class _WarRoomState:
         if self._config is None:
             self._config = load_report_config()
         return self._config
+
+    def left_counts_as(self) -> str:
+        """The measured SLA's `left_counts_as` in the active policy (as the reports count it); a
+        policy that does not load leaves the model's default, `met`, and a warning in the log
+        (sla_health reports the files' problems)."""
+        if self._left_counts_as is None:
+            from leadsla.errors import LeadSlaError
+            from leadsla.policy import load_policy
+
+            try:
+                self._left_counts_as = load_policy().sla(self.settings().sla_id).left_counts_as
+            except LeadSlaError as exc:
+                log.warning("War Room: handed-on clocks count as met: the policy did not load: %s", exc)
+                self._left_counts_as = "met"
+        return self._left_counts_as
 
     def filters(self, request: Request) -> Filters:
         """The request's filters; the range defaults to the days ending today in leadership's timezone.
@@ -156,13 +174,13 @@ class _WarRoomState:
     def range_panel(self, filters: Filters) -> dict:
         """`queries.range_panel` of the filters, reused for `range_ttl_seconds` (so the drill-down
         lists exactly the rows the page counted)."""
-        sla_id = self.settings().sla_id
-        key = (filters, sla_id)
+        sla_id, left_counts_as = self.settings().sla_id, self.left_counts_as()
+        key = (filters, sla_id, left_counts_as)
         cached = self._range_cache.get(key)
         moment = time.monotonic()
         if cached and cached[0] > moment:
             return cached[1]
-        panel = queries.range_panel(self.store(), filters, sla_id)
+        panel = queries.range_panel(self.store(), filters, sla_id, left_counts_as)
         if len(self._range_cache) >= RANGE_CACHE_ENTRIES:
             self._range_cache.clear()
         self._range_cache[key] = (moment + self._range_ttl_seconds, panel)
@@ -174,6 +192,7 @@ def create_app(
     engine: sa.Engine | None = None,
     store_url: str | None = None,
     config: ReportConfig | None = None,
+    left_counts_as: str | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     range_ttl_seconds: float = 60.0,
 ) -> FastAPI:
@@ -183,6 +202,8 @@ def create_app(
         engine: the store (tests pass one); else opened on first request from `store_url` or the
             `leadsla_store` connection.
         config: report settings (timezone, SLA id); else include/config/reports.yaml.
+        left_counts_as: how the measured SLA counts a handed-on clock (met or excluded); else the
+            active policy's.
         clock: "now" for the live panel (tests pin it).
         range_ttl_seconds: how long the range figures (scorecards, trend, funnel, reasons) of one
             filter set are reused - the CRM syncs every 1-2 minutes, and the drill-down then lists
@@ -190,7 +211,12 @@ def create_app(
     """
     app = FastAPI(title="War Room", docs_url=None, redoc_url=None, openapi_url=None)
     state = _WarRoomState(
-        engine=engine, store_url=store_url, config=config, clock=clock, range_ttl_seconds=range_ttl_seconds
+        engine=engine,
+        store_url=store_url,
+        config=config,
+        left_counts_as=left_counts_as,
+        clock=clock,
+        range_ttl_seconds=range_ttl_seconds,
     )
     render = _renderer(_templates())
     _handle_login_and_bad_filters(app, render)

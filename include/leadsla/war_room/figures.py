@@ -17,8 +17,9 @@ import pandas as pd
 from leadsla.reports.data import FUNNEL, REJECTED, STAGE_OF_STATUS
 from leadsla.reports.period import Period
 
-#: Clock outcome codes as the clocks query returns them (judged as of the range's end).
-OPEN, MET, VIOLATED = 0, 1, 2
+#: Clock outcome codes as the clocks query returns them (judged as of the range's end); EXCLUDED:
+#: handed on, under an SLA whose `left_counts_as` is `excluded` (neither met nor violated).
+OPEN, MET, VIOLATED, EXCLUDED = 0, 1, 2, 3
 #: Every stage a lead can reach, in the order of the columns of `stage_arrivals`.
 STAGES = FUNNEL + REJECTED
 _STATUSES = pd.Index(list(STAGE_OF_STATUS), dtype=object)
@@ -79,14 +80,14 @@ def _group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.Dat
 def compliance(clocks: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Compliance = met / (met + violated) of decided clocks, per group of `by` (sorted; [] = one
     overall row), as `metrics.compliance`: decided, met, violated, compliance, record_ids,
-    violated_ids. Groups with only open clocks are absent.
+    violated_ids. Groups with only open or excluded clocks are absent.
 
     Args:
-        clocks: judged clocks sorted by record id: record_id, outcome (OPEN/MET/VIOLATED) and the
-            `by` columns (no missing values: the query fills them).
+        clocks: judged clocks sorted by record id: record_id, outcome (OPEN/MET/VIOLATED/EXCLUDED)
+            and the `by` columns (no missing values: the query fills them).
     """
     outcome = clocks["outcome"].to_numpy().astype(np.int64)
-    decided = outcome != OPEN
+    decided = (outcome == MET) | (outcome == VIOLATED)
     group_of_decided, table = _group_codes(clocks[decided], by)
     groups = len(table)
     group_of_clock = np.full(len(clocks), -1, dtype=np.int64)
@@ -105,7 +106,7 @@ def compliance(clocks: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def median_first_touch(clocks: pd.DataFrame, by: str) -> pd.Series:
     """Median business hours to the first touch of touched clocks, per `by` (the engine's elapsed
-    time of clocks stopped before the range's end: `touched_seconds`)."""
+    time of clocks met by a touch or stop rule before the range's end: `touched_seconds`)."""
     seconds = clocks["touched_seconds"].to_numpy().astype(float)
     touched = ~np.isnan(seconds)
     return pd.Series(seconds[touched] / 3600.0).groupby(clocks[by].to_numpy()[touched], sort=True).median()

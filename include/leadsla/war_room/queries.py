@@ -30,6 +30,16 @@ from leadsla.war_room.filters import Filters
 
 #: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
 OPEN_STATES = ("running", "paused", "breached")
+#: Each clock state (`leadsla.engine.STATES`) as the page says it: how the clock ended, or where it is.
+STATE_LABELS = {
+    "running": "running",
+    "paused": "paused",
+    "breached": "breached",
+    "met": "met",
+    "met_late": "met late",
+    "handed_on": "handed on",
+    "handed_on_late": "handed on late",
+}
 AT_RISK_ROWS = 25
 #: `field = 'Status'` as a literal: SQLite uses the partial Status index of field_history only when
 #: the query's condition matches the index's own (a bound parameter does not).
@@ -321,13 +331,15 @@ def week_starts(filters: Filters) -> list[tuple[dt.datetime, str]]:
     return weeks
 
 
-def _judged_clocks(filters: Filters, sla_id: str) -> sa.Select:
+def _judged_clocks(filters: Filters, sla_id: str, left_counts_as: str = "met") -> sa.Select:
     """Clocks started in the range, judged by the store as of the range's end (as
     `reports.metrics.judged_clocks`): record_id, rep (the accountable owner's name - the owner
     when the clock breached, else the current one -, else their id, else "(no owner)"), team (the
     clock's accountable team, else that owner's, else "(no team)"), outcome (0 open,
-    1 met, 2 violated: breached before the end), touched_seconds (the engine's elapsed time when
-    stopped before the end) and week (index into `week_starts`)."""
+    1 met, 2 violated: breached before the end, 3 excluded: handed on before the end when the SLA's
+    `left_counts_as` is `excluded`), touched_seconds (the engine's elapsed time when met by a touch
+    or stop rule before the end; a clock handed on is not a touch) and week (index into
+    `week_starts`). Every column comes from the judged-clocks index (`state` included)."""
     period = filters.period
     clocks, users = schema.clocks, schema.users
     weeks = week_starts(filters)
@@ -343,6 +355,16 @@ def _judged_clocks(filters: Filters, sla_id: str) -> sa.Select:
         if len(weeks) > 1
         else sa.literal(0)
     )
+    excluded = (
+        [
+            (
+                sa.and_(clocks.c.stopped_at < period.end, clocks.c.state.in_(metrics.HANDED_ON_STATES)),
+                range_figures.EXCLUDED,
+            )
+        ]
+        if left_counts_as == "excluded"
+        else []
+    )
     return (
         sa.select(
             clocks.c.record_id,
@@ -350,10 +372,16 @@ def _judged_clocks(filters: Filters, sla_id: str) -> sa.Select:
             sa.func.coalesce(clocks.c.accountable_team, users.c.team, "(no team)").label("team"),
             sa.case(
                 (clocks.c.breached_at < period.end, range_figures.VIOLATED),
+                *excluded,
                 (clocks.c.stopped_at < period.end, range_figures.MET),
                 else_=range_figures.OPEN,
             ).label("outcome"),
-            sa.case((clocks.c.stopped_at < period.end, clocks.c.elapsed_seconds)).label("touched_seconds"),
+            sa.case(
+                (
+                    sa.and_(clocks.c.stopped_at < period.end, clocks.c.state.in_(metrics.MET_STATES)),
+                    clocks.c.elapsed_seconds,
+                )
+            ).label("touched_seconds"),
             week.label("week"),
         )
         .select_from(clocks.outerjoin(users, users.c.user_id == clocks.c.accountable_owner_id))
@@ -420,9 +448,10 @@ def _cohort_changes(filters: Filters) -> sa.Select:
     )
 
 
-def range_panel(engine: sa.Engine, filters: Filters, sla_id: str) -> dict:
+def range_panel(engine: sa.Engine, filters: Filters, sla_id: str, left_counts_as: str = "met") -> dict:
     """Scorecards per rep and team beside the team / overall average, the weekly trend, the funnel
-    and rejection reasons, for the filtered range (clocks judged as of the range's end).
+    and rejection reasons, for the filtered range (clocks judged as of the range's end; a clock
+    handed on counts as `left_counts_as` says: met, or excluded from met and violated).
 
     Two reads: the range's clocks already judged (`_judged_clocks`) and the cohort candidates'
     Status changes (`_cohort_changes`); `figures` does the rest with one sort by record id per
@@ -430,7 +459,7 @@ def range_panel(engine: sa.Engine, filters: Filters, sla_id: str) -> dict:
     """
     period = filters.period
     with read_only_connection(engine) as conn:
-        judged = _read_judged_clocks(conn, filters, sla_id)
+        judged = _read_judged_clocks(conn, filters, sla_id, left_counts_as)
         changes = fetch_frame(conn, _cohort_changes(filters), objects=True)
     cohort = range_figures.cohort(changes, period)
     overall, overall_ids = _overall_compliance(judged)
@@ -452,9 +481,13 @@ def range_panel(engine: sa.Engine, filters: Filters, sla_id: str) -> dict:
     }
 
 
-def _read_judged_clocks(conn: sa.Connection, filters: Filters, sla_id: str) -> pd.DataFrame:
+def _read_judged_clocks(
+    conn: sa.Connection, filters: Filters, sla_id: str, left_counts_as: str = "met"
+) -> pd.DataFrame:
     """`_judged_clocks`'s rows sorted by record id, each week's index replaced by its label."""
-    judged = range_figures.sorted_by_record(fetch_frame(conn, _judged_clocks(filters, sla_id), objects=True))
+    judged = range_figures.sorted_by_record(
+        fetch_frame(conn, _judged_clocks(filters, sla_id, left_counts_as), objects=True)
+    )
     judged["week"] = (
         np.array([label for _, label in week_starts(filters)], dtype=object)[
             judged["week"].to_numpy().astype(np.int64)
