@@ -48,7 +48,8 @@ def test_upgrade_is_idempotent(store: sa.Engine) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM schema_meta")).scalar() == 1
 
 
-def test_a_version_1_store_gains_what_version_2_adds(store: sa.Engine) -> None:
+@pytest.mark.parametrize("from_version", [1, 2])
+def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_version: int) -> None:
     v1_covering = [
         "sla_id",
         "clock_start",
@@ -59,25 +60,22 @@ def test_a_version_1_store_gains_what_version_2_adds(store: sa.Engine) -> None:
         "breached_at",
         "elapsed_seconds",
     ]
-    with store.begin() as conn:  # the store as version 1 left it
+    dropped = [("crm_mapping_checks", "lifecycle_digest"), ("crm_mapping_checks", "drift")]
+    if from_version == 1:
+        dropped += [("activities", "created_by"), ("activities", "status"), ("activities", "completed_at")]
+    with store.begin() as conn:  # the store as that version left it
         conn.exec_driver_sql("DROP TABLE config_snapshots")
-        for table, column in [
-            ("activities", "created_by"),
-            ("activities", "status"),
-            ("activities", "completed_at"),
-            ("crm_mapping_checks", "lifecycle_digest"),
-            ("crm_mapping_checks", "drift"),
-        ]:
+        for table, column in dropped:
             conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.exec_driver_sql("DROP INDEX ix_clocks_judged")
         conn.exec_driver_sql(f"CREATE INDEX ix_clocks_v1_covering ON clocks ({', '.join(v1_covering)})")
         conn.exec_driver_sql("DELETE FROM schema_meta")
         conn.execute(
             sa.insert(sa.table("schema_meta", sa.column("version"), sa.column("upgraded_at"))).values(
-                version=1, upgraded_at=T0
+                version=from_version, upgraded_at=T0
             )
         )
-    assert upgrade(store) == SCHEMA_VERSION == 2
+    assert upgrade(store) == SCHEMA_VERSION == 3
     inspector = sa.inspect(store)
     assert {"created_by", "status", "completed_at"} <= {
         c["name"] for c in inspector.get_columns("activities")

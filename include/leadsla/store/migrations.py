@@ -51,20 +51,23 @@ def _replace_judged_clocks_index(conn: sa.Connection) -> None:
 
 
 def _v2(conn: sa.Connection) -> None:
-    """Version 2: activities record who created them, a Task's status and completion time; the
-    mapping check keeps the org's picklist drift; the judged-clocks index covers `state`."""
-    inspector = sa.inspect(conn)
-    if inspector.has_table(activities.name):
+    """Version 2: activities record who created them, a Task's status and completion time."""
+    if sa.inspect(conn).has_table(activities.name):
         _add_missing_columns(conn, activities, ["created_by", "status", "completed_at"])
-    if inspector.has_table(crm_mapping_checks.name):
+
+
+def _v3(conn: sa.Connection) -> None:
+    """Version 3: the mapping check keeps the org's picklist drift (and the lifecycle it checked);
+    the judged-clocks index covers `state`; the configuration's snapshots (a new table, made by
+    create_all after the steps)."""
+    if sa.inspect(conn).has_table(crm_mapping_checks.name):
         _add_missing_columns(conn, crm_mapping_checks, ["lifecycle_digest", "drift"])
     _replace_judged_clocks_index(conn)
-    # config_snapshots is a new table: create_all makes it after the steps.
 
 
 #: Steps from version N to N+1, applied in order to stores older than SCHEMA_VERSION.
 #: Each is a function of a connection; version 1 is the initial create_all.
-_STEPS: dict[int, object] = {2: _v2}
+_STEPS: dict[int, object] = {2: _v2, 3: _v3}
 
 _SQLITE_GUARDS = [
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
