@@ -30,6 +30,8 @@ ID, STRING, EMAIL, PICKLIST, BOOLEAN, DATETIME, DATE, DOUBLE, CURRENCY, REFERENC
 # lifecycle.yaml), so its crm_fields.yaml status_map is empty; a real org maps its values there.
 _LIFECYCLE = load_lifecycle()
 LEAD_STATUSES = _LIFECYCLE.lead().names
+# Waiting on the lead ("Nurture - contact later"): SLA clocks on Status pause there.
+LEAD_PAUSED_STATUSES = _LIFECYCLE.lead().paused
 REJECTION_REASONS = list(_LIFECYCLE.lead().rejection_reasons)
 LEAD_SOURCES = ["Demo Request", "Content Download", "Webinar", "Event", "Inbound Call", "Partner", "Web"]
 LEAD_TYPES = ["Inbound", "Enterprise", "Mid-Market", "SMB", "Partner"]

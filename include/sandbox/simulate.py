@@ -2,9 +2,15 @@
 
 Three SDR teams in three time zones (New York, London, Sydney) with managers and VPs (Sales,
 Marketing, RevOps); reps of different speed (one slow, one out of office); leads from several
-sources and types arriving mostly in each team's business hours with a Monday spike; status moves
-MQL -> SAL -> SQL -> converted to an Opportunity, or Recycled / Disqualified with a rejection
-reason; calls, emails and meetings logged as Tasks and Events. Every REBALANCE_EVERY the
+sources and types arriving mostly in each team's business hours with a Monday spike. Leads follow
+the lifecycle (include/config/lifecycle.yaml): created as MQLs (hand-raisers) -> SAL -> SQL ->
+converted to an Opportunity, or Recycled / Disqualified with a signed-off rejection reason; calls,
+emails and meetings logged as completed Tasks and Events. Beside the plain flow, modest shares
+(the constants below) take the lifecycle's other paths: MQLs that wait for review, accepted leads
+qualified or rejected without a logged task, leads nurtured before the first touch and back,
+recycled leads Marketing re-engages (MQL and SAL again), and sequence / mass e-mails the
+integration user logs on the rep's name (never a touch). The org never sets Lead_Replied__c: see
+docs/decisions/2026-12-06-demo-lifecycle.md for why. Every REBALANCE_EVERY the
 assignment rule (acting as the org's integration user, an automated actor) moves stale untouched
 SAL leads to the next rep of their team, round robin, once per lead: so a lead the monitor
 escalated and locked gets an automated reassignment, and `make run` shows the 24 h lock putting
@@ -90,6 +96,34 @@ MQL_REJECTION_REASONS = [
 ]
 #: Rejections that send the lead back to Marketing (Recycled) rather than out (Disqualified).
 RECYCLE_REASONS = ("No budget", "Bad timing", "No authority")
+# The lifecycle's other paths. Each share is small, so the demo still shows mostly the plain flow
+# (accepted, touched, then qualified or rejected) and some warnings and breaches of every SLA,
+# not a pile of one kind; each is drawn once, when the lead enters the status the path starts from.
+#: MQLs that wait SLOW_REVIEW_HOURS business hours for Sales' review (a busy team): the MQL
+#: acceptance SLA's (8 business hours) warnings and breaches; the rest are reviewed in minutes.
+SLOW_REVIEW_SHARE = 0.06
+SLOW_REVIEW_HOURS = (3.0, 11.0)
+#: Accepted (SAL) leads decided without any logged task, about when the rep would have touched
+#: them: UNLOGGED_QUALIFIED of them qualified (SQL) by the rep on a call nobody logged, the rest
+#: rejected by the team's manager. Their clocks end handed on (late, for a slow rep or a 5-minute
+#: demo request).
+UNLOGGED_SHARE = 0.08
+UNLOGGED_QUALIFIED = 0.45
+#: Accepted leads moved to nurture before anyone touched them (their auto-reply says they are away):
+#: back to SAL NURTURE_DAYS later, then touched; the clock pauses and resumes.
+NURTURE_SHARE = 0.05
+NURTURE_DAYS = (1.0, 3.0)
+#: Recycled leads Marketing re-engages RETURN_DAYS later (once per lead): MQL again, accepted
+#: again, a new clock. Most recycled leads stay out.
+RETURN_SHARE = 0.20
+RETURN_DAYS = (2.0, 5.0)
+#: Accepted leads a sales-engagement sequence (Cadence) or a mass e-mail (ListEmail) writes to
+#: SEQUENCE_AFTER_MINUTES after acceptance: a completed Task the integration user creates on the
+#: rep's name. The policy never counts it as a touch, so the clock runs on to the rep's own.
+SEQUENCE_SHARE = 0.15
+SEQUENCE_AFTER_MINUTES = (2, 10)
+SEQUENCE_SUBTYPES = [("Cadence", 0.75), ("ListEmail", 0.25)]
+NURTURE = sf_schema.LEAD_PAUSED_STATUSES[0]
 # The Opportunity path after conversion; any stage may close early (see `_next_stage`).
 OPPORTUNITY_PATH = [
     "Qualification",
@@ -138,6 +172,8 @@ class DemoOrg:
         self.fake.seed_instance(seed)
         self.rebalanced: set[str] = set()  # leads the assignment rule has moved (once each)
         self.rebalance_turns: dict[str, int] = {}  # team -> its round-robin position
+        self.returning: dict[str, str] = {}  # recycled lead -> when Marketing re-engages it
+        self.returned: set[str] = set()  # leads that came back once (never twice)
         state = store.get_meta("demo_state")
         if state:
             self._load(json.loads(state))
@@ -149,6 +185,8 @@ class DemoOrg:
         self.counts: dict[str, int] = {}
         self._reschedule_open_leads()
         self._reschedule_open_opportunities()
+        for lead_id, due in sorted(self.returning.items()):
+            self._schedule(parse_datetime(due), "return", lead_id)
 
     # ------------------------------------------------------------ seeding
 
@@ -284,6 +322,8 @@ class DemoOrg:
                     "rng": _rng_state(self.rng),
                     "rebalanced": sorted(self.rebalanced),
                     "rebalance_turns": self.rebalance_turns,
+                    "returning": self.returning,
+                    "returned": sorted(self.returned),
                 }
             ),
         )
@@ -296,11 +336,13 @@ class DemoOrg:
         self.rng.setstate(_rng_from(state["rng"]))
         self.rebalanced = set(state.get("rebalanced", ()))  # absent in orgs saved before the sweep existed
         self.rebalance_turns = dict(state.get("rebalance_turns", {}))
+        self.returning = dict(state.get("returning", {}))  # absent in orgs saved before re-engagement
+        self.returned = set(state.get("returned", ()))
 
     def _reschedule_open_leads(self) -> None:
         """After a restart, open leads get a fresh plan (pending events live in memory only)."""
         for row in self.store.scan("Lead"):
-            if row.get("Status") in ("MQL", "SAL", "SQL"):
+            if row.get("Status") in ("MQL", "SAL", "SQL", NURTURE):
                 self._plan(row, self.clock)
 
     def _reschedule_open_opportunities(self) -> None:
@@ -365,25 +407,96 @@ class DemoOrg:
     def _plan(self, lead: dict, at: datetime) -> None:
         rep = self._rep(lead.get("OwnerId") or "")
         status = lead.get("Status")
+        tz = rep.tz if rep else TEAMS[0][1]
         if status == "MQL":
             # Sales accepts the lead for its rep (SAL) soon after it arrives in working hours (an
             # overnight lead waits as MQL until morning); the SLA clock starts there. An
-            # out-of-office rep's leads are accepted by the assignment rule all the same.
-            tz = rep.tz if rep else TEAMS[0][1]
-            delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(15), 0.5)))
-            self._schedule(_business_time(at + delay, tz), "assign", lead["Id"])
+            # out-of-office rep's leads are accepted by the assignment rule all the same. A share
+            # waits hours for the review.
+            if self.rng.random() < SLOW_REVIEW_SHARE:
+                due = _add_business_hours(at, self.rng.uniform(*SLOW_REVIEW_HOURS), tz, (9, 17))
+            else:
+                delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(15), 0.5)))
+                due = _business_time(at + delay, tz)
+            self._schedule(due, "assign", lead["Id"])
         elif status == "SAL" and not lead.get("First_Response_Date__c"):
             if rep is None or rep.out_of_office:
                 # Nobody touches it until the manager reassigns it the next day: a breach.
                 self._schedule(at + timedelta(hours=20 + self.rng.random() * 8), "reassign", lead["Id"])
                 return
-            median = SPEEDS[rep.speed]
-            delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(median), 0.6)))
-            self._schedule(_business_time(at + delay, rep.tz), "touch", lead["Id"])
+            self._schedule(self._work_due(rep, at), "touch", lead["Id"])
+        elif status == NURTURE:
+            # The date the lead gave comes; the rep puts it back to SAL in working hours.
+            back = at + timedelta(days=self.rng.uniform(*NURTURE_DAYS))
+            self._schedule(_business_time(back, tz), "resume", lead["Id"])
         elif status == "SAL":
             self._schedule(at + timedelta(hours=2 + self.rng.random() * 30), "qualify", lead["Id"])
         elif status == "SQL":
             self._schedule(at + timedelta(hours=4 + self.rng.random() * 40), "convert", lead["Id"])
+
+    def _work_due(self, rep: Rep, at: datetime) -> datetime:
+        """When `rep` first works a lead accepted at `at`: a lognormal delay around the rep's speed,
+        in the rep's working hours."""
+        delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(SPEEDS[rep.speed]), 0.6)))
+        return _business_time(at + delay, rep.tz)
+
+    def _plan_accepted(self, lead: dict, at: datetime) -> None:
+        """A newly accepted lead's path: mostly the rep's touch (`_plan`); a share decided without a
+        logged task, a share nurtured first (UNLOGGED_SHARE, NURTURE_SHARE); and, beside either, a
+        share written to by a sequence (SEQUENCE_SHARE)."""
+        if self.rng.random() < SEQUENCE_SHARE:
+            after = timedelta(minutes=self.rng.uniform(*SEQUENCE_AFTER_MINUTES))
+            self._schedule(at + after, "sequence", lead["Id"])
+        rep = self._rep(lead.get("OwnerId") or "")
+        roll = self.rng.random()
+        if rep is None or rep.out_of_office or roll >= UNLOGGED_SHARE + NURTURE_SHARE:
+            self._plan(lead, at)
+        elif roll < UNLOGGED_SHARE:
+            self._schedule(self._work_due(rep, at), "unlogged", lead["Id"])
+        else:
+            delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(10), 0.5)))
+            self._schedule(_business_time(at + delay, rep.tz), "nurture", lead["Id"])
+
+    def _rejection(self) -> tuple[str, str]:
+        """(Status, Rejection_Reason__c) of a rejection: a reason from the lead-quality mix, Recycled
+        for the reasons that send it back to Marketing, else Disqualified."""
+        reason = self.rng.choices(
+            [r for r, _ in MQL_REJECTION_REASONS], [w for _, w in MQL_REJECTION_REASONS]
+        )[0]
+        return ("Recycled" if reason in RECYCLE_REASONS else "Disqualified"), reason
+
+    def _reject(self, lead: dict, at: datetime, status: str, reason: str, user_id: str | None) -> None:
+        """Reject the lead with a signed-off reason; a share of recycled ones is re-engaged later."""
+        self.store.update(
+            "Lead", lead["Id"], {"Status": status, "Rejection_Reason__c": reason}, now=at, user_id=user_id
+        )
+        if status == "Recycled" and lead["Id"] not in self.returned and self.rng.random() < RETURN_SHARE:
+            rep = self._rep(lead.get("OwnerId") or "")
+            due = _business_time(
+                at + timedelta(days=self.rng.uniform(*RETURN_DAYS)), rep.tz if rep else TEAMS[0][1]
+            )
+            self.returning[lead["Id"]] = format_datetime(due)
+            self._schedule(due, "return", lead["Id"])
+
+    def _sequence_email(self, lead: dict, at: datetime) -> None:
+        """A sequence step or a mass e-mail, logged by the integration user on the owner's name."""
+        subtype = self.rng.choices([s for s, _ in SEQUENCE_SUBTYPES], [w for _, w in SEQUENCE_SUBTYPES])[0]
+        subject = "Sequence step 1" if subtype == "Cadence" else "Newsletter"
+        self.store.create(
+            "Task",
+            {
+                "WhoId": lead["Id"],
+                "OwnerId": lead.get("OwnerId"),
+                "Subject": f"{subject}: {lead.get('Name')}",
+                "Type": "Email",
+                "TaskSubtype": subtype,
+                "Status": "Completed",
+                "CompletedDateTime": at,
+                "ActivityDate": at.date().isoformat(),
+            },
+            now=at,
+            user_id=self.store.integration_user_id,
+        )
 
     def _activity(self, lead: dict, at: datetime, owner: str, kind: str) -> None:
         if kind == "Meeting":
@@ -432,7 +545,7 @@ class DemoOrg:
             if self._rejected_at_mql(lead, at):
                 return
             lead = self.store.update("Lead", lead["Id"], {"Status": "SAL", "SAL_Date__c": at}, now=at)
-            self._plan(lead, at)
+            self._plan_accepted(lead, at)
         elif ev.kind == "reassign" and untouched:
             rep = self._rep(owner)
             team = rep.team if rep else TEAMS[0][0]
@@ -458,27 +571,50 @@ class DemoOrg:
                 self._activity(lead, at, owner, "Meeting")
                 self._plan(lead, at)
             elif roll < 0.65:
-                self.store.update(
-                    "Lead",
-                    lead["Id"],
-                    {
-                        "Status": "Recycled",
-                        "Rejection_Reason__c": self.rng.choice(RECYCLE_REASONS),
-                    },
-                    now=at,
-                    user_id=owner,
-                )
+                self._reject(lead, at, "Recycled", self.rng.choice(RECYCLE_REASONS), owner)
             else:
-                self.store.update(
-                    "Lead",
-                    lead["Id"],
-                    {
-                        "Status": "Disqualified",
-                        "Rejection_Reason__c": self.rng.choice(sf_schema.REJECTION_REASONS),
-                    },
-                    now=at,
-                    user_id=owner,
+                self._reject(lead, at, "Disqualified", self.rng.choice(sf_schema.REJECTION_REASONS), owner)
+        elif ev.kind == "unlogged" and untouched:
+            # Worked on a call nobody logged (qualified), or rejected by the manager: no task.
+            if self.rng.random() < UNLOGGED_QUALIFIED:
+                lead = self.store.update(
+                    "Lead", lead["Id"], {"Status": "SQL", "SQL_Date__c": at}, now=at, user_id=owner
                 )
+                self._plan(lead, at)
+            else:
+                rep = self._rep(owner)
+                manager = self.managers[rep.team] if rep else self.vps["sales"]
+                self._reject(lead, at, *self._rejection(), manager)
+        elif ev.kind == "nurture" and untouched:
+            lead = self.store.update("Lead", lead["Id"], {"Status": NURTURE}, now=at, user_id=owner)
+            self._plan(lead, at)
+        elif ev.kind == "resume" and lead.get("Status") == NURTURE:
+            lead = self.store.update("Lead", lead["Id"], {"Status": "SAL"}, now=at, user_id=owner)
+            self._plan(lead, at)
+        elif ev.kind == "sequence" and lead.get("Status") == "SAL":
+            self._sequence_email(lead, at)
+        elif ev.kind == "return":
+            self.returning.pop(lead["Id"], None)
+            if lead.get("Status") != "Recycled":
+                return
+            # Marketing re-engages it: a new MQL (its earlier cycle's dates and reason cleared, so
+            # the new cycle's read as the data-quality checks expect), reviewed and accepted again.
+            self.returned.add(lead["Id"])
+            lead = self.store.update(
+                "Lead",
+                lead["Id"],
+                {
+                    "Status": "MQL",
+                    "MQL_Date__c": at,
+                    "SAL_Date__c": None,
+                    "SQL_Date__c": None,
+                    "First_Response_Date__c": None,
+                    "Rejection_Reason__c": None,
+                },
+                now=at,
+                user_id=self.vps["marketing"],
+            )
+            self._plan(lead, at)
         elif ev.kind == "convert" and lead.get("Status") == "SQL":
             if self.rng.random() < 0.6:
                 opp = self.store.create(
@@ -510,30 +646,14 @@ class DemoOrg:
                 )
                 self._schedule(at + timedelta(days=2 + self.rng.random() * 10), "stage", opp["Id"])
             else:
-                self.store.update(
-                    "Lead",
-                    lead["Id"],
-                    {"Status": "Recycled", "Rejection_Reason__c": "No budget"},
-                    now=at,
-                    user_id=owner,
-                )
+                self._reject(lead, at, "Recycled", "No budget", owner)
 
     def _rejected_at_mql(self, lead: dict, at: datetime) -> bool:
         """Sales reviews the MQL: most are accepted (SAL), a share by source is rejected with a reason
         (Disqualified, or Recycled back to Marketing for nurture). Returns whether it was rejected."""
         if self.rng.random() >= MQL_REJECTION_RATE.get(lead.get("LeadSource") or "", 0.15):
             return False
-        reason = self.rng.choices(
-            [r for r, _ in MQL_REJECTION_REASONS], [w for _, w in MQL_REJECTION_REASONS]
-        )[0]
-        status = "Recycled" if reason in RECYCLE_REASONS else "Disqualified"
-        self.store.update(
-            "Lead",
-            lead["Id"],
-            {"Status": status, "Rejection_Reason__c": reason},
-            now=at,
-            user_id=lead.get("OwnerId") or None,
-        )
+        self._reject(lead, at, *self._rejection(), lead.get("OwnerId") or None)
         return True
 
     def _next_stage(self, stage: str | None) -> str:

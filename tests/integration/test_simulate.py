@@ -6,6 +6,7 @@ import collections
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from sandbox import sf_schema, simulate
@@ -319,3 +320,256 @@ def test_business_hours_skip_nights_and_weekends():
     assert simulate._add_business_hours(saturday, 8, "America/New_York", (9, 17)) == datetime(
         2026, 3, 16, 21, 0, tzinfo=UTC
     )
+
+
+# ----------------------------------------------------------------- the lifecycle's other paths
+
+FIVE_DAYS = timedelta(days=5)
+
+
+@pytest.fixture(scope="module")
+def lifecycle_demo(tmp_path_factory):
+    """A working week of the demo org (seed 6, Monday 00:00 UTC to Saturday), synced into a store
+    through the Salesforce stand-in (crm_sync's `run_group`) and its clocks evaluated at the end
+    with `make run`'s demo policy (the integration user listed as an automation user)."""
+    from leadsla.engine import evaluate
+    from leadsla.policy import load_policy
+    from leadsla.store import open_store
+    from leadsla.store.mirror import load_frames
+    from leadsla.tasks.sync import run_group
+    from sandbox import salesforce_api
+    from sandbox.devstack import write_demo_policy
+
+    root = tmp_path_factory.mktemp("lifecycle")
+    start = datetime(2026, 3, 9, tzinfo=UTC)
+    store = OrgStore(root / "salesforce" / "org.sqlite3")
+    org = simulate.DemoOrg(store, seed=6, start=start)
+    org.advance(start + FIVE_DAYS)
+    api = salesforce_api.start(root / "salesforce")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REQUESTS_CA_BUNDLE", str(api.ca_path))
+        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", api.connection_json())
+        mp.setenv("LEADSLA_STORE_URL", f"sqlite:///{root / 'store.db'}")
+        try:
+            synced = [run_group(group) for group in ("org", "leads")]
+        finally:
+            api.stop()
+        assert all(s["status"] == "success" for s in synced), synced
+        engine = open_store()
+        with engine.connect() as conn:
+            frames = load_frames(conn)
+        engine.dispose()
+    policy = load_policy(write_demo_policy(root / "sla_policy.yaml"))
+    evaluation = evaluate(
+        records=frames["records"],
+        field_history=frames["field_history"],
+        activities=frames["activities"],
+        users=frames["users"],
+        policy=policy,
+        now=org.clock,
+    )
+    yield Lifecycle(store, org, frames, evaluation)
+    store.close()
+
+
+class Lifecycle:
+    """The lifecycle demo: the org (store, simulator), the synced mirror's frames, the clocks."""
+
+    def __init__(self, store, org, frames, evaluation) -> None:
+        self.store, self.org, self.frames = store, org, frames
+        self.clocks = evaluation.clocks.astype({"sla_id": str, "record_id": str, "state": str})
+        self.checkpoints = evaluation.checkpoints.astype({"sla_id": str, "checkpoint": str})
+        self.statuses = _history(store, "LeadHistory", "LeadId")
+        for lead_id, rows in list(self.statuses.items()):
+            self.statuses[lead_id] = [h for h in rows if h["Field"] == "Status"]
+        automated = store.integration_user_id
+        self.touches: dict[str, list[datetime]] = collections.defaultdict(list)  # what a rep logged
+        self.automated: list[dict] = []
+        for obj in ("Task", "Event"):
+            for a in store.scan(obj):
+                if a.get("CreatedById") == automated:
+                    self.automated.append(a)
+                else:
+                    self.touches[a["WhoId"]].append(_at(a.get("CompletedDateTime") or a["CreatedDate"]))
+
+    def moves(self, old: str, new: str) -> list[tuple[str, datetime]]:
+        """(lead id, when) of every Status change old -> new."""
+        return [
+            (lead_id, _at(h["CreatedDate"]))
+            for lead_id, rows in self.statuses.items()
+            for h in rows
+            if h["OldValue"] == old and h["NewValue"] == new
+        ]
+
+    def sales_touch(self, lead_id: str | None = None):
+        clocks = self.clocks[self.clocks["sla_id"] == "sales_touch"]
+        return clocks if lead_id is None else clocks[clocks["record_id"] == lead_id]
+
+
+def _unlogged_exits(demo: Lifecycle) -> list[tuple[str, str]]:
+    """(lead id, new status) of every SAL exit to a decision with no task or event logged by a
+    person since the lead was accepted."""
+    out = []
+    for lead_id, rows in demo.statuses.items():
+        accepted = None
+        for h in rows:
+            at = _at(h["CreatedDate"])
+            if h["NewValue"] == "SAL" and h["OldValue"] == "MQL":
+                accepted = at
+            elif h["OldValue"] == "SAL" and h["NewValue"] in ("SQL", "Recycled", "Disqualified"):
+                if accepted and not any(accepted <= t <= at for t in demo.touches[lead_id]):
+                    out.append((lead_id, h["NewValue"]))
+    return out
+
+
+def test_each_lifecycle_path_happens_in_a_working_week(lifecycle_demo):
+    demo = lifecycle_demo
+    accepted = len(demo.moves("MQL", "SAL"))
+    assert accepted > 300
+
+    unlogged = collections.Counter(status for _, status in _unlogged_exits(demo))
+    assert unlogged["SQL"] and unlogged["Recycled"] + unlogged["Disqualified"]
+    assert 0.03 < sum(unlogged.values()) / accepted < 0.15  # a share, not the rule
+
+    nurtured, resumed = demo.moves("SAL", simulate.NURTURE), demo.moves(simulate.NURTURE, "SAL")
+    assert nurtured and resumed and {lead for lead, _ in resumed} <= {lead for lead, _ in nurtured}
+    assert 0.01 < len(nurtured) / accepted < 0.1
+
+    recycled, returned = (
+        demo.moves("SAL", "Recycled") + demo.moves("MQL", "Recycled"),
+        demo.moves("Recycled", "MQL"),
+    )
+    assert returned and len(returned) < 0.35 * len(recycled)
+    back = {lead for lead, _ in returned}
+    accepted_again = [
+        lead for lead in back if len([h for h in demo.statuses[lead] if h["NewValue"] == "SAL"]) == 2
+    ]
+    assert accepted_again  # Recycled -> MQL -> SAL: accepted a second time
+    every_recycling = recycled + demo.moves("SQL", "Recycled")
+    for lead in back:  # days after it was recycled, each lead once
+        again_at = next(at for who, at in returned if who == lead)
+        rejected_at = max(at for who, at in every_recycling if who == lead and at < again_at)
+        assert again_at - rejected_at >= timedelta(days=simulate.RETURN_DAYS[0])
+    assert len(back) == len(returned)
+
+    # A few MQLs wait business hours for the review (the MQL acceptance SLA's warnings and
+    # breaches); the rest are reviewed within minutes of the team's next opening.
+    zone = {u["Id"]: u["TimeZoneSidKey"] for u in demo.store.scan("User")}
+    slow = reviewed = 0
+    for lead in demo.store.scan("Lead"):
+        rows = demo.statuses.get(lead["Id"])
+        if not rows:
+            continue
+        reviewed += 1
+        late = simulate._add_business_hours(_at(lead["CreatedDate"]), 3, zone[lead["OwnerId"]], (9, 17))
+        slow += _at(rows[0]["CreatedDate"]) > late
+    assert reviewed > 300 and 0.01 < slow / reviewed < 0.12
+
+
+def test_rejections_carry_only_signed_off_reasons(lifecycle_demo):
+    demo = lifecycle_demo
+    signed_off = set(sf_schema.REJECTION_REASONS)
+    assert {r for r, _ in simulate.MQL_REJECTION_REASONS} <= signed_off
+    assert set(simulate.RECYCLE_REASONS) <= signed_off
+    leads = list(demo.store.scan("Lead"))
+    for lead in leads:
+        if lead["Status"] in ("Recycled", "Disqualified"):
+            assert lead.get("Rejection_Reason__c") in signed_off, lead
+        elif lead["Status"] in ("MQL", "SAL"):
+            assert not lead.get("Rejection_Reason__c"), lead  # a re-engaged lead's old reason is cleared
+    reasons = {h["NewValue"] for h in demo.store.scan("LeadHistory") if h["Field"] == "Rejection_Reason__c"}
+    assert reasons - {None} <= signed_off and len(reasons - {None}) >= 5
+
+
+def test_sequence_emails_are_the_automation_users_never_a_touch(lifecycle_demo):
+    from leadsla.policy import AUTOMATED_SUBTYPES
+    from sandbox.devstack import demo_org_automation_user_ids
+
+    demo = lifecycle_demo
+    automation = demo.store.integration_user_id
+    assert automation in demo_org_automation_user_ids()
+    assert {s for s, _ in simulate.SEQUENCE_SUBTYPES} <= set(AUTOMATED_SUBTYPES)
+    sequence = [a for a in demo.automated if a.get("TaskSubtype") in AUTOMATED_SUBTYPES]
+    assert sequence and len(sequence) == len(demo.automated)  # the integration user logs nothing else
+    assert {a["TaskSubtype"] for a in sequence} == set(AUTOMATED_SUBTYPES)
+    reps = {r.id for r in demo.org.reps}
+    for a in sequence:
+        assert a["OwnerId"] in reps and a["Status"] == "Completed" and a["CompletedDateTime"]
+    people = [t for t in demo.store.scan("Task") if t["CreatedById"] != automation]
+    assert people and not {t["TaskSubtype"] for t in people} & set(AUTOMATED_SUBTYPES)
+    assert all(t["Status"] == "Completed" and t["CompletedDateTime"] for t in people)
+    # The store knows who created each one, so the engine can leave them out.
+    activities = demo.frames["activities"]
+    synced = activities[activities["subtype"].isin(list(AUTOMATED_SUBTYPES))]
+    assert len(synced) == len(sequence) and set(synced["created_by"]) == {automation}
+
+
+def test_the_demo_clocks_show_each_path(lifecycle_demo):
+    demo = lifecycle_demo
+    clocks = demo.sales_touch()
+    states = collections.Counter(clocks["state"])
+    # Mostly the plain flow: met by the rep's touch.
+    assert states["met"] > 0.6 * len(clocks)
+
+    # Decided without a logged task: the clock ends handed on, not breached.
+    unlogged = {lead for lead, _ in _unlogged_exits(demo)}
+    handed_on = clocks[clocks["state"].isin(["handed_on", "handed_on_late"])]
+    assert len(handed_on) and set(handed_on["record_id"]) <= unlogged
+
+    # Recycled and back: two clocks, one per acceptance, for sales_touch and mql_acceptance alike.
+    back = {lead for lead, _ in demo.moves("Recycled", "MQL")}
+    twice = [lead for lead in back if len(demo.sales_touch(lead)) == 2]
+    assert twice
+    mql = demo.clocks[demo.clocks["sla_id"] == "mql_acceptance"]
+    assert all(len(mql[mql["record_id"] == lead]) == 2 for lead in back)
+
+    # Nurture pauses the clock: paused while there, resumed (the same clock) when back in SAL.
+    in_nurture = {lead["Id"] for lead in demo.store.scan("Lead") if lead["Status"] == simulate.NURTURE}
+    paused = clocks[clocks["state"] == "paused"]
+    assert len(paused) and set(paused["record_id"]) <= in_nurture
+    resumed = {lead for lead, _ in demo.moves(simulate.NURTURE, "SAL")} - back
+    assert resumed and all(len(demo.sales_touch(lead)) == 1 for lead in resumed)
+
+    # No clock was stopped by an automated e-mail; some ran on past one to the rep's own touch.
+    ran_past = 0
+    for a in demo.automated:
+        sent = _at(a["CompletedDateTime"])
+        for clock in demo.sales_touch(a["WhoId"]).itertuples():
+            if clock.clock_start <= sent and (pd.isna(clock.stopped_at) or clock.stopped_at > sent):
+                ran_past += 1
+            assert pd.isna(clock.stopped_at) or clock.stopped_at != sent
+    assert ran_past > 10
+
+    # Every Lead SLA still shows warnings and breaches, not only met clocks.
+    cp = demo.checkpoints
+    for sla in ("sales_touch", "mql_acceptance"):
+        reached = collections.Counter(cp[cp["sla_id"] == sla]["checkpoint"])
+        assert reached["warning"] and reached["breach"], (sla, reached)
+
+
+def test_the_lifecycle_paths_are_reproducible_and_survive_a_restart(tmp_path):
+    def two_days(path):
+        store = OrgStore(path)
+        org = simulate.DemoOrg(store, seed=8, start=MONDAY_2PM)
+        org.advance(MONDAY_2PM + timedelta(days=2))
+        history = sorted(
+            (h["CreatedDate"], h["LeadId"], h["Field"], str(h["OldValue"]), str(h["NewValue"]))
+            for h in store.scan("LeadHistory")
+        )
+        tasks = sorted(
+            (t["CreatedDate"], t["WhoId"], t["TaskSubtype"], t["CreatedById"]) for t in store.scan("Task")
+        )
+        return store, org, history, tasks
+
+    store, org, history, tasks = two_days(tmp_path / "a.sqlite3")
+    other, _, history_again, tasks_again = two_days(tmp_path / "b.sqlite3")
+    other.close()
+    assert history == history_again and tasks == tasks_again
+    # Pending events live in memory: a restart re-plans the re-engagements and the nurture returns.
+    assert org.returning
+    again = simulate.DemoOrg(store, seed=8)
+    assert again.returning == org.returning and again.returned == org.returned
+    assert {e.record_id for e in again.events if e.kind == "return"} == set(org.returning)
+    nurtured = {lead["Id"] for lead in store.scan("Lead") if lead["Status"] == simulate.NURTURE}
+    assert nurtured and nurtured <= {e.record_id for e in again.events if e.kind == "resume"}
+    store.close()
