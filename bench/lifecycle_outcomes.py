@@ -23,11 +23,12 @@ Prints one JSON line (logs go to stderr):
   escalations_dropped / _added        made by the old semantics and not by the new, and the reverse
   escalations_dropped_by_new_state    the dropped ones by the clock's state under the new semantics
 
-The old checkout is a throwaway worktree of main before the issue:
+    python bench/lifecycle_outcomes.py [OLD_CHECKOUT] [--seed 7] [--end 2026-12-04T16:00:00Z]
 
-    git -C /work/main worktree add --detach /tmp/old-engine cbb83cb
-    python bench/lifecycle_outcomes.py /tmp/old-engine [--seed 7] [--end 2026-12-04T16:00:00Z]
-    git -C /work/main worktree remove /tmp/old-engine
+OLD_CHECKOUT is a checkout of main before the issue, e.g. a throwaway worktree
+(`git worktree add --detach /tmp/old-engine cbb83cb`, removed after with `git worktree remove`).
+Without it (as `make bench` runs it) the old include/ is extracted from this repository's commit
+cbb83cb with `git archive` into the temp folder, leaving the repository as it was.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: main just before the issue "Right about every real lead" (the old engine and policy).
+OLD_COMMIT = "cbb83cb"
 #: The demo's last instant: fixed (and in the past, or the data-quality gate refuses the records).
 DEFAULT_END = "2026-12-04T16:00:00+00:00"
 KEY = ["sla_id", "record_id", "clock_start"]
@@ -163,9 +166,21 @@ def compare(old: tuple, new: tuple) -> dict:
     }
 
 
+def _extract_old(into: Path) -> Path:
+    """OLD_COMMIT's include/ (code and config) from this repository, into `into`."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", OLD_COMMIT, "include"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("old", type=Path, help="a checkout of main before the issue (cbb83cb)")
+    parser.add_argument(
+        "old", type=Path, nargs="?", help=f"a checkout of main before the issue (default: {OLD_COMMIT}'s)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="the demo org's seed (make run's: 7)")
     parser.add_argument("--end", default=DEFAULT_END, help="the demo's last instant (ISO, UTC)")
     parser.add_argument("--evaluate", nargs=3, metavar=("INCLUDE", "FRAMES", "OUT"), help=argparse.SUPPRESS)
@@ -175,12 +190,13 @@ def main() -> int:
         include, frames, out = (Path(p) for p in args.evaluate)
         evaluate(include, frames, end, out)
         return 0
-    old_include = args.old.resolve() / "include"
-    if not (old_include / "leadsla" / "engine.py").is_file():
-        parser.error(f"{args.old} is not a checkout of this project (no include/leadsla/engine.py)")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    sys.path.insert(0, str(ROOT / "include"))
     root = Path(tempfile.mkdtemp(prefix="leadsla-lifecycle-bench-"))
+    old = args.old.resolve() if args.old else _extract_old(root / "old")
+    old_include = old / "include"
+    if not (old_include / "leadsla" / "engine.py").is_file():
+        parser.error(f"{old} is not a checkout of this project (no include/leadsla/engine.py)")
+    sys.path.insert(0, str(ROOT / "include"))
     with contextlib.redirect_stdout(sys.stderr):
         frames = build_store(root, args.seed, end)
     frames_path = root / "frames.pickle"
@@ -189,7 +205,7 @@ def main() -> int:
     for side, include in (("old", old_include), ("new", ROOT / "include")):
         out = root / f"{side}.pickle"
         subprocess.run(
-            [sys.executable, __file__, str(args.old), "--end", end.isoformat()]
+            [sys.executable, __file__, str(old), "--end", end.isoformat()]
             + ["--evaluate", str(include), str(frames_path), str(out)],
             check=True,
             stdout=sys.stderr,
