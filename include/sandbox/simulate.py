@@ -132,8 +132,10 @@ OPPORTUNITY_PATH = [
     "Proposal/Price Quote",
     "Negotiation/Review",
 ]
-# Customer Success works New York hours (the policy's us_east calendar for its SLAs).
+# Customer Success works New York hours (the policy's us_east calendar for its SLAs); its users'
+# Team__c is the name the policy's `cs` team lists in crm_names.
 CS_TZ, CS_HOURS = "America/New_York", (9, 17)
+CS_TEAM = "Customer Success"
 
 
 @dataclass(order=True)
@@ -305,7 +307,36 @@ class DemoOrg:
                 }
             )
         self.accounts = self.store.bulk_insert("Account", accounts)
+        self._seed_customer_success(now)
         self._save()
+
+    def _seed_customer_success(self, now: datetime) -> None:
+        """Customer Success: a manager (reporting to the VP RevOps) and two CSMs, each the CS owner
+        of every other account, so the CS SLAs' team manager resolves from reporting lines (the
+        policy's `manager: crm`). Fixed names, no random draws: the rest of the org is unchanged."""
+        people = [
+            ("Carmen", "Success", "CS Manager", self.vps["revops"]),
+            ("Omar", "Onboard", "CSM", None),
+            ("Kira", "Kickoff", "CSM", None),
+        ]
+        ids: list[str] = []
+        for first, last, title, manager in people:
+            row = {
+                "FirstName": first,
+                "LastName": last,
+                "Title": title,
+                "Department": CS_TEAM,
+                "Team__c": CS_TEAM,
+                "Email": f"{first}.{last}@leadsla.example".lower(),
+                "IsActive": True,
+                "TimeZoneSidKey": CS_TZ,
+                "ManagerId": manager or ids[0],
+                "Out_Of_Office__c": False,
+                "CreatedDate": now,
+            }
+            ids += self.store.bulk_insert("User", [row])
+        for index, account in enumerate(self.accounts):
+            self.store.update("Account", account, {"CS_Owner__c": ids[1 + index % 2]}, now=now, system=True)
 
     def _save(self) -> None:
         self.store.set_meta(
