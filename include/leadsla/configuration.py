@@ -413,6 +413,42 @@ def _policy_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
         for j, stop in enumerate(sla.stop):
             if stop.touch_rule is not None:
                 problems += _touch_problems(stop.touch_rule, f"{where_p}: slas[{i}].stop[{j}]", mapping)
+    if policy.routing is not None:
+        problems += _routing_field_problems(policy, mapping)
+    return problems
+
+
+#: What routing reads and writes besides its rules' fields: (object, field, why).
+_ROUTING_FIELDS = [
+    ("Lead", "Company", "suppression and duplicates match on it"),
+    ("Lead", "Email", "suppression and duplicates match on it"),
+    ("Account", "Website", "suppression matches a lead's e-mail domain on it"),
+    ("Opportunity", "AccountId", "an account with an open opportunity keeps its leads"),
+]
+#: The fields routing stamps beside the owner (crm_fields.yaml sla_fields).
+ROUTING_STAMPS = ("owner", "routing_reason", "routing_rule", "routing_version")
+
+
+def _routing_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
+    """Every field a routing rule reads is synced; the fields it stamps are named write-back fields."""
+    routing = policy.routing
+    assert routing is not None
+    where_p, where_m = policy.source, mapping.path
+    problems = [
+        f"{where_p}: routing: reads Lead.{fld}, which {where_m} does not sync (objects.Lead.fields)"
+        for fld in sorted(routing.lead_fields())
+        if fld not in _fields_of(mapping, "Lead")
+    ]
+    problems += [
+        f"{where_p}: routing: reads {obj}.{fld} ({why}), which {where_m} does not sync (objects.{obj}.fields)"
+        for obj, fld, why in _ROUTING_FIELDS
+        if fld not in _fields_of(mapping, obj)
+    ]
+    problems += [
+        f"{where_p}: routing: stamps {name!r} with the owner, which {where_m} does not name (sla_fields)"
+        for name in ROUTING_STAMPS
+        if name not in mapping.sla_fields
+    ]
     return problems
 
 

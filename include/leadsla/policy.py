@@ -34,6 +34,7 @@ from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, p
 from leadsla.errors import LeadSlaError
 from leadsla.lifecycle import Lifecycle, LifecycleError, active_lifecycle_path, load_lifecycle
 from leadsla.paths import config_dir
+from leadsla.routing import Routing
 
 #: The shipped policy.
 DEFAULT_POLICY_PATH = config_dir() / "sla_policy.yaml"
@@ -367,6 +368,8 @@ class Policy(_Model):
     # breach lock holds, their reassignments are put back.
     automation_user_ids: list[str] = Field(default_factory=list)
     slas: list[Sla] = Field(min_length=1)
+    #: Lead routing and unowned-lead alerts (`leadsla.routing`); absent: no routing, no alerts.
+    routing: Routing | None = None
     _calendars: dict[str, BusinessCalendar] = PrivateAttr(default_factory=dict)
     _lifecycle: Lifecycle | None = PrivateAttr(default=None)
     source: str | None = Field(default=None, exclude=True)
@@ -576,6 +579,38 @@ def _cross_check(policy: Policy) -> list[str]:
         for r, who in enumerate(sla.breach.reassign):
             if who == "team_manager":
                 problems += _team_manager_problems(policy, sla, f"{where}.breach.reassign[{r}]")
+    if policy.routing is not None:
+        problems += _routing_problems(policy, policy.routing, roles)
+    return problems
+
+
+def _routing_problems(policy: Policy, routing: Routing, roles: set[str]) -> list[str]:
+    """The routing section's teams and roles are the policy's own."""
+    problems: list[str] = []
+    known = ", ".join(sorted(policy.teams))
+    for k, territory in enumerate(routing.territories):
+        if territory.team not in policy.teams:
+            problems.append(
+                f"routing.territories[{k}] ({territory.id}).team: {territory.team!r}: expected one of "
+                f"the teams ({known})"
+            )
+    for k, team in enumerate(routing.watch_teams):
+        if team not in policy.teams:
+            problems.append(f"routing.watch_teams[{k}]: {team!r}: expected one of the teams ({known})")
+    for r, who in enumerate(routing.unowned.notify):
+        path = f"routing.unowned.notify[{r}]"
+        if not (who in roles or who.startswith("channel:")) or who in ("owner", "owner_manager"):
+            problems.append(
+                f"{path}: {who!r}: an unowned lead has no working owner: expected team_manager, a contact "
+                f"({', '.join(sorted(policy.contacts))}) or channel:<name>"
+            )
+        elif who == "team_manager":
+            problems += [
+                f"{path}: 'team_manager': territory {t.id!r}'s team {t.team!r} names no manager "
+                "(teams.<team>.manager: a CRM user id, or crm)"
+                for t in routing.territories
+                if t.team in policy.teams and not policy.teams[t.team].manager
+            ]
     return problems
 
 
@@ -633,6 +668,14 @@ def _lifecycle_problems(policy: Policy, lifecycle: Lifecycle) -> list[str]:
             for value in (tier.when or {}).get("status", []):
                 if value not in lc.names:
                     problems.append(unknown(f"{where}.tiers[{k}].when.status", value))
+    leads = lifecycle.of("Lead")
+    if policy.routing is not None and leads is not None:
+        problems += [
+            f"routing.statuses: {value!r}: not a Lead {leads.field} in {where_lc} "
+            f"(expected one of {', '.join(leads.names)})"
+            for value in policy.routing.statuses
+            if value not in leads.names
+        ]
     return problems
 
 

@@ -67,6 +67,8 @@ class Notice:
     audit_event: str = "message_queued"
     actor: str | None = None
     audit_detail: Mapping[str, Any] = field(default_factory=dict)
+    #: The CRM record the notice is about, (object type, record id), for its audit entries.
+    record: tuple[str, str] | None = None
 
     def key(self, channel: str, recipient: str) -> str:
         return idempotency_key(self.source, self.subject, self.opened_at, self.checkpoint, recipient, channel)

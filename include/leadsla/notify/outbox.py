@@ -250,6 +250,11 @@ def queue_notices(
                     "sla_id": notice.source,
                     "checkpoint": notice.checkpoint,
                     "actor": notice.actor or f"{notice.source}.{channel}",
+                    **(
+                        {"object_type": notice.record[0], "record_id": notice.record[1]}
+                        if notice.record
+                        else {}
+                    ),
                     "detail": {
                         "idempotency_key": key,
                         "channel": row["channel"],

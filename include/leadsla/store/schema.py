@@ -443,5 +443,8 @@ AUDIT_EVENTS = frozenset(
         "war_room_visit",
         "report_sent",
         "report_skipped",
+        "routing",  # a lead given an owner by lead_routing (detail: owner, rule, reason, policy_version)
+        "misrouted_lead",  # watch: an owner the routing policy would not have chosen
+        "unowned_alert_queued",  # a lead nobody working owns: its alert (or reminder) queued
     }
 )

@@ -1,0 +1,1 @@
+"""Ownership: every lead reaches an owner (routing), and a lead nobody works is never silent."""
