@@ -152,11 +152,11 @@ def test_server_unavailable_is_retried_with_backoff(sf, engine, crm_mapping):
 
 def test_mapping_check_names_the_missing_field(sf, engine, tmp_path):
     raw = yaml.safe_load(mapping_mod.DEFAULT_PATH.read_text())
-    raw["objects"]["Lead"]["fields"]["Lead_Score__c"] = None
+    raw["objects"]["Lead"]["fields"]["Lead_Grade__c"] = None
     bad = mapping_mod.parse(raw, "crm_fields.yaml")
     with pytest.raises(MappingError) as err:
         sync.ensure_mapping_checked(client(), engine, bad, dt.datetime.now(dt.UTC))
-    assert "the org has no field Lead.Lead_Score__c" in str(err.value)
+    assert "the org has no field Lead.Lead_Grade__c" in str(err.value)
     assert sync.ensure_mapping_checked(client(), engine, mapping_mod.load(), dt.datetime.now(dt.UTC)) is True
 
 
