@@ -285,7 +285,11 @@ def test_an_org_mode_org_switches_to_leadsla_from_its_clock(tmp_path):
     store.close()
 
 
-def test_a_new_leadsla_org_routes_from_its_start_after_a_backlog_the_orgs_rule_assigned(tmp_path):
+def test_make_run_routes_from_its_start_after_a_backlog_the_orgs_rule_assigned(tmp_path):
+    from sandbox.devstack import DEMO_ROUTING, _crm_services
+
+    [demo] = [s for s in _crm_services() if s.name == "demo"]
+    assert demo.argv[demo.argv.index("--routing") + 1] == DEMO_ROUTING == "leadsla"
     argv = ["--data", str(tmp_path), "--speed", "1000000", "--seed", str(SEED), "--routing", "leadsla"]
     argv += ["--backlog-hours", "12", "--for-hours", "2", "--start", MONDAY_2PM.isoformat()]
     assert simulate.main(argv) == 0
