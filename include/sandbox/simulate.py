@@ -182,6 +182,10 @@ SHOWCASE = ("customer", "uncovered")
 _USER_PREFIX = sf_schema.sobject("User").key_prefix
 
 
+class RoutingModeError(ValueError):
+    """A saved org asked to go from `leadsla` back to `org`."""
+
+
 @dataclass(order=True)
 class _Event:
     at: datetime
@@ -210,7 +214,7 @@ class DemoOrg:
         start: the simulated instant of the first tick (default: now, to the minute).
         routing: `org` (the org's own rule assigns every new lead) or `leadsla` (the QUEUE_TEAMS'
             new leads wait in the Lead Intake queue for the lead_routing DAG). A saved org keeps its
-            mode; an `org` one is switched to `leadsla` when asked (never back).
+            mode; an `org` one is switched to `leadsla` when asked, never back (RoutingModeError).
         routing_from: in `leadsla` mode, when new leads start going to the queue (default: the
             org's start; an org switched later: its clock). Leads before it were assigned by the
             org's own rule, like a demo's history before routing went live.
@@ -450,9 +454,9 @@ class DemoOrg:
         if routing == self.routing:
             return
         if self.routing == "leadsla":
-            raise ValueError(
-                "this demo org routes through Lead SLA Monitor (routing leadsla): it cannot go back to "
-                "org; start it with routing leadsla, or start a new org in another data directory"
+            raise RoutingModeError(
+                "this demo org routes through Lead SLA Monitor (leadsla) and cannot go back to org: run "
+                "it with --routing leadsla, or start a new org in another data directory"
             )
         self.routing = routing
         self.routing_from = _minute(max(routing_from or self.clock, self.clock))
@@ -1216,6 +1220,8 @@ def main(argv: list[str] | None = None) -> int:
             routing=args.routing,
         )
         print(f"simulated up to {format_datetime(org.clock)}", flush=True)
+    except RoutingModeError as exc:
+        parser.error(str(exc))
     except KeyboardInterrupt:
         pass
     return 0

@@ -254,7 +254,7 @@ def test_leadsla_is_reproducible_and_survives_a_restart(tmp_path):
     other.close()
     assert first == again
     assert org.manual_owner_due and org.waiting
-    with pytest.raises(ValueError, match="routes through Lead SLA Monitor"):
+    with pytest.raises(simulate.RoutingModeError, match="routes through Lead SLA Monitor"):
         simulate.DemoOrg(store, seed=SEED)  # the queue's leads would never be reviewed
     restarted = simulate.DemoOrg(store, seed=SEED, routing="leadsla")
     assert restarted.routing == "leadsla" and restarted.intake_queue == org.intake_queue
