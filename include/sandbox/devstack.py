@@ -151,6 +151,10 @@ SALESFORCE_PORT = int(os.environ.get("LEADSLA_SALESFORCE_PORT", "8443"))
 #: reports' default period) and are synced and evaluated within the first minutes. Longer costs
 #: more than it shows: 60 days took ~3.5 min to seed, sync and evaluate and queued ~4,000 alerts.
 DEMO_BACKLOG_HOURS = 14 * 24
+#: The demo routes through Lead SLA Monitor (the lead_routing DAG) from the moment it starts: its
+#: backlog was assigned by the org's own rule (see sandbox.simulate and
+#: docs/decisions/2026-12-06-demo-routing.md).
+DEMO_ROUTING = "leadsla"
 
 
 def salesforce_dir() -> Path:
@@ -185,6 +189,8 @@ def _crm_connections() -> dict[str, dict]:
 
 
 def _crm_services() -> list[Service]:
+    from sandbox.simulate import INTAKE_QUEUE
+
     speed = os.environ.get("LEADSLA_DEMO_SPEED", "1")
     return [
         Service(
@@ -213,9 +219,12 @@ def _crm_services() -> list[Service]:
                 speed,
                 "--backlog-hours",
                 str(DEMO_BACKLOG_HOURS),
+                "--routing",
+                DEMO_ROUTING,
             ],
             "demo org simulator (real time; LEADSLA_DEMO_SPEED only helps it catch up): leads arrive, "
-            "move and get worked",
+            f"move and get worked; new Americas and EMEA leads wait in the {INTAKE_QUEUE} queue for "
+            "lead_routing, APAC's are assigned by the org's own rule",
         ),
     ]
 

@@ -16,10 +16,26 @@ SAL leads to the next rep of their team, round robin, once per lead: so a lead t
 escalated and locked gets an automated reassignment, and `make run` shows the 24 h lock putting
 it back and alerting the manager.
 
-Run: `python -m sandbox.simulate --data DIR [--speed X] [--seed N]` next to the sandbox API (same
---data). It writes through sf_store.OrgStore, so history rows, SystemModstamp and ids behave as
-through the API. Time is simulated in fixed one-minute ticks from a start instant, so the same seed
-and start give the same org. It must never write outside its data dir nor talk to a real CRM.
+Routing has two modes (docs/decisions/2026-12-06-demo-routing.md). `org` (the default): the org's
+own rule gives every new lead to the next rep of its team, exactly as before routing existed (the
+same seed gives the same org: routing draws from a generator of its own). `leadsla` (`make run`):
+new SDR Americas and SDR EMEA leads arrive owned by the "Lead Intake" queue and wait there, not
+reviewed, until a user owns them (the lead_routing DAG routes them; the org looks every
+QUEUE_RECHECK), then go on as usual with that rep; SDR APAC keeps the org's own rule (the policy's
+watch case). Its leads get a Lead_Score__c (about 15 % hot, 80+) and a US lead a State; each
+team's first rep has the "Senior SDR" role; accounts have a Website (both modes) and are owned by
+Americas and EMEA reps. About 4 % of the queue's leads come from an account that is a customer or
+has an open opportunity (Company = its Name, the e-mail at its Website's domain: suppression's
+case) and about 1 % from a country no territory covers, which the Americas manager assigns by
+hand 1-3 hours later (the unowned-lead alert's case); the first queue leads take these two cases,
+so a demo shows them at once. The out-of-office rep stays (routing must skip them). A new
+`leadsla` org routes from "now": its backlog was assigned by the org's own rule.
+
+Run: `python -m sandbox.simulate --data DIR [--speed X] [--seed N] [--routing {org,leadsla}]` next
+to the sandbox API (same --data). It writes through sf_store.OrgStore, so history rows,
+SystemModstamp and ids behave as through the API. Time is simulated in fixed one-minute ticks from
+a start instant, so the same seed and start give the same org. It must never write outside its
+data dir nor talk to a real CRM.
 """
 
 from __future__ import annotations
@@ -30,6 +46,7 @@ import itertools
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -136,6 +153,37 @@ OPPORTUNITY_PATH = [
 # Team__c is the name the policy's `cs` team lists in crm_names.
 CS_TZ, CS_HOURS = "America/New_York", (9, 17)
 CS_TEAM = "Customer Success"
+# Lead routing. `org` (the default): the org's own rule assigns every new lead round robin in its
+# team, as it always did. `leadsla`: the policy's `routing:` section routes through the
+# lead_routing DAG: the QUEUE_TEAMS' new leads arrive owned by the INTAKE_QUEUE and wait there,
+# unreviewed, until a user owns them; the other teams keep the org's rule (the policy's
+# watch_teams). Every routing draw comes from its own generator (seeded "<seed>-routing"), so the
+# org mode draws exactly what it drew before routing existed.
+ROUTING_MODES = ("org", "leadsla")
+INTAKE_QUEUE = "Lead Intake"
+QUEUE_TEAMS = ("SDR Americas", "SDR EMEA")
+#: The role of each team's first rep in `leadsla` mode: the policy's hot tier names it.
+SENIOR_ROLE = "Senior SDR"
+#: How often the org looks whether a lead a queue holds has a user owner yet.
+QUEUE_RECHECK = timedelta(minutes=3)
+#: Lead_Score__c (0-100): HOT_SHARE of the leads score HOT_SCORE or more (the policy's hot tier).
+HOT_SHARE, HOT_SCORE = 0.15, 80
+US_STATES = ("NY", "CA", "TX", "MA", "WA", "IL", "FL", "GA", "CO", "NC")
+#: Queue leads from an account that is a customer or has an open opportunity (Company = the
+#: Account's Name, the e-mail at its Website's domain): suppression hands them to the account owner.
+CUSTOMER_SHARE = 0.04
+#: Queue leads from a country no territory covers: nobody routes them; the Americas manager
+#: assigns each to a rep by hand MANUAL_OWNER_HOURS later (the unowned-lead alert's case).
+UNCOVERED_SHARE = 0.01
+UNCOVERED_COUNTRIES = ("ZA", "AE")
+MANUAL_OWNER_HOURS = (1.0, 3.0)
+#: The first queue leads after routing goes live take these cases, so a demo shows each at once.
+SHOWCASE = ("customer", "uncovered")
+_USER_PREFIX = sf_schema.sobject("User").key_prefix
+
+
+class RoutingModeError(ValueError):
+    """A saved org asked to go from `leadsla` back to `org`."""
 
 
 @dataclass(order=True)
@@ -164,12 +212,33 @@ class DemoOrg:
         store: the sandbox org store (same SQLite file the API serves).
         seed: makes names, arrivals and outcomes reproducible.
         start: the simulated instant of the first tick (default: now, to the minute).
+        routing: `org` (the org's own rule assigns every new lead) or `leadsla` (the QUEUE_TEAMS'
+            new leads wait in the Lead Intake queue for the lead_routing DAG). A saved org keeps its
+            mode; an `org` one is switched to `leadsla` when asked, never back (RoutingModeError).
+        routing_from: in `leadsla` mode, when new leads start going to the queue (default: the
+            org's start; an org switched later: its clock). Leads before it were assigned by the
+            org's own rule, like a demo's history before routing went live.
     """
 
-    def __init__(self, store: OrgStore, seed: int = 7, start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        store: OrgStore,
+        seed: int = 7,
+        start: datetime | None = None,
+        routing: str = "org",
+        routing_from: datetime | None = None,
+    ) -> None:
+        if routing not in ROUTING_MODES:
+            raise ValueError(f"routing must be one of {', '.join(ROUTING_MODES)}, not {routing!r}")
         self.store = store
         self.seed = seed
         self.rng = random.Random(seed)
+        self.routing = routing
+        self.routing_rng = random.Random(f"{seed}-routing")  # never self.rng: the org mode is unchanged
+        self.intake_queue: str | None = None
+        self.manual_owner_due: dict[str, str] = {}  # uncovered lead -> when the manager assigns it
+        self.showcase: list[str] = list(SHOWCASE) if routing == "leadsla" else []
+        self.waiting: set[str] = set()  # MQLs a queue holds: reviewed once a user owns them
         self.fake = Faker(["en_US", "en_GB", "en_AU"])
         self.fake.seed_instance(seed)
         self.rebalanced: set[str] = set()  # leads the assignment rule has moved (once each)
@@ -179,9 +248,12 @@ class DemoOrg:
         state = store.get_meta("demo_state")
         if state:
             self._load(json.loads(state))
+            self._switch_routing(routing, routing_from)
         else:
             self.clock = (start or datetime.now(UTC)).replace(second=0, microsecond=0)
+            self.routing_from = _minute(routing_from or self.clock)
             self._seed_org()
+        self.queue_checked = format_datetime(self.clock)
         self.events: list[_Event] = []
         self.seq = itertools.count()
         self.counts: dict[str, int] = {}
@@ -189,6 +261,8 @@ class DemoOrg:
         self._reschedule_open_opportunities()
         for lead_id, due in sorted(self.returning.items()):
             self._schedule(parse_datetime(due), "return", lead_id)
+        for lead_id, due in sorted(self.manual_owner_due.items()):
+            self._schedule(parse_datetime(due), "manual_owner", lead_id)
 
     # ------------------------------------------------------------ seeding
 
@@ -296,18 +370,22 @@ class DemoOrg:
         )
         accounts = []
         for _ in range(30):
+            name = self.fake.company()
             accounts.append(
                 {
-                    "Name": self.fake.company(),
+                    "Name": name,
                     "Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS),
                     "Industry": self.rng.choice(["Software", "Retail", "Finance", "Health", "Media"]),
                     "OwnerId": self.vps["sales"],
                     "CS_Owner__c": self.vps["revops"],
+                    "Website": _website(name),
                     "CreatedDate": now,
                 }
             )
         self.accounts = self.store.bulk_insert("Account", accounts)
         self._seed_customer_success(now)
+        if self.routing == "leadsla":
+            self._seed_routing(now)
         self._save()
 
     def _seed_customer_success(self, now: datetime) -> None:
@@ -338,7 +416,64 @@ class DemoOrg:
         for index, account in enumerate(self.accounts):
             self.store.update("Account", account, {"CS_Owner__c": ids[1 + index % 2]}, now=now, system=True)
 
+    def _seed_routing(self, now: datetime) -> None:
+        """The `leadsla` mode's part of the org: the Lead Intake queue; the Senior SDR role for each
+        team's first (fast) rep, the hot tier's; every account owned by a rep of the QUEUE_TEAMS
+        (the owner suppression hands a customer's lead to), with its Website if it has none yet (an
+        org seeded before websites). Fixed choices, no random draws."""
+        self.intake_queue = self.store.bulk_insert(
+            "Group",
+            [
+                {
+                    "Name": INTAKE_QUEUE,
+                    "DeveloperName": INTAKE_QUEUE.replace(" ", "_"),
+                    "Type": "Queue",
+                    "CreatedDate": now,
+                }
+            ],
+        )[0]
+        senior = self.store.bulk_insert(
+            "UserRole",
+            [{"Name": SENIOR_ROLE, "DeveloperName": SENIOR_ROLE.replace(" ", "_"), "SystemModstamp": now}],
+        )[0]
+        for team, *_ in TEAMS:
+            first = next(r for r in self.reps if r.team == team and not r.out_of_office)
+            self.store.update("User", first.id, {"UserRoleId": senior}, now=now, system=True)
+        owners = [r.id for r in self.reps if r.team in QUEUE_TEAMS and not r.out_of_office]
+        for index, account_id in enumerate(self.accounts):
+            account = self.store.get("Account", account_id)
+            changes = {"OwnerId": owners[index % len(owners)], "Website": account.get("Website")}
+            changes["Website"] = changes["Website"] or _website(account["Name"])
+            self.store.update("Account", account_id, changes, now=now, system=True)
+
+    def _switch_routing(self, routing: str, routing_from: datetime | None) -> None:
+        """A saved org asked for another routing mode: `org` -> `leadsla` seeds the routing part of
+        the org and routes from then on (its clock, or `routing_from` if later: never back-dated
+        under a sync that passed it); `leadsla` -> `org` is refused (the queue's leads would never
+        be reviewed)."""
+        if routing == self.routing:
+            return
+        if self.routing == "leadsla":
+            raise RoutingModeError(
+                "this demo org routes through Lead SLA Monitor (leadsla) and cannot go back to org: run "
+                "it with --routing leadsla, or start a new org in another data directory"
+            )
+        self.routing = routing
+        self.routing_from = _minute(max(routing_from or self.clock, self.clock))
+        self.showcase = list(SHOWCASE)
+        self._seed_routing(self.routing_from)
+        self._save()
+
     def _save(self) -> None:
+        routing: dict[str, Any] = {"routing": self.routing}
+        if self.routing == "leadsla":
+            routing.update(
+                routing_from=format_datetime(self.routing_from),
+                intake_queue=self.intake_queue,
+                routing_rng=_rng_state(self.routing_rng),
+                manual_owner_due=self.manual_owner_due,
+                showcase=self.showcase,
+            )
         self.store.set_meta(
             "demo_state",
             json.dumps(
@@ -355,6 +490,7 @@ class DemoOrg:
                     "rebalance_turns": self.rebalance_turns,
                     "returning": self.returning,
                     "returned": sorted(self.returned),
+                    **routing,
                 }
             ),
         )
@@ -369,6 +505,14 @@ class DemoOrg:
         self.rebalance_turns = dict(state.get("rebalance_turns", {}))
         self.returning = dict(state.get("returning", {}))  # absent in orgs saved before re-engagement
         self.returned = set(state.get("returned", ()))
+        self.routing = state.get("routing", "org")  # absent in orgs saved before routing
+        self.routing_from = self.clock
+        if self.routing == "leadsla":
+            self.routing_from = parse_datetime(state["routing_from"])
+            self.intake_queue = state["intake_queue"]
+            self.routing_rng.setstate(_rng_from(state["routing_rng"]))
+            self.manual_owner_due = dict(state["manual_owner_due"])
+            self.showcase = list(state["showcase"])
 
     def _reschedule_open_leads(self) -> None:
         """After a restart, open leads get a fresh plan (pending events live in memory only)."""
@@ -412,34 +556,97 @@ class DemoOrg:
         rep = reps[self.counts.get(team, 0) % len(reps)]
         self.counts[team] = self.counts.get(team, 0) + 1
         first, last, company = fake.first_name(), fake.last_name(), fake.company()
-        row = self.store.create(
-            "Lead",
-            {
-                "FirstName": first,
-                "LastName": last,
-                "Company": company,
-                "Email": f"{first}.{last}@{company.split()[0].strip(',').lower()}.example".lower(),
-                "Title": fake.job()[:80],
-                "Status": "MQL",
-                "OwnerId": rep.id,
-                "LeadSource": source,
-                "Lead_Type__c": lead_type,
-                "Country": self.rng.choice(countries),
-                "MQL_Date__c": at,
-                "Account_Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS),
-                "Campaign__c": f"{source} {at:%Y-%m}",
-            },
-            now=at,
-            user_id=self.vps["marketing"],
-            system=True,
-        )
+        fields = {
+            "FirstName": first,
+            "LastName": last,
+            "Company": company,
+            "Email": f"{first}.{last}@{company.split()[0].strip(',').lower()}.example".lower(),
+            "Title": fake.job()[:80],
+            "Status": "MQL",
+            "OwnerId": rep.id,
+            "LeadSource": source,
+            "Lead_Type__c": lead_type,
+            "Country": self.rng.choice(countries),
+            "MQL_Date__c": at,
+            "Account_Tier__c": self.rng.choice(sf_schema.ACCOUNT_TIERS),
+            "Campaign__c": f"{source} {at:%Y-%m}",
+        }
+        case = self._routing_case(team, fields, at) if self.routing == "leadsla" else None
+        row = self.store.create("Lead", fields, now=at, user_id=self.vps["marketing"], system=True)
+        if case == "uncovered":
+            due = at + timedelta(hours=self.routing_rng.uniform(*MANUAL_OWNER_HOURS))
+            self.manual_owner_due[row["Id"]] = format_datetime(due)
+            self._schedule(due, "manual_owner", row["Id"])
         self._plan(row, at)
+
+    def _routing_case(self, team: str, lead: dict, at: datetime) -> str | None:
+        """`leadsla` mode: a new lead's score (and a US lead's State); from `routing_from` on, the
+        QUEUE_TEAMS' leads go to the Lead Intake queue, a share of them from a customer account or
+        an uncovered country. Changes `lead`; returns its case (`customer`, `uncovered` or None).
+        Draws only from the routing generator."""
+        rng = self.routing_rng
+        hot = rng.random() < HOT_SHARE
+        lead["Lead_Score__c"] = float(rng.randint(HOT_SCORE, 100) if hot else rng.randint(0, HOT_SCORE - 1))
+        roll, state = rng.random(), rng.choice(US_STATES)
+        case = None
+        if team in QUEUE_TEAMS and at >= self.routing_from:
+            lead["OwnerId"] = self.intake_queue
+            case, accounts = self._queue_case(roll)
+            if case == "customer":
+                account = rng.choice(accounts)
+                domain = _website_domain(account.get("Website") or _website(account["Name"]))
+                lead.update(
+                    Company=account["Name"],
+                    Email=f"{lead['FirstName']}.{lead['LastName']}@{domain}".lower(),
+                    Account_Tier__c=account.get("Tier__c") or lead["Account_Tier__c"],
+                )
+            elif case == "uncovered":
+                lead["Country"] = rng.choice(UNCOVERED_COUNTRIES)
+        if lead["Country"] == "US":
+            lead["State"] = state
+        return case
+
+    def _queue_case(self, roll: float) -> tuple[str | None, list[dict]]:
+        """A new queue lead's case: the one `roll` draws (CUSTOMER_SHARE, UNCOVERED_SHARE), else the
+        first SHOWCASE case not shown yet; `customer` only while some account is a customer or has
+        an open opportunity. Returns the case and, for `customer`, those accounts."""
+        drawn = (
+            "customer"
+            if roll < CUSTOMER_SHARE
+            else "uncovered"
+            if roll < CUSTOMER_SHARE + UNCOVERED_SHARE
+            else None
+        )
+        accounts: list[dict] | None = None
+        for case in (drawn, *self.showcase):
+            if case == "customer":
+                accounts = self._suppressing_accounts() if accounts is None else accounts
+                if not accounts:
+                    continue
+            if case is not None:
+                if case in self.showcase:
+                    self.showcase.remove(case)
+                return case, accounts or []
+        return None, []
+
+    def _suppressing_accounts(self) -> list[dict]:
+        """Accounts suppression routes by: customers (a won opportunity) or with an open one."""
+        ids = {
+            opp["AccountId"]
+            for opp in self.store.scan("Opportunity")
+            if opp.get("AccountId") and (opp.get("StageName") == "Closed Won" or not opp.get("IsClosed"))
+        }
+        found = self.store.get_many(ids)
+        return [found[i] for i in sorted(ids) if i in found and not found[i].get("IsDeleted")]
 
     def _plan(self, lead: dict, at: datetime) -> None:
         rep = self._rep(lead.get("OwnerId") or "")
         status = lead.get("Status")
         tz = rep.tz if rep else TEAMS[0][1]
-        if status == "MQL":
+        if status == "MQL" and self.routing == "leadsla" and not _user_owned(lead):
+            # A queue (or nobody) holds it: Sales reviews it once a user owns it (_check_queue).
+            self.waiting.add(lead["Id"])
+        elif status == "MQL":
             # Sales accepts the lead for its rep (SAL) soon after it arrives in working hours (an
             # overnight lead waits as MQL until morning); the SLA clock starts there. An
             # out-of-office rep's leads are accepted by the assignment rule all the same. A share
@@ -573,6 +780,9 @@ class DemoOrg:
         at = ev.at
         untouched = lead.get("Status") == "SAL" and not lead.get("First_Response_Date__c")
         if ev.kind == "assign" and lead.get("Status") == "MQL":
+            if self.routing == "leadsla" and not _user_owned(lead):
+                self.waiting.add(lead["Id"])  # back in a queue before its review: waits for an owner
+                return
             if self._rejected_at_mql(lead, at):
                 return
             lead = self.store.update("Lead", lead["Id"], {"Status": "SAL", "SAL_Date__c": at}, now=at)
@@ -624,6 +834,10 @@ class DemoOrg:
             self._plan(lead, at)
         elif ev.kind == "sequence" and lead.get("Status") == "SAL":
             self._sequence_email(lead, at)
+        elif ev.kind == "manual_owner":
+            self.manual_owner_due.pop(lead["Id"], None)
+            if lead.get("Status") == "MQL" and not _user_owned(lead):
+                self._assign_by_hand(lead, at)
         elif ev.kind == "return":
             self.returning.pop(lead["Id"], None)
             if lead.get("Status") != "Recycled":
@@ -759,6 +973,36 @@ class DemoOrg:
         elif not stage.startswith("Closed"):
             self._schedule(self._stage_due(opp.get("OwnerId"), stage, ev.at), "stage", opp["Id"])
 
+    def _assign_by_hand(self, lead: dict, at: datetime) -> None:
+        """Nobody routed it (no territory covers its country): the Americas team's manager gives
+        it to one of the team's available reps, and Sales reviews it as usual."""
+        team = QUEUE_TEAMS[0]
+        reps = [r for r in self.reps if r.team == team and not r.out_of_office]
+        owner = self.routing_rng.choice(reps)
+        lead = self.store.update(
+            "Lead", lead["Id"], {"OwnerId": owner.id}, now=at, user_id=self.managers[team]
+        )
+        self.waiting.discard(lead["Id"])
+        self._plan(lead, at)
+
+    def _check_queue(self, at: datetime) -> None:
+        """Leads a queue held that a user owns now (the lead_routing DAG, a manager) or that left
+        MQL go on as usual; the others wait on. Reads only the leads changed since the last look."""
+        if self.waiting:
+            changed = sorted(
+                (
+                    lead
+                    for lead in self.store.scan("Lead", low=self.queue_checked)
+                    if lead["Id"] in self.waiting
+                ),
+                key=lambda lead: lead["Id"],
+            )
+            for lead in changed:
+                if _user_owned(lead) or lead.get("Status") != "MQL":
+                    self.waiting.discard(lead["Id"])
+                    self._plan(lead, at)
+        self.queue_checked = format_datetime(at)
+
     def _rebalance(self, at: datetime) -> int:
         """The assignment rule's sweep: stale untouched SAL leads owned by a team's rep or manager go
         to the team's next available rep (round robin), changed by the integration user. Each lead
@@ -815,7 +1059,10 @@ class DemoOrg:
                     self._handle_opportunity(ev)
                 else:
                     self._handle(ev)
-            if (self.clock - self.clock.replace(hour=0, minute=0)) % REBALANCE_EVERY == timedelta(0):
+            since_midnight = self.clock - self.clock.replace(hour=0, minute=0)
+            if self.routing == "leadsla" and since_midnight % QUEUE_RECHECK == timedelta(0):
+                self._check_queue(self.clock)
+            if since_midnight % REBALANCE_EVERY == timedelta(0):
                 self._rebalance(self.clock)
         if ticks:
             self._save()
@@ -830,6 +1077,26 @@ def _new_person(fake: Faker, taken: set[str]) -> tuple[str, str]:
         if f"{first} {last}" not in taken:
             taken.add(f"{first} {last}")
             return first, last
+
+
+def _user_owned(lead: dict) -> bool:
+    """Whether a user (not a queue, not nobody) owns the lead."""
+    return (lead.get("OwnerId") or "").startswith(_USER_PREFIX)
+
+
+def _minute(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _website(company: str) -> str:
+    """An account's Website, from its name alone: https://www.<name's words joined by ->.example."""
+    return f"https://www.{'-'.join(re.findall(r'[a-z0-9]+', company.lower()))}.example"
+
+
+def _website_domain(website: str) -> str:
+    """The e-mail domain of a Website: its host without `www.` (https://www.acme.example -> acme.example)."""
+    host = re.sub(r"^[a-z]+://", "", website.strip().lower()).split("/")[0]
+    return host.removeprefix("www.")
 
 
 def _business_time(at: datetime, tz: str) -> datetime:
@@ -879,6 +1146,7 @@ def run(
     for_hours: float | None = None,
     start: datetime | None = None,
     poll_s: float = 1.0,
+    routing: str = "org",
 ) -> DemoOrg:
     """Seed the org if new (with `backlog_hours` of history before now), then keep it moving.
 
@@ -886,12 +1154,15 @@ def run(
         speed: simulated seconds per wall-clock second (1 = real time).
         for_hours: stop after this many simulated hours (default: run until interrupted).
         start: simulated "now" for a new org (tests); a restarted org continues from its clock.
+        routing: `org` or `leadsla` (see DemoOrg). A new `leadsla` org routes from "now" on: its
+            backlog was assigned by the org's own rule, as before routing went live.
     """
     store = OrgStore(Path(data_dir) / "org.sqlite3")
     try:
         fresh = store.get_meta("demo_state") is None
-        first = (start or datetime.now(UTC)) - timedelta(hours=backlog_hours if fresh else 0)
-        org = DemoOrg(store, seed=seed, start=first)
+        now = start or datetime.now(UTC)
+        first = now - timedelta(hours=backlog_hours if fresh else 0)
+        org = DemoOrg(store, seed=seed, start=first, routing=routing, routing_from=now)
         if fresh and backlog_hours:
             org.advance(first + timedelta(hours=backlog_hours))
         elif not fresh and speed <= 1.0:
@@ -923,11 +1194,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog-hours", type=float, default=48.0, help="history to create for a new org")
     parser.add_argument("--for-hours", type=float, help="stop after this many simulated hours")
     parser.add_argument("--start", type=parse_datetime, help="simulated now for a new org (ISO datetime)")
+    parser.add_argument(
+        "--routing",
+        choices=ROUTING_MODES,
+        default="org",
+        help="org: the org's own rule assigns new leads; leadsla: Americas and EMEA leads wait in the "
+        "Lead Intake queue for the lead_routing DAG (an org keeps leadsla once it has it)",
+    )
     args = parser.parse_args(argv)
     if args.speed <= 0:
         parser.error("--speed must be positive")
     print(
-        f"demo org in {args.data.resolve()} (speed x{args.speed}, seed {args.seed}); Ctrl-C stops", flush=True
+        f"demo org in {args.data.resolve()} (speed x{args.speed}, seed {args.seed}, routing {args.routing}); "
+        "Ctrl-C stops",
+        flush=True,
     )
     try:
         org = run(
@@ -937,8 +1217,11 @@ def main(argv: list[str] | None = None) -> int:
             backlog_hours=args.backlog_hours,
             for_hours=args.for_hours,
             start=args.start,
+            routing=args.routing,
         )
         print(f"simulated up to {format_datetime(org.clock)}", flush=True)
+    except RoutingModeError as exc:
+        parser.error(str(exc))
     except KeyboardInterrupt:
         pass
     return 0
