@@ -61,6 +61,7 @@ def test_intake_leads_get_an_owner_and_their_reason_in_one_write_with_an_audit_e
     hot_reason = org.sb.get("Lead", hot)["Routing_Reason__c"]
     assert org.sb.get("Lead", hot)["Routing_Rule__c"] == "territory:americas/hot"
     assert "score 91 (hot)" in hot_reason and "Cat Senior" in hot_reason
+    assert hot_reason.endswith("; skipped: Ben Away (out of office)")
     gb_record = org.sb.get("Lead", gb)
     assert (
         gb_record["Routing_Rule__c"] == "territory:emea"

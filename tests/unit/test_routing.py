@@ -157,6 +157,8 @@ def test_the_round_robin_skips_away_absent_inactive_and_managers_and_weighs_load
     owners = [a.owner_id for a in plan.assignments]
     assert set(owners) == {"005ann", "005ed"}
     assert owners.count("005ed") == 4  # Ann starts with 3 open clocks: Ed catches up first
+    # the reason on the record says who was left out and why (the inactive and managers are no members)
+    assert plan.assignments[0].reason.endswith("; skipped: 005bo (absent), Cy (out of office)")
 
 
 def test_a_lead_that_needs_an_answer_now_waits_for_reps_at_work() -> None:

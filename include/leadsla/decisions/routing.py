@@ -187,14 +187,21 @@ class _Pool:
         self.routing = routing
         self.load = {r.user_id: r.routed + r.open_clocks for r in self.reps.values()}
         today = now.date()
+        #: Why a team member takes no lead today (reps who manage or left are not members).
+        self.skipped: dict[str, str] = {}
+        for r in self.reps.values():
+            if not r.active or r.manages:
+                continue
+            if r.out_of_office:
+                self.skipped[r.user_id] = "out of office"
+            elif routing.reps.away(r.user_id, r.email, today):
+                self.skipped[r.user_id] = "absent"
+            elif routing.reps.weight(r.user_id, r.email) <= 0:
+                self.skipped[r.user_id] = "weight 0"
         self.available = {
             r.user_id
             for r in self.reps.values()
-            if r.active
-            and not r.manages
-            and not r.out_of_office
-            and not routing.reps.away(r.user_id, r.email, today)
-            and routing.reps.weight(r.user_id, r.email) > 0
+            if r.active and not r.manages and r.user_id not in self.skipped
         }
         epoch = np.array([to_epoch_seconds(now, "now")])
         self.working = {
@@ -212,6 +219,18 @@ class _Pool:
             and r.user_id in self.available
             and (not needs_now or self.working.get(team, False))
         ]
+
+    def skipped_in(self, team: str) -> str:
+        """The team's reps left out today and why, for the reason on the record: "; skipped: ..."."""
+        names = sorted(
+            f"{r.name} ({self.skipped[r.user_id]})"
+            for r in self.reps.values()
+            if r.team == team and r.user_id in self.skipped
+        )
+        if not names:
+            return ""
+        shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+        return f"; skipped: {shown}"
 
     def take(self, reps: Sequence[Rep]) -> Rep:
         chosen = min(reps, key=lambda r: ((self.load[r.user_id] + 1) / self.weight(r), r.user_id))
@@ -336,6 +355,7 @@ def _round_robin(
         f"territory: {territory} -> {team}{score_text}; round robin: {rep.name} "
         f"(weight {pool.weight(rep):g}, load {pool.load[rep.user_id] - 1} before)"
         + ("; needs an answer now: in working hours" if needs_now else "")
+        + pool.skipped_in(team)
     )
     return Assignment(lead.record_id, rep.user_id, lead.owner_id, team, rule, _clip(reason))
 
