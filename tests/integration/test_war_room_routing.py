@@ -1,0 +1,178 @@
+"""Routing in the War Room, on SQLite and PostgreSQL: a lead's timeline tells its routing (to whom,
+from whom, the rule, the reason written to Routing_Reason__c, the policy version, the Airflow run),
+its unowned-lead alerts once per reminder and its mis-routed findings once per owner; the page
+lists the leads nobody working owns, how long each has waited, linked to their timelines."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+from fastapi.testclient import TestClient
+
+from leadsla.reports.config import load_report_config
+from leadsla.store import schema as s
+from tests.reports_data import Builder, t
+from tests.war_room_fixtures import NOW, mint_token, org, prepare_airflow_auth
+
+REASON = "territory americas, round robin in sdr_east <script>alert(2)</script>"
+ROUTE_RUN = "scheduled__2026-11-20T13:00:00+00:00"
+UNOWNED_SINCE = "2026-11-20T12:00:00+00:00"
+#: The unowned-lead alert's recipients: each queued row is audited (team manager and RevOps, 2 channels).
+RECIPIENTS = 4
+
+
+def routed_org() -> Builder:
+    """`org()` and: RT1 routed from the Lead Intake queue to Rita by the americas territory
+    (the reason holds a script tag); UQ1 in the Lead Intake queue since 12:00, alerted at 12:02 and
+    reminded at 13:02 (each alert one audit row per recipient); UX1 owned by Xavier, inactive,
+    since 14:00; RT2, Sam's, found mis-routed (with Sam, then with Rob)."""
+    b = org().user("X1", "Xavier Gone", "SDR East")
+    b.users[-1]["is_active"] = False
+    b.lead("RT1", owner="R1", name="Routed Lead", stages={"MQL": t("2026-11-20 13:00")})
+    b.leads[-1]["fields"] = {
+        "Routing_Reason__c": REASON,
+        "Routing_Rule__c": "territory:americas",
+        "Routing_Policy_Version__c": "2026.11-tiered",
+    }
+    b.lead("UQ1", owner="Q1", name="Waiting Lead", stages={"MQL": t("2026-11-20 12:00")})
+    b.lead("UX1", owner="X1", name="Orphan Lead", stages={"MQL": t("2026-11-20 14:00")})
+    b.lead("RT2", owner="R3", name="Elsewhere Lead", stages={"MQL": t("2026-11-20 09:00")})
+    routing = {"sla_id": None, "actor": "routing", "dag_id": "lead_routing", "try_number": 1}
+    b.event(
+        "routing",
+        t("2026-11-20 13:01"),
+        "RT1",
+        run_id=ROUTE_RUN,
+        task_id="route",
+        detail={
+            "owner": "R1",
+            "from_owner": "Q1",
+            "team": "sdr_east",
+            "rule": "territory:americas",
+            "reason": REASON,
+            "policy_version": "2026.11-tiered",
+        },
+        **routing,
+    )
+    for reminder, at in ((0, "2026-11-20 12:02"), (1, "2026-11-20 13:02")):
+        for _ in range(RECIPIENTS):
+            b.event(
+                "unowned_alert_queued",
+                t(at),
+                "UQ1",
+                run_id=f"scheduled__{at[:10]}T{at[11:]}:00+00:00",
+                task_id="alert_unowned",
+                detail={
+                    "record_id": "UQ1",
+                    "owner": "Q1",
+                    "team": None,
+                    "since": UNOWNED_SINCE,
+                    "reminder": reminder,
+                    "why": "no territory matches",
+                    "policy_version": "2026.11-tiered",
+                },
+                **routing,
+            )
+    for owner, at, copies in (("R3", "2026-11-20 10:00", RECIPIENTS), ("R2", "2026-11-20 11:00", 2)):
+        for _ in range(copies):
+            b.event(
+                "misrouted_lead",
+                t(at),
+                "RT2",
+                run_id=f"scheduled__{at[:10]}T{at[11:]}:00+00:00",
+                task_id="route",
+                detail={
+                    "record_id": "RT2",
+                    "owner": owner,
+                    "rule": "territory:emea",
+                    "why": "owner outside sdr_emea",
+                },
+                **routing,
+            )
+    return b
+
+
+@pytest.fixture
+def store_with_routing(store):
+    routed_org().write(store)
+    with store.begin() as conn:
+        conn.execute(s.queues.insert(), [{"queue_id": "Q1", "name": "Lead Intake", "synced_at": NOW}])
+    return store
+
+
+@pytest.fixture
+def client(store_with_routing):
+    from leadsla.war_room.app import create_app
+
+    prepare_airflow_auth()
+    app = create_app(
+        engine=store_with_routing, config=load_report_config(), clock=lambda: NOW, range_ttl_seconds=0
+    )
+    c = TestClient(app)
+    c.cookies.set("_token", mint_token("vera"))
+    return c
+
+
+def _text(html: str) -> str:
+    return " ".join(unescape(re.sub(r"<[^>]+>", "", html)).split())
+
+
+def _rows(html: str, table: str) -> list[list[str]]:
+    body = re.search(rf'<table id="{table}">(.*?)</table>', html, re.S).group(1)
+    return [
+        [_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)
+        if "<td" in row
+    ]
+
+
+def _events(html: str, event: str) -> list[str]:
+    return re.findall(rf'<tr class="event {event}">(.*?)</tr>', html, re.S)
+
+
+def test_the_timeline_tells_who_routed_the_lead_to_whom_and_why(client):
+    html = client.get("/lead/RT1").text
+    (row,) = _events(html, "routing")
+    cells = [_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    when, event, rule, _, policy, detail, run = cells
+    assert (when, event, rule, policy) == (
+        "2026-11-20 13:01 UTC",
+        "routing",
+        "territory:americas",
+        "2026.11-tiered",
+    )
+    assert detail == f"to Rita (sdr_east), from queue Lead Intake: {REASON}"
+    assert run == f"lead_routing / route (try 1) {ROUTE_RUN}"
+    assert 'href="/dags/lead_routing/runs/scheduled__2026-11-20T13%3A00%3A00%2B00%3A00/tasks/route"' in row
+    summary = _text(re.search(r'<p id="routing">(.*?)</p>', html, re.S).group(1))
+    assert summary.startswith(
+        "Routed to Rita (sdr_east) 2026-11-20 13:01 UTC by rule territory:americas, policy 2026.11-tiered, "
+        f"Airflow run lead_routing / {ROUTE_RUN}: {REASON}."
+    )
+    assert (
+        f"On the record: Routing_Reason__c {REASON}, rule territory:americas, policy 2026.11-tiered."
+        in summary
+    )
+
+
+def test_routing_reason_is_escaped(client):
+    html = client.get("/lead/RT1").text
+    assert "<script>alert(2)</script>" not in html
+    assert html.count("&lt;script&gt;alert(2)&lt;/script&gt;") == 3  # the entry, the summary, the record's
+
+
+def test_unowned_alerts_show_once_per_reminder_and_misrouted_once_per_owner(client):
+    alerts = [_text(row) for row in _events(client.get("/lead/UQ1").text, "unowned_alert_queued")]
+    assert len(alerts) == 2  # 8 audit rows: 2 alerts to 4 recipients each
+    assert (
+        "first alert: held by queue Lead Intake since 2026-11-20 12:00 UTC, team none (no territory); "
+        "routing could not place it: no territory matches (4 messages queued)" in alerts[0]
+    )
+    assert "reminder 1: held by queue Lead Intake" in alerts[1] and "(4 messages queued)" in alerts[1]
+    misrouted = [_text(row) for row in _events(client.get("/lead/RT2").text, "misrouted_lead")]
+    assert len(misrouted) == 2
+    assert "with Sam: owner outside sdr_emea (4 messages queued)" in misrouted[0]
+    assert "with Rob: owner outside sdr_emea (2 messages queued)" in misrouted[1]
+    assert all("territory:emea" in row for row in misrouted)
