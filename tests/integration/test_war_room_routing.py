@@ -176,3 +176,50 @@ def test_unowned_alerts_show_once_per_reminder_and_misrouted_once_per_owner(clie
     assert "with Sam: owner outside sdr_emea (4 messages queued)" in misrouted[0]
     assert "with Rob: owner outside sdr_emea (2 messages queued)" in misrouted[1]
     assert all("territory:emea" in row for row in misrouted)
+
+
+def test_the_page_lists_the_unowned_leads_longest_waiting_first(client, store_with_routing):
+    html = client.get("/").text
+    count = re.search(r'id="unowned-count"><b><a[^>]*href="([^"]*)">(\d+)</a>', html)
+    assert count.group(2) == "2"
+    assert _rows(html, "unowned") == [
+        ["Waiting Lead", "MQL", "queue Lead Intake", "none (no territory)", "2026-11-20 12:00 UTC", "3h 00m"],
+        ["Orphan Lead", "MQL", "inactive user Xavier Gone", "sdr_east", "2026-11-20 14:00 UTC", "1h 00m"],
+    ]
+    table = re.search(r'<table id="unowned">(.*?)</table>', html, re.S).group(1)
+    assert re.findall(r'<a class="lead" href="/lead/(\w+)">', table) == ["UQ1", "UX1"]
+    drilled = client.get(unescape(count.group(1))).text
+    assert re.findall(r'<a class="lead" href="[^"]*">([^<]+)</a>', drilled) == ["UQ1", "UX1"]
+    with store_with_routing.begin() as conn:  # someone takes the queue's lead
+        conn.execute(s.records.update().where(s.records.c.record_id == "UQ1").values(owner_id="R2"))
+    html = client.get("/").text
+    assert [row[0] for row in _rows(html, "unowned")] == ["Orphan Lead"]
+
+
+def test_no_unowned_lead_says_so(store):
+    from leadsla.war_room.app import create_app
+
+    prepare_airflow_auth()
+    org().write(store)
+    c = TestClient(create_app(engine=store, config=load_report_config(), clock=lambda: NOW))
+    c.cookies.set("_token", mint_token("vera"))
+    html = c.get("/").text
+    assert re.search(r'id="unowned-count"><b><a[^>]*>0</a>', html)
+    assert _rows(html, "unowned") == [["Every watched lead has a working owner."]]
+
+
+def test_a_policy_that_does_not_load_leaves_the_panel_unknown(store, tmp_path, monkeypatch):
+    from leadsla.war_room.app import create_app
+
+    broken = tmp_path / "sla_policy.yaml"
+    broken.write_text("version: [not, a, version\n")
+    monkeypatch.setenv("LEADSLA_POLICY_PATH", str(broken))
+    prepare_airflow_auth()
+    routed_org().write(store)
+    c = TestClient(create_app(engine=store, config=load_report_config(), clock=lambda: NOW))
+    c.cookies.set("_token", mint_token("vera"))
+    page = c.get("/")
+    assert page.status_code == 200
+    note = _text(re.search(r'<p id="unowned-count" class="note">(.*?)</p>', page.text, re.S).group(1))
+    assert note.startswith("Unknown: the policy did not load (") and str(broken) in note
+    assert 'id="open-red"' in page.text  # the rest of the page is unaffected

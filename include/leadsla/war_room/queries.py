@@ -1,7 +1,8 @@
 """The War Room's reads: the live panel (open clocks by colour, at-risk list, breaches today, the
-systemic-breach banner), the range panel (scorecards, trend, funnel, rejection reasons; the
-arithmetic in `war_room.figures`), drill-down to the records behind any figure, a lead's "why"
-timeline (routing's decisions told in words) and the data-quality / health findings.
+systemic-breach banner), the leads nobody working owns, the range panel (scorecards, trend, funnel,
+rejection reasons; the arithmetic in `war_room.figures`), drill-down to the records behind any
+figure, a lead's "why" timeline (routing's decisions told in words) and the data-quality / health
+findings.
 
 Every figure is registered under a key in `figures` with the record ids behind it, so the
 drill-down lists exactly the rows a figure counted. Filters are pushed into SQL so that only the
@@ -21,7 +22,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadsla.ownership.book import ROUTED_EVENT, Owners, owners
-from leadsla.ownership.unowned import ALERT_EVENT
+from leadsla.ownership.unowned import ALERT_EVENT, unowned_leads
+from leadsla.policy import Policy
 from leadsla.reports import metrics
 from leadsla.reports.timeline import record_timeline
 from leadsla.store import schema
@@ -43,6 +45,8 @@ STATE_LABELS = {
     "handed_on_late": "handed on late",
 }
 AT_RISK_ROWS = 25
+#: Unowned leads listed on the page (the longest waiting); the count and its drill-down have all.
+UNOWNED_ROWS = 25
 #: Routing's audit events (`leadsla.ownership`) the timeline tells in words.
 MISROUTED_EVENT = "misrouted_lead"
 ROUTING_EVENTS = (ROUTED_EVENT, ALERT_EVENT, MISROUTED_EVENT)
@@ -312,6 +316,32 @@ def _systemic_breaches(breaches: pd.DataFrame, reps_per_team: dict[str, int]) ->
                 }
             )
     return banners, figure_ids
+
+
+def unowned_panel(engine: sa.Engine, policy: Policy, now: dt.datetime, limit: int = UNOWNED_ROWS) -> dict:
+    """The leads nobody working owns at `now` (`ownership.unowned.unowned_leads`: a watched lead
+    held by a queue, an inactive user, nobody or an owner the CRM no longer has, no breach lock on
+    it), of every team: how many, the `limit` that have waited longest (who holds each, its team,
+    since when and for how long) and all their ids (figure `unowned`)."""
+    with read_only_connection(engine) as conn:
+        who = owners(conn)
+        waiting = sorted(unowned_leads(conn, policy, who, now), key=lambda lead: (lead.since, lead.record_id))
+    return {
+        "count": len(waiting),
+        "leads": [
+            {
+                "record_id": lead.record_id,
+                "name": lead.name,
+                "status": lead.status,
+                "held_by": who.describe(lead.owner_id),
+                "team": lead.team,
+                "since": lead.since,
+                "waited_seconds": max(0, int((now - lead.since).total_seconds())),
+            }
+            for lead in waiting[:limit]
+        ],
+        "figures": {"unowned": tuple(sorted({lead.record_id for lead in waiting}))},
+    }
 
 
 # --- range -------------------------------------------------------------------------------------
@@ -674,14 +704,14 @@ def _drill_row(record_id: str, lead: dict, latest_clocks: pd.DataFrame | None) -
     return row
 
 
-def figure_ids(live: dict, in_range: dict, figure: str) -> tuple[str, ...]:
+def figure_ids(live: dict, in_range: dict, figure: str, *more: dict) -> tuple[str, ...]:
     """The record ids behind one figure of the page (`live`: the `now_panel`, `in_range`: the
-    `range_panel`).
+    `range_panel`, `more`: other panels with `figures`, such as the `unowned_panel`).
 
     Raises:
         UnknownFigure: the page shows no such figure for these filters.
     """
-    for panel in (live, in_range):
+    for panel in (live, in_range, *more):
         if figure in panel["figures"]:
             return panel["figures"][figure]
     raise UnknownFigure(figure)
