@@ -1,5 +1,6 @@
 """Shared War Room test set-up: Airflow's auth manager ready to mint and check tokens (a fixed JWT
-secret, the revoked-token table in the test's Airflow database) and a small hand-built org."""
+secret, the revoked-token table in the test's Airflow database), a small hand-built org and the
+same org with routing's audit entries and unowned leads."""
 
 from __future__ import annotations
 
@@ -214,3 +215,90 @@ def org() -> Builder:
         try_number=1,
     )
     return b
+
+
+REASON = "territory americas, round robin in sdr_east <script>alert(2)</script>"
+ROUTE_RUN = "scheduled__2026-11-20T13:00:00+00:00"
+UNOWNED_SINCE = "2026-11-20T12:00:00+00:00"
+#: The unowned-lead alert's recipients: each queued row is audited (team manager and RevOps, 2 channels).
+RECIPIENTS = 4
+
+
+def routed_org() -> Builder:
+    """`org()` and: RT1 routed from the Lead Intake queue to Rita by the americas territory
+    (the reason holds a script tag); UQ1 in the Lead Intake queue since 12:00, alerted at 12:02 and
+    reminded at 13:02 (each alert one audit row per recipient); UX1 owned by Xavier, inactive,
+    since 14:00; RT2, Sam's, found mis-routed (with Sam, then with Rob)."""
+    b = org().user("X1", "Xavier Gone", "SDR East")
+    b.users[-1]["is_active"] = False
+    b.lead("RT1", owner="R1", name="Routed Lead", stages={"MQL": t("2026-11-20 13:00")})
+    b.leads[-1]["fields"] = {
+        "Routing_Reason__c": REASON,
+        "Routing_Rule__c": "territory:americas",
+        "Routing_Policy_Version__c": "2026.11-tiered",
+    }
+    b.lead("UQ1", owner="Q1", name="Waiting Lead", stages={"MQL": t("2026-11-20 12:00")})
+    b.lead("UX1", owner="X1", name="Orphan Lead", stages={"MQL": t("2026-11-20 14:00")})
+    b.lead("RT2", owner="R3", name="Elsewhere Lead", stages={"MQL": t("2026-11-20 09:00")})
+    routing = {"sla_id": None, "actor": "routing", "dag_id": "lead_routing", "try_number": 1}
+    b.event(
+        "routing",
+        t("2026-11-20 13:01"),
+        "RT1",
+        run_id=ROUTE_RUN,
+        task_id="route",
+        detail={
+            "owner": "R1",
+            "from_owner": "Q1",
+            "team": "sdr_east",
+            "rule": "territory:americas",
+            "reason": REASON,
+            "policy_version": "2026.11-tiered",
+        },
+        **routing,
+    )
+    for reminder, at in ((0, "2026-11-20 12:02"), (1, "2026-11-20 13:02")):
+        for _ in range(RECIPIENTS):
+            b.event(
+                "unowned_alert_queued",
+                t(at),
+                "UQ1",
+                run_id=f"scheduled__{at[:10]}T{at[11:]}:00+00:00",
+                task_id="alert_unowned",
+                detail={
+                    "record_id": "UQ1",
+                    "owner": "Q1",
+                    "team": None,
+                    "since": UNOWNED_SINCE,
+                    "reminder": reminder,
+                    "why": "no territory matches",
+                    "policy_version": "2026.11-tiered",
+                },
+                **routing,
+            )
+    for owner, at, copies in (("R3", "2026-11-20 10:00", RECIPIENTS), ("R2", "2026-11-20 11:00", 2)):
+        for _ in range(copies):
+            b.event(
+                "misrouted_lead",
+                t(at),
+                "RT2",
+                run_id=f"scheduled__{at[:10]}T{at[11:]}:00+00:00",
+                task_id="route",
+                detail={
+                    "record_id": "RT2",
+                    "owner": owner,
+                    "rule": "territory:emea",
+                    "why": "owner outside sdr_emea",
+                },
+                **routing,
+            )
+    return b
+
+
+def write_routed_org(engine) -> None:
+    """`routed_org()` into the store, with the Lead Intake queue (Q1) its leads name."""
+    from leadsla.store import schema
+
+    routed_org().write(engine)
+    with engine.begin() as conn:
+        conn.execute(schema.queues.insert(), [{"queue_id": "Q1", "name": "Lead Intake", "synced_at": NOW}])

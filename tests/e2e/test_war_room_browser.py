@@ -1,7 +1,8 @@
 """The War Room as a person uses it: a real Airflow API server (airflow.api_fastapi.app.create_app
 under uvicorn, our plugins folder, the simple auth manager with a known user) serving the plugin;
 headless Chromium logs in on Airflow's own login page, opens the War Room, applies a filter and
-opens a lead's timeline. Also: airflow.plugins_manager loads the plugin from plugins/."""
+opens a lead's timeline, then an unowned lead's and a routed lead's. Also: airflow.plugins_manager
+loads the plugin from plugins/."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from leadsla.store import open_store
-from tests.war_room_fixtures import JWT_SECRET, org
+from tests.war_room_fixtures import JWT_SECRET, write_routed_org
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
@@ -70,7 +71,7 @@ def api_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     store_url = f"sqlite:///{home / 'store.db'}"
     engine = open_store(store_url)
-    org().write(engine)
+    write_routed_org(engine)
     engine.dispose()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -181,6 +182,15 @@ def test_log_in_filter_and_open_a_timeline(api_server):
             assert link.get_attribute("href") == (
                 "/dags/sla_monitor/runs/scheduled__2026-11-20T12%3A00%3A00%2B00%3A00/tasks/deliver"
             )
-            assert dialogs == []  # the lead's name never ran as script
+            # The unowned panel links to the lead's timeline: its two alerts, once each.
+            page.goto(f"{api_server}/war-room/")
+            page.click("#unowned a:text('Waiting Lead')")
+            page.wait_for_selector("#timeline")
+            alerts = page.locator("#timeline tr.unowned_alert_queued td.detail").all_inner_texts()
+            assert [alert.split(":")[0] for alert in alerts] == ["first alert", "reminder 1"]
+            page.goto(f"{api_server}/war-room/lead/RT1")  # routed; its reason holds a script tag
+            assert "Routed to Rita (sdr_east)" in page.inner_text("#routing")
+            assert "<script>alert(2)</script>" in page.inner_text("#timeline tr.routing td.detail")
+            assert dialogs == []  # neither the lead's name nor the routing reason ran as script
         finally:
             browser.close()

@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from leadsla.paths import templates_dir
+from leadsla.policy import Policy
 from leadsla.reports.config import ReportConfig, load_report_config
 from leadsla.war_room import queries
 from leadsla.war_room.filters import FilterError, Filters, parse_filters
@@ -85,8 +86,11 @@ def _templates() -> jinja2.Environment:
         "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
     )
     templates.filters["clock_state"] = lambda state: queries.STATE_LABELS.get(state, state or "")
+    templates.filters["duration"] = lambda seconds: (
+        f"{abs(seconds) // 3600}h {abs(seconds) % 3600 // 60:02d}m"
+    )
     templates.filters["remaining"] = lambda seconds: (
-        ("overdue " if seconds < 0 else "") + f"{abs(seconds) // 3600}h {abs(seconds) % 3600 // 60:02d}m"
+        ("overdue " if seconds < 0 else "") + templates.filters["duration"](seconds)
     )
     return templates
 
@@ -104,8 +108,9 @@ def _renderer(templates: jinja2.Environment) -> Render:
 
 
 class _WarRoomState:
-    """What the routes read: the store, the report settings and how the measured SLA counts a
-    handed-on clock (each read on first use), "now", and the range figures of recent filter sets."""
+    """What the routes read: the store, the report settings, the active policy and how the measured
+    SLA counts a handed-on clock (each read on first use), "now", and the range figures of recent
+    filter sets."""
 
     def __init__(
         self,
@@ -113,6 +118,7 @@ class _WarRoomState:
         engine: sa.Engine | None,
         store_url: str | None,
         config: ReportConfig | None,
+        policy: Policy | None,
         left_counts_as: str | None,
         clock: Callable[[], dt.datetime],
         range_ttl_seconds: float,
@@ -120,6 +126,8 @@ class _WarRoomState:
         self._engine = engine
         self._store_url = store_url
         self._config = config
+        self._policy: Policy | None = policy
+        self._policy_error: str | None = None
         self._left_counts_as = left_counts_as
         self.clock = clock
         self._range_ttl_seconds = range_ttl_seconds
@@ -139,20 +147,43 @@ class _WarRoomState:
             self._config = load_report_config()
         return self._config
 
-    def left_counts_as(self) -> str:
-        """The measured SLA's `left_counts_as` in the active policy (as the reports count it); a
-        policy that does not load leaves the model's default, `met`, and a warning in the log
-        (sla_health reports the files' problems)."""
-        if self._left_counts_as is None:
+    def policy(self) -> Policy | None:
+        """The policy given, else the active one (loaded once); None if it does not load - a
+        warning in the log, `policy_error` says why (sla_health reports the files' problems)."""
+        if self._policy is None and self._policy_error is None:
             from leadsla.errors import LeadSlaError
             from leadsla.policy import load_policy
 
             try:
-                self._left_counts_as = load_policy().sla(self.settings().sla_id).left_counts_as
+                self._policy = load_policy()
             except LeadSlaError as exc:
-                log.warning("War Room: handed-on clocks count as met: the policy did not load: %s", exc)
+                log.warning("War Room: the policy did not load: %s", exc)
+                self._policy_error = str(exc)
+        return self._policy
+
+    def policy_error(self) -> str | None:
+        """Why the active policy did not load (None if it did, or was not read yet)."""
+        return self._policy_error
+
+    def left_counts_as(self) -> str:
+        """The measured SLA's `left_counts_as` in the active policy (as the reports count it); a
+        policy that does not load (or lacks the SLA) leaves the model's default, `met`, and a
+        warning in the log."""
+        if self._left_counts_as is None:
+            from leadsla.errors import LeadSlaError
+
+            policy = self.policy()
+            try:
+                self._left_counts_as = policy.sla(self.settings().sla_id).left_counts_as if policy else "met"
+            except LeadSlaError as exc:
+                log.warning("War Room: handed-on clocks count as met: %s", exc)
                 self._left_counts_as = "met"
         return self._left_counts_as
+
+    def unowned_panel(self, now: dt.datetime) -> dict | None:
+        """`queries.unowned_panel` at `now` under the policy; None when the policy does not load."""
+        policy = self.policy()
+        return queries.unowned_panel(self.store(), policy, now) if policy is not None else None
 
     def filters(self, request: Request) -> Filters:
         """The request's filters; the range defaults to the days ending today in leadership's timezone.
@@ -192,6 +223,7 @@ def create_app(
     engine: sa.Engine | None = None,
     store_url: str | None = None,
     config: ReportConfig | None = None,
+    policy: Policy | None = None,
     left_counts_as: str | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     range_ttl_seconds: float = 60.0,
@@ -202,6 +234,7 @@ def create_app(
         engine: the store (tests pass one); else opened on first request from `store_url` or the
             `leadsla_store` connection.
         config: report settings (timezone, SLA id); else include/config/reports.yaml.
+        policy: the SLA policy (which leads are watched, teams, routing); else the active one.
         left_counts_as: how the measured SLA counts a handed-on clock (met or excluded); else the
             active policy's.
         clock: "now" for the live panel (tests pin it).
@@ -214,6 +247,7 @@ def create_app(
         engine=engine,
         store_url=store_url,
         config=config,
+        policy=policy,
         left_counts_as=left_counts_as,
         clock=clock,
         range_ttl_seconds=range_ttl_seconds,
@@ -242,7 +276,8 @@ def _handle_login_and_bad_filters(app: FastAPI, render: Render) -> None:
 
 
 def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
-    """`/`: the live and range panels, filter options, findings and quarantine; audits the visit."""
+    """`/`: the live and range panels, the unowned leads, filter options, findings and quarantine;
+    audits the visit."""
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, user: User) -> HTMLResponse:
@@ -250,6 +285,7 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
         sla_id = state.settings().sla_id
         now = state.clock()
         live = queries.now_panel(state.store(), filters, now, sla_id)
+        unowned = state.unowned_panel(now)
         in_range = state.range_panel(filters)
         queries.record_visit(
             state.store(),
@@ -263,6 +299,8 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             "page.html",
             f=filters,
             live=live,
+            unowned=unowned,
+            policy_error=state.policy_error(),
             rng=in_range,
             opts=queries.options(state.store()),
             user=user.get_name(),
@@ -279,10 +317,12 @@ def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
     def drill(request: Request, user: User, figure: str) -> HTMLResponse:
         filters = state.filters(request)
         sla_id = state.settings().sla_id
-        live = queries.now_panel(state.store(), filters, state.clock(), sla_id)
+        now = state.clock()
+        live = queries.now_panel(state.store(), filters, now, sla_id)
         in_range = state.range_panel(filters)
+        unowned = state.unowned_panel(now) if figure == "unowned" else None
         try:
-            ids = queries.figure_ids(live, in_range, figure)
+            ids = queries.figure_ids(live, in_range, figure, *([unowned] if unowned else []))
         except queries.UnknownFigure:
             return render(
                 request,

@@ -1,7 +1,8 @@
 """The War Room's reads: the live panel (open clocks by colour, at-risk list, breaches today, the
-systemic-breach banner), the range panel (scorecards, trend, funnel, rejection reasons; the arithmetic
-in `war_room.figures`), drill-down to the records behind any figure, a lead's "why"
-timeline and the data-quality / health findings.
+systemic-breach banner), the leads nobody working owns, the range panel (scorecards, trend, funnel,
+rejection reasons; the arithmetic in `war_room.figures`), drill-down to the records behind any
+figure, a lead's "why" timeline (routing's decisions told in words) and the data-quality / health
+findings.
 
 Every figure is registered under a key in `figures` with the record ids behind it, so the
 drill-down lists exactly the rows a figure counted. Filters are pushed into SQL so that only the
@@ -20,6 +21,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from leadsla.ownership.book import ROUTED_EVENT, Owners, owners
+from leadsla.ownership.unowned import ALERT_EVENT, unowned_leads
+from leadsla.policy import Policy
 from leadsla.reports import metrics
 from leadsla.reports.timeline import record_timeline
 from leadsla.store import schema
@@ -41,6 +45,11 @@ STATE_LABELS = {
     "handed_on_late": "handed on late",
 }
 AT_RISK_ROWS = 25
+#: Unowned leads listed on the page (the longest waiting); the count and its drill-down have all.
+UNOWNED_ROWS = 25
+#: Routing's audit events (`leadsla.ownership`) the timeline tells in words.
+MISROUTED_EVENT = "misrouted_lead"
+ROUTING_EVENTS = (ROUTED_EVENT, ALERT_EVENT, MISROUTED_EVENT)
 #: `field = 'Status'` as a literal: SQLite uses the partial Status index of field_history only when
 #: the query's condition matches the index's own (a bound parameter does not).
 STATUS_FIELD = sa.literal_column("'Status'")
@@ -307,6 +316,32 @@ def _systemic_breaches(breaches: pd.DataFrame, reps_per_team: dict[str, int]) ->
                 }
             )
     return banners, figure_ids
+
+
+def unowned_panel(engine: sa.Engine, policy: Policy, now: dt.datetime, limit: int = UNOWNED_ROWS) -> dict:
+    """The leads nobody working owns at `now` (`ownership.unowned.unowned_leads`: a watched lead
+    held by a queue, an inactive user, nobody or an owner the CRM no longer has, no breach lock on
+    it), of every team: how many, the `limit` that have waited longest (who holds each, its team,
+    since when and for how long) and all their ids (figure `unowned`)."""
+    with read_only_connection(engine) as conn:
+        who = owners(conn)
+        waiting = sorted(unowned_leads(conn, policy, who, now), key=lambda lead: (lead.since, lead.record_id))
+    return {
+        "count": len(waiting),
+        "leads": [
+            {
+                "record_id": lead.record_id,
+                "name": lead.name,
+                "status": lead.status,
+                "held_by": who.describe(lead.owner_id),
+                "team": lead.team,
+                "since": lead.since,
+                "waited_seconds": max(0, int((now - lead.since).total_seconds())),
+            }
+            for lead in waiting[:limit]
+        ],
+        "figures": {"unowned": tuple(sorted({lead.record_id for lead in waiting}))},
+    }
 
 
 # --- range -------------------------------------------------------------------------------------
@@ -669,14 +704,14 @@ def _drill_row(record_id: str, lead: dict, latest_clocks: pd.DataFrame | None) -
     return row
 
 
-def figure_ids(live: dict, in_range: dict, figure: str) -> tuple[str, ...]:
+def figure_ids(live: dict, in_range: dict, figure: str, *more: dict) -> tuple[str, ...]:
     """The record ids behind one figure of the page (`live`: the `now_panel`, `in_range`: the
-    `range_panel`).
+    `range_panel`, `more`: other panels with `figures`, such as the `unowned_panel`).
 
     Raises:
         UnknownFigure: the page shows no such figure for these filters.
     """
-    for panel in (live, in_range):
+    for panel in (live, in_range, *more):
         if figure in panel["figures"]:
             return panel["figures"][figure]
     raise UnknownFigure(figure)
@@ -684,7 +719,9 @@ def figure_ids(live: dict, in_range: dict, figure: str) -> tuple[str, ...]:
 
 def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
     """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
-    link), Status/owner history, and the quarantine and health findings naming it. None if unknown."""
+    link; routing's told in words, see `_routing_told`), its latest routing, Status/owner history,
+    and the quarantine and health findings naming it. None if unknown."""
+    events = record_timeline(engine, record_id)
     with read_only_connection(engine) as conn:
         lead = conn.execute(_record_with_owner_name(record_id)).mappings().first()
         if lead is None:
@@ -693,16 +730,80 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
         lead_clocks = conn.execute(_clocks_by_start(record_id)).mappings().all()
         changes = conn.execute(_status_and_owner_changes(object_type, record_id)).mappings().all()
         quarantined = conn.execute(_quarantined(object_type, record_id)).mappings().all()
+        who = owners(conn) if any(event["event"] in ROUTING_EVENTS for event in events) else None
+    events = _routing_told(events, who)
+    routed = [event for event in events if event["event"] == ROUTED_EVENT]
     return {
         "lead": dict(lead),
+        "routed": routed[-1] if routed else None,
         "clocks": [dict(clock) for clock in lead_clocks],
-        "events": record_timeline(engine, record_id),
+        "events": events,
         "history": [dict(change) for change in changes],
         "quarantine": [dict(held) for held in quarantined],
         "findings": [
             finding for finding in health_findings(engine) if record_id in (finding.get("record_ids") or [])
         ],
     }
+
+
+def _routing_told(events: list[dict], who: Owners | None) -> list[dict]:
+    """The timeline's audit entries, routing's with `routing`: the entry in words, owners named as
+    the CRM has them (`Owners.describe`: a rep's name, "queue Lead Intake", "nobody").
+
+    - `routing` (a lead routed): to whom and their team, from whom, the rule, the reason written to
+      Routing_Reason__c, the policy version.
+    - `unowned_alert_queued`: who held the lead, since when, its team, which reminder, why routing
+      could not place it.
+    - `misrouted_lead`: the owner the policy would not have chosen, the rule, why.
+
+    A queued notice is audited once per outbox row (each recipient on each channel): an unowned
+    alert is shown once per reminder of its series, a mis-routed finding once per owner, with
+    `messages`, the rows it stands for."""
+    if who is None:
+        return events
+    told: list[dict] = []
+    seen: dict[tuple, dict] = {}
+    for event in events:
+        kind, detail = event["event"], event.get("detail") or {}
+        if kind not in ROUTING_EVENTS:
+            told.append(event)
+            continue
+        key = (
+            (kind, detail.get("since"), detail.get("reminder"))
+            if kind == ALERT_EVENT
+            else (kind, detail.get("owner"))
+            if kind == MISROUTED_EVENT
+            else None
+        )
+        if key in seen:
+            seen[key]["routing"]["messages"] += 1
+            continue
+        entry = dict(event, routing=_routing_entry(kind, detail, event, who))
+        if key is not None:
+            seen[key] = entry
+        told.append(entry)
+    return told
+
+
+def _routing_entry(kind: str, detail: dict, event: dict, who: Owners) -> dict:
+    """One routing audit entry in the timeline's words (`_routing_told`)."""
+    entry = {
+        "owner": who.describe(detail.get("owner")),
+        "team": detail.get("team"),
+        "rule": detail.get("rule"),
+        "why": detail.get("why"),
+        "policy_version": detail.get("policy_version") or event.get("policy_version"),
+        "messages": 1,
+    }
+    if kind == ROUTED_EVENT:
+        entry.update(from_owner=who.describe(detail.get("from_owner")), reason=detail.get("reason"))
+    elif kind == ALERT_EVENT:
+        since = detail.get("since")
+        entry.update(
+            since=dt.datetime.fromisoformat(since) if isinstance(since, str) else since,
+            reminder=detail.get("reminder"),
+        )
+    return entry
 
 
 def _record_with_owner_name(record_id: str) -> sa.Select:
