@@ -273,3 +273,40 @@ def test_without_a_routing_section_reps_weigh_the_same_and_hot_leads_are_not_mea
     assert _flag(result, cherry_picking.HOT_SHARE).value == "no score tiers in the policy's routing section"
     flag = _flag(result, cherry_picking.ACCEPTED_SHARE)
     assert flag.raised and flag.value == "sdr_east accepted: Rita 50% vs 25%"
+
+
+def test_a_rep_away_is_not_short_of_their_share(cfg, through_store):  # noqa: F811
+    # Rob takes none of the team's 20 accepted leads; the others hold them 10/5/5 (their weights 2/1/1).
+    b = _org()
+    _accepted(b, {"R1": 10, "R3": 5, "R4": 5})
+    (short,) = _found(_audit(through_store, b, cfg), cherry_picking.ACCEPTED_SHARE)
+    assert short.people == "Rob" and short.detail.startswith("Rob holds 0 of 20 sdr_east accepted leads (0%)")
+    assert len(short.record_ids) == 20  # named with the leads that went to the others
+    # Away all November by the policy's absences: his weight counts none of the month's days.
+    away = Routing.model_validate(
+        {
+            **ROUTING.model_dump(by_alias=True),
+            "reps": {
+                "capacity": {"R1": 2},
+                "absences": [{"user": "r2@example.com", "from": "2026-10-20", "to": "2026-11-30"}],
+            },
+        }
+    )
+    data = through_store(b, routing=away, automation_user_ids=[AUTO])
+    assert not _flag(cherry_picking.audit(data, NOV, cfg), cherry_picking.ACCEPTED_SHARE).raised
+    # Away half the month: weights 2, 0.5, 1, 1 -> his fair share 11%, and 0% is within 15 points.
+    half = Routing.model_validate(
+        {
+            **ROUTING.model_dump(by_alias=True),
+            "reps": {
+                "capacity": {"R1": 2},
+                "absences": [{"user": "R2", "from": "2026-11-16", "to": "2026-11-30"}],
+            },
+        }
+    )
+    data = through_store(b, routing=half, automation_user_ids=[AUTO])
+    assert not _flag(cherry_picking.audit(data, NOV, cfg), cherry_picking.ACCEPTED_SHARE).raised
+    # Out of office in the CRM and holding none of the leads: away, left out of the rotation.
+    b.users[2]["out_of_office"] = True
+    assert b.users[2]["user_id"] == "R2"
+    assert not _flag(_audit(through_store, b, cfg), cherry_picking.ACCEPTED_SHARE).raised

@@ -12,13 +12,15 @@ Three checks over the month, each a red flag with its threshold (`reports.yaml` 
   score tier of the policy's `routing.score`) or accepted leads (reached SAL) in the month, a rep
   whose share is more than `share_deviation` from their weighted share: their `routing.reps`
   weight over the weights of the team's reps in the rotation (active, managing nobody, weight
-  above 0; for a score tier, the tier's reps when the team has any). A lead routed by suppression
-  (to its account's or duplicate's owner) is nobody's turn and is not counted; an owner outside
-  the rotation (a manager, an inactive user) has a weighted share of 0.
+  above 0; for a score tier, the tier's reps when the team has any). A weight counts the month's
+  days the policy's absences leave the rep; a rep the CRM marks out of office who holds none of
+  the leads was away and is left out. A lead routed by suppression (to its account's or
+  duplicate's owner) is nobody's turn and is not counted; an owner outside the rotation (a
+  manager, an inactive user) has a weighted share of 0.
 
 Leads are counted with their owner now (as the store holds them) and by the owner's CRM team.
-The weighted share ignores absences and the open-clock load routing also weighs, so a rep away
-for part of the month reads low: the advice says to check that first.
+The weighted share does not know absences the CRM and the policy were not told of, nor the
+open-clock load routing also weighs: the advice says to check absences first.
 
 Pure functions over `ReportData`; never reads the store or the clock.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -222,16 +225,28 @@ def reassignments(data: ReportData, period: Period, cfg: ReportConfig, names: _N
     return out
 
 
-def _rotation(data: ReportData, reps: Reps) -> pd.DataFrame:
-    """Every user with their team, role, e-mail, policy weight and whether routing deals them leads
-    (active, managing no active user, weight above 0)."""
+def _present(reps: Reps, user_id: str, email: str | None, period: Period) -> float:
+    """The share of the period's days the policy's absences (`routing.reps.absences`) leave the rep."""
+    tz = ZoneInfo(period.timezone)
+    first = period.start.astimezone(tz).date()
+    last = (period.end - dt.timedelta(microseconds=1)).astimezone(tz).date()
+    days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+    return sum(not reps.away(user_id, email, day) for day in days) / len(days)
+
+
+def _rotation(data: ReportData, reps: Reps, period: Period) -> pd.DataFrame:
+    """Every user with their team, role, e-mail and what routing would deal them over the period:
+    `weight` (the policy's, times the share of the period the policy's absences leave them) and
+    `in_rotation` (active, managing no active user, weight above 0)."""
     u = data.users.merge(data.ownership.people, on="user_id", how="left")
     active = u["is_active"].fillna(False).astype(bool)
     managers = set(u.loc[active, "manager_id"].dropna())
+    email = [e if isinstance(e, str) else None for e in u["email"]]
     u["weight"] = [
-        reps.weight(uid, email if isinstance(email, str) else None)
-        for uid, email in zip(u["user_id"], u["email"], strict=True)
+        reps.weight(uid, mail) * _present(reps, uid, mail, period)
+        for uid, mail in zip(u["user_id"], email, strict=True)
     ]
+    u["out_of_office"] = u["out_of_office"].fillna(False).astype(bool)
     u["in_rotation"] = active & ~u["user_id"].isin(managers) & (u["weight"] > 0) & u["team"].notna()
     return u
 
@@ -283,11 +298,13 @@ def _shares(
     if n < cp.share_min_leads:
         return
     out.teams += 1
+    held = leads.groupby("owner_id")["record_id"].apply(lambda s: tuple(sorted(s)))
+    # A rep the CRM marks out of office who holds none of these leads was away (routing skips them).
+    pool = pool[~(pool["out_of_office"] & ~pool["user_id"].isin(set(held.index)))]
     total = float(pool["weight"].sum())
     weighted = {
         uid: (w / total if total else 0.0) for uid, w in zip(pool["user_id"], pool["weight"], strict=True)
     }
-    held = leads.groupby("owner_id")["record_id"].apply(lambda s: tuple(sorted(s)))
     for uid in sorted(set(weighted) | set(held.index)):
         mine = held.get(uid, ())
         share, fair = len(mine) / n, weighted.get(uid, 0.0)
@@ -337,7 +354,7 @@ def hot_shares(data: ReportData, period: Period, cfg: ReportConfig, names: _Name
     routing = data.ownership.routing
     if routing is None or routing.score is None or not routing.score.tiers:
         return Shares(unmeasured="no score tiers in the policy's routing section")
-    rotation = _rotation(data, routing.reps)
+    rotation = _rotation(data, routing.reps, period)
     c = fn.cohort(data, period)[["record_id", "owner_id"]]
     scores = data.ownership.scores
     score = pd.to_numeric(
@@ -362,7 +379,7 @@ def hot_shares(data: ReportData, period: Period, cfg: ReportConfig, names: _Name
 def accepted_shares(data: ReportData, period: Period, cfg: ReportConfig, names: _Names) -> Shares:
     """Reps' shares of the leads that reached SAL in the period, within their team."""
     routing = data.ownership.routing
-    rotation = _rotation(data, routing.reps if routing is not None else Reps())
+    rotation = _rotation(data, routing.reps if routing is not None else Reps(), period)
     st = data.stages
     sal = st[(st["stage"] == "SAL") & (st["at"] >= period.start) & (st["at"] < period.end)]["record_id"]
     leads = data.leads[data.leads["record_id"].isin(set(sal))][["record_id", "owner_id"]]

@@ -60,7 +60,8 @@ class Ownership:
     changes: Lead owner changes (LeadHistory ``OwnerId`` and ``Owner`` rows): record_id, field,
         old_value, new_value, changed_by, changed_at.
     routed: the lead_routing DAG's `routing` audit entries: record_id, at, owner, rule.
-    queues: queue_id, name. people: user_id, email, manager_id (beside `ReportData.users`).
+    queues: queue_id, name. people: user_id, email, manager_id, out_of_office (beside
+        `ReportData.users`).
     scores: record_id, score (the policy's `routing.score.field`, raw; None without one).
     routing: the policy's `routing:` section (rep weights, score tiers), None when it has none.
     automation_user_ids: the policy's automated reassigners (their owner changes are no one's choice).
@@ -70,7 +71,9 @@ class Ownership:
     routed: pd.DataFrame = field(default_factory=lambda: _empty(_ROUTED))
     queues: pd.DataFrame = field(default_factory=lambda: _empty({"queue_id": "object", "name": "object"}))
     people: pd.DataFrame = field(
-        default_factory=lambda: _empty({"user_id": "object", "email": "object", "manager_id": "object"})
+        default_factory=lambda: _empty(
+            {"user_id": "object", "email": "object", "manager_id": "object", "out_of_office": "bool"}
+        )
     )
     scores: pd.DataFrame = field(default_factory=lambda: _empty({"record_id": "object", "score": "object"}))
     routing: Routing | None = None
@@ -245,7 +248,9 @@ def _ownership(
         "at",
     )
     queues = _frame(conn, sa.select(q.c.queue_id, q.c.name).order_by(q.c.queue_id))
-    people = _frame(conn, sa.select(u.c.user_id, u.c.email, u.c.manager_id).order_by(u.c.user_id))
+    people = _frame(
+        conn, sa.select(u.c.user_id, u.c.email, u.c.manager_id, u.c.out_of_office).order_by(u.c.user_id)
+    )
     score_field = routing.score.field if routing is not None and routing.score is not None else None
     if score_field:
         score_q = sa.select(r.c.record_id, r.c.fields[score_field].as_string().label("score")).where(
