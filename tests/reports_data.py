@@ -44,6 +44,7 @@ class Builder:
     users: list[dict] = field(default_factory=list)
     clocks: list[dict] = field(default_factory=list)
     audit: list[dict] = field(default_factory=list)
+    queues: list[dict] = field(default_factory=list)
 
     def user(
         self, user_id: str, name: str, team: str, role: str = "SDR", manager_id: str | None = None
@@ -76,7 +77,9 @@ class Builder:
         reason: str | None = None,
         stages: dict[str, dt.datetime] | None = None,
         name: str | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> Builder:
+        """A lead; `fields` are raw CRM fields beside the campaign (e.g. ``{"Lead_Score__c": 90}``)."""
         stages = stages or {}
         last = max(stages, key=stages.get) if stages else "MQL"
         created = min(stages.values()) if stages else t("2026-01-01 00:00")
@@ -96,7 +99,7 @@ class Builder:
                 "created_at": created,
                 "modified_at": created,
                 "is_deleted": False,
-                "fields": {"Campaign__c": campaign} if campaign else {},
+                "fields": {**({"Campaign__c": campaign} if campaign else {}), **(fields or {})},
                 "synced_at": created,
             }
         )
@@ -115,6 +118,38 @@ class Builder:
                 }
             )
             prev = STATUS_OF_STAGE[stage]
+        return self
+
+    def queue(self, queue_id: str, name: str) -> Builder:
+        self.queues.append({"queue_id": queue_id, "name": name, "developer_name": name.replace(" ", "_")})
+        return self
+
+    def owner_change(
+        self,
+        lead: str,
+        at: dt.datetime,
+        old: str | None,
+        new: str,
+        by: str,
+        *,
+        names: tuple[str, str] | None = None,
+    ) -> Builder:
+        """A LeadHistory owner change as the store keeps it: the id row (field ``OwnerId``) and, when
+        `names` (old, new) are given, Salesforce's second row with the names (field ``Owner``)."""
+        rows = [("OwnerId", old, new)] + ([("Owner", *names)] if names else [])
+        for fld, old_value, new_value in rows:
+            self.history.append(
+                {
+                    "history_id": f"H{len(self.history):08d}",
+                    "object_type": "Lead",
+                    "record_id": lead,
+                    "field": fld,
+                    "old_value": old_value,
+                    "new_value": new_value,
+                    "changed_by": by,
+                    "changed_at": at,
+                }
+            )
         return self
 
     def activity(self, lead: str, at: dt.datetime, owner: str | None = None) -> Builder:
@@ -238,7 +273,10 @@ class Builder:
         )
         leads["campaign"] = [f.get("Campaign__c") for f in leads["fields"]]
         leads = leads.drop(columns="fields")
-        hist = pd.DataFrame(self.history, columns=["record_id", "new_value", "changed_at"])
+        hist = pd.DataFrame(
+            [h for h in self.history if h["field"] == "Status"],
+            columns=["record_id", "new_value", "changed_at"],
+        )
         hist["stage"] = hist["new_value"].map(STAGE_OF_STATUS)
         stages = (
             hist.sort_values("changed_at")
@@ -280,6 +318,7 @@ class Builder:
         with engine.begin() as conn:
             for table, rows in (
                 (s.users, [dict(u, synced_at=now) for u in self.users]),
+                (s.queues, [dict(q, synced_at=now) for q in self.queues]),
                 (s.records, self.leads),
                 (s.field_history, self.history),
                 (s.activities, self.activities),
@@ -293,9 +332,9 @@ class Builder:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def through_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[Builder], Any]]:
     """A function Builder -> ReportData that writes the builder into a fresh store and reads it back
-    with `leadsla.reports.data.load`, as reports do; each call gets its own store (the audit table
-    is append-only, so a changed builder cannot be rewritten into the same one). Runs on SQLite and
-    on the embedded PostgreSQL."""
+    with `leadsla.reports.data.load` (keywords go to it), as reports do; each call gets its own store
+    (the audit table is append-only, so a changed builder cannot be rewritten into the same one).
+    Runs on SQLite and on the embedded PostgreSQL."""
     from leadsla.reports.data import load
     from leadsla.store import open_store
     from tests.conftest import _new_postgres_url
@@ -303,11 +342,11 @@ def through_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
     server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
     engines: list[sa.Engine] = []
 
-    def write_and_load(builder: Builder):
+    def write_and_load(builder: Builder, **load_kw: Any):
         url = _new_postgres_url(server) if server else f"sqlite:///{tmp_path / f'store{len(engines)}.db'}"
         engines.append(open_store(url))
         builder.write(engines[-1])
-        return load(engines[-1])
+        return load(engines[-1], **load_kw)
 
     yield write_and_load
     for engine in engines:
@@ -460,6 +499,31 @@ def generate(
     for k in range(3):
         b.event("war_room_visit", start + dt.timedelta(days=3 + k), actor=f"005M{k:014d}")
     return b
+
+
+def plant_cherry_picking(b: Builder, month: dt.datetime) -> Builder:
+    """Two cases for the monthly review's cherry-picking audit, in the month starting at `month`, on
+    `generate`'s org: Ava East takes a lead from the Lead Intake queue for herself, and a lead
+    routed to Ben East is moved to Cy East by Cy three hours later."""
+    queue, integration = "00G000000000001AAA", "005INTEGRATION0001"
+    ava, ben, cy = (f"005R{0:07d}{ri:07d}" for ri in range(3))
+    at = month + dt.timedelta(days=3, hours=14)
+    b.queue(queue, "Lead Intake")
+    taken, moved = "00QCHERRY000000001", "00QCHERRY000000002"
+    b.lead(taken, owner=ava, name="Cherry <self-assigned>", stages={"MQL": at - dt.timedelta(hours=1)})
+    b.owner_change(taken, at, queue, ava, ava, names=("Lead Intake", "Ava East"))
+    b.lead(moved, owner=cy, name="Cherry <moved>", stages={"MQL": at})
+    routed = at + dt.timedelta(hours=1)
+    b.event(
+        "routing",
+        routed,
+        moved,
+        sla_id=None,
+        actor="routing",
+        detail={"owner": ben, "from_owner": queue, "team": "sdr_east", "rule": "territory:americas"},
+    )
+    b.owner_change(moved, routed + dt.timedelta(seconds=5), queue, ben, integration)
+    return b.owner_change(moved, routed + dt.timedelta(hours=3), ben, cy, cy, names=("Ben East", "Cy East"))
 
 
 def synced(

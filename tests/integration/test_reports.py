@@ -25,7 +25,7 @@ from leadsla.cli import main
 from leadsla.store import open_store
 from tests.conftest import _new_postgres_url
 from tests.notify_fixtures import smtp_sink  # noqa: F401 - fixture
-from tests.reports_data import generate, synced
+from tests.reports_data import generate, plant_cherry_picking, synced
 
 REPORTS = ("weekly", "feedback", "monthly", "quarterly")
 #: The scheduled run's time for each report and the period it therefore covers (the last full one).
@@ -45,17 +45,19 @@ CHARTS = {
 CSVS = {
     "weekly": {"compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
     "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv"},
-    "monthly": {"red_flags.csv", "reps.csv", "funnel.csv"},
+    "monthly": {"red_flags.csv", "cherry_picking.csv", "reps.csv", "funnel.csv"},
     "quarterly": {"what_if.csv", "conversion_by_response.csv", "sources.csv"},
 }
 CHROMIUM = shutil.which("chromium")
+#: The month the seeded store's cherry-picking cases fall in (the monthly report's period).
+NOVEMBER = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('reports') / 'store.db'}"
     engine = open_store(url)
-    generate(1500).write(engine)
+    plant_cherry_picking(generate(1500), NOVEMBER).write(engine)
     synced(
         engine, dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
     )  # after the data, so every period's figures are final
@@ -68,7 +70,7 @@ def seeded_pg(postgres_server) -> str:
     """The same rows as `seeded`, in the embedded PostgreSQL."""
     url = _new_postgres_url(postgres_server)
     engine = open_store(url)
-    generate(1500).write(engine)
+    plant_cherry_picking(generate(1500), NOVEMBER).write(engine)
     engine.dispose()
     return url
 
@@ -221,12 +223,21 @@ def check_feedback(page, csvs: dict[str, list[dict]]) -> None:
 
 
 def check_monthly(page, csvs: dict[str, list[dict]]) -> None:
-    """The red-flag table with its five checks, the triggers and the root-cause sentences."""
+    """The red-flag table with its five checks, the triggers, the cherry-picking audit naming the
+    seeded cases' leads and reps, and the root-cause sentences."""
     flags = cells(page, "#red-flags")
     assert len(flags) == 5 and "War Room" in page.locator("#red-flags").inner_text()
-    assert [f[0] for f in flags] + [t[0] for t in cells(page, "#triggers")] == [
+    picking = cells(page, "#cherry-picking")
+    assert [f[0] for f in flags] + [t[0] for t in cells(page, "#triggers")] + [c[0] for c in picking] == [
         r["check"] for r in csvs["red_flags.csv"]
     ]
+    assert [c[3] for c in picking[:2]] == ["RED FLAG", "RED FLAG"]  # the seeded self-assignment and move
+    found = cells(page, "#cherry-picking-findings")
+    assert [f[:3] for f in found] == [
+        [r["check"], r["leads"], r["people"]] for r in csvs["cherry_picking.csv"]
+    ]
+    assert found[0][1:3] == ["Cherry <self-assigned> (00QCHERRY000000001)", "Ava East"]
+    assert found[1][1:3] == ["Cherry <moved> (00QCHERRY000000002)", "Ben East -> Cy East, by Cy East"]
     assert page.locator("#root-causes li").count() >= 1
 
 
@@ -321,7 +332,8 @@ def early_and_late(tmp_path_factory) -> tuple[str, str]:
     for now in (dt.datetime(2026, 10, 5, 12, tzinfo=dt.UTC), None):
         url = f"sqlite:///{tmp_path_factory.mktemp('moved_on') / 'store.db'}"
         engine = open_store(url)
-        generate(900, start=dt.datetime(2026, 8, 1, tzinfo=dt.UTC), days=150, now=now).write(engine)
+        org = generate(900, start=dt.datetime(2026, 8, 1, tzinfo=dt.UTC), days=150, now=now)
+        plant_cherry_picking(org, dt.datetime(2026, 9, 1, tzinfo=dt.UTC)).write(engine)
         engine.dispose()
         urls.append(url)
     return urls[0], urls[1]

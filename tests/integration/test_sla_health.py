@@ -24,6 +24,7 @@ ALL = {
     "rejection_reason_not_required",
     "round_robin_unavailable_reps",
     "round_robin_uneven",
+    "unowned_leads",
     "mql_leakage",
     "breach_not_escalating",
     "config_drift",
@@ -139,6 +140,7 @@ def test_every_planted_failure_is_reported_once_per_run(store):
                 _lead(3, "Disqualified"),
                 _lead(4, "MQL", created_at=old, modified_at=old),
                 *[_lead(10 + i, "Working") for i in range(8)],
+                _lead(6, "MQL", owner_id=None),  # nobody owns it
             ],
         )  # all to one rep: uneven
         conn.execute(schema.clocks.insert(), [_clock(5, "breached")])
@@ -290,3 +292,131 @@ def test_digest_lines_and_title_count_in_words():
         "[warning] y (2 records affected).",
         "[warning] z.",
     ]
+
+
+QUEUE = "00G000000000001AAA"
+
+
+def test_unowned_leads_are_listed_one_line_each_with_owner_wait_and_team(store):
+    from leadsla.health import unowned
+
+    policy, settings = load_policy(), load().health
+    with store.begin() as conn:
+        _healthy(conn, policy)
+        conn.execute(schema.users.insert(), [_user("005000000000009AAA", name="Ian Gone", is_active=False)])
+        conn.execute(
+            schema.queues.insert(),
+            [
+                {"queue_id": QUEUE, "name": "Lead Intake", "synced_at": NOW},
+                {"queue_id": "00G000000000002AAA", "name": "Breached SLA", "synced_at": NOW},
+            ],
+        )
+        minutes = dt.timedelta(minutes=1)
+        conn.execute(
+            schema.records.insert(),
+            [
+                # In the intake queue for 30 min, a US lead: sdr_east's territory. A warning.
+                _lead(
+                    1,
+                    "MQL",
+                    name="Ann <Acme>",
+                    owner_id=QUEUE,
+                    created_at=NOW - 30 * minutes,
+                    fields={"Country": "US"},
+                ),
+                # Its owner left the company 3 hours ago (the owner change is in the history). Critical.
+                _lead(
+                    2,
+                    "SAL",
+                    name="Bo Beta",
+                    owner_id="005000000000009AAA",
+                    created_at=NOW - dt.timedelta(days=2),
+                    fields={"Country": "DE"},
+                ),
+                # Nobody owns it, for 1 minute: inside the policy's 2-minute grace, routing takes it.
+                _lead(3, "New", name="Cy Gamma", owner_id=None, created_at=NOW - minutes),
+                # Owned by a working rep; and a lead in Breached SLA whose 24 h lock still runs.
+                _lead(4, "MQL", name="Di Delta", created_at=NOW - dt.timedelta(hours=5)),
+                # Nobody owns it, but it is closed (Disqualified): not waiting for anyone.
+                _lead(
+                    6, "Disqualified", name="Flo Phi", owner_id=None, created_at=NOW - dt.timedelta(hours=5)
+                ),
+            ],
+        )
+        conn.execute(  # its own insert: an executemany takes its columns from the first row
+            schema.records.insert(),
+            _lead(
+                5,
+                "MQL",
+                name="Ed Eps",
+                owner_id="00G000000000002AAA",
+                created_at=NOW - dt.timedelta(hours=5),
+                lock_until=NOW + dt.timedelta(hours=19),
+            ),
+        )
+        conn.execute(
+            schema.field_history.insert(),
+            [
+                {
+                    "history_id": "017000000000001AAA",
+                    "object_type": "Lead",
+                    "record_id": f"00Q{2:015d}",
+                    "field": "OwnerId",
+                    "old_value": "005000000000001AAA",
+                    "new_value": "005000000000009AAA",
+                    "changed_by": "005000000000001AAA",
+                    "changed_at": NOW - dt.timedelta(hours=3, minutes=5),
+                }
+            ],
+        )
+    with store.connect() as conn:
+        found = unowned.check(conn, NOW, policy, settings)
+    assert [(f.check, f.severity, f.record_ids) for f in found] == [
+        ("unowned_leads", "critical", [f"00Q{2:015d}"]),  # oldest first
+        ("unowned_leads", "warning", [f"00Q{1:015d}"]),
+    ]
+    bo, ann = found
+    assert bo.summary == (
+        f"lead Bo Beta (00Q{2:015d}, SAL) is owned by inactive user Ian Gone and has waited 3 h 05 min "
+        "for an owner (since 2026-11-10 11:55 UTC); team sdr_emea"
+    )
+    assert "inactive user's other open leads" in bo.how_to_fix
+    assert ann.summary == (
+        f"lead Ann <Acme> (00Q{1:015d}, MQL) is owned by queue Lead Intake and has waited 0 h 30 min "
+        "for an owner (since 2026-11-10 14:30 UTC); team sdr_east"
+    )
+    assert ann.how_to_fix.startswith("Assign it to a rep of sdr_east in the CRM; lead_routing could not")
+    # Half an hour's wait is critical under a 20-minute limit.
+    with store.connect() as conn:
+        tighter = unowned.check(conn, NOW, policy, {**settings, "unowned_critical_minutes": 20})
+    assert [f.severity for f in tighter] == ["critical", "critical"]
+    # The digest lists each of them on its own line (lead text escaped when rendered).
+    run_health(store, NOW, policy, settings, AuditContext(run_id="t"))
+    with store.connect() as conn:
+        (payload,) = conn.execute(
+            sa.select(schema.outbox.c.payload).where(
+                schema.outbox.c.sla_id == "sla_health", schema.outbox.c.channel == "email"
+            )
+        ).scalars()
+    assert [line for line in payload["lines"] if "waited" in line] == [
+        f"[critical] {bo.summary} (1 record affected). Fix: {bo.how_to_fix}",
+        f"[warning] {ann.summary} (1 record affected). Fix: {ann.how_to_fix}",
+    ]
+    from leadsla.notify.notice import notice_email_message, notice_slack_message
+    from leadsla.notify.payloads import NoticePayload
+
+    parsed = NoticePayload.parse(payload)
+    assert "Ann &lt;Acme&gt;" in notice_email_message(parsed).html
+    assert "Ann &lt;Acme&gt;" in str(notice_slack_message(parsed, "k")["blocks"])
+
+
+def test_no_unowned_lead_findings_without_a_routing_section(store):
+    from leadsla.health import unowned
+
+    policy = load_policy()
+    with store.begin() as conn:
+        _healthy(conn, policy)
+        conn.execute(schema.records.insert(), [_lead(1, "MQL", owner_id=None)])
+    with store.connect() as conn:
+        assert len(unowned.check(conn, NOW, policy, {})) == 1
+        assert unowned.check(conn, NOW, policy.model_copy(update={"routing": None}), {}) == []

@@ -23,12 +23,24 @@ from leadsla.health import (
     rejection,
     round_robin,
     timers,
+    unowned,
 )
 from leadsla.health.finding import Finding
 from leadsla.policy import Policy
 from leadsla.store import schema
 
-CHECKS = (timers, delivery, calendars, freshness, rejection, round_robin, leakage, escalation, config_drift)
+CHECKS = (
+    timers,
+    delivery,
+    calendars,
+    freshness,
+    rejection,
+    round_robin,
+    unowned,
+    leakage,
+    escalation,
+    config_drift,
+)
 
 
 SEVERITIES = ["info", "warning", "critical"]

@@ -20,7 +20,7 @@ import jinja2
 import pandas as pd
 
 from leadsla.paths import templates_dir
-from leadsla.reports import charts, review
+from leadsla.reports import charts, cherry_picking, review
 from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
 from leadsla.reports.config import ReportConfig
@@ -175,6 +175,7 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     flags = review.red_flags(data, period, cfg)
     triggers = review.refinement_triggers(data, period, cfg)
     causes = review.root_causes(data, period)
+    picking = cherry_picking.audit(data, period, cfg)
     clocks = m.judged_clocks(data, period)
     reps = m.compliance(clocks, ["team", "rep"])
     c = fn.cohort(data, period)
@@ -185,6 +186,8 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "period": period,
         "flags": flags,
         "triggers": triggers,
+        "cherry_picking": picking,
+        "cherry_advice": [(f.check, cherry_picking.ADVICE[f.check]) for f in picking.flags if f.raised],
         "causes": causes,
         "reps": _rows(reps),
         "funnel": _rows(fun),
@@ -200,14 +203,19 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
             "violations",
         ),
     }
-    flag_df = pd.DataFrame([f.__dict__ for f in flags + triggers])
+    flag_df = pd.DataFrame([f.__dict__ for f in flags + triggers + picking.flags])
     return Report(
         "monthly",
         period,
         ctx["title"],
         ctx,
         images,
-        {"red_flags.csv": _csv(flag_df), "reps.csv": _csv(reps), "funnel.csv": _csv(fun)},
+        {
+            "red_flags.csv": _csv(flag_df),
+            "cherry_picking.csv": _csv(picking.frame()),
+            "reps.csv": _csv(reps),
+            "funnel.csv": _csv(fun),
+        },
     )
 
 

@@ -50,6 +50,17 @@ class Thresholds(_Model):
     tighten_breach_rate: float = 0.05
 
 
+class CherryPicking(_Model):
+    """The monthly review's cherry-picking audit (`leadsla.reports.cherry_picking`)."""
+
+    # A person moving a lead from the rep routing gave it to another within this many hours.
+    reassignment_hours: float = Field(24.0, gt=0)
+    # A rep's share of their team's hot or accepted leads this far from their weighted share...
+    share_deviation: float = Field(0.15, gt=0, lt=1)
+    # ...in a team with at least this many such leads in the month (fewer say nothing).
+    share_min_leads: int = Field(10, ge=1)
+
+
 class Recipients(_Model):
     weekly: list[str] = Field(min_length=1)
     feedback: list[str] = Field(min_length=1)
@@ -77,6 +88,7 @@ class ReportConfig(_Model):
     campaign_field: str = "Campaign__c"
     revenue: Revenue = Revenue()
     thresholds: Thresholds = Thresholds()
+    cherry_picking: CherryPicking = CherryPicking()
 
 
 def load_report_config(path: str | Path | None = None) -> ReportConfig:

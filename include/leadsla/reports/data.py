@@ -8,11 +8,13 @@ modules do), so every figure can be traced back to these rows.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import pandas as pd
 import sqlalchemy as sa
 
+from leadsla.routing import Routing
 from leadsla.store import schema as s
 
 #: Lead Status value -> funnel stage. Statuses not listed (Working, Contacted, Nurture) are not stages.
@@ -29,6 +31,53 @@ STAGE_OF_STATUS = {
 }
 FUNNEL = ["MQL", "SAL", "SQL", "Opportunity"]
 REJECTED = ["Recycled", "Disqualified"]
+#: LeadHistory's owner fields: ``OwnerId`` rows hold ids, ``Owner`` rows names (`crm.landing`).
+OWNER_FIELDS = ("OwnerId", "Owner")
+#: The audit event of a lead routed by the lead_routing DAG (`leadsla.ownership`).
+ROUTED_EVENT = "routing"
+
+
+def _empty(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
+
+
+_CHANGES = {
+    "record_id": "object",
+    "field": "object",
+    "old_value": "object",
+    "new_value": "object",
+    "changed_by": "object",
+    "changed_at": "datetime64[us, UTC]",
+}
+_ROUTED = {"record_id": "object", "at": "datetime64[us, UTC]", "owner": "object", "rule": "object"}
+
+
+@dataclass
+class Ownership:
+    """Who owned which lead and how it got there: what the monthly review's cherry-picking audit
+    reads (`leadsla.reports.cherry_picking`).
+
+    changes: Lead owner changes (LeadHistory ``OwnerId`` and ``Owner`` rows): record_id, field,
+        old_value, new_value, changed_by, changed_at.
+    routed: the lead_routing DAG's `routing` audit entries: record_id, at, owner, rule.
+    queues: queue_id, name. people: user_id, email, manager_id, out_of_office (beside
+        `ReportData.users`).
+    scores: record_id, score (the policy's `routing.score.field`, raw; None without one).
+    routing: the policy's `routing:` section (rep weights, score tiers), None when it has none.
+    automation_user_ids: the policy's automated reassigners (their owner changes are no one's choice).
+    """
+
+    changes: pd.DataFrame = field(default_factory=lambda: _empty(_CHANGES))
+    routed: pd.DataFrame = field(default_factory=lambda: _empty(_ROUTED))
+    queues: pd.DataFrame = field(default_factory=lambda: _empty({"queue_id": "object", "name": "object"}))
+    people: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            {"user_id": "object", "email": "object", "manager_id": "object", "out_of_office": "bool"}
+        )
+    )
+    scores: pd.DataFrame = field(default_factory=lambda: _empty({"record_id": "object", "score": "object"}))
+    routing: Routing | None = None
+    automation_user_ids: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -44,6 +93,8 @@ class ReportData:
     visits: audit war_room_visit rows: actor, at.
     left_counts_as: how the measured SLA counts a clock ended by its record leaving the watched
         state (state handed_on): `met`, or `excluded` from met and violated (policy `left_counts_as`).
+    ownership: owner changes, routing entries, queues and scores (`Ownership`), with the policy's
+        routing section, for the cherry-picking audit.
     """
 
     leads: pd.DataFrame
@@ -53,6 +104,7 @@ class ReportData:
     clocks: pd.DataFrame
     visits: pd.DataFrame
     left_counts_as: str = "met"
+    ownership: Ownership = field(default_factory=Ownership)
 
 
 def _frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
@@ -95,10 +147,13 @@ def load(
     until: dt.datetime | None = None,
     campaign_field: str = "Campaign__c",
     left_counts_as: str = "met",
+    routing: Routing | None = None,
+    automation_user_ids: Iterable[str] = (),
 ) -> ReportData:
     """Read everything reports need; rows after `until` (when given) are left out so a past
     period regenerates the same figures later. `left_counts_as` is the measured SLA's (the
-    policy's), carried along for the figures.
+    policy's), carried along for the figures; so are `routing` and `automation_user_ids` (the
+    policy's), for the cherry-picking audit.
     """
     r, h, a, u, c, au = s.records, s.field_history, s.activities, s.users, s.clocks, s.audit
     with engine.connect() as conn:
@@ -148,6 +203,7 @@ def load(
             "next_checkpoint_at",
         )
         visits = _times(_frame(conn, visit_q.order_by(au.c.at, au.c.actor)), "at")
+        ownership = _ownership(conn, until, routing, automation_user_ids)
     arrivals = pd.concat(
         [first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
         ignore_index=True,
@@ -160,4 +216,51 @@ def load(
         .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]]
         .reset_index(drop=True)
     )
-    return ReportData(leads, stages, activities, users, clocks, visits, left_counts_as)
+    return ReportData(leads, stages, activities, users, clocks, visits, left_counts_as, ownership)
+
+
+def _ownership(
+    conn: sa.Connection,
+    until: dt.datetime | None,
+    routing: Routing | None,
+    automation_user_ids: Iterable[str],
+) -> Ownership:
+    """The `Ownership` rows, in a set order (see `load`)."""
+    r, h, u, q, au = s.records, s.field_history, s.users, s.queues, s.audit
+    change_q = sa.select(
+        h.c.record_id, h.c.field, h.c.old_value, h.c.new_value, h.c.changed_by, h.c.changed_at
+    ).where(h.c.object_type == "Lead", h.c.field.in_(OWNER_FIELDS))
+    routed_q = sa.select(au.c.record_id, au.c.at, au.c.detail).where(
+        au.c.event == ROUTED_EVENT, au.c.record_id.is_not(None)
+    )
+    if until is not None:
+        change_q = change_q.where(h.c.changed_at < until)
+        routed_q = routed_q.where(au.c.at < until)
+    changes = _times(
+        _frame(conn, change_q.order_by(h.c.record_id, h.c.changed_at, h.c.history_id)), "changed_at"
+    )
+    rows = conn.execute(routed_q.order_by(au.c.record_id, au.c.at, au.c.audit_id)).all()
+    routed = _times(
+        pd.DataFrame(
+            [(rid, at, (d or {}).get("owner"), (d or {}).get("rule")) for rid, at, d in rows],
+            columns=list(_ROUTED),
+        ),
+        "at",
+    )
+    queues = _frame(conn, sa.select(q.c.queue_id, q.c.name).order_by(q.c.queue_id))
+    people = _frame(
+        conn, sa.select(u.c.user_id, u.c.email, u.c.manager_id, u.c.out_of_office).order_by(u.c.user_id)
+    )
+    score_field = routing.score.field if routing is not None and routing.score is not None else None
+    if score_field:
+        score_q = sa.select(r.c.record_id, r.c.fields[score_field].as_string().label("score")).where(
+            r.c.object_type == "Lead", r.c.is_deleted.is_(False)
+        )
+        if until is not None:
+            score_q = score_q.where(r.c.created_at < until)
+        scores = _frame(conn, score_q.order_by(r.c.record_id))
+    else:
+        scores = _empty({"record_id": "object", "score": "object"})
+    return Ownership(
+        changes, routed, queues, people, scores, routing, frozenset(str(a) for a in automation_user_ids)
+    )

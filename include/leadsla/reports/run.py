@@ -85,8 +85,9 @@ def build_for(
         require_synced: refuse (MirrorNotSynced) when the CRM mirror has no successful sync past the
             period's end; otherwise the gap is put in `Report.warnings` and the report built anyway.
         groups: the CRM object groups that must have synced (default: crm_fields.yaml's groups).
-        cfg, policy: the report settings and the SLA policy (`left_counts_as` of the measured SLA);
-            default: reports.yaml (or `config_path`) and the active policy.
+        cfg, policy: the report settings and the SLA policy (`left_counts_as` of the measured SLA;
+            the routing section and automation users, for the cherry-picking audit); default:
+            reports.yaml (or `config_path`) and the active policy.
 
     Returns (Report, saved paths).
 
@@ -103,12 +104,15 @@ def build_for(
         p, missing = data_gap(name, at=at, period=period, engine=engine, groups=groups, cfg=cfg)
         if missing and require_synced:
             raise readiness.MirrorNotSynced(f"{name} report {p.title}: {missing}")
+        policy = policy or load_policy()
         data = load(
             engine,
             cfg.sla_id,
             until=p.end,
             campaign_field=cfg.campaign_field,
             left_counts_as=left_counts_as(cfg.sla_id, policy),
+            routing=policy.routing,
+            automation_user_ids=policy.automation_user_ids,
         )
     finally:
         if own:
