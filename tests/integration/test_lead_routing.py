@@ -13,6 +13,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from leadsla.crm.landing import parse_datetime
 from leadsla.policy import PolicyError
 from leadsla.store import schema
 from leadsla.tasks.routing import run_routing, run_unowned
@@ -211,3 +212,26 @@ def test_watch_mode_writes_nothing_and_reports_misrouted_and_unowned_leads(
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
     run_unowned(org.engine, later, CTX)
     assert waiting in {e.record_id for e in org.audit("unowned_alert_queued")}
+
+
+def test_a_lead_whose_owner_left_or_whose_lock_ended_gets_its_first_alert_minutes_later(org) -> None:
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=30)
+    old = {"CreatedDate": long_ago, "Status": "SAL"}
+    (left,) = org.leads(org._lead("Left", "GB", OwnerId=org.eve, **old))  # worked by Eve for a day
+    (unlocked,) = org.leads(
+        org._lead(
+            "Unlocked", "US", SLA_Lock_Until__c=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30), **old
+        )
+    )
+    org.sb.update("User", org.eve, {"IsActive": False})  # Eve leaves now
+    org.resync()
+    deactivated = parse_datetime(org.sb.get("User", org.eve)["SystemModstamp"])
+    run_unowned(org.engine, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3), CTX)
+    first = {e.record_id: e.detail for e in org.audit("unowned_alert_queued")}
+    # Unowned since Eve left and since the lock ended, not for 30 hours: the series starts with its
+    # first alert at once (a reminder counted from the creation would wait for working hours).
+    assert first[left]["reminder"] == 0 and first[unlocked]["reminder"] == 0
+    assert dt.datetime.fromisoformat(first[left]["since"]) == deactivated
+    assert dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(first[unlocked]["since"]) < dt.timedelta(
+        minutes=1
+    )

@@ -130,6 +130,17 @@ def test_suppression_comes_before_territory_and_round_robin() -> None:
     assert company_key("ACME, Inc.") == company_key("Acme") == "acme"
 
 
+def test_an_email_domain_match_beats_a_company_match_and_the_first_account_wins() -> None:
+    initech = Account("001I", "Initech", "005ian", "initech.example", "customer")
+    globex = Account("001G", "Globex", "005olga", "https://globex.example", "customer")
+    globex_too = Account("001H", "Globex Holdings", "005hal", "www.globex.example", "open opportunity")
+    book = Book(accounts=[initech, globex, globex_too])
+    assert book.account_for(_lead("00Q1", company="Initech", email="jo@globex.example")) == globex
+    assert book.account_for(_lead("00Q2", company="INITECH LLC", email="jo@gmail.com")) == initech
+    assert book.account_for(_lead("00Q3", company="Globex Holdings", email="jo@gmail.com")) == globex_too
+    assert book.account_for(_lead("00Q4", company="Umbrella", email="jo@umbrella.example")) is None
+
+
 def test_two_new_leads_with_one_email_reach_one_rep() -> None:
     plan = route(
         [_lead("00Q1", email="a@b.example"), _lead("00Q2", email="A@b.example")],

@@ -25,6 +25,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -107,15 +108,28 @@ class Book:
     open_leads: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # email -> (lead id, owner)
 
     def account_for(self, lead: Lead) -> Account | None:
+        """The kept account a lead belongs to: the first whose website has the lead's e-mail
+        domain, else the first whose name is the lead's company (compared loosely)."""
+        by_domain, by_name = self._index
         domain = email_domain(lead.email)
-        company = company_key(lead.company)
+        found = by_domain.get(domain) if domain else None
+        if found is None:
+            company = company_key(lead.company)
+            found = by_name.get(company) if company else None
+        return found
+
+    @cached_property
+    def _index(self) -> tuple[dict[str, Account], dict[str, Account]]:
+        """Accounts by website domain and by company key (the first account of each), built once:
+        matching a burst of leads against every account's regexes cost O(leads x accounts)."""
+        by_domain: dict[str, Account] = {}
+        by_name: dict[str, Account] = {}
         for account in self.accounts:
-            if domain and domain == website_domain(account.website):
-                return account
-        for account in self.accounts:
-            if company and company == company_key(account.name):
-                return account
-        return None
+            if (domain := website_domain(account.website)) is not None:
+                by_domain.setdefault(domain, account)
+            if (key := company_key(account.name)) is not None:
+                by_name.setdefault(key, account)
+        return by_domain, by_name
 
 
 @dataclass(frozen=True)

@@ -150,12 +150,12 @@ def _record_routed(
         return
     r = schema.records
     with engine.begin() as conn:
-        for a in done:
-            conn.execute(
-                r.update()
-                .where(r.c.object_type == "Lead", r.c.record_id == a.record_id)
-                .values(owner_id=a.owner_id)
-            )
+        conn.execute(  # one executemany, not a statement per lead (a burst routes thousands)
+            r.update()
+            .where(r.c.object_type == "Lead", r.c.record_id == sa.bindparam("routed_id"))
+            .values(owner_id=sa.bindparam("routed_owner")),
+            [{"routed_id": a.record_id, "routed_owner": a.owner_id} for a in done],
+        )
         record_many(
             conn,
             [

@@ -3,8 +3,12 @@
 A lead is watched while its status is open in the lifecycle (New, MQL, SAL: waiting for someone
 to work it). It is unowned when a queue, an inactive user or nobody owns it and no breach lock
 holds it (a locked lead in the "Breached SLA" queue waits for its manager by design; once the lock
-is over it is unowned like any other). It has been unowned since its last owner change (the
-synced history), else since it was created.
+is over it is unowned like any other). It has been unowned since the latest of: its last owner
+change (the synced history), else its creation; the end of its breach lock; its owner's
+deactivation (the CRM keeps no history of users: the user's SystemModstamp, their last change,
+stands for it). Without the last two, a lead whose owner left (or whose lock ended) a day after
+its last owner change would count as waiting for a day: its first alert would be skipped for
+"reminder 23", and that only in working hours.
 
 `unowned_after` (policy `routing.unowned.after`, default 2 minutes, so an intake queue's lead the
 router takes in the next minute alarms nobody) it alerts the policy's `routing.unowned.notify`
@@ -26,6 +30,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from leadsla.calendar import to_epoch_seconds
+from leadsla.crm.landing import parse_datetime
 from leadsla.decisions.plan import Notice
 from leadsla.decisions.recipients import Directory
 from leadsla.decisions.routing import Lead, route
@@ -105,6 +110,7 @@ def unowned_leads(conn: sa.Connection, policy: Policy, who: Owners, now: dt.date
             .group_by(h.c.record_id)
         ):
             changed[record_id] = _aware(at)
+    left = _deactivated(conn, {row.owner_id for row in rows if row.owner_id in who.users})
     routing = policy.routing
     queue_team = {t.queue.casefold(): key for key, t in policy.teams.items() if t.queue}
     found = []
@@ -117,6 +123,9 @@ def unowned_leads(conn: sa.Connection, policy: Policy, who: Owners, now: dt.date
         if team is None and row.owner_id in who.users:
             team = policy.team_key(who.users[row.owner_id].team)
         since = changed.get(row.record_id) or _aware(row.created_at) or now
+        for later in (_aware(row.lock_until), left.get(row.owner_id)):
+            if later is not None and since < later <= now:
+                since = later
         found.append(
             UnownedLead(
                 row.record_id,
@@ -143,6 +152,27 @@ def _owner_ids(conn: sa.Connection) -> list[str]:
     ).scalar_subquery()
     owner = owner.union_all(sa.select(following).where(owner.c.owner_id.is_not(None)))
     return [owner_id for (owner_id,) in conn.execute(sa.select(owner.c.owner_id)) if owner_id is not None]
+
+
+def _deactivated(conn: sa.Connection, user_ids: set[str]) -> dict[str, dt.datetime]:
+    """The inactive users among `user_ids`, with the latest instant they can have been deactivated
+    (their SystemModstamp as last synced)."""
+    u = schema.users
+    found: dict[str, dt.datetime] = {}
+    ids = sorted(user_ids)
+    for start in range(0, len(ids), 500):
+        for user_id, fields in conn.execute(
+            sa.select(u.c.user_id, u.c.fields).where(
+                u.c.user_id.in_(ids[start : start + 500]), u.c.is_active.is_(False)
+            )
+        ):
+            try:
+                at = parse_datetime((fields or {}).get("SystemModstamp"))
+            except ValueError:
+                at = None  # not a CRM dateTime: the owner change or creation stands
+            if at is not None:
+                found[user_id] = at
+    return found
 
 
 def _aware(at: Any) -> dt.datetime | None:
