@@ -267,13 +267,17 @@ def _record_writes(
                 )
             )
         }
-        for rid, fields in writes.items():
-            if rid in known:  # keep the store's copy current so the next decision sees the stamp
-                conn.execute(
-                    r.update()
-                    .where(r.c.object_type == OBJECT, r.c.record_id == rid)
-                    .values(fields={**known[rid], **fields})
-                )
+        # Keep the store's copy current so the next decision sees the stamp (one executemany).
+        rows = [
+            {"rid": rid, "merged": {**known[rid], **fields}} for rid, fields in writes.items() if rid in known
+        ]
+        if rows:
+            conn.execute(
+                r.update()
+                .where(r.c.object_type == OBJECT, r.c.record_id == sa.bindparam("rid"))
+                .values(fields=sa.bindparam("merged")),
+                rows,
+            )
         audit.record_many(
             conn,
             [
