@@ -113,6 +113,11 @@ MQL_REJECTION_REASONS = [
 ]
 #: Rejections that send the lead back to Marketing (Recycled) rather than out (Disqualified).
 RECYCLE_REASONS = ("No budget", "Bad timing", "No authority")
+#: The recycling rule's reason (sla_policy.yaml recycle.reason): set when a lead was worked and
+#: never answered, by Lead SLA Monitor or by the rep it told. The reasons a rep picks when
+#: disqualifying are the others, drawn as before the reason existed (the same seed, the same org).
+NO_RESPONSE = "No Response"
+DISQUALIFY_REASONS = tuple(r for r in sf_schema.REJECTION_REASONS if r != NO_RESPONSE)
 # The lifecycle's other paths. Each share is small, so the demo still shows mostly the plain flow
 # (accepted, touched, then qualified or rejected) and some warnings and breaches of every SLA,
 # not a pile of one kind; each is drawn once, when the lead enters the status the path starts from.
@@ -814,7 +819,7 @@ class DemoOrg:
             elif roll < 0.65:
                 self._reject(lead, at, "Recycled", self.rng.choice(RECYCLE_REASONS), owner)
             else:
-                self._reject(lead, at, "Disqualified", self.rng.choice(sf_schema.REJECTION_REASONS), owner)
+                self._reject(lead, at, "Disqualified", self.rng.choice(DISQUALIFY_REASONS), owner)
         elif ev.kind == "unlogged" and untouched:
             # Worked on a call nobody logged (qualified), or rejected by the manager: no task.
             if self.rng.random() < UNLOGGED_QUALIFIED:
