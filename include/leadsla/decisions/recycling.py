@@ -52,8 +52,8 @@ from leadsla.recycling import Recycle
 
 #: The notices' source and checkpoint (their key: source, lead, entry, checkpoint, recipient, channel).
 SOURCE, RECOMMEND_CHECKPOINT = "recycling", "recommend"
-#: The audit event of a queued recommendation.
-RECOMMENDED_EVENT = "recycle_recommended"
+#: The audit events: a recommendation queued, a lead recycled, a recycled lead back in the funnel.
+RECOMMENDED_EVENT, RECYCLED_EVENT, REENGAGED_EVENT = "recycle_recommended", "lead_recycled", "lead_reengaged"
 #: The longest run of closed days a calendar may have between two business days (a safety stop).
 _MAX_CLOSED_DAYS = 60
 

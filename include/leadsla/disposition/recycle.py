@@ -35,7 +35,16 @@ from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import COMPOSITE_BATCH
 from leadsla.crm.writeback import stamp
 from leadsla.decisions.recipients import Directory
-from leadsla.decisions.recycling import Fields, RecyclePlan, Recycling, Reentry, counts, decide
+from leadsla.decisions.recycling import (
+    RECYCLED_EVENT,
+    REENGAGED_EVENT,
+    Fields,
+    RecyclePlan,
+    Recycling,
+    Reentry,
+    counts,
+    decide,
+)
 from leadsla.disposition import book
 from leadsla.notify.outbox import queue_notices
 from leadsla.policy import Policy
@@ -44,7 +53,6 @@ from leadsla.store.audit import AuditContext, record_many
 log = logging.getLogger(__name__)
 
 ACTOR = "recycling"
-RECYCLED_EVENT, REENGAGED_EVENT = "lead_recycled", "lead_reengaged"
 
 
 def recycle_leads(
