@@ -149,3 +149,48 @@ def test_a_recycled_lead_re_enters_mql_on_its_re_engagement_date(auto) -> None:
     assert entry.detail["due_on"] == (today - dt.timedelta(days=1)).isoformat()
     assert summary["reengaged"] == 1
     assert org.recycle()["reengaged"] == 0 and len(org.audit("lead_reengaged")) == 1
+
+
+def test_only_the_leads_recycling_may_act_on_are_read_on_both_backends(store) -> None:
+    from leadsla.disposition.book import candidates
+    from leadsla.store import schema
+
+    synced = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+    def lead(rid: str, status: str, **fields) -> dict:
+        return {
+            "object_type": "Lead",
+            "record_id": rid,
+            "status": status,
+            "is_deleted": False,
+            "fields": fields,
+            "synced_at": synced,
+        }
+
+    rows = [
+        lead("SAL1", "SAL"),
+        lead("DATED", "Recycled", Re_Engagement_Date__c="2027-03-01"),
+        lead("UNDATED", "Recycled", Re_Engagement_Date__c=None),
+        lead("BARE", "Recycled"),
+        lead("SQL1", "SQL"),
+        {**lead("GONE", "SAL"), "is_deleted": True},
+    ]
+    with store.begin() as conn:
+        conn.execute(schema.records.insert(), rows)
+        conn.execute(
+            schema.activities.insert(),
+            [
+                {
+                    "activity_id": f"T{rid}",
+                    "kind": "Task",
+                    "who_id": rid,
+                    "created_at": synced,
+                    "synced_at": synced,
+                }
+                for rid in ("SAL1", "SQL1", "DATED")
+            ],
+        )
+    with store.connect() as conn:
+        frames = candidates(conn, load_policy(), "Re_Engagement_Date__c")
+    assert sorted(frames["records"]["record_id"]) == ["DATED", "SAL1"]
+    assert sorted(frames["activities"]["who_id"]) == ["DATED", "SAL1"]

@@ -32,22 +32,26 @@ def _frame(conn: sa.Connection, table: sa.Table, columns: list[str], where) -> p
     return frame
 
 
-def candidates(conn: sa.Connection, policy: Policy) -> dict[str, pd.DataFrame]:
+def candidates(conn: sa.Connection, policy: Policy, reengagement_field: str) -> dict[str, pd.DataFrame]:
     """The frames `decisions.recycling.decide` reads: records, field_history, activities, users,
-    queues (empty records when the policy has no `recycle:` section)."""
+    queues (empty records when the policy has no `recycle:` section).
+
+    The candidates are the leads in the SLA's watched status and, when the policy re-enters
+    recycled leads, the recycled ones with a re-engagement date (`reengagement_field`, the API
+    name): an org's years of recycled leads without one are never read.
+    """
     rule = policy.recycle
     r, h, a = schema.records, schema.field_history, schema.activities
-    statuses = [] if rule is None else [policy.sla(rule.sla).start.becomes, rule.status]
-    ids = sa.select(r.c.record_id).where(
-        r.c.object_type == "Lead", r.c.is_deleted.is_(False), r.c.status.in_(statuses)
-    )
+    wanted = sa.false()
+    if rule is not None:
+        wanted = r.c.status == policy.sla(rule.sla).start.becomes
+        if rule.nurture.reenter is not None:
+            dated = r.c.fields[reengagement_field].as_string().is_not(None)
+            wanted = sa.or_(wanted, sa.and_(r.c.status == rule.status, dated))
+    where = sa.and_(r.c.object_type == "Lead", r.c.is_deleted.is_(False), wanted)
+    ids = sa.select(r.c.record_id).where(where)
     return {
-        "records": _frame(
-            conn,
-            r,
-            FRAME_COLUMNS["records"],
-            sa.and_(r.c.object_type == "Lead", r.c.is_deleted.is_(False), r.c.status.in_(statuses)),
-        ),
+        "records": _frame(conn, r, FRAME_COLUMNS["records"], where),
         "field_history": _frame(
             conn,
             h,

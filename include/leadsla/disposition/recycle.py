@@ -78,10 +78,10 @@ def recycle_leads(
     rule = policy.recycle
     if rule is None:
         return {"recycling": "off (no recycle: section in the policy)"}
-    with engine.connect() as conn:
-        frames = book.candidates(conn, policy)
-        lead_view, activity_view = book.views(conn, now)
     fields = Fields(mapping.sla_fields["contact_attempts"], mapping.sla_fields["reengagement_date"])
+    with engine.connect() as conn:
+        frames = book.candidates(conn, policy, fields.reengagement_date)
+        lead_view, activity_view = book.views(conn, now)
     plan = decide(
         frames["records"],
         frames["field_history"],
