@@ -224,9 +224,26 @@ class _Book:
         self.status = index.field_value(self.sla.start.field)
         self.owner = index.field_value(OWNER_FIELD)
         self.name = index.column("name")
+        self._calendars: dict[str, BusinessCalendar] = {}
+        self._due: dict[tuple[str, dt.date], dt.datetime] = {}
 
     def calendar(self, owner_id: str | None) -> BusinessCalendar:
-        return self.policy.calendar(self.policy.team_calendar(self.team_of.get(str(owner_id))))
+        """The owner's team calendar (each owner looked up once per run)."""
+        key = str(owner_id)
+        if key not in self._calendars:
+            self._calendars[key] = self.policy.calendar(self.policy.team_calendar(self.team_of.get(key)))
+        return self._calendars[key]
+
+    def due_at(self, owner_id: str | None, first: dt.datetime) -> dt.datetime:
+        """When a lead whose first attempt was at `first` may be recycled (one answer per calendar
+        and local day: it depends on nothing else)."""
+        if self.rule.business_days <= 0:
+            return first
+        calendar = self.calendar(owner_id)
+        key = (calendar.name, local_date(calendar, first))
+        if key not in self._due:
+            self._due[key] = business_days_after(calendar, first, self.rule.business_days)
+        return self._due[key]
 
     def entered(self) -> np.ndarray:
         """Epoch second each record last entered the watched status (-1: unknown or never)."""
@@ -380,9 +397,7 @@ def _outreach(
         first_attempt=first_at,
         last_attempt=_instant(last[i]) if count[i] else None,
         response=response[i],
-        due_at=(
-            business_days_after(book.calendar(owner), first_at, book.rule.business_days) if first_at else None
-        ),
+        due_at=book.due_at(owner, first_at) if first_at else None,
     )
 
 
