@@ -9,7 +9,7 @@ of the policy). What it says:
 - when a lead has had enough: at least `attempts` attempts, the first of them `business_days`
   business days ago or more (the owner's team calendar), and no response since it entered the
   status: no reply (`replied_field` true), no meeting (an Event on the lead, or a Task of one of
-  `meeting_types`), no status change.
+  `meeting_types`). Leaving the status and coming back (a trip to nurture) starts the count afresh.
 - what then: `mode: recommend` tells `notify` (the owner and their manager) once, on `channels`,
   with a link to the record; `mode: auto` sets `status` (Recycled) with `reason` (No Response) and
   a re-engagement date `nurture.after_days` later, in one conditional CRM write.
