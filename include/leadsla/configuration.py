@@ -415,6 +415,8 @@ def _policy_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
                 problems += _touch_problems(stop.touch_rule, f"{where_p}: slas[{i}].stop[{j}]", mapping)
     if policy.routing is not None:
         problems += _routing_field_problems(policy, mapping)
+    if policy.recycle is not None:
+        problems += _recycle_field_problems(policy, mapping)
     return problems
 
 
@@ -449,6 +451,42 @@ def _routing_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
         for name in ROUTING_STAMPS
         if name not in mapping.sla_fields
     ]
+    return problems
+
+
+#: The fields lead_recycling stamps (crm_fields.yaml sla_fields): the attempts; Recycled with its
+#: reason and re-engagement date; the re-entry (status, MQL date, the earlier SAL date cleared).
+RECYCLE_STAMPS = ("contact_attempts", "status", "rejection_reason", "reengagement_date")
+REENTRY_STAMPS = ("mql_date", "sal_date")
+
+
+def _recycle_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
+    """What recycling writes is a named write-back field (the mapping checks those are synced back,
+    so the write-back sends only what differs); the reply field is synced with its changes."""
+    recycle = policy.recycle
+    assert recycle is not None
+    where_p, where_m = policy.source, mapping.path
+    lead_fields = _fields_of(mapping, "Lead")
+    stamps = [*RECYCLE_STAMPS, *(REENTRY_STAMPS if recycle.nurture.reenter else ())]
+    problems = [
+        f"{where_p}: recycle: stamps {name!r}, which {where_m} does not name (sla_fields)"
+        for name in stamps
+        if name not in mapping.sla_fields
+    ]
+    replied = recycle.replied_field
+    if replied is not None:
+        history = _history_of(mapping, "Lead")
+        tracked = (history.filter or {}).get("Field") if history is not None else []
+        if replied not in lead_fields:
+            problems.append(
+                f"{where_p}: recycle.replied_field: reads Lead.{replied}, which {where_m} does not sync "
+                "(objects.Lead.fields)"
+            )
+        elif history is None or (tracked is not None and replied not in tracked):
+            problems.append(
+                f"{where_p}: recycle.replied_field: Lead.{replied} changes are not synced: add it to "
+                f"{where_m} objects.{history.name if history else 'LeadHistory'}.filter.Field"
+            )
     return problems
 
 

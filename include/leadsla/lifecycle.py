@@ -20,6 +20,10 @@ from leadsla.paths import config_dir
 DEFAULT_LIFECYCLE_PATH = config_dir() / "lifecycle.yaml"
 STAGES = ("open", "paused", "closed")
 FUNNEL = ("MQL", "SAL", "SQL", "Opportunity", "rejected")
+#: How many signed-off rejection reasons a lifecycle with rejecting statuses declares: few enough
+#: that reps pick one honestly, enough to say why. The seeds' 5 to 7 people choose from, plus the
+#: recycling rule's "No Response" (docs/decisions/2026-12-06-recycling.md).
+MIN_REASONS, MAX_REASONS = 5, 8
 
 Stage = Literal["open", "paused", "closed"]
 
@@ -175,10 +179,10 @@ def _object(name: str, spec: Any, problems: list[str]) -> ObjectLifecycle | None
     if len(set(reasons)) != len(reasons):
         problems.append(f"{where}.rejection_reasons: {reasons!r}: a reason is listed twice")
     needs_reason = [s.name for s in statuses if s.reason_required]
-    if needs_reason and not 5 <= len(reasons) <= 7:
+    if needs_reason and not MIN_REASONS <= len(reasons) <= MAX_REASONS:
         problems.append(
-            f"{where}.rejection_reasons: {reasons!r}: expected 5 to 7 signed-off reasons "
-            f"(statuses {', '.join(needs_reason)} require one)"
+            f"{where}.rejection_reasons: {reasons!r}: expected {MIN_REASONS} to {MAX_REASONS} signed-off "
+            f"reasons (statuses {', '.join(needs_reason)} require one)"
         )
     reason_field = spec.get("reason_field")
     if needs_reason and not reason_field:

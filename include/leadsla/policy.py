@@ -32,8 +32,15 @@ from pydantic import (
 
 from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, parse_duration
 from leadsla.errors import LeadSlaError
-from leadsla.lifecycle import Lifecycle, LifecycleError, active_lifecycle_path, load_lifecycle
+from leadsla.lifecycle import (
+    Lifecycle,
+    LifecycleError,
+    ObjectLifecycle,
+    active_lifecycle_path,
+    load_lifecycle,
+)
 from leadsla.paths import config_dir
+from leadsla.recycling import Recycle
 from leadsla.routing import Routing
 
 #: The shipped policy.
@@ -370,6 +377,8 @@ class Policy(_Model):
     slas: list[Sla] = Field(min_length=1)
     #: Lead routing and unowned-lead alerts (`leadsla.routing`); absent: no routing, no alerts.
     routing: Routing | None = None
+    #: Attempt counting and recycling (`leadsla.recycling`); absent: neither.
+    recycle: Recycle | None = None
     _calendars: dict[str, BusinessCalendar] = PrivateAttr(default_factory=dict)
     _lifecycle: Lifecycle | None = PrivateAttr(default=None)
     source: str | None = Field(default=None, exclude=True)
@@ -581,6 +590,45 @@ def _cross_check(policy: Policy) -> list[str]:
                 problems += _team_manager_problems(policy, sla, f"{where}.breach.reassign[{r}]")
     if policy.routing is not None:
         problems += _routing_problems(policy, policy.routing, roles)
+    if policy.recycle is not None:
+        problems += _recycle_problems(policy, policy.recycle, roles)
+    return problems
+
+
+def recycle_touch(policy: Policy) -> TouchRule | None:
+    """The touch rule the recycle section's SLA counts attempts with (its first touch stop rule)."""
+    if policy.recycle is None:
+        return None
+    sla = next((s for s in policy.slas if s.id == policy.recycle.sla), None)
+    return next((r.touch_rule for r in sla.stop if r.touch_rule is not None), None) if sla else None
+
+
+def _recycle_problems(policy: Policy, recycle: Recycle, roles: set[str]) -> list[str]:
+    """The recycle section names a Lead SLA started by a status, with a touch rule, and known roles."""
+    problems: list[str] = []
+    sla = next((s for s in policy.slas if s.id == recycle.sla), None)
+    if sla is None:
+        return [
+            f"recycle.sla: {recycle.sla!r}: expected one of the SLAs ({', '.join(s.id for s in policy.slas)})"
+        ]
+    if sla.object != "Lead" or sla.start.becomes is None:
+        problems.append(
+            f"recycle.sla: {recycle.sla!r}: expected a Lead SLA started by a status (start: {{field: "
+            "Status, becomes: SAL}): attempts count from the lead entering it"
+        )
+    if recycle_touch(policy) is None:
+        problems.append(
+            f"recycle.sla: {recycle.sla!r}: the SLA has no touch stop rule, so nothing says what an "
+            "attempt is (stop: [{touch: {by: owner, types: [Call, Email, Meeting]}}])"
+        )
+    for r, who in enumerate(recycle.notify):
+        path = f"recycle.notify[{r}]"
+        if not (who in roles or who.startswith("channel:")):
+            problems.append(
+                f"{path}: {who!r}: expected a role ({', '.join(sorted(roles))}) or channel:<name>"
+            )
+        elif who == "team_manager":
+            problems += _team_manager_problems(policy, sla, path)
     return problems
 
 
@@ -669,6 +717,8 @@ def _lifecycle_problems(policy: Policy, lifecycle: Lifecycle) -> list[str]:
                 if value not in lc.names:
                     problems.append(unknown(f"{where}.tiers[{k}].when.status", value))
     leads = lifecycle.of("Lead")
+    if policy.recycle is not None and leads is not None:
+        problems += _recycle_lifecycle_problems(policy, policy.recycle, leads, where_lc)
     if policy.routing is not None and leads is not None:
         problems += [
             f"routing.statuses: {value!r}: not a Lead {leads.field} in {where_lc} "
@@ -676,6 +726,46 @@ def _lifecycle_problems(policy: Policy, lifecycle: Lifecycle) -> list[str]:
             for value in policy.routing.statuses
             if value not in leads.names
         ]
+    return problems
+
+
+def _recycle_lifecycle_problems(
+    policy: Policy, recycle: Recycle, leads: ObjectLifecycle, where_lc: str
+) -> list[str]:
+    """Recycling writes the lifecycle's status field: a closed status with a signed-off reason, and
+    a re-entry into an open status."""
+    problems: list[str] = []
+    status = leads.status(recycle.status)
+    if status is None:
+        problems.append(
+            f"recycle.status: {recycle.status!r}: not a Lead {leads.field} in {where_lc} "
+            f"(expected one of {', '.join(leads.names)})"
+        )
+    elif status.stage != "closed" or status.worked:
+        problems.append(
+            f"recycle.status: {recycle.status!r}: a recycled lead leaves the funnel unworked: expected a "
+            f"status with stage: closed that is not worked in {where_lc} (it is {status.stage}"
+            + (", worked)" if status.worked else ")")
+        )
+    if recycle.reason not in leads.rejection_reasons:
+        problems.append(
+            f"recycle.reason: {recycle.reason!r}: not a signed-off rejection reason in {where_lc} "
+            f"(expected one of {', '.join(leads.rejection_reasons)})"
+        )
+    reenter = recycle.nurture.reenter
+    if reenter is not None:
+        found = leads.status(reenter)
+        if found is None or found.stage != "open":
+            problems.append(
+                f"recycle.nurture.reenter: {reenter!r}: expected an open Lead {leads.field} in {where_lc} "
+                f"({', '.join(leads.in_stage('open'))})"
+            )
+    sla = next((s for s in policy.slas if s.id == recycle.sla), None)
+    if sla is not None and sla.object == "Lead" and sla.start.field != leads.field:
+        problems.append(
+            f"recycle.sla: {recycle.sla!r}: starts on {sla.start.field}, not the lifecycle's {leads.field} "
+            f"({where_lc}): recycling moves the lead out of the status the SLA watches"
+        )
     return problems
 
 

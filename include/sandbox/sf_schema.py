@@ -196,6 +196,8 @@ _add(
             Field("Account_Tier__c", PICKLIST, picklist=tuple(ACCOUNT_TIERS)),
             Field("Campaign__c", STRING),
             Field("Lead_Replied__c", BOOLEAN),
+            Field("Contact_Attempts__c", DOUBLE),
+            Field("Re_Engagement_Date__c", DATE),
             Field("State", STRING),
             Field("Lead_Score__c", DOUBLE),
             Field("Routing_Reason__c", STRING),

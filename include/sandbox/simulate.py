@@ -29,7 +29,10 @@ has an open opportunity (Company = its Name, the e-mail at its Website's domain:
 case) and about 1 % from a country no territory covers, which the Americas manager assigns by
 hand 1-3 hours later (the unowned-lead alert's case); the first queue leads take these two cases,
 so a demo shows them at once. The out-of-office rep stays (routing must skip them). A new
-`leadsla` org routes from "now": its backlog was assigned by the org's own rule.
+`leadsla` org routes from "now": its backlog was assigned by the org's own rule. In `leadsla` mode,
+backlog included, about 6 % of the accepted leads never answer: three attempts by their rep, a
+sequence e-mail, no reply; Lead SLA Monitor's lead_recycling recycles them after 5 business days
+(their draws come from a generator of their own too).
 
 Run: `python -m sandbox.simulate --data DIR [--speed X] [--seed N] [--routing {org,leadsla}]` next
 to the sandbox API (same --data). It writes through sf_store.OrgStore, so history rows,
@@ -113,6 +116,11 @@ MQL_REJECTION_REASONS = [
 ]
 #: Rejections that send the lead back to Marketing (Recycled) rather than out (Disqualified).
 RECYCLE_REASONS = ("No budget", "Bad timing", "No authority")
+#: The recycling rule's reason (sla_policy.yaml recycle.reason): set when a lead was worked and
+#: never answered, by Lead SLA Monitor or by the rep it told. The reasons a rep picks when
+#: disqualifying are the others, drawn as before the reason existed (the same seed, the same org).
+NO_RESPONSE = "No Response"
+DISQUALIFY_REASONS = tuple(r for r in sf_schema.REJECTION_REASONS if r != NO_RESPONSE)
 # The lifecycle's other paths. Each share is small, so the demo still shows mostly the plain flow
 # (accepted, touched, then qualified or rejected) and some warnings and breaches of every SLA,
 # not a pile of one kind; each is drawn once, when the lead enters the status the path starts from.
@@ -179,6 +187,18 @@ UNCOVERED_COUNTRIES = ("ZA", "AE")
 MANUAL_OWNER_HOURS = (1.0, 3.0)
 #: The first queue leads after routing goes live take these cases, so a demo shows each at once.
 SHOWCASE = ("customer", "uncovered")
+#: `leadsla` mode: accepted leads that never answer (UNRESPONSIVE_SHARE). Their rep makes
+#: UNRESPONSIVE_ATTEMPTS attempts, calls and e-mails, the first at the rep's usual first touch and
+#: the next ATTEMPT_GAP_HOURS business hours apart, and a sequence e-mails them once (never an
+#: attempt); nobody replies, nothing is booked. Lead SLA Monitor recycles them 5 business days after
+#: the first attempt (the policy's recycle rule; `make run`'s demo policy is in auto mode); a lead
+#: still in SAL GIVE_UP_HOURS business hours after its first attempt its rep recycles by hand, with
+#: NO_RESPONSE. Every draw comes from the recycling generator (seeded "<seed>-recycling"), so the
+#: org mode never sees them.
+UNRESPONSIVE_SHARE = 0.06
+UNRESPONSIVE_ATTEMPTS = 3
+ATTEMPT_GAP_HOURS = (8.0, 14.0)
+GIVE_UP_HOURS = 64.0
 _USER_PREFIX = sf_schema.sobject("User").key_prefix
 
 
@@ -235,6 +255,8 @@ class DemoOrg:
         self.rng = random.Random(seed)
         self.routing = routing
         self.routing_rng = random.Random(f"{seed}-routing")  # never self.rng: the org mode is unchanged
+        self.recycle_rng = random.Random(f"{seed}-recycling")  # the unresponsive leads' (leadsla mode)
+        self.unresponsive: dict[str, list] = {}  # lead -> [attempts made, first attempt or None]
         self.intake_queue: str | None = None
         self.manual_owner_due: dict[str, str] = {}  # uncovered lead -> when the manager assigns it
         self.showcase: list[str] = list(SHOWCASE) if routing == "leadsla" else []
@@ -473,6 +495,8 @@ class DemoOrg:
                 routing_rng=_rng_state(self.routing_rng),
                 manual_owner_due=self.manual_owner_due,
                 showcase=self.showcase,
+                recycle_rng=_rng_state(self.recycle_rng),
+                unresponsive=self.unresponsive,
             )
         self.store.set_meta(
             "demo_state",
@@ -513,6 +537,9 @@ class DemoOrg:
             self.routing_rng.setstate(_rng_from(state["routing_rng"]))
             self.manual_owner_due = dict(state["manual_owner_due"])
             self.showcase = list(state["showcase"])
+            if "recycle_rng" in state:  # absent in leadsla orgs saved before unresponsive leads
+                self.recycle_rng.setstate(_rng_from(state["recycle_rng"]))
+            self.unresponsive = {lead: list(v) for lead, v in state.get("unresponsive", {}).items()}
 
     def _reschedule_open_leads(self) -> None:
         """After a restart, open leads get a fresh plan (pending events live in memory only)."""
@@ -657,6 +684,8 @@ class DemoOrg:
                 delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(15), 0.5)))
                 due = _business_time(at + delay, tz)
             self._schedule(due, "assign", lead["Id"])
+        elif status == "SAL" and lead["Id"] in self.unresponsive:
+            self._plan_attempt(lead, at)
         elif status == "SAL" and not lead.get("First_Response_Date__c"):
             if rep is None or rep.out_of_office:
                 # Nobody touches it until the manager reassigns it the next day: a breach.
@@ -682,6 +711,8 @@ class DemoOrg:
         """A newly accepted lead's path: mostly the rep's touch (`_plan`); a share decided without a
         logged task, a share nurtured first (UNLOGGED_SHARE, NURTURE_SHARE); and, beside either, a
         share written to by a sequence (SEQUENCE_SHARE)."""
+        if self.routing == "leadsla" and self._unresponsive(lead, at):
+            return
         if self.rng.random() < SEQUENCE_SHARE:
             after = timedelta(minutes=self.rng.uniform(*SEQUENCE_AFTER_MINUTES))
             self._schedule(at + after, "sequence", lead["Id"])
@@ -694,6 +725,64 @@ class DemoOrg:
         else:
             delay = timedelta(minutes=max(1.0, self.rng.lognormvariate(math.log(10), 0.5)))
             self._schedule(_business_time(at + delay, rep.tz), "nurture", lead["Id"])
+
+    def _unresponsive(self, lead: dict, at: datetime) -> bool:
+        """`leadsla` mode: whether a newly accepted lead is one that never answers (its path is
+        planned here, from the recycling generator only)."""
+        rep = self._rep(lead.get("OwnerId") or "")
+        if rep is None or rep.out_of_office or self.recycle_rng.random() >= UNRESPONSIVE_SHARE:
+            return False
+        self.unresponsive[lead["Id"]] = [0, None]
+        self._plan_attempt(lead, at)
+        return True
+
+    def _plan_attempt(self, lead: dict, at: datetime) -> None:
+        """An unresponsive lead's next attempt (the first at the rep's usual first touch, the next a
+        business day or two later), or, after the last, when its rep gives up on it."""
+        made, first = self.unresponsive[lead["Id"]]
+        rep = self._rep(lead.get("OwnerId") or "")
+        tz = rep.tz if rep else TEAMS[0][1]
+        if made >= UNRESPONSIVE_ATTEMPTS:
+            give_up = _add_business_hours(parse_datetime(first), GIVE_UP_HOURS, tz, (9, 17))
+            self._schedule(max(give_up, at), "give_up", lead["Id"])
+            return
+        if made == 0:
+            speed = SPEEDS[rep.speed] if rep else SPEEDS["normal"]
+            delay = timedelta(minutes=max(1.0, self.recycle_rng.lognormvariate(math.log(speed), 0.6)))
+            due = _business_time(at + delay, tz)
+        else:
+            due = _add_business_hours(at, self.recycle_rng.uniform(*ATTEMPT_GAP_HOURS), tz, (9, 17))
+        self._schedule(due, "attempt", lead["Id"], n=made + 1)
+
+    def _attempt(self, lead: dict, at: datetime, owner: str, n: int) -> None:
+        """The rep's n-th attempt on a lead that never answers: a call (no one picks up) or an
+        e-mail (no reply); the first is its first response, and a sequence e-mails it once."""
+        kind = "Call" if n % 2 else "Email"
+        self.store.create(
+            "Task",
+            {
+                "WhoId": lead["Id"],
+                "OwnerId": owner,
+                "Subject": f"{kind} attempt {n}: {lead.get('Name')}",
+                "Type": kind,
+                "TaskSubtype": kind,
+                "Status": "Completed",
+                "CompletedDateTime": at,
+                "ActivityDate": at.date().isoformat(),
+                "CallDurationInSeconds": float(self.recycle_rng.randint(15, 40)) if kind == "Call" else None,
+            },
+            now=at,
+            user_id=owner,
+        )
+        made, first = self.unresponsive[lead["Id"]]
+        self.unresponsive[lead["Id"]] = [made + 1, first or format_datetime(at)]
+        if n == 1:
+            lead = self.store.update(
+                "Lead", lead["Id"], {"First_Response_Date__c": at}, now=at, user_id=owner
+            )
+            after = timedelta(minutes=self.recycle_rng.uniform(30, 240))
+            self._schedule(at + after, "sequence", lead["Id"], rng="recycling")
+        self._plan_attempt(lead, at)
 
     def _rejection(self) -> tuple[str, str]:
         """(Status, Rejection_Reason__c) of a rejection: a reason from the lead-quality mix, Recycled
@@ -716,9 +805,10 @@ class DemoOrg:
             self.returning[lead["Id"]] = format_datetime(due)
             self._schedule(due, "return", lead["Id"])
 
-    def _sequence_email(self, lead: dict, at: datetime) -> None:
+    def _sequence_email(self, lead: dict, at: datetime, rng: random.Random | None = None) -> None:
         """A sequence step or a mass e-mail, logged by the integration user on the owner's name."""
-        subtype = self.rng.choices([s for s, _ in SEQUENCE_SUBTYPES], [w for _, w in SEQUENCE_SUBTYPES])[0]
+        rng = rng or self.rng
+        subtype = rng.choices([s for s, _ in SEQUENCE_SUBTYPES], [w for _, w in SEQUENCE_SUBTYPES])[0]
         subject = "Sequence step 1" if subtype == "Cadence" else "Newsletter"
         self.store.create(
             "Task",
@@ -814,7 +904,7 @@ class DemoOrg:
             elif roll < 0.65:
                 self._reject(lead, at, "Recycled", self.rng.choice(RECYCLE_REASONS), owner)
             else:
-                self._reject(lead, at, "Disqualified", self.rng.choice(sf_schema.REJECTION_REASONS), owner)
+                self._reject(lead, at, "Disqualified", self.rng.choice(DISQUALIFY_REASONS), owner)
         elif ev.kind == "unlogged" and untouched:
             # Worked on a call nobody logged (qualified), or rejected by the manager: no task.
             if self.rng.random() < UNLOGGED_QUALIFIED:
@@ -833,7 +923,9 @@ class DemoOrg:
             lead = self.store.update("Lead", lead["Id"], {"Status": "SAL"}, now=at, user_id=owner)
             self._plan(lead, at)
         elif ev.kind == "sequence" and lead.get("Status") == "SAL":
-            self._sequence_email(lead, at)
+            self._sequence_email(lead, at, self.recycle_rng if ev.data.get("rng") == "recycling" else None)
+        elif ev.kind in ("attempt", "give_up") and lead["Id"] in self.unresponsive:
+            self._work_unresponsive(ev, lead, owner)
         elif ev.kind == "manual_owner":
             self.manual_owner_due.pop(lead["Id"], None)
             if lead.get("Status") == "MQL" and not _user_owned(lead):
@@ -892,6 +984,26 @@ class DemoOrg:
                 self._schedule(at + timedelta(days=2 + self.rng.random() * 10), "stage", opp["Id"])
             else:
                 self._reject(lead, at, "Recycled", "No budget", owner)
+
+    def _work_unresponsive(self, ev: _Event, lead: dict, owner: str) -> None:
+        """An unresponsive lead's attempt or its rep giving up: only while it is in SAL (Lead SLA
+        Monitor or a person may have moved it), and only the attempt due next (a reassigned lead's
+        earlier plan is stale)."""
+        if lead.get("Status") != "SAL":
+            self.unresponsive.pop(lead["Id"], None)
+            return
+        made, _first = self.unresponsive[lead["Id"]]
+        if ev.kind == "attempt" and ev.data.get("n") == made + 1:
+            self._attempt(lead, ev.at, owner, made + 1)
+        elif ev.kind == "give_up" and made >= UNRESPONSIVE_ATTEMPTS:
+            self.unresponsive.pop(lead["Id"])
+            self.store.update(
+                "Lead",
+                lead["Id"],
+                {"Status": "Recycled", "Rejection_Reason__c": NO_RESPONSE},
+                now=ev.at,
+                user_id=owner,
+            )
 
     def _rejected_at_mql(self, lead: dict, at: datetime) -> bool:
         """Sales reviews the MQL: most are accepted (SAL), a share by source is rejected with a reason

@@ -44,8 +44,8 @@ CHARTS = {
 }
 CSVS = {
     "weekly": {"compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
-    "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv"},
-    "monthly": {"red_flags.csv", "cherry_picking.csv", "reps.csv", "funnel.csv"},
+    "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv", "recycling.csv"},
+    "monthly": {"red_flags.csv", "cherry_picking.csv", "reps.csv", "funnel.csv", "recycling.csv"},
     "quarterly": {"what_if.csv", "conversion_by_response.csv", "sources.csv"},
 }
 CHROMIUM = shutil.which("chromium")

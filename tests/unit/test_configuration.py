@@ -117,10 +117,12 @@ def test_a_status_map_value_that_is_no_lifecycle_status(tmp_path: Path) -> None:
 
 def test_a_field_a_rule_reads_that_is_not_synced(tmp_path: Path) -> None:
     paths = planted(tmp_path, "mapping", lambda raw: raw["objects"]["Lead"]["fields"].pop("Lead_Replied__c"))
-    assert only_problem(paths) == (
+    assert check_files(**paths).problems == [  # the pause rule and the recycling rule both read it
         f"{paths['policy']}: slas[0].pause[1]: reads Lead.Lead_Replied__c, which {paths['mapping']} does not "
-        "sync (objects.Lead.fields)"
-    )
+        "sync (objects.Lead.fields)",
+        f"{paths['policy']}: recycle.replied_field: reads Lead.Lead_Replied__c, which {paths['mapping']} "
+        "does not sync (objects.Lead.fields)",
+    ]
 
 
 def test_a_field_a_rule_reads_whose_history_is_not_synced(tmp_path: Path) -> None:
@@ -129,10 +131,12 @@ def test_a_field_a_rule_reads_whose_history_is_not_synced(tmp_path: Path) -> Non
         "mapping",
         lambda raw: raw["objects"]["LeadHistory"]["filter"]["Field"].remove("Lead_Replied__c"),
     )
-    assert only_problem(paths) == (
+    assert check_files(**paths).problems == [
         f"{paths['policy']}: slas[0].pause[1]: Lead.Lead_Replied__c changes are not synced: add it to "
-        f"{paths['mapping']} objects.LeadHistory.filter.Field"
-    )
+        f"{paths['mapping']} objects.LeadHistory.filter.Field",
+        f"{paths['policy']}: recycle.replied_field: Lead.Lead_Replied__c changes are not synced: add it to "
+        f"{paths['mapping']} objects.LeadHistory.filter.Field",
+    ]
 
 
 def test_a_touch_option_whose_activity_field_is_not_mapped(tmp_path: Path) -> None:
@@ -141,6 +145,32 @@ def test_a_touch_option_whose_activity_field_is_not_mapped(tmp_path: Path) -> No
         f"{paths['policy']}: slas[0].stop[0].touch.types: reads Task.Type, which {paths['mapping']} does not "
         "sync (objects.Task.fields)"
     )
+
+
+def test_a_field_recycling_stamps_that_is_not_a_write_back_field(tmp_path: Path) -> None:
+    paths = planted(tmp_path, "mapping", lambda raw: raw["sla_fields"].pop("contact_attempts"))
+    assert only_problem(paths) == (
+        f"{paths['policy']}: recycle: stamps 'contact_attempts', which {paths['mapping']} does not name "
+        "(sla_fields)"
+    )
+
+
+def test_the_re_entry_needs_the_mql_and_sal_dates_only_when_the_policy_re_enters(tmp_path: Path) -> None:
+    def without_dates(raw: dict) -> None:
+        raw["sla_fields"].pop("mql_date")
+        raw["sla_fields"].pop("sal_date")
+
+    paths = planted(tmp_path, "mapping", without_dates)
+    assert check_files(**paths).problems == [
+        f"{paths['policy']}: recycle: stamps '{name}', which {paths['mapping']} does not name (sla_fields)"
+        for name in ("mql_date", "sal_date")
+    ]
+    (tmp_path / "stays").mkdir()
+    paths = planted(tmp_path / "stays", "mapping", without_dates)
+    policy = yaml.safe_load(Path(paths["policy"]).read_text())
+    policy["recycle"]["nurture"]["reenter"] = None
+    Path(paths["policy"]).write_text(yaml.safe_dump(policy, sort_keys=False))
+    assert check_files(**paths).problems == []
 
 
 def test_the_lifecycle_reason_field_not_synced(tmp_path: Path) -> None:

@@ -72,3 +72,12 @@ def by_ids_query(object_name: str, fields: Sequence[str], ids: Sequence[str]) ->
     """SELECT `fields` of the records with these Ids (used to re-read after a 412)."""
     cols = ", ".join(identifier(f) for f in dict.fromkeys(["Id", *fields]))
     return f"SELECT {cols} FROM {identifier(object_name)} WHERE Id IN {in_list(ids)}"
+
+
+def activities_since_query(object_name: str, who_ids: Sequence[str], since: dt.datetime) -> str:
+    """SELECT the Tasks or Events on these Leads (WhoId) created after `since`: what someone logged
+    that a decision taken on the store's copy has not seen."""
+    return (
+        f"SELECT Id, WhoId, CreatedById FROM {identifier(object_name)} WHERE WhoId IN {in_list(who_ids)} "
+        f"AND CreatedDate > {datetime_literal(since)}"
+    )

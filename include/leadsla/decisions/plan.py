@@ -69,6 +69,8 @@ class Notice:
     audit_detail: Mapping[str, Any] = field(default_factory=dict)
     #: The CRM record the notice is about, (object type, record id), for its audit entries.
     record: tuple[str, str] | None = None
+    #: The CRM's base URL: with `record`, the notice carries a one-click link to the record.
+    instance_url: str | None = None
 
     def key(self, channel: str, recipient: str) -> str:
         return idempotency_key(self.source, self.subject, self.opened_at, self.checkpoint, recipient, channel)
@@ -82,6 +84,17 @@ class Notice:
             "source": self.source,
             "subject": self.subject,
             **({"intro": self.intro} if self.intro else {}),
+            **(
+                {
+                    "record": {
+                        "object_type": self.record[0],
+                        "id": self.record[1],
+                        "instance_url": self.instance_url,
+                    }
+                }
+                if self.record and self.instance_url
+                else {}
+            ),
         }
 
 

@@ -58,6 +58,23 @@ def notice_slack_message(payload: NoticePayload, key: str) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": e(one_line(title))[:150], "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": about}},
         *_line_sections(p.lines),
+        *(
+            [
+                {
+                    "type": "actions",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "text": {"type": "plain_text", "text": "Open in Salesforce"},
+                            "url": p.record.url,
+                            "action_id": "open_record",
+                        }
+                    ],
+                }
+            ]
+            if p.record
+            else []
+        ),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": "Sent by Lead SLA Monitor."}]},
     ]
     first = f" - {e(one_line(p.lines[0]))}" if p.lines else ""
@@ -67,7 +84,12 @@ def notice_slack_message(payload: NoticePayload, key: str) -> dict[str, Any]:
 def notice_email_message(payload: NoticePayload) -> EmailContent:
     """Subject, HTML and plain text for a notice, from include/templates/email/notice.*."""
     p = payload
-    values = {"p": p, "severity": _SEVERITY_MARK[p.severity], "lines": [one_line(line) for line in p.lines]}
+    values = {
+        "p": p,
+        "severity": _SEVERITY_MARK[p.severity],
+        "lines": [one_line(line) for line in p.lines],
+        "record_url": p.record.url if p.record else None,
+    }
     prefix = "[CRITICAL] " if p.high_priority else ""
     env = templates()
     return EmailContent(

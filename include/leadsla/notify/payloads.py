@@ -207,6 +207,40 @@ class AlertPayload(Payload):
         return self.kind == "breach"
 
 
+class RecordLink(PayloadModel):
+    """The CRM record a notice is about, for a one-click link to it."""
+
+    object_type: str
+    id: str
+    instance_url: str
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _RECORD_ID.match(v):
+            raise ValueError(f"{v!r} is not a 15/18-character Salesforce id")
+        return v
+
+    @field_validator("object_type")
+    @classmethod
+    def _object_type(cls, v: str) -> str:
+        if not _OBJECT_TYPE.match(v):
+            raise ValueError(f"{v!r} is not an object type name")
+        return v
+
+    @field_validator("instance_url")
+    @classmethod
+    def _instance(cls, v: str) -> str:
+        if not _INSTANCE_URL.match(v):
+            raise ValueError(f"{v!r} is not an instance URL like https://acme.my.salesforce.com")
+        return v.rstrip("/")
+
+    @property
+    def url(self) -> str:
+        """The record in Salesforce Lightning."""
+        return f"{self.instance_url}/lightning/r/{self.object_type}/{self.id}/view"
+
+
 class NoticePayload(Payload):
     """The schema of a notice's ``outbox.payload``."""
 
@@ -221,6 +255,8 @@ class NoticePayload(Payload):
     #: The sentence under the title saying what this notice is (default "Notice from <source> about
     #: <subject>").
     intro: str | None = None
+    #: The record the notice is about, linked from the message (Slack button, e-mail link).
+    record: RecordLink | None = None
 
     @field_validator("lines")
     @classmethod

@@ -20,7 +20,7 @@ import jinja2
 import pandas as pd
 
 from leadsla.paths import templates_dir
-from leadsla.reports import charts, cherry_picking, review
+from leadsla.reports import charts, cherry_picking, recycling, review
 from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
 from leadsla.reports.config import ReportConfig
@@ -144,6 +144,7 @@ def feedback(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "sources": _rows(sources),
         "campaigns": _rows(campaigns),
         "rejection": fn.rejection_rate(c),
+        "recycling": recycling.figures(data, period),
     }
     images = {
         "reasons": charts.bar(
@@ -167,6 +168,7 @@ def feedback(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
             "rejection_reasons.csv": _csv(reasons),
             "sources.csv": _csv(sources),
             "campaigns.csv": _csv(campaigns),
+            "recycling.csv": _csv(pd.DataFrame(ctx["recycling"])),
         },
     )
 
@@ -193,6 +195,7 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "funnel": _rows(fun),
         "leakage": fn.leakage(c, period, cfg.thresholds.leakage_days),
         "load": _rows(causes["by_load"]),
+        "recycling": recycling.figures(data, period),
     }
     images = {
         "funnel": charts.bar(list(fun["stage"]), list(fun["leads"]), "Handoff funnel", "leads"),
@@ -215,6 +218,7 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
             "cherry_picking.csv": _csv(picking.frame()),
             "reps.csv": _csv(reps),
             "funnel.csv": _csv(fun),
+            "recycling.csv": _csv(pd.DataFrame(ctx["recycling"])),
         },
     )
 

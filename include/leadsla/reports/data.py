@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
+from leadsla.decisions.recycling import RECOMMENDED_EVENT, RECYCLED_EVENT, REENGAGED_EVENT
 from leadsla.routing import Routing
 from leadsla.store import schema as s
 
@@ -95,6 +96,9 @@ class ReportData:
         state (state handed_on): `met`, or `excluded` from met and violated (policy `left_counts_as`).
     ownership: owner changes, routing entries, queues and scores (`Ownership`), with the policy's
         routing section, for the cherry-picking audit.
+    transitions: every Status change to a funnel or rejection status: record_id, old_value,
+        new_value, changed_at (a lead recycled and back shows each move).
+    recycling: lead_recycling's audit rows (recommended, recycled, re-engaged): event, record_id, at.
     """
 
     leads: pd.DataFrame
@@ -105,6 +109,16 @@ class ReportData:
     visits: pd.DataFrame
     left_counts_as: str = "met"
     ownership: Ownership = field(default_factory=Ownership)
+    transitions: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["record_id", "old_value", "new_value", "changed_at"])
+    )
+    recycling: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["event", "record_id", "at"])
+    )
+
+
+#: The audit events behind the recycling figures.
+RECYCLING_EVENTS = (RECOMMENDED_EVENT, RECYCLED_EVENT, REENGAGED_EVENT)
 
 
 def _frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
@@ -177,12 +191,14 @@ def load(
         )
         clock_q = sa.select(c).where(c.c.sla_id == sla_id)
         visit_q = sa.select(au.c.actor, au.c.at).where(au.c.event == "war_room_visit")
+        recycling_q = sa.select(au.c.event, au.c.record_id, au.c.at).where(au.c.event.in_(RECYCLING_EVENTS))
         if until is not None:
             lead_q = lead_q.where(r.c.created_at < until)
             hist_q = hist_q.where(h.c.changed_at < until)
             act_q = act_q.where(a.c.created_at < until)
             clock_q = clock_q.where(c.c.clock_start < until)
             visit_q = visit_q.where(au.c.at < until)
+            recycling_q = recycling_q.where(au.c.at < until)
         # Every read in a set order: SQL gives none otherwise (PostgreSQL's heap order moves after
         # updates), and a report must regenerate byte for byte on either backend.
         leads = _times(_frame(conn, lead_q.order_by(r.c.record_id)), "created_at")
@@ -204,6 +220,7 @@ def load(
         )
         visits = _times(_frame(conn, visit_q.order_by(au.c.at, au.c.actor)), "at")
         ownership = _ownership(conn, until, routing, automation_user_ids)
+        recycling = _times(_frame(conn, recycling_q.order_by(au.c.at, au.c.record_id, au.c.event)), "at")
     arrivals = pd.concat(
         [first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
         ignore_index=True,
@@ -216,7 +233,19 @@ def load(
         .rename(columns={"changed_at": "at"})[["record_id", "stage", "at"]]
         .reset_index(drop=True)
     )
-    return ReportData(leads, stages, activities, users, clocks, visits, left_counts_as, ownership)
+    transitions = hist[["record_id", "old_value", "new_value", "changed_at"]].reset_index(drop=True)
+    return ReportData(
+        leads,
+        stages,
+        activities,
+        users,
+        clocks,
+        visits,
+        left_counts_as,
+        ownership,
+        transitions,
+        recycling,
+    )
 
 
 def _ownership(

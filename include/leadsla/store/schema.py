@@ -446,5 +446,8 @@ AUDIT_EVENTS = frozenset(
         "routing",  # a lead given an owner by lead_routing (detail: owner, rule, reason, policy_version)
         "misrouted_lead",  # watch: an owner the routing policy would not have chosen
         "unowned_alert_queued",  # a lead nobody working owns: its alert (or reminder) queued
+        "recycle_recommended",  # worked, never answered: the owner and manager told (recycle mode recommend)
+        "lead_recycled",  # recycled by lead_recycling (detail: attempts, reason, re-engagement date)
+        "lead_reengaged",  # a recycled lead back in the funnel on its re-engagement date
     }
 )
