@@ -72,3 +72,13 @@ def by_ids_query(object_name: str, fields: Sequence[str], ids: Sequence[str]) ->
     """SELECT `fields` of the records with these Ids (used to re-read after a 412)."""
     cols = ", ".join(identifier(f) for f in dict.fromkeys(["Id", *fields]))
     return f"SELECT {cols} FROM {identifier(object_name)} WHERE Id IN {in_list(ids)}"
+
+
+def modified_since_query(object_name: str, since: dt.datetime) -> str:
+    """SELECT the Id and LastModifiedDate of every record changed after `since` (the write-back's
+    pre-check in one query: filtered on SystemModstamp, which is indexed and never earlier than
+    LastModifiedDate, so the answer is a superset the caller narrows on LastModifiedDate)."""
+    return (
+        f"SELECT Id, LastModifiedDate FROM {identifier(object_name)} "
+        f"WHERE SystemModstamp > {datetime_literal(since)}"
+    )
