@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from leadsla.decisions import stamping
-from leadsla.decisions.stamping import BY_NAME, clock_values, current_clocks, plan_stamps, same, unfit_reason
+from leadsla.decisions.stamping import BY_NAME, clock_values, current_clocks, plan_stamps, unfit_reason
 
 T0 = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)
 REP = "005000000000001AAA"
@@ -145,14 +145,31 @@ def test_a_record_the_store_does_not_hold_is_not_stamped_and_unmapped_fields_are
         plan_stamps(frame(clock(rid)), {rid: {}}, fields=["owner"], touch_slas=())
 
 
-def test_values_compare_as_the_crm_returns_them() -> None:
-    assert same("sla_due", T0, "2026-11-17T15:00:00.000+0000")
-    assert same("sla_due", T0, "2026-11-17T15:00:00.400Z")  # the clocks keep whole seconds
-    assert not same("sla_due", T0, "2026-11-17T15:00:01.000+0000")
-    assert same("time_to_first_touch", 95, 95.0) and not same("time_to_first_touch", 95.33, 95.0)
-    assert same("sla_breach", False, False) and not same("sla_breach", False, None)
-    assert not same("sla_breach", True, "true")
-    assert same("sla_breached_at", None, None) and not same("sla_breached_at", T0, None)
+@pytest.mark.parametrize(
+    ("name", "copy", "written"),
+    [
+        ("sla_due", "2026-11-17T19:00:00.000+0000", False),
+        ("sla_due", "2026-11-17T19:00:00.400Z", False),  # the clocks keep whole seconds
+        ("sla_due", "2026-11-17T19:00:01.000+0000", True),
+        ("sla_due", None, True),
+        ("time_to_first_touch", 95.33, False),
+        ("time_to_first_touch", "95.33", False),
+        ("time_to_first_touch", 95.0, True),
+        ("sla_breach", True, False),
+        ("sla_breach", "true", True),
+        ("sla_breach", None, True),
+        ("sla_breached_at", "2026-11-17T19:00:00.000+0000", False),
+        ("sla_owner", REP, False),
+        ("sla_owner", REP[:15], True),
+    ],
+)
+def test_values_compare_as_the_crm_returns_them(name, copy, written) -> None:
+    rid = "00Q000000000001AAA"
+    late = T0 + dt.timedelta(hours=4)
+    row = clock(rid, state="met_late", colour="red", stopped_at=late, breached_at=late, elapsed_seconds=5720)
+    row["deadline"] = late
+    plan = plan_stamps(frame(row), {rid: {name: copy}}, fields=[name], touch_slas={"sales_touch"})
+    assert (rid in plan.changes) is written
 
 
 def test_a_refused_field_stops_for_that_clock_and_is_tried_on_a_new_one() -> None:

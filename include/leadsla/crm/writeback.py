@@ -299,13 +299,17 @@ def _record_writes(
                 )
             )
         }
-        for rid, fields in writes.items():
-            if rid in known:  # keep the store's copy current so the next decision sees the stamp
-                conn.execute(
-                    r.update()
-                    .where(r.c.object_type == OBJECT, r.c.record_id == rid)
-                    .values(fields={**known[rid], **fields})
-                )
+        # Keep the store's copy current so the next decision sees the stamp (one executemany).
+        updates = [
+            {"rid": rid, "new": {**known[rid], **fields}} for rid, fields in writes.items() if rid in known
+        ]
+        if updates:
+            conn.execute(
+                r.update()
+                .where(r.c.object_type == OBJECT, r.c.record_id == sa.bindparam("rid"))
+                .values(fields=sa.bindparam("new", type_=r.c.fields.type)),
+                updates,
+            )
         audit.record_many(
             conn,
             [

@@ -14,11 +14,11 @@ or deadline decides nothing (no API call), and a stamp can never change a clock.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: A clock's state in the words the record shows (met late is met and breached; handed on late
@@ -70,20 +70,6 @@ URGENT = {"sla_breach": True, "sla_colour": "red"}
 ClockId = tuple[str, dt.datetime]
 
 
-@dataclass(frozen=True)
-class RecordClock:
-    """A record's current clock: what its fields are stamped from."""
-
-    record_id: str
-    sla_id: str
-    clock_start: dt.datetime
-    values: Mapping[str, Any]
-
-    @property
-    def clock(self) -> ClockId:
-        return (self.sla_id, self.clock_start)
-
-
 @dataclass
 class StampPlan:
     """What to write: per record, the fields whose value changed, and which records are urgent.
@@ -123,19 +109,6 @@ def current_clocks(clocks: pd.DataFrame) -> pd.DataFrame:
     return order.drop_duplicates("record_id", keep="last").drop(columns="_open")
 
 
-def _instant(value: Any) -> dt.datetime | None:
-    """An aware UTC datetime, whole seconds (the clocks' precision), from a clock or CRM value."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value.isoformat()}: instants are aware UTC")
-    return value.astimezone(dt.UTC).replace(microsecond=0)
-
-
 def _exact(value: Any) -> dt.datetime:
     """A clock's start as an aware UTC datetime, to the microsecond (it is part of its identity)."""
     if isinstance(value, pd.Timestamp):
@@ -143,54 +116,98 @@ def _exact(value: Any) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def clock_values(clock: Mapping[str, Any], *, touch: bool, minutes_scale: int = 2) -> dict[str, Any]:
-    """Every stamp field's value for one clock row.
+def _instants(values: Any) -> pd.Series:
+    """Instants as aware UTC to the second (the clocks' precision), from a clock column or the CRM's
+    text (2026-11-17T19:00:00.000+0000); missing or unreadable ones are NaT. Positional index."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert("UTC").reset_index(drop=True)
+    else:
+        series = pd.Series(list(values), dtype=object)
+        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    return parsed.dt.floor("s")
+
+
+def _naive(instants: pd.Series) -> np.ndarray:
+    """UTC instants as numpy datetime64 (NaT for none): compared without a Timestamp per value."""
+    return instants.dt.tz_localize(None).to_numpy()
+
+
+def wanted_values(clocks: pd.DataFrame, *, touch_slas: Iterable[str], minutes_scale: int = 2) -> pd.DataFrame:
+    """Every stamp field's value for each clock row, one row per clock (index: record id).
 
     Args:
-        clock: a clocks-table row (state, colour, deadline, stopped_at, breached_at,
-            elapsed_seconds, accountable_owner_id, policy_version).
-        touch: the clock's SLA stops on touches only, so `met` means touched (its stop is the first
-            response); otherwise the first-response fields stay blank.
+        clocks: clocks-table rows (sla_id, record_id, state, colour, deadline, stopped_at,
+            breached_at, elapsed_seconds, accountable_owner_id, policy_version).
+        touch_slas: SLA ids whose clocks stop on touches only: their met is the first response
+            (the first-response fields of any other clock stay blank).
         minutes_scale: decimal places the org's number field keeps (the describe check's `scale`):
-            the minutes are rounded so the CRM's copy compares equal to what was written.
+            the business minutes are rounded so the CRM's copy compares equal to what was written.
+
+    Returns:
+        Columns by logical name: instants (NaT: blank), minutes (NaN: blank), the breach flag,
+        and text (None: blank). A paused clock has no due time: the engine projects its deadline
+        as if it ran on from now, so it would move every minute and mean nothing to a list view.
     """
-    state = str(clock["state"])
-    met_by_touch = touch and state in _MET
-    owner = clock.get("accountable_owner_id")
-    owner = owner if isinstance(owner, str) and owner.startswith(_USER_PREFIX) else None
-    breached_at = _instant(clock.get("breached_at"))
-    minutes = None
-    if met_by_touch:
-        minutes = round(int(clock["elapsed_seconds"]) / 60, max(0, minutes_scale))
-    return {
-        "sla_due": None if state == "paused" else _instant(clock.get("deadline")),
-        "sla_colour": str(clock["colour"]),
-        "sla_state": STATE_WORDS[state],
-        "first_response_date": _instant(clock.get("stopped_at")) if met_by_touch else None,
-        "time_to_first_touch": minutes,
-        "sla_breach": breached_at is not None,
-        "sla_breached_at": breached_at,
-        "sla_owner": owner,
-        "sla_policy_version": str(clock["policy_version"]),
-    }
+    clocks = clocks.reset_index(drop=True)
+    state = clocks["state"].astype(str).to_numpy()
+    met_by_touch = clocks["sla_id"].astype(str).isin(set(touch_slas)).to_numpy() & np.isin(state, _MET)
+    owner = pd.Series(clocks["accountable_owner_id"].to_numpy(), dtype=object)
+    is_user = owner.map(lambda o: isinstance(o, str) and o.startswith(_USER_PREFIX)).to_numpy(dtype=bool)
+    breached_at = _instants(clocks["breached_at"])
+    minutes = pd.Series(clocks["elapsed_seconds"].to_numpy(dtype=float) / 60).round(max(0, minutes_scale))
+    out = pd.DataFrame(
+        {
+            "sla_due": _instants(clocks["deadline"]).where(state != "paused"),
+            "sla_colour": clocks["colour"].astype(str).to_numpy(),
+            "sla_state": [STATE_WORDS[s] for s in state],
+            "first_response_date": _instants(clocks["stopped_at"]).where(met_by_touch),
+            "time_to_first_touch": minutes.where(met_by_touch),
+            "sla_breach": breached_at.notna().to_numpy(),
+            "sla_breached_at": breached_at,
+            "sla_owner": owner.where(is_user, None).to_numpy(),
+            "sla_policy_version": clocks["policy_version"].astype(str).to_numpy(),
+        }
+    )
+    out.index = pd.Index(clocks["record_id"].to_numpy(), name="record_id")
+    return out
 
 
-def same(name: str, wanted: Any, current: Any) -> bool:
-    """Whether the CRM's copy already holds `wanted` for field `name` (as the CRM returns values:
-    datetimes as text to the millisecond, numbers as floats)."""
-    if wanted is None or current is None:
-        return wanted is None and current is None
+def _python(value: Any) -> Any:
+    """A frame's cell as the write-back takes it: datetimes, floats, bools, text, None for blank."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def clock_values(clock: Mapping[str, Any], *, touch: bool, minutes_scale: int = 2) -> dict[str, Any]:
+    """Every stamp field's value for one clock row (`wanted_values` for one clock)."""
+    frame = pd.DataFrame([dict(clock)])
+    row = wanted_values(frame, touch_slas=[clock["sla_id"]] if touch else [], minutes_scale=minutes_scale)
+    return {name: _python(value) for name, value in row.iloc[0].items()}
+
+
+def _unchanged(name: str, wanted: pd.Series, have: list[Any]) -> np.ndarray:
+    """Per record, whether the CRM's copy already holds the wanted value of field `name` (compared
+    as the CRM returns values: instants as text to the millisecond, numbers as floats)."""
     kind = BY_NAME[name].kind
-    try:
-        if kind == "datetime":
-            return _instant(wanted) == _instant(current)
-        if kind == "number":
-            return math.isclose(float(wanted), float(current), abs_tol=1e-9)
-    except (TypeError, ValueError):
-        return False
+    if kind == "datetime":
+        w, current = _naive(wanted), _naive(_instants(have))
+        return (w == current) | (np.isnat(w) & np.isnat(current))
+    if kind == "number":
+        current = pd.to_numeric(pd.Series(have, dtype=object), errors="coerce").to_numpy(dtype=float)
+        w = wanted.to_numpy(dtype=float)
+        return (np.isnan(w) & np.isnan(current)) | (np.abs(w - current) <= 1e-9)
     if kind == "boolean":
-        return bool(wanted) is current if isinstance(current, bool) else False
-    return wanted == current
+        return np.array(
+            [isinstance(h, bool) and h is bool(w) for w, h in zip(wanted, have, strict=True)], dtype=bool
+        )
+    return np.array(
+        [(w is None and h is None) or w == h for w, h in zip(wanted, have, strict=True)], dtype=bool
+    )
 
 
 def plan_stamps(
@@ -215,26 +232,36 @@ def plan_stamps(
             that clock (a new clock tries again).
         guard: over the stamping budget: only records whose change is urgent (`URGENT`: a breach,
             a turn to red) are written, with all their changes.
-        minutes_scale: see `clock_values`.
+        minutes_scale: see `wanted_values`.
     """
     unknown = set(fields) - set(BY_NAME)
     if unknown:
         raise ValueError(f"not stamp fields: {sorted(unknown)} (known: {sorted(BY_NAME)})")
-    touch = set(touch_slas)
     stopped = stopped or {}
     plan = StampPlan()
-    for clock in current_clocks(clocks).to_dict("records"):
-        rid = clock["record_id"]
-        if rid not in current:
-            continue
-        clock_id = (str(clock["sla_id"]), _exact(clock["clock_start"]))
+    chosen = current_clocks(clocks)
+    if not chosen.empty:
+        chosen = chosen[chosen["record_id"].isin(list(current))]
+    if chosen.empty:
+        return plan
+    wanted = wanted_values(chosen, touch_slas=touch_slas, minutes_scale=minutes_scale)
+    ids = wanted.index.tolist()
+    copies = [current[rid] for rid in ids]
+    differs = np.zeros((len(ids), len(fields)), dtype=bool)
+    for j, name in enumerate(fields):
+        differs[:, j] = ~_unchanged(name, wanted[name], [copy.get(name) for copy in copies])
+    starts = chosen["clock_start"].to_numpy()
+    slas = chosen["sla_id"].astype(str).to_numpy()
+    changed_rows = np.flatnonzero(differs.any(axis=1))
+    plan.unchanged = len(ids) - len(changed_rows)
+    for i in changed_rows:
+        rid = ids[i]
+        clock_id = (slas[i], _exact(pd.Timestamp(starts[i])))
         refused = stopped.get(rid, {}).get(clock_id, set())
-        values = clock_values(clock, touch=clock["sla_id"] in touch, minutes_scale=minutes_scale)
-        have = current[rid]
         diff = {
-            name: values[name]
-            for name in fields
-            if name not in refused and not same(name, values[name], have.get(name))
+            name: _python(wanted.iat[i, wanted.columns.get_loc(name)])
+            for j, name in enumerate(fields)
+            if differs[i, j] and name not in refused
         }
         if not diff:
             plan.unchanged += 1
