@@ -1,5 +1,5 @@
 """
-### sla_monitor: evaluate every SLA clock, queue what is due, deliver it, escalate breaches
+### sla_monitor: evaluate every SLA clock, queue what is due, deliver it, escalate breaches, stamp the records
 
 Runs when `crm_sync` publishes `leadsla://store/crm`, and at least every minute. Every decision is
 taken at the run's own time (`dag_run.run_after`), never "now", so clearing or re-running an old
@@ -16,6 +16,12 @@ Tasks
   for 24 h through the CRM write-back (`leadsla.escalation.breach`); first, keep existing locks: an
   automated reassignment of a locked lead is put back and its holder told; the holder's own
   owner or status change releases the lock (`leadsla.escalation.locks`).
+- **stamp** (after escalate): write each watched Lead's clock on the record where it changed: due
+  time, colour, state, first response and business minutes to it, breach flag and time,
+  accountable owner, policy version (crm_fields.yaml `sla_fields`), 200 per composite call through
+  the CRM write-back, audited; a colour that turns at this minute is stamped at this minute.
+  Inside its share of the daily API budget (`stamping.budget_share`), else only breaches and reds
+  (`leadsla.stamping`).
 
 Connections: `leadsla_store`, `salesforce_default`, `slack_api_default`, `smtp_default`.
 """
@@ -57,6 +63,13 @@ def sla_monitor():
 
         return monitor.escalate(context)
 
+    @task
+    def stamp(escalated: dict, **context) -> dict:
+        """The SLA fields of the Leads whose clock changed, through the CRM write-back (after escalate)."""
+        from leadsla.tasks import monitor
+
+        return monitor.stamp(context)
+
     # The budget keeps a try inside its minute; the timeout only catches a hung one (budget plus
     # one lease-bounded send fit well inside it), and its retry takes the rows up again.
     @task(execution_timeout=dt.timedelta(seconds=110))
@@ -67,7 +80,7 @@ def sla_monitor():
         return monitor.deliver(context)
 
     summary = evaluate()
-    escalate(summary)
+    stamp(escalate(summary))
     deliver(summary)
 
 

@@ -222,12 +222,19 @@ def org_problems(
     describe_fields: Callable[[str], set[str]],
     describe_picklists: Callable[[str], Picklists],
 ) -> list[str]:
-    """The configuration against the org: every mapped field exists, picklists match the lifecycle."""
+    """The configuration against the org: every mapped field exists (a stamp field the org lacks is
+    a problem too, though the sync runs without it), picklists match the lifecycle."""
     problems: list[str] = []
     try:
-        check_against_org(cfg.mapping, describe_fields)
+        lacking = check_against_org(cfg.mapping, describe_fields)
     except LeadSlaError as exc:
         problems.append(str(exc))
+        lacking = []
+    problems += [
+        f"{cfg.mapping.path}: the org has no field Lead.{api}: its SLA stamping stops (the sync and the "
+        "other SLA fields go on)"
+        for api in lacking
+    ]
     return problems + picklist_drift(cfg.lifecycle, cfg.mapping, describe_picklists)
 
 
@@ -390,10 +397,18 @@ def _rule_fields(sla: Sla) -> list[tuple[str, str]]:
 
 def _policy_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
     """Every field a rule reads is synced, with its history (a pause or stop that never sees its
-    field change can never fire); a touch rule's options need the activity fields they read."""
+    field change can never fire), and is not one sla_monitor stamps (a clock following our own
+    stamps would loop); a touch rule's options need the activity fields they read."""
     problems = []
     where_p, where_m = policy.source, mapping.path
+    stamped = {api: name for name, api in mapping.stamp_fields.items()}
     for i, sla in enumerate(policy.slas):
+        for where, fld in _rule_fields(sla):
+            if sla.object == "Lead" and fld in stamped:
+                problems.append(
+                    f"{where_p}: slas[{i}].{where}: reads Lead.{fld}, which sla_monitor stamps itself "
+                    f"({where_m} sla_fields.{stamped[fld]}): a clock must never follow its own stamps"
+                )
         fields = _fields_of(mapping, sla.object)
         history = _history_of(mapping, sla.object)
         tracked = set((history.filter or {}).get("Field", [])) if history is not None else set()

@@ -36,6 +36,10 @@ REJECTION_REASONS = list(_LIFECYCLE.lead().rejection_reasons)
 LEAD_SOURCES = ["Demo Request", "Content Download", "Webinar", "Event", "Inbound Call", "Partner", "Web"]
 LEAD_TYPES = ["Inbound", "Enterprise", "Mid-Market", "SMB", "Partner"]
 SLA_STATUSES = ["On Track", "Warning", "Breached", "Met", "Paused"]
+# What Lead SLA Monitor stamps (leadsla.decisions.stamping): the War Room's colours and the clock's
+# states in words. The demo org's picklists offer exactly these values.
+SLA_COLOURS = ["green", "yellow", "red"]
+SLA_STATES = ["running", "paused", "met", "handed on", "breached"]
 ACCOUNT_TIERS = ["Tier 1", "Tier 2", "Tier 3"]
 OPPORTUNITY_STAGES = _LIFECYCLE.of("Opportunity").names
 # ListEmail (a mass e-mail) and Cadence (a sales-engagement sequence step) are sent by automation.
@@ -56,6 +60,12 @@ class Field:
     nillable: bool = True
     reference_to: tuple[str, ...] = ()
     relationship_name: str | None = None
+    #: Text length (describe's `length`; writes longer than it fail with STRING_TOO_LONG); None
+    #: is Salesforce's 255 for text and picklists, unchecked.
+    length: int | None = None
+    #: A number's digits in all and after the point (describe's `precision` and `scale`).
+    precision: int = 18
+    scale: int = 2
 
     def describe(self) -> dict:
         return {
@@ -72,7 +82,9 @@ class Field:
             ],
             "referenceTo": list(self.reference_to),
             "relationshipName": self.relationship_name,
-            "length": 255 if self.type in (STRING, EMAIL, PICKLIST, TEXTAREA) else 0,
+            "length": (self.length or 255) if self.type in (STRING, EMAIL, PICKLIST, TEXTAREA) else 0,
+            "precision": self.precision if self.type in (DOUBLE, CURRENCY) else 0,
+            "scale": self.scale if self.type in (DOUBLE, CURRENCY) else 0,
             "soapType": _SOAP_TYPES.get(self.type, "xsd:string"),
         }
 
@@ -203,6 +215,12 @@ _add(
             Field("Routing_Reason__c", STRING),
             Field("Routing_Rule__c", STRING),
             Field("Routing_Policy_Version__c", STRING),
+            # The clock on the record, stamped by sla_monitor (crm_fields.yaml sla_fields).
+            Field("SLA_Colour__c", PICKLIST, picklist=tuple(SLA_COLOURS)),
+            Field("SLA_State__c", PICKLIST, picklist=tuple(SLA_STATES)),
+            Field("SLA_Breached_At__c", DATETIME),
+            _ref("SLA_Accountable_Owner__c", ("User",), "SLA_Accountable_Owner__r"),
+            Field("SLA_Policy_Version__c", STRING, length=40),
         ),
         tracked=("Status", "OwnerId", "Rejection_Reason__c", "IsConverted", "Lead_Replied__c"),
         history_object="LeadHistory",

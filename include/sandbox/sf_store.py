@@ -12,8 +12,9 @@ import json
 import sqlite3
 import string
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -112,6 +113,17 @@ _PARENT_FIELD = {
 }
 
 
+@dataclass(frozen=True)
+class ValidationRule:
+    """An org's validation rule, as the sandbox plays it: a save leaving a record of `object_name`
+    for which `rejects(record)` is true fails with FIELD_CUSTOM_VALIDATION_EXCEPTION on `field`."""
+
+    object_name: str
+    field: str
+    rejects: Callable[[dict[str, Any]], bool]
+    message: str
+
+
 class OrgStore:
     """The org's records in SQLite (WAL, so the simulator and the server can share the file).
 
@@ -129,6 +141,7 @@ class OrgStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
         self._last_stamp = ""
+        self._validation_rules: list[ValidationRule] = []
         if self.get_meta("integration_user_id") is None:
             self._create_integration_user()
 
@@ -258,7 +271,6 @@ class OrgStore:
                 return float(value)
             if not isinstance(value, str):
                 raise ValueError(value)
-            return value
         except (ValueError, TypeError) as exc:
             raise SfError(
                 400,
@@ -266,6 +278,29 @@ class OrgStore:
                 f"Cannot deserialize instance of {f.type} from value {value!r} for field {f.name}",
                 [f.name],
             ) from exc
+        if f.length is not None and len(value) > f.length:
+            raise SfError(
+                400,
+                "STRING_TOO_LONG",
+                f"{f.name}: data value too large: {value[:40]!r} (max length={f.length})",
+                [f.name],
+            )
+        return value
+
+    def add_validation_rule(
+        self, object_name: str, field: str, rejects: Callable[[dict[str, Any]], bool], message: str
+    ) -> None:
+        """Add a validation rule (`ValidationRule`) to API and simulator writes through this store;
+        kept in memory only, like a fault (tests use it for values the org refuses)."""
+        with self._lock:
+            self._validation_rules.append(
+                ValidationRule(self._object(object_name).name, field, rejects, message)
+            )
+
+    def _validate(self, obj: sf_schema.SObject, row: dict[str, Any]) -> None:
+        for rule in self._validation_rules:
+            if rule.object_name == obj.name and rule.rejects(row):
+                raise SfError(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", rule.message, [rule.field])
 
     @staticmethod
     def _derive(obj: sf_schema.SObject, row: dict[str, Any]) -> None:
@@ -496,6 +531,7 @@ class OrgStore:
         if obj.field("OwnerId") and not row.get("OwnerId"):
             row["OwnerId"] = user
         self._derive(obj, row)
+        self._validate(obj, row)
         self._put(obj, row)
         if obj.history_object:
             self._put_history(obj, [self._history_row(obj, rid, "created", None, None, stamp, user)])
@@ -532,6 +568,7 @@ class OrgStore:
         before = dict(row)
         row.update(fields)
         self._derive(obj, row)
+        self._validate(obj, row)
         row.update(LastModifiedDate=stamp, LastModifiedById=user, SystemModstamp=stamp)
         history = [
             self._history_row(obj, record_id, name, before.get(name), row.get(name), stamp, user)

@@ -10,11 +10,12 @@ emails and meetings logged as completed Tasks and Events. Beside the plain flow,
 qualified or rejected without a logged task, leads nurtured before the first touch and back,
 recycled leads Marketing re-engages (MQL and SAL again), and sequence / mass e-mails the
 integration user logs on the rep's name (never a touch). The org never sets Lead_Replied__c: see
-docs/decisions/2026-12-06-demo-lifecycle.md for why. Every REBALANCE_EVERY the
-assignment rule (acting as the org's integration user, an automated actor) moves stale untouched
-SAL leads to the next rep of their team, round robin, once per lead: so a lead the monitor
-escalated and locked gets an automated reassignment, and `make run` shows the 24 h lock putting
-it back and alerting the manager.
+docs/decisions/2026-12-06-demo-lifecycle.md for why. Nor does it write the SLA fields
+(First_Response_Date__c, SLA_Due__c, SLA_Colour__c...): sla_monitor stamps them from its clocks.
+Every REBALANCE_EVERY the assignment rule (acting as the org's integration user, an automated
+actor) moves stale untouched SAL leads to the next rep of their team, round robin, once per lead:
+so a lead the monitor escalated and locked gets an automated reassignment, and `make run` shows
+the 24 h lock putting it back and alerting the manager.
 
 Routing has two modes (docs/decisions/2026-12-06-demo-routing.md). `org` (the default): the org's
 own rule gives every new lead to the next rep of its team, exactly as before routing existed (the
@@ -267,6 +268,9 @@ class DemoOrg:
         self.rebalance_turns: dict[str, int] = {}  # team -> its round-robin position
         self.returning: dict[str, str] = {}  # recycled lead -> when Marketing re-engages it
         self.returned: set[str] = set()  # leads that came back once (never twice)
+        # Accepted leads their rep has touched in this cycle. The org never writes the SLA fields
+        # (First_Response_Date__c and the rest): Lead SLA Monitor stamps them from its clocks.
+        self.touched: set[str] = set()
         state = store.get_meta("demo_state")
         if state:
             self._load(json.loads(state))
@@ -514,6 +518,7 @@ class DemoOrg:
                     "rebalance_turns": self.rebalance_turns,
                     "returning": self.returning,
                     "returned": sorted(self.returned),
+                    "touched": sorted(self.touched),
                     **routing,
                 }
             ),
@@ -529,6 +534,10 @@ class DemoOrg:
         self.rebalance_turns = dict(state.get("rebalance_turns", {}))
         self.returning = dict(state.get("returning", {}))  # absent in orgs saved before re-engagement
         self.returned = set(state.get("returned", ()))
+        if "touched" in state:
+            self.touched = set(state["touched"])
+        else:  # saved while the org itself wrote First_Response_Date__c on the touch
+            self.touched = {r["Id"] for r in self.store.scan("Lead") if r.get("First_Response_Date__c")}
         self.routing = state.get("routing", "org")  # absent in orgs saved before routing
         self.routing_from = self.clock
         if self.routing == "leadsla":
@@ -686,7 +695,7 @@ class DemoOrg:
             self._schedule(due, "assign", lead["Id"])
         elif status == "SAL" and lead["Id"] in self.unresponsive:
             self._plan_attempt(lead, at)
-        elif status == "SAL" and not lead.get("First_Response_Date__c"):
+        elif status == "SAL" and lead["Id"] not in self.touched:
             if rep is None or rep.out_of_office:
                 # Nobody touches it until the manager reassigns it the next day: a breach.
                 self._schedule(at + timedelta(hours=20 + self.rng.random() * 8), "reassign", lead["Id"])
@@ -777,9 +786,7 @@ class DemoOrg:
         made, first = self.unresponsive[lead["Id"]]
         self.unresponsive[lead["Id"]] = [made + 1, first or format_datetime(at)]
         if n == 1:
-            lead = self.store.update(
-                "Lead", lead["Id"], {"First_Response_Date__c": at}, now=at, user_id=owner
-            )
+            self.touched.add(lead["Id"])  # its first touch (Lead SLA Monitor stamps the field)
             after = timedelta(minutes=self.recycle_rng.uniform(30, 240))
             self._schedule(at + after, "sequence", lead["Id"], rng="recycling")
         self._plan_attempt(lead, at)
@@ -868,7 +875,7 @@ class DemoOrg:
             return
         owner = lead.get("OwnerId") or ""
         at = ev.at
-        untouched = lead.get("Status") == "SAL" and not lead.get("First_Response_Date__c")
+        untouched = lead.get("Status") == "SAL" and lead["Id"] not in self.touched
         if ev.kind == "assign" and lead.get("Status") == "MQL":
             if self.routing == "leadsla" and not _user_owned(lead):
                 self.waiting.add(lead["Id"])  # back in a queue before its review: waits for an owner
@@ -888,9 +895,7 @@ class DemoOrg:
             self._plan(lead, at)
         elif ev.kind == "touch" and untouched:
             self._activity(lead, at, owner, self.rng.choice(["Call", "Email", "Email"]))
-            lead = self.store.update(
-                "Lead", lead["Id"], {"First_Response_Date__c": at}, now=at, user_id=owner
-            )
+            self.touched.add(lead["Id"])
             self._plan(lead, at)
         elif ev.kind == "qualify" and lead.get("Status") == "SAL":
             self._activity(lead, at, owner, self.rng.choice(["Call", "Email"]))
@@ -937,6 +942,7 @@ class DemoOrg:
             # Marketing re-engages it: a new MQL (its earlier cycle's dates and reason cleared, so
             # the new cycle's read as the data-quality checks expect), reviewed and accepted again.
             self.returned.add(lead["Id"])
+            self.touched.discard(lead["Id"])
             lead = self.store.update(
                 "Lead",
                 lead["Id"],
@@ -945,7 +951,6 @@ class DemoOrg:
                     "MQL_Date__c": at,
                     "SAL_Date__c": None,
                     "SQL_Date__c": None,
-                    "First_Response_Date__c": None,
                     "Rejection_Reason__c": None,
                 },
                 now=at,
@@ -1127,7 +1132,7 @@ class DemoOrg:
                 lead
                 for lead in self.store.scan("Lead")
                 if lead.get("Status") == "SAL"
-                and not lead.get("First_Response_Date__c")
+                and lead["Id"] not in self.touched
                 and lead["Id"] not in self.rebalanced
                 and lead.get("OwnerId") in team_of
                 and lead.get("SAL_Date__c")

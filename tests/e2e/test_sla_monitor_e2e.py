@@ -1,11 +1,14 @@
 """The issue's end-to-end story: five simulated hours of `sla_monitor` runs with `dag.test()`.
 
 A lead goes SAL at 10:00 New York (flat policy: 4 business hours, 2 h warning, breach at target +
-1 min). Airflow runs in a subprocess with a temp AIRFLOW_HOME (absolute SQLite URL, examples off,
-`airflow db migrate` once per session) and time-machine moved to each run's time; Salesforce,
-Slack and SMTP are the local stand-ins in this process, reached through AIRFLOW_CONN_* JSON.
-The store is seeded directly (the CRM sync has its own dag.test); the Salesforce sandbox holds the
-same lead and users, so the escalation's write-back is real.
+1 min). Its SLA fields in the CRM follow the clock: green and due at 14:00 through the warning,
+yellow from 13:00 (75 %), red and breached from 14:01, still charged to the rep after the
+escalation moved it to her manager and locked it. Airflow runs in a subprocess with a temp
+AIRFLOW_HOME (absolute SQLite URL, examples off, `airflow db migrate` once per session) and
+time-machine moved to each run's time; Salesforce, Slack and SMTP are the local stand-ins in this
+process, reached through AIRFLOW_CONN_* JSON. The store is seeded directly (the CRM sync has its
+own dag.test; what it would land, the test writes); the Salesforce sandbox holds the same lead and
+users, so the escalation's and the stamps' write-back is real.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 DAY = dt.date(2026, 11, 17)  # a Tuesday; New York is on EST (UTC-5)
 SAL_AT = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)  # 10:00 New York
+DUE_AT = dt.datetime(2026, 11, 17, 19, 0, tzinfo=dt.UTC)  # 14:00 New York: 4 business hours later
 RUN_TIMES = [SAL_AT + dt.timedelta(minutes=m) for m in (0, 60, 120, 180, 240, 241, 300)]
 VP_EMAILS = {"vp.sales@example.com", "vp.marketing@example.com", "vp.revops@example.com"}
 
@@ -211,6 +215,48 @@ def _seed(sb, store_url: str) -> dict[str, str]:
     return {"lead": lead_id, "rep": rep_id, "manager": manager_id}
 
 
+def _land_reassignment(sb, store_url: str, ids: dict[str, str]) -> None:
+    """The escalation's owner change as crm_sync lands it: the LeadHistory row of the move (the
+    engine follows owners through history, and charges the breach to the owner at the breach)."""
+    engine = open_store(store_url)
+    with engine.begin() as conn:
+        [moved_at] = conn.execute(
+            sa.select(schema.audit.c.at).where(schema.audit.c.event == "reassignment")
+        ).scalars()
+        conn.execute(
+            schema.field_history.insert().values(
+                history_id="017000000000002AAA",
+                object_type="Lead",
+                record_id=ids["lead"],
+                field="OwnerId",
+                old_value=ids["rep"],
+                new_value=ids["manager"],
+                changed_by=sb.store.integration_user_id,
+                changed_at=moved_at,
+            )
+        )
+    engine.dispose()
+
+
+def _sla_fields(sb, lead: str) -> dict:
+    """The lead's SLA fields in the CRM (the stand-in), as a rep's list view would show them."""
+    from leadsla.crm.landing import parse_datetime
+
+    record = sb.get("Lead", lead)
+    return {
+        "due": parse_datetime(record.get("SLA_Due__c")),
+        "colour": record.get("SLA_Colour__c"),
+        "state": record.get("SLA_State__c"),
+        "breach": record.get("SLA_Breach__c"),
+        "breached_at": parse_datetime(record.get("SLA_Breached_At__c")),
+        "accountable": record.get("SLA_Accountable_Owner__c"),
+        "owner": record.get("OwnerId"),
+        "locked": bool(record.get("SLA_Lock_Until__c")),
+        "version": record.get("SLA_Policy_Version__c"),
+        "first_response": record.get("First_Response_Date__c"),
+    }
+
+
 def _snapshot(engine: sa.Engine, slack, sink) -> dict:
     with engine.connect() as conn:
         outbox = sorted(
@@ -260,12 +306,43 @@ def test_five_hours_of_a_lead_nobody_touches(salesforce_sandbox, airflow_env, tm
         assert all("2 hours remain" in m.get_body(("plain",)).get_content() for m in sink.messages())
         dms = [m for m in slack.messages() if m["channel"].startswith("D")]
         assert len(dms) == 2, slack.messages()
-        assert sb.get("Lead", ids["lead"])["OwnerId"] == ids["rep"]
+        # At the warning the record shows the clock the rep was warned about: running, green (the
+        # War Room turns yellow at 75 %), due at 14:00 New York, hers.
+        fields = _sla_fields(sb, ids["lead"])
+        assert fields == {
+            "due": DUE_AT,
+            "colour": "green",
+            "state": "running",
+            "breach": False,
+            "breached_at": None,
+            "accountable": ids["rep"],
+            "owner": ids["rep"],
+            "locked": False,
+            "version": "2026.11-flat",
+            "first_response": None,
+        }
 
-        _runs(env, RUN_TIMES[3:])  # 13:00, 14:00, 14:01 (breach), 15:00
+        _runs(env, RUN_TIMES[3:4])  # 13:00: three of the four hours gone, no CRM change
+        assert _sla_fields(sb, ids["lead"]) == {**fields, "colour": "yellow"}
+
+        _runs(env, RUN_TIMES[4:6])  # 14:00, 14:01 (breach)
         lead = sb.get("Lead", ids["lead"])
         assert lead["OwnerId"] == ids["manager"]
         assert lead["SLA_Lock_Until__c"], lead
+        # Breached, red, reassigned to the manager and locked: the breach stays the rep's.
+        breached = {
+            **fields,
+            "colour": "red",
+            "state": "breached",
+            "breach": True,
+            "breached_at": DUE_AT,
+            "owner": ids["manager"],
+            "locked": True,
+        }
+        assert _sla_fields(sb, ids["lead"]) == breached
+        _land_reassignment(sb, store_url, ids)  # what crm_sync brings back from the CRM
+        _runs(env, RUN_TIMES[6:])  # 15:00: the lock holds, nothing on the record changes
+        assert _sla_fields(sb, ids["lead"]) == breached
         vp_mail = [m for m in sink.messages() if m["To"] in VP_EMAILS]
         assert {m["To"] for m in vp_mail} == VP_EMAILS and len(vp_mail) == 3
         assert all(m["X-Priority"].startswith("1") for m in vp_mail)
@@ -306,6 +383,21 @@ def test_five_hours_of_a_lead_nobody_touches(salesforce_sandbox, airflow_env, tm
             "crm_write",
         } <= set(events)
         assert contexts == [("sla_monitor", "escalate", 1)]
+        with engine.connect() as conn:
+            stamps = conn.execute(
+                sa.select(schema.audit.c.at, schema.audit.c.task_id, schema.audit.c.detail)
+                .where(schema.audit.c.event == "crm_write", schema.audit.c.actor == "sla_stamping")
+                .order_by(schema.audit.c.audit_id)
+            ).all()
+        # Stamped at 10:00 (everything), 13:00 (the colour), 14:01 (the breach): the minute it
+        # happened, by the stamp task, and nothing in the runs where nothing changed.
+        # (the write-back audits a write at the wall clock, here the run's time moving on)
+        assert [(s.at.replace(second=0, microsecond=0), s.task_id) for s in stamps] == [
+            (RUN_TIMES[0], "stamp"),
+            (RUN_TIMES[3], "stamp"),
+            (RUN_TIMES[5], "stamp"),
+        ]
+        assert stamps[1].detail == {"fields": {"SLA_Colour__c": "yellow"}}
 
         before = _snapshot(engine, slack, sink)
         cleared = _runs(env, RUN_TIMES, "clear")  # every run cleared (Airflow's clear) and run again

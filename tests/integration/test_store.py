@@ -48,7 +48,7 @@ def test_upgrade_is_idempotent(store: sa.Engine) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM schema_meta")).scalar() == 1
 
 
-@pytest.mark.parametrize("from_version", [1, 2])
+@pytest.mark.parametrize("from_version", [1, 2, 3])
 def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_version: int) -> None:
     v1_covering = [
         "sla_id",
@@ -60,27 +60,32 @@ def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_ver
         "breached_at",
         "elapsed_seconds",
     ]
-    dropped = [("crm_mapping_checks", "lifecycle_digest"), ("crm_mapping_checks", "drift")]
+    dropped = [("crm_mapping_checks", "stamp_fields")]
+    if from_version <= 2:
+        dropped += [("crm_mapping_checks", "lifecycle_digest"), ("crm_mapping_checks", "drift")]
     if from_version == 1:
         dropped += [("activities", "created_by"), ("activities", "status"), ("activities", "completed_at")]
     with store.begin() as conn:  # the store as that version left it
-        conn.exec_driver_sql("DROP TABLE config_snapshots")
         for table, column in dropped:
             conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
-        conn.exec_driver_sql("DROP INDEX ix_clocks_judged")
-        conn.exec_driver_sql(f"CREATE INDEX ix_clocks_v1_covering ON clocks ({', '.join(v1_covering)})")
+        if from_version <= 2:
+            conn.exec_driver_sql("DROP TABLE config_snapshots")
+            conn.exec_driver_sql("DROP INDEX ix_clocks_judged")
+            conn.exec_driver_sql(f"CREATE INDEX ix_clocks_v1_covering ON clocks ({', '.join(v1_covering)})")
         conn.exec_driver_sql("DELETE FROM schema_meta")
         conn.execute(
             sa.insert(sa.table("schema_meta", sa.column("version"), sa.column("upgraded_at"))).values(
                 version=from_version, upgraded_at=T0
             )
         )
-    assert upgrade(store) == SCHEMA_VERSION == 3
+    assert upgrade(store) == SCHEMA_VERSION == 4
     inspector = sa.inspect(store)
     assert {"created_by", "status", "completed_at"} <= {
         c["name"] for c in inspector.get_columns("activities")
     }
-    assert {"lifecycle_digest", "drift"} <= {c["name"] for c in inspector.get_columns("crm_mapping_checks")}
+    assert {"lifecycle_digest", "drift", "stamp_fields"} <= {
+        c["name"] for c in inspector.get_columns("crm_mapping_checks")
+    }
     assert "config_snapshots" in inspector.get_table_names()
     indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("clocks")}
     assert "ix_clocks_v1_covering" not in indexes

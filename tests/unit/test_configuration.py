@@ -125,6 +125,17 @@ def test_a_field_a_rule_reads_that_is_not_synced(tmp_path: Path) -> None:
     ]
 
 
+def test_a_field_a_rule_reads_that_sla_monitor_stamps(tmp_path: Path) -> None:
+    """A clock must never follow our own stamps: a rule on a stamped field is refused."""
+    paths = planted(
+        tmp_path, "mapping", lambda raw: raw["sla_fields"].__setitem__("sla_breach", "Lead_Replied__c")
+    )
+    assert only_problem(paths) == (
+        f"{paths['policy']}: slas[0].pause[1]: reads Lead.Lead_Replied__c, which sla_monitor stamps itself "
+        f"({paths['mapping']} sla_fields.sla_breach): a clock must never follow its own stamps"
+    )
+
+
 def test_a_field_a_rule_reads_whose_history_is_not_synced(tmp_path: Path) -> None:
     paths = planted(
         tmp_path,
@@ -319,6 +330,14 @@ def test_a_rejection_reason_on_one_side_only(shipped) -> None:
 def test_a_mapped_field_the_org_lacks(shipped) -> None:
     (problem,) = org_problems(shipped, *_org(shipped, drop_fields=["Lead.Lead_Type__c"]))
     assert problem.startswith(f"{shipped.mapping.path}: the org has no field Lead.Lead_Type__c: ")
+
+
+def test_a_stamp_field_the_org_lacks_is_named_with_what_still_runs(shipped) -> None:
+    (problem,) = org_problems(shipped, *_org(shipped, drop_fields=["Lead.SLA_Colour__c"]))
+    assert problem == (
+        f"{shipped.mapping.path}: the org has no field Lead.SLA_Colour__c: its SLA stamping stops (the sync "
+        "and the other SLA fields go on)"
+    )
 
 
 def test_an_org_value_the_status_map_maps_is_no_problem(tmp_path: Path) -> None:

@@ -89,12 +89,45 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_check_against_org_names_every_missing_field_in_one_error():
     m = mapping.load()
     org = {name: set(obj.fields) | set(obj.filter) | {"UserRoleId"} for name, obj in m.objects.items()}
-    mapping.check_against_org(m, lambda name: org[name])  # complete org: passes
-    org["Lead"] -= {"SLA_Due__c"}
+    assert mapping.check_against_org(m, lambda name: org[name]) == []  # complete org: passes
+    org["Lead"] -= {"MQL_Date__c"}
     org["Account"] -= {"Tier__c"}
     with pytest.raises(MappingError) as err:
         mapping.check_against_org(m, lambda name: org[name])
-    assert "Lead.SLA_Due__c" in str(err.value) and "Account.Tier__c" in str(err.value)
+    assert "Lead.MQL_Date__c" in str(err.value) and "Account.Tier__c" in str(err.value)
+
+
+def test_a_stamp_field_the_org_lacks_is_returned_not_refused():
+    """The stamp fields only the raw JSON keeps may be missing: their stamping stops, the sync goes on."""
+    m = mapping.load()
+    assert mapping.optional_fields(m) == set(m.stamp_fields.values())
+    assert "SLA_Lock_Until__c" not in mapping.optional_fields(m)  # mapped to a column: required
+    org = {name: set(obj.fields) | set(obj.filter) | {"UserRoleId"} for name, obj in m.objects.items()}
+    org["Lead"] -= {"SLA_Colour__c", "SLA_Due__c"}
+    assert sorted(mapping.check_against_org(m, lambda name: org[name])) == ["SLA_Colour__c", "SLA_Due__c"]
+    org["Lead"] -= {"SLA_Lock_Until__c"}
+    with pytest.raises(MappingError, match="Lead.SLA_Lock_Until__c"):
+        mapping.check_against_org(m, lambda name: org[name])
+
+
+def test_the_stamping_budget_share_defaults_to_a_tenth_and_is_checked(raw):
+    shipped = mapping.parse(raw)
+    assert shipped.stamp_budget_share == 0.10 and shipped.stamp_budget == shipped.daily_api_budget // 10
+    del raw["stamping"]
+    assert mapping.parse(raw).stamp_budget_share == mapping.DEFAULT_STAMP_BUDGET_SHARE == 0.10
+    raw["stamping"] = {"budget_share": 1.5}
+    with pytest.raises(MappingError, match="stamping.budget_share: got 1.5, expected a share"):
+        mapping.parse(raw)
+    raw["stamping"] = {"budget": 0.2}
+    with pytest.raises(MappingError, match="stamping: got"):
+        mapping.parse(raw)
+
+
+def test_stamp_fields_are_the_mapped_ones_only(raw):
+    del raw["sla_fields"]["sla_colour"]
+    m = mapping.parse(raw)
+    assert "sla_colour" not in m.stamp_fields and m.stamp_fields["sla_due"] == "SLA_Due__c"
+    assert "sla_lock_until" not in m.stamp_fields and "owner" not in m.stamp_fields  # never stamped
 
 
 def test_digest_changes_with_content(raw):

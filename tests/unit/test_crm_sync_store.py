@@ -68,6 +68,9 @@ class FakeCrm:
     def describe_picklists(self, name: str) -> dict[str, list[str]]:
         return self.picklists(name)  # the same describe call as describe_fields (the client caches it)
 
+    def describe_field_types(self, name: str) -> dict[str, dict]:
+        return {f: {"type": "string", "updateable": True} for f in self.describe(name)}  # same call
+
     def usage(self) -> ApiUsage:
         return ApiUsage(self.calls, 100, 5000)
 
@@ -175,8 +178,8 @@ def test_group_cadence_and_describe_cache(store, leads_only):
     calls = crm.calls
     assert sync.ensure_mapping_checked(crm, store, leads_only, T0 + dt.timedelta(hours=1)) is False
     assert crm.calls == calls  # cached: no describe calls
-    org["Lead"].discard("SLA_Due__c")
-    with pytest.raises(MappingError, match="Lead.SLA_Due__c"):
+    org["Lead"].discard("MQL_Date__c")
+    with pytest.raises(MappingError, match="Lead.MQL_Date__c"):
         sync.ensure_mapping_checked(crm, store, leads_only, T0 + dt.timedelta(hours=25))
 
 

@@ -1,9 +1,12 @@
 """The project's share of the org's daily API allowance: count, project, warn.
 
-Every sync cycle records its API calls in `sync_runs`; `calls_today` sums them since UTC midnight
-and `projected_calls` extrapolates the day from the pace so far. `budget_warning` returns the text
-of the warning for the data-engineering channel (or None), and `over_budget_notice` the notice
-that carries it; the outbox queues it, so this module never sends anything.
+Every sync cycle records its API calls in `sync_runs`, and so does SLA stamping (group
+`STAMPING_GROUP`, status `stamped`: never a sync, so freshness and report readiness ignore it);
+`calls_today` sums them since UTC midnight and `projected_calls` extrapolates the day from the pace
+so far. `budget_warning` returns the text of the warning for the data-engineering channel (or
+None), and `over_budget_notice` the notice that carries it; `stamping_budget_notice` tells the
+same channel that stamping reached its share. The outbox queues them, so this module never sends
+anything.
 """
 
 from __future__ import annotations
@@ -17,17 +20,42 @@ from leadsla.store.schema import sync_runs
 
 #: Below this share of the day, projections are too noisy: the pace is taken over at least an hour.
 _MIN_DAY_FRACTION = 1 / 24
+#: sync_runs.group_name of SLA stamping's API calls (sla_monitor's stamp task).
+STAMPING_GROUP = "sla_stamping"
+#: sync_runs.status of a stamping row: it counts calls, it is not a sync.
+STAMPED = "stamped"
 
 
-def calls_today(conn: sa.Connection, now: dt.datetime) -> int:
-    """API calls recorded by sync runs since UTC midnight of `now`."""
-    midnight = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    total = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(sync_runs.c.api_calls), 0)).where(
-            sync_runs.c.started_at >= midnight
+def _utc_midnight(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def calls_today(conn: sa.Connection, now: dt.datetime, *, group: str | None = None) -> int:
+    """API calls recorded in sync_runs since UTC midnight of `now` (of one group when given)."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(sync_runs.c.api_calls), 0)).where(
+        sync_runs.c.started_at >= _utc_midnight(now)
+    )
+    if group is not None:
+        query = query.where(sync_runs.c.group_name == group)
+    return int(conn.execute(query).scalar() or 0)
+
+
+def record_stamping_calls(
+    conn: sa.Connection, *, started_at: dt.datetime, calls: int, written: int, run_id: str | None
+) -> None:
+    """One sync_runs row for SLA stamping's API calls (they count against the daily budget)."""
+    conn.execute(
+        sync_runs.insert().values(
+            started_at=started_at,
+            finished_at=dt.datetime.now(dt.UTC),
+            status=STAMPED,
+            api_calls=calls,
+            records_changed=written,
+            detail={"message": f"SLA fields stamped on {written} records"},
+            run_id=run_id,
+            group_name=STAMPING_GROUP,
         )
-    ).scalar()
-    return int(total or 0)
+    )
 
 
 def projected_calls(used_today: int, now: dt.datetime) -> int:
@@ -89,4 +117,37 @@ def over_budget_notice(warning: str, *, now: dt.datetime, channel: str) -> Notic
         title="CRM sync is over its daily Salesforce API budget",
         severity="warning",
         lines=(warning,),
+    )
+
+
+def stamping_budget_notice(
+    *,
+    used_today: int,
+    allowance: int,
+    held: int,
+    share: float,
+    daily_budget: int,
+    now: dt.datetime,
+    channel: str,
+) -> Notice:
+    """The data-engineering channel's notice that SLA stamping spent its share of the day's budget.
+
+    Keyed on the UTC day, so every stamp run of that day plans the same notice and it is queued once.
+    """
+    return Notice(
+        source="sla_stamping",
+        subject="daily API budget",
+        opened_at=_utc_midnight(now),
+        checkpoint="stamping_over_budget",
+        recipients=(("slack", channel),),
+        title="SLA stamping is over its share of the daily Salesforce API budget",
+        severity="warning",
+        lines=(
+            f"SLA stamping has used {used_today:,} Salesforce API calls today, its share is {allowance:,} "
+            f"({share:.0%} of sync.daily_api_budget {daily_budget:,}).",
+            "Until midnight UTC only breaches and colours turning red are written on the records; "
+            f"{held:,} records with other changes wait for tomorrow.",
+            "Raise stamping.budget_share or sync.daily_api_budget in crm_fields.yaml if the org can "
+            "afford it.",
+        ),
     )

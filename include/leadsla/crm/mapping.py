@@ -20,9 +20,12 @@ from typing import Any
 import yaml
 
 from leadsla.crm.protocol import MappingError
+from leadsla.decisions.stamping import BY_NAME as STAMP_FIELDS
 from leadsla.paths import config_dir
 
 DEFAULT_PATH = config_dir() / "crm_fields.yaml"
+#: The share of sync.daily_api_budget SLA stamping may spend when `stamping.budget_share` is absent.
+DEFAULT_STAMP_BUDGET_SHARE = 0.10
 
 #: Store tables the sync may write, with the columns each row must have and the column that
 #: receives the object's own name (records.object_type, activities.kind).
@@ -83,6 +86,18 @@ class CrmMapping:
     objects: dict[str, ObjectMapping]
     status_map: dict[str, dict[str, str]]
     sla_fields: dict[str, str]
+    stamp_budget_share: float = DEFAULT_STAMP_BUDGET_SHARE
+
+    @property
+    def stamp_fields(self) -> dict[str, str]:
+        """The SLA fields sla_monitor stamps (`leadsla.decisions.stamping`) that this mapping names:
+        logical name -> Lead API name. A stamp field left out of sla_fields is not stamped."""
+        return {name: api for name, api in self.sla_fields.items() if name in STAMP_FIELDS}
+
+    @property
+    def stamp_budget(self) -> int:
+        """API calls a UTC day SLA stamping may spend: its share of the daily budget."""
+        return int(self.daily_api_budget * self.stamp_budget_share)
 
     def status_map_for(self, obj: ObjectMapping) -> dict[str, str] | None:
         """The picklist mapping for an object's statuses; a history object uses its parent's."""
@@ -138,13 +153,13 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
     from leadsla.store import schema
 
     top = _mapping(path, "(top level)", raw)
-    unknown = set(top) - {"version", "sync", "groups", "objects", "status_map", "sla_fields"}
+    unknown = set(top) - {"version", "sync", "groups", "objects", "status_map", "sla_fields", "stamping"}
     if unknown:
         raise _fail(
             path,
             sorted(unknown)[0],
             top[sorted(unknown)[0]],
-            "no such key (known: version, sync, groups, objects, status_map, sla_fields)",
+            "no such key (known: version, sync, groups, objects, status_map, sla_fields, stamping)",
         )
     if top.get("version") != 1:
         raise _fail(path, "version", top.get("version"), "1")
@@ -201,6 +216,7 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
     for logical, api in sla_fields.items():
         if not isinstance(api, str) or lead is None or api not in lead.fields:
             raise _fail(path, f"sla_fields.{logical}", api, "a Lead field listed under objects.Lead.fields")
+    share = _stamp_budget_share(path, top.get("stamping"))
 
     canonical = json.dumps(raw, sort_keys=True, default=str).encode()
     return CrmMapping(
@@ -213,7 +229,22 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
         objects=objects,
         status_map=status_map,
         sla_fields=sla_fields,
+        stamp_budget_share=share,
     )
+
+
+def _stamp_budget_share(path: str, section: Any) -> float:
+    """`stamping.budget_share`: the share of the daily API budget SLA stamping may spend."""
+    if section is None:
+        return DEFAULT_STAMP_BUDGET_SHARE
+    if not isinstance(section, Mapping) or set(section) - {"budget_share"}:
+        raise _fail(path, "stamping", section, "a mapping with budget_share (e.g. {budget_share: 0.10})")
+    share = section.get("budget_share", DEFAULT_STAMP_BUDGET_SHARE)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise _fail(
+            path, "stamping.budget_share", share, "a share of the daily API budget above 0, at most 1"
+        )
+    return float(share)
 
 
 def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping:
@@ -280,23 +311,46 @@ def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping
     )
 
 
-def check_against_org(mapping: CrmMapping, describe_fields: Callable[[str], set[str]]) -> None:
+def optional_fields(mapping: CrmMapping) -> set[str]:
+    """Lead fields the org may lack: the stamp fields only the raw JSON keeps (mapped to null).
+
+    Without one, its stamping stops and the sync reads the Lead without it; every other mapped
+    field must exist.
+    """
+    lead = mapping.objects.get("Lead")
+    if lead is None:
+        return set()
+    return {api for api in mapping.stamp_fields.values() if api in lead.fields and lead.fields[api] is None}
+
+
+def check_against_org(mapping: CrmMapping, describe_fields: Callable[[str], set[str]]) -> list[str]:
     """Check every mapped and filtered field exists in the org (one describe per object).
 
     Relationship paths (UserRole.Name) are checked on their first hop's Id field (UserRoleId).
+
+    Returns:
+        The optional Lead fields (`optional_fields`) the org lacks: the sync leaves them out and
+        their stamping stops.
 
     Raises:
         MappingError: naming each missing object.field, one error for all of them.
     """
     missing: list[str] = []
+    optional = optional_fields(mapping)
+    lacking: list[str] = []
     for obj in mapping.objects.values():
         available = {f.lower() for f in describe_fields(obj.name)}
         for name in list(obj.fields) + list(obj.filter):
             probe = name.split(".")[0] + "Id" if "." in name else name
-            if probe.lower() not in available:
+            if probe.lower() in available:
+                continue
+            if obj.name == "Lead" and name in optional:
+                lacking.append(name)
+            else:
                 missing.append(f"{obj.name}.{name}")
     if missing:
         raise MappingError(
             f"{mapping.path}: the org has no field {', '.join(missing)}: fix the mapping or create "
             "the field in Salesforce (mapped fields must exist before the sync can run)"
         )
+    return lacking

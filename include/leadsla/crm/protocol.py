@@ -63,6 +63,11 @@ class CrmClient(Protocol):
         """The object's picklist fields and their active values (the same describe call)."""
         ...
 
+    def describe_field_types(self, object_name: str) -> dict[str, dict[str, Any]]:
+        """Each field's type as the write-back needs it (the same describe call): name -> {type,
+        updateable, length, precision, scale, picklist (active values), reference_to}."""
+        ...
+
     def update_records(
         self, object_name: str, records: Sequence[Mapping[str, Any]], *, if_unmodified_since: dt.datetime
     ) -> list[dict[str, Any]]:

@@ -235,6 +235,9 @@ class SalesforceClient:
             if f.get("type") in ("picklist", "multipicklist")
         }
 
+    def describe_field_types(self, object_name: str) -> dict[str, dict[str, Any]]:
+        return {f["name"]: field_type(f) for f in self._describe(object_name).get("fields", [])}
+
     def update_records(
         self, object_name: str, records: Sequence[Mapping[str, Any]], *, if_unmodified_since: dt.datetime
     ) -> list[dict[str, Any]]:
@@ -255,6 +258,19 @@ class SalesforceClient:
 
     def usage(self) -> ApiUsage:
         return ApiUsage(calls=self.session.calls, org_used=self._org_used, org_max=self._org_max)
+
+
+def field_type(described: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of one describe() field entry that says what it can hold (small JSON, stored)."""
+    return {
+        "type": described.get("type"),
+        "updateable": bool(described.get("updateable")),
+        "length": int(described.get("length") or 0),
+        "precision": int(described.get("precision") or 0),
+        "scale": int(described.get("scale") or 0),
+        "picklist": [v["value"] for v in described.get("picklistValues") or [] if v.get("active", True)],
+        "reference_to": list(described.get("referenceTo") or []),
+    }
 
 
 def conn_id_from_env() -> str:

@@ -81,3 +81,13 @@ def activities_since_query(object_name: str, who_ids: Sequence[str], since: dt.d
         f"SELECT Id, WhoId, CreatedById FROM {identifier(object_name)} WHERE WhoId IN {in_list(who_ids)} "
         f"AND CreatedDate > {datetime_literal(since)}"
     )
+
+
+def modified_since_query(object_name: str, since: dt.datetime) -> str:
+    """SELECT the Id and LastModifiedDate of every record changed after `since` (the write-back's
+    pre-check in one query: filtered on SystemModstamp, which is indexed and never earlier than
+    LastModifiedDate, so the answer is a superset the caller narrows on LastModifiedDate)."""
+    return (
+        f"SELECT Id, LastModifiedDate FROM {identifier(object_name)} "
+        f"WHERE SystemModstamp > {datetime_literal(since)}"
+    )

@@ -9,10 +9,16 @@ through queryAll, so deletes arrive as rows with IsDeleted = true in the same ca
 REQUEST_LIMIT_EXCEEDED stops the cycle: nothing of the refused page is written, the watermark
 stays at the last committed page, the run is recorded as `limited`. This module never advances a
 watermark outside the transaction that wrote its rows, and never decides anything about SLAs.
+
+Our own SLA stamps come back as Lead rows with a new modstamp: a row whose only differences from
+the store's copy are the modstamp and the fields sla_monitor stamps is landed but not counted as
+changed (an `echo`), so it never publishes the CRM asset and re-evaluates nothing. A stamp field
+the org lacks (the describe check records it) is left out of the Lead query.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,7 +28,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from leadsla.crm import budget, landing, soql
-from leadsla.crm.mapping import CrmMapping, ObjectMapping, check_against_org
+from leadsla.crm.mapping import CrmMapping, ObjectMapping, check_against_org, optional_fields
 from leadsla.crm.picklists import lifecycle_digest, picklist_drift
 from leadsla.crm.protocol import ApiLimitExceeded, CrmClient
 from leadsla.lifecycle import Lifecycle
@@ -59,7 +65,8 @@ class ObjectResult:
 
     object: str
     fetched: int = 0
-    changed: int = 0  # rows newer than the previous watermark (not overlap re-reads)
+    changed: int = 0  # rows newer than the previous watermark (not overlap re-reads), echoes aside
+    echoes: int = 0  # newer rows that differ from the store's copy only in our stamps and the modstamp
     deleted: int = 0
     quarantined: int = 0
     pages: int = 0
@@ -148,15 +155,17 @@ def ensure_mapping_checked(
     declared = lifecycle_digest(lifecycle) if lifecycle is not None else None
     with engine.connect() as conn:
         last = conn.execute(
-            sa.select(checks.c.checked_at, checks.c.lifecycle_digest).where(
+            sa.select(checks.c.checked_at, checks.c.lifecycle_digest, checks.c.stamp_fields).where(
                 checks.c.mapping_digest == mapping.digest
             )
         ).first()
     fresh = last is not None and now - last.checked_at < dt.timedelta(hours=mapping.describe_check_hours)
-    if fresh and (declared is None or last.lifecycle_digest == declared):
+    if fresh and (declared is None or last.lifecycle_digest == declared) and last.stamp_fields is not None:
         return False
-    check_against_org(mapping, client.describe_fields)
+    lacking = check_against_org(mapping, client.describe_fields)
     drift = picklist_drift(lifecycle, mapping, client.describe_picklists) if lifecycle is not None else None
+    since = (last.stamp_fields or {}).get("since") if last is not None else None
+    stamp_fields = _stamp_field_types(client, mapping, lacking, since or now.isoformat())
     with engine.begin() as conn:
         upsert(
             conn,
@@ -168,11 +177,14 @@ def ensure_mapping_checked(
                     "objects": sorted(mapping.objects),
                     "lifecycle_digest": declared,
                     "drift": drift,
+                    "stamp_fields": stamp_fields,
                 }
             ],
         )
     for problem in drift or []:
         log.warning("picklist drift: %s", problem)
+    for api in lacking:
+        log.warning("the org has no field Lead.%s: it is not synced and its SLA stamping stops", api)
     log.info(
         "CRM field mapping %s checked against the org: all %d objects match%s",
         mapping.path,
@@ -180,6 +192,71 @@ def ensure_mapping_checked(
         "" if drift is None else f"; {len(drift)} picklist disagreement(s) with the lifecycle",
     )
     return True
+
+
+def _stamp_field_types(
+    client: CrmClient, mapping: CrmMapping, lacking: Sequence[str], since: str
+) -> dict[str, Any]:
+    """The stamp fields as describe() reported them (null for those the org lacks), and since when
+    this mapping has been checked (SLA stamping keys its notices on it)."""
+    described = client.describe_field_types("Lead") if mapping.stamp_fields else {}
+    return {
+        "since": since,
+        "fields": {
+            api: None if api in lacking else described.get(api) for api in mapping.stamp_fields.values()
+        },
+    }
+
+
+def stamp_field_types(conn: sa.Connection, mapping: CrmMapping) -> dict[str, Any] | None:
+    """This mapping's latest describe check of the stamp fields (`_stamp_field_types`), or None
+    when it has not been checked against the org yet."""
+    checks = schema.crm_mapping_checks
+    return conn.execute(
+        sa.select(checks.c.stamp_fields).where(checks.c.mapping_digest == mapping.digest)
+    ).scalar()
+
+
+def _readable(conn: sa.Connection, mapping: CrmMapping, obj: ObjectMapping) -> ObjectMapping:
+    """`obj` without the optional Lead fields the org lacks (per the latest describe check)."""
+    if obj.name != "Lead":
+        return obj
+    optional = optional_fields(mapping)
+    checked = stamp_field_types(conn, mapping) or {}
+    lacking = {api for api, t in (checked.get("fields") or {}).items() if t is None and api in optional}
+    if not lacking:
+        return obj
+    return dataclasses.replace(obj, fields={k: v for k, v in obj.fields.items() if k not in lacking})
+
+
+def _echoes(
+    conn: sa.Connection, mapping: CrmMapping, obj: ObjectMapping, rows: Sequence[Mapping[str, Any]]
+) -> set[str]:
+    """The ids of `rows` whose fields equal the store's copy but for our stamps and the modstamp."""
+    ignored = {obj.modstamp, "LastModifiedDate", *mapping.stamp_fields.values()}
+    if obj.table != "records" or not rows:
+        return set()
+    r = schema.records
+    ids = [row["record_id"] for row in rows]
+    stored: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        stored.update(
+            (rid, fields or {})
+            for rid, fields in conn.execute(
+                sa.select(r.c.record_id, r.c.fields).where(
+                    r.c.object_type == obj.name, r.c.record_id.in_(ids[start : start + 500])
+                )
+            )
+        )
+
+    def meaningful(fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in fields.items() if k not in ignored}
+
+    return {
+        row["record_id"]
+        for row in rows
+        if row["record_id"] in stored and meaningful(stored[row["record_id"]]) == meaningful(row["fields"])
+    }
 
 
 def _quarantine(
@@ -242,11 +319,13 @@ def sync_object(
     status_map = mapping.status_map_for(obj)
     with engine.connect() as conn:
         previous = watermarks.read(conn, obj.name)
+        obj = _readable(conn, mapping, obj)
     since = previous - dt.timedelta(minutes=mapping.overlap_minutes) if previous else None
     query = soql.incremental_query(obj, since)
     for page in client.query_pages(query, include_deleted=obj.has_is_deleted):
         synced_at = now or _now()
         rows: list[dict[str, Any]] = []
+        newer: list[dict[str, Any]] = []
         bad: list[tuple[Mapping, landing.MalformedRecord]] = []
         newest: dt.datetime | None = None
         held: set[int] = set()
@@ -270,12 +349,17 @@ def sync_object(
                 continue
             rows.append(row)
             if previous is None or stamp is None or stamp > previous:
-                result.changed += 1
-                result.deleted += bool(row.get("is_deleted"))
+                newer.append(row)
         if not page:  # an idle cycle: no write transaction, no write lock taken
             result.pages += 1
             continue
         with engine.begin() as conn:
+            echoes = (
+                _echoes(conn, mapping, obj, newer) if previous is not None and mapping.stamp_fields else set()
+            )
+            result.echoes += len(echoes)
+            result.changed += len(newer) - len(echoes)
+            result.deleted += sum(bool(row.get("is_deleted")) for row in newer)
             upsert(conn, table, rows)
             if bad:
                 _quarantine(conn, obj, bad, synced_at, run_id)

@@ -13,8 +13,13 @@ Salesforce documents If-Unmodified-Since for sObject Rows only, so a real org ma
 composite call: by default (`precheck=True`) each batch's LastModifiedDate is therefore read first
 (one query per 200 records) and records changed after `as_of` go straight to re-read and
 re-decide; the header then guards the short window between that read and the write where the org
-honours it. If-Unmodified-Since has whole-second precision: a change in the same second as `as_of`
-is not detected. This module never writes a field the mapping does not name as an SLA field.
+honours it. With `precheck_since=True` the pre-check is one query for every record changed after
+`as_of` (few, when the caller's view is the sync's fresh watermark) instead of one per 200 ids: a
+large write then costs one call more than its composite calls. A record the org refuses keeps its
+errors as the org gave them (`WriteResult.errors`: statusCode, message, fields), so the caller
+can tell a value the org rejects from a record it could not lock. If-Unmodified-Since has
+whole-second precision: a change in the same second as `as_of` is not detected. This module never
+writes a field the mapping does not name as an SLA field.
 """
 
 from __future__ import annotations
@@ -59,6 +64,10 @@ class WriteResult:
     conflicts: list[str] = field(default_factory=list)  # changed by someone else since as_of
     left: list[str] = field(default_factory=list)  # conflicts `decide` chose not to write
     failed: dict[str, str] = field(default_factory=dict)  # record id -> error
+    #: Records the org refused: its errors as sent ({statusCode, message, fields}) and the API
+    #: fields and values the refused write carried.
+    errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +142,7 @@ def stamp(
     sleep: Callable[[float], None] = time.sleep,
     max_rounds: int = 3,
     precheck: bool = True,
+    precheck_since: bool = False,
 ) -> WriteResult:
     """Write SLA fields on Leads where they differ from the store's copy.
 
@@ -142,6 +152,7 @@ def stamp(
         as_of: the instant the caller's view of these records is complete up to (see module doc).
         decide: called for each record changed by someone else since; default `leave_it`.
         precheck: read LastModifiedDate before writing (see the module docstring).
+        precheck_since: pre-check with one query for the records changed after `as_of`.
 
     Returns:
         The ids written, unchanged, in conflict, left alone, failed.
@@ -166,7 +177,9 @@ def stamp(
         diff = _diff(fields, known.get(rid))
         (pending.__setitem__(rid, diff) if diff else result.unchanged.append(rid))
     condition = as_of
-    early: dict[str, dict[str, Any]] = _changed_since(client, pending, as_of) if precheck and pending else {}
+    early: dict[str, dict[str, Any]] = {}
+    if precheck and pending:
+        early = (_modified_since if precheck_since else _changed_since)(client, pending, as_of)
     for rid in early:
         del pending[rid]
     for round_no in range(max_rounds + 1):
@@ -211,6 +224,23 @@ def _changed_since(
     return changed
 
 
+def _modified_since(
+    client: CrmClient,
+    pending: Mapping[str, dict[str, Any]],
+    as_of: dt.datetime,
+) -> dict[str, dict[str, Any]]:
+    """The pending records whose LastModifiedDate is after `as_of`, from one query over every
+    record changed since (`soql.modified_since_query`)."""
+    changed: dict[str, dict[str, Any]] = {}
+    since = as_of.replace(microsecond=0)
+    for page in client.query_pages(soql.modified_since_query(OBJECT, since)):
+        for row in page:
+            modified = parse_datetime(row.get("LastModifiedDate"))
+            if row["Id"] in pending and modified is not None and modified.replace(microsecond=0) > since:
+                changed[row["Id"]] = pending[row["Id"]]
+    return changed
+
+
 def _send(
     client: CrmClient,
     engine: sa.Engine,
@@ -243,6 +273,8 @@ def _send(
             elif "UNABLE_TO_LOCK_ROW" in codes:
                 locked[rid] = pending[rid]
             else:
+                result.errors[rid] = list(res.get("errors") or [])
+                result.sent[rid] = dict(pending[rid])
                 result.failed[rid] = "; ".join(
                     f"{e.get('statusCode')}: {e.get('message')}" for e in res.get("errors") or []
                 )
@@ -268,15 +300,15 @@ def _record_writes(
             )
         }
         # Keep the store's copy current so the next decision sees the stamp (one executemany).
-        rows = [
-            {"rid": rid, "merged": {**known[rid], **fields}} for rid, fields in writes.items() if rid in known
+        updates = [
+            {"rid": rid, "new": {**known[rid], **fields}} for rid, fields in writes.items() if rid in known
         ]
-        if rows:
+        if updates:
             conn.execute(
                 r.update()
                 .where(r.c.object_type == OBJECT, r.c.record_id == sa.bindparam("rid"))
-                .values(fields=sa.bindparam("merged")),
-                rows,
+                .values(fields=sa.bindparam("new", type_=r.c.fields.type)),
+                updates,
             )
         audit.record_many(
             conn,

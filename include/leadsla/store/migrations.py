@@ -65,9 +65,15 @@ def _v3(conn: sa.Connection) -> None:
     _replace_judged_clocks_index(conn)
 
 
+def _v4(conn: sa.Connection) -> None:
+    """Version 4: the mapping check keeps the SLA stamp fields' types (`stamp_fields`)."""
+    if sa.inspect(conn).has_table(crm_mapping_checks.name):
+        _add_missing_columns(conn, crm_mapping_checks, ["stamp_fields"])
+
+
 #: Steps from version N to N+1, applied in order to stores older than SCHEMA_VERSION.
 #: Each is a function of a connection; version 1 is the initial create_all.
-_STEPS: dict[int, object] = {2: _v2, 3: _v3}
+_STEPS: dict[int, object] = {2: _v2, 3: _v3, 4: _v4}
 
 _SQLITE_GUARDS = [
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "

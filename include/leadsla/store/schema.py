@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 #: Bump when a table or column changes; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData(
     naming_convention={
@@ -227,6 +227,10 @@ crm_mapping_checks = sa.Table(
     # sentences, [] when they agree; NULL: picklists not compared). Drift warns, never fails the sync.
     sa.Column("lifecycle_digest", sa.String(64)),
     sa.Column("drift", sa.JSON(none_as_null=True)),
+    # The stamp fields as describe() reported them, for SLA stamping's fitness check and the sync
+    # (which leaves out the ones the org lacks): {"since": first check of this mapping,
+    # "fields": {Lead API name: {type, updateable, length, ...} or null when missing}}.
+    sa.Column("stamp_fields", sa.JSON(none_as_null=True)),
 )
 
 config_snapshots = sa.Table(
@@ -449,5 +453,7 @@ AUDIT_EVENTS = frozenset(
         "recycle_recommended",  # worked, never answered: the owner and manager told (recycle mode recommend)
         "lead_recycled",  # recycled by lead_recycling (detail: attempts, reason, re-engagement date)
         "lead_reengaged",  # a recycled lead back in the funnel on its re-engagement date
+        "stamp_rejected",  # the CRM refused an SLA field's value for a record: not stamped again that clock
+        "stamp_field_stopped",  # an SLA field the org lacks or cannot hold: its notice queued, not stamped
     }
 )

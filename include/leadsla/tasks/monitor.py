@@ -1,4 +1,4 @@
-"""sla_monitor's entry points: evaluate and decide, escalate, deliver.
+"""sla_monitor's entry points: evaluate and decide, escalate, stamp, deliver.
 
 `run_monitor` is the whole evaluate step in one transaction: read the CRM mirror
 (`store.mirror`), evaluate the clocks (`engine`), persist new and changed clocks
@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.configuration import Configuration
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
@@ -28,6 +29,7 @@ from leadsla.escalation.locks import any_locked, restore_locked_owners
 from leadsla.notify import outbox
 from leadsla.notify.delivery import budget_from_env, deliver_due
 from leadsla.policy import Policy
+from leadsla.stamping.stamp import stamp_clocks
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
 from leadsla.store.clocks import persist_clocks, record_evaluation
@@ -151,5 +153,42 @@ def escalate(context: Mapping[str, Any]) -> dict[str, Any]:
     engine = open_store()
     try:
         return run_escalation(engine, run_time(context), audit_context(context))
+    finally:
+        engine.dispose()
+
+
+def run_stamping(
+    engine: sa.Engine,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    client: CrmClient | None = None,
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """Stamp every watched Lead's clock on the record where it changed (`leadsla.stamping.stamp`).
+
+    Args:
+        client, configuration: defaults are the Salesforce connection and the configuration in
+            force (its mapping's sla_fields and stamping budget, the policy, quality.yaml's
+            data-engineering channel).
+    """
+    configuration = configuration or in_force(engine, context, now=now).configuration
+    return stamp_clocks(
+        engine,
+        now,
+        context,
+        client=client or SalesforceClient(conn_id_from_env()),
+        mapping=configuration.mapping,
+        policy=configuration.policy,
+        channel=configuration.quality.incident_channel,
+        lifecycle=configuration.lifecycle,
+    )
+
+
+def stamp(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The `stamp` task: the clocks at the run's time -> the SLA fields on the records that changed."""
+    engine = open_store()
+    try:
+        return run_stamping(engine, run_time(context), audit_context(context))
     finally:
         engine.dispose()
