@@ -27,6 +27,7 @@ from leadsla.escalation.breach import perform_due
 from leadsla.escalation.locks import any_locked, restore_locked_owners
 from leadsla.notify import outbox
 from leadsla.notify.delivery import budget_from_env, deliver_due
+from leadsla.notify.failure import Contacts
 from leadsla.policy import Policy
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
@@ -110,10 +111,19 @@ def deliver(context: Mapping[str, Any]) -> dict[str, Any]:
 
     Leases are about real concurrency, so they run on the wall clock read right before
     delivering (the try's start is seconds earlier: parsing, imports), never the run's time.
+    A message that fails for good is told to data engineering (quality.yaml `incident`, of the
+    configuration in force, read only then) on the other channel.
     """
     engine = open_store()
+    audit = audit_context(context)
+    start = dt.datetime.now(dt.UTC)
+
+    def contacts() -> Contacts:  # read only when a message fails for good
+        quality = in_force(engine, audit, now=start).configuration.quality
+        return Contacts(slack_channel=quality.incident_channel, email=quality.incident_email)
+
     try:
-        return deliver_due(engine, dt.datetime.now(dt.UTC), audit_context(context), budget=budget_from_env())
+        return deliver_due(engine, start, audit, budget=budget_from_env(), contacts=contacts)
     finally:
         engine.dispose()
 
