@@ -139,6 +139,9 @@ def run_escalation(
 ) -> dict[str, Any]:
     """Keep the locks first (what the sync just landed), then perform the queued breach actions.
 
+    A bug in either fails the task (after the other has run): a CRM refusal keeps its lock or
+    action for the next run, a bug is raised so the failure is seen (`leadsla.escalation`).
+
     Args:
         client, mapping, policy: defaults are the Salesforce connection and the configuration in
             force's mapping and policy (whose `automation_user_ids` are the automated reassigners).
@@ -147,12 +150,29 @@ def run_escalation(
     if mapping is None or policy is None:
         configuration = in_force(engine, context, now=now).configuration
         mapping, policy = mapping or configuration.mapping, policy or configuration.policy
-    locks = {"restored": 0, "released": 0, "conflict": 0}
-    if any_locked(engine, now):  # no lock: no CRM call
-        locks = restore_locked_owners(
-            engine, now, context, client=client, mapping=mapping, automation_users=policy.automation_user_ids
-        )
-    escalations = perform_due(engine, now, context, client=client, mapping=mapping, policy=policy)
+    locks: dict[str, int] = {"restored": 0, "released": 0, "conflict": 0}
+    lock_bug: Exception | None = None
+    try:
+        if any_locked(engine, now):  # no lock: no CRM call
+            locks = restore_locked_owners(
+                engine,
+                now,
+                context,
+                client=client,
+                mapping=mapping,
+                automation_users=policy.automation_user_ids,
+            )
+    except Exception as exc:  # a bug keeping locks must not stop new breaches being escalated
+        log.error("lock keeping failed; performing the due breach actions before failing the task")
+        lock_bug = exc
+    try:
+        escalations = perform_due(engine, now, context, client=client, mapping=mapping, policy=policy)
+    except Exception as exc:
+        if lock_bug is not None:
+            exc.add_note(f"leadsla: lock keeping failed first: {type(lock_bug).__name__}: {lock_bug}")
+        raise
+    if lock_bug is not None:
+        raise lock_bug
     return {"locks": locks, "escalations": escalations}
 
 
