@@ -2,7 +2,8 @@
 not in, a recipient the mail server refuses or an address that is none fail the message at once (one
 attempt, no retry loop), and data engineering hears of it on the OTHER channel, once per cause and
 day, in the same delivery try. Real SlackHook/slack_sdk against the Slack stand-in (its error
-answers injected), real SmtpHook against the SMTP sink (recipients refused at RCPT TO).
+answers injected), real SmtpHook against the SMTP sink (recipients refused at RCPT TO); the
+outbox on both store backends.
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ CONTACTS = Contacts(slack_channel=DATA_CHANNEL, email=DATA_EMAIL)
 
 
 @pytest.fixture
-def engine(tmp_path):
-    eng = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield eng
-    eng.dispose()
+def engine(store):
+    """The outbox on each store backend."""
+    return store
 
 
 @pytest.fixture
