@@ -29,6 +29,7 @@ import datetime as dt
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from leadsla.tasks.assets import CRM_ASSET
+from leadsla.tasks.failure_alerts import on_failure
 
 OWNER = "data-engineering"
 
@@ -40,7 +41,10 @@ OWNER = "data-engineering"
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
+    # a run every minute; one still going after 10 min is hung
+    dagrun_timeout=dt.timedelta(minutes=10),
     default_args={"owner": OWNER, "retries": 2, "retry_delay": dt.timedelta(seconds=15)},
+    on_failure_callback=on_failure(),  # data engineering, on Slack and by e-mail
     tags=["routing", "ownership"],
     doc_md=__doc__,
 )

@@ -17,6 +17,8 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
+from leadsla.tasks.failure_alerts import on_failure
+
 OWNER = "revops"
 
 
@@ -25,7 +27,10 @@ OWNER = "revops"
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
+    # daily; every check is a few queries
+    dagrun_timeout=dt.timedelta(hours=1),
     default_args={"owner": OWNER, "retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+    on_failure_callback=on_failure(),  # data engineering, on Slack and by e-mail
     tags=["health", "sla", "revops"],
     doc_md=__doc__,
 )

@@ -6,7 +6,8 @@ pointed here by the connection's ``base_url`` = ``http://127.0.0.1:PORT/api/``):
 ``conversations.history`` (metadata only with ``include_all_metadata``, cursor pages). It records
 every accepted message in memory and in ``messages.jsonl``, enforces about one message per
 second per channel with HTTP 429 + Retry-After, and injects faults on demand (5xx before or after
-the post, 429 storms, slow answers, dropped connections).
+the post, 429 storms, slow answers, dropped connections, and Slack's error answers such as a
+revoked token or a channel the app is not in).
 
 Control endpoints (not Slack): ``POST /_sandbox/users`` (list of users), ``POST /_sandbox/faults``
 (list of fault rules), ``GET /_sandbox/messages``, ``GET /_sandbox/stats``.
@@ -31,17 +32,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-FAULT_KINDS = ("500", "503", "500_after_post", "429", "slow", "drop", "drop_after_post")
+FAULT_KINDS = ("500", "503", "500_after_post", "429", "slow", "drop", "drop_after_post", "error")
 
 
 @dataclass
 class Fault:
-    """One injected fault, used `count` times on matching calls (method None = any Slack method).
+    """One injected fault, used `count` times on matching calls (method None = any Slack method;
+    `channel` set: only calls about that channel).
 
     Kinds: ``500``/``503`` (error, nothing posted), ``500_after_post`` (message posted, then a
     500: the ambiguous case), ``429`` (rate limited with Retry-After ``retry_after``), ``slow``
     (answer after ``delay`` seconds), ``drop`` (connection closed, nothing posted),
-    ``drop_after_post`` (message posted, connection closed before the answer).
+    ``drop_after_post`` (message posted, connection closed before the answer), ``error`` (Slack's
+    HTTP 200 ``{"ok": false, "error": error}``, nothing posted: ``invalid_auth``,
+    ``token_revoked``, ``account_inactive``, ``missing_scope``, ``not_in_channel``...).
     """
 
     kind: str
@@ -49,6 +53,8 @@ class Fault:
     count: int = 1
     retry_after: int = 1
     delay: float = 0.0
+    error: str = "invalid_auth"
+    channel: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -101,16 +107,16 @@ class SlackState:
         with self.lock:
             self.faults.extend(faults)
 
-    def take_fault(self, method: str) -> Fault | None:
+    def take_fault(self, method: str, channel: str | None = None) -> Fault | None:
         with self.lock:
             for i, fault in enumerate(self.faults):
-                if fault.method in (None, method):
+                if fault.method in (None, method) and fault.channel in (None, channel):
                     fault.count -= 1
                     if fault.count <= 0:
                         del self.faults[i]
                     self.stats[f"fault_{fault.kind}"] += 1
                     self.stats["faults"] += 1
-                    return Fault(fault.kind, fault.method, 1, fault.retry_after, fault.delay)
+                    return Fault(fault.kind, fault.method, 1, fault.retry_after, fault.delay, fault.error)
         return None
 
     def all_messages(self) -> list[dict]:
@@ -135,6 +141,18 @@ class SlackState:
             with (self.data_dir / "messages.jsonl").open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(message) + "\n")
         return message
+
+
+#: What Slack adds to a ``missing_scope`` answer (the scope asked for, the token's scopes).
+_SCOPES = "chat:write,im:write,users:read,users:read.email,channels:history,groups:history,im:history"
+
+
+def _error_answer(error: str) -> dict[str, Any]:
+    """Slack's answer for an error code (HTTP 200, ``ok`` false)."""
+    answer: dict[str, Any] = {"ok": False, "error": error}
+    if error == "missing_scope":
+        answer.update(needed="chat:write", provided=_SCOPES.replace("chat:write,", ""))
+    return answer
 
 
 def _maybe_json(value: Any) -> Any:
@@ -209,8 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
             state.stats[f"call_{method}"] += 1
         if not self.headers.get("Authorization", "").startswith("Bearer xox"):
             return self._send(200, {"ok": False, "error": "not_authed"})
-        fault = state.take_fault(method)
+        fault = state.take_fault(method, str(body.get("channel", "")) or None)
         if fault is not None:
+            if fault.kind == "error":
+                return self._send(200, _error_answer(fault.error))
             if fault.kind == "slow":
                 time.sleep(fault.delay)
             elif fault.kind in ("500", "503"):

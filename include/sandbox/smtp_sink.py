@@ -5,7 +5,9 @@ Used by the demo, the tests and the benchmark through the `smtp_default` connect
 Fault switches: ``down(seconds)`` stops listening (connections refused) for a period;
 ``disconnect(count)`` / ``disconnect_for(seconds)`` hang up in the DATA phase before accepting;
 ``disconnect_after_accept(count)`` stores the message and then hangs up before the 250 reply:
-the sender cannot tell it arrived (the crash window the Message-ID exists for).
+the sender cannot tell it arrived (the crash window the Message-ID exists for);
+``reject(address, code)`` refuses a recipient at RCPT TO (550: no such mailbox, a permanent
+refusal; a 4xx code is a temporary one).
 
 It relays nothing anywhere and keeps no credentials.
 Run alone: ``python -m sandbox.smtp_sink --port 8026 --dir DIR``.
@@ -39,6 +41,15 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd API
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        code = self.sink._refusal(address)
+        if code is not None:
+            return f"{code} {'5.1.1' if code >= 500 else '4.2.1'} <{address}>: recipient refused"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
         sink = self.sink
         mode = sink._take_fault()
@@ -66,6 +77,7 @@ class SmtpSink:
         self._disconnects = 0
         self._disconnects_after_accept = 0
         self._disconnect_until = 0.0
+        self._refused: dict[str, int] = {}
         self._timer: threading.Timer | None = None
         self.stats: Counter[str] = Counter()
 
@@ -122,6 +134,22 @@ class SmtpSink:
         """Store the next `count` messages, then hang up before the 250 reply."""
         with self._lock:
             self._disconnects_after_accept += count
+
+    def reject(self, address: str, code: int = 550) -> None:
+        """Refuse `address` at RCPT TO with `code` (5xx permanent, 4xx temporary) until `accept`."""
+        with self._lock:
+            self._refused[address.casefold()] = code
+
+    def accept(self, address: str) -> None:
+        with self._lock:
+            self._refused.pop(address.casefold(), None)
+
+    def _refusal(self, address: str) -> int | None:
+        with self._lock:
+            code = self._refused.get(address.casefold())
+            if code is not None:
+                self.stats["recipients_refused"] += 1
+            return code
 
     def _take_fault(self) -> str | None:
         with self._lock:

@@ -31,10 +31,9 @@ CTX = AuditContext(dag_id="sla_monitor", run_id="manual__1", task_id="escalate",
 POLICY = load_policy()
 
 
-@pytest.fixture
-def org(salesforce_sandbox, tmp_path):  # noqa: F811
-    """A manager, a rep, an assignment-rule user and a lead owned by the rep, synced to a store."""
-    sb = salesforce_sandbox
+def seed_org(sb, leads: int = 1) -> dict:
+    """A manager, a rep, an assignment-rule user and `leads` SAL leads owned by the rep, in the
+    sandbox org; their ids (``lead`` the first lead, ``leads`` all)."""
     t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=6)
     manager, rule_user = sb.seed(
         "User",
@@ -71,12 +70,13 @@ def org(salesforce_sandbox, tmp_path):  # noqa: F811
             }
         ],
     )
-    (lead,) = sb.seed(
+    names = ["Lovelace", "Babbage", "Hopper", "Turing"]
+    lead_ids = sb.seed(
         "Lead",
         [
             {
                 "FirstName": "Ada",
-                "LastName": "Lovelace",
+                "LastName": names[i % len(names)],
                 "Company": "AE",
                 "Status": "SAL",
                 "OwnerId": rep,
@@ -84,12 +84,20 @@ def org(salesforce_sandbox, tmp_path):  # noqa: F811
                 "SystemModstamp": t0,
                 "LastModifiedDate": t0,
             }
+            for i in range(leads)
         ],
     )
+    return {"manager": manager, "rep": rep, "rule_user": rule_user, "lead": lead_ids[0], "leads": lead_ids}
+
+
+@pytest.fixture
+def org(salesforce_sandbox, tmp_path):  # noqa: F811
+    """A manager, a rep, an assignment-rule user and a lead owned by the rep, synced to a store."""
+    sb = salesforce_sandbox
+    ids = seed_org(sb)
     engine = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     mapping = mapping_mod.load()
     client = SalesforceClient(retry=FAST, timeout=10)
-    ids = {"manager": manager, "rep": rep, "rule_user": rule_user, "lead": lead}
     yield sb, engine, mapping, client, ids
     engine.dispose()
 
@@ -99,8 +107,9 @@ def resync(engine, mapping, client) -> None:
         assert sync.sync_group(client, engine, mapping, group, force=True).status == "success"
 
 
-def queue_breach(engine, ids, now: dt.datetime) -> int:
-    """Queue the lead's breach action as the monitor would; returns how many were new."""
+def queue_breach(engine, ids, now: dt.datetime, lead: str | None = None) -> int:
+    """Queue a lead's breach action (default: the first lead's) as the monitor would; returns how
+    many were new."""
     with engine.begin() as conn:
         frames = load_frames(conn)
         conn.execute(schema.users.update().values(team="sdr_east"))
@@ -109,7 +118,7 @@ def queue_breach(engine, ids, now: dt.datetime) -> int:
         start = now - dt.timedelta(hours=5)
         clock = {
             "sla_id": "sales_touch",
-            "record_id": ids["lead"],
+            "record_id": lead or ids["lead"],
             "object_type": "Lead",
             "owner_id": ids["rep"],
             "team": "sdr_east",

@@ -184,3 +184,20 @@ def test_cli_missing_file_and_missing_id_column_are_one_line(tmp_path, capsys):
     assert main(["validate-leads", str(path), "--json"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no Id column" in err and "\n" not in err
+
+
+def test_data_engineering_contacts_come_from_the_incident_section(tmp_path):
+    assert quality_rules.data_engineering() == ("C0DATAENG01", "data-engineering@example.com")
+    assert quality_rules.load().incident_email == "data-engineering@example.com"
+    shipped = (quality_rules.config_dir() / "quality.yaml").read_text()
+    without = tmp_path / "quality.yaml"
+    without.write_text(shipped.replace("  email: data-engineering@example.com", "  # no e-mail"))
+    assert quality_rules.data_engineering(without) == ("C0DATAENG01", None)
+    for bad in ("data-engineering", "a@b@c", "two words@example.com"):
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(shipped.replace("data-engineering@example.com", bad))
+        for read in (quality_rules.data_engineering, quality_rules.load):
+            with pytest.raises(quality_rules.QualityConfigError, match="incident.email"):
+                read(broken)
+    with pytest.raises(quality_rules.QualityConfigError, match="cannot be read"):
+        quality_rules.data_engineering(tmp_path / "missing.yaml")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any, Protocol
 
 from leadsla.errors import LeadSlaError
@@ -24,6 +25,15 @@ class ApiLimitExceeded(CrmError):
 
 class PreconditionFailed(CrmError):
     """A conditional write answered 412: someone changed a record after we read it."""
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether `exc` is the CRM, or the way to it, saying no for now: a `CrmError` (the client's
+    translation of what the org answered, timeouts and dropped connections included) or an HTTP or
+    connection error the client let through (an OSError, which requests' errors are, or an
+    http.client error). A retry later may succeed. Anything else is a bug in our code: retrying
+    on a timer would hide it, so callers fail visibly instead."""
+    return isinstance(exc, CrmError | OSError | HTTPException)
 
 
 class MappingError(LeadSlaError):

@@ -11,6 +11,12 @@ record; on a 412 the record is re-read and re-decided: if its owner or status
 changed meanwhile, a person acted and nothing is reassigned). A retry after a crash finds the CRM
 already showing the new owner and lock and writes nothing: exactly once in effect. Every outcome
 is audited.
+
+Errors are classified (`leadsla.crm.protocol.is_refusal`): the CRM refusing (an error answer, a
+record it would not write, a timeout or dropped connection) keeps the action queued with
+back-off; anything else is a bug: the action is kept too, its failure recorded (audit
+``message_failed`` with ``failure: bug``), the other due actions are still performed, and then the
+error is raised so the task fails where someone sees it, instead of retrying on a timer forever.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.crm.mapping import CrmMapping
-from leadsla.crm.protocol import CrmClient
+from leadsla.crm.protocol import CrmClient, CrmError, is_refusal
 from leadsla.crm.writeback import stamp
 from leadsla.notify.outbox import CRM_CHANNEL, Claimed, backoff, claim, mark_delivered, mark_failed
 from leadsla.policy import Policy
@@ -83,7 +89,8 @@ def perform(
         {"outcome": "reassigned" | "already_done" | "changed_meanwhile" | "no_target" | "gone", ...}
 
     Raises:
-        leadsla.crm.protocol.CrmError: the org refused the call as a whole (the row is retried).
+        leadsla.crm.protocol.CrmError: the org refused the call as a whole, or this record (the row
+            is retried).
     """
     p = row.payload
     view = _store_view(engine, row.record_id)
@@ -130,7 +137,7 @@ def perform(
         actor="escalation",
     )
     if row.record_id in result.failed:
-        raise RuntimeError(f"Lead {row.record_id}: {result.failed[row.record_id]}")
+        raise CrmError(f"Lead {row.record_id}: {result.failed[row.record_id]}")
     if done_before:
         return {"outcome": "already_done", "to_owner": p["to_owner"], "lock_until": None}
     if row.record_id in result.left:
@@ -172,8 +179,13 @@ def perform_due(
 
     Args:
         policy: for locks in business hours (the new owner's calendar); real-hour locks need none.
+
+    Raises:
+        Exception: the first bug met (module docstring), after every claimed action was performed
+            or recorded; a note says how many actions it stopped.
     """
     counts: Counter[str] = Counter()
+    bugs: list[Exception] = []
     with engine.begin() as conn:
         rows = claim(conn, now, LEASE, limit, channels=[CRM_CHANNEL])
     for row in rows:
@@ -181,17 +193,38 @@ def perform_due(
             done = perform(
                 row, client=client, engine=engine, mapping=mapping, context=context, now=now, policy=policy
             )
-        except Exception as exc:  # the CRM said no for now: keep the action, try again later
-            log.warning("breach action for Lead %s stays queued: %s", row.record_id, exc)
+        except Exception as exc:
+            refused = is_refusal(exc)
+            if refused:  # the CRM said no for now: keep the action, try again later
+                log.warning("breach action for Lead %s stays queued: %s", row.record_id, exc)
+            else:
+                log.exception("breach action for Lead %s failed on a bug; it stays queued", row.record_id)
+                bugs.append(exc)
             with engine.begin() as conn:
                 retry_at = now + backoff(row.attempts, row.idempotency_key)
-                mark_failed(conn, row, f"{type(exc).__name__}: {exc}", retry_at, now, context)
-            counts["retry"] += 1
+                mark_failed(
+                    conn,
+                    row,
+                    f"{type(exc).__name__}: {exc}",
+                    retry_at,
+                    now,
+                    context,
+                    detail={"failure": "crm_refused" if refused else "bug"},
+                )
+            counts["retry" if refused else "bug"] += 1
             continue
         with engine.begin() as conn:
             record_many(conn, _outcome_entries(row, done, now), context=context)
             mark_delivered(conn, row, done["outcome"], now, context)
         counts[done["outcome"]] += 1
+    if bugs:
+        log.error("breach actions: %s", dict(counts))
+        first = bugs[0]
+        first.add_note(
+            f"leadsla: {len(bugs)} of {len(rows)} breach actions failed on a bug this run; each stays "
+            "queued with back-off (outbox.last_error, audit message_failed)"
+        )
+        raise first
     return dict(counts)
 
 

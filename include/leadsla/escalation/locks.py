@@ -5,6 +5,11 @@ change on a locked lead made by an automation user (assignment rules, the integr
 policy `automation_user_ids`) is put back and the holder is told through the outbox; an owner or
 status change by the lock holder (the manager's own disposition) releases the lock and clears
 SLA_Lock_Until__c. Never sends Slack or e-mail itself and never reads the wall clock.
+
+Each lock is kept on its own: the CRM refusing one (`leadsla.crm.protocol.is_refusal`) is logged
+and counted (``refused``) and the lock is tried again next run (it still runs, the change that
+called for it is still there); a bug is logged, the other locks are still kept, and then it is
+raised so the task fails visibly.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.crm.mapping import CrmMapping
-from leadsla.crm.protocol import CrmClient
+from leadsla.crm.protocol import CrmClient, is_refusal
 from leadsla.crm.writeback import WriteResult, stamp
 from leadsla.decisions.plan import Notice
 from leadsla.notify.outbox import queue_notices
@@ -168,21 +173,35 @@ def restore_locked_owners(
             assignment rules); a change by anyone else but the holder is left alone.
 
     Returns:
-        Counts: restored, released, conflict (the lead changed again before we wrote).
+        Counts: restored, released, conflict (the lead changed again before we wrote); refused
+        (the CRM said no for now: tried again next run) only when it happened.
+
+    Raises:
+        Exception: the first bug met (module docstring), after every other lock was kept.
     """
     automated = set(automation_users)
     keeper = _LockKeeper(engine, now, context, client, mapping)
     counts = {"restored": 0, "released": 0, "conflict": 0}
+    bugs: list[Exception] = []
     for lock in _running_locks(engine, now):
-        owner_changes = [c for c in lock.changes if c.field in ("Owner", "OwnerId")]
-        by_holder = [c for c in lock.changes if c.changed_by == lock.holder]
-        if by_holder:  # the manager dispositioned it: the lock has done its job
-            if keeper.release(lock, by_holder[0]):
-                counts["released"] += 1
-        elif (
-            lock.lead.owner_id != lock.holder and owner_changes and owner_changes[-1].changed_by in automated
-        ):
-            counts[keeper.restore(lock, owner_changes[-1])] += 1
+        try:
+            outcome = keeper.keep(lock, automated)
+        except Exception as exc:
+            if not is_refusal(exc):
+                log.exception("Lead %s: keeping its SLA lock failed on a bug", lock.lead.record_id)
+                bugs.append(exc)
+                continue
+            log.warning(
+                "Lead %s: the CRM refused keeping its SLA lock, tried again next run: %s",
+                lock.lead.record_id,
+                exc,
+            )
+            outcome = "refused"
+        if outcome is not None:
+            counts[outcome] = counts.get(outcome, 0) + 1
+    if bugs:
+        bugs[0].add_note(f"leadsla: keeping {len(bugs)} SLA lock(s) failed on a bug this run ({counts})")
+        raise bugs[0]
     return counts
 
 
@@ -210,6 +229,16 @@ class _LockKeeper:
             **options,
         )
 
+    def keep(self, lock: _Lock, automated: set[str]) -> str | None:
+        """Release or restore one lock as its changes call for; the outcome, None when nothing to do."""
+        owner_changes = [c for c in lock.changes if c.field in ("Owner", "OwnerId")]
+        by_holder = [c for c in lock.changes if c.changed_by == lock.holder]
+        if by_holder:  # the manager dispositioned it: the lock has done its job
+            return "released" if self.release(lock, by_holder[0]) else "refused"
+        if lock.lead.owner_id != lock.holder and owner_changes and owner_changes[-1].changed_by in automated:
+            return self.restore(lock, owner_changes[-1])
+        return None
+
     def release(self, lock: _Lock, change: Any) -> bool:
         """Clear SLA_Lock_Until__c in the CRM and the store; audit ``lock_released``."""
         lead = lock.lead
@@ -231,11 +260,16 @@ class _LockKeeper:
         """Put the lock holder back as owner; audit ``lock_restored`` and tell the holder.
 
         Returns:
-            ``restored``, or ``conflict`` when the lead changed again since our view (412): the
-            next sync shows who did what.
+            ``restored``; ``conflict`` when the lead changed again since our view (412): the
+            next sync shows who did what; ``refused`` when the org would not write the record.
         """
         lead = lock.lead
         result = self.stamp(lock, {"owner": lock.holder})
+        if lead.record_id in result.failed:  # the org would not write it: tried again next run
+            log.warning(
+                "Lead %s: restoring the lock holder failed: %s", lead.record_id, result.failed[lead.record_id]
+            )
+            return "refused"
         if lead.record_id not in result.written and lead.record_id not in result.unchanged:
             return "conflict"
         with self.engine.begin() as conn:

@@ -6,8 +6,10 @@ What is not the row's fault does not count against it (`leadsla.notify.outcome.D
 Slack's 429 puts the row back for exactly Retry-After while other rows go on, and a channel
 that refuses connections trips a per-try circuit breaker: that channel's rows are left alone
 (not tried, attempts not counted) and one row probes it every PROBE_INTERVAL; when it answers,
-its rows are due at once. Returns small JSON counts for XCom. Never decides *what* is due: the
-monitor enqueues, this only delivers.
+its rows are due at once. A permanent failure (a revoked token, a refused recipient: no retry
+can fix it) marks the row failed at once and, in the same transaction, queues data engineering's
+notice on the other channel, once per cause and day (`leadsla.notify.failure`). Returns small
+JSON counts for XCom. Never decides *what* is due: the monitor enqueues, this only delivers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sqlalchemy as sa
 
 from leadsla.decisions.keys import MESSAGE_CHANNELS
 from leadsla.notify.deadline import SendDeadline
+from leadsla.notify.failure import Contacts, failure_notice
 from leadsla.notify.outbox import (
     DEFAULT_LEASE,
     LEASE_MARGIN,
@@ -89,6 +92,7 @@ def deliver_due(
     budget: dt.timedelta = dt.timedelta(0),
     slack: Any = None,
     email: Any = None,
+    contacts: Contacts | Callable[[], Contacts] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
@@ -109,13 +113,17 @@ def deliver_due(
             before the end may run on for at most a lease.
         slack, email: senders to use (default: `SlackSender()` / `EmailSender()` on the default
             connections, created only when a row of that channel is claimed).
+        contacts: data engineering's Slack channel and e-mail, told of permanent failures on the
+            other channel; or a function giving them, called at the first permanent failure
+            (the task reads the configuration in force only then). None: nobody is told (the
+            failure is still marked and logged).
         monotonic, sleep: the clock and the wait (a simulation substitutes both together).
 
     Returns:
         Counts: claimed, delivered, reconciled (found already sent), retry (left queued),
         failed (permanent), double_marked (another worker had marked it first); lease_lost,
-        released, lease_overrun, rate_limited and channel_down (rows put back uncounted) only
-        when they happened.
+        released, lease_overrun, rate_limited, channel_down (rows put back uncounted) and
+        failure_alerts (data-engineering notices queued) only when they happened.
     """
     started = monotonic()
     counts: Counter[str] = Counter()
@@ -140,6 +148,7 @@ def deliver_due(
         return senders[channel]
 
     down: dict[str, dt.datetime] = {}  # channel -> when to probe it again (open breaker)
+    told = _Teller(contacts)
 
     def up_channels() -> set[str]:
         return {c for c in MESSAGE_CHANNELS if down.get(c) is None or down[c] <= clock()}
@@ -187,7 +196,7 @@ def deliver_due(
                     counts["lease_lost"] += 1
                     continue
                 outcome = _deliver_one(
-                    engine, mine, sender_for(row.channel), clock, deadline, context, counts
+                    engine, mine, sender_for(row.channel), clock, deadline, context, counts, told
                 )
                 if isinstance(outcome, Deferred) and outcome.reason == CHANNEL_DOWN:
                     if row.channel not in down:
@@ -215,6 +224,7 @@ def deliver_due(
         "lease_overrun",
         "rate_limited",
         "channel_down",
+        "failure_alerts",
     ):  # only when it happened
         if counts[rare]:
             summary[rare] = counts[rare]
@@ -230,6 +240,7 @@ def _deliver_one(
     deadline: SendDeadline,
     context: AuditContext,
     counts: Counter[str],
+    told: _Teller,
 ) -> DeliveryFailed | None:
     """Send one row and record the outcome; returns the failure (None when delivered)."""
     try:
@@ -252,14 +263,15 @@ def _deliver_one(
         counts[exc.reason] += 1
         return exc
     except DeliveryFailed as exc:
-        _failed(engine, row, str(exc), exc.permanent, clock(), context, counts)
+        cause = (exc.cause or f"{row.channel}:unclassified") if exc.permanent else None
+        _failed(engine, row, str(exc), cause, clock(), context, counts, told)
         return exc
     except PayloadError as exc:
-        _failed(engine, row, str(exc), True, clock(), context, counts)
+        _failed(engine, row, str(exc), f"{row.channel}:payload", clock(), context, counts, told)
         return DeliveryFailed(str(exc), permanent=True)
     except Exception as exc:  # a bug or an unforeseen client error: keep the row, say so loudly
         log.exception("outbox %s: unexpected error delivering by %s", row.outbox_id, row.channel)
-        _failed(engine, row, f"unexpected {type(exc).__name__}: {exc}", False, clock(), context, counts)
+        _failed(engine, row, f"unexpected {type(exc).__name__}: {exc}", None, clock(), context, counts, told)
         return DeliveryFailed(str(exc))
     else:
         at = clock()
@@ -280,19 +292,73 @@ def _deliver_one(
         return None
 
 
+class _Teller:
+    """Who hears of permanent failures in one delivery try: the contacts, resolved at most once."""
+
+    def __init__(self, contacts: Contacts | Callable[[], Contacts] | None) -> None:
+        self._source = contacts
+        self._resolved: Contacts | None = contacts if isinstance(contacts, Contacts) else None
+        self._tried = isinstance(contacts, Contacts) or contacts is None
+
+    def contacts(self) -> Contacts | None:
+        if not self._tried:
+            self._tried = True
+            try:
+                self._resolved = self._source()  # type: ignore[misc]
+            except Exception:  # the failure is still marked; only the alert cannot be addressed
+                log.exception("the data-engineering contacts could not be read: nobody is told")
+        return self._resolved
+
+    def notices(self, row: Claimed, error: str, cause: str, at: dt.datetime) -> list:
+        """Data engineering's notice of this permanent failure (none when nobody can be told)."""
+        contacts = self.contacts()
+        notice = (
+            failure_notice(
+                cause=cause,
+                channel=row.channel,
+                error=error,
+                recipient=row.recipient,
+                outbox_id=row.outbox_id,
+                kind=row.payload.get("kind"),
+                at=at,
+                contacts=contacts,
+            )
+            if contacts is not None
+            else None
+        )
+        if notice is None:
+            log.error(
+                "outbox %s: %s failed for good (%s) and nobody can be told: quality.yaml incident names "
+                "no data-engineering contact on another channel",
+                row.outbox_id,
+                row.channel,
+                cause,
+            )
+            return []
+        return [notice]
+
+
 def _failed(
     engine: sa.Engine,
     row: Claimed,
     error: str,
-    permanent: bool,
+    cause: str | None,
     at: dt.datetime,
     context: AuditContext,
     counts: Counter[str],
+    told: _Teller,
 ) -> None:
+    """Record a failed attempt: back off (transient, `cause` None) or fail for good and tell."""
+    permanent = cause is not None
     retry_at = None if permanent else at + backoff(row.attempts, row.idempotency_key)
     if permanent:
         log.error(
-            "outbox %s (%s to %s): failed for good: %s", row.outbox_id, row.channel, row.recipient, error
+            "outbox %s (%s to %s): failed for good (%s): %s",
+            row.outbox_id,
+            row.channel,
+            row.recipient,
+            cause,
+            error,
         )
     else:
         log.warning(
@@ -304,6 +370,8 @@ def _failed(
             retry_at.isoformat(),
             error,
         )
+    notices = told.notices(row, error, cause, at) if permanent else []
     with engine.begin() as conn:
-        mark_failed(conn, row, error, retry_at, at, context)
+        new = mark_failed(conn, row, error, retry_at, at, context, cause=cause, notices=notices)
     counts["failed" if permanent else "retry"] += 1
+    counts["failure_alerts"] += len(new)

@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import email.policy
 import logging
+import re
 import smtplib
 import socket
 import threading
@@ -41,6 +42,19 @@ SMTP_CONN_ID = "smtp_default"
 #: A send attempt is not started with less of its deadline left than this.
 MIN_SEND_S = 1.0
 DEFAULT_FROM = "lead-sla-monitor@localhost"
+#: An address SMTP can carry as it is: one @, no spaces, no list or header punctuation.
+_ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+")
+
+
+def email_cause(code: int | str, recipient: str | None = None) -> str:
+    """The cause of a permanent e-mail failure (`leadsla.notify.failure`): the server's reply code,
+    with the recipient when the refusal is about one address (``email:550:rep@example.com``)."""
+    return f"email:{code}" + (f":{recipient}" if recipient else "")
+
+
+def malformed(address: str) -> bool:
+    """True when `address` is not one plain e-mail address (no server could deliver to it)."""
+    return _ADDRESS.fullmatch(address or "") is None
 
 
 def message_id(key: str, sender: str) -> str:
@@ -110,7 +124,9 @@ def open_smtp(conn_id: str = SMTP_CONN_ID):
     client = getattr(hook, "_smtp_client", None)
     if client is None:
         raise DeliveryFailed(
-            "SmtpHook exposes no SMTP client after get_conn(): provider changed?", permanent=True
+            "SmtpHook exposes no SMTP client after get_conn(): provider changed?",
+            permanent=True,
+            cause=email_cause("provider"),
         )
     return hook, client
 
@@ -153,9 +169,16 @@ class EmailSender:
 
         Raises:
             DeliveryFailed: transient for connection trouble and 4xx replies (row stays queued),
-                permanent for 5xx refusals of the recipient or message.
+                permanent (with its cause) for 5xx refusals of the login, recipient or message and
+                for a recipient that is not an e-mail address.
         """
         payload = parse_payload(row.payload, where=f"outbox row {row.outbox_id}")
+        if malformed(row.recipient):  # no server takes it, and a line break would forge headers
+            raise DeliveryFailed(
+                f"{row.recipient!r} is not an e-mail address",
+                permanent=True,
+                cause=email_cause("malformed_recipient", row.recipient),
+            )
         last: DeliveryFailed | None = None
         for attempt in range(1, max(self.send_attempts, 1) + 1):
             if deadline is not None:
@@ -171,9 +194,11 @@ class EmailSender:
                     # Reached, but it refused us (credentials, TLS certificate, a missing
                     # connection): a configuration fault that must surface as failed attempts,
                     # not hide behind the breaker as an outage.
+                    permanent = _permanent_refusal(exc)
                     raise DeliveryFailed(
                         f"SMTP session could not be opened: {type(exc).__name__}: {exc}",
-                        permanent=_permanent_refusal(exc),
+                        permanent=permanent,
+                        cause=email_cause(exc.smtp_code) if permanent else None,
                     ) from None
                 # The server cannot be reached at all: not this row's fault (the deliverer's breaker
                 # stops trying e-mail rows until a probe gets through). Uncounted only when no
@@ -196,14 +221,19 @@ class EmailSender:
             except smtplib.SMTPRecipientsRefused as exc:
                 self.close()
                 codes = {code for code, _ in exc.recipients.values()}
+                permanent = all(c >= 500 for c in codes)
                 last = DeliveryFailed(
                     f"SMTP refused the recipient {row.recipient}: {codes}",
-                    permanent=all(c >= 500 for c in codes),
+                    permanent=permanent,
+                    cause=email_cause(max(codes), row.recipient) if permanent else None,
                 )
             except smtplib.SMTPResponseException as exc:
                 self.close()
+                permanent = 500 <= exc.smtp_code < 600
                 last = DeliveryFailed(
-                    f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600
+                    f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
+                    permanent=permanent,
+                    cause=email_cause(exc.smtp_code) if permanent else None,
                 )
             except Exception as exc:  # OSError, SMTPServerDisconnected mid-session
                 self.close()

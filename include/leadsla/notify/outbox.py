@@ -797,13 +797,24 @@ def mark_failed(
     retry_at: dt.datetime | None,
     at: dt.datetime,
     context: AuditContext,
-) -> None:
-    """Record a failed attempt and audit `message_failed`.
+    *,
+    cause: str | None = None,
+    notices: Sequence[Notice] = (),
+    detail: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Record a failed attempt and audit `message_failed`; queue `notices` in the same transaction.
 
     Args:
         error: a one-line reason for a person (never a secret).
         retry_at: when to try again (the row goes back to pending with `not_before` = retry_at
             and its lease released); None makes the failure permanent (status ``failed``).
+        cause: what a permanent failure needs fixed (`leadsla.notify.failure`), for the audit.
+        notices: who must hear of it (`leadsla.notify.failure.failure_notice`): queued with
+            `queue_notices`, so the failure and its alert commit together or not at all.
+        detail: more for the audit entry (e.g. how an escalation's error was classified).
+
+    Returns:
+        The idempotency keys of the notices that were new (a known cause today queues nothing).
     """
     values: dict[str, Any] = {"claimed_until": None, "last_error": error[:2000]}
     if retry_at is None:
@@ -826,6 +837,9 @@ def mark_failed(
             "error": error[:500],
             "retry_at": utc_iso(retry_at) if retry_at else None,
             "permanent": retry_at is None,
+            **({"cause": cause} if cause else {}),
+            **dict(detail or {}),
         },
         **_audit_fields(row),
     )
+    return queue_notices(conn, notices, at, context) if notices else []

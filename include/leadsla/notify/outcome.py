@@ -21,11 +21,15 @@ class DeliveryFailed(Exception):
     """A send attempt failed; `permanent` failures are not retried (a person must act).
 
     The message is one line for the task log and the audit trail; it never holds a secret.
+    A permanent failure names its `cause` (`leadsla.notify.failure`): what a person must fix, the
+    same for every message it stops (``slack:token_revoked``), or for every message to one
+    recipient (``slack:not_in_channel:C0123``); data engineering is told once per cause and day.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, cause: str | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.cause = cause
 
 
 #: Why a send was put back without counting as a failed attempt (`Deferred.reason`).

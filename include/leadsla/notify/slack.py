@@ -15,8 +15,11 @@ the SDK's rate-limit handler would hold the whole deliverer for Retry-After plus
 although Slack limits per method and channel. A 429 (read or post) raises `Deferred`
 (rate_limited, Retry-After): `deliver_due` puts that row back for exactly as long as Slack asked
 and goes on with other rows. A refused connection raises `Deferred` (channel_down): the
-deliverer's breaker stops trying Slack rows until a probe gets through. This module never patches
-the hook.
+deliverer's breaker stops trying Slack rows until a probe gets through. An error no retry can fix
+(a revoked or invalid token, a missing scope, a channel the app is not in, a message Slack
+rejects: `PERMANENT_ERRORS`) raises a permanent `DeliveryFailed` naming its cause at once, so
+the row fails and data engineering is told by e-mail (`leadsla.notify.failure`) instead of the row
+being retried forever. This module never patches the hook.
 
 Lease bound (`leadsla.notify.deadline`): every request's timeout is at most
 REQUEST_TIMEOUT_CAP_S (a connection's longer ``timeout`` is lowered to it), and a post starts only
@@ -44,21 +47,53 @@ from leadsla.notify.render import render_slack
 log = logging.getLogger(__name__)
 
 SLACK_CONN_ID = "slack_api_default"
-#: Slack errors that no retry can fix: the row fails permanently and the audit says why.
-PERMANENT_ERRORS = frozenset(
+#: Slack errors that no retry can fix, by what they stop. The row fails at once, the audit says
+#: why, and data engineering hears of it by e-mail (`leadsla.notify.failure`), once per cause.
+#: The token or the app (every Slack message fails until someone fixes the connection or the app):
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "no_permission",
+        "not_allowed_token_type",
+        "team_access_not_granted",
+        "ekm_access_denied",
+        "access_denied",
+    }
+)
+#: One recipient (every message to that channel or person fails):
+RECIPIENT_ERRORS = frozenset(
     {
         "channel_not_found",
+        "not_in_channel",
         "is_archived",
+        "restricted_action",
+        "cannot_dm_bot",
+        "user_disabled",
+        "user_not_found",
+        "user_not_visible",
+        "users_not_found",
+        "invalid_email",
+    }
+)
+#: This message (what we sent is wrong: a bug in rendering):
+MESSAGE_ERRORS = frozenset(
+    {
         "invalid_blocks",
+        "invalid_blocks_format",
         "msg_too_long",
         "no_text",
         "invalid_metadata_format",
         "invalid_metadata_schema",
-        "restricted_action",
-        "cannot_dm_bot",
-        "user_disabled",
+        "invalid_arguments",
+        "invalid_arg_name",
     }
 )
+PERMANENT_ERRORS = CREDENTIAL_ERRORS | RECIPIENT_ERRORS | MESSAGE_ERRORS
 #: Longest a single Slack API request may take (client timeout); bounds a send within its lease.
 REQUEST_TIMEOUT_CAP_S = 5
 #: A post is started only with this many request timeouts left before the deadline: urllib bounds
@@ -151,10 +186,11 @@ class SlackSender:
                     raise DeliveryFailed(
                         f"{address} has no Slack account and the alert names no fallback channel",
                         permanent=True,
+                        cause=slack_cause(error, address),
                     ) from None
                 found = (fallback, "fallback")
             else:
-                raise _failure("finding the conversation", exc) from None
+                raise _failure("finding the conversation", exc, address) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:
             raise _unreachable("finding the conversation", exc) from None
         self._conversations[cache_key] = found
@@ -198,7 +234,9 @@ class SlackSender:
                 return self.find_posted(channel, topic, row.created_at.timestamp() - HISTORY_SKEW_S, "topic")
             return self.find_posted(channel, row.idempotency_key, row.created_at.timestamp() - HISTORY_SKEW_S)
         except SlackApiError as exc:
-            raise _failure("reading the conversation history", exc, sent_nothing=sent_nothing) from None
+            raise _failure(
+                "reading the conversation history", exc, channel, sent_nothing=sent_nothing
+            ) from None
         except (urllib.error.URLError, HTTPException, OSError) as exc:
             raise _unreachable("reading the conversation history", exc, sent_nothing=sent_nothing) from None
 
@@ -259,7 +297,7 @@ class SlackSender:
             except SlackApiError as exc:
                 status = exc.response.status_code
                 if status < 500:  # a 429 is a guaranteed non-post: nothing new to reconcile
-                    raise _failure("posting the message", exc, sent_nothing=not last) from None
+                    raise _failure("posting the message", exc, channel, sent_nothing=not last) from None
                 last = f"HTTP {status} {_error_of(exc)}"
             except (urllib.error.URLError, HTTPException, OSError) as exc:
                 if _refused(exc):  # nothing was sent on this attempt; Slack cannot be reached
@@ -348,10 +386,24 @@ def _error_of(exc: Any) -> str:
         return ""
 
 
-def _failure(doing: str, exc: Any, *, sent_nothing: bool = True) -> DeliveryFailed:
+def slack_cause(error: str, where: str) -> str | None:
+    """The cause of a permanent Slack failure (`leadsla.notify.failure`), None for a transient one.
+
+    A token, app or message error is the same whatever the recipient (``slack:token_revoked``); a
+    recipient error names the channel or address it is about (``slack:not_in_channel:C0123``).
+    """
+    if error in CREDENTIAL_ERRORS or error in MESSAGE_ERRORS:
+        return f"slack:{error}"
+    if error in RECIPIENT_ERRORS:
+        return f"slack:{error}:{where}"
+    return None
+
+
+def _failure(doing: str, exc: Any, where: str, *, sent_nothing: bool = True) -> DeliveryFailed:
     """The failure for a Slack error answer: `Deferred` for a 429, else permanent or transient.
 
     Args:
+        where: the channel id (or, before there is one, the address) the call was about.
         sent_nothing: False when an earlier answer in this send left it unknown whether Slack
             posted (the deferral then keeps the attempt counted, so the next try reconciles).
     """
@@ -365,6 +417,7 @@ def _failure(doing: str, exc: Any, *, sent_nothing: bool = True) -> DeliveryFail
             retry_after_s=wait,
             sent_nothing=sent_nothing,
         )
+    cause = slack_cause(error, where)
     return DeliveryFailed(
-        f"Slack refused {doing}: HTTP {status} {error}".strip(), permanent=error in PERMANENT_ERRORS
+        f"Slack refused {doing}: HTTP {status} {error}".strip(), permanent=cause is not None, cause=cause
     )

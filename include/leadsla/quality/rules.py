@@ -33,6 +33,8 @@ class QualityRules:
     incident_min_rows: int
     incident_channel: str
     health: dict[str, Any] = field(default_factory=dict)
+    #: Data engineering's e-mail: told of a broken Slack (permanent delivery failures, failed DAG runs).
+    incident_email: str | None = None
     status_map: dict[str, str] = field(default_factory=dict)  # CRM Lead status -> lifecycle status
     reason_required: tuple[str, ...] = ()  # lifecycle statuses that require a rejection reason
 
@@ -47,6 +49,37 @@ class QualityRules:
 
 def _fail(path: Path, key: str, value: Any, expected: str) -> QualityConfigError:
     return QualityConfigError(f"{path}: {key}: got {value!r}, expected {expected}")
+
+
+def _incident_contacts(file: Path, incident: Any) -> tuple[str, str | None]:
+    """Data engineering's Slack channel and e-mail from the ``incident`` section."""
+    if not isinstance(incident, dict):
+        raise _fail(file, "incident", incident, "a mapping")
+    channel = incident.get("slack_channel")
+    if not isinstance(channel, str) or not channel.strip():
+        raise _fail(file, "incident.slack_channel", channel, "a Slack channel id")
+    email = incident.get("email")
+    if email is not None and (not isinstance(email, str) or email.count("@") != 1 or " " in email.strip()):
+        raise _fail(file, "incident.email", email, "one e-mail address")
+    return channel.strip(), email.strip() if email else None
+
+
+def data_engineering(path: str | Path | None = None) -> tuple[str, str | None]:
+    """(Slack channel, e-mail) of data engineering, from quality.yaml's ``incident`` section only.
+
+    For the DAGs' failure alerts, which must not depend on the rest of the configuration loading.
+
+    Raises:
+        QualityConfigError: the file is missing or unreadable, or either contact is malformed.
+    """
+    file = Path(path) if path else config_dir() / "quality.yaml"
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise QualityConfigError(f"{file}: cannot be read ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise _fail(file, "(top level)", type(raw).__name__, "a mapping")
+    return _incident_contacts(file, raw.get("incident") or {})
 
 
 def load(
@@ -82,9 +115,7 @@ def load(
     min_rows = incident.get("min_rows", 20)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
         raise _fail(file, "incident.min_rows", min_rows, "a whole number above 0")
-    channel = incident.get("slack_channel")
-    if not isinstance(channel, str) or not channel.strip():
-        raise _fail(file, "incident.slack_channel", channel, "a Slack channel id")
+    channel, email = _incident_contacts(file, incident)
     health = raw.get("health") or {}
     if not isinstance(health, dict):
         raise _fail(file, "health", health, "a mapping")
@@ -94,7 +125,8 @@ def load(
         future_tolerance=dt.timedelta(minutes=minutes),
         incident_error_rate=float(rate),
         incident_min_rows=min_rows,
-        incident_channel=channel.strip(),
+        incident_channel=channel,
+        incident_email=email,
         health=health,
         status_map=dict(status_map or {}),
         reason_required=tuple(lead.requiring_reason),

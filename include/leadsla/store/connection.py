@@ -4,6 +4,12 @@ Resolution order for the URL: an explicit argument, then the `LEADSLA_STORE_URL`
 variable, then the Airflow connection `leadsla_store` (read lazily, only when Airflow is
 importable), then a SQLite file under $AIRFLOW_HOME. A bad URL or an unwritable folder raises
 `StoreConfigError` with one sentence saying what and how to fix it.
+
+Only a connection that does not exist means SQLite. A lookup that fails (the API server or a
+secrets backend erring, access denied) raises `StoreConfigError`: falling back there would let
+each worker write a store of its own. The Task SDK answers "not found" for those failures too
+(`_get_connection` skips a backend that errs), so a "not found" is checked once more, backend by
+backend, before it is believed (`_lookup_failure`).
 """
 
 from __future__ import annotations
@@ -36,21 +42,8 @@ def url_from_airflow_connection(conn_id: str = STORE_CONN_ID) -> str | None:
     The connection may carry the whole SQLAlchemy URL in its extra as ``{"url": ...}``, or be an
     ordinary postgres/sqlite connection whose fields make the URL.
     """
-    env_value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    try:
-        from airflow.sdk import Connection  # noqa: F401  (import checks Airflow is present)
-        from airflow.sdk.bases.hook import BaseHook
-    except ImportError:
-        return None
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:  # AirflowNotFoundException and friends: no connection is not an error here
-        if env_value:
-            raise StoreConfigError(
-                f"the Airflow connection {conn_id!r} in AIRFLOW_CONN_{conn_id.upper()} could not be "
-                'read: give it as JSON, e.g. \'{"conn_type": "generic", "extra": {"url": '
-                '"postgresql+psycopg://user:pw@host/db"}}\''
-            ) from None
+    conn = _connection(conn_id)
+    if conn is None:
         return None
     extra = conn.extra_dejson or {}
     if extra.get("url"):
@@ -72,6 +65,85 @@ def url_from_airflow_connection(conn_id: str = STORE_CONN_ID) -> str | None:
         f"the Airflow connection {conn_id!r} has type {conn_type!r} and no extra 'url': use a "
         'postgres connection, or put a SQLAlchemy URL in its extra as {"url": "..."}'
     )
+
+
+def _connection(conn_id: str):
+    """The Airflow connection `conn_id`; None when Airflow is absent or no backend has it.
+
+    Raises:
+        StoreConfigError: the lookup failed (module docstring), or the environment variable holding
+            the connection cannot be read.
+    """
+    env_name = f"AIRFLOW_CONN_{conn_id.upper()}"
+    try:
+        from airflow.sdk import Connection  # noqa: F401  (import checks Airflow is present)
+        from airflow.sdk.bases.hook import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:
+        return None
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        failure = _lookup_failure(conn_id)
+    except Exception as exc:  # denied, or an error the SDK passed on
+        failure = _one_line(exc)
+    if failure is None:
+        return None
+    if os.environ.get(env_name):
+        raise StoreConfigError(
+            f"the Airflow connection {conn_id!r} in {env_name} could not be read: give it as JSON, e.g. "
+            '\'{"conn_type": "generic", "extra": {"url": "postgresql+psycopg://user:pw@host/db"}}\''
+        ) from None
+    raise StoreConfigError(
+        f"looking up the Airflow connection {conn_id!r} failed ({failure}); the store is not opened "
+        "(no fallback to a local SQLite file): fix the connection lookup and retry"
+    ) from None
+
+
+def _lookup_failure(conn_id: str) -> str | None:
+    """Why the secrets backends could not say whether `conn_id` exists, or None when each of them
+    answered that it does not. Asks the same backends as the Task SDK, in its order, but lets
+    their errors through; the Execution API backend (a worker's) is asked over the supervisor's
+    channel, whose answer tells "not found" from an API server error."""
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+    from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+
+    try:
+        backends = ensure_secrets_backend_loaded()
+    except Exception as exc:
+        return f"the secrets backends could not be loaded: {_one_line(exc)}"
+    for backend in backends:
+        name = type(backend).__name__
+        try:
+            if isinstance(backend, ExecutionAPISecretsBackend):
+                problem = _execution_api_failure(conn_id)
+                if problem is not None:
+                    return f"{name}: {problem}"
+            elif backend.get_connection(conn_id=conn_id) is not None:
+                return f"{name} found it on a second look: the first lookup failed"
+        except Exception as exc:
+            return f"{name}: {_one_line(exc)}"
+    return None
+
+
+def _execution_api_failure(conn_id: str) -> str | None:
+    """None when the API server answers that `conn_id` does not exist; else what went wrong."""
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse, GetConnection
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    answer = SUPERVISOR_COMMS.send(GetConnection(conn_id=conn_id))  # an error answer raises
+    if isinstance(answer, ErrorResponse):
+        if answer.error == ErrorType.CONNECTION_NOT_FOUND:
+            return None
+        return f"the API server answered {answer.error.value}"
+    return None if answer is None else "the API server found it on a second look: the first lookup failed"
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: first line` of an exception, short, for a one-line error."""
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def resolve_url(url: str | None = None) -> str:

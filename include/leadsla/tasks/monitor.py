@@ -28,6 +28,7 @@ from leadsla.escalation.breach import perform_due
 from leadsla.escalation.locks import any_locked, restore_locked_owners
 from leadsla.notify import outbox
 from leadsla.notify.delivery import budget_from_env, deliver_due
+from leadsla.notify.failure import Contacts
 from leadsla.policy import Policy
 from leadsla.stamping.stamp import stamp_clocks
 from leadsla.store import open_store
@@ -112,10 +113,19 @@ def deliver(context: Mapping[str, Any]) -> dict[str, Any]:
 
     Leases are about real concurrency, so they run on the wall clock read right before
     delivering (the try's start is seconds earlier: parsing, imports), never the run's time.
+    A message that fails for good is told to data engineering (quality.yaml `incident`, of the
+    configuration in force, read only then) on the other channel.
     """
     engine = open_store()
+    audit = audit_context(context)
+    start = dt.datetime.now(dt.UTC)
+
+    def contacts() -> Contacts:  # read only when a message fails for good
+        quality = in_force(engine, audit, now=start).configuration.quality
+        return Contacts(slack_channel=quality.incident_channel, email=quality.incident_email)
+
     try:
-        return deliver_due(engine, dt.datetime.now(dt.UTC), audit_context(context), budget=budget_from_env())
+        return deliver_due(engine, start, audit, budget=budget_from_env(), contacts=contacts)
     finally:
         engine.dispose()
 
@@ -131,6 +141,9 @@ def run_escalation(
 ) -> dict[str, Any]:
     """Keep the locks first (what the sync just landed), then perform the queued breach actions.
 
+    A bug in either fails the task (after the other has run): a CRM refusal keeps its lock or
+    action for the next run, a bug is raised so the failure is seen (`leadsla.escalation`).
+
     Args:
         client, mapping, policy: defaults are the Salesforce connection and the configuration in
             force's mapping and policy (whose `automation_user_ids` are the automated reassigners).
@@ -139,12 +152,29 @@ def run_escalation(
     if mapping is None or policy is None:
         configuration = in_force(engine, context, now=now).configuration
         mapping, policy = mapping or configuration.mapping, policy or configuration.policy
-    locks = {"restored": 0, "released": 0, "conflict": 0}
-    if any_locked(engine, now):  # no lock: no CRM call
-        locks = restore_locked_owners(
-            engine, now, context, client=client, mapping=mapping, automation_users=policy.automation_user_ids
-        )
-    escalations = perform_due(engine, now, context, client=client, mapping=mapping, policy=policy)
+    locks: dict[str, int] = {"restored": 0, "released": 0, "conflict": 0}
+    lock_bug: Exception | None = None
+    try:
+        if any_locked(engine, now):  # no lock: no CRM call
+            locks = restore_locked_owners(
+                engine,
+                now,
+                context,
+                client=client,
+                mapping=mapping,
+                automation_users=policy.automation_user_ids,
+            )
+    except Exception as exc:  # a bug keeping locks must not stop new breaches being escalated
+        log.error("lock keeping failed; performing the due breach actions before failing the task")
+        lock_bug = exc
+    try:
+        escalations = perform_due(engine, now, context, client=client, mapping=mapping, policy=policy)
+    except Exception as exc:
+        if lock_bug is not None:
+            exc.add_note(f"leadsla: lock keeping failed first: {type(lock_bug).__name__}: {lock_bug}")
+        raise
+    if lock_bug is not None:
+        raise lock_bug
     return {"locks": locks, "escalations": escalations}
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, PokeReturnValue, dag, task
 
+from leadsla.tasks.failure_alerts import on_failure
+
 log = logging.getLogger(__name__)
 
 DAG_PREFIX = "sla_reports_"
@@ -25,6 +27,8 @@ OWNER = "revops"
 #: Waiting for complete data is the sensor's: a poke every 5 minutes for up to an hour.
 POKE_INTERVAL = dt.timedelta(minutes=5)
 WAIT_TIMEOUT = dt.timedelta(hours=1)
+#: A report run: the wait, then the send and its retries; a run still going after this is failed.
+RUN_TIMEOUT = WAIT_TIMEOUT + dt.timedelta(hours=1)
 #: Retries are for failures (SMTP refused, store unreachable), not for waiting.
 RETRIES = 2
 RETRY_DELAY = dt.timedelta(minutes=1)
@@ -60,7 +64,9 @@ def report_dag(*, period: str, doc_md: str) -> Callable[[Callable[[], None]], Ca
             start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
             catchup=False,
             max_active_runs=1,
+            dagrun_timeout=RUN_TIMEOUT,
             default_args={"owner": OWNER, "retries": RETRIES, "retry_delay": RETRY_DELAY},
+            on_failure_callback=on_failure(),  # data engineering, on Slack and by e-mail
             params={
                 "period": Param(
                     "",
