@@ -27,6 +27,7 @@ import datetime as dt
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from leadsla.tasks.assets import CRM_ASSET
+from leadsla.tasks.failure_alerts import on_failure
 
 OWNER = "data-engineering"
 
@@ -38,7 +39,9 @@ OWNER = "data-engineering"
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dt.timedelta(minutes=30),
     default_args={"owner": OWNER, "retries": 2, "retry_delay": dt.timedelta(seconds=30)},
+    on_failure_callback=on_failure(),  # data engineering, on Slack and by e-mail
     tags=["recycling", "attempts"],
     doc_md=__doc__,
 )
