@@ -18,6 +18,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -54,7 +55,10 @@ def run(inputs: int, seed: int) -> dict:
             print(f"traceback: {failure}", file=sys.stderr)
 
     started = time.perf_counter()
-    one()
+    try:
+        one()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return {
         "fuzz_inputs": sum(per_target.values()),
         "fuzz_tracebacks": len(failures),

@@ -5,7 +5,6 @@ bench/fuzz.py runs the same property over 20,000+ cases). Plus the cases the rev
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from leadsla.cli import main
 from tests.fuzz_inputs import SHIPPED, Case, cases, dump, outcome
 
-FOLDER = Path(tempfile.mkdtemp(prefix="leadsla-fuzz-"))
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Where the cases' files are written (one folder for the module: cases reuse it)."""
+    return tmp_path_factory.mktemp("fuzz")
 
 
 @settings(
@@ -25,8 +28,8 @@ FOLDER = Path(tempfile.mkdtemp(prefix="leadsla-fuzz-"))
     suppress_health_check=list(HealthCheck),
 )
 @given(case=cases())
-def test_bad_input_ends_in_one_line_of_the_projects_own_errors(case: Case) -> None:
-    assert outcome(case, FOLDER) is None
+def test_bad_input_ends_in_one_line_of_the_projects_own_errors(folder: Path, case: Case) -> None:
+    assert outcome(case, folder) is None
 
 
 def _one_error_line(argv: list[str], capsys) -> str:
