@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from leadsla.errors import LeadSlaError
+from leadsla.yaml_file import shown_key
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -60,6 +61,11 @@ class CalendarError(LeadSlaError):
 # --- parsing -------------------------------------------------------------------------------------
 
 
+#: The longest duration anything in the policy or the CLI may name (a century: far beyond any SLA,
+#: far inside what the business-time arithmetic can represent).
+MAX_DURATION_SECONDS = 100 * 365 * _DAY
+
+
 def parse_duration(text: str | int | dt.timedelta, *, what: str = "duration") -> int:
     """Parse "4h", "5m", "1h30m", "3d" (24 h days), "90s" or whole seconds into seconds.
 
@@ -70,17 +76,23 @@ def parse_duration(text: str | int | dt.timedelta, *, what: str = "duration") ->
         seconds = text.total_seconds()
         if seconds < 0 or seconds != int(seconds):
             raise CalendarError(f"{what} {text} must be a non-negative whole number of seconds")
-        return int(seconds)
+        return _at_most_max(int(seconds), text, what)
     if isinstance(text, bool):
         raise CalendarError(f"{what} {text!r} is not a duration: expected e.g. 4h, 5m, 1h30m, 3d")
     if isinstance(text, int):
         if text < 0:
             raise CalendarError(f"{what} {text} must not be negative")
-        return text
+        return _at_most_max(text, text, what)
     if not isinstance(text, str) or not _DURATION_FULL_RE.match(text):
         raise CalendarError(f"{what} {text!r} is not a duration: expected e.g. 4h, 5m, 1h30m, 3d, 90s")
     unit = {"d": _DAY, "h": 3600, "m": 60, "s": 1}
-    return sum(int(n) * unit[u] for n, u in _DURATION_RE.findall(text))
+    return _at_most_max(sum(int(n) * unit[u] for n, u in _DURATION_RE.findall(text)), text, what)
+
+
+def _at_most_max(seconds: int, text: object, what: str) -> int:
+    if seconds > MAX_DURATION_SECONDS:
+        raise CalendarError(f"{what} {text!r} is longer than a hundred years: expected e.g. 4h, 5m, 3d")
+    return seconds
 
 
 def format_duration(seconds: int, *, days: bool = True) -> str:
@@ -97,6 +109,17 @@ def format_duration(seconds: int, *, days: bool = True) -> str:
         if n:
             parts.append(f"{n}{unit}")
     return sign + " ".join(parts)
+
+
+def is_timezone(name: object) -> bool:
+    """Whether `name` is an IANA timezone name this machine knows (e.g. America/New_York)."""
+    if not isinstance(name, str):
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
+        return False
+    return True
 
 
 def _parse_hours(text: Any, where: str) -> tuple[int, int]:
@@ -186,13 +209,12 @@ class BusinessCalendar:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        try:
-            self._tz = ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
+        if not is_timezone(self.timezone):
             raise CalendarError(
                 f"calendar {self.name!r}: timezone {self.timezone!r} is not an IANA timezone name (e.g. "
                 "America/New_York)"
             ) from None
+        self._tz = ZoneInfo(self.timezone)
         if not any(self.hours):
             raise CalendarError(f"calendar {self.name!r}: no opening hours on any weekday")
 
@@ -210,7 +232,8 @@ class BusinessCalendar:
         unknown = set(spec) - {"timezone", "hours", "holidays", "description"}
         if unknown:
             raise CalendarError(
-                f"calendar {name!r}: unknown key(s) {sorted(unknown)}: expected timezone, hours, holidays"
+                f"calendar {name!r}: unknown key(s) {sorted(map(shown_key, unknown))}: expected timezone, "
+                "hours, holidays"
             )
         if "timezone" not in spec:
             raise CalendarError(f"calendar {name!r}: timezone is required (an IANA name, e.g. Europe/London)")
@@ -222,14 +245,19 @@ class BusinessCalendar:
         bad_days = set(raw_hours) - set(WEEKDAYS)
         if bad_days:
             raise CalendarError(
-                f"calendar {name!r}: hours.{sorted(bad_days)[0]} is not a weekday: expected one of "
-                f"{', '.join(WEEKDAYS)}"
+                f"calendar {name!r}: hours.{sorted(map(shown_key, bad_days))[0]} is not a weekday: expected "
+                f"one of {', '.join(WEEKDAYS)}"
             )
         hours = []
         for day in WEEKDAYS:
             items = raw_hours.get(day) or []
             if isinstance(items, str):
                 items = [items]
+            if not isinstance(items, list):  # `fri: 9`
+                raise CalendarError(
+                    f"calendar {name!r}: hours.{day}: {items!r} is not a list of opening intervals: "
+                    "expected e.g. [09:00-17:00]"
+                )
             intervals = sorted(_parse_hours(item, f"calendar {name!r}: hours.{day}") for item in items)
             for (_, e1), (s2, _) in zip(intervals, intervals[1:], strict=False):
                 if s2 < e1:
@@ -243,11 +271,16 @@ class BusinessCalendar:
         unknown = set(hol) - {"country", "subdivision", "dates"}
         if unknown:
             raise CalendarError(
-                f"calendar {name!r}: holidays has unknown key(s) {sorted(unknown)}: expected country, "
-                "subdivision, dates"
+                f"calendar {name!r}: holidays has unknown key(s) {sorted(map(shown_key, unknown))}: expected "
+                "country, subdivision, dates"
             )
         dates = set()
-        for i, item in enumerate(hol.get("dates") or []):
+        listed = hol.get("dates") or []
+        if not isinstance(listed, list):
+            raise CalendarError(
+                f"calendar {name!r}: holidays.dates: {listed!r}: expected a list of YYYY-MM-DD"
+            )
+        for i, item in enumerate(listed):
             try:
                 dates.add(item if isinstance(item, dt.date) else dt.date.fromisoformat(str(item)))
             except ValueError:

@@ -128,7 +128,7 @@ def read_files(**given: str | Path | None) -> ConfigFiles:
     for role, path in paths.items():
         try:
             texts[role] = path.read_text(encoding="utf-8")
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             texts[role] = None  # the loader names the problem
     return ConfigFiles({role: str(path) for role, path in paths.items()}, texts)
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from leadsla.errors import LeadSlaError
 from leadsla.paths import config_dir
+from leadsla.yaml_file import read_yaml_file, shown_key
 
 DEFAULT_LIFECYCLE_PATH = config_dir() / "lifecycle.yaml"
 STAGES = ("open", "paused", "closed")
@@ -109,16 +110,8 @@ def load_lifecycle(path: str | Path | None = None) -> Lifecycle:
     Raises:
         LifecycleError: the file is missing, not YAML, or invalid (every problem named at once).
     """
-    import yaml
-
     file = Path(path) if path is not None else active_lifecycle_path()
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise LifecycleError(f"{file}: cannot read the lifecycle: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise LifecycleError(f"{file}: not valid YAML: {exc}") from None
-    return lifecycle_from_dict(raw, str(file))
+    return lifecycle_from_dict(read_yaml_file(file, LifecycleError, "the lifecycle"), str(file))
 
 
 def lifecycle_from_dict(raw: Any, source: str = "lifecycle") -> Lifecycle:
@@ -132,7 +125,7 @@ def lifecycle_from_dict(raw: Any, source: str = "lifecycle") -> Lifecycle:
         raise LifecycleError(f"{source}: invalid lifecycle: (top level): {raw!r}: expected a mapping")
     unknown = set(raw) - {"version", "objects"}
     if unknown:
-        problems.append(f"{sorted(unknown)[0]}: unknown key: remove it or check its spelling")
+        problems.append(f"{sorted(map(shown_key, unknown))[0]}: unknown key: remove it or check its spelling")
     version = raw.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int):
         problems.append(f"version: {version!r}: expected a whole number")
@@ -142,7 +135,7 @@ def lifecycle_from_dict(raw: Any, source: str = "lifecycle") -> Lifecycle:
         problems.append(f"objects: {objects_raw!r}: expected a mapping of object name -> lifecycle")
     else:
         for name, spec in objects_raw.items():
-            found = _object(str(name), spec, problems)
+            found = _object(shown_key(name), spec, problems)
             if found is not None:
                 objects[str(name)] = found
     if problems:
@@ -156,13 +149,15 @@ def _object(name: str, spec: Any, problems: list[str]) -> ObjectLifecycle | None
         problems.append(f"{where}: {spec!r}: expected a mapping with field and statuses")
         return None
     unknown = set(spec) - {"field", "statuses", "reason_field", "rejection_reasons"}
-    for key in sorted(unknown):
+    for key in sorted(map(shown_key, unknown)):
         problems.append(f"{where}.{key}: unknown key: remove it or check its spelling")
     field = spec.get("field")
     if not isinstance(field, str) or not field:
         problems.append(f"{where}.field: {field!r}: expected the CRM field that holds the status")
+    listed = spec.get("statuses") or []
     statuses = [
-        _status(f"{where}.statuses[{i}]", s, problems) for i, s in enumerate(spec.get("statuses") or [])
+        _status(f"{where}.statuses[{i}]", s, problems)
+        for i, s in enumerate(listed if isinstance(listed, list) else [])
     ]
     statuses = [s for s in statuses if s is not None]
     if not statuses:
@@ -185,6 +180,11 @@ def _object(name: str, spec: Any, problems: list[str]) -> ObjectLifecycle | None
             f"reasons (statuses {', '.join(needs_reason)} require one)"
         )
     reason_field = spec.get("reason_field")
+    if reason_field is not None and not isinstance(reason_field, str):
+        problems.append(
+            f"{where}.reason_field: {reason_field!r}: expected the CRM field that holds the reason"
+        )
+        reason_field = None
     if needs_reason and not reason_field:
         problems.append(f"{where}.reason_field: missing: statuses {', '.join(needs_reason)} require a reason")
     if not isinstance(field, str) or not field or not statuses:
@@ -197,17 +197,17 @@ def _status(where: str, spec: Any, problems: list[str]) -> Status | None:
         problems.append(f"{where}: {spec!r}: expected {{name: ..., stage: open|paused|closed}}")
         return None
     unknown = set(spec) - {"name", "stage", "worked", "reason_required", "funnel"}
-    for key in sorted(unknown):
+    for key in sorted(map(shown_key, unknown)):
         problems.append(f"{where}.{key}: unknown key: remove it or check its spelling")
     name, stage, funnel = spec.get("name"), spec.get("stage"), spec.get("funnel")
     ok = True
     if not isinstance(name, str) or not name.strip():
         problems.append(f"{where}.name: {name!r}: expected the status as the lifecycle names it")
         ok = False
-    if stage not in STAGES:
+    if not isinstance(stage, str) or stage not in STAGES:
         problems.append(f"{where}.stage: {stage!r}: expected one of {', '.join(STAGES)}")
         ok = False
-    if funnel is not None and funnel not in FUNNEL:
+    if funnel is not None and (not isinstance(funnel, str) or funnel not in FUNNEL):
         problems.append(f"{where}.funnel: {funnel!r}: expected one of {', '.join(FUNNEL)}")
         ok = False
     for flag in ("worked", "reason_required"):

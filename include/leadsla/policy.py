@@ -30,7 +30,7 @@ from pydantic import (
     field_validator,
 )
 
-from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, parse_duration
+from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, is_timezone, parse_duration
 from leadsla.errors import LeadSlaError
 from leadsla.lifecycle import (
     Lifecycle,
@@ -42,6 +42,7 @@ from leadsla.lifecycle import (
 from leadsla.paths import config_dir
 from leadsla.recycling import Recycle
 from leadsla.routing import Routing
+from leadsla.yaml_file import read_yaml_file, shown_key
 
 #: The shipped policy.
 DEFAULT_POLICY_PATH = config_dir() / "sla_policy.yaml"
@@ -110,9 +111,16 @@ class Contact(_Model):
 class QuietHours(_Model):
     """Non-critical messages wait outside these local hours of the recipient (users.timezone)."""
 
-    start: str = Field(pattern=r"^\d{2}:\d{2}$")
-    end: str = Field(pattern=r"^\d{2}:\d{2}$")
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     default_timezone: str = "America/New_York"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not is_timezone(value):
+            raise ValueError("expected an IANA timezone name (e.g. America/New_York)")
+        return value
 
 
 class RateLimit(_Model):
@@ -252,6 +260,26 @@ class Tier(_Model):
 
 
 Channel = Literal["slack", "email"]
+#: A checkpoint at a share of the target is at most this share (ten times the target).
+MAX_CHECKPOINT_PERCENT = 1000
+
+
+def _checkpoint_at(value: str) -> str:
+    """A checkpoint's `at` ("50%", "2h elapsed", "target + 1m"), checked."""
+    m = _CHECKPOINT_RE.match(value)
+    if not m:
+        raise ValueError(
+            'expected "N%", "<duration> elapsed", "target", "target + <duration>" or "target - <duration>"'
+        )
+    if m.group("pct") is not None and float(m.group("pct")) > MAX_CHECKPOINT_PERCENT:
+        raise ValueError(f"expected at most {MAX_CHECKPOINT_PERCENT}% of the target")
+    for part in (m.group("elapsed"), m.group("delta")):
+        if part is not None:
+            try:
+                parse_duration(part.strip())
+            except CalendarError:
+                raise ValueError(f"{part.strip()!r} is not a duration such as 2h or 1m") from None
+    return value
 
 
 class Checkpoint(_Model):
@@ -264,19 +292,7 @@ class Checkpoint(_Model):
     @field_validator("at")
     @classmethod
     def _offset_parses(cls, value: str) -> str:
-        m = _CHECKPOINT_RE.match(value)
-        if not m:
-            raise ValueError(
-                'expected "N%", "<duration> elapsed", "target", "target + <duration>" or "target - '
-                '<duration>"'
-            )
-        for part in (m.group("elapsed"), m.group("delta")):
-            if part is not None:
-                try:
-                    parse_duration(part.strip())
-                except CalendarError:
-                    raise ValueError(f"{part.strip()!r} is not a duration such as 2h or 1m") from None
-        return value
+        return _checkpoint_at(value)
 
     def offset(self) -> tuple[str, float]:
         """("percent", p) | ("elapsed", seconds) | ("target", signed seconds)."""
@@ -304,11 +320,16 @@ class Breach(_Model):
     reassign: list[str] = Field(default_factory=list)  # tried in order: owner_manager, queue:<name>
     #: The lead is locked from round-robin for this long from the moment it is reassigned (so the
     #: manager has the whole time to decide), in real hours or the new owner's business hours.
-    lock_hours: float = 0
+    lock_hours: float = Field(default=0, ge=0, le=24 * 366, allow_inf_nan=False)
     lock_time: Literal["calendar", "business"] = "calendar"
     notify: list[str] = Field(default_factory=list)
-    channels: list[Channel] = Field(default_factory=lambda: ["email"])
+    channels: list[Channel] = Field(default_factory=lambda: ["email"], min_length=1)
     priority: Literal["normal", "high"] = "high"
+
+    @field_validator("at")
+    @classmethod
+    def _at_parses(cls, value: str) -> str:
+        return _checkpoint_at(value)
 
     @field_validator("reassign")
     @classmethod
@@ -455,8 +476,8 @@ def _path(loc: Iterable[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            part = "in" if part == "in_" else part
-            out += f".{part}" if out else str(part)
+            part = "in" if part == "in_" else shown_key(part)
+            out += f".{part}" if out else part
     return out or "(top level)"
 
 
@@ -838,19 +859,8 @@ def load_policy(path: str | Path | None = None, *, lifecycle: Lifecycle | None =
     Raises:
         PolicyError: the file is missing, not YAML, or invalid; the message names the file.
     """
-    import yaml
-
     path = Path(path) if path is not None else active_policy_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the SLA policy: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise PolicyError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml_file(path, PolicyError, "the SLA policy")
     return policy_from_dict(data, str(path), lifecycle=lifecycle, base_dir=path.parent)
 
 

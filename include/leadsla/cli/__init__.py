@@ -1,7 +1,8 @@
 """The `leadsla` command: tools for data engineers, RevOps and auditors.
 
 Each sub-command lives in its own module exposing `register(subparsers)`; `COMMANDS` lists them in
-the order `--help` shows. Errors written for people (`LeadSlaError`) print as one line, exit 2.
+the order `--help` shows. Errors written for people (`LeadSlaError`) print as one line (line breaks
+in the message made spaces), exit 2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 from leadsla import __version__
 from leadsla.errors import LeadSlaError
+from leadsla.yaml_file import one_line
 
 #: Sub-command modules under leadsla.cli, each with `register(subparsers)`.
 COMMANDS = ["store", "policy", "config", "deadline", "qa", "validate_leads", "report", "audit"]
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except LeadSlaError as exc:
-        print(f"leadsla: error: {exc}", file=sys.stderr)
+        print(f"leadsla: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
 
 

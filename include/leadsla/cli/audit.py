@@ -6,12 +6,12 @@ Read-only: never writes the store.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import sys
 from pathlib import Path
 
+from leadsla import csv_cells
 from leadsla.errors import LeadSlaError
 
 
@@ -55,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
             if end <= start:
                 raise LeadSlaError(f"--to {end.isoformat()} is not after --from {start.isoformat()}")
             n = 0
-            with args.out.open("w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
+            try:
+                fh = args.out.open("w", newline="", encoding="utf-8")
+            except OSError as exc:
+                raise LeadSlaError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+            with fh:
+                w = csv_cells.writer(fh)  # CRM text never runs as a spreadsheet formula
                 w.writerow(EXPORT_COLUMNS)
                 for row in entries_between(engine, start, end):
                     w.writerow(

@@ -39,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
             at = dt.datetime.fromisoformat(args.at)
         except ValueError:
             raise LeadSlaError(f"--at {args.at!r} is not an ISO time (e.g. 2026-11-16T13:00:00Z)") from None
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeadSlaError(
+            f"--out {args.out}: cannot make the report's folder: {exc.strerror or exc}"
+        ) from None
     report, paths = build_for(
         args.name, period=args.period, at=at, store_url=args.store, config_path=args.config, out=args.out
     )

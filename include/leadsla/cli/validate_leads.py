@@ -73,10 +73,11 @@ def validate_export(
     if store_url:
         from leadsla.quality.quarantine import lookups_for
         from leadsla.store import open_store
+        from leadsla.store.connection import read_only
 
         engine = open_store(store_url)
         try:
-            with engine.connect() as conn:
+            with read_only(engine) as conn:
                 lookups = lookups_for(conn, "leads", rows, rules)
         finally:
             engine.dispose()

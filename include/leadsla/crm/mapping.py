@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from leadsla.crm.protocol import MappingError
 from leadsla.decisions.stamping import BY_NAME as STAMP_FIELDS
 from leadsla.paths import config_dir
+from leadsla.yaml_file import read_yaml_file, shown_key
 
 DEFAULT_PATH = config_dir() / "crm_fields.yaml"
 #: The share of sync.daily_api_budget SLA stamping may spend when `stamping.budget_share` is absent.
@@ -114,6 +113,15 @@ def _fail(path: str, key: str, value: Any, expected: str) -> MappingError:
     return MappingError(f"{path}: {key}: got {value!r}, expected {expected}")
 
 
+def _text_keys(tree: Any) -> Any:
+    """`tree` with every mapping key as text (the digest's JSON sorts keys: 1 and "a" do not sort)."""
+    if isinstance(tree, Mapping):
+        return {str(k): _text_keys(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_text_keys(v) for v in tree]
+    return tree
+
+
 def _positive_int(path: str, key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _fail(path, key, value, "a whole number above 0")
@@ -138,14 +146,7 @@ def load(path: str | Path | None = None) -> CrmMapping:
         MappingError: the file is missing, not YAML, or a key holds a value it must not.
     """
     file = Path(path) if path else active_path()
-    shown = str(file)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MappingError(f"{shown}: the CRM field-mapping file does not exist") from None
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{shown}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse(raw, shown)
+    return parse(read_yaml_file(file, MappingError, "the CRM field mapping"), str(file))
 
 
 def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
@@ -155,10 +156,11 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
     top = _mapping(path, "(top level)", raw)
     unknown = set(top) - {"version", "sync", "groups", "objects", "status_map", "sla_fields", "stamping"}
     if unknown:
+        first = sorted(unknown, key=str)[0]
         raise _fail(
             path,
-            sorted(unknown)[0],
-            top[sorted(unknown)[0]],
+            shown_key(first),
+            top[first],
             "no such key (known: version, sync, groups, objects, status_map, sla_fields, stamping)",
         )
     if top.get("version") != 1:
@@ -175,13 +177,14 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
     groups: dict[str, Group] = {}
     seen: dict[str, str] = {}
     for gname, spec in _mapping(path, "groups", top.get("groups")).items():
+        gname = shown_key(gname)
         spec = _mapping(path, f"groups.{gname}", spec)
         every = _positive_int(path, f"groups.{gname}.every_minutes", spec.get("every_minutes"))
         members = spec.get("objects")
         if not isinstance(members, list) or not members:
             raise _fail(path, f"groups.{gname}.objects", members, "a non-empty list of object names")
         for obj in members:
-            if obj not in objects:
+            if not isinstance(obj, str) or obj not in objects:
                 raise _fail(
                     path,
                     f"groups.{gname}.objects",
@@ -202,23 +205,28 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
         raise _fail(path, "groups", ungrouped[0], "every object under objects to be listed in a group")
 
     status_map: dict[str, dict[str, str]] = {}
-    for obj, values in (top.get("status_map") or {}).items():
-        if obj not in objects:
-            raise _fail(path, f"status_map.{obj}", obj, "an object defined under objects")
+    listed = top.get("status_map") or {}
+    if not isinstance(listed, Mapping):
+        raise _fail(path, "status_map", listed, "a mapping of object -> CRM status -> stage")
+    for obj, values in listed.items():
+        if not isinstance(obj, str) or obj not in objects:
+            raise _fail(path, f"status_map.{shown_key(obj)}", obj, "an object defined under objects")
         values = _mapping(path, f"status_map.{obj}", values)
         for k, v in values.items():
             if not isinstance(k, str) or not isinstance(v, str) or not v.strip():
-                raise _fail(path, f"status_map.{obj}.{k}", v, "a stage name (text)")
+                raise _fail(path, f"status_map.{obj}.{shown_key(k)}", v, "a stage name (text)")
         status_map[obj] = dict(values)
 
     sla_fields = dict(_mapping(path, "sla_fields", top.get("sla_fields")))
     lead = objects.get("Lead")
     for logical, api in sla_fields.items():
         if not isinstance(api, str) or lead is None or api not in lead.fields:
-            raise _fail(path, f"sla_fields.{logical}", api, "a Lead field listed under objects.Lead.fields")
+            raise _fail(
+                path, f"sla_fields.{shown_key(logical)}", api, "a Lead field listed under objects.Lead.fields"
+            )
     share = _stamp_budget_share(path, top.get("stamping"))
 
-    canonical = json.dumps(raw, sort_keys=True, default=str).encode()
+    canonical = json.dumps(_text_keys(raw), sort_keys=True, default=str).encode()
     return CrmMapping(
         path=path,
         digest=hashlib.sha256(canonical).hexdigest(),
@@ -254,19 +262,22 @@ def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping
     spec = _mapping(path, where, spec)
     unknown = set(spec) - {"table", "modstamp", "fields", "filter", "parent"}
     if unknown:
-        key = sorted(unknown)[0]
+        key = sorted(unknown, key=str)[0]
         raise _fail(
-            path, f"{where}.{key}", spec[key], "no such key (known: table, modstamp, fields, filter, parent)"
+            path,
+            f"{where}.{shown_key(key)}",
+            spec[key],
+            "no such key (known: table, modstamp, fields, filter, parent)",
         )
     table = spec.get("table")
-    if table not in TABLES:
+    if not isinstance(table, str) or table not in TABLES:
         raise _fail(path, f"{where}.table", table, f"one of {', '.join(TABLES)}")
     columns = set(schema.metadata.tables[table].columns.keys()) - _RESERVED
     fields = _mapping(path, f"{where}.fields", spec.get("fields"))
     for soql, column in fields.items():
         if not isinstance(soql, str) or not _FIELD_RE.match(soql):
             raise _fail(path, f"{where}.fields", soql, "a field API name such as Status or Owner.Email")
-        if column is not None and column not in columns:
+        if column is not None and (not isinstance(column, str) or column not in columns):
             raise _fail(
                 path,
                 f"{where}.fields.{soql}",
@@ -281,7 +292,7 @@ def _parse_object(path: str, name: str, spec: Any, schema: Any) -> ObjectMapping
     if missing:
         raise _fail(path, f"{where}.fields", None, f"a field mapped to {table}.{missing[0]}")
     modstamp = spec.get("modstamp")
-    if modstamp not in fields:
+    if not isinstance(modstamp, str) or modstamp not in fields:
         raise _fail(
             path,
             f"{where}.modstamp",

@@ -12,6 +12,7 @@ from leadsla.notify.formatting import (
     LATE_AFTER,
     EmailContent,
     local_time,
+    mrkdwn,
     one_line,
     short_duration,
     slack_escape,
@@ -60,8 +61,8 @@ def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
     late_words = words_duration(int((p.as_of - p.due_at).total_seconds()))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": e(_title(p))[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{lead_line} needs attention."}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        {"type": "section", "text": mrkdwn(f"{lead_line} needs attention.")},
+        {"type": "section", "fields": [mrkdwn(f) for f in fields]},
         {
             "type": "actions",
             "elements": [
@@ -76,15 +77,14 @@ def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
         {
             "type": "context",
             "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"<{p.record_url}|Record {p.lead.id}> · "
+                mrkdwn(
+                    f"<{p.record_url}|Record {e(p.lead.id)}> · "
                     f"{'Breached' if p.kind == 'breach' else 'Checkpoint reached'} at "
                     f"{e(local_time(when, tz))} · "
                     f"times in {e(tz)}"
                     + (f" · to you as {e(p.roles_text)}" if p.roles else "")
-                    + (f" · sent {late_words} late (catching up)" if late else ""),
-                }
+                    + (f" · sent {late_words} late (catching up)" if late else "")
+                )
             ],
         },
     ]

@@ -11,6 +11,7 @@ from typing import Any
 from leadsla.notify.formatting import (
     EmailContent,
     local_time,
+    mrkdwn,
     one_line,
     short_duration,
     slack_escape,
@@ -37,21 +38,20 @@ def digest_slack_message(payload: DigestPayload, key: str) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}},
         {
             "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": f"You have had {p.max_alerts} alerts in {p.window_minutes} minutes; "
-                "these are gathered here instead of one message each.",
-            },
+            "text": mrkdwn(
+                f"You have had {p.max_alerts} alerts in {p.window_minutes} minutes; "
+                "these are gathered here instead of one message each."
+            ),
         },
     ]
     chunk = ""
     for line in lines:
         if chunk and len(chunk) + len(line) + 1 > 2900:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+            blocks.append({"type": "section", "text": mrkdwn(chunk)})
             chunk = ""
         chunk = f"{chunk}\n{line}" if chunk else line[:2900]
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"times in {e(tz)}"}]})
+    blocks.append({"type": "section", "text": mrkdwn(chunk)})
+    blocks.append({"type": "context", "elements": [mrkdwn(f"times in {e(tz)}")]})
     return slack_post(title, blocks[:50], key)
 
 

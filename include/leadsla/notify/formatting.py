@@ -1,12 +1,15 @@
 """How message text is written: escaping, durations, local times, and the e-mail templates.
 
-Shared by the renderers of every payload kind. Lead text is data: `slack_escape` makes it inert
-in Slack, and the Jinja environment autoescapes HTML. Pure functions; no store, no clock.
+Shared by the renderers of every payload kind. Lead text is data: `slack_escape` makes it plain
+text in Slack (no mention, link or formatting), every mrkdwn text object is `mrkdwn(...)` (verbatim:
+Slack turns no bare URL or #channel into a link), and the Jinja environment autoescapes HTML. Pure
+functions; no store, no clock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -43,14 +46,35 @@ class EmailContent:
     high_priority: bool
 
 
-def slack_escape(text: str | None) -> str:
-    """Escape text for Slack (mrkdwn and plain_text): only &, < and > are control characters.
+#: mrkdwn's formatting characters: *bold*, _italic_, ~strike~, `code` (and ```blocks```).
+_FORMATTING = re.compile(r"([*_~`])")
+#: A quote (`>` at a line's start, escaped as &gt;) in lead text.
+_QUOTE = re.compile(r"^(?=&gt;)", re.M)
+#: Zero-width joiner: invisible, and not a word boundary.
+ZERO_WIDTH_JOINER = "\u200d"
 
-    With them escaped, ``<!channel>``, ``<@U123>`` and ``<https://x|y>`` show as literal text.
+
+def slack_escape(text: str | None) -> str:
+    """Lead or person text as plain text in Slack (mrkdwn and plain_text objects).
+
+    &, < and > are escaped, so ``<!channel>``, ``<@U123>`` and ``<https://x|y>`` show as literal
+    text. Each formatting character (``* _ ~ ` ``) gets a zero-width joiner on both sides and a
+    line starting with ``>`` one in front: mrkdwn opens or closes a span only at a character with
+    a word boundary on one side and text on the other, which a joiner on both sides never is - so
+    ``*bold*`` from a lead field shows as typed, never bold. (Bare URLs are left to `mrkdwn`'s
+    verbatim flag.)
     """
     if text is None:
         return ""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    joiner = ZERO_WIDTH_JOINER
+    return _QUOTE.sub(joiner, _FORMATTING.sub(rf"{joiner}\1{joiner}", escaped))
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    """A mrkdwn text object that Slack shows verbatim: no bare URL, #channel or @mention in it is
+    turned into a link (our own ``<url|label>`` links and *formatting* still work)."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def one_line(text: str | None) -> str:

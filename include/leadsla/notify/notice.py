@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadsla.notify.formatting import EmailContent, one_line, slack_escape, slack_post, templates
+from leadsla.notify.formatting import EmailContent, mrkdwn, one_line, slack_escape, slack_post, templates
 from leadsla.notify.payloads import NoticePayload
 
 #: Slack allows 3,000 characters per section text and 50 blocks per message.
@@ -25,17 +25,17 @@ def _line_sections(lines: list[str]) -> list[dict[str, Any]]:
     for line in lines:
         bullet = f"• {slack_escape(one_line(line))}"[:_SECTION_CHARS]
         if chunk and len(chunk) + 1 + len(bullet) > _SECTION_CHARS:
-            sections.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+            sections.append({"type": "section", "text": mrkdwn(chunk)})
             chunk = ""
         chunk = f"{chunk}\n{bullet}" if chunk else bullet
     if chunk:
-        sections.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+        sections.append({"type": "section", "text": mrkdwn(chunk)})
     if len(sections) > _MAX_LINE_BLOCKS:
         dropped = sum(s["text"]["text"].count("\n") + 1 for s in sections[_MAX_LINE_BLOCKS:])
         sections = sections[:_MAX_LINE_BLOCKS] + [
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f"…and {dropped} more lines (see the task log)."},
+                "text": mrkdwn(f"…and {dropped} more lines (see the task log)."),
             }
         ]
     return sections
@@ -56,7 +56,7 @@ def notice_slack_message(payload: NoticePayload, key: str) -> dict[str, Any]:
     )
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": e(one_line(title))[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": about}},
+        {"type": "section", "text": mrkdwn(about)},
         *_line_sections(p.lines),
         *(
             [
@@ -75,7 +75,7 @@ def notice_slack_message(payload: NoticePayload, key: str) -> dict[str, Any]:
             if p.record
             else []
         ),
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "Sent by Lead SLA Monitor."}]},
+        {"type": "context", "elements": [mrkdwn("Sent by Lead SLA Monitor.")]},
     ]
     first = f" - {e(one_line(p.lines[0]))}" if p.lines else ""
     return slack_post(f"{e(one_line(title))}{first}"[:3000], blocks, key)

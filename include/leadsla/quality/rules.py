@@ -13,11 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from leadsla.errors import LeadSlaError
 from leadsla.lifecycle import Lifecycle, load_lifecycle
 from leadsla.paths import config_dir
+from leadsla.yaml_file import read_yaml_file
 
 
 class QualityConfigError(LeadSlaError):
@@ -95,10 +94,9 @@ def load(
         LifecycleError: the lifecycle file is invalid.
     """
     file = Path(path) if path else config_dir() / "quality.yaml"
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise QualityConfigError(f"{file}: the data-quality configuration file does not exist") from None
+    raw = read_yaml_file(file, QualityConfigError, "the data-quality configuration") or {}
+    if not isinstance(raw, dict):
+        raise _fail(file, "(top level)", raw, "a mapping of settings")
     for moved in ("statuses", "rejection_reasons"):
         if moved in raw:
             raise _fail(
@@ -106,9 +104,13 @@ def load(
             )
     lead = (lifecycle or load_lifecycle()).lead()
     minutes = raw.get("future_tolerance_minutes", 5)
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
-        raise _fail(file, "future_tolerance_minutes", minutes, "a whole number of minutes >= 0")
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= 7 * 24 * 60:
+        raise _fail(
+            file, "future_tolerance_minutes", minutes, "a whole number of minutes from 0 to 10080 (a week)"
+        )
     incident = raw.get("incident") or {}
+    if not isinstance(incident, dict):
+        raise _fail(file, "incident", incident, "a mapping with error_rate, min_rows and slack_channel")
     rate = incident.get("error_rate")
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
         raise _fail(file, "incident.error_rate", rate, "a share between 0 and 1")

@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from leadsla.csv_cells import neutralise
 from leadsla.paths import templates_dir
 from leadsla.reports import charts, cherry_picking, recycling, review
 from leadsla.reports import funnel as fn
@@ -70,12 +71,17 @@ def _env() -> jinja2.Environment:
 
 
 def _csv(df: pd.DataFrame) -> str:
+    """The frame as an attachment's CSV text (RFC 4180: CRLF line ends, so a cell holding a line
+    break or a carriage return is quoted); CRM text that a spreadsheet would run as a formula is
+    neutralised (`leadsla.csv_cells`)."""
     out = df.copy()
     for col in out.columns:
         # A plain loop: Series.map on an empty datetime column keeps its dtype, and .any() refuses it.
         if any(isinstance(v, tuple) for v in out[col]):
             out[col] = out[col].map(lambda v: " ".join(v) if isinstance(v, tuple) else "")
-    return out.to_csv(index=False, lineterminator="\n", float_format="%.4f")
+        if any(isinstance(v, str) for v in out[col]):
+            out[col] = out[col].map(neutralise)
+    return out.to_csv(index=False, lineterminator="\r\n", float_format="%.4f")
 
 
 def _rows(df: pd.DataFrame) -> list[dict]:

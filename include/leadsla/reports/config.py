@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from leadsla.calendar import is_timezone
 from leadsla.errors import LeadSlaError
 from leadsla.paths import config_dir
 from leadsla.reports.schedule import DEFAULT_SCHEDULES
+from leadsla.yaml_file import read_yaml_file, shown_key
 
 
 class ReportConfigError(LeadSlaError):
@@ -79,6 +80,14 @@ class Schedules(_Model):
 
 class ReportConfig(_Model):
     leadership_timezone: str = "America/New_York"
+
+    @field_validator("leadership_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not is_timezone(value):
+            raise ValueError(f"{value!r} is not an IANA timezone name (e.g. America/New_York)")
+        return value
+
     sla_id: str = "sales_touch"
     schedules: Schedules = Schedules()
     recipients: Recipients
@@ -98,13 +107,10 @@ def load_report_config(path: str | Path | None = None) -> ReportConfig:
         ReportConfigError: unreadable file or invalid content (names the key and the problem).
     """
     path = Path(path) if path else config_dir() / "reports.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ReportConfigError(f"cannot read report settings {path}: {exc}") from None
+    data = read_yaml_file(path, ReportConfigError, "the report settings")
     try:
         return ReportConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(shown_key(p) for p in first["loc"]) or "(top level)"
         raise ReportConfigError(f"{path}: {where}: {first['msg']}") from None

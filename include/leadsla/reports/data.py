@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from leadsla.decisions.recycling import RECOMMENDED_EVENT, RECYCLED_EVENT, REENGAGED_EVENT
 from leadsla.routing import Routing
 from leadsla.store import schema as s
+from leadsla.store.connection import read_only
 
 #: Lead Status value -> funnel stage. Statuses not listed (Working, Contacted, Nurture) are not stages.
 STAGE_OF_STATUS = {
@@ -170,7 +171,7 @@ def load(
     policy's), for the cherry-picking audit.
     """
     r, h, a, u, c, au = s.records, s.field_history, s.activities, s.users, s.clocks, s.audit
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         lead_q = sa.select(
             r.c.record_id,
             r.c.name,

@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo
 from leadsla.errors import LeadSlaError
 
 KINDS = ("week", "month", "quarter")
+#: The years a report can cover (nothing in a CRM predates 1970; the date arithmetic stays far from
+#: Python's year 1 and 9999).
+FIRST_YEAR, LAST_YEAR = 1970, 2199
 
 
 class PeriodError(LeadSlaError):
@@ -74,7 +77,25 @@ def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.UTC)
 
 
+def _local_day(at: dt.datetime, tz: str) -> dt.date:
+    try:
+        return at.astimezone(ZoneInfo(tz)).date()
+    except OverflowError:
+        raise PeriodError(
+            f"run time {at.isoformat()} is outside the years reports cover ({FIRST_YEAR} to {LAST_YEAR})"
+        ) from None
+
+
 def period_containing(kind: str, day: dt.date, tz: str) -> Period:
+    """The period of `kind` that the local `day` falls in.
+
+    Raises:
+        PeriodError: an unknown kind, or a day outside FIRST_YEAR..LAST_YEAR.
+    """
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise PeriodError(
+            f"{day.isoformat()} is outside the years reports cover ({FIRST_YEAR} to {LAST_YEAR})"
+        )
     if kind == "week":
         first = day - dt.timedelta(days=day.weekday())
         after = first + dt.timedelta(days=7)
@@ -98,14 +119,14 @@ def containing(kind: str, at: dt.datetime, tz: str) -> Period:
     """The period of `kind` that `at` falls in (the current one, for the run's time)."""
     if at.tzinfo is None:
         raise PeriodError(f"run time {at.isoformat()} is naive: give it a timezone")
-    return period_containing(kind, at.astimezone(ZoneInfo(tz)).date(), tz)
+    return period_containing(kind, _local_day(at, tz), tz)
 
 
 def last_full(kind: str, at: dt.datetime, tz: str) -> Period:
     """The last complete period of `kind` ending at or before `at` (the run's time)."""
     if at.tzinfo is None:
         raise PeriodError(f"run time {at.isoformat()} is naive: give it a timezone")
-    today = at.astimezone(ZoneInfo(tz)).date()
+    today = _local_day(at, tz)
     current = period_containing(kind, today, tz)
     return current.previous()
 

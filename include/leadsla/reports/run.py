@@ -18,6 +18,7 @@ from leadsla.reports import builders, readiness
 from leadsla.reports.config import ReportConfig, load_report_config
 from leadsla.reports.data import load
 from leadsla.reports.period import Period, last_full, parse
+from leadsla.store.connection import read_only
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def data_gap(
     # A named period that is not over yet (the current week, say) is reported up to `at`, marked as such.
     tz = cfg.leadership_timezone
     p = parse(kind, period, tz).to_date(at) if period else last_full(kind, at, tz)
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         missing = readiness.gap(conn, p, groups if groups is not None else readiness.crm_groups())
     return p, missing
 

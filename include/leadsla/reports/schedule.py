@@ -2,9 +2,10 @@
 include/config/reports.yaml (`leadership_timezone`, `schedules`).
 
 The report DAGs call `report_schedule` while Airflow parses their files, so this module stays cheap:
-the standard library, PyYAML and croniter (all already loaded for a DAG with a cron schedule) and
-one small file read, the only file besides time zone data that a DAG file may read while it is
-parsed (bench/parse_time.py audits parse-time reads against its allow-list). It never imports
+the standard library, PyYAML (libyaml's loader, through `leadsla.yaml_file`) and croniter (all
+already loaded for a DAG with a cron schedule) and one small file read, the only file besides time
+zone data that a DAG file may read while it is parsed (bench/parse_time.py audits parse-time reads
+against its allow-list). It never imports
 pandas, pydantic models, the store or Airflow, and checks only the two keys a schedule needs; the
 rest of reports.yaml is validated by `leadsla.reports.config` when a report is built. A change to
 the file takes effect at the DAG processor's next parse of the report DAGs (every 30 s by default).
@@ -15,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from croniter import croniter
 
 from leadsla.errors import LeadSlaError
 from leadsla.paths import config_dir
+from leadsla.yaml_file import read_yaml_file
 
 #: Defaults when reports.yaml names no schedule: the weekly digests on Monday 08:00, the monthly
 #: and quarterly reviews at 07:00 on the first day of the period after the one they review.
@@ -30,8 +31,6 @@ DEFAULT_SCHEDULES = {
     "quarterly": "0 7 1 1,4,7,10 *",
 }
 DEFAULT_TIMEZONE = "America/New_York"
-#: libyaml's safe loader when PyYAML has it: ~0.7 ms for reports.yaml on every parse, against ~7 ms.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ReportScheduleError(LeadSlaError):
@@ -56,16 +55,15 @@ def report_schedule(name: str, path: str | Path | None = None) -> tuple[str, str
     if name not in DEFAULT_SCHEDULES:
         raise ReportScheduleError(f"unknown report {name!r}: expected one of {', '.join(DEFAULT_SCHEDULES)}")
     path = Path(path) if path else config_dir() / "reports.yaml"
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ReportScheduleError(f"cannot read report settings {path}: {exc}") from None
+    data = read_yaml_file(path, ReportScheduleError, "the report settings") or {}
     if not isinstance(data, dict):
         raise ReportScheduleError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     tz = data.get("leadership_timezone", DEFAULT_TIMEZONE)
     try:
-        ZoneInfo(str(tz))
-    except (ZoneInfoNotFoundError, ValueError):
+        if not isinstance(tz, str):
+            raise ValueError(tz)
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ReportScheduleError(
             f"{path}: leadership_timezone: {tz!r} is not an IANA timezone name (e.g. America/New_York)"
         ) from None

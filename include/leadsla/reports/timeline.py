@@ -1,6 +1,7 @@
 """A record's "why" timeline from the audit trail: every clock start, pause, checkpoint, message,
 escalation and reassignment with the rule that fired, the policy version and the Airflow task run
-that did it (linked as /dags/{dag_id}/runs/{run_id}/tasks/{task_id}). Read-only.
+that did it (linked as /dags/{dag_id}/runs/{run_id}/tasks/{task_id}). Read-only, on read-only
+connections (`store.connection.read_only`): a long export never takes or waits for the write lock.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from leadsla.store.connection import read_only
 from leadsla.store.schema import audit
 
 EXPORT_COLUMNS = [
@@ -41,7 +43,7 @@ def task_link(dag_id: str | None, run_id: str | None, task_id: str | None) -> st
 
 def record_timeline(engine: sa.Engine, record_id: str) -> list[dict]:
     """Audit entries of one record, oldest first, each with `link` to its task run."""
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         rows = (
             conn.execute(
                 sa.select(audit).where(audit.c.record_id == record_id).order_by(audit.c.at, audit.c.audit_id)
@@ -54,7 +56,7 @@ def record_timeline(engine: sa.Engine, record_id: str) -> list[dict]:
 
 def entries_between(engine: sa.Engine, start: dt.datetime, end: dt.datetime):
     """Audit rows with start <= at < end, in order (an iterator of mappings, streamed)."""
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         result = conn.execution_options(stream_results=True).execute(
             sa.select(audit)
             .where(audit.c.at >= start, audit.c.at < end)

@@ -3,18 +3,23 @@
 Resolution order for the URL: an explicit argument, then the `LEADSLA_STORE_URL` environment
 variable, then the Airflow connection `leadsla_store` (read lazily, only when Airflow is
 importable), then a SQLite file under $AIRFLOW_HOME. A bad URL or an unwritable folder raises
-`StoreConfigError` with one sentence saying what and how to fix it.
+`StoreConfigError` with one sentence saying what and how to fix it; a URL in it is redacted on its
+text before any parsing (`redact_url`: a password holding `@` never shows, whole or in part).
 
 Only a connection that does not exist means SQLite. A lookup that fails (the API server or a
 secrets backend erring, access denied) raises `StoreConfigError`: falling back there would let
 each worker write a store of its own. The Task SDK answers "not found" for those failures too
 (`_get_connection` skips a backend that errs), so a "not found" is checked once more, backend by
 backend, before it is believed (`_lookup_failure`).
+
+Read paths (the War Room, the audit timeline and export, the reports' reads) open `read_only`
+connections: they never take the SQLite write lock and cannot write.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -155,24 +160,31 @@ def resolve_url(url: str | None = None) -> str:
     """
     chosen = url or os.environ.get("LEADSLA_STORE_URL") or url_from_airflow_connection()
     chosen = chosen or default_sqlite_url()
+    shown = redact_url(chosen)  # before parsing: a parser that misreads the URL must not show it
+    if not chosen.startswith("sqlite") and chosen.partition("?")[0].count("@") > 1:
+        # A parser reads `user:p@ss@host` as password `p` at host `ss@host`: refuse, never guess.
+        raise StoreConfigError(
+            f"store URL {shown!r}: its user name or password holds an '@': percent-encode it as %40 "
+            "(or give the password in the connection's password field)"
+        )
     try:
         parsed = make_url(chosen)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise StoreConfigError(
-            f"store URL {_redact(chosen)!r} is not a SQLAlchemy URL: use e.g. "
+            f"store URL {shown!r} is not a SQLAlchemy URL: use e.g. "
             "'sqlite:////abs/path/leadsla.db' or 'postgresql+psycopg://user:pw@host:5432/db' "
             f"(set in the {STORE_CONN_ID!r} connection or LEADSLA_STORE_URL)"
         ) from None
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
         raise StoreConfigError(
-            f"store URL {_redact(chosen)!r} uses backend {backend!r}: the store supports "
+            f"store URL {shown!r} uses backend {backend!r}: the store supports "
             f"{' and '.join(SUPPORTED_BACKENDS)} only"
         )
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what we ship
     if backend == "sqlite":
-        _check_sqlite_path(parsed.database, chosen)
+        _check_sqlite_path(parsed.database, shown)
     return parsed.render_as_string(hide_password=False)
 
 
@@ -197,11 +209,26 @@ def _check_sqlite_path(database: str | None, shown: str) -> None:
         )
 
 
-def _redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1] if "@" in url else url
+#: `scheme://` and the user info: everything up to the URL's last `@` (greedy), so a password
+#: holding `@`, `:` or `/` is covered whole.
+_USER_INFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user_info>.*)@", re.S)
+#: A password given as a query parameter (libpq and psycopg accept `?password=`).
+_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """The URL as an error line may show it: the user name kept, the password `***`.
+
+    Worked on the text, before any parsing: a parser reads `user:p@ss@host` as password `p` at
+    host `ss@host` (and shows `ss@host`), so the user info is everything up to the last `@`, and
+    a `password=` query parameter is hidden too.
+    """
+    shown = _PASSWORD_PARAM.sub(r"\1***", url)
+    found = _USER_INFO.match(shown)
+    if not found:
+        return shown
+    user, has_password, _ = found["user_info"].partition(":")
+    return f"{found['scheme']}{user}{':***' if has_password else ''}@{shown[found.end() :]}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 (DBAPI objects)
@@ -228,14 +255,32 @@ def create_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-#: Execution option for connections that only read (`engine.execution_options(**{READ_ONLY: True})`):
-#: on SQLite each statement then runs in its own read transaction, which neither takes nor waits
-#: for the write lock, so a long read (the War Room's page) does not hold up the CRM sync.
+#: Execution option of the connections `read_only` opens: on SQLite their transaction is a deferred
+#: read transaction (a consistent snapshot under WAL) that neither takes nor waits for the write
+#: lock, so a long read (the War Room's page, a streaming audit export) does not hold up the CRM sync.
 READ_ONLY = "leadsla_read_only"
 
 
+def read_only(engine: sa.Engine) -> sa.Connection:
+    """A connection of `engine` that can only read, for the read paths (`with read_only(e) as conn`).
+
+    SQLite: a deferred `BEGIN` instead of `BEGIN IMMEDIATE` (under WAL a reader sees one snapshot
+    and never takes or waits for the write lock) and `PRAGMA query_only` (a write fails: "attempt
+    to write a readonly database"). PostgreSQL: every transaction is `READ ONLY` (psycopg's
+    `read_only`, set by SQLAlchemy's `postgresql_readonly`, reset when the connection returns to
+    the pool).
+    """
+    options: dict = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return engine.execution_options(**options).connect()
+
+
 def _begin_immediate(conn: sa.Connection) -> None:
-    if not conn.get_execution_options().get(READ_ONLY):
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("PRAGMA query_only=ON")
+        conn.exec_driver_sql("BEGIN")
+    else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -256,8 +301,13 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> sa.Engine:
     if upgrade:
         try:
             upgrade_schema(engine)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:  # unreachable, refused, or not a database ("file is not a database")
             engine.dispose()
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreConfigError(f"cannot open the store at {_redact(resolved)!r}: {reason}") from None
+            reason = (str(exc.orig).strip() or type(exc.orig).__name__) if exc.orig else str(exc)
+            password = make_url(resolved).password
+            if password:
+                reason = reason.replace(str(password), "***")
+            raise StoreConfigError(
+                f"cannot open the store at {redact_url(resolved)!r}: {reason.splitlines()[0]}"
+            ) from None
     return engine

@@ -1,7 +1,10 @@
 """The War Room's filters: date range (default the last 30 days), lead source, owner and team.
 
 Parsed from query-string values into a validated `Filters`; a bad value is a `FilterError` naming
-the parameter and what was expected. Never reads the store.
+the parameter and what was expected (the page answers 400). A range is at most `MAX_RANGE_DAYS`
+long and lies within `EARLIEST_DAY`..`LATEST_DAY`: an unbounded one built a statement of one CASE
+branch per week (444 kB for year 1 to 9999) or overflowed the date arithmetic (a 500). Never reads
+the store.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ from leadsla.errors import LeadSlaError
 from leadsla.reports.period import Period
 
 DEFAULT_DAYS = 30
+#: The longest range the page computes, in days (two years: a quarter-on-quarter or year-on-year look).
+MAX_RANGE_DAYS = 731
+#: The dates a range may name: nothing in a CRM predates the epoch, and the page's arithmetic
+#: (local midnights, week labels) stays far inside what Python and pandas can represent.
+EARLIEST_DAY = dt.date(1970, 1, 1)
+LATEST_DAY = dt.date(2199, 12, 31)
 
 
 class FilterError(LeadSlaError):
@@ -58,9 +67,19 @@ def _date(name: str, value: str | None) -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise FilterError(f"filter {name}={value!r} is not a date: expected YYYY-MM-DD") from None
+    return _within_bounds(name, day)
+
+
+def _within_bounds(name: str, day: dt.date) -> dt.date:
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise FilterError(
+            f"filter {name}={day.isoformat()!r} is outside the dates the War Room shows: expected a day "
+            f"from {EARLIEST_DAY} to {LATEST_DAY}"
+        )
+    return day
 
 
 def parse_filters(
@@ -72,17 +91,25 @@ def parse_filters(
     lead_source: str | None = None,
     owner: str | None = None,
     team: str | None = None,
+    max_days: int = MAX_RANGE_DAYS,
 ) -> Filters:
     """Filters from query values; the range defaults to the 30 days ending today (in `timezone`).
 
     Raises:
-        FilterError: a date is malformed, or the range ends before it starts.
+        FilterError: a date is malformed or outside `EARLIEST_DAY`..`LATEST_DAY`, the range ends
+            before it starts, or it is longer than `max_days`.
     """
     today = now.astimezone(ZoneInfo(timezone)).date()
     last_day = _date("end", end) or today
-    first_day = _date("start", start) or last_day - dt.timedelta(days=DEFAULT_DAYS - 1)
+    first_day = _date("start", start) or max(last_day - dt.timedelta(days=DEFAULT_DAYS - 1), EARLIEST_DAY)
     if last_day < first_day:
         raise FilterError(f"date range {first_day} to {last_day} ends before it starts")
+    days = (last_day - first_day).days + 1
+    if days > max_days:
+        raise FilterError(
+            f"date range {first_day} to {last_day} spans {days} days: the War Room shows at most "
+            f"{max_days} days at a time; choose a later start or an earlier end"
+        )
     return Filters(
         first_day,
         last_day,

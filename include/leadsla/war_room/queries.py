@@ -28,7 +28,7 @@ from leadsla.reports import metrics
 from leadsla.reports.timeline import record_timeline
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record
-from leadsla.store.connection import READ_ONLY
+from leadsla.store.connection import read_only
 from leadsla.war_room import figures as range_figures
 from leadsla.war_room.filters import Filters
 
@@ -68,9 +68,9 @@ class UnknownFigure(LookupError):
 
 
 def read_only_connection(engine: sa.Engine) -> sa.Connection:
-    """A connection for reads only: on SQLite it takes no write lock, so the page neither waits
-    for the CRM sync nor holds it up."""
-    return engine.execution_options(**{READ_ONLY: True}).connect()
+    """A connection that can only read (`store.connection.read_only`): on SQLite it takes no write
+    lock, so the page neither waits for the CRM sync nor holds it up."""
+    return read_only(engine)
 
 
 def fetch_frame(conn: sa.Connection, stmt: sa.Select, *, objects: bool = False) -> pd.DataFrame:
