@@ -72,10 +72,7 @@ def data_engineering(path: str | Path | None = None) -> tuple[str, str | None]:
         QualityConfigError: the file is missing or unreadable, or either contact is malformed.
     """
     file = Path(path) if path else config_dir() / "quality.yaml"
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise QualityConfigError(f"{file}: cannot be read ({type(exc).__name__})") from None
+    raw = read_yaml_file(file, QualityConfigError, "the data-quality configuration") or {}
     if not isinstance(raw, dict):
         raise _fail(file, "(top level)", type(raw).__name__, "a mapping")
     return _incident_contacts(file, raw.get("incident") or {})
