@@ -199,5 +199,8 @@ def test_data_engineering_contacts_come_from_the_incident_section(tmp_path):
         for read in (quality_rules.data_engineering, quality_rules.load):
             with pytest.raises(quality_rules.QualityConfigError, match="incident.email"):
                 read(broken)
-    with pytest.raises(quality_rules.QualityConfigError, match="cannot read the data-quality configuration: the file does not exist"):
+    with pytest.raises(
+        quality_rules.QualityConfigError,
+        match="cannot read the data-quality configuration: the file does not exist",
+    ):
         quality_rules.data_engineering(tmp_path / "missing.yaml")
