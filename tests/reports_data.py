@@ -10,6 +10,7 @@ written to a fresh store and loaded back by `leadsla.reports.data.load`, on SQLi
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -311,10 +312,14 @@ class Builder:
         return ReportData(leads, stages, acts, users, clocks, visits)
 
     def write(self, engine: sa.Engine) -> None:
-        """Insert every row into the store (audit rows straight into the append-only table)."""
+        """Insert every row into the store; audit rows through `store.audit.record_many`, the
+        trail's only writer (it chains them), one call per run of rows with the same task run."""
         from leadsla.store import schema as s
+        from leadsla.store.audit import AuditContext, record_many
 
         now = t("2026-01-01 00:00")
+        runs = ("dag_id", "run_id", "task_id", "try_number")
+        written_by_record_many = {*runs, "recorded_at"}
         with engine.begin() as conn:
             for table, rows in (
                 (s.users, [dict(u, synced_at=now) for u in self.users]),
@@ -323,10 +328,12 @@ class Builder:
                 (s.field_history, self.history),
                 (s.activities, self.activities),
                 (s.clocks, self.clocks),
-                (s.audit, self.audit),
             ):
                 for i in range(0, len(rows), 5000):
                     conn.execute(table.insert(), rows[i : i + 5000])
+            for context, group in itertools.groupby(self.audit, key=lambda a: tuple(a[k] for k in runs)):
+                entries = [{k: v for k, v in a.items() if k not in written_by_record_many} for a in group]
+                record_many(conn, entries, context=AuditContext(*context))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

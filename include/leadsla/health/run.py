@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from leadsla.decisions.plan import Notice
 from leadsla.health import (
+    audit_chain,
     calendars,
     config_drift,
     delivery,
@@ -40,6 +41,7 @@ CHECKS = (
     leakage,
     escalation,
     config_drift,
+    audit_chain,
 )
 
 

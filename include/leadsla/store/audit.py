@@ -2,7 +2,9 @@
 Airflow task run that did it.
 
 `AuditContext` carries dag_id/run_id/task_id/try_number; it is built from a task's context dict
-without importing Airflow. The table refuses UPDATE and DELETE (see migrations).
+without importing Airflow. The table refuses UPDATE, DELETE and TRUNCATE (`store.guards`), and
+every entry is chained to the one before it by its hash (`store.chain`): `record_many` is the
+only code that writes audit rows.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from leadsla.store.schema import AUDIT_EVENTS, audit
+from leadsla.store import chain
+from leadsla.store.schema import AUDIT_EVENTS
 
 
 @dataclass(frozen=True)
@@ -52,19 +55,22 @@ def record(
 
 
 def record_many(conn: sa.Connection, entries: Iterable[Mapping[str, Any]], *, context: AuditContext) -> int:
-    """Append audit entries in one statement; each needs `event` and `at`.
+    """Append audit entries in one statement, chained in order onto the trail's head; each needs
+    `event` and `at`. `recorded_at` is the wall time under the chain's lock. Call it in a write
+    transaction (`engine.begin()`): the head stays locked until that transaction ends, so keep
+    audit writes last in it where you can.
 
     Raises:
         ValueError: an entry names an event outside AUDIT_EVENTS, or lacks `at`.
+        AuditChainError: a read-only or autocommit connection, or a store without its chain head.
     """
-    now = dt.datetime.now(dt.UTC)
-    rows = []
+    rows, run = [], asdict(context)
     for entry in entries:
         if entry.get("event") not in AUDIT_EVENTS:
             raise ValueError(f"unknown audit event {entry.get('event')!r}; known: {sorted(AUDIT_EVENTS)}")
         if entry.get("at") is None:
             raise ValueError(f"audit entry {entry['event']!r} has no 'at' time")
-        rows.append({"detail": {}, **entry, "recorded_at": now, **asdict(context)})
+        rows.append(chain.stored({"detail": {}, **entry, **run}))
     if rows:
-        conn.execute(audit.insert(), rows)
+        chain.append(conn, rows)
     return len(rows)

@@ -1,27 +1,34 @@
 """Create or upgrade the store's schema on first use, idempotently and safely under concurrency.
 
 `upgrade(engine)` is called by `open_store`; it takes a lock (PostgreSQL advisory lock, SQLite's
-write lock) so parallel tasks starting together don't race, creates what is missing, installs the
-audit table's append-only guards, and records `SCHEMA_VERSION`. A store newer than this code is
-refused rather than written to.
+write lock) so parallel tasks starting together don't race, creates what is missing, records
+`SCHEMA_VERSION`, and, on every open, re-asserts the audit trail's guards (`store.guards`: a
+dropped or disabled trigger is put back, not only on a version change). A store newer than this
+code is refused rather than written to.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import sqlalchemy as sa
 
 from leadsla.errors import StoreConfigError
+from leadsla.store import chain, guards
 from leadsla.store.schema import (
     JUDGED_CLOCKS_INDEX,
     SCHEMA_VERSION,
     activities,
+    audit,
+    audit_chain,
     clocks,
     crm_mapping_checks,
     metadata,
     schema_meta,
 )
+
+log = logging.getLogger(__name__)
 
 _PG_LOCK_KEY = 0x1EAD51A  # arbitrary, constant: "lead sla"
 
@@ -71,23 +78,22 @@ def _v4(conn: sa.Connection) -> None:
         _add_missing_columns(conn, crm_mapping_checks, ["stamp_fields"])
 
 
+def _v5(conn: sa.Connection) -> None:
+    """Version 5: the audit trail is a hash chain (`store.chain`): two hash columns, the chain's
+    head, and every entry already written hashed in audit_id order from a genesis hash (the
+    UPDATE guard lifted for it inside this transaction; `upgrade` re-asserts it)."""
+    if not sa.inspect(conn).has_table(audit.name):
+        return
+    _add_missing_columns(conn, audit, ["prev_hash", "entry_hash"])
+    audit_chain.create(conn, checkfirst=True)
+    guards.lift_update_guards(conn)
+    hashed = chain.start(conn, dt.datetime.now(dt.UTC))
+    log.info("audit chain started: %d existing entries hashed", hashed)
+
+
 #: Steps from version N to N+1, applied in order to stores older than SCHEMA_VERSION.
 #: Each is a function of a connection; version 1 is the initial create_all.
-_STEPS: dict[int, object] = {2: _v2, 3: _v3, 4: _v4}
-
-_SQLITE_GUARDS = [
-    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
-    "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
-    "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
-]
-_PG_GUARDS = [
-    "CREATE OR REPLACE FUNCTION leadsla_audit_append_only() RETURNS trigger AS $$ "
-    "BEGIN RAISE EXCEPTION 'audit is append-only'; END; $$ LANGUAGE plpgsql",
-    "DROP TRIGGER IF EXISTS audit_append_only ON audit",
-    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
-    "FOR EACH ROW EXECUTE FUNCTION leadsla_audit_append_only()",
-]
+_STEPS: dict[int, object] = {2: _v2, 3: _v3, 4: _v4, 5: _v5}
 
 
 def current_version(conn: sa.Connection) -> int | None:
@@ -113,11 +119,15 @@ def upgrade(engine: sa.Engine) -> int:
                 "upgrade leadsla before running it against this store"
             )
         if version == SCHEMA_VERSION:
+            restored = guards.assert_guards(conn)
+            if restored:
+                log.warning("audit trail guards were missing or altered and are put back: %s", restored)
             return version
         for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
             _STEPS[step](conn)  # type: ignore[operator]
         metadata.create_all(conn, checkfirst=True)
-        for statement in _SQLITE_GUARDS if conn.dialect.name == "sqlite" else _PG_GUARDS:
-            conn.exec_driver_sql(statement)
+        if (version or 0) < 4:  # the chain began with version 4: a store past it never gets a new head
+            chain.start(conn, dt.datetime.now(dt.UTC))
+        guards.assert_guards(conn)
         conn.execute(schema_meta.insert().values(version=SCHEMA_VERSION, upgraded_at=dt.datetime.now(dt.UTC)))
     return SCHEMA_VERSION

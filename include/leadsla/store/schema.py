@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 #: Bump when a table or column changes; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData(
     naming_convention={
@@ -412,8 +412,28 @@ audit = sa.Table(
     sa.Column("run_id", sa.String(250)),
     sa.Column("task_id", sa.String(250)),
     sa.Column("try_number", sa.Integer),
+    # The hash chain (`store.chain`): the previous entry's hash and SHA-256 over this entry's content
+    # and that hash. Nullable only because version 4 added them; every row has both (a guard refuses
+    # an entry without them, and the upgrade hashed the older rows).
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("entry_hash", sa.String(64)),
     sa.Index(None, "record_id", "at"),
     sa.Index(None, "event", "at"),
+)
+
+audit_chain = sa.Table(
+    "audit_chain",
+    metadata,
+    # The audit trail's chain head, one row (chain_id 1): the lock every append takes, and what the
+    # chain must end in, so deleting the newest entries or emptying the table is detected. Guarded:
+    # never deleted, and an update may only move it forward.
+    sa.Column("chain_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("genesis_hash", sa.String(64), nullable=False),  # the first entry's prev_hash
+    _now_column("started_at"),
+    sa.Column("backfilled", sa.Integer, nullable=False),  # entries written before the chain, hashed then
+    sa.Column("entries", sa.Integer, nullable=False),  # entries in the chain
+    sa.Column("head_audit_id", sa.Integer),  # the newest entry (None: none yet)
+    sa.Column("head_hash", sa.String(64), nullable=False),  # its entry_hash (genesis_hash: none yet)
 )
 
 #: Events the audit trail records; writing anything else is refused, so a typo can't hide a fact.
