@@ -172,12 +172,16 @@ def test_parallel_writers_never_fork_the_chain(store: sa.Engine) -> None:
 
 
 def test_a_connection_that_cannot_hold_the_lock_cannot_append(store: sa.Engine) -> None:
-    """SQLite's read-only connections run each statement on its own, like autocommit anywhere: the
-    head would be unlocked before the entries commit."""
-    options = {READ_ONLY: True} if store.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
-    with store.execution_options(**options).connect() as conn:
-        with pytest.raises(chain.AuditChainError, match="write transaction"):
-            record(conn, "sync", at=T0, context=CTX)
+    """An autocommit connection (PostgreSQL) would unlock the head before the entries commit:
+    refused. A read-only SQLite connection (`store.connection.read_only`: query_only) cannot write."""
+    if store.dialect.name == "sqlite":
+        with store.execution_options(**{READ_ONLY: True}).connect() as conn:
+            with pytest.raises(sa.exc.OperationalError, match="readonly database"):
+                record(conn, "sync", at=T0, context=CTX)
+    else:
+        with store.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            with pytest.raises(chain.AuditChainError, match="write transaction"):
+                record(conn, "sync", at=T0, context=CTX)
     assert chain_verify.verify_store(store).entries == 0
 
 
