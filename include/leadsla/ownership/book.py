@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from leadsla.decisions.routing import Account, Book, Lead, Rep
 from leadsla.policy import Policy
 from leadsla.store import schema
+from leadsla.store.mirror import FRAME_COLUMNS
 
 #: The audit event of a routed lead (its detail names the owner): the fairness window counts them.
 ROUTED_EVENT = "routing"
@@ -74,13 +75,12 @@ def owners(conn: sa.Connection) -> Owners:
 
 def directory_frames(conn: sa.Connection) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The users and queues frames `decisions.recipients.Directory` resolves roles from."""
-    u, q = schema.users, schema.queues
-    cols = ["user_id", "name", "email", "manager_id", "team", "timezone", "is_active"]
-    users = pd.DataFrame([tuple(r) for r in conn.execute(sa.select(*[u.c[c] for c in cols]))], columns=cols)
-    queues = pd.DataFrame(
-        [tuple(r) for r in conn.execute(sa.select(q.c.queue_id, q.c.name))], columns=["queue_id", "name"]
-    )
-    return users, queues
+    frames = []
+    for table in (schema.users, schema.queues):
+        cols = FRAME_COLUMNS[table.name]  # the columns `store.mirror.load_frames` gives the monitor
+        rows = conn.execute(sa.select(*[table.c[c] for c in cols]))
+        frames.append(pd.DataFrame([tuple(r) for r in rows], columns=cols))
+    return frames[0], frames[1]
 
 
 def _lead(row: Any) -> Lead:
