@@ -162,8 +162,9 @@ def stored(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def _refuse_unserialised(conn: sa.Connection) -> None:
     """The head must stay locked until the entries commit: refuse a connection that is not in a
-    database transaction (SQLite: a read-only connection runs each statement on its own; any
-    backend in autocommit)."""
+    database transaction (any backend in autocommit, where each statement commits on its own). A
+    `store.connection.read_only` connection is in a transaction but cannot write (SQLite's
+    `query_only`, PostgreSQL's READ ONLY): its insert fails in the database."""
     dbapi = conn.connection.dbapi_connection
     held = dbapi.in_transaction if conn.dialect.name == "sqlite" else not getattr(dbapi, "autocommit", False)
     if not held:
