@@ -231,6 +231,23 @@ class Builder:
         )
         return self
 
+    def opportunity(self, lead_id: str, opportunity_id: str, amount: float | None) -> Builder:
+        """The Opportunity a converted lead became (`Amount` left out when `amount` is None)."""
+        lead = next(r for r in self.leads if r["record_id"] == lead_id)
+        lead["converted_opportunity_id"] = opportunity_id
+        self.leads.append(
+            {
+                **lead,
+                "object_type": "Opportunity",
+                "record_id": opportunity_id,
+                "status": "Qualification",
+                "is_converted": None,
+                "converted_opportunity_id": None,
+                "fields": {} if amount is None else {"Amount": amount},
+            }
+        )
+        return self
+
     def event(self, event: str, at: dt.datetime, record_id: str | None = None, **kw: Any) -> Builder:
         row = {
             "event": event,
@@ -258,7 +275,7 @@ class Builder:
         from leadsla.reports.data import STAGE_OF_STATUS, ReportData
 
         leads = pd.DataFrame(
-            self.leads or None,
+            [r for r in self.leads if r["object_type"] == "Lead"] or None,
             columns=[
                 "record_id",
                 "name",
@@ -324,7 +341,7 @@ class Builder:
             for table, rows in (
                 (s.users, [dict(u, synced_at=now) for u in self.users]),
                 (s.queues, [dict(q, synced_at=now) for q in self.queues]),
-                (s.records, self.leads),
+                (s.records, _same_keys(self.leads)),
                 (s.field_history, self.history),
                 (s.activities, self.activities),
                 (s.clocks, self.clocks),
@@ -334,6 +351,13 @@ class Builder:
             for context, group in itertools.groupby(self.audit, key=lambda a: tuple(a[k] for k in runs)):
                 entries = [{k: v for k, v in a.items() if k not in written_by_record_many} for a in group]
                 record_many(conn, entries, context=AuditContext(*context))
+
+
+def _same_keys(rows: list[dict]) -> list[dict]:
+    """The rows with every key any of them has (None where missing): one executemany needs the
+    same columns in every row, and an Opportunity row carries keys a lead row may not."""
+    keys = dict.fromkeys(k for row in rows for k in row)
+    return [{k: row.get(k) for k in keys} for row in rows]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -43,10 +43,18 @@ CHARTS = {
     "quarterly": {"what_if"},
 }
 CSVS = {
-    "weekly": {"compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
+    "weekly": {"headline.csv", "compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
     "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv", "recycling.csv"},
-    "monthly": {"red_flags.csv", "cherry_picking.csv", "reps.csv", "funnel.csv", "recycling.csv"},
-    "quarterly": {"what_if.csv", "conversion_by_response.csv", "sources.csv"},
+    "monthly": {
+        "headline.csv",
+        "violations_by_hour_of_week.csv",
+        "red_flags.csv",
+        "cherry_picking.csv",
+        "reps.csv",
+        "funnel.csv",
+        "recycling.csv",
+    },
+    "quarterly": {"headline.csv", "what_if.csv", "conversion_by_response.csv", "sources.csv"},
 }
 CHROMIUM = shutil.which("chromium")
 #: The month the seeded store's cherry-picking cases fall in (the monthly report's period).
@@ -145,7 +153,8 @@ def test_a_period_before_any_data_still_builds(seeded, tmp_path, name, period):
     html = (tmp_path / f"{name}_{period}.html").read_text()
     assert period in html
     if name == "weekly":
-        assert "<th>Handoffs (SLA clocks started)</th><td>0</td>" in html and "n/a" in html
+        assert "<th>Handoffs (SLA clocks started)</th><td>0</td>" in html
+        assert "n/a (no decided clocks in 2026-W35); target 80%" in html
 
 
 def test_default_period_is_the_last_full_one(seeded, tmp_path):
@@ -195,9 +204,27 @@ def cells(page, selector: str) -> list[list[str]]:
     )
 
 
+def check_headline(page, csvs: dict[str, list[dict]]) -> None:
+    """The block the report opens with: four figures, each with its change, as in headline.csv."""
+    rows = cells(page, "#headline")
+    assert (
+        [r[0] for r in rows]
+        == [r["figure"] for r in csvs["headline.csv"]]
+        == [
+            "Compliance against target",
+            "Breaches",
+            "Revenue affected",
+            "Red flags raised",
+        ]
+    )
+    assert [r[2] for r in rows] == [r["change"] for r in csvs["headline.csv"]]
+
+
 def check_weekly(page, csvs: dict[str, list[dict]]) -> None:
     """Adherence rate, violations and revenue affected, agreeing with the per-team CSV."""
-    head = page.locator("#headline").inner_text()
+    check_headline(page, csvs)
+    breaches = int(cells(page, "#headline")[1][1])
+    head = page.locator("#details").inner_text()
     adherence = re.search(r"Adherence rate\s+(\d+)% \((\d+) of (\d+) decided\)", head)
     assert adherence, head
     pct, met, decided = map(int, adherence.groups())
@@ -205,8 +232,8 @@ def check_weekly(page, csvs: dict[str, list[dict]]) -> None:
     assert decided == sum(int(r["decided"]) for r in teams) > 0 and met == sum(int(r["met"]) for r in teams)
     assert pct == round(100 * met / decided)
     violations = int(re.search(r"Violations\s+(\d+)", head)[1])
-    assert violations == decided - met == len(csvs["violations.csv"])
-    revenue = re.search(r"Revenue affected by delays\s+\$([\d,]+) \((\d+) late leads\)", head)
+    assert violations == decided - met == len(csvs["violations.csv"]) == breaches
+    revenue = re.search(r"Estimated pipeline lost to delays\s+\$([\d,]+) \((\d+) late leads\)", head)
     assert revenue and int(revenue[1].replace(",", "")) > 0 and int(revenue[2]) == violations
     assert "Estimate: deal value $25,000" in head  # the assumption printed beside the figure
     assert [row[0] for row in cells(page, "#teams")] == [r["team"] for r in teams]
@@ -225,7 +252,10 @@ def check_feedback(page, csvs: dict[str, list[dict]]) -> None:
 def check_monthly(page, csvs: dict[str, list[dict]]) -> None:
     """The red-flag table with its five checks, the triggers, the cherry-picking audit naming the
     seeded cases' leads and reps, and the root-cause sentences."""
+    check_headline(page, csvs)
     flags = cells(page, "#red-flags")
+    raised = int(re.match(r"(\d+) of 5", cells(page, "#headline")[3][1])[1])
+    assert raised == sum(f[3] == "RED FLAG" for f in flags)
     assert len(flags) == 5 and "War Room" in page.locator("#red-flags").inner_text()
     picking = cells(page, "#cherry-picking")
     assert [f[0] for f in flags] + [t[0] for t in cells(page, "#triggers")] + [c[0] for c in picking] == [
@@ -243,6 +273,7 @@ def check_monthly(page, csvs: dict[str, list[dict]]) -> None:
 
 def check_quarterly(page, csvs: dict[str, list[dict]]) -> None:
     """The threshold what-if (violations under each alternative target) and its recommendation."""
+    check_headline(page, csvs)
     what_if = cells(page, "#what-if")
     assert [row[1] for row in what_if] == [r["violations"] for r in csvs["what_if.csv"]]
     assert len(what_if) == 6 and sum(int(r[1]) for r in what_if) > 0

@@ -21,7 +21,7 @@ import pandas as pd
 
 from leadsla.csv_cells import neutralise
 from leadsla.paths import templates_dir
-from leadsla.reports import charts, cherry_picking, recycling, review
+from leadsla.reports import charts, cherry_picking, headline, recycling, review
 from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
 from leadsla.reports.config import ReportConfig
@@ -65,9 +65,17 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.filters["pct"] = lambda x: "n/a" if x is None or pd.isna(x) else f"{x:.0%}"
-    env.filters["num"] = lambda x, d=1: "n/a" if x is None or pd.isna(x) else f"{x:,.{d}f}"
+    env.filters["pct"] = lambda x, why="": _shown(x, why) or f"{x:.0%}"
+    env.filters["num"] = lambda x, d=1, why="": _shown(x, why) or f"{x:,.{d}f}"
     return env
+
+
+def _shown(x: float | None, why: str) -> str:
+    """ "n/a (why)" for a figure that cannot be computed (None, NaN or infinite: never printed as
+    `nan` or `inf`), "" for one that can."""
+    if x is not None and not pd.isna(x) and abs(float(x)) != float("inf"):
+        return ""
+    return f"n/a ({why})" if why else "n/a"
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -105,6 +113,7 @@ def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "revenue": rev,
         "teams": _rows(teams),
         "violations": int(overall["violated"].sum()) if len(overall) else 0,
+        "headline": headline.headline(data, period, cfg),
     }
     images = {
         "trend": charts.trend(list(trend["week"]), list(trend["compliance"]), "SLA compliance by week", 0.8),
@@ -119,6 +128,7 @@ def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         ctx,
         images,
         {
+            "headline.csv": _csv(pd.DataFrame(ctx["headline"].rows())),
             "compliance_by_team.csv": _csv(teams),
             "weekly_trend.csv": _csv(trend),
             "violations.csv": _csv(
@@ -202,14 +212,13 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "leakage": fn.leakage(c, period, cfg.thresholds.leakage_days),
         "load": _rows(causes["by_load"]),
         "recycling": recycling.figures(data, period),
+        "headline": headline.headline(data, period, cfg),
     }
+    grid = hour_of_week_grid(how)
     images = {
         "funnel": charts.bar(list(fun["stage"]), list(fun["leads"]), "Handoff funnel", "leads"),
-        "hours": charts.bar(
-            [f"{h // 24}:{h % 24:02d}" for h in how["hour_of_week"]],
-            list(how["violations"]),
-            "Violations by hour of week (day:hour, 0 = Monday)",
-            "violations",
+        "hours": charts.hour_of_week_heatmap(
+            grid.to_numpy().tolist(), f"Violations by hour of week ({period.timezone})"
         ),
     }
     flag_df = pd.DataFrame([f.__dict__ for f in flags + triggers + picking.flags])
@@ -220,6 +229,8 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         ctx,
         images,
         {
+            "headline.csv": _csv(pd.DataFrame(ctx["headline"].rows())),
+            "violations_by_hour_of_week.csv": _csv(grid.reset_index()),
             "red_flags.csv": _csv(flag_df),
             "cherry_picking.csv": _csv(picking.frame()),
             "reps.csv": _csv(reps),
@@ -233,7 +244,8 @@ def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     c = fn.cohort(data, period)
     what_if = review.threshold_what_if(data, period, cfg)
     fun = fn.funnel(c)
-    base_p = review.baseline_month(data, cfg, period.timezone)
+    baseline = review.baseline_month(data, cfg, period)
+    base_p = baseline.month
     base = fn.funnel(fn.cohort(data, base_p)) if base_p else None
     ctx = {
         "title": f"Quarterly SLA review {period.title}",
@@ -247,6 +259,8 @@ def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "funnel": _rows(fun),
         "baseline": _rows(base) if base is not None else [],
         "baseline_label": base_p.label if base_p else None,
+        "baseline_why": baseline.why_none,
+        "headline": headline.headline(data, period, cfg),
     }
     images = {
         "what_if": charts.bar(
@@ -265,10 +279,24 @@ def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         ctx,
         images,
         {
+            "headline.csv": _csv(pd.DataFrame(ctx["headline"].rows())),
             "what_if.csv": _csv(what_if["targets"]),
             "conversion_by_response.csv": _csv(what_if["conversion_by_response"]),
             "sources.csv": _csv(fn.by_source(c)),
         },
+    )
+
+
+def hour_of_week_grid(by_hour: pd.DataFrame) -> pd.DataFrame:
+    """`root_causes`' violations per hour of week (0 = Monday 00:00) as a 7 x 24 table: one row per
+    weekday (Mon..Sun), one column per hour 00..23, 0 where nothing was violated."""
+    counts = [0] * 168
+    for h, n in zip(by_hour["hour_of_week"], by_hour["violations"], strict=True):
+        counts[int(h)] = int(n)
+    return pd.DataFrame(
+        [counts[d * 24 : d * 24 + 24] for d in range(7)],
+        index=pd.Index(charts.DAYS, name="weekday"),
+        columns=[f"{h:02d}" for h in range(24)],
     )
 
 

@@ -100,6 +100,8 @@ class ReportData:
     transitions: every Status change to a funnel or rejection status: record_id, old_value,
         new_value, changed_at (a lead recycled and back shows each move).
     recycling: lead_recycling's audit rows (recommended, recycled, re-engaged): event, record_id, at.
+    opportunity_amounts: each converted lead's Opportunity and its Amount (current value, NaN when
+        the Opportunity or its Amount is not in the store): record_id (the lead), opportunity_id, amount.
     """
 
     leads: pd.DataFrame
@@ -115,6 +117,11 @@ class ReportData:
     )
     recycling: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["event", "record_id", "at"])
+    )
+    opportunity_amounts: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            {"record_id": "object", "opportunity_id": "object", "amount": "float64"}
+        )
     )
 
 
@@ -222,6 +229,7 @@ def load(
         visits = _times(_frame(conn, visit_q.order_by(au.c.at, au.c.actor)), "at")
         ownership = _ownership(conn, until, routing, automation_user_ids)
         recycling = _times(_frame(conn, recycling_q.order_by(au.c.at, au.c.record_id, au.c.event)), "at")
+        amounts = _opportunity_amounts(conn, until)
     arrivals = pd.concat(
         [first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
         ignore_index=True,
@@ -246,7 +254,42 @@ def load(
         ownership,
         transitions,
         recycling,
+        amounts,
     )
+
+
+def _opportunity_amounts(conn: sa.Connection, until: dt.datetime | None) -> pd.DataFrame:
+    """Each converted lead's Opportunity Amount (the raw `Amount` field, as a number; NaN when the
+    Opportunity is not mirrored or carries no Amount), for the revenue a breach put at stake."""
+    r = s.records
+    opp = r.alias("opportunity")
+    q = (
+        sa.select(
+            r.c.record_id,
+            r.c.converted_opportunity_id.label("opportunity_id"),
+            opp.c.fields["Amount"].as_string().label("amount"),
+        )
+        .select_from(
+            r.outerjoin(
+                opp,
+                sa.and_(
+                    opp.c.object_type == "Opportunity",
+                    opp.c.record_id == r.c.converted_opportunity_id,
+                    opp.c.is_deleted.is_(False),
+                ),
+            )
+        )
+        .where(
+            r.c.object_type == "Lead", r.c.is_deleted.is_(False), r.c.converted_opportunity_id.is_not(None)
+        )
+    )
+    if until is not None:
+        q = q.where(r.c.created_at < until)
+    out = _frame(conn, q.order_by(r.c.record_id))
+    if not len(out):
+        return ReportData.__dataclass_fields__["opportunity_amounts"].default_factory()
+    out["amount"] = pd.to_numeric(out["amount"], errors="coerce").astype("float64")
+    return out
 
 
 def _ownership(

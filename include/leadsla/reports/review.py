@@ -75,7 +75,7 @@ def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]
     flags.append(
         Flag(
             "MQLs with no sales activity",
-            f"{na['leads']} of {na['mqls']} ({_pct(na['share'])})",
+            f"{na['leads']} of {na['mqls']} ({_pct(na['share'], f'no MQLs in {period.label}')})",
             f"> {th.no_activity_share:.0%}",
             bool(na["share"] > th.no_activity_share),
             na["record_ids"],
@@ -85,7 +85,7 @@ def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]
     flags.append(
         Flag(
             "Leaders opening the War Room",
-            f"{usage['visited']} of {usage['leaders']} ({_pct(usage['share'])})",
+            f"{usage['visited']} of {usage['leaders']} ({_pct(usage['share'], 'no active leaders')})",
             f"< {th.war_room_leaders:.0%}",
             bool(usage["share"] < th.war_room_leaders),
             (),
@@ -94,8 +94,11 @@ def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]
     return flags
 
 
-def _pct(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.0%}"
+def _pct(x: float | None, why: str = "") -> str:
+    """A share as "28%", or "n/a (why)" when it cannot be computed (never "nan" or "inf")."""
+    if x is None or not np.isfinite(x):
+        return f"n/a ({why})" if why else "n/a"
+    return f"{x:.0%}"
 
 
 def war_room_usage(data: ReportData, period: Period, cfg: ReportConfig) -> dict:
@@ -131,61 +134,67 @@ def monthly_figures(data: ReportData, period: Period, cfg: ReportConfig) -> dict
     }
 
 
-def baseline_month(data: ReportData, cfg: ReportConfig, tz: str) -> Period | None:
-    """The post-launch baseline month: configured, else the first month with an MQL."""
+@dataclass(frozen=True)
+class Baseline:
+    """The month a review compares conversion against, or why there is none (`why_none`)."""
+
+    month: Period | None
+    why_none: str = ""
+
+
+def baseline_month(data: ReportData, cfg: ReportConfig, reviewed: Period) -> Baseline:
+    """The post-launch baseline month for a review of `reviewed`: the configured one, else the
+    first *full* month after the first MQL (a partial launch month would understate it).
+
+    Only a month that is over before `reviewed` starts is a baseline: one inside or after the
+    reviewed period would compare the period with itself or with the future (the demo's November
+    review read "2026-12 n/a -> 2026-11 28%"). Otherwise `month` is None and `why_none` says why.
+    """
+    tz = reviewed.timezone
     if cfg.baseline_month:
-        return parse("month", cfg.baseline_month, tz)
-    mqls = data.stages[data.stages["stage"] == "MQL"]["at"]
-    if not len(mqls):
-        return None
-    # The first *full* month after launch: a partial launch month would understate the baseline.
-    first = mqls.min().tz_convert(tz)
-    month = parse("month", f"{first.year}-{first.month:02d}", tz)
-    return (
-        month
-        if pd.Timestamp(month.start) >= mqls.min()
-        else parse("month", f"{pd.Timestamp(month.end).tz_convert(tz):%Y-%m}", tz)
-    )
+        month = parse("month", cfg.baseline_month, tz)
+        what = f"the configured baseline {month.label}"
+    else:
+        mqls = data.stages[data.stages["stage"] == "MQL"]["at"]
+        mqls = mqls[mqls < reviewed.end]
+        if not len(mqls):
+            return Baseline(None, f"no MQL before {reviewed.label} ends")
+        first = mqls.min()
+        local = first.tz_convert(tz)
+        month = parse("month", f"{local.year}-{local.month:02d}", tz)
+        if pd.Timestamp(month.start) < first:
+            month = month_after(month)
+        what = f"the first full month after the first MQL ({local:%Y-%m-%d}), {month.label},"
+    if month.end > reviewed.start:
+        return Baseline(None, f"{what} is not over before {reviewed.label} starts")
+    return Baseline(month)
+
+
+def month_after(month: Period) -> Period:
+    """The calendar month after `month`."""
+    return parse("month", f"{pd.Timestamp(month.end).tz_convert(month.timezone):%Y-%m}", month.timezone)
 
 
 def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]:
     """Triggers across months: this month and the one before, and the baseline."""
     th = cfg.thresholds
     now, prev = monthly_figures(data, period, cfg), monthly_figures(data, period.previous(), cfg)
-    base_p = baseline_month(data, cfg, period.timezone)
-    base = monthly_figures(data, base_p, cfg) if base_p else None
+    base = baseline_month(data, cfg, period)
     out = [
         Flag(
             "Compliance below target two months running",
-            f"{prev['label']} {_pct(prev['compliance'])}, {now['label']} {_pct(now['compliance'])}",
+            f"{prev['label']} {_compliance(prev)}, {now['label']} {_compliance(now)}",
             f"< {th.compliance_two_months:.0%} both",
             bool(
                 now["compliance"] < th.compliance_two_months and prev["compliance"] < th.compliance_two_months
             ),
         )
     ]
-    if base:
-        drop = (base["mql_to_sql"] - now["mql_to_sql"]) * 100
-        value = (
-            f"{base['label']} {_pct(base['mql_to_sql'])} -> {now['label']} {_pct(now['mql_to_sql'])} "
-            f"({-drop:+.1f} points)"
-        )
-        # A month to date has young leads that have not had a whole month to convert: its rate
-        # is low by construction, so the trigger is judged only on a month that is over.
-        if period.partial:
-            value += "; not judged until the month is over (its newest leads have had less time to convert)"
-        out.append(
-            Flag(
-                "MQL-to-SQL conversion down from baseline",
-                value,
-                f"down > {th.mql_to_sql_drop_points:g} points",
-                bool(drop > th.mql_to_sql_drop_points and not period.partial),
-            )
-        )
+    out.append(_conversion_from_baseline(data, period, cfg, now, base))
     out.append(
         Flag(
             "Lead leakage",
-            f"{_pct(now['leakage'])}",
+            _pct(now["leakage"], f"no MQL in {now['label']} is {th.leakage_days} days old yet"),
             f"> {th.leakage_share:.0%}",
             bool(now["leakage"] > th.leakage_share),
         )
@@ -193,7 +202,8 @@ def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> 
     out.append(
         Flag(
             "Rejection rate high two months running",
-            f"{prev['label']} {_pct(prev['rejection_rate'])}, {now['label']} {_pct(now['rejection_rate'])}",
+            f"{prev['label']} {_pct(prev['rejection_rate'], _no_mqls(prev))}, "
+            f"{now['label']} {_pct(now['rejection_rate'], _no_mqls(now))}",
             f"> {th.rejection_rate_two_months:.0%} both",
             bool(
                 now["rejection_rate"] > th.rejection_rate_two_months
@@ -202,6 +212,40 @@ def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> 
         )
     )
     return out
+
+
+def _no_mqls(month: dict) -> str:
+    return f"no MQLs in {month['label']}"
+
+
+def _compliance(month: dict) -> str:
+    return _pct(month["compliance"], f"no decided clocks in {month['label']}")
+
+
+def _conversion_from_baseline(
+    data: ReportData, period: Period, cfg: ReportConfig, now: dict, base: Baseline
+) -> Flag:
+    """MQL-to-SQL conversion of the month against the baseline month's; judged only when both
+    rates exist and the month is over."""
+    th = cfg.thresholds
+    threshold = f"down > {th.mql_to_sql_drop_points:g} points"
+    name = "MQL-to-SQL conversion down from baseline"
+    if base.month is None:
+        return Flag(name, f"n/a (no baseline: {base.why_none})", threshold, False)
+    then = monthly_figures(data, base.month, cfg)
+    value = (
+        f"{then['label']} {_pct(then['mql_to_sql'], _no_mqls(then))} -> "
+        f"{now['label']} {_pct(now['mql_to_sql'], _no_mqls(now))}"
+    )
+    if not (np.isfinite(then["mql_to_sql"]) and np.isfinite(now["mql_to_sql"])):
+        return Flag(name, value + "; not judged without both rates", threshold, False)
+    drop = (then["mql_to_sql"] - now["mql_to_sql"]) * 100
+    value += f" ({-drop:+.1f} points)"
+    # A month to date has young leads that have not had a whole month to convert: its rate
+    # is low by construction, so the trigger is judged only on a month that is over.
+    if period.partial:
+        value += "; not judged until the month is over (its newest leads have had less time to convert)"
+    return Flag(name, value, threshold, bool(drop > th.mql_to_sql_drop_points and not period.partial))
 
 
 def open_load(data: ReportData, clocks: pd.DataFrame) -> np.ndarray:
@@ -386,7 +430,7 @@ def threshold_what_if(data: ReportData, period: Period, cfg: ReportConfig) -> di
     elif rates and max(rates) <= th.tighten_breach_rate:
         rec = f"tighten: met consistently (every month at or below {th.tighten_breach_rate:.0%} breached)"
     else:
-        rec = f"keep: {_pct(overall)} breached this quarter"
+        rec = f"keep: {_pct(overall, f'no decided clocks in {period.label}')} breached this quarter"
     return {
         "targets": pd.DataFrame(rows),
         "conversion_by_response": conv,

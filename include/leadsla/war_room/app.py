@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from leadsla.paths import templates_dir
 from leadsla.policy import Policy
 from leadsla.reports.config import ReportConfig, load_report_config
-from leadsla.war_room import queries
+from leadsla.war_room import figures, queries
 from leadsla.war_room.filters import FilterError, Filters, parse_filters
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,9 @@ def _templates() -> jinja2.Environment:
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    templates.filters["pct"] = lambda value: "n/a" if value is None or pd.isna(value) else f"{value:.0%}"
-    templates.filters["hours"] = lambda value: "n/a" if value is None or pd.isna(value) else f"{value:.1f} h"
+    # A figure that cannot be computed reads "n/a (why)", never "nan" (figures.unavailable).
+    templates.filters["pct"] = lambda value, why="": figures.unavailable(value, why) or f"{value:.0%}"
+    templates.filters["hours"] = lambda value, why="": figures.unavailable(value, why) or f"{value:.1f} h"
     templates.filters["when"] = lambda value: (
         "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
     )
@@ -302,6 +303,7 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             unowned=unowned,
             policy_error=state.policy_error(),
             rng=in_range,
+            trend_chart=figures.trend_chart(in_range["trend"], state.settings().thresholds.team_compliance),
             opts=queries.options(state.store()),
             user=user.get_name(),
             findings=queries.health_findings(state.store(), limit=20),
