@@ -12,7 +12,8 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
-#: Bump when a table or column changes; `migrations.upgrade` brings older stores forward.
+#: The head revision's number (`store.revisions`): add a revision when a table, column or index
+#: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
 SCHEMA_VERSION = 5
 
 metadata = sa.MetaData(
