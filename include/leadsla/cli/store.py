@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the DAGs take when they open it, and print what was done. Exit 2 when the store is at a "
         "revision newer than this release.",
     )
-    upgrade.add_argument("--url", dest="upgrade_url", help=_URL_HELP)
+    upgrade.add_argument("--url", dest="upgrade_url", metavar="URL", help=_URL_HELP)
     upgrade.add_argument(
         "--check",
         action="store_true",
