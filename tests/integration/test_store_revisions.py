@@ -6,8 +6,11 @@ once, and a store newer than the code is refused with one line."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import warnings
+import zipfile
 
 import pytest
 import sqlalchemy as sa
@@ -135,6 +138,35 @@ def test_schema_version_is_the_head_of_a_single_chain_of_numbered_revisions() ->
     assert [s.revision for s in chain] == [f"{n:04d}" for n in range(1, len(chain) + 1)]
     assert [s.down_revision for s in chain] == [None, *(s.revision for s in chain[:-1])]
     assert script.get_heads() == [f"{SCHEMA_VERSION:04d}"] == [migrations.head()]
+
+
+def test_the_revisions_run_from_the_built_wheel(tmp_path) -> None:
+    """Installed from the wheel (no checkout, no alembic.ini), the package finds its revisions and
+    upgrades a first-release store."""
+    from tests.unit.test_packaging import _copy_project, build_wheel
+
+    wheel = build_wheel(_copy_project(tmp_path / "repo"), tmp_path / "wheel")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    store = tmp_path / "store.db"
+    first_release_store.create(create_engine(f"sqlite:///{store}"), 3)
+    script = (
+        "import sys; from leadsla.cli import main; from leadsla.store import migrations; "
+        "print(migrations.__file__); sys.exit(main(['store', 'upgrade', '--url', sys.argv[1]]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{store}"],
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == str(tmp_path / "site" / "leadsla" / "store" / "migrations.py")
+    assert lines[-1] == f"now at the head revision {SCHEMA_VERSION:04d}"
 
 
 # --- a store made by the first release ----------------------------------------------------------
