@@ -442,6 +442,7 @@ def _as_version_3(engine: sa.Engine, entries: list[dict]) -> None:
         conn.exec_driver_sql("ALTER TABLE audit DROP COLUMN prev_hash")
         conn.exec_driver_sql("ALTER TABLE audit DROP COLUMN entry_hash")
         conn.execute(audit.insert(), entries)  # only the columns version 3 had
+        conn.exec_driver_sql("DROP TABLE store_revision")  # the releases before Alembic had none
         conn.exec_driver_sql("DELETE FROM schema_meta")
         conn.execute(
             sa.insert(sa.table("schema_meta", sa.column("version"), sa.column("upgraded_at"))).values(

@@ -18,8 +18,10 @@ connections: they never take the SQLite write lock and cannot write.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -292,22 +294,32 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> sa.Engine:
     """Resolve the URL, open an engine, and bring the schema up to date (idempotent).
 
     Raises:
-        StoreConfigError: see `resolve_url`; also when the database cannot be reached.
+        StoreConfigError: see `resolve_url`; also when the database cannot be reached, or the store
+            is at a revision newer than this code (`store.migrations`).
     """
     from leadsla.store.migrations import upgrade as upgrade_schema
 
-    resolved = resolve_url(url)
-    engine = create_engine(resolved)
+    engine = create_engine(resolve_url(url))
     if upgrade:
         try:
-            upgrade_schema(engine)
-        except sa.exc.DBAPIError as exc:  # unreachable, refused, or not a database ("file is not a database")
+            with database_errors(engine):
+                upgrade_schema(engine)
+        except StoreConfigError:
             engine.dispose()
-            reason = (str(exc.orig).strip() or type(exc.orig).__name__) if exc.orig else str(exc)
-            password = make_url(resolved).password
-            if password:
-                reason = reason.replace(str(password), "***")
-            raise StoreConfigError(
-                f"cannot open the store at {redact_url(resolved)!r}: {reason.splitlines()[0]}"
-            ) from None
+            raise
     return engine
+
+
+@contextlib.contextmanager
+def database_errors(engine: sa.Engine) -> Iterator[None]:
+    """Turn a database error (unreachable, refused, or not a database: "file is not a database")
+    into a one-line `StoreConfigError` naming the store, its password hidden."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        reason = (str(exc.orig).strip() or type(exc.orig).__name__) if exc.orig else str(exc)
+        password = engine.url.password
+        if password:
+            reason = reason.replace(str(password), "***")
+        shown = redact_url(engine.url.render_as_string(hide_password=False))
+        raise StoreConfigError(f"cannot open the store at {shown!r}: {reason.splitlines()[0]}") from None

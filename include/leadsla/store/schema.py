@@ -12,7 +12,8 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
-#: Bump when a table or column changes; `migrations.upgrade` brings older stores forward.
+#: The head revision's number (`store.revisions`): add a revision when a table, column or index
+#: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
 SCHEMA_VERSION = 5
 
 metadata = sa.MetaData(
@@ -395,7 +396,7 @@ outbox = sa.Table(
 audit = sa.Table(
     "audit",
     metadata,
-    # Append-only: triggers created in migrations refuse UPDATE and DELETE on both backends.
+    # Append-only: triggers (store.guards, re-asserted on every open) refuse UPDATE and DELETE on both backends.
     sa.Column("audit_id", sa.Integer, primary_key=True, autoincrement=True),
     _now_column("at"),  # when the decision was made (the run's logical time for evaluations)
     _now_column("recorded_at"),  # wall time of the write
