@@ -396,7 +396,7 @@ outbox = sa.Table(
 audit = sa.Table(
     "audit",
     metadata,
-    # Append-only: triggers (store.guards, re-asserted on every open) refuse UPDATE and DELETE on both backends.
+    # Append-only: triggers (store.guards, re-asserted on every open) refuse UPDATE and DELETE.
     sa.Column("audit_id", sa.Integer, primary_key=True, autoincrement=True),
     _now_column("at"),  # when the decision was made (the run's logical time for evaluations)
     _now_column("recorded_at"),  # wall time of the write
