@@ -222,3 +222,20 @@ def test_the_access_section_is_checked_with_the_policy(access, error, tmp_path):
         load_policy(path)
     message = str(raised.value)
     assert "\n" not in message and str(path) in message and error in message
+
+
+def test_every_route_the_plugin_mounts_asks_for_access():
+    """A route added later without the access check fails here: every route of the app the plugin
+    mounts depends on `allowed` (the auth manager and the team scope)."""
+    from fastapi.routing import APIRoute
+    from plugins.war_room import WarRoomPlugin
+
+    from leadsla.war_room.app import allowed
+
+    def calls(dependant) -> set:
+        return {dependant.call} | {call for sub in dependant.dependencies for call in calls(sub)}
+
+    app = WarRoomPlugin.fastapi_apps[0]["app"]
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    assert sorted(route.path for route in routes) == ["/", "/drill", "/lead/{record_id}"]
+    assert all(allowed in calls(route.dependant) for route in routes)
