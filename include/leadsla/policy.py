@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from leadsla.access import Access
 from leadsla.calendar import BusinessCalendar, CalendarError, format_duration, is_timezone, parse_duration
 from leadsla.errors import LeadSlaError
 from leadsla.lifecycle import (
@@ -400,6 +401,9 @@ class Policy(_Model):
     routing: Routing | None = None
     #: Attempt counting and recycling (`leadsla.recycling`); absent: neither.
     recycle: Recycle | None = None
+    #: Who may open the War Room and which teams' leads each sees (`leadsla.access`); absent: the
+    #: defaults (Airflow's Admin role sees every team, others their CRM user's teams).
+    access: Access = Field(default_factory=Access)
     _calendars: dict[str, BusinessCalendar] = PrivateAttr(default_factory=dict)
     _lifecycle: Lifecycle | None = PrivateAttr(default=None)
     source: str | None = Field(default=None, exclude=True)

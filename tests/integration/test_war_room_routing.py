@@ -137,7 +137,8 @@ def test_no_unowned_lead_says_so(store):
     assert _rows(html, "unowned") == [["Every watched lead has a working owner."]]
 
 
-def test_a_policy_that_does_not_load_leaves_the_panel_unknown(store, tmp_path, monkeypatch):
+def test_a_policy_that_does_not_load_closes_the_war_room(store, tmp_path, monkeypatch):
+    """The policy says who sees which team: without it nobody is let in (fail closed), told why."""
     from leadsla.war_room.app import create_app
 
     broken = tmp_path / "sla_policy.yaml"
@@ -147,8 +148,7 @@ def test_a_policy_that_does_not_load_leaves_the_panel_unknown(store, tmp_path, m
     routed_org().write(store)
     c = TestClient(create_app(engine=store, config=load_report_config(), clock=lambda: NOW))
     c.cookies.set("_token", mint_token("vera"))
-    page = c.get("/")
-    assert page.status_code == 200
-    note = _text(re.search(r'<p id="unowned-count" class="note">(.*?)</p>', page.text, re.S).group(1))
-    assert note.startswith("Unknown: the policy did not load (") and str(broken) in note
-    assert 'id="open-red"' in page.text  # the rest of the page is unaffected
+    page = c.get("/", headers={"accept": "text/html"})
+    assert page.status_code == 403
+    assert "the SLA policy did not load" in page.text and str(broken) in page.text
+    assert 'id="open-red"' not in page.text and "RT1" not in page.text

@@ -466,6 +466,7 @@ AUDIT_EVENTS = frozenset(
         "policy_loaded",
         "health_finding",
         "war_room_visit",
+        "war_room_denied",
         "report_sent",
         "report_skipped",
         "routing",  # a lead given an owner by lead_routing (detail: owner, rule, reason, policy_version)

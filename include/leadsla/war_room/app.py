@@ -3,8 +3,15 @@
 
 Behind Airflow's own login: every route needs the JWT the Airflow UI keeps in the `_token` cookie
 (or an `Authorization: Bearer` header), validated by the configured auth manager; without one a
-browser is redirected to the auth manager's login page and an API client gets 401. Lead text is
-data: every template is autoescaped. Never writes anything but the `war_room_visit` audit row.
+browser is redirected to the auth manager's login page and an API client gets 401.
+
+Least privilege (`war_room.access`, the policy's `access:` section): every route then asks the
+auth manager whether the user may read the War Room and computes the teams they see; anything
+short of a yes (a missing permission, an unmapped user, a policy that does not load, any error) is
+a 403 page (or JSON for an API client) saying why, audited as `war_room_denied`, and no data. Every
+read is filtered by the user's teams; a lead outside them is the same 404 as a lead the store does
+not hold. Lead text is data: every template is autoescaped. Never writes anything but the
+`war_room_visit` and `war_room_denied` audit rows.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from leadsla.paths import templates_dir
 from leadsla.policy import Policy
 from leadsla.reports.config import ReportConfig, load_report_config
 from leadsla.war_room import figures, queries
+from leadsla.war_room.access import Denied, Scope, authorize, team_scope
 from leadsla.war_room.filters import FilterError, Filters, parse_filters
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,55 @@ async def current_user(request: Request) -> Any:
 
 
 User = Annotated[Any, Depends(current_user)]
+
+
+class Refused(Exception):
+    """A logged-in user the War Room refuses (`Denied`), with who they are for the audit."""
+
+    def __init__(self, user: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.user = user
+        self.reason = reason
+
+
+class Viewer:
+    """A user the War Room lets in, and the teams they see."""
+
+    def __init__(self, user: Any, scope: Scope) -> None:
+        self.user = user
+        self.scope = scope
+
+    @property
+    def teams(self) -> frozenset[str] | None:
+        """The team names their reads keep (`queries.Teams`): None for every team."""
+        return self.scope.names
+
+
+def allowed(request: Request, user: User) -> Viewer:
+    """The request's user, if the auth manager lets them read the War Room, with their teams.
+
+    Raises:
+        Refused: anything short of a yes (module docstring); never data.
+    """
+    state: _WarRoomState = request.app.state.war_room
+    try:
+        policy = state.policy()
+        if policy is None:
+            raise Denied(
+                "the SLA policy did not load, so the War Room cannot tell who may see which team "
+                f"({state.policy_error()})"
+            )
+        authorize(auth_manager(), user, policy.access)
+        scope = team_scope(state.store(), policy, user)
+    except Denied as exc:
+        raise Refused(user, exc.reason) from None
+    except Exception as exc:  # fail closed: no answer is a no
+        log.exception("War Room: access check failed")
+        raise Refused(user, f"the War Room could not check access ({type(exc).__name__})") from None
+    return Viewer(user, scope)
+
+
+Allowed = Annotated[Viewer, Depends(allowed)]
 
 
 #: A template renderer: `render(request, "page.html", status=200, **context)`.
@@ -181,10 +238,11 @@ class _WarRoomState:
                 self._left_counts_as = "met"
         return self._left_counts_as
 
-    def unowned_panel(self, now: dt.datetime) -> dict | None:
-        """`queries.unowned_panel` at `now` under the policy; None when the policy does not load."""
+    def unowned_panel(self, now: dt.datetime, teams: queries.Teams) -> dict | None:
+        """`queries.unowned_panel` at `now` under the policy, of `teams`; None when the policy does
+        not load."""
         policy = self.policy()
-        return queries.unowned_panel(self.store(), policy, now) if policy is not None else None
+        return queries.unowned_panel(self.store(), policy, now, teams=teams) if policy is not None else None
 
     def filters(self, request: Request) -> Filters:
         """The request's filters; the range defaults to the days ending today in leadership's timezone.
@@ -203,16 +261,17 @@ class _WarRoomState:
             team=params.get("team"),
         )
 
-    def range_panel(self, filters: Filters) -> dict:
-        """`queries.range_panel` of the filters, reused for `range_ttl_seconds` (so the drill-down
-        lists exactly the rows the page counted)."""
+    def range_panel(self, filters: Filters, teams: queries.Teams) -> dict:
+        """`queries.range_panel` of the filters and the user's `teams`, reused for
+        `range_ttl_seconds` (so the drill-down lists exactly the rows the page counted); kept per
+        scope, so one team's figures are never served to another."""
         sla_id, left_counts_as = self.settings().sla_id, self.left_counts_as()
-        key = (filters, sla_id, left_counts_as)
+        key = (filters, sla_id, left_counts_as, teams)
         cached = self._range_cache.get(key)
         moment = time.monotonic()
         if cached and cached[0] > moment:
             return cached[1]
-        panel = queries.range_panel(self.store(), filters, sla_id, left_counts_as)
+        panel = queries.range_panel(self.store(), filters, sla_id, left_counts_as, teams)
         if len(self._range_cache) >= RANGE_CACHE_ENTRIES:
             self._range_cache.clear()
         self._range_cache[key] = (moment + self._range_ttl_seconds, panel)
@@ -244,7 +303,7 @@ def create_app(
             exactly the rows the page counted. The live panel is never reused.
     """
     app = FastAPI(title="War Room", docs_url=None, redoc_url=None, openapi_url=None)
-    state = _WarRoomState(
+    state = app.state.war_room = _WarRoomState(
         engine=engine,
         store_url=store_url,
         config=config,
@@ -255,6 +314,7 @@ def create_app(
     )
     render = _renderer(_templates())
     _handle_login_and_bad_filters(app, render)
+    _handle_refusals(app, state, render)
     _add_page(app, state, render)
     _add_drill_down(app, state, render)
     _add_lead_timeline(app, state, render)
@@ -276,24 +336,58 @@ def _handle_login_and_bad_filters(app: FastAPI, render: Render) -> None:
         return render(request, "error.html", status=400, message=str(exc))
 
 
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _handle_refusals(app: FastAPI, state: _WarRoomState, render: Render) -> None:
+    """A refused request: audited (`war_room_denied`: user, route template, reason), then a 403
+    page saying why (JSON for an API client). An audit that cannot be written is logged; the
+    answer stays a 403."""
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> Response:
+        _audit_refusal(state, request, exc.user, exc.reason)
+        message = f"The War Room is not open to {exc.user.get_name()}: {exc.reason}. Ask RevOps for access."
+        if not _wants_html(request):
+            return JSONResponse({"detail": message}, status_code=403)
+        return render(request, "error.html", status=403, message=message)
+
+
+def _audit_refusal(state: _WarRoomState, request: Request, user: Any, reason: str) -> None:
+    """Audit a refused request (`queries.record_denied`: the route's template, never its path);
+    an audit that cannot be written is logged and the refusal stands."""
+    route = getattr(request.scope.get("route"), "path", None) or request.url.path
+    user_id, user_name = str(user.get_id()), str(user.get_name())
+    log.warning("War Room: refused %s on %s: %s", user_name, route, reason)
+    try:
+        queries.record_denied(
+            state.store(), user_id=user_id, user_name=user_name, at=state.clock(), route=route, reason=reason
+        )
+    except Exception:
+        log.exception("War Room: the refusal of %s on %s could not be audited", user_name, route)
+
+
 def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
     """`/`: the live and range panels, the unowned leads, filter options, findings and quarantine;
     audits the visit."""
 
     @app.get("/", response_class=HTMLResponse)
-    def page(request: Request, user: User) -> HTMLResponse:
+    def page(request: Request, viewer: Allowed) -> HTMLResponse:
+        user, teams = viewer.user, viewer.teams
         filters = state.filters(request)
         sla_id = state.settings().sla_id
         now = state.clock()
-        live = queries.now_panel(state.store(), filters, now, sla_id)
-        unowned = state.unowned_panel(now)
-        in_range = state.range_panel(filters)
+        live = queries.now_panel(state.store(), filters, now, sla_id, teams)
+        unowned = state.unowned_panel(now, teams)
+        in_range = state.range_panel(filters, teams)
+        everything = viewer.scope.all_teams
         queries.record_visit(
             state.store(),
             user_id=str(user.get_id()),
             user_name=str(user.get_name()),
             at=now,
-            detail={"filters": filters.query()},
+            detail={"filters": filters.query(), "scope": viewer.scope.describe()},
         )
         return render(
             request,
@@ -304,10 +398,12 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             policy_error=state.policy_error(),
             rng=in_range,
             trend_chart=figures.trend_chart(in_range["trend"], state.settings().thresholds.team_compliance),
-            opts=queries.options(state.store()),
+            opts=queries.options(state.store(), teams),
             user=user.get_name(),
-            findings=queries.health_findings(state.store(), limit=20),
-            quarantine=queries.quarantine_summary(state.store()),
+            scope=viewer.scope.describe(),
+            # Data engineering's view of the whole store: for those who see every team.
+            findings=queries.health_findings(state.store(), limit=20) if everything else [],
+            quarantine=queries.quarantine_summary(state.store()) if everything else [],
             now=now,
         )
 
@@ -316,13 +412,14 @@ def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
     """`/drill?figure=KEY&<filters>`: the records behind one figure of the page."""
 
     @app.get("/drill", response_class=HTMLResponse)
-    def drill(request: Request, user: User, figure: str) -> HTMLResponse:
+    def drill(request: Request, viewer: Allowed, figure: str) -> HTMLResponse:
+        teams = viewer.teams
         filters = state.filters(request)
         sla_id = state.settings().sla_id
         now = state.clock()
-        live = queries.now_panel(state.store(), filters, now, sla_id)
-        in_range = state.range_panel(filters)
-        unowned = state.unowned_panel(now) if figure == "unowned" else None
+        live = queries.now_panel(state.store(), filters, now, sla_id, teams)
+        in_range = state.range_panel(filters, teams)
+        unowned = state.unowned_panel(now, teams) if figure == "unowned" else None
         try:
             ids = queries.figure_ids(live, in_range, figure, *([unowned] if unowned else []))
         except queries.UnknownFigure:
@@ -344,11 +441,15 @@ def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
 
 
 def _add_lead_timeline(app: FastAPI, state: _WarRoomState, render: Render) -> None:
-    """`/lead/{record_id}`: a lead's "why" timeline."""
+    """`/lead/{record_id}`: a lead's "why" timeline; a lead outside the user's teams is the same 404
+    as one the store does not hold (whether it exists is not told)."""
 
     @app.get("/lead/{record_id}", response_class=HTMLResponse)
-    def lead(request: Request, user: User, record_id: str) -> HTMLResponse:
-        timeline = queries.lead_timeline(state.store(), record_id)
+    def lead(request: Request, viewer: Allowed, record_id: str) -> HTMLResponse:
+        visible = queries.lead_in_scope(state.store(), record_id, viewer.teams, state.policy(), state.clock())
+        if not visible and queries.record_exists(state.store(), record_id):
+            _audit_refusal(state, request, viewer.user, "a lead outside the teams this user sees")
+        timeline = queries.lead_timeline(state.store(), record_id) if visible else None
         if timeline is None:
             return render(request, "error.html", status=404, message=f"No record {record_id!r} in the store.")
         return render(request, "lead.html", t=timeline, back=request.query_params.get("back", ""))

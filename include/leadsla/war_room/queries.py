@@ -7,7 +7,13 @@ findings.
 Every figure is registered under a key in `figures` with the record ids behind it, so the
 drill-down lists exactly the rows a figure counted. Filters are pushed into SQL so that only the
 range's rows are loaded (the page must answer in under a second with 100,000 leads). Read-only:
-the only write is `record_visit`, one audit row.
+the only writes are `record_visit` and `record_denied`, one audit row each.
+
+Team scope (`war_room.access.Scope`): every read that lists or counts leads takes `teams`, the
+team names a user sees (None: every team), and keeps only their leads: a clock when the team
+holding it or the team answering for it is one of them (the range figures, which count who
+answers: the answering team), a lead when its owner's team is, and an unowned lead when the team
+it waits for is (`lead_in_scope` for one lead).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ ROUTING_EVENTS = (ROUTED_EVENT, ALERT_EVENT, MISROUTED_EVENT)
 #: the query's condition matches the index's own (a bound parameter does not).
 STATUS_FIELD = sa.literal_column("'Status'")
 DRILL_ROWS = 500
+#: The audit event of a refused War Room request (`record_denied`).
+DENIED_EVENT = "war_room_denied"
 #: Systemic breach: a team where at least this many leads breached today ...
 SYSTEMIC_MIN_BREACHES = 3
 #: ... spread over at least this share of its reps (a team-wide capacity problem, not one rep).
@@ -61,6 +69,8 @@ SYSTEMIC_REP_SHARE = 0.5
 
 #: The record ids behind each figure of a panel, by figure key (`open:red`, `rep:<name>`, ...).
 FigureIds = dict[str, tuple[str, ...]]
+#: The team names a user's War Room shows (`war_room.access.Scope.names`); None: every team.
+Teams = frozenset[str] | None
 
 
 class UnknownFigure(LookupError):
@@ -130,11 +140,16 @@ def plain_rows(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
-def clock_filters(filters: Filters, *, accountable: bool = False) -> list:
+def clock_filters(filters: Filters, *, accountable: bool = False, teams: Teams = None) -> list:
     """Owner/team/source filters on clocks: by who has the lead now, or (`accountable`, for
-    compliance) by who answers for the clock - the owner when it breached."""
+    compliance) by who answers for the clock - the owner when it breached; and the scope's `teams`
+    (module docstring)."""
     clocks, records = schema.clocks, schema.records
     conditions = []
+    if teams is not None:
+        conditions += (
+            [clocks.c.accountable_team.in_(sorted(teams))] if accountable else clock_filters_for_teams(teams)
+        )
     if filters.owner:
         conditions.append(
             (clocks.c.accountable_owner_id if accountable else clocks.c.owner_id) == filters.owner
@@ -150,11 +165,13 @@ def clock_filters(filters: Filters, *, accountable: bool = False) -> list:
     return conditions
 
 
-def lead_filters(filters: Filters) -> list:
+def lead_filters(filters: Filters, teams: Teams = None) -> list:
     """Conditions on `records` for the filters' leads: live (not deleted) leads, of the owner, of an
-    owner in the team (by the users table), from the lead source."""
+    owner in the team (by the users table), from the lead source; of an owner in the scope's `teams`."""
     records, users = schema.records, schema.users
     conditions = [records.c.object_type == "Lead", records.c.is_deleted.is_(False)]
+    if teams is not None:
+        conditions.append(_owned_in(teams))
     if filters.owner:
         conditions.append(records.c.owner_id == filters.owner)
     if filters.team:
@@ -166,22 +183,32 @@ def lead_filters(filters: Filters) -> list:
     return conditions
 
 
-def options(engine: sa.Engine) -> dict:
-    """Values for the filter drop-downs: lead sources, owners (id, name), teams."""
+def _owned_in(teams: frozenset[str]) -> sa.ColumnElement:
+    """`records.owner_id` is a CRM user of one of `teams`."""
+    users = schema.users
+    return schema.records.c.owner_id.in_(sa.select(users.c.user_id).where(users.c.team.in_(sorted(teams))))
+
+
+def options(engine: sa.Engine, teams: Teams = None) -> dict:
+    """Values for the filter drop-downs: lead sources, owners (id, name), teams (of the scope's
+    `teams`' leads and people)."""
     records, users = schema.records, schema.users
+    in_scope = [] if teams is None else [_owned_in(teams)]
     with read_only_connection(engine) as conn:
         sources = [
             source
             for (source,) in conn.execute(
                 sa.select(records.c.lead_source)
-                .where(records.c.object_type == "Lead")
+                .where(records.c.object_type == "Lead", *in_scope)
                 .distinct()
                 .order_by(records.c.lead_source)
             )
             if source
         ]
         people = conn.execute(
-            sa.select(users.c.user_id, users.c.name, users.c.team).order_by(users.c.name)
+            sa.select(users.c.user_id, users.c.name, users.c.team)
+            .where(*([] if teams is None else [users.c.team.in_(sorted(teams))]))
+            .order_by(users.c.name)
         ).all()
     return {
         "sources": sources,
@@ -193,13 +220,16 @@ def options(engine: sa.Engine) -> dict:
 # --- now ---------------------------------------------------------------------------------------
 
 
-def now_panel(engine: sa.Engine, filters: Filters, now: dt.datetime, sla_id: str) -> dict:
+def now_panel(
+    engine: sa.Engine, filters: Filters, now: dt.datetime, sla_id: str, teams: Teams = None
+) -> dict:
     """Live state, independent of the date range: open clocks by colour, the at-risk list (least
-    time remaining first), breaches since local midnight and the systemic-breach banner."""
+    time remaining first), breaches since local midnight and the systemic-breach banner; of the
+    scope's `teams`."""
     today = _local_midnight(now, filters.timezone)
     # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
     # clock of the SLA; the state and breached_at indexes find the few live rows directly.
-    live_clocks = [schema.clocks.c.sla_id.concat("") == sla_id, *clock_filters(filters)]
+    live_clocks = [schema.clocks.c.sla_id.concat("") == sla_id, *clock_filters(filters, teams=teams)]
     with read_only_connection(engine) as conn:
         open_clocks = fetch_frame(conn, _open_clocks(live_clocks))
         at_risk = fetch_frame(conn, _at_risk(live_clocks))
@@ -318,14 +348,24 @@ def _systemic_breaches(breaches: pd.DataFrame, reps_per_team: dict[str, int]) ->
     return banners, figure_ids
 
 
-def unowned_panel(engine: sa.Engine, policy: Policy, now: dt.datetime, limit: int = UNOWNED_ROWS) -> dict:
+def unowned_panel(
+    engine: sa.Engine, policy: Policy, now: dt.datetime, limit: int = UNOWNED_ROWS, teams: Teams = None
+) -> dict:
     """The leads nobody working owns at `now` (`ownership.unowned.unowned_leads`: a watched lead
     held by a queue, an inactive user, nobody or an owner the CRM no longer has, no breach lock on
-    it), of every team: how many, the `limit` that have waited longest (who holds each, its team,
-    since when and for how long) and all their ids (figure `unowned`)."""
+    it), of every team (or of the scope's `teams`: a lead waiting for no team is in none): how
+    many, the `limit` that have waited longest (who holds each, its team, since when and for how
+    long) and all their ids (figure `unowned`)."""
     with read_only_connection(engine) as conn:
         who = owners(conn)
-        waiting = sorted(unowned_leads(conn, policy, who, now), key=lambda lead: (lead.since, lead.record_id))
+        waiting = sorted(
+            (
+                lead
+                for lead in unowned_leads(conn, policy, who, now)
+                if teams is None or (lead.team is not None and lead.team in teams)
+            ),
+            key=lambda lead: (lead.since, lead.record_id),
+        )
     return {
         "count": len(waiting),
         "leads": [
@@ -366,7 +406,9 @@ def week_starts(filters: Filters) -> list[tuple[dt.datetime, str]]:
     return weeks
 
 
-def _judged_clocks(filters: Filters, sla_id: str, left_counts_as: str = "met") -> sa.Select:
+def _judged_clocks(
+    filters: Filters, sla_id: str, left_counts_as: str = "met", teams: Teams = None
+) -> sa.Select:
     """Clocks started in the range, judged by the store as of the range's end (as
     `reports.metrics.judged_clocks`): record_id, rep (the accountable owner's name - the owner
     when the clock breached, else the current one -, else their id, else "(no owner)"), team (the
@@ -424,12 +466,12 @@ def _judged_clocks(filters: Filters, sla_id: str, left_counts_as: str = "met") -
             clocks.c.sla_id == sla_id,
             clocks.c.clock_start >= period.start,
             clocks.c.clock_start < period.end,
-            *clock_filters(filters, accountable=True),
+            *clock_filters(filters, accountable=True, teams=teams),
         )
     )
 
 
-def _cohort_changes(filters: Filters) -> sa.Select:
+def _cohort_changes(filters: Filters, teams: Teams = None) -> sa.Select:
     """The MQL cohort's candidates (leads with an MQL change in the range, and leads created in it:
     one created as MQL has no history row for it) with every Status change of theirs before the
     range's end, one row per change (a lead without any: one row, no change), read from the
@@ -449,11 +491,11 @@ def _cohort_changes(filters: Filters) -> sa.Select:
         records.c.created_at >= period.start,
         records.c.created_at < period.end,
     )
-    if filters.owner or filters.team or filters.lead_source:
+    if filters.owner or filters.team or filters.lead_source or teams is not None:
         became_mql = became_mql.where(
-            history.c.record_id.in_(sa.select(records.c.record_id).where(*lead_filters(filters)))
+            history.c.record_id.in_(sa.select(records.c.record_id).where(*lead_filters(filters, teams)))
         )
-        created = created.where(*lead_filters(filters))
+        created = created.where(*lead_filters(filters, teams))
     cohort = sa.union(became_mql, created).cte("war_room_cohort")
     return sa.select(
         records.c.record_id,
@@ -483,10 +525,13 @@ def _cohort_changes(filters: Filters) -> sa.Select:
     )
 
 
-def range_panel(engine: sa.Engine, filters: Filters, sla_id: str, left_counts_as: str = "met") -> dict:
+def range_panel(
+    engine: sa.Engine, filters: Filters, sla_id: str, left_counts_as: str = "met", teams: Teams = None
+) -> dict:
     """Scorecards per rep and team beside the team / overall average, the weekly trend, the funnel
     and rejection reasons, for the filtered range (clocks judged as of the range's end; a clock
-    handed on counts as `left_counts_as` says: met, or excluded from met and violated).
+    handed on counts as `left_counts_as` says: met, or excluded from met and violated), of the
+    scope's `teams`.
 
     Two reads: the range's clocks already judged (`_judged_clocks`) and the cohort candidates'
     Status changes (`_cohort_changes`); `figures` does the rest with one sort by record id per
@@ -494,8 +539,8 @@ def range_panel(engine: sa.Engine, filters: Filters, sla_id: str, left_counts_as
     """
     period = filters.period
     with read_only_connection(engine) as conn:
-        judged = _read_judged_clocks(conn, filters, sla_id, left_counts_as)
-        changes = fetch_frame(conn, _cohort_changes(filters), objects=True)
+        judged = _read_judged_clocks(conn, filters, sla_id, left_counts_as, teams)
+        changes = fetch_frame(conn, _cohort_changes(filters, teams), objects=True)
     cohort = range_figures.cohort(changes, period)
     overall, overall_ids = _overall_compliance(judged)
     teams = range_figures.compliance(judged, ["team"])
@@ -517,11 +562,11 @@ def range_panel(engine: sa.Engine, filters: Filters, sla_id: str, left_counts_as
 
 
 def _read_judged_clocks(
-    conn: sa.Connection, filters: Filters, sla_id: str, left_counts_as: str = "met"
+    conn: sa.Connection, filters: Filters, sla_id: str, left_counts_as: str = "met", teams: Teams = None
 ) -> pd.DataFrame:
     """`_judged_clocks`'s rows sorted by record id, each week's index replaced by its label."""
     judged = range_figures.sorted_by_record(
-        fetch_frame(conn, _judged_clocks(filters, sla_id, left_counts_as), objects=True)
+        fetch_frame(conn, _judged_clocks(filters, sla_id, left_counts_as, teams), objects=True)
     )
     judged["week"] = (
         np.array([label for _, label in week_starts(filters)], dtype=object)[
@@ -717,6 +762,47 @@ def figure_ids(live: dict, in_range: dict, figure: str, *more: dict) -> tuple[st
     raise UnknownFigure(figure)
 
 
+def lead_in_scope(
+    engine: sa.Engine, record_id: str, teams: Teams, policy: Policy | None, now: dt.datetime
+) -> bool:
+    """Whether the scope's `teams` see the record (module docstring): every team sees every record;
+    else its owner's team, a clock of it (held or answered for) or the team its unowned wait is for
+    must be one of them. False for a record the store does not hold."""
+    if teams is None:
+        return True
+    records, clocks = schema.records, schema.clocks
+    with read_only_connection(engine) as conn:
+        if conn.execute(
+            sa.select(records.c.record_id).where(records.c.record_id == record_id, _owned_in(teams))
+        ).first():
+            return True
+        if conn.execute(
+            sa.select(clocks.c.record_id)
+            .where(clocks.c.record_id == record_id, *clock_filters_for_teams(teams))
+            .limit(1)
+        ).first():
+            return True
+    if policy is None:
+        return False
+    return record_id in unowned_panel(engine, policy, now, limit=0, teams=teams)["figures"]["unowned"]
+
+
+def record_exists(engine: sa.Engine, record_id: str) -> bool:
+    """Whether the store holds the record (any object type)."""
+    records = schema.records
+    with read_only_connection(engine) as conn:
+        return (
+            conn.execute(sa.select(records.c.record_id).where(records.c.record_id == record_id)).first()
+            is not None
+        )
+
+
+def clock_filters_for_teams(teams: frozenset[str]) -> list:
+    """A clock held by or answered for by one of `teams`."""
+    clocks = schema.clocks
+    return [sa.or_(clocks.c.team.in_(sorted(teams)), clocks.c.accountable_team.in_(sorted(teams)))]
+
+
 def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
     """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
     link; routing's told in words, see `_routing_told`), its latest routing, Status/owner history,
@@ -894,6 +980,22 @@ def quarantine_summary(engine: sa.Engine) -> list[dict]:
             )
             summary.append(dict(held, example=dict(latest) if latest else None))
     return summary
+
+
+def record_denied(
+    engine: sa.Engine, *, user_id: str, user_name: str, at: dt.datetime, route: str, reason: str
+) -> None:
+    """Audit one refused War Room request (`war_room_denied`): who, which route (its template,
+    not the path: no record id), why. Never lead data."""
+    with engine.begin() as conn:
+        record(
+            conn,
+            DENIED_EVENT,
+            at=at,
+            context=AuditContext(),
+            actor=user_name or user_id,
+            detail={"user_id": user_id, "route": route, "reason": reason},
+        )
 
 
 def record_visit(
