@@ -55,6 +55,14 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
 }
 KILL_POINTS: list[tuple[str, str]] = [(s, b) for s, barriers in SCENARIOS.items() for b in barriers]
 
+
+def sync_between(backend: str, point_no: int) -> bool:
+    """Whether kill point `point_no` syncs the CRM between the kill and the retry on `backend`:
+    alternately over the points, swapped between SQLite and PostgreSQL, so every point is retried
+    both ways and on both backends in one pass over each."""
+    return (point_no + (backend != "sqlite")) % 2 == 1
+
+
 #: Children are forked from a server that imported the project once (a fresh interpreter each
 #: would spend ~3.5 s importing Airflow's Salesforce provider).
 _MP = multiprocessing.get_context("forkserver")
