@@ -428,11 +428,34 @@ def _policy_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
         for j, stop in enumerate(sla.stop):
             if stop.touch_rule is not None:
                 problems += _touch_problems(stop.touch_rule, f"{where_p}: slas[{i}].stop[{j}]", mapping)
+    problems += _escalation_field_problems(policy, mapping)
     if policy.routing is not None:
         problems += _routing_field_problems(policy, mapping)
     if policy.recycle is not None:
         problems += _recycle_field_problems(policy, mapping)
     return problems
+
+
+#: What a breach action writes on a Lead (crm_fields.yaml sla_fields): the owner, the lock, and the
+#: action id a retry after a crash recognises its own write by (`leadsla.escalation.own_writes`).
+ESCALATION_STAMPS = ("owner", "sla_lock_until", "sla_action_id")
+
+
+def _escalation_field_problems(policy: Policy, mapping: CrmMapping) -> list[str]:
+    """A policy that reassigns or locks breached leads needs the fields escalation writes named."""
+    escalating = [
+        i
+        for i, sla in enumerate(policy.slas)
+        if sla.object == "Lead" and (sla.breach.reassign or sla.breach.lock_hours)
+    ]
+    if not escalating:
+        return []
+    return [
+        f"{policy.source}: slas[{escalating[0]}].breach: writes {name!r} on the lead, which "
+        f"{mapping.path} does not name (sla_fields)"
+        for name in ESCALATION_STAMPS
+        if name not in mapping.sla_fields
+    ]
 
 
 #: What routing reads and writes besides its rules' fields: (object, field, why).

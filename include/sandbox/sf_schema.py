@@ -203,6 +203,8 @@ _add(
             Field("SLA_Due__c", DATETIME),
             Field("SLA_Breach__c", BOOLEAN),
             Field("SLA_Lock_Until__c", DATETIME),
+            # Which escalation or lock-keeping action last wrote the owner or lock (crash recovery).
+            Field("SLA_Action_Id__c", STRING, length=40),
             Field("Rejection_Reason__c", PICKLIST, picklist=tuple(REJECTION_REASONS)),
             Field("Lead_Type__c", PICKLIST, picklist=tuple(LEAD_TYPES)),
             Field("Account_Tier__c", PICKLIST, picklist=tuple(ACCOUNT_TIERS)),

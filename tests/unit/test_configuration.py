@@ -166,6 +166,15 @@ def test_a_field_recycling_stamps_that_is_not_a_write_back_field(tmp_path: Path)
     )
 
 
+def test_escalation_needs_the_action_id_field(tmp_path: Path) -> None:
+    """A breach write carries its action id, so a retry after a crash knows its own write."""
+    paths = planted(tmp_path, "mapping", lambda raw: raw["sla_fields"].pop("sla_action_id"))
+    assert only_problem(paths) == (
+        f"{paths['policy']}: slas[0].breach: writes 'sla_action_id' on the lead, which {paths['mapping']} "
+        "does not name (sla_fields)"
+    )
+
+
 def test_the_re_entry_needs_the_mql_and_sal_dates_only_when_the_policy_re_enters(tmp_path: Path) -> None:
     def without_dates(raw: dict) -> None:
         raw["sla_fields"].pop("mql_date")

@@ -110,6 +110,20 @@ def test_a_stamp_field_the_org_lacks_is_returned_not_refused():
         mapping.check_against_org(m, lambda name: org[name])
 
 
+def test_the_action_id_field_is_mapped_and_required_in_the_org():
+    """Escalation writes its action id on the lead (crash recovery): an org without the field fails
+    the mapping check instead of having escalation fail at the first breach."""
+    m = mapping.load()
+    assert m.sla_fields["sla_action_id"] == "SLA_Action_Id__c"
+    assert "SLA_Action_Id__c" in m.objects["Lead"].fields
+    assert "SLA_Action_Id__c" not in mapping.optional_fields(m)
+    org = {name: set(obj.fields) | set(obj.filter) | {"UserRoleId"} for name, obj in m.objects.items()}
+    assert mapping.check_against_org(m, lambda name: org[name]) == []
+    org["Lead"] -= {"SLA_Action_Id__c"}
+    with pytest.raises(MappingError, match="the org has no field Lead.SLA_Action_Id__c"):
+        mapping.check_against_org(m, lambda name: org[name])
+
+
 def test_the_stamping_budget_share_defaults_to_a_tenth_and_is_checked(raw):
     shipped = mapping.parse(raw)
     assert shipped.stamp_budget_share == 0.10 and shipped.stamp_budget == shipped.daily_api_budget // 10

@@ -288,43 +288,60 @@ def _send(
 def _record_writes(
     engine: sa.Engine, writes: Mapping[str, Mapping[str, Any]], context: audit.AuditContext, actor: str
 ) -> None:
-    now = dt.datetime.now(dt.UTC)
-    r = schema.records
     with engine.begin() as conn:
-        known = {
-            row.record_id: dict(row.fields or {})
-            for row in conn.execute(
-                sa.select(r.c.record_id, r.c.fields).where(
-                    r.c.object_type == OBJECT, r.c.record_id.in_(list(writes))
-                )
+        record_writes(conn, writes, dt.datetime.now(dt.UTC), context=context, actor=actor)
+
+
+def record_writes(
+    conn: sa.Connection,
+    writes: Mapping[str, Mapping[str, Any]],
+    at: dt.datetime,
+    *,
+    context: audit.AuditContext,
+    actor: str,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Record writes the CRM accepted, in the caller's transaction: the store's copy of each record
+    takes the written values, and each write is audited ``crm_write`` (`detail` added to its entry).
+
+    `stamp` calls it right after each composite call; a caller completing a write that a crash left
+    unrecorded (`leadsla.escalation.own_writes`) calls it with the values it found on the record.
+    """
+    r = schema.records
+    known = {
+        row.record_id: dict(row.fields or {})
+        for row in conn.execute(
+            sa.select(r.c.record_id, r.c.fields).where(
+                r.c.object_type == OBJECT, r.c.record_id.in_(list(writes))
             )
-        }
-        # Keep the store's copy current so the next decision sees the stamp (one executemany).
-        updates = [
-            {"rid": rid, "new": {**known[rid], **fields}} for rid, fields in writes.items() if rid in known
-        ]
-        if updates:
-            conn.execute(
-                r.update()
-                .where(r.c.object_type == OBJECT, r.c.record_id == sa.bindparam("rid"))
-                .values(fields=sa.bindparam("new", type_=r.c.fields.type)),
-                updates,
-            )
-        audit.record_many(
-            conn,
-            [
-                {
-                    "event": "crm_write",
-                    "at": now,
-                    "object_type": OBJECT,
-                    "record_id": rid,
-                    "actor": actor,
-                    "detail": {"fields": dict(fields)},
-                }
-                for rid, fields in writes.items()
-            ],
-            context=context,
         )
+    }
+    # Keep the store's copy current so the next decision sees the stamp (one executemany).
+    updates = [
+        {"rid": rid, "new": {**known[rid], **fields}} for rid, fields in writes.items() if rid in known
+    ]
+    if updates:
+        conn.execute(
+            r.update()
+            .where(r.c.object_type == OBJECT, r.c.record_id == sa.bindparam("rid"))
+            .values(fields=sa.bindparam("new", type_=r.c.fields.type)),
+            updates,
+        )
+    audit.record_many(
+        conn,
+        [
+            {
+                "event": "crm_write",
+                "at": at,
+                "object_type": OBJECT,
+                "record_id": rid,
+                "actor": actor,
+                "detail": {"fields": dict(fields), **dict(detail or {})},
+            }
+            for rid, fields in writes.items()
+        ],
+        context=context,
+    )
 
 
 def _redecide(

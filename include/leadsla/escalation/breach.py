@@ -7,10 +7,22 @@ end is set when the lead is actually reassigned (`lock_end`: from that moment, h
 catch-up escalation comes, so the manager has the whole lock to decide). `perform_due` claims
 those rows under a lease and performs them through the CRM write-back
 (`leadsla.crm.writeback.stamp`: only-when-changed, If-Unmodified-Since the store's view of the
-record; on a 412 the record is re-read and re-decided: if its owner or status
-changed meanwhile, a person acted and nothing is reassigned). A retry after a crash finds the CRM
-already showing the new owner and lock and writes nothing: exactly once in effect. Every outcome
-is audited.
+record; on a 412 the record is re-read and re-decided: if its owner or status changed meanwhile,
+a person acted and nothing is reassigned). Then one transaction records it: the lead's owner and
+lock in the store, the audit (``escalation`` with the outcome, ``reassignment``, ``lock_set``)
+and the outbox row delivered.
+
+Crash-safe: the write carries the action's id on the lead (``SLA_Action_Id__c``, derived from the
+idempotency key: `leadsla.escalation.own_writes`). A task killed after the CRM took the write but
+before that transaction committed leaves the row claimed; once the lease expires the next run
+claims it again (attempt 2 on) and first reads the lead. Finding its own id there, it writes
+nothing to the CRM and completes the record from what the lead holds: the lock end it wrote then
+(never one recomputed from the retry's time), the ``crm_write`` entry if the crash lost it (the
+write-back records it right after the call, in its own transaction), then the store, the outcome
+entries marked ``recovered`` (reassignment and lock_set dated at the row's ``not_before``, no
+later than the write, so the lock keeper misses no change since) and the delivery: each entry
+once, never a ``crm_write_conflict`` for its own write. A crash before the write leaves no id:
+the retry performs the action afresh.
 
 Errors are classified (`leadsla.crm.protocol.is_refusal`): the CRM refusing (an error answer, a
 record it would not write, a timeout or dropped connection) keeps the action queued with
@@ -25,13 +37,16 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.crm.landing import parse_datetime
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient, CrmError, is_refusal
-from leadsla.crm.writeback import stamp
+from leadsla.crm.writeback import record_writes, stamp
+from leadsla.escalation.own_writes import ACTION_FIELD, action_field, action_id, read_lead, recorded
 from leadsla.notify.outbox import CRM_CHANNEL, Claimed, backoff, claim, mark_delivered, mark_failed
 from leadsla.policy import Policy
 from leadsla.store import schema
@@ -70,6 +85,21 @@ def lock_end(payload: Mapping[str, Any], now: dt.datetime, policy: Policy | None
     return now + dt.timedelta(hours=hours)
 
 
+@dataclass(frozen=True)
+class Performed:
+    """What performing one breach action came to.
+
+    `outcome` is the escalation entry's detail; `lead` the store columns to set on the lead
+    (owner_id, lock_until); `found` the lead's fields as the CRM holds them when a retry found its
+    own earlier write there (`leadsla.escalation.own_writes`), so its crm_write can be completed.
+    """
+
+    outcome: dict[str, Any]
+    action: str = ""
+    lead: dict[str, Any] = field(default_factory=dict)
+    found: dict[str, Any] | None = None
+
+
 def perform(
     row: Claimed,
     *,
@@ -79,25 +109,35 @@ def perform(
     context: AuditContext,
     now: dt.datetime,
     policy: Policy | None = None,
-) -> dict[str, Any]:
+) -> Performed:
     """Reassign and lock one breached lead, conditional on the store's view of it (module docstring).
 
     The lock runs from `now`, the moment of this reassignment, not from the breach: a catch-up
-    escalation days late still gives the manager the whole lock to decide.
+    escalation days late still gives the manager the whole lock to decide. The write carries the
+    action's id; a retry (attempt 2 on) first reads the lead, and finding that id there takes the
+    owner and lock it wrote from the record instead of writing again.
 
     Returns:
-        {"outcome": "reassigned" | "already_done" | "changed_meanwhile" | "no_target" | "gone", ...}
+        The outcome ({"outcome": "reassigned" | "already_done" | "changed_meanwhile" | "no_target" |
+        "gone", ...}) and what the store and audit still need; `perform_due` records it.
 
     Raises:
         leadsla.crm.protocol.CrmError: the org refused the call as a whole, or this record (the row
             is retried).
+        leadsla.crm.protocol.MappingError: the mapping names no action-id field.
     """
     p = row.payload
+    action = action_id("breach", row.idempotency_key)
+    own_field = action_field(mapping)
     view = _store_view(engine, row.record_id)
     if view is None:
-        return {"outcome": "gone"}
+        return Performed({"outcome": "gone"})
+    if row.attempted_before:  # an earlier try may have written the CRM and died before recording it
+        current = read_lead(client, mapping, row.record_id)
+        if current is not None and current.get(own_field) == action:
+            return _found(row, current, mapping, action, now)
     if view.owner_id not in (p["from_owner"], p["to_owner"]):
-        return {"outcome": "changed_meanwhile", "owner_now": view.owner_id}
+        return Performed({"outcome": "changed_meanwhile", "owner_now": view.owner_id})
     changes: dict[str, Any] = {}
     if p.get("rule"):
         changes["owner"] = p["to_owner"]
@@ -105,16 +145,17 @@ def perform(
     if lock_until:
         changes["sla_lock_until"] = lock_until
     if not changes:
-        return {"outcome": "no_target"}
+        return Performed({"outcome": "no_target"})
+    changes[ACTION_FIELD] = action
     seen_status = view.status
     done_before: list[bool] = []
 
     def decide(
         record_id: str, wanted: Mapping[str, Any], current: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        # Someone wrote the lead after our view. Our own earlier try (its audit lost in a crash)
-        # shows as the new owner with a lock already set: done, and its lock stands. Otherwise go
-        # on only if it is still the breached rep's and still in the same stage.
+        # Someone wrote the lead after our view. Another action showing the new owner with a lock
+        # already set: done, and its lock stands. Otherwise go on only if it is still the breached
+        # rep's and still in the same stage.
         if p.get("rule") and current.get("OwnerId") == p["to_owner"] and current.get("SLA_Lock_Until__c"):
             done_before.append(True)
             return None
@@ -139,30 +180,80 @@ def perform(
     if row.record_id in result.failed:
         raise CrmError(f"Lead {row.record_id}: {result.failed[row.record_id]}")
     if done_before:
-        return {"outcome": "already_done", "to_owner": p["to_owner"], "lock_until": None}
+        return Performed({"outcome": "already_done", "to_owner": p["to_owner"], "lock_until": None})
     if row.record_id in result.left:
-        return {"outcome": "changed_meanwhile"}
+        return Performed({"outcome": "changed_meanwhile"})
     outcome = "reassigned" if row.record_id in result.written else "already_done"
-    records = schema.records
-    with engine.begin() as conn:
-        values: dict[str, Any] = {"lock_until": lock_until}
-        if "owner" in changes:
-            values["owner_id"] = p["to_owner"]
-        conn.execute(
-            records.update()
-            .where(records.c.object_type == "Lead", records.c.record_id == row.record_id)
-            .values(values)
-        )
-    late = (
-        (now - dt.datetime.fromisoformat(p["breached_at"])).total_seconds() if p.get("breached_at") else None
-    )
-    return {
+    lead: dict[str, Any] = {"lock_until": lock_until}
+    if "owner" in changes:
+        lead["owner_id"] = p["to_owner"]
+    detail = {
         "outcome": outcome,
         "to_owner": p["to_owner"],
         "lock_until": lock_until.isoformat() if lock_until else None,
-        # How long after the breach this escalation happened (a catch-up after downtime says so).
-        **({"late_by_seconds": int(late)} if late is not None else {}),
+        "action_id": action,
+        **_late_by(p, now),
     }
+    return Performed(detail, action, lead)
+
+
+def _late_by(payload: Mapping[str, Any], now: dt.datetime) -> dict[str, int]:
+    """How long after the breach this escalation happened (a catch-up after downtime says so)."""
+    if not payload.get("breached_at"):
+        return {}
+    return {"late_by_seconds": int((now - dt.datetime.fromisoformat(payload["breached_at"])).total_seconds())}
+
+
+def _found(
+    row: Claimed, current: Mapping[str, Any], mapping: CrmMapping, action: str, now: dt.datetime
+) -> Performed:
+    """An earlier try's write, found on the lead: its owner and lock as the CRM holds them (the lock
+    it wrote then, not one recomputed from this try's time); nothing is written again."""
+    p = row.payload
+    lock_field, owner_field = mapping.sla_fields["sla_lock_until"], mapping.sla_fields["owner"]
+    lock_until = parse_datetime(current.get(lock_field))
+    found = {action_field(mapping): action, lock_field: current.get(lock_field)}
+    lead: dict[str, Any] = {"lock_until": lock_until}
+    if p.get("rule"):
+        found[owner_field] = current.get("OwnerId")
+        lead["owner_id"] = current.get("OwnerId")  # the owner now (a person may have moved it since)
+    detail = {
+        "outcome": "reassigned",
+        "to_owner": p["to_owner"],
+        "lock_until": lock_until.isoformat() if lock_until else None,
+        "action_id": action,
+        "recovered": True,
+        **_late_by(p, now),
+    }
+    return Performed(detail, action, lead, found)
+
+
+def _settle(
+    conn: sa.Connection, row: Claimed, done: Performed, now: dt.datetime, context: AuditContext
+) -> None:
+    """Record a performed action in one transaction: the lead's owner and lock in the store, the
+    audit entries not yet there for its action id, the outbox row delivered."""
+    if done.lead:
+        records = schema.records
+        conn.execute(
+            records.update()
+            .where(records.c.object_type == "Lead", records.c.record_id == row.record_id)
+            .values(done.lead)
+        )
+    have = recorded(conn, row.record_id, done.action) if done.action else set()
+    at = now
+    if done.found is not None:
+        # The crashed try ran at or after the row's not_before (a claim takes only rows due by then):
+        # the lock keeper looks for changes since this moment, so none after our write is missed.
+        at = min(row.not_before or now, now)
+        if "crm_write" not in have:
+            detail = {"recovered": True, "action_id": done.action}
+            record_writes(
+                conn, {row.record_id: done.found}, at, context=context, actor="escalation", detail=detail
+            )
+    entries = [e for e in _outcome_entries(row, done.outcome, now, at) if e["event"] not in have]
+    record_many(conn, entries, context=context)
+    mark_delivered(conn, row, done.outcome["outcome"], now, context)
 
 
 def perform_due(
@@ -214,9 +305,8 @@ def perform_due(
             counts["retry" if refused else "bug"] += 1
             continue
         with engine.begin() as conn:
-            record_many(conn, _outcome_entries(row, done, now), context=context)
-            mark_delivered(conn, row, done["outcome"], now, context)
-        counts[done["outcome"]] += 1
+            _settle(conn, row, done, now, context)
+        counts[done.outcome["outcome"]] += 1
     if bugs:
         log.error("breach actions: %s", dict(counts))
         first = bugs[0]
@@ -228,8 +318,11 @@ def perform_due(
     return dict(counts)
 
 
-def _outcome_entries(row: Claimed, done: Mapping[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
-    """The audit entries of a performed action: its outcome, and the reassignment and lock it made."""
+def _outcome_entries(
+    row: Claimed, done: Mapping[str, Any], now: dt.datetime, written_at: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """The audit entries of a performed action: its outcome, and the reassignment and lock it made
+    (at `written_at`, the write's time when a retry found it, else `now`), with its action id."""
     base = {
         "object_type": "Lead",
         "record_id": row.record_id,
@@ -240,14 +333,19 @@ def _outcome_entries(row: Claimed, done: Mapping[str, Any], now: dt.datetime) ->
         "at": now,
     }
     entries = [{**base, "event": "escalation", "detail": {"idempotency_key": row.idempotency_key, **done}}]
+    made = {"idempotency_key": row.idempotency_key, "action_id": done.get("action_id")}
+    if done.get("recovered"):
+        made["recovered"] = True
+    at = written_at or now
     if done["outcome"] == "reassigned" and row.payload.get("rule"):
         detail = {
             "from": row.payload["from_owner"],
             "to": row.payload["to_owner"],
             "rule": row.payload["rule"],
+            **made,
         }
-        entries.append({**base, "event": "reassignment", "detail": detail})
+        entries.append({**base, "at": at, "event": "reassignment", "detail": detail})
     if done["outcome"] == "reassigned" and done.get("lock_until"):
-        detail = {"until": done["lock_until"], "holder": row.payload["to_owner"]}
-        entries.append({**base, "event": "lock_set", "detail": detail})
+        detail = {"until": done["lock_until"], "holder": row.payload["to_owner"], **made}
+        entries.append({**base, "at": at, "event": "lock_set", "detail": detail})
     return entries

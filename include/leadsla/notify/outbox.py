@@ -84,6 +84,8 @@ class Claimed:
     attempts: int
     created_at: dt.datetime
     claimed_until: dt.datetime
+    #: When the row fell due for this claim: no try of it ran earlier (a crash recovery's bound).
+    not_before: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Claimed:
