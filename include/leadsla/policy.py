@@ -369,7 +369,8 @@ LADDER_RULES = ("flat", "breach", "repeat", "critical", "systemic", "digest")
 
 
 class RepeatRung(_Model):
-    """A rep's `breach`-th breach (and every one after it) within `within_days` days tells `notify`
+    """A rep's `breach`-th breach within `within_days` days, and each further `breach`-th (the 3rd,
+    6th, 9th ...), tells `notify`
     (default: the director, the owner's manager's manager in the CRM). `across: all_slas` counts the
     rep's breaches of every SLA (a repeat offender is a person, whatever the handoff); `this_sla`
     only this SLA's."""

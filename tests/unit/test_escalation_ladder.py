@@ -114,8 +114,8 @@ def test_flat_mode_is_todays_behaviour_every_breach_to_the_three_vps():
     assert {"vp_sales", "vp_marketing", "vp_revops"} <= set(flat_file.sla("sales_touch").breach.notify)
 
 
-@pytest.mark.parametrize(("earlier", "director"), [(1, False), (2, True), (5, True)])
-def test_the_reps_third_breach_in_30_days_tells_the_director(earlier, director):
+@pytest.mark.parametrize(("earlier", "director"), [(1, False), (2, True), (3, False), (4, False), (5, True)])
+def test_the_reps_third_breach_in_30_days_tells_the_director_and_each_further_third(earlier, director):
     history = [_clock(10 + i, f"2026-11-{10 + i:02d}T19:00:00Z") for i in range(earlier)]
     plan = _breach_of([*history, _clock(1, "2026-11-17T19:00:00Z")])
     emails = _emails(plan)

@@ -3,10 +3,10 @@
 An SLA's `ladder` (policy) decides, at each breach:
 
 1. ``breach``: `breach.notify` (the owner and their manager) at once, as always;
-2. ``repeat``: the rep's Nth breach (default the 3rd) and every later one within the window
-   (default 30 days) also tells the director (`owner_director`, the manager's manager in the CRM,
-   or a contact). The count is of the clocks' breaches (`breached_at`: breached, met late or
-   handed on late) of which the rep is the accountable owner (the owner when the target ran out,
+2. ``repeat``: the rep's Nth breach (default the 3rd) within the window (default 30 days), and
+   each further Nth (the 6th, the 9th ...), also tells the director (`owner_director`, the
+   manager's manager in the CRM, or a contact). The count is of the clocks' breaches
+   (`breached_at`: breached, met late or handed on late) of which the rep is the accountable owner (the owner when the target ran out,
    so a reassignment to the manager leaves the breach on the rep), across all SLAs by default
    (a repeat offender is a person, whatever the handoff) or this SLA's only (`across: this_sla`);
    ranked by breach instant, so a catch-up run counts as of each breach, not as of the run;
@@ -125,7 +125,7 @@ def asks(sla: Sla, cp: Checkpoint, clock: Mapping[str, Any], book: BreachBook | 
     repeat = ladder.repeat
     if repeat is not None and book is not None:
         n = book.rank(clock, within_days=repeat.within_days, sla_only=repeat.across == "this_sla")
-        if n >= repeat.breach:
+        if n >= repeat.breach and n % repeat.breach == 0:
             what = "of this SLA" if repeat.across == "this_sla" else "across all SLAs"
             why = f"the rep's {_ordinal(n)} breach {what} in {repeat.within_days} days"
             chans = tuple(repeat.channels) if repeat.channels else channels
