@@ -6,10 +6,11 @@ An SLA's `ladder` (policy) decides, at each breach:
 2. ``repeat``: the rep's Nth breach (default the 3rd) within the window (default 30 days), and
    each further Nth (the 6th, the 9th ...), also tells the director (`owner_director`, the
    manager's manager in the CRM, or a contact). The count is of the clocks' breaches
-   (`breached_at`: breached, met late or handed on late) of which the rep is the accountable owner (the owner when the target ran out,
-   so a reassignment to the manager leaves the breach on the rep), across all SLAs by default
-   (a repeat offender is a person, whatever the handoff) or this SLA's only (`across: this_sla`);
-   ranked by breach instant, so a catch-up run counts as of each breach, not as of the run;
+   (`breached_at`: breached, met late or handed on late) of which the rep is the accountable
+   owner (the owner when the target ran out, so a reassignment to the manager leaves the breach
+   on the rep), across all SLAs by default (a repeat offender is a person, whatever the handoff)
+   or this SLA's only (`across: this_sla`); ranked by breach instant, so a catch-up run counts
+   as of each breach, not as of the run;
 3. ``systemic``: a team whose day is mostly breaches gives leadership one capacity alert
    (`decisions.capacity`, policy `systemic`), as before;
 4. ``digest``: leadership gets ONE message a day at its morning hour listing the breaches since
