@@ -28,6 +28,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from leadsla.access import Access
@@ -47,8 +48,9 @@ from leadsla.yaml_file import read_yaml_file, shown_key
 
 #: The shipped policy.
 DEFAULT_POLICY_PATH = config_dir() / "sla_policy.yaml"
-#: Roles the engine and the alerts resolve from the data (owner, their manager, the team's manager).
-DATA_ROLES = frozenset({"owner", "owner_manager", "team_manager"})
+#: Roles the engine and the alerts resolve from the data (owner, their manager, the manager's
+#: manager - the director - and the team's manager).
+DATA_ROLES = frozenset({"owner", "owner_manager", "owner_director", "team_manager"})
 #: Fields of `records` a tier may match on.
 TIER_FIELDS = frozenset({"lead_type", "lead_source", "account_tier", "country", "status"})
 #: A target's calendar may be this instead of a calendar name: the owner's team's calendar.
@@ -107,6 +109,16 @@ class Contact(_Model):
     email: str | None = None
     slack: str | None = None
     user_id: str | None = None
+    #: Where the person lives (their quiet hours, their breach digest's morning hour); default the
+    #: quiet hours' `default_timezone`.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_timezone(value):
+            raise ValueError("expected an IANA timezone name (e.g. America/New_York)")
+        return value
 
 
 class QuietHours(_Model):
@@ -350,6 +362,83 @@ class Breach(_Model):
         )
 
 
+#: `ladder: flat` (or no `ladder`): the seed-000 behaviour, every breach tells `breach.notify` at once.
+FLAT = "flat"
+#: The rules of the escalation ladder, as the audit (`ladder_rule`) and the messages name them.
+LADDER_RULES = ("flat", "breach", "repeat", "critical", "systemic", "digest")
+
+
+class RepeatRung(_Model):
+    """A rep's `breach`-th breach within `within_days` days, and each further `breach`-th (the 3rd,
+    6th, 9th ...), tells `notify`
+    (default: the director, the owner's manager's manager in the CRM). `across: all_slas` counts the
+    rep's breaches of every SLA (a repeat offender is a person, whatever the handoff); `this_sla`
+    only this SLA's."""
+
+    breach: int = Field(default=3, ge=1, le=1000)
+    within_days: int = Field(default=30, ge=1, le=366)
+    across: Literal["all_slas", "this_sla"] = "all_slas"
+    notify: list[str] = Field(default_factory=lambda: ["owner_director"], min_length=1)
+    channels: list[Channel] | None = Field(default=None, min_length=1)  # default: the breach's
+
+
+class DigestRung(_Model):
+    """Leadership (`notify`: contacts) gets ONE message a day listing the day's breaches, at `hour`
+    in each person's timezone (the contact's `timezone`, else `timezone` here, else the quiet
+    hours' default), never one message per breach."""
+
+    notify: list[str] = Field(min_length=1)
+    hour: int = Field(default=8, ge=0, le=23)
+    timezone: str | None = None
+    channels: list[Channel] = Field(default_factory=lambda: ["email"], min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_timezone(value):
+            raise ValueError("expected an IANA timezone name (e.g. America/New_York)")
+        return value
+
+
+class CriticalRung(_Model):
+    """A critical tier's breach still tells `notify` at once (default: the digest's people)."""
+
+    notify: list[str] | None = Field(default=None, min_length=1)
+    channels: list[Channel] | None = Field(default=None, min_length=1)  # default: the breach's
+
+
+class Ladder(_Model):
+    """Who hears of a breach, rung by rung (`decisions.ladder`): `breach.notify` at once (owner and
+    manager), the director at a rep's repeated breach (`repeat`), leadership in a daily `digest`
+    except a critical tier's breach (`critical`, at once); a team whose day is mostly breaches
+    still gives leadership its capacity alert (policy `systemic`). `ladder: flat` is the seed-000
+    rule: every breach tells everyone in `breach.notify` at once."""
+
+    mode: Literal["flat", "ladder"] = "ladder"
+    repeat: RepeatRung | None = None
+    digest: DigestRung | None = None
+    critical: CriticalRung | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_word(cls, value: Any) -> Any:
+        if value == FLAT:
+            return {"mode": FLAT}
+        if isinstance(value, str):
+            raise ValueError("expected flat, or a mapping of rungs {repeat: ..., digest: ..., critical: ...}")
+        return value
+
+    @property
+    def flat(self) -> bool:
+        return self.mode == FLAT
+
+    def critical_notify(self) -> list[str]:
+        """Who hears of a critical tier's breach at once, beside `breach.notify`."""
+        if self.critical is not None and self.critical.notify:
+            return self.critical.notify
+        return self.digest.notify if self.digest is not None else []
+
+
 class Sla(_Model):
     id: str = Field(pattern=_SLUG)
     name: str
@@ -369,6 +458,13 @@ class Sla(_Model):
     tiers: list[Tier] = Field(min_length=1)
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     breach: Breach
+    #: Who hears of a breach beyond `breach.notify` (`Ladder`); absent or `flat`: nobody else.
+    ladder: Ladder | None = None
+
+    @property
+    def laddered(self) -> bool:
+        """True when the escalation ladder decides who hears of a breach (not the flat rule)."""
+        return self.ladder is not None and not self.ladder.flat
 
     def pause_values(self, field: str) -> list[str]:
         """The values of `field` that pause this SLA's clocks."""
@@ -613,10 +709,48 @@ def _cross_check(policy: Policy) -> list[str]:
         for r, who in enumerate(sla.breach.reassign):
             if who == "team_manager":
                 problems += _team_manager_problems(policy, sla, f"{where}.breach.reassign[{r}]")
+        if sla.ladder is not None:
+            problems += _ladder_problems(policy, sla, where, roles)
     if policy.routing is not None:
         problems += _routing_problems(policy, policy.routing, roles)
     if policy.recycle is not None:
         problems += _recycle_problems(policy, policy.recycle, roles)
+    return problems
+
+
+def _ladder_problems(policy: Policy, sla: Sla, where: str, roles: set[str]) -> list[str]:
+    """A ladder's rungs name known roles; the digest's people are contacts not told of each breach."""
+    ladder = sla.ladder
+    path = f"{where}.ladder"
+    if ladder.flat:
+        extra = [k for k in ("repeat", "digest", "critical") if getattr(ladder, k) is not None]
+        return [f"{path}.{k}: a flat ladder has no rungs: remove it, or drop mode: flat" for k in extra]
+    problems: list[str] = []
+    rungs = (("repeat", ladder.repeat), ("critical", ladder.critical))
+    for name, rung in rungs:
+        for r, who in enumerate((rung.notify or []) if rung is not None else []):
+            at = f"{path}.{name}.notify[{r}]"
+            if not (who in roles or who.startswith("channel:")):
+                problems.append(
+                    f"{at}: {who!r}: expected a role ({', '.join(sorted(roles))}) or channel:<name>"
+                )
+            elif who == "team_manager":
+                problems += _team_manager_problems(policy, sla, at)
+    if ladder.digest is not None:
+        for r, who in enumerate(ladder.digest.notify):
+            at = f"{path}.digest.notify[{r}]"
+            if who not in policy.contacts:
+                known = ", ".join(sorted(policy.contacts)) or "none defined"
+                problems.append(
+                    f"{at}: {who!r}: a digest goes to people the policy names: expected a contact ({known})"
+                )
+            elif who in sla.breach.notify:
+                problems.append(
+                    f"{at}: {who!r}: also in {where}.breach.notify, so told of every breach at once: remove "
+                    "it from one of them (or use ladder: flat)"
+                )
+    elif ladder.critical is not None and not ladder.critical.notify:
+        problems.append(f"{path}.critical.notify: missing: there is no digest whose people it defaults to")
     return problems
 
 
@@ -792,6 +926,25 @@ def _recycle_lifecycle_problems(
             f"({where_lc}): recycling moves the lead out of the status the SLA watches"
         )
     return problems
+
+
+def seed000(data: dict[str, Any]) -> dict[str, Any]:
+    """A policy document with every SLA's escalation ladder replaced by the seed-000 rule: the
+    people the ladder's digest and critical rungs name go back into `breach.notify`, told of every
+    breach at once (`ladder: flat`). What the ladder is measured against (bench/ladder.py)."""
+    out = {**data, "slas": []}
+    for sla in data.get("slas") or []:
+        sla = dict(sla)
+        ladder = sla.get("ladder")
+        if isinstance(ladder, dict):
+            breach = dict(sla.get("breach") or {})
+            notify = list(breach.get("notify") or [])
+            for rung in ("digest", "critical"):
+                notify += [r for r in (ladder.get(rung) or {}).get("notify") or [] if r not in notify]
+            sla["breach"] = {**breach, "notify": notify}
+        sla["ladder"] = FLAT
+        out["slas"].append(sla)
+    return out
 
 
 def policy_from_dict(

@@ -10,9 +10,12 @@ import pandas as pd
 from leadsla.decisions.checkpoints import decide_checkpoints
 from leadsla.decisions.keys import idempotency_key
 from leadsla.decisions.recipients import Directory
-from leadsla.policy import load_policy
+from leadsla.policy import DEFAULT_POLICY_PATH, PolicyError, policy_from_dict, seed000
+from leadsla.yaml_file import read_yaml_file
 
-POLICY = load_policy()
+#: The shipped policy with the seed-000 breach rule (`ladder: flat`: every breach tells the VPs at
+#: once); the escalation ladder itself is tests/unit/test_escalation_ladder.py.
+POLICY = policy_from_dict(seed000(read_yaml_file(DEFAULT_POLICY_PATH, PolicyError, "policy")), "seed000")
 START = pd.Timestamp("2026-11-17T15:00:00Z")  # Tuesday 10:00 New York
 USERS = pd.DataFrame(
     [

@@ -34,7 +34,16 @@ def test_shipped_policy_has_the_seed_defaults():
     assert [cp.offset_seconds(14400) for cp in touch.all_checkpoints()] == [7200, 11520, 14460]
     assert touch.breach.reassign == ["owner_manager", "queue:Breached SLA"]
     assert touch.breach.lock_hours == 24
-    assert {"vp_sales", "vp_marketing", "vp_revops"} <= set(touch.breach.notify)
+    # The escalation ladder: owner and manager at once, the director at a rep's 3rd breach in 30
+    # days, the VPs in a daily digest at 08:00 except critical tiers' breaches.
+    assert touch.breach.notify == ["owner", "owner_manager"] and touch.laddered
+    assert (touch.ladder.repeat.breach, touch.ladder.repeat.within_days) == (3, 30)
+    assert touch.ladder.repeat.notify == ["owner_director"] and touch.ladder.digest.hour == 8
+    assert (
+        touch.ladder.digest.notify
+        == touch.ladder.critical_notify()
+        == ["vp_sales", "vp_marketing", "vp_revops"]
+    )
     assert policy.sla("demo_to_proposal").object == "Opportunity"
     assert policy.sla("cs_onboarding").tiers[0].target.seconds == 14 * 86400
     assert policy.sla("cs_onboarding").tiers[0].target.time == "calendar"

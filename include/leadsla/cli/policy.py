@@ -30,7 +30,25 @@ def _escalation(sla) -> str:
         parts.append(f"lock {b.lock_hours:g}h")
     if b.notify:
         parts.append(f"{b.priority} {'+'.join(b.channels)} to " + ", ".join(b.notify))
+    parts += _ladder(sla)
     return "; ".join(parts)
+
+
+def _ladder(sla) -> list[str]:
+    """The escalation ladder's rungs beyond `breach.notify`, for sign-off (`decisions.ladder`)."""
+    if not sla.laddered:
+        return ["ladder: flat (every breach to all of them at once)"]
+    ladder, parts = sla.ladder, []
+    if ladder.repeat is not None:
+        r = ladder.repeat
+        what = "any SLA" if r.across == "all_slas" else "this SLA"
+        parts.append(f"breach #{r.breach}+ in {r.within_days}d ({what}) -> " + ", ".join(r.notify))
+    if ladder.critical_notify():
+        parts.append("critical tier at once -> " + ", ".join(ladder.critical_notify()))
+    if ladder.digest is not None:
+        d = ladder.digest
+        parts.append(f"daily digest {d.hour:02d}:00 [{'+'.join(d.channels)}] -> " + ", ".join(d.notify))
+    return parts
 
 
 def matrix(policy) -> list[list[str]]:

@@ -150,6 +150,8 @@ def decide_capacity(
                 "breached": day.breached,
                 "share": round(day.share, 4),
                 "threshold": rule.share,
+                # The escalation ladder's systemic rung (`decisions.ladder`): why leadership is told.
+                "ladder_rule": "systemic",
             },
         )
         if (SOURCE, None, day.day_start, "capacity") not in handled:

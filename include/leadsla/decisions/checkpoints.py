@@ -4,8 +4,9 @@ Of a clock's reached checkpoints not yet handled, only the latest is sent; the e
 `superseded` (audited, not sent): a catch-up after downtime sends the breach, not stale
 warnings. One message per person and channel, whichever roles name that person, with the roles
 it covers. A message due while its recipient is off work waits for the next opening
-(`not_before`), except breaches of critical tiers. Pure: no store, no Airflow, no wall clock;
-every time comes from the caller.
+(`not_before`), except breaches of critical tiers. Who a breach tells is the SLA's escalation
+ladder (`decisions.ladder`; each message carries the rule that asked for it). Pure: no store,
+no Airflow, no wall clock; every time comes from the caller.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from leadsla.decisions.cells import cell_instant, cell_text
 from leadsla.decisions.keys import normalise_recipient
+from leadsla.decisions.ladder import Ask, BreachBook, asks
 from leadsla.decisions.plan import CheckpointId, CheckpointReached, Message
 from leadsla.decisions.recipients import Directory, Person, next_opening
 from leadsla.policy import Policy
@@ -93,6 +95,7 @@ def decide_checkpoints(
         str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")
     }
     open_clocks = clocks[clocks["state"].isin(["running", "paused", "breached"])].groupby("owner_id").size()
+    book: BreachBook | None = None  # every clock's breach by rep: built at the first laddered breach
     for (sla_id, record_id, clock_start), group in reached.groupby(
         ["sla_id", "record_id", "clock_start"], sort=True
     ):
@@ -107,7 +110,11 @@ def decide_checkpoints(
             out.breaches.append(clock)
         record = record_by_id.get(str(record_id), {})
         owner_load = int(open_clocks.get(clock["owner_id"], 0))
-        out.messages.extend(_messages(directory, clock, due, record, owner_load, now, instance_url, out))
+        if book is None and due["checkpoint"] == "breach" and directory.policy.sla(sla_id).laddered:
+            book = BreachBook.of(clocks)
+        out.messages.extend(
+            _messages(directory, clock, due, record, owner_load, now, instance_url, out, book)
+        )
     return out
 
 
@@ -133,34 +140,46 @@ def _catch_up(group: pd.DataFrame, done: set[str]) -> tuple[dict[str, Any] | Non
 
 def _destinations(
     directory: Directory,
-    cp_def: Any,
+    wanted: list[Ask],
     owner_id: str | None,
     team: str | None,
     sla_team: str | None,
     where: str,
     out: CheckpointDecisions,
-) -> dict[tuple[str, str], tuple[Person, list[str]]]:
-    """(channel, address) -> (person, the roles naming them) for a checkpoint's `notify` roles.
+) -> dict[tuple[str, str], tuple[Person, list[str], list[Ask]]]:
+    """(channel, address) -> (person, the roles naming them, the asks) for a checkpoint's asks.
 
-    One message per destination, however many roles name it: a rep who is also the team manager
-    gets one DM and one e-mail, and the payload and audit say which roles it covers. The key is
-    derived from the destination (not the role), so it is stable. A role resolving to nobody is
-    noted in `out.unresolved`.
+    One message per destination, however many roles (or ladder rules) name it: a rep who is also
+    the team manager gets one DM and one e-mail, and the payload and audit say which roles and
+    rules it covers. The key is derived from the destination (not the role), so it is stable. A
+    role resolving to nobody is noted in `out.unresolved`.
     """
-    found: dict[tuple[str, str], tuple[Person, list[str]]] = {}
-    for role in cp_def.notify:
-        people = directory.resolve(role, owner_id, team, sla_team)
+    found: dict[tuple[str, str], tuple[Person, list[str], list[Ask]]] = {}
+    for ask in wanted:
+        people = directory.resolve(ask.role, owner_id, team, sla_team)
         if not people:
-            out.unresolved.append(f"{where}: {role}")
+            out.unresolved.append(f"{where}: {ask.role}")
         for person in people:
-            for channel in cp_def.channels:
+            for channel in ask.channels:
                 address = person.address(channel)
                 if not address:
                     continue
-                _, roles = found.setdefault((channel, normalise_recipient(address)), (person, []))
-                if role not in roles:
-                    roles.append(role)
+                _, roles, why = found.setdefault((channel, normalise_recipient(address)), (person, [], []))
+                if ask.role not in roles:
+                    roles.append(ask.role)
+                if ask.rule is not None and all(a.rule != ask.rule for a in why):
+                    why.append(ask)
     return found
+
+
+def _ladder(rules: list[Ask]) -> dict[str, str] | None:
+    """The payload's `ladder`: the rule(s) that asked for this message and why, for the audit."""
+    if not rules:
+        return None
+    return {
+        "rule": ",".join(a.rule for a in rules if a.rule),
+        "why": "; ".join(a.why for a in rules if a.why) or None,
+    }
 
 
 def _messages(
@@ -172,6 +191,7 @@ def _messages(
     now: dt.datetime,
     instance_url: str,
     out: CheckpointDecisions,
+    book: BreachBook | None = None,
 ) -> list[Message]:
     """The messages of one clock's due checkpoint, one per destination, held for working hours."""
     policy = directory.policy
@@ -180,14 +200,17 @@ def _messages(
     owner_id, team = cell_text(clock["owner_id"]), cell_text(clock["team"])
     breach = cp["checkpoint"] == "breach"
     messages: list[Message] = []
-    for (channel, address), (person, roles) in _destinations(
-        directory, cp_def, owner_id, team, sla.team, where, out
+    wanted = asks(sla, cp_def, clock, book)
+    for (channel, address), (person, roles, rules) in _destinations(
+        directory, wanted, owner_id, team, sla.team, where, out
     ).items():
         urgent = breach and bool(clock["critical"])
         not_before = now if urgent else max(now, next_opening(policy, person, now))
         payload = _alert_payload(
             directory, sla.name, clock, cp, record, person, roles, open_clocks, now, instance_url
         )
+        if (ladder := _ladder(rules)) is not None:
+            payload["ladder"] = ladder
         messages.append(
             Message(
                 sla_id=str(clock["sla_id"]),

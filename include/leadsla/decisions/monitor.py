@@ -1,7 +1,9 @@
 """The monitor's decision step: an evaluation, the policy and the recipients' state -> a `Plan`.
 
-The steps, in order: the reached checkpoints' messages (`checkpoints`), the capacity alerts that
-replace leadership's breach messages of a systemic team (`capacity`), the digests that replace a
+The steps, in order: the reached checkpoints' messages (`checkpoints`, who a breach tells being
+the SLA's escalation ladder, `ladder`), the capacity alerts that replace leadership's breach
+messages of a systemic team (`capacity`), leadership's daily breach digests due at their morning
+hour (`ladder.decide_breach_digests`), the digests that replace a
 person's warnings beyond the rate limit (`digest`), and the breach actions (`breach`). Each step
 sees what the earlier ones decided, as the outbox will hold it. Pure: the same inputs give the
 same plan, keys included; `leadsla.notify.outbox.apply` writes it.
@@ -17,6 +19,7 @@ from leadsla.decisions.breach import decide_breach_actions
 from leadsla.decisions.capacity import decide_capacity
 from leadsla.decisions.checkpoints import decide_checkpoints
 from leadsla.decisions.digest import decide_digests
+from leadsla.decisions.ladder import decide_breach_digests
 from leadsla.decisions.plan import Plan, Queued, QueueState, queued_message, queued_notice
 from leadsla.decisions.recipients import Directory
 from leadsla.engine import Evaluation
@@ -57,6 +60,7 @@ def decide(
         queued.append(queued_message(message, now, seq))
         seq += 1
     notices, roll_ups = decide_capacity(evaluation.clocks, policy, now, queued, state.handled)
+    notices += decide_breach_digests(evaluation.clocks, records, directory, now, state.handled)
     for notice in notices:
         rows = queued_notice(notice, now, seq)
         queued += rows

@@ -1,7 +1,8 @@
 """Who a checkpoint tells, and when they can be told: roles resolved to people, working hours.
 
 Roles (policy `notify` lists): ``owner`` (the clock's owner), ``owner_manager`` (the owner's
-User.ManagerId), ``team_manager`` (the policy's `manager` of the owner's team, else of the SLA's
+User.ManagerId), ``owner_director`` (that manager's ManagerId: the escalation ladder's director),
+``team_manager`` (the policy's `manager` of the owner's team, else of the SLA's
 team; ``crm``: whom most of that team reports to), ``vp_*`` and any other name in
 the policy's `contacts`, ``queue:<name>`` (the Slack channel of the team whose queue it is) and
 ``channel:<name>`` (that Slack channel).
@@ -113,6 +114,8 @@ class Directory:
             found = self.user(owner_id, role)
         elif role == "owner_manager":
             found = self.user(self.manager_of(owner_id), role)
+        elif role == "owner_director":
+            found = self.user(self.manager_of(self.manager_of(owner_id)), role)
         elif role == "team_manager":
             found = self.user(self.team_manager(team, sla_team), role)
         elif role.startswith("channel:"):
@@ -153,7 +156,7 @@ class Directory:
                 name=contact.name if getattr(contact, "name", None) else role.replace("_", " ").title(),
                 email=contact.email,
                 slack=contact.slack,
-                timezone=qh.default_timezone if qh else self.team_timezone(None),
+                timezone=contact.timezone or (qh.default_timezone if qh else self.team_timezone(None)),
                 calendar=None,
                 user_id=contact.user_id,
             )

@@ -83,6 +83,7 @@ def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
                     f"{e(local_time(when, tz))} · "
                     f"times in {e(tz)}"
                     + (f" · to you as {e(p.roles_text)}" if p.roles else "")
+                    + (f" · because it is {e(p.ladder.why)}" if p.ladder and p.ladder.why else "")
                     + (f" · sent {late_words} late (catching up)" if late else "")
                 )
             ],
@@ -110,6 +111,8 @@ def alert_email_message(payload: AlertPayload) -> EmailContent:
         # A catch-up (after downtime, or a backlog at first start) says how late it comes.
         "late_words": words_duration(int((p.as_of - p.due_at).total_seconds())),
         "roles_text": p.roles_text,
+        # Why the ladder told this person (the director: "the rep's 3rd breach ... in 30 days").
+        "ladder_why": p.ladder.why if p.ladder else None,
         "overdue": p.overdue,
         "deadline_local": local_time(p.deadline, tz),
         "timezone": tz,

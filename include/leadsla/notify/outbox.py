@@ -208,6 +208,12 @@ def enqueue(
                     "not_before": utc_iso(row["not_before"]),
                     # One message per person: the roles it stands for (owner, team_manager, ...).
                     **({"roles": list(payload.roles)} if getattr(payload, "roles", None) else {}),
+                    # The escalation-ladder rule that sent a breach message, and why.
+                    **(
+                        {"ladder_rule": payload.ladder.rule, "ladder_why": payload.ladder.why}
+                        if getattr(payload, "ladder", None)
+                        else {}
+                    ),
                 },
             }
         )

@@ -26,7 +26,8 @@ Alert payload (JSON in ``outbox.payload``)::
       "deadline": "2026-03-09T18:00:00Z", "due_at": "2026-03-09T16:00:00Z",
       "breached_at": null,                      # set for breaches
       "open_clocks": 3,                         # the owner's open clocks when evaluated
-      "instance_url": "https://acme.my.salesforce.com"
+      "instance_url": "https://acme.my.salesforce.com",
+      "ladder": {"rule": "repeat", "why": "the rep's 3rd breach ..."}   # breaches; optional
     }
 """
 
@@ -142,6 +143,13 @@ class Team(PayloadModel):
         return _zone(v)
 
 
+class LadderStep(PayloadModel):
+    """Which escalation-ladder rule sent a breach message (`leadsla.decisions.ladder`) and why."""
+
+    rule: str = Field(min_length=1)  # flat, breach, repeat, critical (comma-joined when several)
+    why: str | None = None  # e.g. "the rep's 3rd breach across all SLAs in 30 days"
+
+
 class AlertPayload(Payload):
     """The schema of ``outbox.payload`` (see the module docstring for an example)."""
 
@@ -166,6 +174,8 @@ class AlertPayload(Payload):
     breached_at: AwareDatetime | None = None
     open_clocks: int = Field(ge=0)
     instance_url: str
+    #: The ladder rule that sent this breach message (None: a warning, or a row from before).
+    ladder: LadderStep | None = None
 
     @field_validator("instance_url")
     @classmethod

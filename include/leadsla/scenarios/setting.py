@@ -127,12 +127,21 @@ def breach_decided(check: Checks, s: Setting, plan: Plan, lead: Lead, t: Terms, 
     breach_cp, _ = t.breach
     sent = messages_about(plan, lead.record_id, s.sla.id, "breach")
     expected = told(s.policy, breach_cp, s.cast.rep, s.cast.people, s.sla, s.cast.team_key)
+    ladder = s.sla.ladder if s.sla.laddered else None
+    critical_rung = ""
+    if ladder is not None and t.tier.critical and ladder.critical_notify():
+        # The escalation ladder's critical rung: leadership hears of a critical tier's breach at once.
+        rung = ladder.critical
+        channels = rung.channels if rung is not None and rung.channels else breach_cp.channels
+        at_once = breach_cp.model_copy(update={"notify": ladder.critical_notify(), "channels": channels})
+        expected |= told(s.policy, at_once, s.cast.rep, s.cast.people, s.sla, s.cast.team_key)
+        critical_rung = f", and (critical tier) {', '.join(ladder.critical_notify())}"
     check.same("breach told", destinations(sent), expected)
     if t.tier.critical:
         held = sorted({m.recipient for m in sent if m.not_before not in (None, at)})
         check.that("a critical breach is not held for working hours", not held, f"held for {held}")
     actions = [a for a in plan.breach_actions if a.record_id == lead.record_id and a.sla_id == s.sla.id]
-    note = f"breach told {', '.join(breach_cp.notify)} by {' and '.join(breach_cp.channels)}"
+    note = f"breach told {', '.join(breach_cp.notify)}{critical_rung} by {' and '.join(breach_cp.channels)}"
     if not (s.sla.breach.reassign or s.sla.breach.lock_hours):
         check.equal("breach actions", len(actions), 0)
         return note
