@@ -163,11 +163,11 @@ def test_a_warning_a_breach_and_an_escalation_arrive_within_ten_minutes(demo) ->
     names = {
         found["leads"][i]["LastName"] for i in found["desk_leads"] if i in {r["record_id"] for r in live}
     }
-    assert any(any(n in str(m) for n in names) for m in found["slack"])
-    assert any(
-        any(n in str(m.get("Subject", "")) + m.get_body().get_content() for n in names)
-        for m in found["mails"]
-    )
+    posts = [str(m.get("text", "")) for m in found["slack"]]
+    subjects = [str(m["Subject"]) for m in found["mails"]]
+    for said in ("SLA warning", "SLA breached"):
+        assert any(said in text and any(n in text for n in names) for text in posts), said
+        assert any(said in text and any(n in text for n in names) for text in subjects), said
 
 
 def test_only_the_desk_is_alive_then(demo) -> None:
