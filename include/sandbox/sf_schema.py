@@ -34,7 +34,9 @@ LEAD_STATUSES = _LIFECYCLE.lead().names
 LEAD_PAUSED_STATUSES = _LIFECYCLE.lead().paused
 REJECTION_REASONS = list(_LIFECYCLE.lead().rejection_reasons)
 LEAD_SOURCES = ["Demo Request", "Content Download", "Webinar", "Event", "Inbound Call", "Partner", "Web"]
-LEAD_TYPES = ["Inbound", "Enterprise", "Mid-Market", "SMB", "Partner"]
+# "Demo Request": the follow-the-sun desk's leads (sandbox.simulate DESK_LEAD_TYPE), the policy's
+# demo_request tier.
+LEAD_TYPES = ["Inbound", "Enterprise", "Mid-Market", "SMB", "Partner", "Demo Request"]
 SLA_STATUSES = ["On Track", "Warning", "Breached", "Met", "Paused"]
 # What Lead SLA Monitor stamps (leadsla.decisions.stamping): the War Room's colours and the clock's
 # states in words. The demo org's picklists offer exactly these values.

@@ -200,6 +200,31 @@ UNRESPONSIVE_SHARE = 0.06
 UNRESPONSIVE_ATTEMPTS = 3
 ATTEMPT_GAP_HOURS = (8.0, 14.0)
 GIVE_UP_HOURS = 64.0
+# The follow-the-sun demo-request desk (`desk=True`, `make run`): docs/decisions/2026-12-06-demo-any-hour.md.
+# The website's demo scheduler books every demo request straight onto the desk rep on shift (the
+# org's own rule, never the Lead Intake queue), at any hour of any day; the desk accepts it (SAL)
+# within a minute or two and calls back within minutes, a DESK_LATE_SHARE late. Its leads' type is
+# DESK_LEAD_TYPE, so the policy's demo_request tier (5 business minutes, critical) times them, on
+# the desk's 24 x 7 calendar in the demo policy (sandbox.devstack): a warning, a breach and an
+# escalation at any hour. For DESK_SHOWCASE_FOR after the live demo starts (`live_from`), one more
+# demo request every DESK_SHOWCASE_EVERY is called back late (after its breach), so whenever the
+# monitor first looks, a clock is between its warning and its breach. Every desk draw comes from
+# its own generators (seeded "<seed>-desk"): the rest of the org draws what it drew without it.
+DESK_TEAM = "Inbound Desk"
+#: (time zone, first UTC hour of the shift): Sydney 22-06, London 06-14, New York 14-22 UTC.
+DESK_SHIFTS = (("Australia/Sydney", 22), ("Europe/London", 6), ("America/New_York", 14))
+DESK_SHIFT_HOURS = 8
+DESK_RATE = 1.0  # demo requests per hour, day and night, weekdays and weekends alike
+DESK_SOURCE, DESK_LEAD_TYPE = "Demo Request", "Demo Request"
+DESK_ACCEPT_MINUTES = (0.5, 1.5)
+DESK_TOUCH_MINUTES = (1.0, 3.5)  # in time: inside the 5-minute target
+DESK_LATE_SHARE = 0.2
+DESK_LATE_MINUTES = (8.0, 45.0)  # late: after the breach (target + 1 min) and its escalation
+DESK_OUTCOME_HOURS = (0.5, 4.0)  # after the call: a demo booked (SQL) or disqualified
+DESK_BOOKED_SHARE = 0.55
+DESK_SHOWCASE_EVERY = timedelta(minutes=2)
+DESK_SHOWCASE_FOR = timedelta(minutes=20)
+DESK_SHOWCASE_LATE_MINUTES = (20.0, 40.0)
 _USER_PREFIX = sf_schema.sobject("User").key_prefix
 
 
@@ -239,6 +264,10 @@ class DemoOrg:
         routing_from: in `leadsla` mode, when new leads start going to the queue (default: the
             org's start; an org switched later: its clock). Leads before it were assigned by the
             org's own rule, like a demo's history before routing went live.
+        desk: add the follow-the-sun demo-request desk (DESK_TEAM); a saved org without one gets
+            it from its clock on. A saved org keeps its desk.
+        live_from: when the live demo starts: the desk's showcase leads follow it for
+            DESK_SHOWCASE_FOR (None: no showcase). Not saved: each start has its own.
     """
 
     def __init__(
@@ -248,6 +277,8 @@ class DemoOrg:
         start: datetime | None = None,
         routing: str = "org",
         routing_from: datetime | None = None,
+        desk: bool = False,
+        live_from: datetime | None = None,
     ) -> None:
         if routing not in ROUTING_MODES:
             raise ValueError(f"routing must be one of {', '.join(ROUTING_MODES)}, not {routing!r}")
@@ -271,6 +302,12 @@ class DemoOrg:
         # Accepted leads their rep has touched in this cycle. The org never writes the SLA fields
         # (First_Response_Date__c and the rest): Lead SLA Monitor stamps them from its clocks.
         self.touched: set[str] = set()
+        self.desk = False
+        self.desk_rng = random.Random(f"{seed}-desk")  # never self.rng: the rest of the org is unchanged
+        self.desk_fake = Faker(["en_AU", "en_GB", "en_US"])
+        self.desk_fake.seed_instance(f"{seed}-desk")
+        self.desk_leads: set[str] = set()
+        self.live_from = _minute(live_from) if live_from else None
         state = store.get_meta("demo_state")
         if state:
             self._load(json.loads(state))
@@ -279,6 +316,8 @@ class DemoOrg:
             self.clock = (start or datetime.now(UTC)).replace(second=0, microsecond=0)
             self.routing_from = _minute(routing_from or self.clock)
             self._seed_org()
+        if desk and not self.desk:
+            self._seed_desk(self.clock)
         self.queue_checked = format_datetime(self.clock)
         self.events: list[_Event] = []
         self.seq = itertools.count()
@@ -472,6 +511,139 @@ class DemoOrg:
             changes["Website"] = changes["Website"] or _website(account["Name"])
             self.store.update("Account", account_id, changes, now=now, system=True)
 
+    def _seed_desk(self, now: datetime) -> None:
+        """The demo-request desk: a manager (reporting to the VP Sales) and one rep per DESK_SHIFTS
+        shift, in the shift's time zone, in DESK_TEAM (the demo policy's follow-the-sun team).
+        Names from the desk's own Faker, none an existing user's (names are e-mail addresses)."""
+        roles = self.store.bulk_insert(
+            "UserRole",
+            [
+                {"Name": n, "DeveloperName": n.replace(" ", "_"), "SystemModstamp": now}
+                for n in (f"{DESK_TEAM} Manager", f"{DESK_TEAM} Rep")
+            ],
+        )
+        taken = {f"{u.get('FirstName')} {u.get('LastName')}" for u in self.store.scan("User")}
+
+        def person(title: str, tz: str, manager: str, role: str) -> str:
+            first, last = _new_person(self.desk_fake, taken)
+            row = {
+                "FirstName": first,
+                "LastName": last,
+                "Title": title,
+                "Department": DESK_TEAM,
+                "Team__c": DESK_TEAM,
+                "Email": f"{first}.{last}@leadsla.example".lower(),
+                "IsActive": True,
+                "TimeZoneSidKey": tz,
+                "ManagerId": manager,
+                "Out_Of_Office__c": False,
+                "CreatedDate": now,
+                "UserRoleId": role,
+            }
+            return self.store.bulk_insert("User", [row])[0]
+
+        manager = person("Demo Desk Manager", "Europe/London", self.vps["sales"], roles[0])
+        self.managers[DESK_TEAM] = manager
+        for tz, _first_hour in DESK_SHIFTS:
+            self.reps.append(
+                Rep(person("Demo Desk Rep", tz, manager, roles[1]), DESK_TEAM, tz, "fast", False, manager)
+            )
+        self.desk = True
+        self._save()
+
+    def _desk_rep(self, at: datetime) -> Rep:
+        """The desk rep on shift at `at` (DESK_SHIFTS, by the UTC hour)."""
+        reps = [r for r in self.reps if r.team == DESK_TEAM]
+        hour = at.astimezone(UTC).hour
+        for index, (_tz, first_hour) in enumerate(DESK_SHIFTS):
+            if (hour - first_hour) % 24 < DESK_SHIFT_HOURS:
+                return reps[index]
+        return reps[0]
+
+    def _desk_arrivals(self, at: datetime) -> None:
+        """This minute's demo request, if any: a showcase one (late) on the DESK_SHOWCASE_EVERY beat
+        for DESK_SHOWCASE_FOR after `live_from`, else one at DESK_RATE an hour. One draw a minute."""
+        rng = self.desk_rng
+        roll, second = rng.random(), rng.randint(0, 59)
+        since_live = at - self.live_from if self.live_from else None
+        if since_live is not None and timedelta(0) <= since_live < DESK_SHOWCASE_FOR:
+            if since_live % DESK_SHOWCASE_EVERY == timedelta(0):
+                self._new_desk_lead(at, showcase=True)
+        elif roll < DESK_RATE / 60.0:
+            self._new_desk_lead(at - timedelta(seconds=second), showcase=False)
+
+    def _new_desk_lead(self, at: datetime, showcase: bool) -> None:
+        """A demo request, booked onto the desk rep on shift (never a queue)."""
+        rng, fake = self.desk_rng, self.desk_fake
+        countries = [c for team, _tz, cs, _l in TEAMS for c in cs]
+        first, last, company = fake.first_name(), fake.last_name(), fake.company()
+        fields = {
+            "FirstName": first,
+            "LastName": last,
+            "Company": company,
+            "Email": f"{first}.{last}@{company.split()[0].strip(',').lower()}.example".lower(),
+            "Title": fake.job()[:80],
+            "Status": "MQL",
+            "OwnerId": self._desk_rep(at).id,
+            "LeadSource": DESK_SOURCE,
+            "Lead_Type__c": DESK_LEAD_TYPE,
+            "Country": rng.choice(countries),
+            "MQL_Date__c": at,
+            "Account_Tier__c": rng.choice(sf_schema.ACCOUNT_TIERS),
+            "Campaign__c": f"{DESK_SOURCE} {at:%Y-%m}",
+            "Lead_Score__c": float(rng.randint(40, 100)),
+        }
+        if fields["Country"] == "US":
+            fields["State"] = rng.choice(US_STATES)
+        row = self.store.create("Lead", fields, now=at, user_id=self.vps["marketing"], system=True)
+        self.desk_leads.add(row["Id"])
+        delay = timedelta(minutes=rng.uniform(*DESK_ACCEPT_MINUTES))
+        self._schedule(at + delay, "desk_accept", row["Id"], showcase=showcase)
+
+    def _plan_desk(self, lead: dict, at: datetime, showcase: bool = False) -> None:
+        """A desk lead's next step, at any hour: accepted, called back (in time, or late), then
+        booked or disqualified. A restart plans again from the lead's status."""
+        rng, status = self.desk_rng, lead.get("Status")
+        if status == "MQL":
+            delay = timedelta(minutes=rng.uniform(*DESK_ACCEPT_MINUTES))
+            self._schedule(at + delay, "desk_accept", lead["Id"])
+        elif status == "SAL" and lead["Id"] not in self.touched:
+            late = showcase or rng.random() < DESK_LATE_SHARE
+            minutes = (
+                DESK_SHOWCASE_LATE_MINUTES if showcase else DESK_LATE_MINUTES if late else DESK_TOUCH_MINUTES
+            )
+            self._schedule(at + timedelta(minutes=rng.uniform(*minutes)), "desk_touch", lead["Id"])
+        elif status == "SAL":
+            self._schedule(at + timedelta(hours=rng.uniform(*DESK_OUTCOME_HOURS)), "desk_outcome", lead["Id"])
+
+    def _handle_desk(self, ev: _Event, lead: dict) -> None:
+        """A desk lead's event: acceptance, the call back (its owner's, whoever owns it by then), the
+        outcome. Draws only from the desk's generator."""
+        rng, at, owner = self.desk_rng, ev.at, lead.get("OwnerId") or ""
+        if ev.kind == "desk_accept" and lead.get("Status") == "MQL":
+            lead = self.store.update(
+                "Lead", lead["Id"], {"Status": "SAL", "SAL_Date__c": at}, now=at, user_id=owner
+            )
+            self._plan_desk(lead, at, showcase=bool(ev.data.get("showcase")))
+        elif ev.kind == "desk_touch" and lead.get("Status") == "SAL" and lead["Id"] not in self.touched:
+            self._activity(lead, at, owner, rng.choice(["Call", "Call", "Email"]), rng=rng)
+            self.touched.add(lead["Id"])
+            self._plan_desk(lead, at)
+        elif ev.kind == "desk_outcome" and lead.get("Status") == "SAL":
+            if rng.random() < DESK_BOOKED_SHARE:
+                self.store.update(
+                    "Lead", lead["Id"], {"Status": "SQL", "SQL_Date__c": at}, now=at, user_id=owner
+                )
+            else:
+                reason = rng.choice(DISQUALIFY_REASONS)
+                self.store.update(
+                    "Lead",
+                    lead["Id"],
+                    {"Status": "Disqualified", "Rejection_Reason__c": reason},
+                    now=at,
+                    user_id=owner,
+                )
+
     def _switch_routing(self, routing: str, routing_from: datetime | None) -> None:
         """A saved org asked for another routing mode: `org` -> `leadsla` seeds the routing part of
         the org and routes from then on (its clock, or `routing_from` if later: never back-dated
@@ -502,6 +674,8 @@ class DemoOrg:
                 recycle_rng=_rng_state(self.recycle_rng),
                 unresponsive=self.unresponsive,
             )
+        if self.desk:
+            routing.update(desk_rng=_rng_state(self.desk_rng), desk_leads=sorted(self.desk_leads))
         self.store.set_meta(
             "demo_state",
             json.dumps(
@@ -549,6 +723,10 @@ class DemoOrg:
             if "recycle_rng" in state:  # absent in leadsla orgs saved before unresponsive leads
                 self.recycle_rng.setstate(_rng_from(state["recycle_rng"]))
             self.unresponsive = {lead: list(v) for lead, v in state.get("unresponsive", {}).items()}
+        self.desk = "desk_rng" in state  # absent in orgs saved without the desk
+        if self.desk:
+            self.desk_rng.setstate(_rng_from(state["desk_rng"]))
+            self.desk_leads = set(state["desk_leads"])
 
     def _reschedule_open_leads(self) -> None:
         """After a restart, open leads get a fresh plan (pending events live in memory only)."""
@@ -676,6 +854,9 @@ class DemoOrg:
         return [found[i] for i in sorted(ids) if i in found and not found[i].get("IsDeleted")]
 
     def _plan(self, lead: dict, at: datetime) -> None:
+        if lead["Id"] in self.desk_leads:
+            self._plan_desk(lead, at)
+            return
         rep = self._rep(lead.get("OwnerId") or "")
         status = lead.get("Status")
         tz = rep.tz if rep else TEAMS[0][1]
@@ -833,7 +1014,9 @@ class DemoOrg:
             user_id=self.store.integration_user_id,
         )
 
-    def _activity(self, lead: dict, at: datetime, owner: str, kind: str) -> None:
+    def _activity(
+        self, lead: dict, at: datetime, owner: str, kind: str, rng: random.Random | None = None
+    ) -> None:
         if kind == "Meeting":
             start = at + timedelta(days=1)
             self.store.create(
@@ -863,7 +1046,9 @@ class DemoOrg:
                 "Status": "Completed",
                 "CompletedDateTime": at,
                 "ActivityDate": at.date().isoformat(),
-                "CallDurationInSeconds": float(self.rng.randint(30, 900)) if kind == "Call" else None,
+                "CallDurationInSeconds": float((rng or self.rng).randint(30, 900))
+                if kind == "Call"
+                else None,
             },
             now=at,
             user_id=owner,
@@ -872,6 +1057,9 @@ class DemoOrg:
     def _handle(self, ev: _Event) -> None:
         lead = self.store.get("Lead", ev.record_id)
         if lead.get("IsDeleted") or lead.get("IsConverted"):
+            return
+        if ev.kind.startswith("desk_"):
+            self._handle_desk(ev, lead)
             return
         owner = lead.get("OwnerId") or ""
         at = ev.at
@@ -1170,6 +1358,8 @@ class DemoOrg:
                 expected = self._arrival_rate(tz, self.clock) / 60.0
                 if self.rng.random() < expected:
                     self._new_lead(index, self.clock - timedelta(seconds=self.rng.randint(0, 59)))
+            if self.desk:
+                self._desk_arrivals(self.clock)
             while self.events and self.events[0].at <= self.clock:
                 ev = heapq.heappop(self.events)
                 if ev.kind in ("stage", "kickoff", "onboarded"):
@@ -1264,6 +1454,7 @@ def run(
     start: datetime | None = None,
     poll_s: float = 1.0,
     routing: str = "org",
+    desk: bool = False,
 ) -> DemoOrg:
     """Seed the org if new (with `backlog_hours` of history before now), then keep it moving.
 
@@ -1273,19 +1464,24 @@ def run(
         start: simulated "now" for a new org (tests); a restarted org continues from its clock.
         routing: `org` or `leadsla` (see DemoOrg). A new `leadsla` org routes from "now" on: its
             backlog was assigned by the org's own rule, as before routing went live.
+        desk: add the follow-the-sun demo-request desk (see DemoOrg); its showcase follows the live
+            start of this run (a restarted org's too).
     """
     store = OrgStore(Path(data_dir) / "org.sqlite3")
     try:
         fresh = store.get_meta("demo_state") is None
         now = start or datetime.now(UTC)
         first = now - timedelta(hours=backlog_hours if fresh else 0)
-        org = DemoOrg(store, seed=seed, start=first, routing=routing, routing_from=now)
+        org = DemoOrg(
+            store, seed=seed, start=first, routing=routing, routing_from=now, desk=desk, live_from=now
+        )
         if fresh and backlog_hours:
             org.advance(first + timedelta(hours=backlog_hours))
         elif not fresh and speed <= 1.0:
             # Real time: the org was quiet while the demo was down. Never write back-dated records,
             # an incremental sync that already passed that time would never see them.
             org.clock = max(org.clock, datetime.now(UTC).replace(second=0, microsecond=0))
+            org.live_from = org.clock
         sim_start, wall_start = org.clock, time.monotonic()
         stop_at = sim_start + timedelta(hours=for_hours) if for_hours is not None else None
         while True:
@@ -1318,11 +1514,18 @@ def main(argv: list[str] | None = None) -> int:
         help="org: the org's own rule assigns new leads; leadsla: Americas and EMEA leads wait in the "
         "Lead Intake queue for the lead_routing DAG (an org keeps leadsla once it has it)",
     )
+    parser.add_argument(
+        "--desk",
+        action="store_true",
+        help="add the follow-the-sun demo-request desk: demo requests and their alerts at any hour "
+        "(an org keeps its desk once it has one)",
+    )
     args = parser.parse_args(argv)
     if args.speed <= 0:
         parser.error("--speed must be positive")
     print(
-        f"demo org in {args.data.resolve()} (speed x{args.speed}, seed {args.seed}, routing {args.routing}); "
+        f"demo org in {args.data.resolve()} (speed x{args.speed}, seed {args.seed}, routing {args.routing}"
+        f"{', follow-the-sun desk' if args.desk else ''}); "
         "Ctrl-C stops",
         flush=True,
     )
@@ -1335,6 +1538,7 @@ def main(argv: list[str] | None = None) -> int:
             for_hours=args.for_hours,
             start=args.start,
             routing=args.routing,
+            desk=args.desk,
         )
         print(f"simulated up to {format_datetime(org.clock)}", flush=True)
     except RoutingModeError as exc:

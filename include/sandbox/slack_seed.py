@@ -40,8 +40,9 @@ def _org_users(store: Any) -> list[dict[str, Any]]:
     return people
 
 
-def demo_users(org_db: Path | None = None, seed: int = DEMO_SEED) -> list[dict[str, Any]]:
-    """Slack users (email, name, real_name, tz) for every active demo org user with an e-mail."""
+def demo_users(org_db: Path | None = None, seed: int = DEMO_SEED, desk: bool = False) -> list[dict[str, Any]]:
+    """Slack users (email, name, real_name, tz) for every active demo org user with an e-mail (an org
+    not seeded yet: seeded here alike, with the demo-request desk when `desk`)."""
     from sandbox.sf_store import OrgStore
 
     if org_db is not None and org_db.exists():
@@ -55,7 +56,7 @@ def demo_users(org_db: Path | None = None, seed: int = DEMO_SEED) -> list[dict[s
     with tempfile.TemporaryDirectory(prefix="leadsla_demo_users_") as tmp:
         store = OrgStore(Path(tmp) / "org.sqlite3")
         try:
-            DemoOrg(store, seed=seed)
+            DemoOrg(store, seed=seed, desk=desk)
             return _org_users(store)
         finally:
             store.close()
@@ -77,7 +78,9 @@ def policy_channels(policy: Any, quality: dict[str, Any] | None = None) -> dict[
     return channels
 
 
-def write_seed(slack_dir: Path, *, org_db: Path | None = None, seed: int = DEMO_SEED) -> dict[str, int]:
+def write_seed(
+    slack_dir: Path, *, org_db: Path | None = None, seed: int = DEMO_SEED, desk: bool = False
+) -> dict[str, int]:
     """Write users.json and channels.json for the stand-in into `slack_dir`; returns counts."""
     import yaml
 
@@ -87,7 +90,7 @@ def write_seed(slack_dir: Path, *, org_db: Path | None = None, seed: int = DEMO_
     policy = load_policy()
     quality_path = config_dir() / "quality.yaml"
     quality = yaml.safe_load(quality_path.read_text(encoding="utf-8")) if quality_path.exists() else {}
-    users = demo_users(org_db, seed)
+    users = demo_users(org_db, seed, desk)
     channels = policy_channels(policy, quality)
     slack_dir.mkdir(parents=True, exist_ok=True)
     (slack_dir / "users.json").write_text(json.dumps(users, indent=1), encoding="utf-8")
