@@ -344,8 +344,12 @@ def handoff_clock(b: Builder, sla_id: str, record_id: str, start: dt.datetime, *
 
 
 def handoff_org() -> Builder:
-    """`org()` (sales_touch, team A and B) and the AE and CS handoffs, on Opportunities of the
-    account ACC1 (Acme Corp):
+    """`org()` (sales_touch, team A and B) and `with_handoffs`."""
+    return with_handoffs(org())
+
+
+def with_handoffs(b: Builder) -> Builder:
+    """`b` and the AE and CS handoffs, on Opportunities of the account ACC1 (Acme Corp):
 
     - Account Executives: Ava (A1, reports to Vera). demo_to_proposal: O1 (50,000) open yellow;
       O2 (12,000) met in the range 2026-11-01..10; O3 (no Amount) violated in the range, still
@@ -355,7 +359,6 @@ def handoff_org() -> Builder:
       for by Omar; O5 held by the queue since it started (no owner team: counts for CS), open
       green; O6 met in the range (Omar); O7 violated in the range while the queue held it.
     """
-    b = org()
     b.user("A1", "Ava AE", "Account Executives", role="AE", manager_id="M1")
     b.user("C0", "Carmen Success", "Customer Success", role="CS Manager", manager_id="M1")
     b.user("C1", "Omar Onboard", "Customer Success", role="CSM", manager_id="C0")

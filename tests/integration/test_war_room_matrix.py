@@ -232,3 +232,12 @@ def test_a_cs_manager_sees_cs_including_the_queue_held_clocks(app):
     ava = _client(app, "ava", "USER")
     assert _matrix(ava.get("/", params=RANGE).text)["demo_to_proposal"][1:3] == ["2", "1"]
     assert ava.get("/lead/O5").status_code == 404
+
+
+def test_the_range_figures_are_kept_per_handoff(admin):
+    """The range cache (60 s here) is keyed by the handoff: the same filters for another SLA are
+    that SLA's figures, and coming back serves the first SLA's again."""
+    touch = _rows(admin.get("/", params=RANGE).text, "teams")
+    demo = _rows(admin.get("/", params={**RANGE, "sla": "demo_to_proposal"}).text, "teams")
+    assert list(touch) == ["A", "B"] and list(demo) == ["Account Executives"]
+    assert _rows(admin.get("/", params={**RANGE, "sla": "sales_touch"}).text, "teams") == touch
