@@ -1,12 +1,15 @@
 """The War Room's role x route x team matrix: every Airflow user of `MATRIX_USERS` (SimpleAuthManager
-roles, mapped and unmapped, managers, a user Airflow gives no role) on every route, with and
-without a team filter, against what the policy's `access:` section says they may see.
+roles, mapped and unmapped, managers, a user Airflow gives no role) on every route, for the default
+handoff and two Opportunity handoffs (the `sla` selector), with and without a team filter, against
+what the policy's `access:` section says they may see.
 
 The expectations are computed here, independently of `leadsla.war_room`: from the org's rows
 (`matrix_org`) and the policy section (`MATRIX_ACCESS`), by the rules the decision record states
 (docs/decisions/2026-12-06-war-room-least-privilege.md). A case is wrong when its status differs,
-when it shows a lead outside the user's teams (any `/lead/<id>` link), or when a drill-down lists
-other leads than expected. `war_room_authz_matrix(engine)` runs it on a store; bench/authz.py and
+when it shows a lead outside the user's teams (any `/lead/<id>` link), when a drill-down lists
+other leads than expected, or when the SLA matrix counts other open red clocks than that drill-down.
+A clock whose owner has no team (a queue) counts for its SLA's team (`slas[].team`).
+`war_room_authz_matrix(engine)` runs it on a store; bench/authz.py and
 tests/integration/test_war_room_access.py call it.
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.reports_data import Builder, t
-from tests.war_room_fixtures import NOW, routed_org
+from tests.war_room_fixtures import NOW, handoff_clock, opportunity, routed_org
 
 #: The policy's `access:` section the matrix runs under.
 MATRIX_ACCESS = {
@@ -64,12 +67,18 @@ MATRIX_USERS = (
 RANGE = {"start": "2026-11-01", "end": "2026-11-10"}
 TEAM_FILTERS = ("", "A", "B")
 DRILLS = ("open:red", "breaches_today", "overall", "unowned")
+#: The handoff selector's values the matrix runs ("": the default, the reports' sales_touch).
+SLAS = ("", "demo_to_proposal", "cs_kickoff")
+DEFAULT_SLA = "sales_touch"
 
 
 def matrix_org() -> Builder:
     """`routed_org()` and: R1, R2 report to Vera (M1); Mona (M2, no team) manages b_team; Erin (E1,
     SDR East); LX, Sam's (team B) lead that breached and was reassigned to Vera (held by
-    leadership, answered for by B)."""
+    leadership, answered for by B). Opportunities: OB1, Sam's (team B), its demo_to_proposal clock
+    violated in the range and still open (red); OQ1 held by the Lead Intake queue (Q1), its cs_kickoff
+    clocks teamless (count for the SLA's team, cs, which no matrix user but every-team ones sees):
+    one met in the range, one breached today."""
     b = routed_org()
     for user in b.users:
         if user["user_id"] in ("R1", "R2"):
@@ -88,6 +97,43 @@ def matrix_org() -> Builder:
         accountable="R3",
         accountable_team="B",
         breached_at=t("2026-11-20 13:15"),
+        now=NOW,
+    )
+    opportunity(b, "OB1", owner="R3", stage="Demo Completed", amount=40000, account=None)
+    handoff_clock(
+        b,
+        "demo_to_proposal",
+        "OB1",
+        t("2026-11-05 15:00"),
+        target_h=24,
+        elapsed_h=24,
+        owner="R3",
+        team="B",
+        breached_at=t("2026-11-09 15:00"),
+        now=NOW,
+    )
+    opportunity(b, "OQ1", owner="Q1", stage="Closed Won", amount=5000, account=None)
+    handoff_clock(
+        b,
+        "cs_kickoff",
+        "OQ1",
+        t("2026-11-03 15:00"),
+        target_h=16,
+        elapsed_h=5,
+        owner="Q1",
+        team=None,
+        stopped_at=t("2026-11-04 15:00"),
+    )
+    handoff_clock(
+        b,
+        "cs_kickoff",
+        "OQ1",
+        t("2026-11-19 15:00"),
+        target_h=16,
+        elapsed_h=17,
+        owner="Q1",
+        team=None,
+        breached_at=t("2026-11-20 12:00"),
         now=NOW,
     )
     return b
@@ -121,6 +167,22 @@ def matrix_policy():
 
 def _policy_teams(policy_data_teams: dict) -> dict[str, list[str]]:
     return {key: [key, *spec.get("crm_names", [])] for key, spec in policy_data_teams.items()}
+
+
+def _sla_team_names(policy_teams: dict[str, dict]) -> dict[str, set[str]]:
+    """Each SLA's team's spellings (key and crm_names): a teamless clock of the SLA counts for it."""
+    import yaml
+
+    from leadsla.policy import DEFAULT_POLICY_PATH
+
+    slas = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))["slas"]
+    spellings = _policy_teams(policy_teams)
+    return {sla["id"]: set(spellings.get(sla.get("team"), [])) for sla in slas}
+
+
+def _team_ok(team: str | None, names: set[str], sla_names: set[str]) -> bool:
+    """A clock's team is one of `names`; a teamless one counts for its SLA's team (`sla_names`)."""
+    return team in names if team is not None else bool(sla_names & names)
 
 
 def expected_names(b: Builder, user: MatrixUser, policy_teams: dict[str, dict]) -> set[str] | None:
@@ -160,13 +222,13 @@ def expected_names(b: Builder, user: MatrixUser, policy_teams: dict[str, dict]) 
 
 def _unowned(b: Builder, policy_teams: dict[str, dict]) -> dict[str, str | None]:
     """Lead -> the team it waits for, for the org's leads no active user owns (all open, no lock,
-    no territory matches them: the team of an inactive owner, else none)."""
+    no territory matches them: the team of an inactive owner, else none); only Leads wait so."""
     active = {u["user_id"] for u in b.users if u["is_active"]}
     team_of = {u["user_id"]: u["team"] for u in b.users}
     spellings = _policy_teams(policy_teams)
     out = {}
     for lead in b.leads:
-        if lead["owner_id"] in active:
+        if lead["object_type"] != "Lead" or lead["owner_id"] in active:
             continue
         team = team_of.get(lead["owner_id"])
         out[lead["record_id"]] = next(
@@ -176,25 +238,40 @@ def _unowned(b: Builder, policy_teams: dict[str, dict]) -> dict[str, str | None]
 
 
 def expected_leads(b: Builder, names: set[str] | None, policy_teams: dict[str, dict]) -> set[str]:
-    """The leads the scope sees: its owner's team, a clock held or answered for, an unowned wait."""
+    """The leads the scope sees: its owner's team, a clock held or answered for (a teamless one:
+    by its SLA's team), an unowned wait."""
     every = {lead["record_id"] for lead in b.leads}
     if names is None:
         return every
     team_of = {u["user_id"]: u["team"] for u in b.users}
+    sla_names = _sla_team_names(policy_teams)
     seen = {lead["record_id"] for lead in b.leads if team_of.get(lead["owner_id"]) in names}
-    seen |= {c["record_id"] for c in b.clocks if c["team"] in names or c["accountable_team"] in names}
+    seen |= {
+        c["record_id"]
+        for c in b.clocks
+        if any(_team_ok(c[col], names, sla_names[c["sla_id"]]) for col in ("team", "accountable_team"))
+    }
     seen |= {lead for lead, team in _unowned(b, policy_teams).items() if team in names}
     return seen
 
 
 def expected_drill(
-    b: Builder, figure: str, names: set[str] | None, team: str, policy_teams: dict[str, dict]
+    b: Builder,
+    figure: str,
+    names: set[str] | None,
+    team: str,
+    policy_teams: dict[str, dict],
+    sla: str = DEFAULT_SLA,
 ) -> list[str]:
-    """The leads a drill-down lists (sorted), by the figure's own rule."""
+    """The records a drill-down of handoff `sla` lists (sorted), by the figure's own rule."""
+    sla_names = _sla_team_names(policy_teams)[sla]
+
+    def ok(value: str | None, wanted: set[str] | None) -> bool:
+        return wanted is None or _team_ok(value, wanted, sla_names)
 
     def live(c: dict) -> bool:
-        held = names is None or c["team"] in names or c["accountable_team"] in names
-        return held and (not team or c["team"] == team)
+        held = c["sla_id"] == sla and (ok(c["team"], names) or ok(c["accountable_team"], names))
+        return held and (not team or ok(c["team"], {team}))
 
     if figure == "open:red":
         ids = {
@@ -215,9 +292,10 @@ def expected_drill(
         ids = {
             c["record_id"]
             for c in b.clocks
-            if start <= c["clock_start"] < end
-            and (names is None or c["accountable_team"] in names)
-            and (not team or c["accountable_team"] == team)
+            if c["sla_id"] == sla
+            and start <= c["clock_start"] < end
+            and ok(c["accountable_team"], names)
+            and (not team or ok(c["accountable_team"], {team}))
             and ((c["breached_at"] and c["breached_at"] < end) or (c["stopped_at"] and c["stopped_at"] < end))
         }
     else:  # unowned: the team filter does not narrow it
@@ -229,6 +307,12 @@ def expected_drill(
 
 _LEAD_LINK = re.compile(r'href="[^"]*/lead/([^"?/]+)')
 _DRILLED = re.compile(r'<a class="lead" href="[^"]*">([^<]+)</a>')
+
+
+def _matrix_open_red(html: str, sla: str) -> int | None:
+    """The SLA matrix's open red count of handoff `sla` on a page (None: no such row)."""
+    row = re.search(rf'<tr id="matrix-{sla}"[^>]*>.*?<td class="open-red[^"]*">(.*?)</td>', html, re.S)
+    return int(re.sub(r"<[^>]+>", "", row.group(1))) if row else None
 
 
 def war_room_authz_matrix(engine) -> dict[str, Any]:
@@ -271,16 +355,23 @@ def war_room_authz_matrix(engine) -> dict[str, Any]:
         allowed = names is None or bool(names)
         visible = expected_leads(b, names, policy_teams) if allowed else set()
         requests: list[tuple[str, dict, int, list[str] | None]] = []
-        for team in TEAM_FILTERS:
-            requests.append(("/", {"team": team} if team else {}, 200, None))
-            for figure in DRILLS:
-                params = {
-                    "figure": figure,
-                    **(RANGE if figure == "overall" else {}),
-                    **({"team": team} if team else {}),
-                }
-                expected = expected_drill(b, figure, names, team, policy_teams) if allowed else None
-                requests.append(("/drill", params, 200, expected))
+        for sla in SLAS:
+            chosen = {"sla": sla} if sla else {}
+            for team in TEAM_FILTERS:
+                requests.append(("/", {**chosen, **({"team": team} if team else {})}, 200, None))
+                for figure in DRILLS:
+                    params = {
+                        "figure": figure,
+                        **chosen,
+                        **(RANGE if figure == "overall" else {}),
+                        **({"team": team} if team else {}),
+                    }
+                    expected = (
+                        expected_drill(b, figure, names, team, policy_teams, sla or DEFAULT_SLA)
+                        if allowed
+                        else None
+                    )
+                    requests.append(("/drill", params, 200, expected))
         for record_id in [*every_lead, "NOPE"]:
             requests.append((f"/lead/{record_id}", {}, 200 if record_id in visible else 404, None))
         for path, params, status, drilled in requests:
@@ -296,6 +387,11 @@ def war_room_authz_matrix(engine) -> dict[str, Any]:
                 problems.append(f"shows leads outside the scope: {sorted(shown - visible)}")
             if allowed and drilled is not None and got_drill != drilled:
                 problems.append(f"drill-down lists {got_drill}, expected {drilled}")
+            if allowed and path == "/":
+                for sla in (DEFAULT_SLA, *SLAS[1:]):
+                    red = expected_drill(b, "open:red", names, params.get("team", ""), policy_teams, sla)
+                    if _matrix_open_red(response.text, sla) != len(red):
+                        problems.append(f"matrix open red of {sla}: {_matrix_open_red(response.text, sla)}")
             if want == 403 or (want == 404 and path.startswith("/lead/") and path != "/lead/NOPE"):
                 denials += 1
             if problems:

@@ -302,3 +302,161 @@ def write_routed_org(engine) -> None:
     routed_org().write(engine)
     with engine.begin() as conn:
         conn.execute(schema.queues.insert(), [{"queue_id": "Q1", "name": "Lead Intake", "synced_at": NOW}])
+
+
+def opportunity(
+    b: Builder,
+    record_id: str,
+    *,
+    owner: str | None,
+    stage: str,
+    amount: float | None,
+    name: str | None = None,
+    account: str | None = "ACC1",
+) -> Builder:
+    """An Opportunity row (its Amount in `fields`, as the sync keeps it; none when `amount` is None)."""
+    created = t("2026-10-01 12:00")
+    b.leads.append(
+        {
+            "object_type": "Opportunity",
+            "record_id": record_id,
+            "name": name or f"Deal {record_id}",
+            "company": None,
+            "status": stage,
+            "owner_id": owner,
+            "lead_source": "Web",
+            "account_id": account,
+            "is_deleted": False,
+            "created_at": created,
+            "modified_at": created,
+            "fields": {} if amount is None else {"Amount": amount},
+            "synced_at": created,
+        }
+    )
+    return b
+
+
+def handoff_clock(b: Builder, sla_id: str, record_id: str, start: dt.datetime, **kw) -> Builder:
+    """`Builder.clock` for an Opportunity handoff's SLA (`sla_id`)."""
+    b.clock(record_id, start, **kw)
+    b.clocks[-1].update(sla_id=sla_id, object_type="Opportunity")
+    return b
+
+
+def handoff_org() -> Builder:
+    """`org()` (sales_touch, team A and B) and `with_handoffs`."""
+    return with_handoffs(org())
+
+
+def with_handoffs(b: Builder) -> Builder:
+    """`b` and the AE and CS handoffs, on Opportunities of the account ACC1 (Acme Corp):
+
+    - Account Executives: Ava (A1, reports to Vera). demo_to_proposal: O1 (50,000) open yellow;
+      O2 (12,000) met in the range 2026-11-01..10; O3 (no Amount) violated in the range, still
+      untouched (open red).
+    - Customer Success: Carmen (C0, manager, reports to Vera) and Omar (C1, reports to Carmen).
+      cs_kickoff: O4 (30,000) breached today, held by the Customer Success queue (Q2), answered
+      for by Omar; O5 held by the queue since it started (no owner team: counts for CS), open
+      green; O6 met in the range (Omar); O7 violated in the range while the queue held it.
+    """
+    b.user("A1", "Ava AE", "Account Executives", role="AE", manager_id="M1")
+    b.user("C0", "Carmen Success", "Customer Success", role="CS Manager", manager_id="M1")
+    b.user("C1", "Omar Onboard", "Customer Success", role="CSM", manager_id="C0")
+    b.queue("Q2", "Customer Success")
+    b.leads.append(
+        {
+            "object_type": "Account",
+            "record_id": "ACC1",
+            "name": "Acme Corp",
+            "owner_id": "M1",
+            "is_deleted": False,
+            "fields": {},
+            "synced_at": t("2026-10-01 12:00"),
+        }
+    )
+    opportunity(b, "O1", owner="A1", stage="Demo Completed", amount=50000, name="Acme - New Business")
+    opportunity(b, "O2", owner="A1", stage="Proposal/Price Quote", amount=12000)
+    opportunity(b, "O3", owner="A1", stage="Demo Completed", amount=None)
+    opportunity(b, "O4", owner="Q2", stage="Closed Won", amount=30000)
+    opportunity(b, "O5", owner="Q2", stage="Closed Won", amount=8000)
+    opportunity(b, "O6", owner="C1", stage="Closed Won", amount=20000)
+    opportunity(b, "O7", owner="Q2", stage="Closed Won", amount=9000)
+    b.history.append(
+        {
+            "history_id": "HO1",
+            "object_type": "Opportunity",
+            "record_id": "O1",
+            "field": "StageName",
+            "old_value": "Needs Analysis",
+            "new_value": "Demo Completed",
+            "changed_by": "A1",
+            "changed_at": t("2026-11-18 15:00"),
+        }
+    )
+    b.history.append(
+        {
+            "history_id": "HO6",
+            "object_type": "Opportunity",
+            "record_id": "O6",
+            "field": "CS_Kickoff_Date__c",
+            "old_value": None,
+            "new_value": "2026-11-03",
+            "changed_by": "C1",
+            "changed_at": t("2026-11-03 15:00"),
+        }
+    )
+    ae = {"target_h": 24, "owner": "A1", "team": "Account Executives"}
+    handoff_clock(b, "demo_to_proposal", "O1", t("2026-11-18 15:00"), elapsed_h=20, now=NOW, **ae)
+    handoff_clock(b, "demo_to_proposal", "O2", t("2026-11-03 15:00"), elapsed_h=8, **ae)
+    b.clocks[-1].update(state="met", stopped_at=t("2026-11-04 15:00"), colour="green")
+    handoff_clock(
+        b,
+        "demo_to_proposal",
+        "O3",
+        t("2026-11-05 15:00"),
+        elapsed_h=24,
+        breached_at=t("2026-11-09 15:00"),
+        **ae,
+    )
+    cs = {"target_h": 16}
+    handoff_clock(
+        b,
+        "cs_kickoff",
+        "O4",
+        t("2026-11-18 15:00"),
+        elapsed_h=16,
+        owner="Q2",
+        team=None,
+        accountable="C1",
+        accountable_team="Customer Success",
+        breached_at=t("2026-11-20 13:00"),
+        now=NOW,
+        **cs,
+    )
+    handoff_clock(
+        b, "cs_kickoff", "O5", t("2026-11-19 15:00"), elapsed_h=2, owner="Q2", team=None, now=NOW, **cs
+    )
+    handoff_clock(
+        b,
+        "cs_kickoff",
+        "O6",
+        t("2026-11-02 15:00"),
+        elapsed_h=5,
+        owner="C1",
+        team="Customer Success",
+        stopped_at=t("2026-11-03 15:00"),
+        **cs,
+    )
+    handoff_clock(
+        b,
+        "cs_kickoff",
+        "O7",
+        t("2026-11-04 15:00"),
+        elapsed_h=17,
+        owner="Q2",
+        team=None,
+        stopped_at=t("2026-11-09 15:00"),
+        breached_at=t("2026-11-06 15:00"),
+        **cs,
+    )
+    return b

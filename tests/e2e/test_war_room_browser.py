@@ -1,7 +1,8 @@
 """The War Room as a person uses it: a real Airflow API server (airflow.api_fastapi.app.create_app
 under uvicorn, our plugins folder, the simple auth manager with a known user) serving the plugin;
 headless Chromium logs in on Airflow's own login page, opens the War Room, applies a filter and
-opens a lead's timeline, then an unowned lead's and a routed lead's. Also: airflow.plugins_manager
+opens a lead's timeline, then an unowned lead's and a routed lead's; opens a handoff from the SLA
+matrix and another from the selector, and an Opportunity's timeline. Also: airflow.plugins_manager
 loads the plugin from plugins/."""
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from leadsla.store import open_store
-from tests.war_room_fixtures import JWT_SECRET, write_routed_org
+from tests.reports_data import Builder
+from tests.war_room_fixtures import JWT_SECRET, with_handoffs, write_routed_org
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
@@ -72,6 +74,7 @@ def api_server(tmp_path_factory):
     store_url = f"sqlite:///{home / 'store.db'}"
     engine = open_store(store_url)
     write_routed_org(engine)
+    with_handoffs(Builder()).write(engine)  # the AE and CS handoffs' Opportunities and clocks
     engine.dispose()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,6 +194,19 @@ def test_log_in_filter_and_open_a_timeline(api_server):
             page.goto(f"{api_server}/war-room/lead/RT1")  # routed; its reason holds a script tag
             assert "Routed to Rita (sdr_east)" in page.inner_text("#routing")
             assert "<script>alert(2)</script>" in page.inner_text("#timeline tr.routing td.detail")
+            # The SLA matrix: a row per policy SLA; a row opens its handoff, the selector another.
+            page.goto(f"{api_server}/war-room/")
+            assert page.locator("#matrix tr[id^=matrix-]").count() == 5
+            page.click("#matrix-cs_kickoff a.handoff")
+            page.wait_for_url("**sla=cs_kickoff**")
+            assert "Deal O4" in page.inner_text("#at-risk") and "30,000" in page.inner_text("#at-risk")
+            page.select_option("select[name=sla]", "demo_to_proposal")
+            page.click("#apply")
+            page.wait_for_url("**sla=demo_to_proposal**")
+            assert "watches Opportunity records" in page.inner_text("#funnel-note")
+            page.click("#at-risk a:text('Acme - New Business')")
+            page.wait_for_selector("#timeline")
+            assert page.inner_text("#amount") == "50,000" and "StageName" in page.inner_text("#history")
             assert dialogs == []  # neither the lead's name nor the routing reason ran as script
         finally:
             browser.close()

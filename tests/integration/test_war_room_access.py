@@ -15,6 +15,7 @@ from leadsla.store import schema as s
 from tests.war_room_access_matrix import (
     DRILLS,
     MATRIX_USERS,
+    SLAS,
     TEAM_FILTERS,
     matrix_org,
     matrix_policy,
@@ -66,7 +67,7 @@ def test_the_role_route_team_matrix_holds(store):
     prepare_airflow_auth()
     result = war_room_authz_matrix(store)
     users, leads = len(MATRIX_USERS), len(matrix_org().leads) + 1  # and a lead that does not exist
-    assert result["authz_cases"] == users * (len(TEAM_FILTERS) * (1 + len(DRILLS)) + leads)
+    assert result["authz_cases"] == users * (len(SLAS) * len(TEAM_FILTERS) * (1 + len(DRILLS)) + leads)
     assert result["authz_wrong"] == 0, result["wrong"]
     assert len(_denials(store)) == result["denials_expected"] > 0
 

@@ -16,6 +16,7 @@ not hold. Lead text is data: every template is autoescaped. Never writes anythin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -31,9 +32,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from leadsla.paths import templates_dir
 from leadsla.policy import Policy
 from leadsla.reports.config import ReportConfig, load_report_config
-from leadsla.war_room import figures, queries
+from leadsla.war_room import figures, matrix, queries
 from leadsla.war_room.access import Denied, Scope, authorize, team_scope
 from leadsla.war_room.filters import FilterError, Filters, parse_filters
+from leadsla.war_room.handoffs import Handoff, handoffs, watched_fields
 
 log = logging.getLogger(__name__)
 TOKEN_COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
@@ -143,6 +145,9 @@ def _templates() -> jinja2.Environment:
     templates.filters["when"] = lambda value: (
         "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
     )
+    templates.filters["money"] = lambda value: (
+        "unknown" if value is None or pd.isna(value) else f"{float(value):,.0f}"
+    )
     templates.filters["clock_state"] = lambda state: queries.STATE_LABELS.get(state, state or "")
     templates.filters["duration"] = lambda seconds: (
         f"{abs(seconds) // 3600}h {abs(seconds) % 3600 // 60:02d}m"
@@ -166,9 +171,8 @@ def _renderer(templates: jinja2.Environment) -> Render:
 
 
 class _WarRoomState:
-    """What the routes read: the store, the report settings, the active policy and how the measured
-    SLA counts a handed-on clock (each read on first use), "now", and the range figures of recent
-    filter sets."""
+    """What the routes read: the store, the report settings, the active policy and its handoffs
+    (each read on first use), "now", and the range figures of recent filter sets."""
 
     def __init__(
         self,
@@ -190,6 +194,7 @@ class _WarRoomState:
         self.clock = clock
         self._range_ttl_seconds = range_ttl_seconds
         self._range_cache: dict[tuple, tuple[float, dict]] = {}
+        self._handoffs: dict[str, Handoff] | None = None
 
     def store(self) -> sa.Engine:
         """The store: the engine given, else opened now from the URL or the `leadsla_store` connection."""
@@ -223,20 +228,27 @@ class _WarRoomState:
         """Why the active policy did not load (None if it did, or was not read yet)."""
         return self._policy_error
 
-    def left_counts_as(self) -> str:
-        """The measured SLA's `left_counts_as` in the active policy (as the reports count it); a
-        policy that does not load (or lacks the SLA) leaves the model's default, `met`, and a
-        warning in the log."""
-        if self._left_counts_as is None:
-            from leadsla.errors import LeadSlaError
-
+    def handoffs(self) -> dict[str, Handoff]:
+        """Every SLA of the active policy as the War Room shows it (`war_room.handoffs`), each
+        counting a handed-on clock as its `left_counts_as` says (as the reports count it) unless
+        the app was given one; none when the policy does not load (no route then gets this far)."""
+        if self._handoffs is None:
             policy = self.policy()
-            try:
-                self._left_counts_as = policy.sla(self.settings().sla_id).left_counts_as if policy else "met"
-            except LeadSlaError as exc:
-                log.warning("War Room: handed-on clocks count as met: %s", exc)
-                self._left_counts_as = "met"
-        return self._left_counts_as
+            if policy is None:
+                return {}
+            self._handoffs = handoffs(policy, self._left_counts_as)
+        return self._handoffs
+
+    def default_sla(self) -> str:
+        """The handoff the page opens on: the reports' SLA (reports.yaml `sla_id`), else the
+        policy's first."""
+        known = self.handoffs()
+        sla_id = self.settings().sla_id
+        return sla_id if sla_id in known or not known else next(iter(known))
+
+    def handoff(self, filters: Filters) -> Handoff:
+        """The handoff the filters select (`parse_filters` checked it is the policy's)."""
+        return self.handoffs()[filters.sla]
 
     def unowned_panel(self, now: dt.datetime, teams: queries.Teams) -> dict | None:
         """`queries.unowned_panel` at `now` under the policy, of `teams`; None when the policy does
@@ -259,23 +271,42 @@ class _WarRoomState:
             lead_source=params.get("lead_source"),
             owner=params.get("owner"),
             team=params.get("team"),
+            sla=params.get("sla"),
+            slas=list(self.handoffs()),
+            default_sla=self.default_sla(),
         )
 
     def range_panel(self, filters: Filters, teams: queries.Teams) -> dict:
-        """`queries.range_panel` of the filters and the user's `teams`, reused for
+        """`queries.range_panel` of the filters' handoff and the user's `teams`, reused for
         `range_ttl_seconds` (so the drill-down lists exactly the rows the page counted); kept per
-        scope, so one team's figures are never served to another."""
-        sla_id, left_counts_as = self.settings().sla_id, self.left_counts_as()
-        key = (filters, sla_id, left_counts_as, teams)
+        SLA and scope, so one handoff's or team's figures are never served for another."""
+        handoff = self.handoff(filters)
+        key = ("panel", filters, handoff.id, handoff.left_counts_as, teams)
+        return self._cached(
+            key,
+            lambda: queries.range_panel(
+                self.store(), filters, handoff.id, handoff.left_counts_as, teams, handoff
+            ),
+        )
+
+    def matrix_range(self, filters: Filters, teams: queries.Teams) -> dict[str, dict]:
+        """`matrix.range_counts` of every handoff for the filters (whichever handoff they select)
+        and the user's `teams`, reused like `range_panel`, per scope."""
+        every = self.handoffs()
+        shared = dataclasses.replace(filters, sla="")
+        key = ("matrix", shared, tuple((h.id, h.left_counts_as) for h in every.values()), teams)
+        return self._cached(key, lambda: matrix.range_counts(self.store(), every, shared, teams))
+
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         cached = self._range_cache.get(key)
         moment = time.monotonic()
         if cached and cached[0] > moment:
             return cached[1]
-        panel = queries.range_panel(self.store(), filters, sla_id, left_counts_as, teams)
+        value = compute()
         if len(self._range_cache) >= RANGE_CACHE_ENTRIES:
             self._range_cache.clear()
-        self._range_cache[key] = (moment + self._range_ttl_seconds, panel)
-        return panel
+        self._range_cache[key] = (moment + self._range_ttl_seconds, value)
+        return value
 
 
 def create_app(
@@ -293,10 +324,12 @@ def create_app(
     Args:
         engine: the store (tests pass one); else opened on first request from `store_url` or the
             `leadsla_store` connection.
-        config: report settings (timezone, SLA id); else include/config/reports.yaml.
-        policy: the SLA policy (which leads are watched, teams, routing); else the active one.
-        left_counts_as: how the measured SLA counts a handed-on clock (met or excluded); else the
-            active policy's.
+        config: report settings (timezone, the SLA the page opens on); else
+            include/config/reports.yaml.
+        policy: the SLA policy (its handoffs, which leads are watched, teams, routing); else the
+            active one.
+        left_counts_as: how every handoff counts a handed-on clock (met or excluded); else each
+            SLA's own in the policy.
         clock: "now" for the live panel (tests pin it).
         range_ttl_seconds: how long the range figures (scorecards, trend, funnel, reasons) of one
             filter set are reused - the CRM syncs every 1-2 minutes, and the drill-down then lists
@@ -369,16 +402,21 @@ def _audit_refusal(state: _WarRoomState, request: Request, user: Any, reason: st
 
 
 def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
-    """`/`: the live and range panels, the unowned leads, filter options, findings and quarantine;
-    audits the visit."""
+    """`/`: the SLA matrix (every handoff), then the selected handoff's live and range panels, the
+    unowned leads, filter options, findings and quarantine; audits the visit."""
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, viewer: Allowed) -> HTMLResponse:
         user, teams = viewer.user, viewer.teams
         filters = state.filters(request)
-        sla_id = state.settings().sla_id
+        handoff = state.handoff(filters)
         now = state.clock()
-        live = queries.now_panel(state.store(), filters, now, sla_id, teams)
+        target = state.settings().thresholds.team_compliance
+        every = state.handoffs()
+        sla_matrix = matrix.matrix(
+            state.store(), every, filters, now, state.matrix_range(filters, teams), teams
+        )
+        live = queries.now_panel(state.store(), filters, now, handoff.id, teams, handoff)
         unowned = state.unowned_panel(now, teams)
         in_range = state.range_panel(filters, teams)
         everything = viewer.scope.all_teams
@@ -393,12 +431,17 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             request,
             "page.html",
             f=filters,
+            handoff=handoff,
+            handoffs=list(every.values()),
+            matrix=sla_matrix,
+            sparkline=lambda trend: figures.sparkline(trend, target),
+            target=target,
             live=live,
             unowned=unowned,
             policy_error=state.policy_error(),
             rng=in_range,
-            trend_chart=figures.trend_chart(in_range["trend"], state.settings().thresholds.team_compliance),
-            opts=queries.options(state.store(), teams),
+            trend_chart=figures.trend_chart(in_range["trend"], target),
+            opts=queries.options(state.store(), teams, handoff.object_type),
             user=user.get_name(),
             scope=viewer.scope.describe(),
             # Data engineering's view of the whole store: for those who see every team.
@@ -415,9 +458,9 @@ def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
     def drill(request: Request, viewer: Allowed, figure: str) -> HTMLResponse:
         teams = viewer.teams
         filters = state.filters(request)
-        sla_id = state.settings().sla_id
+        handoff = state.handoff(filters)
         now = state.clock()
-        live = queries.now_panel(state.store(), filters, now, sla_id, teams)
+        live = queries.now_panel(state.store(), filters, now, handoff.id, teams, handoff)
         in_range = state.range_panel(filters, teams)
         unowned = state.unowned_panel(now, teams) if figure == "unowned" else None
         try:
@@ -433,9 +476,10 @@ def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             request,
             "drill.html",
             f=filters,
+            handoff=handoff,
             figure=figure,
             total=len(ids),
-            rows=queries.records_for(state.store(), ids, sla_id),
+            rows=queries.records_for(state.store(), ids, handoff.id, object_type=handoff.object_type),
             limit=queries.DRILL_ROWS,
         )
 
@@ -446,10 +490,14 @@ def _add_lead_timeline(app: FastAPI, state: _WarRoomState, render: Render) -> No
 
     @app.get("/lead/{record_id}", response_class=HTMLResponse)
     def lead(request: Request, viewer: Allowed, record_id: str) -> HTMLResponse:
-        visible = queries.lead_in_scope(state.store(), record_id, viewer.teams, state.policy(), state.clock())
+        policy = state.policy()
+        visible = queries.lead_in_scope(
+            state.store(), record_id, viewer.teams, policy, state.clock(), state.handoffs()
+        )
         if not visible and queries.record_exists(state.store(), record_id):
             _audit_refusal(state, request, viewer.user, "a lead outside the teams this user sees")
-        timeline = queries.lead_timeline(state.store(), record_id) if visible else None
+        fields = {kind: watched_fields(policy, kind) for kind in ("Lead", "Opportunity")} if policy else None
+        timeline = queries.lead_timeline(state.store(), record_id, fields) if visible else None
         if timeline is None:
             return render(request, "error.html", status=404, message=f"No record {record_id!r} in the store.")
         return render(request, "lead.html", t=timeline, back=request.query_params.get("back", ""))

@@ -336,3 +336,48 @@ def trend_chart(trend: list[dict], target: float | None = None) -> Markup:
         "week of (Monday)</text></svg>"
     )
     return Markup("".join(parts))
+
+
+#: The SLA matrix's trend sparkline (pixels).
+_SPARK_W, _SPARK_H, _SPARK_PAD = 96, 24, 3
+
+
+def sparkline(trend: list[dict], target: float | None = None) -> Markup:
+    """A handoff's weekly compliance (`matrix.range_counts`' `trend`: week, decided, compliance or
+    None) as a small inline SVG for its row of the SLA matrix: a line through the weeks with
+    decided clocks, the target as a dotted line, and a tooltip listing every week (a week without
+    decided clocks says so rather than drawing a point)."""
+    tip = escape(
+        "; ".join(
+            f"{r['week']}: {r['compliance']:.0%} of {r['decided']}"
+            if r.get("compliance") is not None
+            else f"{r['week']}: no decided clocks"
+            for r in trend
+        )
+    )
+    if not any(r.get("compliance") is not None for r in trend):
+        return Markup(f'<span class="spark note" title="{tip}">no decided clocks</span>')
+    width, height = _SPARK_W - 2 * _SPARK_PAD, _SPARK_H - 2 * _SPARK_PAD
+
+    def x(i: int) -> float:
+        return _SPARK_PAD + (width * i / max(1, len(trend) - 1))
+
+    def y(share: float) -> float:
+        return _SPARK_PAD + height * (1 - share)
+
+    parts = [
+        f'<svg class="spark" role="img" width="{_SPARK_W}" height="{_SPARK_H}" '
+        f'viewBox="0 0 {_SPARK_W} {_SPARK_H}" xmlns="http://www.w3.org/2000/svg"><title>{tip}</title>'
+    ]
+    if target is not None and np.isfinite(target):
+        parts.append(
+            f'<line x1="{_SPARK_PAD}" x2="{_SPARK_W - _SPARK_PAD}" y1="{y(target):.1f}" y2="{y(target):.1f}" '
+            'stroke="#c0392b" stroke-dasharray="2 2"/>'
+        )
+    points = [(x(i), y(r["compliance"])) for i, r in enumerate(trend) if r.get("compliance") is not None]
+    if len(points) > 1:
+        line = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="#3b6ea8" stroke-width="1.5"/>')
+    px, py = points[-1]
+    parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2" fill="#3b6ea8"/></svg>')
+    return Markup("".join(parts))

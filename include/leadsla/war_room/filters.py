@@ -1,4 +1,5 @@
-"""The War Room's filters: date range (default the last 30 days), lead source, owner and team.
+"""The War Room's filters: the handoff (an SLA of the policy; default the reports' SLA), date range
+(default the last 30 days), lead source, owner and team.
 
 Parsed from query-string values into a validated `Filters`; a bad value is a `FilterError` naming
 the parameter and what was expected (the page answers 400). A range is at most `MAX_RANGE_DAYS`
@@ -10,6 +11,7 @@ the store.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -32,7 +34,9 @@ class FilterError(LeadSlaError):
 
 @dataclass(frozen=True)
 class Filters:
-    """Dates are local days in `timezone`, both inclusive; empty strings mean "any"."""
+    """Dates are local days in `timezone`, both inclusive; empty strings mean "any"; `sla` is the
+    handoff whose panels the page shows (its SLA id; part of every link and of the range cache's
+    key)."""
 
     start: dt.date
     end: dt.date
@@ -40,6 +44,7 @@ class Filters:
     lead_source: str = ""
     owner: str = ""  # user id
     team: str = ""
+    sla: str = ""
 
     @property
     def period(self) -> Period:
@@ -52,6 +57,7 @@ class Filters:
     def query(self, **extra: str) -> str:
         """The filters (plus `extra`) as a query string, for links that keep them."""
         params = {
+            "sla": self.sla,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "lead_source": self.lead_source,
@@ -91,14 +97,24 @@ def parse_filters(
     lead_source: str | None = None,
     owner: str | None = None,
     team: str | None = None,
+    sla: str | None = None,
+    slas: Collection[str] = (),
+    default_sla: str = "",
     max_days: int = MAX_RANGE_DAYS,
 ) -> Filters:
-    """Filters from query values; the range defaults to the 30 days ending today (in `timezone`).
+    """Filters from query values; the range defaults to the 30 days ending today (in `timezone`),
+    the handoff to `default_sla`.
 
     Raises:
         FilterError: a date is malformed or outside `EARLIEST_DAY`..`LATEST_DAY`, the range ends
-            before it starts, or it is longer than `max_days`.
+            before it starts, or it is longer than `max_days`; `sla` is none of `slas` (the
+            policy's SLA ids; empty: any value is kept).
     """
+    handoff = (sla or "").strip() or default_sla
+    if slas and handoff not in slas:
+        raise FilterError(
+            f"filter sla={handoff!r} is not an SLA of the policy: expected one of {', '.join(slas)}"
+        )
     today = now.astimezone(ZoneInfo(timezone)).date()
     last_day = _date("end", end) or today
     first_day = _date("start", start) or max(last_day - dt.timedelta(days=DEFAULT_DAYS - 1), EARLIEST_DAY)
@@ -117,4 +133,5 @@ def parse_filters(
         (lead_source or "").strip(),
         (owner or "").strip(),
         (team or "").strip(),
+        handoff,
     )

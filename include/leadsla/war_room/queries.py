@@ -13,7 +13,13 @@ Team scope (`war_room.access.Scope`): every read that lists or counts leads take
 team names a user sees (None: every team), and keeps only their leads: a clock when the team
 holding it or the team answering for it is one of them (the range figures, which count who
 answers: the answering team), a lead when its owner's team is, and an unowned lead when the team
-it waits for is (`lead_in_scope` for one lead).
+it waits for is (`lead_in_scope` for one lead). A clock whose owner has no team counts for its
+SLA's team (`war_room.handoffs`).
+
+Handoffs (`war_room.handoffs.Handoff`): every panel reads the clocks of one SLA, Lead- or
+Opportunity-based; records are joined on the clock's object (an Opportunity's name, account and
+Amount), and the MQL funnel and rejection reasons, which follow Leads, are computed for Lead
+handoffs only. The SLA matrix across every handoff is `war_room.matrix`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from leadsla.store.audit import AuditContext, record
 from leadsla.store.connection import read_only
 from leadsla.war_room import figures as range_figures
 from leadsla.war_room.filters import Filters
+from leadsla.war_room.handoffs import NO_TEAM, Handoff
 
 #: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
 OPEN_STATES = ("running", "paused", "breached")
@@ -140,22 +147,39 @@ def plain_rows(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
-def clock_filters(filters: Filters, *, accountable: bool = False, teams: Teams = None) -> list:
+def team_in(
+    column: sa.ColumnElement, names: frozenset[str] | set[str], handoff: Handoff | None
+) -> sa.ColumnElement:
+    """A clock's team `column` is one of `names`; a clock with no team counts for the handoff's team
+    (`war_room.handoffs`)."""
+    condition = column.in_(sorted(names))
+    if handoff is not None and handoff.counts_for(names):
+        condition = sa.or_(condition, column.is_(None))
+    return condition
+
+
+def clock_filters(
+    filters: Filters, *, accountable: bool = False, teams: Teams = None, handoff: Handoff | None = None
+) -> list:
     """Owner/team/source filters on clocks: by who has the lead now, or (`accountable`, for
     compliance) by who answers for the clock - the owner when it breached; and the scope's `teams`
-    (module docstring)."""
+    (module docstring), a teamless clock counting for the `handoff`'s team."""
     clocks, records = schema.clocks, schema.records
     conditions = []
     if teams is not None:
         conditions += (
-            [clocks.c.accountable_team.in_(sorted(teams))] if accountable else clock_filters_for_teams(teams)
+            [team_in(clocks.c.accountable_team, teams, handoff)]
+            if accountable
+            else clock_filters_for_teams(teams, handoff)
         )
     if filters.owner:
         conditions.append(
             (clocks.c.accountable_owner_id if accountable else clocks.c.owner_id) == filters.owner
         )
     if filters.team:
-        conditions.append((clocks.c.accountable_team if accountable else clocks.c.team) == filters.team)
+        conditions.append(
+            team_in(clocks.c.accountable_team if accountable else clocks.c.team, {filters.team}, handoff)
+        )
     if filters.lead_source:
         conditions.append(
             clocks.c.record_id.in_(
@@ -189,9 +213,10 @@ def _owned_in(teams: frozenset[str]) -> sa.ColumnElement:
     return schema.records.c.owner_id.in_(sa.select(users.c.user_id).where(users.c.team.in_(sorted(teams))))
 
 
-def options(engine: sa.Engine, teams: Teams = None) -> dict:
-    """Values for the filter drop-downs: lead sources, owners (id, name), teams (of the scope's
-    `teams`' leads and people)."""
+def options(engine: sa.Engine, teams: Teams = None, object_type: str = "Lead") -> dict:
+    """Values for the filter drop-downs: lead sources (of the handoff's `object_type`: an
+    Opportunity's LeadSource too), owners (id, name), teams (of the scope's `teams`' records and
+    people)."""
     records, users = schema.records, schema.users
     in_scope = [] if teams is None else [_owned_in(teams)]
     with read_only_connection(engine) as conn:
@@ -199,7 +224,7 @@ def options(engine: sa.Engine, teams: Teams = None) -> dict:
             source
             for (source,) in conn.execute(
                 sa.select(records.c.lead_source)
-                .where(records.c.object_type == "Lead", *in_scope)
+                .where(records.c.object_type == object_type, *in_scope)
                 .distinct()
                 .order_by(records.c.lead_source)
             )
@@ -221,21 +246,36 @@ def options(engine: sa.Engine, teams: Teams = None) -> dict:
 
 
 def now_panel(
-    engine: sa.Engine, filters: Filters, now: dt.datetime, sla_id: str, teams: Teams = None
+    engine: sa.Engine,
+    filters: Filters,
+    now: dt.datetime,
+    sla_id: str,
+    teams: Teams = None,
+    handoff: Handoff | None = None,
 ) -> dict:
     """Live state, independent of the date range: open clocks by colour, the at-risk list (least
-    time remaining first), breaches since local midnight and the systemic-breach banner; of the
-    scope's `teams`."""
+    time remaining first), breaches since local midnight (and since the week's Monday: the SLA
+    matrix's figure) and the systemic-breach banner; of the scope's `teams` (a teamless clock
+    counting for the `handoff`'s team)."""
     today = _local_midnight(now, filters.timezone)
+    monday = today - dt.timedelta(days=now.astimezone(ZoneInfo(filters.timezone)).weekday())
+    monday = _local_midnight(monday + dt.timedelta(hours=12), filters.timezone)  # across a DST change
     # `sla_id || ''` keeps SQLite from using the (sla_id, clock_start) index, which would scan every
     # clock of the SLA; the state and breached_at indexes find the few live rows directly.
-    live_clocks = [schema.clocks.c.sla_id.concat("") == sla_id, *clock_filters(filters, teams=teams)]
+    live_clocks = [
+        schema.clocks.c.sla_id.concat("") == sla_id,
+        *clock_filters(filters, teams=teams, handoff=handoff),
+    ]
+    team_label = handoff.team_label if handoff is not None else None
     with read_only_connection(engine) as conn:
         open_clocks = fetch_frame(conn, _open_clocks(live_clocks))
-        at_risk = fetch_frame(conn, _at_risk(live_clocks))
-        breaches = fetch_frame(conn, _breaches_between(today, now, live_clocks))
+        at_risk = fetch_frame(conn, _at_risk(live_clocks, team_label))
+        week_breaches = fetch_frame(conn, _breaches_between(monday, now, live_clocks, team_label))
         reps_per_team = _active_reps_per_team(conn)
     colours, figure_ids = _open_clocks_by_colour(open_clocks)
+    figure_ids["breaches_week"] = metrics.ids(week_breaches["record_id"]) if len(week_breaches) else ()
+    parse_utc(week_breaches, "breached_at")
+    breaches = week_breaches[week_breaches["breached_at"] >= today] if len(week_breaches) else week_breaches
     figure_ids["breaches_today"] = metrics.ids(breaches["record_id"]) if len(breaches) else ()
     banners, systemic_ids = _systemic_breaches(breaches, reps_per_team)
     figure_ids.update(systemic_ids)
@@ -243,6 +283,7 @@ def now_panel(
         "colours": colours,
         "at_risk": plain_rows(at_risk),
         "breaches_today": len(figure_ids["breaches_today"]),
+        "breaches_week": len(figure_ids["breaches_week"]),
         "systemic": banners,
         "figures": figure_ids,
         "today": today,
@@ -261,15 +302,22 @@ def _open_clocks(live_clocks: list) -> sa.Select:
     return sa.select(clocks.c.record_id, clocks.c.colour).where(clocks.c.state.in_(OPEN_STATES), *live_clocks)
 
 
-def _at_risk(live_clocks: list) -> sa.Select:
-    """The open clocks with the least time remaining, with the lead's name and current owner."""
+def amount(records: sa.Table) -> sa.ColumnElement:
+    """An Opportunity's Amount (the `fields` JSON keeps it; None for a Lead or an unknown amount)."""
+    return records.c.fields["Amount"].as_float()
+
+
+def _at_risk(live_clocks: list, team_label: str | None = None) -> sa.Select:
+    """The open clocks with the least time remaining, with the record's name (an Opportunity's
+    Amount too), current owner and team (a teamless clock: the SLA's, `team_label`)."""
     clocks, records, users = schema.clocks, schema.records, schema.users
     return (
         sa.select(
             clocks.c.record_id,
             records.c.name,
+            amount(records).label("amount"),
             users.c.name.label("owner"),
-            clocks.c.team,
+            sa.func.coalesce(clocks.c.team, team_label).label("team") if team_label else clocks.c.team,
             clocks.c.state,
             clocks.c.colour,
             clocks.c.remaining_seconds,
@@ -278,7 +326,10 @@ def _at_risk(live_clocks: list) -> sa.Select:
         )
         .select_from(
             clocks.outerjoin(
-                records, sa.and_(records.c.record_id == clocks.c.record_id, records.c.object_type == "Lead")
+                records,
+                sa.and_(
+                    records.c.record_id == clocks.c.record_id, records.c.object_type == clocks.c.object_type
+                ),
             ).outerjoin(users, users.c.user_id == clocks.c.owner_id)
         )
         .where(clocks.c.state.in_(OPEN_STATES), *live_clocks)
@@ -287,14 +338,19 @@ def _at_risk(live_clocks: list) -> sa.Select:
     )
 
 
-def _breaches_between(since: dt.datetime, now: dt.datetime, live_clocks: list) -> sa.Select:
+def _breaches_between(
+    since: dt.datetime, now: dt.datetime, live_clocks: list, team_label: str | None = None
+) -> sa.Select:
     """Clocks that breached in [since, now]: record_id and who breached (the accountable owner and
-    team), not the manager a breach escalation handed the lead to."""
+    team; a teamless clock: the SLA's, `team_label`), not the manager a breach escalation handed
+    the lead to."""
     clocks = schema.clocks
+    team = clocks.c.accountable_team
     return sa.select(
         clocks.c.record_id,
         clocks.c.accountable_owner_id.label("owner_id"),
-        clocks.c.accountable_team.label("team"),
+        (sa.func.coalesce(team, team_label) if team_label else team).label("team"),
+        *raw_columns(clocks, "breached_at"),
     ).where(clocks.c.breached_at >= since, clocks.c.breached_at <= now, *live_clocks)
 
 
@@ -406,22 +462,12 @@ def week_starts(filters: Filters) -> list[tuple[dt.datetime, str]]:
     return weeks
 
 
-def _judged_clocks(
-    filters: Filters, sla_id: str, left_counts_as: str = "met", teams: Teams = None
-) -> sa.Select:
-    """Clocks started in the range, judged by the store as of the range's end (as
-    `reports.metrics.judged_clocks`): record_id, rep (the accountable owner's name - the owner
-    when the clock breached, else the current one -, else their id, else "(no owner)"), team (the
-    clock's accountable team, else that owner's, else "(no team)"), outcome (0 open,
-    1 met, 2 violated: breached before the end, 3 excluded: handed on before the end when the SLA's
-    `left_counts_as` is `excluded`), touched_seconds (the engine's elapsed time when met by a touch
-    or stop rule before the end; a clock handed on is not a touch) and week (index into
-    `week_starts`). Every column comes from the judged-clocks index (`state` included)."""
-    period = filters.period
-    clocks, users = schema.clocks, schema.users
+def week_case(filters: Filters) -> sa.ColumnElement:
+    """The index into `week_starts(filters)` of a clock's week, by its start (small ints cost
+    nothing to fetch; labels are put back after)."""
+    clocks = schema.clocks
     weeks = week_starts(filters)
-    # The week's index in `weeks` (small ints cost nothing to fetch; labels are put back after).
-    week = (
+    return (
         sa.case(
             *[
                 (clocks.c.clock_start < next_week_start, week_index)
@@ -432,6 +478,28 @@ def _judged_clocks(
         if len(weeks) > 1
         else sa.literal(0)
     )
+
+
+def _judged_clocks(
+    filters: Filters,
+    sla_id: str,
+    left_counts_as: str = "met",
+    teams: Teams = None,
+    handoff: Handoff | None = None,
+) -> sa.Select:
+    """Clocks started in the range, judged by the store as of the range's end (as
+    `reports.metrics.judged_clocks`): record_id, rep (the accountable owner's name - the owner
+    when the clock breached, else the current one -, else their id, else "(no owner)"), team (the
+    clock's accountable team, else that owner's, else "(no team)"), outcome (0 open,
+    1 met, 2 violated: breached before the end, 3 excluded: handed on before the end when the SLA's
+    `left_counts_as` is `excluded`), touched_seconds (the engine's elapsed time when met by a touch
+    or stop rule before the end; a clock handed on is not a touch) and week (index into
+    `week_starts`). Every column comes from the judged-clocks index (`state` included). A clock
+    with no team counts for the `handoff`'s team (`war_room.handoffs`)."""
+    period = filters.period
+    clocks, users = schema.clocks, schema.users
+    week = week_case(filters)
+    no_team = (handoff.team_label if handoff is not None else None) or NO_TEAM
     excluded = (
         [
             (
@@ -446,7 +514,7 @@ def _judged_clocks(
         sa.select(
             clocks.c.record_id,
             sa.func.coalesce(users.c.name, clocks.c.accountable_owner_id, "(no owner)").label("rep"),
-            sa.func.coalesce(clocks.c.accountable_team, users.c.team, "(no team)").label("team"),
+            sa.func.coalesce(clocks.c.accountable_team, users.c.team, no_team).label("team"),
             sa.case(
                 (clocks.c.breached_at < period.end, range_figures.VIOLATED),
                 *excluded,
@@ -466,7 +534,7 @@ def _judged_clocks(
             clocks.c.sla_id == sla_id,
             clocks.c.clock_start >= period.start,
             clocks.c.clock_start < period.end,
-            *clock_filters(filters, accountable=True, teams=teams),
+            *clock_filters(filters, accountable=True, teams=teams, handoff=handoff),
         )
     )
 
@@ -526,29 +594,38 @@ def _cohort_changes(filters: Filters, teams: Teams = None) -> sa.Select:
 
 
 def range_panel(
-    engine: sa.Engine, filters: Filters, sla_id: str, left_counts_as: str = "met", teams: Teams = None
+    engine: sa.Engine,
+    filters: Filters,
+    sla_id: str,
+    left_counts_as: str = "met",
+    teams: Teams = None,
+    handoff: Handoff | None = None,
 ) -> dict:
     """Scorecards per rep and team beside the team / overall average, the weekly trend, the funnel
     and rejection reasons, for the filtered range (clocks judged as of the range's end; a clock
     handed on counts as `left_counts_as` says: met, or excluded from met and violated), of the
-    scope's `teams`.
+    scope's `teams`. The funnel and reasons follow the range's MQL cohort of Leads: None for an
+    Opportunity `handoff` (the page says why).
 
     Two reads: the range's clocks already judged (`_judged_clocks`) and the cohort candidates'
     Status changes (`_cohort_changes`); `figures` does the rest with one sort by record id per
     frame. The page shows no per-source compliance, so leads of clocks are not loaded.
     """
     period = filters.period
+    leads = handoff is None or handoff.leads
     with read_only_connection(engine) as conn:
-        judged = _read_judged_clocks(conn, filters, sla_id, left_counts_as, teams)
-        changes = fetch_frame(conn, _cohort_changes(filters, teams), objects=True)
-    cohort = range_figures.cohort(changes, period)
+        judged = _read_judged_clocks(conn, filters, sla_id, left_counts_as, teams, handoff)
+        changes = fetch_frame(conn, _cohort_changes(filters, teams), objects=True) if leads else None
     overall, overall_ids = _overall_compliance(judged)
     teams = range_figures.compliance(judged, ["team"])
     reps, rep_ids = _rep_scorecards(judged, teams.set_index("team")["compliance"])
     team_rows, team_ids = _team_scorecards(judged, teams, overall["compliance"])
     trend, trend_ids = _weekly_trend(judged)
-    funnel, funnel_ids = _funnel(cohort)
-    reasons, reason_ids = _rejection_reasons(cohort)
+    funnel, funnel_ids, reasons, reason_ids = None, {}, None, {}
+    if changes is not None:
+        cohort = range_figures.cohort(changes, period)
+        funnel, funnel_ids = _funnel(cohort)
+        reasons, reason_ids = _rejection_reasons(cohort)
     return {
         "overall": overall,
         "reps": reps,
@@ -562,11 +639,16 @@ def range_panel(
 
 
 def _read_judged_clocks(
-    conn: sa.Connection, filters: Filters, sla_id: str, left_counts_as: str = "met", teams: Teams = None
+    conn: sa.Connection,
+    filters: Filters,
+    sla_id: str,
+    left_counts_as: str = "met",
+    teams: Teams = None,
+    handoff: Handoff | None = None,
 ) -> pd.DataFrame:
     """`_judged_clocks`'s rows sorted by record id, each week's index replaced by its label."""
     judged = range_figures.sorted_by_record(
-        fetch_frame(conn, _judged_clocks(filters, sla_id, left_counts_as, teams), objects=True)
+        fetch_frame(conn, _judged_clocks(filters, sla_id, left_counts_as, teams, handoff), objects=True)
     )
     judged["week"] = (
         np.array([label for _, label in week_starts(filters)], dtype=object)[
@@ -669,14 +751,19 @@ def _rejection_reasons(cohort: pd.DataFrame) -> tuple[list[dict], FigureIds]:
 
 
 def records_for(
-    engine: sa.Engine, record_ids: tuple[str, ...], sla_id: str, limit: int = DRILL_ROWS
+    engine: sa.Engine,
+    record_ids: tuple[str, ...],
+    sla_id: str,
+    limit: int = DRILL_ROWS,
+    object_type: str = "Lead",
 ) -> list[dict]:
-    """The first `limit` records (by id) behind a figure, with owner and their clock's state."""
+    """The first `limit` records (by id) of `object_type` behind a figure, with owner and their
+    clock's state (an Opportunity: its account's name as `company`, and its Amount)."""
     shown = list(record_ids[:limit])
     if not shown:
         return []
     with read_only_connection(engine) as conn:
-        leads = fetch_frame(conn, _leads_with_owner(shown))
+        leads = fetch_frame(conn, _leads_with_owner(shown, object_type))
         lead_clocks = fetch_frame(conn, _clocks_of(shown, sla_id))
     latest = (
         lead_clocks.drop_duplicates("record_id", keep="last").set_index("record_id")
@@ -687,21 +774,29 @@ def records_for(
     return [_drill_row(record_id, by_id.get(record_id, {}), latest) for record_id in shown]
 
 
-def _leads_with_owner(record_ids: list[str]) -> sa.Select:
-    """The leads' name, company, status and source, with their owner's name and team."""
+def _leads_with_owner(record_ids: list[str], object_type: str = "Lead") -> sa.Select:
+    """The records' name, company (an Opportunity's: its account's name), status and source, their
+    Amount, with their owner's name and team."""
     records, users = schema.records, schema.users
+    account = records.alias("account")
     return (
         sa.select(
             records.c.record_id,
             records.c.name,
-            records.c.company,
+            sa.func.coalesce(records.c.company, account.c.name).label("company"),
             records.c.status,
             records.c.lead_source,
+            amount(records).label("amount"),
             users.c.name.label("owner"),
             users.c.team,
         )
-        .select_from(records.outerjoin(users, users.c.user_id == records.c.owner_id))
-        .where(records.c.object_type == "Lead", records.c.record_id.in_(record_ids))
+        .select_from(
+            records.outerjoin(users, users.c.user_id == records.c.owner_id).outerjoin(
+                account,
+                sa.and_(account.c.object_type == "Account", account.c.record_id == records.c.account_id),
+            )
+        )
+        .where(records.c.object_type == object_type, records.c.record_id.in_(record_ids))
     )
 
 
@@ -731,6 +826,7 @@ def _drill_row(record_id: str, lead: dict, latest_clocks: pd.DataFrame | None) -
         "company": None,
         "status": None,
         "lead_source": None,
+        "amount": None,
         "owner": None,
         "team": None,
         "state": None,
@@ -763,11 +859,17 @@ def figure_ids(live: dict, in_range: dict, figure: str, *more: dict) -> tuple[st
 
 
 def lead_in_scope(
-    engine: sa.Engine, record_id: str, teams: Teams, policy: Policy | None, now: dt.datetime
+    engine: sa.Engine,
+    record_id: str,
+    teams: Teams,
+    policy: Policy | None,
+    now: dt.datetime,
+    handoffs: dict[str, Handoff] | None = None,
 ) -> bool:
     """Whether the scope's `teams` see the record (module docstring): every team sees every record;
-    else its owner's team, a clock of it (held or answered for) or the team its unowned wait is for
-    must be one of them. False for a record the store does not hold."""
+    else its owner's team, a clock of it (held or answered for; a teamless clock of one of
+    `handoffs` counts for the SLA's team) or the team its unowned wait is for must be one of them.
+    False for a record the store does not hold."""
     if teams is None:
         return True
     records, clocks = schema.records, schema.clocks
@@ -778,7 +880,7 @@ def lead_in_scope(
             return True
         if conn.execute(
             sa.select(clocks.c.record_id)
-            .where(clocks.c.record_id == record_id, *clock_filters_for_teams(teams))
+            .where(clocks.c.record_id == record_id, _clock_of_teams(teams, handoffs or {}))
             .limit(1)
         ).first():
             return True
@@ -797,16 +899,36 @@ def record_exists(engine: sa.Engine, record_id: str) -> bool:
         )
 
 
-def clock_filters_for_teams(teams: frozenset[str]) -> list:
-    """A clock held by or answered for by one of `teams`."""
+def clock_filters_for_teams(teams: frozenset[str], handoff: Handoff | None = None) -> list:
+    """A clock held by or answered for by one of `teams` (a teamless one: by the `handoff`'s team)."""
     clocks = schema.clocks
-    return [sa.or_(clocks.c.team.in_(sorted(teams)), clocks.c.accountable_team.in_(sorted(teams)))]
+    return [
+        sa.or_(team_in(clocks.c.team, teams, handoff), team_in(clocks.c.accountable_team, teams, handoff))
+    ]
 
 
-def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
-    """A lead's "why": its row, clocks, audit entries (each with the rule that fired and the task-run
-    link; routing's told in words, see `_routing_told`), its latest routing, Status/owner history,
-    and the quarantine and health findings naming it. None if unknown."""
+def _clock_of_teams(teams: frozenset[str], handoffs: dict[str, Handoff]) -> sa.ColumnElement:
+    """A clock of any SLA held or answered for by one of `teams`, a teamless one of the `handoffs`
+    whose team is one of them counting."""
+    clocks = schema.clocks
+    (held,) = clock_filters_for_teams(teams)
+    theirs = sorted(sla_id for sla_id, handoff in handoffs.items() if handoff.counts_for(teams))
+    if not theirs:
+        return held
+    teamless = sa.and_(
+        clocks.c.sla_id.in_(theirs), sa.or_(clocks.c.team.is_(None), clocks.c.accountable_team.is_(None))
+    )
+    return sa.or_(held, teamless)
+
+
+def lead_timeline(
+    engine: sa.Engine, record_id: str, fields: dict[str, tuple[str, ...]] | None = None
+) -> dict | None:
+    """A record's "why": its row (an Opportunity's Amount as `amount`), clocks, audit entries (each
+    with the rule that fired and the task-run link; routing's told in words, see `_routing_told`),
+    its latest routing, the history of its status, owner and the `fields` of its object type
+    (`handoffs.watched_fields`; default Status and OwnerId), and the quarantine and health findings
+    naming it. None if unknown."""
     events = record_timeline(engine, record_id)
     with read_only_connection(engine) as conn:
         lead = conn.execute(_record_with_owner_name(record_id)).mappings().first()
@@ -814,13 +936,15 @@ def lead_timeline(engine: sa.Engine, record_id: str) -> dict | None:
             return None
         object_type = lead["object_type"]
         lead_clocks = conn.execute(_clocks_by_start(record_id)).mappings().all()
-        changes = conn.execute(_status_and_owner_changes(object_type, record_id)).mappings().all()
+        watched = (fields or {}).get(object_type, ("Status", "OwnerId"))
+        changes = conn.execute(_status_and_owner_changes(object_type, record_id, watched)).mappings().all()
         quarantined = conn.execute(_quarantined(object_type, record_id)).mappings().all()
         who = owners(conn) if any(event["event"] in ROUTING_EVENTS for event in events) else None
     events = _routing_told(events, who)
     routed = [event for event in events if event["event"] == ROUTED_EVENT]
+    on_record = lead["fields"] if isinstance(lead["fields"], dict) else {}
     return {
-        "lead": dict(lead),
+        "lead": dict(lead, amount=on_record.get("Amount") if object_type == "Opportunity" else None),
         "routed": routed[-1] if routed else None,
         "clocks": [dict(clock) for clock in lead_clocks],
         "events": events,
@@ -908,15 +1032,17 @@ def _clocks_by_start(record_id: str) -> sa.Select:
     return sa.select(clocks).where(clocks.c.record_id == record_id).order_by(clocks.c.clock_start)
 
 
-def _status_and_owner_changes(object_type: str, record_id: str) -> sa.Select:
-    """The record's Status and OwnerId changes, oldest first."""
+def _status_and_owner_changes(
+    object_type: str, record_id: str, fields: tuple[str, ...] = ("Status", "OwnerId")
+) -> sa.Select:
+    """The record's changes of `fields` (its status and owner, and what its SLAs watch), oldest first."""
     history = schema.field_history
     return (
         sa.select(history)
         .where(
             history.c.object_type == object_type,
             history.c.record_id == record_id,
-            history.c.field.in_(["Status", "OwnerId"]),
+            history.c.field.in_(list(fields)),
         )
         .order_by(history.c.changed_at)
     )
