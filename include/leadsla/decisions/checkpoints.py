@@ -4,8 +4,9 @@ Of a clock's reached checkpoints not yet handled, only the latest is sent; the e
 `superseded` (audited, not sent): a catch-up after downtime sends the breach, not stale
 warnings. One message per person and channel, whichever roles name that person, with the roles
 it covers. A message due while its recipient is off work waits for the next opening
-(`not_before`), except breaches of critical tiers. Pure: no store, no Airflow, no wall clock;
-every time comes from the caller.
+(`not_before`), except breaches of critical tiers. A text (``sms``) goes only when it cannot wait
+(`text_now`), at once; someone without a number gets it by e-mail (else Slack) at once. Pure: no
+store, no Airflow, no wall clock; every time comes from the caller.
 """
 
 from __future__ import annotations
