@@ -1,5 +1,6 @@
-"""Fixtures for notification tests: the Slack stand-in and the SMTP sink on ephemeral ports, with
-the Airflow connections (`slack_api_default`, `smtp_default`) pointed at them via environment.
+"""Fixtures for notification tests: the Slack stand-in, the SMTP sink and the SMS gateway on ephemeral
+ports, with the Airflow connections (`slack_api_default`, `smtp_default`, `apprise_sms`) pointed at
+them via environment.
 
 Use with ``from tests.notify_fixtures import *  # noqa: F403`` or pytest_plugins. Every server
 is stopped and every environment variable restored after the test.
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from sandbox.slack_api import SlackSandbox
+from sandbox.sms_gateway import SmsGateway
 from sandbox.smtp_sink import SmtpSink
 
 FALLBACK_CHANNEL = "C0SLAALERTS"
@@ -75,6 +77,19 @@ def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpS
     with sink:
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection(sink.port))
         yield sink
+
+
+def apprise_connection(url: str) -> str:
+    """`AIRFLOW_CONN_APPRISE_SMS` JSON: an Apprise connection whose config is one SMS gateway URL."""
+    return json.dumps({"conn_type": "apprise", "extra": {"config": {"path": url, "tag": "sms"}}})
+
+
+@pytest.fixture
+def sms_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmsGateway]:
+    """The SMS gateway stand-in (SMSEagle's API), reached through the `apprise_sms` connection."""
+    with SmsGateway(tmp_path / "sms") as gateway:
+        monkeypatch.setenv("AIRFLOW_CONN_APPRISE_SMS", apprise_connection(gateway.apprise_url()))
+        yield gateway
 
 
 def alert_payload(

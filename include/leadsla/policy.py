@@ -136,6 +136,19 @@ class QuietHours(_Model):
         return value
 
 
+class Sms(_Model):
+    """Text messages (`leadsla.notify.sms`) for what cannot wait: a breach whose `channels` list
+    ``sms`` is texted to each recipient with a mobile number (the CRM user's MobilePhone) when the
+    tier is critical (at once, day or night) or, with `off_hours_breaches`, when the recipient is off
+    work at the breach (their Slack and e-mail wait for the morning; the text does not)."""
+
+    #: The Airflow connection (type ``apprise``) whose config holds the SMS gateway's Apprise URL.
+    #: Only its id lives here; the URL and its token live in the connection. A missing connection
+    #: fails each text at delivery, loudly (data engineering is told on the other channels).
+    connection: str = Field(default="apprise_sms", pattern=r"^[A-Za-z0-9_.\-]{1,250}$")
+    off_hours_breaches: bool = True
+
+
 class RateLimit(_Model):
     """Per-recipient alarm-fatigue limit: beyond `max_alerts` messages to one person (per channel)
     within `window_minutes`, further warnings go as one digest. Breaches are never held back."""
@@ -272,7 +285,7 @@ class Tier(_Model):
         return value
 
 
-Channel = Literal["slack", "email"]
+Channel = Literal["slack", "email", "sms"]
 #: A checkpoint at a share of the target is at most this share (ten times the target).
 MAX_CHECKPOINT_PERCENT = 1000
 
@@ -487,6 +500,8 @@ class Policy(_Model):
     teams: dict[str, Team] = Field(default_factory=dict)
     contacts: dict[str, Contact] = Field(default_factory=dict)
     quiet_hours: QuietHours | None = None
+    #: Text messages (`Sms`); absent: no SLA may list the ``sms`` channel.
+    sms: Sms | None = None
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     systemic: Systemic = Field(default_factory=Systemic)
     # CRM users whose owner changes are automated (integration user, assignment rules): while a
@@ -693,6 +708,7 @@ def _cross_check(policy: Policy) -> list[str]:
             )
         for k, cp in enumerate(sla.all_checkpoints()):
             path = f"{where}.checkpoints[{k}]" if k < len(sla.checkpoints) else f"{where}.breach"
+            problems += _sms_problems(policy, cp, path, breach=k == len(sla.checkpoints))
             for r, who in enumerate(cp.notify):
                 if not (who in roles or who.startswith("queue:") or who.startswith("channel:")):
                     problems.append(
@@ -752,6 +768,24 @@ def _ladder_problems(policy: Policy, sla: Sla, where: str, roles: set[str]) -> l
     elif ladder.critical is not None and not ladder.critical.notify:
         problems.append(f"{path}.critical.notify: missing: there is no digest whose people it defaults to")
     return problems
+
+
+def _sms_problems(policy: Policy, cp: Checkpoint, path: str, *, breach: bool) -> list[str]:
+    """``sms`` is for what cannot wait: a breach only, and only with the policy's `sms` section."""
+    if "sms" not in cp.channels:
+        return []
+    at = f"{path}.channels[{cp.channels.index('sms')}]"
+    if not breach:
+        return [
+            f"{at}: 'sms': a warning can wait: list sms on the breach (texted for a critical tier, or to "
+            "someone off work)"
+        ]
+    if policy.sms is None:
+        return [
+            f"{at}: 'sms': the policy has no sms: section naming the Apprise connection (sms: {{connection: "
+            "apprise_sms}})"
+        ]
+    return []
 
 
 def recycle_touch(policy: Policy) -> TouchRule | None:

@@ -44,9 +44,14 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
 
 
-# --- alerts: Slack API and SMTP sink stand-ins ------------------------------------
+# --- alerts: Slack API, SMTP sink and SMS gateway stand-ins ------------------------
 SLACK_PORT = int(os.environ.get("LEADSLA_SLACK_PORT", "8765"))
 SMTP_PORT = int(os.environ.get("LEADSLA_SMTP_PORT", "8026"))
+SMS_PORT = int(os.environ.get("LEADSLA_SMS_PORT", "8027"))
+
+
+#: The SMS stand-in's access token (`sandbox.sms_gateway.SANDBOX_TOKEN`; a sandbox value, no secret).
+SMS_TOKEN = "sandbox-sms-token"
 
 
 def _alert_connections() -> dict[str, dict]:
@@ -71,6 +76,14 @@ def _alert_connections() -> dict[str, dict]:
                     "timeout": 10,
                     "retry_limit": 0,
                 }
+            ),
+        },
+        # The policy's sms.connection: Apprise's SMSEagle plugin pointed at the gateway stand-in.
+        "apprise_sms": {
+            "conn_type": "apprise",
+            "description": "SMS gateway stand-in (sandbox.sms_gateway, SMSEagle JSON-RPC) via Apprise",
+            "extra": json.dumps(
+                {"config": {"path": f"smseagle://{SMS_TOKEN}@127.0.0.1:{SMS_PORT}/", "tag": "sms"}}
             ),
         },
     }
@@ -168,7 +181,7 @@ def _seed_slack(slack_dir: Path) -> None:
 
 
 def _alert_services() -> list[Service]:
-    slack_dir, mail_dir = sandbox_dir() / "slack", sandbox_dir() / "mail"
+    slack_dir, mail_dir, sms_dir = sandbox_dir() / "slack", sandbox_dir() / "mail", sandbox_dir() / "sms"
     return [
         Service(
             "slack",
@@ -181,6 +194,12 @@ def _alert_services() -> list[Service]:
             "smtp",
             [sys.executable, "-m", "sandbox.smtp_sink", "--port", str(SMTP_PORT), "--dir", str(mail_dir)],
             f"SMTP sink on 127.0.0.1:{SMTP_PORT} - one .eml file per e-mail in {mail_dir}",
+        ),
+        Service(
+            "sms",
+            [sys.executable, "-m", "sandbox.sms_gateway", "--port", str(SMS_PORT), "--data", str(sms_dir)],
+            f"SMS gateway (SMSEagle API) on http://127.0.0.1:{SMS_PORT}/jsonrpc/sms - every text in "
+            f"{sms_dir / 'messages.jsonl'} (and http://127.0.0.1:{SMS_PORT}/_sandbox/messages)",
         ),
     ]
 

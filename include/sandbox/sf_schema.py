@@ -342,6 +342,7 @@ _add(
             Field("FirstName", STRING),
             Field("LastName", STRING),
             Field("Email", EMAIL),
+            Field("MobilePhone", STRING),
             _ref("ManagerId", ("User",), "Manager"),
             Field("IsActive", BOOLEAN),
             Field("TimeZoneSidKey", PICKLIST, picklist=tuple(TIME_ZONES)),

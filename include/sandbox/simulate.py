@@ -228,6 +228,12 @@ DESK_SHOWCASE_LATE_MINUTES = (20.0, 40.0)
 _USER_PREFIX = sf_schema.sobject("User").key_prefix
 
 
+def demo_mobile(team_index: int, person_index: int) -> str:
+    """A demo user's MobilePhone: in the range NANP keeps for fiction (555-0100 to 555-0199), so no
+    real phone is ever texted even by a misconfigured gateway."""
+    return f"+1 202 555 01{(team_index * 10 + person_index) % 100:02d}"
+
+
 class RoutingModeError(ValueError):
     """A saved org asked to go from `leadsla` back to `org`."""
 
@@ -378,6 +384,7 @@ class DemoOrg:
                         "Department": team,
                         "Team__c": team,
                         "Email": f"{first}.{last}@leadsla.example".lower(),
+                        "MobilePhone": demo_mobile(t_index, 0),
                         "IsActive": True,
                         "TimeZoneSidKey": tz,
                         "ManagerId": self.vps["sales"],
@@ -406,6 +413,9 @@ class DemoOrg:
                             "Department": team,
                             "Team__c": team,
                             "Email": f"{first}.{last}@leadsla.example".lower(),
+                            # The out-of-office rep has no number: texts to them go by e-mail, and
+                            # sla_health lists them.
+                            "MobilePhone": None if out else demo_mobile(t_index, r_index + 1),
                             "IsActive": True,
                             "TimeZoneSidKey": tz,
                             "ManagerId": manager,

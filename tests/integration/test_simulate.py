@@ -62,6 +62,16 @@ def test_teams_managers_and_vps(demo):
     assert len({u["Email"] for u in people}) == len(people)
     queues = [g for g in demo.scan("Group") if g.get("Type") == "Queue"]
     assert {q["DeveloperName"] for q in queues} == {"Breached_SLA", "SDR_Unassigned"}
+    # Texts: managers and reps have fictional mobile numbers (555-01xx), each their own; the
+    # out-of-office rep has none (the e-mail fallback and sla_health's list show in the demo).
+    from leadsla.decisions.phones import normalise_phone
+
+    texted = [u for u in users if u.get("Title") in ("SDR Manager", "SDR")]
+    numbers = [normalise_phone(u.get("MobilePhone")) for u in texted]
+    assert sum(n is None for n in numbers) == 1 and all(
+        n is None or n.startswith("+120255501") for n in numbers
+    )
+    assert len({n for n in numbers if n}) == len(texted) - 1
 
 
 def test_statuses_move_with_history_and_activities(demo):

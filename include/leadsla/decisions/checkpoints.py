@@ -5,8 +5,9 @@ Of a clock's reached checkpoints not yet handled, only the latest is sent; the e
 warnings. One message per person and channel, whichever roles name that person, with the roles
 it covers. A message due while its recipient is off work waits for the next opening
 (`not_before`), except breaches of critical tiers. Who a breach tells is the SLA's escalation
-ladder (`decisions.ladder`; each message carries the rule that asked for it). Pure: no store,
-no Airflow, no wall clock; every time comes from the caller.
+ladder (`decisions.ladder`; each message carries the rule that asked for it). A text (``sms``)
+goes only when it cannot wait (`text_now`), at once; someone without a number gets it by e-mail
+(else Slack) at once. Pure: no store, no Airflow, no wall clock; every time comes from the caller.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from leadsla.decisions.cells import cell_instant, cell_text
 from leadsla.decisions.keys import normalise_recipient
 from leadsla.decisions.ladder import Ask, BreachBook, asks
+from leadsla.decisions.phones import SMS
 from leadsla.decisions.plan import CheckpointId, CheckpointReached, Message
 from leadsla.decisions.recipients import Directory, Person, next_opening
 from leadsla.policy import Policy
@@ -36,6 +38,25 @@ class CheckpointDecisions:
     superseded: list[CheckpointReached] = field(default_factory=list)
     breaches: list[dict[str, Any]] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
+    #: People a text was due for who have no mobile number (`where: name (user id)`).
+    no_phone: list[str] = field(default_factory=list)
+
+
+#: The placeholder address of a CRM user with no usable MobilePhone, while destinations are gathered.
+NO_PHONE = "no-phone:"
+
+
+def text_now(policy: Policy, *, breach: bool, critical: bool, off_work: bool) -> bool:
+    """Whether a destination on the ``sms`` channel is texted (at once) or left out.
+
+    SMS is for what cannot wait: a critical tier's breach, day or night; and, with the policy's
+    `sms.off_hours_breaches`, any breach reaching someone off work (quiet hours or their team's
+    closed calendar: their Slack and e-mail wait for the morning, the text does not). A breach
+    during working hours that is not critical is read on Slack and e-mail: no text.
+    """
+    if not breach or policy.sms is None:
+        return False
+    return critical or (off_work and policy.sms.off_hours_breaches)
 
 
 def _reached(row: Mapping[str, Any]) -> CheckpointReached:
@@ -162,6 +183,8 @@ def _destinations(
         for person in people:
             for channel in ask.channels:
                 address = person.address(channel)
+                if not address and channel == SMS and person.user_id:
+                    address = f"{NO_PHONE}{person.user_id}"  # a CRM user without a number (see _messages)
                 if not address:
                     continue
                 _, roles, why = found.setdefault((channel, normalise_recipient(address)), (person, [], []))
@@ -199,12 +222,35 @@ def _messages(
     where = f"{clock['sla_id']}/{clock['record_id']}/{cp['checkpoint']}"
     owner_id, team = cell_text(clock["owner_id"]), cell_text(clock["team"])
     breach = cp["checkpoint"] == "breach"
+    critical = bool(clock["critical"])
     messages: list[Message] = []
     wanted = asks(sla, cp_def, clock, book)
-    for (channel, address), (person, roles, rules) in _destinations(
-        directory, wanted, owner_id, team, sla.team, where, out
-    ).items():
-        urgent = breach and bool(clock["critical"])
+    destinations = _destinations(directory, wanted, owner_id, team, sla.team, where, out)
+    now_for: set[tuple[str, str]] = set()  # destinations that go at once (a text's fallback)
+    for (channel, address), (person, roles, rules) in list(destinations.items()):
+        if channel != SMS:
+            continue
+        del destinations[(channel, address)]
+        if not text_now(
+            policy, breach=breach, critical=critical, off_work=next_opening(policy, person, now) > now
+        ):
+            continue
+        if not address.startswith(NO_PHONE):
+            destinations[(channel, address)] = (person, roles, rules)
+            now_for.add((channel, address))
+            continue
+        # No number: the text goes by the next channel, at once; the health digest lists the person.
+        out.no_phone.append(f"{where}: {person.name} ({person.user_id})")
+        fallback = next(
+            ((c, normalise_recipient(a)) for c in ("email", "slack") if (a := person.address(c))), None
+        )
+        if fallback is not None:
+            _, covered, why = destinations.setdefault(fallback, (person, [], []))
+            covered.extend(r for r in roles if r not in covered)
+            why.extend(a for a in rules if all(b.rule != a.rule for b in why))
+            now_for.add(fallback)
+    for (channel, address), (person, roles, rules) in destinations.items():
+        urgent = (breach and critical) or (channel, address) in now_for
         not_before = now if urgent else max(now, next_opening(policy, person, now))
         payload = _alert_payload(
             directory, sla.name, clock, cp, record, person, roles, open_clocks, now, instance_url

@@ -12,8 +12,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 
-#: Delivered channels: what `leadsla.notify.delivery` sends.
-MESSAGE_CHANNELS = frozenset({"slack", "email"})
+from leadsla.decisions.phones import normalise_phone
+
+#: Delivered channels: what `leadsla.notify.delivery` sends (``sms``: through the Apprise gateway).
+MESSAGE_CHANNELS = frozenset({"slack", "email", "sms"})
 #: Channels a key may name: the delivered ones plus ``crm`` (breach actions, which
 #: `leadsla.escalation` performs through the CRM write-back; delivery never claims them).
 KEY_CHANNELS = MESSAGE_CHANNELS | {"crm"}
@@ -33,9 +35,12 @@ def utc_iso(value: dt.datetime) -> str:
 
 
 def normalise_recipient(recipient: str) -> str:
-    """The recipient as keyed: trimmed; e-mail addresses case-folded (they are case-blind in practice)."""
+    """The recipient as keyed: trimmed; e-mail addresses case-folded (they are case-blind in practice);
+    phone numbers in international form (`leadsla.decisions.phones.normalise_phone`)."""
     recipient = recipient.strip()
-    return recipient.casefold() if "@" in recipient else recipient
+    if "@" in recipient:
+        return recipient.casefold()
+    return (normalise_phone(recipient) or recipient) if recipient.startswith("+") else recipient
 
 
 def idempotency_key(

@@ -81,4 +81,5 @@ def decide(
         digests=digests,
         breach_actions=decide_breach_actions(found.breaches, directory),
         unresolved=found.unresolved,
+        no_phone=found.no_phone,
     )

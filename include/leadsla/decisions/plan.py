@@ -234,6 +234,8 @@ class Plan:
     breach_actions: list[BreachAction] = field(default_factory=list)
     #: Roles that resolved to nobody ("sla/record/checkpoint: role"), for the log.
     unresolved: list[str] = field(default_factory=list)
+    #: People a text was due for without a mobile number (texted by e-mail or Slack instead).
+    no_phone: list[str] = field(default_factory=list)
 
 
 def queued_message(message: Message, created_at: dt.datetime, seq: int) -> Queued:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from leadsla.decisions.cells import cell_text
+from leadsla.decisions.phones import normalise_phone
 from leadsla.policy import CRM_MANAGER, Policy
 
 
@@ -36,8 +37,12 @@ class Person:
     calendar: str | None  # the team calendar whose hours are this person's working hours
     user_id: str | None = None
     fallback_channel: str | None = None
+    #: The CRM user's MobilePhone in international form (`leadsla.decisions.phones`); None: no number.
+    mobile: str | None = None
 
     def address(self, channel: str) -> str | None:
+        if channel == "sms":
+            return self.mobile
         return self.email if channel == "email" else self.slack
 
 
@@ -73,6 +78,7 @@ class Directory:
             calendar=self.policy.team_calendar(team),
             user_id=str(user_id),
             fallback_channel=self.team_channel(team),
+            mobile=normalise_phone(_field(row, "MobilePhone")),
         )
 
     def manager_of(self, user_id: str | None) -> str | None:
@@ -163,6 +169,12 @@ class Directory:
         else:
             found = None
         return [found] if found is not None else []
+
+
+def _field(row: dict, name: str) -> str | None:
+    """A raw CRM field of a user row (its `fields` JSON, when the frame carries it)."""
+    fields = row.get("fields")
+    return cell_text(fields.get(name)) if isinstance(fields, dict) else None
 
 
 def _quiet_hours_open(policy: Policy, at: dt.datetime, timezone: str) -> dt.datetime:

@@ -32,9 +32,9 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[
                 "critical",
                 f"{len(failed)} alerts failed permanently",
                 [str(i) for i in failed],
-                "Read outbox.last_error: a revoked Slack token or a refused SMTP login must be "
-                "fixed in its connection; a rep with no Slack account needs a fallback channel in "
-                "the policy; a bad channel id or address must be fixed where it comes from; then "
+                "Read outbox.last_error: a revoked Slack token, a refused SMTP login or SMS gateway "
+                "token must be fixed in its connection; a rep with no Slack account needs a fallback "
+                "channel in the policy; a bad channel id or address must be fixed where it comes from; then "
                 "re-queue.",
             )
         )
@@ -50,8 +50,8 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[
                 f"{what} due over {minutes} min ago still wait",
                 [str(i) for i, _ in queued],
                 "Check the sla_monitor deliver and escalate tasks and the slack_api_default / "
-                "smtp_default / salesforce_default connections (an unreachable channel or a CRM "
-                "that keeps refusing leaves rows pending); outbox.last_error says why.",
+                "smtp_default / apprise_sms / salesforce_default connections (an unreachable channel or "
+                "a CRM that keeps refusing leaves rows pending); outbox.last_error says why.",
             )
         )
     unreachable = (

@@ -21,6 +21,7 @@ from leadsla.health import (
     escalation,
     freshness,
     leakage,
+    phones,
     rejection,
     round_robin,
     timers,
@@ -42,6 +43,7 @@ CHECKS = (
     escalation,
     config_drift,
     audit_chain,
+    phones,
 )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsla.decisions.keys import MESSAGE_CHANNELS
+from leadsla.decisions.phones import SMS, mask_phones_in, shown_recipient
 from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.failure import Contacts, failure_notice
 from leadsla.notify.outbox import (
@@ -92,6 +93,7 @@ def deliver_due(
     budget: dt.timedelta = dt.timedelta(0),
     slack: Any = None,
     email: Any = None,
+    sms: Any = None,
     contacts: Contacts | Callable[[], Contacts] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -111,8 +113,10 @@ def deliver_due(
             here). Later claims use `now` plus the time spent so far (`monotonic`).
         budget: how long to keep claiming; the DAG passes `budget_from_env()`. A send started
             before the end may run on for at most a lease.
-        slack, email: senders to use (default: `SlackSender()` / `EmailSender()` on the default
-            connections, created only when a row of that channel is claimed).
+        slack, email, sms: senders to use (default: `SlackSender()` / `EmailSender()` /
+            `SmsSender()` on the default connections, created only when a row of that channel is
+            claimed); `sms` may also be a function making one (the task reads the policy's
+            connection id only when a text is due).
         contacts: data engineering's Slack channel and e-mail, told of permanent failures on the
             other channel; or a function giving them, called at the first permanent failure
             (the task reads the configuration in force only then). None: nobody is told (the
@@ -127,7 +131,7 @@ def deliver_due(
     """
     started = monotonic()
     counts: Counter[str] = Counter()
-    senders: dict[str, Any] = {"slack": slack, "email": email}
+    senders: dict[str, Any] = {"slack": slack, "email": email, "sms": sms}
     owned: list[Any] = []
     ends = now + budget
 
@@ -135,11 +139,19 @@ def deliver_due(
         return now + dt.timedelta(seconds=monotonic() - started)
 
     def sender_for(channel: str) -> Any:
-        if senders.get(channel) is None:
+        given = senders.get(channel)
+        if callable(given) and not hasattr(given, "deliver"):  # a factory: make it now
+            senders[channel] = given()
+            owned.append(senders[channel])
+        elif given is None:
             if channel == "slack":
                 from leadsla.notify.slack import SlackSender
 
                 senders[channel] = SlackSender()
+            elif channel == "sms":
+                from leadsla.notify.sms import SmsSender
+
+                senders[channel] = SmsSender()
             else:
                 from leadsla.notify.email import EmailSender
 
@@ -252,7 +264,7 @@ def _deliver_one(
             "outbox %s (%s to %s): %s, back in the queue%s (not counted as a failed attempt)",
             row.outbox_id,
             row.channel,
-            row.recipient,
+            shown_recipient(row.channel, row.recipient),
             exc.reason,
             f" until {retry_at.isoformat()}" if retry_at else "",
         )
@@ -271,7 +283,9 @@ def _deliver_one(
         return DeliveryFailed(str(exc), permanent=True)
     except Exception as exc:  # a bug or an unforeseen client error: keep the row, say so loudly
         log.exception("outbox %s: unexpected error delivering by %s", row.outbox_id, row.channel)
-        _failed(engine, row, f"unexpected {type(exc).__name__}: {exc}", None, clock(), context, counts, told)
+        error = f"unexpected {type(exc).__name__}: {exc}"
+        error = mask_phones_in(error) if row.channel == SMS else error  # a number in a client's error
+        _failed(engine, row, error, None, clock(), context, counts, told)
         return DeliveryFailed(str(exc))
     else:
         at = clock()
@@ -356,7 +370,7 @@ def _failed(
             "outbox %s (%s to %s): failed for good (%s): %s",
             row.outbox_id,
             row.channel,
-            row.recipient,
+            shown_recipient(row.channel, row.recipient),
             cause,
             error,
         )
@@ -365,7 +379,7 @@ def _failed(
             "outbox %s (%s to %s): attempt %s failed, stays queued until %s: %s",
             row.outbox_id,
             row.channel,
-            row.recipient,
+            shown_recipient(row.channel, row.recipient),
             row.attempts,
             retry_at.isoformat(),
             error,

@@ -4,7 +4,7 @@ A revoked Slack token (or one that lost a scope, or whose account was deactivate
 Slack message the same way; a recipient Slack or the mail server refuses fails every message to
 it. Retrying cannot help, so `leadsla.notify.delivery` marks the message failed at once and queues
 this notice for data engineering (quality.yaml `incident.slack_channel` and `incident.email`) on
-the channel that did not fail: Slack broken -> e-mail, e-mail broken -> Slack.
+the channel that did not fail: Slack broken -> e-mail, e-mail broken -> Slack, SMS broken -> e-mail.
 
 The notice is keyed on the failure's cause (`DeliveryFailed.cause`: ``slack:token_revoked``,
 ``email:550:rep@example.com``) and the UTC day, so a revoked token that fails 500 messages is one
@@ -18,13 +18,14 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+from leadsla.decisions.phones import shown_recipient
 from leadsla.decisions.plan import Notice
 
 log = logging.getLogger(__name__)
 
 #: The notices' source: their outbox rows' sla_id, and the first part of their audit actor.
 SOURCE = "delivery"
-CHANNEL_NAMES = {"slack": "Slack", "email": "E-mail"}
+CHANNEL_NAMES = {"slack": "Slack", "email": "E-mail", "sms": "SMS"}
 #: What to do about a cause, by its code (the part after the channel).
 _FIXES = {
     "invalid_auth": "The bot token in the slack_api_default connection is not accepted: put a working "
@@ -48,6 +49,17 @@ _FIXES = {
     "Email, or the policy).",
     "payload": "The stored message does not follow its schema: a bug; see the deliver task's log.",
 }
+_SMS_FIXES = {
+    "no_connection": "There is no Airflow connection for text messages: create the one the policy's "
+    'sms.connection names (type apprise, config {"path": "smseagles://TOKEN@host/", "tag": "sms"}).',
+    "bad_connection": "The Apprise connection for text messages holds no single usable SMS URL: fix its "
+    "config (one path, tagged sms).",
+    "auth": "The SMS gateway refuses our login: put a working token in the Apprise connection's URL.",
+    "not_found": "The Apprise connection's URL reaches no SMS API: fix its host or port.",
+    "rejected": "The SMS gateway refuses this number: fix the CRM user's MobilePhone.",
+    "malformed_recipient": "This is no mobile number in international form: fix the CRM user's "
+    "MobilePhone (+ and country code).",
+}
 _EMAIL_FIXES = {
     "535": "The mail server refuses our login: fix the credentials in the smtp_default connection.",
     "530": "The mail server wants a login (or TLS) we do not give: fix the smtp_default connection.",
@@ -63,9 +75,9 @@ class Contacts:
 
     def other_than(self, channel: str) -> tuple[str, str] | None:
         """(channel, address) to tell about a failure of `channel`; None when there is none."""
-        if channel == "slack" and self.email:
+        if channel in ("slack", "sms") and self.email:
             return "email", self.email
-        if channel == "email" and self.slack_channel:
+        if channel in ("email", "sms") and self.slack_channel:
             return "slack", self.slack_channel
         return None
 
@@ -73,6 +85,8 @@ class Contacts:
 def _fix(cause: str) -> str:
     channel, _, rest = cause.partition(":")
     code = rest.partition(":")[0]
+    if channel == "sms" and code in _SMS_FIXES:
+        return _SMS_FIXES[code]
     if channel == "email" and code in _EMAIL_FIXES:
         return _EMAIL_FIXES[code]
     if code in _FIXES:
@@ -116,7 +130,7 @@ def failure_notice(
         _fix(cause),
         f"{scope} until it is fixed: each is marked failed at once (outbox status 'failed', "
         "last_error), not retried. The sla_health digest counts them.",
-        f"First today: outbox row {outbox_id}, {kind or 'message'} to {recipient}.",
+        f"First today: outbox row {outbox_id}, {kind or 'message'} to {shown_recipient(channel, recipient)}.",
     )
     return Notice(
         source=SOURCE,

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from leadsla.decisions.digest import digest_of
 from leadsla.decisions.keys import DIGEST, MESSAGE_CHANNELS, normalise_recipient, utc_iso
+from leadsla.decisions.phones import shown_recipient
 from leadsla.decisions.plan import (
     BreachAction,
     CheckpointId,
@@ -104,7 +105,7 @@ def _message_detail(row: Any) -> dict[str, Any]:
     return {
         "idempotency_key": row.idempotency_key,
         "channel": row.channel,
-        "recipient": row.recipient,
+        "recipient": shown_recipient(row.channel, row.recipient),  # an SMS number masked
         "attempt": row.attempts,
     }
 
@@ -203,7 +204,7 @@ def enqueue(
                 "detail": {
                     "idempotency_key": key,
                     "channel": row["channel"],
-                    "recipient": row["recipient"],
+                    "recipient": shown_recipient(row["channel"], row["recipient"]),
                     "kind": payload.kind,
                     "not_before": utc_iso(row["not_before"]),
                     # One message per person: the roles it stands for (owner, team_manager, ...).
@@ -266,7 +267,7 @@ def queue_notices(
                     "detail": {
                         "idempotency_key": key,
                         "channel": row["channel"],
-                        "recipient": row["recipient"],
+                        "recipient": shown_recipient(row["channel"], row["recipient"]),
                         **detail,
                     },
                 }
@@ -434,7 +435,7 @@ def _roll_up(conn: sa.Connection, roll_ups: Sequence[RollUp], at: dt.datetime, c
                     "team": roll_up.team,
                     "capacity_key": roll_up.capacity_key,
                     "channel": row.channel,
-                    "recipient": row.recipient,
+                    "recipient": shown_recipient(row.channel, row.recipient),
                 },
             }
         )
@@ -507,7 +508,7 @@ def _digest_audits(digest: Digest, at: dt.datetime) -> list[dict[str, Any]]:
         "detail": {
             "idempotency_key": digest.key,
             "channel": digest.channel,
-            "recipient": digest.recipient,
+            "recipient": shown_recipient(digest.channel, digest.recipient),
             "kind": DIGEST,
             "replaces": len(digest.replaces),
             "max_alerts": digest.max_alerts,
@@ -528,7 +529,7 @@ def _digest_audits(digest: Digest, at: dt.datetime) -> list[dict[str, Any]]:
                 "idempotency_key": r.key,
                 "digest_key": digest.key,
                 "channel": digest.channel,
-                "recipient": digest.recipient,
+                "recipient": shown_recipient(digest.channel, digest.recipient),
             },
         }
         for r in digest.replaces

@@ -324,11 +324,13 @@ def told(
         elif role in policy.contacts:
             contact = policy.contacts[role]
             for channel in checkpoint.channels:
-                add(channel, contact.email if channel == "email" else contact.slack)
+                if channel != "sms":  # a contact has no mobile number: not texted
+                    add(channel, contact.email if channel == "email" else contact.slack)
             continue
         if person is not None:
             for channel in checkpoint.channels:
-                add(channel, person.email)
+                # A scenario's people have no MobilePhone: a text due to them goes by e-mail.
+                add("email" if channel == "sms" else channel, person.email)
     return out
 
 

@@ -50,7 +50,8 @@ FRAME_COLUMNS = {
         "completed_at",
         "is_deleted",
     ],
-    "users": ["user_id", "name", "email", "manager_id", "team", "timezone", "is_active"],
+    # fields: the raw CRM fields kept beside the columns (MobilePhone, for text messages).
+    "users": ["user_id", "name", "email", "manager_id", "team", "timezone", "is_active", "fields"],
     "queues": ["queue_id", "name"],
 }
 

@@ -95,6 +95,8 @@ def run_monitor(
     }
     if plan.unresolved:
         log.warning("roles that resolve to nobody: %s", "; ".join(plan.unresolved[:20]))
+    if plan.no_phone:  # names and user ids only; sla_health lists them for RevOps
+        log.warning("texts sent by e-mail or Slack (no mobile number): %s", "; ".join(plan.no_phone[:20]))
     log.info("monitor at %s: %s", now.isoformat(), summary)
     return summary
 
@@ -109,7 +111,7 @@ def evaluate(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def deliver(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The `deliver` task: due Slack and e-mail messages for up to the delivery budget.
+    """The `deliver` task: due Slack, e-mail and SMS messages for up to the delivery budget.
 
     Leases are about real concurrency, so they run on the wall clock read right before
     delivering (the try's start is seconds earlier: parsing, imports), never the run's time.
@@ -124,8 +126,14 @@ def deliver(context: Mapping[str, Any]) -> dict[str, Any]:
         quality = in_force(engine, audit, now=start).configuration.quality
         return Contacts(slack_channel=quality.incident_channel, email=quality.incident_email)
 
+    def sms():  # made only when a text is due: the policy in force names its Apprise connection
+        from leadsla.notify.sms import SMS_CONN_ID, SmsSender
+
+        policy = in_force(engine, audit, now=start).configuration.policy
+        return SmsSender(policy.sms.connection if policy.sms else SMS_CONN_ID)
+
     try:
-        return deliver_due(engine, start, audit, budget=budget_from_env(), contacts=contacts)
+        return deliver_due(engine, start, audit, budget=budget_from_env(), sms=sms, contacts=contacts)
     finally:
         engine.dispose()
 
