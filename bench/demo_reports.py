@@ -31,6 +31,10 @@ def figures(report) -> dict:
     return {
         **_figures(report),
         "handoffs_in_report": [s.handoff.sla_id for s in report.context.get("sections", [])],
+        # Each section's decided clocks and breaches: a handoff with a section but no clock shows here.
+        "handoff_decided_breaches": {
+            s.handoff.sla_id: [s.decided, s.breaches] for s in report.context.get("sections", [])
+        },
     }
 
 
