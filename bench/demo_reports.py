@@ -26,7 +26,19 @@ sys.path.insert(0, str(ROOT / "include"))
 
 
 def figures(report) -> dict:
-    """A few headline numbers of a report, to show it is not empty."""
+    """A few headline numbers of a report, to show it is not empty, and the SLA ids that have a
+    section in it (`handoffs_in_report`)."""
+    return {
+        **_figures(report),
+        "handoffs_in_report": [s.handoff.sla_id for s in report.context.get("sections", [])],
+        # Each section's decided clocks and breaches: a handoff with a section but no clock shows here.
+        "handoff_decided_breaches": {
+            s.handoff.sla_id: [s.decided, s.breaches] for s in report.context.get("sections", [])
+        },
+    }
+
+
+def _figures(report) -> dict:
     c = report.context
     if report.name == "weekly":
         return {

@@ -188,10 +188,13 @@ class Builder:
         accountable: str | None = None,
         accountable_team: str | None = None,
         handed_on: bool = False,
+        sla_id: str = "sales_touch",
+        object_type: str = "Lead",
     ) -> Builder:
-        """A clock row; `accountable`/`accountable_team` (who answers for it: the owner when it
-        breached, as the engine writes it) default to `owner`/`team`. A stopped clock is met by a
-        touch, or `handed_on` (the lead left the watched state, e.g. SAL -> SQL)."""
+        """A clock row of SLA `sla_id` on a record of `object_type`; `accountable`/`accountable_team`
+        (who answers for it: the owner when it breached, as the engine writes it) default to
+        `owner`/`team`. A stopped clock is met by a touch, or `handed_on` (the lead left the watched
+        state, e.g. SAL -> SQL)."""
         target, elapsed = int(target_h * 3600), int(elapsed_h * 3600)
         if stopped_at is not None:
             ended = "handed_on" if handed_on else "met"
@@ -202,10 +205,10 @@ class Builder:
         colour = "red" if breached_at is not None else ("yellow" if pct >= 75 else "green")
         self.clocks.append(
             {
-                "sla_id": "sales_touch",
+                "sla_id": sla_id,
                 "record_id": lead,
                 "clock_start": start,
-                "object_type": "Lead",
+                "object_type": object_type,
                 "policy_version": policy_version,
                 "tier": tier,
                 "calendar": "us_east",
@@ -246,6 +249,47 @@ class Builder:
                 "fields": {} if amount is None else {"Amount": amount},
             }
         )
+        return self
+
+    def deal(
+        self,
+        opportunity_id: str,
+        *,
+        owner: str | None,
+        created: dt.datetime,
+        amount: float | None = None,
+        changes: list[tuple[str, str, dt.datetime]] = (),
+    ) -> Builder:
+        """An Opportunity of its own (not from a lead) and its OpportunityFieldHistory: `changes` are
+        (field, new value, at); its StageName is the last StageName change (Qualification without)."""
+        stages = [v for f, v, _ in sorted(changes, key=lambda c: c[2]) if f == "StageName"]
+        self.leads.append(
+            {
+                "object_type": "Opportunity",
+                "record_id": opportunity_id,
+                "name": f"Deal {opportunity_id}",
+                "status": stages[-1] if stages else "Qualification",
+                "owner_id": owner,
+                "created_at": created,
+                "modified_at": created,
+                "is_deleted": False,
+                "fields": {} if amount is None else {"Amount": amount},
+                "synced_at": created,
+            }
+        )
+        for fld, value, at in changes:
+            self.history.append(
+                {
+                    "history_id": f"H{len(self.history):08d}",
+                    "object_type": "Opportunity",
+                    "record_id": opportunity_id,
+                    "field": fld,
+                    "old_value": None,
+                    "new_value": value,
+                    "changed_by": owner,
+                    "changed_at": at,
+                }
+            )
         return self
 
     def event(self, event: str, at: dt.datetime, record_id: str | None = None, **kw: Any) -> Builder:
@@ -529,6 +573,124 @@ def generate(
                 )
     for k in range(3):
         b.event("war_room_visit", start + dt.timedelta(days=3 + k), actor=f"005M{k:014d}")
+    return b
+
+
+def shipped_handoffs():
+    """The shipped policy's SLAs as report sections (`reports.run.handoffs`), sales touch first."""
+    from leadsla.policy import load_policy
+    from leadsla.reports.run import handoffs
+
+    return handoffs(load_policy(), "sales_touch")
+
+
+#: The AE and CS teams of `add_handoffs` (team -> people), beside `generate`'s SDR teams.
+HANDOFF_TEAMS = {"ae": ["Amy AE", "Bo AE", "Cal AE"], "cs": ["Cora CS", "Dan CS"]}
+#: The business hours a day has in the demo calendars: elapsed business time -> calendar time.
+DAY_HOURS = 8
+
+
+def add_handoffs(b: Builder, *, seed: int = 11, now: dt.datetime | None = None) -> Builder:
+    """Clocks of every handoff of the shipped policy beside `generate`'s sales touches: MQL
+    acceptance on every lead, and on every converted lead's Opportunity (made here when the lead
+    has none, most with an Amount) demo to proposal, then - when won - closed-won to CS kickoff and
+    CS onboarding, each met or breached at random, with the StageName, CS_Kickoff_Date__c and
+    Onboarding_Complete__c history the conversions read. Deterministic for a seed, and the same org
+    whatever `now` is (each lead draws from its own generator, every draw made before `now` cuts):
+    a past period reads the same from a store written earlier or later."""
+    starts = [r["created_at"] for r in b.leads]
+    now = now or (max(starts) + dt.timedelta(days=1) if starts else t("2026-12-01 00:00"))
+    people: dict[str, list[str]] = {}
+    for ti, (team, names) in enumerate(HANDOFF_TEAMS.items()):
+        mgr = f"005N{ti:014d}"
+        b.user(mgr, f"{team.upper()} Manager", team, role=f"{team.upper()} Manager")
+        people[team] = []
+        for ri, name in enumerate(names):
+            uid = f"005P{ti:07d}{ri:07d}"
+            b.user(uid, name, team, role=team.upper(), manager_id=mgr)
+            people[team].append(uid)
+
+    def clock(sla_id, record, obj, start, target_h, owner, team, slow=0.25, business=True):
+        """A clock met in time or breached (and then met late or left open); business time runs
+        DAY_HOURS a day."""
+        late = rnd.random() < slow
+        elapsed = target_h * (rnd.uniform(1.1, 2.5) if late else rnd.uniform(0.1, 0.95))
+        if start >= now:
+            return None
+        per_hour = 24 / DAY_HOURS if business else 1.0
+        ended = start + dt.timedelta(hours=elapsed * per_hour)
+        breached = start + dt.timedelta(hours=target_h * per_hour) if late else None
+        breached = breached if breached is not None and breached < now else None
+        stopped = ended if ended < now else None
+        b.clock(
+            record,
+            start,
+            target_h=target_h,
+            elapsed_h=elapsed if stopped else min(elapsed, target_h * 0.9) if breached is None else elapsed,
+            owner=owner,
+            team=team,
+            stopped_at=stopped,
+            breached_at=breached,
+            now=now,
+            sla_id=sla_id,
+            object_type=obj,
+        )
+        return stopped
+
+    by_lead = {r["record_id"]: r for r in b.leads if r["object_type"] == "Lead"}
+    status_rows = [h for h in b.history if h["object_type"] == "Lead" and h["field"] == "Status"]
+    first = {}
+    for h in sorted(status_rows, key=lambda h: h["changed_at"]):
+        first.setdefault((h["record_id"], h["new_value"]), h["changed_at"])
+    for lead_id, lead in list(by_lead.items()):
+        rnd = random.Random(f"{seed}:{lead_id}")
+        mql = first.get((lead_id, "MQL"))
+        if mql is not None:
+            clock("mql_acceptance", lead_id, "Lead", mql, 8.0, lead["owner_id"], None, slow=0.2)
+        no_amount, amount = rnd.random() < 0.2, float(rnd.randrange(5, 120) * 1000)
+        ae, cs = rnd.choice(people["ae"]), rnd.choice(people["cs"])
+        demo_days, closed_days, won = rnd.uniform(1, 5), rnd.uniform(1, 6), rnd.random() < 0.5
+        if lead["status"] != "Converted":
+            continue
+        opp = lead.get("converted_opportunity_id")
+        if opp is None:
+            opp = f"006{lead_id[3:]}"
+            b.opportunity(lead_id, opp, None if no_amount else amount)
+        row = next(r for r in b.leads if r["record_id"] == opp)
+        converted = first.get((lead_id, "Converted"), lead["created_at"])
+        row["owner_id"] = ae
+        demo = converted + dt.timedelta(days=demo_days)
+        changes = [("StageName", "Demo Completed", demo)] if demo < now else []
+        proposal = clock("demo_to_proposal", opp, "Opportunity", demo, 24.0, ae, "ae")
+        if proposal is not None:
+            changes.append(("StageName", "Proposal/Price Quote", proposal))
+            closed = proposal + dt.timedelta(days=closed_days)
+            if closed < now:
+                changes.append(("StageName", "Closed Won" if won else "Closed Lost", closed))
+                if won:
+                    kickoff = clock("cs_kickoff", opp, "Opportunity", closed, 16.0, cs, "cs", slow=0.3)
+                    if kickoff is not None:
+                        changes.append(("CS_Kickoff_Date__c", f"{kickoff:%Y-%m-%d}", kickoff))
+                        done = clock(
+                            "cs_onboarding", opp, "Opportunity", kickoff, 14 * 24.0, cs, "cs", business=False
+                        )
+                        if done is not None:
+                            changes.append(("Onboarding_Complete__c", "true", done))
+        for fld, value, at in changes:
+            b.history.append(
+                {
+                    "history_id": f"H{len(b.history):08d}",
+                    "object_type": "Opportunity",
+                    "record_id": opp,
+                    "field": fld,
+                    "old_value": None,
+                    "new_value": value,
+                    "changed_by": ae,
+                    "changed_at": at,
+                }
+            )
+        stages = [v for f, v, _ in changes if f == "StageName"]
+        row["status"] = stages[-1] if stages else "Qualification"
     return b
 
 

@@ -568,4 +568,19 @@ def _report_problems(reports: ReportConfig, policy: Policy | None, mapping: CrmM
             f"reports.yaml: campaign_field: {reports.campaign_field!r} is not read by {mapping.path} "
             "(objects.Lead.fields)"
         )
+    # A handoff's conversion (the quarterly what-if) is read from a Lead's Status, or from the
+    # Opportunity field history the sync keeps.
+    objects = {s.id: s.object for s in policy.slas} if policy is not None else {}
+    for sla_id, conv in reports.conversions.items():
+        obj, where = objects.get(sla_id), f"reports.yaml: conversions.{sla_id}.field: {conv.field!r}"
+        if obj == "Lead" and conv.field != "Status":
+            problems.append(f"{where}: a Lead handoff's conversion is read from Status (its funnel stages)")
+        elif obj == "Opportunity" and mapping is not None:
+            history = _history_of(mapping, obj)
+            kept = history is not None and conv.field in ((history.filter or {}).get("Field") or [conv.field])
+            if conv.field not in _fields_of(mapping, obj) or not kept:
+                problems.append(
+                    f"{where} is not in {mapping.path}'s synced {obj} field history "
+                    f"(objects.{obj}.fields and the history's filter)"
+                )
     return problems

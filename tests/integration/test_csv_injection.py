@@ -35,6 +35,22 @@ def test_report_attachments_carry_crm_text_as_text(store, store_url, tmp_path) -
             campaign=campaign,
             stages={"MQL": t(f"2026-11-{16 + i} 15:00"), "SAL": t(f"2026-11-{16 + i} 16:00")},
         )
+    # An AE whose CRM name is a formula, breaching the demo-to-proposal handoff: the matrix's CSVs.
+    b.user("AE1", HYPERLINK, "ae", role="AE")
+    b.deal("006A", owner="AE1", created=t("2026-11-16 14:00"), amount=1000.0)
+    demo = t("2026-11-17 14:00")
+    breached = t("2026-11-20 14:00")
+    b.clock(
+        "006A",
+        demo,
+        target_h=24,
+        elapsed_h=30,
+        owner="AE1",
+        team="ae",
+        breached_at=breached,
+        sla_id="demo_to_proposal",
+        object_type="Opportunity",
+    )
     b.write(store)
     out = tmp_path / "report"
     at = "2026-11-23T13:00:00+00:00"
@@ -61,8 +77,13 @@ def test_report_attachments_carry_crm_text_as_text(store, store_url, tmp_path) -
         assert "'" + hostile in sources and hostile not in sources
     for hostile in (DDE, "\tTAB", "\rCR"):
         assert "'" + hostile in campaigns and hostile not in campaigns
+    owners = _cells(out / "feedback_2026-W47_handoff_demo_to_proposal.csv")
+    matrix = _cells(out / "feedback_2026-W47_handoffs.csv")
+    assert "'" + HYPERLINK in owners and HYPERLINK not in owners
+    worst = next(cell for cell in matrix if HYPERLINK in cell)
+    assert worst.startswith("'" + HYPERLINK)  # the worst owners' cell starts with the name
     assert "Web" in sources and "Plain" in campaigns  # plain text untouched
-    every = sources + campaigns
+    every = sources + campaigns + owners + matrix
     assert not [cell for cell in every if cell[:1] in ("=", "+", "@", "\t", "\r")]
     # Figures are written as numbers (a share may be 0, a count 1), never quoted.
     assert any(cell.replace(".", "", 1).isdigit() for cell in every)

@@ -25,7 +25,7 @@ from leadsla.cli import main
 from leadsla.store import open_store
 from tests.conftest import _new_postgres_url
 from tests.notify_fixtures import smtp_sink  # noqa: F401 - fixture
-from tests.reports_data import generate, plant_cherry_picking, synced
+from tests.reports_data import add_handoffs, generate, plant_cherry_picking, shipped_handoffs, synced
 
 REPORTS = ("weekly", "feedback", "monthly", "quarterly")
 #: The scheduled run's time for each report and the period it therefore covers (the last full one).
@@ -42,6 +42,8 @@ CHARTS = {
     "monthly": {"funnel", "hours"},
     "quarterly": {"what_if"},
 }
+#: The SLA matrix's attachments every report carries: a row per handoff, and each handoff's owners.
+MATRIX_CSVS = {"handoffs.csv"} | {f"handoff_{h.sla_id}.csv" for h in shipped_handoffs()}
 CSVS = {
     "weekly": {"headline.csv", "compliance_by_team.csv", "weekly_trend.csv", "violations.csv"},
     "feedback": {"rejection_reasons.csv", "sources.csv", "campaigns.csv", "recycling.csv"},
@@ -54,8 +56,15 @@ CSVS = {
         "funnel.csv",
         "recycling.csv",
     },
-    "quarterly": {"headline.csv", "what_if.csv", "conversion_by_response.csv", "sources.csv"},
+    "quarterly": {
+        "headline.csv",
+        "what_if.csv",
+        "conversion_by_response.csv",
+        "sources.csv",
+        "what_if_by_handoff_and_tier.csv",
+    },
 }
+CSVS = {name: files | MATRIX_CSVS for name, files in CSVS.items()}
 CHROMIUM = shutil.which("chromium")
 #: The month the seeded store's cherry-picking cases fall in (the monthly report's period).
 NOVEMBER = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -65,7 +74,7 @@ NOVEMBER = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 def seeded(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('reports') / 'store.db'}"
     engine = open_store(url)
-    plant_cherry_picking(generate(1500), NOVEMBER).write(engine)
+    add_handoffs(plant_cherry_picking(generate(1500), NOVEMBER)).write(engine)
     synced(
         engine, dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
     )  # after the data, so every period's figures are final
@@ -78,7 +87,7 @@ def seeded_pg(postgres_server) -> str:
     """The same rows as `seeded`, in the embedded PostgreSQL."""
     url = _new_postgres_url(postgres_server)
     engine = open_store(url)
-    plant_cherry_picking(generate(1500), NOVEMBER).write(engine)
+    add_handoffs(plant_cherry_picking(generate(1500), NOVEMBER)).write(engine)
     engine.dispose()
     return url
 
@@ -220,10 +229,27 @@ def check_headline(page, csvs: dict[str, list[dict]]) -> None:
     assert [r[2] for r in rows] == [r["change"] for r in csvs["headline.csv"]]
 
 
+def check_matrix(page, csvs: dict[str, list[dict]]) -> None:
+    """A row and a section for every handoff of the shipped policy, as in handoffs.csv, and the
+    headline's breaches the sum of the handoffs'."""
+    rows = cells(page, "#sla-matrix")
+    names = [h.name for h in shipped_handoffs()]
+    assert [r[0] for r in rows] == [r["handoff"] for r in csvs["handoffs.csv"]] == names
+    assert [r[1] for r in rows] == [r["compliance"] for r in csvs["handoffs.csv"]]
+    assert [r[4] for r in rows] == [r["revenue_affected"] for r in csvs["handoffs.csv"]]
+    for h in shipped_handoffs():
+        assert page.locator(f"#handoff-{h.sla_id}").inner_text() == h.name
+    breaches = [int(r["breaches"]) for r in csvs["handoffs.csv"]]
+    assert breaches[0] and any(breaches[1:])  # sales touch breaches, and so do AE or CS
+    if "headline.csv" in csvs:
+        assert int(cells(page, "#headline")[1][1].split()[0]) == sum(breaches)  # then the note
+
+
 def check_weekly(page, csvs: dict[str, list[dict]]) -> None:
     """Adherence rate, violations and revenue affected, agreeing with the per-team CSV."""
     check_headline(page, csvs)
-    breaches = int(cells(page, "#headline")[1][1])
+    check_matrix(page, csvs)
+    breaches = int(csvs["handoffs.csv"][0]["breaches"])  # the sales touch's, the details' SLA
     head = page.locator("#details").inner_text()
     adherence = re.search(r"Adherence rate\s+(\d+)% \((\d+) of (\d+) decided\)", head)
     assert adherence, head
@@ -240,7 +266,8 @@ def check_weekly(page, csvs: dict[str, list[dict]]) -> None:
 
 
 def check_feedback(page, csvs: dict[str, list[dict]]) -> None:
-    """Rejection reasons by volume, as in the CSV; sources and campaigns present."""
+    """Rejection reasons by volume, as in the CSV; sources and campaigns present; every handoff."""
+    check_matrix(page, csvs)
     reasons = csvs["rejection_reasons.csv"]
     assert reasons and [r[:2] for r in cells(page, "#rejection-reasons")] == [
         [r["rejection_reason"], r["rejects"]] for r in reasons
@@ -250,15 +277,23 @@ def check_feedback(page, csvs: dict[str, list[dict]]) -> None:
 
 
 def check_monthly(page, csvs: dict[str, list[dict]]) -> None:
-    """The red-flag table with its five checks, the triggers, the cherry-picking audit naming the
-    seeded cases' leads and reps, and the root-cause sentences."""
+    """The red-flag table with its checks (two per handoff, three for the lead funnel and
+    everyone), each naming its handoff, the triggers, the cherry-picking audit naming the seeded
+    cases' leads and reps, and the root-cause sentences."""
     check_headline(page, csvs)
+    check_matrix(page, csvs)
     flags = cells(page, "#red-flags")
-    raised = int(re.match(r"(\d+) of 5", cells(page, "#headline")[3][1])[1])
-    assert raised == sum(f[3] == "RED FLAG" for f in flags)
-    assert len(flags) == 5 and "War Room" in page.locator("#red-flags").inner_text()
+    checks = 2 * len(shipped_handoffs()) + 3
+    raised = int(re.match(rf"(\d+) of {checks}", cells(page, "#headline")[3][1])[1])
+    assert raised == sum(f[4] == "RED FLAG" for f in flags)
+    assert len(flags) == checks and "War Room" in page.locator("#red-flags").inner_text()
+    assert [f[1] for f in flags] == [r["handoff"] for r in csvs["red_flags.csv"][:checks]]
+    assert {h.name for h in shipped_handoffs()} < {f[1] for f in flags}
+    triggers = cells(page, "#triggers")
+    per_handoff = [t[1] for t in triggers if t[0] == "Compliance below target two months running"]
+    assert per_handoff == [h.name for h in shipped_handoffs()]
     picking = cells(page, "#cherry-picking")
-    assert [f[0] for f in flags] + [t[0] for t in cells(page, "#triggers")] + [c[0] for c in picking] == [
+    assert [f[0] for f in flags] + [t[0] for t in triggers] + [c[0] for c in picking] == [
         r["check"] for r in csvs["red_flags.csv"]
     ]
     assert [c[3] for c in picking[:2]] == ["RED FLAG", "RED FLAG"]  # the seeded self-assignment and move
@@ -280,6 +315,17 @@ def check_quarterly(page, csvs: dict[str, list[dict]]) -> None:
     assert re.fullmatch(
         r"Recommendation: (tighten|loosen|keep): .+", page.locator("#recommendation").inner_text()
     )
+    check_matrix(page, csvs)
+    tiers, rows = cells(page, "#what-if-by-tier"), csvs["what_if_by_handoff_and_tier.csv"]
+    assert [[t[0], t[1], t[5], t[7], t[8]] for t in tiers] == [
+        [r["handoff"], r["tier"], r["proposed_target"], r["violation_change"], r["conversion_difference"]]
+        for r in rows
+    ]
+    assert [r["sla_id"] for r in rows] == [h.sla_id for h in shipped_handoffs()]  # one tier each
+    by_id = {r["sla_id"]: r for r in rows}
+    assert by_id["demo_to_proposal"]["conversion_difference"].startswith("won: ")
+    assert by_id["cs_kickoff"]["conversion_difference"].startswith("onboarded: ")
+    assert by_id["cs_onboarding"]["conversion_difference"].startswith("n/a (no conversion defined")
 
 
 CHECKS = {
@@ -364,7 +410,7 @@ def early_and_late(tmp_path_factory) -> tuple[str, str]:
         url = f"sqlite:///{tmp_path_factory.mktemp('moved_on') / 'store.db'}"
         engine = open_store(url)
         org = generate(900, start=dt.datetime(2026, 8, 1, tzinfo=dt.UTC), days=150, now=now)
-        plant_cherry_picking(org, dt.datetime(2026, 9, 1, tzinfo=dt.UTC)).write(engine)
+        add_handoffs(plant_cherry_picking(org, dt.datetime(2026, 9, 1, tzinfo=dt.UTC)), now=now).write(engine)
         engine.dispose()
         urls.append(url)
     return urls[0], urls[1]
@@ -381,4 +427,9 @@ def test_a_past_period_is_the_same_after_the_store_moved_on(early_and_late, tmp_
     first = files_of(tmp_path / "early")
     assert files_of(tmp_path / "late") == first
     stem = f"{name}_{period}"
-    assert all(len(first[f"{stem}_{c}"].decode().splitlines()) > 1 for c in CSVS[name])
+    # A handoff with no clock that week has a header-only owners file; handoffs.csv has every handoff.
+    filled = CSVS[name] - MATRIX_CSVS | {"handoffs.csv"}
+    assert all(len(first[f"{stem}_{c}"].decode().splitlines()) > 1 for c in filled)
+    assert any(
+        len(first[f"{stem}_handoff_{h.sla_id}.csv"].decode().splitlines()) > 1 for h in shipped_handoffs()[1:]
+    )

@@ -356,3 +356,25 @@ def test_an_org_value_the_status_map_maps_is_no_problem(tmp_path: Path) -> None:
     configuration = check_files(**planted(tmp_path, "mapping", edit)).raise_for_problems()
     org_statuses = ["Open - Not Contacted", *configuration.lifecycle.lead().names[1:]]  # no "New" itself
     assert org_problems(configuration, *_org(configuration, statuses=org_statuses)) == []
+
+
+def test_reports_conversion_not_in_the_synced_history(tmp_path: Path) -> None:
+    def plant(raw: dict) -> None:
+        raw["conversions"] = {"demo_to_proposal": {"label": "won", "field": "IsClosed", "in": ["true"]}}
+
+    paths = planted(tmp_path, "reports", plant)
+    assert only_problem(paths) == (
+        f"reports.yaml: conversions.demo_to_proposal.field: 'IsClosed' is not in {paths['mapping']}'s "
+        "synced Opportunity field history (objects.Opportunity.fields and the history's filter)"
+    )
+
+
+def test_reports_conversion_of_a_lead_handoff_reads_status(tmp_path: Path) -> None:
+    def plant(raw: dict) -> None:
+        raw["conversions"] = {"sales_touch": {"label": "hot", "field": "Lead_Score__c", "in": ["90"]}}
+
+    paths = planted(tmp_path, "reports", plant)
+    assert only_problem(paths) == (
+        "reports.yaml: conversions.sales_touch.field: 'Lead_Score__c': a Lead handoff's conversion is "
+        "read from Status (its funnel stages)"
+    )

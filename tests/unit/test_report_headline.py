@@ -15,7 +15,14 @@ import pytest
 from leadsla.reports import builders, headline, review
 from leadsla.reports.config import load_report_config
 from leadsla.reports.period import parse
-from tests.reports_data import Builder, generate, t, through_store  # noqa: F401 - fixture
+from tests.reports_data import (  # noqa: F401 - fixture
+    Builder,
+    add_handoffs,
+    generate,
+    shipped_handoffs,
+    t,
+    through_store,
+)
 
 H = dt.timedelta(hours=1)
 TZ = "America/New_York"
@@ -260,12 +267,14 @@ def _one_lead() -> Builder:
 
 
 def _demo_like() -> Builder:
-    """The demo's two-week history (launched 9 November), some converted leads with an Amount."""
+    """The demo's two-week history (launched 9 November), some converted leads with an Amount, and
+    clocks of every handoff of the shipped policy (MQL acceptance, the AE's and CS's on the
+    converted leads' Opportunities)."""
     b = generate(240, start=dt.datetime(2026, 11, 9, tzinfo=dt.UTC), days=14)
     converted = [r["record_id"] for r in list(b.leads) if r["status"] == "Converted"]
     for i, lead in enumerate(converted):
         b.opportunity(lead, f"006{lead[3:]}", None if i % 3 == 0 else 10000.0 + 500 * i)
-    return b
+    return add_handoffs(b, now=dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
 
 
 SCENARIOS = {
@@ -285,8 +294,14 @@ PERIODS = {
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_no_report_prints_nan_or_inf(cfg, through_store, scenario):  # noqa: F811
     b = SCENARIOS[scenario]()
-    data = through_store(b)  # everything ever written; reports below load as of each period's end
+    # Everything ever written, with a section for every handoff of the shipped policy; reports
+    # below load as of each period's end.
+    handoffs = shipped_handoffs()
+    data = through_store(b, handoffs=handoffs)
     assert scenario == "empty" or len(data.clocks)
+    if scenario == "demo-like":  # every handoff has clocks, the Opportunity ones Amounts and history
+        assert all(len(data.handoff_clocks[h.sla_id]) for h in handoffs)
+        assert data.opportunities["amount"].notna().any() and len(data.opportunity_history)
     for name, periods in PERIODS.items():
         for kind, label in periods:
             whole = parse(kind, label, TZ)
@@ -303,6 +318,10 @@ def test_no_report_prints_nan_or_inf(cfg, through_store, scenario):  # noqa: F81
                     )
                 if name != "feedback":
                     assert 'id="headline"' in shown["html"] and "Red flags raised:" in shown["text"]
+                for h in handoffs:  # a section for every handoff, and its attachment
+                    assert f'id="handoff-{h.sla_id}"' in shown["html"]
+                    assert f"- {h.name}: " in shown["text"]
+                    assert f"handoff_{h.sla_id}.csv" in report.csvs
 
 
 def _until(data, end: dt.datetime):
@@ -317,4 +336,6 @@ def _until(data, end: dt.datetime):
         activities=data.activities[data.activities["created_at"] < cut],
         clocks=data.clocks[data.clocks["clock_start"] < cut],
         visits=data.visits[data.visits["at"] < cut],
+        handoff_clocks={k: c[c["clock_start"] < cut] for k, c in data.handoff_clocks.items()},
+        opportunity_history=data.opportunity_history[data.opportunity_history["changed_at"] < cut],
     )

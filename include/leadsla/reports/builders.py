@@ -23,6 +23,7 @@ from leadsla.csv_cells import neutralise
 from leadsla.paths import templates_dir
 from leadsla.reports import charts, cherry_picking, headline, recycling, review
 from leadsla.reports import funnel as fn
+from leadsla.reports import handoffs as hf
 from leadsla.reports import metrics as m
 from leadsla.reports.config import ReportConfig
 from leadsla.reports.data import ReportData
@@ -96,6 +97,15 @@ def _rows(df: pd.DataFrame) -> list[dict]:
     return df.to_dict("records")
 
 
+def _handoff_csvs(sections: list[hf.Section]) -> dict[str, str]:
+    """The SLA matrix's attachments: `handoffs.csv` (a row per handoff) and, per handoff section,
+    `handoff_<sla id>.csv` (its owners, worst first, with the breached record ids)."""
+    out = {"handoffs.csv": _csv(pd.DataFrame([sec.row() for sec in sections]))}
+    for sec in sections:
+        out[f"handoff_{sec.handoff.sla_id}.csv"] = _csv(hf.owners_frame(sec))
+    return out
+
+
 def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
     clocks = m.judged_clocks(data, period)
     overall = m.compliance(clocks)
@@ -114,6 +124,7 @@ def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "teams": _rows(teams),
         "violations": int(overall["violated"].sum()) if len(overall) else 0,
         "headline": headline.headline(data, period, cfg),
+        "sections": hf.sections(data, period, cfg),
     }
     images = {
         "trend": charts.trend(list(trend["week"]), list(trend["compliance"]), "SLA compliance by week", 0.8),
@@ -145,6 +156,7 @@ def weekly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
                     ]
                 ]
             ),
+            **_handoff_csvs(ctx["sections"]),
         },
     )
 
@@ -161,6 +173,7 @@ def feedback(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "campaigns": _rows(campaigns),
         "rejection": fn.rejection_rate(c),
         "recycling": recycling.figures(data, period),
+        "sections": hf.sections(data, period, cfg),
     }
     images = {
         "reasons": charts.bar(
@@ -185,6 +198,7 @@ def feedback(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
             "sources.csv": _csv(sources),
             "campaigns.csv": _csv(campaigns),
             "recycling.csv": _csv(pd.DataFrame(ctx["recycling"])),
+            **_handoff_csvs(ctx["sections"]),
         },
     )
 
@@ -213,6 +227,7 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "load": _rows(causes["by_load"]),
         "recycling": recycling.figures(data, period),
         "headline": headline.headline(data, period, cfg),
+        "sections": hf.sections(data, period, cfg),
     }
     grid = hour_of_week_grid(how)
     images = {
@@ -236,6 +251,7 @@ def monthly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
             "reps.csv": _csv(reps),
             "funnel.csv": _csv(fun),
             "recycling.csv": _csv(pd.DataFrame(ctx["recycling"])),
+            **_handoff_csvs(ctx["sections"]),
         },
     )
 
@@ -261,6 +277,8 @@ def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
         "baseline_label": base_p.label if base_p else None,
         "baseline_why": baseline.why_none,
         "headline": headline.headline(data, period, cfg),
+        "sections": hf.sections(data, period, cfg),
+        "tier_what_if": hf.tier_what_if(data, period, cfg),
     }
     images = {
         "what_if": charts.bar(
@@ -283,8 +301,31 @@ def quarterly(data: ReportData, period: Period, cfg: ReportConfig) -> Report:
             "what_if.csv": _csv(what_if["targets"]),
             "conversion_by_response.csv": _csv(what_if["conversion_by_response"]),
             "sources.csv": _csv(fn.by_source(c)),
+            "what_if_by_handoff_and_tier.csv": _csv(
+                pd.DataFrame(ctx["tier_what_if"], columns=_TIER_WHAT_IF).drop(columns="conversion_points")
+            ),
+            **_handoff_csvs(ctx["sections"]),
         },
     )
+
+
+#: The columns of `handoffs.tier_what_if`'s rows (the CSV's header even when there is none).
+_TIER_WHAT_IF = [
+    "sla_id",
+    "handoff",
+    "tier",
+    "clocks",
+    "current_target",
+    "breach_rate",
+    "proposed_target",
+    "proposal",
+    "violations_now",
+    "violations_proposed",
+    "violation_change",
+    "conversion_label",
+    "conversion_difference",
+    "conversion_points",
+]
 
 
 def hour_of_week_grid(by_hour: pd.DataFrame) -> pd.DataFrame:

@@ -407,6 +407,10 @@ def _ids(findings: list[Finding]) -> tuple[str, ...]:
     return tuple(sorted({r for f in findings for r in f.record_ids}))
 
 
+#: The handoff the audit's flags name: who owns a lead before its sales touch (the SDR teams).
+LEAD_ROUTING = "Lead routing"
+
+
 def audit(data: ReportData, period: Period, cfg: ReportConfig) -> Audit:
     """The three checks as flags (raised or not) and every finding behind them."""
     cp = cfg.cherry_picking
@@ -425,6 +429,7 @@ def audit(data: ReportData, period: Period, cfg: ReportConfig) -> Audit:
             "any lead a rep took from a queue for themselves",
             bool(took),
             _ids(took),
+            LEAD_ROUTING,
         ),
         Flag(
             REASSIGNED,
@@ -432,6 +437,7 @@ def audit(data: ReportData, period: Period, cfg: ReportConfig) -> Audit:
             f"any routed lead moved to another rep by a person within {cp.reassignment_hours:g} h",
             bool(moved),
             _ids(moved),
+            LEAD_ROUTING,
         ),
         Flag(
             HOT_SHARE,
@@ -439,6 +445,7 @@ def audit(data: ReportData, period: Period, cfg: ReportConfig) -> Audit:
             share_th,
             bool(hot.findings),
             _ids(hot.findings),
+            LEAD_ROUTING,
         ),
         Flag(
             ACCEPTED_SHARE,
@@ -446,6 +453,7 @@ def audit(data: ReportData, period: Period, cfg: ReportConfig) -> Audit:
             share_th,
             bool(accepted.findings),
             _ids(accepted.findings),
+            LEAD_ROUTING,
         ),
     ]
     return Audit(flags, took + moved + hot.findings + accepted.findings)

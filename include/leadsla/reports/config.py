@@ -62,6 +62,28 @@ class CherryPicking(_Model):
     share_min_leads: int = Field(10, ge=1)
 
 
+class Conversion(_Model):
+    """What "converted" means for one handoff in the quarterly what-if: the record reached one of
+    `in` in `field` by the quarter's end (a Lead's `Status` is read as its funnel stages; an
+    Opportunity's fields from OpportunityFieldHistory)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    label: str = Field(min_length=1)  # how the report names it: "reached SQL", "won", "onboarded"
+    field: str = Field(min_length=1)
+    in_: list[str] = Field(alias="in", min_length=1)
+
+
+#: The shipped handoffs' conversions (reports.yaml `conversions` replaces them): the stage each
+#: handoff leads to next. CS onboarding has none in the CRM data (nothing is synced after it).
+DEFAULT_CONVERSIONS = {
+    "sales_touch": {"label": "reached SQL", "field": "Status", "in": ["SQL"]},
+    "mql_acceptance": {"label": "reached SQL", "field": "Status", "in": ["SQL"]},
+    "demo_to_proposal": {"label": "won", "field": "StageName", "in": ["Closed Won"]},
+    "cs_kickoff": {"label": "onboarded", "field": "Onboarding_Complete__c", "in": ["true"]},
+}
+
+
 class Recipients(_Model):
     weekly: list[str] = Field(min_length=1)
     feedback: list[str] = Field(min_length=1)
@@ -98,6 +120,10 @@ class ReportConfig(_Model):
     revenue: Revenue = Revenue()
     thresholds: Thresholds = Thresholds()
     cherry_picking: CherryPicking = CherryPicking()
+    #: SLA id -> what conversion means for that handoff in the quarterly what-if (`Conversion`).
+    conversions: dict[str, Conversion] = Field(
+        default_factory=lambda: {k: Conversion.model_validate(v) for k, v in DEFAULT_CONVERSIONS.items()}
+    )
 
 
 def load_report_config(path: str | Path | None = None) -> ReportConfig:

@@ -1,14 +1,16 @@
 """The store's rows as pandas frames for reports and the War Room (read-only).
 
 Loads leads, their first arrival at each funnel stage (from Status history), activities, users,
-the measured SLA's clocks and War Room visits. Never writes; never computes a figure (metrics
-modules do), so every figure can be traced back to these rows.
+the measured SLA's clocks, every reported handoff's clocks (the SLA matrix), the Opportunities
+with their Amount and field history, and War Room visits. Never writes; never computes a figure
+(metrics modules do), so every figure can be traced back to these rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -82,6 +84,23 @@ class Ownership:
     automation_user_ids: frozenset[str] = frozenset()
 
 
+_CLOCK_TIMES = ("clock_start", "deadline", "stopped_at", "breached_at", "evaluated_at", "next_checkpoint_at")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """One SLA of the policy as the reports show it (a row of the SLA matrix): its id, name, the
+    handoff it measures, the CRM object its clocks run on, the accountable team and how a clock
+    ended by leaving the watched state counts (`left_counts_as`)."""
+
+    sla_id: str
+    name: str
+    handoff: str = ""
+    object: str = "Lead"
+    team: str | None = None
+    left_counts_as: str = "met"
+
+
 @dataclass
 class ReportData:
     """Frames, all timestamps tz-aware UTC.
@@ -102,6 +121,12 @@ class ReportData:
     recycling: lead_recycling's audit rows (recommended, recycled, re-engaged): event, record_id, at.
     opportunity_amounts: each converted lead's Opportunity and its Amount (current value, NaN when
         the Opportunity or its Amount is not in the store): record_id (the lead), opportunity_id, amount.
+    handoffs: the SLAs the report has a section for, the measured one first (empty: the measured
+        SLA alone, as `handoffs_of` describes it).
+    handoff_clocks: each handoff's clocks rows (sla_id -> frame, as `clocks`).
+    opportunities: every Opportunity: record_id, name, owner_id, status, amount (NaN without one).
+    opportunity_history: Opportunity field changes (OpportunityFieldHistory): record_id, field,
+        new_value, changed_at - what a handoff's conversion (`reports.yaml conversions`) reads.
     """
 
     leads: pd.DataFrame
@@ -123,6 +148,46 @@ class ReportData:
             {"record_id": "object", "opportunity_id": "object", "amount": "float64"}
         )
     )
+    handoffs: tuple[Handoff, ...] = ()
+    handoff_clocks: dict[str, pd.DataFrame] = field(default_factory=dict)
+    opportunities: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            {
+                "record_id": "object",
+                "name": "object",
+                "owner_id": "object",
+                "status": "object",
+                "amount": "float64",
+            }
+        )
+    )
+    opportunity_history: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            {
+                "record_id": "object",
+                "field": "object",
+                "new_value": "object",
+                "changed_at": "datetime64[us, UTC]",
+            }
+        )
+    )
+
+
+def handoffs_of(data: ReportData) -> list[tuple[Handoff, ReportData]]:
+    """Each handoff the report shows, with `data` as that handoff's figures read it: its clocks in
+    `clocks` and its `left_counts_as`. Without `handoffs` (data built by hand), the measured SLA
+    alone, named by its clocks' SLA id (`sales_touch` when there is none)."""
+    if not data.handoffs:
+        ids = data.clocks["sla_id"].dropna().unique() if "sla_id" in data.clocks else ()
+        sla_id = str(ids[0]) if len(ids) else "sales_touch"
+        return [(Handoff(sla_id, sla_id, left_counts_as=data.left_counts_as), data)]
+    out = []
+    for h in data.handoffs:
+        clocks = data.handoff_clocks.get(h.sla_id)
+        if clocks is None:
+            clocks = data.clocks.iloc[0:0]
+        out.append((h, dataclasses.replace(data, clocks=clocks, left_counts_as=h.left_counts_as)))
+    return out
 
 
 #: The audit events behind the recycling figures.
@@ -171,11 +236,13 @@ def load(
     left_counts_as: str = "met",
     routing: Routing | None = None,
     automation_user_ids: Iterable[str] = (),
+    handoffs: Sequence[Handoff] = (),
 ) -> ReportData:
     """Read everything reports need; rows after `until` (when given) are left out so a past
     period regenerates the same figures later. `left_counts_as` is the measured SLA's (the
     policy's), carried along for the figures; so are `routing` and `automation_user_ids` (the
-    policy's), for the cherry-picking audit.
+    policy's), for the cherry-picking audit. `handoffs` are the SLAs the report has a section for
+    (their clocks, and the Opportunities when one runs on them, are read in the same pass).
     """
     r, h, a, u, c, au = s.records, s.field_history, s.activities, s.users, s.clocks, s.audit
     with read_only(engine) as conn:
@@ -197,7 +264,8 @@ def load(
         act_q = sa.select(a.c.activity_id, a.c.who_id, a.c.owner_id, a.c.created_at).where(
             a.c.is_deleted.is_(False), a.c.who_id.is_not(None)
         )
-        clock_q = sa.select(c).where(c.c.sla_id == sla_id)
+        clock_ids = sorted({sla_id, *(h.sla_id for h in handoffs)})
+        clock_q = sa.select(c).where(c.c.sla_id.in_(clock_ids))
         visit_q = sa.select(au.c.actor, au.c.at).where(au.c.event == "war_room_visit")
         recycling_q = sa.select(au.c.event, au.c.record_id, au.c.at).where(au.c.event.in_(RECYCLING_EVENTS))
         if until is not None:
@@ -217,19 +285,17 @@ def load(
         users = _frame(
             conn, sa.select(u.c.user_id, u.c.name, u.c.team, u.c.role, u.c.is_active).order_by(u.c.user_id)
         )
-        clocks = _times(
-            _frame(conn, clock_q.order_by(c.c.clock_start, c.c.record_id)),
-            "clock_start",
-            "deadline",
-            "stopped_at",
-            "breached_at",
-            "evaluated_at",
-            "next_checkpoint_at",
+        every_clock = _times(
+            _frame(conn, clock_q.order_by(c.c.clock_start, c.c.record_id, c.c.sla_id)), *_CLOCK_TIMES
         )
         visits = _times(_frame(conn, visit_q.order_by(au.c.at, au.c.actor)), "at")
         ownership = _ownership(conn, until, routing, automation_user_ids)
         recycling = _times(_frame(conn, recycling_q.order_by(au.c.at, au.c.record_id, au.c.event)), "at")
         amounts = _opportunity_amounts(conn, until)
+        on_opportunities = any(hd.object == "Opportunity" for hd in handoffs)
+        opportunities, opp_history = _opportunities(conn, until) if on_opportunities else (None, None)
+    by_sla = {k: g.reset_index(drop=True) for k, g in every_clock.groupby("sla_id", sort=False)}
+    clocks = by_sla.get(sla_id, every_clock.iloc[0:0].reset_index(drop=True))
     arrivals = pd.concat(
         [first_status_arrivals(leads, hist), hist[["record_id", "new_value", "changed_at"]]],
         ignore_index=True,
@@ -255,7 +321,39 @@ def load(
         transitions,
         recycling,
         amounts,
+        tuple(handoffs),
+        {hd.sla_id: by_sla.get(hd.sla_id, clocks.iloc[0:0]) for hd in handoffs},
+        **({} if opportunities is None else {"opportunities": opportunities}),
+        **({} if opp_history is None else {"opportunity_history": opp_history}),
     )
+
+
+def _opportunities(conn: sa.Connection, until: dt.datetime | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every Opportunity with its Amount (a number, NaN without one) and the Opportunities' field
+    history, in a set order (see `load`)."""
+    r, h = s.records, s.field_history
+    opp_q = sa.select(
+        r.c.record_id,
+        r.c.name,
+        r.c.owner_id,
+        r.c.status,
+        r.c.fields["Amount"].as_string().label("amount"),
+    ).where(r.c.object_type == "Opportunity", r.c.is_deleted.is_(False))
+    hist_q = sa.select(h.c.record_id, h.c.field, h.c.new_value, h.c.changed_at).where(
+        h.c.object_type == "Opportunity"
+    )
+    if until is not None:
+        opp_q = opp_q.where(r.c.created_at < until)
+        hist_q = hist_q.where(h.c.changed_at < until)
+    opps = _frame(conn, opp_q.order_by(r.c.record_id))
+    hist = _frame(conn, hist_q.order_by(h.c.record_id, h.c.changed_at, h.c.history_id))
+    defaults = ReportData.__dataclass_fields__
+    if not len(opps):
+        opps = defaults["opportunities"].default_factory()
+    else:
+        opps["amount"] = pd.to_numeric(opps["amount"], errors="coerce").astype("float64")
+    hist = _times(hist, "changed_at") if len(hist) else defaults["opportunity_history"].default_factory()
+    return opps, hist
 
 
 def _opportunity_amounts(conn: sa.Connection, until: dt.datetime | None) -> pd.DataFrame:

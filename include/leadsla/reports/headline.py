@@ -1,22 +1,28 @@
 """The block each leadership report opens with, read in a minute: compliance against target,
 breaches, revenue affected and red flags raised, each beside its change from the previous period.
 
+The headline is about the whole SLA matrix (every handoff the report has a section for): its
+four figures pool the handoffs' clocks, so an AE or CS breach is in the first lines a leader
+reads; the compliance figure names the lowest handoff (a small handoff is not hidden by the
+volume of sales touches) and the breaches figure says how many each handoff had. The sections
+that follow (`reports.handoffs`) give each handoff's own figures.
+
 Every figure is a sentence that is either a number or "n/a (why)": a reader never sees `nan` or
-`inf`. Revenue affected is the Opportunity Amount of breached leads that became Opportunities by
-the period's end (a real figure from the CRM, not the estimate); when none has one the figure says
-why. Pure functions over `ReportData`; never reads the store or the clock.
+`inf`. Revenue affected is the Opportunity Amount of breached records' Opportunities
+(`handoffs.revenue_of`: a lead's once it converted by the period's end, an Opportunity's own),
+each Opportunity once (a real figure from the CRM, not the estimate); when none has one the figure
+says why. Pure functions over `ReportData`; never reads the store or the clock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from leadsla.reports import handoffs as hf
 from leadsla.reports import metrics as m
 from leadsla.reports import review
 from leadsla.reports.config import ReportConfig
-from leadsla.reports.data import ReportData
+from leadsla.reports.data import ReportData, handoffs_of
 from leadsla.reports.period import Period
 
 
@@ -56,24 +62,28 @@ class _Measure:
     decided: int
     breaches: int
     breach_ids: tuple[str, ...]
-    revenue: float | None
-    revenue_why: str
-    revenue_ids: tuple[str, ...]
-    with_amount: int
-    breached_leads: int
+    revenue: hf.Revenue
+    noun: str
     flags: tuple[str, ...]
     flag_checks: int
     flag_ids: tuple[str, ...]
+    #: (handoff name, its compliance or None, its breaches), one per handoff.
+    per_handoff: tuple[tuple[str, float | None, int], ...] = ()
 
 
 def _measure(data: ReportData, period: Period, cfg: ReportConfig) -> _Measure:
-    clocks = m.judged_clocks(data, period)
-    overall = m.compliance(clocks)
-    decided = int(overall["decided"].iloc[0]) if len(overall) else 0
-    met = int(overall["met"].iloc[0]) if len(overall) else 0
-    violated = clocks[clocks["outcome"] == "violated"]
-    breached = m.ids(violated["record_id"])
-    revenue, why, revenue_ids = _revenue(data, period, breached)
+    met = decided = breaches = 0
+    parts, per, breach_ids = [], [], set()
+    for h, hd in handoffs_of(data):
+        clocks = m.judged_clocks(hd, period)
+        d = clocks[clocks["outcome"].isin(m.DECIDED)]
+        h_met, h_decided = int((d["outcome"] == "met").sum()), len(d)
+        violated = clocks[clocks["outcome"] == "violated"]
+        ids = m.ids(violated["record_id"])
+        parts.append((h, ids, hf.opportunity_of(hd, period, h, ids)))
+        per.append((h.name, h_met / h_decided if h_decided else None, len(violated)))
+        met, decided, breaches = met + h_met, decided + h_decided, breaches + len(violated)
+        breach_ids.update(ids)
     flags = review.red_flags(data, period, cfg)
     raised = [f for f in flags if f.raised]
     return _Measure(
@@ -81,45 +91,15 @@ def _measure(data: ReportData, period: Period, cfg: ReportConfig) -> _Measure:
         compliance=met / decided if decided else None,
         met=met,
         decided=decided,
-        breaches=len(violated),
-        breach_ids=breached,
-        revenue=revenue,
-        revenue_why=why,
-        revenue_ids=revenue_ids,
-        with_amount=len(revenue_ids),
-        breached_leads=len(breached),
-        flags=tuple(f.check for f in raised),
+        breaches=breaches,
+        breach_ids=tuple(sorted(breach_ids)),
+        revenue=hf.revenue_of(parts),
+        noun=hf.noun_of([h for h, _ in handoffs_of(data)]),
+        flags=tuple(f.named for f in raised),
         flag_checks=len(flags),
         flag_ids=tuple(sorted(set().union(*(f.record_ids for f in raised)))) if raised else (),
+        per_handoff=tuple(per),
     )
-
-
-def _revenue(
-    data: ReportData, period: Period, breached: tuple[str, ...]
-) -> tuple[float | None, str, tuple[str, ...]]:
-    """Opportunity Amount of the breached leads that reached Opportunity before the period's end.
-
-    Returns (amount or None, why it is None, the leads with an Amount).
-    """
-    if not breached:
-        return 0.0, "", ()
-    st = data.stages
-    converted = set(st.loc[(st["stage"] == "Opportunity") & (st["at"] < period.end), "record_id"])
-    converted &= set(breached)
-    if not converted:
-        n = len(breached)
-        return None, f"none of the {n} breached lead{'s' if n != 1 else ''} became an Opportunity", ()
-    amounts = data.opportunity_amounts
-    mine = amounts[amounts["record_id"].isin(converted) & np.isfinite(amounts["amount"])]
-    mine = mine.drop_duplicates("record_id")
-    if not len(mine):
-        return (
-            None,
-            f"the Opportunities of the {len(converted)} breached leads that converted carry no Amount "
-            "in the synced data",
-            (),
-        )
-    return float(mine["amount"].sum()), "", m.ids(mine["record_id"])
 
 
 def _money(x: float) -> str:
@@ -160,6 +140,10 @@ def _compliance(now: _Measure, prev: _Measure, target: float, against: str) -> F
             f"{now.compliance:.0%} (target {target:.0%}, {abs(gap):.0f} points {side}; "
             f"{now.met} of {now.decided} decided clocks met)"
         )
+        judged = [(name, c) for name, c, _ in now.per_handoff if c is not None]
+        if len(judged) > 1:
+            name, low = min(judged, key=lambda nc: nc[1])
+            value += f"; lowest handoff: {name} {low:.0%}"
     if now.compliance is None or prev.compliance is None:
         missing = now.label if now.compliance is None else prev.label
         change = f"n/a (no decided clocks in {missing})"
@@ -175,29 +159,24 @@ def _compliance(now: _Measure, prev: _Measure, target: float, against: str) -> F
 def _breaches(now: _Measure, prev: _Measure, against: str) -> Figure:
     delta = now.breaches - prev.breaches
     change = _change(delta, str(abs(delta)), against, str(prev.breaches))
-    return Figure("Breaches", str(now.breaches), change, record_ids=now.breach_ids)
+    note = "; ".join(f"{name} {n}" for name, _, n in now.per_handoff) if len(now.per_handoff) > 1 else ""
+    return Figure("Breaches", str(now.breaches), change, note, record_ids=now.breach_ids)
 
 
 def _revenue_figure(now: _Measure, prev: _Measure, against: str) -> Figure:
-    if now.revenue is None:
-        value = f"n/a ({now.revenue_why})"
-    elif now.breaches == 0:
-        value = f"{_money(0)} (no breaches in {now.label})"
-    else:
-        rest = now.breached_leads - now.with_amount
-        value = (
-            f"{_money(now.revenue)} Opportunity Amount on {now.with_amount} of {now.breached_leads} "
-            f"breached leads" + (f" ({rest} without an Opportunity Amount)" if rest else "")
-        )
-    if now.revenue is None:
+    value = hf.revenue_text(now.revenue, now.label, now.noun)
+    if now.revenue.amount is None:
         change = f"n/a (no figure for {now.label})"
-    elif prev.revenue is None:
-        change = f"n/a ({prev.label}: {prev.revenue_why})"
+    elif prev.revenue.amount is None:
+        change = f"n/a ({prev.label}: {prev.revenue.why})"
     else:
-        delta = now.revenue - prev.revenue
-        change = _change(delta, _money(abs(delta)), against, _money(prev.revenue))
-    note = "Opportunity Amount (current value) of breached leads that converted by the period's end."
-    return Figure("Revenue affected", value, change, note, now.revenue_ids)
+        delta = now.revenue.amount - prev.revenue.amount
+        change = _change(delta, _money(abs(delta)), against, _money(prev.revenue.amount))
+    note = (
+        "Opportunity Amount (current value) of the Opportunities behind breached records: a lead's once "
+        "it converted by the period's end, an Opportunity's own; each Opportunity counted once."
+    )
+    return Figure("Revenue affected", value, change, note, now.revenue.record_ids)
 
 
 def _flags(now: _Measure, prev: _Measure, against: str) -> Figure:

@@ -63,7 +63,28 @@ HANDED_ON_STATES = ("handed_on", "handed_on_late")
 DECIDED = ("met", "violated")
 
 
+#: `judged_clocks`' recent answers: a report asks for the same handoff and period from its
+#: headline, sections, flags and triggers. Keyed by the frames' identity (each entry holds them, so
+#: an id cannot be reused while it is cached), the SLA's `left_counts_as` and the period's bounds.
+_JUDGED: dict[tuple, tuple[tuple, pd.DataFrame]] = {}
+_JUDGED_KEEP = 32
+
+
 def judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
+    """`_judged_clocks`, remembered for the same frames and period (a copy each time: callers add
+    columns). The frames are read-only once loaded (`reports.data`), so identity is enough."""
+    frames = (data.clocks, data.users, data.leads)
+    key = (*map(id, frames), data.left_counts_as, period.start, period.end)
+    hit = _JUDGED.get(key)
+    if hit is None or any(a is not b for a, b in zip(hit[0], frames, strict=True)):
+        hit = (frames, _judged_clocks(data, period))
+        _JUDGED[key] = hit
+        while len(_JUDGED) > _JUDGED_KEEP:
+            del _JUDGED[next(iter(_JUDGED))]
+    return hit[1].copy()
+
+
+def _judged_clocks(data: ReportData, period: Period) -> pd.DataFrame:
     """Clocks that started in the period, with lead/rep attributes and their outcome at period end.
 
     Columns added: rep, lead_source, lead_type, outcome (met | violated | excluded | open),

@@ -1,6 +1,11 @@
 """Monthly and quarterly review logic: red flags, refinement triggers, root causes and the SLA
 threshold what-if. Each finding carries its figure and the record ids behind it.
 
+The flags and triggers about a clock (team compliance, response time against target, compliance
+two months running) are evaluated per handoff, each naming its handoff; those about the lead
+funnel (rejection reasons, MQLs without activity, MQL-to-SQL against the baseline, leakage,
+rejection rate) are the Marketing -> Sales funnel's, and War Room use is everyone's.
+
 Pure functions over `ReportData`; never reads the store or the clock.
 """
 
@@ -14,8 +19,12 @@ import pandas as pd
 from leadsla.reports import funnel as fn
 from leadsla.reports import metrics as m
 from leadsla.reports.config import ReportConfig
-from leadsla.reports.data import ReportData
+from leadsla.reports.data import Handoff, ReportData, handoffs_of
 from leadsla.reports.period import Period, parse
+
+#: What a flag about the lead funnel, and one about everyone, names as its handoff.
+LEAD_FUNNEL = "Lead funnel (MQL to SQL)"
+EVERY_HANDOFF = "Every handoff"
 
 
 @dataclass(frozen=True)
@@ -25,38 +34,22 @@ class Flag:
     threshold: str
     raised: bool
     record_ids: tuple[str, ...] = ()
+    handoff: str = ""  # the handoff's name, `LEAD_FUNNEL` or `EVERY_HANDOFF` ("": not per handoff)
+
+    @property
+    def named(self) -> str:
+        """The check with its handoff: "Team below compliance target (Demo to proposal)"."""
+        return f"{self.check} ({self.handoff})" if self.handoff else self.check
 
 
 def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]:
-    """The monthly maintenance table's five red flags, each computed (raised or not)."""
+    """The monthly maintenance table's red flags, each computed (raised or not): team compliance
+    and response time against target for every handoff, then the lead funnel's three checks and
+    War Room use."""
     th = cfg.thresholds
-    clocks = m.judged_clocks(data, period)
     flags = []
-    teams = m.compliance(clocks, "team")
-    low = teams[teams["compliance"] < th.team_compliance]
-    flags.append(
-        Flag(
-            "Team below compliance target",
-            "; ".join(f"{r.team} {r.compliance:.0%}" for r in teams.itertuples()) or "no decided clocks",
-            f"any team < {th.team_compliance:.0%}",
-            bool(len(low)),
-            tuple(sorted(set().union(*low["violated_ids"])) if len(low) else ()),
-        )
-    )
-    ft = m.first_touch(clocks, "lead_type")
-    slow = ft[ft["vs_target"] > th.response_vs_target]
-    flags.append(
-        Flag(
-            "Average response above target for a lead type",
-            "; ".join(
-                f"{r.lead_type} {r.mean_hours:.1f} h vs {r.target_hours:.1f} h" for r in ft.itertuples()
-            )
-            or "no touched leads",
-            f"> {th.response_vs_target:g}x target",
-            bool(len(slow)),
-            tuple(sorted(set().union(*slow["record_ids"])) if len(slow) else ()),
-        )
-    )
+    for handoff, hd in handoffs_of(data):
+        flags.extend(_handoff_flags(handoff, hd, period, cfg))
     c = fn.cohort(data, period)
     reasons = fn.rejection_reasons(c)
     top = reasons.iloc[0] if len(reasons) else None
@@ -69,6 +62,7 @@ def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]
             f"> {th.rejection_reason_share:.0%} of rejects",
             bool(top is not None and top["share"] > th.rejection_reason_share),
             top["record_ids"] if top is not None else (),
+            LEAD_FUNNEL,
         )
     )
     na = fn.no_activity(c)
@@ -79,6 +73,7 @@ def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]
             f"> {th.no_activity_share:.0%}",
             bool(na["share"] > th.no_activity_share),
             na["record_ids"],
+            LEAD_FUNNEL,
         )
     )
     usage = war_room_usage(data, period, cfg)
@@ -89,6 +84,44 @@ def red_flags(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]
             f"< {th.war_room_leaders:.0%}",
             bool(usage["share"] < th.war_room_leaders),
             (),
+            EVERY_HANDOFF,
+        )
+    )
+    return flags
+
+
+def _handoff_flags(handoff: Handoff, data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]:
+    """One handoff's two clock flags: a team below the compliance target, and the average answer
+    slower than the target by a factor (per lead type for a Lead handoff, per tier otherwise)."""
+    th = cfg.thresholds
+    clocks = m.judged_clocks(data, period)
+    flags = []
+    teams = m.compliance(clocks, "team")
+    low = teams[teams["compliance"] < th.team_compliance]
+    flags.append(
+        Flag(
+            "Team below compliance target",
+            "; ".join(f"{r.team} {r.compliance:.0%}" for r in teams.itertuples()) or "no decided clocks",
+            f"any team < {th.team_compliance:.0%}",
+            bool(len(low)),
+            tuple(sorted(set().union(*low["violated_ids"])) if len(low) else ()),
+            handoff.name,
+        )
+    )
+    by = "lead_type" if handoff.object == "Lead" else "tier"
+    ft = m.first_touch(clocks, by)
+    slow = ft[ft["vs_target"] > th.response_vs_target]
+    flags.append(
+        Flag(
+            f"Average response above target for a {'lead type' if by == 'lead_type' else 'tier'}",
+            "; ".join(
+                f"{getattr(r, by)} {r.mean_hours:.1f} h vs {r.target_hours:.1f} h" for r in ft.itertuples()
+            )
+            or ("no touched leads" if handoff.object == "Lead" else "no clock met"),
+            f"> {th.response_vs_target:g}x target",
+            bool(len(slow)),
+            tuple(sorted(set().union(*slow["record_ids"])) if len(slow) else ()),
+            handoff.name,
         )
     )
     return flags
@@ -176,20 +209,26 @@ def month_after(month: Period) -> Period:
 
 
 def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> list[Flag]:
-    """Triggers across months: this month and the one before, and the baseline."""
+    """Triggers across months: this month and the one before (compliance per handoff), and the
+    lead funnel against the baseline."""
     th = cfg.thresholds
     now, prev = monthly_figures(data, period, cfg), monthly_figures(data, period.previous(), cfg)
     base = baseline_month(data, cfg, period)
-    out = [
-        Flag(
-            "Compliance below target two months running",
-            f"{prev['label']} {_compliance(prev)}, {now['label']} {_compliance(now)}",
-            f"< {th.compliance_two_months:.0%} both",
-            bool(
-                now["compliance"] < th.compliance_two_months and prev["compliance"] < th.compliance_two_months
-            ),
+    out = []
+    for handoff, hd in handoffs_of(data):
+        h_now, h_prev = _compliance_of(hd, period), _compliance_of(hd, period.previous())
+        out.append(
+            Flag(
+                "Compliance below target two months running",
+                f"{h_prev['label']} {_compliance(h_prev)}, {h_now['label']} {_compliance(h_now)}",
+                f"< {th.compliance_two_months:.0%} both",
+                bool(
+                    h_now["compliance"] < th.compliance_two_months
+                    and h_prev["compliance"] < th.compliance_two_months
+                ),
+                handoff=handoff.name,
+            )
         )
-    ]
     out.append(_conversion_from_baseline(data, period, cfg, now, base))
     out.append(
         Flag(
@@ -197,6 +236,7 @@ def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> 
             _pct(now["leakage"], f"no MQL in {now['label']} is {th.leakage_days} days old yet"),
             f"> {th.leakage_share:.0%}",
             bool(now["leakage"] > th.leakage_share),
+            handoff=LEAD_FUNNEL,
         )
     )
     out.append(
@@ -209,9 +249,19 @@ def refinement_triggers(data: ReportData, period: Period, cfg: ReportConfig) -> 
                 now["rejection_rate"] > th.rejection_rate_two_months
                 and prev["rejection_rate"] > th.rejection_rate_two_months
             ),
+            handoff=LEAD_FUNNEL,
         )
     )
     return out
+
+
+def _compliance_of(data: ReportData, period: Period) -> dict:
+    """The month's compliance of `data`'s clocks (one handoff's), NaN when nothing was decided."""
+    comp = m.compliance(m.judged_clocks(data, period))
+    return {
+        "label": period.label,
+        "compliance": float(comp["compliance"].iloc[0]) if len(comp) else float("nan"),
+    }
 
 
 def _no_mqls(month: dict) -> str:
@@ -231,21 +281,27 @@ def _conversion_from_baseline(
     threshold = f"down > {th.mql_to_sql_drop_points:g} points"
     name = "MQL-to-SQL conversion down from baseline"
     if base.month is None:
-        return Flag(name, f"n/a (no baseline: {base.why_none})", threshold, False)
+        return Flag(name, f"n/a (no baseline: {base.why_none})", threshold, False, handoff=LEAD_FUNNEL)
     then = monthly_figures(data, base.month, cfg)
     value = (
         f"{then['label']} {_pct(then['mql_to_sql'], _no_mqls(then))} -> "
         f"{now['label']} {_pct(now['mql_to_sql'], _no_mqls(now))}"
     )
     if not (np.isfinite(then["mql_to_sql"]) and np.isfinite(now["mql_to_sql"])):
-        return Flag(name, value + "; not judged without both rates", threshold, False)
+        return Flag(name, value + "; not judged without both rates", threshold, False, handoff=LEAD_FUNNEL)
     drop = (then["mql_to_sql"] - now["mql_to_sql"]) * 100
     value += f" ({-drop:+.1f} points)"
     # A month to date has young leads that have not had a whole month to convert: its rate
     # is low by construction, so the trigger is judged only on a month that is over.
     if period.partial:
         value += "; not judged until the month is over (its newest leads have had less time to convert)"
-    return Flag(name, value, threshold, bool(drop > th.mql_to_sql_drop_points and not period.partial))
+    return Flag(
+        name,
+        value,
+        threshold,
+        bool(drop > th.mql_to_sql_drop_points and not period.partial),
+        handoff=LEAD_FUNNEL,
+    )
 
 
 def open_load(data: ReportData, clocks: pd.DataFrame) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 from leadsla.policy import Policy, load_policy
 from leadsla.reports import builders, readiness
 from leadsla.reports.config import ReportConfig, load_report_config
-from leadsla.reports.data import load
+from leadsla.reports.data import Handoff, load
 from leadsla.reports.period import Period, last_full, parse
 from leadsla.store.connection import read_only
 
@@ -31,6 +31,14 @@ def left_counts_as(sla_id: str, policy: Policy | None = None) -> str:
         PolicyError: the policy has no SLA `sla_id` (reports.yaml names an unknown SLA).
     """
     return (policy or load_policy()).sla(sla_id).left_counts_as
+
+
+def handoffs(policy: Policy, measured: str) -> tuple[Handoff, ...]:
+    """Every enabled SLA of the policy as a report section (the SLA matrix), the measured one first,
+    the rest in the policy's order."""
+    slas = [s for s in policy.slas if s.enabled]
+    slas.sort(key=lambda s: s.id != measured)
+    return tuple(Handoff(s.id, s.name, s.handoff, s.object, s.team, s.left_counts_as) for s in slas)
 
 
 def data_gap(
@@ -114,6 +122,7 @@ def build_for(
             left_counts_as=left_counts_as(cfg.sla_id, policy),
             routing=policy.routing,
             automation_user_ids=policy.automation_user_ids,
+            handoffs=handoffs(policy, cfg.sla_id),
         )
     finally:
         if own:
