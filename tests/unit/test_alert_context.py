@@ -195,3 +195,35 @@ def _message(i: int, payload: dict) -> Message:
         channel="slack",
         payload=payload,
     )
+
+
+def test_an_opportunity_breach_says_its_amount_and_its_lead_s_score_in_the_e_mail() -> None:
+    opp = "006000000000001AAA"
+    records = pd.DataFrame(
+        [
+            {"object_type": "Opportunity", "record_id": opp, "name": "Big deal", "company": None,
+             "lead_source": "Partner", "fields": {"Amount": 120000}},
+            {"object_type": "Lead", "record_id": "00Q000000000001AAA", "name": "L", "company": "C",
+             "lead_source": "Web",
+             "fields": {"Lead_Score__c": 77, "Campaign__c": "Expo", "ConvertedOpportunityId": opp}},
+        ]
+    )  # fmt: skip
+    messages = decide_checkpoints(
+        _clock(sla_id="demo_to_proposal", record_id=opp, object_type="Opportunity"),
+        _checkpoints(("breach", 14460)).assign(sla_id="demo_to_proposal", record_id=opp),
+        records,
+        Directory(POLICY, USERS),
+        now=(START + pd.Timedelta(hours=4, minutes=5)).to_pydatetime(),
+        handled=[],
+        instance_url="https://acme.my.salesforce.com",
+        context=FIELDS,
+    ).messages
+    assert messages
+    text = alert_email_message(AlertPayload.parse(messages[0].payload)).text
+    for line in (
+        "Score:             77",
+        "Deal value:        $120,000 (Opportunity Amount)",
+        "Source:            Partner",
+        "Campaign:          Expo",
+    ):
+        assert line in text, line
