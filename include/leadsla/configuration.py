@@ -30,6 +30,7 @@ from leadsla.crm.mapping import CrmMapping, ObjectMapping, check_against_org
 from leadsla.crm.mapping import active_path as active_mapping_path
 from leadsla.crm.mapping import load as load_mapping
 from leadsla.crm.picklists import Picklists, picklist_drift
+from leadsla.decisions.context import ContextFields
 from leadsla.decisions.plan import Notice
 from leadsla.errors import LeadSlaError
 from leadsla.lifecycle import Lifecycle, active_lifecycle_path, load_lifecycle
@@ -37,7 +38,7 @@ from leadsla.paths import config_dir
 from leadsla.policy import Policy, Sla, TouchRule, active_policy_path, load_policy
 from leadsla.quality.rules import QualityRules
 from leadsla.quality.rules import load as load_quality_rules
-from leadsla.reports.config import ReportConfig, load_report_config
+from leadsla.reports.config import ReportConfig, Revenue, load_report_config
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext
 
@@ -84,6 +85,22 @@ class ConfigCheck:
             raise ConfigurationError(problems_message(self.problems))
         assert self.configuration is not None
         return self.configuration
+
+
+def alert_context(policy: Policy, reports: ReportConfig | None) -> ContextFields:
+    """Where alerts find their triage context (`leadsla.decisions.context`): the routing score
+    field (else ``Lead_Score__c``), the reports' campaign field and expected deal value (their
+    defaults when no reports.yaml is at hand)."""
+    score = policy.routing.score.field if policy.routing and policy.routing.score else "Lead_Score__c"
+    if reports is None:
+        return ContextFields(
+            score_field=score,
+            campaign_field=ReportConfig.model_fields["campaign_field"].default,
+            deal_value=Revenue().deal_value,
+        )
+    return ContextFields(
+        score_field=score, campaign_field=reports.campaign_field, deal_value=reports.revenue.deal_value
+    )
 
 
 def problems_message(problems: list[str]) -> str:

@@ -6,11 +6,14 @@ One rep lets three leads breach on a Tuesday afternoon: each breach tells the re
 at once (rule ``breach``), the third also the director (``repeat``); the team's day is all
 breaches, so the VPs get the capacity alert (``systemic``); no VP gets a breach message. The next
 morning at 08:00 New York each VP gets ONE e-mail listing the day's breaches (``digest``). Reruns
-and repeated deliveries send nothing twice; every message's audit entry names its rule."""
+and repeated deliveries send nothing twice; every message's audit entry names its rule. Every
+message carries the lead's triage context (score, expected deal value, source, campaign, the rep's
+open clocks), "not set" where the CRM holds nothing, and a campaign's markup reaches nobody."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import sqlalchemy as sa
 
@@ -30,6 +33,8 @@ REP_ID, MANAGER_ID, DIRECTOR_ID = "005000000000001AAA", "005000000000002AAA", "0
 DIRECTOR = {"email": "dora.director@example.com", "name": "dora", "real_name": "Dora Director"}
 VPS = {"vp.sales@example.com", "vp.marketing@example.com", "vp.revops@example.com"}
 URL = "https://acme.my.salesforce.com"
+#: Lead 0 has a score and a campaign whose text tries to ping a channel; the others have neither.
+CAMPAIGN = "Spring <!channel> *Webinar*"
 
 
 def seed(engine) -> list[str]:
@@ -70,7 +75,8 @@ def seed(engine) -> list[str]:
                     "lead_source": "Other",  # the standard tier: 4 business hours
                     "created_at": seeded,
                     "modified_at": seeded,
-                    "fields": {"Status": "SAL", "OwnerId": REP_ID},
+                    "fields": {"Status": "SAL", "OwnerId": REP_ID, "LeadSource": "Other"}
+                    | ({"Lead_Score__c": 87.0, "Campaign__c": CAMPAIGN} if i == 0 else {}),
                     "synced_at": seeded,
                 }
                 for i, rid in enumerate(ids)
@@ -169,3 +175,33 @@ def test_the_ladder_through_the_monitor_and_delivery(store, slack_api, smtp_sink
     body = to_director[0].get_body(preferencelist=("plain",)).get_content()
     assert "because it is the rep's 3rd breach across all SLAs in 30 days" in body
     assert FALLBACK_CHANNEL not in {m.get("channel") for m in slack_api.messages()}
+
+    # The context reaches every message: the manager's breach e-mails (text and HTML) and Slack DMs...
+    to_manager = {
+        m.get_body(preferencelist=("plain",)).get_content().split("Lead:")[1].split("\n")[0].strip(): m
+        for m in mails
+        if m["To"] == MANAGER["email"] and "SLA breached" in m["Subject"]
+    }
+    scored = to_manager["Lead 0 <!here>"]
+    text = scored.get_body(preferencelist=("plain",)).get_content()
+    for line in (
+        "Score:             87",
+        "Deal value:        $25,000 (estimated: a typical deal)",
+        "Source:            Other",
+        f"Campaign:          {CAMPAIGN}",
+        "Rep's open clocks: 3",
+    ):
+        assert line in text, line
+    html = scored.get_body(preferencelist=("html",)).get_content()
+    assert "<td>Spring &lt;!channel&gt; *Webinar*</td>" in html and "<!channel>" not in html
+    bare = to_manager["Lead 1 <!here>"].get_body(preferencelist=("plain",)).get_content()
+    assert "Score:             not set" in bare and "Campaign:          not set" in bare
+    assert "None" not in bare and "nan" not in bare
+    dms = [json.dumps(m["blocks"]) for m in slack_api.messages() if "Lead 0" in json.dumps(m["blocks"])]
+    assert dms and all("*Score*\\n87" in b and "*Campaign*\\nSpring &lt;!channel&gt;" in b for b in dms)
+    assert not any("<!channel>" in b for b in dms)
+    # ... and each line of the VPs' digest.
+    digest_text = digest.get_body(preferencelist=("plain",)).get_content()
+    assert digest_text.count("rep's open clocks 3") == 3
+    assert "score 87 · deal value $25,000 (estimated: a typical deal) · source Other" in digest_text
+    assert digest_text.count("score not set") == 2

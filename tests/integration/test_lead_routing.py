@@ -136,7 +136,7 @@ def test_a_policy_naming_an_unknown_user_routes_nothing(org, tmp_path, monkeypat
 def test_an_unowned_lead_alerts_the_team_manager_and_revops_once_then_on_a_schedule(org) -> None:
     org.sb.update("User", org.cat, {"Out_Of_Office__c": True})
     org.sb.update("User", org.ann, {"IsActive": False})  # nobody in SDR Americas can take a lead
-    (stuck,) = org.leads(org._lead("Stuck", "US"))
+    (stuck,) = org.leads(org._lead("Stuck", "US", Lead_Score__c=91, Campaign__c="Q4 <!here> Webinar"))
     (nowhere,) = org.leads(org._lead("Zed", "ZA"))
     now = dt.datetime.now(dt.UTC)
     assert org.route(now)["unrouted"] == 2
@@ -153,14 +153,19 @@ def test_an_unowned_lead_alerts_the_team_manager_and_revops_once_then_on_a_sched
     text = " ".join(payload["lines"])
     assert "queue Lead Intake" in text and "no rep of sdr_east is available" in text
     assert "Next reminder at" in text
+    # what the manager triages by, synced from the CRM ("not set" where it holds nothing)
+    assert (
+        "Triage: score 91 · deal value $25,000 (estimated: a typical deal) · source Web · "
+        "campaign Q4 <!here> Webinar." in payload["lines"]
+    )
     # the lead without a territory reaches RevOps (no team manager to resolve)
     assert {r.recipient for r in org.outbox() if r.payload["subject"] == nowhere} == {
         "vp.revops@example.com",
         "#revops",
     }
-    assert "no territory matches Country ZA" in " ".join(
-        next(r.payload for r in org.outbox() if r.payload["subject"] == nowhere)["lines"]
-    )
+    nowhere_lines = next(r.payload for r in org.outbox() if r.payload["subject"] == nowhere)["lines"]
+    assert "no territory matches Country ZA" in " ".join(nowhere_lines)
+    assert any(line.startswith("Triage: score not set · ") for line in nowhere_lines)
     assert run_unowned(org.engine, now + dt.timedelta(seconds=50), CTX)["queued"] == 0  # exactly once
     alerts = org.audit("unowned_alert_queued")
     assert {e.record_id for e in alerts} == {stuck, nowhere}

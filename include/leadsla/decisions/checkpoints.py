@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from leadsla.decisions.cells import cell_instant, cell_text
+from leadsla.decisions.context import ContextFields, converted_leads, record_context
 from leadsla.decisions.keys import normalise_recipient
 from leadsla.decisions.ladder import Ask, BreachBook, asks
 from leadsla.decisions.phones import SMS
@@ -85,15 +86,19 @@ def decide_checkpoints(
     now: dt.datetime,
     handled: Iterable[CheckpointId],
     instance_url: str,
+    context: ContextFields | None = None,
 ) -> CheckpointDecisions:
     """Decide the messages for every reached, not yet handled checkpoint of every open clock.
 
     Args:
         clocks, checkpoints: `leadsla.engine.Evaluation` frames at `now` (the payload's elapsed and
             remaining business time are the clock's `elapsed_seconds` at `now`).
-        records: the store's records (record_id, name, company, lead_source).
+        records: the store's records (record_id, name, company, lead_source; raw `fields` for
+            the triage context, `decisions.context`).
         handled: checkpoints already queued or recorded as superseded (from the outbox/audit).
         now: the run's time; a message not held by quiet hours has `not_before = now`.
+        context: where the score and campaign live and the expected deal value (default: the
+            usual fields, no estimate).
 
     Returns:
         The decisions. Running the same inputs again gives the same messages (keys included).
@@ -116,6 +121,9 @@ def decide_checkpoints(
         str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")
     }
     open_clocks = clocks[clocks["state"].isin(["running", "paused", "breached"])].groupby("owner_id").size()
+    context = context or ContextFields()
+    opportunities = [i for i, r in record_by_id.items() if r.get("object_type") == "Opportunity"]
+    origin = converted_leads(records, opportunities)
     book: BreachBook | None = None  # every clock's breach by rep: built at the first laddered breach
     for (sla_id, record_id, clock_start), group in reached.groupby(
         ["sla_id", "record_id", "clock_start"], sort=True
@@ -133,8 +141,9 @@ def decide_checkpoints(
         owner_load = int(open_clocks.get(clock["owner_id"], 0))
         if book is None and due["checkpoint"] == "breach" and directory.policy.sla(sla_id).laddered:
             book = BreachBook.of(clocks)
+        triage = record_context(record, context, lead=origin.get(str(record_id)))
         out.messages.extend(
-            _messages(directory, clock, due, record, owner_load, now, instance_url, out, book)
+            _messages(directory, clock, due, record, owner_load, now, instance_url, out, book, triage)
         )
     return out
 
@@ -215,6 +224,7 @@ def _messages(
     instance_url: str,
     out: CheckpointDecisions,
     book: BreachBook | None = None,
+    triage: dict[str, Any] | None = None,
 ) -> list[Message]:
     """The messages of one clock's due checkpoint, one per destination, held for working hours."""
     policy = directory.policy
@@ -257,6 +267,8 @@ def _messages(
         )
         if (ladder := _ladder(rules)) is not None:
             payload["ladder"] = ladder
+        if triage is not None:
+            payload["context"] = dict(triage)
         messages.append(
             Message(
                 sla_id=str(clock["sla_id"]),

@@ -88,4 +88,7 @@ def _item(payload: Mapping[str, Any]) -> dict[str, Any]:
         "deadline": payload["deadline"],
         "owner": payload["owner"]["name"],
         "record_url": url,
+        # The warning's triage context travels with its line (data, not part of the digest's key).
+        **({"context": payload["context"]} if payload.get("context") is not None else {}),
+        **({"open_clocks": payload["open_clocks"]} if payload.get("open_clocks") is not None else {}),
     }

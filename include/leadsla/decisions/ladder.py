@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from leadsla.decisions.cells import cell_instant, cell_text
+from leadsla.decisions.context import ContextFields, converted_leads, describe, record_context, triage_text
 from leadsla.decisions.plan import CheckpointId, Notice
 from leadsla.decisions.recipients import Directory, next_opening
 from leadsla.policy import Checkpoint, Policy, Sla
@@ -200,12 +201,14 @@ def decide_breach_digests(
     directory: Directory,
     now: dt.datetime,
     handled: Iterable[CheckpointId] = (),
+    context: ContextFields | None = None,
 ) -> list[Notice]:
     """Leadership's daily breach digests due at `now`: for each digest person, at the latest
     morning hour (their timezone) at or before `now` not yet sent (once the quiet hours let it go),
     one notice listing the non-critical breaches of their SLAs since the previous one sent (a
     catch-up after downtime covers every day since, at most `DIGEST_CATCH_UP`), else since the
-    previous morning. No breach, no message.
+    previous morning. No breach, no message. Each line carries the breach's triage context
+    (`decisions.context`: score, deal value, source, campaign, the rep's open clocks now).
 
     Keyed (source, role, morning, ...): queued once per person and morning, whatever reruns.
     """
@@ -237,7 +240,11 @@ def decide_breach_digests(
         )
         if not recipients:
             continue
-        notices.append(_digest_notice(group, person.name, items, records, directory, start, end, recipients))
+        notices.append(
+            _digest_notice(
+                group, person.name, items, records, directory, start, end, recipients, clocks, context
+            )
+        )
     return notices
 
 
@@ -268,22 +275,33 @@ def _digest_notice(
     start: dt.datetime,
     end: dt.datetime,
     recipients: tuple[tuple[str, str], ...],
+    clocks: pd.DataFrame,
+    context: ContextFields | None = None,
 ) -> Notice:
     policy = directory.policy
     zone = ZoneInfo(group.timezone)
-    ids = set(items["record_id"])
+    listed = items.head(DIGEST_MAX_LINES)
+    ids = set(listed["record_id"])
     by_id = {str(r["record_id"]): r for r in records[records["record_id"].isin(ids)].to_dict("records")}
+    origin = converted_leads(records, [i for i, r in by_id.items() if r.get("object_type") == "Opportunity"])
+    load = clocks[clocks["state"].isin(["running", "paused", "breached"])].groupby("owner_id").size()
     lines = []
-    for row in items.head(DIGEST_MAX_LINES).to_dict("records"):
+    for row in listed.to_dict("records"):
         record = by_id.get(str(row["record_id"]), {})
         owner = directory.user(_rep(row), "owner")
         owner_name = owner.name if owner else (_rep(row) or "unassigned")
         lead = cell_text(record.get("name")) or str(row["record_id"])
         company = cell_text(record.get("company"))
+        triage = describe(
+            record_context(record, context or ContextFields(), lead=origin.get(str(row["record_id"]))),
+            source=cell_text(record.get("lead_source")),
+            open_clocks=int(load.get(_rep(row), 0)),
+            object_type=str(row.get("object_type") or "Lead"),
+        )
         lines.append(
             f"{row['_at'].tz_convert(zone).strftime('%a %H:%M')} {policy.sla(str(row['sla_id'])).name}: "
             f"{lead}{f' ({company})' if company else ''}, tier {row['tier']}, "
-            f"owner {owner_name}, team {cell_text(row['team']) or '-'}"
+            f"owner {owner_name}, team {cell_text(row['team']) or '-'} - {triage_text(triage)}"
         )
     if len(items) > DIGEST_MAX_LINES:
         lines.append(f"... and {len(items) - DIGEST_MAX_LINES} more (the War Room lists every breach).")

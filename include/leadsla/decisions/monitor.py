@@ -18,6 +18,7 @@ import pandas as pd
 from leadsla.decisions.breach import decide_breach_actions
 from leadsla.decisions.capacity import decide_capacity
 from leadsla.decisions.checkpoints import decide_checkpoints
+from leadsla.decisions.context import ContextFields
 from leadsla.decisions.digest import decide_digests
 from leadsla.decisions.ladder import decide_breach_digests
 from leadsla.decisions.plan import Plan, Queued, QueueState, queued_message, queued_notice
@@ -33,6 +34,7 @@ def decide(
     *,
     now: dt.datetime,
     instance_url: str,
+    context: ContextFields | None = None,
 ) -> Plan:
     """Everything this evaluation calls for (module docstring).
 
@@ -43,6 +45,8 @@ def decide(
         state: the outbox's pending and recently delivered rows and the handled checkpoints.
         now: the run's time; nothing here reads the wall clock.
         instance_url: the CRM's base URL for record links.
+        context: where each alert's triage context comes from (score and campaign fields, the
+            expected deal value; `decisions.context`).
     """
     policy = directory.policy
     found = decide_checkpoints(
@@ -53,6 +57,7 @@ def decide(
         now=now,
         handled=state.handled,
         instance_url=instance_url,
+        context=context,
     )
     seq = state.next_seq
     queued: list[Queued] = list(state.rows)
@@ -60,7 +65,7 @@ def decide(
         queued.append(queued_message(message, now, seq))
         seq += 1
     notices, roll_ups = decide_capacity(evaluation.clocks, policy, now, queued, state.handled)
-    notices += decide_breach_digests(evaluation.clocks, records, directory, now, state.handled)
+    notices += decide_breach_digests(evaluation.clocks, records, directory, now, state.handled, context)
     for notice in notices:
         rows = queued_notice(notice, now, seq)
         queued += rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadsla.decisions.context import describe
 from leadsla.notify.formatting import (
     LATE_AFTER,
     EmailContent,
@@ -22,6 +23,17 @@ from leadsla.notify.formatting import (
     words_duration,
 )
 from leadsla.notify.payloads import AlertPayload
+
+
+def triage(p: AlertPayload) -> list[tuple[str, str]]:
+    """Score, deal value, source, campaign and the rep's open clocks, "not set" where missing
+    (plain text: each renderer escapes it; a row from before context says source and load only)."""
+    return describe(
+        p.context.model_dump() if p.context is not None else None,
+        source=p.lead.source,
+        open_clocks=p.open_clocks,
+        object_type=p.lead.object_type,
+    )
 
 
 def _title(p: AlertPayload) -> str:
@@ -45,11 +57,13 @@ def alert_slack_message(payload: AlertPayload, key: str) -> dict[str, Any]:
     else:
         remaining = f"{short_duration(p.remaining_seconds)} (deadline {e(local_time(p.deadline, tz))})"
     lead_line = f"*{e(p.lead.name)}*" + (f" at {e(p.lead.company)}" if p.lead.company else "")
+    # At most 10 fields (Slack's limit): the lead's name is in the line above once context fills them.
+    context_fields = [f"*{label}*\n{e(text)}" for label, text in triage(p) if label != "Rep's open clocks"]
     fields = [
-        f"*Lead*\n{e(p.lead.name)}",
+        *([f"*Lead*\n{e(p.lead.name)}"] if p.context is None else []),
         f"*Company*\n{e(p.lead.company) or '-'}",
-        f"*Source*\n{e(p.lead.source) or '-'}",
         f"*Tier*\n{e(p.lead.tier) or '-'}",
+        *context_fields,
         f"*Business time elapsed*\n{short_duration(p.elapsed_seconds)} of {short_duration(p.target_seconds)}"
         f" (as of {e(local_time(p.as_of, tz))})",
         f"*{'Overdue' if p.overdue else 'Remaining'}*\n{remaining}",
@@ -121,6 +135,8 @@ def alert_email_message(payload: AlertPayload) -> EmailContent:
         "breached_utc": utc_time(p.breached_at or p.deadline),
         "team_timezone": team_tz,
         "team_name": p.team.name if p.team else None,
+        # Score, deal value, source, campaign ("not set" where missing); open clocks have their row.
+        "triage": [(label, text) for label, text in triage(p) if label != "Rep's open clocks"],
     }
     if p.kind == "breach":
         subject = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadsla.decisions.context import describe, triage_text
 from leadsla.notify.formatting import (
     EmailContent,
     local_time,
@@ -18,7 +19,21 @@ from leadsla.notify.formatting import (
     slack_post,
     templates,
 )
-from leadsla.notify.payloads import DigestPayload
+from leadsla.notify.payloads import DigestItem, DigestPayload
+
+
+def _triage(item: DigestItem) -> str:
+    """``score 87 · deal value ... · rep's open clocks 5`` (plain text; "" for a row from before)."""
+    if item.context is None:
+        return ""
+    return triage_text(
+        describe(
+            item.context.model_dump(),
+            source=item.lead.source,
+            open_clocks=item.open_clocks,
+            object_type=item.lead.object_type,
+        )
+    )
 
 
 def digest_slack_message(payload: DigestPayload, key: str) -> dict[str, Any]:
@@ -31,6 +46,7 @@ def digest_slack_message(payload: DigestPayload, key: str) -> dict[str, Any]:
         + (f" at {e(one_line(i.lead.company))}" if i.lead.company else "")
         + f" ({e(one_line(i.lead.tier)) or '-'}, {e(i.sla_name)}): "
         + f"{short_duration(i.remaining_seconds)} left, deadline {e(local_time(i.deadline, tz))}"
+        + (f"\n    {e(_triage(i))}" if i.context is not None else "")
         for i in p.items
     ]
     title = f"SLA digest: {len(p.items)} more warnings"
@@ -69,6 +85,7 @@ def digest_email_message(payload: DigestPayload) -> EmailContent:
             "deadline": local_time(i.deadline, tz),
             "owner": one_line(i.owner),
             "url": i.record_url,
+            "triage": _triage(i),
         }
         for i in p.items
     ]

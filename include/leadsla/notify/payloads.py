@@ -26,6 +26,9 @@ Alert payload (JSON in ``outbox.payload``)::
       "deadline": "2026-03-09T18:00:00Z", "due_at": "2026-03-09T16:00:00Z",
       "breached_at": null,                      # set for breaches
       "open_clocks": 3,                         # the owner's open clocks when evaluated
+      "context": {"score": "87", "amount": 25000.0,   # for triage (decisions.context); optional,
+                  "amount_basis": "estimate",         # data only: never part of the key
+                  "campaign": "Spring Webinar"},
       "instance_url": "https://acme.my.salesforce.com",
       "ladder": {"rule": "repeat", "why": "the rep's 3rd breach ..."}   # breaches; optional
     }
@@ -150,6 +153,16 @@ class LadderStep(PayloadModel):
     why: str | None = None  # e.g. "the rep's 3rd breach across all SLAs in 30 days"
 
 
+class AlertContext(PayloadModel):
+    """What a manager triages by (`leadsla.decisions.context`): None where the CRM holds nothing."""
+
+    score: str | None = Field(None, max_length=200)
+    amount: float | None = Field(None, allow_inf_nan=False)
+    #: ``amount``: the Opportunity's Amount; ``estimate``: the reports' expected deal value.
+    amount_basis: Literal["amount", "estimate"] | None = None
+    campaign: str | None = Field(None, max_length=200)
+
+
 class AlertPayload(Payload):
     """The schema of ``outbox.payload`` (see the module docstring for an example)."""
 
@@ -176,6 +189,8 @@ class AlertPayload(Payload):
     instance_url: str
     #: The ladder rule that sent this breach message (None: a warning, or a row from before).
     ladder: LadderStep | None = None
+    #: Score, deal value and campaign for triage (None: a row queued before alerts carried them).
+    context: AlertContext | None = None
 
     @field_validator("instance_url")
     @classmethod
@@ -289,6 +304,9 @@ class DigestItem(PayloadModel):
     deadline: AwareDatetime
     owner: str
     record_url: str
+    #: The alert's triage context and the rep's open clocks (None: a row from before).
+    context: AlertContext | None = None
+    open_clocks: int | None = Field(None, ge=0)
 
 
 class DigestPayload(Payload):

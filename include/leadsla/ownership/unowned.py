@@ -31,6 +31,8 @@ import sqlalchemy as sa
 
 from leadsla.calendar import to_epoch_seconds
 from leadsla.crm.landing import parse_datetime
+from leadsla.decisions.cells import cell_text
+from leadsla.decisions.context import ContextFields, describe, record_context, triage_text
 from leadsla.decisions.plan import Notice
 from leadsla.decisions.recipients import Directory
 from leadsla.decisions.routing import Lead, route
@@ -212,9 +214,18 @@ def _why(
 
 
 def alert_unowned(
-    engine: sa.Engine, now: dt.datetime, context: AuditContext, *, policy: Policy
+    engine: sa.Engine,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    policy: Policy,
+    triage: ContextFields | None = None,
 ) -> dict[str, Any]:
-    """Queue the due unowned-lead alerts (module docstring). Returns counts for XCom."""
+    """Queue the due unowned-lead alerts (module docstring). Returns counts for XCom.
+
+    `triage`: where each alert's score, campaign and expected deal value come from
+    (`decisions.context`; default: the usual fields, no estimate).
+    """
     routing = policy.routing
     if routing is None:
         return {"unowned": 0, "queued": 0}
@@ -236,7 +247,7 @@ def alert_unowned(
         recipients = addresses(directory, routing.unowned.notify, routing.unowned.channels, lead.team)
         if recipients:
             notices.append(
-                _notice(lead, number, who, why.get(lead.record_id), routing, policy, now, recipients)
+                _notice(lead, number, who, why.get(lead.record_id), routing, policy, now, recipients, triage)
             )
     with engine.begin() as conn:
         queued = queue_notices(conn, notices, now, context)
@@ -252,6 +263,7 @@ def _notice(
     policy: Policy,
     now: dt.datetime,
     recipients: tuple[tuple[str, str], ...],
+    triage: ContextFields | None = None,
 ) -> Notice:
     waited = now - lead.since
     hours, minutes = divmod(int(waited.total_seconds()) // 60, 60)
@@ -263,6 +275,16 @@ def _notice(
         f"and has waited {hours} h {minutes:02d} min for an owner (since "
         f"{lead.since.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC).",
         f"Team: {lead.team or 'none (no territory matches)'}.",
+        # What the manager triages by (no rep, so no open load): score, deal value, source, campaign.
+        "Triage: "
+        + triage_text(
+            describe(
+                record_context({"object_type": "Lead", "fields": lead.fields}, triage or ContextFields()),
+                source=cell_text(lead.fields.get("LeadSource")),
+                open_clocks=None,
+            )
+        )
+        + ".",
     ]
     if why:
         lines.append(f"Routing could not place it: {why}.")

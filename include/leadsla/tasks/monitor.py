@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from leadsla.configuration import Configuration
+from leadsla.configuration import Configuration, alert_context
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
@@ -30,6 +30,7 @@ from leadsla.notify import outbox
 from leadsla.notify.delivery import budget_from_env, deliver_due
 from leadsla.notify.failure import Contacts
 from leadsla.policy import Policy
+from leadsla.reports.config import ReportConfig
 from leadsla.stamping.stamp import stamp_clocks
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
@@ -48,18 +49,25 @@ def run_monitor(
     *,
     policy: Policy | None = None,
     url: str | None = None,
+    reports: ReportConfig | None = None,
 ) -> dict[str, Any]:
     """Evaluate at `now`, decide, and write the clocks and the plan in one transaction.
 
     Args:
         policy: the policy to enforce (default: the configuration in force, checked now).
+        reports: the report settings whose campaign field and expected deal value the alerts'
+            triage context uses (default: the configuration in force's; with `policy` given and no
+            `reports`, their defaults).
         url: the CRM's base URL for record links (default: `crm.salesforce.instance_url()`).
 
     Returns:
         Small counts for XCom: clocks, due, superseded, queued, digests, capacity alerts,
         rolled up, breaches, unresolved roles.
     """
-    policy = policy or in_force(engine, context, now=now).configuration.policy
+    if policy is None:
+        configuration = in_force(engine, context, now=now).configuration
+        policy, reports = configuration.policy, reports or configuration.reports
+    triage = alert_context(policy, reports)
     url = url or instance_url()
     with engine.begin() as conn:
         # Bookkeeping only (which sync the clocks reflect, for the reports): decisions use `now`.
@@ -76,7 +84,9 @@ def run_monitor(
         counts = persist_clocks(conn, evaluation.clock_rows(), now, context)
         state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
         directory = Directory(policy, frames["users"], frames["queues"])
-        plan = decide(evaluation, frames["records"], directory, state, now=now, instance_url=url)
+        plan = decide(
+            evaluation, frames["records"], directory, state, now=now, instance_url=url, context=triage
+        )
         applied = outbox.apply(conn, plan, now, context)
         record_evaluation(
             conn, now=now, read_at=read_at, clocks=len(evaluation.clocks), run_id=context.run_id

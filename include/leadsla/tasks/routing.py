@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from leadsla.configuration import alert_context
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env
 from leadsla.ownership.route import misrouted_notices, route_leads
@@ -40,8 +41,9 @@ def run_routing(
 
 def run_unowned(engine: sa.Engine, now: dt.datetime, context: AuditContext) -> dict[str, Any]:
     """Queue the due alerts for leads nobody working owns, at `now`."""
-    policy = in_force(engine, context, now=now).configuration.policy
-    return alert_unowned(engine, now, context, policy=policy)
+    configuration = in_force(engine, context, now=now).configuration
+    triage = alert_context(configuration.policy, configuration.reports)
+    return alert_unowned(engine, now, context, policy=configuration.policy, triage=triage)
 
 
 def route(context: Mapping[str, Any]) -> dict[str, Any]:
