@@ -33,6 +33,13 @@ OUTBOX_WRITERS = OutboxWriters()
 OUTBOX_WRITERS.install()
 
 
+@pytest.fixture
+def session_outbox_writers() -> OutboxWriters:
+    """The session's outbox watch, for the test that plants a rogue writer on purpose (it forgets
+    its own plant, so only a real intruder fails the run)."""
+    return OUTBOX_WRITERS
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when any module but leadsla.notify.outbox wrote the outbox in any test."""
     intruders = OUTBOX_WRITERS.intruders

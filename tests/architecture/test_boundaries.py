@@ -195,7 +195,9 @@ def test_the_static_outbox_check_can_fail() -> None:
     assert outbox_writes(source, "x.py") == ["x.py:4 update", "x.py:5 insert", "x.py:6 insert_new"]
 
 
-def test_at_run_time_only_the_outbox_module_writes_it_and_a_rogue_writer_is_seen(store) -> None:
+def test_at_run_time_only_the_outbox_module_writes_it_and_a_rogue_writer_is_seen(
+    store, session_outbox_writers
+) -> None:
     """Every kind of write the outbox module makes, watched; then a planted writer elsewhere."""
     from leadsla.decisions.plan import Message, Notice, Plan
     from leadsla.notify import outbox
@@ -229,8 +231,10 @@ def test_at_run_time_only_the_outbox_module_writes_it_and_a_rogue_writer_is_seen
 
             exec(rogue, {"__name__": "leadsla.escalation.rogue", "conn": conn, "schema": schema})
         assert watch.intruders == {"leadsla.escalation.rogue": "UPDATE outbox SET"}
+        assert session_outbox_writers.intruders.get("leadsla.escalation.rogue") == "UPDATE outbox SET"
     finally:
         watch.remove()
+        session_outbox_writers.seen.pop("leadsla.escalation.rogue", None)  # the plant, not an intruder
 
 
 @pytest.mark.parametrize(

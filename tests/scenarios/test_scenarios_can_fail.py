@@ -206,9 +206,13 @@ def test_a_critical_breach_held_for_working_hours_fails_the_demo_line(monkeypatc
     )
     outcome = result(shipped("tiered"), "demo_request_tier")
     assert outcome.status == "fail"
-    assert outcome.detail.startswith(
-        "a critical breach is not held for working hours: got held for ['#marketing-leadership', "
-    )
+    # Made non-critical, the breach also leaves the VPs for their digest (the ladder) and waits for
+    # the rep's and manager's working hours: both are named.
+    assert "breach told: missing email vp.marketing@example.com" in outcome.detail, outcome.detail
+    assert (
+        "a critical breach is not held for working hours: got held for "
+        "['max.manager@example.com', 'rita.rep@example.com']"
+    ) in outcome.detail, outcome.detail
 
 
 def test_a_scenario_that_cannot_run_fails_with_the_error(monkeypatch) -> None:
