@@ -3,8 +3,11 @@ org with its backlog, back-fill the store through the Salesforce stand-in (crm_s
 the first evaluation (sla_monitor's), then build each report for the period `make run` asks for.
 
 Goal: seeding + first sync + first evaluation well under 2-3 minutes, every report with figures
-(non-zero counts), and a rebuild of each report byte-identical. Everything lives in a temp folder;
-nothing is sent. Prints one JSON line (logs go to stderr).
+(non-zero counts), and a rebuild of each report byte-identical. Each report lists the SLAs it has
+a section for (`handoffs_in_report`); `vp_mails_seed000` and `vp_mails_ladder` are the e-mails the
+VPs got for the history's breaches, every breach told at once (seed 000) against the escalation
+ladder's rungs and daily digests (`bench/ladder.py`). Everything lives in a temp folder; nothing is
+sent. Prints one JSON line (logs go to stderr).
 
     python bench/demo_reports.py [--backlog-hours H]
 """
@@ -116,6 +119,12 @@ def main() -> int:
                 again.images,
             )
             reports[name] = {"period": report.period.title, "build_s": seconds, **figures(report)}
+        # Who the demo history's breaches told among the VPs: seed 000 against the ladder.
+        sys.path.insert(0, str(ROOT / "bench"))
+        from ladder import vp_mails
+
+        ladder = vp_mails(engine, now, args.backlog_hours)
+        out |= {key: ladder[key] for key in ("vp_mails_seed000", "vp_mails_ladder")}
         engine.dispose()
     out["reports"] = reports
     out["rebuild_identical"] = identical
