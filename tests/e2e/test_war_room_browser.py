@@ -67,11 +67,17 @@ uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="wa
 """
 
 
-@pytest.fixture(scope="module")
-def api_server(tmp_path_factory):
-    """Airflow's API server app with our plugins folder, on an ephemeral port; always stopped."""
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def api_server(request, tmp_path_factory):
+    """Airflow's API server app with our plugins folder, on an ephemeral port, over a store on each
+    backend (the War Room's queries run on both); always stopped."""
     home = tmp_path_factory.mktemp("airflow-home")
-    store_url = f"sqlite:///{home / 'store.db'}"
+    if request.param == "postgresql":
+        from tests.conftest import _new_postgres_url
+
+        store_url = _new_postgres_url(request.getfixturevalue("postgres_server"))
+    else:
+        store_url = f"sqlite:///{home / 'store.db'}"
     engine = open_store(store_url)
     write_routed_org(engine)
     with_handoffs(Builder()).write(engine)  # the AE and CS handoffs' Opportunities and clocks
