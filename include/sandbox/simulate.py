@@ -225,6 +225,33 @@ DESK_BOOKED_SHARE = 0.55
 DESK_SHOWCASE_EVERY = timedelta(minutes=2)
 DESK_SHOWCASE_FOR = timedelta(minutes=20)
 DESK_SHOWCASE_LATE_MINUTES = (20.0, 40.0)
+# The Account Executives (docs/decisions/2026-12-06-demo-handoffs.md): the policy's `ae` team (its
+# crm_names: AE_TEAM), in New York (the team's us_east calendar): one AE per SDR team and a manager
+# reporting to the VP Sales; fixed names, no random draws. A lead an SDR converts becomes an Opportunity
+# owned by the AE of the SDR's team (its stage timings still drawn in the converting SDR's hours, as before:
+# the org's other draws come at the instants they always came). Beside them, the AEs' own pipeline
+# (AE_PIPELINE_RATE deals a New York business hour, from partners and outbound: LeadSource "Partner") goes
+# Needs Analysis -> Demo Completed -> proposal -> closed (won AE_WON_SHARE), so the demo's two weeks hold
+# demo-to-proposal and CS-kickoff clocks, some late (AE_LATE_SHARE, CS_LATE_SHARE). AE_ONBOARDING_BOOK
+# customers won (most kicked off) AE_BOOK_WON_DAYS before a new org's first instant finish onboarding (14
+# calendar days) in the backlog, ONBOARDING_LATE_SHARE late: an onboarding clock starts and decides only
+# over more than two weeks. AE_OPEN_BOOK open deals (created before the org's first instant) give its first
+# week demos and closed-won deals. Every draw comes from the AEs' own generator (seeded "<seed>-ae"): the
+# rest of the org draws what it drew before.
+AE_TEAM = "Account Executives"
+AE_TZ = "America/New_York"  # the policy's `ae` team works the us_east calendar
+AE_MANAGER = ("Avery", "Closer")
+AE_PEOPLE = (("Noah", "Newbiz"), ("Lena", "Ledger"), ("Sam", "Signer"))  # one per TEAMS entry, in order
+AE_PIPELINE_RATE = 0.4  # new pipeline deals per New York business hour (weekdays)
+AE_PIPELINE_SOURCE = "Partner"
+AE_DEMO_HOURS = (2.0, 24.0)  # business hours from a new deal to its demo
+AE_PROPOSAL_HOURS, AE_LATE_HOURS, AE_LATE_SHARE = (2.0, 20.0), (25.0, 40.0), 0.2  # SLA: 24 business hours
+AE_CLOSE_DAYS, AE_WON_SHARE = (1.0, 4.0), 0.6  # after the proposal
+CS_KICKOFF_HOURS, CS_LATE_HOURS, CS_LATE_SHARE = (1.0, 14.0), (17.0, 30.0), 0.22  # SLA: 16 business hours
+ONBOARDING_DAYS, ONBOARDING_LATE_DAYS, ONBOARDING_LATE_SHARE = (5.0, 13.0), (14.5, 20.0), 0.25  # SLA: 14 days
+AE_ONBOARDING_BOOK = 16
+AE_OPEN_BOOK = 16  # a new org's open deals: half in Needs Analysis, half waiting on their proposal's answer
+AE_BOOK_WON_DAYS = (0.5, 11.0)
 _USER_PREFIX = sf_schema.sobject("User").key_prefix
 
 
@@ -314,6 +341,11 @@ class DemoOrg:
         self.desk_fake.seed_instance(f"{seed}-desk")
         self.desk_leads: set[str] = set()
         self.live_from = _minute(live_from) if live_from else None
+        self.ae_rng = random.Random(f"{seed}-ae")  # never self.rng: the rest of the org is unchanged
+        self.aes: dict[str, str] = {}  # SDR team -> the AE its conversions go to
+        self.ae_tz: dict[str, str] = {}  # AE id -> time zone
+        self.ae_deals: set[str] = set()  # the AEs' own pipeline and onboarding book (drawn from ae_rng)
+        self.ae_turn = 0
         state = store.get_meta("demo_state")
         if state:
             self._load(json.loads(state))
@@ -330,6 +362,8 @@ class DemoOrg:
         self.counts: dict[str, int] = {}
         self._reschedule_open_leads()
         self._reschedule_open_opportunities()
+        if not self.aes:  # after the re-plans: the onboarding book plans its own deals
+            self._seed_account_executives(self.clock, book=not state)
         for lead_id, due in sorted(self.returning.items()):
             self._schedule(parse_datetime(due), "return", lead_id)
         for lead_id, due in sorted(self.manual_owner_due.items()):
@@ -491,6 +525,130 @@ class DemoOrg:
         for index, account in enumerate(self.accounts):
             self.store.update("Account", account, {"CS_Owner__c": ids[1 + index % 2]}, now=now, system=True)
 
+    def _seed_account_executives(self, now: datetime, book: bool) -> None:
+        """The Account Executives (AE_TEAM), in New York: a manager reporting to the VP Sales and one
+        AE per SDR team, who takes that team's conversions. Fixed names, no draws from the org's
+        generators. A new org (`book`) also gets the AEs' book: customers kicked off before its first
+        instant, and open deals."""
+        people = [(*AE_MANAGER, "AE Manager", self.vps["sales"])]
+        people += [(first, last, "Account Executive", None) for first, last in AE_PEOPLE]
+        ids: list[str] = []
+        tz = AE_TZ
+        for first, last, title, manager in people:
+            row = {
+                "FirstName": first,
+                "LastName": last,
+                "Title": title,
+                "Department": AE_TEAM,
+                "Team__c": AE_TEAM,
+                "Email": f"{first}.{last}@leadsla.example".lower(),
+                "IsActive": True,
+                "TimeZoneSidKey": tz,
+                "ManagerId": manager or ids[0],
+                "Out_Of_Office__c": False,
+                "CreatedDate": now,
+            }
+            ids += self.store.bulk_insert("User", [row])
+            self.ae_tz[ids[-1]] = tz
+        self.managers[AE_TEAM] = ids[0]
+        self.aes = {team: ae for (team, *_), ae in zip(TEAMS, ids[1:], strict=True)}
+        if book:
+            self._seed_ae_book(now)
+        self._save()
+
+    def _seed_ae_book(self, now: datetime) -> None:
+        """The AEs' book: AE_ONBOARDING_BOOK deals won AE_BOOK_WON_DAYS before `now`, their CS
+        kickoff booked CS_LATE_SHARE late, their history written at those instants (a new org: nothing
+        has synced yet; a kickoff still ahead is planned), onboarding ONBOARDING_LATE_SHARE late; and
+        AE_OPEN_BOOK open deals, half in Needs Analysis, half waiting on their proposal's answer."""
+        rng = self.ae_rng
+        aes = list(self.aes.values())
+        for index in range(AE_ONBOARDING_BOOK):
+            won = _business_time(now - timedelta(days=rng.uniform(*AE_BOOK_WON_DAYS)), CS_TZ)
+            late = rng.random() < CS_LATE_SHARE
+            kickoff = _add_business_hours(
+                won, rng.uniform(*(CS_LATE_HOURS if late else CS_KICKOFF_HOURS)), CS_TZ, CS_HOURS
+            )
+            owner = aes[index % len(aes)]
+            opp = self.store.create(
+                "Opportunity",
+                {
+                    "Name": f"{self.store.get('Account', self.accounts[index])['Name']} - Onboarding",
+                    "AccountId": self.accounts[index],
+                    "OwnerId": owner,
+                    "StageName": "Negotiation/Review",
+                    "CloseDate": won.date(),
+                    "Amount": float(rng.randrange(10_000, 200_000, 500)),
+                    "LeadSource": AE_PIPELINE_SOURCE,
+                },
+                now=won - timedelta(days=rng.uniform(5, 20)),
+                user_id=owner,
+            )
+            opp = self.store.update(
+                "Opportunity", opp["Id"], {"StageName": "Closed Won"}, now=won, user_id=owner
+            )
+            self.ae_deals.add(opp["Id"])
+            if kickoff > now:
+                self._schedule(kickoff, "kickoff", opp["Id"])
+                continue
+            opp = self.store.update(
+                "Opportunity",
+                opp["Id"],
+                {"CS_Kickoff_Date__c": kickoff.date()},
+                now=kickoff,
+                user_id=self._cs_user(opp),
+            )
+            self._plan_customer_success(opp, kickoff, self.ae_rng)
+        for index in range(AE_OPEN_BOOK):
+            owner, stage = aes[index % len(aes)], ("Needs Analysis", "Proposal/Price Quote")[index % 2]
+            account = self.accounts[-1 - index]
+            opp = self.store.create(
+                "Opportunity",
+                {
+                    "Name": f"{self.store.get('Account', account)['Name']} - Expansion",
+                    "AccountId": account,
+                    "OwnerId": owner,
+                    "StageName": stage,
+                    "CloseDate": (now + timedelta(days=30)).date(),
+                    "Amount": float(rng.randrange(5_000, 120_000, 500)),
+                    "LeadSource": AE_PIPELINE_SOURCE,
+                },
+                now=now - timedelta(days=rng.uniform(3, 15)),
+                user_id=owner,
+            )
+            self.ae_deals.add(opp["Id"])
+            self._schedule(self._stage_due(owner, stage, now, ae=True), "stage", opp["Id"])
+
+    def _ae_arrivals(self, at: datetime) -> None:
+        """The AEs' own pipeline: a new deal (Needs Analysis) now and then in New York business hours,
+        to the next AE, its demo AE_DEMO_HOURS business hours later. One draw every minute."""
+        rng = self.ae_rng
+        roll = rng.random()
+        local = at.astimezone(ZoneInfo(AE_TZ))
+        if local.weekday() >= 5 or not 9 <= local.hour < 17 or roll >= AE_PIPELINE_RATE / 60.0:
+            return
+        aes = list(self.aes.values())
+        owner = aes[self.ae_turn % len(aes)]
+        self.ae_turn += 1
+        account = rng.choice(self.accounts)
+        opp = self.store.create(
+            "Opportunity",
+            {
+                "Name": f"{self.store.get('Account', account)['Name']} - Expansion",
+                "AccountId": account,
+                "OwnerId": owner,
+                "StageName": "Needs Analysis",
+                "CloseDate": (at + timedelta(days=30)).date(),
+                "Amount": float(rng.randrange(5_000, 120_000, 500)),
+                "LeadSource": AE_PIPELINE_SOURCE,
+            },
+            now=at,
+            user_id=owner,
+        )
+        self.ae_deals.add(opp["Id"])
+        due = _add_business_hours(at, rng.uniform(*AE_DEMO_HOURS), self.ae_tz[owner], (9, 17))
+        self._schedule(due, "stage", opp["Id"])
+
     def _seed_routing(self, now: datetime) -> None:
         """The `leadsla` mode's part of the org: the Lead Intake queue; the Senior SDR role for each
         team's first (fast) rep, the hot tier's; every account owned by a rep of the QUEUE_TEAMS
@@ -536,6 +694,9 @@ class DemoOrg:
 
         def person(title: str, tz: str, manager: str, role: str) -> str:
             first, last = _new_person(self.desk_fake, taken)
+            # Fictional mobiles after the SDR teams' (555-0130...): the desk's breaches are a
+            # critical tier's, texted at once (issue 17: a critical breach reaches the SMS gateway).
+            people = sum(1 for u in self.store.scan("User") if u.get("Team__c") == DESK_TEAM)
             row = {
                 "FirstName": first,
                 "LastName": last,
@@ -543,6 +704,7 @@ class DemoOrg:
                 "Department": DESK_TEAM,
                 "Team__c": DESK_TEAM,
                 "Email": f"{first}.{last}@leadsla.example".lower(),
+                "MobilePhone": demo_mobile(len(TEAMS), people),
                 "IsActive": True,
                 "TimeZoneSidKey": tz,
                 "ManagerId": manager,
@@ -686,6 +848,14 @@ class DemoOrg:
             )
         if self.desk:
             routing.update(desk_rng=_rng_state(self.desk_rng), desk_leads=sorted(self.desk_leads))
+        if self.aes:
+            routing.update(
+                aes=self.aes,
+                ae_tz=self.ae_tz,
+                ae_rng=_rng_state(self.ae_rng),
+                ae_deals=sorted(self.ae_deals),
+                ae_turn=self.ae_turn,
+            )
         self.store.set_meta(
             "demo_state",
             json.dumps(
@@ -737,6 +907,10 @@ class DemoOrg:
         if self.desk:
             self.desk_rng.setstate(_rng_from(state["desk_rng"]))
             self.desk_leads = set(state["desk_leads"])
+        if "aes" in state:  # absent in orgs saved before the Account Executives
+            self.aes, self.ae_tz = dict(state["aes"]), dict(state["ae_tz"])
+            self.ae_rng.setstate(_rng_from(state["ae_rng"]))
+            self.ae_deals, self.ae_turn = set(state["ae_deals"]), state["ae_turn"]
 
     def _reschedule_open_leads(self) -> None:
         """After a restart, open leads get a fresh plan (pending events live in memory only)."""
@@ -750,12 +924,15 @@ class DemoOrg:
         for row in self.store.scan("Opportunity"):
             if row.get("IsDeleted"):
                 continue
+            ae = row["Id"] in self.ae_deals
             if not row.get("IsClosed"):
                 self._schedule(
-                    self._stage_due(row.get("OwnerId"), row.get("StageName"), self.clock), "stage", row["Id"]
+                    self._stage_due(_paced_by(row, ae), row.get("StageName"), self.clock, ae),
+                    "stage",
+                    row["Id"],
                 )
             elif row.get("StageName") == "Closed Won":
-                self._plan_customer_success(row, self.clock)
+                self._plan_customer_success(row, self.clock, self.ae_rng if ae else None)
 
     # ------------------------------------------------------------ the flow
 
@@ -1162,7 +1339,8 @@ class DemoOrg:
                     {
                         "Name": f"{lead.get('Company')} - New Business",
                         "AccountId": self.rng.choice(self.accounts),
-                        "OwnerId": owner,
+                        # The AE of the converting SDR's team (none in orgs saved before the AEs).
+                        "OwnerId": self._converted_owner(owner),
                         "StageName": "Qualification",
                         "CloseDate": (at + timedelta(days=45)).date(),
                         "Amount": float(self.rng.randrange(5_000, 150_000, 500)),
@@ -1187,6 +1365,11 @@ class DemoOrg:
                 self._schedule(at + timedelta(days=2 + self.rng.random() * 10), "stage", opp["Id"])
             else:
                 self._reject(lead, at, "Recycled", "No budget", owner)
+
+    def _converted_owner(self, sdr: str) -> str:
+        """Who owns the Opportunity an SDR converts: the AE of the SDR's team (else the SDR)."""
+        rep = self._rep(sdr)
+        return self.aes.get(rep.team, sdr) if rep else sdr
 
     def _work_unresponsive(self, ev: _Event, lead: dict, owner: str) -> None:
         """An unresponsive lead's attempt or its rep giving up: only while it is in SAL (Lead SLA
@@ -1216,27 +1399,60 @@ class DemoOrg:
         self._reject(lead, at, *self._rejection(), lead.get("OwnerId") or None)
         return True
 
-    def _next_stage(self, stage: str | None) -> str:
+    def _next_stage(self, stage: str | None, ae: bool = False) -> str:
         """The stage an opportunity moves to next: along OPPORTUNITY_PATH, closing early one time in
-        five; after negotiation it closes (won 45%)."""
+        five; after negotiation it closes (won 45%). An AE pipeline deal (`ae`, its own draws) closes
+        after its proposal (won AE_WON_SHARE), early one time in ten."""
+        if ae:
+            rng = self.ae_rng
+            if stage == "Proposal/Price Quote" or rng.random() < 0.1:
+                return "Closed Won" if rng.random() < AE_WON_SHARE else "Closed Lost"
+            return (
+                OPPORTUNITY_PATH[OPPORTUNITY_PATH.index(stage) + 1]
+                if stage in OPPORTUNITY_PATH
+                else "Needs Analysis"
+            )
         path = OPPORTUNITY_PATH
         current = path.index(stage) if stage in path else -1
         if current >= len(path) - 1 or (current >= 0 and self.rng.random() < 0.2):
             return "Closed Won" if self.rng.random() < 0.45 else "Closed Lost"
         return path[current + 1]
 
-    def _stage_due(self, owner_id: str | None, stage: str | None, at: datetime) -> datetime:
+    def _stage_due(self, owner_id: str | None, stage: str | None, at: datetime, ae: bool = False) -> datetime:
         """When the opportunity in `stage` moves on. After the demo the AE sends the proposal within
         the 3 business days of the demo-to-proposal SLA most of the time, and late about one time in
-        eight; other stages take days to two weeks."""
+        eight; other stages take days to two weeks. An AE pipeline deal (`ae`, its own draws): late
+        AE_LATE_SHARE of the time, its demo in AE_DEMO_HOURS business hours, closed in AE_CLOSE_DAYS."""
+        rep = self._rep(owner_id or "")
+        tz = rep.tz if rep else self.ae_tz.get(owner_id or "", TEAMS[0][1])
+        if ae:
+            rng = self.ae_rng
+            if stage == "Demo Completed":
+                late = rng.random() < AE_LATE_SHARE
+                hours = rng.uniform(*(AE_LATE_HOURS if late else AE_PROPOSAL_HOURS))
+            elif stage == "Proposal/Price Quote":
+                return _business_time(at + timedelta(days=rng.uniform(*AE_CLOSE_DAYS)), tz)
+            else:
+                hours = rng.uniform(*AE_DEMO_HOURS)
+            return _add_business_hours(at, hours, tz, (9, 17))
         if stage == "Demo Completed":
             hours = self.rng.uniform(2, 22) if self.rng.random() < 0.88 else self.rng.uniform(25, 40)
-            rep = self._rep(owner_id or "")
-            return _add_business_hours(at, hours, rep.tz if rep else TEAMS[0][1], (9, 17))
+            return _add_business_hours(at, hours, tz, (9, 17))
         return at + timedelta(days=2 + self.rng.random() * 10)
 
-    def _plan_customer_success(self, opp: dict, at: datetime) -> None:
-        """A won deal's kickoff and onboarding, unless already done (a restart re-plans them)."""
+    def _plan_customer_success(self, opp: dict, at: datetime, rng: random.Random | None = None) -> None:
+        """A won deal's kickoff and onboarding, unless already done (a restart re-plans them). With
+        `rng` (an AE deal's, ae_rng): CS_LATE_SHARE and ONBOARDING_LATE_SHARE late."""
+        if rng is not None:
+            if not opp.get("CS_Kickoff_Date__c"):
+                late = rng.random() < CS_LATE_SHARE
+                hours = rng.uniform(*(CS_LATE_HOURS if late else CS_KICKOFF_HOURS))
+                self._schedule(_add_business_hours(at, hours, CS_TZ, CS_HOURS), "kickoff", opp["Id"])
+            elif not opp.get("Onboarding_Complete__c"):
+                late = rng.random() < ONBOARDING_LATE_SHARE
+                days = rng.uniform(*(ONBOARDING_LATE_DAYS if late else ONBOARDING_DAYS))
+                self._schedule(_business_time(at + timedelta(days=days), CS_TZ), "onboarded", opp["Id"])
+            return
         if not opp.get("CS_Kickoff_Date__c"):
             # CS books the kickoff within the 2 business days of the closed-won -> kickoff SLA
             # mostly; about one deal in ten waits longer (a busy week, a customer slow to reply).
@@ -1256,6 +1472,7 @@ class DemoOrg:
         opp = self.store.get("Opportunity", ev.record_id)
         if opp.get("IsDeleted"):
             return
+        ae = opp["Id"] in self.ae_deals  # the AEs' own deal: its draws come from ae_rng
         if ev.kind == "kickoff":
             if opp.get("StageName") == "Closed Won" and not opp.get("CS_Kickoff_Date__c"):
                 opp = self.store.update(
@@ -1265,7 +1482,7 @@ class DemoOrg:
                     now=ev.at,
                     user_id=self._cs_user(opp),
                 )
-                self._plan_customer_success(opp, ev.at)
+                self._plan_customer_success(opp, ev.at, self.ae_rng if ae else None)
             return
         if ev.kind == "onboarded":
             if opp.get("CS_Kickoff_Date__c") and not opp.get("Onboarding_Complete__c"):
@@ -1279,14 +1496,14 @@ class DemoOrg:
             return
         if opp.get("IsClosed"):
             return
-        stage = self._next_stage(opp.get("StageName"))
+        stage = self._next_stage(opp.get("StageName"), ae)
         opp = self.store.update(
             "Opportunity", opp["Id"], {"StageName": stage}, now=ev.at, user_id=opp.get("OwnerId")
         )
         if stage == "Closed Won":
-            self._plan_customer_success(opp, ev.at)
+            self._plan_customer_success(opp, ev.at, self.ae_rng if ae else None)
         elif not stage.startswith("Closed"):
-            self._schedule(self._stage_due(opp.get("OwnerId"), stage, ev.at), "stage", opp["Id"])
+            self._schedule(self._stage_due(_paced_by(opp, ae), stage, ev.at, ae), "stage", opp["Id"])
 
     def _assign_by_hand(self, lead: dict, at: datetime) -> None:
         """Nobody routed it (no territory covers its country): the Americas team's manager gives
@@ -1370,6 +1587,8 @@ class DemoOrg:
                     self._new_lead(index, self.clock - timedelta(seconds=self.rng.randint(0, 59)))
             if self.desk:
                 self._desk_arrivals(self.clock)
+            if self.aes:
+                self._ae_arrivals(self.clock)
             while self.events and self.events[0].at <= self.clock:
                 ev = heapq.heappop(self.events)
                 if ev.kind in ("stage", "kickoff", "onboarded"):
@@ -1394,6 +1613,13 @@ def _new_person(fake: Faker, taken: set[str]) -> tuple[str, str]:
         if f"{first} {last}" not in taken:
             taken.add(f"{first} {last}")
             return first, last
+
+
+def _paced_by(opp: dict, ae: bool) -> str | None:
+    """Whose hours an opportunity's next stage is timed in: an AE pipeline deal's owner's; a converted
+    lead's deal the converting SDR's (its creator), as before it went to an AE, so the org's draws
+    come at the instants they always came."""
+    return opp.get("OwnerId") if ae else opp.get("CreatedById") or opp.get("OwnerId")
 
 
 def _user_owned(lead: dict) -> bool:

@@ -261,9 +261,13 @@ def test_sales_rejects_a_share_of_mqls_with_a_reason(demo):
 def test_deals_get_their_proposal_kickoff_and_onboarding_mostly_on_time(tmp_path, monkeypatch):
     """Opportunities alone (no new leads): after the demo the proposal follows within 3 business
     days mostly; a won deal's CS kickoff is booked within 2 business days mostly, some late; the
-    onboarding completes, mostly within 14 days; nothing is stamped after the org's clock."""
+    onboarding completes, mostly within 14 days; nothing is stamped after the org's clock. (The AEs'
+    own pipeline and book: tests/integration/test_simulate_handoffs.py.)"""
     monkeypatch.setattr(simulate, "BUSINESS_RATE", 0.0)
     monkeypatch.setattr(simulate, "OFF_HOURS_RATE", 0.0)
+    monkeypatch.setattr(simulate, "AE_PIPELINE_RATE", 0.0)
+    monkeypatch.setattr(simulate, "AE_ONBOARDING_BOOK", 0)
+    monkeypatch.setattr(simulate, "AE_OPEN_BOOK", 0)
     store = OrgStore(tmp_path / "org.sqlite3")
     org = simulate.DemoOrg(store, seed=9, start=MONDAY_2PM)
     rep = org.reps[0].id

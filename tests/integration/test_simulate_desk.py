@@ -57,6 +57,14 @@ def test_demo_requests_arrive_day_and_night_and_go_to_the_rep_on_shift(weekend) 
     desk = [r for r in org.reps if r.team == simulate.DESK_TEAM]
     assert [r.tz for r in desk] == [tz for tz, _ in simulate.DESK_SHIFTS]
     assert users[org.managers[simulate.DESK_TEAM]]["ManagerId"] == org.vps["sales"]
+    # Their breaches are a critical tier's, texted at once: each has a fictional mobile of their own.
+    from leadsla.decisions.phones import normalise_phone
+
+    people = [u for u in users.values() if u.get("Team__c") == simulate.DESK_TEAM]
+    phones = {normalise_phone(u.get("MobilePhone")) for u in people}
+    others = {normalise_phone(u.get("MobilePhone")) for u in users.values() if u not in people}
+    assert len(people) == 4 and None not in phones and len(phones) == 4 and not phones & others
+    assert all(n.startswith("+120255501") for n in phones)
     leads = [lead for lead in store.scan("Lead") if lead["Id"] in org.desk_leads]
     hours = {parse_datetime(lead["CreatedDate"]).hour for lead in leads}
     assert len(leads) > 25 and len(hours) >= 16  # about one an hour, around the clock, at the weekend

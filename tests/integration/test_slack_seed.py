@@ -36,8 +36,8 @@ def test_the_people_are_the_demo_orgs_whether_read_from_its_store_or_reseeded(tm
     from_store = demo_users(tmp_path / "org.sqlite3")
     assert {u["email"] for u in from_store} == {u["email"] for u in demo_users(None, seed=7)}
     assert (
-        sum(u["email"].endswith("@leadsla.example") for u in from_store) == 3 + 3 + 3 * 4 + 3
-    )  # VPs, SDR managers, reps, Customer Success (a manager and two CSMs)
+        sum(u["email"].endswith("@leadsla.example") for u in from_store) == 3 + 3 + 3 * 4 + 3 + 4
+    )  # VPs, SDR managers, reps, Customer Success (a manager and two CSMs), AEs (a manager and three)
 
 
 def test_every_address_is_its_own_slack_user_even_when_the_org_lists_a_person_twice() -> None:

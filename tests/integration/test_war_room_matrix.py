@@ -130,7 +130,7 @@ def test_the_selector_lists_every_sla_with_team_and_object(admin):
     assert [value for value, _, _ in options] == POLICY_SLAS
     assert [value for value, chosen, _ in options if chosen] == ["sales_touch"]  # reports.yaml's SLA
     texts = {value: unescape(text) for value, _, text in options}
-    assert texts["demo_to_proposal"] == "Demo to proposal (ae, Opportunity)"
+    assert texts["demo_to_proposal"] == "Demo to proposal (Account Executives, Opportunity)"
     assert texts["cs_kickoff"] == "Closed-won to CS kickoff (Customer Success, Opportunity)"
     assert texts["sales_touch"] == "Sales touched lead (SDR Americas, Lead)"
 
