@@ -92,6 +92,7 @@ def test_a_text_goes_once_through_a_retry_and_is_audited_masked(engine, sms_gate
     assert deliver_due(engine, T + dt.timedelta(minutes=5), CTX)["claimed"] == 0  # and never again
     [text] = sms_gateway.messages()
     assert text["to"] == PHONE and text["message"].endswith(f"ref {key[:6]}")
+    assert text["highpriority"] == 1  # what cannot wait goes first at the gateway
     assert len(text["message"]) <= 160 and "Ada Lovelace" in text["message"]
     [row] = rows(engine)
     assert (row.status, row.attempts, row.external_id) == ("delivered", 2, f"sms:{key[:12]}")

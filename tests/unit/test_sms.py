@@ -97,8 +97,12 @@ def test_the_connection_names_one_sms_url_and_the_number_goes_as_to() -> None:
     with pytest.raises(Exception, match="2 SMS service URLs") as failed:
         service_url([{"path": "a://x"}, {"path": "b://y"}], "c")
     assert failed.value.cause == "sms:bad_connection" and "a://x" not in str(failed.value)
-    assert url_for("smseagles://t@gw:8443/?priority=high&to=+1", "+15551234567") == (
-        "smseagles://t@gw:8443/?priority=high&to=%2B15551234567"
+    assert url_for("smseagles://t@gw:8443/?priority=normal&to=+1", "+15551234567") == (
+        "smseagles://t@gw:8443/?priority=normal&to=%2B15551234567"
+    )
+    # A text is for what cannot wait: high priority unless the connection says otherwise.
+    assert url_for("smseagle://t@gw:8443/", "+15551234567") == (
+        "smseagle://t@gw:8443/?priority=high&to=%2B15551234567"
     )
 
 

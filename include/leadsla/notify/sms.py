@@ -130,9 +130,12 @@ def service_url(config: Any, conn_id: str) -> str:
 
 
 def url_for(base: str, phone: str) -> str:
-    """`base` with the number added as the ``to`` argument (kept as it is otherwise)."""
+    """`base` with the number added as the ``to`` argument, and sent at high priority unless the
+    connection names a priority itself: a text only goes for what cannot wait (`text_now`)."""
     parts = urllib.parse.urlsplit(base)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k == "priority" for k, _ in query):
+        query.append(("priority", "high"))
     query = [(k, v) for k, v in query if k != "to"] + [("to", phone)]
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
