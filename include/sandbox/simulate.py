@@ -695,7 +695,7 @@ class DemoOrg:
         def person(title: str, tz: str, manager: str, role: str) -> str:
             first, last = _new_person(self.desk_fake, taken)
             # Fictional mobiles after the SDR teams' (555-0130...): the desk's breaches are a
-            # critical tier's, texted at once (issue 17: a critical breach reaches the SMS gateway).
+            # critical tier's, texted at once, so a critical breach reaches the SMS gateway.
             people = sum(1 for u in self.store.scan("User") if u.get("Team__c") == DESK_TEAM)
             row = {
                 "FirstName": first,

@@ -45,8 +45,15 @@ import sqlalchemy as sa
 from leadsla.crm.landing import parse_datetime
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient, CrmError, is_refusal
-from leadsla.crm.writeback import record_writes, stamp
-from leadsla.escalation.own_writes import ACTION_FIELD, action_field, action_id, read_lead, recorded
+from leadsla.crm.writeback import stamp
+from leadsla.escalation.own_writes import (
+    ACTION_FIELD,
+    action_field,
+    action_id,
+    read_lead,
+    recorded,
+    recover_crm_write,
+)
 from leadsla.notify.outbox import CRM_CHANNEL, Claimed, backoff, claim, mark_delivered, mark_failed
 from leadsla.policy import Policy
 from leadsla.store import schema
@@ -246,11 +253,7 @@ def _settle(
         # The crashed try ran at or after the row's not_before (a claim takes only rows due by then):
         # the lock keeper looks for changes since this moment, so none after our write is missed.
         at = min(row.not_before or now, now)
-        if "crm_write" not in have:
-            detail = {"recovered": True, "action_id": done.action}
-            record_writes(
-                conn, {row.record_id: done.found}, at, context=context, actor="escalation", detail=detail
-            )
+        recover_crm_write(conn, row.record_id, done.found, done.action, have, at, context)
     entries = [e for e in _outcome_entries(row, done.outcome, now, at) if e["event"] not in have]
     record_many(conn, entries, context=context)
     mark_delivered(conn, row, done.outcome["outcome"], now, context)

@@ -34,9 +34,16 @@ import sqlalchemy as sa
 
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient, is_refusal
-from leadsla.crm.writeback import WriteResult, record_writes, stamp
+from leadsla.crm.writeback import WriteResult, stamp
 from leadsla.decisions.plan import Notice
-from leadsla.escalation.own_writes import ACTION_FIELD, action_field, action_id, read_lead, recorded
+from leadsla.escalation.own_writes import (
+    ACTION_FIELD,
+    action_field,
+    action_id,
+    read_lead,
+    recorded,
+    recover_crm_write,
+)
 from leadsla.notify.outbox import queue_notices
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record_many
@@ -362,16 +369,7 @@ class _LockKeeper:
         with self.engine.begin() as conn:
             _update_lead(conn, lead.record_id, lock_until=None)
             have = recorded(conn, lead.record_id, action)
-            if found is not None and "crm_write" not in have:
-                detail = {"recovered": True, "action_id": action}
-                record_writes(
-                    conn,
-                    {lead.record_id: found},
-                    self.now,
-                    context=self.context,
-                    actor="escalation",
-                    detail=detail,
-                )
+            recover_crm_write(conn, lead.record_id, found, action, have, self.now, self.context)
             if "lock_released" not in have:
                 detail = {
                     "by": lock.holder,
@@ -415,16 +413,7 @@ class _LockKeeper:
         with self.engine.begin() as conn:
             _update_lead(conn, lead.record_id, owner_id=owner)
             have = recorded(conn, lead.record_id, action)
-            if found is not None and "crm_write" not in have:
-                detail = {"recovered": True, "action_id": action}
-                record_writes(
-                    conn,
-                    {lead.record_id: found},
-                    self.now,
-                    context=self.context,
-                    actor="escalation",
-                    detail=detail,
-                )
+            recover_crm_write(conn, lead.record_id, found, action, have, self.now, self.context)
             if "lock_restored" not in have:
                 moved_to = lead.owner_id if lead.owner_id != lock.holder else change.new_value
                 detail = {

@@ -13,6 +13,7 @@ what the crash left out, each entry once (`recorded` says which are already in t
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,9 @@ import sqlalchemy as sa
 from leadsla.crm import soql
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient, MappingError
+from leadsla.crm.writeback import record_writes
 from leadsla.store import schema
+from leadsla.store.audit import AuditContext
 
 #: The logical write-back field (crm_fields.yaml sla_fields) the action id goes to.
 ACTION_FIELD = "sla_action_id"
@@ -80,3 +83,21 @@ def recorded(conn: sa.Connection, record_id: str, action: str) -> set[str]:
         elif detail.get("action_id") == action:
             found.add(row.event)
     return found
+
+
+def recover_crm_write(
+    conn: sa.Connection,
+    record_id: str,
+    found: Mapping[str, Any] | None,
+    action: str,
+    have: set[str],
+    at: dt.datetime,
+    context: AuditContext,
+) -> None:
+    """Record the ``crm_write`` a crash left out (`found`: the fields our write left on the lead),
+    marked ``recovered``; nothing when our write was not found on the lead or is already audited
+    (`have`, from `recorded`)."""
+    if found is None or "crm_write" in have:
+        return
+    detail = {"recovered": True, "action_id": action}
+    record_writes(conn, {record_id: found}, at, context=context, actor="escalation", detail=detail)

@@ -19,29 +19,11 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from leadsla.store.chain import HASHED
 from leadsla.store.connection import read_only
 from leadsla.store.schema import audit
 
-EXPORT_COLUMNS = [
-    "audit_id",
-    "at",
-    "recorded_at",
-    "event",
-    "object_type",
-    "record_id",
-    "sla_id",
-    "clock_start",
-    "checkpoint",
-    "actor",
-    "policy_version",
-    "dag_id",
-    "run_id",
-    "task_id",
-    "try_number",
-    "detail",
-    "prev_hash",
-    "entry_hash",
-]
+EXPORT_COLUMNS = ["audit_id", *HASHED, "prev_hash", "entry_hash"]
 #: Characters that make a spreadsheet read a cell as a formula; a CSV writer that neutralises
 #: them prefixes the cell with a single quote, which `read_export` takes off again.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
