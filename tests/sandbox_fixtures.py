@@ -157,3 +157,40 @@ def salesforce_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 __all__ = ["SalesforceSandbox", "salesforce_sandbox"]
+
+
+def synced_evaluation(root: Path, org: Any) -> tuple[dict[str, Any], Any, Any]:
+    """The simulated org `org` (its store under `root`/salesforce) synced into a store under `root`
+    through the Salesforce stand-in (crm_sync's `run_group`) and evaluated at the org's clock with
+    `make run`'s demo policy: (the mirror's frames, that policy, the engine's evaluation)."""
+    from leadsla.engine import evaluate
+    from leadsla.policy import load_policy
+    from leadsla.store import open_store
+    from leadsla.store.mirror import load_frames
+    from leadsla.tasks.sync import run_group
+    from sandbox.devstack import write_demo_policy
+
+    api = salesforce_api.start(root / "salesforce")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REQUESTS_CA_BUNDLE", str(api.ca_path))
+        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", api.connection_json())
+        mp.setenv("LEADSLA_STORE_URL", f"sqlite:///{root / 'store.db'}")
+        try:
+            synced = [run_group(group) for group in ("org", "leads")]
+        finally:
+            api.stop()
+        assert all(s["status"] == "success" for s in synced), synced
+        engine = open_store()
+        with engine.connect() as conn:
+            frames = load_frames(conn)
+        engine.dispose()
+    policy = load_policy(write_demo_policy(root / "sla_policy.yaml"))
+    evaluation = evaluate(
+        records=frames["records"],
+        field_history=frames["field_history"],
+        activities=frames["activities"],
+        users=frames["users"],
+        policy=policy,
+        now=org.clock,
+    )
+    return frames, policy, evaluation

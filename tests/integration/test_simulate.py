@@ -346,42 +346,14 @@ def lifecycle_demo(tmp_path_factory):
     """A working week of the demo org (seed 6, Monday 00:00 UTC to Saturday), synced into a store
     through the Salesforce stand-in (crm_sync's `run_group`) and its clocks evaluated at the end
     with `make run`'s demo policy (the integration user listed as an automation user)."""
-    from leadsla.engine import evaluate
-    from leadsla.policy import load_policy
-    from leadsla.store import open_store
-    from leadsla.store.mirror import load_frames
-    from leadsla.tasks.sync import run_group
-    from sandbox import salesforce_api
-    from sandbox.devstack import write_demo_policy
+    from tests.sandbox_fixtures import synced_evaluation
 
     root = tmp_path_factory.mktemp("lifecycle")
     start = datetime(2026, 3, 9, tzinfo=UTC)
     store = OrgStore(root / "salesforce" / "org.sqlite3")
     org = simulate.DemoOrg(store, seed=6, start=start)
     org.advance(start + FIVE_DAYS)
-    api = salesforce_api.start(root / "salesforce")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", str(api.ca_path))
-        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", api.connection_json())
-        mp.setenv("LEADSLA_STORE_URL", f"sqlite:///{root / 'store.db'}")
-        try:
-            synced = [run_group(group) for group in ("org", "leads")]
-        finally:
-            api.stop()
-        assert all(s["status"] == "success" for s in synced), synced
-        engine = open_store()
-        with engine.connect() as conn:
-            frames = load_frames(conn)
-        engine.dispose()
-    policy = load_policy(write_demo_policy(root / "sla_policy.yaml"))
-    evaluation = evaluate(
-        records=frames["records"],
-        field_history=frames["field_history"],
-        activities=frames["activities"],
-        users=frames["users"],
-        policy=policy,
-        now=org.clock,
-    )
+    frames, _, evaluation = synced_evaluation(root, org)
     yield Lifecycle(store, org, frames, evaluation)
     store.close()
 

@@ -27,41 +27,14 @@ OPEN = ("running", "paused")
 def backlog(tmp_path_factory):
     """The demo org's two-week backlog (seed 7), synced into a store through the Salesforce stand-in
     (crm_sync's `run_group`) and its clocks evaluated at its end with `make run`'s demo policy."""
-    from leadsla.engine import evaluate
-    from leadsla.policy import load_policy
-    from leadsla.store import open_store
-    from leadsla.store.mirror import load_frames
-    from leadsla.tasks.sync import run_group
-    from sandbox import salesforce_api
-    from sandbox.devstack import write_demo_policy
+    from tests.sandbox_fixtures import synced_evaluation
 
     root = tmp_path_factory.mktemp("handoffs")
     store = OrgStore(root / "salesforce" / "org.sqlite3")
     org = simulate.DemoOrg(store, seed=SEED, start=END - BACKLOG)
     org.advance(END)
-    api = salesforce_api.start(root / "salesforce")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", str(api.ca_path))
-        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", api.connection_json())
-        mp.setenv("LEADSLA_STORE_URL", f"sqlite:///{root / 'store.db'}")
-        try:
-            synced = [run_group(group) for group in ("org", "leads")]
-        finally:
-            api.stop()
-        assert all(s["status"] == "success" for s in synced), synced
-        engine = open_store()
-        with engine.connect() as conn:
-            frames = load_frames(conn)
-        engine.dispose()
-    policy = load_policy(write_demo_policy(root / "sla_policy.yaml"))
-    clocks = evaluate(
-        records=frames["records"],
-        field_history=frames["field_history"],
-        activities=frames["activities"],
-        users=frames["users"],
-        policy=policy,
-        now=org.clock,
-    ).clocks.astype({"sla_id": str, "record_id": str, "state": str, "team": str})
+    _, policy, evaluation = synced_evaluation(root, org)
+    clocks = evaluation.clocks.astype({"sla_id": str, "record_id": str, "state": str, "team": str})
     yield store, org, policy, clocks
     store.close()
 
