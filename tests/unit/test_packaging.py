@@ -45,7 +45,8 @@ SANDBOX_PYPROJECT = SANDBOX_DIR / "pyproject.toml"
 # What the image runs: the package, and the folders Airflow puts on sys.path.
 PRODUCTION_CODE = (LEADSLA_DIR, ROOT / "dags", ROOT / "plugins")
 # Build-context paths that must never reach the image.
-NEVER_IN_IMAGE = ("include/sandbox", "requirements-dev.txt", "tests", "bench", ".airflow")
+# deploy/: the stack files, and its git-ignored .env and secrets/ (passwords, the connections).
+NEVER_IN_IMAGE = ("include/sandbox", "requirements-dev.txt", "tests", "bench", ".airflow", "deploy")
 # Import names built from this repository -> their distribution (editable installs list no modules).
 FIRST_PARTY = {"leadsla": "leadsla", "sandbox": "leadsla-sandbox"}
 LEFTOVERS = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
@@ -699,6 +700,40 @@ def test_requirements_txt_holds_no_sandbox_only_package(tmp_path: Path) -> None:
     code.mkdir()
     (code / "uses_it.py").write_text(f"import {module}\n")
     assert name not in sandbox_only_dependencies(SANDBOX_PYPROJECT, [*PRODUCTION_CODE, code])
+
+
+# What the image installs through requirements.txt: never the sandbox or its fake-data and SMTP-sink
+# packages; always the stack's executor (Celery and its Redis client), auth manager and store driver.
+NEVER_INSTALLED = {"leadsla-sandbox", "faker", "aiosmtpd"}
+ALWAYS_INSTALLED = {
+    "apache-airflow-providers-celery",
+    "celery",
+    "redis",
+    "apache-airflow-providers-fab",
+    "psycopg",
+}
+
+
+def image_closure_problems(requirements: Path) -> list[str]:
+    closure, _ = dependency_closure(p.requirement for p in read_requirements(requirements).values())
+    return [f"installing {requirements.name} brings {name}" for name in sorted(NEVER_INSTALLED & closure)] + [
+        f"installing {requirements.name} does not bring {name}" for name in sorted(ALWAYS_INSTALLED - closure)
+    ]
+
+
+def test_the_image_installs_the_stacks_components_and_no_fake_data(tmp_path: Path) -> None:
+    assert image_closure_problems(REQUIREMENTS) == []
+
+    # Planted: the sandbox's Faker pinned in production, the Celery provider left out.
+    planted = tmp_path / "requirements.txt"
+    kept = [line for line in REQUIREMENTS.open() if not line.startswith("apache-airflow-providers-celery==")]
+    planted.write_text("".join(kept) + str(read_requirements(REQUIREMENTS_DEV)["faker"].requirement) + "\n")
+    assert image_closure_problems(planted) == [
+        "installing requirements.txt brings faker",
+        "installing requirements.txt does not bring apache-airflow-providers-celery",
+        "installing requirements.txt does not bring celery",
+        "installing requirements.txt does not bring redis",
+    ]
 
 
 def test_production_imports_are_installed_by_requirements_txt(tmp_path: Path) -> None:
