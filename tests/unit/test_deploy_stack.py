@@ -628,7 +628,7 @@ def test_the_helm_values_choose_celery_on_the_projects_image() -> None:
     version = image_airflow_version()
     assert schema_problems(values, json.loads(HELM_KEYS_SCHEMA.read_text())) == []
     assert helm_problems(values, version) == []
-    assert {s["envName"] for s in values["secret"]} == {
+    assert {s["envName"] for s in values["secret"] if s["envName"].startswith("AIRFLOW_CONN_")} == {
         f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in readme_connection_ids(README.read_text())
     }
     # The Airflow version the stack runs is the image's, which requirements.txt pins too.
@@ -654,3 +654,43 @@ def test_the_helm_values_choose_celery_on_the_projects_image() -> None:
     planted["dags"]["gitsync"] = {"enabled": True}
     problems = schema_problems(planted, json.loads(HELM_KEYS_SCHEMA.read_text()))
     assert any("'replica'" in p for p in problems) and any("'gitsync'" in p for p in problems), problems
+
+
+def test_the_stack_runs_celery_as_the_distributed_test_proved_it(compose) -> None:
+    """The Celery settings tests/distributed/ runs two workers with (a worker killed mid-delivery
+    loses nothing) are the compose file's and the Helm values', and a dead worker's task is retried
+    within minutes; a setting dropped or changed is named."""
+    from tests.distributed_stack import CELERY_SETTINGS
+
+    def celery_problems(env: Mapping[str, str], helm_config: Mapping[str, Any]) -> list[str]:
+        problems = [
+            f"{k} is {env.get(k)!r}, not {v!r}" for k, v in CELERY_SETTINGS.items() if env.get(k) != v
+        ]
+        for key, value in CELERY_SETTINGS.items():
+            section, _, option = key.removeprefix("AIRFLOW__").lower().partition("__")
+            if key != "AIRFLOW__CORE__EXECUTOR" and helm_config.get(section, {}).get(option) != value:
+                problems.append(f"helm config.{section}.{option} is not {value!r}")
+        timeout = int(env.get("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "300"))
+        if timeout > 180:
+            problems.append(f"a dead worker's task waits {timeout} s for its retry")
+        if not env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "").startswith(
+            "postgresql+psycopg_async://"
+        ):
+            problems.append("no psycopg async metadata connection")
+        return problems
+
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    for name in AIRFLOW_SERVICES:
+        assert celery_problems(env_of(services(compose)[name]), values["config"]) == [], name
+    planted = dict(env_of(services(compose)["airflow-worker"]))
+    del (
+        planted["AIRFLOW__CELERY__TASK_ACKS_LATE"],
+        planted["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"],
+    )
+    helm = copy.deepcopy(values["config"])
+    helm["celery"]["worker_prefetch_multiplier"] = "4"
+    assert celery_problems(planted, helm) == [
+        "AIRFLOW__CELERY__TASK_ACKS_LATE is None, not 'True'",
+        "helm config.celery.worker_prefetch_multiplier is not '1'",
+        "a dead worker's task waits 300 s for its retry",
+    ]
