@@ -13,7 +13,9 @@ The field mapping is `include/config/crm_fields.yaml`; it is checked against `de
 day or when it changes.
 
 Tasks
-- **check_mapping**: the mapping against the org (no API call when a recent check stands).
+- **check_mapping**: first, streaming or polling (XCom `feed`: mode, since, why, per group): while
+  the stream is healthy and nothing is due, the run ends here (every other task skipped, no API
+  call); then the mapping against the org (no API call when a recent check stands).
 - **sync_leads**, **sync_org**: one per object group, page by page, each page one transaction with
   its watermark. `REQUEST_LIMIT_EXCEEDED` ends the task as *skipped* with the reason in the log;
   the watermark stays, the next run resumes.
@@ -58,12 +60,20 @@ OWNER = "data-engineering"
     doc_md=__doc__,
 )
 def crm_sync():
-    @task
-    def check_mapping(**context) -> dict:
-        """Check the field mapping against the org's describe() (cached per mapping, daily)."""
-        from leadsla.tasks.sync import run_mapping_check
+    @task.short_circuit(ignore_downstream_trigger_rules=True)
+    def check_mapping(**context) -> bool:
+        """How this run hears of CRM changes (XCom `feed`: streaming or polling, since when, why);
+        False ends the run here (no query, nothing to land) while the stream is healthy and no
+        event, safety net or cadence is due. Otherwise the field mapping against the org's
+        describe() (cached per mapping, daily; XCom `mapping`). One task, so an event's run
+        starts its sync one task earlier."""
+        from leadsla.tasks.sync import change_events, run_feed, run_mapping_check
 
-        return run_mapping_check(run_id=context["run_id"])
+        feed = run_feed(change_events(context.get("triggering_asset_events")))
+        context["ti"].xcom_push(key="feed", value=feed)
+        if feed["query"]:
+            context["ti"].xcom_push(key="mapping", value=run_mapping_check(run_id=context["run_id"]))
+        return feed["query"]
 
     def _sync(group: str, context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException

@@ -803,12 +803,16 @@ def start(
     faults: list[dict] | None = None,
     verbose: bool = False,
     background: bool = True,
+    cdc_retention_s: float | None = None,
+    cometd_timeout_s: float | None = None,
 ) -> RunningSandbox:
     """Start the sandbox API on 127.0.0.1 (`port` 0 picks a free one).
 
     Args:
         data_dir: holds org.sqlite3 (the org, kept across restarts) and certs/ (new at every start).
         background: serve from a daemon thread (tests); False leaves serving to the caller.
+        cdc_retention_s: how long change events stay replayable (default 72 h, as a real org).
+        cometd_timeout_s: the longest a /meta/connect is held (default 110 s, as a real org).
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -819,6 +823,10 @@ def start(
     state = SandboxState(store=store, page_size=page_size, daily_limit=daily_limit)
     if faults:
         state.add_faults(faults)
+    if cdc_retention_s is not None:
+        state.cometd.retention_s = cdc_retention_s
+    if cometd_timeout_s is not None:
+        state.cometd.timeout_s = cometd_timeout_s
     server = SandboxHTTPServer(("127.0.0.1", port), state, context, verbose=verbose)
     thread = None
     if background:
@@ -846,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=Path, help="JSON/YAML file with fault rules (see FaultRule)")
     parser.add_argument("--page-size", type=int, default=2000)
     parser.add_argument("--daily-limit", type=int, default=100_000)
+    parser.add_argument("--cdc-retention-s", type=float, help="change event retention (default 72 h)")
+    parser.add_argument("--cometd-timeout-s", type=float, help="longest /meta/connect hold (default 110 s)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     config = load_faults(args.faults) if args.faults else {}
@@ -857,6 +867,8 @@ def main(argv: list[str] | None = None) -> int:
         faults=config.get("faults"),
         verbose=args.verbose,
         background=False,
+        cdc_retention_s=args.cdc_retention_s,
+        cometd_timeout_s=args.cometd_timeout_s,
     )
     print(
         f"Salesforce sandbox listening on {sandbox.base_url} (data {Path(args.data).resolve()})", flush=True

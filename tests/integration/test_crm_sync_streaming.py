@@ -17,7 +17,7 @@ import yaml
 from leadsla.crm.mapping import DEFAULT_PATH
 from leadsla.store import open_store, schema, stream
 from leadsla.tasks.change_events import CrmChangeTrigger
-from leadsla.tasks.sync import run_commit_replay, run_group
+from leadsla.tasks.sync import run_commit_replay, run_feed, run_group
 from tests.sandbox_fixtures import salesforce_sandbox  # noqa: F401  (the fixture)
 
 
@@ -48,7 +48,9 @@ def _set(engine, mode: str, reason: str, **values) -> None:
 def test_idle_streaming_costs_no_query_and_the_safety_net_still_runs(org):
     sb, engine = org
     _set(engine, stream.STREAMING, "listening")
+    assert run_feed([])["query"] is True
     first = run_group("leads", run_id="m1")  # the safety net has never run: it runs now
+    assert run_group("org", run_id="m1")["status"] == "success"
     assert first["status"] == "success" and first["feed"]["mode"] == "streaming"
     assert "safety net" in first["feed"]["why"]
     base = _queries(sb)
@@ -57,10 +59,14 @@ def test_idle_streaming_costs_no_query_and_the_safety_net_still_runs(org):
         idle = run_group("leads", run_id=f"m{minute + 2}")
         assert idle["status"] == "streaming" and idle["api_calls"] == 0, idle
         assert "no change event" in idle["feed"]["why"]
+        feed = run_feed([])  # crm_sync's first task: the whole run ends there
+        assert feed["query"] is False and feed["mode"] == "streaming"
+        assert run_feed([{"ids": {"Lead": ["00Q1"]}}])["query"] is True
     assert _queries(sb) == base  # not one query call in five minutes
 
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)
     _set(engine, stream.STREAMING, "listening", safety_net_at=past)
+    assert run_feed([])["query"] is True
     net = run_group("leads", run_id="m7")
     assert net["status"] == "success" and net["api_calls"] == 4 and _queries(sb) == base + 4
     with engine.connect() as conn:
@@ -70,6 +76,7 @@ def test_idle_streaming_costs_no_query_and_the_safety_net_still_runs(org):
 def test_polling_when_the_stream_is_down_or_silent_and_back_when_it_returns(org):
     sb, engine = org
     _set(engine, stream.POLLING, "the change stream failed: handshake refused: 403::Handshake denied")
+    assert run_feed([])["query"] is True and run_feed([])["mode"] == "polling"
     down = run_group("leads", run_id="p1")
     assert down["status"] == "success" and down["api_calls"] == 4
     assert down["feed"]["mode"] == "polling" and "Handshake denied" in down["feed"]["why"]

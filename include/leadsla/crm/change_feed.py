@@ -31,6 +31,7 @@ class FeedPlan:
     why: str
     query: bool
     safety_net: bool = False  # the query is the streaming safety net (its time is recorded)
+    cadence: bool = False  # the group queries only if its own cadence is due (`crm.sync.is_due`)
 
     def to_xcom(self) -> dict[str, Any]:
         return {"mode": self.mode, "since": self.since, "why": self.why, "query": self.query}
@@ -74,6 +75,6 @@ def plan(
             STREAMING, since, f"the safety net (every {settings.safety_net_minutes} min)", True, True
         )
     if mapping.groups[group].every_minutes > 1:
-        return FeedPlan(STREAMING, since, "its own cadence", True)
+        return FeedPlan(STREAMING, since, "its own cadence", True, cadence=True)
     due = (status.safety_net_at + net).astimezone(dt.UTC)
     return FeedPlan(STREAMING, since, f"no change event; the safety net is due at {due:%H:%M:%S} UTC", False)

@@ -31,9 +31,10 @@ def check(conn: sa.Connection, now: dt.datetime, policy: Policy, settings: dict[
     silent_after = dt.timedelta(minutes=int(settings.get("stream_silent_minutes", 5)))
     since = f"{status.since.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
     if status.mode == stream.POLLING:
+        lasted = short_duration(int((now - status.since).total_seconds()))
         summary = (
-            f"CRM changes are polled every minute, not streamed, since {since} "
-            f"({short_duration(int((now - status.since).total_seconds()))}): {status.reason or 'no reason given'}"
+            f"CRM changes are polled every minute, not streamed, since {since} ({lasted}): "
+            f"{status.reason or 'no reason given'}"
         )
         return [Finding("crm_streaming", "warning", summary, [], HOW_TO_FIX)]
     if status.heartbeat_at is None or now - status.heartbeat_at > silent_after:

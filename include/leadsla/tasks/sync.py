@@ -73,6 +73,38 @@ def change_events(triggering_asset_events: Mapping[Any, Any] | None) -> list[dic
     return out
 
 
+def run_feed(events: list[Mapping[str, Any]], *, mapping_path: str | None = None) -> dict[str, Any]:
+    """How this run hears of CRM changes, per group (`crm.change_feed.plan`), and whether any group
+    queries Salesforce: when none does (the stream is healthy and quiet), the run ends there."""
+    engine = open_store()
+    try:
+        configuration = _configuration(engine, mapping_path, AuditContext())
+        mapping = configuration.mapping
+        with engine.connect() as conn:
+            status = stream.status(conn)
+        now = _now()
+        allowed = streaming_allowed(conn_id_from_env()) if mapping.streaming.enabled else True
+        feeds = {
+            g: change_feed.plan(mapping, g, status, events, now, connection_allows=allowed)
+            for g in mapping.groups
+        }
+        query = [
+            g for g, f in feeds.items() if f.query and (not f.cadence or sync.is_due(engine, mapping, g, now))
+        ]
+    finally:
+        engine.dispose()
+    first = next(iter(feeds.values()))
+    for group, feed in feeds.items():
+        log.info("CRM changes, %s: %s since %s (%s)", group, feed.mode, feed.since or "-", feed.why)
+    return {
+        "mode": first.mode,
+        "since": first.since,
+        "why": first.why,
+        "query": bool(query),
+        "groups": {g: {**f.to_xcom(), "query": g in query} for g, f in feeds.items()},
+    }
+
+
 def run_group(
     group: str,
     *,
