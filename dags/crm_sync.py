@@ -67,12 +67,11 @@ def crm_sync():
         event, safety net or cadence is due. Otherwise the field mapping against the org's
         describe() (cached per mapping, daily; XCom `mapping`). One task, so an event's run
         starts its sync one task earlier."""
-        from leadsla.tasks.sync import change_events, run_feed, run_mapping_check
+        from leadsla.tasks.sync import change_events, run_feed
 
-        feed = run_feed(change_events(context.get("triggering_asset_events")))
+        events = change_events(context.get("triggering_asset_events"))
+        feed = run_feed(events, run_id=context["run_id"], check_mapping=True)
         context["ti"].xcom_push(key="feed", value=feed)
-        if feed["query"]:
-            context["ti"].xcom_push(key="mapping", value=run_mapping_check(run_id=context["run_id"]))
         return feed["query"]
 
     def _sync(group: str, context) -> dict:

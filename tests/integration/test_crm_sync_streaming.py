@@ -131,3 +131,19 @@ def test_a_change_event_lands_the_changed_lead_then_commits_its_replay_id(org):
     committed = run_commit_replay([payload], run_id="r1")["committed"]
     with engine.connect() as conn:
         assert stream.committed(conn) == committed == payload["replay"]
+
+
+def test_crm_syncs_first_task_checks_the_mapping_only_when_the_run_queries(org):
+    sb, engine = org
+    polling = run_feed([], run_id="c1", check_mapping=True)  # no listener: polling, the check runs
+    assert polling["query"] is True and polling["mapping"]["checked_now"] is True
+    _set(engine, stream.STREAMING, "listening", safety_net_at=dt.datetime.now(dt.UTC))
+    with engine.begin() as conn:  # the org group ran on its cadence too
+        conn.execute(
+            schema.sync_runs.insert().values(
+                started_at=dt.datetime.now(dt.UTC), status="success", group_name="org", api_calls=0
+            )
+        )
+    quiet = run_feed([], run_id="c2", check_mapping=True)
+    assert quiet["query"] is False and quiet["mapping"] is None
+    assert quiet["groups"]["org"]["query"] is False and quiet["groups"]["leads"]["query"] is False

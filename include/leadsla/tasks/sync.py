@@ -73,12 +73,20 @@ def change_events(triggering_asset_events: Mapping[Any, Any] | None) -> list[dic
     return out
 
 
-def run_feed(events: list[Mapping[str, Any]], *, mapping_path: str | None = None) -> dict[str, Any]:
+def run_feed(
+    events: list[Mapping[str, Any]],
+    *,
+    mapping_path: str | None = None,
+    run_id: str | None = None,
+    check_mapping: bool = False,
+) -> dict[str, Any]:
     """How this run hears of CRM changes, per group (`crm.change_feed.plan`), and whether any group
-    queries Salesforce: when none does (the stream is healthy and quiet), the run ends there."""
+    queries Salesforce: when none does (the stream is healthy and quiet), the run ends there.
+    With `check_mapping`, a run that queries also checks the mapping (`run_mapping_check`'s
+    answer under `mapping`), on the same store and configuration: one task, not two."""
     engine = open_store()
     try:
-        configuration = _configuration(engine, mapping_path, AuditContext())
+        configuration = _configuration(engine, mapping_path, AuditContext(run_id=run_id))
         mapping = configuration.mapping
         with engine.connect() as conn:
             status = stream.status(conn)
@@ -91,6 +99,12 @@ def run_feed(events: list[Mapping[str, Any]], *, mapping_path: str | None = None
         query = [
             g for g, f in feeds.items() if f.query and (not f.cadence or sync.is_due(engine, mapping, g, now))
         ]
+        checked = None
+        if check_mapping and query:
+            client = SalesforceClient(conn_id_from_env())
+            checked = sync.check_mapping(
+                client, engine, mapping, _now(), run_id=run_id, lifecycle=configuration.lifecycle
+            )
     finally:
         engine.dispose()
     first = next(iter(feeds.values()))
@@ -102,6 +116,7 @@ def run_feed(events: list[Mapping[str, Any]], *, mapping_path: str | None = None
         "why": first.why,
         "query": bool(query),
         "groups": {g: {**f.to_xcom(), "query": g in query} for g, f in feeds.items()},
+        "mapping": checked,
     }
 
 
