@@ -173,3 +173,22 @@ def test_a_refused_stream_is_polling_with_its_reason_until_it_comes_back(listeni
         await listener.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_expired_session_is_renewed_without_leaving_streaming(listening):
+    sb = listening
+
+    async def scenario() -> None:
+        listener = Listener()
+        pending = asyncio.ensure_future(listener.next())
+        await _until(_streaming)
+        logins, since = sb.logins, _status().since
+        await asyncio.to_thread(sb.expire_sessions)  # the org revokes the session mid-stream
+        await asyncio.sleep(1.5)  # the held connect answers 401::Authentication invalid
+        lead = await asyncio.to_thread(_lead, sb, "Renewed")
+        assert (await pending)["ids"] == {"Lead": [lead]}
+        assert sb.logins == logins + 1
+        assert _status().since == since  # never left streaming: one login and a new handshake
+        await listener.stop()
+
+    asyncio.run(scenario())

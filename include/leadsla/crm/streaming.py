@@ -218,6 +218,8 @@ class CometdClient:
             error = str(meta[0].get("error") or "")
             if error.startswith("403::Unknown client"):
                 raise _UnknownClient(error)
+            if error.startswith("401::"):
+                raise _AuthenticationInvalid(error)
             raise StreamRefused(f"connect refused: {error}")
         return [m for m in replies if not str(m.get("channel", "")).startswith("/meta/")]
 
@@ -232,6 +234,10 @@ class CometdClient:
 
 class _UnknownClient(CrmError):
     """The org forgot this client (a restart, a timeout): handshake again."""
+
+
+class _AuthenticationInvalid(CrmError):
+    """The session ended while connected (revoked, expired): log in again once, then handshake."""
 
 
 async def listen(
@@ -275,6 +281,13 @@ async def listen(
                 yield Heard(changes, {c: r for c, r in replay.items() if r >= 0})
         except _UnknownClient:
             log.warning("Streaming API: the org forgot this client, handshaking again")
+            continue
+        except _AuthenticationInvalid:
+            if relogged:
+                raise StreamRefused("the session was refused again after a fresh login (401)") from None
+            log.warning("Streaming API: authentication invalid while connected, logging in again once")
+            relogged = True
+            session = await login()
             continue
         finally:
             await client.disconnect()
