@@ -1,14 +1,21 @@
 """
-### crm_sync: keep the store in step with Salesforce, every minute, cheaply
+### crm_sync: keep the store in step with Salesforce, within seconds, cheaply
 
 Reads what changed in Salesforce since the last committed watermark (minus a 5-minute overlap, so
 records committed late are not missed) and lands it in the store: Leads, their Status/Owner
 history, Tasks and Events every minute; Users, queues, Opportunities (+ stage history) and Accounts
-every 15 minutes. Deletes arrive through `queryAll`. The field mapping is
-`include/config/crm_fields.yaml`; it is checked against `describe()` once a day or when it changes.
+every 15 minutes. Deletes arrive through `queryAll`. It also runs on `leadsla://salesforce/changes`,
+which the Change Data Capture listener in the triggerer emits for each batch of CRM changes: with the
+stream healthy, a minute run without changes queries nothing (the watermark query runs only as the
+15-minute safety net), and the groups whose objects changed sync at once; with streaming off or
+down it polls every minute. Each sync task's log and XCom `feed` say which (mode, since, why).
+The field mapping is `include/config/crm_fields.yaml`; it is checked against `describe()` once a
+day or when it changes.
 
 Tasks
-- **check_mapping**: the mapping against the org (no API call when a recent check stands).
+- **check_mapping**: first, streaming or polling (XCom `feed`: mode, since, why, per group): while
+  the stream is healthy and nothing is due, the run ends here (every other task skipped, no API
+  call); then the mapping against the org (no API call when a recent check stands).
 - **sync_leads**, **sync_org**: one per object group, page by page, each page one transaction with
   its watermark. `REQUEST_LIMIT_EXCEEDED` ends the task as *skipped* with the reason in the log;
   the watermark stays, the next run resumes.
@@ -16,6 +23,8 @@ Tasks
   rows that now pass are landed and released. Each sync task runs the data-quality gate
   (`leadsla.quality`, GX suites in great_expectations/) between extract and load: errors are
   quarantined with their reasons, warnings loaded and flagged; its summary is in the XCom.
+- **commit_replay**: after both groups landed, the triggering change events' replay ids are
+  committed, so a restarted listener resumes after them and misses nothing.
 - **report**: API calls used, records changed, the org's remaining allowance (log + XCom), and a
   warning when the project's share would exceed its daily budget.
 - **publish**: emits the asset `leadsla://store/crm` (which `sla_monitor` runs on) only when a
@@ -28,16 +37,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from leadsla.tasks.assets import CRM_ASSET
+from leadsla.tasks.assets import CRM_ASSET, CRM_CHANGES
 from leadsla.tasks.failure_alerts import on_failure
 
 OWNER = "data-engineering"
 
 
 @dag(
-    schedule="* * * * *",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("* * * * *", timezone="UTC"), assets=[CRM_CHANGES]
+    ),
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -49,19 +60,27 @@ OWNER = "data-engineering"
     doc_md=__doc__,
 )
 def crm_sync():
-    @task
-    def check_mapping(**context) -> dict:
-        """Check the field mapping against the org's describe() (cached per mapping, daily)."""
-        from leadsla.tasks.sync import run_mapping_check
+    @task.short_circuit(ignore_downstream_trigger_rules=True)
+    def check_mapping(**context) -> bool:
+        """How this run hears of CRM changes (XCom `feed`: streaming or polling, since when, why);
+        False ends the run here (no query, nothing to land) while the stream is healthy and no
+        event, safety net or cadence is due. Otherwise the field mapping against the org's
+        describe() (cached per mapping, daily; XCom `mapping`). One task, so an event's run
+        starts its sync one task earlier."""
+        from leadsla.tasks.sync import change_events, run_feed
 
-        return run_mapping_check(run_id=context["run_id"])
+        events = change_events(context.get("triggering_asset_events"))
+        feed = run_feed(events, run_id=context["run_id"], check_mapping=True)
+        context["ti"].xcom_push(key="feed", value=feed)
+        return feed["query"]
 
     def _sync(group: str, context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from leadsla.tasks.sync import run_group
+        from leadsla.tasks.sync import change_events, run_group
 
-        summary = run_group(group, run_id=context["run_id"])
+        events = change_events(context.get("triggering_asset_events"))
+        summary = run_group(group, run_id=context["run_id"], events=events)
         if summary["status"] == "limited":
             context["ti"].xcom_push(key="return_value", value=summary)
             raise AirflowSkipException(summary["message"])
@@ -83,6 +102,15 @@ def crm_sync():
         from leadsla.tasks.sync import run_replay
 
         return run_replay(run_id=context["run_id"])
+
+    @task
+    def commit_replay(**context) -> dict:
+        """Commit the triggering change events' replay ids, now that their changes are landed."""
+        from leadsla.tasks.sync import change_events, run_commit_replay
+
+        return run_commit_replay(
+            change_events(context.get("triggering_asset_events")), run_id=context["run_id"]
+        )
 
     @task(trigger_rule="none_failed")
     def report(**context) -> dict:
@@ -106,6 +134,7 @@ def crm_sync():
     check_mapping() >> groups
     summary = report()
     groups >> replay_quarantine() >> summary
+    groups >> commit_replay()
     publish(summary)
 
 

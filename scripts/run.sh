@@ -65,6 +65,9 @@ export REQUESTS_CA_BUNDLE
 REQUESTS_CA_BUNDLE=$("$BIN/python" -m sandbox.devstack ca-bundle)
 for _ in $(seq 1 60); do [ -s "$REQUESTS_CA_BUNDLE" ] && [ "$(find "$REQUESTS_CA_BUNDLE" -newer "$AIRFLOW_HOME/connections.json" 2>/dev/null)" ] && break; sleep 1; done
 
+# CRM changes arrive as Change Data Capture events (the triggerer's listener, crm_fields.yaml
+# sync.streaming); LEADSLA_CRM_STREAMING=0 makes crm_sync poll every minute instead.
+echo "== CRM changes: $([ "${LEADSLA_CRM_STREAMING:-1}" = 0 ] && echo "polling every minute" || echo "streaming (Change Data Capture through the triggerer)")"
 echo "== starting Airflow standalone (logs in $AIRFLOW_HOME/standalone.log)"
 start_job airflow standalone >"$AIRFLOW_HOME/standalone.log" 2>&1
 

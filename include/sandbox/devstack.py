@@ -247,10 +247,25 @@ def _crm_connections() -> dict[str, dict]:
                     "security_token": DEFAULT_TOKEN,
                     "version": "59.0",
                     "domain": f"127.0.0.1:{SALESFORCE_PORT}/services/Soap/u/59.0#",
+                    # Change Data Capture through the triggerer; LEADSLA_CRM_STREAMING=0: poll instead.
+                    "streaming": os.environ.get("LEADSLA_CRM_STREAMING", "1") != "0",
                 }
             ),
         },
     }
+
+
+def _streaming_knobs() -> list[str]:
+    """The Streaming API's knobs from the environment: change event retention (default 72 h) and
+    the longest long poll (default 110 s)."""
+    out: list[str] = []
+    for env, flag in (
+        ("LEADSLA_SANDBOX_CDC_RETENTION_S", "--cdc-retention-s"),
+        ("LEADSLA_SANDBOX_COMETD_TIMEOUT_S", "--cometd-timeout-s"),
+    ):
+        if os.environ.get(env):
+            out += [flag, os.environ[env]]
+    return out
 
 
 def _crm_services() -> list[Service]:
@@ -268,9 +283,10 @@ def _crm_services() -> list[Service]:
                 str(SALESFORCE_PORT),
                 "--data",
                 str(salesforce_dir()),
+                *_streaming_knobs(),
             ],
-            f"Salesforce REST API on https://127.0.0.1:{SALESFORCE_PORT} (org in "
-            f"{salesforce_dir() / 'org.sqlite3'})",
+            f"Salesforce REST API and Streaming API (Change Data Capture) on https://127.0.0.1:"
+            f"{SALESFORCE_PORT} (org in {salesforce_dir() / 'org.sqlite3'})",
         ),
         Service(
             "demo",

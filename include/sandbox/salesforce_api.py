@@ -5,10 +5,13 @@ sObject rows, describe, composite sobjects, limits, API-usage accounting and fau
 Run it: `python -m sandbox.salesforce_api --port 8443 --data DIR` (prints the address, the CA
 bundle path and the connection JSON). Tests start it in-process (see tests/sandbox_fixtures.py).
 
+The Streaming API (CometD long-polling with Change Data Capture for every change the org makes)
+is at POST /cometd/<version> (`sf_cometd`, `sf_events`).
+
 Admin endpoints (no auth, sandbox only) live under /_sandbox/: GET status, POST faults (add
 rules), DELETE faults, POST expire-sessions, POST config ({"page_size", "daily_limit",
-"api_used"}). This module must never reach beyond 127.0.0.1 nor hold data itself: the org lives
-in sf_store.OrgStore (SQLite).
+"api_used", "cdc_retention_s", "cometd_timeout_s", "streaming"}). This module must never reach
+beyond 127.0.0.1 nor hold data itself: the org lives in sf_store.OrgStore (SQLite).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from sandbox import certs, sf_schema
+from sandbox import certs, sf_cometd, sf_schema
 from sandbox.sf_query import BoundQuery
 from sandbox.sf_store import OrgStore, SfError
 from sandbox.soql import SoqlError
@@ -126,6 +129,8 @@ class SandboxState:
     logins: int = 0
     in_flight: int = 0
     usage_day: date = field(default_factory=lambda: datetime.now(UTC).date())
+    calls: dict[str, int] = field(default_factory=dict)  # REST requests per endpoint (query, sobject...)
+    cometd: sf_cometd.CometdState = field(default_factory=sf_cometd.CometdState)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_faults(self, rules: list[dict]) -> list[FaultRule]:
@@ -245,12 +250,16 @@ class Handler(BaseHTTPRequestHandler):
                 raise _Reply(
                     200, [{"label": f"v{v}", "url": f"/services/data/v{v}", "version": v} for v in VERSIONS]
                 )
+            if url.path.startswith("/cometd/") and method == "POST":
+                raise self._cometd(url.path, raw)
             m = _DATA_RE.match(url.path)
             if not m:
                 raise _error(404, "NOT_FOUND", "The requested resource does not exist")
             version, rest = m.group(1), (m.group(2) or "/").rstrip("/") or "/"
             endpoint = _endpoint_of(rest)
             fault = self._maybe_fault(endpoint, method)
+            with state.lock:
+                state.calls[endpoint] = state.calls.get(endpoint, 0) + 1
             self._authenticate()
             used, over = state.count_call()
             limit_header = f"api-usage={used}/{state.daily_limit}"
@@ -312,13 +321,31 @@ class Handler(BaseHTTPRequestHandler):
             )
         return rule  # UNABLE_TO_LOCK_ROW: answered after authentication, per record
 
-    def _authenticate(self) -> None:
+    def _session(self) -> str | None:
+        """The request's bearer session when it is a live one."""
         auth = self.headers.get("Authorization") or ""
         sid = auth[7:] if auth.startswith("Bearer ") else auth[6:] if auth.startswith("OAuth ") else ""
         with self.server.state.lock:
-            ok = sid in self.server.state.sessions
-        if not ok:
+            return sid if sid and sid in self.server.state.sessions else None
+
+    def _authenticate(self) -> None:
+        if self._session() is None:
             raise _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+
+    def _cometd(self, path: str, raw: bytes) -> _Reply:
+        """One Bayeux long-polling POST (`sf_cometd`): a JSON array of messages in and out."""
+        version = path[len("/cometd/") :].strip("/")
+        problem = sf_cometd.check_version(version)
+        if problem:
+            return _Reply(400, [{"successful": False, "error": problem}])
+        try:
+            messages = json.loads(raw or b"[]")
+        except ValueError:
+            return _Reply(400, [{"successful": False, "error": "400::Invalid JSON"}])
+        if isinstance(messages, dict):
+            messages = [messages]
+        state = self.server.state
+        return _Reply(200, sf_cometd.handle(state.cometd, state.store, version, self._session(), messages))
 
     # login -----------------------------------------------------------------
 
@@ -362,6 +389,8 @@ class Handler(BaseHTTPRequestHandler):
                     "page_size": state.page_size,
                     "logins": state.logins,
                     "sessions": len(state.sessions),
+                    "calls": dict(state.calls),
+                    "cometd": state.cometd.to_json(),
                     "faults": [f.to_json() for f in state.faults],
                 },
             )
@@ -384,6 +413,12 @@ class Handler(BaseHTTPRequestHandler):
                 for key in ("page_size", "daily_limit", "api_used"):
                     if key in body:
                         setattr(state, key, int(body[key]))
+                if "cdc_retention_s" in body:
+                    state.cometd.retention_s = float(body["cdc_retention_s"])
+                if "cometd_timeout_s" in body:
+                    state.cometd.timeout_s = float(body["cometd_timeout_s"])
+                if "streaming" in body:
+                    state.cometd.enabled = bool(body["streaming"])
             return _Reply(204)
         return _Reply(404, {"error": f"no admin endpoint {method} {path}"})
 
@@ -768,12 +803,16 @@ def start(
     faults: list[dict] | None = None,
     verbose: bool = False,
     background: bool = True,
+    cdc_retention_s: float | None = None,
+    cometd_timeout_s: float | None = None,
 ) -> RunningSandbox:
     """Start the sandbox API on 127.0.0.1 (`port` 0 picks a free one).
 
     Args:
         data_dir: holds org.sqlite3 (the org, kept across restarts) and certs/ (new at every start).
         background: serve from a daemon thread (tests); False leaves serving to the caller.
+        cdc_retention_s: how long change events stay replayable (default 72 h, as a real org).
+        cometd_timeout_s: the longest a /meta/connect is held (default 110 s, as a real org).
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -784,6 +823,10 @@ def start(
     state = SandboxState(store=store, page_size=page_size, daily_limit=daily_limit)
     if faults:
         state.add_faults(faults)
+    if cdc_retention_s is not None:
+        state.cometd.retention_s = cdc_retention_s
+    if cometd_timeout_s is not None:
+        state.cometd.timeout_s = cometd_timeout_s
     server = SandboxHTTPServer(("127.0.0.1", port), state, context, verbose=verbose)
     thread = None
     if background:
@@ -811,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=Path, help="JSON/YAML file with fault rules (see FaultRule)")
     parser.add_argument("--page-size", type=int, default=2000)
     parser.add_argument("--daily-limit", type=int, default=100_000)
+    parser.add_argument("--cdc-retention-s", type=float, help="change event retention (default 72 h)")
+    parser.add_argument("--cometd-timeout-s", type=float, help="longest /meta/connect hold (default 110 s)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     config = load_faults(args.faults) if args.faults else {}
@@ -822,6 +867,8 @@ def main(argv: list[str] | None = None) -> int:
         faults=config.get("faults"),
         verbose=args.verbose,
         background=False,
+        cdc_retention_s=args.cdc_retention_s,
+        cometd_timeout_s=args.cometd_timeout_s,
     )
     print(
         f"Salesforce sandbox listening on {sandbox.base_url} (data {Path(args.data).resolve()})", flush=True

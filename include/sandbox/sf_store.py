@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from sandbox import sf_schema
+from sandbox import sf_events, sf_schema
 from sandbox.soql import format_datetime, parse_datetime
 
 _BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -87,7 +87,11 @@ def _parse_if_unmodified_since(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-_SCHEMA = """
+#: What every save changes: an update event lists them only beside a real change.
+_SYSTEM_STAMPS = {"LastModifiedDate", "SystemModstamp", "LastModifiedById"}
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY,
     object TEXT NOT NULL,
@@ -102,6 +106,8 @@ CREATE INDEX IF NOT EXISTS records_parent ON records (parent);
 CREATE TABLE IF NOT EXISTS counters (prefix TEXT PRIMARY KEY, n INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + sf_events.SCHEMA
+)
 
 # Which field links a child row to the record it belongs to (history and activities), so "all
 # history of these leads" is an indexed lookup.
@@ -369,6 +375,11 @@ class OrgStore:
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     batch,
                 )
+                for _, _, modstamp, _, _, data in batch:
+                    row = json.loads(data)
+                    sf_events.publish(
+                        self._db, obj.name, "CREATE", row, changed=None, stamp=modstamp, user=user or ""
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -535,6 +546,7 @@ class OrgStore:
         self._put(obj, row)
         if obj.history_object:
             self._put_history(obj, [self._history_row(obj, rid, "created", None, None, stamp, user)])
+        sf_events.publish(self._db, obj.name, "CREATE", row, changed=None, stamp=stamp, user=user)
         return row
 
     def _update(
@@ -577,6 +589,9 @@ class OrgStore:
         ]
         self._put(obj, row)
         self._put_history(obj, history)
+        changed = [k for k in row if k not in _SYSTEM_STAMPS and before.get(k) != row.get(k)]
+        if changed:
+            sf_events.publish(self._db, obj.name, "UPDATE", row, changed=changed, stamp=stamp, user=user)
         return row
 
     def _delete(self, object_name: str, record_id: str, now: datetime | None, user_id: str | None) -> None:
@@ -592,6 +607,9 @@ class OrgStore:
             LastModifiedById=user_id or self.integration_user_id,
         )
         self._put(obj, row)
+        sf_events.publish(
+            self._db, obj.name, "DELETE", row, changed=None, stamp=stamp, user=row["LastModifiedById"]
+        )
 
     def _history_row(
         self,
@@ -777,6 +795,18 @@ class OrgStore:
             yield [json.loads(data) for _, _, data in rows]
             if len(rows) < size:
                 return
+
+    def change_events(
+        self, after: int, entities: set[str] | None, retention_s: float, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Retained change events after replay id `after` (`sf_events.after`)."""
+        with self._lock:
+            return sf_events.after(self._db, after, entities, retention_s, limit)
+
+    def change_event_bounds(self, retention_s: float) -> tuple[int | None, int]:
+        """(oldest retained replay id or None, newest replay id published) (`sf_events.bounds`)."""
+        with self._lock:
+            return sf_events.bounds(self._db, retention_s)
 
     def count(self, object_name: str, include_deleted: bool = False) -> int:
         obj = self._object(object_name)

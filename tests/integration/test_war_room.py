@@ -271,3 +271,17 @@ def test_quarantine_and_health_findings_are_shown(client, store):
     assert "L9 owned by an inactive user" in client.get("/").text
     lead = client.get("/lead/L9").text
     assert "owner_inactive (critical)" in lead and "Email is not an address" in lead
+
+
+def test_the_header_says_how_crm_changes_are_heard(client, store):
+    from leadsla.store import stream
+
+    assert 'id="crm-feed"' not in client.get("/").text  # no listener ever reported
+    with store.begin() as conn:
+        stream.set_mode(conn, stream.POLLING, "the change stream failed: 403::Handshake denied", NOW)
+    feed = re.search(r'<span id="crm-feed">(.*?)</span>', client.get("/").text, re.S).group(1)
+    assert feed.startswith("CRM changes: polling since ") and "403::Handshake denied" in unescape(feed)
+    with store.begin() as conn:
+        stream.set_mode(conn, stream.STREAMING, "listening", NOW)
+    feed = re.search(r'<span id="crm-feed">(.*?)</span>', client.get("/").text, re.S).group(1)
+    assert feed.startswith("CRM changes: streaming since ") and "Handshake" not in feed

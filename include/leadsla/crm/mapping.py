@@ -73,6 +73,21 @@ class Group:
 
 
 @dataclass(frozen=True)
+class StreamingSettings:
+    """`sync.streaming`: hear CRM changes as Change Data Capture events (`crm.streaming`).
+
+    With a healthy stream the minute runs skip their queries and the watermark query runs only as
+    a safety net every `safety_net_minutes`; the stream is unhealthy when no keep-alive came for
+    `keepalive_seconds` plus `stale_after_seconds`, and crm_sync polls every minute again.
+    """
+
+    enabled: bool = False
+    safety_net_minutes: int = 15
+    keepalive_seconds: int = 30
+    stale_after_seconds: int = 60
+
+
+@dataclass(frozen=True)
 class CrmMapping:
     """The whole validated mapping file."""
 
@@ -86,6 +101,7 @@ class CrmMapping:
     status_map: dict[str, dict[str, str]]
     sla_fields: dict[str, str]
     stamp_budget_share: float = DEFAULT_STAMP_BUDGET_SHARE
+    streaming: StreamingSettings = StreamingSettings()
 
     @property
     def stamp_fields(self) -> dict[str, str]:
@@ -169,6 +185,7 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
     overlap = _positive_int(path, "sync.overlap_minutes", sync.get("overlap_minutes"))
     budget = _positive_int(path, "sync.daily_api_budget", sync.get("daily_api_budget"))
     check_hours = _positive_int(path, "sync.describe_check_hours", sync.get("describe_check_hours"))
+    streaming = _streaming(path, sync.get("streaming"))
 
     objects: dict[str, ObjectMapping] = {}
     for name, spec in _mapping(path, "objects", top.get("objects")).items():
@@ -238,7 +255,26 @@ def parse(raw: Any, path: str = "<mapping>") -> CrmMapping:
         status_map=status_map,
         sla_fields=sla_fields,
         stamp_budget_share=share,
+        streaming=streaming,
     )
+
+
+def _streaming(path: str, section: Any) -> StreamingSettings:
+    """`sync.streaming` (absent: off)."""
+    if section is None:
+        return StreamingSettings()
+    known = {"enabled", "safety_net_minutes", "keepalive_seconds", "stale_after_seconds"}
+    if not isinstance(section, Mapping) or set(section) - known:
+        raise _fail(path, "sync.streaming", section, f"a mapping with {', '.join(sorted(known))}")
+    enabled = section.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise _fail(path, "sync.streaming.enabled", enabled, "true or false")
+    defaults = StreamingSettings()
+    numbers = {
+        k: _positive_int(path, f"sync.streaming.{k}", section.get(k, getattr(defaults, k)))
+        for k in known - {"enabled"}
+    }
+    return StreamingSettings(enabled=enabled, **numbers)
 
 
 def _stamp_budget_share(path: str, section: Any) -> float:

@@ -302,3 +302,24 @@ def instance_url(conn_id: str | None = None) -> str:
     if not host:
         return DEFAULT_INSTANCE_URL
     return host if host.startswith("http") else f"https://{host}"
+
+
+def streaming_allowed(conn_id: str | None = None) -> bool:
+    """Whether the connection lets crm_sync hear changes as events (its extra `"streaming": false`
+    turns streaming off; absent: allowed)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id or conn_id_from_env())
+    value = (conn.extra_dejson or {}).get("streaming", True)
+    return value not in (False, "false", "False", "0", 0)
+
+
+def streaming_session(conn_id: str | None = None) -> Any:
+    """A fresh login through the SalesforceHook, as the Streaming API needs it: the org's instance
+    URL, the session (a bearer token, never logged) and the API version (`crm.streaming.Session`)."""
+    from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+
+    from leadsla.crm.streaming import Session
+
+    sf = SalesforceHook(salesforce_conn_id=conn_id or conn_id_from_env()).get_conn()
+    return Session(instance_url=f"https://{sf.sf_instance}", session_id=sf.session_id, version=sf.sf_version)

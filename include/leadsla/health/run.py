@@ -24,6 +24,7 @@ from leadsla.health import (
     phones,
     rejection,
     round_robin,
+    streaming,
     timers,
     unowned,
 )
@@ -44,6 +45,7 @@ CHECKS = (
     config_drift,
     audit_chain,
     phones,
+    streaming,
 )
 
 

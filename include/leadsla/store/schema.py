@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeDecorator
 
 #: The head revision's number (`store.revisions`): add a revision when a table, column or index
 #: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData(
     naming_convention={
@@ -184,6 +184,31 @@ sync_watermarks = sa.Table(
     sa.Column("object_type", sa.String(60), primary_key=True),
     sa.Column("watermark", UtcDateTime(), nullable=False),  # highest SystemModstamp committed
     _now_column("updated_at"),
+)
+
+crm_stream_replay = sa.Table(
+    "crm_stream_replay",
+    metadata,
+    # Change Data Capture: per channel, the newest replay id whose changes crm_sync has landed. The
+    # listener resumes after it, so a restart misses nothing (`store.stream`).
+    sa.Column("channel", sa.String(120), primary_key=True),
+    sa.Column("replay_id", sa.BigInteger, nullable=False),
+    _now_column("committed_at"),
+    sa.Column("run_id", sa.String(250)),
+)
+
+crm_stream_status = sa.Table(
+    "crm_stream_status",
+    metadata,
+    # How crm_sync hears of CRM changes, one row per stream: `streaming` (events; the minute runs
+    # skip their queries) or `polling` (the every-minute queries), since when and why; the
+    # stream's last keep-alive answer; the last safety-net watermark query while streaming.
+    sa.Column("stream", sa.String(40), primary_key=True),
+    sa.Column("mode", sa.String(20), nullable=False),
+    _now_column("since"),
+    sa.Column("reason", sa.String(300)),
+    sa.Column("heartbeat_at", UtcDateTime()),
+    sa.Column("safety_net_at", UtcDateTime()),
 )
 
 sync_runs = sa.Table(

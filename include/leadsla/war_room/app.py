@@ -447,6 +447,7 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             # Data engineering's view of the whole store: for those who see every team.
             findings=queries.health_findings(state.store(), limit=20) if everything else [],
             quarantine=queries.quarantine_summary(state.store()) if everything else [],
+            crm_feed=queries.crm_feed(state.store()),
             now=now,
         )
 

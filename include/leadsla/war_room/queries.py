@@ -1072,6 +1072,20 @@ def health_findings(engine: sa.Engine, limit: int = 50) -> list[dict]:
         ]
 
 
+def crm_feed(engine: sa.Engine) -> dict | None:
+    """How crm_sync hears of CRM changes (`store.stream`: streaming or polling, since when, why),
+    for the page's header; None before any change stream listener reported."""
+    from leadsla.store import stream
+
+    with read_only_connection(engine) as conn:
+        if not sa.inspect(conn).has_table("crm_stream_status"):
+            return None
+        status = stream.status(conn)
+    if status is None:
+        return None
+    return {"mode": status.mode, "since": status.since, "reason": status.reason}
+
+
 def quarantine_summary(engine: sa.Engine) -> list[dict]:
     """Rows still held in quarantine, by object type: count and the latest one's reasons."""
     quarantine = schema.quarantine
