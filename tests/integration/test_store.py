@@ -48,7 +48,7 @@ def test_upgrade_is_idempotent(store: sa.Engine) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM schema_meta")).scalar() == 1
 
 
-@pytest.mark.parametrize("from_version", [1, 2, 3])
+@pytest.mark.parametrize("from_version", [1, 2, 3, 5])
 def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_version: int) -> None:
     v1_covering = [
         "sla_id",
@@ -60,7 +60,7 @@ def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_ver
         "breached_at",
         "elapsed_seconds",
     ]
-    dropped = [("crm_mapping_checks", "stamp_fields")]
+    dropped = [("crm_mapping_checks", "stamp_fields")] if from_version <= 3 else []
     if from_version <= 2:
         dropped += [("crm_mapping_checks", "lifecycle_digest"), ("crm_mapping_checks", "drift")]
     if from_version == 1:
@@ -72,6 +72,11 @@ def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_ver
             conn.exec_driver_sql("DROP TABLE config_snapshots")
             conn.exec_driver_sql("DROP INDEX ix_clocks_judged")
             conn.exec_driver_sql(f"CREATE INDEX ix_clocks_v1_covering ON clocks ({', '.join(v1_covering)})")
+        # Before version 6 the War Room's cohort index had no name and fewer columns.
+        conn.exec_driver_sql("DROP INDEX ix_records_cohort")
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_records_v5_created ON records (object_type, created_at, record_id)"
+        )
         conn.exec_driver_sql("DROP TABLE store_revision")  # the releases before Alembic had none
         conn.exec_driver_sql("DELETE FROM schema_meta")
         conn.execute(
@@ -79,7 +84,7 @@ def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_ver
                 version=from_version, upgraded_at=T0
             )
         )
-    assert upgrade(store) == SCHEMA_VERSION == 5
+    assert upgrade(store) == SCHEMA_VERSION == 6
     inspector = sa.inspect(store)
     assert {"created_by", "status", "completed_at"} <= {
         c["name"] for c in inspector.get_columns("activities")
@@ -91,6 +96,16 @@ def test_an_older_store_gains_what_later_versions_add(store: sa.Engine, from_ver
     indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("clocks")}
     assert "ix_clocks_v1_covering" not in indexes
     assert indexes["ix_clocks_judged"] == [*v1_covering, "state"]
+    indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("records")}
+    assert "ix_records_v5_created" not in indexes
+    assert indexes["ix_records_cohort"] == [
+        "object_type",
+        "created_at",
+        "record_id",
+        "status",
+        "rejection_reason",
+        "is_deleted",
+    ]
 
 
 def test_upsert_inserts_then_updates_on_the_key(store: sa.Engine) -> None:

@@ -14,7 +14,10 @@ from sqlalchemy.types import TypeDecorator
 
 #: The head revision's number (`store.revisions`): add a revision when a table, column or index
 #: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
+
+#: The records index covering the War Room's MQL cohort (`war_room.queries`).
+COHORT_INDEX = "ix_records_cohort"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -95,8 +98,11 @@ records = sa.Table(
     sa.Index(None, "object_type", "status"),
     sa.Index(None, "owner_id"),
     sa.Index(None, "modified_at"),
-    # War Room: leads created in a range (funnel cohort), read from the index alone (record_id in it).
-    sa.Index(None, "object_type", "created_at", "record_id"),
+    # War Room: leads created in a range (the funnel's cohort: its status, rejection reason and
+    # whether deleted), read from the index alone; named, so a later revision can replace it.
+    sa.Index(
+        COHORT_INDEX, "object_type", "created_at", "record_id", "status", "rejection_reason", "is_deleted"
+    ),
     sa.Index(None, "object_type", "lead_source"),  # War Room: the lead-source filter's values, from the index
 )
 

@@ -28,6 +28,7 @@ from leadsla.war_room.queries import (
     Teams,
     clock_filters,
     read_only_connection,
+    records_per,
     week_case,
     week_starts,
 )
@@ -102,10 +103,10 @@ def judged_counts(handoffs: dict[str, Handoff], filters: Filters, teams: Teams =
 def _open_counts(handoffs: dict[str, Handoff], filters: Filters, teams: Teams) -> sa.Select:
     """Distinct records with an open clock per SLA and colour."""
     clocks = schema.clocks
-    return (
-        sa.select(clocks.c.sla_id, clocks.c.colour, sa.func.count(sa.distinct(clocks.c.record_id)))
-        .where(clocks.c.state.in_(OPEN_STATES), _per_handoff(handoffs, filters, teams))
-        .group_by(clocks.c.sla_id, clocks.c.colour)
+    return records_per(
+        [clocks.c.sla_id, clocks.c.colour],
+        clocks.c.state.in_(OPEN_STATES),
+        _per_handoff(handoffs, filters, teams),
     )
 
 
@@ -114,12 +115,11 @@ def _breach_counts(
 ) -> sa.Select:
     """Distinct records per SLA whose clock breached in [since, now]."""
     clocks = schema.clocks
-    return (
-        sa.select(clocks.c.sla_id, sa.func.count(sa.distinct(clocks.c.record_id)))
-        .where(
-            clocks.c.breached_at >= since, clocks.c.breached_at <= now, _per_handoff(handoffs, filters, teams)
-        )
-        .group_by(clocks.c.sla_id)
+    return records_per(
+        [clocks.c.sla_id],
+        clocks.c.breached_at >= since,
+        clocks.c.breached_at <= now,
+        _per_handoff(handoffs, filters, teams),
     )
 
 
