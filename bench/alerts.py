@@ -19,7 +19,14 @@ two e-mails of one key with different Message-IDs. E-mail resends with the SAME 
 documented crash window after SMTP accepted) are reported separately as
 ``email_resends_same_message_id``.
 
-Run: ``.venv/bin/python bench/alerts.py`` (about a minute or two on a busy laptop).
+``--on-time`` measures delivery at the checkpoint's instant: each alert falls due at its own
+second of its minute (not all at the round's start), is queued a round ahead with that instant
+(the monitor's planning, payload ``planned``), and the three deliverers cover the whole minute
+each round (the `sla_delivery` loop: budget 60 s, waking at each row's instant and polling every
+`LOOP_POLL`), under the same faults. Without it: rows queued at their checkpoint's minute and
+delivered for `DEFAULT_BUDGET` of it, as before warnings were planned.
+
+Run: ``.venv/bin/python bench/alerts.py [--on-time]`` (about a minute or two on a busy laptop).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 import sqlalchemy as sa  # noqa: E402
 
 from leadsla.decisions.plan import Message  # noqa: E402
-from leadsla.notify.delivery import DEFAULT_BUDGET, deliver_due  # noqa: E402
+from leadsla.notify.delivery import DEFAULT_BUDGET, LOOP_POLL, deliver_due  # noqa: E402
 from leadsla.notify.email import EmailSender  # noqa: E402
 from leadsla.notify.outbox import DEFAULT_LEASE, claim, enqueue  # noqa: E402
 from leadsla.notify.slack import SlackSender  # noqa: E402
@@ -119,8 +126,9 @@ class RoundClock:
                 self.cond.notify_all()
 
 
-def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
+def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str, planned: bool = False) -> dict:
     return {
+        **({"planned": True} if planned else {}),
         "kind": kind,
         "sla_name": "MQL to SAL",
         "lead": {
@@ -145,6 +153,8 @@ def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
 
 
 def main() -> None:
+    on_time = "--on-time" in sys.argv[1:]
+    budget = dt.timedelta(seconds=60) if on_time else DEFAULT_BUDGET
     # Airflow's structlog writes hook logs to stdout; keep stdout for the one JSON line.
     real_stdout = os.dup(1)
     os.dup2(2, 1)
@@ -194,7 +204,8 @@ def main() -> None:
     plan: dict[int, list[Message]] = {}
     for i in range(2 * ALERTS_PER_CHANNEL):
         rnd = i % DUE_ROUNDS
-        due = T0 + dt.timedelta(minutes=rnd)
+        # On time: each alert at its own second of the minute (a planned checkpoint's instant).
+        due = T0 + dt.timedelta(minutes=rnd, seconds=(i * 7) % 60 if on_time else 0)
         channel = "slack" if i % 2 == 0 else "email"
         kind = "breach" if i % 3 == 0 else "warning"
         person = people[i % len(people)]
@@ -206,7 +217,8 @@ def main() -> None:
                 kind,
                 person,
                 channel,
-                payload(i, kind, person, due, zones[i % len(zones)]),
+                payload(i, kind, person, due, zones[i % len(zones)], planned=on_time),
+                not_before=due,
             )
         )
 
@@ -220,9 +232,12 @@ def main() -> None:
         now = T0 + dt.timedelta(minutes=rnd)
         rounds.append((time.time(), now))
         round_clock = RoundClock(now, rounds)
-        if rnd in plan:
-            with engine.begin() as conn:
-                enqueue(conn, plan[rnd], now, CTX)
+        # At the checkpoint's minute; on time: a round ahead (the first round's just before it).
+        queue_round = rnd + 1 if on_time else rnd
+        for ahead in [0, 1] if on_time and rnd == 0 else [queue_round]:
+            if ahead in plan:
+                with engine.begin() as conn:
+                    enqueue(conn, plan[ahead], now, CTX)
         # SMTP faults spread over the first rounds: disconnects before accept, and lost 250s.
         if rnd < 8:
             sink.disconnect(40)
@@ -239,27 +254,45 @@ def main() -> None:
             faults["smtp_down_1min"] += 1  # noqa: E702
         elif rnd == 4:
             sink.up()
+
         # Killed deliverers: claim, send, then die before marking (the lease runs out DEFAULT_LEASE
         # later). Each channel's killer claims only rows it will kill, so every row held by a dead
         # worker is a counted fault (an earlier version claimed 30 rows a round whatever the target
         # left, holding uncounted rows hostage for a lease).
+        # On time, rows fall due through the minute: the killer takes them at their instants
+        # instead (a thread on the round's clock, waking just before the deliverers do).
+        def kill(at: dt.datetime, channel: str, take: int, senders: dict) -> None:
+            with engine.begin() as conn:
+                victims = claim(conn, at, DEFAULT_LEASE, take, channels=[channel])
+            for row in victims:
+                killed[channel] += 1
+                killed_keys.add(row.idempotency_key)
+                faults[f"killed_{channel}"] += 1
+                try:
+                    senders[channel].deliver(row, at)
+                except Exception:
+                    pass  # the fault storm may fail the send too; the lease still lapses
+
+        killer = None
         if rnd < DUE_ROUNDS and killed.total() < sum(killed_target.values()):
             senders = {"slack": SlackSender(), "email": EmailSender()}
-            for channel, target in killed_target.items():
-                take = min(15, target - killed[channel])
-                if take <= 0:
-                    continue
-                with engine.begin() as conn:
-                    victims = claim(conn, now, DEFAULT_LEASE, take, channels=[channel])
-                for row in victims:
-                    killed[channel] += 1
-                    killed_keys.add(row.idempotency_key)
-                    faults[f"killed_{channel}"] += 1
-                    try:
-                        senders[channel].deliver(row, now)
-                    except Exception:
-                        pass  # the fault storm may fail the send too; the lease still lapses
-            senders["email"].close()
+            if not on_time:
+                for channel, target in killed_target.items():
+                    if (take := min(15, target - killed[channel])) > 0:
+                        kill(now, channel, take, senders)
+                senders["email"].close()
+            else:
+                instants = sorted({m.not_before for m in plan.get(rnd, [])})
+
+                def killing(senders=senders, instants=instants, clock=round_clock, cap=15 * rnd + 15) -> None:
+                    for at in instants:
+                        clock.sleep(max((at - clock.now()).total_seconds(), 0.0))
+                        for channel, target in killed_target.items():
+                            if (take := min(2, target - killed[channel], cap - killed[channel])) > 0:
+                                kill(clock.now(), channel, take, senders)
+                    senders["email"].close()
+
+                killer = round_clock.run(killing)
         # The deliverers start now (after the killer's real seconds), on the round's clock.
         threads = [
             round_clock.run(
@@ -268,13 +301,14 @@ def main() -> None:
                 round_clock.now(),
                 CTX,
                 batch=10,
-                budget=DEFAULT_BUDGET,
+                budget=budget,
+                poll=LOOP_POLL if on_time else None,
                 monotonic=round_clock.monotonic,
                 sleep=round_clock.sleep,
             )
             for _ in range(3)
         ]
-        for t in threads:
+        for t in threads + ([killer] if killer else []):
             t.join()
         with engine.connect() as conn:
             open_rows = conn.execute(
@@ -395,7 +429,8 @@ def main() -> None:
             "killed_email": killed["email"],
         },
         "simulated_minutes": rnd,
-        "delivery_budget_s": DEFAULT_BUDGET.total_seconds(),
+        "delivery_budget_s": budget.total_seconds(),
+        "mode": "on_time" if on_time else "at_reach",
         "lease_s": DEFAULT_LEASE.total_seconds(),
     }
     slack.stop()
