@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 
+from leadsla.decisions.ahead import DEFAULT_HORIZON
 from leadsla.decisions.plan import Message
-from leadsla.notify.delivery import LOOP_POLL, deliver_due
+from leadsla.errors import LeadSlaError
+from leadsla.notify.delivery import LOOP_POLL, deliver_due, loop_budget_from_env
 from leadsla.notify.outbox import claim, enqueue
 from leadsla.notify.recheck import Recheck
 from leadsla.store import open_store, schema
 from leadsla.store.audit import AuditContext
-from leadsla.tasks.monitor import run_monitor
+from leadsla.tasks.monitor import horizon_from_env, run_monitor
 from tests.notify_fixtures import alert_payload
 from tests.ontime_fixtures import (
     MANAGER,
@@ -273,3 +276,22 @@ def test_a_person_at_the_rate_limit_is_held_once_for_the_digest(store, slack_api
     assert deliver(store, SAL_AT + HALF + dt.timedelta(seconds=30))["claimed"] == 0
     assert deliver(store, SAL_AT + HALF + dt.timedelta(seconds=80))["delivered"] == 1
     assert len(slack_keys(slack_api)) == 6
+
+
+def test_the_knobs_for_the_horizon_and_the_loop(monkeypatch) -> None:
+    monkeypatch.delenv("LEADSLA_PLAN_HORIZON_S", raising=False)
+    monkeypatch.delenv("LEADSLA_DELIVERY_LOOP_S", raising=False)
+    assert horizon_from_env() == DEFAULT_HORIZON == dt.timedelta(minutes=3)
+    monkeypatch.setenv("LEADSLA_PLAN_HORIZON_S", "0")
+    assert horizon_from_env() == dt.timedelta(0)
+    monkeypatch.setenv("LEADSLA_PLAN_HORIZON_S", "soon")
+    with pytest.raises(LeadSlaError, match="LEADSLA_PLAN_HORIZON_S='soon'"):
+        horizon_from_env()
+    # Ten minutes, stretched to end at second 30 (inside sla_monitor's minute of delivery).
+    start = dt.datetime(2026, 12, 6, 13, 0, 41, tzinfo=dt.UTC)
+    assert start + loop_budget_from_env(start) == dt.datetime(2026, 12, 6, 13, 11, 30, tzinfo=dt.UTC)
+    monkeypatch.setenv("LEADSLA_DELIVERY_LOOP_S", "60")
+    assert start + loop_budget_from_env(start) == dt.datetime(2026, 12, 6, 13, 2, 30, tzinfo=dt.UTC)
+    monkeypatch.setenv("LEADSLA_DELIVERY_LOOP_S", "7200")
+    with pytest.raises(LeadSlaError, match="LEADSLA_DELIVERY_LOOP_S"):
+        loop_budget_from_env(start)

@@ -40,6 +40,7 @@ from leadsla.notify.outbox import (
     mark_delivered,
     mark_failed,
     next_due,
+    planned_instant,
     release,
     renew,
 )
@@ -246,7 +247,11 @@ def deliver_due(
                 if row.channel not in up_channels():  # its channel went down earlier in this batch
                     hand_back([row])
                     continue
-                if recheck is not None and _rechecked_away(engine, row, recheck, clock(), context, counts):
+                if (
+                    recheck is not None
+                    and planned_instant(row.payload) is not None  # only warnings planned ahead
+                    and _rechecked_away(engine, row, recheck, clock(), context, counts)
+                ):
                     continue
                 # Renew just before sending: the lease only has to outlast one send, and a row
                 # another worker took meanwhile (after our lease lapsed) means: don't send.

@@ -47,6 +47,11 @@ from leadsla.tasks.context import audit_context, run_time
 log = logging.getLogger(__name__)
 
 
+#: Rows one delivery loop try may claim (a minute's try: 500): a try runs ten minutes, and a
+#: busy hour must not end it early.
+LOOP_LIMIT = 100_000
+
+
 def horizon_from_env() -> dt.timedelta:
     """How far ahead the monitor plans warnings: LEADSLA_PLAN_HORIZON_S (seconds, 0 = never plan,
     at most a day) or `decisions.ahead.DEFAULT_HORIZON`.
@@ -200,6 +205,7 @@ def deliver(context: Mapping[str, Any], *, loop: bool = False) -> dict[str, Any]
             contacts=contacts,
             recheck=Recheck(policy),
             poll=LOOP_POLL if loop else None,
+            limit=LOOP_LIMIT if loop else 500,
         )
     finally:
         engine.dispose()
