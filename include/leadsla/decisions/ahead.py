@@ -93,6 +93,7 @@ def messages_at(
     handled: Iterable[CheckpointId] = (),
     instance_url: str,
     context: ContextFields | None = None,
+    open_clocks: int | None = None,
 ) -> list[Message]:
     """The messages the monitor would queue for one clock's `checkpoint` at `instant`.
 
@@ -101,6 +102,11 @@ def messages_at(
     `instant` are decided as a run at `instant` would, and only `checkpoint`'s messages are kept
     (none when the clock is not running there, the checkpoint is not reached by then, or a later
     one is). The payload's elapsed time is the checkpoint's own offset.
+
+    Args:
+        evaluation, records: at least the record's clocks, checkpoints and row (pass just those:
+            the decision's cost grows with the frames).
+        open_clocks: the owner's open clocks for the payload (default: counted in `evaluation`).
     """
     clocks, cps = evaluation.clocks, evaluation.checkpoints
     sla_id, record_id, clock_start = identity
@@ -137,7 +143,10 @@ def messages_at(
         instance_url=instance_url,
         context=context,
     )
-    return [m for m in found.messages if m.checkpoint == checkpoint]
+    messages = [m for m in found.messages if m.checkpoint == checkpoint]
+    if open_clocks is None:
+        return messages
+    return [replace(m, payload={**m.payload, "open_clocks": open_clocks}) for m in messages]
 
 
 def plan_ahead(
@@ -174,15 +183,25 @@ def plan_ahead(
         (str(r.sla_id), str(r.record_id), cell_instant(r.clock_start))
         for r in running[running["record_id"].isin(ids)].itertuples()
     }
+    # Each decision sees its own record only (the cost of one is the frames' size), and the
+    # owner's open clocks counted once over every clock, as the at-reach decision counts them.
+    clocks_of = {str(r): g for r, g in ahead.clocks.groupby("record_id", observed=True)}
+    cps_of = {str(r): g for r, g in cps.groupby("record_id", observed=True)}
+    records_of = {str(r): g for r, g in rows["records"].groupby("record_id")}
+    open_now = current.clocks[current.clocks["state"].isin(["running", "paused", "breached"])]
+    open_by_owner = open_now.groupby("owner_id", observed=True).size()
     for row in upcoming.sort_values("reached_at").itertuples():
         identity = (str(row.sla_id), str(row.record_id), cell_instant(row.clock_start))
         key = (*identity, str(row.checkpoint))
         if identity not in live or key in done:
             continue
         instant = cell_instant(row.reached_at)
+        record_id = str(row.record_id)
+        clock = clocks_of[record_id]
+        owners = clock.loc[clock["sla_id"] == row.sla_id, "owner_id"]
         messages = messages_at(
-            ahead,
-            rows["records"],
+            Evaluation(clock, cps_of[record_id]),
+            records_of.get(record_id, rows["records"].iloc[:0]),
             directory,
             identity,
             str(row.checkpoint),
@@ -190,6 +209,7 @@ def plan_ahead(
             handled=done,
             instance_url=instance_url,
             context=context,
+            open_clocks=int(open_by_owner.get(owners.iloc[0], 0)) if len(owners) else None,
         )
         if messages:
             planned.messages.extend(replace(m, payload={**m.payload, "planned": True}) for m in messages)
