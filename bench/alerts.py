@@ -19,7 +19,16 @@ two e-mails of one key with different Message-IDs. E-mail resends with the SAME 
 documented crash window after SMTP accepted) are reported separately as
 ``email_resends_same_message_id``.
 
-Run: ``.venv/bin/python bench/alerts.py`` (about a minute or two on a busy laptop).
+``--spread`` is today's path with checkpoints at their own seconds: each alert falls due at its
+second of minute k and is queued by the monitor's run at minute k + 1 (so the wait for that run
+counts), then delivered for `DEFAULT_BUDGET` of the minute. ``--on-time`` measures delivery at
+the checkpoint's instant: the same seconds, each alert queued a round ahead with its instant (the
+monitor's planning, payload ``planned``), and the three deliverers cover the whole minute each
+round (the `sla_delivery` loop: budget 60 s, waking at each row's instant and polling every
+`LOOP_POLL`; the killer takes rows at their instants), under the same faults. Without either:
+every alert due at its minute's start and queued then (the earlier figures' setting).
+
+Run: ``.venv/bin/python bench/alerts.py [--spread | --on-time]`` (about a minute or two on a busy laptop).
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 import sqlalchemy as sa  # noqa: E402
 
 from leadsla.decisions.plan import Message  # noqa: E402
-from leadsla.notify.delivery import DEFAULT_BUDGET, deliver_due  # noqa: E402
+from leadsla.notify.delivery import DEFAULT_BUDGET, LOOP_POLL, deliver_due  # noqa: E402
 from leadsla.notify.email import EmailSender  # noqa: E402
 from leadsla.notify.outbox import DEFAULT_LEASE, claim, enqueue  # noqa: E402
 from leadsla.notify.slack import SlackSender  # noqa: E402
@@ -119,8 +128,9 @@ class RoundClock:
                 self.cond.notify_all()
 
 
-def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
+def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str, planned: bool = False) -> dict:
     return {
+        **({"planned": True} if planned else {}),
         "kind": kind,
         "sla_name": "MQL to SAL",
         "lead": {
@@ -145,6 +155,9 @@ def payload(i: int, kind: str, email: str, due: dt.datetime, tz: str) -> dict:
 
 
 def main() -> None:
+    on_time = "--on-time" in sys.argv[1:]
+    spread = on_time or "--spread" in sys.argv[1:]
+    budget = dt.timedelta(seconds=60) if on_time else DEFAULT_BUDGET
     # Airflow's structlog writes hook logs to stdout; keep stdout for the one JSON line.
     real_stdout = os.dup(1)
     os.dup2(2, 1)
@@ -194,7 +207,8 @@ def main() -> None:
     plan: dict[int, list[Message]] = {}
     for i in range(2 * ALERTS_PER_CHANNEL):
         rnd = i % DUE_ROUNDS
-        due = T0 + dt.timedelta(minutes=rnd)
+        # On time: each alert at its own second of the minute (a planned checkpoint's instant).
+        due = T0 + dt.timedelta(minutes=rnd, seconds=(i * 7) % 60 if spread else 0)
         channel = "slack" if i % 2 == 0 else "email"
         kind = "breach" if i % 3 == 0 else "warning"
         person = people[i % len(people)]
@@ -206,7 +220,8 @@ def main() -> None:
                 kind,
                 person,
                 channel,
-                payload(i, kind, person, due, zones[i % len(zones)]),
+                payload(i, kind, person, due, zones[i % len(zones)], planned=on_time),
+                not_before=due if on_time else None,  # at reach: due when the run queues it
             )
         )
 
@@ -220,9 +235,13 @@ def main() -> None:
         now = T0 + dt.timedelta(minutes=rnd)
         rounds.append((time.time(), now))
         round_clock = RoundClock(now, rounds)
-        if rnd in plan:
-            with engine.begin() as conn:
-                enqueue(conn, plan[rnd], now, CTX)
+        # At the checkpoint's minute; on time: a round ahead (the first round's just before it).
+        # Spread without planning: a checkpoint inside minute k is queued by the run of k + 1.
+        queue_round = rnd + 1 if on_time else rnd - 1 if spread else rnd
+        for ahead in [0, 1] if on_time and rnd == 0 else [queue_round]:
+            if ahead in plan:
+                with engine.begin() as conn:
+                    enqueue(conn, plan[ahead], now, CTX)
         # SMTP faults spread over the first rounds: disconnects before accept, and lost 250s.
         if rnd < 8:
             sink.disconnect(40)
@@ -239,27 +258,45 @@ def main() -> None:
             faults["smtp_down_1min"] += 1  # noqa: E702
         elif rnd == 4:
             sink.up()
+
         # Killed deliverers: claim, send, then die before marking (the lease runs out DEFAULT_LEASE
         # later). Each channel's killer claims only rows it will kill, so every row held by a dead
         # worker is a counted fault (an earlier version claimed 30 rows a round whatever the target
         # left, holding uncounted rows hostage for a lease).
+        # On time, rows fall due through the minute: the killer takes them at their instants
+        # instead (a thread on the round's clock, waking just before the deliverers do).
+        def kill(at: dt.datetime, channel: str, take: int, senders: dict) -> None:
+            with engine.begin() as conn:
+                victims = claim(conn, at, DEFAULT_LEASE, take, channels=[channel])
+            for row in victims:
+                killed[channel] += 1
+                killed_keys.add(row.idempotency_key)
+                faults[f"killed_{channel}"] += 1
+                try:
+                    senders[channel].deliver(row, at)
+                except Exception:
+                    pass  # the fault storm may fail the send too; the lease still lapses
+
+        killer = None
         if rnd < DUE_ROUNDS and killed.total() < sum(killed_target.values()):
             senders = {"slack": SlackSender(), "email": EmailSender()}
-            for channel, target in killed_target.items():
-                take = min(15, target - killed[channel])
-                if take <= 0:
-                    continue
-                with engine.begin() as conn:
-                    victims = claim(conn, now, DEFAULT_LEASE, take, channels=[channel])
-                for row in victims:
-                    killed[channel] += 1
-                    killed_keys.add(row.idempotency_key)
-                    faults[f"killed_{channel}"] += 1
-                    try:
-                        senders[channel].deliver(row, now)
-                    except Exception:
-                        pass  # the fault storm may fail the send too; the lease still lapses
-            senders["email"].close()
+            if not on_time:
+                for channel, target in killed_target.items():
+                    if (take := min(15, target - killed[channel])) > 0:
+                        kill(now, channel, take, senders)
+                senders["email"].close()
+            else:
+                instants = sorted({m.not_before for m in plan.get(rnd, [])})
+
+                def killing(senders=senders, instants=instants, clock=round_clock, cap=15 * rnd + 15) -> None:
+                    for at in instants:
+                        clock.sleep(max((at - clock.now()).total_seconds(), 0.0))
+                        for channel, target in killed_target.items():
+                            if (take := min(2, target - killed[channel], cap - killed[channel])) > 0:
+                                kill(clock.now(), channel, take, senders)
+                    senders["email"].close()
+
+                killer = round_clock.run(killing)
         # The deliverers start now (after the killer's real seconds), on the round's clock.
         threads = [
             round_clock.run(
@@ -268,13 +305,14 @@ def main() -> None:
                 round_clock.now(),
                 CTX,
                 batch=10,
-                budget=DEFAULT_BUDGET,
+                budget=budget,
+                poll=LOOP_POLL if on_time else None,
                 monotonic=round_clock.monotonic,
                 sleep=round_clock.sleep,
             )
             for _ in range(3)
         ]
-        for t in threads:
+        for t in threads + ([killer] if killer else []):
             t.join()
         with engine.connect() as conn:
             open_rows = conn.execute(
@@ -346,7 +384,9 @@ def main() -> None:
     for at, detail in sent:
         key = detail["idempotency_key"]
         first_sent[key] = min(at, first_sent.get(key, at))
-    p95 = p95_of([(accepted[k] - due_at[k]).total_seconds() for k in accepted if k in due_at])
+    latencies = sorted((accepted[k] - due_at[k]).total_seconds() for k in accepted if k in due_at)
+    p95 = p95_of(latencies)
+    p50 = round(latencies[len(latencies) // 2], 1) if latencies else None
     p95_calm = p95_of(
         [(accepted[k] - due_at[k]).total_seconds() for k in accepted if k in due_at and k not in killed_keys]
     )
@@ -381,6 +421,7 @@ def main() -> None:
         "lost": len(expected - arrived),
         "not_marked_delivered": sum(r.status != "delivered" for r in rows),
         "faults_injected": injected,
+        "p50_latency_s": p50,
         "p95_latency_s": p95,
         "p95_latency_s_excluding_killed": p95_calm,
         "p95_due_to_marked_delivered_s": p95_marked,
@@ -395,7 +436,8 @@ def main() -> None:
             "killed_email": killed["email"],
         },
         "simulated_minutes": rnd,
-        "delivery_budget_s": DEFAULT_BUDGET.total_seconds(),
+        "delivery_budget_s": budget.total_seconds(),
+        "mode": "on_time" if on_time else "at_reach_spread" if spread else "at_reach",
         "lease_s": DEFAULT_LEASE.total_seconds(),
     }
     slack.stop()

@@ -8,10 +8,12 @@ run decides the same; every side effect is keyed (outbox idempotency keys), so i
 Tasks
 - **evaluate**: load the store's CRM mirror, evaluate the clocks, and in one transaction persist
   them, audit clock starts/stops and due/superseded checkpoints, queue Slack/e-mail messages and
-  breach actions (`leadsla.tasks.monitor`).
+  breach actions (`leadsla.tasks.monitor`); the warnings falling due within the next minutes are
+  queued for their instants (`leadsla.decisions.ahead`), which `sla_delivery` keeps.
 - **deliver**: send due messages from the outbox under short leases, and keep at it for up to
   45 s of the minute (`LEADSLA_DELIVERY_BUDGET_S`): a failed send is retried 5 s and 15 s later,
   rows of a killed deliverer are taken once their 25 s lease lapses (`leadsla.notify.delivery`).
+  Beside `sla_delivery`'s loop it covers the seconds between two of its runs.
 - **escalate**: reassign breached leads to the manager or the "Breached SLA" queue and lock them
   for 24 h through the CRM write-back (`leadsla.escalation.breach`); first, keep existing locks: an
   automated reassignment of a locked lead is put back and its holder told; the holder's own

@@ -33,11 +33,14 @@ from leadsla.notify.outbox import (
     LEASE_MARGIN,
     Claimed,
     backoff,
+    cancel,
     claim,
     defer,
+    hold,
     mark_delivered,
     mark_failed,
     next_due,
+    planned_instant,
     release,
     renew,
 )
@@ -53,6 +56,13 @@ CLAIM_BATCH = 20
 #: leases) with a one-minute schedule. Below the interval, leaving room for the `evaluate` task
 #: and one last send (at most a lease) before the next run. Tunable: LEADSLA_DELIVERY_BUDGET_S.
 DEFAULT_BUDGET = dt.timedelta(seconds=45)
+#: The delivery loop (the `sla_delivery` DAG): how long one try keeps delivering, waking at each
+#: row's `not_before` (a warning planned for its checkpoint's instant) and looking for new rows
+#: every LOOP_POLL meanwhile. Tunable: LEADSLA_DELIVERY_LOOP_S (the try then ends at the next
+#: LOOP_END_SECOND of a minute, while sla_monitor's own deliver is at work across the gap).
+DEFAULT_LOOP = dt.timedelta(minutes=10)
+LOOP_POLL = dt.timedelta(seconds=1)
+LOOP_END_SECOND = 30
 #: While a channel's breaker is open, one row probes it this often (within the try's budget).
 PROBE_INTERVAL = dt.timedelta(seconds=5)
 #: Woken this long after a lapsed lease or a `not_before`: `claim` wants ``claimed_until < now``.
@@ -82,6 +92,31 @@ def budget_from_env() -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+def loop_budget_from_env(start: dt.datetime) -> dt.timedelta:
+    """The delivery loop's budget from `start`: LEADSLA_DELIVERY_LOOP_S (seconds, 1-3600) or
+    DEFAULT_LOOP, stretched to end at the next LOOP_END_SECOND of a minute: the loop's try then
+    ends while sla_monitor's `deliver` (from about second 5 to 50 of each minute) covers the few
+    seconds until the next loop try starts.
+
+    Raises:
+        LeadSlaError: the variable is set but is not a number of seconds from 1 to 3600.
+    """
+    from leadsla.errors import LeadSlaError
+
+    raw = os.environ.get("LEADSLA_DELIVERY_LOOP_S", "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_LOOP.total_seconds()
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 3600:
+        raise LeadSlaError(f"LEADSLA_DELIVERY_LOOP_S={raw!r}: expected seconds from 1 to 3600")
+    end = start + dt.timedelta(seconds=seconds)
+    aligned = end.replace(second=LOOP_END_SECOND, microsecond=0)
+    if aligned < end:
+        aligned += dt.timedelta(minutes=1)
+    return aligned - start
+
+
 def deliver_due(
     engine: sa.Engine,
     now: dt.datetime,
@@ -95,6 +130,8 @@ def deliver_due(
     email: Any = None,
     sms: Any = None,
     contacts: Contacts | Callable[[], Contacts] | None = None,
+    recheck: Callable[[sa.Connection, Claimed, dt.datetime], Any] | None = None,
+    poll: dt.timedelta | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
@@ -121,13 +158,21 @@ def deliver_due(
             other channel; or a function giving them, called at the first permanent failure
             (the task reads the configuration in force only then). None: nobody is told (the
             failure is still marked and logged).
+        recheck: asked right before each send (`notify.recheck.Recheck`): a planned warning the
+            latest CRM state no longer calls for is cancelled (``cancelled_by_touch``) or withdrawn
+            (``cancelled_by_change``), one for a person at the rate limit held for the digest
+            (``held_for_digest``). None: every row is sent as queued.
+        poll: with a budget, keep watching while nothing is due, looking for new rows this often
+            (a warning planned or a breach queued by the monitor meanwhile), until the budget
+            ends: the delivery loop (`LOOP_POLL`). None: stop once nothing falls due within it.
         monotonic, sleep: the clock and the wait (a simulation substitutes both together).
 
     Returns:
         Counts: claimed, delivered, reconciled (found already sent), retry (left queued),
         failed (permanent), double_marked (another worker had marked it first); lease_lost,
-        released, lease_overrun, rate_limited, channel_down (rows put back uncounted) and
-        failure_alerts (data-engineering notices queued) only when they happened.
+        released, lease_overrun, rate_limited, channel_down (rows put back uncounted),
+        failure_alerts (data-engineering notices queued), cancelled_by_touch, cancelled_by_change
+        and held_for_digest only when they happened.
     """
     started = monotonic()
     counts: Counter[str] = Counter()
@@ -159,6 +204,7 @@ def deliver_due(
             owned.append(senders[channel])
         return senders[channel]
 
+    warmed = False  # a loop makes its senders and reads its policy at its first wait
     down: dict[str, dt.datetime] = {}  # channel -> when to probe it again (open breaker)
     told = _Teller(contacts)
 
@@ -185,6 +231,10 @@ def deliver_due(
             if not rows:
                 probes = [t for c, t in down.items() if t > clock()]
                 wake = min([t for t in (wake, *probes) if t is not None], default=None)
+                if poll is not None and budget:
+                    if not warmed:
+                        warmed = _warm_up(sender_for, recheck)
+                    wake = min(wake or ends, clock() + poll)
                 if wake is None or wake >= ends:
                     break
                 sleep(max((wake - clock()).total_seconds(), 0.0) + WAKE_SLACK_S)
@@ -196,6 +246,12 @@ def deliver_due(
                     break
                 if row.channel not in up_channels():  # its channel went down earlier in this batch
                     hand_back([row])
+                    continue
+                if (
+                    recheck is not None
+                    and planned_instant(row.payload) is not None  # only warnings planned ahead
+                    and _rechecked_away(engine, row, recheck, clock(), context, counts)
+                ):
                     continue
                 # Renew just before sending: the lease only has to outlast one send, and a row
                 # another worker took meanwhile (after our lease lapsed) means: don't send.
@@ -237,11 +293,62 @@ def deliver_due(
         "rate_limited",
         "channel_down",
         "failure_alerts",
+        "cancelled_by_touch",
+        "cancelled_by_change",
+        "held_for_digest",
     ):  # only when it happened
         if counts[rare]:
             summary[rare] = counts[rare]
     log.info("delivery: %s", summary)
     return summary
+
+
+def _warm_up(sender_for: Callable[[str], Any], recheck: Any) -> bool:
+    """Make the Slack and e-mail senders (clients and connections) and read the re-check's policy
+    while the loop waits, so the first row at its instant pays for none of it. A failure here is
+    only logged: the send that needs it fails and is retried as usual."""
+    for name, thing in (("slack", None), ("email", None), ("recheck", recheck)):
+        if name == "recheck" and thing is None:
+            continue
+        try:
+            thing = thing if thing is not None else sender_for(name)
+            if hasattr(thing, "warm_up"):
+                thing.warm_up()
+        except Exception:
+            log.exception("the delivery loop could not prepare %s ahead of its first row", name)
+    return True
+
+
+def _rechecked_away(
+    engine: sa.Engine,
+    row: Claimed,
+    recheck: Callable[[sa.Connection, Claimed, dt.datetime], Any],
+    at: dt.datetime,
+    context: AuditContext,
+    counts: Counter[str],
+) -> bool:
+    """Ask `recheck` about `row` and write its verdict; True when the row is not to be sent now."""
+    with engine.begin() as conn:
+        verdict = recheck(conn, row, at)
+        if verdict.event is None:
+            return False
+        if verdict.until is not None:
+            done = hold(conn, row, verdict.until, at, context)
+        else:
+            done = cancel(conn, row, at, context, event=verdict.event, detail=verdict.detail)
+    if done:
+        counts[verdict.event] += 1
+        log.info(
+            "outbox %s (%s checkpoint of %s): %s %s",
+            row.outbox_id,
+            row.checkpoint,
+            row.record_id,
+            verdict.event,
+            dict(verdict.detail),
+        )
+    else:
+        counts["lease_lost"] += 1
+    return True
 
 
 def _deliver_one(

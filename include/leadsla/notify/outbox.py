@@ -14,6 +14,9 @@ Row life: ``pending`` --claim--> (lease in ``claimed_until``) --> ``delivered``,
 ``pending`` with a later ``not_before`` (transient failure, exponential back-off), or
 ``failed`` (a permanent failure a person must look at); a warning may instead end ``digested``
 and a leadership breach message ``rolled_up`` (never sent: a digest or capacity alert says it).
+A warning planned ahead (queued before its checkpoint: `planned_instant`) may end ``cancelled``
+(the lead was touched before the instant) or ``withdrawn`` (its clock changed: the monitor queues
+what the changed clock calls for, under the same key when it is the same message).
 """
 
 from __future__ import annotations
@@ -150,9 +153,41 @@ def _row(
     }
 
 
+#: A planned warning withdrawn because its clock changed (paused, reassigned, re-tiered): not a
+#: handled checkpoint, and its key may be queued again (`enqueue` revives the row).
+WITHDRAWN = "withdrawn"
+#: A planned warning cancelled because the lead was touched (or moved on) before the instant.
+CANCELLED = "cancelled"
+
+
+def planned_instant(payload: Mapping[str, Any] | None) -> dt.datetime | None:
+    """The checkpoint instant of a warning the monitor planned ahead (its payload says `planned`;
+    the instant is its `due_at`), or None for any other row."""
+    payload = payload or {}
+    if not payload.get("planned") or not payload.get("due_at"):
+        return None
+    return dt.datetime.fromisoformat(payload["due_at"])
+
+
 def _insert(conn: sa.Connection, row: dict[str, Any]) -> bool:
-    """Insert a row unless its key is already there (then it is left exactly as it is)."""
-    return bool(insert_new(conn, outbox, [row], key=["idempotency_key"]))
+    """Insert a row unless its key is already there (then it is left exactly as it is), except a
+    row `WITHDRAWN` before its instant, which is queued again with the new contents (it never left)."""
+    if insert_new(conn, outbox, [row], key=["idempotency_key"]):
+        return True
+    revived = conn.execute(
+        outbox.update()
+        .where(outbox.c.idempotency_key == row["idempotency_key"], outbox.c.status == WITHDRAWN)
+        .values(
+            payload=row["payload"],
+            status="pending",
+            attempts=0,
+            created_at=row["created_at"],
+            not_before=row["not_before"],
+            claimed_until=None,
+            last_error=None,
+        )
+    )
+    return revived.rowcount == 1
 
 
 def enqueue(
@@ -207,6 +242,12 @@ def enqueue(
                     "recipient": shown_recipient(row["channel"], row["recipient"]),
                     "kind": payload.kind,
                     "not_before": utc_iso(row["not_before"]),
+                    # Queued ahead of its checkpoint: sent at that instant, after a re-check.
+                    **(
+                        {"planned_for": utc_iso(instant)}
+                        if (instant := planned_instant(row["payload"])) is not None
+                        else {}
+                    ),
                     # One message per person: the roles it stands for (owner, team_manager, ...).
                     **({"roles": list(payload.roles)} if getattr(payload, "roles", None) else {}),
                     # The escalation-ladder rule that sent a breach message, and why.
@@ -278,11 +319,12 @@ def queue_notices(
 
 
 def handled_checkpoints(conn: sa.Connection) -> frozenset[CheckpointId]:
-    """Checkpoints already acted on: queued in any status (outbox), superseded or due (audit)."""
+    """Checkpoints already acted on: queued in any status but `WITHDRAWN` (outbox), superseded or
+    due (audit). A planned warning counts from its queueing: the checkpoint is never decided twice."""
     rows = conn.execute(
         sa.select(outbox.c.sla_id, outbox.c.record_id, outbox.c.clock_start, outbox.c.checkpoint)
         .distinct()
-        .where(outbox.c.sla_id.is_not(None), outbox.c.clock_start.is_not(None))
+        .where(outbox.c.sla_id.is_not(None), outbox.c.clock_start.is_not(None), outbox.c.status != WITHDRAWN)
     ).all()
     rows += conn.execute(
         sa.select(audit.c.sla_id, audit.c.record_id, audit.c.clock_start, audit.c.checkpoint)
@@ -295,7 +337,12 @@ def handled_checkpoints(conn: sa.Connection) -> frozenset[CheckpointId]:
 def queue_state(conn: sa.Connection, now: dt.datetime, *, window_minutes: int) -> QueueState:
     """The recipients' state a decision reads (`leadsla.decisions.plan.QueueState`): pending
     messages and those delivered within the rate-limit window, in outbox order, and the
-    checkpoints already handled."""
+    checkpoints already handled.
+
+    A warning planned for an instant after `now` is not in the rows: until its checkpoint it is
+    not part of anyone's queue (rate limit, roll-ups), so those decisions are what they were
+    when warnings were queued at their checkpoint. From its instant on it is an ordinary row.
+    """
     since = now - dt.timedelta(minutes=window_minutes)
     rows = conn.execute(
         sa.select(
@@ -331,7 +378,7 @@ def queue_state(conn: sa.Connection, now: dt.datetime, *, window_minutes: int) -
             channel=r.channel,
             status=r.status,
             attempts=r.attempts,
-            leased=r.claimed_until is not None,
+            leased=r.claimed_until is not None and r.attempts > 0,  # 0: held, never tried
             not_before=r.not_before,
             created_at=r.created_at,
             payload=r.payload or {},
@@ -342,6 +389,7 @@ def queue_state(conn: sa.Connection, now: dt.datetime, *, window_minutes: int) -
             seq=r.outbox_id,
         )
         for r in rows
+        if not ((at := planned_instant(r.payload)) is not None and at > now)
     )
     return QueueState(rows=queued, handled=handled_checkpoints(conn), next_seq=last + 1)
 
@@ -405,12 +453,9 @@ def _record_checkpoints(
 
 
 def _untouched(key: str):
-    return sa.and_(
-        outbox.c.idempotency_key == key,
-        outbox.c.status == "pending",
-        outbox.c.attempts == 0,
-        outbox.c.claimed_until.is_(None),
-    )
+    """Pending and never tried: every claim counts an attempt, so a row with none has reached nobody
+    (a lease with no attempt is a planned warning `hold` keeps for the monitor's digest)."""
+    return sa.and_(outbox.c.idempotency_key == key, outbox.c.status == "pending", outbox.c.attempts == 0)
 
 
 def _roll_up(conn: sa.Connection, roll_ups: Sequence[RollUp], at: dt.datetime, context: AuditContext) -> int:
@@ -728,6 +773,81 @@ def defer(
             "error": error[:500],
             "retry_at": utc_iso(retry_at) if retry_at else None,
             "attempt_counted": not uncount,
+        },
+        **_audit_fields(row),
+    )
+    return True
+
+
+def cancel(
+    conn: sa.Connection,
+    row: Claimed,
+    at: dt.datetime,
+    context: AuditContext,
+    *,
+    event: str,
+    detail: Mapping[str, Any],
+) -> bool:
+    """End a planned warning unsent, conditional on the lease still being ours; audit `event`.
+
+    Args:
+        event: ``cancelled_by_touch`` (the lead was touched or moved on before the instant: the row
+            ends `CANCELLED`) or ``cancelled_by_change`` (its clock changed: the row ends `WITHDRAWN`,
+            so the monitor queues what the changed clock calls for).
+        detail: why, for the audit (the touch's time, the clock's state).
+
+    Returns:
+        True when the row was ours and is now ended.
+    """
+    status = {"cancelled_by_touch": CANCELLED, "cancelled_by_change": WITHDRAWN}[event]
+    result = conn.execute(
+        outbox.update()
+        .where(_lease_still_ours(row))
+        .values(status=status, claimed_until=None, attempts=outbox.c.attempts - 1, last_error=event)
+    )
+    if result.rowcount != 1:
+        return False
+    record(
+        conn,
+        event,
+        at=at,
+        context=context,
+        actor=f"notify.{row.channel}",
+        detail={**_message_detail(row), "attempt": row.attempts - 1, **dict(detail)},
+        **_audit_fields(row),
+    )
+    return True
+
+
+def hold(
+    conn: sa.Connection, row: Claimed, until: dt.datetime, at: dt.datetime, context: AuditContext
+) -> bool:
+    """Keep a planned warning unsent until `until` for the monitor's rate-limit digest, as if it
+    had been queued at its checkpoint: the claim's attempt is taken back (untouched, so a digest
+    may take it) and the lease left running, so no deliverer sends it meanwhile. Audited
+    `message_deferred` (reason ``held_for_digest``).
+
+    Returns:
+        True when the lease was ours and the row is held.
+    """
+    result = conn.execute(
+        outbox.update()
+        .where(_lease_still_ours(row))
+        .values(claimed_until=until, attempts=outbox.c.attempts - 1, last_error="held_for_digest")
+    )
+    if result.rowcount != 1:
+        return False
+    record(
+        conn,
+        "message_deferred",
+        at=at,
+        context=context,
+        actor=f"notify.{row.channel}",
+        detail={
+            **_message_detail(row),
+            "reason": "held_for_digest",
+            "retry_at": utc_iso(until),
+            "attempt_counted": False,
         },
         **_audit_fields(row),
     )

@@ -191,6 +191,9 @@ class AlertPayload(Payload):
     ladder: LadderStep | None = None
     #: Score, deal value and campaign for triage (None: a row queued before alerts carried them).
     context: AlertContext | None = None
+    #: Queued ahead of its checkpoint by the monitor's planning (`decisions.ahead`): due at
+    #: `due_at`, and re-checked against the store right before it goes (`notify.recheck`).
+    planned: bool = False
 
     @field_validator("instance_url")
     @classmethod

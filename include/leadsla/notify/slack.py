@@ -144,6 +144,11 @@ class SlackSender:
                 hook.client.timeout = min(hook.client.timeout or REQUEST_TIMEOUT_CAP_S, REQUEST_TIMEOUT_CAP_S)
             self._timeouts_capped = True
 
+    def warm_up(self) -> None:
+        """Build the clients now (the connection read, the SDK set up): a delivery loop does it while
+        it waits, so its first message at a checkpoint's instant does not pay for it."""
+        self._cap_timeouts()
+
     @property
     def request_s(self) -> float:
         """The longest one request to Slack may take (its client timeout)."""

@@ -6,6 +6,8 @@ PostgreSQL). Deleted records are left out. Reads only.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -56,8 +58,13 @@ FRAME_COLUMNS = {
 }
 
 
-def load_frames(conn: sa.Connection) -> dict[str, pd.DataFrame]:
-    """The store's CRM mirror as the engine's input frames (deleted records left out)."""
+def load_frames(conn: sa.Connection, record_ids: Collection[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The store's CRM mirror as the engine's input frames (deleted records left out).
+
+    Args:
+        record_ids: only these records, their history and their activities (every user and
+            queue): one lead's clock re-evaluated right before its warning goes.
+    """
     frames: dict[str, pd.DataFrame] = {}
     for name, cols in FRAME_COLUMNS.items():
         table = schema.metadata.tables[name]
@@ -69,6 +76,12 @@ def load_frames(conn: sa.Connection) -> dict[str, pd.DataFrame]:
         )
         if name == "records":
             query = query.where(table.c.is_deleted.is_(False))
+        if record_ids is not None and name in ("records", "field_history"):
+            query = query.where(table.c.record_id.in_(list(record_ids)))
+        elif record_ids is not None and name == "activities":
+            query = query.where(
+                sa.or_(table.c.who_id.in_(list(record_ids)), table.c.what_id.in_(list(record_ids)))
+            )
         rows = conn.execute(query).all()
         frame = pd.DataFrame([tuple(r) for r in rows], columns=cols)
         for col in instants:

@@ -484,6 +484,8 @@ AUDIT_EVENTS = frozenset(
         "message_deferred",
         "message_digested",
         "message_rolled_up",
+        "cancelled_by_touch",  # a planned warning not sent: the lead was touched before its instant
+        "cancelled_by_change",  # a planned warning withdrawn: its clock paused, moved or changed hands
         "capacity_alert",
         "escalation",
         "reassignment",

@@ -3,7 +3,8 @@
 `run_monitor` is the whole evaluate step in one transaction: read the CRM mirror
 (`store.mirror`), evaluate the clocks (`engine`), persist new and changed clocks
 (`store.clocks`), decide (`decisions.monitor`) from the outbox's state (`notify.outbox`),
-apply the plan (`notify.outbox.apply`) and record the evaluation. Never sends anything and never
+apply the plan (`notify.outbox.apply`), queue the warnings falling due within the planning
+horizon for their instants (`decisions.ahead`) and record the evaluation. Never sends anything and never
 reads the wall clock for a decision. The policy and mapping are the configuration in force
 (`tasks.configuration.in_force`: the files when they agree, else the last good ones).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,14 +23,17 @@ from leadsla.configuration import Configuration, alert_context
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
+from leadsla.decisions.ahead import DEFAULT_HORIZON, plan_ahead
 from leadsla.decisions.monitor import decide
 from leadsla.decisions.recipients import Directory
 from leadsla.engine import evaluate as evaluate_clocks
+from leadsla.errors import LeadSlaError
 from leadsla.escalation.breach import perform_due
 from leadsla.escalation.locks import any_locked, restore_locked_owners
 from leadsla.notify import outbox
-from leadsla.notify.delivery import budget_from_env, deliver_due
+from leadsla.notify.delivery import LOOP_POLL, budget_from_env, deliver_due, loop_budget_from_env
 from leadsla.notify.failure import Contacts
+from leadsla.notify.recheck import Recheck
 from leadsla.policy import Policy
 from leadsla.reports.config import ReportConfig
 from leadsla.stamping.stamp import stamp_clocks
@@ -42,6 +47,30 @@ from leadsla.tasks.context import audit_context, run_time
 log = logging.getLogger(__name__)
 
 
+#: Rows one delivery loop try may claim (a minute's try: 500): a try runs ten minutes, and a
+#: busy hour must not end it early.
+LOOP_LIMIT = 100_000
+
+
+def horizon_from_env() -> dt.timedelta:
+    """How far ahead the monitor plans warnings: LEADSLA_PLAN_HORIZON_S (seconds, 0 = never plan,
+    at most a day) or `decisions.ahead.DEFAULT_HORIZON`.
+
+    Raises:
+        LeadSlaError: the variable is set but is not a number of seconds from 0 to 86400.
+    """
+    raw = os.environ.get("LEADSLA_PLAN_HORIZON_S", "").strip()
+    if not raw:
+        return DEFAULT_HORIZON
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise LeadSlaError(f"LEADSLA_PLAN_HORIZON_S={raw!r}: expected seconds from 0 to 86400")
+    return dt.timedelta(seconds=seconds)
+
+
 def run_monitor(
     engine: sa.Engine,
     now: dt.datetime,
@@ -50,6 +79,7 @@ def run_monitor(
     policy: Policy | None = None,
     url: str | None = None,
     reports: ReportConfig | None = None,
+    horizon: dt.timedelta | None = None,
 ) -> dict[str, Any]:
     """Evaluate at `now`, decide, and write the clocks and the plan in one transaction.
 
@@ -59,11 +89,13 @@ def run_monitor(
             triage context uses (default: the configuration in force's; with `policy` given and no
             `reports`, their defaults).
         url: the CRM's base URL for record links (default: `crm.salesforce.instance_url()`).
+        horizon: how far ahead warnings are planned (default: `horizon_from_env()`; 0: none).
 
     Returns:
         Small counts for XCom: clocks, due, superseded, queued, digests, capacity alerts,
-        rolled up, breaches, unresolved roles.
+        rolled up, breaches, unresolved roles, planned (warnings queued for a later instant).
     """
+    horizon = horizon_from_env() if horizon is None else horizon
     if policy is None:
         configuration = in_force(engine, context, now=now).configuration
         policy, reports = configuration.policy, reports or configuration.reports
@@ -88,6 +120,17 @@ def run_monitor(
             evaluation, frames["records"], directory, state, now=now, instance_url=url, context=triage
         )
         applied = outbox.apply(conn, plan, now, context)
+        ahead = plan_ahead(
+            frames,
+            evaluation,
+            directory,
+            now=now,
+            horizon=horizon,
+            handled=state.handled,
+            instance_url=url,
+            context=triage,
+        )
+        planned = outbox.enqueue(conn, ahead.messages, now, context)
         record_evaluation(
             conn, now=now, read_at=read_at, clocks=len(evaluation.clocks), run_id=context.run_id
         )
@@ -102,6 +145,7 @@ def run_monitor(
         "rolled_up": applied["rolled_up"],
         "breaches": applied["breaches"],
         "unresolved": len(plan.unresolved),
+        "planned": len(planned),
     }
     if plan.unresolved:
         log.warning("roles that resolve to nobody: %s", "; ".join(plan.unresolved[:20]))
@@ -120,13 +164,18 @@ def evaluate(context: Mapping[str, Any]) -> dict[str, Any]:
         engine.dispose()
 
 
-def deliver(context: Mapping[str, Any]) -> dict[str, Any]:
+def deliver(context: Mapping[str, Any], *, loop: bool = False) -> dict[str, Any]:
     """The `deliver` task: due Slack, e-mail and SMS messages for up to the delivery budget.
 
     Leases are about real concurrency, so they run on the wall clock read right before
     delivering (the try's start is seconds earlier: parsing, imports), never the run's time.
     A message that fails for good is told to data engineering (quality.yaml `incident`, of the
-    configuration in force, read only then) on the other channel.
+    configuration in force, read only then) on the other channel. A warning planned ahead is
+    re-checked against the store right before it goes (`notify.recheck`, the policy in force).
+
+    Args:
+        loop: the delivery loop (`sla_delivery`): keep delivering, each row at its instant, for
+            `loop_budget_from_env()`; else one minute's budget (`budget_from_env()`).
     """
     engine = open_store()
     audit = audit_context(context)
@@ -142,8 +191,22 @@ def deliver(context: Mapping[str, Any]) -> dict[str, Any]:
         policy = in_force(engine, audit, now=start).configuration.policy
         return SmsSender(policy.sms.connection if policy.sms else SMS_CONN_ID)
 
+    def policy() -> Policy:  # read only when a planned warning is re-checked
+        return in_force(engine, audit, now=start).configuration.policy
+
+    budget = loop_budget_from_env(start) if loop else budget_from_env()
     try:
-        return deliver_due(engine, start, audit, budget=budget_from_env(), sms=sms, contacts=contacts)
+        return deliver_due(
+            engine,
+            start,
+            audit,
+            budget=budget,
+            sms=sms,
+            contacts=contacts,
+            recheck=Recheck(policy),
+            poll=LOOP_POLL if loop else None,
+            limit=LOOP_LIMIT if loop else 500,
+        )
     finally:
         engine.dispose()
 
