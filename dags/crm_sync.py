@@ -27,8 +27,9 @@ Tasks
   committed, so a restarted listener resumes after them and misses nothing.
 - **report**: API calls used, records changed, the org's remaining allowance (log + XCom), and a
   warning when the project's share would exceed its daily budget.
-- **publish**: emits the asset `leadsla://store/crm` (which `sla_monitor` runs on) only when a
-  record changed; otherwise it is skipped, and a skipped task emits no asset event.
+- **publish** (straight after the two groups, beside the report, so the monitor starts as soon as
+  a change lands): emits the asset `leadsla://store/crm` (which `sla_monitor` runs on) only when a
+  group changed a record; otherwise it is skipped, and a skipped task emits no asset event.
 
 Connections: `salesforce_default` (SalesforceHook), `leadsla_store` (the store).
 """
@@ -121,21 +122,23 @@ def crm_sync():
         summaries = [context["ti"].xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")]
         return run_report(summaries, context=audit_context(context))
 
-    @task(outlets=[CRM_ASSET])
-    def publish(summary: dict) -> int:
-        """Emit the crm asset when anything changed; skip (no asset event) when nothing did."""
+    # Straight after the groups, not after the report: the monitor starts as soon as a change lands.
+    @task(outlets=[CRM_ASSET], trigger_rule="none_failed")
+    def publish(**context) -> int:
+        """Emit the crm asset when a group changed a record; skip (no asset event) when none did."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if not summary["records_changed"]:
+        summaries = [context["ti"].xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")]
+        changed = sum(s["records_changed"] for s in summaries if s)
+        if not changed:
             raise AirflowSkipException("no CRM record changed: no asset event")
-        return summary["records_changed"]
+        return changed
 
     groups = [sync_leads(), sync_org()]
     check_mapping() >> groups
-    summary = report()
-    groups >> replay_quarantine() >> summary
+    groups >> replay_quarantine() >> report()
     groups >> commit_replay()
-    publish(summary)
+    groups >> publish()
 
 
 crm_sync()
