@@ -319,8 +319,8 @@ def test_store_upgrade_checks_applies_and_says_what_it_did(store_url: str, capsy
     first_release_store.create(create_engine(store_url), ROWS)
     assert main(["store", "upgrade", "--check", "--url", store_url]) == 1
     out = capsys.readouterr().out
-    assert "revision: 0001 (schema version 1, from before revisions)\nhead: 0005\n" in out
-    assert "pending: 0002, 0003, 0004, 0005: run `leadsla store upgrade`" in out
+    assert "revision: 0001 (schema version 1, from before revisions)\nhead: 0006\n" in out
+    assert "pending: 0002, 0003, 0004, 0005, 0006: run `leadsla store upgrade`" in out
     assert not sa.inspect(create_engine(store_url)).has_table(
         migrations.VERSION_TABLE
     )  # --check wrote nothing
@@ -328,15 +328,16 @@ def test_store_upgrade_checks_applies_and_says_what_it_did(store_url: str, capsy
     assert main(["store", "upgrade", "--url", store_url]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "adopted: schema version 1 from before revisions, stamped at revision 0001"
-    assert [line.split(":")[0] for line in out[2:6]] == [
+    assert [line.split(":")[0] for line in out[2:7]] == [
         "applied 0002",
         "applied 0003",
         "applied 0004",
         "applied 0005",
+        "applied 0006",
     ]
-    assert out[-1] == "now at the head revision 0005"
+    assert out[-1] == "now at the head revision 0006"
 
     assert main(["store", "upgrade", "--url", store_url]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == ["at the head revision 0005: nothing to apply"]
+    assert capsys.readouterr().out.splitlines()[1:] == ["at the head revision 0006: nothing to apply"]
     assert main(["store", "upgrade", "--check", "--url", store_url]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == ["revision: 0005", "head: 0005", "up to date"]
+    assert capsys.readouterr().out.splitlines()[1:] == ["revision: 0006", "head: 0006", "up to date"]

@@ -22,6 +22,7 @@ from leadsla.health import (
     freshness,
     leakage,
     phones,
+    reconcile,
     rejection,
     round_robin,
     timers,
@@ -44,6 +45,7 @@ CHECKS = (
     config_drift,
     audit_chain,
     phones,
+    reconcile,
 )
 
 
