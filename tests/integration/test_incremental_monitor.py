@@ -385,8 +385,25 @@ def test_incremental_equals_full_over_a_simulated_day(store, second_url, demo_mi
         with incremental.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(schema.records)).scalar_one()
         assert sorted(evaluated)[len(evaluated) // 2] < total / 4  # the median run looks at a fraction
-        check = run_monitor(incremental, DAY_END, ctx("check"), policy=policy, url=URL, mode="full")
-        assert check["reconcile_differences"] == 0
+        # A reconcile in chunks of 100 records: nothing to correct, and the same decisions as one chunk.
+        a = run_monitor(full, DAY_END, ctx("check"), policy=policy, url=URL, mode="full")
+        b = run_monitor(
+            incremental, DAY_END, ctx("check"), policy=policy, url=URL, mode="full", chunk_records=100
+        )
+        assert b["reconcile_differences"] == 0
+        assert {k: v for k, v in a.items() if k != "reconcile_differences"} == {
+            k: v for k, v in b.items() if k != "reconcile_differences"
+        }
+        assert snapshot(full) == snapshot(incremental)
+        with incremental.connect() as conn:
+            detail = (
+                conn.execute(
+                    sa.select(schema.reconciles.c.detail).order_by(schema.reconciles.c.reconcile_id.desc())
+                )
+                .scalars()
+                .first()
+            )
+        assert detail["chunks"] == -(-total // 100)
     finally:
         incremental.dispose()
 
