@@ -2,7 +2,10 @@
 first start: seed a new demo org with its backlog (two weeks by default), back-fill the store
 through the Salesforce stand-in (crm_sync's tasks), then time the first evaluation (every clock
 new, the backlog's due checkpoints queued) and steady-state runs one minute apart with nothing new
-synced (the median of --steady runs).
+synced (the median of --steady runs; incremental, as sla_monitor runs them, the backlog having
+landed an hour before), then --steady incremental runs each after 100 records landed anew
+(`incremental_100_changed_s`) and --steady full evaluations (`full_run_s`, each a reconcile:
+`reconcile_differences` must be 0).
 
 Goals: steady_run_s well under 2 s, first_run_s a few seconds: a checkpoint cannot be sent before
 the monitor has queued it, so this time is part of every alert's latency. Everything lives in a
@@ -67,7 +70,7 @@ def main() -> int:
         with engine.connect() as conn:
             out["records"] = conn.execute(sa.select(sa.func.count()).select_from(schema.records)).scalar_one()
 
-        def timed(at: dt.datetime, run_id: str) -> tuple[float, dict]:
+        def timed(at: dt.datetime, run_id: str, mode: str = "auto") -> tuple[float, dict]:
             # Each Airflow task loads the policy afresh, so the timing includes it.
             t0 = time.perf_counter()
             summary = run_monitor(
@@ -75,11 +78,31 @@ def main() -> int:
                 at,
                 AuditContext(dag_id="sla_monitor", run_id=run_id, task_id="evaluate", try_number=1),
                 policy=load_policy(),
+                mode=mode,
             )
             return time.perf_counter() - t0, summary
 
         first_s, first = timed(now, "bench_first")
+        with engine.begin() as conn:  # steady state: the backlog landed an hour ago, not seconds ago
+            for table in (schema.records, schema.field_history, schema.activities, schema.users):
+                conn.execute(table.update().values(landed_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
         steady = [timed(now + dt.timedelta(minutes=i), f"bench_{i}") for i in range(1, args.steady + 1)]
+        with engine.connect() as conn:
+            ids = sorted(conn.execute(sa.select(schema.records.c.record_id)).scalars())
+        changed = []
+        for i in range(1, args.steady + 1):
+            with engine.begin() as conn:  # 100 records land anew (as a sync would stamp them)
+                batch = ids[i * 100 : (i + 1) * 100]
+                conn.execute(
+                    schema.records.update()
+                    .where(schema.records.c.record_id.in_(batch))
+                    .values(landed_at=dt.datetime.now(dt.UTC))
+                )
+            changed.append(timed(now + dt.timedelta(minutes=args.steady + i), f"bench_changed_{i}"))
+        full = [
+            timed(now + dt.timedelta(minutes=2 * args.steady + i), f"bench_full_{i}", mode="full")
+            for i in range(1, args.steady + 1)
+        ]
         engine.dispose()
     out["clocks"] = first["clocks"]
     out["first_run_s"] = round(first_s, 2)
@@ -87,6 +110,12 @@ def main() -> int:
     out["steady_run_s"] = round(statistics.median(s for s, _ in steady), 2)
     out["steady_run_max_s"] = round(max(s for s, _ in steady), 2)
     out["steady_clocks_written"] = max(s["clocks_written"] for _, s in steady)
+    out["steady_mode"] = steady[-1][1]["mode"]
+    out["steady_records_evaluated"] = statistics.median(s["records_evaluated"] for _, s in steady)
+    out["incremental_100_changed_s"] = round(statistics.median(s for s, _ in changed), 2)
+    out["changed_records_evaluated"] = statistics.median(s["records_evaluated"] for _, s in changed)
+    out["full_run_s"] = round(statistics.median(s for s, _ in full), 2)
+    out["reconcile_differences"] = max(s["reconcile_differences"] for _, s in full)
     out["ok"] = bool(out["steady_run_s"] < 2 and out["first_run_s"] < 10)
     print(json.dumps(out))
     return 0

@@ -6,10 +6,13 @@ taken at the run's own time (`dag_run.run_after`), never "now", so clearing or r
 run decides the same; every side effect is keyed (outbox idempotency keys), so it happens once.
 
 Tasks
-- **evaluate**: load the store's CRM mirror, evaluate the clocks, and in one transaction persist
-  them, audit clock starts/stops and due/superseded checkpoints, queue Slack/e-mail messages and
-  breach actions (`leadsla.tasks.monitor`); the warnings falling due within the next minutes are
-  queued for their instants (`leadsla.decisions.ahead`), which `sla_delivery` keeps.
+- **evaluate**: evaluate the clocks that can have changed (records landed since the last run,
+  clocks whose next change is due; every clock on a policy change and every
+  `LEADSLA_RECONCILE_EVERY` runs, default 60, compared with the incremental state), decide, then
+  in one short transaction persist them, audit clock starts/stops and due/superseded checkpoints,
+  queue Slack/e-mail messages and breach actions (`leadsla.tasks.monitor`).
+  The warnings falling due within the next minutes are queued for their instants
+  (`leadsla.decisions.ahead`), which `sla_delivery` keeps.
 - **deliver**: send due messages from the outbox under short leases, and keep at it for up to
   45 s of the minute (`LEADSLA_DELIVERY_BUDGET_S`): a failed send is retried 5 s and 15 s later,
   rows of a killed deliverer are taken once their 25 s lease lapses (`leadsla.notify.delivery`).
@@ -57,7 +60,7 @@ OWNER = "data-engineering"
 def sla_monitor():
     @task
     def evaluate(**context) -> dict:
-        """Clocks at the run's time -> clocks table, audit, outbox (one transaction)."""
+        """Clocks at the run's time -> clocks table, audit, outbox (incremental; one write transaction)."""
         from leadsla.tasks import monitor
 
         return monitor.evaluate(context)

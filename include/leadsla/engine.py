@@ -86,6 +86,7 @@ from leadsla.clock import (
     derive_clocks,
     split_segments,
 )
+from leadsla.errors import LeadSlaError
 from leadsla.policy import OWNER_CALENDAR, REAL_TIME_CALENDAR, Policy, Sla
 
 #: The store's `clocks` columns, in order (leadsla.store.schema.clocks).
@@ -1016,3 +1017,46 @@ def _frame(parts: list[dict], columns: list[str], instants: tuple[str, ...]) -> 
             frame[c] = pd.Series(dtype="datetime64[s, UTC]")
         return frame
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+# --- when a clock's evaluation can next change ----------------------------------------------------
+
+#: States whose evaluation moves with time alone while the calendar is open: elapsed grows, and a
+#: paused clock's deadline and next checkpoint are projected from `now`.
+_MOVING = ("running", "breached", "paused")
+
+
+def next_changes(clocks: pd.DataFrame, policy: Policy, now: dt.datetime) -> pd.Series:
+    """Per clock, the next instant its evaluation can change with no new CRM data (aware UTC, NaT
+    for never), for the incremental monitor.
+
+    An open clock (running, breached, paused) whose calendar is open at `now` changes every second
+    (elapsed, remaining and percent grow; a paused clock's deadline is projected from `now`): `now`.
+    Closed, nothing moves until the calendar opens (colour turns, checkpoints and deadlines all lie
+    in open time): the next opening, or its next checkpoint if sooner. An ended clock changes only
+    when its record does: NaT. A calendar the policy no longer has gives `now` (re-evaluated until
+    a full evaluation settles it).
+    """
+    n = len(clocks)
+    out = np.full(n, _NAT, np.int64)
+    if n == 0:
+        return _to_utc(out)
+    now_s = to_epoch_seconds(now, "now")
+    moving = clocks["state"].astype(str).isin(_MOVING).to_numpy()
+    calendars = clocks["calendar"].astype(str).to_numpy()
+    checkpoint = pd.to_datetime(clocks["next_checkpoint_at"], utc=True)
+    at = checkpoint.dt.tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    checkpoint_s = np.where(checkpoint.isna().to_numpy(), np.iinfo(np.int64).max, at)
+    for name in np.unique(calendars[moving]):
+        rows = moving & (calendars == name)
+        try:
+            calendar = policy.calendar(str(name))
+        except LeadSlaError:
+            out[rows] = now_s
+            continue
+        if bool(calendar.is_open(np.array([now_s]))[0]):
+            out[rows] = now_s
+        else:
+            opens = int(calendar.deadline_seconds(np.array([now_s]), np.array([1]))[0]) - 1
+            out[rows] = np.minimum(opens, checkpoint_s[rows])
+    return _to_utc(out)

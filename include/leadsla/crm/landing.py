@@ -192,6 +192,8 @@ def store_row(
         row["out_of_office"] = False
     if "synced_at" in table.c:
         row["synced_at"] = synced_at
+    if "landed_at" in table.c:  # the wall clock, whatever the sync's time: the monitor's change marker
+        row["landed_at"] = dt.datetime.now(dt.UTC)
     return row
 
 

@@ -110,6 +110,17 @@ def decide_checkpoints(
     handled_by_clock: dict[tuple, set[str]] = {}
     for sla_id, record_id, clock_start, checkpoint in handled:
         handled_by_clock.setdefault((sla_id, record_id, cell_instant(clock_start)), set()).add(checkpoint)
+    # A clock whose reached checkpoints are all handled decides nothing (`_catch_up`): left out
+    # before grouping, since most reached checkpoints of a steady run are long handled.
+    ids = list(zip(reached["sla_id"], reached["record_id"], reached["clock_start"], strict=True))
+    fresh = {
+        i
+        for i, checkpoint in zip(ids, reached["checkpoint"], strict=True)
+        if checkpoint not in handled_by_clock.get((i[0], i[1], cell_instant(i[2])), ())
+    }
+    reached = reached[[i in fresh for i in ids]]
+    if reached.empty:
+        return out
     # Only the clocks and records of reached checkpoints become dicts: the whole records frame
     # (raw CRM fields included) is tens of thousands of rows, a handful of which are reached.
     ids = set(reached["record_id"])

@@ -245,7 +245,8 @@ def _settle(
         conn.execute(
             records.update()
             .where(records.c.object_type == "Lead", records.c.record_id == row.record_id)
-            .values(done.lead)
+            # landed_at: the incremental monitor re-evaluates the lead
+            .values({**done.lead, "landed_at": dt.datetime.now(dt.UTC)})
         )
     have = recorded(conn, row.record_id, done.action) if done.action else set()
     at = now

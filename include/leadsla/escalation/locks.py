@@ -216,7 +216,7 @@ def _update_lead(conn: sa.Connection, record_id: str, **values: Any) -> None:
     conn.execute(
         records.update()
         .where(records.c.object_type == "Lead", records.c.record_id == record_id)
-        .values(values)
+        .values({**values, "landed_at": dt.datetime.now(dt.UTC)})  # the incremental monitor re-reads it
     )
 
 

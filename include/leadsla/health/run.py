@@ -22,6 +22,7 @@ from leadsla.health import (
     freshness,
     leakage,
     phones,
+    reconcile,
     rejection,
     round_robin,
     streaming,
@@ -46,6 +47,7 @@ CHECKS = (
     audit_chain,
     phones,
     streaming,
+    reconcile,
 )
 
 

@@ -5,9 +5,12 @@ runtime check hold it to that). Decisions arrive as data (`leadsla.decisions.pla
 writes a whole `Plan` in the caller's transaction (checkpoints acted on, messages, notices,
 capacity roll-ups, digests, breach actions, each with its audit entries), `queue_notices` writes
 notices from the other pipelines, and `queue_state` / `handled_checkpoints` are the snapshot the
-decisions read. Delivery (`leadsla.notify.delivery`) and escalation (`leadsla.escalation`) then
-`claim` rows under a lease and mark them. Every operation takes its time from the caller (the
-run's time, or for leases the delivering attempt's start) and audits with the Airflow task run
+decisions read. Every checkpoint acted on is also written to `handled_checkpoints` in the same
+transaction (a keyed table the decisions read by record, where they used to scan the audit trail);
+its key is what stops a concurrent or retried run recording a checkpoint twice. Delivery
+(`leadsla.notify.delivery`) and escalation (`leadsla.escalation`) then `claim` rows under a
+lease and mark them. Every operation takes its time from the caller (the run's time, or for
+leases the delivering attempt's start) and audits with the Airflow task run
 that did it. Never sends anything and never reads the wall clock for a decision.
 
 Row life: ``pending`` --claim--> (lease in ``claimed_until``) --> ``delivered``, or back to
@@ -45,7 +48,8 @@ from leadsla.decisions.plan import (
 )
 from leadsla.notify.payloads import parse_payload
 from leadsla.store.audit import AuditContext, record, record_many
-from leadsla.store.schema import audit, outbox
+from leadsla.store.schema import NO_RECORD, audit, outbox
+from leadsla.store.schema import handled_checkpoints as handled_table
 from leadsla.store.upsert import insert_new
 
 #: Breach actions' channel: claimed and performed by `leadsla.escalation.breach`, never by delivery.
@@ -171,7 +175,14 @@ def planned_instant(payload: Mapping[str, Any] | None) -> dt.datetime | None:
 
 def _insert(conn: sa.Connection, row: dict[str, Any]) -> bool:
     """Insert a row unless its key is already there (then it is left exactly as it is), except a
-    row `WITHDRAWN` before its instant, which is queued again with the new contents (it never left)."""
+    row `WITHDRAWN` before its instant, which is queued again with the new contents (it never left);
+    a row about a checkpoint marks it handled."""
+    if row["sla_id"] is not None and row["clock_start"] is not None:
+        _mark_handled(
+            conn,
+            [(row["sla_id"], row["record_id"], row["clock_start"], row["checkpoint"])],
+            row["created_at"],
+        )
     if insert_new(conn, outbox, [row], key=["idempotency_key"]):
         return True
     revived = conn.execute(
@@ -188,6 +199,71 @@ def _insert(conn: sa.Connection, row: dict[str, Any]) -> bool:
         )
     )
     return revived.rowcount == 1
+
+
+_HANDLED_KEY = ("record_id", "sla_id", "clock_start", "checkpoint")
+
+
+def _mark_handled(conn: sa.Connection, ids: Iterable[CheckpointId], at: dt.datetime) -> set[CheckpointId]:
+    """Write `ids` to handled_checkpoints; returns those that were not there yet (a concurrent or
+    earlier run's are left as they are)."""
+    rows = [
+        {
+            "record_id": NO_RECORD if r is None else r,
+            "sla_id": s,
+            "clock_start": c,
+            "checkpoint": k,
+            "handled_at": at,
+        }
+        for s, r, c, k in dict.fromkeys(ids)
+    ]
+    if not rows:
+        return set()
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = (
+        insert(handled_table)
+        .on_conflict_do_nothing(index_elements=list(_HANDLED_KEY))
+        .returning(*(handled_table.c[k] for k in _HANDLED_KEY))
+    )
+    return {_handled_id(r) for r in conn.execute(stmt, rows)}
+
+
+def _unmark_withdrawn(conn: sa.Connection, row: Claimed) -> None:
+    """A withdrawn planned warning's checkpoint is handled no more once nothing else acted on it (no
+    other row about it still standing, no due or superseded audit), so the monitor decides it again
+    from the changed clock."""
+    if row.sla_id is None or row.clock_start is None:
+        return
+    same = {"sla_id": row.sla_id, "record_id": row.record_id, "clock_start": row.clock_start}
+    about = [outbox.c[k] == v for k, v in same.items()] + [outbox.c.checkpoint == row.checkpoint]
+    standing = conn.execute(
+        sa.select(outbox.c.outbox_id).where(*about, outbox.c.status != WITHDRAWN).limit(1)
+    )
+    audited = conn.execute(
+        sa.select(audit.c.audit_id)
+        .where(
+            *[audit.c[k] == v for k, v in same.items()],
+            audit.c.checkpoint == row.checkpoint,
+            audit.c.event.in_(["checkpoint_superseded", "checkpoint_due"]),
+        )
+        .limit(1)
+    )
+    if standing.first() is None and audited.first() is None:
+        key = {"sla_id": row.sla_id, "record_id": row.record_id or NO_RECORD, "clock_start": row.clock_start}
+        conn.execute(
+            handled_table.delete().where(
+                *[handled_table.c[k] == v for k, v in key.items()],
+                handled_table.c.checkpoint == row.checkpoint,
+            )
+        )
+
+
+def _handled_id(row: Any) -> CheckpointId:
+    record_id, sla_id, clock_start, checkpoint = tuple(row)
+    return (sla_id, None if record_id == NO_RECORD else record_id, clock_start, checkpoint)
 
 
 def enqueue(
@@ -318,26 +394,46 @@ def queue_notices(
     return new
 
 
-def handled_checkpoints(conn: sa.Connection) -> frozenset[CheckpointId]:
-    """Checkpoints already acted on: queued in any status but `WITHDRAWN` (outbox), superseded or
-    due (audit). A planned warning counts from its queueing: the checkpoint is never decided twice."""
-    rows = conn.execute(
-        sa.select(outbox.c.sla_id, outbox.c.record_id, outbox.c.clock_start, outbox.c.checkpoint)
-        .distinct()
-        .where(outbox.c.sla_id.is_not(None), outbox.c.clock_start.is_not(None), outbox.c.status != WITHDRAWN)
-    ).all()
-    rows += conn.execute(
-        sa.select(audit.c.sla_id, audit.c.record_id, audit.c.clock_start, audit.c.checkpoint)
-        .distinct()
-        .where(audit.c.event.in_(["checkpoint_superseded", "checkpoint_due"]))
-    ).all()
-    return frozenset(tuple(r) for r in rows)
+def handled_checkpoints(
+    conn: sa.Connection, record_ids: Iterable[str] | None = None, *, notices_since: dt.datetime | None = None
+) -> frozenset[CheckpointId]:
+    """Checkpoints already acted on: queued in any status (outbox), superseded or due (audit), as
+    `handled_checkpoints` holds them.
+
+    Args:
+        record_ids: only these records' checkpoints and the notices about no record (capacity
+            alerts, digests); None: all.
+        notices_since: with `record_ids`, only the notices about no record keyed at or after this
+            instant (the decisions look back a week at most).
+    """
+    table = handled_table
+    query = sa.select(*(table.c[k] for k in _HANDLED_KEY))
+    if record_ids is None:
+        return frozenset(_handled_id(r) for r in conn.execute(query))
+    notices = table.c.record_id == NO_RECORD
+    if notices_since is not None:
+        notices = sa.and_(notices, table.c.clock_start >= notices_since)
+    found = {_handled_id(r) for r in conn.execute(query.where(notices))}
+    ids = sorted({str(i) for i in record_ids})
+    for at in range(0, len(ids), 2000):  # under SQLite's bound-parameter limit
+        found |= {
+            _handled_id(r) for r in conn.execute(query.where(table.c.record_id.in_(ids[at : at + 2000])))
+        }
+    return frozenset(found)
 
 
-def queue_state(conn: sa.Connection, now: dt.datetime, *, window_minutes: int) -> QueueState:
+def queue_state(
+    conn: sa.Connection,
+    now: dt.datetime,
+    *,
+    window_minutes: int,
+    record_ids: Iterable[str] | None = None,
+    notices_since: dt.datetime | None = None,
+) -> QueueState:
     """The recipients' state a decision reads (`leadsla.decisions.plan.QueueState`): pending
     messages and those delivered within the rate-limit window, in outbox order, and the
-    checkpoints already handled.
+    checkpoints already handled (of `record_ids` and recent notices only, when given:
+    `handled_checkpoints`).
 
     A warning planned for an instant after `now` is not in the rows: until its checkpoint it is
     not part of anyone's queue (rate limit, roll-ups), so those decisions are what they were
@@ -391,7 +487,8 @@ def queue_state(conn: sa.Connection, now: dt.datetime, *, window_minutes: int) -
         for r in rows
         if not ((at := planned_instant(r.payload)) is not None and at > now)
     )
-    return QueueState(rows=queued, handled=handled_checkpoints(conn), next_seq=last + 1)
+    handled = handled_checkpoints(conn, record_ids, notices_since=notices_since)
+    return QueueState(rows=queued, handled=handled, next_seq=last + 1)
 
 
 def apply(conn: sa.Connection, plan: Plan, at: dt.datetime, context: AuditContext) -> dict[str, int]:
@@ -428,9 +525,16 @@ def _record_checkpoints(
     at: dt.datetime,
     context: AuditContext,
 ) -> None:
+    # Only the checkpoints this write is first to handle are recorded: a concurrent or retried run
+    # that decided the same ones (from a snapshot read before this one committed) records nothing.
+    new = _mark_handled(
+        conn, [(cp.sla_id, cp.record_id, cp.clock_start, cp.checkpoint) for cp in (*due, *superseded)], at
+    )
     entries = []
     for event, reached in (("checkpoint_due", due), ("checkpoint_superseded", superseded)):
         for cp in reached:
+            if (cp.sla_id, cp.record_id, cp.clock_start, cp.checkpoint) not in new:
+                continue
             entries.append(
                 {
                     "event": event,
@@ -807,6 +911,8 @@ def cancel(
     )
     if result.rowcount != 1:
         return False
+    if status == WITHDRAWN:
+        _unmark_withdrawn(conn, row)
     record(
         conn,
         event,

@@ -1,14 +1,20 @@
 """The clocks table's writer: evaluated clocks persisted when new or changed, starts and stops audited.
 
-Also records each evaluation (`evaluations`: the run's time and when it read the store), which
-the reports wait for. Runs in the monitor's transaction; never decides anything.
+Also records each evaluation (`evaluations`: the run's time, when it read the store, how it ran),
+which the reports and the incremental monitor read, and the stored clocks the incremental monitor
+reads back: those due a re-evaluation (`next_change_at`), and the current ones its decisions need.
+The writes run in the monitor's short write transaction (`plan_writes` reads outside it,
+`write_clocks` writes, re-checking inside only the rows it writes); never decides anything.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
 from leadsla.engine import CLOCK_COLUMNS
@@ -20,6 +26,13 @@ ENDED = ("met", "met_late", "handed_on", "handed_on_late")
 
 _VALUE_COLUMNS = [k for k in CLOCK_COLUMNS if k != "evaluated_at"]
 _KEY_COLUMNS = ("sla_id", "record_id", "clock_start")
+#: What the store keeps beside the engine's columns: when the clock can next change, and whether it
+#: went stale (`store.schema.clocks`).
+STORE_COLUMNS = [*CLOCK_COLUMNS, "next_change_at", "stale_since"]
+#: States of a clock still running (the decisions count a rep's open clocks).
+OPEN = ("running", "paused", "breached")
+#: A stored clock row (a SQLAlchemy RowMapping) by its identity.
+Stored = dict[tuple, Any]
 
 
 def changed(row: dict[str, Any], stored: Any) -> bool:
@@ -27,11 +40,103 @@ def changed(row: dict[str, Any], stored: Any) -> bool:
     return any(row[k] != stored[k] for k in _VALUE_COLUMNS)
 
 
+def _differs(row: dict[str, Any], stored: Any) -> bool:
+    """`changed`, or its next change or staleness moved (those are written too)."""
+    return changed(row, stored) or any(row.get(k) != stored[k] for k in ("next_change_at", "stale_since"))
+
+
+def key_of(row: Any) -> tuple:
+    return tuple(row[k] for k in _KEY_COLUMNS)
+
+
+@dataclass
+class ClockWrites:
+    """What an evaluation writes to `clocks`: new or changed rows, and stored rows gone stale."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[tuple] = field(default_factory=list)
+    stored: Stored = field(default_factory=dict)
+
+
+def read_stored(conn: sa.Connection, record_ids: Iterable[str] | None = None) -> Stored:
+    """The stored clock rows (all, or these records'), by identity."""
+    clocks = schema.clocks
+    query = sa.select(*[clocks.c[k] for k in STORE_COLUMNS])
+    if record_ids is None:
+        return {key_of(r): r for r in conn.execute(query).mappings()}
+    ids = sorted(set(record_ids))
+    found: Stored = {}
+    for at in range(0, len(ids), 2000):
+        for r in conn.execute(query.where(clocks.c.record_id.in_(ids[at : at + 2000]))).mappings():
+            found[key_of(r)] = r
+    return found
+
+
+def plan_writes(
+    rows: list[dict[str, Any]], stored: Stored, now: dt.datetime, scope: Iterable[str] | None = None
+) -> ClockWrites:
+    """The rows to write (new, or changed and not from a later evaluation) and the stored current
+    clocks of the evaluated records (`scope`; None: every record) the evaluation no longer gave."""
+    todo = []
+    for row in rows:
+        old = stored.get(key_of(row))
+        if old is None or (old["evaluated_at"] <= row["evaluated_at"] and _differs(row, old)):
+            todo.append(row)
+    given = {key_of(row) for row in rows}
+    ids = None if scope is None else set(scope)
+    stale = [
+        key
+        for key, old in stored.items()
+        if key not in given
+        and old["stale_since"] is None
+        and (ids is None or key[1] in ids)
+        and old["evaluated_at"] <= now
+    ]
+    return ClockWrites(todo, stale, stored)
+
+
+def write_clocks(
+    conn: sa.Connection, writes: ClockWrites, now: dt.datetime, context: AuditContext
+) -> dict[str, int]:
+    """Write planned clocks in the caller's (write) transaction; audit starts and stops.
+
+    The rows are re-read here (only those written; locked on PostgreSQL), so a clock a concurrent
+    or retried run wrote since the plan was read is neither overwritten by an older evaluation nor
+    audited twice.
+    """
+    if not writes.rows and not writes.stale:
+        return {"clocks_written": 0, "clock_events": 0}
+    keys = [key_of(r) for r in writes.rows]
+    current = _lock_rows(conn, keys + writes.stale)
+    todo = [
+        row
+        for row in writes.rows
+        if (old := current.get(key_of(row))) is None
+        or (old["evaluated_at"] <= row["evaluated_at"] and _differs(row, old))
+    ]
+    written = _upsert_unless_newer(conn, todo) if todo else set()
+    audits = [
+        entry
+        for row in todo
+        if key_of(row) in written
+        for entry in _clock_events(row, current.get(key_of(row)), now)
+    ]
+    record_many(conn, audits, context=context)
+    _mark_stale(conn, [k for k in writes.stale if k in current and current[k]["stale_since"] is None], now)
+    return {"clocks_written": len(written), "clock_events": len(audits)}
+
+
 def persist_clocks(
-    conn: sa.Connection, rows: list[dict[str, Any]], now: dt.datetime, context: AuditContext
+    conn: sa.Connection,
+    rows: list[dict[str, Any]],
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    scope: Iterable[str] | None = None,
 ) -> dict[str, int]:
     """Write the clocks that are new or changed, unless the stored row is from a later evaluation;
-    audit starts and stops.
+    audit starts and stops; mark stale the stored clocks of the evaluated records (`scope`, None:
+    all) it no longer gave.
 
     Only changed clocks are written: a stopped clock, or a running one outside business hours,
     reads the same every minute, and rewriting thousands of identical rows each run was most of
@@ -39,36 +144,166 @@ def persist_clocks(
     the row. All writes are one executemany upsert whose WHERE keeps a row a later evaluation
     wrote; RETURNING says which rows this run did write, and only those are audited.
     """
-    clocks = schema.clocks
-    stored = {
-        tuple(r[k] for k in _KEY_COLUMNS): r
-        for r in conn.execute(sa.select(*[clocks.c[k] for k in CLOCK_COLUMNS])).mappings()
-    }
-    todo = []
-    for row in rows:
-        old = stored.get(tuple(row[k] for k in _KEY_COLUMNS))
-        if old is None or (old["evaluated_at"] <= row["evaluated_at"] and changed(row, old)):
-            todo.append(row)
-    if not todo:
-        return {"clocks_written": 0, "clock_events": 0}
-    written = _upsert_unless_newer(conn, todo)
-    audits = [
-        entry
-        for row in todo
-        if tuple(row[k] for k in _KEY_COLUMNS) in written
-        for entry in _clock_events(row, stored.get(tuple(row[k] for k in _KEY_COLUMNS)), now)
-    ]
-    record_many(conn, audits, context=context)
-    return {"clocks_written": len(written), "clock_events": len(audits)}
+    rows = [{"next_change_at": None, "stale_since": None, **row} for row in rows]
+    stored = read_stored(conn, None if scope is None else set(scope))
+    return write_clocks(conn, plan_writes(rows, stored, now, scope), now, context)
 
 
 def record_evaluation(
-    conn: sa.Connection, *, now: dt.datetime, read_at: dt.datetime, clocks: int, run_id: str | None
+    conn: sa.Connection,
+    *,
+    now: dt.datetime,
+    read_at: dt.datetime,
+    clocks: int,
+    run_id: str | None,
+    mode: str | None = None,
+    policy_digest: str | None = None,
 ) -> None:
-    """One `evaluations` row: the clocks reflect the store as read at `read_at`, decided at `now`."""
+    """One `evaluations` row: the clocks reflect the store as read at `read_at`, decided at `now`,
+    evaluated `mode` (full or incremental) under the policy of `policy_digest`."""
     conn.execute(
-        schema.evaluations.insert().values(evaluated_at=now, read_at=read_at, clocks=clocks, run_id=run_id)
+        schema.evaluations.insert().values(
+            evaluated_at=now,
+            read_at=read_at,
+            clocks=clocks,
+            run_id=run_id,
+            mode=mode,
+            policy_digest=policy_digest,
+        )
     )
+
+
+def record_reconcile(
+    conn: sa.Connection, now: dt.datetime, found: dict[str, Any], *, run_id: str | None
+) -> None:
+    """One `reconciles` row: a full evaluation compared with the incremental state (`found`:
+    reason, clocks compared, differences, detail)."""
+    conn.execute(
+        schema.reconciles.insert().values(
+            evaluated_at=now,
+            reason=found["reason"],
+            clocks=found["clocks"],
+            differences=found["differences"],
+            detail=found["detail"],
+            run_id=run_id,
+        )
+    )
+
+
+def recent_evaluations(conn: sa.Connection, limit: int) -> list[Any]:
+    """The latest `limit` evaluations, newest first (mode, policy digest, read_at, evaluated_at)."""
+    ev = schema.evaluations
+    return list(
+        conn.execute(
+            sa.select(ev.c.evaluated_at, ev.c.read_at, ev.c.mode, ev.c.policy_digest)
+            .order_by(ev.c.evaluation_id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def due_for_change(conn: sa.Connection, until: dt.datetime) -> set[str]:
+    """Ids of the records with a current clock whose next change is due by `until`."""
+    clocks = schema.clocks
+    query = (
+        sa.select(clocks.c.record_id)
+        .distinct()
+        .where(clocks.c.next_change_at <= until, clocks.c.stale_since.is_(None))
+    )
+    return set(conn.execute(query).scalars())
+
+
+def open_clocks_of(conn: sa.Connection, user_ids: Iterable[str]) -> set[str]:
+    """Ids of the records with an open clock these users own or answer for."""
+    ids = sorted(set(user_ids))
+    clocks = schema.clocks
+    found: set[str] = set()
+    for at in range(0, len(ids), 1000):
+        batch = ids[at : at + 1000]
+        found |= set(
+            conn.execute(
+                sa.select(clocks.c.record_id).where(
+                    clocks.c.state.in_(OPEN),
+                    sa.or_(clocks.c.owner_id.in_(batch), clocks.c.accountable_owner_id.in_(batch)),
+                )
+            ).scalars()
+        )
+    return found
+
+
+def current_count(conn: sa.Connection) -> int:
+    """How many current (not stale) clocks the store holds."""
+    clocks = schema.clocks
+    return conn.execute(sa.select(sa.func.count()).where(clocks.c.stale_since.is_(None))).scalar_one()
+
+
+def current_clocks(
+    conn: sa.Connection,
+    *,
+    started_since: dt.datetime,
+    breached_since: dt.datetime,
+    sla_ids: Iterable[str] = (),
+) -> pd.DataFrame:
+    """The stored current clocks the decisions can read (the engine's clock columns): every open
+    clock, those started since `started_since` (of `sla_ids`) and those breached since
+    `breached_since`. Three indexed reads, not one OR (a scan of every clock)."""
+    clocks = schema.clocks
+    instants = [c for c in CLOCK_COLUMNS if isinstance(clocks.c[c].type, schema.UtcDateTime)]
+    query = sa.select(
+        *[
+            sa.type_coerce(clocks.c[c], sa.String).label(c) if c in instants else clocks.c[c]
+            for c in CLOCK_COLUMNS
+        ]
+    ).where(clocks.c.stale_since.is_(None))
+    rows: dict[tuple, tuple] = {}
+    for which in (
+        clocks.c.state.in_(OPEN),
+        clocks.c.breached_at >= breached_since,
+        sa.and_(clocks.c.sla_id.in_(sorted(set(sla_ids))), clocks.c.clock_start >= started_since),
+    ):
+        for r in conn.execute(query.where(which)).all():
+            rows[(r[0], r[1], r[2])] = tuple(r)
+    frame = pd.DataFrame(list(rows.values()), columns=CLOCK_COLUMNS)
+    for col in instants:
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+    return frame
+
+
+def _lock_rows(conn: sa.Connection, keys: list[tuple]) -> Stored:
+    """The stored rows of these identities (FOR UPDATE on PostgreSQL: a concurrent run waits)."""
+    clocks = schema.clocks
+    found: Stored = {}
+    by_record: dict[str, set[tuple]] = {}
+    for key in keys:
+        by_record.setdefault(key[1], set()).add(key)
+    ids = sorted(by_record)
+    for at in range(0, len(ids), 2000):
+        query = sa.select(*[clocks.c[k] for k in STORE_COLUMNS]).where(
+            clocks.c.record_id.in_(ids[at : at + 2000])
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        for r in conn.execute(query).mappings():
+            if key_of(r) in by_record.get(r["record_id"], ()):
+                found[key_of(r)] = r
+    return found
+
+
+def _mark_stale(conn: sa.Connection, keys: list[tuple], now: dt.datetime) -> None:
+    clocks = schema.clocks
+    if not keys:
+        return
+    stmt = (
+        clocks.update()
+        .where(
+            clocks.c.sla_id == sa.bindparam("k_sla"),
+            clocks.c.record_id == sa.bindparam("k_record"),
+            clocks.c.clock_start == sa.bindparam("k_start"),
+            clocks.c.stale_since.is_(None),
+        )
+        .values(stale_since=now)
+    )
+    conn.execute(stmt, [{"k_sla": k[0], "k_record": k[1], "k_start": k[2]} for k in keys])
 
 
 def _upsert_unless_newer(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple]:
@@ -81,7 +316,7 @@ def _upsert_unless_newer(conn: sa.Connection, rows: list[dict[str, Any]]) -> set
     stmt = insert(clocks)
     stmt = stmt.on_conflict_do_update(
         index_elements=[clocks.c[k] for k in _KEY_COLUMNS],
-        set_={k: stmt.excluded[k] for k in CLOCK_COLUMNS if k not in _KEY_COLUMNS},
+        set_={k: stmt.excluded[k] for k in STORE_COLUMNS if k not in _KEY_COLUMNS},
         where=clocks.c.evaluated_at <= stmt.excluded.evaluated_at,
     ).returning(*[clocks.c[k] for k in _KEY_COLUMNS])
     return {tuple(r) for r in conn.execute(stmt, rows)}  # a later evaluation's rows come back absent

@@ -1,12 +1,15 @@
 """The CRM mirror as the engine reads it: the store's records, history, activities, users, queues.
 
-One read per table, instants parsed in one vectorised pass (the same frames on SQLite and
-PostgreSQL). Deleted records are left out. Reads only.
+One read per table (or, for some records, per batch of their ids), instants parsed in one
+vectorised pass (the same frames on SQLite and PostgreSQL). Deleted records are left out. Also
+what changed since an instant (`landed_since`, from each row's `landed_at`), for the incremental
+monitor. Reads only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import datetime as dt
+from collections.abc import Iterable, Iterator
 
 import pandas as pd
 import sqlalchemy as sa
@@ -58,15 +61,32 @@ FRAME_COLUMNS = {
 }
 
 
-def load_frames(conn: sa.Connection, record_ids: Collection[str] | None = None) -> dict[str, pd.DataFrame]:
+#: Ids per `IN (...)` list: well under SQLite's bound-parameter limit.
+ID_BATCH = 2000
+
+#: Per frame, the columns that name the record a row belongs to (activities: a Lead's who_id, an
+#: Opportunity's what_id).
+_RECORD_KEYS = {
+    "records": ("record_id",),
+    "field_history": ("record_id",),
+    "activities": ("who_id", "what_id"),
+}
+
+
+def load_frames(
+    conn: sa.Connection, record_ids: Iterable[str] | None = None, *, tables: Iterable[str] | None = None
+) -> dict[str, pd.DataFrame]:
     """The store's CRM mirror as the engine's input frames (deleted records left out).
 
     Args:
-        record_ids: only these records, their history and their activities (every user and
-            queue): one lead's clock re-evaluated right before its warning goes.
+        record_ids: only these records, their history and activities (users and queues whole);
+            None: every record.
+        tables: only these frames (default: all of FRAME_COLUMNS).
     """
+    ids = None if record_ids is None else sorted({str(i) for i in record_ids})
     frames: dict[str, pd.DataFrame] = {}
-    for name, cols in FRAME_COLUMNS.items():
+    for name in tables or FRAME_COLUMNS:
+        cols = FRAME_COLUMNS[name]
         table = schema.metadata.tables[name]
         # Instants come back as the driver gives them (SQLite: UTC text) and are parsed below in one
         # vectorised pass: row-by-row type processing was a large share of a steady-state run.
@@ -76,15 +96,86 @@ def load_frames(conn: sa.Connection, record_ids: Collection[str] | None = None) 
         )
         if name == "records":
             query = query.where(table.c.is_deleted.is_(False))
-        if record_ids is not None and name in ("records", "field_history"):
-            query = query.where(table.c.record_id.in_(list(record_ids)))
-        elif record_ids is not None and name == "activities":
-            query = query.where(
-                sa.or_(table.c.who_id.in_(list(record_ids)), table.c.what_id.in_(list(record_ids)))
-            )
-        rows = conn.execute(query).all()
+        if ids is None or name not in _RECORD_KEYS:
+            rows = conn.execute(query).all()
+        else:  # one indexed IN per key column (an OR of two would scan the table)
+            rows = [
+                r
+                for key in _RECORD_KEYS[name]
+                for batch in _batches(ids)
+                for r in conn.execute(query.where(table.c[key].in_(batch))).all()
+            ]
+            if name == "activities":  # an activity on both a Lead and an Opportunity: once
+                rows = list({r.activity_id: r for r in rows}.values())
         frame = pd.DataFrame([tuple(r) for r in rows], columns=cols)
         for col in instants:
             frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
         frames[name] = frame
     return frames
+
+
+def _batches(ids: list[str]) -> Iterator[list[str]]:
+    for at in range(0, len(ids), ID_BATCH):
+        yield ids[at : at + ID_BATCH]
+
+
+def record_ids(conn: sa.Connection) -> list[str]:
+    """Every record's id (deleted ones included: their clocks must go stale), for the reconcile's
+    chunks."""
+    return list(conn.execute(sa.select(schema.records.c.record_id)).scalars())
+
+
+def landed_since(conn: sa.Connection, since: dt.datetime) -> tuple[set[str], set[str]]:
+    """(record ids, user ids) whose mirror rows landed after `since` (or say not when: NULL).
+
+    A record counts when its own row, a history row or an activity of it landed (deleted records
+    included); a user when their row did (their records are the caller's to find).
+    """
+    records: set[str] = set()
+    for table, keys in (
+        (schema.records, ("record_id",)),
+        (schema.field_history, ("record_id",)),
+        (schema.activities, ("who_id", "what_id")),
+    ):
+        for fresh in _fresh(table, since):  # each on the landed_at index
+            for key in keys:
+                records |= set(conn.execute(sa.select(table.c[key]).distinct().where(fresh)).scalars())
+    users = schema.users
+    changed_users = {
+        u
+        for fresh in _fresh(users, since)
+        for u in conn.execute(sa.select(users.c.user_id).where(fresh)).scalars()
+    }
+    records.discard(None)
+    return records, changed_users
+
+
+def _fresh(table: sa.Table, since: dt.datetime) -> tuple:
+    """Landed after `since`, or not saying when: two conditions, so each can use the index."""
+    return table.c.landed_at > since, table.c.landed_at.is_(None)
+
+
+def owned_by(conn: sa.Connection, user_ids: Iterable[str]) -> set[str]:
+    """Ids of the records these users own."""
+    ids = sorted(set(user_ids))
+    table = schema.records
+    return {
+        r
+        for batch in _batches(ids)
+        for r in conn.execute(sa.select(table.c.record_id).where(table.c.owner_id.in_(batch))).scalars()
+    }
+
+
+def converted_into(conn: sa.Connection, opportunity_ids: Iterable[str]) -> set[str]:
+    """Ids of the Leads converted into these Opportunities (the alerts' triage context reads them)."""
+    ids = sorted({str(i) for i in opportunity_ids})
+    table = schema.records
+    return {
+        r
+        for batch in _batches(ids)
+        for r in conn.execute(
+            sa.select(table.c.record_id).where(
+                table.c.object_type == "Lead", table.c.converted_opportunity_id.in_(batch)
+            )
+        ).scalars()
+    }

@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeDecorator
 
 #: The head revision's number (`store.revisions`): add a revision when a table, column or index
 #: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: The records index covering the War Room's MQL cohort (`war_room.queries`).
 COHORT_INDEX = "ix_records_cohort"
@@ -95,8 +95,14 @@ records = sa.Table(
     sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("fields", sa.JSON, nullable=False),  # every mapped field as the CRM sent it
     _now_column("synced_at"),
+    # When the row last changed in the store (landing or our own write-back), on the writer's wall
+    # clock: the incremental monitor re-evaluates what landed since its last read. NULL: written
+    # by something that does not say (always re-evaluated).
+    sa.Column("landed_at", UtcDateTime()),
     sa.Index(None, "object_type", "status"),
     sa.Index(None, "owner_id"),
+    sa.Index(None, "landed_at"),
+    sa.Index(None, "converted_opportunity_id"),  # the monitor: an Opportunity's converted Lead
     sa.Index(None, "modified_at"),
     # War Room: leads created in a range (the funnel's cohort: its status, rejection reason and
     # whether deleted), read from the index alone; named, so a later revision can replace it.
@@ -117,7 +123,9 @@ field_history = sa.Table(
     sa.Column("new_value", sa.Text),
     sa.Column("changed_by", sa.String(18)),
     _now_column("changed_at"),
+    sa.Column("landed_at", UtcDateTime()),  # as records.landed_at
     sa.Index(None, "object_type", "record_id", "changed_at"),
+    sa.Index(None, "landed_at"),
     # War Room: leads that became MQL in a range (covering: object_type and record_id included).
     sa.Index(None, "field", "new_value", "changed_at", "object_type", "record_id"),
 )
@@ -155,8 +163,10 @@ activities = sa.Table(
     sa.Column("completed_at", UtcDateTime()),
     sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     _now_column("synced_at"),
+    sa.Column("landed_at", UtcDateTime()),  # as records.landed_at
     sa.Index(None, "who_id", "created_at"),
     sa.Index(None, "what_id", "created_at"),
+    sa.Index(None, "landed_at"),
 )
 
 users = sa.Table(
@@ -173,6 +183,8 @@ users = sa.Table(
     sa.Column("out_of_office", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("fields", sa.JSON, nullable=False),
     _now_column("synced_at"),
+    sa.Column("landed_at", UtcDateTime()),  # as records.landed_at
+    sa.Index(None, "landed_at"),
 )
 
 queues = sa.Table(
@@ -245,6 +257,10 @@ evaluations = sa.Table(
     sa.Column("read_at", UtcDateTime(), nullable=False),
     sa.Column("clocks", sa.Integer, nullable=False, server_default="0"),
     sa.Column("run_id", sa.String(250)),
+    # How the run evaluated: full (every record) or incremental (what can have changed), and the
+    # policy's digest, so a policy change is seen (`leadsla.tasks.monitor`).
+    sa.Column("mode", sa.String(20)),
+    sa.Column("policy_digest", sa.String(64)),
     sa.Index(None, "read_at"),
 )
 
@@ -377,6 +393,14 @@ clocks = sa.Table(
     sa.Column("next_checkpoint", sa.String(80)),
     sa.Column("next_checkpoint_at", UtcDateTime()),  # projected, as if the clock keeps running
     _now_column("evaluated_at"),
+    # The next instant this clock's evaluation can change with nothing landing (a running clock in
+    # its calendar's hours: its evaluation time, it changes every second; closed: the next opening
+    # or checkpoint); NULL: only a change of its record can change it (ended, paused). The
+    # incremental monitor re-evaluates the clocks with this instant due (`engine.next_changes`).
+    sa.Column("next_change_at", UtcDateTime()),
+    # When an evaluation of its record no longer gave this clock (record deleted, policy changed):
+    # kept for the history, left out of the decisions. NULL: current.
+    sa.Column("stale_since", UtcDateTime()),
     sa.Index(None, "state"),
     sa.Index(None, "owner_id", "state"),
     # War Room / reports: clocks started in a range; covering for the War Room's judged clocks (the
@@ -396,6 +420,7 @@ clocks = sa.Table(
     ),
     sa.Index(None, "breached_at"),  # War Room: breaches today
     sa.Index(None, "record_id"),  # War Room: a lead's clocks (the key leads with sla_id)
+    sa.Index(None, "next_change_at"),  # the incremental monitor: clocks due a re-evaluation
 )
 
 outbox = sa.Table(
@@ -422,6 +447,37 @@ outbox = sa.Table(
     sa.Column("external_id", sa.Text),  # Slack ts or email Message-ID
     sa.Column("last_error", sa.Text),
     sa.Index(None, "status", "not_before"),
+)
+
+#: `handled_checkpoints.record_id` of a notice about no record (a capacity alert, a digest).
+NO_RECORD = ""
+
+handled_checkpoints = sa.Table(
+    "handled_checkpoints",
+    metadata,
+    # Every checkpoint acted on (queued in any status, recorded due or superseded), written in the
+    # transaction that acts on it: what the decisions read so nothing is decided twice, by key
+    # (`leadsla.notify.outbox.handled_checkpoints`). The key guards a concurrent or retried run.
+    sa.Column("record_id", sa.String(18), primary_key=True),  # NO_RECORD for notices about none
+    sa.Column("sla_id", sa.String(80), primary_key=True),
+    sa.Column("clock_start", UtcDateTime(), primary_key=True),
+    sa.Column("checkpoint", sa.String(80), primary_key=True),
+    _now_column("handled_at"),
+)
+
+reconciles = sa.Table(
+    "reconciles",
+    metadata,
+    # One row per full evaluation compared with the incremental state (`leadsla.tasks.monitor`):
+    # what differed (corrected by that run), for sla_health (`leadsla.health.reconcile`).
+    sa.Column("reconcile_id", sa.Integer, primary_key=True, autoincrement=True),
+    _now_column("evaluated_at"),  # the run's `now`
+    sa.Column("reason", sa.String(40), nullable=False),  # every_n_runs, policy_changed, asked
+    sa.Column("clocks", sa.Integer, nullable=False),  # clocks compared
+    sa.Column("differences", sa.Integer, nullable=False),  # clocks the incremental state had wrong
+    sa.Column("detail", sa.JSON, nullable=False),  # a sample of the differing clocks and columns
+    sa.Column("run_id", sa.String(250)),
+    sa.Index(None, "evaluated_at"),
 )
 
 audit = sa.Table(

@@ -1,12 +1,14 @@
 """sla_monitor's entry points: evaluate and decide, escalate, stamp, deliver.
 
-`run_monitor` is the whole evaluate step in one transaction: read the CRM mirror
-(`store.mirror`), evaluate the clocks (`engine`), persist new and changed clocks
-(`store.clocks`), decide (`decisions.monitor`) from the outbox's state (`notify.outbox`),
-apply the plan (`notify.outbox.apply`), queue the warnings falling due within the planning
-horizon for their instants (`decisions.ahead`) and record the evaluation. Never sends anything and never
-reads the wall clock for a decision. The policy and mapping are the configuration in force
-(`tasks.configuration.in_force`: the files when they agree, else the last good ones).
+`run_monitor` is the whole evaluate step: read the CRM mirror and evaluate the clocks, every
+record or only what can have changed (`tasks.evaluation`, `store.mirror`, `engine`), decide
+(`decisions.monitor`) from the outbox's state (`notify.outbox`) - all outside any write
+transaction - then, in one short transaction, persist new and changed clocks (`store.clocks`),
+apply the plan (`notify.outbox.apply`), queue the warnings falling due within the planning horizon
+for their instants (`decisions.ahead`) and record the evaluation (and a reconcile's findings).
+Never sends anything and never reads the wall clock for a decision. The policy and mapping are
+the configuration in force (`tasks.configuration.in_force`: the files when they agree, else the
+last good ones).
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from leadsla.configuration import Configuration, alert_context
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
-from leadsla.decisions.ahead import DEFAULT_HORIZON, plan_ahead
+from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, plan_ahead
 from leadsla.decisions.monitor import decide
 from leadsla.decisions.recipients import Directory
-from leadsla.engine import evaluate as evaluate_clocks
 from leadsla.errors import LeadSlaError
 from leadsla.escalation.breach import perform_due
 from leadsla.escalation.locks import any_locked, restore_locked_owners
@@ -39,12 +40,25 @@ from leadsla.reports.config import ReportConfig
 from leadsla.stamping.stamp import stamp_clocks
 from leadsla.store import open_store
 from leadsla.store.audit import AuditContext
-from leadsla.store.clocks import persist_clocks, record_evaluation
+from leadsla.store.clocks import record_evaluation, record_reconcile, write_clocks
+from leadsla.store.connection import read_only
 from leadsla.store.mirror import load_frames
 from leadsla.tasks.configuration import in_force
 from leadsla.tasks.context import audit_context, run_time
+from leadsla.tasks.evaluation import (
+    CHUNK_RECORDS,
+    RECONCILE_EVERY,
+    choose,
+    evaluate_full,
+    evaluate_incremental,
+    policy_digest,
+)
 
 log = logging.getLogger(__name__)
+
+#: An incremental run reads the handled notices about no record (capacity alerts, leadership's
+#: digests) keyed this far back: the decisions look back a week (`decisions.ladder.DIGEST_CATCH_UP`).
+NOTICES_WINDOW = dt.timedelta(days=9)
 
 
 #: Rows one delivery loop try may claim (a minute's try: 500): a try runs ten minutes, and a
@@ -79,9 +93,13 @@ def run_monitor(
     policy: Policy | None = None,
     url: str | None = None,
     reports: ReportConfig | None = None,
+    mode: str = "auto",
     horizon: dt.timedelta | None = None,
+    reconcile_every: int = RECONCILE_EVERY,
+    chunk_records: int = CHUNK_RECORDS,
 ) -> dict[str, Any]:
-    """Evaluate at `now`, decide, and write the clocks and the plan in one transaction.
+    """Evaluate at `now` and decide outside any write transaction, then write the clocks, the plan
+    and the evaluation in one short one.
 
     Args:
         policy: the policy to enforce (default: the configuration in force, checked now).
@@ -89,11 +107,19 @@ def run_monitor(
             triage context uses (default: the configuration in force's; with `policy` given and no
             `reports`, their defaults).
         url: the CRM's base URL for record links (default: `crm.salesforce.instance_url()`).
-        horizon: how far ahead warnings are planned (default: `horizon_from_env()`; 0: none).
+        mode: ``auto`` (incremental, full on the first run, on a policy change and every
+            `reconcile_every` runs), ``incremental`` (full only when it must: first run, policy
+            change) or ``full`` (every record, compared with the incremental state: a reconcile);
+            `leadsla.tasks.evaluation`.
+        horizon: how far ahead warnings are planned (default: `horizon_from_env()`; 0: none); an
+            incremental run also re-evaluates the clocks whose next change falls by `now + horizon`.
+        reconcile_every: a full reconcile every this many runs (mode auto).
+        chunk_records: a full evaluation reads this many records' mirror rows at a time.
 
     Returns:
         Small counts for XCom: clocks, due, superseded, queued, digests, capacity alerts,
-        rolled up, breaches, unresolved roles, planned (warnings queued for a later instant).
+        rolled up, breaches, unresolved roles, planned (warnings queued for a later instant); the
+        mode, the records evaluated and, for a reconcile, the clocks it found wrong.
     """
     horizon = horizon_from_env() if horizon is None else horizon
     if policy is None:
@@ -101,28 +127,40 @@ def run_monitor(
         policy, reports = configuration.policy, reports or configuration.reports
     triage = alert_context(policy, reports)
     url = url or instance_url()
-    with engine.begin() as conn:
-        # Bookkeeping only (which sync the clocks reflect, for the reports): decisions use `now`.
-        read_at = dt.datetime.now(dt.UTC)
-        frames = load_frames(conn)
-        evaluation = evaluate_clocks(
-            records=frames["records"],
-            field_history=frames["field_history"],
-            activities=frames["activities"],
-            users=frames["users"],
-            policy=policy,
-            now=now,
-        )
-        counts = persist_clocks(conn, evaluation.clock_rows(), now, context)
-        state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
-        directory = Directory(policy, frames["users"], frames["queues"])
-        plan = decide(
-            evaluation, frames["records"], directory, state, now=now, instance_url=url, context=triage
-        )
-        applied = outbox.apply(conn, plan, now, context)
-        ahead = plan_ahead(
+    # Bookkeeping (which sync the clocks reflect, for the reports; what landed since, for the next
+    # incremental run): decisions use `now`. Taken before reading, so nothing landed after is missed.
+    read_at = dt.datetime.now(dt.UTC)
+    with read_only(engine) as conn:  # one consistent snapshot; no write lock while evaluating
+        choice = choose(conn, policy, mode=mode, reconcile_every=reconcile_every)
+        if choice.full:
+            result = evaluate_full(
+                conn, policy, now, choice=choice, horizon=horizon, chunk_records=chunk_records
+            )
+            state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
+        else:
+            result = evaluate_incremental(
+                conn, policy, now, landed_after=choice.landed_after, horizon=horizon
+            )
+            cps = result.checkpoints
+            reached = set(cps.loc[cps["status"].isin(["due", "superseded"]), "record_id"])
+            state = outbox.queue_state(
+                conn,
+                now,
+                window_minutes=policy.rate_limit.window_minutes,
+                record_ids=reached | due_within(result.clocks, now, horizon),
+                notices_since=now - NOTICES_WINDOW,
+            )
+        # The warnings falling due within the horizon: those records' rows, read in this snapshot.
+        soon = due_within(result.clocks, now, horizon)
+        frames = load_frames(conn, record_ids=soon) if soon else None
+    directory = Directory(policy, result.users, result.queues)
+    plan = decide(
+        result.evaluation, result.records, directory, state, now=now, instance_url=url, context=triage
+    )
+    ahead = (
+        plan_ahead(
             frames,
-            evaluation,
+            result.evaluation,
             directory,
             now=now,
             horizon=horizon,
@@ -130,13 +168,28 @@ def run_monitor(
             instance_url=url,
             context=triage,
         )
-        planned = outbox.enqueue(conn, ahead.messages, now, context)
+        if frames is not None
+        else None
+    )
+    run_mode = "full" if choice.full else "incremental"
+    with engine.begin() as conn:  # the writes only; keyed, so a concurrent or retried run doubles nothing
+        counts = write_clocks(conn, result.writes, now, context)
+        applied = outbox.apply(conn, plan, now, context)
+        planned = outbox.enqueue(conn, ahead.messages, now, context) if ahead is not None else []
         record_evaluation(
-            conn, now=now, read_at=read_at, clocks=len(evaluation.clocks), run_id=context.run_id
+            conn,
+            now=now,
+            read_at=read_at,
+            clocks=result.count,
+            run_id=context.run_id,
+            mode=run_mode,
+            policy_digest=policy_digest(policy),
         )
+        if result.reconcile is not None:
+            record_reconcile(conn, now, result.reconcile, run_id=context.run_id)
     summary = {
         **counts,
-        "clocks": len(evaluation.clocks),
+        "clocks": result.count,
         "due": len(plan.due),
         "superseded": len(plan.superseded),
         "queued": applied["queued"],
@@ -146,7 +199,19 @@ def run_monitor(
         "breaches": applied["breaches"],
         "unresolved": len(plan.unresolved),
         "planned": len(planned),
+        "mode": run_mode,
+        "records_evaluated": None if result.evaluated is None else len(result.evaluated),
     }
+    if result.reconcile is not None:
+        summary["reconcile_differences"] = result.reconcile["differences"]
+        if result.reconcile["differences"]:
+            log.warning(
+                "reconcile (%s): %d of %d clocks differed from the incremental state (corrected): %s",
+                result.reconcile["reason"],
+                result.reconcile["differences"],
+                result.reconcile["clocks"],
+                result.reconcile["detail"]["sample"][:5],
+            )
     if plan.unresolved:
         log.warning("roles that resolve to nobody: %s", "; ".join(plan.unresolved[:20]))
     if plan.no_phone:  # names and user ids only; sla_health lists them for RevOps
@@ -155,11 +220,29 @@ def run_monitor(
     return summary
 
 
+def reconcile_every_from_env() -> int:
+    """Runs between full reconciles: LEADSLA_RECONCILE_EVERY (a whole number, 1 = every run is
+    full) or `tasks.evaluation.RECONCILE_EVERY`.
+
+    Raises:
+        LeadSlaError: the variable is set but is not a whole number of at least 1.
+    """
+    raw = os.environ.get("LEADSLA_RECONCILE_EVERY", "").strip()
+    if not raw:
+        return RECONCILE_EVERY
+    if not raw.isdigit() or int(raw) < 1:
+        raise LeadSlaError(f"LEADSLA_RECONCILE_EVERY={raw!r}: expected a whole number of runs, at least 1")
+    return int(raw)
+
+
 def evaluate(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The `evaluate` task: clocks at the run's time -> clocks table, audit, outbox."""
+    """The `evaluate` task: clocks at the run's time -> clocks table, audit, outbox (incremental,
+    a full reconcile every LEADSLA_RECONCILE_EVERY runs)."""
     engine = open_store()
     try:
-        return run_monitor(engine, run_time(context), audit_context(context))
+        return run_monitor(
+            engine, run_time(context), audit_context(context), reconcile_every=reconcile_every_from_env()
+        )
     finally:
         engine.dispose()
 
