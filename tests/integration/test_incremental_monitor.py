@@ -194,7 +194,7 @@ def test_horizon_takes_clocks_due_within_it(store) -> None:
     run_monitor(store, evening, ctx("r1"), policy=POLICY, url=URL)
     opening = dt.datetime(2026, 11, 18, 14, 0, tzinfo=dt.UTC)
     before = opening - dt.timedelta(minutes=3)
-    narrow = run_monitor(store, before, ctx("r2"), policy=POLICY, url=URL)
+    narrow = run_monitor(store, before, ctx("r2"), policy=POLICY, url=URL, horizon=dt.timedelta(0))
     wide = run_monitor(store, before, ctx("r3"), policy=POLICY, url=URL, horizon=dt.timedelta(minutes=5))
     assert narrow["records_evaluated"] == 0 and wide["records_evaluated"] == 5
 
