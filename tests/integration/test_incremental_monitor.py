@@ -485,3 +485,29 @@ def test_the_revision_backfills_handled_checkpoints_from_the_outbox_and_the_audi
             }
     finally:
         engine.dispose()
+
+
+def test_an_upgraded_stores_rows_count_as_landed_at_their_last_sync(store_url: str) -> None:
+    """Rows from before the landing instant (empty after 0008) take their last sync as it (0009),
+    so an upgraded store's incremental runs re-evaluate what lands after, not the whole mirror."""
+    from leadsla.store.connection import create_engine
+    from tests.integration.test_store_revisions import run_revisions
+
+    engine = create_engine(store_url)
+    try:
+        run_revisions(engine, "0008")
+        seed(engine, landed_at=None, sal_at=dt.datetime(2026, 11, 17, 21, 0, tzinfo=dt.UTC))
+        run_revisions(engine)
+        with engine.connect() as conn:
+            for table in (schema.users, schema.records, schema.field_history):
+                empty = sa.select(sa.func.count()).select_from(table).where(table.c.landed_at.is_(None))
+                assert conn.execute(empty).scalar() == 0, table.name
+        evening = dt.datetime(2026, 11, 17, 23, 0, tzinfo=dt.UTC)  # 18:00 New York: closed
+        none = dt.timedelta(0)
+        first = run_monitor(engine, evening, ctx("r1"), policy=POLICY, url=URL, horizon=none)
+        later = evening + dt.timedelta(minutes=1)
+        second = run_monitor(engine, later, ctx("r2"), policy=POLICY, url=URL, horizon=none)
+        assert (first["mode"], first["clocks"]) == ("full", len(LEADS))
+        assert (second["mode"], second["records_evaluated"]) == ("incremental", 0)
+    finally:
+        engine.dispose()

@@ -304,9 +304,10 @@ def test_a_store_newer_than_the_code_is_refused_with_one_line(store_url: str, ca
     with engine.begin() as conn:  # nothing was written
         assert conn.execute(sa.select(sa.func.count()).select_from(schema_meta)).scalar() == 1
         conn.exec_driver_sql(f"DROP TABLE {migrations.VERSION_TABLE}")
-        conn.execute(schema_meta.insert().values(version=9, upgraded_at=first_release_store.T0))
+        newer = SCHEMA_VERSION + 1
+        conn.execute(schema_meta.insert().values(version=newer, upgraded_at=first_release_store.T0))
     with pytest.raises(
-        StoreConfigError, match="the store is at schema version 9, which this code does not know"
+        StoreConfigError, match=f"the store is at schema version {newer}, which this code does not know"
     ):
         open_store(store_url)
     engine.dispose()

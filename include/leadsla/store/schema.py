@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeDecorator
 
 #: The head revision's number (`store.revisions`): add a revision when a table, column or index
 #: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: The records index covering the War Room's MQL cohort (`war_room.queries`).
 COHORT_INDEX = "ix_records_cohort"
