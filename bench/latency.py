@@ -432,12 +432,41 @@ def clocks_seen(engine, record_ids: list[str]) -> set[str]:
         )
 
 
-def api_used(port: int, ca: Path) -> int:
+def sandbox_status(port: int, ca: Path) -> dict:
+    """The Salesforce stand-in's own counters (`/_sandbox/status`): `api_used` (REST calls), and
+    where the stand-in has them, calls per endpoint and the Streaming API's counters."""
     context = ssl.create_default_context(cafile=str(ca))
-    with urllib.request.urlopen(
-        f"https://127.0.0.1:{port}/_sandbox/status", context=context, timeout=10
-    ) as r:
-        return int(json.load(r)["api_used"])
+    url = f"https://127.0.0.1:{port}/_sandbox/status"
+    with urllib.request.urlopen(url, context=context, timeout=10) as r:
+        return json.load(r)
+
+
+def counter_change(before: dict, after: dict) -> dict[str, int]:
+    """What each numeric counter in `after` gained since `before` (nested one level), nonzero only."""
+    out = {}
+    for key, value in after.items():
+        if isinstance(value, dict):
+            for sub, gained in counter_change(before.get(key) or {}, value).items():
+                out[f"{key}.{sub}"] = gained
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            gained = value - (before.get(key) or 0)
+            if gained:
+                out[key] = gained
+    return out
+
+
+def crm_mode(store_path: Path) -> dict[str, str] | None:
+    """How crm_sync heard of CRM changes at the end, where the store records it (stream -> mode)."""
+    import sqlalchemy as sa
+
+    engine = store_reader(store_path)
+    try:
+        if not sa.inspect(engine).has_table("crm_stream_status"):
+            return None
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT stream, mode FROM crm_stream_status")).all())
+    finally:
+        engine.dispose()
 
 
 # --- what the people received ---------------------------------------------------------------------
@@ -628,6 +657,7 @@ def bench(
     backdated: int,
     rng: random.Random,
 ) -> dict:
+    load_at_start = os.getloadavg()[0]
     sf_port, slack_port, smtp_port, sms_port, api_port = free_ports(5)
     sandbox = home / "sandbox"
     env = {
@@ -777,13 +807,14 @@ def bench(
     judged_until = tail_until - dt.timedelta(seconds=GRACE_S)
 
     say(f"idle: {idle_minutes:g} min with nothing changing in the org")
-    before = api_used(sf_port, ca)
+    before = sandbox_status(sf_port, ca)
     idle_start = time.monotonic()
     time.sleep(idle_minutes * 60)
-    idle_calls = api_used(sf_port, ca) - before
+    after = sandbox_status(sf_port, ca)
     idle_s = time.monotonic() - idle_start
+    idle_calls = int(after["api_used"]) - int(before["api_used"])
+    idle_counters = {k: v for k, v in counter_change(before, after).items() if k != "api_used"}
     end = utcnow()
-    total_calls = api_used(sf_port, ca)
 
     say("collecting: the store, the audit trail and the stand-ins' messages")
     from tests.latency_metrics import compute, percentile
@@ -824,8 +855,12 @@ def bench(
         "leads": len(ids),
         "idle_minutes": round(idle_s / 60, 1),
         "idle_api_calls": idle_calls,
-        "api_calls_total": total_calls,
+        "idle_counters": idle_counters,
+        "api_calls_total": int(after["api_used"]),
+        "crm_mode": crm_mode(store_path),
         "desk_zone": work.desk.zone,
+        # The machine's 1-minute load average at the start and the end (Airflow's tasks share it).
+        "load_avg": [round(load_at_start, 1), round(os.getloadavg()[0], 1)],
     }
 
 
