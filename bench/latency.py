@@ -495,9 +495,10 @@ def received(sandbox: Path) -> tuple[dict[str, list[float]], dict[str, list[tupl
 
 def collect(
     store_path: Path, sandbox: Path, policy_path: Path, ids: set[str], end: dt.datetime
-) -> tuple[list, list, list, dict[str, str], int]:
+) -> tuple[list, list, list, dict[str, str], tuple[int, int]]:
     """Reached checkpoints (the engine's final evaluation), messages with what arrived of them,
-    (checkpoint, audit event) pairs, each clock's tier, and the `cancelled_by_touch` count."""
+    (checkpoint, audit event) pairs, each clock's tier, and the `cancelled_by_touch` counts
+    (checkpoints, messages)."""
     import pandas as pd
     import sqlalchemy as sa
     from tests.latency_metrics import EXCUSING_EVENTS, Message, Reached, clock_id
@@ -596,7 +597,11 @@ def collect(
         for a in audits
         if a.sla_id and a.clock_start
     ]
-    cancels = sum(1 for a in audits if a.event == "cancelled_by_touch")
+    # Checkpoints a touch cancelled (the audit has one entry per planned message), and the messages.
+    cancels = (
+        len({cp for cp, event in events if event == "cancelled_by_touch"}),
+        sum(1 for a in audits if a.event == "cancelled_by_touch"),
+    )
     return reached, messages, events, tiers, cancels
 
 
@@ -837,7 +842,7 @@ def bench(
         "checkpoint_to_post_p95_s": out.pop("checkpoint_to_post_p95_s"),
         "crm_change_to_clock_p50_s": percentile(to_clock, 0.50),
         "crm_change_to_clock_p95_s": percentile(to_clock, 0.95),
-        "touch_cancels": cancels,
+        "touch_cancels": cancels[0],
         "stale_alerts": out.pop("stale_alerts"),
         "idle_api_calls_per_hour": round(idle_calls * 3600 / idle_s, 1),
         "duplicates": out.pop("duplicates"),
@@ -852,6 +857,7 @@ def bench(
             1 for lead in work.leads if lead.live and lead.sal_at and not lead.clock_seen_at
         ),
         "touches": len(touched),
+        "touch_cancelled_messages": cancels[1],
         "leads": len(ids),
         "idle_minutes": round(idle_s / 60, 1),
         "idle_api_calls": idle_calls,
