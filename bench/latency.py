@@ -663,6 +663,7 @@ def bench(
     rng: random.Random,
 ) -> dict:
     load_at_start = os.getloadavg()[0]
+    code = git_code()  # what runs: the checkout as it is now (the tasks import it all along)
     sf_port, slack_port, smtp_port, sms_port, api_port = free_ports(5)
     sandbox = home / "sandbox"
     env = {
@@ -849,7 +850,7 @@ def bench(
         "lost": out.pop("lost"),
         "checkpoints": out.pop("checkpoints"),
         "minutes": round((judged_until - t0).total_seconds() / 60, 1),
-        **git_code(),
+        **code,
         "checkpoints_by_tier": dict(sorted(by_tier.items())),
         **out,
         "sal_changes_timed": len(to_clock),
