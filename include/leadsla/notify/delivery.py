@@ -47,6 +47,7 @@ from leadsla.notify.outbox import (
 from leadsla.notify.outcome import CHANNEL_DOWN, Deferred, Delivered, DeliveryFailed
 from leadsla.notify.payloads import PayloadError
 from leadsla.store.audit import AuditContext
+from leadsla.store.connection import read_only
 
 log = logging.getLogger(__name__)
 
@@ -327,11 +328,18 @@ def _rechecked_away(
     context: AuditContext,
     counts: Counter[str],
 ) -> bool:
-    """Ask `recheck` about `row` and write its verdict; True when the row is not to be sent now."""
-    with engine.begin() as conn:
+    """Ask `recheck` about `row` and write its verdict; True when the row is not to be sent now.
+
+    The re-check (the engine on the record's rows) reads on a read-only connection: inside the
+    write transaction it held SQLite's write lock for its whole evaluation, and a busy minute's
+    re-checks kept every other writer waiting past its busy timeout. The verdict is written in its
+    own short transaction, conditional on the lease still being ours.
+    """
+    with read_only(engine) as conn:
         verdict = recheck(conn, row, at)
-        if verdict.event is None:
-            return False
+    if verdict.event is None:
+        return False
+    with engine.begin() as conn:
         if verdict.until is not None:
             done = hold(conn, row, verdict.until, at, context)
         else:
