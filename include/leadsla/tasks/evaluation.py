@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from leadsla.decisions.ahead import evaluate_records
 from leadsla.decisions.ladder import DIGEST_CATCH_UP
 from leadsla.engine import CLOCK_COLUMNS, Evaluation, next_changes
-from leadsla.engine import evaluate as evaluate_clocks
 from leadsla.policy import Policy
 from leadsla.store.clocks import (
     OPEN,
@@ -142,14 +142,7 @@ def evaluate_incremental(
     """Re-evaluate the selected records; the decisions get them merged with the stored rest."""
     ids = selected(conn, now, landed_after, horizon)
     frames = load_frames(conn, ids)
-    evaluation = evaluate_clocks(
-        records=frames["records"],
-        field_history=frames["field_history"],
-        activities=frames["activities"],
-        users=frames["users"],
-        policy=policy,
-        now=now,
-    )
+    evaluation = evaluate_records(frames, policy, now)
     stored = read_stored(conn, ids)
     writes = plan_writes(store_rows(evaluation, policy, now), stored, now, scope=ids)
     breached_since = _breached_since(policy, now, evaluation.clocks)
@@ -199,14 +192,7 @@ def evaluate_full(
     count = 0
     for part in _chunks(ids, chunks):
         frames = load_frames(conn, part, tables=["records", "field_history", "activities"])
-        evaluation = evaluate_clocks(
-            records=frames["records"],
-            field_history=frames["field_history"],
-            activities=frames["activities"],
-            users=base["users"],
-            policy=policy,
-            now=now,
-        )
+        evaluation = evaluate_records({**frames, "users": base["users"]}, policy, now)
         count += len(evaluation.clocks)
         stored = read_stored(conn, part)
         rows = store_rows(evaluation, policy, now)
