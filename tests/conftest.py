@@ -56,7 +56,13 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
     Tests that run DAGs in it are grouped with `@pytest.mark.xdist_group("airflow")`, so the
     ~30 s migration happens once.
+
+    The Fernet key travels in the environment, not only in the `airflow.cfg` that the migration
+    writes: a test that copies this metadata DB to its own AIRFLOW_HOME must still read the trigger
+    rows (encrypted kwargs) an earlier test's triggerer left in it.
     """
+    from cryptography.fernet import Fernet
+
     root = Path(__file__).resolve().parents[1]
     home = tmp_path_factory.mktemp("airflow_home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -65,6 +71,7 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_FOLDER=str(root / "dags"),
+        AIRFLOW__CORE__FERNET_KEY=Fernet.generate_key().decode(),
         PYTHONPATH=str(root / "include"),
     )
     subprocess.run(
