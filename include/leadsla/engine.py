@@ -1019,34 +1019,109 @@ def _frame(parts: list[dict], columns: list[str], instants: tuple[str, ...]) -> 
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+# --- a stored open clock moves with time: its row holds the values at `evaluated_at` ------------
+
+#: The columns of an open clock that move with time alone, linearly in its calendar's open seconds
+#: (a stored row holds them as of its `evaluated_at`; `as_of` gives them at a later instant).
+MOVING_COLUMNS = ("elapsed_seconds", "remaining_seconds", "percent_elapsed")
+#: States whose elapsed time grows while their calendar is open (a paused clock's does not).
+_ADVANCING = ("running", "breached")
+#: Colour thresholds (`_colours`): yellow from this percent of the target.
+_YELLOW_PERCENT = 75
+
+
+def as_of(clocks: pd.DataFrame, policy: Policy, at: dt.datetime) -> pd.DataFrame:
+    """The clock rows with their moving columns (`MOVING_COLUMNS`) at `at`: a running or breached
+    clock's elapsed time grows by the open seconds of its calendar between its `evaluated_at` and
+    `at`; remaining and percent follow as the engine derives them. Every other column is as stored.
+
+    Exact while nothing else changed since `evaluated_at` (no CRM data, no state or colour change:
+    the incremental monitor re-evaluates a clock at its `next_change_at`, so a row it has not
+    re-evaluated by `at` is such a row). A row evaluated at or after `at`, an ended or paused clock,
+    and one whose calendar the policy no longer has are returned as stored. Returns a copy.
+    """
+    out = clocks.copy()
+    if out.empty:
+        return out
+    at_s = to_epoch_seconds(at, "at")
+    evaluated = _epoch_seconds(out["evaluated_at"])
+    advancing = out["state"].astype(str).isin(_ADVANCING).to_numpy() & (evaluated < at_s)
+    if not advancing.any():
+        return out
+    calendars = out["calendar"].astype(str).to_numpy()
+    elapsed = out["elapsed_seconds"].to_numpy(dtype=np.int64).copy()
+    for name in np.unique(calendars[advancing]):
+        rows = advancing & (calendars == name)
+        try:
+            calendar = policy.calendar(str(name))
+        except LeadSlaError:
+            continue
+        elapsed[rows] += calendar.elapsed_seconds(evaluated[rows], np.full(int(rows.sum()), at_s))
+    target = out["target_seconds"].to_numpy(dtype=np.int64)
+    out["elapsed_seconds"] = elapsed
+    out["remaining_seconds"] = target - elapsed
+    out["percent_elapsed"] = np.round(elapsed / target * 100.0, 2)
+    return out
+
+
+def _epoch_seconds(values: pd.Series) -> np.ndarray:
+    """Aware instants (any unit; NaT: int64 max, never reached) as epoch seconds."""
+    instants = pd.to_datetime(values, utc=True)
+    seconds = instants.dt.tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    return np.where(instants.isna().to_numpy(), np.iinfo(np.int64).max, seconds)
+
+
+def _yellow_elapsed(target: np.ndarray) -> np.ndarray:
+    """The least elapsed seconds at which a clock of each target turns yellow (`_colours`: its
+    rounded percent reaches `_YELLOW_PERCENT`), found exactly with the engine's own rounding."""
+    target = np.maximum(np.asarray(target, dtype=np.int64), 1)
+
+    def yellow(e: np.ndarray) -> np.ndarray:
+        return np.round(e / target * 100.0, 2) >= _YELLOW_PERCENT
+
+    e = np.maximum(np.floor(target * (_YELLOW_PERCENT - 0.005) / 100.0).astype(np.int64) - 2, 0)
+    while (low := yellow(e) & (e > 0)).any():  # float rounding put the guess past the threshold
+        e[low] -= 1
+    while (short := ~yellow(e)).any():
+        e[short] += 1
+    return e
+
+
 # --- when a clock's evaluation can next change ----------------------------------------------------
 
-#: States whose evaluation moves with time alone while the calendar is open: elapsed grows, and a
-#: paused clock's deadline and next checkpoint are projected from `now`.
+#: States whose evaluation moves with time alone.
 _MOVING = ("running", "breached", "paused")
 
 
 def next_changes(clocks: pd.DataFrame, policy: Policy, now: dt.datetime) -> pd.Series:
-    """Per clock, the next instant its evaluation can change with no new CRM data (aware UTC, NaT
-    for never), for the incremental monitor.
+    """Per clock evaluated at `now`, the next instant its row can change with no new CRM data other
+    than in its moving columns (`MOVING_COLUMNS`, which `as_of` projects from its `evaluated_at`):
+    aware UTC, NaT for never. For the incremental monitor.
 
-    An open clock (running, breached, paused) whose calendar is open at `now` changes every second
-    (elapsed, remaining and percent grow; a paused clock's deadline is projected from `now`): `now`.
-    Closed, nothing moves until the calendar opens (colour turns, checkpoints and deadlines all lie
-    in open time): the next opening, or its next checkpoint if sooner. An ended clock changes only
-    when its record does: NaT. A calendar the policy no longer has gives `now` (re-evaluated until
-    a full evaluation settles it).
+    - A running or breached clock: its next checkpoint (a warning, the breach, an escalation step);
+      for a running one also the instant it turns yellow (`_colours`) and the one it goes over its
+      target (state breached, colour red), on its calendar from `now`. Whether the calendar is open
+      changes nothing else: elapsed time simply grows only in open hours, as `as_of` counts it. A
+      breached clock with no checkpoint left: NaT.
+    - A paused clock whose calendar is open: `now` (its deadline and next checkpoint are projected
+      from `now`, so they move every second). Closed, nothing moves until the calendar opens: the
+      next opening, or its next checkpoint if sooner.
+    - An ended clock changes only when its record does: NaT.
+    - A calendar the policy no longer has: `now` (re-evaluated until a full evaluation settles it).
     """
     n = len(clocks)
     out = np.full(n, _NAT, np.int64)
     if n == 0:
         return _to_utc(out)
     now_s = to_epoch_seconds(now, "now")
-    moving = clocks["state"].astype(str).isin(_MOVING).to_numpy()
+    state = clocks["state"].astype(str).to_numpy()
+    moving = np.isin(state, _MOVING)
     calendars = clocks["calendar"].astype(str).to_numpy()
-    checkpoint = pd.to_datetime(clocks["next_checkpoint_at"], utc=True)
-    at = checkpoint.dt.tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    checkpoint_s = np.where(checkpoint.isna().to_numpy(), np.iinfo(np.int64).max, at)
+    never = np.iinfo(np.int64).max
+    checkpoint_s = _epoch_seconds(clocks["next_checkpoint_at"])
+    elapsed = clocks["elapsed_seconds"].to_numpy(dtype=np.int64)
+    target = clocks["target_seconds"].to_numpy(dtype=np.int64)
+    colour = clocks["colour"].astype(str).to_numpy()
     for name in np.unique(calendars[moving]):
         rows = moving & (calendars == name)
         try:
@@ -1054,9 +1129,46 @@ def next_changes(clocks: pd.DataFrame, policy: Policy, now: dt.datetime) -> pd.S
         except LeadSlaError:
             out[rows] = now_s
             continue
-        if bool(calendar.is_open(np.array([now_s]))[0]):
-            out[rows] = now_s
-        else:
-            opens = int(calendar.deadline_seconds(np.array([now_s]), np.array([1]))[0]) - 1
-            out[rows] = np.minimum(opens, checkpoint_s[rows])
+        paused = rows & (state == "paused")
+        if paused.any():
+            if bool(calendar.is_open(np.array([now_s]))[0]):
+                out[paused] = now_s
+            else:
+                opens = int(calendar.deadline_seconds(np.array([now_s]), np.array([1]))[0]) - 1
+                out[paused] = np.minimum(opens, checkpoint_s[paused])
+        advancing = rows & ~paused
+        if advancing.any():
+            out[advancing] = _next_advancing_change(
+                calendar,
+                now_s,
+                elapsed[advancing],
+                target[advancing],
+                colour[advancing],
+                checkpoint_s[advancing],
+            )
+    out[out == never] = _NAT
     return _to_utc(out)
+
+
+def _next_advancing_change(
+    calendar, now_s: int, elapsed: np.ndarray, target: np.ndarray, colour: np.ndarray, checkpoint: np.ndarray
+) -> np.ndarray:
+    """For running or breached clocks of one calendar at `now`: the first of their next checkpoint,
+    turning yellow (a green clock) and going over the target (a clock not yet over), in epoch
+    seconds (int64 max: none). A goal past the calendar's last year counts as `now`."""
+    never = np.iinfo(np.int64).max
+    goal = np.full(len(elapsed), never, np.int64)
+    green = colour == "green"
+    goal[green] = _yellow_elapsed(target[green])
+    under = elapsed <= target
+    goal[under] = np.minimum(goal[under], target[under] + 1)
+    ahead = goal != never
+    at = np.full(len(elapsed), never, np.int64)
+    if ahead.any():
+        try:
+            at[ahead] = calendar.deadline_seconds(
+                np.full(int(ahead.sum()), now_s), np.maximum(goal[ahead] - elapsed[ahead], 0)
+            )
+        except CalendarError:
+            at[ahead] = now_s
+    return np.minimum(at, checkpoint)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from leadsla.engine import as_of
 from leadsla.health import reconcile as reconcile_check
 from leadsla.notify.outbox import handled_checkpoints
 from leadsla.paths import config_dir
 from leadsla.policy import load_policy
 from leadsla.store import open_store, schema
 from leadsla.store.audit import AuditContext
-from leadsla.store.clocks import STORE_COLUMNS
+from leadsla.store.clocks import OPEN, STORE_COLUMNS
 from leadsla.tasks import evaluation
 from leadsla.tasks.monitor import run_monitor
 from tests.conftest import _new_postgres_url
@@ -150,11 +152,12 @@ def test_a_changed_record_is_re_evaluated_and_nothing_else(store) -> None:
     first = run_monitor(store, SAL_AT + dt.timedelta(minutes=1), ctx("r1"), policy=POLICY, url=URL)
     assert first["mode"] == "full"  # nothing to build on yet
     quiet = run_monitor(store, SAL_AT + dt.timedelta(minutes=2), ctx("r2"), policy=POLICY, url=URL)
-    # In business hours every running clock moves: all five are due again, nothing landed.
-    assert quiet["mode"] == "incremental" and quiet["records_evaluated"] == 5
+    # Nothing landed and no clock is due a change (its elapsed time moves, but a stored row holds
+    # it as of its evaluation): nothing is re-evaluated, in business hours too.
+    assert quiet["mode"] == "incremental" and quiet["records_evaluated"] == 0
     call(store, LEADS[0], SAL_AT + dt.timedelta(minutes=2, seconds=30))
     touched = run_monitor(store, SAL_AT + dt.timedelta(minutes=3), ctx("r3"), policy=POLICY, url=URL)
-    assert touched["mode"] == "incremental"
+    assert touched["mode"] == "incremental" and touched["records_evaluated"] == 1
     with store.connect() as conn:
         state = conn.execute(
             sa.select(schema.clocks.c.state, schema.clocks.c.next_change_at).where(
@@ -163,7 +166,7 @@ def test_a_changed_record_is_re_evaluated_and_nothing_else(store) -> None:
         ).one()
     assert state.state == "met" and state.next_change_at is None  # a met clock waits for its record
     after = run_monitor(store, SAL_AT + dt.timedelta(minutes=4), ctx("r4"), policy=POLICY, url=URL)
-    assert after["records_evaluated"] == 4  # the met lead is no longer looked at
+    assert after["records_evaluated"] == 0  # the met lead is no longer looked at, nor the others
 
 
 def test_a_clock_reaching_its_checkpoint_with_nothing_landed_is_found(store) -> None:
@@ -176,7 +179,7 @@ def test_a_clock_reaching_its_checkpoint_with_nothing_landed_is_found(store) -> 
     opening = dt.datetime(2026, 11, 18, 14, 0, tzinfo=dt.UTC)  # Wednesday 09:00 New York
     with store.connect() as conn:
         due = set(conn.execute(sa.select(schema.clocks.c.next_change_at).distinct()).scalars())
-    assert due == {opening}
+    assert due == {opening + dt.timedelta(hours=1)}  # the warning: the opening itself changes nothing
     # An hour after the opening the warning is reached: found with nothing landed, and queued.
     later = run_monitor(store, opening + dt.timedelta(hours=1, minutes=5), ctx("r3"), policy=POLICY, url=URL)
     assert later["mode"] == "incremental" and later["records_evaluated"] == 5
@@ -192,8 +195,8 @@ def test_horizon_takes_clocks_due_within_it(store) -> None:
     seed(store, sal_at=dt.datetime(2026, 11, 17, 21, 0, tzinfo=dt.UTC))
     evening = dt.datetime(2026, 11, 17, 23, 0, tzinfo=dt.UTC)
     run_monitor(store, evening, ctx("r1"), policy=POLICY, url=URL)
-    opening = dt.datetime(2026, 11, 18, 14, 0, tzinfo=dt.UTC)
-    before = opening - dt.timedelta(minutes=3)
+    warning = dt.datetime(2026, 11, 18, 15, 0, tzinfo=dt.UTC)  # an hour after Wednesday's opening
+    before = warning - dt.timedelta(minutes=3)
     narrow = run_monitor(store, before, ctx("r2"), policy=POLICY, url=URL, horizon=dt.timedelta(0))
     wide = run_monitor(store, before, ctx("r3"), policy=POLICY, url=URL, horizon=dt.timedelta(minutes=5))
     assert narrow["records_evaluated"] == 0 and wide["records_evaluated"] == 5
@@ -261,6 +264,49 @@ def test_a_corrupted_clock_row_is_found_by_the_reconcile_corrected_and_reported(
     assert "1 clocks" in findings[0].summary
 
 
+def test_a_reconcile_counts_an_open_clocks_kept_row_as_of_its_evaluation_and_finds_a_wrong_one(store) -> None:
+    seed(store)
+    run_monitor(store, SAL_AT + dt.timedelta(minutes=1), ctx("r1"), policy=POLICY, url=URL)
+    quiet = run_monitor(store, SAL_AT + dt.timedelta(minutes=30), ctx("r2"), policy=POLICY, url=URL)
+    assert quiet["records_evaluated"] == 0  # the five running rows stay as of the first run
+    # 39 open minutes later their stored elapsed times are 39 minutes behind: no difference.
+    settled = run_monitor(
+        store, SAL_AT + dt.timedelta(minutes=40), ctx("r3"), policy=POLICY, url=URL, mode="full"
+    )
+    assert settled["reconcile_differences"] == 0
+    good = clock_rows(store, without=("evaluated_at",))
+    c = schema.clocks
+    with store.begin() as conn:  # open clocks nobody re-evaluates until their warning
+        deadline = conn.execute(sa.select(c.c.deadline).where(c.c.record_id == LEADS[1])).scalar_one()
+        conn.execute(  # a deadline an hour late
+            c.update().where(c.c.record_id == LEADS[1]).values(deadline=deadline + dt.timedelta(hours=1))
+        )
+        conn.execute(  # a wrong elapsed time (and remaining time: the projection derives the percent)
+            c.update()
+            .where(c.c.record_id == LEADS[2])
+            .values(elapsed_seconds=c.c.elapsed_seconds + 600, remaining_seconds=c.c.remaining_seconds - 600)
+        )
+        conn.execute(c.update().where(c.c.record_id == LEADS[3]).values(colour="yellow"))
+    found = run_monitor(
+        store, SAL_AT + dt.timedelta(minutes=50), ctx("r4"), policy=POLICY, url=URL, mode="full"
+    )
+    assert found["reconcile_differences"] == 3
+    with store.connect() as conn:
+        sample = (
+            conn.execute(
+                sa.select(schema.reconciles.c.detail).order_by(schema.reconciles.c.reconcile_id.desc())
+            )
+            .scalars()
+            .first()["sample"]
+        )
+    assert sorted((d["record_id"], d["columns"]) for d in sample) == [
+        (LEADS[1], ["deadline"]),
+        (LEADS[2], ["elapsed_seconds", "remaining_seconds", "percent_elapsed"]),
+        (LEADS[3], ["colour"]),
+    ]
+    assert clock_rows(store, without=("evaluated_at",)) != good  # corrected, and moved on 10 minutes
+
+
 def test_a_retried_write_doubles_nothing(store) -> None:
     seed(store)
     at = SAL_AT + dt.timedelta(hours=2, minutes=5)  # the warning is due
@@ -316,8 +362,21 @@ def land(engines: list[sa.Engine], rows: dict, after: dt.datetime | None, upto: 
                     conn.execute(schema.metadata.tables[table].insert(), batch)
 
 
-def snapshot(engine: sa.Engine) -> dict[str, list]:
-    """What a run leaves behind: clock rows, outbox rows, audit entries, handled checkpoints."""
+def clocks_at(engine: sa.Engine, policy, at: dt.datetime) -> list[tuple]:
+    """The clock rows as they stand at `at`: an open clock's moving columns projected from its
+    `evaluated_at` (`engine.as_of`), and its `evaluated_at` left out (a full run re-evaluates it
+    every run, an incremental one when it is due); an ended clock's row exactly as stored."""
+    frame = pd.DataFrame(clock_rows(engine), columns=STORE_COLUMNS)
+    if frame.empty:
+        return []
+    frame = as_of(frame, policy, at)
+    frame["evaluated_at"] = frame["evaluated_at"].where(~frame["state"].isin(OPEN), None)
+    return sorted(tuple(None if pd.isna(v) else v for v in row) for row in frame.itertuples(index=False))
+
+
+def snapshot(engine: sa.Engine, policy, at: dt.datetime) -> dict[str, list]:
+    """What a run leaves behind: clock rows (as of `at`, `clocks_at`), outbox rows, audit entries,
+    handled checkpoints."""
     o, a, h = schema.outbox, schema.audit, schema.handled_checkpoints
     outbox_cols = [c for c in o.c if c.name != "outbox_id"]
     audit_cols = [
@@ -338,7 +397,7 @@ def snapshot(engine: sa.Engine) -> dict[str, list]:
     ]
     with engine.connect() as conn:
         return {
-            "clocks": clock_rows(engine),
+            "clocks": clocks_at(engine, policy, at),
             "outbox": sorted(repr(tuple(r)) for r in conn.execute(sa.select(*outbox_cols))),
             "audit": sorted(repr(tuple(r)) for r in conn.execute(sa.select(*audit_cols))),
             "handled": sorted(tuple(r) for r in conn.execute(sa.select(h))),
@@ -371,16 +430,18 @@ def test_incremental_equals_full_over_a_simulated_day(store, second_url, demo_mi
             a = run_monitor(full, at, ctx(f"day_{i}"), policy=policy, url=URL, mode="full")
             b = run_monitor(incremental, at, ctx(f"day_{i}"), policy=policy, url=URL, reconcile_every=10**6)
             assert b["mode"] == ("full" if i == 0 else "incremental")
-            skip = {"mode", "records_evaluated", "reconcile_differences"}
+            # A full run rewrites every open clock whose elapsed time moved; an incremental one only
+            # those due a change (the others' rows hold their values as of their evaluation).
+            skip = {"mode", "records_evaluated", "reconcile_differences", "clocks_written"}
             assert {k: v for k, v in a.items() if k not in skip} == {
                 k: v for k, v in b.items() if k not in skip
             }, at
             if i:
                 evaluated.append(b["records_evaluated"])
             if i % 25 == 0:
-                assert snapshot(full) == snapshot(incremental), at
-        assert snapshot(full) == snapshot(incremental)
-        last = snapshot(full)
+                assert snapshot(full, policy, at) == snapshot(incremental, policy, at), at
+        assert snapshot(full, policy, at) == snapshot(incremental, policy, at)
+        last = snapshot(full, policy, at)
         assert last["outbox"] and last["audit"] and last["handled"]  # the day decided things
         with incremental.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(schema.records)).scalar_one()
@@ -391,10 +452,8 @@ def test_incremental_equals_full_over_a_simulated_day(store, second_url, demo_mi
             incremental, DAY_END, ctx("check"), policy=policy, url=URL, mode="full", chunk_records=100
         )
         assert b["reconcile_differences"] == 0
-        assert {k: v for k, v in a.items() if k != "reconcile_differences"} == {
-            k: v for k, v in b.items() if k != "reconcile_differences"
-        }
-        assert snapshot(full) == snapshot(incremental)
+        assert {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+        assert snapshot(full, policy, DAY_END) == snapshot(incremental, policy, DAY_END)
         with incremental.connect() as conn:
             detail = (
                 conn.execute(

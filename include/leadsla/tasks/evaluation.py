@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from leadsla.decisions.ahead import evaluate_records
 from leadsla.decisions.ladder import DIGEST_CATCH_UP
-from leadsla.engine import CLOCK_COLUMNS, Evaluation, next_changes
+from leadsla.engine import CLOCK_COLUMNS, MOVING_COLUMNS, Evaluation, as_of, next_changes
 from leadsla.policy import Policy
 from leadsla.store.clocks import (
     OPEN,
@@ -152,7 +152,8 @@ def evaluate_incremental(
         breached_since=breached_since,
         sla_ids=[sla.id for sla in policy.slas],
     )
-    others = others[~others["record_id"].isin(ids)]
+    # The stored rows hold their moving columns as of their evaluation: the decisions read them now.
+    others = as_of(others[~others["record_id"].isin(ids)], policy, now)
     clocks = _merge(evaluation.clocks, others)
     records = _decision_records(conn, frames["records"], clocks, now)
     return Result(
@@ -200,7 +201,7 @@ def evaluate_full(
         writes.rows += chunk.rows
         writes.stale += chunk.stale
         if incremental is not None:
-            n, diff = _compare(rows, chunk, incremental)
+            n, diff = _compare(rows, chunk, incremental, policy, now)
             compared += n
             differences += len(diff)
             sample += diff[: SAMPLE - len(sample)]
@@ -250,22 +251,34 @@ def _chunks(ids: list[str], chunks: int) -> Iterable[list[str] | None]:
 
 
 def _compare(
-    rows: list[dict[str, Any]], chunk: ClockWrites, incremental: set[str]
+    rows: list[dict[str, Any]], chunk: ClockWrites, incremental: set[str], policy: Policy, now: dt.datetime
 ) -> tuple[int, list[dict[str, Any]]]:
     """The clocks of records an incremental run would not have re-evaluated (of `rows`, this
     chunk's full evaluation) whose stored row differs from it: missing or stale, or differing in a
     column but `evaluated_at` (among the rows the chunk writes: the others equal it), and stored
-    current rows the evaluation no longer gives (`chunk.stale`)."""
+    current rows the evaluation no longer gives (`chunk.stale`).
+
+    A stored open clock holds its moving columns (`engine.MOVING_COLUMNS`) as of its own
+    `evaluated_at`: they are compared as `engine.as_of` projects them to `now`, so a clock that was
+    simply not due a re-evaluation is no difference, and one whose elapsed time is wrong still is."""
     compared = sum(1 for row in rows if row["record_id"] not in incremental)
     diff = []
+    kept: list[tuple[dict[str, Any], Any]] = []
     for row in chunk.rows:
         if row["record_id"] in incremental:
             continue
         old = chunk.stored.get(key_of(row))
         if old is None or old["stale_since"] is not None:
             diff.append(_difference(key_of(row), ["missing"]))
-        elif cols := [c for c in _COMPARED if row[c] != old[c]]:
-            diff.append(_difference(key_of(row), cols))
+        elif any(row[c] != old[c] for c in _COMPARED):
+            kept.append((row, old))
+    if kept:
+        stored = pd.DataFrame([dict(old) for _, old in kept])
+        projected = as_of(stored, policy, now)[list(MOVING_COLUMNS)].to_dict("records")
+        for (row, old), moved in zip(kept, projected, strict=True):
+            now_old = {**old, **moved}
+            if cols := [c for c in _COMPARED if row[c] != now_old[c]]:
+                diff.append(_difference(key_of(row), cols))
     diff += [_difference(key, ["gone"]) for key in chunk.stale if key[1] not in incremental]
     return compared, diff
 

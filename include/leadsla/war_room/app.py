@@ -416,7 +416,7 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
         sla_matrix = matrix.matrix(
             state.store(), every, filters, now, state.matrix_range(filters, teams), teams
         )
-        live = queries.now_panel(state.store(), filters, now, handoff.id, teams, handoff)
+        live = queries.now_panel(state.store(), filters, now, handoff.id, teams, handoff, state.policy())
         unowned = state.unowned_panel(now, teams)
         in_range = state.range_panel(filters, teams)
         everything = viewer.scope.all_teams
@@ -461,7 +461,7 @@ def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
         filters = state.filters(request)
         handoff = state.handoff(filters)
         now = state.clock()
-        live = queries.now_panel(state.store(), filters, now, handoff.id, teams, handoff)
+        live = queries.now_panel(state.store(), filters, now, handoff.id, teams, handoff, state.policy())
         in_range = state.range_panel(filters, teams)
         unowned = state.unowned_panel(now, teams) if figure == "unowned" else None
         try:
@@ -480,7 +480,14 @@ def _add_drill_down(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             handoff=handoff,
             figure=figure,
             total=len(ids),
-            rows=queries.records_for(state.store(), ids, handoff.id, object_type=handoff.object_type),
+            rows=queries.records_for(
+                state.store(),
+                ids,
+                handoff.id,
+                object_type=handoff.object_type,
+                policy=state.policy(),
+                now=now,
+            ),
             limit=queries.DRILL_ROWS,
         )
 
@@ -498,7 +505,11 @@ def _add_lead_timeline(app: FastAPI, state: _WarRoomState, render: Render) -> No
         if not visible and queries.record_exists(state.store(), record_id):
             _audit_refusal(state, request, viewer.user, "a lead outside the teams this user sees")
         fields = {kind: watched_fields(policy, kind) for kind in ("Lead", "Opportunity")} if policy else None
-        timeline = queries.lead_timeline(state.store(), record_id, fields) if visible else None
+        timeline = (
+            queries.lead_timeline(state.store(), record_id, fields, policy, state.clock())
+            if visible
+            else None
+        )
         if timeline is None:
             return render(request, "error.html", status=404, message=f"No record {record_id!r} in the store.")
         return render(request, "lead.html", t=timeline, back=request.query_params.get("back", ""))

@@ -45,11 +45,25 @@ from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record
 from leadsla.store.connection import read_only
 from leadsla.war_room import figures as range_figures
+from leadsla.war_room import live
 from leadsla.war_room.filters import Filters
 from leadsla.war_room.handoffs import NO_TEAM, Handoff
 
 #: Clocks still waiting for a touch; "breached" ones are the red, overdue part of the live panel.
 OPEN_STATES = ("running", "paused", "breached")
+#: The at-risk list's columns, as the page shows them.
+AT_RISK_COLUMNS = (
+    "record_id",
+    "name",
+    "amount",
+    "owner",
+    "team",
+    "state",
+    "colour",
+    "remaining_seconds",
+    "deadline",
+    "next_checkpoint",
+)
 #: Each clock state (`leadsla.engine.STATES`) as the page says it: how the clock ended, or where it is.
 STATE_LABELS = {
     "running": "running",
@@ -334,12 +348,15 @@ def now_panel(
     sla_id: str,
     teams: Teams = None,
     handoff: Handoff | None = None,
+    policy: Policy | None = None,
 ) -> dict:
     """Live state, independent of the date range: open clocks by colour, the at-risk list (least
     time remaining first), breaches since local midnight (and since the week's Monday: the SLA
     matrix's figure) and the systemic-breach banner; of the scope's `teams` (a teamless clock
     counting for the `handoff`'s team). The open clocks are counted in the store; their ids
-    (`open:<colour>`) are read when a drill-down asks for them (`IdsOnDemand`)."""
+    (`open:<colour>`) are read when a drill-down asks for them (`IdsOnDemand`). The at-risk list's
+    remaining times are as of the monitor's latest run, through the `policy`'s calendars
+    (`war_room.live`; without a policy, as stored)."""
     today = _local_midnight(now, filters.timezone)
     monday = today - dt.timedelta(days=now.astimezone(ZoneInfo(filters.timezone)).weekday())
     monday = _local_midnight(monday + dt.timedelta(hours=12), filters.timezone)  # across a DST change
@@ -352,7 +369,7 @@ def now_panel(
     team_label = handoff.team_label if handoff is not None else None
     with read_only_connection(engine) as conn:
         by_colour = dict(conn.execute(_open_records_per_colour(live_clocks)).all())
-        at_risk = fetch_frame(conn, _at_risk(live_clocks, team_label))
+        at_risk = _at_risk_now(conn, live_clocks, team_label, policy, now)
         week_breaches = fetch_frame(conn, _breaches_between(monday, now, live_clocks, team_label))
         reps_per_team = _active_reps_per_team(conn)
     colours = {colour: by_colour.get(colour, 0) for colour in COLOURS}
@@ -406,9 +423,10 @@ def amount(records: sa.Table) -> sa.ColumnElement:
     return records.c.fields["Amount"].as_float()
 
 
-def _at_risk(live_clocks: list, team_label: str | None = None) -> sa.Select:
-    """The open clocks with the least time remaining, with the record's name (an Opportunity's
-    Amount too), current owner and team (a teamless clock: the SLA's, `team_label`)."""
+def _at_risk(live_clocks: list, team_label: str | None = None, *more: sa.ColumnElement) -> sa.Select:
+    """The open clocks with the least time remaining as stored, with the record's name (an
+    Opportunity's Amount too), current owner and team (a teamless clock: the SLA's, `team_label`),
+    and what `war_room.live` projects them from; `more` conditions narrow it."""
     clocks, records, users = schema.clocks, schema.records, schema.users
     return (
         sa.select(
@@ -422,6 +440,7 @@ def _at_risk(live_clocks: list, team_label: str | None = None) -> sa.Select:
             clocks.c.remaining_seconds,
             clocks.c.deadline,
             clocks.c.next_checkpoint,
+            *raw_columns(clocks, *(c for c in live.PROJECTION_COLUMNS if c not in AT_RISK_COLUMNS)),
         )
         .select_from(
             clocks.outerjoin(
@@ -431,10 +450,33 @@ def _at_risk(live_clocks: list, team_label: str | None = None) -> sa.Select:
                 ),
             ).outerjoin(users, users.c.user_id == clocks.c.owner_id)
         )
-        .where(clocks.c.state.in_(OPEN_STATES), *live_clocks)
+        .where(clocks.c.state.in_(OPEN_STATES), *live_clocks, *more)
         .order_by(clocks.c.remaining_seconds, clocks.c.record_id)
-        .limit(AT_RISK_ROWS)
     )
+
+
+def _at_risk_now(
+    conn: sa.Connection, live_clocks: list, team_label: str | None, policy: Policy | None, now: dt.datetime
+) -> pd.DataFrame:
+    """The `AT_RISK_ROWS` open clocks with the least time remaining as of the monitor's latest run.
+
+    A stored remaining time is at least the live one, by at most the open seconds its clock ran
+    since its evaluation (`live.lag_seconds`): the live top rows are all among the rows stored
+    within that lag of the stored top rows' largest remaining time, so only those are read again
+    and ranked on their live values (ties by record id, as the store orders them)."""
+    first = fetch_frame(conn, _at_risk(live_clocks, team_label).limit(AT_RISK_ROWS))
+    at = live.latest_run(conn, now) if policy is not None else None
+    if at is None or first.empty:
+        return first[list(AT_RISK_COLUMNS)]
+    rows = first
+    if len(first) == AT_RISK_ROWS:
+        bound = int(first["remaining_seconds"].max()) + live.lag_seconds(conn, policy, at, live_clocks)
+        rows = fetch_frame(
+            conn, _at_risk(live_clocks, team_label, schema.clocks.c.remaining_seconds <= bound)
+        )
+    rows = live.project(rows, policy, at)
+    rows = rows.sort_values(["remaining_seconds", "record_id"], kind="stable").head(AT_RISK_ROWS)
+    return rows[list(AT_RISK_COLUMNS)].reset_index(drop=True)
 
 
 def _breaches_between(
@@ -842,15 +884,21 @@ def records_for(
     sla_id: str,
     limit: int = DRILL_ROWS,
     object_type: str = "Lead",
+    policy: Policy | None = None,
+    now: dt.datetime | None = None,
 ) -> list[dict]:
     """The first `limit` records (by id) of `object_type` behind a figure, with owner and their
-    clock's state (an Opportunity: its account's name as `company`, and its Amount)."""
+    clock's state (an Opportunity: its account's name as `company`, and its Amount); an open
+    clock's elapsed time as of the monitor's latest run up to `now`, through the `policy`'s
+    calendars (`war_room.live`; without them, as stored)."""
     shown = list(record_ids[:limit])
     if not shown:
         return []
     with read_only_connection(engine) as conn:
         leads = fetch_frame(conn, _leads_with_owner(shown, object_type))
         lead_clocks = fetch_frame(conn, _clocks_of(shown, sla_id))
+        at = live.latest_run(conn, now) if policy is not None and now is not None else None
+    lead_clocks = live.project(lead_clocks, policy, at)
     latest = (
         lead_clocks.drop_duplicates("record_id", keep="last").set_index("record_id")
         if len(lead_clocks)
@@ -895,8 +943,10 @@ def _clocks_of(record_ids: list[str], sla_id: str) -> sa.Select:
             clocks.c.state,
             clocks.c.colour,
             clocks.c.clock_start,
-            clocks.c.elapsed_seconds,
             clocks.c.target_seconds,
+            *raw_columns(
+                clocks, *(c for c in live.PROJECTION_COLUMNS if c not in ("state", "target_seconds"))
+            ),
         )
         .where(clocks.c.sla_id == sla_id, clocks.c.record_id.in_(record_ids))
         .order_by(clocks.c.record_id, clocks.c.clock_start)
@@ -1008,13 +1058,18 @@ def _clock_of_teams(teams: frozenset[str], handoffs: dict[str, Handoff]) -> sa.C
 
 
 def lead_timeline(
-    engine: sa.Engine, record_id: str, fields: dict[str, tuple[str, ...]] | None = None
+    engine: sa.Engine,
+    record_id: str,
+    fields: dict[str, tuple[str, ...]] | None = None,
+    policy: Policy | None = None,
+    now: dt.datetime | None = None,
 ) -> dict | None:
     """A record's "why": its row (an Opportunity's Amount as `amount`), clocks, audit entries (each
     with the rule that fired and the task-run link; routing's told in words, see `_routing_told`),
     its latest routing, the history of its status, owner and the `fields` of its object type
     (`handoffs.watched_fields`; default Status and OwnerId), and the quarantine and health findings
-    naming it. None if unknown."""
+    naming it. None if unknown. An open clock's elapsed time is as of the monitor's latest run up
+    to `now`, through the `policy`'s calendars (`war_room.live`; without them, as stored)."""
     events = record_timeline(engine, record_id)
     with read_only_connection(engine) as conn:
         lead = conn.execute(_record_with_owner_name(record_id)).mappings().first()
@@ -1026,13 +1081,14 @@ def lead_timeline(
         changes = conn.execute(_status_and_owner_changes(object_type, record_id, watched)).mappings().all()
         quarantined = conn.execute(_quarantined(object_type, record_id)).mappings().all()
         who = owners(conn) if any(event["event"] in ROUTING_EVENTS for event in events) else None
+        at = live.latest_run(conn, now) if policy is not None and now is not None else None
     events = _routing_told(events, who)
     routed = [event for event in events if event["event"] == ROUTED_EVENT]
     on_record = lead["fields"] if isinstance(lead["fields"], dict) else {}
     return {
         "lead": dict(lead, amount=on_record.get("Amount") if object_type == "Opportunity" else None),
         "routed": routed[-1] if routed else None,
-        "clocks": [dict(clock) for clock in lead_clocks],
+        "clocks": _live_clocks([dict(clock) for clock in lead_clocks], policy, at),
         "events": events,
         "history": [dict(change) for change in changes],
         "quarantine": [dict(held) for held in quarantined],
@@ -1040,6 +1096,14 @@ def lead_timeline(
             finding for finding in health_findings(engine) if record_id in (finding.get("record_ids") or [])
         ],
     }
+
+
+def _live_clocks(rows: list[dict], policy: Policy | None, at: dt.datetime | None) -> list[dict]:
+    """The clock rows with their moving columns as of `at` (`war_room.live.project`)."""
+    if not rows or policy is None or at is None:
+        return rows
+    moved = live.project(pd.DataFrame(rows), policy, at)
+    return [{**row, **{c: moved.at[i, c].item() for c in live.MOVING_COLUMNS}} for i, row in enumerate(rows)]
 
 
 def _routing_told(events: list[dict], who: Owners | None) -> list[dict]:
