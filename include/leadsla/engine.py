@@ -42,6 +42,12 @@ Output (`Evaluation`):
   ``past`` (reached at or before `since`, or the clock has stopped). Without `since` every
   reached checkpoint of an open clock is a candidate.
 
+A stored open clock row (the `clocks` table) holds elapsed_seconds, remaining_seconds and
+percent_elapsed (`MOVING_COLUMNS`) as of its evaluated_at; `as_of` projects them to a later instant
+(they grow with the clock's calendar's open seconds), and `next_changes` says when anything else
+about it can change with no new CRM data (its next checkpoint, colour turn or breach), which is
+when the incremental monitor re-evaluates it.
+
 Low-cardinality text columns (sla_id, tier, calendar, state, colour, checkpoint, status, ...) are
 pandas Categoricals: they compare equal to plain strings; ``Evaluation.clock_rows()`` gives plain
 Python values for inserts.

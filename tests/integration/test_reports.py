@@ -84,10 +84,12 @@ def seeded(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def seeded_pg(postgres_server) -> str:
-    """The same rows as `seeded`, in the embedded PostgreSQL."""
+    """The same rows as `seeded`, in the embedded PostgreSQL (the same syncs and evaluation too: an
+    open clock's figures are read as of the monitor's latest evaluation)."""
     url = _new_postgres_url(postgres_server)
     engine = open_store(url)
     add_handoffs(plant_cherry_picking(generate(1500), NOVEMBER)).write(engine)
+    synced(engine, dt.datetime(2027, 2, 1, tzinfo=dt.UTC))
     engine.dispose()
     return url
 

@@ -17,8 +17,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadsla.decisions.recycling import RECOMMENDED_EVENT, RECYCLED_EVENT, REENGAGED_EVENT
+from leadsla.engine import as_of
+from leadsla.policy import Policy
 from leadsla.routing import Routing
 from leadsla.store import schema as s
+from leadsla.store.clocks import last_run_at
 from leadsla.store.connection import read_only
 
 #: Lead Status value -> funnel stage. Statuses not listed (Working, Contacted, Nurture) are not stages.
@@ -237,12 +240,16 @@ def load(
     routing: Routing | None = None,
     automation_user_ids: Iterable[str] = (),
     handoffs: Sequence[Handoff] = (),
+    policy: Policy | None = None,
 ) -> ReportData:
     """Read everything reports need; rows after `until` (when given) are left out so a past
     period regenerates the same figures later. `left_counts_as` is the measured SLA's (the
     policy's), carried along for the figures; so are `routing` and `automation_user_ids` (the
     policy's), for the cherry-picking audit. `handoffs` are the SLAs the report has a section for
     (their clocks, and the Opportunities when one runs on them, are read in the same pass).
+    An open clock's elapsed and remaining time are as of the monitor's latest run, through the
+    `policy`'s calendars (`engine.as_of`: a stored row holds them as of its own evaluation; without
+    a policy, as stored).
     """
     r, h, a, u, c, au = s.records, s.field_history, s.activities, s.users, s.clocks, s.audit
     with read_only(engine) as conn:
@@ -288,6 +295,9 @@ def load(
         every_clock = _times(
             _frame(conn, clock_q.order_by(c.c.clock_start, c.c.record_id, c.c.sla_id)), *_CLOCK_TIMES
         )
+        ran = last_run_at(conn) if policy is not None else None
+        if ran is not None:
+            every_clock = as_of(every_clock, policy, ran)
         visits = _times(_frame(conn, visit_q.order_by(au.c.at, au.c.actor)), "at")
         ownership = _ownership(conn, until, routing, automation_user_ids)
         recycling = _times(_frame(conn, recycling_q.order_by(au.c.at, au.c.record_id, au.c.event)), "at")

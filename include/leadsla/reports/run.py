@@ -123,6 +123,7 @@ def build_for(
             routing=policy.routing,
             automation_user_ids=policy.automation_user_ids,
             handoffs=handoffs(policy, cfg.sla_id),
+            policy=policy,
         )
     finally:
         if own:

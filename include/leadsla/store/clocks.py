@@ -202,6 +202,17 @@ def recent_evaluations(conn: sa.Connection, limit: int) -> list[Any]:
     )
 
 
+def last_run_at(conn: sa.Connection, now: dt.datetime | None = None) -> dt.datetime | None:
+    """The `now` of the monitor's latest evaluation (at most `now`), or None before the first: the
+    instant a reader shows stored open clocks' moving columns at (`engine.as_of`), as they stood
+    when every run re-evaluated every open clock."""
+    ev = schema.evaluations
+    at = conn.execute(
+        sa.select(ev.c.evaluated_at).order_by(ev.c.evaluation_id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return at if at is None or now is None else min(at, now)
+
+
 def due_for_change(conn: sa.Connection, until: dt.datetime) -> set[str]:
     """Ids of the records with a current clock whose next change is due by `until`."""
     clocks = schema.clocks

@@ -2,14 +2,18 @@
 
 An incremental run re-evaluates the records whose mirror rows landed since the last evaluation
 read the store (their own row, history, activities, or their owner's user row), and those with a
-clock whose next change (`clocks.next_change_at`, `engine.next_changes`) falls due by `now +
-horizon`; everything else keeps its stored clock rows. The decisions then read the re-evaluated
+clock whose next change (`clocks.next_change_at`, `engine.next_changes`: a checkpoint, a colour
+turn, the breach) falls due by `now + horizon`; everything else keeps its stored clock rows. A
+stored open clock's elapsed, remaining and percent are as of its own `evaluated_at`: they grow with
+its calendar's open hours, which `engine.as_of` projects. The decisions then read the re-evaluated
 clocks merged with the stored current ones they can look at (open, started in the last two days,
-breached within the ladder's windows), so a plan is the one a full evaluation gives.
+breached within the ladder's windows), projected to `now`, so a plan is the one a full evaluation
+gives.
 
 A full evaluation runs on the first run, on a policy change, every `reconcile_every` runs and when
 asked; it reads the mirror in chunks of records (by a hash of the record id) so memory stays
-bounded, and compares each chunk with what the incremental state held: a difference is corrected
+bounded, and compares each chunk with what the incremental state held (an open clock's moving
+columns as projected from its `evaluated_at`): a difference is corrected
 by the run's writes and recorded (`reconciles`, read by `leadsla.health.reconcile`). Reads only.
 """
 

@@ -19,6 +19,7 @@ from leadsla.engine import MOVING_COLUMNS, as_of
 from leadsla.errors import LeadSlaError
 from leadsla.policy import Policy
 from leadsla.store import schema
+from leadsla.store.clocks import last_run_at
 
 #: The columns `engine.as_of` reads besides the moving ones.
 PROJECTION_COLUMNS = ("state", "calendar", "target_seconds", "evaluated_at", *MOVING_COLUMNS)
@@ -28,11 +29,7 @@ ADVANCING = ("running", "breached")
 
 def latest_run(conn: sa.Connection, now: dt.datetime) -> dt.datetime | None:
     """The `now` of the monitor's latest run (at most `now`), or None before the first."""
-    ev = schema.evaluations
-    at = conn.execute(
-        sa.select(ev.c.evaluated_at).order_by(ev.c.evaluation_id.desc()).limit(1)
-    ).scalar_one_or_none()
-    return None if at is None else min(at, now)
+    return last_run_at(conn, now)
 
 
 def project(frame: pd.DataFrame, policy: Policy | None, at: dt.datetime | None) -> pd.DataFrame:
