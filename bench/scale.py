@@ -22,6 +22,8 @@ step's figures. Logs go to stderr.
 
     python bench/scale.py [--leads 1000000] [--runs 10] [--changed 100] [--skip-sqlite]
                           [--steps steady,full,war_room]
+
+`--steps full --runs 0 --skip-sqlite` times the full reconcile alone (no steady runs before it).
 """
 
 from __future__ import annotations
@@ -193,17 +195,19 @@ def step_monitor(url: str, policy_path: Path, runs: int, changed: int, full: boo
         steady.append(time.perf_counter() - t0)
         written.append(summary.get("clocks_written", 0))
         print(f"steady run {i + 1}/{runs}: {steady[-1]:.2f} s, {summary}", file=sys.stderr, flush=True)
-    out.update(
-        steady_run_s=round(statistics.median(steady), 3),
-        steady_run_max_s=round(max(steady), 3),
-        steady_clocks_written=written,
-    )
+    if steady:  # --runs 0: the full reconcile alone, its own peak RSS
+        out.update(
+            steady_run_s=round(statistics.median(steady), 3),
+            steady_run_max_s=round(max(steady), 3),
+            steady_clocks_written=written,
+        )
     if full:
         at = scale_store.NOW + dt.timedelta(minutes=runs + 1)
         t0 = time.perf_counter()
         summary = monitor.full(engine, at, _context("scale_full"), policy)
         out["full_reconcile_s"] = round(time.perf_counter() - t0, 3)
         out["incremental_vs_full_diff"] = monitor.diff(summary)
+        out["full_load_average"] = round(os.getloadavg()[0], 1)
         print(f"full reconcile: {out['full_reconcile_s']:.2f} s, {summary}", file=sys.stderr, flush=True)
     engine.dispose()
     return out
@@ -322,7 +326,9 @@ def open_clocks(url: str) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--leads", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=10, help="steady monitor runs (the median is reported)")
+    ap.add_argument(
+        "--runs", type=int, default=10, help="steady monitor runs (the median is reported; 0: none)"
+    )
     ap.add_argument("--changed", type=int, default=100, help="records the sync changes between runs")
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--skip-sqlite", action="store_true", help="no steady runs on SQLite")

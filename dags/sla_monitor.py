@@ -13,6 +13,12 @@ Tasks
   queue Slack/e-mail messages and breach actions (`leadsla.tasks.monitor`).
   The warnings falling due within the next minutes are queued for their instants
   (`leadsla.decisions.ahead`), which `sla_delivery` keeps.
+- **shards** -> **evaluate_shard** (mapped): a full evaluation of more than `LEADSLA_SHARD_ABOVE`
+  open clocks (default 20,000) fans out: `shards` cuts the record ids into ranges, each mapped
+  `evaluate_shard` evaluates its ranges on a read-only connection and stages its part in the store
+  (`evaluation_shards`, keyed by run and shard), and `evaluate` merges them, decides and writes in
+  its one transaction, so the outbox and the audit stay exactly-once. Otherwise `shards` returns
+  none, `evaluate_shard` is skipped and `evaluate` does it all.
 - **deliver**: send due messages from the outbox under short leases, and keep at it for up to
   45 s of the minute (`LEADSLA_DELIVERY_BUDGET_S`): a failed send is retried 5 s and 15 s later,
   rows of a killed deliverer are taken once their 25 s lease lapses (`leadsla.notify.delivery`).
@@ -59,11 +65,25 @@ OWNER = "data-engineering"
 )
 def sla_monitor():
     @task
-    def evaluate(**context) -> dict:
-        """Clocks at the run's time -> clocks table, audit, outbox (incremental; one write transaction)."""
+    def shards(**context) -> list[dict]:
+        """This run's shards: none unless a full evaluation of more than LEADSLA_SHARD_ABOVE open clocks."""
         from leadsla.tasks import monitor
 
-        return monitor.evaluate(context)
+        return monitor.shards(context)
+
+    @task
+    def evaluate_shard(shard: dict, **context) -> dict:
+        """One shard's records evaluated (read-only) and staged in the store for evaluate to merge."""
+        from leadsla.tasks import monitor
+
+        return monitor.evaluate_shard(shard, context)
+
+    @task(trigger_rule="none_failed")  # runs when there are no shards (evaluate_shard skipped)
+    def evaluate(planned: list[dict], **context) -> dict:
+        """Clocks at the run's time -> clocks table, audit, outbox (shards merged); one write transaction."""
+        from leadsla.tasks import monitor
+
+        return monitor.evaluate(context, planned)
 
     @task
     def escalate(summary: dict, **context) -> dict:
@@ -88,7 +108,9 @@ def sla_monitor():
 
         return monitor.deliver(context)
 
-    summary = evaluate()
+    planned = shards()
+    summary = evaluate(planned)
+    evaluate_shard.expand(shard=planned) >> summary
     stamp(escalate(summary))
     deliver(summary)
 
