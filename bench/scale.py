@@ -48,7 +48,9 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT), str(ROOT / "bench")]
 
 import scale_store  # noqa: E402  (bench/ on the path above)
 
-RUN_DB = "leadsla_scale_run"
+#: The run's copy of the built PostgreSQL store (LEADSLA_SCALE_RUN_DB: another name, for a second
+#: benchmark on the same machine not to drop the copy the first is measuring).
+RUN_DB = os.environ.get("LEADSLA_SCALE_RUN_DB", "leadsla_scale_run")
 STEPS = ("steady", "full", "war_room")
 OPEN_STATES = ("running", "paused", "breached")
 
@@ -296,14 +298,16 @@ def run_step(step: str, url: str, policy_path: Path, args: argparse.Namespace) -
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fresh_copies(server, folder: Path) -> tuple[str, str]:
-    """A PostgreSQL database and a SQLite file copied from the built store, for this run to change."""
+def fresh_copies(server, folder: Path, sqlite: bool = True) -> tuple[str, str]:
+    """A PostgreSQL database and (unless not `sqlite`) a SQLite file copied from the built store,
+    for this run to change."""
     server.psql(f"DROP DATABASE IF EXISTS {RUN_DB};")
     server.psql(f"CREATE DATABASE {RUN_DB} TEMPLATE {scale_store.BUILT_DB};")
     run_db = folder / "run.db"
-    for f in folder.glob("run.db*"):
-        f.unlink()
-    shutil.copy(folder / "scale.db", run_db)
+    if sqlite:
+        for f in folder.glob("run.db*"):
+            f.unlink()
+        shutil.copy(folder / "scale.db", run_db)
     return scale_store.pg_url(server, RUN_DB), f"sqlite:///{run_db}"
 
 
@@ -350,7 +354,7 @@ def main() -> int:
         built = scale_store.build(args.leads, log=lambda m: print(m, file=sys.stderr, flush=True))
         folder = scale_store.store_dir(args.leads)
         server = scale_store.postgres(folder)
-        pg, sqlite = fresh_copies(server, folder)
+        pg, sqlite = fresh_copies(server, folder, sqlite=not args.skip_sqlite and "steady" in args.steps)
     policy_path = folder / "sla_policy.yaml"
     steps = args.steps.split(",")
     out: dict = {"leads": args.leads, "open_clocks": open_clocks(pg)}

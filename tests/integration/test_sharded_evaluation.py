@@ -133,3 +133,30 @@ def test_ranges_of_record_ids_read_every_record_once(two_stores) -> None:
     # with each record, as a list of ids read it.
     acts = {i for p in parts for i in p["activities"]["activity_id"]}
     assert acts == set(everything["activities"]["activity_id"])
+
+
+def test_the_threshold_comes_from_the_environment_or_fails_naming_it(monkeypatch) -> None:
+    from leadsla.tasks.monitor import SHARD_ABOVE, shard_above_from_env
+
+    monkeypatch.delenv("LEADSLA_SHARD_ABOVE", raising=False)
+    assert shard_above_from_env() == SHARD_ABOVE == 20_000
+    monkeypatch.setenv("LEADSLA_SHARD_ABOVE", "5000")
+    assert shard_above_from_env() == 5000
+    for bad in ("0", "-3", "many", "1.5"):
+        monkeypatch.setenv("LEADSLA_SHARD_ABOVE", bad)
+        with pytest.raises(LeadSlaError, match=f"LEADSLA_SHARD_ABOVE='{bad}'"):
+            shard_above_from_env()
+
+
+def test_shards_take_consecutive_runs_of_ranges_as_even_as_they_divide() -> None:
+    from leadsla.store.mirror import KeyRange
+    from leadsla.tasks.evaluation import shard_ranges
+
+    ranges = [
+        KeyRange(None, "b"),
+        *(KeyRange(a, b) for a, b in zip("bcdef", "cdefg", strict=True)),
+        KeyRange("g"),
+    ]
+    shards = shard_ranges(ranges, 3)
+    assert [len(s) for s in shards] == [2, 2, 3] and [r for s in shards for r in s] == ranges
+    assert shard_ranges(ranges, 50) == [[r] for r in ranges]  # never an empty shard
