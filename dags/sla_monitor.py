@@ -6,6 +6,12 @@ taken at the run's own time (`dag_run.run_after`), never "now", so clearing or r
 run decides the same; every side effect is keyed (outbox idempotency keys), so it happens once.
 
 Tasks
+- **shards** -> **evaluate_shard** (mapped): a full evaluation of more than `LEADSLA_SHARD_ABOVE`
+  open clocks (default 20,000) fans out: `shards` cuts the record ids into ranges, each mapped
+  `evaluate_shard` evaluates its ranges on a read-only connection and stages its part in the store
+  (`evaluation_shards`, keyed by run and shard), and `evaluate` merges them, decides and writes in
+  its one transaction, so the outbox and the audit stay exactly-once. Otherwise `shards` returns
+  none, `evaluate_shard` is skipped and `evaluate` does it all.
 - **evaluate**: evaluate the clocks that can have changed (records landed since the last run,
   clocks whose next change is due; every clock on a policy change and every
   `LEADSLA_RECONCILE_EVERY` runs, default 60, compared with the incremental state), decide, then
@@ -13,12 +19,6 @@ Tasks
   queue Slack/e-mail messages and breach actions (`leadsla.tasks.monitor`).
   The warnings falling due within the next minutes are queued for their instants
   (`leadsla.decisions.ahead`), which `sla_delivery` keeps.
-- **shards** -> **evaluate_shard** (mapped): a full evaluation of more than `LEADSLA_SHARD_ABOVE`
-  open clocks (default 20,000) fans out: `shards` cuts the record ids into ranges, each mapped
-  `evaluate_shard` evaluates its ranges on a read-only connection and stages its part in the store
-  (`evaluation_shards`, keyed by run and shard), and `evaluate` merges them, decides and writes in
-  its one transaction, so the outbox and the audit stay exactly-once. Otherwise `shards` returns
-  none, `evaluate_shard` is skipped and `evaluate` does it all.
 - **deliver**: send due messages from the outbox under short leases, and keep at it for up to
   45 s of the minute (`LEADSLA_DELIVERY_BUDGET_S`): a failed send is retried 5 s and 15 s later,
   rows of a killed deliverer are taken once their 25 s lease lapses (`leadsla.notify.delivery`).
@@ -109,8 +109,9 @@ def sla_monitor():
         return monitor.deliver(context)
 
     planned = shards()
+    staged = evaluate_shard.expand(shard=planned)
     summary = evaluate(planned)
-    evaluate_shard.expand(shard=planned) >> summary
+    staged >> summary
     stamp(escalate(summary))
     deliver(summary)
 
