@@ -22,6 +22,8 @@ step's figures. Logs go to stderr.
 
     python bench/scale.py [--leads 1000000] [--runs 10] [--changed 100] [--skip-sqlite]
                           [--steps steady,full,war_room]
+
+`--steps full --runs 0 --skip-sqlite` times the full reconcile alone (no steady runs before it).
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT), str(ROOT / "bench")]
 
 import scale_store  # noqa: E402  (bench/ on the path above)
 
-RUN_DB = "leadsla_scale_run"
+#: The run's copy of the built PostgreSQL store (LEADSLA_SCALE_RUN_DB: another name, for a second
+#: benchmark on the same machine not to drop the copy the first is measuring).
+RUN_DB = os.environ.get("LEADSLA_SCALE_RUN_DB", "leadsla_scale_run")
 STEPS = ("steady", "full", "war_room")
 OPEN_STATES = ("running", "paused", "breached")
 
@@ -193,17 +197,19 @@ def step_monitor(url: str, policy_path: Path, runs: int, changed: int, full: boo
         steady.append(time.perf_counter() - t0)
         written.append(summary.get("clocks_written", 0))
         print(f"steady run {i + 1}/{runs}: {steady[-1]:.2f} s, {summary}", file=sys.stderr, flush=True)
-    out.update(
-        steady_run_s=round(statistics.median(steady), 3),
-        steady_run_max_s=round(max(steady), 3),
-        steady_clocks_written=written,
-    )
+    if steady:  # --runs 0: the full reconcile alone, its own peak RSS
+        out.update(
+            steady_run_s=round(statistics.median(steady), 3),
+            steady_run_max_s=round(max(steady), 3),
+            steady_clocks_written=written,
+        )
     if full:
         at = scale_store.NOW + dt.timedelta(minutes=runs + 1)
         t0 = time.perf_counter()
         summary = monitor.full(engine, at, _context("scale_full"), policy)
         out["full_reconcile_s"] = round(time.perf_counter() - t0, 3)
         out["incremental_vs_full_diff"] = monitor.diff(summary)
+        out["full_load_average"] = round(os.getloadavg()[0], 1)
         print(f"full reconcile: {out['full_reconcile_s']:.2f} s, {summary}", file=sys.stderr, flush=True)
     engine.dispose()
     return out
@@ -292,14 +298,16 @@ def run_step(step: str, url: str, policy_path: Path, args: argparse.Namespace) -
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fresh_copies(server, folder: Path) -> tuple[str, str]:
-    """A PostgreSQL database and a SQLite file copied from the built store, for this run to change."""
+def fresh_copies(server, folder: Path, sqlite: bool = True) -> tuple[str, str]:
+    """A PostgreSQL database and (unless not `sqlite`) a SQLite file copied from the built store,
+    for this run to change."""
     server.psql(f"DROP DATABASE IF EXISTS {RUN_DB};")
     server.psql(f"CREATE DATABASE {RUN_DB} TEMPLATE {scale_store.BUILT_DB};")
     run_db = folder / "run.db"
-    for f in folder.glob("run.db*"):
-        f.unlink()
-    shutil.copy(folder / "scale.db", run_db)
+    if sqlite:
+        for f in folder.glob("run.db*"):
+            f.unlink()
+        shutil.copy(folder / "scale.db", run_db)
     return scale_store.pg_url(server, RUN_DB), f"sqlite:///{run_db}"
 
 
@@ -322,7 +330,9 @@ def open_clocks(url: str) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--leads", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=10, help="steady monitor runs (the median is reported)")
+    ap.add_argument(
+        "--runs", type=int, default=10, help="steady monitor runs (the median is reported; 0: none)"
+    )
     ap.add_argument("--changed", type=int, default=100, help="records the sync changes between runs")
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--skip-sqlite", action="store_true", help="no steady runs on SQLite")
@@ -344,7 +354,7 @@ def main() -> int:
         built = scale_store.build(args.leads, log=lambda m: print(m, file=sys.stderr, flush=True))
         folder = scale_store.store_dir(args.leads)
         server = scale_store.postgres(folder)
-        pg, sqlite = fresh_copies(server, folder)
+        pg, sqlite = fresh_copies(server, folder, sqlite=not args.skip_sqlite and "steady" in args.steps)
     policy_path = folder / "sla_policy.yaml"
     steps = args.steps.split(",")
     out: dict = {"leads": args.leads, "open_clocks": open_clocks(pg)}

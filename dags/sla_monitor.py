@@ -6,6 +6,12 @@ taken at the run's own time (`dag_run.run_after`), never "now", so clearing or r
 run decides the same; every side effect is keyed (outbox idempotency keys), so it happens once.
 
 Tasks
+- **shards** -> **evaluate_shard** (mapped): a full evaluation of more than `LEADSLA_SHARD_ABOVE`
+  open clocks (default 20,000) fans out: `shards` cuts the record ids into ranges, each mapped
+  `evaluate_shard` evaluates its ranges on a read-only connection and stages its part in the store
+  (`evaluation_shards`, keyed by run and shard), and `evaluate` merges them, decides and writes in
+  its one transaction, so the outbox and the audit stay exactly-once. Otherwise `shards` returns
+  none, `evaluate_shard` is skipped and `evaluate` does it all.
 - **evaluate**: evaluate the clocks that can have changed (records landed since the last run,
   clocks whose next change is due; every clock on a policy change and every
   `LEADSLA_RECONCILE_EVERY` runs, default 60, compared with the incremental state), decide, then
@@ -59,11 +65,25 @@ OWNER = "data-engineering"
 )
 def sla_monitor():
     @task
-    def evaluate(**context) -> dict:
-        """Clocks at the run's time -> clocks table, audit, outbox (incremental; one write transaction)."""
+    def shards(**context) -> list[dict]:
+        """This run's shards: none unless a full evaluation of more than LEADSLA_SHARD_ABOVE open clocks."""
         from leadsla.tasks import monitor
 
-        return monitor.evaluate(context)
+        return monitor.shards(context)
+
+    @task
+    def evaluate_shard(shard: dict, **context) -> dict:
+        """One shard's records evaluated (read-only) and staged in the store for evaluate to merge."""
+        from leadsla.tasks import monitor
+
+        return monitor.evaluate_shard(shard, context)
+
+    @task(trigger_rule="none_failed")  # runs when there are no shards (evaluate_shard skipped)
+    def evaluate(planned: list[dict], **context) -> dict:
+        """Clocks at the run's time -> clocks table, audit, outbox (shards merged); one write transaction."""
+        from leadsla.tasks import monitor
+
+        return monitor.evaluate(context, planned)
 
     @task
     def escalate(summary: dict, **context) -> dict:
@@ -88,7 +108,10 @@ def sla_monitor():
 
         return monitor.deliver(context)
 
-    summary = evaluate()
+    planned = shards()
+    staged = evaluate_shard.expand(shard=planned)
+    summary = evaluate(planned)
+    staged >> summary
     stamp(escalate(summary))
     deliver(summary)
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from leadsla.engine import CLOCK_COLUMNS
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record_many
+from leadsla.store.mirror import KeyRange
 
 #: The states of a clock that has ended (`leadsla.engine.STATES`).
 ENDED = ("met", "met_late", "handed_on", "handed_on_late")
@@ -58,10 +59,14 @@ class ClockWrites:
     stored: Stored = field(default_factory=dict)
 
 
-def read_stored(conn: sa.Connection, record_ids: Iterable[str] | None = None) -> Stored:
-    """The stored clock rows (all, or these records'), by identity."""
+def read_stored(
+    conn: sa.Connection, record_ids: Iterable[str] | None = None, *, within: KeyRange | None = None
+) -> Stored:
+    """The stored clock rows (all, these records', or those of a range of record ids), by identity."""
     clocks = schema.clocks
     query = sa.select(*[clocks.c[k] for k in STORE_COLUMNS])
+    if within is not None:
+        query = query.where(*within.where(clocks.c.record_id))
     if record_ids is None:
         return {key_of(r): r for r in conn.execute(query).mappings()}
     ids = sorted(set(record_ids))
@@ -246,6 +251,14 @@ def current_count(conn: sa.Connection) -> int:
     """How many current (not stale) clocks the store holds."""
     clocks = schema.clocks
     return conn.execute(sa.select(sa.func.count()).where(clocks.c.stale_since.is_(None))).scalar_one()
+
+
+def open_count(conn: sa.Connection) -> int:
+    """How many current (not stale) clocks are open: running, paused or breached."""
+    clocks = schema.clocks
+    return conn.execute(
+        sa.select(sa.func.count()).where(clocks.c.state.in_(OPEN), clocks.c.stale_since.is_(None))
+    ).scalar_one()
 
 
 def current_clocks(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
@@ -73,8 +74,56 @@ _RECORD_KEYS = {
 }
 
 
+@dataclass(frozen=True)
+class KeyRange:
+    """The record ids from `low` (included) to `high` (excluded) in the store's own order of them
+    (None: no bound). A full evaluation reads the mirror a range at a time: one index range scan
+    a table, where a list of ids is thousands of bound parameters to send and match."""
+
+    low: str | None = None
+    high: str | None = None
+
+    def where(self, column: sa.ColumnElement) -> list[sa.ColumnElement]:
+        """The conditions on a record-id column."""
+        conditions = []
+        if self.low is not None:
+            conditions.append(column >= self.low)
+        if self.high is not None:
+            conditions.append(column < self.high)
+        return conditions
+
+
+def key_ranges(conn: sa.Connection, size: int) -> list[KeyRange]:
+    """Every record id (deleted ones included: their clocks must go stale) in consecutive ranges
+    of `size` ids, covering all ids (the first and last are open: a record landing later falls in
+    one). The bounds come from the store's own ORDER BY, which its comparisons follow."""
+    ids = sa.select(schema.records.c.record_id).distinct().subquery()
+    numbered = sa.select(
+        ids.c.record_id, sa.func.row_number().over(order_by=ids.c.record_id).label("n")
+    ).subquery()
+    bounds = list(
+        conn.execute(
+            sa.select(numbered.c.record_id)
+            .where(numbered.c.n > 1, (numbered.c.n - 1) % max(1, size) == 0)
+            .order_by(numbered.c.n)
+        ).scalars()
+    )
+    edges = [None, *bounds, None]
+    return [KeyRange(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
+
+
+def record_count(conn: sa.Connection) -> int:
+    """How many distinct record ids the store holds (deleted records included)."""
+    ids = sa.select(schema.records.c.record_id).distinct().subquery()
+    return conn.execute(sa.select(sa.func.count()).select_from(ids)).scalar_one()
+
+
 def load_frames(
-    conn: sa.Connection, record_ids: Iterable[str] | None = None, *, tables: Iterable[str] | None = None
+    conn: sa.Connection,
+    record_ids: Iterable[str] | None = None,
+    *,
+    tables: Iterable[str] | None = None,
+    within: KeyRange | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The store's CRM mirror as the engine's input frames (deleted records left out).
 
@@ -82,8 +131,11 @@ def load_frames(
         record_ids: only these records, their history and activities (users and queues whole);
             None: every record.
         tables: only these frames (default: all of FRAME_COLUMNS).
+        within: only the records of this range of ids (with `record_ids` None).
     """
     ids = None if record_ids is None else sorted({str(i) for i in record_ids})
+    if within is not None and ids is not None:
+        raise ValueError("load_frames: record_ids or within, not both")
     frames: dict[str, pd.DataFrame] = {}
     for name in tables or FRAME_COLUMNS:
         cols = FRAME_COLUMNS[name]
@@ -96,7 +148,15 @@ def load_frames(
         )
         if name == "records":
             query = query.where(table.c.is_deleted.is_(False))
-        if ids is None or name not in _RECORD_KEYS:
+        if within is not None and name in _RECORD_KEYS:  # one range scan per key column
+            rows = [
+                r
+                for key in _RECORD_KEYS[name]
+                for r in conn.execute(query.where(*within.where(table.c[key]))).all()
+            ]
+            if name == "activities":  # an activity on both a Lead and an Opportunity: once
+                rows = list({r.activity_id: r for r in rows}.values())
+        elif ids is None or name not in _RECORD_KEYS:
             rows = conn.execute(query).all()
         else:  # one indexed IN per key column (an OR of two would scan the table)
             rows = [
@@ -117,12 +177,6 @@ def load_frames(
 def _batches(ids: list[str]) -> Iterator[list[str]]:
     for at in range(0, len(ids), ID_BATCH):
         yield ids[at : at + ID_BATCH]
-
-
-def record_ids(conn: sa.Connection) -> list[str]:
-    """Every record's id (deleted ones included: their clocks must go stale), for the reconcile's
-    chunks."""
-    return list(conn.execute(sa.select(schema.records.c.record_id)).scalars())
 
 
 def landed_since(conn: sa.Connection, since: dt.datetime) -> tuple[set[str], set[str]]:

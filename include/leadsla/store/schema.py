@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeDecorator
 
 #: The head revision's number (`store.revisions`): add a revision when a table, column or index
 #: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: The records index covering the War Room's MQL cohort (`war_room.queries`).
 COHORT_INDEX = "ix_records_cohort"
@@ -478,6 +478,20 @@ reconciles = sa.Table(
     sa.Column("detail", sa.JSON, nullable=False),  # a sample of the differing clocks and columns
     sa.Column("run_id", sa.String(250)),
     sa.Index(None, "evaluated_at"),
+)
+
+evaluation_shards = sa.Table(
+    "evaluation_shards",
+    metadata,
+    # A sharded full evaluation's parts (`leadsla.tasks.monitor`): each shard task stages its part
+    # here for the one task that merges, decides and writes; keyed by run and shard, so a retried
+    # or doubled shard replaces its part. The merge clears other runs' parts.
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("shards", sa.Integer, nullable=False),
+    _now_column("evaluated_at"),  # the run's `now`
+    _now_column("staged_at"),  # wall time of the write
+    sa.Column("part", sa.LargeBinary, nullable=False),  # `store.staging`'s encoding of the part
 )
 
 audit = sa.Table(

@@ -11,19 +11,19 @@ breached within the ladder's windows), projected to `now`, so a plan is the one 
 gives.
 
 A full evaluation runs on the first run, on a policy change, every `reconcile_every` runs and when
-asked; it reads the mirror in chunks of records (by a hash of the record id) so memory stays
-bounded, and compares each chunk with what the incremental state held (an open clock's moving
-columns as projected from its `evaluated_at`): a difference is corrected
-by the run's writes and recorded (`reconciles`, read by `leadsla.health.reconcile`). Reads only.
+asked; it reads the mirror a range of record ids at a time (`store.mirror.key_ranges`: one index
+range scan a table) so memory stays bounded - each range's mirror rows, evaluation and stored rows
+are freed before the next; kept are the clock rows to write and what the decisions can read - and
+compares each range with what the incremental state held (an open clock's moving columns as
+projected from its `evaluated_at`): a difference is corrected by the run's
+writes and recorded (`reconciles`, read by `leadsla.health.reconcile`). Ranges make the shards of a
+sharded evaluation too (`Part`, `merge`; `tasks.monitor.plan_shards`). Reads only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
-import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ from leadsla.store.clocks import (
     read_stored,
     recent_evaluations,
 )
-from leadsla.store.mirror import converted_into, landed_since, load_frames, owned_by, record_ids
+from leadsla.store.mirror import KeyRange, converted_into, key_ranges, landed_since, load_frames, owned_by
 
 #: A full evaluation (a reconcile) every this many runs.
 RECONCILE_EVERY = 60
@@ -174,6 +174,24 @@ def evaluate_incremental(
     )
 
 
+@dataclass
+class Part:
+    """A full evaluation's share (a shard, or every record), evaluated chunk by chunk: the clock
+    rows it writes and, of its evaluation, only what the decisions can read (the clocks in their
+    window, the reached checkpoints, those clocks' records) and the reconcile's counts. Small
+    beside the mirror rows it came from, which are freed chunk by chunk."""
+
+    writes: ClockWrites = field(default_factory=ClockWrites)
+    clocks: list[pd.DataFrame] = field(default_factory=list)
+    checkpoints: list[pd.DataFrame] = field(default_factory=list)
+    records: list[pd.DataFrame] = field(default_factory=list)
+    count: int = 0
+    compared: int = 0
+    differences: int = 0
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    chunks: int = 0
+
+
 def evaluate_full(
     conn: sa.Connection,
     policy: Policy,
@@ -183,75 +201,131 @@ def evaluate_full(
     horizon: dt.timedelta,
     chunk_records: int = CHUNK_RECORDS,
 ) -> Result:
-    """Evaluate every record (in chunks above `chunk_records`) and compare with the incremental
-    state (when there is one to compare: not on a first run)."""
-    ids = record_ids(conn)
-    chunks = max(1, math.ceil(len(ids) / max(1, chunk_records)))
-    incremental = None if choice.landed_after is None else selected(conn, now, choice.landed_after, horizon)
+    """Evaluate every record (in ranges of `chunk_records` ids when there are more) and compare
+    with the incremental state (when there is one to compare: not on a first run)."""
+    ranges = key_ranges(conn, chunk_records)
     base = load_frames(conn, tables=["users", "queues"])
-    writes = ClockWrites()
-    compared = differences = 0
-    sample: list[dict[str, Any]] = []
-    clock_parts, cp_parts, record_parts = [], [], []
+    whole = len(ranges) == 1  # the whole picture as one evaluation, exactly as before chunking
+    part = evaluate_part(
+        conn, policy, now, None if whole else ranges, choice=choice, horizon=horizon, users=base["users"]
+    )
+    return merge(conn, [part], choice=choice, users=base["users"], queues=base["queues"], whole=whole)
+
+
+def shard_ranges(ranges: list[KeyRange], shards: int) -> list[list[KeyRange]]:
+    """`ranges` (consecutive, `mirror.key_ranges`) dealt into `shards` runs of consecutive ranges,
+    as even as they divide: each shard reads its own stretch of the id order."""
+    shards = max(1, min(shards, len(ranges)))
+    return [ranges[len(ranges) * i // shards : len(ranges) * (i + 1) // shards] for i in range(shards)]
+
+
+def evaluate_part(
+    conn: sa.Connection,
+    policy: Policy,
+    now: dt.datetime,
+    ranges: list[KeyRange] | None,
+    *,
+    choice: Choice,
+    horizon: dt.timedelta,
+    users: pd.DataFrame | None = None,
+) -> Part:
+    """Evaluate the records of `ranges` a range at a time (a shard, or every record; None: every
+    record in one go, keeping the whole evaluation), for `merge`."""
+    if users is None:
+        users = load_frames(conn, tables=["users"])["users"]
+    incremental = None if choice.landed_after is None else selected(conn, now, choice.landed_after, horizon)
     breached_since = now - _breach_window(policy)
-    count = 0
-    for part in _chunks(ids, chunks):
-        frames = load_frames(conn, part, tables=["records", "field_history", "activities"])
-        evaluation = evaluate_records({**frames, "users": base["users"]}, policy, now)
-        count += len(evaluation.clocks)
-        stored = read_stored(conn, part)
-        rows = store_rows(evaluation, policy, now)
-        chunk = plan_writes(rows, stored, now, scope=part)
-        writes.rows += chunk.rows
-        writes.stale += chunk.stale
-        if incremental is not None:
-            n, diff = _compare(rows, chunk, incremental, policy, now)
-            compared += n
-            differences += len(diff)
-            sample += diff[: SAMPLE - len(sample)]
-        if chunks == 1:  # the whole picture as one evaluation, exactly as before chunking
-            clock_parts.append(evaluation.clocks)
-            record_parts.append(frames["records"])
-        else:  # only what the decisions can read is kept across chunks
-            kept = _decision_window(evaluation.clocks, now, breached_since)
-            clock_parts.append(kept)
-            records = frames["records"]
-            record_parts.append(records[records["record_id"].isin(set(kept["record_id"]))])
-        cp = evaluation.checkpoints
-        cp_parts.append(cp[cp["status"].isin(["due", "superseded"])] if chunks > 1 else cp)
-    records = _concat(record_parts)
-    if chunks > 1:  # a kept Opportunity's converted Lead may sit in another chunk
+    part = Part()
+    for within in [None] if ranges is None else ranges:
+        _evaluate_chunk(
+            conn, policy, now, within, part, users, incremental, breached_since, whole=ranges is None
+        )
+    if ranges is not None:  # frames of plain values, whatever the number of chunks (as `_concat` gives)
+        part.clocks, part.checkpoints, part.records = (
+            [_concat([_plain(f) for f in frames])] if frames else []
+            for frames in (part.clocks, part.checkpoints, part.records)
+        )
+    return part
+
+
+def _evaluate_chunk(
+    conn: sa.Connection,
+    policy: Policy,
+    now: dt.datetime,
+    within: KeyRange | None,
+    part: Part,
+    users: pd.DataFrame,
+    incremental: set[str] | None,
+    breached_since: dt.datetime,
+    *,
+    whole: bool,
+) -> None:
+    """One chunk into `part`: its writes, its compare counts and what the decisions can read of it.
+    Its mirror frames, evaluation and stored rows are this call's locals, freed when it returns."""
+    frames = load_frames(conn, tables=["records", "field_history", "activities"], within=within)
+    evaluation = evaluate_records({**frames, "users": users}, policy, now)
+    part.count += len(evaluation.clocks)
+    part.chunks += 1
+    rows = store_rows(evaluation, policy, now)
+    chunk = plan_writes(rows, read_stored(conn, within=within), now)
+    part.writes.rows += chunk.rows
+    part.writes.stale += chunk.stale
+    if incremental is not None:
+        n, diff = _compare(rows, chunk, incremental, policy, now)
+        part.compared += n
+        part.differences += len(diff)
+        part.sample += diff[: SAMPLE - len(part.sample)]
+    if whole:  # the whole picture as one evaluation, exactly as before chunking
+        part.clocks.append(evaluation.clocks)
+        part.records.append(frames["records"])
+        part.checkpoints.append(evaluation.checkpoints)
+        return
+    kept = _decision_window(evaluation.clocks, now, breached_since)  # only what the decisions can read
+    records = frames["records"]
+    part.clocks.append(kept)
+    part.records.append(records[records["record_id"].isin(set(kept["record_id"]))])
+    cp = evaluation.checkpoints
+    part.checkpoints.append(cp[cp["status"].isin(["due", "superseded"])])
+
+
+def merge(
+    conn: sa.Connection,
+    parts: list[Part],
+    *,
+    choice: Choice,
+    users: pd.DataFrame,
+    queues: pd.DataFrame,
+    whole: bool = False,
+) -> Result:
+    """The parts of one full evaluation (every record once: the chunks of one run, or every shard)
+    as the decisions and the writes take it; `whole`: one part holding the whole evaluation."""
+    writes = ClockWrites()
+    for p in parts:
+        writes.rows += p.writes.rows
+        writes.stale += p.writes.stale
+    records = _concat([f for p in parts for f in p.records])
+    if not whole:  # a kept Opportunity's converted Lead may sit in another chunk or shard
         records = _with_converted_leads(conn, records)
     reconcile = None
-    if incremental is not None:
+    if choice.landed_after is not None:
+        sample = [d for p in parts for d in p.sample][:SAMPLE]
         reconcile = {
             "reason": choice.reason,
-            "clocks": compared,
-            "differences": differences,
-            "detail": {"sample": sample, "chunks": chunks},
+            "clocks": sum(p.compared for p in parts),
+            "differences": sum(p.differences for p in parts),
+            "detail": {"sample": sample, "chunks": sum(p.chunks for p in parts)},
         }
     return Result(
-        clocks=_concat(clock_parts),
-        checkpoints=_concat(cp_parts),
+        clocks=_concat([f for p in parts for f in p.clocks]),
+        checkpoints=_concat([f for p in parts for f in p.checkpoints]),
         records=records,
-        users=base["users"],
-        queues=base["queues"],
+        users=users,
+        queues=queues,
         evaluated=None,
         writes=writes,
-        count=count,
+        count=sum(p.count for p in parts),
         reconcile=reconcile,
     )
-
-
-def _chunks(ids: list[str], chunks: int) -> Iterable[list[str] | None]:
-    """The record ids in `chunks` groups by a stable hash (None: one chunk, every record)."""
-    if chunks == 1:
-        yield None
-        return
-    groups: list[list[str]] = [[] for _ in range(chunks)]
-    for record_id in ids:
-        groups[zlib.crc32(record_id.encode()) % chunks].append(record_id)
-    yield from groups
 
 
 def _compare(
@@ -337,6 +411,11 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
         p.astype({c: object for c in p.columns if isinstance(p[c].dtype, pd.CategoricalDtype)}) for p in parts
     ]
     return pd.concat(plain, ignore_index=True)
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with categoricals as plain values."""
+    return frame.astype({c: object for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)})
 
 
 def _decision_records(

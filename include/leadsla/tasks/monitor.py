@@ -27,6 +27,7 @@ from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
 from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, plan_ahead
 from leadsla.decisions.monitor import decide
+from leadsla.decisions.plan import QueueState
 from leadsla.decisions.recipients import Directory
 from leadsla.errors import LeadSlaError
 from leadsla.escalation.breach import perform_due
@@ -38,20 +39,25 @@ from leadsla.notify.recheck import Recheck
 from leadsla.policy import Policy
 from leadsla.reports.config import ReportConfig
 from leadsla.stamping.stamp import stamp_clocks
-from leadsla.store import open_store
+from leadsla.store import open_store, staging
 from leadsla.store.audit import AuditContext
-from leadsla.store.clocks import record_evaluation, record_reconcile, write_clocks
+from leadsla.store.clocks import open_count, record_evaluation, record_reconcile, write_clocks
 from leadsla.store.connection import read_only
-from leadsla.store.mirror import load_frames
+from leadsla.store.mirror import KeyRange, key_ranges, load_frames, record_count
 from leadsla.tasks.configuration import in_force
 from leadsla.tasks.context import audit_context, run_time
 from leadsla.tasks.evaluation import (
     CHUNK_RECORDS,
     RECONCILE_EVERY,
+    Choice,
+    Result,
     choose,
     evaluate_full,
     evaluate_incremental,
+    evaluate_part,
+    merge,
     policy_digest,
+    shard_ranges,
 )
 
 log = logging.getLogger(__name__)
@@ -125,7 +131,6 @@ def run_monitor(
     if policy is None:
         configuration = in_force(engine, context, now=now).configuration
         policy, reports = configuration.policy, reports or configuration.reports
-    triage = alert_context(policy, reports)
     url = url or instance_url()
     # Bookkeeping (which sync the clocks reflect, for the reports; what landed since, for the next
     # incremental run): decisions use `now`. Taken before reading, so nothing landed after is missed.
@@ -136,23 +141,73 @@ def run_monitor(
             result = evaluate_full(
                 conn, policy, now, choice=choice, horizon=horizon, chunk_records=chunk_records
             )
-            state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
         else:
             result = evaluate_incremental(
                 conn, policy, now, landed_after=choice.landed_after, horizon=horizon
             )
-            cps = result.checkpoints
-            reached = set(cps.loc[cps["status"].isin(["due", "superseded"]), "record_id"])
-            state = outbox.queue_state(
-                conn,
-                now,
-                window_minutes=policy.rate_limit.window_minutes,
-                record_ids=reached | due_within(result.clocks, now, horizon),
-                notices_since=now - NOTICES_WINDOW,
-            )
-        # The warnings falling due within the horizon: those records' rows, read in this snapshot.
-        soon = due_within(result.clocks, now, horizon)
-        frames = load_frames(conn, record_ids=soon) if soon else None
+        reads = _decision_reads(conn, result, policy, now, horizon, full=choice.full)
+    return _decide_and_write(
+        engine,
+        result,
+        reads,
+        now,
+        context,
+        policy=policy,
+        reports=reports,
+        url=url,
+        horizon=horizon,
+        read_at=read_at,
+        full=choice.full,
+    )
+
+
+def _decision_reads(
+    conn: sa.Connection,
+    result: Result,
+    policy: Policy,
+    now: dt.datetime,
+    horizon: dt.timedelta,
+    *,
+    full: bool,
+) -> tuple[QueueState, dict | None]:
+    """What the decisions read beside the evaluation, in its snapshot: the outbox's state, and the
+    mirror rows of the records whose warnings fall due within the horizon (None: none)."""
+    if full:
+        state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
+    else:
+        cps = result.checkpoints
+        reached = set(cps.loc[cps["status"].isin(["due", "superseded"]), "record_id"])
+        state = outbox.queue_state(
+            conn,
+            now,
+            window_minutes=policy.rate_limit.window_minutes,
+            record_ids=reached | due_within(result.clocks, now, horizon),
+            notices_since=now - NOTICES_WINDOW,
+        )
+    # The warnings falling due within the horizon: those records' rows, read in this snapshot.
+    soon = due_within(result.clocks, now, horizon)
+    return state, (load_frames(conn, record_ids=soon) if soon else None)
+
+
+def _decide_and_write(
+    engine: sa.Engine,
+    result: Result,
+    reads: tuple[QueueState, dict | None],
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    policy: Policy,
+    reports: ReportConfig | None,
+    url: str,
+    horizon: dt.timedelta,
+    read_at: dt.datetime,
+    full: bool,
+    shard_run: str | None = None,
+) -> dict[str, Any]:
+    """Decide outside any write transaction, then write the clocks, the plan and the evaluation in
+    one short one (and, for a sharded run `shard_run`, clear other runs' staged parts)."""
+    state, frames = reads
+    triage = alert_context(policy, reports)
     directory = Directory(policy, result.users, result.queues)
     plan = decide(
         result.evaluation, result.records, directory, state, now=now, instance_url=url, context=triage
@@ -171,7 +226,7 @@ def run_monitor(
         if frames is not None
         else None
     )
-    run_mode = "full" if choice.full else "incremental"
+    run_mode = "full" if full else "incremental"
     with engine.begin() as conn:  # the writes only; keyed, so a concurrent or retried run doubles nothing
         counts = write_clocks(conn, result.writes, now, context)
         applied = outbox.apply(conn, plan, now, context)
@@ -187,6 +242,8 @@ def run_monitor(
         )
         if result.reconcile is not None:
             record_reconcile(conn, now, result.reconcile, run_id=context.run_id)
+        if shard_run is not None:
+            staging.clear_others(conn, shard_run)
     summary = {
         **counts,
         "clocks": result.count,
@@ -220,6 +277,160 @@ def run_monitor(
     return summary
 
 
+# --- a full evaluation in shards: planned, evaluated by mapped tasks, merged by one ---------------
+
+#: A full evaluation is sharded above this many open clocks (LEADSLA_SHARD_ABOVE), one shard for
+#: each this many, at most MAX_SHARDS.
+SHARD_ABOVE = 20_000
+MAX_SHARDS = 8
+
+
+def shard_above_from_env() -> int:
+    """Open clocks above which a full evaluation is sharded: LEADSLA_SHARD_ABOVE (a whole number
+    of at least 1) or `SHARD_ABOVE`.
+
+    Raises:
+        LeadSlaError: the variable is set but is not a whole number of at least 1.
+    """
+    raw = os.environ.get("LEADSLA_SHARD_ABOVE", "").strip()
+    if not raw:
+        return SHARD_ABOVE
+    if not raw.isdigit() or int(raw) < 1:
+        raise LeadSlaError(f"LEADSLA_SHARD_ABOVE={raw!r}: expected a whole number of open clocks, at least 1")
+    return int(raw)
+
+
+def plan_shards(
+    engine: sa.Engine,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    policy: Policy | None = None,
+    mode: str = "auto",
+    reconcile_every: int = RECONCILE_EVERY,
+    shard_above: int = SHARD_ABOVE,
+    chunk_records: int = CHUNK_RECORDS,
+) -> list[dict[str, Any]]:
+    """The shards of this run's evaluation: none (`run_monitor` evaluates alone: an incremental run,
+    or a full one of at most `shard_above` open clocks), or one small description per shard (its
+    ranges of record ids, `mirror.key_ranges`, and the run's choice) for `run_shard` and `run_merge`.
+    The ranges are fixed here, so a retried shard reads exactly what it read before."""
+    if policy is None:
+        policy = in_force(engine, context, now=now).configuration.policy
+    read_at = dt.datetime.now(dt.UTC)  # before any shard reads: nothing landed after is missed
+    with read_only(engine) as conn:
+        choice = choose(conn, policy, mode=mode, reconcile_every=reconcile_every)
+        opened = open_count(conn) if choice.full else 0
+        if opened <= shard_above:
+            return []
+        wanted = min(MAX_SHARDS, -(-opened // shard_above))
+        # Ranges of at most `chunk_records` ids (a shard's memory), and at least one per shard.
+        ranges = key_ranges(conn, max(1, min(chunk_records, -(-record_count(conn) // wanted))))
+    shards = shard_ranges(ranges, wanted)
+    if len(shards) < 2:
+        return []
+    plan = {
+        "shards": len(shards),
+        "reason": choice.reason,
+        "landed_after": None if choice.landed_after is None else choice.landed_after.isoformat(),
+        "read_at": read_at.isoformat(),
+        "policy_digest": policy_digest(policy),
+    }
+    return [{**plan, "shard": i, "ranges": [[r.low, r.high] for r in part]} for i, part in enumerate(shards)]
+
+
+def run_shard(
+    engine: sa.Engine,
+    now: dt.datetime,
+    context: AuditContext,
+    shard: dict[str, Any],
+    *,
+    policy: Policy | None = None,
+    horizon: dt.timedelta | None = None,
+) -> dict[str, Any]:
+    """Evaluate one shard (`plan_shards`) on a read-only connection and stage its part for the
+    merge (`store.staging`, keyed by run and shard: a retry replaces it). Writes nothing else."""
+    horizon = horizon_from_env() if horizon is None else horizon
+    policy = policy or in_force(engine, context, now=now).configuration.policy
+    _check_planned(policy, shard, context)
+    ranges = [KeyRange(low, high) for low, high in shard["ranges"]]
+    with read_only(engine) as conn:
+        part = evaluate_part(conn, policy, now, ranges, choice=_choice(shard), horizon=horizon)
+    with engine.begin() as conn:
+        size = staging.stage(
+            conn, run_id=context.run_id, shard=shard["shard"], shards=shard["shards"], now=now, part=part
+        )
+    summary = {
+        "shard": shard["shard"],
+        "shards": shard["shards"],
+        "clocks": part.count,
+        "rows": len(part.writes.rows),
+        "staged_bytes": size,
+    }
+    log.info("shard %d of %d at %s: %s", shard["shard"], shard["shards"], now.isoformat(), summary)
+    return summary
+
+
+def run_merge(
+    engine: sa.Engine,
+    now: dt.datetime,
+    context: AuditContext,
+    shards: list[dict[str, Any]],
+    *,
+    policy: Policy | None = None,
+    url: str | None = None,
+    reports: ReportConfig | None = None,
+    horizon: dt.timedelta | None = None,
+) -> dict[str, Any]:
+    """The sharded run's one decision: every shard's staged part merged into one full evaluation
+    (`tasks.evaluation.merge`: what the decisions read is what one process's evaluation in
+    chunks gives), decided, and written in one transaction, as `run_monitor` does."""
+    horizon = horizon_from_env() if horizon is None else horizon
+    plan = shards[0]
+    if policy is None:
+        configuration = in_force(engine, context, now=now).configuration
+        policy, reports = configuration.policy, reports or configuration.reports
+    _check_planned(policy, plan, context)
+    url = url or instance_url()
+    choice = _choice(plan)
+    with read_only(engine) as conn:
+        parts = staging.staged(conn, run_id=context.run_id, shards=plan["shards"], now=now)
+        base = load_frames(conn, tables=["users", "queues"])
+        result = merge(conn, parts, choice=choice, users=base["users"], queues=base["queues"])
+        del parts
+        reads = _decision_reads(conn, result, policy, now, horizon, full=True)
+    summary = _decide_and_write(
+        engine,
+        result,
+        reads,
+        now,
+        context,
+        policy=policy,
+        reports=reports,
+        url=url,
+        horizon=horizon,
+        read_at=dt.datetime.fromisoformat(plan["read_at"]),
+        full=True,
+        shard_run=context.run_id,
+    )
+    return {**summary, "shards": plan["shards"]}
+
+
+def _check_planned(policy: Policy, plan: dict[str, Any], context: AuditContext) -> None:
+    """The policy in force must be the one the shards were planned under (else a shard would
+    evaluate under another policy than its siblings): the run fails, the next one plans again."""
+    if policy_digest(policy) != plan["policy_digest"]:
+        raise LeadSlaError(
+            f"sla_monitor run {context.run_id!r}: the policy changed after its shards were planned;"
+            " the next run evaluates under the new one"
+        )
+
+
+def _choice(plan: dict[str, Any]) -> Choice:
+    after = plan["landed_after"]
+    return Choice(True, plan["reason"], None if after is None else dt.datetime.fromisoformat(after))
+
+
 def reconcile_every_from_env() -> int:
     """Runs between full reconciles: LEADSLA_RECONCILE_EVERY (a whole number, 1 = every run is
     full) or `tasks.evaluation.RECONCILE_EVERY`.
@@ -235,11 +446,39 @@ def reconcile_every_from_env() -> int:
     return int(raw)
 
 
-def evaluate(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The `evaluate` task: clocks at the run's time -> clocks table, audit, outbox (incremental,
-    a full reconcile every LEADSLA_RECONCILE_EVERY runs)."""
+def shards(context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `shards` task: this run's shards (`plan_shards`; none below LEADSLA_SHARD_ABOVE open
+    clocks or on an incremental run)."""
     engine = open_store()
     try:
+        return plan_shards(
+            engine,
+            run_time(context),
+            audit_context(context),
+            reconcile_every=reconcile_every_from_env(),
+            shard_above=shard_above_from_env(),
+        )
+    finally:
+        engine.dispose()
+
+
+def evaluate_shard(shard: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The mapped `evaluate_shard` task: one shard evaluated and staged (`run_shard`)."""
+    engine = open_store()
+    try:
+        return run_shard(engine, run_time(context), audit_context(context), shard)
+    finally:
+        engine.dispose()
+
+
+def evaluate(context: Mapping[str, Any], shards: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The `evaluate` task: clocks at the run's time -> clocks table, audit, outbox (incremental,
+    a full reconcile every LEADSLA_RECONCILE_EVERY runs); with `shards`, the shards' staged parts
+    merged, decided and written (`run_merge`)."""
+    engine = open_store()
+    try:
+        if shards:
+            return run_merge(engine, run_time(context), audit_context(context), shards)
         return run_monitor(
             engine, run_time(context), audit_context(context), reconcile_every=reconcile_every_from_env()
         )
