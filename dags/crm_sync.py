@@ -18,7 +18,9 @@ Tasks
   call); then the mapping against the org (no API call when a recent check stands).
 - **sync_leads**, **sync_org**: one per object group, page by page, each page one transaction with
   its watermark. `REQUEST_LIMIT_EXCEEDED` ends the task as *skipped* with the reason in the log;
-  the watermark stays, the next run resumes.
+  the watermark stays, the next run resumes. Then the clock rows of the records it landed are
+  written at once (XCom `clocks`; `leadsla.tasks.landed_clocks`): a SAL change has its clock
+  without waiting for the monitor's run, which still takes every decision.
 - **replay_quarantine**: re-validates held (quarantined) rows with the current suites and mapping;
   rows that now pass are landed and released. Each sync task runs the data-quality gate
   (`leadsla.quality`, GX suites in great_expectations/) between extract and load: errors are
@@ -78,10 +80,11 @@ def crm_sync():
     def _sync(group: str, context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from leadsla.tasks.context import audit_context
         from leadsla.tasks.sync import change_events, run_group
 
         events = change_events(context.get("triggering_asset_events"))
-        summary = run_group(group, run_id=context["run_id"], events=events)
+        summary = run_group(group, run_id=context["run_id"], events=events, context=audit_context(context))
         if summary["status"] == "limited":
             context["ti"].xcom_push(key="return_value", value=summary)
             raise AirflowSkipException(summary["message"])
