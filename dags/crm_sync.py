@@ -18,15 +18,19 @@ Tasks
   call); then the mapping against the org (no API call when a recent check stands).
 - **sync_leads**, **sync_org**: one per object group, page by page, each page one transaction with
   its watermark. `REQUEST_LIMIT_EXCEEDED` ends the task as *skipped* with the reason in the log;
-  the watermark stays, the next run resumes.
-- **replay_quarantine**: re-validates held (quarantined) rows with the current suites and mapping;
-  rows that now pass are landed and released. Each sync task runs the data-quality gate
-  (`leadsla.quality`, GX suites in great_expectations/) between extract and load: errors are
-  quarantined with their reasons, warnings loaded and flagged; its summary is in the XCom.
+  the watermark stays, the next run resumes. Then the clock rows of the records it landed are
+  written at once (XCom `clocks`; `leadsla.tasks.landed_clocks`): a SAL change has its clock
+  without waiting for the monitor's run, which still takes every decision.
 - **commit_replay**: after both groups landed, the triggering change events' replay ids are
   committed, so a restarted listener resumes after them and misses nothing.
-- **report**: API calls used, records changed, the org's remaining allowance (log + XCom), and a
-  warning when the project's share would exceed its daily budget.
+- **report**: first re-validates held (quarantined) rows with the current suites and mapping
+  (rows that now pass are landed and released; XCom `quarantine`), then API calls used, records
+  changed, the org's remaining allowance (log + XCom), and a warning when the project's share
+  would exceed its daily budget. One task, not two in a row: a change event's run waits for the
+  run before it to end (one at a time), and every task start is seconds on a busy worker. Each
+  sync task runs the data-quality gate (`leadsla.quality`, GX suites in great_expectations/)
+  between extract and load: errors are quarantined with their reasons, warnings loaded and
+  flagged; its summary is in the XCom.
 - **publish** (straight after the two groups, beside the report, so the monitor starts as soon as
   a change lands): emits the asset `leadsla://store/crm` (which `sla_monitor` runs on) only when a
   group changed a record; otherwise it is skipped, and a skipped task emits no asset event.
@@ -78,10 +82,11 @@ def crm_sync():
     def _sync(group: str, context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from leadsla.tasks.context import audit_context
         from leadsla.tasks.sync import change_events, run_group
 
         events = change_events(context.get("triggering_asset_events"))
-        summary = run_group(group, run_id=context["run_id"], events=events)
+        summary = run_group(group, run_id=context["run_id"], events=events, context=audit_context(context))
         if summary["status"] == "limited":
             context["ti"].xcom_push(key="return_value", value=summary)
             raise AirflowSkipException(summary["message"])
@@ -97,13 +102,6 @@ def crm_sync():
         """Users, queues, Opportunities and their history, Accounts (when due)."""
         return _sync("org", context)
 
-    @task(trigger_rule="none_failed")
-    def replay_quarantine(**context) -> dict:
-        """Re-validate held (quarantined) rows; those that now pass are landed and released."""
-        from leadsla.tasks.sync import run_replay
-
-        return run_replay(run_id=context["run_id"])
-
     @task
     def commit_replay(**context) -> dict:
         """Commit the triggering change events' replay ids, now that their changes are landed."""
@@ -115,12 +113,14 @@ def crm_sync():
 
     @task(trigger_rule="none_failed")
     def report(**context) -> dict:
-        """Calls used, records changed, the org's remaining allowance, the budget warning."""
+        """Re-validate held (quarantined) rows (those that now pass are landed and released), then
+        calls used, records changed, the org's remaining allowance, the budget warning."""
         from leadsla.tasks.context import audit_context
-        from leadsla.tasks.sync import run_report
+        from leadsla.tasks.sync import run_replay, run_report
 
+        quarantine = run_replay(run_id=context["run_id"])
         summaries = [context["ti"].xcom_pull(task_ids=t) for t in ("sync_leads", "sync_org")]
-        return run_report(summaries, context=audit_context(context))
+        return {**run_report(summaries, context=audit_context(context)), "quarantine": quarantine}
 
     # Straight after the groups, not after the report: the monitor starts as soon as a change lands.
     @task(outlets=[CRM_ASSET], trigger_rule="none_failed")
@@ -136,7 +136,7 @@ def crm_sync():
 
     groups = [sync_leads(), sync_org()]
     check_mapping() >> groups
-    groups >> replay_quarantine() >> report()
+    groups >> report()
     groups >> commit_replay()
     groups >> publish()
 

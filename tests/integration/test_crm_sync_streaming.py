@@ -128,6 +128,23 @@ def test_a_change_event_lands_the_changed_lead_then_commits_its_replay_id(org):
             sa.select(schema.records.c.status).where(schema.records.c.record_id == lead)
         ).scalar()
         assert status is not None
+        # The lead's clock is in the store straight from the sync, its start audited by it.
+        clock = (
+            conn.execute(sa.select(schema.clocks.c.sla_id).where(schema.clocks.c.record_id == lead))
+            .scalars()
+            .all()
+        )
+        starts = (
+            conn.execute(
+                sa.select(schema.audit.c.actor).where(
+                    schema.audit.c.record_id == lead, schema.audit.c.event == "clock_start"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert clock == ["sales_touch"] and starts == ["crm_sync"]
+    assert leads["clocks"]["clocks_written"] >= 1 and "clocks" not in org_group
     committed = run_commit_replay([payload], run_id="r1")["committed"]
     with engine.connect() as conn:
         assert stream.committed(conn) == committed == payload["replay"]

@@ -101,13 +101,20 @@ def plan_writes(
 
 
 def write_clocks(
-    conn: sa.Connection, writes: ClockWrites, now: dt.datetime, context: AuditContext
+    conn: sa.Connection,
+    writes: ClockWrites,
+    now: dt.datetime,
+    context: AuditContext,
+    *,
+    actor: str = "sla_monitor",
 ) -> dict[str, int]:
-    """Write planned clocks in the caller's (write) transaction; audit starts and stops.
+    """Write planned clocks in the caller's (write) transaction; audit starts and stops as `actor`.
 
     The rows are re-read here (only those written; locked on PostgreSQL), so a clock a concurrent
     or retried run wrote since the plan was read is neither overwritten by an older evaluation nor
-    audited twice.
+    audited twice, and a stored row is marked stale only by an evaluation at least as late as the
+    one that last wrote it (the sync writes the clocks of what it landed beside the monitor:
+    `tasks.landed_clocks`).
     """
     if not writes.rows and not writes.stale:
         return {"clocks_written": 0, "clock_events": 0}
@@ -124,10 +131,15 @@ def write_clocks(
         entry
         for row in todo
         if key_of(row) in written
-        for entry in _clock_events(row, current.get(key_of(row)), now)
+        for entry in _clock_events(row, current.get(key_of(row)), now, actor)
     ]
     record_many(conn, audits, context=context)
-    _mark_stale(conn, [k for k in writes.stale if k in current and current[k]["stale_since"] is None], now)
+    stale = [
+        k
+        for k in writes.stale
+        if k in current and current[k]["stale_since"] is None and current[k]["evaluated_at"] <= now
+    ]
+    _mark_stale(conn, stale, now)
     return {"clocks_written": len(written), "clock_events": len(audits)}
 
 
@@ -314,6 +326,9 @@ def _lock_rows(conn: sa.Connection, keys: list[tuple]) -> Stored:
 
 
 def _mark_stale(conn: sa.Connection, keys: list[tuple], now: dt.datetime) -> None:
+    """Mark these current clocks stale at `now`, which becomes their `evaluated_at` in whole seconds,
+    as the engine counts (going stale is a change): an older evaluation, running beside this one,
+    then leaves them alone."""
     clocks = schema.clocks
     if not keys:
         return
@@ -324,8 +339,9 @@ def _mark_stale(conn: sa.Connection, keys: list[tuple], now: dt.datetime) -> Non
             clocks.c.record_id == sa.bindparam("k_record"),
             clocks.c.clock_start == sa.bindparam("k_start"),
             clocks.c.stale_since.is_(None),
+            clocks.c.evaluated_at <= now,
         )
-        .values(stale_since=now)
+        .values(stale_since=now, evaluated_at=now.replace(microsecond=0))
     )
     conn.execute(stmt, [{"k_sla": k[0], "k_record": k[1], "k_start": k[2]} for k in keys])
 
@@ -346,7 +362,7 @@ def _upsert_unless_newer(conn: sa.Connection, rows: list[dict[str, Any]]) -> set
     return {tuple(r) for r in conn.execute(stmt, rows)}  # a later evaluation's rows come back absent
 
 
-def _clock_events(row: dict[str, Any], old: Any, now: dt.datetime) -> list[dict[str, Any]]:
+def _clock_events(row: dict[str, Any], old: Any, now: dt.datetime, actor: str) -> list[dict[str, Any]]:
     """The audit entries a written clock row calls for: its start (new), its stop (newly met)."""
     base = {
         "object_type": row["object_type"],
@@ -354,7 +370,7 @@ def _clock_events(row: dict[str, Any], old: Any, now: dt.datetime) -> list[dict[
         "sla_id": row["sla_id"],
         "clock_start": row["clock_start"],
         "policy_version": row["policy_version"],
-        "actor": "sla_monitor",
+        "actor": actor,
     }
     events = []
     if old is None:

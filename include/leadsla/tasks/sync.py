@@ -23,6 +23,7 @@ from leadsla.quality.quarantine import SyncGate, replay
 from leadsla.store import open_store, stream
 from leadsla.store.audit import AuditContext
 from leadsla.tasks.configuration import in_force
+from leadsla.tasks.landed_clocks import write_landed_clocks
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +129,20 @@ def run_group(
     run_id: str | None = None,
     page_size: int | None = None,
     events: list[Mapping[str, Any]] | None = None,
+    context: AuditContext | None = None,
 ) -> dict[str, Any]:
     """Sync one object group if due; returns its summary as small JSON (status `limited` on the limit).
 
     How this run hears of changes (`crm.change_feed`) decides first: while the change stream is
     healthy a minute run without change events skips its queries (status `streaming`); `events`
     are the batches that triggered the run (`change_events`), whose objects' groups sync now.
+    When the group landed records, their clock rows are written at once (`clocks` in the summary,
+    `tasks.landed_clocks`), audited under `context` (default: the run id alone).
     """
+    context = context or AuditContext(run_id=run_id)
     engine = open_store()
     try:
-        configuration = _configuration(engine, mapping_path, AuditContext(run_id=run_id))
+        configuration = _configuration(engine, mapping_path, context)
         mapping = configuration.mapping
         conn_id = conn_id or conn_id_from_env()
         with engine.connect() as conn:
@@ -163,14 +168,29 @@ def run_group(
         )
         client = SalesforceClient(conn_id, page_size=page_size)
         gate = quality_gate(configuration, run_id)
+        started = _now()
         summary = sync.sync_group(client, engine, mapping, group, run_id=run_id, gate=gate, force=force)
         if feed.safety_net and summary.status == "success":
             with engine.begin() as conn:
                 stream.mark_safety_net(conn, _now())
         log.info("%s", summary.message)
-        return {**summary.to_xcom(), "quality": gate.finish(engine, _now()), "feed": feed.to_xcom()}
+        out = {**summary.to_xcom(), "quality": gate.finish(engine, _now()), "feed": feed.to_xcom()}
+        if summary.records_changed:
+            out["clocks"] = _landed_clocks(engine, configuration, started, context)
+        return out
     finally:
         engine.dispose()
+
+
+def _landed_clocks(engine, configuration: Configuration, since: dt.datetime, context: AuditContext) -> dict:
+    """The landed records' clock rows (`tasks.landed_clocks`). A failure here fails nothing: the
+    landing is committed and the monitor run it starts writes the same clocks; it is logged as an
+    error and named in the XCom."""
+    try:
+        return write_landed_clocks(engine, configuration.policy, since, context)
+    except Exception as exc:  # noqa: BLE001 - an accelerator; sla_monitor writes the clocks anyway
+        log.error("clocks of the landed records not written (sla_monitor will): %r", exc, exc_info=True)
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def run_commit_replay(events: list[Mapping[str, Any]], *, run_id: str | None = None) -> dict[str, Any]:
