@@ -841,9 +841,13 @@ def _states(over: np.ndarray, stopped: np.ndarray, left: np.ndarray, paused_now:
     ).astype(np.int8)
 
 
+#: Colour threshold: a clock is yellow from this percent of its target (red once over it).
+_YELLOW_PERCENT = 75
+
+
 def _colours(over: np.ndarray, percent: np.ndarray) -> np.ndarray:
-    """`COLOURS` codes (int8): red when over the target, yellow from 75 %, else green."""
-    return np.where(over, 2, np.where(percent >= 75, 1, 0)).astype(np.int8)
+    """`COLOURS` codes (int8): red when over the target, yellow from `_YELLOW_PERCENT`, else green."""
+    return np.where(over, 2, np.where(percent >= _YELLOW_PERCENT, 1, 0)).astype(np.int8)
 
 
 def _checkpoint_statuses(
@@ -1032,8 +1036,6 @@ def _frame(parts: list[dict], columns: list[str], instants: tuple[str, ...]) -> 
 MOVING_COLUMNS = ("elapsed_seconds", "remaining_seconds", "percent_elapsed")
 #: States whose elapsed time grows while their calendar is open (a paused clock's does not).
 _ADVANCING = ("running", "breached")
-#: Colour thresholds (`_colours`): yellow from this percent of the target.
-_YELLOW_PERCENT = 75
 
 
 def as_of(clocks: pd.DataFrame, policy: Policy, at: dt.datetime) -> pd.DataFrame:
