@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from leadsla.engine import as_of
+from leadsla.engine import MOVING_COLUMNS, as_of
 from leadsla.health import reconcile as reconcile_check
 from leadsla.notify.outbox import handled_checkpoints
 from leadsla.paths import config_dir
@@ -365,12 +365,17 @@ def land(engines: list[sa.Engine], rows: dict, after: dt.datetime | None, upto: 
 def clocks_at(engine: sa.Engine, policy, at: dt.datetime) -> list[tuple]:
     """The clock rows as they stand at `at`: an open clock's moving columns projected from its
     `evaluated_at` (`engine.as_of`), and its `evaluated_at` left out (a full run re-evaluates it
-    every run, an incremental one when it is due); an ended clock's row exactly as stored."""
+    every run, an incremental one when it is due); an ended clock's row exactly as stored. A clock
+    gone stale (no longer given by its record) keeps its last values, which no reader shows: its
+    moving columns and `evaluated_at` (the instant of the stale mark) are left out too."""
     frame = pd.DataFrame(clock_rows(engine), columns=STORE_COLUMNS)
     if frame.empty:
         return []
-    frame = as_of(frame, policy, at)
-    frame["evaluated_at"] = frame["evaluated_at"].where(~frame["state"].isin(OPEN), None)
+    stale = frame["stale_since"].notna()
+    frame = pd.concat([as_of(frame[~stale], policy, at), frame[stale]]).sort_index()
+    frame["evaluated_at"] = frame["evaluated_at"].where(~frame["state"].isin(OPEN) & ~stale, None)
+    for column in MOVING_COLUMNS:
+        frame[column] = frame[column].astype(object).where(~stale, None)
     return sorted(tuple(None if pd.isna(v) else v for v in row) for row in frame.itertuples(index=False))
 
 

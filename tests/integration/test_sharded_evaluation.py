@@ -70,14 +70,14 @@ def test_a_sharded_reconcile_leaves_what_one_process_leaves(two_stores) -> None:
     assert got.pop("shards") == len(plan)
     assert got == expected
     assert got["due"] + got["superseded"] + got["clocks_written"] > 0  # the reconcile decided things
-    assert snapshot(sharded) == snapshot(whole)
+    assert snapshot(sharded, policy, RECONCILE) == snapshot(whole, policy, RECONCILE)
 
     # A retried (or doubled) shard replaces its part; a retried merge decides from the same parts:
     # every write is keyed, so nothing is queued, audited or handled twice.
     run_shard(sharded, RECONCILE, ctx("reconcile"), plan[0], policy=policy)
     again = run_merge(sharded, RECONCILE, ctx("reconcile"), plan, policy=policy, url=URL)
     assert again["queued"] == again["clock_events"] == 0
-    assert snapshot(sharded) == snapshot(whole)
+    assert snapshot(sharded, policy, RECONCILE) == snapshot(whole, policy, RECONCILE)
 
     # The next sharded run clears this run's parts when it writes.
     later = RECONCILE + dt.timedelta(minutes=1)
@@ -93,14 +93,14 @@ def test_a_missing_shard_fails_the_merge_before_anything_is_written(two_stores) 
     plan = plan_shards(sharded, RECONCILE, ctx("r"), policy=policy, mode="full", shard_above=1)
     for shard in plan[1:]:
         run_shard(sharded, RECONCILE, ctx("r"), shard, policy=policy)
-    before = snapshot(sharded)
+    before = snapshot(sharded, policy, RECONCILE)
     with pytest.raises(LeadSlaError, match=r"lacks shard\(s\) \[0\]"):
         run_merge(sharded, RECONCILE, ctx("r"), plan, policy=policy, url=URL)
     # A part staged by another run (or at another instant) is not this run's.
     run_shard(sharded, RECONCILE, ctx("other"), plan[0], policy=policy)
     with pytest.raises(LeadSlaError, match=r"lacks shard\(s\) \[0\]"):
         run_merge(sharded, RECONCILE, ctx("r"), plan, policy=policy, url=URL)
-    assert snapshot(sharded) == before
+    assert snapshot(sharded, policy, RECONCILE) == before
 
 
 def test_no_shards_below_the_threshold_or_on_an_incremental_run(two_stores) -> None:
