@@ -37,6 +37,7 @@ digest. Read-only: the caller writes the verdict through `notify.outbox`.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ import sqlalchemy as sa
 
 from leadsla.decisions.ahead import (
     BREACH,
+    BreachPlan,
     breach_at,
     evaluate_records,
     leadership,
@@ -84,6 +86,20 @@ class Verdict:
 
 
 SEND = Verdict()
+#: How long one planned breach's re-decision serves its other rows: they fall due together and are
+#: re-checked one after another (a critical breach has ten or more), each ~0.1 s on its own. A
+#: change landing within it can only concern a breach whose first row is already going out.
+BREACH_REUSE = dt.timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class _BreachDecided:
+    """A planned breach re-decided at its instant: the breach now called for (None: its SLA is gone),
+    whether it tells leadership while its team's day may be systemic, and the clocks at the instant."""
+
+    whole: BreachPlan | None
+    may_roll_up: bool
+    clocks: pd.DataFrame
 
 
 class Recheck:
@@ -96,6 +112,7 @@ class Recheck:
 
     def __init__(self, policy: Policy | Callable[[], Policy]) -> None:
         self._policy = policy
+        self._breaches: dict[tuple, tuple[float, _BreachDecided]] = {}
 
     def warm_up(self) -> None:
         """Read the policy now (a delivery loop does it while it waits for the first instant)."""
@@ -112,12 +129,12 @@ class Recheck:
         if instant is None or row.record_id is None or row.sla_id is None or row.clock_start is None:
             return SEND  # queued at or after its checkpoint (or not a clock's message): as decided
         policy = self.policy()
+        if row.checkpoint == BREACH:
+            return self._breach(conn, row, instant, policy)
         frames = load_frames(conn, [row.record_id])
         evaluation = evaluate_records(frames, policy, instant)
         identity = (row.sla_id, row.record_id, row.clock_start)
         directory = Directory(policy, frames["users"], frames["queues"])
-        if row.checkpoint == BREACH:
-            return self._breach(conn, row, evaluation, frames, directory, instant)
         keys = {
             m.key
             for m in messages_at(
@@ -128,49 +145,64 @@ class Recheck:
             return self._rate_limit(conn, row, at, policy)
         return _why_not(evaluation.clocks, identity, instant)
 
-    def _breach(
-        self,
-        conn: sa.Connection,
-        row: Claimed,
-        evaluation: Evaluation,
-        frames: Mapping[str, pd.DataFrame],
-        directory: Directory,
-        instant: dt.datetime,
-    ) -> Verdict:
+    def _breach(self, conn: sa.Connection, row: Claimed, instant: dt.datetime, policy: Policy) -> Verdict:
         """The verdict on a planned breach's row: the whole breach re-decided at its instant."""
         identity = (row.sla_id, row.record_id, row.clock_start)
-        policy = directory.policy
-        sla = next((s for s in policy.slas if s.id == row.sla_id), None)
-        book = None
-        if sla is not None and sla.laddered and sla.ladder.repeat is not None:
-            book = rep_book(conn, policy, evaluation, identity, instant, sla.ladder.repeat.within_days)
-        whole = (
-            breach_at(evaluation, frames["records"], directory, identity, instant, book=book, instance_url="")
-            if sla is not None
-            else None
-        )
-        if not whole:
-            return _why_not(evaluation.clocks, identity, instant)
+        decided = self._decided(conn, identity, instant, policy)
+        if not decided.whole:
+            return _why_not(decided.clocks, identity, instant)
         standing = _breach_rows(conn, row)
         if "delivered" in standing.values():
             return SEND  # acted on at its instant: the rest goes as decided, as rows queued at reach do
-        planned = set(standing)
-        team = _team_at(evaluation, identity)
-        leaders = tells_leadership(whole.messages, leadership(policy)) and may_roll_up(
-            team_day(conn, policy, evaluation, identity, instant, team), policy, team, instant
-        )
-        if row.idempotency_key in whole.keys and whole.keys == planned and not leaders:
+        planned, keys = set(standing), decided.whole.keys
+        if row.idempotency_key in keys and keys == planned and not decided.may_roll_up:
             return SEND
         detail: dict[str, Any] = {
             "checkpoint_at": utc_iso(instant),
             "reason": "breach_changed",
             "state": "breached",
-            "now_called_for": sorted(whole.keys - planned),
-            "no_longer_called_for": sorted(planned - whole.keys),
+            "now_called_for": sorted(keys - planned),
+            "no_longer_called_for": sorted(planned - keys),
         }
-        if leaders:
+        if decided.may_roll_up:
             detail["may_roll_up"] = True
         return Verdict(CHANGE, detail)
+
+    def _decided(
+        self,
+        conn: sa.Connection,
+        identity: tuple[str, str, dt.datetime],
+        instant: dt.datetime,
+        policy: Policy,
+    ) -> _BreachDecided:
+        """The breach re-decided at `instant` on the store's latest rows, or the decision taken for
+        another of its rows less than `BREACH_REUSE` ago (its rows fall due together)."""
+        key = (*identity, instant)
+        seen = self._breaches.get(key)
+        if seen is not None and time.monotonic() - seen[0] < BREACH_REUSE.total_seconds():
+            return seen[1]
+        sla_id, record_id, _ = identity
+        frames = load_frames(conn, [record_id])
+        evaluation = evaluate_records(frames, policy, instant)
+        directory = Directory(policy, frames["users"], frames["queues"])
+        sla = next((s for s in policy.slas if s.id == sla_id), None)
+        whole, rolls = None, False
+        if sla is not None:
+            book = None
+            if sla.laddered and sla.ladder.repeat is not None:
+                book = rep_book(conn, policy, evaluation, identity, instant, sla.ladder.repeat.within_days)
+            whole = breach_at(
+                evaluation, frames["records"], directory, identity, instant, book=book, instance_url=""
+            )
+            if whole and tells_leadership(whole.messages, leadership(policy)):
+                team = _team_at(evaluation, identity)
+                rolls = may_roll_up(
+                    team_day(conn, policy, evaluation, identity, instant, team), policy, team, instant
+                )
+        decided = _BreachDecided(whole, rolls, evaluation.clocks)
+        self._breaches = {k: v for k, v in self._breaches.items() if time.monotonic() - v[0] < 60}
+        self._breaches[key] = (time.monotonic(), decided)
+        return decided
 
     def _rate_limit(self, conn: sa.Connection, row: Claimed, at: dt.datetime, policy: Policy) -> Verdict:
         """Hold the warning once when its person already had (or has due) `max_alerts` messages."""
