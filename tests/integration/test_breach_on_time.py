@@ -367,3 +367,30 @@ def test_the_repeat_rung_is_counted_again_at_the_instant(store, slack_api, smtp_
     monitor(store, SAL_AT + BREACH + dt.timedelta(seconds=40))
     pending = [r for r in breach_rows(store, one) if r.status == "pending"]
     assert messages(pending) == MESSAGES and len(pending) == 5  # rep, manager and the action
+
+
+def test_a_team_day_turning_systemic_before_the_instant_leaves_the_breach_to_the_monitor(store) -> None:
+    """Planned when lead 1 was the team's only clock today; two more leads synced later breach
+    before its instant: at the instant leadership's message may be rolled up into a capacity
+    alert, so the planned breach is withdrawn whole and the monitor decides it at reach (rolled up)."""
+    seed_people(store, SAL_AT - dt.timedelta(hours=1))
+    one = seed_sal_lead(store, 1, SAL_AT)
+    monitor(store, SAL_AT + PLANNING, policy=CRITICAL)
+    planned = breach_rows(store, one)
+    assert {"vp.sales@example.com"} <= {r.recipient for r in planned}
+    for n in (2, 3):  # SAL 10 s before lead 1, landed late: their deadlines fall before its breach
+        seed_sal_lead(store, n, SAL_AT - dt.timedelta(seconds=10))
+    monitor(store, SAL_AT + dt.timedelta(seconds=260), policy=CRITICAL)
+    assert breach_rows(store, lead_id(2)) == []  # theirs may be rolled up: left to the monitor
+    instant = SAL_AT + BREACH
+    recheck = Recheck(CRITICAL)
+    assert perform_due(store, instant, MONITOR, client=None, mapping=None, recheck=recheck) == {
+        "cancelled_by_change": 1
+    }
+    assert {r.status for r in breach_rows(store, one)} == {"withdrawn"}
+    (why, *_) = [e for e in audit_rows(store, "cancelled_by_change") if e.record_id == one]
+    assert why.detail["reason"] == "breach_changed" and why.detail["may_roll_up"] is True
+    summary = monitor(store, instant + dt.timedelta(seconds=5), policy=CRITICAL)
+    assert summary["breaches"] == 3 and summary["rolled_up"] > 0
+    rolled = {r.recipient for r in breach_rows(store, one) if r.status == "rolled_up"}
+    assert "vp.sales@example.com" in rolled

@@ -965,8 +965,9 @@ def _actor(row: Any) -> str:
 
 
 def _end_breach(conn: sa.Connection, row: Claimed, status: str, event: str, at: dt.datetime) -> list[Any]:
-    """End the other planned rows of `row`'s breach that are pending and not leased (a lease
-    running past `at` is another try's, which re-checks its row itself); returns those ended."""
+    """End the other planned rows of `row`'s breach that are pending and were never tried (a row
+    leased or tried by another worker is re-checked by whoever takes it next, and a try may have
+    reached its recipient); returns those ended."""
     same = [
         outbox.c.sla_id == row.sla_id,
         outbox.c.record_id == row.record_id,
@@ -974,6 +975,7 @@ def _end_breach(conn: sa.Connection, row: Claimed, status: str, event: str, at: 
         outbox.c.checkpoint == BREACH,
         outbox.c.outbox_id != row.outbox_id,
         outbox.c.status == "pending",
+        outbox.c.attempts == 0,
     ]
     free = sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < at)
     ended = []
@@ -982,7 +984,7 @@ def _end_breach(conn: sa.Connection, row: Claimed, status: str, event: str, at: 
             continue  # queued at reach (after a withdrawal): decided then, not part of the plan
         done = conn.execute(
             outbox.update()
-            .where(outbox.c.outbox_id == other.outbox_id, outbox.c.status == "pending", free)
+            .where(outbox.c.outbox_id == other.outbox_id, *same[-2:], free)
             .values(status=status, claimed_until=None, last_error=event)
         )
         if done.rowcount == 1:
