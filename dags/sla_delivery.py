@@ -7,6 +7,8 @@ next row's due time and looking for new rows every second. A warning `sla_monito
 goes at its checkpoint's second, after a re-check against the store's latest CRM state: a lead
 touched (or moved on) before the instant cancels it (audit `cancelled_by_touch`), a clock paused,
 reassigned or re-tiered withdraws it for the monitor to decide again (`cancelled_by_change`).
+A breach planned ahead goes whole at its second: its messages, and its CRM action (reassignment,
+lock) performed by the loop after the same re-check; a touch before the deadline ends all of it.
 Leases, retries and catch-up are `sla_monitor`'s deliver's (`leadsla.notify.delivery`), which
 keeps running every minute too: it covers the seconds between two runs of this DAG, and leases
 keep every message to one send whichever deliverer takes it.

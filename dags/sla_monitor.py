@@ -17,8 +17,8 @@ Tasks
   `LEADSLA_RECONCILE_EVERY` runs, default 60, compared with the incremental state), decide, then
   in one short transaction persist them, audit clock starts/stops and due/superseded checkpoints,
   queue Slack/e-mail messages and breach actions (`leadsla.tasks.monitor`).
-  The warnings falling due within the next minutes are queued for their instants
-  (`leadsla.decisions.ahead`), which `sla_delivery` keeps.
+  The warnings and breaches falling due within the next minutes are queued for their instants
+  (`leadsla.decisions.ahead`), which `sla_delivery` keeps (a planned breach's action too).
 - **deliver**: send due messages from the outbox under short leases, and keep at it for up to
   45 s of the minute (`LEADSLA_DELIVERY_BUDGET_S`): a failed send is retried 5 s and 15 s later,
   rows of a killed deliverer are taken once their 25 s lease lapses (`leadsla.notify.delivery`).

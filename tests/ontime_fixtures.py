@@ -24,14 +24,21 @@ URL = "https://acme.my.salesforce.com"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def open_all_week_policy() -> Policy:
-    """The demo policy (include/config/sla_policy.yaml) with us_east open 00:00-24:00 every day."""
+def open_all_week_policy(*, critical_demo: bool = True) -> Policy:
+    """The demo policy (include/config/sla_policy.yaml) with us_east open 00:00-24:00 every day;
+    `critical_demo` False makes the demo-request tier not critical (its breach then tells the rep
+    and her manager, not leadership at once)."""
     path = config_dir() / "sla_policy.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["calendars"]["us_east"] = {
         "timezone": "America/New_York",
         "hours": {d: ["00:00-24:00"] for d in DAYS},
     }
+    if not critical_demo:
+        for sla in raw["slas"]:
+            for tier in sla.get("tiers", []):
+                if tier["id"] == "demo_request":
+                    tier["critical"] = False
     return policy_from_dict(raw, source=str(path), base_dir=path.parent)
 
 

@@ -87,6 +87,7 @@ def decide_checkpoints(
     handled: Iterable[CheckpointId],
     instance_url: str,
     context: ContextFields | None = None,
+    book: BreachBook | None = None,
 ) -> CheckpointDecisions:
     """Decide the messages for every reached, not yet handled checkpoint of every open clock.
 
@@ -99,6 +100,9 @@ def decide_checkpoints(
         now: the run's time; a message not held by quiet hours has `not_before = now`.
         context: where the score and campaign live and the expected deal value (default: the
             usual fields, no estimate).
+        book: every clock's breach by rep, for the ladder's repeat rung (default: built from
+            `clocks`, which must then hold every clock; a decision on a few records' clocks, such
+            as a breach planned ahead, passes the book of the rep's clocks).
 
     Returns:
         The decisions. Running the same inputs again gives the same messages (keys included).
@@ -135,7 +139,6 @@ def decide_checkpoints(
     context = context or ContextFields()
     opportunities = [i for i, r in record_by_id.items() if r.get("object_type") == "Opportunity"]
     origin = converted_leads(records, opportunities)
-    book: BreachBook | None = None  # every clock's breach by rep: built at the first laddered breach
     for (sla_id, record_id, clock_start), group in reached.groupby(
         ["sla_id", "record_id", "clock_start"], sort=True
     ):

@@ -186,6 +186,9 @@ class BreachAction:
     lock_calendar: str | None
     breached_at: dt.datetime
     tier: str
+    #: Decided ahead of the breach (`decisions.ahead`): performed at this instant, after the
+    #: delivery's re-check (`notify.recheck`); None: decided at or after the breach.
+    planned_for: dt.datetime | None = None
 
     @property
     def recipient(self) -> str:
@@ -205,6 +208,8 @@ class BreachAction:
             "lock_calendar": self.lock_calendar,
             "breached_at": self.breached_at.isoformat(),
             "tier": self.tier,
+            # A planned action says so, and its instant, as a planned message does (`due_at`).
+            **({"planned": True, "due_at": self.planned_for.isoformat()} if self.planned_for else {}),
         }
 
 

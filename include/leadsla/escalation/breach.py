@@ -24,6 +24,14 @@ later than the write, so the lock keeper misses no change since) and the deliver
 once, never a ``crm_write_conflict`` for its own write. A crash before the write leaves no id:
 the retry performs the action afresh.
 
+A breach planned ahead (`decisions.ahead`: the payload says `planned`, `not_before` is the
+breach's instant) is re-checked right before it is performed (`perform_due`'s `recheck`,
+`notify.recheck.Recheck`), as its messages are before they go: a lead touched before its deadline,
+a pause or a reassignment, or a breach that now calls for another target ends the action unperformed
+with the whole breach (``cancelled_by_touch``, ``cancelled_by_change``; `notify.outbox.cancel`).
+The delivery loop performs due actions too (`tasks.monitor.deliver`), so a planned breach's
+reassignment and lock happen at the breach's second; leases keep each to one performer.
+
 Errors are classified (`leadsla.crm.protocol.is_refusal`): the CRM refusing (an error answer, a
 record it would not write, a timeout or dropped connection) keeps the action queued with
 back-off; anything else is a bug: the action is kept too, its failure recorded (audit
@@ -36,7 +44,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,10 +62,20 @@ from leadsla.escalation.own_writes import (
     recorded,
     recover_crm_write,
 )
-from leadsla.notify.outbox import CRM_CHANNEL, Claimed, backoff, claim, mark_delivered, mark_failed
+from leadsla.notify.outbox import (
+    CRM_CHANNEL,
+    Claimed,
+    backoff,
+    cancel,
+    claim,
+    mark_delivered,
+    mark_failed,
+    planned_instant,
+)
 from leadsla.policy import Policy
 from leadsla.store import schema
 from leadsla.store.audit import AuditContext, record_many
+from leadsla.store.connection import read_only
 
 log = logging.getLogger(__name__)
 
@@ -269,11 +287,15 @@ def perform_due(
     mapping: CrmMapping,
     policy: Policy | None = None,
     limit: int = 100,
+    recheck: Callable[[sa.Connection, Claimed, dt.datetime], Any] | None = None,
 ) -> dict[str, int]:
-    """Claim due breach actions and perform them; returns counts by outcome (+ retry).
+    """Claim due breach actions and perform them; returns counts by outcome (+ retry, and
+    cancelled_by_touch / cancelled_by_change for planned ones the re-check ended).
 
     Args:
         policy: for locks in business hours (the new owner's calendar); real-hour locks need none.
+        recheck: asked about each planned action right before it is performed
+            (`notify.recheck.Recheck`); required when planned actions may be due (module docstring).
 
     Raises:
         Exception: the first bug met (module docstring), after every claimed action was performed
@@ -284,6 +306,11 @@ def perform_due(
     with engine.begin() as conn:
         rows = claim(conn, now, LEASE, limit, channels=[CRM_CHANNEL])
     for row in rows:
+        if planned_instant(row.payload) is not None:
+            ended = _rechecked_away(engine, row, recheck, now, context)
+            if ended is not None:
+                counts[ended] += 1
+                continue
         try:
             done = perform(
                 row, client=client, engine=engine, mapping=mapping, context=context, now=now, policy=policy
@@ -320,6 +347,34 @@ def perform_due(
         )
         raise first
     return dict(counts)
+
+
+def _rechecked_away(
+    engine: sa.Engine,
+    row: Claimed,
+    recheck: Callable[[sa.Connection, Claimed, dt.datetime], Any] | None,
+    now: dt.datetime,
+    context: AuditContext,
+) -> str | None:
+    """Re-check a planned action (on a read-only connection, as delivery does) and end it with its
+    breach when the clock no longer calls for it; returns what ended it (or ``lease_lost``), None
+    to perform it.
+
+    Raises:
+        ValueError: a planned action is due and no re-check was given (it is never performed blind).
+    """
+    if recheck is None:
+        raise ValueError(
+            f"breach action {row.idempotency_key} was planned ahead: perform_due needs a recheck"
+        )
+    with read_only(engine) as conn:
+        verdict = recheck(conn, row, now)
+    if verdict.event is None:
+        return None
+    with engine.begin() as conn:
+        done = cancel(conn, row, now, context, event=verdict.event, detail=verdict.detail)
+    log.info("breach action for Lead %s: %s %s", row.record_id, verdict.event, dict(verdict.detail))
+    return verdict.event if done else "lease_lost"
 
 
 def _outcome_entries(

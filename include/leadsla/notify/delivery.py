@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ from leadsla.decisions.phones import SMS, mask_phones_in, shown_recipient
 from leadsla.notify.deadline import SendDeadline
 from leadsla.notify.failure import Contacts, failure_notice
 from leadsla.notify.outbox import (
+    CRM_CHANNEL,
     DEFAULT_LEASE,
     LEASE_MARGIN,
     Claimed,
@@ -132,6 +133,7 @@ def deliver_due(
     sms: Any = None,
     contacts: Contacts | Callable[[], Contacts] | None = None,
     recheck: Callable[[sa.Connection, Claimed, dt.datetime], Any] | None = None,
+    actions: Callable[[dt.datetime], Mapping[str, int]] | None = None,
     poll: dt.timedelta | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -163,6 +165,11 @@ def deliver_due(
             latest CRM state no longer calls for is cancelled (``cancelled_by_touch``) or withdrawn
             (``cancelled_by_change``), one for a person at the rate limit held for the digest
             (``held_for_digest``). None: every row is sent as queued.
+        actions: performs the due breach actions (channel ``crm``) at the given time, returning
+            counts (`escalation.breach.perform_due` with its re-check, behind
+            `tasks.monitor.deliver`); asked before each claim of messages, and the try wakes for
+            an action's `not_before` too, so a breach planned ahead is reassigned and locked at
+            its second. None: actions are left to sla_monitor's `escalate`.
         poll: with a budget, keep watching while nothing is due, looking for new rows this often
             (a warning planned or a breach queued by the monitor meanwhile), until the budget
             ends: the delivery loop (`LOOP_POLL`). None: stop once nothing falls due within it.
@@ -222,13 +229,15 @@ def deliver_due(
             if budget and clock() >= ends:
                 break
             channels = up_channels()
+            if actions is not None:
+                counts.update({f"actions_{k}": v for k, v in actions(clock()).items()})
             with engine.begin() as conn:
                 rows = (
                     claim(conn, clock(), lease, min(batch, limit - counts["claimed"]), channels=channels)
                     if channels
                     else []
                 )
-                wake = None if rows else next_due(conn, clock(), channels=channels)
+                wake = None if rows else next_due(conn, clock(), channels=_waking(channels, actions))
             if not rows:
                 probes = [t for c, t in down.items() if t > clock()]
                 wake = min([t for t in (wake, *probes) if t is not None], default=None)
@@ -297,11 +306,18 @@ def deliver_due(
         "cancelled_by_touch",
         "cancelled_by_change",
         "held_for_digest",
+        *sorted(k for k in counts if k.startswith("actions_")),
     ):  # only when it happened
         if counts[rare]:
             summary[rare] = counts[rare]
     log.info("delivery: %s", summary)
     return summary
+
+
+def _waking(channels: set[str], actions: Any) -> set[str]:
+    """The channels whose next due row wakes the try: its messages', and ``crm`` when it performs
+    breach actions."""
+    return channels | {CRM_CHANNEL} if actions is not None else channels
 
 
 def _warm_up(sender_for: Callable[[str], Any], recheck: Any) -> bool:

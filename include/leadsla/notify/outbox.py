@@ -17,9 +17,11 @@ Row life: ``pending`` --claim--> (lease in ``claimed_until``) --> ``delivered``,
 ``pending`` with a later ``not_before`` (transient failure, exponential back-off), or
 ``failed`` (a permanent failure a person must look at); a warning may instead end ``digested``
 and a leadership breach message ``rolled_up`` (never sent: a digest or capacity alert says it).
-A warning planned ahead (queued before its checkpoint: `planned_instant`) may end ``cancelled``
-(the lead was touched before the instant) or ``withdrawn`` (its clock changed: the monitor queues
-what the changed clock calls for, under the same key when it is the same message).
+A warning or breach planned ahead (queued before its checkpoint: `planned_instant`) may end
+``cancelled`` (the lead was touched before the instant) or ``withdrawn`` (its clock changed: the
+monitor queues what the changed clock calls for, under the same key when it is the same message).
+A planned breach ends whole: cancelling or withdrawing one of its rows (a message or the CRM
+action) ends every other of its rows nobody holds a lease on (`cancel`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ from leadsla.store.upsert import insert_new
 
 #: Breach actions' channel: claimed and performed by `leadsla.escalation.breach`, never by delivery.
 CRM_CHANNEL = "crm"
+#: The checkpoint whose planned rows (messages and CRM action) end together (`cancel`).
+BREACH = "breach"
 
 #: After a transient failure the first retries come within the same delivery try, seconds later
 #: (`deliver_due` keeps working until its time budget runs out): most faults (a 429 storm, a
@@ -165,8 +169,8 @@ CANCELLED = "cancelled"
 
 
 def planned_instant(payload: Mapping[str, Any] | None) -> dt.datetime | None:
-    """The checkpoint instant of a warning the monitor planned ahead (its payload says `planned`;
-    the instant is its `due_at`), or None for any other row."""
+    """The checkpoint instant of a warning, breach message or breach action the monitor planned
+    ahead (its payload says `planned`; the instant is its `due_at`), or None for any other row."""
     payload = payload or {}
     if not payload.get("planned") or not payload.get("due_at"):
         return None
@@ -686,10 +690,19 @@ def _digest_audits(digest: Digest, at: dt.datetime) -> list[dict[str, Any]]:
     return [queued, *digested]
 
 
+def enqueue_actions(
+    conn: sa.Connection, actions: Sequence[BreachAction], at: dt.datetime, context: AuditContext
+) -> list[str]:
+    """Queue breach actions planned ahead (`decisions.ahead`: `planned_for` their breach's instant,
+    their `not_before`), in the caller's transaction; returns the keys that were new."""
+    return _queue_breach_actions(conn, actions, at, context)
+
+
 def _queue_breach_actions(
     conn: sa.Connection, actions: Sequence[BreachAction], at: dt.datetime, context: AuditContext
 ) -> list[str]:
-    """Queue breach actions on channel ``crm`` (idempotent), each audited ``escalation`` (queued)."""
+    """Queue breach actions on channel ``crm`` (idempotent), each audited ``escalation`` (queued);
+    a planned one is due at its breach's instant."""
     new: list[str] = []
     for action in actions:
         payload = action.payload()
@@ -703,6 +716,7 @@ def _queue_breach_actions(
             channel=CRM_CHANNEL,
             payload=payload,
             at=at,
+            not_before=action.planned_for,
         )
         if not _insert(conn, row):
             continue
@@ -718,7 +732,12 @@ def _queue_breach_actions(
             clock_start=action.clock_start,
             checkpoint="breach",
             actor="sla_monitor",
-            detail={"idempotency_key": action.key, "queued": True, **payload},
+            detail={
+                "idempotency_key": action.key,
+                "queued": True,
+                **payload,
+                **({"planned_for": utc_iso(action.planned_for)} if action.planned_for else {}),
+            },
         )
     return new
 
@@ -892,7 +911,10 @@ def cancel(
     event: str,
     detail: Mapping[str, Any],
 ) -> bool:
-    """End a planned warning unsent, conditional on the lease still being ours; audit `event`.
+    """End a planned warning unsent, conditional on the lease still being ours; audit `event`. A
+    planned breach's row ends the whole breach: its other rows nobody holds a lease on (messages
+    waiting for their instant or the recipient's morning, the CRM action) end with it, each
+    audited; a row another worker holds is re-checked by that worker.
 
     Args:
         event: ``cancelled_by_touch`` (the lead was touched or moved on before the instant: the row
@@ -911,18 +933,63 @@ def cancel(
     )
     if result.rowcount != 1:
         return False
+    ended = [row]
+    if row.checkpoint == BREACH and planned_instant(row.payload) is not None:
+        ended += _end_breach(conn, row, status, event, at)
     if status == WITHDRAWN:
         _unmark_withdrawn(conn, row)
-    record(
+    record_many(
         conn,
-        event,
-        at=at,
+        [
+            {
+                "event": event,
+                "at": at,
+                "actor": _actor(r),
+                "detail": {
+                    **_message_detail(r),
+                    "attempt": r.attempts - 1 if r is row else r.attempts,
+                    **({} if r is row else {"with": row.idempotency_key}),
+                    **dict(detail),
+                },
+                **_audit_fields(r),
+            }
+            for r in ended
+        ],
         context=context,
-        actor=f"notify.{row.channel}",
-        detail={**_message_detail(row), "attempt": row.attempts - 1, **dict(detail)},
-        **_audit_fields(row),
     )
     return True
+
+
+def _actor(row: Any) -> str:
+    return "escalation" if row.channel == CRM_CHANNEL else f"notify.{row.channel}"
+
+
+def _end_breach(conn: sa.Connection, row: Claimed, status: str, event: str, at: dt.datetime) -> list[Any]:
+    """End the other planned rows of `row`'s breach that are pending and were never tried (a row
+    leased or tried by another worker is re-checked by whoever takes it next, and a try may have
+    reached its recipient); returns those ended."""
+    same = [
+        outbox.c.sla_id == row.sla_id,
+        outbox.c.record_id == row.record_id,
+        outbox.c.clock_start == row.clock_start,
+        outbox.c.checkpoint == BREACH,
+        outbox.c.outbox_id != row.outbox_id,
+        outbox.c.status == "pending",
+        outbox.c.attempts == 0,
+    ]
+    free = sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < at)
+    ended = []
+    for other in conn.execute(sa.select(outbox).where(*same, free)).all():
+        if planned_instant(other.payload) is None:
+            continue  # queued at reach (after a withdrawal): decided then, not part of the plan
+        done = conn.execute(
+            outbox.update()
+            .where(outbox.c.outbox_id == other.outbox_id, *same[-2:], free)
+            .values(status=status, claimed_until=None, last_error=event)
+        )
+        if done.rowcount == 1:
+            ended.append(other)
+    return ended
 
 
 def hold(
@@ -983,6 +1050,12 @@ def next_due(
     ).scalar()
     found = [t for t in (waiting, leased) if t is not None]
     return min(found) if found else None
+
+
+def due_now(conn: sa.Connection, now: dt.datetime, *, channels: Iterable[str]) -> bool:
+    """Whether a row of `channels` is claimable at `now` (one indexed look, no lease taken)."""
+    query = sa.select(outbox.c.outbox_id).where(_claimable(now), outbox.c.channel.in_(list(channels)))
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def mark_delivered(

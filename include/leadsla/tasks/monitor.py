@@ -4,8 +4,9 @@
 record or only what can have changed (`tasks.evaluation`, `store.mirror`, `engine`), decide
 (`decisions.monitor`) from the outbox's state (`notify.outbox`) - all outside any write
 transaction - then, in one short transaction, persist new and changed clocks (`store.clocks`),
-apply the plan (`notify.outbox.apply`), queue the warnings falling due within the planning horizon
-for their instants (`decisions.ahead`) and record the evaluation (and a reconcile's findings).
+apply the plan (`notify.outbox.apply`), queue the warnings and breaches (messages and CRM actions)
+falling due within the planning horizon for their instants (`decisions.ahead`) and record the
+evaluation (and a reconcile's findings).
 Never sends anything and never reads the wall clock for a decision. The policy and mapping are
 the configuration in force (`tasks.configuration.in_force`: the files when they agree, else the
 last good ones).
@@ -117,14 +118,15 @@ def run_monitor(
             `reconcile_every` runs), ``incremental`` (full only when it must: first run, policy
             change) or ``full`` (every record, compared with the incremental state: a reconcile);
             `leadsla.tasks.evaluation`.
-        horizon: how far ahead warnings are planned (default: `horizon_from_env()`; 0: none); an
+        horizon: how far ahead warnings and breaches are planned (default: `horizon_from_env()`; 0: none); an
             incremental run also re-evaluates the clocks whose next change falls by `now + horizon`.
         reconcile_every: a full reconcile every this many runs (mode auto).
         chunk_records: a full evaluation reads this many records' mirror rows at a time.
 
     Returns:
         Small counts for XCom: clocks, due, superseded, queued, digests, capacity alerts,
-        rolled up, breaches, unresolved roles, planned (warnings queued for a later instant); the
+        rolled up, breaches, unresolved roles, planned (messages queued for a later instant),
+        planned_actions (breach actions queued for their breach's instant); the
         mode, the records evaluated and, for a reconcile, the clocks it found wrong.
     """
     horizon = horizon_from_env() if horizon is None else horizon
@@ -231,6 +233,9 @@ def _decide_and_write(
         counts = write_clocks(conn, result.writes, now, context)
         applied = outbox.apply(conn, plan, now, context)
         planned = outbox.enqueue(conn, ahead.messages, now, context) if ahead is not None else []
+        planned_actions = (
+            outbox.enqueue_actions(conn, ahead.actions, now, context) if ahead is not None else []
+        )
         record_evaluation(
             conn,
             now=now,
@@ -256,6 +261,7 @@ def _decide_and_write(
         "breaches": applied["breaches"],
         "unresolved": len(plan.unresolved),
         "planned": len(planned),
+        "planned_actions": len(planned_actions),
         "mode": run_mode,
         "records_evaluated": None if result.evaluated is None else len(result.evaluated),
     }
@@ -497,7 +503,10 @@ def deliver(context: Mapping[str, Any], *, loop: bool = False) -> dict[str, Any]
 
     Args:
         loop: the delivery loop (`sla_delivery`): keep delivering, each row at its instant, for
-            `loop_budget_from_env()`; else one minute's budget (`budget_from_env()`).
+            `loop_budget_from_env()`; else one minute's budget (`budget_from_env()`). The loop
+            also performs due breach actions (`escalation.breach.perform_due`, re-checked like
+            the messages), so a breach planned ahead reassigns and locks at its second; the CRM
+            client and the configuration are made only when an action is due.
     """
     engine = open_store()
     audit = audit_context(context)
@@ -516,6 +525,7 @@ def deliver(context: Mapping[str, Any], *, loop: bool = False) -> dict[str, Any]
     def policy() -> Policy:  # read only when a planned warning is re-checked
         return in_force(engine, audit, now=start).configuration.policy
 
+    recheck = Recheck(policy)
     budget = loop_budget_from_env(start) if loop else budget_from_env()
     try:
         return deliver_due(
@@ -525,12 +535,40 @@ def deliver(context: Mapping[str, Any], *, loop: bool = False) -> dict[str, Any]
             budget=budget,
             sms=sms,
             contacts=contacts,
-            recheck=Recheck(policy),
+            recheck=recheck,
+            actions=BreachActions(engine, audit, recheck) if loop else None,
             poll=LOOP_POLL if loop else None,
             limit=LOOP_LIMIT if loop else 500,
         )
     finally:
         engine.dispose()
+
+
+class BreachActions:
+    """The delivery loop's performer of due breach actions: one indexed look per call, and the
+    CRM client, mapping and policy made at the first due action (the configuration in force)."""
+
+    def __init__(self, engine: sa.Engine, context: AuditContext, recheck: Recheck) -> None:
+        self._engine, self._context, self._recheck = engine, context, recheck
+        self._client: CrmClient | None = None
+        self._configuration: Configuration | None = None
+
+    def __call__(self, at: dt.datetime) -> dict[str, int]:
+        with read_only(self._engine) as conn:
+            if not outbox.due_now(conn, at, channels=[outbox.CRM_CHANNEL]):
+                return {}
+        if self._configuration is None:
+            self._configuration = in_force(self._engine, self._context, now=at).configuration
+            self._client = SalesforceClient(conn_id_from_env())
+        return perform_due(
+            self._engine,
+            at,
+            self._context,
+            client=self._client,
+            mapping=self._configuration.mapping,
+            policy=self._configuration.policy,
+            recheck=self._recheck,
+        )
 
 
 def run_escalation(
@@ -571,7 +609,9 @@ def run_escalation(
         log.error("lock keeping failed; performing the due breach actions before failing the task")
         lock_bug = exc
     try:
-        escalations = perform_due(engine, now, context, client=client, mapping=mapping, policy=policy)
+        escalations = perform_due(
+            engine, now, context, client=client, mapping=mapping, policy=policy, recheck=Recheck(policy)
+        )
     except Exception as exc:
         if lock_bug is not None:
             exc.add_note(f"leadsla: lock keeping failed first: {type(lock_bug).__name__}: {lock_bug}")
