@@ -74,7 +74,7 @@ def audited(engine: sa.Engine, event: str) -> list[tuple]:
 def decided(engine: sa.Engine) -> dict:
     """What the runs left (`snapshot`) but the clock start and stop entries' actor and run and the
     clocks' `evaluated_at` (the sync's instant, when it wrote them first): they differ by design."""
-    snap = snapshot(engine)
+    snap = snapshot(engine, POLICY, WARNING_DUE)  # its clocks replaced below
     return {
         **snap,
         "clocks": clock_rows(engine, without=("evaluated_at",)),
