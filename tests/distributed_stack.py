@@ -669,10 +669,12 @@ def _claimed(stack: DistributedStack) -> set[str]:
         engine.dispose()
 
 
-def drive(stack: DistributedStack, timeout: float = 200.0) -> Outcome:
+def drive(stack: DistributedStack, timeout: float = 420.0) -> Outcome:
     """Run crm_sync once, let sla_monitor run on the scheduler, SIGKILL the worker whose `deliver`
     holds leased rows, e-mail the weekly report to date, and wait until every due message is
-    delivered and the runs involved have ended."""
+    delivered and the runs involved have ended (`timeout` bounds it all: about 2 minutes on a quiet
+    machine; a breach planned ahead falls due between two runs, and without `sla_delivery`'s loop,
+    which this stack does not run, the next run's `escalate` performs its CRM action)."""
     import sqlalchemy as sa
 
     from leadsla.reports.builders import KIND_OF_REPORT
