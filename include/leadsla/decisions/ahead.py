@@ -105,6 +105,17 @@ def tells_leadership(messages: Iterable[Message], leaders: set[str]) -> bool:
     )
 
 
+def of_clock(frame: pd.DataFrame, identity: tuple[str, str, dt.datetime]) -> pd.Series:
+    """The rows of `frame` (clocks or checkpoints) that belong to the clock `identity` (sla id,
+    record id, clock start)."""
+    sla_id, record_id, clock_start = identity
+    return (
+        (frame["sla_id"] == sla_id)
+        & (frame["record_id"] == record_id)
+        & (pd.to_datetime(frame["clock_start"], utc=True) == clock_start)
+    )
+
+
 def due_within(clocks: pd.DataFrame, now: dt.datetime, horizon: dt.timedelta) -> set[str]:
     """Record ids of the running clocks whose next checkpoint falls in (now, now + horizon]."""
     if clocks.empty or horizon <= dt.timedelta(0):
@@ -185,22 +196,12 @@ def _decided_at(
     """The monitor's decision on one clock's `checkpoint` as a run at `instant` would take it
     (`messages_at`), or nothing (an empty `CheckpointDecisions`)."""
     clocks, cps = evaluation.clocks, evaluation.checkpoints
-    sla_id, record_id, clock_start = identity
     nothing = CheckpointDecisions()
-    same = (
-        (clocks["sla_id"] == sla_id)
-        & (clocks["record_id"] == record_id)
-        & (pd.to_datetime(clocks["clock_start"], utc=True) == clock_start)
-    )
+    same = of_clock(clocks, identity)
     if not same.any():
         return nothing
     clock = clocks[same].copy()
-    reached = cps[
-        (cps["sla_id"] == sla_id)
-        & (cps["record_id"] == record_id)
-        & (pd.to_datetime(cps["clock_start"], utc=True) == clock_start)
-        & (pd.to_datetime(cps["reached_at"], utc=True) <= instant)
-    ].copy()
+    reached = cps[of_clock(cps, identity) & (pd.to_datetime(cps["reached_at"], utc=True) <= instant)].copy()
     mine = reached[reached["checkpoint"] == checkpoint]
     if mine.empty or reached["offset_seconds"].max() > int(mine["offset_seconds"].iloc[0]):
         return nothing

@@ -54,6 +54,7 @@ from leadsla.decisions.ahead import (
     leadership,
     may_roll_up,
     messages_at,
+    of_clock,
     tells_leadership,
 )
 from leadsla.decisions.keys import utc_iso
@@ -262,13 +263,9 @@ def rep_book(
     gives the rep (a reassignment the monitor has not evaluated yet). The rep is the clock's
     accountable owner at the instant. None when the clock has no rep.
     """
-    sla_id, record_id, clock_start = identity
+    record_id = identity[1]
     c = evaluation.clocks
-    same = c[
-        (c["sla_id"] == sla_id)
-        & (c["record_id"] == record_id)
-        & (pd.to_datetime(c["clock_start"], utc=True) == clock_start)
-    ]
+    same = c[of_clock(c, identity)]
     if same.empty:
         return None
     rep = same["accountable_owner_id"].iloc[0]
@@ -301,13 +298,7 @@ def rep_book(
 
 def _team_at(evaluation: Evaluation, identity: tuple[str, str, dt.datetime]) -> str | None:
     c = evaluation.clocks
-    sla_id, record_id, clock_start = identity
-    team = c.loc[
-        (c["sla_id"] == sla_id)
-        & (c["record_id"] == record_id)
-        & (pd.to_datetime(c["clock_start"], utc=True) == clock_start),
-        "team",
-    ]
+    team = c.loc[of_clock(c, identity), "team"]
     return None if team.empty or pd.isna(team.iloc[0]) else str(team.iloc[0])
 
 
@@ -352,12 +343,7 @@ def team_day(
 
 def _why_not(clocks, identity: tuple[str, str, dt.datetime], instant: dt.datetime) -> Verdict:
     """Why the clock no longer calls for the message at `instant`: a touch, or a change."""
-    sla_id, record_id, clock_start = identity
-    same = clocks[
-        (clocks["sla_id"] == sla_id)
-        & (clocks["record_id"] == record_id)
-        & (pd.to_datetime(clocks["clock_start"], utc=True) == clock_start)
-    ]
+    same = clocks[of_clock(clocks, identity)]
     detail: dict[str, Any] = {"checkpoint_at": utc_iso(instant)}
     if same.empty:
         return Verdict(CHANGE, {**detail, "reason": "clock_gone"})
