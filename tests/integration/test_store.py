@@ -245,6 +245,32 @@ def test_parallel_writers_do_not_fail(store: sa.Engine) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar() == 80
 
 
+def test_a_new_sqlite_store_opens_while_another_connection_holds_its_lock(tmp_path) -> None:
+    """Two tasks opening a new store together: SQLite answers the switch to WAL with "database is
+    locked" at once, without waiting, while the other holds a lock; the open waits instead."""
+    import sqlite3
+    import time
+
+    path = tmp_path / "store.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_task (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")  # the other task is writing, before the file is in WAL mode
+    released = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    released.start()
+    began = time.monotonic()
+    try:
+        engine = open_store(f"sqlite:///{path}")
+    finally:
+        released.join()
+        holder.close()
+    waited = time.monotonic() - began
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert current_version(conn) == SCHEMA_VERSION
+    engine.dispose()
+    assert waited >= 0.4  # it waited for the lock rather than failing or going around it
+
+
 # --- configuration errors: one clear sentence -------------------------------------------------
 
 
