@@ -245,11 +245,13 @@ def test_planned_warnings_leave_digests_and_keys_as_at_reach(store, tmp_path) ->
     at_reach.dispose()
 
 
-def test_a_person_at_the_rate_limit_is_held_once_for_the_digest(store, slack_api) -> None:
+def _at_the_rate_limit(store, slack_api, leads: int) -> None:
+    """`leads` SAL leads whose half warnings are planned for the same instant, and the rep already
+    sent five warnings about other leads on Slack a minute before it: max_alerts (5)."""
     seed_people(store, SAL_AT - dt.timedelta(hours=1))
-    seed_sal_lead(store, 1, SAL_AT)
-    assert monitor(store, SAL_AT + dt.timedelta(seconds=20))["planned"] == 1  # the half
-    # Five warnings about other leads reached the rep on Slack a minute before: max_alerts (5).
+    for n in range(1, leads + 1):
+        seed_sal_lead(store, n, SAL_AT)
+    assert monitor(store, SAL_AT + dt.timedelta(seconds=20))["planned"] == leads  # the halves
     others = [
         Message(
             "mql_to_sal",
@@ -266,16 +268,51 @@ def test_a_person_at_the_rate_limit_is_held_once_for_the_digest(store, slack_api
     with store.begin() as conn:
         enqueue(conn, others, earlier, MONITOR)
     assert deliver(store, earlier, budget=dt.timedelta(seconds=30))["delivered"] == 5  # Slack paces
-    counts = deliver(store, SAL_AT + HALF)
-    assert counts["held_for_digest"] == 1 and len(slack_keys(slack_api)) == 5
-    (held,) = [e for e in audit_rows(store, "message_deferred") if e.detail["reason"] == "held_for_digest"]
-    assert held.record_id == "00Q000000000000001" and held.checkpoint == "half"
-    (row,) = outbox_rows(store, checkpoint="half")
-    assert row.status == "pending" and row.attempts == 0  # untouched: a digest may take it
-    # The hold is a lease: nobody takes it before it ends; then it goes as itself, once.
-    assert deliver(store, SAL_AT + HALF + dt.timedelta(seconds=30))["claimed"] == 0
-    assert deliver(store, SAL_AT + HALF + dt.timedelta(seconds=80))["delivered"] == 1
+    assert len(slack_keys(slack_api)) == 5
+
+
+def test_a_lone_warning_over_the_rate_limit_goes_at_its_second(store, slack_api) -> None:
+    """A digest of one is never made, so holding the one warning over the limit would only make it late."""
+    _at_the_rate_limit(store, slack_api, leads=1)
+    counts = deliver(store, SAL_AT + HALF, budget=dt.timedelta(seconds=30))  # Slack paces
+    assert counts["delivered"] == 1 and counts.get("held_for_digest", 0) == 0
     assert len(slack_keys(slack_api)) == 6
+    assert not [e for e in audit_rows(store, "message_deferred") if e.detail["reason"] == "held_for_digest"]
+
+
+def test_warnings_the_digest_will_fold_are_held_for_it_once(store, slack_api) -> None:
+    _at_the_rate_limit(store, slack_api, leads=2)
+    counts = deliver(store, SAL_AT + HALF)
+    assert counts["held_for_digest"] == 2 and len(slack_keys(slack_api)) == 5
+    held = [e for e in audit_rows(store, "message_deferred") if e.detail["reason"] == "held_for_digest"]
+    assert {(e.record_id, e.checkpoint) for e in held} == {
+        ("00Q000000000000001", "half"),
+        ("00Q000000000000002", "half"),
+    }
+    assert {e.detail["digest_of"] for e in held} == {2}
+    assert all(r.status == "pending" and r.attempts == 0 for r in outbox_rows(store, checkpoint="half"))
+    # The hold is a lease: nobody sends them meanwhile; the monitor's next run folds them into one
+    # digest, which goes instead of both.
+    assert deliver(store, SAL_AT + HALF + dt.timedelta(seconds=30))["claimed"] == 0
+    assert monitor(store, SAL_AT + HALF + dt.timedelta(seconds=40))["digests"] == 1
+    assert {r.status for r in outbox_rows(store, checkpoint="half")} == {"digested"}
+    assert (
+        deliver(store, SAL_AT + HALF + dt.timedelta(seconds=41), budget=dt.timedelta(seconds=30))["delivered"]
+        == 1
+    )
+    (digest,) = outbox_rows(store, checkpoint="digest")
+    assert digest.status == "delivered" and len(digest.payload["items"]) == 2
+    assert slack_keys(slack_api)[5:] == [digest.idempotency_key]  # one message instead of two
+
+
+def test_a_held_warning_the_digest_did_not_take_goes_once_after_the_hold(store, slack_api) -> None:
+    _at_the_rate_limit(store, slack_api, leads=2)
+    assert deliver(store, SAL_AT + HALF)["held_for_digest"] == 2
+    # No monitor run came in between (stopped, or late): after the hold each goes as itself, once.
+    after = SAL_AT + HALF + dt.timedelta(seconds=80)
+    assert deliver(store, after, budget=dt.timedelta(seconds=30))["delivered"] == 2  # Slack paces
+    assert deliver(store, after + dt.timedelta(seconds=60))["claimed"] == 0
+    assert len(slack_keys(slack_api)) == 7
 
 
 def test_the_knobs_for_the_horizon_and_the_loop(monkeypatch) -> None:

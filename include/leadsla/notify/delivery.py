@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,7 +132,7 @@ def deliver_due(
     email: Any = None,
     sms: Any = None,
     contacts: Contacts | Callable[[], Contacts] | None = None,
-    recheck: Callable[[sa.Connection, Claimed, dt.datetime], Any] | None = None,
+    recheck: Callable[..., Any] | None = None,
     actions: Callable[[dt.datetime], Mapping[str, int]] | None = None,
     poll: dt.timedelta | None = None,
     monotonic: Callable[[], float] = time.monotonic,
@@ -260,7 +260,15 @@ def deliver_due(
                 if (
                     recheck is not None
                     and planned_instant(row.payload) is not None  # only warnings planned ahead
-                    and _rechecked_away(engine, row, recheck, clock(), context, counts)
+                    and _rechecked_away(
+                        engine,
+                        row,
+                        recheck,
+                        clock(),
+                        context,
+                        counts,
+                        untried=[r.idempotency_key for r in rows[i + 1 :]],
+                    )
                 ):
                     continue
                 # Renew just before sending: the lease only has to outlast one send, and a row
@@ -339,12 +347,15 @@ def _warm_up(sender_for: Callable[[str], Any], recheck: Any) -> bool:
 def _rechecked_away(
     engine: sa.Engine,
     row: Claimed,
-    recheck: Callable[[sa.Connection, Claimed, dt.datetime], Any],
+    recheck: Callable[..., Any],
     at: dt.datetime,
     context: AuditContext,
     counts: Counter[str],
+    *,
+    untried: Sequence[str] = (),
 ) -> bool:
     """Ask `recheck` about `row` and write its verdict; True when the row is not to be sent now.
+    `untried`: the keys of this batch's rows not tried yet (the rate limit may fold them with it).
 
     The re-check (the engine on the record's rows) reads on a read-only connection: inside the
     write transaction it held SQLite's write lock for its whole evaluation, and a busy minute's
@@ -352,12 +363,12 @@ def _rechecked_away(
     own short transaction, conditional on the lease still being ours.
     """
     with read_only(engine) as conn:
-        verdict = recheck(conn, row, at)
+        verdict = recheck(conn, row, at, untried=untried)
     if verdict.event is None:
         return False
     with engine.begin() as conn:
         if verdict.until is not None:
-            done = hold(conn, row, verdict.until, at, context)
+            done = hold(conn, row, verdict.until, at, context, detail=verdict.detail)
         else:
             done = cancel(conn, row, at, context, event=verdict.event, detail=verdict.detail)
     if done:

@@ -443,7 +443,20 @@ def queue_state(
     not part of anyone's queue (rate limit, roll-ups), so those decisions are what they were
     when warnings were queued at their checkpoint. From its instant on it is an ordinary row.
     """
+    queued = queued_rows(conn, now, window_minutes=window_minutes)
+    last = conn.execute(sa.select(sa.func.max(outbox.c.outbox_id))).scalar() or 0
+    handled = handled_checkpoints(conn, record_ids, notices_since=notices_since)
+    return QueueState(rows=queued, handled=handled, next_seq=last + 1)
+
+
+def queued_rows(
+    conn: sa.Connection, now: dt.datetime, *, window_minutes: int, person: tuple[str, str] | None = None
+) -> tuple[Queued, ...]:
+    """`queue_state`'s rows: the pending messages and those delivered within the rate-limit window,
+    in outbox order, planned warnings from their instant on; one person's on one channel only when
+    `person` (recipient, channel) is given."""
     since = now - dt.timedelta(minutes=window_minutes)
+    mine = [] if person is None else [outbox.c.recipient == person[0], outbox.c.channel == person[1]]
     rows = conn.execute(
         sa.select(
             outbox.c.outbox_id,
@@ -467,11 +480,11 @@ def queue_state(
                 outbox.c.status == "pending",
                 sa.and_(outbox.c.status == "delivered", outbox.c.delivered_at > since),
             ),
+            *mine,
         )
         .order_by(outbox.c.created_at, outbox.c.outbox_id)
     ).all()
-    last = conn.execute(sa.select(sa.func.max(outbox.c.outbox_id))).scalar() or 0
-    queued = tuple(
+    return tuple(
         Queued(
             key=r.idempotency_key,
             recipient=r.recipient,
@@ -491,8 +504,6 @@ def queue_state(
         for r in rows
         if not ((at := planned_instant(r.payload)) is not None and at > now)
     )
-    handled = handled_checkpoints(conn, record_ids, notices_since=notices_since)
-    return QueueState(rows=queued, handled=handled, next_seq=last + 1)
 
 
 def apply(conn: sa.Connection, plan: Plan, at: dt.datetime, context: AuditContext) -> dict[str, int]:
@@ -993,12 +1004,18 @@ def _end_breach(conn: sa.Connection, row: Claimed, status: str, event: str, at: 
 
 
 def hold(
-    conn: sa.Connection, row: Claimed, until: dt.datetime, at: dt.datetime, context: AuditContext
+    conn: sa.Connection,
+    row: Claimed,
+    until: dt.datetime,
+    at: dt.datetime,
+    context: AuditContext,
+    *,
+    detail: Mapping[str, Any] | None = None,
 ) -> bool:
     """Keep a planned warning unsent until `until` for the monitor's rate-limit digest, as if it
     had been queued at its checkpoint: the claim's attempt is taken back (untouched, so a digest
     may take it) and the lease left running, so no deliverer sends it meanwhile. Audited
-    `message_deferred` (reason ``held_for_digest``).
+    `message_deferred` (reason ``held_for_digest``, with `detail`: why the digest will fold it).
 
     Returns:
         True when the lease was ours and the row is held.
@@ -1018,6 +1035,7 @@ def hold(
         actor=f"notify.{row.channel}",
         detail={
             **_message_detail(row),
+            **(detail or {}),
             "reason": "held_for_digest",
             "retry_at": utc_iso(until),
             "attempt_counted": False,

@@ -14,9 +14,11 @@ Otherwise:
   the row is withdrawn, and the monitor decides again what the changed clock calls for (a
   recipient who still gets the same message gets it under the same key).
 
-A person already at the rate limit when the warning falls due is held for the monitor's digest
-once (`HOLD`), as a warning queued at its checkpoint would have been digested by the run that
-queued it.
+A warning the rate limit would fold into a digest at its instant (`decisions.digest` on the
+person's queue with this row due and untouched: over `max_alerts`, with at least one other warning
+to fold with it) is held once (`HOLD`) for the monitor's next run to digest, as a warning queued at
+its checkpoint would have been digested by the run that queued it. A lone warning over the limit
+goes at its second: a digest of one is never made, so holding it would only make it late.
 
 A planned breach (its messages and its CRM action, `decisions.ahead.breach_at`) is re-decided
 whole at its instant, each of its rows before it goes (a message before its send, the action
@@ -38,8 +40,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,11 +59,12 @@ from leadsla.decisions.ahead import (
     of_clock,
     tells_leadership,
 )
+from leadsla.decisions.digest import decide_digests
 from leadsla.decisions.keys import utc_iso
 from leadsla.decisions.ladder import BreachBook
 from leadsla.decisions.recipients import Directory
 from leadsla.engine import Evaluation
-from leadsla.notify.outbox import WITHDRAWN, Claimed, planned_instant
+from leadsla.notify.outbox import WITHDRAWN, Claimed, planned_instant, queued_rows
 from leadsla.policy import Policy
 from leadsla.store.mirror import load_frames
 from leadsla.store.schema import clocks as clocks_table
@@ -124,8 +127,14 @@ class Recheck:
             self._policy = self._policy()
         return self._policy
 
-    def __call__(self, conn: sa.Connection, row: Claimed, at: dt.datetime) -> Verdict:
-        """The verdict on `row` at `at` (the deliverer's clock), in the caller's transaction."""
+    def __call__(
+        self, conn: sa.Connection, row: Claimed, at: dt.datetime, *, untried: Collection[str] = ()
+    ) -> Verdict:
+        """The verdict on `row` at `at` (the deliverer's clock), in the caller's transaction.
+
+        `untried`: keys of the other rows the caller claimed with this one and has not tried yet
+        (its batch): reached by nobody, so a digest may still fold them with this one.
+        """
         instant = planned_instant(row.payload)
         if instant is None or row.record_id is None or row.sla_id is None or row.clock_start is None:
             return SEND  # queued at or after its checkpoint (or not a clock's message): as decided
@@ -143,7 +152,7 @@ class Recheck:
             )
         }
         if row.idempotency_key in keys:
-            return self._rate_limit(conn, row, at, policy)
+            return self._rate_limit(conn, row, at, policy, untried)
         return _why_not(evaluation.clocks, identity, instant)
 
     def _breach(self, conn: sa.Connection, row: Claimed, instant: dt.datetime, policy: Policy) -> Verdict:
@@ -205,31 +214,32 @@ class Recheck:
         self._breaches[key] = (time.monotonic(), decided)
         return decided
 
-    def _rate_limit(self, conn: sa.Connection, row: Claimed, at: dt.datetime, policy: Policy) -> Verdict:
-        """Hold the warning once when its person already had (or has due) `max_alerts` messages."""
+    def _rate_limit(
+        self, conn: sa.Connection, row: Claimed, at: dt.datetime, policy: Policy, untried: Collection[str]
+    ) -> Verdict:
+        """Hold the warning once when the digest decision at `at` folds it (module docstring)."""
         limit = policy.rate_limit
         held_before = conn.execute(
             sa.select(outbox.c.last_error).where(outbox.c.outbox_id == row.outbox_id)
         ).scalar()
         if held_before == HELD:
             return SEND
-        since = at - dt.timedelta(minutes=limit.window_minutes)
-        mine = sa.and_(outbox.c.recipient == row.recipient, outbox.c.channel == row.channel)
-        committed = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(outbox)
-            .where(
-                mine,
-                outbox.c.outbox_id != row.outbox_id,
-                sa.or_(
-                    sa.and_(outbox.c.status == "delivered", outbox.c.delivered_at > since),
-                    sa.and_(outbox.c.status == "pending", outbox.c.not_before <= at),
-                ),
+        unsent = {row.idempotency_key, *untried}
+        queue = [
+            # This row as the monitor will see it once held (due, untouched), and the caller's
+            # other claimed rows as they are: reached by nobody yet.
+            replace(q, attempts=0, leased=False) if q.key in unsent else q
+            for q in queued_rows(
+                conn, at, window_minutes=limit.window_minutes, person=(row.recipient, row.channel)
             )
-        ).scalar()
-        if committed < limit.max_alerts:
+        ]
+        digests = decide_digests(queue, at, max_alerts=limit.max_alerts, window_minutes=limit.window_minutes)
+        folded = next((d for d in digests if any(r.key == row.idempotency_key for r in d.replaces)), None)
+        if folded is None:
             return SEND
-        return Verdict(HELD, {"reason": HELD, "messages_in_window": committed}, until=at + HOLD)
+        in_window = sum(1 for q in queue if q.key != row.idempotency_key and not q.untouched)
+        detail = {"reason": HELD, "messages_in_window": in_window, "digest_of": len(folded.replaces)}
+        return Verdict(HELD, detail, until=at + HOLD)
 
 
 def _breach_rows(conn: sa.Connection, row: Claimed) -> dict[str, str]:
