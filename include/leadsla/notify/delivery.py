@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +48,7 @@ from leadsla.notify.outcome import CHANNEL_DOWN, Deferred, Delivered, DeliveryFa
 from leadsla.notify.payloads import PayloadError
 from leadsla.store.audit import AuditContext
 from leadsla.store.connection import read_only
+from leadsla.tuning import seconds_from_env
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +77,9 @@ def budget_from_env() -> dt.timedelta:
     Raises:
         LeadSlaError: the variable is set but is not a number of seconds from 0 to 55.
     """
-    from leadsla.errors import LeadSlaError
-
-    raw = os.environ.get("LEADSLA_DELIVERY_BUDGET_S", "").strip()
-    if not raw:
-        return DEFAULT_BUDGET
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 55:
-        raise LeadSlaError(
-            f"LEADSLA_DELIVERY_BUDGET_S={raw!r}: expected seconds from 0 to 55 (below the "
-            "one-minute schedule)"
-        )
-    return dt.timedelta(seconds=seconds)
+    return seconds_from_env(
+        "LEADSLA_DELIVERY_BUDGET_S", DEFAULT_BUDGET, low=0, high=55, why=" (below the one-minute schedule)"
+    )
 
 
 def loop_budget_from_env(start: dt.datetime) -> dt.timedelta:
@@ -103,15 +91,7 @@ def loop_budget_from_env(start: dt.datetime) -> dt.timedelta:
     Raises:
         LeadSlaError: the variable is set but is not a number of seconds from 1 to 3600.
     """
-    from leadsla.errors import LeadSlaError
-
-    raw = os.environ.get("LEADSLA_DELIVERY_LOOP_S", "").strip()
-    try:
-        seconds = float(raw) if raw else DEFAULT_LOOP.total_seconds()
-    except ValueError:
-        seconds = -1.0
-    if not 1 <= seconds <= 3600:
-        raise LeadSlaError(f"LEADSLA_DELIVERY_LOOP_S={raw!r}: expected seconds from 1 to 3600")
+    seconds = seconds_from_env("LEADSLA_DELIVERY_LOOP_S", DEFAULT_LOOP, low=1, high=3600).total_seconds()
     end = start + dt.timedelta(seconds=seconds)
     aligned = end.replace(second=LOOP_END_SECOND, microsecond=0)
     if aligned < end:

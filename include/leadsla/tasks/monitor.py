@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,6 +59,7 @@ from leadsla.tasks.evaluation import (
     policy_digest,
     shard_ranges,
 )
+from leadsla.tuning import count_from_env, seconds_from_env
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,7 @@ def horizon_from_env() -> dt.timedelta:
     Raises:
         LeadSlaError: the variable is set but is not a number of seconds from 0 to 86400.
     """
-    raw = os.environ.get("LEADSLA_PLAN_HORIZON_S", "").strip()
-    if not raw:
-        return DEFAULT_HORIZON
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 86400:
-        raise LeadSlaError(f"LEADSLA_PLAN_HORIZON_S={raw!r}: expected seconds from 0 to 86400")
-    return dt.timedelta(seconds=seconds)
+    return seconds_from_env("LEADSLA_PLAN_HORIZON_S", DEFAULT_HORIZON, low=0, high=86400)
 
 
 def run_monitor(
@@ -298,12 +289,7 @@ def shard_above_from_env() -> int:
     Raises:
         LeadSlaError: the variable is set but is not a whole number of at least 1.
     """
-    raw = os.environ.get("LEADSLA_SHARD_ABOVE", "").strip()
-    if not raw:
-        return SHARD_ABOVE
-    if not raw.isdigit() or int(raw) < 1:
-        raise LeadSlaError(f"LEADSLA_SHARD_ABOVE={raw!r}: expected a whole number of open clocks, at least 1")
-    return int(raw)
+    return count_from_env("LEADSLA_SHARD_ABOVE", SHARD_ABOVE, of="open clocks")
 
 
 def plan_shards(
@@ -444,12 +430,7 @@ def reconcile_every_from_env() -> int:
     Raises:
         LeadSlaError: the variable is set but is not a whole number of at least 1.
     """
-    raw = os.environ.get("LEADSLA_RECONCILE_EVERY", "").strip()
-    if not raw:
-        return RECONCILE_EVERY
-    if not raw.isdigit() or int(raw) < 1:
-        raise LeadSlaError(f"LEADSLA_RECONCILE_EVERY={raw!r}: expected a whole number of runs, at least 1")
-    return int(raw)
+    return count_from_env("LEADSLA_RECONCILE_EVERY", RECONCILE_EVERY, of="runs")
 
 
 def shards(context: Mapping[str, Any]) -> list[dict[str, Any]]:
