@@ -40,6 +40,30 @@ def session_outbox_writers() -> OutboxWriters:
     return OUTBOX_WRITERS
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each `xdist_group` on one test worker under `--dist loadgroup` (scripts/test.sh).
+
+    pytest-xdist names a test's group by a suffix on its node id (``...::test@group``), written to
+    `item._nodeid`; pytest 9 keeps the id in `item._id`, so the suffix was lost and every group was
+    split over both workers: the distributed stack (tests/distributed) was built and driven twice,
+    at once, and the Airflow-home tests migrated a metadata DB on each worker. This writes the same
+    suffix where pytest 9 reads it (and leaves an id xdist already suffixed alone).
+    """
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers for loadgroup only
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+        suffix = "@" + "_".join(sorted(names))
+        if names and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when any module but leadsla.notify.outbox wrote the outbox in any test."""
     intruders = OUTBOX_WRITERS.intruders
