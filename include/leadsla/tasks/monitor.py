@@ -27,7 +27,7 @@ from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
 from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, plan_ahead
 from leadsla.decisions.monitor import decide
-from leadsla.decisions.plan import QueueState
+from leadsla.decisions.plan import CheckpointId, QueueState
 from leadsla.decisions.recipients import Directory
 from leadsla.errors import LeadSlaError
 from leadsla.escalation.breach import perform_due
@@ -182,6 +182,13 @@ def _decision_reads(
     return state, (load_frames(conn, record_ids=soon) if soon else None)
 
 
+def handled_of(handled: frozenset[CheckpointId], record_ids: set[str]) -> frozenset[CheckpointId]:
+    """The handled checkpoints of these records: all `plan_ahead` looks up of the checkpoints
+    handled, which are its records' own (a full run's outbox state holds every record's, tens of
+    thousands, which each of its decisions would index again)."""
+    return frozenset(h for h in handled if h[1] in record_ids)
+
+
 def _decide_and_write(
     engine: sa.Engine,
     result: Result,
@@ -212,7 +219,7 @@ def _decide_and_write(
             directory,
             now=now,
             horizon=horizon,
-            handled=state.handled,
+            handled=handled_of(state.handled, due_within(result.clocks, now, horizon)),
             instance_url=url,
             context=triage,
         )

@@ -16,11 +16,13 @@ not hold. Lead text is data: every template is autoescaped. Never writes anythin
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
 import jinja2
@@ -401,6 +403,27 @@ def _audit_refusal(state: _WarRoomState, request: Request, user: Any, reason: st
         log.exception("War Room: the refusal of %s on %s could not be audited", user_name, route)
 
 
+#: The landing page's reads at once (its panels are independent; each reads in its own connection).
+PANEL_WORKERS = 4
+
+
+class _Panels:
+    """The landing page's panels read side by side (`PANEL_WORKERS` threads, each call in a copy of
+    the request's context): a panel's database time is spent while another's rows are turned into
+    figures, so a cold page costs about its longest panel, not their sum. Leaving the block waits
+    for every read; a read's error is raised where its result is taken."""
+
+    def __enter__(self) -> _Panels:
+        self._pool = ThreadPoolExecutor(max_workers=PANEL_WORKERS, thread_name_prefix="war-room-panel")
+        return self
+
+    def read(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        return self._pool.submit(contextvars.copy_context().run, read, *args, **kwargs)
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
     """`/`: the SLA matrix (every handoff), then the selected handoff's live and range panels, the
     unowned leads, filter options, findings and quarantine; audits the visit."""
@@ -413,13 +436,20 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
         now = state.clock()
         target = state.settings().thresholds.team_compliance
         every = state.handoffs()
-        sla_matrix = matrix.matrix(
-            state.store(), every, filters, now, state.matrix_range(filters, teams), teams
-        )
-        live = queries.now_panel(state.store(), filters, now, handoff.id, teams, handoff, state.policy())
-        unowned = state.unowned_panel(now, teams)
-        in_range = state.range_panel(filters, teams)
         everything = viewer.scope.all_teams
+        store, policy = state.store(), state.policy()
+        with _Panels() as panels:  # independent reads: one's database time under another's work
+            in_range = panels.read(state.range_panel, filters, teams)
+            sla_matrix = panels.read(
+                lambda: matrix.matrix(store, every, filters, now, state.matrix_range(filters, teams), teams)
+            )
+            live = panels.read(queries.now_panel, store, filters, now, handoff.id, teams, handoff, policy)
+            unowned = panels.read(state.unowned_panel, now, teams)
+            opts = panels.read(queries.options, store, teams, handoff.object_type)
+            findings = panels.read(queries.health_findings, store, limit=20) if everything else None
+            quarantine = panels.read(queries.quarantine_summary, store) if everything else None
+            crm_feed = panels.read(queries.crm_feed, store)
+        in_range = in_range.result()
         queries.record_visit(
             state.store(),
             user_id=str(user.get_id()),
@@ -433,21 +463,21 @@ def _add_page(app: FastAPI, state: _WarRoomState, render: Render) -> None:
             f=filters,
             handoff=handoff,
             handoffs=list(every.values()),
-            matrix=sla_matrix,
+            matrix=sla_matrix.result(),
             sparkline=lambda trend: figures.sparkline(trend, target),
             target=target,
-            live=live,
-            unowned=unowned,
+            live=live.result(),
+            unowned=unowned.result(),
             policy_error=state.policy_error(),
             rng=in_range,
             trend_chart=figures.trend_chart(in_range["trend"], target),
-            opts=queries.options(state.store(), teams, handoff.object_type),
+            opts=opts.result(),
             user=user.get_name(),
             scope=viewer.scope.describe(),
             # Data engineering's view of the whole store: for those who see every team.
-            findings=queries.health_findings(state.store(), limit=20) if everything else [],
-            quarantine=queries.quarantine_summary(state.store()) if everything else [],
-            crm_feed=queries.crm_feed(state.store()),
+            findings=findings.result() if findings else [],
+            quarantine=quarantine.result() if quarantine else [],
+            crm_feed=crm_feed.result(),
             now=now,
         )
 
