@@ -49,6 +49,7 @@ from leadsla.decisions.plan import (
     RollUp,
 )
 from leadsla.notify.payloads import parse_payload
+from leadsla.notify.stored_payload import stored_payload
 from leadsla.store.audit import AuditContext, record, record_many
 from leadsla.store.schema import NO_RECORD, audit, outbox
 from leadsla.store.schema import handled_checkpoints as handled_table
@@ -468,7 +469,8 @@ def queued_rows(
             outbox.c.not_before,
             outbox.c.claimed_until,
             outbox.c.created_at,
-            outbox.c.payload,
+            # As its text, decoded when read (`notify.stored_payload`): most rows' payloads never are.
+            sa.cast(outbox.c.payload, sa.Text).label("payload"),
             outbox.c.sla_id,
             outbox.c.record_id,
             outbox.c.clock_start,
@@ -484,26 +486,30 @@ def queued_rows(
         )
         .order_by(outbox.c.created_at, outbox.c.outbox_id)
     ).all()
-    return tuple(
-        Queued(
-            key=r.idempotency_key,
-            recipient=r.recipient,
-            channel=r.channel,
-            status=r.status,
-            attempts=r.attempts,
-            leased=r.claimed_until is not None and r.attempts > 0,  # 0: held, never tried
-            not_before=r.not_before,
-            created_at=r.created_at,
-            payload=r.payload or {},
-            sla_id=r.sla_id,
-            record_id=r.record_id,
-            clock_start=r.clock_start,
-            checkpoint=r.checkpoint,
-            seq=r.outbox_id,
+    queued = []
+    for r in rows:
+        payload = stored_payload(r.payload, where=f"outbox row {r.idempotency_key!r}")
+        if (at := planned_instant(payload)) is not None and at > now:
+            continue
+        queued.append(
+            Queued(
+                key=r.idempotency_key,
+                recipient=r.recipient,
+                channel=r.channel,
+                status=r.status,
+                attempts=r.attempts,
+                leased=r.claimed_until is not None and r.attempts > 0,  # 0: held, never tried
+                not_before=r.not_before,
+                created_at=r.created_at,
+                payload=payload,
+                sla_id=r.sla_id,
+                record_id=r.record_id,
+                clock_start=r.clock_start,
+                checkpoint=r.checkpoint,
+                seq=r.outbox_id,
+            )
         )
-        for r in rows
-        if not ((at := planned_instant(r.payload)) is not None and at > now)
-    )
+    return tuple(queued)
 
 
 def apply(conn: sa.Connection, plan: Plan, at: dt.datetime, context: AuditContext) -> dict[str, int]:

@@ -291,15 +291,24 @@ def current_clocks(
             for c in CLOCK_COLUMNS
         ]
     ).where(clocks.c.stale_since.is_(None))
-    rows: dict[tuple, tuple] = {}
+    # Each read leaves out the rows an earlier one gave (most clocks started today are open), so
+    # no row is fetched twice; a NULL breached_at is no breach since.
+    is_open = clocks.c.state.in_(OPEN)
+    breached = clocks.c.breached_at >= breached_since
+    not_breached = sa.or_(clocks.c.breached_at.is_(None), clocks.c.breached_at < breached_since)
+    rows: list[tuple] = []
     for which in (
-        clocks.c.state.in_(OPEN),
-        clocks.c.breached_at >= breached_since,
-        sa.and_(clocks.c.sla_id.in_(sorted(set(sla_ids))), clocks.c.clock_start >= started_since),
+        is_open,
+        sa.and_(breached, ~is_open),
+        sa.and_(
+            clocks.c.sla_id.in_(sorted(set(sla_ids))),
+            clocks.c.clock_start >= started_since,
+            ~is_open,
+            not_breached,
+        ),
     ):
-        for r in conn.execute(query.where(which)).all():
-            rows[(r[0], r[1], r[2])] = tuple(r)
-    frame = pd.DataFrame(list(rows.values()), columns=CLOCK_COLUMNS)
+        rows += [tuple(r) for r in conn.execute(query.where(which)).all()]
+    frame = pd.DataFrame(rows, columns=CLOCK_COLUMNS)
     for col in instants:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     return frame
