@@ -14,7 +14,7 @@ from leadsla.decisions.plan import Message
 from leadsla.notify.outbox import backoff, claim, enqueue, mark_delivered, mark_failed
 from leadsla.notify.payloads import PayloadError
 from leadsla.store.audit import AuditContext
-from leadsla.store.schema import audit, outbox
+from leadsla.store.schema import audit, handled_checkpoints, outbox
 from tests.notify_fixtures import CLOCK_START, alert_payload
 
 T = dt.datetime(2026, 3, 9, 16, 0, tzinfo=dt.UTC)
@@ -85,6 +85,51 @@ def test_enqueue_is_idempotent_and_audited(store: sa.Engine) -> None:
     assert [e[0] for e in events] == ["message_queued"] * 3
     assert events[0][1:5] == ("sla_monitor", CTX.run_id, "deliver", 1)
     assert {e[5]["idempotency_key"] for e in events} == set(keys) | set(again)
+
+
+def test_enqueue_in_one_call_is_as_one_at_a_time(store: sa.Engine) -> None:
+    """A repeated key within a call goes in once (its first payload); a stored key is left as it
+    is unless withdrawn, which is queued again with the new contents; every row's checkpoint is
+    handled, and only the rows that went in are audited, in the call's order."""
+    other = alert_payload(lead={**alert_payload()["lead"], "name": "Second"})
+    with store.begin() as conn:
+        [kept, withdrawn] = enqueue(conn, [action(), action(checkpoint="warn_80")], T, CTX)
+        conn.execute(outbox.update().where(outbox.c.idempotency_key == withdrawn).values(status="withdrawn"))
+    later = T + dt.timedelta(minutes=1)
+    with store.begin() as conn:
+        went = enqueue(
+            conn,
+            [
+                action(channel="email"),
+                action(payload=other),  # stored and pending: left as it is
+                action(checkpoint="warn_80", payload=other),  # withdrawn: queued again, new contents
+                action(channel="email", payload=other),  # repeats the first of this call
+                action(checkpoint="breach", channel="email"),
+            ],
+            later,
+            CTX,
+        )
+    email = action(channel="email").key
+    assert went == [email, withdrawn, action(checkpoint="breach", channel="email").key]
+    with store.connect() as conn:
+        rows = {
+            r.idempotency_key: r
+            for r in conn.execute(
+                sa.select(outbox.c.idempotency_key, outbox.c.status, outbox.c.payload, outbox.c.created_at)
+            )
+        }
+        handled = conn.execute(
+            sa.select(handled_checkpoints.c.checkpoint, handled_checkpoints.c.handled_at)
+        ).all()
+    assert len(rows) == 4 and {r.status for r in rows.values()} == {"pending"}
+    assert (
+        rows[kept].payload["lead"]["name"] == alert_payload()["lead"]["name"] and rows[kept].created_at == T
+    )
+    assert rows[withdrawn].payload["lead"]["name"] == "Second" and rows[withdrawn].created_at == later
+    assert rows[email].payload["lead"]["name"] == alert_payload()["lead"]["name"]
+    assert sorted(handled) == [("breach", later), ("warn_50", T), ("warn_80", T)]
+    queued = [e[5]["idempotency_key"] for e in audit_events(store) if e[0] == "message_queued"]
+    assert queued == [kept, withdrawn, *went]
 
 
 def test_the_audit_says_which_roles_one_message_covers(store: sa.Engine) -> None:

@@ -348,6 +348,13 @@ def plan_ahead(
     at = pd.to_datetime(cps["reached_at"], utc=True)
     upcoming = cps[at > now]
     done = set(handled)
+    # Each decision is about one clock, and reads only that clock's handled checkpoints: grouped
+    # once here, not regrouped from every handled checkpoint by each of a run's hundred decisions.
+    done_of: dict[tuple, list[CheckpointId]] = {}
+    for sla_id, record_id, clock_start, checkpoint in done:
+        done_of.setdefault((sla_id, record_id, cell_instant(clock_start)), []).append(
+            (sla_id, record_id, clock_start, checkpoint)
+        )
     # Open clocks at `now` only (the projection cannot start new ones, but be sure of identities).
     running = current.clocks[current.clocks["state"] == "running"]
     live = {
@@ -381,7 +388,7 @@ def plan_ahead(
             identity,
         )
         kwargs: dict = {
-            "handled": done,
+            "handled": done_of.get(identity, ()),
             "instance_url": instance_url,
             "context": context,
             "open_clocks": int(open_by_owner.get(owners.iloc[0], 0)) if len(owners) else None,

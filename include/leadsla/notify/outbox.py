@@ -49,6 +49,7 @@ from leadsla.decisions.plan import (
     RollUp,
 )
 from leadsla.notify.payloads import parse_payload
+from leadsla.notify.stored_payload import stored_payload
 from leadsla.store.audit import AuditContext, record, record_many
 from leadsla.store.schema import NO_RECORD, audit, outbox
 from leadsla.store.schema import handled_checkpoints as handled_table
@@ -189,6 +190,52 @@ def _insert(conn: sa.Connection, row: dict[str, Any]) -> bool:
         )
     if insert_new(conn, outbox, [row], key=["idempotency_key"]):
         return True
+    return _revive(conn, row)
+
+
+def _insert_many(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[bool]:
+    """`_insert` for each of `rows` in a few statements, not two a row (a monitor run queues
+    hundreds of planned messages): the checkpoints marked handled, the rows whose key is new
+    inserted (the first of any repeated key), and each other row revived if `WITHDRAWN`. The same
+    rows, statuses and handled checkpoints as `_insert` one at a time in the same transaction; which
+    rows went in, in `rows`' order."""
+    if not rows:
+        return []
+    handled_at: dict[dt.datetime, list[CheckpointId]] = {}  # one instant, a run's
+    for r in rows:
+        if r["sla_id"] is not None and r["clock_start"] is not None:
+            handled_at.setdefault(r["created_at"], []).append(
+                (r["sla_id"], r["record_id"], r["clock_start"], r["checkpoint"])
+            )
+    for at, ids in handled_at.items():
+        _mark_handled(conn, ids, at)
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(row["idempotency_key"], row)
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = (
+        insert(outbox)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(outbox.c.idempotency_key)
+    )
+    inserted = set(conn.execute(stmt, list(first.values())).scalars())
+    went = []
+    for row in rows:
+        key = row["idempotency_key"]
+        if first[key] is not row:  # a repeat within the call: the first one stands, as it would
+            went.append(False)
+        elif key in inserted:
+            went.append(True)
+        else:
+            went.append(_revive(conn, row))
+    return went
+
+
+def _revive(conn: sa.Connection, row: dict[str, Any]) -> bool:
+    """Queue a row `WITHDRAWN` before its instant again with the new contents (it never left)."""
     revived = conn.execute(
         outbox.update()
         .where(outbox.c.idempotency_key == row["idempotency_key"], outbox.c.status == WITHDRAWN)
@@ -288,11 +335,11 @@ def enqueue(
     """
     new_keys: list[str] = []
     audits: list[dict[str, Any]] = []
+    made = []
     for message in messages:
         payload = parse_payload(message.payload, where=f"{message.channel} message for {message.record_id}")
-        key = message.key
         row = _row(
-            key,
+            message.key,
             sla_id=message.sla_id,
             record_id=message.record_id,
             clock_start=message.clock_start,
@@ -303,8 +350,11 @@ def enqueue(
             at=at,
             not_before=message.not_before,
         )
-        if not _insert(conn, row):
+        made.append((message, payload, row))
+    for (message, payload, row), went in zip(made, _insert_many(conn, [r for _, _, r in made]), strict=True):
+        if not went:
             continue
+        key = message.key
         new_keys.append(key)
         audits.append(
             {
@@ -468,13 +518,13 @@ def queued_rows(
             outbox.c.not_before,
             outbox.c.claimed_until,
             outbox.c.created_at,
-            outbox.c.payload,
+            # As its text, decoded when read (`notify.stored_payload`): most rows' payloads never are.
+            sa.cast(outbox.c.payload, sa.Text).label("payload"),
             outbox.c.sla_id,
             outbox.c.record_id,
             outbox.c.clock_start,
             outbox.c.checkpoint,
-        )
-        .where(
+        ).where(
             outbox.c.channel.in_(sorted(MESSAGE_CHANNELS)),
             sa.or_(
                 outbox.c.status == "pending",
@@ -482,28 +532,33 @@ def queued_rows(
             ),
             *mine,
         )
-        .order_by(outbox.c.created_at, outbox.c.outbox_id)
     ).all()
-    return tuple(
-        Queued(
-            key=r.idempotency_key,
-            recipient=r.recipient,
-            channel=r.channel,
-            status=r.status,
-            attempts=r.attempts,
-            leased=r.claimed_until is not None and r.attempts > 0,  # 0: held, never tried
-            not_before=r.not_before,
-            created_at=r.created_at,
-            payload=r.payload or {},
-            sla_id=r.sla_id,
-            record_id=r.record_id,
-            clock_start=r.clock_start,
-            checkpoint=r.checkpoint,
-            seq=r.outbox_id,
+    # In outbox order, sorted here: sorting tens of thousands of rows with their payloads' text
+    # made PostgreSQL spill them to disk.
+    queued = []
+    for r in sorted(rows, key=lambda r: (r.created_at, r.outbox_id)):
+        payload = stored_payload(r.payload, where=f"outbox row {r.idempotency_key!r}")
+        if (at := planned_instant(payload)) is not None and at > now:
+            continue
+        queued.append(
+            Queued(
+                key=r.idempotency_key,
+                recipient=r.recipient,
+                channel=r.channel,
+                status=r.status,
+                attempts=r.attempts,
+                leased=r.claimed_until is not None and r.attempts > 0,  # 0: held, never tried
+                not_before=r.not_before,
+                created_at=r.created_at,
+                payload=payload,
+                sla_id=r.sla_id,
+                record_id=r.record_id,
+                clock_start=r.clock_start,
+                checkpoint=r.checkpoint,
+                seq=r.outbox_id,
+            )
         )
-        for r in rows
-        if not ((at := planned_instant(r.payload)) is not None and at > now)
-    )
+    return tuple(queued)
 
 
 def apply(conn: sa.Connection, plan: Plan, at: dt.datetime, context: AuditContext) -> dict[str, int]:

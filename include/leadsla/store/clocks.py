@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -285,24 +286,50 @@ def current_clocks(
     `breached_since`. Three indexed reads, not one OR (a scan of every clock)."""
     clocks = schema.clocks
     instants = [c for c in CLOCK_COLUMNS if isinstance(clocks.c[c].type, schema.UtcDateTime)]
+    epoch = conn.dialect.name == "postgresql"
     query = sa.select(
-        *[
-            sa.type_coerce(clocks.c[c], sa.String).label(c) if c in instants else clocks.c[c]
-            for c in CLOCK_COLUMNS
-        ]
+        *[_instant(clocks.c[c], epoch=epoch) if c in instants else clocks.c[c] for c in CLOCK_COLUMNS]
     ).where(clocks.c.stale_since.is_(None))
-    rows: dict[tuple, tuple] = {}
+    # Each read leaves out the rows an earlier one gave (most clocks started today are open), so
+    # no row is fetched twice; a NULL breached_at is no breach since.
+    is_open = clocks.c.state.in_(OPEN)
+    breached = clocks.c.breached_at >= breached_since
+    not_breached = sa.or_(clocks.c.breached_at.is_(None), clocks.c.breached_at < breached_since)
+    rows: list[tuple] = []
     for which in (
-        clocks.c.state.in_(OPEN),
-        clocks.c.breached_at >= breached_since,
-        sa.and_(clocks.c.sla_id.in_(sorted(set(sla_ids))), clocks.c.clock_start >= started_since),
+        is_open,
+        sa.and_(breached, ~is_open),
+        sa.and_(
+            clocks.c.sla_id.in_(sorted(set(sla_ids))),
+            clocks.c.clock_start >= started_since,
+            ~is_open,
+            not_breached,
+        ),
     ):
-        for r in conn.execute(query.where(which)).all():
-            rows[(r[0], r[1], r[2])] = tuple(r)
-    frame = pd.DataFrame(list(rows.values()), columns=CLOCK_COLUMNS)
+        rows += [tuple(r) for r in conn.execute(query.where(which)).all()]
+    frame = pd.DataFrame(rows, columns=CLOCK_COLUMNS)
     for col in instants:
-        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+        values = frame[col]
+        frame[col] = _from_epoch(values) if epoch else pd.to_datetime(values, utc=True, format="ISO8601")
     return frame
+
+
+def _instant(column: sa.Column, *, epoch: bool) -> sa.ColumnElement:
+    """How a bulk read fetches an instant column for pandas to parse in one pass: PostgreSQL's
+    microseconds since the epoch (whole numbers: a third of the time text takes to become a
+    frame), else the text SQLite stores."""
+    if epoch:
+        return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger).label(column.name)
+    return sa.type_coerce(column, sa.String).label(column.name)
+
+
+def _from_epoch(micros: pd.Series) -> pd.Series:
+    """Microseconds since the epoch (NULL: missing) as aware UTC instants, exactly (whole numbers:
+    a float column of them holds each exactly, being below 2**53)."""
+    missing = micros.isna().to_numpy()
+    whole = micros.fillna(0).to_numpy().astype("int64").astype("datetime64[us]")
+    whole[missing] = np.datetime64("NaT")
+    return pd.Series(whole, index=micros.index).dt.tz_localize("UTC")
 
 
 def _lock_rows(conn: sa.Connection, keys: list[tuple]) -> Stored:

@@ -112,7 +112,8 @@ class Result:
 
     `clocks`: the clocks the decisions read; `checkpoints`: the re-evaluated clocks' reached
     checkpoints; `records`: the records the decisions read; `evaluated`: the records re-evaluated
-    (None: all); `writes`: the clock rows to write; `reconcile`: a full run's comparison.
+    (None: all); `writes`: the clock rows to write; `reconcile`: a full run's comparison;
+    `frames`: an incremental run's mirror frames of `evaluated`.
     """
 
     clocks: pd.DataFrame
@@ -125,6 +126,9 @@ class Result:
     count: int
     reconcile: dict[str, Any] | None = None
     reached: set[str] = field(default_factory=set)
+    #: An incremental run's mirror frames of the records it re-evaluated (`evaluated`), for the
+    #: planning ahead to cut its records' rows from instead of reading them again.
+    frames: dict[str, pd.DataFrame] | None = None
 
     @property
     def evaluation(self) -> Evaluation:
@@ -171,6 +175,7 @@ def evaluate_incremental(
         count=current_count(conn)
         - sum(1 for r in stored.values() if r["stale_since"] is None)
         + len(evaluation.clocks),
+        frames=frames,
     )
 
 

@@ -25,7 +25,7 @@ from leadsla.configuration import Configuration, alert_context
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
-from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, plan_ahead
+from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, plan_ahead, record_rows
 from leadsla.decisions.monitor import decide
 from leadsla.decisions.plan import CheckpointId, QueueState
 from leadsla.decisions.recipients import Directory
@@ -177,9 +177,15 @@ def _decision_reads(
             record_ids=reached | due_within(result.clocks, now, horizon),
             notices_since=now - NOTICES_WINDOW,
         )
-    # The warnings falling due within the horizon: those records' rows, read in this snapshot.
+    # The warnings falling due within the horizon: those records' rows, read in this snapshot, or
+    # cut from the re-evaluated records' rows when it read them all (a clock whose next checkpoint
+    # falls within the horizon is due a re-evaluation: `store.clocks.due_for_change`).
     soon = due_within(result.clocks, now, horizon)
-    return state, (load_frames(conn, record_ids=soon) if soon else None)
+    if not soon:
+        return state, None
+    if result.frames is not None and result.evaluated is not None and soon <= result.evaluated:
+        return state, record_rows(result.frames, soon)
+    return state, load_frames(conn, record_ids=soon)
 
 
 def handled_of(handled: frozenset[CheckpointId], record_ids: set[str]) -> frozenset[CheckpointId]:
