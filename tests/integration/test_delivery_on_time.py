@@ -280,6 +280,27 @@ def test_a_lone_warning_over_the_rate_limit_goes_at_its_second(store, slack_api)
     assert not [e for e in audit_rows(store, "message_deferred") if e.detail["reason"] == "held_for_digest"]
 
 
+def test_a_warning_queued_at_reach_in_the_same_batch_is_not_counted_foldable(store, slack_api) -> None:
+    """The monitor queued another warning to the same person at reach; it is claimed in the loop's
+    batch with the planned one but goes as queued (the monitor's digest decision already saw it),
+    so the planned warning is the only one over the limit and goes at its second too."""
+    _at_the_rate_limit(store, slack_api, leads=1)
+    at_reach = Message(
+        "mql_to_sal",
+        "00Q000000000000200",
+        SAL_AT - dt.timedelta(minutes=30),
+        "warn_50",
+        REP_EMAIL,
+        "slack",
+        alert_payload(lead={"id": "00Q000000000000200", "name": "At reach", "tier": "standard"}),
+    )
+    with store.begin() as conn:
+        enqueue(conn, [at_reach], SAL_AT + HALF, MONITOR)
+    counts = deliver(store, SAL_AT + HALF, budget=dt.timedelta(seconds=30))  # Slack paces
+    assert counts["delivered"] == 2 and counts.get("held_for_digest", 0) == 0
+    assert len(slack_keys(slack_api)) == 7
+
+
 def test_warnings_the_digest_will_fold_are_held_for_it_once(store, slack_api) -> None:
     _at_the_rate_limit(store, slack_api, leads=2)
     counts = deliver(store, SAL_AT + HALF)

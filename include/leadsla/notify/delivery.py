@@ -247,7 +247,11 @@ def deliver_due(
                         clock(),
                         context,
                         counts,
-                        untried=[r.idempotency_key for r in rows[i + 1 :]],
+                        # the batch's later planned warnings: each meets this same hold decision
+                        # (a row queued at reach goes as queued: the monitor's digest saw it)
+                        untried=[
+                            r.idempotency_key for r in rows[i + 1 :] if planned_instant(r.payload) is not None
+                        ],
                     )
                 ):
                     continue
@@ -335,7 +339,8 @@ def _rechecked_away(
     untried: Sequence[str] = (),
 ) -> bool:
     """Ask `recheck` about `row` and write its verdict; True when the row is not to be sent now.
-    `untried`: the keys of this batch's rows not tried yet (the rate limit may fold them with it).
+    `untried`: the keys of this batch's planned rows not tried yet (the rate limit may fold them
+    with it).
 
     The re-check (the engine on the record's rows) reads on a read-only connection: inside the
     write transaction it held SQLite's write lock for its whole evaluation, and a busy minute's
