@@ -18,4 +18,8 @@ fi
 .venv/bin/ruff check include dags plugins tests bench
 .venv/bin/ruff format --check --quiet include dags plugins tests bench \
   || { echo "error: ruff format would change the files above: run .venv/bin/ruff format include dags plugins tests bench" >&2; exit 1; }
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
+# Three workers on two cores: the end-to-end tests spend minutes waiting on Airflow's scheduler
+# and the real-time ones on the clock, and a third worker keeps both cores busy meanwhile
+# (16.4 -> 14.7 min for the suite on this project's 2-core machine). Each xdist_group stays on one
+# worker (tests/conftest.py).
+exec .venv/bin/python -m pytest -n 3 --dist loadgroup -q "$@"
