@@ -1,7 +1,8 @@
-"""A full run plans ahead with only the handled checkpoints of the records it plans for
-(`tasks.monitor.handled_of`): the demo org's day, evaluated in full after a run that queued and
-planned, gives the same plan (messages, breach actions, checkpoints, breaches left to the at-reach
-decision) with the run's whole outbox state as with that share of it, on both store backends."""
+"""A full run's planning ahead turns only on the handled checkpoints of the records it plans for
+(`decisions.ahead.plan_ahead` groups them by clock once, and each decision reads its own clock's):
+the demo org's day, evaluated in full after a run that queued and planned, gives the same plan
+(messages, breach actions, checkpoints, breaches left to the at-reach decision) with the run's
+whole outbox state as with that share of it, on both store backends."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from leadsla.decisions.ahead import due_within, plan_ahead
 from leadsla.decisions.recipients import Directory
 from leadsla.store.connection import read_only
 from leadsla.tasks.evaluation import Choice, evaluate_full
-from leadsla.tasks.monitor import _decision_reads, handled_of, run_monitor
+from leadsla.tasks.monitor import _decision_reads, run_monitor
 from tests.integration.test_incremental_monitor import (  # noqa: F401  (demo_mirror: the fixture)
     DAY_END,
     URL,
@@ -37,7 +38,7 @@ def test_a_full_run_plans_the_same_with_only_its_records_handled(store, demo_mir
         result = evaluate_full(conn, policy, LATER, choice=choice, horizon=HORIZON)
         state, frames = _decision_reads(conn, result, policy, LATER, HORIZON, full=True)
     soon = due_within(result.clocks, LATER, HORIZON)
-    mine = handled_of(state.handled, soon)
+    mine = frozenset(h for h in state.handled if h[1] in soon)  # the planned records' own
     assert soon and frames is not None
     assert mine and len(mine) < len(state.handled)  # some of the planned records' own, and fewer
 

@@ -27,7 +27,7 @@ from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
 from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, plan_ahead, record_rows
 from leadsla.decisions.monitor import decide
-from leadsla.decisions.plan import CheckpointId, QueueState
+from leadsla.decisions.plan import QueueState
 from leadsla.decisions.recipients import Directory
 from leadsla.errors import LeadSlaError
 from leadsla.escalation.breach import perform_due
@@ -165,6 +165,7 @@ def _decision_reads(
 ) -> tuple[QueueState, dict | None]:
     """What the decisions read beside the evaluation, in its snapshot: the outbox's state, and the
     mirror rows of the records whose warnings fall due within the horizon (None: none)."""
+    soon = due_within(result.clocks, now, horizon)  # the records planned ahead
     if full:
         state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
     else:
@@ -174,25 +175,17 @@ def _decision_reads(
             conn,
             now,
             window_minutes=policy.rate_limit.window_minutes,
-            record_ids=reached | due_within(result.clocks, now, horizon),
+            record_ids=reached | soon,
             notices_since=now - NOTICES_WINDOW,
         )
     # The warnings falling due within the horizon: those records' rows, read in this snapshot, or
     # cut from the re-evaluated records' rows when it read them all (a clock whose next checkpoint
     # falls within the horizon is due a re-evaluation: `store.clocks.due_for_change`).
-    soon = due_within(result.clocks, now, horizon)
     if not soon:
         return state, None
     if result.frames is not None and result.evaluated is not None and soon <= result.evaluated:
         return state, record_rows(result.frames, soon)
     return state, load_frames(conn, record_ids=soon)
-
-
-def handled_of(handled: frozenset[CheckpointId], record_ids: set[str]) -> frozenset[CheckpointId]:
-    """The handled checkpoints of these records: all `plan_ahead` looks up of the checkpoints
-    handled, which are its records' own (a full run's outbox state holds every record's, tens of
-    thousands, which each of its decisions would index again)."""
-    return frozenset(h for h in handled if h[1] in record_ids)
 
 
 def _decide_and_write(
@@ -225,7 +218,7 @@ def _decide_and_write(
             directory,
             now=now,
             horizon=horizon,
-            handled=handled_of(state.handled, due_within(result.clocks, now, horizon)),
+            handled=state.handled,
             instance_url=url,
             context=triage,
         )
