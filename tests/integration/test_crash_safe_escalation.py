@@ -9,6 +9,7 @@ and the CRM is not written twice (tests/kill_points.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +17,8 @@ from sandbox import salesforce_api
 from tests.kill_points import KILL_POINTS, Org, run_case, sync_between
 
 
-@pytest.fixture(scope="module")
-def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
-    """One Salesforce stand-in for the module; every case seeds its own users and lead."""
-    running = salesforce_api.start(tmp_path_factory.mktemp("salesforce"))
+def _stand_in(folder: Path) -> Iterator[Org]:
+    running = salesforce_api.start(folder)
     env = {
         "REQUESTS_CA_BUNDLE": str(running.ca_path),
         "AIRFLOW_CONN_SALESFORCE_DEFAULT": running.connection_json(),
@@ -31,6 +30,18 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
             yield Org(running.store, env)
         finally:
             running.stop()
+
+
+@pytest.fixture(scope="module")
+def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
+    """One Salesforce stand-in for the module; every case seeds its own users and lead."""
+    yield from _stand_in(tmp_path_factory.mktemp("salesforce"))
+
+
+@pytest.fixture
+def lone_org(tmp_path: Path) -> Iterator[Org]:
+    """A Salesforce stand-in of its own: the case's lead is the only one the org has."""
+    yield from _stand_in(tmp_path / "salesforce")
 
 
 @pytest.mark.parametrize(
@@ -46,3 +57,10 @@ def test_a_task_killed_at_a_step_boundary_is_completed_by_its_retry(
     backend = "sqlite" if store_url.startswith("sqlite") else "postgresql"
     synced = sync_between(backend, point_no)
     assert run_case(org, store_url, scenario, barrier, sync_between=synced) == []
+
+
+def test_a_release_cut_short_is_recorded_when_no_other_lead_is_locked(lone_org: Org, store_url: str) -> None:
+    """The release reached the CRM, the task died before recording it, and the sync landed the
+    cleared lock: no lead's lock runs any more, and the next escalate still records the release
+    (its crm_write and lock_released, once) instead of skipping lock keeping as idle."""
+    assert run_case(lone_org, store_url, "release", "crm_written", sync_between=True) == []

@@ -51,12 +51,15 @@ from leadsla.store.audit import AuditContext, record_many
 log = logging.getLogger(__name__)
 
 
-def any_locked(engine: sa.Engine, now: dt.datetime) -> bool:
-    """Whether any lead's lock is still running at `now` (else no CRM session is needed)."""
+def any_locked(engine: sa.Engine, mapping: CrmMapping, now: dt.datetime) -> bool:
+    """Whether lock keeping has anything to do at `now` (else no CRM session is needed): a lead's
+    lock still runs, or a release a crash cut short is on a lead without its audit entries."""
     records = schema.records
     with engine.connect() as conn:
         query = sa.select(sa.func.count()).select_from(records).where(records.c.lock_until > now)
-        return bool(conn.execute(query).scalar())
+        if conn.execute(query).scalar():
+            return True
+    return bool(_unfinished_releases(engine, mapping, now))
 
 
 def _holder_notices(conn: sa.Connection, lead: Any, lock: Any, holder: str, change: Any) -> list[Notice]:

@@ -583,7 +583,7 @@ def run_escalation(
     locks: dict[str, int] = {"restored": 0, "released": 0, "conflict": 0}
     lock_bug: Exception | None = None
     try:
-        if any_locked(engine, now):  # no lock: no CRM call
+        if any_locked(engine, mapping, now):  # nothing to keep: no CRM call
             locks = restore_locked_owners(
                 engine,
                 now,
