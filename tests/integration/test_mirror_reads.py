@@ -70,3 +70,33 @@ def test_both_backends_read_the_same_frames(both) -> None:
         assert_same(
             frames(sqlite, tables=tables, within=within), frames(postgres, tables=tables, within=within)
         )
+
+
+def test_a_range_of_record_ids_reads_history_by_its_index(both) -> None:
+    """A full evaluation's history read for a range of ids is an index range scan on record_id,
+    not a scan of the whole table (which led with object_type and could not serve a range)."""
+    import sqlalchemy as sa
+
+    for engine in both:
+        statements: list[tuple[str, object]] = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany, statements=statements):
+            if "FROM field_history" in statement:
+                statements.append((statement, parameters))
+
+        with read_only(engine) as conn:
+            middle = key_ranges(conn, 20)[1]
+            sa.event.listen(conn, "before_cursor_execute", seen)
+            load_frames(conn, tables=["field_history"], within=middle)
+            sa.event.remove(conn, "before_cursor_execute", seen)
+            ((statement, parameters),) = statements
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET enable_seqscan = off")  # the demo day is small
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+            else:
+                plan = "\n".join(
+                    str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                )
+        assert "ix_field_history_record_id_changed_at" in plan, plan
+        if engine.dialect.name == "postgresql":
+            assert "Index Cond: (((record_id)" in plan, plan

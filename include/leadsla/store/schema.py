@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeDecorator
 
 #: The head revision's number (`store.revisions`): add a revision when a table, column or index
 #: changes, and bump this to its number; `migrations.upgrade` brings older stores forward.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 #: The records index covering the War Room's MQL cohort (`war_room.queries`).
 COHORT_INDEX = "ix_records_cohort"
@@ -125,6 +125,8 @@ field_history = sa.Table(
     _now_column("changed_at"),
     sa.Column("landed_at", UtcDateTime()),  # as records.landed_at
     sa.Index(None, "object_type", "record_id", "changed_at"),
+    # A range of record ids (a full evaluation's mirror read, `store.mirror.key_ranges`).
+    sa.Index(None, "record_id", "changed_at"),
     sa.Index(None, "landed_at"),
     # War Room: leads that became MQL in a range (covering: object_type and record_id included).
     sa.Index(None, "field", "new_value", "changed_at", "object_type", "record_id"),
