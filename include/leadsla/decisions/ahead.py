@@ -29,18 +29,19 @@ store, no wall clock.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from leadsla.decisions.breach import decide_breach_actions
 from leadsla.decisions.cells import cell_instant
-from leadsla.decisions.checkpoints import CheckpointDecisions, decide_checkpoints
-from leadsla.decisions.context import ContextFields
+from leadsla.decisions.checkpoints import CheckpointDecisions, catch_up, checkpoint_messages
+from leadsla.decisions.context import ContextFields, converted_leads_in, record_context
 from leadsla.decisions.keys import normalise_recipient
-from leadsla.decisions.ladder import BreachBook
+from leadsla.decisions.ladder import BreachBook, of_reps, rep_of
 from leadsla.decisions.plan import BreachAction, CheckpointId, Message
 from leadsla.decisions.recipients import Directory
 from leadsla.engine import Evaluation
@@ -55,6 +56,8 @@ BREACH = "breach"
 #: Why a breach was left to the monitor at reach (`plan_ahead`'s `at_reach`): it tells leadership,
 #: and its team's day may be systemic by the instant (`may_roll_up`).
 MAY_ROLL_UP = "may_roll_up"
+#: A clock's states that count in its owner's open clocks (`decide_checkpoints`'s count).
+_OPEN = ("running", "paused", "breached")
 
 
 @dataclass
@@ -180,6 +183,93 @@ def may_roll_up(clocks: pd.DataFrame, policy: Policy, team: str | None, instant:
     return int(could.sum()) / len(mine) > rule.share
 
 
+def _instant(value: object) -> pd.Timestamp:
+    """A timestamp cell in UTC (a naive one read as UTC), as `pd.to_datetime(..., utc=True)` has it."""
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        return stamp
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _clock_key(row: Mapping[str, Any]) -> tuple[str, str, dt.datetime]:
+    """The identity of the clock a row (clock or checkpoint) belongs to, as `of_clock` matches it."""
+    return (str(row["sla_id"]), str(row["record_id"]), cell_instant(_instant(row["clock_start"])))
+
+
+def _by_clock(frame: pd.DataFrame) -> dict[tuple[str, str, dt.datetime], list[dict[str, Any]]]:
+    """`frame`'s rows as dicts by clock identity, in frame order: read once for every decision."""
+    found: dict[tuple[str, str, dt.datetime], list[dict[str, Any]]] = {}
+    for row in frame.to_dict("records"):
+        found.setdefault(_clock_key(row), []).append(row)
+    return found
+
+
+def _decide(
+    clock_rows: list[dict[str, Any]],
+    checkpoint_rows: list[dict[str, Any]],
+    record: Mapping[str, Any],
+    lead: Mapping[str, Any] | None,
+    directory: Directory,
+    checkpoint: str,
+    instant: dt.datetime,
+    *,
+    done: set[str],
+    instance_url: str,
+    context: ContextFields | None,
+    book: BreachBook | None,
+) -> CheckpointDecisions:
+    """The monitor's decision on one clock's `checkpoint` as a run at `instant` would take it, or
+    nothing (an empty `CheckpointDecisions`): `decide_checkpoints` on that one clock, its
+    checkpoints reached by `instant` each fresh, in plain Python over the clock's own rows (a
+    decision on a frame of one clock cost ~10 ms of pandas; a run plans about a hundred).
+
+    Args:
+        clock_rows, checkpoint_rows: the clock's rows and its checkpoints' (frame order).
+        record: the record's row ({} when none); lead: for an Opportunity, the Lead converted
+            into it (`decisions.context.converted_leads`).
+        done: the clock's checkpoints already handled.
+    """
+    nothing = CheckpointDecisions()
+    if not clock_rows:
+        return nothing
+    at = pd.Timestamp(instant)
+    reached = [r for r in checkpoint_rows if _instant(r["reached_at"]) <= at]
+    mine = [r for r in reached if r["checkpoint"] == checkpoint]
+    if not mine or max(r["offset_seconds"] for r in reached) > int(mine[0]["offset_seconds"]):
+        return nothing
+    # Running at the evaluation (or, for a projection past the deadline, breached): not met,
+    # handed on or paused. A stopped or paused clock's checkpoint calls for nothing.
+    first = clock_rows[0]
+    if first["state"] not in ("running", "breached") or pd.notna(first["stopped_at"]):
+        return nothing
+    # Decided as the run at `instant` would: each reached checkpoint fresh, the latest not
+    # handled due (`catch_up`), the payload's elapsed time the checkpoint's own offset.
+    if all(r["checkpoint"] in done for r in reached):
+        return nothing
+    due, _ = catch_up(sorted(reached, key=lambda r: r["offset_seconds"]), done)
+    if due is None:
+        return nothing
+    clock = {**clock_rows[-1], "elapsed_seconds": int(mine[0]["offset_seconds"])}
+    found = CheckpointDecisions()
+    breach = due["checkpoint"] == BREACH
+    if breach:
+        found.breaches.append(clock)
+    if book is None and breach and directory.policy.sla(clock["sla_id"]).laddered:
+        book = BreachBook.of_rows(clock_rows)
+    owner = clock["owner_id"]
+    owner_load = 0
+    if pd.notna(owner):
+        owner_load = sum(r["state"] in _OPEN and r["owner_id"] == owner for r in clock_rows)
+    triage = record_context(record, context or ContextFields(), lead=lead)
+    messages = checkpoint_messages(
+        directory, clock, due, record, owner_load, instant, instance_url, found, book, triage
+    )
+    found.messages = [m for m in messages if m.checkpoint == checkpoint]
+    if checkpoint != BREACH:
+        found.breaches = []
+    return found
+
+
 def _decided_at(
     evaluation: Evaluation,
     records: pd.DataFrame,
@@ -196,36 +286,34 @@ def _decided_at(
     """The monitor's decision on one clock's `checkpoint` as a run at `instant` would take it
     (`messages_at`), or nothing (an empty `CheckpointDecisions`)."""
     clocks, cps = evaluation.clocks, evaluation.checkpoints
-    nothing = CheckpointDecisions()
-    same = of_clock(clocks, identity)
-    if not same.any():
-        return nothing
-    clock = clocks[same].copy()
-    reached = cps[of_clock(cps, identity) & (pd.to_datetime(cps["reached_at"], utc=True) <= instant)].copy()
-    mine = reached[reached["checkpoint"] == checkpoint]
-    if mine.empty or reached["offset_seconds"].max() > int(mine["offset_seconds"].iloc[0]):
-        return nothing
-    # Running at the evaluation (or, for a projection past the deadline, breached): not met,
-    # handed on or paused. A stopped or paused clock's checkpoint calls for nothing.
-    if clock["state"].iloc[0] not in ("running", "breached") or pd.notna(clock["stopped_at"].iloc[0]):
-        return nothing
-    clock["elapsed_seconds"] = int(mine["offset_seconds"].iloc[0])
-    reached["status"] = "due"  # decided as the run at `instant` would: each reached one fresh
-    found = decide_checkpoints(
-        clock,
-        reached,
-        records,
+    clock_rows = clocks[of_clock(clocks, identity)].to_dict("records")
+    if not clock_rows:
+        return CheckpointDecisions()
+    key = _clock_key(clock_rows[0])
+    rows = records.to_dict("records")
+    mine = [r for r in rows if str(r["record_id"]) == key[1]]
+    record = mine[-1] if mine else {}
+    return _decide(
+        clock_rows,
+        cps[of_clock(cps, identity)].to_dict("records"),
+        record,
+        _lead_of(record, rows),
         directory,
-        now=instant,
-        handled=handled,
+        checkpoint,
+        instant,
+        done={h[3] for h in handled if (h[0], h[1], cell_instant(h[2])) == key},
         instance_url=instance_url,
         context=context,
         book=book,
     )
-    found.messages = [m for m in found.messages if m.checkpoint == checkpoint]
-    if checkpoint != BREACH:
-        found.breaches = []
-    return found
+
+
+def _lead_of(record: Mapping[str, Any], rows: list[dict[str, Any]]) -> Mapping[str, Any] | None:
+    """For an Opportunity `record`, the Lead among `rows` converted into it."""
+    if record.get("object_type") != "Opportunity":
+        return None
+    record_id = str(record["record_id"])
+    return converted_leads_in(rows, [record_id]).get(record_id)
 
 
 def messages_at(
@@ -300,6 +388,12 @@ def breach_at(
         context=context,
         book=book,
     )
+    return _breach_plan(found, directory, instant, open_clocks)
+
+
+def _breach_plan(
+    found: CheckpointDecisions, directory: Directory, instant: dt.datetime, open_clocks: int | None
+) -> BreachPlan:
     actions = [replace(a, planned_for=instant) for a in decide_breach_actions(found.breaches, directory)]
     return BreachPlan(_with_open_clocks(found.messages, open_clocks), actions)
 
@@ -315,6 +409,23 @@ def with_projection(current: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFr
     replaced by their projection (their breaches before its instant included)."""
     ids = set(projected["record_id"])
     return pd.concat([current[~current["record_id"].isin(ids)], projected], ignore_index=True)
+
+
+def _breach_book(
+    current: pd.DataFrame,
+    ahead: pd.DataFrame,
+    upcoming: pd.DataFrame,
+    clock_rows: dict[tuple[str, str, dt.datetime], list[dict[str, Any]]],
+) -> BreachBook:
+    """The book of every clock with the projection in (`with_projection`), of the reps of the
+    clocks whose breach is `upcoming` only: each of their entries, none of another rep's."""
+    reps = {
+        rep
+        for row in upcoming[upcoming["checkpoint"] == BREACH].to_dict("records")
+        if (rep := rep_of(clock_rows.get(_clock_key(row), [{}])[-1])) is not None
+    }
+    current = current[current["breached_at"].notna() & of_reps(current, reps)]
+    return BreachBook.of(with_projection(current, ahead), reps)
 
 
 def plan_ahead(
@@ -350,27 +461,33 @@ def plan_ahead(
     done = set(handled)
     # Each decision is about one clock, and reads only that clock's handled checkpoints: grouped
     # once here, not regrouped from every handled checkpoint by each of a run's hundred decisions.
-    done_of: dict[tuple, list[CheckpointId]] = {}
+    done_of: dict[tuple, set[str]] = {}
     for sla_id, record_id, clock_start, checkpoint in done:
-        done_of.setdefault((sla_id, record_id, cell_instant(clock_start)), []).append(
-            (sla_id, record_id, clock_start, checkpoint)
-        )
+        done_of.setdefault((sla_id, record_id, cell_instant(clock_start)), set()).add(checkpoint)
     # Open clocks at `now` only (the projection cannot start new ones, but be sure of identities).
     running = current.clocks[current.clocks["state"] == "running"]
     live = {
         (str(r.sla_id), str(r.record_id), cell_instant(r.clock_start))
         for r in running[running["record_id"].isin(ids)].itertuples()
     }
-    # Each decision sees its own record only (the cost of one is the frames' size), and the
-    # owner's open clocks counted once over every clock, as the at-reach decision counts them.
-    clocks_of = {str(r): g for r, g in ahead.clocks.groupby("record_id", observed=True)}
-    cps_of = {str(r): g for r, g in cps.groupby("record_id", observed=True)}
-    records_of = {str(r): g for r, g in rows["records"].groupby("record_id")}
-    open_now = current.clocks[current.clocks["state"].isin(["running", "paused", "breached"])]
-    open_by_owner = open_now.groupby("owner_id", observed=True).size()
-    # Every clock with the projection in (the repeat rung's book, the capacity bound): at the first breach.
-    projected: pd.DataFrame | None = None
+    # Each decision sees its own clock's and record's rows only, read as dicts once here (a
+    # decision on pandas frames of one clock cost more than the decision itself), and the owner's
+    # open clocks counted once over every clock, as the at-reach decision counts them.
+    clock_rows = _by_clock(ahead.clocks)
+    checkpoint_rows = _by_clock(cps)
+    first_of_sla: dict[tuple[str, str], dict[str, Any]] = {}
+    for (sla_id, record_id, _), of_one in clock_rows.items():  # in frame order: the first clock first
+        first_of_sla.setdefault((sla_id, record_id), of_one[0])
+    records_of: dict[str, list[dict[str, Any]]] = {}
+    for r in rows["records"].to_dict("records"):
+        records_of.setdefault(str(r["record_id"]), []).append(r)
+    open_now = current.clocks[current.clocks["state"].isin(_OPEN)]
+    open_by_owner = open_now.groupby("owner_id", observed=True).size().to_dict()
+    # The repeat rung's book, of every clock with the projection in, at the first breach: of the
+    # reps of the clocks whose breach falls due only (their entries whole; a store has thousands).
+    # Every clock with the projection in (the capacity bound): at the first breach to leadership.
     book: BreachBook | None = None
+    projected: pd.DataFrame | None = None
     leaders = leadership(directory.policy)
     for row in upcoming.sort_values("reached_at").itertuples():
         identity = (str(row.sla_id), str(row.record_id), cell_instant(row.clock_start))
@@ -379,37 +496,41 @@ def plan_ahead(
             continue
         instant = cell_instant(row.reached_at)
         record_id = str(row.record_id)
-        clock = clocks_of[record_id]
-        owners = clock.loc[clock["sla_id"] == row.sla_id, "owner_id"]
-        args = (
-            Evaluation(clock, cps_of[record_id]),
-            records_of.get(record_id, rows["records"].iloc[:0]),
+        first = first_of_sla.get((identity[0], record_id))
+        open_clocks = int(open_by_owner.get(first["owner_id"], 0)) if first is not None else None
+        own = records_of.get(record_id, [])
+        record = own[-1] if own else {}
+        breach = row.checkpoint == BREACH
+        if breach and book is None:
+            book = _breach_book(current.clocks, ahead.clocks, upcoming, clock_rows)
+        found = _decide(
+            clock_rows.get(identity, []),
+            checkpoint_rows.get(identity, []),
+            record,
+            _lead_of(record, own),
             directory,
-            identity,
+            str(row.checkpoint),
+            instant,
+            done=done_of.get(identity, set()),
+            instance_url=instance_url,
+            context=context,
+            book=book if breach else None,
         )
-        kwargs: dict = {
-            "handled": done_of.get(identity, ()),
-            "instance_url": instance_url,
-            "context": context,
-            "open_clocks": int(open_by_owner.get(owners.iloc[0], 0)) if len(owners) else None,
-        }
-        if row.checkpoint == BREACH:
-            if projected is None:
-                projected = with_projection(current.clocks, ahead.clocks)
-                book = BreachBook.of(projected)
-            whole = breach_at(*args, instant, book=book, **kwargs)
-            team = clock.loc[clock["sla_id"] == row.sla_id, "team"]
-            if tells_leadership(whole.messages, leaders) and may_roll_up(
-                projected,
-                directory.policy,
-                None if team.empty or pd.isna(team.iloc[0]) else str(team.iloc[0]),
-                instant,
-            ):
+        if breach:
+            whole = _breach_plan(found, directory, instant, open_clocks)
+            team = None if first is None or pd.isna(first["team"]) else str(first["team"])
+            if tells_leadership(whole.messages, leaders):
+                if projected is None:
+                    projected = with_projection(current.clocks, ahead.clocks)
+                rolls = may_roll_up(projected, directory.policy, team, instant)
+            else:
+                rolls = False
+            if rolls:
                 planned.at_reach.append((key, MAY_ROLL_UP))
                 continue
             messages, actions = whole.messages, whole.actions
         else:
-            messages, actions = messages_at(*args, str(row.checkpoint), instant, **kwargs), []
+            messages, actions = _with_open_clocks(found.messages, open_clocks), []
         if messages or actions:
             planned.messages.extend(replace(m, payload={**m.payload, "planned": True}) for m in messages)
             planned.actions.extend(actions)

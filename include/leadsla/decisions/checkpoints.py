@@ -156,20 +156,28 @@ def decide_checkpoints(
         if book is None and due["checkpoint"] == "breach" and directory.policy.sla(sla_id).laddered:
             book = BreachBook.of(clocks)
         triage = record_context(record, context, lead=origin.get(str(record_id)))
-        out.messages.extend(
-            _messages(directory, clock, due, record, owner_load, now, instance_url, out, book, triage)
+        found = checkpoint_messages(
+            directory, clock, due, record, owner_load, now, instance_url, out, book, triage
         )
+        out.messages.extend(found)
     return out
 
 
 def _catch_up(group: pd.DataFrame, done: set[str]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """Of one clock's reached checkpoints, the one to act on now and the ones passed over.
+    """`catch_up` on one clock's reached checkpoints as a frame."""
+    return catch_up(group.sort_values("offset_seconds").to_dict("records"), done)
+
+
+def catch_up(
+    rows: list[dict[str, Any]], done: set[str]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Of one clock's reached checkpoints (`rows`, in offset order), the one to act on now and the
+    ones passed over.
 
     Only the latest not yet handled is due; earlier ones are superseded. If a later checkpoint
     was already handled (an old run replayed after a newer one), the newer decision stands and
     nothing is due.
     """
-    rows = group.sort_values("offset_seconds").to_dict("records")
     fresh = [r for r in rows if r["checkpoint"] not in done]
     if not fresh:
         return None, []
@@ -207,7 +215,8 @@ def _destinations(
             for channel in ask.channels:
                 address = person.address(channel)
                 if not address and channel == SMS and person.user_id:
-                    address = f"{NO_PHONE}{person.user_id}"  # a CRM user without a number (see _messages)
+                    # a CRM user without a number (see checkpoint_messages)
+                    address = f"{NO_PHONE}{person.user_id}"
                 if not address:
                     continue
                 _, roles, why = found.setdefault((channel, normalise_recipient(address)), (person, [], []))
@@ -228,7 +237,7 @@ def _ladder(rules: list[Ask]) -> dict[str, str] | None:
     }
 
 
-def _messages(
+def checkpoint_messages(
     directory: Directory,
     clock: Mapping[str, Any],
     cp: Mapping[str, Any],

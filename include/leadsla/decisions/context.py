@@ -117,8 +117,19 @@ def converted_leads(records: pd.DataFrame, opportunity_ids: Iterable[str]) -> di
     wanted = {str(i) for i in opportunity_ids}
     if not wanted or records.empty or "fields" not in records or "object_type" not in records:
         return {}
+    return converted_leads_in(records[records["object_type"] == "Lead"].to_dict("records"), wanted)
+
+
+def converted_leads_in(
+    rows: Iterable[Mapping[str, Any]], opportunity_ids: Iterable[str]
+) -> dict[str, Mapping[str, Any]]:
+    """`converted_leads` over record rows already read as dicts (a plan deciding many records
+    reads its frame once): the Lead rows among `rows` converted into the opportunities named."""
+    wanted = {str(i) for i in opportunity_ids}
     found: dict[str, Mapping[str, Any]] = {}
-    for row in records[records["object_type"] == "Lead"].to_dict("records"):
+    for row in rows:
+        if row.get("object_type") != "Lead" or "fields" not in row:
+            continue
         opp = cell_text(_raw(row).get("ConvertedOpportunityId"))
         if opp in wanted:
             found[opp] = row

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,8 +63,23 @@ class Ask:
     why: str | None = None
 
 
-def _rep(clock: Mapping[str, Any]) -> str | None:
+#: The clock columns a `BreachBook` reads (`rep_of` and the entry).
+BOOK_COLUMNS = ("breached_at", "sla_id", "record_id", "clock_start", "accountable_owner_id", "owner_id")
+
+
+def rep_of(clock: Mapping[str, Any]) -> str | None:
+    """The rep a clock's breach counts against (the repeat rung's): its accountable owner, else its owner."""
     return cell_text(clock.get("accountable_owner_id")) or cell_text(clock.get("owner_id"))
+
+
+def of_reps(clocks: pd.DataFrame, reps: Collection[str]) -> pd.Series:
+    """The clocks whose rep (`rep_of`) may be one of `reps`: named by either column (more is
+    harmless: the book files each by its `rep_of`)."""
+    wanted = list(reps)
+    found = clocks["owner_id"].isin(wanted) if "owner_id" in clocks else pd.Series(False, index=clocks.index)
+    if "accountable_owner_id" in clocks:
+        found |= clocks["accountable_owner_id"].isin(wanted)
+    return found
 
 
 @dataclass
@@ -74,13 +89,26 @@ class BreachBook:
     by_rep: dict[str, list[tuple[dt.datetime, str, str, dt.datetime]]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, clocks: pd.DataFrame) -> BreachBook:
-        book = cls()
+    def of(cls, clocks: pd.DataFrame, reps: Collection[str] | None = None) -> BreachBook:
+        """The book of `clocks`' breaches; with `reps`, of those reps' only (a rep's entries are
+        whole: a plan asks the rank of a few reps' clocks, a store has thousands of breaches)."""
         if clocks.empty or "breached_at" not in clocks:
-            return book
-        breached = clocks[clocks["breached_at"].notna()]
-        for row in breached.to_dict("records"):
-            rep = _rep(row)
+            return cls()
+        breached = clocks["breached_at"].notna()
+        if reps is not None:
+            breached &= of_reps(clocks, reps)
+        # Only the columns the book reads become dicts (a clock row has thirty).
+        read = [c for c in BOOK_COLUMNS if c in clocks]
+        return cls.of_rows(clocks.loc[breached, read].to_dict("records"))
+
+    @classmethod
+    def of_rows(cls, clocks: Iterable[Mapping[str, Any]]) -> BreachBook:
+        """`of` over clock rows already read as dicts (those without a breach are left out)."""
+        book = cls()
+        for row in clocks:
+            if "breached_at" not in row or pd.isna(row["breached_at"]):
+                continue
+            rep = rep_of(row)
             if rep is None:
                 continue
             entry = (
@@ -98,7 +126,7 @@ class BreachBook:
         """This clock's breach is the rep's how-manyth within `within_days` days up to and
         including it: breaches in (breached_at - window, breached_at], ties in (sla, record,
         start) order. 0 when the clock has no breach or no rep."""
-        rep = _rep(clock)
+        rep = rep_of(clock)
         breached_at = cell_instant(clock["breached_at"]) if cell_text(clock.get("breached_at")) else None
         if rep is None or breached_at is None:
             return 0
@@ -288,14 +316,14 @@ def _digest_notice(
     lines = []
     for row in listed.to_dict("records"):
         record = by_id.get(str(row["record_id"]), {})
-        owner = directory.user(_rep(row), "owner")
-        owner_name = owner.name if owner else (_rep(row) or "unassigned")
+        owner = directory.user(rep_of(row), "owner")
+        owner_name = owner.name if owner else (rep_of(row) or "unassigned")
         lead = cell_text(record.get("name")) or str(row["record_id"])
         company = cell_text(record.get("company"))
         triage = describe(
             record_context(record, context or ContextFields(), lead=origin.get(str(row["record_id"]))),
             source=cell_text(record.get("lead_source")),
-            open_clocks=int(load.get(_rep(row), 0)),
+            open_clocks=int(load.get(rep_of(row), 0)),
             object_type=str(row.get("object_type") or "Lead"),
         )
         lines.append(
