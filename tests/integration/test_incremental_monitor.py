@@ -324,6 +324,35 @@ def test_a_retried_write_doubles_nothing(store) -> None:
     assert due and all(n == 1 for *_, n in due)
 
 
+def test_more_changed_records_than_a_range_holds_are_evaluated_a_range_at_a_time(store, second_url) -> None:
+    """An incremental run re-evaluates its records in one go, so when more changed than a full
+    run's range holds (a users' sync, a bulk update) it runs as a full one, a range at a time:
+    memory stays bounded, the result is the incremental run's, and the reconcile says why."""
+    twin = open_store(second_url)
+    at = SAL_AT + dt.timedelta(minutes=1)
+    for engine in (store, twin):
+        seed(engine)
+        run_monitor(engine, at, ctx("r1"), policy=POLICY, url=URL)
+    for n, rid in enumerate(LEADS[:3]):
+        for engine in (store, twin):
+            call(engine, rid, at + dt.timedelta(seconds=10 + n), n)
+    later = at + dt.timedelta(minutes=1)
+    ranged = run_monitor(store, later, ctx("r2"), policy=POLICY, url=URL, mode="incremental", chunk_records=2)
+    alone = run_monitor(twin, later, ctx("r2"), policy=POLICY, url=URL, mode="incremental", chunk_records=3)
+    assert alone["mode"] == "incremental" and alone["records_evaluated"] == 3  # three fit one range
+    assert ranged["mode"] == "full" and ranged["reconcile_differences"] == 0
+    assert snapshot(store, POLICY, later) == snapshot(twin, POLICY, later)  # clocks, outbox, audit
+    # The same decisions; a full run also rewrites the open clocks' moving columns (clocks_written).
+    how = ("mode", "records_evaluated", "reconcile_differences", "clocks_written")
+    assert {k: v for k, v in ranged.items() if k not in how} == {
+        k: v for k, v in alone.items() if k not in how
+    }
+    with store.connect() as conn:
+        reasons = conn.execute(sa.select(schema.reconciles.c.reason)).scalars().all()
+    assert reasons == ["many_changed"]
+    twin.dispose()
+
+
 # --- the demo org over a simulated day, incremental beside full -------------------------------------
 
 

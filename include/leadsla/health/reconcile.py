@@ -1,7 +1,8 @@
 """Incremental monitor drifting: a full reconcile found clocks the incremental runs had wrong.
 
 `sla_monitor` evaluates only what can have changed (`leadsla.tasks.evaluation`) and every N runs,
-and on a policy change, evaluates everything and compares (`reconciles`, one row per reconcile).
+on a policy change, and when too many records changed for one go, evaluates everything and
+compares (`reconciles`, one row per reconcile).
 A difference there was corrected by that run; it is still a finding, because it means a change
 the incremental runs missed (a writer that does not stamp `landed_at`, a clock whose next change
 was wrong), and alerts may have gone out late. Differences after a policy change are the change

@@ -474,7 +474,7 @@ reconciles = sa.Table(
     # what differed (corrected by that run), for sla_health (`leadsla.health.reconcile`).
     sa.Column("reconcile_id", sa.Integer, primary_key=True, autoincrement=True),
     _now_column("evaluated_at"),  # the run's `now`
-    sa.Column("reason", sa.String(40), nullable=False),  # every_n_runs, policy_changed, asked
+    sa.Column("reason", sa.String(40), nullable=False),  # every_n_runs, policy_changed, asked, many_changed
     sa.Column("clocks", sa.Integer, nullable=False),  # clocks compared
     sa.Column("differences", sa.Integer, nullable=False),  # clocks the incremental state had wrong
     sa.Column("detail", sa.JSON, nullable=False),  # a sample of the differing clocks and columns

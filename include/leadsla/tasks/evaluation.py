@@ -10,14 +10,15 @@ clocks merged with the stored current ones they can look at (open, started in th
 breached within the ladder's windows), projected to `now`, so a plan is the one a full evaluation
 gives.
 
-A full evaluation runs on the first run, on a policy change, every `reconcile_every` runs and when
-asked; it reads the mirror a range of record ids at a time (`store.mirror.key_ranges`: one index
-range scan a table) so memory stays bounded - each range's mirror rows, evaluation and stored rows
-are freed before the next; kept are the clock rows to write and what the decisions can read - and
-compares each range with what the incremental state held (an open clock's moving columns as
-projected from its `evaluated_at`): a difference is corrected by the run's
-writes and recorded (`reconciles`, read by `leadsla.health.reconcile`). Ranges make the shards of a
-sharded evaluation too (`Part`, `merge`; `tasks.monitor.plan_shards`). Reads only.
+A full evaluation runs on the first run, on a policy change, every `reconcile_every` runs, when
+asked, and when more records changed than a full evaluation's range holds (`choose`: an incremental
+run evaluates its records in one go); it reads the mirror a range of record ids at a time
+(`store.mirror.key_ranges`: one index range scan a table) so memory stays bounded - each range's
+mirror rows, evaluation and stored rows are freed before the next; kept are the clock rows to write
+and what the decisions can read - and compares each range with what the incremental state held (an
+open clock's moving columns as projected from its `evaluated_at`): a difference is corrected by the
+run's writes and recorded (`reconciles`, read by `leadsla.health.reconcile`). Ranges make the
+shards of a sharded evaluation too (`Part`, `merge`; `tasks.monitor.plan_shards`). Reads only.
 """
 
 from __future__ import annotations
@@ -70,16 +71,33 @@ def policy_digest(policy: Policy) -> str:
 
 @dataclass
 class Choice:
-    """How a run evaluates: `full` or not, why (first, policy_changed, every_n_runs, asked) and,
-    with a previous evaluation to build on, since when mirror rows count as landed."""
+    """How a run evaluates: `full` or not, why (first, policy_changed, every_n_runs, asked,
+    many_changed) and, with a previous evaluation to build on, since when mirror rows count as
+    landed; an incremental run's `ids` are the records it re-evaluates (`selected`)."""
 
     full: bool
     reason: str | None
     landed_after: dt.datetime | None
+    ids: set[str] | None = None
 
 
-def choose(conn: sa.Connection, policy: Policy, *, mode: str, reconcile_every: int) -> Choice:
-    """Full or incremental (module docstring); `mode` is auto, incremental or full."""
+def choose(
+    conn: sa.Connection,
+    policy: Policy,
+    *,
+    mode: str,
+    reconcile_every: int,
+    now: dt.datetime,
+    horizon: dt.timedelta,
+    most: int = CHUNK_RECORDS,
+) -> Choice:
+    """Full or incremental (module docstring); `mode` is auto, incremental or full.
+
+    An incremental run re-evaluates its records in one go; when more than `most` are selected (a
+    sync that landed every user's row, a bulk update of the org), the run is a full one instead,
+    read and evaluated a range of `most` records at a time, so no run holds more of the mirror
+    than a full run's range (reason ``many_changed``).
+    """
     if mode not in ("auto", "incremental", "full"):
         raise ValueError(f"monitor mode {mode!r}: expected auto, incremental or full")
     recent = recent_evaluations(conn, max(1, reconcile_every))
@@ -93,7 +111,10 @@ def choose(conn: sa.Connection, policy: Policy, *, mode: str, reconcile_every: i
         return Choice(True, "asked", after)
     if mode == "auto" and len(recent) >= reconcile_every and all(r.mode == "incremental" for r in recent):
         return Choice(True, "every_n_runs", after)
-    return Choice(False, None, after)
+    ids = selected(conn, now, after, horizon)
+    if len(ids) > most:
+        return Choice(True, "many_changed", after)
+    return Choice(False, None, after, ids)
 
 
 def selected(
@@ -144,11 +165,9 @@ def store_rows(evaluation: Evaluation, policy: Policy, now: dt.datetime) -> list
     return rows
 
 
-def evaluate_incremental(
-    conn: sa.Connection, policy: Policy, now: dt.datetime, *, landed_after: dt.datetime, horizon: dt.timedelta
-) -> Result:
-    """Re-evaluate the selected records; the decisions get them merged with the stored rest."""
-    ids = selected(conn, now, landed_after, horizon)
+def evaluate_incremental(conn: sa.Connection, policy: Policy, now: dt.datetime, *, ids: set[str]) -> Result:
+    """Re-evaluate the selected records (`choose`: `selected`); the decisions get them merged
+    with the stored rest."""
     frames = load_frames(conn, ids)
     evaluation = evaluate_records(frames, policy, now)
     stored = read_stored(conn, ids)

@@ -129,15 +129,21 @@ def run_monitor(
     # incremental run): decisions use `now`. Taken before reading, so nothing landed after is missed.
     read_at = dt.datetime.now(dt.UTC)
     with read_only(engine) as conn:  # one consistent snapshot; no write lock while evaluating
-        choice = choose(conn, policy, mode=mode, reconcile_every=reconcile_every)
+        choice = choose(
+            conn,
+            policy,
+            mode=mode,
+            reconcile_every=reconcile_every,
+            now=now,
+            horizon=horizon,
+            most=chunk_records,
+        )
         if choice.full:
             result = evaluate_full(
                 conn, policy, now, choice=choice, horizon=horizon, chunk_records=chunk_records
             )
         else:
-            result = evaluate_incremental(
-                conn, policy, now, landed_after=choice.landed_after, horizon=horizon
-            )
+            result = evaluate_incremental(conn, policy, now, ids=choice.ids or set())
         reads = _decision_reads(conn, result, policy, now, horizon, full=choice.full)
     return _decide_and_write(
         engine,
@@ -317,7 +323,15 @@ def plan_shards(
         policy = in_force(engine, context, now=now).configuration.policy
     read_at = dt.datetime.now(dt.UTC)  # before any shard reads: nothing landed after is missed
     with read_only(engine) as conn:
-        choice = choose(conn, policy, mode=mode, reconcile_every=reconcile_every)
+        choice = choose(
+            conn,
+            policy,
+            mode=mode,
+            reconcile_every=reconcile_every,
+            now=now,
+            horizon=horizon_from_env(),
+            most=chunk_records,
+        )
         opened = open_count(conn) if choice.full else 0
         if opened <= shard_above:
             return []
