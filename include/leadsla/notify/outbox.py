@@ -526,10 +526,10 @@ def _in_queue(now: dt.datetime, window_minutes: int) -> list[sa.ColumnElement]:
     ]
 
 
-def _payload_json(key: str) -> sa.ColumnElement:
+def _payload_json(key: str, payload: sa.ColumnElement = outbox.c.payload) -> sa.ColumnElement:
     """A payload key's JSON text (`true`, `"2026-..."`; NULL when absent), on both backends: the
     same `->` operator (PostgreSQL's json, SQLite's from 3.38), as text to group by."""
-    return sa.cast(outbox.c.payload.op("->")(sa.literal_column(f"'{key}'")), sa.Text)
+    return sa.cast(payload.op("->")(sa.literal_column(f"'{key}'")), sa.Text)
 
 
 def only_counted(now: dt.datetime, leaders: Collection[str]) -> sa.ColumnElement:
@@ -559,21 +559,22 @@ def counted_rows(
     grouped by their payload's `planned` and, when it may be set, `due_at` (as JSON text), so a
     warning planned for an instant after `now` is left out exactly as `queued_rows` leaves it
     (`planned_instant` on those two values)."""
-    planned = _payload_json("planned")
-    due_at = sa.case(
-        (
-            sa.or_(
-                planned.is_(None), planned.in_([sa.literal_column("'false'"), sa.literal_column("'null'")])
-            ),
-            None,
-        ),
-        else_=_payload_json("due_at"),
-    )
-    rows = (
-        sa.select(outbox.c.recipient, outbox.c.channel, planned.label("planned"), due_at.label("due_at"))
+    # Each payload's JSON parsed once per key: `planned` in a subquery the planner keeps apart (OFFSET
+    # 0; inlined, the expression would be parsed again for `due_at`'s condition and the grouping).
+    inner = (
+        sa.select(
+            outbox.c.recipient, outbox.c.channel, _payload_json("planned").label("planned"), outbox.c.payload
+        )
         .where(*_in_queue(now, window_minutes), where)
+        .offset(0)
         .subquery()
     )
+    falsy = sa.or_(
+        inner.c.planned.is_(None),
+        inner.c.planned.in_([sa.literal_column("'false'"), sa.literal_column("'null'")]),
+    )
+    due_at = sa.case((falsy, None), else_=_payload_json("due_at", inner.c.payload))
+    rows = sa.select(inner.c.recipient, inner.c.channel, inner.c.planned, due_at.label("due_at")).subquery()
     counted: dict[tuple[str, str], int] = {}
     for recipient, channel, planned_json, due_json, n in conn.execute(
         sa.select(rows.c.recipient, rows.c.channel, rows.c.planned, rows.c.due_at, sa.func.count()).group_by(
