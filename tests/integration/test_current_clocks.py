@@ -91,6 +91,8 @@ def test_every_clock_a_decision_can_read_comes_back_once_with_its_stored_values(
                 assert pd.isna(got) if want is None else got == pd.Timestamp(want), (col, want, got)
             else:
                 assert got == want or (want is None and pd.isna(got)), (col, want, got)
+                # The type too: a boolean read as 0/1, or a number as text, would compare equal above.
+                assert want is None or type(got) is type(want), (col, want, got)
     for col in INSTANTS:
         assert isinstance(frame[col].dtype, pd.DatetimeTZDtype) and str(frame[col].dt.tz) == "UTC"
 

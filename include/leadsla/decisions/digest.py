@@ -21,7 +21,12 @@ from leadsla.decisions.plan import Digest, Queued
 
 
 def decide_digests(
-    queued: Sequence[Queued], now: dt.datetime, *, max_alerts: int, window_minutes: int
+    queued: Sequence[Queued],
+    now: dt.datetime,
+    *,
+    max_alerts: int,
+    window_minutes: int,
+    counted: Mapping[tuple[str, str], int] | None = None,
 ) -> list[Digest]:
     """The digests each person's queue calls for (module docstring).
 
@@ -29,6 +34,8 @@ def decide_digests(
         queued: the outbox's pending rows and rows delivered within the window, plus what this
             run adds, in outbox order (rows rolled up elsewhere already left out).
         now: the run's time; a row with a later `not_before` is not due and not digested.
+        counted: more rows of each person's queue (recipient, channel), none of them digestible,
+            given as a count (`QueueState.counted`): they count as what the person already got.
 
     Returns:
         One digest per person and channel over the limit by two or more warnings.
@@ -40,7 +47,7 @@ def decide_digests(
     digests: list[Digest] = []
     for (recipient, channel), group in sorted(by_person.items()):
         digestible = [r for r in group if _digestible(r, now)]
-        committed = len(group) - len(digestible)
+        committed = len(group) - len(digestible) + (counted or {}).get((recipient, channel), 0)
         extra = digestible[max(max_alerts - committed, 0) :]
         if len(extra) < 2:
             continue

@@ -76,6 +76,7 @@ def decide(
         now,
         max_alerts=policy.rate_limit.max_alerts,
         window_minutes=policy.rate_limit.window_minutes,
+        counted=state.counted,
     )
     return Plan(
         due=found.due,

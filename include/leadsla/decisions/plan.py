@@ -134,12 +134,15 @@ class QueueState:
 
     `rows`: pending rows, and rows delivered within the rate-limit window, in outbox order
     (slack and e-mail only). `handled`: every checkpoint already acted on (queued in any status,
-    superseded, or recorded due), so a rerun decides nothing twice.
+    superseded, or recorded due), so a rerun decides nothing twice. `counted`: more such rows,
+    only counted, per person (recipient, channel): rows no decision reads but the rate limit
+    counts (`notify.outbox.only_counted`), left out of `rows`.
     """
 
     rows: tuple[Queued, ...] = ()
     handled: frozenset[CheckpointId] = frozenset()
     next_seq: int = 1
+    counted: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ action) ends every other of its rows nobody holds a lease on (`cancel`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -483,6 +484,7 @@ def queue_state(
     window_minutes: int,
     record_ids: Iterable[str] | None = None,
     notices_since: dt.datetime | None = None,
+    leaders: Collection[str] | None = None,
 ) -> QueueState:
     """The recipients' state a decision reads (`leadsla.decisions.plan.QueueState`): pending
     messages and those delivered within the rate-limit window, in outbox order, and the
@@ -492,20 +494,113 @@ def queue_state(
     A warning planned for an instant after `now` is not in the rows: until its checkpoint it is
     not part of anyone's queue (rate limit, roll-ups), so those decisions are what they were
     when warnings were queued at their checkpoint. From its instant on it is an ordinary row.
+
+    Args:
+        leaders: the addresses whose breach messages a capacity alert may roll up
+            (`decisions.ahead.leadership`). Given, the rows no decision reads but the rate limit
+            counts (`only_counted`: delivered in the window, tried, not due yet, not a warning,
+            and not a leader's untried breach message) are counted per person in SQL
+            (`QueueState.counted`) instead of read: a backlog of breach messages is tens of
+            thousands of rows of a kilobyte each. None: every row is read.
     """
-    queued = queued_rows(conn, now, window_minutes=window_minutes)
+    if leaders is None:
+        queued, counted = queued_rows(conn, now, window_minutes=window_minutes), {}
+    else:
+        counted_only = only_counted(now, leaders)
+        queued = queued_rows(conn, now, window_minutes=window_minutes, where=sa.not_(counted_only))
+        counted = counted_rows(conn, now, window_minutes=window_minutes, where=counted_only)
     last = conn.execute(sa.select(sa.func.max(outbox.c.outbox_id))).scalar() or 0
     handled = handled_checkpoints(conn, record_ids, notices_since=notices_since)
-    return QueueState(rows=queued, handled=handled, next_seq=last + 1)
+    return QueueState(rows=queued, handled=handled, next_seq=last + 1, counted=counted)
+
+
+def _in_queue(now: dt.datetime, window_minutes: int) -> list[sa.ColumnElement]:
+    """The rows in someone's queue: pending messages, and those delivered within the window."""
+    since = now - dt.timedelta(minutes=window_minutes)
+    return [
+        outbox.c.channel.in_(sorted(MESSAGE_CHANNELS)),
+        sa.or_(
+            outbox.c.status == "pending",
+            sa.and_(outbox.c.status == "delivered", outbox.c.delivered_at > since),
+        ),
+    ]
+
+
+def _payload_json(key: str, payload: sa.ColumnElement = outbox.c.payload) -> sa.ColumnElement:
+    """A payload key's JSON text (`true`, `"2026-..."`; NULL when absent), on both backends: the
+    same `->` operator (PostgreSQL's json, SQLite's from 3.38), as text to group by."""
+    return sa.cast(payload.op("->")(sa.literal_column(f"'{key}'")), sa.Text)
+
+
+def only_counted(now: dt.datetime, leaders: Collection[str]) -> sa.ColumnElement:
+    """True for an outbox row no decision reads but the rate limit counts (`queue_state`): not a
+    due warning nobody tried (a digest may take it, `decisions.digest`), and not an untried breach
+    message to a leader (a capacity alert may roll it up, `decisions.capacity`). NULL is read as
+    False, so a row this cannot tell for certain is read whole."""
+    untried = sa.and_(outbox.c.status == "pending", outbox.c.attempts == 0)
+    digestible = sa.and_(
+        untried,
+        outbox.c.not_before <= now,
+        sa.func.coalesce(outbox.c.payload["kind"].as_string(), "") == "warning",
+    )
+    rolls_up = sa.and_(
+        untried,
+        outbox.c.checkpoint == "breach",
+        outbox.c.channel.in_(["email", "slack"]),
+        outbox.c.recipient.in_(sorted(leaders)),
+    )
+    return sa.func.coalesce(sa.not_(sa.or_(digestible, rolls_up)), sa.false())
+
+
+def counted_rows(
+    conn: sa.Connection, now: dt.datetime, *, window_minutes: int, where: sa.ColumnElement
+) -> dict[tuple[str, str], int]:
+    """How many rows of `where` are in each person's queue (recipient, channel), counted in SQL:
+    grouped by their payload's `planned` and, when it may be set, `due_at` (as JSON text), so a
+    warning planned for an instant after `now` is left out exactly as `queued_rows` leaves it
+    (`planned_instant` on those two values)."""
+    # Each payload's JSON parsed once per key: `planned` in a subquery the planner keeps apart (OFFSET
+    # 0; inlined, the expression would be parsed again for `due_at`'s condition and the grouping).
+    inner = (
+        sa.select(
+            outbox.c.recipient, outbox.c.channel, _payload_json("planned").label("planned"), outbox.c.payload
+        )
+        .where(*_in_queue(now, window_minutes), where)
+        .offset(0)
+        .subquery()
+    )
+    falsy = sa.or_(
+        inner.c.planned.is_(None),
+        inner.c.planned.in_([sa.literal_column("'false'"), sa.literal_column("'null'")]),
+    )
+    due_at = sa.case((falsy, None), else_=_payload_json("due_at", inner.c.payload))
+    rows = sa.select(inner.c.recipient, inner.c.channel, inner.c.planned, due_at.label("due_at")).subquery()
+    counted: dict[tuple[str, str], int] = {}
+    for recipient, channel, planned_json, due_json, n in conn.execute(
+        sa.select(rows.c.recipient, rows.c.channel, rows.c.planned, rows.c.due_at, sa.func.count()).group_by(
+            rows.c.recipient, rows.c.channel, rows.c.planned, rows.c.due_at
+        )
+    ):
+        head = {
+            k: json.loads(v) for k, v in (("planned", planned_json), ("due_at", due_json)) if v is not None
+        }
+        if (at := planned_instant(head)) is not None and at > now:
+            continue
+        counted[(recipient, channel)] = counted.get((recipient, channel), 0) + n
+    return counted
 
 
 def queued_rows(
-    conn: sa.Connection, now: dt.datetime, *, window_minutes: int, person: tuple[str, str] | None = None
+    conn: sa.Connection,
+    now: dt.datetime,
+    *,
+    window_minutes: int,
+    person: tuple[str, str] | None = None,
+    where: sa.ColumnElement | None = None,
 ) -> tuple[Queued, ...]:
     """`queue_state`'s rows: the pending messages and those delivered within the rate-limit window,
     in outbox order, planned warnings from their instant on; one person's on one channel only when
-    `person` (recipient, channel) is given."""
-    since = now - dt.timedelta(minutes=window_minutes)
+    `person` (recipient, channel) is given, those of `where` only when it is."""
     mine = [] if person is None else [outbox.c.recipient == person[0], outbox.c.channel == person[1]]
     rows = conn.execute(
         sa.select(
@@ -524,14 +619,7 @@ def queued_rows(
             outbox.c.record_id,
             outbox.c.clock_start,
             outbox.c.checkpoint,
-        ).where(
-            outbox.c.channel.in_(sorted(MESSAGE_CHANNELS)),
-            sa.or_(
-                outbox.c.status == "pending",
-                sa.and_(outbox.c.status == "delivered", outbox.c.delivered_at > since),
-            ),
-            *mine,
-        )
+        ).where(*_in_queue(now, window_minutes), *mine, *([] if where is None else [where]))
     ).all()
     # In outbox order, sorted here: sorting tens of thousands of rows with their payloads' text
     # made PostgreSQL spill them to disk.

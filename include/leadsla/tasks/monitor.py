@@ -25,7 +25,7 @@ from leadsla.configuration import Configuration, alert_context
 from leadsla.crm.mapping import CrmMapping
 from leadsla.crm.protocol import CrmClient
 from leadsla.crm.salesforce import SalesforceClient, conn_id_from_env, instance_url
-from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, plan_ahead, record_rows
+from leadsla.decisions.ahead import DEFAULT_HORIZON, due_within, leadership, plan_ahead, record_rows
 from leadsla.decisions.monitor import decide
 from leadsla.decisions.plan import QueueState
 from leadsla.decisions.recipients import Directory
@@ -169,20 +169,23 @@ def _decision_reads(
     *,
     full: bool,
 ) -> tuple[QueueState, dict | None]:
-    """What the decisions read beside the evaluation, in its snapshot: the outbox's state, and the
-    mirror rows of the records whose warnings fall due within the horizon (None: none)."""
+    """What the decisions read beside the evaluation, in its snapshot: the outbox's state (the
+    rows no decision reads only counted: `notify.outbox.only_counted`), and the mirror rows of the
+    records whose warnings fall due within the horizon (None: none)."""
     soon = due_within(result.clocks, now, horizon)  # the records planned ahead
+    window, leaders = policy.rate_limit.window_minutes, leadership(policy)
     if full:
-        state = outbox.queue_state(conn, now, window_minutes=policy.rate_limit.window_minutes)
+        state = outbox.queue_state(conn, now, window_minutes=window, leaders=leaders)
     else:
         cps = result.checkpoints
         reached = set(cps.loc[cps["status"].isin(["due", "superseded"]), "record_id"])
         state = outbox.queue_state(
             conn,
             now,
-            window_minutes=policy.rate_limit.window_minutes,
+            window_minutes=window,
             record_ids=reached | soon,
             notices_since=now - NOTICES_WINDOW,
+            leaders=leaders,
         )
     # The warnings falling due within the horizon: those records' rows, read in this snapshot, or
     # cut from the re-evaluated records' rows when it read them all (a clock whose next checkpoint
