@@ -477,6 +477,16 @@ def handled_checkpoints(
     return frozenset(found)
 
 
+@dataclass(frozen=True)
+class Queue:
+    """The recipients' queues (`queue_of`): the rows a decision reads whole, in outbox order, the
+    rows only counted per person (recipient, channel), and the next outbox sequence number."""
+
+    rows: tuple[Queued, ...]
+    counted: Mapping[tuple[str, str], int]
+    next_seq: int
+
+
 def queue_state(
     conn: sa.Connection,
     now: dt.datetime,
@@ -485,11 +495,22 @@ def queue_state(
     record_ids: Iterable[str] | None = None,
     notices_since: dt.datetime | None = None,
     leaders: Collection[str] | None = None,
+    queue: Queue | None = None,
 ) -> QueueState:
-    """The recipients' state a decision reads (`leadsla.decisions.plan.QueueState`): pending
-    messages and those delivered within the rate-limit window, in outbox order, and the
-    checkpoints already handled (of `record_ids` and recent notices only, when given:
-    `handled_checkpoints`).
+    """The recipients' state a decision reads (`leadsla.decisions.plan.QueueState`): their queues
+    (`queue_of`, or `queue` when it was read already) and the checkpoints already handled (of
+    `record_ids` and recent notices only, when given: `handled_checkpoints`)."""
+    if queue is None:
+        queue = queue_of(conn, now, window_minutes=window_minutes, leaders=leaders)
+    handled = handled_checkpoints(conn, record_ids, notices_since=notices_since)
+    return QueueState(rows=queue.rows, handled=handled, next_seq=queue.next_seq, counted=queue.counted)
+
+
+def queue_of(
+    conn: sa.Connection, now: dt.datetime, *, window_minutes: int, leaders: Collection[str] | None = None
+) -> Queue:
+    """The recipients' queues at `now`: pending messages and those delivered within the rate-limit
+    window, in outbox order.
 
     A warning planned for an instant after `now` is not in the rows: until its checkpoint it is
     not part of anyone's queue (rate limit, roll-ups), so those decisions are what they were
@@ -500,7 +521,7 @@ def queue_state(
             (`decisions.ahead.leadership`). Given, the rows no decision reads but the rate limit
             counts (`only_counted`: delivered in the window, tried, not due yet, not a warning,
             and not a leader's untried breach message) are counted per person in SQL
-            (`QueueState.counted`) instead of read: a backlog of breach messages is tens of
+            (`Queue.counted`) instead of read: a backlog of breach messages is tens of
             thousands of rows of a kilobyte each. None: every row is read.
     """
     if leaders is None:
@@ -510,8 +531,7 @@ def queue_state(
         queued = queued_rows(conn, now, window_minutes=window_minutes, where=sa.not_(counted_only))
         counted = counted_rows(conn, now, window_minutes=window_minutes, where=counted_only)
     last = conn.execute(sa.select(sa.func.max(outbox.c.outbox_id))).scalar() or 0
-    handled = handled_checkpoints(conn, record_ids, notices_since=notices_since)
-    return QueueState(rows=queued, handled=handled, next_seq=last + 1, counted=counted)
+    return Queue(rows=queued, counted=counted, next_seq=last + 1)
 
 
 def _in_queue(now: dt.datetime, window_minutes: int) -> list[sa.ColumnElement]:

@@ -14,9 +14,11 @@ last good ones).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,7 +130,7 @@ def run_monitor(
     # Bookkeeping (which sync the clocks reflect, for the reports; what landed since, for the next
     # incremental run): decisions use `now`. Taken before reading, so nothing landed after is missed.
     read_at = dt.datetime.now(dt.UTC)
-    with read_only(engine) as conn:  # one consistent snapshot; no write lock while evaluating
+    with read_only(engine) as conn, _queue_ahead(engine, now, policy) as queue:  # no write lock meanwhile
         choice = choose(
             conn,
             policy,
@@ -144,7 +146,7 @@ def run_monitor(
             )
         else:
             result = evaluate_incremental(conn, policy, now, ids=choice.ids or set())
-        reads = _decision_reads(conn, result, policy, now, horizon, full=choice.full)
+        reads = _decision_reads(conn, result, policy, now, horizon, full=choice.full, queue=queue())
     return _decide_and_write(
         engine,
         result,
@@ -160,6 +162,29 @@ def run_monitor(
     )
 
 
+@contextlib.contextmanager
+def _queue_ahead(
+    engine: sa.Engine, now: dt.datetime, policy: Policy
+) -> Iterator[Callable[[], outbox.Queue | None]]:
+    """The recipients' queues (`notify.outbox.queue_of`) read while the run evaluates: on
+    PostgreSQL in a thread, on a read-only connection of its own, so the database's work (parsing
+    tens of thousands of payloads to count them) overlaps the evaluation instead of following it.
+    Each statement there sees what was committed when it began, on any connection, as the run's
+    own statements do. On SQLite nothing: the run reads them in its own snapshot (`queue_state`).
+    Yields what gives the queues (None on SQLite), waiting for the read if it is still running."""
+    if engine.dialect.name != "postgresql":
+        yield lambda: None
+        return
+    window, leaders = policy.rate_limit.window_minutes, leadership(policy)
+
+    def read() -> outbox.Queue:
+        with read_only(engine) as conn:
+            return outbox.queue_of(conn, now, window_minutes=window, leaders=leaders)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="leadsla-queue") as pool:
+        yield pool.submit(read).result
+
+
 def _decision_reads(
     conn: sa.Connection,
     result: Result,
@@ -168,14 +193,15 @@ def _decision_reads(
     horizon: dt.timedelta,
     *,
     full: bool,
+    queue: outbox.Queue | None = None,
 ) -> tuple[QueueState, dict | None]:
-    """What the decisions read beside the evaluation, in its snapshot: the outbox's state (the
-    rows no decision reads only counted: `notify.outbox.only_counted`), and the mirror rows of the
-    records whose warnings fall due within the horizon (None: none)."""
+    """What the decisions read beside the evaluation: the outbox's state (the rows no decision
+    reads only counted: `notify.outbox.only_counted`; its queues `queue` when read already), and
+    the mirror rows of the records whose warnings fall due within the horizon (None: none)."""
     soon = due_within(result.clocks, now, horizon)  # the records planned ahead
     window, leaders = policy.rate_limit.window_minutes, leadership(policy)
     if full:
-        state = outbox.queue_state(conn, now, window_minutes=window, leaders=leaders)
+        state = outbox.queue_state(conn, now, window_minutes=window, leaders=leaders, queue=queue)
     else:
         cps = result.checkpoints
         reached = set(cps.loc[cps["status"].isin(["due", "superseded"]), "record_id"])
@@ -186,6 +212,7 @@ def _decision_reads(
             record_ids=reached | soon,
             notices_since=now - NOTICES_WINDOW,
             leaders=leaders,
+            queue=queue,
         )
     # The warnings falling due within the horizon: those records' rows, read in this snapshot, or
     # cut from the re-evaluated records' rows when it read them all (a clock whose next checkpoint
