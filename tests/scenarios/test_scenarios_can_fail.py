@@ -10,6 +10,7 @@ import pytest
 
 from leadsla import clock as clock_module
 from leadsla import engine as engine_module
+from leadsla.decisions import ahead as ahead_decisions
 from leadsla.decisions import checkpoints as checkpoint_decisions
 from leadsla.decisions.recipients import Directory
 from leadsla.policy import REAL_TIME_CALENDAR, Sla
@@ -198,12 +199,14 @@ def test_the_scenario_fails_on_its_planted_bug(name, monkeypatch) -> None:
 
 def test_a_critical_breach_held_for_working_hours_fails_the_demo_line(monkeypatch) -> None:
     # Planted in the decisions: every breach waits for the recipient's working hours.
-    original = checkpoint_decisions._messages
-    monkeypatch.setattr(
-        checkpoint_decisions,
-        "_messages",
-        lambda directory, clock, *args, **kw: original(directory, {**clock, "critical": False}, *args, **kw),
-    )
+    original = checkpoint_decisions.checkpoint_messages
+
+    def held(directory, clock, *args, **kw):
+        return original(directory, {**clock, "critical": False}, *args, **kw)
+
+    # At reach and when planned ahead: both decide a checkpoint's messages with this function.
+    monkeypatch.setattr(checkpoint_decisions, "checkpoint_messages", held)
+    monkeypatch.setattr(ahead_decisions, "checkpoint_messages", held)
     outcome = result(shipped("tiered"), "demo_request_tier")
     assert outcome.status == "fail"
     # Made non-critical, the breach also leaves the VPs for their digest (the ladder) and waits for
