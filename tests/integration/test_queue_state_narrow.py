@@ -23,6 +23,7 @@ from leadsla.notify.outbox import enqueue, queue_notices, queue_state
 from leadsla.policy import load_policy
 from leadsla.store.audit import AuditContext
 from leadsla.store.schema import outbox
+from tests.integration.test_capacity import clocks as team_clocks
 from tests.notify_fixtures import alert_payload
 
 POLICY = load_policy()
@@ -67,24 +68,6 @@ def message(
         payload,
         not_before=not_before or planned_for,
     )
-
-
-def team_clocks(team: str, started: int, breached: int) -> pd.DataFrame:
-    """`team`'s clocks started today, the first `breached` of them breached (a systemic day above 60 %)."""
-    rows = []
-    for i in range(started):
-        start = DAY + dt.timedelta(minutes=i)
-        rows.append(
-            {
-                "sla_id": "sales_touch",
-                "record_id": f"00Q{team[4].upper()}{i:014d}",
-                "clock_start": start,
-                "team": team,
-                "state": "breached" if i < breached else "running",
-                "breached_at": start + dt.timedelta(hours=4) if i < breached else None,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def set_row(conn: sa.Connection, m: Message, **values) -> None:
